@@ -1,0 +1,1 @@
+"""The WFO API: XML socket server and WebAPI in front of one dispatcher."""

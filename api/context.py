@@ -1,0 +1,23 @@
+"""What request handlers may use: the core's objects, never the transports'."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from recorder.scheduler import Scheduler
+from recorder.store import Store
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    scheduler: Scheduler
+    store: Store
+    core_ident: int
+    calllist_max_rows: int
+    clock: Callable[[], float] = field(default=time.time)
+
+    def sent_to_cores(self, request_type: str) -> str:
+        """The manual's API_OK message for requests forwarded to the recording cores."""
+        return f"{request_type} sent to all of the following cores: {self.core_ident}"

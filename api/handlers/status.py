@@ -1,0 +1,97 @@
+"""Status functions: CALLLIST (stored recordings) and DEVICESTATUS (live devices)."""
+
+from __future__ import annotations
+
+from recorder.api.context import ApiContext
+from recorder.api.params import Params
+from recorder.api.request import ApiResult, Node, RequestError, invalid
+from recorder.api.timefmt import manual_datetime
+from recorder.errors import StoreError
+from recorder.resultcodes import ResultCode
+from recorder.scheduler import CallStatus, DeviceStatus
+from recorder.store import FILTER_FIELDS, USER_FIELDS, RecordingQuery, RecordingRow
+
+
+def call_list(ctx: ApiContext, params: Params) -> ApiResult:
+    # A blank filter (<ANI></ANI>) filters nothing: clients send the manual's full field list.
+    equals = {name: value for name in FILTER_FIELDS if (value := params.nonblank(name))}
+    start, end = params.integer("CALLDATESTART"), params.integer("CALLDATEEND")
+    if start is not None and end is not None and start > end:
+        raise invalid(f"CALLDATESTART ({start}) is after CALLDATEEND ({end})")
+    count = params.integer("CALLCOUNT")
+    limit = min(count or ctx.calllist_max_rows, ctx.calllist_max_rows)
+    try:
+        rows = ctx.store.list_recordings(
+            RecordingQuery(equals=equals, start=start, end=end, limit=limit))
+    except StoreError as exc:
+        raise RequestError(ResultCode.API_DATABASE_QUERY_ERROR, str(exc)) from exc
+    now = ctx.clock()
+    body: list[Node] = [("TYPE", "CALLLIST")]  # the manual's example result carries it
+    body += [("SEARCHRESULT", _search_result(n, row, now)) for n, row in enumerate(rows, 1)]
+    message = "API_OK"
+    if count is not None and count > ctx.calllist_max_rows and len(rows) == limit:
+        message = f"showing the newest {limit} calls (api.calllist_max_rows)"
+    return ApiResult(ResultCode.API_OK, message, body)
+
+
+def _search_result(number: int, row: RecordingRow, now: float) -> list[Node]:
+    meta = row.meta
+    # A recording still in progress has no stored duration yet: show how long it has run.
+    duration = row.duration if row.duration is not None else max(0.0, now - row.start_time)
+    return [
+        ("CALLNUMBER", str(number)),
+        ("DEVICEID", row.device_id),
+        ("DEVICEALIAS", meta["DEVICEALIAS"]),
+        ("ANI", meta["ANI"]),
+        ("DNIS", meta["DNIS"]),
+        ("CALLDIRECTION", meta["CALLDIRECTION"]),
+        ("GROUP", meta["GROUP"]),
+        ("GATE", meta["GATE"]),
+        *((name, meta[name]) for name in USER_FIELDS),
+        ("RECORDID", str(row.ident)),
+        ("RECORDINGTIME", str(row.recording_time)),
+        ("DURATION", str(round(duration))),
+        ("AGENTFIRSTNAME", ""),  # agents arrive with the directory functions (IMPORTUSER)
+        ("AGENTLASTNAME", ""),
+        ("CRM_USER", meta["CRM_USER"]),
+        ("SYS_USER", meta["SYS_USER"]),
+        ("FILENAME", row.filename),
+        ("CALLINSTANCE", row.call_instance),
+    ]
+
+
+def device_status(ctx: ApiContext, params: Params) -> ApiResult:
+    devices = ctx.scheduler.device_status(params.device(call_id=True))
+    body: list[Node] = [("DEVICES", [
+        ("COUNT", str(len(devices))),
+        *(("DEVICE", _device(ctx, d)) for d in devices),
+    ])]
+    return ApiResult(ResultCode.API_OK, "Found the following matching devices", body)
+
+
+def _device(ctx: ApiContext, device: DeviceStatus) -> list[Node]:
+    call = device.current
+    meta = call.meta if call else {}
+    return [
+        ("DEVICEID", device.device_id),
+        *((name, meta.get(name, "")) for name in (
+            "DEVICEALIAS", "SYS_USER", "CRM_USER", "GROUP", "GATE", "ANI", "DNIS", *USER_FIELDS,
+            "CALLDIRECTION")),
+        ("ISTRUNK", ""),
+        ("STATION", meta.get("STATIONNAME", "")),
+        ("STARTTIME", manual_datetime(call.start_time) if call else ""),
+        ("STOPTIME", manual_datetime(call.stop_time) if call else ""),
+        ("COREIDENT", str(ctx.core_ident)),
+        ("RECORDING", _recording(call)),
+    ]
+
+
+def _recording(call: CallStatus | None) -> list[Node]:
+    return [
+        ("ISRECORDING", "Y" if call and call.recording else "N"),
+        ("ISRECORDINGVIDEO", "N"),
+        ("FILENAME", call.filename if call else ""),
+        ("CALLID", call.meta.get("CALLID", "") if call else ""),
+        ("SESSIONID", ""),
+        ("CALLINSTANCE", call.instance if call else ""),
+    ]

@@ -1,0 +1,89 @@
+"""Reading request parameters, each checked against its limits in ``fields.FIELDS``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from recorder.api.fields import ALIASES, FIELDS
+from recorder.api.request import invalid
+from recorder.calls import DeviceQuery
+from recorder.store import METADATA_FIELDS
+
+
+class Params:
+    """A request's parameters by upper-case name, with the manual's alternative spellings."""
+
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self._raw: dict[str, str] = {}
+        for name, value in raw.items():
+            canonical = ALIASES.get(name, name)
+            if canonical in self._raw and canonical != name:
+                raise invalid(f"{name} and {canonical} are the same parameter; send one")
+            self._raw[canonical] = value
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._raw
+
+    def text(self, name: str) -> str | None:
+        """The value as sent (None if absent), checked against the field's length or values."""
+        value = self._raw.get(name)
+        if value is None:
+            return None
+        spec = FIELDS.get(name)
+        if spec is None:
+            return value
+        if spec.max_len is not None and len(value) > spec.max_len:
+            raise invalid(f"{name} is {len(value)} characters long; the limit is {spec.max_len}")
+        if spec.choices is not None and value:
+            canonical = value.upper()
+            if canonical not in spec.choices:
+                raise invalid(f"{name} must be one of {', '.join(spec.choices)}, not {value!r}")
+            return canonical
+        if spec.int_range is not None and value:
+            self.integer(name)
+        return value
+
+    def nonblank(self, name: str) -> str | None:
+        """The value, with a blank one treated as not sent (as the manual does for DEVICEID)."""
+        value = self.text(name)
+        return value if value else None
+
+    def integer(self, name: str) -> int | None:
+        """The value as an integer within the field's range; None if absent or blank."""
+        value = self._raw.get(name)
+        if value is None or value == "":
+            return None
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise invalid(f"{name} must be a whole number, not {value!r}") from None
+        spec = FIELDS.get(name)
+        if spec is not None and spec.int_range is not None:
+            low, high = spec.int_range
+            if not low <= number <= high:
+                raise invalid(f"{name} must be between {low} and {high}, not {number}")
+        return number
+
+    def flag(self, name: str) -> str:
+        """A Y/N field: "Y", "N", or "" when not sent."""
+        return self.text(name) or ""
+
+    def metadata(self, names: Iterable[str] = METADATA_FIELDS) -> dict[str, str]:
+        """The call metadata fields present in the request."""
+        found: dict[str, str] = {}
+        for name in names:
+            value = self.text(name)
+            if value is not None:
+                found[name] = value
+        return found
+
+    def device(self, *, call_id: bool = False) -> DeviceQuery:
+        """The device the request names (blank values count as not sent)."""
+        return DeviceQuery(
+            device_id=self.nonblank("DEVICEID"),
+            alias=self.nonblank("DEVICEALIAS"),
+            sys_user=self.nonblank("SYS_USER"),
+            crm_user=self.nonblank("CRM_USER"),
+            station=self.nonblank("STATIONNAME"),
+            call_id=self.nonblank("CALLID") if call_id else None,
+        )

@@ -1,0 +1,42 @@
+"""A request as the dispatcher sees it, whichever transport it came by, and its result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Union
+
+from recorder.resultcodes import ResultCode
+
+# A result body: (TAG, text) leaves and (TAG, [children]) sections, rendered in order.
+Node = tuple[str, Union[str, "Sequence[Node]"]]
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """A parsed request: its TYPE (upper case), REQUESTID as sent, and parameters by name."""
+
+    type: str
+    request_id: str | None
+    params: Mapping[str, str] = field(default_factory=dict)  # upper-case names
+
+
+@dataclass(frozen=True)
+class ApiResult:
+    code: ResultCode
+    message: str
+    body: Sequence[Node] = ()
+
+
+class RequestError(Exception):
+    """A request that cannot be carried out as sent; becomes a RESULT with ``code``."""
+
+    def __init__(self, code: ResultCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def invalid(message: str) -> RequestError:
+    """The manual's answer to missing or malformed parameters: 16 API_INVALID_MESSAGE_FORMAT."""
+    return RequestError(ResultCode.API_INVALID_MESSAGE_FORMAT, message)

@@ -1,0 +1,102 @@
+"""Runs the socket API and the WebAPI on one asyncio event loop in a thread of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
+
+from recorder.api.dispatcher import Dispatcher
+from recorder.api.socket_server import SocketApi
+from recorder.api.webapi import WebApi
+from recorder.config import ApiConfig
+from recorder.errors import StartupError
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT = 30.0
+
+
+class ApiServer:
+    """Both API transports; ``start`` returns once both listen, or raises StartupError."""
+
+    def __init__(self, config: ApiConfig, dispatcher: Dispatcher) -> None:
+        self._config = config
+        self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="api")
+        self._socket = SocketApi(dispatcher, self._executor, config.max_message_bytes,
+                                 config.message_timeout_seconds)
+        self._web = WebApi(dispatcher, self._executor)
+        self._thread = threading.Thread(target=self._run, name="api-loop", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self.socket_address: tuple[str, int] = ("", 0)
+        self.web_address: tuple[str, int] = ("", 0)
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            raise StartupError("the API servers did not start within "
+                               f"{START_TIMEOUT:.0f} s")
+        if self._error is not None:
+            self._thread.join()
+            self._executor.shutdown(wait=False)
+            raise self._error
+        host, port = self.socket_address
+        logger.info("socket API listening on %s:%d", host, port)
+        host, port = self.web_address
+        logger.info("WebAPI listening on http://%s:%d/webAPI.aspx", host, port)
+
+    def stop(self) -> None:
+        """Stop accepting, drop connections, and let requests already running finish."""
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        self._executor.shutdown(wait=True)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported to start(), or logged if it comes later
+            if not self._ready.is_set():
+                self._error = exc
+                self._ready.set()
+            else:
+                logger.exception("API event loop failed")
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        host = self._config.host
+        try:
+            port = self._config.socket_port
+            self.socket_address = await self._listen(
+                "api.socket_port", port, self._socket.start(host, port))
+            port = self._config.web_port
+            self.web_address = await self._listen(
+                "api.web_port", port, self._web.start(host, port))
+        except StartupError as exc:
+            self._error = exc
+            await self._socket.close()
+            await self._web.close()
+            self._ready.set()
+            return
+        self._ready.set()
+        await self._stopping.wait()
+        await self._socket.close()
+        await self._web.close()
+
+    async def _listen(self, key: str, port: int,
+                      opening: Awaitable[tuple[str, int]]) -> tuple[str, int]:
+        try:
+            return await opening
+        except OSError as exc:
+            raise StartupError(f"{key}: cannot listen on {self._config.host}:{port}: "
+                               f"{exc.strerror or exc}") from exc

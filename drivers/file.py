@@ -1,0 +1,46 @@
+"""Replays one audio file per channel, looped, paced in real time (a test line for the field)."""
+
+from __future__ import annotations
+
+import numpy as np
+import soundfile
+
+from recorder.config import FileBoardConfig
+from recorder.drivers.base import Block, PacedDriver
+from recorder.errors import DriverError
+
+
+def _load(key: str, path: str) -> tuple[np.ndarray, int]:
+    try:
+        data, rate = soundfile.read(path, dtype="int16", always_2d=True)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
+        raise DriverError(f"{key}: cannot read audio from {path}: {exc}") from exc
+    if data.shape[0] == 0:
+        raise DriverError(f"{key}: {path} holds no audio")
+    if data.shape[1] > 1:
+        # A stereo test file still taps one line: mix it down rather than drop a side.
+        data = np.rint(data.mean(axis=1, keepdims=True)).astype(np.int16)
+    return data[:, 0].copy(), int(rate)
+
+
+class FileDriver(PacedDriver):
+    """Each channel plays its file from the start and loops at the end."""
+
+    def __init__(self, key: str, config: FileBoardConfig) -> None:
+        loaded = [_load(f"{key}.files[{i}]", str(p)) for i, p in enumerate(config.files)]
+        rates = {rate for _, rate in loaded}
+        if len(rates) != 1:
+            listing = ", ".join(f"{p.name}: {r} Hz" for p, (_, r) in zip(config.files, loaded,
+                                                                          strict=True))
+            raise DriverError(f"{key}.files: all files of a board need one sample rate ({listing})")
+        super().__init__(key, len(loaded), rates.pop(), config.block_ms)
+        self._tracks = [samples for samples, _ in loaded]
+        self._pos = [0] * len(loaded)
+
+    def next_block(self, frames: int) -> Block:
+        block = np.empty((frames, self.channels), dtype=np.int16)
+        for c, track in enumerate(self._tracks):
+            idx = (self._pos[c] + np.arange(frames)) % track.shape[0]
+            block[:, c] = track[idx]
+            self._pos[c] = (self._pos[c] + frames) % track.shape[0]
+        return block

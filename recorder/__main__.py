@@ -1,0 +1,9 @@
+"""``python -m recorder`` runs the service, like ``recorderd``."""
+
+from __future__ import annotations
+
+import sys
+
+from recorder.daemon import main
+
+sys.exit(main())

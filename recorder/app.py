@@ -1,0 +1,103 @@
+"""The composition root: builds every component, starts them in order, stops them in reverse.
+
+store -> drivers and capture core -> writer loop -> scheduler -> API servers. Stopping runs the
+other way, so the API stops taking calls before the scheduler finishes the recordings in
+progress, and the drivers keep capturing until those recordings have their last samples.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from recorder.api.context import ApiContext
+from recorder.api.dispatcher import Dispatcher
+from recorder.api.server import ApiServer
+from recorder.capture import CaptureCore
+from recorder.config import Config
+from recorder.drivers import create_driver
+from recorder.errors import StartupError
+from recorder.scheduler import Scheduler
+from recorder.store import Store, open_store
+from recorder.writer import WriterLoop
+
+logger = logging.getLogger(__name__)
+
+JOIN_TIMEOUT = 10.0
+
+
+class Recorder:
+    """The whole service, in-process: what ``recorderd`` runs and what tests start directly."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._stops: list[tuple[str, Callable[[], None]]] = []
+        self.store: Store | None = None
+        self.capture: CaptureCore | None = None
+        self.scheduler: Scheduler | None = None
+        self.api: ApiServer | None = None
+
+    def start(self) -> None:
+        """Start every component; on failure, stop what had started and raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        config = self.config
+        data_dir = config.storage.data_dir
+        try:
+            config.storage.recordings_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"storage.data_dir: cannot create {data_dir}: "
+                               f"{exc.strerror or exc}") from exc
+        logger.info("data directory %s", data_dir)
+
+        store = self.store = open_store(config.storage)
+        self._started("store", store.close)
+
+        drivers = [create_driver(f"boards[{i}]", board) for i, board in enumerate(config.boards)]
+        capture = self.capture = CaptureCore(
+            [(driver, board.devices) for driver, board in zip(drivers, config.boards,
+                                                               strict=True)],
+            config.capture.lookback_seconds,
+        )
+        capture.start()
+        self._started("capture", lambda: self._halt("capture", capture.stop, capture.join))
+        if not capture.channels:
+            logger.warning("no boards configured: calls are tracked but nothing is recorded")
+
+        writer = WriterLoop()
+        writer.start()
+        self._started("writer", lambda: self._halt("writer", writer.stop, writer.join))
+
+        scheduler = self.scheduler = Scheduler(
+            capture=capture, store=store, writer=writer,
+            recordings_dir=config.storage.recordings_dir, core_ident=config.core.ident)
+        self._started("scheduler", scheduler.stop)
+
+        context = ApiContext(scheduler=scheduler, store=store, core_ident=config.core.ident,
+                             calllist_max_rows=config.api.calllist_max_rows)
+        api = self.api = ApiServer(config.api, Dispatcher(context))
+        api.start()
+        self._started("api", lambda: self._halt("api", api.stop, api.join))
+
+    def stop(self) -> None:
+        """Stop everything that started, newest first; safe to call more than once."""
+        while self._stops:
+            name, stop = self._stops.pop()
+            try:
+                stop()
+            except Exception:
+                logger.exception("stopping %s failed", name)
+
+    def _started(self, name: str, stop: Callable[[], None]) -> None:
+        self._stops.append((name, stop))
+
+    @staticmethod
+    def _halt(name: str, stop: Callable[[], None], join: Callable[[float], bool]) -> None:
+        stop()
+        if not join(JOIN_TIMEOUT):
+            logger.error("%s did not stop within %.0f s", name, JOIN_TIMEOUT)

@@ -1,0 +1,73 @@
+"""What the call-handling core is asked: start, stop or update a call on a device.
+
+The API layer turns requests into these objects after validating them; CTI links and line or
+voice triggers will produce the same objects, so the scheduler sees one kind of call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from recorder.errors import RecorderError
+from recorder.resultcodes import ResultCode
+
+
+class CallError(RecorderError):
+    """A call request that cannot be carried out; ``code`` is the manual's result for it."""
+
+    def __init__(self, code: ResultCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DeviceQuery:
+    """How a request names its device: by DEVICEID, or looked up by one of the others."""
+
+    device_id: str | None = None
+    alias: str | None = None
+    sys_user: str | None = None
+    crm_user: str | None = None
+    station: str | None = None
+    call_id: str | None = None
+
+    def __bool__(self) -> bool:
+        return any((self.device_id, self.alias, self.sys_user, self.crm_user, self.station,
+                    self.call_id))
+
+    def describe(self) -> str:
+        named = [f"{k.upper()}={v}" for k, v in vars(self).items() if v]
+        return ", ".join(named) or "no device"
+
+
+@dataclass(frozen=True)
+class CallStart:
+    """A call began on a device (CALLSTART)."""
+
+    device: DeviceQuery
+    instance: str = ""
+    meta: Mapping[str, str] = field(default_factory=dict)  # METADATA_FIELDS name -> value
+    priority: int | None = None
+    max_record_time: int | None = None
+    max_record_silence: int | None = None
+    keep_days: int | None = None
+    archive_action: int | None = None
+    cti_initiated: str = ""  # "Y", "N" or "" (not said)
+    agent_initiated: str = ""
+
+
+@dataclass(frozen=True)
+class CallUpdate:
+    """New metadata for a call in progress or a stored recording (CALLUPDATE)."""
+
+    meta: Mapping[str, str] = field(default_factory=dict)
+    keep_days: int | None = None
+    archive_action: int | None = None
+
+
+# Why a recording ended, as kept in its row.
+STOP_CALLSTOP = "callstop"
+STOP_REPLACED = "replaced"  # a new CALLSTART came for the same device and call instance
+STOP_SHUTDOWN = "shutdown"

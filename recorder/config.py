@@ -1,0 +1,407 @@
+"""Typed, validated configuration: TOML file on top of embedded defaults.
+
+Every key has a type, a default (or is required), a range or a set of values, and a description.
+Loading reports every problem at once, each naming its key (``boards[1].files[0]: ...``), so a
+field engineer fixes a file in one pass. Relative paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from recorder.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/recorder/recorder.toml")
+CONFIG_ENV = "RECORDER_CONFIG"
+DEVICEID_MAX_LEN = 64  # the manual's DEVICEID is char(64)
+
+
+def default_data_dir() -> Path:
+    """Where recordings and the database live when the config does not say.
+
+    systemd's StateDirectory= wins (it exports STATE_DIRECTORY); root gets the FHS location; an
+    ordinary user trying the demo gets a directory of their own instead of a permission error.
+    """
+    state_dirs = os.environ.get("STATE_DIRECTORY", "")
+    if state_dirs:
+        return Path(state_dirs.split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/recorder")
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "recorder"
+
+
+def setting(
+    default: Any = MISSING,
+    doc: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """Declare one config key: its default (none = required), range or choices, and meaning."""
+    meta = {"doc": doc, "min": min, "max": max, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    if default is MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoreConfig:
+    ident: int = setting(1, "COREIDENT reported in results and events", min=1, max=2147483647)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageConfig:
+    data_dir: Path = setting(
+        doc="recordings/ and the SQLite database live here; created if missing",
+        factory=default_data_dir,
+    )
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "recorder.sqlite3"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureConfig:
+    lookback_seconds: float = setting(
+        10.0, "audio kept per channel in its ring buffer", min=1.0, max=3600.0
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiConfig:
+    host: str = setting("127.0.0.1", "address the socket API and the WebAPI listen on")
+    socket_port: int = setting(5620, "XML socket API port; 0 picks a free port", min=0, max=65535)
+    web_port: int = setting(2012, "WebAPI (HTTP) port; 0 picks a free port", min=0, max=65535)
+    max_message_bytes: int = setting(
+        1 << 20, "longest socket API message; longer ones get code 16", min=1024, max=64 << 20
+    )
+    calllist_max_rows: int = setting(
+        10000, "most rows one CALLLIST returns (CALLCOUNT cannot exceed it)", min=1, max=1_000_000
+    )
+    workers: int = setting(8, "threads that execute API requests", min=1, max=256)
+    message_timeout_seconds: float = setting(
+        5.0, "a socket message left incomplete this long is answered with code 16",
+        min=0.1, max=600.0,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogConfig:
+    level: str = setting(
+        "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticBoardConfig:
+    """The built-in demo board: speech-like talk spurts and pauses on every channel."""
+
+    driver: str = setting("synthetic", "board driver")
+    devices: tuple[str, ...] = setting(doc="DEVICEID tapped by channel 1..N")
+    channels: int = setting(0, "number of channels; defaults to the number of devices",
+                            min=0, max=4096)
+    sample_rate: int = setting(8000, "samples per second", min=8000, max=48000)
+    block_ms: int = setting(20, "length of one capture block", min=5, max=200)
+    seed: int = setting(0, "random seed of the generated speech", min=0, max=2**31 - 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileBoardConfig:
+    """Replays one audio file per channel, looped, paced in real time."""
+
+    driver: str = setting("file", "board driver")
+    files: tuple[Path, ...] = setting(doc="one audio file per channel (WAV, FLAC, ...)")
+    devices: tuple[str, ...] = setting(doc="DEVICEID tapped by channel 1..N")
+    block_ms: int = setting(20, "length of one capture block", min=5, max=200)
+
+
+BoardConfig = SyntheticBoardConfig | FileBoardConfig
+BOARD_TYPES: dict[str, type[SyntheticBoardConfig] | type[FileBoardConfig]] = {
+    "synthetic": SyntheticBoardConfig,
+    "file": FileBoardConfig,
+}
+
+
+def _demo_boards() -> tuple[BoardConfig, ...]:
+    return (SyntheticBoardConfig(devices=("1001", "1002", "1003", "1004"), channels=4),)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    core: CoreConfig = setting(factory=CoreConfig)
+    storage: StorageConfig = setting(factory=StorageConfig)
+    capture: CaptureConfig = setting(factory=CaptureConfig)
+    api: ApiConfig = setting(factory=ApiConfig)
+    log: LogConfig = setting(factory=LogConfig)
+    boards: tuple[BoardConfig, ...] = setting(
+        doc="capture boards, in channel order", factory=tuple
+    )
+
+
+def embedded_config() -> Config:
+    """The configuration used when there is no file: everything default plus the demo board."""
+    return Config(boards=_demo_boards())
+
+
+def resolve_config_path(explicit: str | None) -> Path | None:
+    """The file to load: --config, else $RECORDER_CONFIG, else /etc/recorder if present."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    if DEFAULT_CONFIG_PATH.is_file():
+        return DEFAULT_CONFIG_PATH
+    return None
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate ``path``, or return the embedded defaults when it is None."""
+    if path is None:
+        return embedded_config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text: {exc.reason}"]) from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    return config_from_dict(raw, base_dir=path.parent)
+
+
+def config_from_dict(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> Config:
+    """Validate a parsed TOML document; raises ConfigError listing every problem."""
+    problems: list[str] = []
+    config: Config | None = _Loader(problems, base_dir or Path.cwd()).table(Config, raw, "")
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_INVALID = object()
+
+
+def _key(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+class _Loader:
+    def __init__(self, problems: list[str], base_dir: Path) -> None:
+        self.problems = problems
+        self.base_dir = base_dir
+        self.tapped: dict[str, str] = {}  # DEVICEID -> the board channel that taps it
+        # Checks across the keys of one table, run as soon as that table has loaded, so a
+        # mistake in one section never hides the mistakes in another.
+        self.checks: dict[type[Any], Callable[[Any, str], Any]] = {
+            ApiConfig: self.check_api,
+            SyntheticBoardConfig: self.check_board,
+            FileBoardConfig: self.check_board,
+        }
+
+    def table(self, cls: type[Any], raw: Any, where: str) -> Any:
+        if not isinstance(raw, dict):
+            self.problems.append(f"{where or 'config'}: expected a table, got {_describe(raw)}")
+            return None
+        hints = get_type_hints(cls)
+        known = [f.name for f in fields(cls)]
+        for name in raw:
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+                suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
+                self.problems.append(f"{_key(where, name)}: unknown key{suffix}")
+        values: dict[str, Any] = {}
+        complete = True
+        for f in fields(cls):
+            key = _key(where, f.name)
+            if f.name in raw:
+                value = self.value(hints[f.name], raw[f.name], key, f)
+                if value is _INVALID:
+                    complete = False
+                else:
+                    values[f.name] = value
+            elif f.default is MISSING and f.default_factory is MISSING:
+                self.problems.append(f"{key}: required")
+                complete = False
+        if not complete:
+            return None
+        value = cls(**values)
+        check = self.checks.get(cls)
+        return check(value, where) if check is not None else value
+
+    def value(self, tp: Any, raw: Any, key: str, f: Field[Any] | None) -> Any:
+        meta = f.metadata if f is not None else {}
+        origin = get_origin(tp)
+        if origin is tuple:
+            return self.array(get_args(tp)[0], raw, key)
+        if origin in (Union, types.UnionType):
+            return self.board(raw, key)
+        if is_dataclass(tp):
+            value = self.table(tp, raw, key)  # type: ignore[arg-type]
+            return _INVALID if value is None else value
+        return self.scalar(tp, raw, key, meta)
+
+    def array(self, item_tp: Any, raw: Any, key: str) -> Any:
+        if not isinstance(raw, list):
+            self.problems.append(f"{key}: expected an array, got {_describe(raw)}")
+            return _INVALID
+        items = [self.value(item_tp, item, f"{key}[{i}]", None) for i, item in enumerate(raw)]
+        return _INVALID if any(item is _INVALID for item in items) else tuple(items)
+
+    def board(self, raw: Any, key: str) -> Any:
+        if not isinstance(raw, dict):
+            self.problems.append(f"{key}: expected a table, got {_describe(raw)}")
+            return _INVALID
+        names = ", ".join(sorted(BOARD_TYPES))
+        driver = raw.get("driver")
+        if driver is None:
+            self.problems.append(f"{key}.driver: required (one of: {names})")
+            return _INVALID
+        cls = BOARD_TYPES.get(driver) if isinstance(driver, str) else None
+        if cls is None:
+            self.problems.append(f"{key}.driver: unknown driver {driver!r} (one of: {names})")
+            return _INVALID
+        value = self.table(cls, raw, key)
+        return _INVALID if value is None else value
+
+    def scalar(self, tp: Any, raw: Any, key: str, meta: Mapping[str, Any]) -> Any:
+        expected = {bool: "true or false", int: "an integer", float: "a number",
+                    str: "a string", Path: "a path string"}[tp]
+        ok = (
+            (tp is bool and isinstance(raw, bool))
+            or (tp is int and isinstance(raw, int) and not isinstance(raw, bool))
+            or (tp is float and isinstance(raw, int | float) and not isinstance(raw, bool))
+            or (tp in (str, Path) and isinstance(raw, str))
+        )
+        if not ok:
+            self.problems.append(f"{key}: expected {expected}, got {_describe(raw)} {raw!r}")
+            return _INVALID
+        if tp is float:
+            raw = float(raw)
+        low, high, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+        if (low is not None and raw < low) or (high is not None and raw > high):
+            self.problems.append(f"{key}: {raw!r} is out of range [{low}, {high}]")
+            return _INVALID
+        if choices is not None:
+            if raw.upper() not in choices:
+                self.problems.append(f"{key}: {raw!r} is not one of {', '.join(choices)}")
+                return _INVALID
+            raw = raw.upper()
+        if tp is Path:
+            if not raw:
+                self.problems.append(f"{key}: must not be empty")
+                return _INVALID
+            path = Path(raw).expanduser()
+            return path if path.is_absolute() else self.base_dir / path
+        return raw
+
+
+# --- checks across keys --------------------------------------------------------------------
+
+    def check_board(self, board: BoardConfig, where: str) -> BoardConfig:
+        if isinstance(board, SyntheticBoardConfig):
+            if board.channels == 0:
+                board = replace(board, channels=len(board.devices))
+            elif board.channels != len(board.devices):
+                self.problems.append(
+                    f"{where}.devices: {len(board.devices)} device(s) for {board.channels} "
+                    "channel(s); list one DEVICEID per channel"
+                )
+        else:
+            if len(board.files) != len(board.devices):
+                self.problems.append(
+                    f"{where}.devices: {len(board.devices)} device(s) for {len(board.files)} "
+                    "file(s); list one DEVICEID per file"
+                )
+            for i, path in enumerate(board.files):
+                if not path.is_file():
+                    self.problems.append(f"{where}.files[{i}]: no such file: {path}")
+        if not board.devices:
+            self.problems.append(f"{where}.devices: a board needs at least one channel")
+        for c, device in enumerate(board.devices):
+            key = f"{where}.devices[{c}]"
+            if not device.strip() or device != device.strip():
+                self.problems.append(f"{key}: {device!r} is not a DEVICEID (blank or padded)")
+            elif len(device) > DEVICEID_MAX_LEN:
+                self.problems.append(f"{key}: longer than {DEVICEID_MAX_LEN} characters")
+            elif device in self.tapped:
+                self.problems.append(
+                    f"{key}: device {device} is already tapped by {self.tapped[device]}")
+            else:
+                self.tapped[device] = f"{where} channel {c + 1}"
+        return board
+
+    def check_api(self, api: ApiConfig, where: str) -> ApiConfig:
+        if not api.host.strip():
+            self.problems.append(f"{where}.host: must not be empty")
+        if api.socket_port and api.socket_port == api.web_port:
+            self.problems.append(f"{where}.web_port: {api.web_port} is also {where}.socket_port")
+        return api
+
+
+# --- printing ------------------------------------------------------------------------------
+
+
+def to_toml(config: Config) -> str:
+    """The effective configuration as TOML that load_config reads back to the same Config."""
+    lines: list[str] = []
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name == "boards":
+            continue
+        lines.append(f"[{f.name}]")
+        lines.extend(f"{k.name} = {_toml_value(getattr(value, k.name))}" for k in fields(value))
+        lines.append("")
+    for board in config.boards:
+        lines.append("[[boards]]")
+        lines.extend(f"{k.name} = {_toml_value(getattr(board, k.name))}" for k in fields(board))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

@@ -1,0 +1,115 @@
+"""``recorderd``: the recording service. Runs in the foreground; SIGTERM or Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from recorder import __version__
+from recorder.app import Recorder
+from recorder.config import Config, load_config, resolve_config_path, to_toml
+from recorder.errors import ConfigError, RecorderError
+
+logger = logging.getLogger("recorder")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 78  # EX_CONFIG; the systemd unit does not restart on it
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recorderd", description="Call-recording service: capture, record, serve the API.",
+        epilog="Without --config: $RECORDER_CONFIG, else /etc/recorder/recorder.toml if it "
+               "exists, else the embedded defaults (demo board, SQLite, API on 127.0.0.1).",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration, print a summary and exit")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the effective configuration as TOML and exit")
+    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        type=str.upper, help="overrides [log] level")
+    parser.add_argument("--version", action="version", version=f"recorderd {__version__}")
+    return parser
+
+
+def _summary(config: Config, source: Path | None) -> str:
+    channels = sum(len(board.devices) for board in config.boards)
+    api = config.api
+    lines = [
+        f"configuration OK ({source or 'embedded defaults'})",
+        f"  data_dir:   {config.storage.data_dir}",
+        f"  socket API: {api.host}:{api.socket_port}",
+        f"  WebAPI:     {api.host}:{api.web_port}",
+        f"  boards:     {len(config.boards)} with {channels} channel(s)",
+    ]
+    lines += [f"    boards[{i}]: {b.driver}, devices {', '.join(b.devices)}"
+              for i, b in enumerate(config.boards)]
+    if not config.boards:
+        lines.append("  warning: no boards, so nothing can be recorded")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    source = resolve_config_path(args.config)
+    try:
+        config = load_config(source)
+    except ConfigError as exc:
+        print(f"recorderd: invalid configuration ({source}):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        print(_summary(config, source))
+        return EXIT_OK
+    if args.print_config:
+        print(to_toml(config), end="")
+        return EXIT_OK
+
+    logging.basicConfig(
+        level=args.log_level or config.log.level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logger.info("recorderd %s starting with %s", __version__, source or "embedded defaults")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        # The default action of SIGHUP would kill the service mid-call.
+        logger.warning("SIGHUP received: this release has nothing to reload; still running")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
+
+    recorder = Recorder(config)
+    try:
+        recorder.start()
+    except RecorderError as exc:
+        logger.error("cannot start: %s", exc)
+        return EXIT_FAILED
+    except Exception:
+        logger.exception("cannot start")
+        return EXIT_FAILED
+    logger.info("recorderd ready")
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        recorder.stop()
+        logger.info("recorderd stopped")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The recorder's exception hierarchy: low-level errors are wrapped with context at the boundary."""
+
+from __future__ import annotations
+
+
+class RecorderError(Exception):
+    """Base of every error the recorder raises on purpose."""
+
+
+class ConfigError(RecorderError):
+    """The configuration is invalid; carries every problem found, each naming its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class DriverError(RecorderError):
+    """A capture driver could not open or keep running its device."""
+
+
+class CodecError(RecorderError):
+    """An encoder or decoder could not produce or read a file."""
+
+
+class StoreError(RecorderError):
+    """The recording store could not be read or written."""
+
+
+class StartupError(RecorderError):
+    """A component could not start (a port in use, a data directory that cannot be created)."""

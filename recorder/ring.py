@@ -1,0 +1,87 @@
+"""Per-channel ring buffers of int16 audio, addressed by absolute sample index.
+
+A board's channels share one ``(channels, capacity)`` array: each row is one channel's ring, and a
+captured ``(frames, channels)`` block lands in all of them with one vectorized copy. Positions are
+absolute sample counts since the board started, so a reader can say "give me samples 16000 to
+16400 of channel 3" without knowing where the ring wrapped.
+
+One writer (the board's driver thread) and any number of readers, without locks: the writer
+copies the samples first and advances ``write_pos`` afterwards; a reader copies, then checks
+whether the writer lapped it meanwhile and reports any overwritten samples as lost instead of
+returning them. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Samples = npt.NDArray[np.int16]
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """Samples ``[start, start + len(samples))`` of one channel; ``lost`` leading ones are zero."""
+
+    start: int
+    samples: Samples
+    lost: int
+
+
+class BoardRing:
+    """The rings of every channel of one board."""
+
+    def __init__(self, channels: int, capacity: int) -> None:
+        if channels < 1 or capacity < 1:
+            raise ValueError("a ring needs at least one channel and one sample")
+        self.channels = channels
+        self.capacity = capacity
+        self._data: Samples = np.zeros((channels, capacity), dtype=np.int16)
+        self.write_pos = 0  # absolute index of the next sample to be written
+
+    def write(self, block: Samples) -> None:
+        """Append a ``(frames, channels)`` block. Called only from the board's capture thread."""
+        frames = block.shape[0]
+        if block.ndim != 2 or block.shape[1] != self.channels:
+            raise ValueError(f"expected (frames, {self.channels}) block, got {block.shape}")
+        pos = self.write_pos
+        if frames > self.capacity:
+            # Only the newest capacity frames can be kept; the older ones count as lost
+            # for any reader that wanted them.
+            pos += frames - self.capacity
+            block = block[frames - self.capacity :]
+            frames = self.capacity
+        start = pos % self.capacity
+        first = min(frames, self.capacity - start)
+        self._data[:, start : start + first] = block[:first].T
+        if first < frames:
+            self._data[:, : frames - first] = block[first:].T
+        self.write_pos = pos + frames
+
+    def read(self, channel: int, start: int, end: int) -> ReadResult:
+        """Copy samples ``[start, end)`` of ``channel`` (0-based); ``end`` must be <= write_pos."""
+        if end > self.write_pos:
+            raise ValueError(f"cannot read up to {end}: only {self.write_pos} samples written")
+        count = max(0, end - start)
+        out: Samples = np.zeros(count, dtype=np.int16)
+        oldest = self.write_pos - self.capacity
+        first_kept = max(start, oldest)
+        if first_kept < end:
+            self._copy(channel, first_kept, end, out[first_kept - start :])
+        # The writer may have lapped us while we copied: whatever it overwrote is not ours.
+        overwritten_to = min(end, self.write_pos - self.capacity)
+        lost = max(0, overwritten_to - start)
+        if lost:
+            out[:lost] = 0
+        return ReadResult(start=start, samples=out, lost=lost)
+
+    def _copy(self, channel: int, start: int, end: int, out: Samples) -> None:
+        row = self._data[channel]
+        i = start % self.capacity
+        n = end - start
+        first = min(n, self.capacity - i)
+        out[:first] = row[i : i + first]
+        if first < n:
+            out[first:n] = row[: n - first]

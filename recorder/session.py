@@ -1,0 +1,123 @@
+"""A recording session: copies one channel's audio from its ring into one file.
+
+The writer loop pumps every open session a few times a second; ``finish`` drains the session up
+to the position the call stopped at and closes the file. Both take the session's lock, so the
+file is only ever touched by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from recorder.capture import Channel
+from recorder.codecs import AudioWriter
+
+logger = logging.getLogger(__name__)
+
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """A closed recording's file as it is on disk."""
+
+    path: Path
+    frames: int
+    sample_rate: int
+    lost_samples: int
+    size: int
+    sha256: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+class RecordingSession:
+    """Streams ``channel`` from ``start`` (an absolute sample position) into ``writer``."""
+
+    def __init__(self, channel: Channel, writer: AudioWriter, path: Path, start: int) -> None:
+        self.channel = channel
+        self.path = path
+        self._writer = writer
+        self._pos = start
+        self._lock = threading.Lock()
+        self._synced_frames = 0
+        self.lost_samples = 0
+        self.failed: str | None = None
+        self._result: SessionResult | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._result is not None
+
+    def pump(self) -> None:
+        """Write whatever the channel has captured since the last pump."""
+        with self._lock:
+            if self._result is None and self.failed is None:
+                self._write_until(self.channel.position)
+
+    def finish(self, end: int) -> SessionResult:
+        """Write up to absolute position ``end``, close the file and describe it.
+
+        Never raises for a file problem: the call must end and its row be written whatever
+        happened to the disk, with the failure logged and kept in ``failed``.
+        """
+        with self._lock:
+            if self._result is not None:
+                return self._result
+            if self.failed is None:
+                self._write_until(min(end, self.channel.position))
+            try:
+                self._writer.close()
+            except OSError as exc:
+                self.failed = self.failed or str(exc)
+                logger.exception("%s: closing failed", self.path)
+            try:
+                size, digest = self.path.stat().st_size, _sha256(self.path)
+            except OSError as exc:
+                self.failed = self.failed or str(exc)
+                logger.exception("%s: cannot read back the closed file", self.path)
+                size, digest = 0, ""
+            self._result = SessionResult(
+                path=self.path,
+                frames=self._writer.frames,
+                sample_rate=self.channel.sample_rate,
+                lost_samples=self.lost_samples,
+                size=size,
+                sha256=digest,
+            )
+            return self._result
+
+    def _write_until(self, end: int) -> None:
+        if end <= self._pos:
+            return
+        try:
+            got = self.channel.read(self._pos, end)
+            if got.lost:
+                # The ring was lapped before we read it (the disk stalled for longer than the
+                # look-back). Keep the timeline: the gap is written as silence, and counted.
+                self.lost_samples += got.lost
+                logger.warning("%s: %d samples lost before they reached the file (ring lapped)",
+                               self.path.name, got.lost)
+            self._writer.write(got.samples)
+            self._pos = end
+            if self._writer.frames - self._synced_frames >= self.channel.sample_rate:
+                self._writer.sync()
+                self._synced_frames = self._writer.frames
+        except OSError as exc:
+            self.failed = str(exc)
+            logger.exception("%s: writing failed; the file keeps what was written before",
+                             self.path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

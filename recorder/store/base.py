@@ -1,0 +1,138 @@
+"""The recording store's interface. Callers speak in recordings and API field names, never SQL.
+
+A backend (SQLite now, PostgreSQL for multi-server sites later) implements ``Store``; nothing
+outside ``recorder.store`` knows which one is in use or what its tables look like.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# The call metadata a recording row keeps, by the API names the manual uses for them.
+USER_FIELDS: tuple[str, ...] = tuple(f"USER{i}" for i in range(1, 16))
+METADATA_FIELDS: tuple[str, ...] = (
+    "DEVICEALIAS", "SYS_USER", "CRM_USER", "STATIONNAME", "GROUP", "GATE", "ANI", "DNIS",
+    "CALLID", "CALLDIRECTION", *USER_FIELDS,
+)
+# What CALLLIST may filter on (the manual's CALLLIST parameters, minus count and dates).
+FILTER_FIELDS: tuple[str, ...] = (
+    "DEVICEID", "CRM_USER", "SYS_USER", "DEVICEALIAS", "GROUP", "GATE", "ANI", "DNIS",
+    *USER_FIELDS,
+)
+
+STATUS_RECORDING = "recording"
+STATUS_COMPLETE = "complete"
+
+
+@dataclass(frozen=True)
+class NewRecording:
+    """A recording as it starts: where it is written and the call it belongs to."""
+
+    device_id: str
+    call_instance: str
+    channel: int | None
+    filename: str
+    media_format: str
+    sample_rate: int
+    start_time: float  # unix seconds
+    core_ident: int
+    meta: Mapping[str, str] = field(default_factory=dict)
+    priority: int | None = None
+    keep_days: int | None = None
+    archive_action: int | None = None
+    cti_initiated: str = ""
+    agent_initiated: str = ""
+
+
+@dataclass(frozen=True)
+class FinishedRecording:
+    """What is known once a recording's file is closed."""
+
+    stop_time: float
+    duration: float  # seconds of audio in the file
+    audio_size: int  # bytes
+    audio_hash: str  # sha256 of the file, hex
+    stop_reason: str
+    lost_samples: int = 0
+
+
+@dataclass(frozen=True)
+class RecordingUpdate:
+    """Metadata changed after the recording started (CALLUPDATE)."""
+
+    meta: Mapping[str, str] = field(default_factory=dict)
+    keep_days: int | None = None
+    archive_action: int | None = None
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    """One recording as stored."""
+
+    ident: int
+    device_id: str
+    call_instance: str
+    channel: int | None
+    filename: str
+    media_format: str
+    sample_rate: int
+    recording_time: int  # unix seconds the recording started (CALLLIST's RECORDINGTIME)
+    start_time: float
+    stop_time: float | None
+    duration: float | None
+    audio_size: int | None
+    audio_hash: str | None
+    status: str
+    stop_reason: str
+    lost_samples: int
+    core_ident: int
+    meta: Mapping[str, str]
+    priority: int | None
+    keep_days: int | None
+    archive_action: int | None
+    cti_initiated: str
+    agent_initiated: str
+
+
+@dataclass(frozen=True)
+class RecordingQuery:
+    """CALLLIST's question: equality filters (AND), a time range, newest first, at most limit."""
+
+    equals: Mapping[str, str] = field(default_factory=dict)  # FILTER_FIELDS name -> value
+    start: int | None = None  # recording_time >= start (unix seconds)
+    end: int | None = None  # recording_time <= end
+    limit: int = 100
+
+
+class Store(ABC):
+    """Durable home of recording rows. Thread-safe: API workers and the scheduler share it."""
+
+    @abstractmethod
+    def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def insert_recording(self, rec: NewRecording) -> int:
+        """Store a starting recording; returns its RECORDID."""
+
+    @abstractmethod
+    def finish_recording(self, ident: int, done: FinishedRecording) -> None: ...
+
+    @abstractmethod
+    def update_recording(self, ident: int, update: RecordingUpdate) -> bool:
+        """Apply an update; False if there is no recording ``ident``."""
+
+    @abstractmethod
+    def get_recording(self, ident: int) -> RecordingRow | None: ...
+
+    @abstractmethod
+    def last_recording_id(self, device_id: str) -> int | None:
+        """RECORDID of the device's most recent recording."""
+
+    @abstractmethod
+    def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]: ...

@@ -1,0 +1,97 @@
+"""The recordings table: every column the manual lists under UNIQUEFIELD, plus the recorder's own.
+
+Column names are the manual's (lower case), so EXPORT's UNIQUEFIELD can name them directly.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+# API field name -> column, for the call metadata a recording keeps.
+META_COLUMNS: dict[str, str] = {
+    "DEVICEALIAS": "device_alias",
+    "SYS_USER": "sys_user",
+    "CRM_USER": "crm_user",
+    "STATIONNAME": "station",
+    "GROUP": "sgroup",
+    "GATE": "gate",
+    "ANI": "ani",
+    "DNIS": "dnis",
+    "CALLID": "callid",
+    "CALLDIRECTION": "calldirection",
+    **{f"USER{i}": f"user{i}" for i in range(1, 16)},
+}
+FILTER_COLUMNS: dict[str, str] = {"DEVICEID": "device_id", **META_COLUMNS}
+
+# The manual's UNIQUEFIELD list, in its order.
+MANUAL_COLUMNS: tuple[str, ...] = (
+    "agent_id", "ani", "archive_action_id", "audio_hash", "audio_size",
+    "calldirection", "callid", "channel", "device_alias", "device_id",
+    "dnis", "duration", "filename", "filename_video", "gate",
+    "globalid", "ident", "keepdays", "locked", "listenedto",
+    "medialabel", "overridden", "priority", "qa_forms", "qa_group_id",
+    "qa_poss_score", "qa_score", "recording_time", "recording_type", "screen_capture",
+    "sgroup", "user1", "user2", "user3", "user4",
+    "user5", "user6", "user7", "user8", "user9",
+    "user10", "user11", "user12", "user13", "user14",
+    "user15", "video_hash", "video_size", "wrap_duration",
+)
+
+_USER_COLUMNS = ",\n".join(f"    user{i} TEXT NOT NULL DEFAULT ''" for i in range(1, 16))
+
+CREATE_V1 = f"""
+CREATE TABLE recordings (
+    ident INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id INTEGER,
+    ani TEXT NOT NULL DEFAULT '',
+    archive_action_id INTEGER,
+    audio_hash TEXT,
+    audio_size INTEGER,
+    calldirection TEXT NOT NULL DEFAULT '',
+    callid TEXT NOT NULL DEFAULT '',
+    channel INTEGER,
+    device_alias TEXT NOT NULL DEFAULT '',
+    device_id TEXT NOT NULL,
+    dnis TEXT NOT NULL DEFAULT '',
+    duration REAL,
+    filename TEXT NOT NULL,
+    filename_video TEXT NOT NULL DEFAULT '',
+    gate TEXT NOT NULL DEFAULT '',
+    globalid TEXT NOT NULL DEFAULT '',
+    keepdays INTEGER,
+    locked INTEGER NOT NULL DEFAULT 0,
+    listenedto INTEGER NOT NULL DEFAULT 0,
+    medialabel TEXT NOT NULL DEFAULT '',
+    overridden INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER,
+    qa_forms TEXT NOT NULL DEFAULT '',
+    qa_group_id INTEGER,
+    qa_poss_score REAL,
+    qa_score REAL,
+    recording_time INTEGER NOT NULL,
+    recording_type TEXT NOT NULL DEFAULT 'audio',
+    screen_capture INTEGER NOT NULL DEFAULT 0,
+    sgroup TEXT NOT NULL DEFAULT '',
+{_USER_COLUMNS},
+    video_hash TEXT,
+    video_size INTEGER,
+    wrap_duration INTEGER,
+    -- the recorder's own columns
+    call_instance TEXT NOT NULL DEFAULT '',
+    sys_user TEXT NOT NULL DEFAULT '',
+    crm_user TEXT NOT NULL DEFAULT '',
+    station TEXT NOT NULL DEFAULT '',
+    cti_initiated TEXT NOT NULL DEFAULT '',
+    agent_initiated TEXT NOT NULL DEFAULT '',
+    media_format TEXT NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    start_time REAL NOT NULL,
+    stop_time REAL,
+    status TEXT NOT NULL,
+    stop_reason TEXT NOT NULL DEFAULT '',
+    lost_samples INTEGER NOT NULL DEFAULT 0,
+    core_ident INTEGER NOT NULL
+);
+CREATE INDEX recordings_by_time ON recordings (recording_time DESC, ident DESC);
+CREATE INDEX recordings_by_device ON recordings (device_id, recording_time DESC, ident DESC);
+"""

@@ -1,0 +1,190 @@
+"""The embedded store: one SQLite file in the data directory (WAL, fully synchronous)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from recorder.errors import StoreError
+from recorder.store.base import (
+    STATUS_COMPLETE,
+    STATUS_RECORDING,
+    FinishedRecording,
+    NewRecording,
+    RecordingQuery,
+    RecordingRow,
+    RecordingUpdate,
+    Store,
+)
+from recorder.store.schema import CREATE_V1, FILTER_COLUMNS, META_COLUMNS, SCHEMA_VERSION
+
+logger = logging.getLogger(__name__)
+
+_ROW_COLUMNS = (
+    "ident", "device_id", "call_instance", "channel", "filename", "media_format", "sample_rate",
+    "recording_time", "start_time", "stop_time", "duration", "audio_size", "audio_hash",
+    "status", "stop_reason", "lost_samples", "core_ident", "priority", "keepdays",
+    "archive_action_id", "cti_initiated", "agent_initiated", *META_COLUMNS.values(),
+)
+_SELECT = f"SELECT {', '.join(_ROW_COLUMNS)} FROM recordings"
+
+
+class SqliteStore(Store):
+    """Recording rows in a SQLite database file; one connection shared under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # A recording's row must survive a power cut once CALLSTART/CALLSTOP has answered.
+            conn.execute("PRAGMA synchronous = FULL")
+            self._migrate(conn)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        self._conn = conn
+        logger.info("store: SQLite database %s (schema %d)", self.path, SCHEMA_VERSION)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.path} has schema {version}, newer than this recorder's "
+                f"{SCHEMA_VERSION}; upgrade the recorder or restore a matching backup"
+            )
+        if version == 0:
+            # executescript() commits whatever is pending before it runs, so the transaction
+            # that makes schema creation all-or-nothing has to be part of the script itself.
+            try:
+                conn.executescript(
+                    f"BEGIN;\n{CREATE_V1}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @contextmanager
+    def _db(self, what: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise StoreError(f"{what}: the store is not open")
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"{what}: {exc}") from exc
+
+    def insert_recording(self, rec: NewRecording) -> int:
+        values: dict[str, Any] = {
+            "device_id": rec.device_id,
+            "call_instance": rec.call_instance,
+            "channel": rec.channel,
+            "filename": rec.filename,
+            "media_format": rec.media_format,
+            "sample_rate": rec.sample_rate,
+            "recording_time": int(rec.start_time),
+            "start_time": rec.start_time,
+            "status": STATUS_RECORDING,
+            "core_ident": rec.core_ident,
+            "priority": rec.priority,
+            "keepdays": rec.keep_days,
+            "archive_action_id": rec.archive_action,
+            "cti_initiated": rec.cti_initiated,
+            "agent_initiated": rec.agent_initiated,
+        }
+        values.update({META_COLUMNS[k]: v for k, v in rec.meta.items()})
+        sql = (f"INSERT INTO recordings ({', '.join(values)}) "
+               f"VALUES ({', '.join('?' * len(values))})")
+        with self._db("insert recording") as conn:
+            ident = conn.execute(sql, tuple(values.values())).lastrowid
+        if ident is None:
+            raise StoreError("insert recording: no RECORDID assigned")
+        return ident
+
+    def finish_recording(self, ident: int, done: FinishedRecording) -> None:
+        with self._db(f"finish recording {ident}") as conn:
+            conn.execute(
+                "UPDATE recordings SET stop_time = ?, duration = ?, audio_size = ?,"
+                " audio_hash = ?, stop_reason = ?, lost_samples = ?, status = ?"
+                " WHERE ident = ?",
+                (done.stop_time, done.duration, done.audio_size, done.audio_hash,
+                 done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
+            )
+
+    def update_recording(self, ident: int, update: RecordingUpdate) -> bool:
+        values: dict[str, Any] = {META_COLUMNS[k]: v for k, v in update.meta.items()}
+        if update.keep_days is not None:
+            values["keepdays"] = update.keep_days
+        if update.archive_action is not None:
+            values["archive_action_id"] = update.archive_action
+        with self._db(f"update recording {ident}") as conn:
+            if not values:
+                found = conn.execute("SELECT 1 FROM recordings WHERE ident = ?", (ident,))
+                return found.fetchone() is not None
+            assignments = ", ".join(f"{column} = ?" for column in values)
+            cursor = conn.execute(f"UPDATE recordings SET {assignments} WHERE ident = ?",
+                                  (*values.values(), ident))
+            return cursor.rowcount > 0
+
+    def get_recording(self, ident: int) -> RecordingRow | None:
+        with self._db(f"read recording {ident}") as conn:
+            row = conn.execute(f"{_SELECT} WHERE ident = ?", (ident,)).fetchone()
+        return _row(row) if row else None
+
+    def last_recording_id(self, device_id: str) -> int | None:
+        with self._db(f"last recording of {device_id}") as conn:
+            row = conn.execute(
+                "SELECT ident FROM recordings WHERE device_id = ?"
+                " ORDER BY recording_time DESC, ident DESC LIMIT 1", (device_id,)
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]:
+        where: list[str] = []
+        args: list[Any] = []
+        for name, value in query.equals.items():
+            where.append(f"{FILTER_COLUMNS[name]} = ?")
+            args.append(value)
+        if query.start is not None:
+            where.append("recording_time >= ?")
+            args.append(query.start)
+        if query.end is not None:
+            where.append("recording_time <= ?")
+            args.append(query.end)
+        sql = _SELECT
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY recording_time DESC, ident DESC LIMIT ?"
+        args.append(query.limit)
+        with self._db("list recordings") as conn:
+            rows = conn.execute(sql, args).fetchall()
+        return [_row(r) for r in rows]
+
+
+def _row(r: tuple[Any, ...]) -> RecordingRow:
+    fixed = len(_ROW_COLUMNS) - len(META_COLUMNS)
+    return RecordingRow(
+        ident=r[0], device_id=r[1], call_instance=r[2], channel=r[3], filename=r[4],
+        media_format=r[5], sample_rate=r[6], recording_time=r[7], start_time=r[8],
+        stop_time=r[9], duration=r[10], audio_size=r[11], audio_hash=r[12], status=r[13],
+        stop_reason=r[14], lost_samples=r[15], core_ident=r[16], priority=r[17],
+        keep_days=r[18], archive_action=r[19], cti_initiated=r[20], agent_initiated=r[21],
+        meta=dict(zip(META_COLUMNS, r[fixed:], strict=True)),
+    )

@@ -1,0 +1,300 @@
+"""The scheduler with a real capture core, writer, files and SQLite store.
+
+Blocks are pushed into the capture core by the test instead of a driver thread, so the audio
+between CALLSTART and CALLSTOP is known to the sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from recorder.calls import CallError, CallStart, CallUpdate, DeviceQuery
+from recorder.capture import CaptureCore
+from recorder.config import SyntheticBoardConfig
+from recorder.drivers import create_driver
+from recorder.resultcodes import ResultCode
+from recorder.scheduler import Scheduler
+from recorder.store import RecordingQuery
+from recorder.store.sqlite import SqliteStore
+from recorder.writer import WriterLoop
+
+BLOCK = 160
+
+
+class Bench:
+    """A scheduler whose capture core is fed by hand."""
+
+    def __init__(self, tmp_path: Path, devices: tuple[str, ...] = ("1001", "1002")) -> None:
+        self.driver = create_driver("boards[0]", SyntheticBoardConfig(
+            devices=devices, channels=len(devices)))
+        self.capture = CaptureCore([(self.driver, devices)], lookback_seconds=10)
+        self.store = SqliteStore(tmp_path / "recorder.sqlite3")
+        self.store.open()
+        self.writer = WriterLoop(interval=0.01)
+        self.now = 1_700_000_000.0
+        self.scheduler = Scheduler(capture=self.capture, store=self.store, writer=self.writer,
+                                   recordings_dir=tmp_path / "recordings", core_ident=3,
+                                   clock=lambda: self.now)
+        self.captured: list[np.ndarray] = []
+
+    def feed(self, blocks: int) -> None:
+        for _ in range(blocks):
+            block = self.driver.next_block(BLOCK)
+            self.capture.boards[0].on_block(block)
+            self.captured.append(block)
+            self.now += BLOCK / 8000
+
+    def audio(self, channel: int, start: int, end: int) -> np.ndarray:
+        return np.concatenate(self.captured)[start:end, channel]
+
+    def start(self, device: str | None = "1001", instance: str = "", **meta: str) -> None:
+        self.scheduler.call_start(CallStart(device=DeviceQuery(device_id=device),
+                                            instance=instance, meta=meta))
+
+    def stop(self, device: str = "1001", instance: str | None = None) -> None:
+        self.scheduler.call_stop(DeviceQuery(device_id=device), instance)
+
+    def rows(self, **equals: str) -> list:  # type: ignore[type-arg]
+        return self.store.list_recordings(RecordingQuery(equals=equals, limit=10_000))
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Iterator[Bench]:
+    b = Bench(tmp_path)
+    yield b
+    b.scheduler.stop()
+    b.writer.stop()
+    b.writer.join(5)
+    b.store.close()
+
+
+def test_records_exactly_the_audio_between_start_and_stop(bench: Bench) -> None:
+    bench.feed(7)
+    bench.start("1002", ANI="6145551212", USER1="Gold Level")
+    bench.feed(150)  # 3 s
+    bench.stop("1002")
+    (row,) = bench.rows()
+    data, rate = soundfile.read(row.filename, dtype="int16")
+    assert rate == 8000
+    np.testing.assert_array_equal(data, bench.audio(1, 7 * BLOCK, 157 * BLOCK))
+    assert row.duration == pytest.approx(3.0)
+    assert (row.status, row.stop_reason, row.channel) == ("complete", "callstop", 2)
+    assert (row.meta["ANI"], row.meta["USER1"], row.core_ident) == ("6145551212", "Gold Level", 3)
+    assert row.audio_size == Path(row.filename).stat().st_size
+    assert row.audio_hash == hashlib.sha256(Path(row.filename).read_bytes()).hexdigest()
+    assert Path(row.filename).parent.name == "1002"
+    assert Path(row.filename).name.startswith("1002-")
+
+
+def test_an_untapped_device_is_tracked_but_not_recorded(bench: Bench) -> None:
+    bench.start("9999", ANI="1")
+    bench.feed(5)
+    (status,) = bench.scheduler.device_status(DeviceQuery(device_id="9999"))
+    assert status.current is not None
+    assert not status.current.recording
+    assert status.current.decision is not None
+    assert status.current.decision.reason is ResultCode.API_DEVICE_INVALID
+    bench.stop("9999")
+    assert bench.rows() == []
+
+
+def test_devices_are_found_by_the_names_their_calls_carry(bench: Bench) -> None:
+    bench.start("1001", DEVICEALIAS="DESK1", SYS_USER="jdoe", CRM_USER="JD", STATIONNAME="PC7",
+                CALLID="c-1")
+    for query in (DeviceQuery(alias="DESK1"), DeviceQuery(sys_user="jdoe"),
+                  DeviceQuery(crm_user="JD"), DeviceQuery(station="PC7"),
+                  DeviceQuery(call_id="c-1")):
+        (status,) = bench.scheduler.device_status(query)
+        assert status.device_id == "1001"
+    bench.feed(10)
+    bench.scheduler.call_stop(DeviceQuery(alias="DESK1"), None)
+    assert bench.rows()[0].stop_reason == "callstop"
+    # After the call the alias still names the device (its last call carried it).
+    bench.scheduler.call_start(CallStart(device=DeviceQuery(alias="DESK1")))
+    assert bench.scheduler.device_status(DeviceQuery(device_id="1001"))[0].current.recording
+
+
+@pytest.mark.parametrize("query", [DeviceQuery(alias="NOPE"), DeviceQuery(sys_user="x"),
+                                   DeviceQuery(crm_user="y"), DeviceQuery(station="z"),
+                                   DeviceQuery()])
+def test_unknown_names_are_device_invalid(bench: Bench, query: DeviceQuery) -> None:
+    with pytest.raises(CallError) as err:
+        bench.scheduler.call_start(CallStart(device=query))
+    assert err.value.code is ResultCode.API_DEVICE_INVALID
+
+
+def test_a_new_callstart_on_the_same_instance_ends_the_old_recording(bench: Bench) -> None:
+    bench.start("1001", USER1="first")
+    bench.feed(20)
+    bench.start("1001", USER1="second")
+    bench.feed(30)
+    bench.stop("1001")
+    second, first = bench.rows()
+    assert (first.meta["USER1"], first.stop_reason) == ("first", "replaced")
+    assert (second.meta["USER1"], second.stop_reason) == ("second", "callstop")
+    assert first.duration == pytest.approx(20 * BLOCK / 8000)
+    assert second.duration == pytest.approx(30 * BLOCK / 8000)
+    assert first.filename != second.filename
+
+
+def test_call_instances_are_separate_recordings(bench: Bench) -> None:
+    bench.start("1001", instance="37")
+    bench.feed(10)
+    bench.start("1001", instance="38")
+    bench.feed(10)
+    (status,) = bench.scheduler.device_status(DeviceQuery(device_id="1001"))
+    assert [c.instance for c in status.open_calls] == ["37", "38"]
+    assert status.current is not None
+    assert status.current.instance == "38"
+    bench.stop("1001", "38")
+    (status,) = bench.scheduler.device_status(DeviceQuery(device_id="1001"))
+    assert status.current is not None
+    assert status.current.instance == "37"  # the open call, not the one that just ended
+    bench.feed(10)
+    bench.stop("1001")  # no instance: the last call on the device that is still open
+    rows = {r.call_instance: r for r in bench.rows()}
+    assert rows["37"].duration == pytest.approx(30 * BLOCK / 8000)
+    assert rows["38"].duration == pytest.approx(10 * BLOCK / 8000)
+
+
+def test_stopping_a_device_not_in_a_call_is_device_not_in_call(bench: Bench) -> None:
+    for instance in (None, "5"):
+        with pytest.raises(CallError) as err:
+            bench.stop("1001", instance)
+        assert err.value.code is ResultCode.API_DEVICE_NOT_IN_CALL
+    bench.start("1001", instance="1")
+    with pytest.raises(CallError) as err:
+        bench.stop("1001", "2")
+    assert err.value.code is ResultCode.API_DEVICE_NOT_IN_CALL
+
+
+def test_callupdate_changes_the_live_call_and_its_row(bench: Bench) -> None:
+    bench.start("1001", USER3="")
+    assert bench.scheduler.call_update(DeviceQuery(device_id="1001"), None,
+                                       CallUpdate(meta={"USER3": "Follow up on order"},
+                                                  keep_days=3650), if_not_recording=False
+                                       ) == "call"
+    assert bench.rows()[0].meta["USER3"] == "Follow up on order"
+    bench.feed(5)
+    bench.stop()
+    row = bench.rows()[0]
+    assert (row.meta["USER3"], row.keep_days) == ("Follow up on order", 3650)
+
+
+def test_callupdate_after_the_call(bench: Bench) -> None:
+    update = CallUpdate(meta={"USER4": "Sales Call"})
+    device = DeviceQuery(device_id="1001")
+    with pytest.raises(CallError) as err:
+        bench.scheduler.call_update(device, None, update, if_not_recording=True)
+    assert err.value.code is ResultCode.API_RECORDID_INVALID
+    bench.start()
+    bench.feed(3)
+    bench.stop()
+    with pytest.raises(CallError) as err:
+        bench.scheduler.call_update(device, None, update, if_not_recording=False)
+    assert err.value.code is ResultCode.API_DEVICE_NOT_IN_CALL
+    assert bench.scheduler.call_update(device, None, update, if_not_recording=True) == "recording"
+    assert bench.rows()[0].meta["USER4"] == "Sales Call"
+    bench.scheduler.update_recording(bench.rows()[0].ident, CallUpdate(meta={"USER5": "x"}))
+    assert bench.rows()[0].meta["USER5"] == "x"
+    with pytest.raises(CallError) as err:
+        bench.scheduler.update_recording(4242, update)
+    assert err.value.code is ResultCode.API_RECORDID_INVALID
+
+
+def test_shutdown_finishes_every_recording_and_refuses_new_calls(bench: Bench) -> None:
+    bench.start("1001")
+    bench.start("1002")
+    bench.feed(25)
+    bench.scheduler.stop()
+    rows = bench.rows()
+    assert sorted(r.stop_reason for r in rows) == ["shutdown", "shutdown"]
+    for row in rows:
+        assert row.status == "complete"
+        assert soundfile.info(row.filename).frames == 25 * BLOCK
+    with pytest.raises(CallError) as err:
+        bench.start("1001")
+    assert err.value.code is ResultCode.API_ERROR_SCHEDULER_NOT_RUNNING
+
+
+def test_recording_goes_on_while_the_store_is_away(bench: Bench) -> None:
+    bench.store.close()
+    bench.start("1001", ANI="555")
+    bench.feed(10)
+    bench.store.open()
+    bench.stop()
+    (row,) = bench.rows()
+    assert (row.meta["ANI"], row.status) == ("555", "complete")
+    assert row.duration == pytest.approx(10 * BLOCK / 8000)
+
+
+def test_the_writer_loop_moves_audio_to_disk_while_the_call_goes_on(bench: Bench) -> None:
+    bench.writer.start()
+    bench.start("1001")
+    bench.feed(100)  # 2 s: the writer syncs the header every second of audio
+    path = Path(bench.rows()[0].filename)
+    deadline = time.monotonic() + 10
+    while soundfile.info(path).frames < 8000 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert soundfile.info(path).frames >= 8000  # playable before the call has ended
+    bench.stop()
+    assert soundfile.info(path).frames == 100 * BLOCK
+
+
+def test_racing_starts_and_stops_leave_no_recording_unfinished(tmp_path: Path) -> None:
+    devices = tuple(str(2000 + i) for i in range(8))
+    bench = Bench(tmp_path, devices)
+    bench.writer.start()
+    feeding = threading.Event()
+
+    def feed() -> None:
+        while not feeding.is_set():
+            bench.feed(1)
+            time.sleep(0.001)
+
+    def calls(device: str) -> None:
+        for _ in range(15):
+            bench.start(device)
+            bench.stop(device)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    workers = [threading.Thread(target=calls, args=(d,)) for d in devices]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    feeding.set()
+    feeder.join(10)
+    rows = bench.rows()
+    assert len(rows) == 8 * 15
+    assert {r.status for r in rows} == {"complete"}
+    assert len({r.filename for r in rows}) == len(rows)
+    for row in rows:
+        assert soundfile.info(row.filename).frames * 2 + 44 == row.audio_size
+    bench.writer.stop()
+    bench.writer.join(5)
+    bench.store.close()
+
+
+def test_a_file_removed_under_a_recording_still_ends_the_call(bench: Bench) -> None:
+    bench.start("1001")
+    bench.feed(5)
+    path = Path(bench.rows()[0].filename)
+    path.unlink()  # an operator's mistake, or a failing disk
+    bench.stop("1001")  # must not raise
+    (row,) = bench.rows()
+    assert (row.status, row.audio_size, row.audio_hash) == ("complete", 0, "")
+    assert row.duration == pytest.approx(5 * BLOCK / 8000)
+    bench.start("1001")  # and the device records again
+    bench.feed(5)
+    bench.stop("1001")
+    assert soundfile.info(bench.rows()[0].filename).frames == 5 * BLOCK

@@ -1,0 +1,241 @@
+"""``recorderd`` and ``recorderctl`` as real processes, the way an operator runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from recorder.config import load_config
+from tests.conftest import BIN, RecorderProcess, Running, request_xml, sox_info, write_toml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def config_file(tmp_path: Path, extra: str = "") -> Path:
+    return write_toml(tmp_path / "recorder.toml", f"""
+[storage]
+data_dir = "{tmp_path / 'data'}"
+
+[api]
+socket_port = 0
+web_port = 0
+
+[[boards]]
+driver = "synthetic"
+devices = ["1001", "1002", "1003", "1004"]
+{extra}""")
+
+
+def ctl(running: Running, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "recorderctl"), "--port", str(running.socket_port), *args],
+                          capture_output=True, text=True, timeout=30, input=stdin, check=False)
+
+
+def test_a_call_is_recorded_end_to_end(tmp_path: Path, processes: list[RecorderProcess]) -> None:
+    proc = RecorderProcess(["--config", str(config_file(tmp_path))])
+    processes.append(proc)
+    running = proc.wait_ready()
+    start = ctl(running, "send", "<REQUEST><TYPE>CALLSTART</TYPE><REQUESTID>1</REQUESTID>"
+                "<DEVICEID>1001</DEVICEID></REQUEST>")
+    assert start.returncode == 0, start.stdout + start.stderr
+    time.sleep(3)
+    stop = ctl(running, "send", "<REQUEST><TYPE>CALLSTOP</TYPE><REQUESTID>2</REQUESTID>"
+               "<DEVICEID>1001</DEVICEID></REQUEST>")
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    listing = ctl(running, "send", "<REQUEST><TYPE>CALLLIST</TYPE><REQUESTID>3</REQUESTID>"
+                  "<DEVICEID>1001</DEVICEID></REQUEST>")
+    assert listing.returncode == 0
+    result = etree.fromstring(listing.stdout.encode())
+    (found,) = result.findall("SEARCHRESULT")
+    assert found.findtext("DEVICEID") == "1001"
+    assert found.findtext("DURATION") == "3"
+    info = sox_info(found.findtext("FILENAME") or "")
+    assert (info["-r"], info["-c"], info["-b"], info["-e"]) == (
+        "8000", "1", "16", "Signed Integer PCM")
+    assert 2.8 <= float(info["-D"]) <= 3.8  # 3 s plus recorderctl's own start-up
+    assert proc.stop() == 0
+    assert "Traceback" not in proc.log
+
+
+def test_readme_first_session_on_the_embedded_defaults(tmp_path: Path,
+                                                       processes: list[RecorderProcess]) -> None:
+    """The README's commands, run as written, against recorderd started with no config."""
+    for port in (5620, 2012):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} is already in use"
+    env = {"STATE_DIRECTORY": str(tmp_path / "state")}
+    env_without_config = {k: v for k, v in os.environ.items() if k != "RECORDER_CONFIG"}
+    proc = RecorderProcess([], env={**env_without_config, **env})
+    processes.append(proc)
+    running = proc.wait_ready()
+    assert (running.socket_port, running.web_port) == (5620, 2012)
+    assert "starting with embedded defaults" in proc.log
+
+    readme = (REPO / "README.md").read_text()
+    session = readme.split("## First session", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line for line in session.strip().splitlines() if line.strip()]
+    assert [c.split()[0] for c in commands] == [".venv/bin/recorderctl", "sleep",
+                                                ".venv/bin/recorderctl", ".venv/bin/recorderctl"]
+    outputs = []
+    for line in commands:
+        command = line.replace(".venv/bin/", f"{BIN}/")
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                              timeout=30, cwd=tmp_path, check=False)
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        outputs.append(done.stdout)
+    found = etree.fromstring(outputs[-1].encode()).find("SEARCHRESULT")
+    assert found is not None
+    assert (found.findtext("DURATION"), found.findtext("ANI")) == ("3", "6145551212")
+    filename = found.findtext("FILENAME") or ""
+    assert filename.startswith(str(tmp_path / "state" / "recordings"))
+    info = sox_info(filename)
+    assert (info["-r"], info["-c"], info["-b"]) == ("8000", "1", "16")
+    assert 2.8 <= float(info["-D"]) <= 3.8
+    for line in ("printf '<REQUEST><TYPE>TEST</TYPE>", "curl 'http://127.0.0.1:2012/webAPI.aspx?"):
+        assert line in readme
+    assert running.request("TEST").findtext("RESULTCODE") == "20"
+    status, _ = running.web("type=devicestatus&requestid=4&deviceid=1001")
+    assert status == 200
+    assert proc.stop() == 0
+
+
+def test_sigterm_mid_call_finishes_the_recording(tmp_path: Path,
+                                                 processes: list[RecorderProcess]) -> None:
+    proc = RecorderProcess(["--config", str(config_file(tmp_path))])
+    processes.append(proc)
+    running = proc.wait_ready()
+    assert running.request("CALLSTART", 1, deviceid="1002").findtext("RESULTCODE") == "20"
+    time.sleep(1.5)
+    assert proc.stop() == 0
+    db = sqlite3.connect(tmp_path / "data" / "recorder.sqlite3")
+    (status, reason, duration, filename), = db.execute(
+        "SELECT status, stop_reason, duration, filename FROM recordings").fetchall()
+    db.close()
+    assert (status, reason) == ("complete", "shutdown")
+    assert 1.4 <= duration <= 2.5
+    assert float(sox_info(filename)["-D"]) == pytest.approx(duration, abs=0.01)
+    assert "SIGTERM received" in proc.log
+
+
+def test_recorderctl_exit_codes_and_stdin(tmp_path: Path,
+                                          processes: list[RecorderProcess]) -> None:
+    proc = RecorderProcess(["--config", str(config_file(tmp_path))])
+    processes.append(proc)
+    running = proc.wait_ready()
+    ok = ctl(running, "send", "-", stdin="<REQUEST>\n <TYPE>TEST</TYPE>\n <REQUESTID>1</REQUESTID>"
+             "\n</REQUEST>\n")
+    assert ok.returncode == 0
+    assert "<RESULTCODE>20</RESULTCODE>" in ok.stdout
+    refused = ctl(running, "send", "<REQUEST><TYPE>NOPE</TYPE><REQUESTID>1</REQUESTID></REQUEST>")
+    assert refused.returncode == 1
+    assert "<RESULTCODE>10</RESULTCODE>" in refused.stdout
+    raw = ctl(running, "send", "--raw", request_xml("TEST", 5).decode())
+    assert raw.stdout.count("\n") == 1  # exactly the RESULT line
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    unreachable = subprocess.run(
+        [str(BIN / "recorderctl"), "--port", str(closed_port), "send", "<REQUEST/>"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert unreachable.returncode == 3
+    assert f"cannot reach recorderd at 127.0.0.1:{closed_port}" in unreachable.stderr
+    usage = subprocess.run([str(BIN / "recorderctl")], capture_output=True, text=True, check=False)
+    assert usage.returncode == 2
+    assert proc.stop() == 0
+
+
+def test_recorderctl_finds_the_port_in_the_config(tmp_path: Path,
+                                                  processes: list[RecorderProcess]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{tmp_path}/d"\n'
+                      f"[api]\nsocket_port = {port}\nweb_port = 0\n")
+    proc = RecorderProcess(["--config", str(path)])
+    processes.append(proc)
+    proc.wait_ready()
+    done = subprocess.run([str(BIN / "recorderctl"), "--config", str(path), "send",
+                           request_xml("TEST", 1).decode()], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "no boards configured" in proc.log
+    assert proc.stop() == 0
+
+
+def test_check_config(tmp_path: Path) -> None:
+    good = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config",
+                           str(config_file(tmp_path))], capture_output=True, text=True, check=False)
+    assert good.returncode == 0
+    assert "configuration OK" in good.stdout
+    assert "boards[0]: synthetic, devices 1001, 1002, 1003, 1004" in good.stdout
+    bad = write_toml(tmp_path / "bad.toml", """
+[api]
+socket_prt = 5620
+web_port = "2012"
+[[boards]]
+driver = "file"
+files = ["/nonexistent/a.wav"]
+devices = ["2001"]
+""")
+    done = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(bad)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 78
+    assert "api.socket_prt: unknown key (did you mean 'socket_port'?)" in done.stderr
+    assert "api.web_port: expected an integer, got a string '2012'" in done.stderr
+    assert "boards[0].files[0]: no such file: /nonexistent/a.wav" in done.stderr
+    # The same file stops the service from starting, with the same words.
+    run = subprocess.run([str(BIN / "recorderd"), "--config", str(bad)], capture_output=True,
+                         text=True, timeout=30, check=False)
+    assert run.returncode == 78
+    assert "boards[0].files[0]: no such file" in run.stderr
+
+
+def test_print_config_reads_back(tmp_path: Path) -> None:
+    done = subprocess.run([str(BIN / "recorderd"), "--print-config", "--config",
+                           str(config_file(tmp_path))], capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    printed = write_toml(tmp_path / "printed.toml", done.stdout)
+    assert load_config(printed) == load_config(tmp_path / "recorder.toml")
+
+
+def test_a_busy_port_is_an_error_naming_the_key(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{tmp_path}/d"\n'
+                          f"[api]\nsocket_port = 0\nweb_port = {port}\n")
+        done = subprocess.run([str(BIN / "recorderd"), "--config", str(path)],
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert re.search(rf"api\.web_port: cannot listen on 127\.0\.0\.1:{port}: .*in use",
+                     done.stderr), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unreadable_audio_file_stops_startup_naming_the_key(tmp_path: Path) -> None:
+    bogus = tmp_path / "line.wav"
+    bogus.write_text("not audio")
+    path = write_toml(tmp_path / "r.toml", f"""
+[storage]
+data_dir = "{tmp_path}/d"
+[api]
+socket_port = 0
+web_port = 0
+[[boards]]
+driver = "file"
+files = ["line.wav"]
+devices = ["2001"]
+""")
+    done = subprocess.run([str(BIN / "recorderd"), "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "cannot start: boards[0].files[0]: cannot read audio" in done.stderr

@@ -1,0 +1,91 @@
+"""Parsing requests safely and rendering results the way the manual shows them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from recorder.api.request import ApiResult, RequestError
+from recorder.api.xmlcodec import parse_request, render_result
+from recorder.resultcodes import ResultCode
+
+
+def test_request_with_type() -> None:
+    req = parse_request(b"<REQUEST>\n  <TYPE>TEST</TYPE>\n  <REQUESTID>1</REQUESTID>\n</REQUEST>")
+    assert (req.type, req.request_id, dict(req.params)) == ("TEST", "1", {})
+
+
+def test_request_with_requesttype_and_padded_values() -> None:
+    # The manual's MODIFYROLE examples pad the type with spaces.
+    req = parse_request(b"<REQUEST><REQUESTTYPE> CALLLIST </REQUESTTYPE><REQUESTID> 7 </REQUESTID>"
+                        b"<DEVICEID> 1001 </DEVICEID></REQUEST>")
+    assert (req.type, req.request_id, dict(req.params)) == ("CALLLIST", "7", {"DEVICEID": "1001"})
+
+
+def test_root_tag_can_be_the_message_type() -> None:
+    req = parse_request(b"<test><requestid>3</requestid><deviceid>5</deviceid></test>")
+    assert (req.type, req.request_id, dict(req.params)) == ("TEST", "3", {"DEVICEID": "5"})
+
+
+def test_entities_and_unicode_come_through_exactly() -> None:
+    req = parse_request('<REQUEST><TYPE>X</TYPE><USER1>a &amp; b &lt;c&gt; "d" \'e\' Zoë 東京'
+                        "</USER1></REQUEST>".encode())
+    assert req.params["USER1"] == "a & b <c> \"d\" 'e' Zoë 東京"
+
+
+@pytest.mark.parametrize(("message", "reason"), [
+    (b"<REQUEST><TYPE>TEST</TYPE>", "malformed XML"),
+    (b"hello", "malformed XML"),
+    (b"\xff\xfe<REQUEST/>", "malformed XML"),
+    (b"<REQUEST><TYPE>A</TYPE><TYPE>B</TYPE></REQUEST>", "TYPE is given more than once"),
+    (b"<REQUEST><USER1><B>x</B></USER1></REQUEST>", "USER1 must hold text, not elements"),
+    (b'<!DOCTYPE R [<!ENTITY a "aaaa">]><REQUEST><USER1>&a;</USER1></REQUEST>',
+     "DOCTYPE and ENTITY declarations are not accepted"),
+    (b"<!doctype REQUEST><REQUEST/>", "DOCTYPE and ENTITY declarations are not accepted"),
+])
+def test_bad_messages_get_code_16(message: bytes, reason: str) -> None:
+    with pytest.raises(RequestError) as err:
+        parse_request(message)
+    assert err.value.code is ResultCode.API_INVALID_MESSAGE_FORMAT
+    assert reason in err.value.message
+
+
+def test_an_external_entity_never_reads_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    xxe = (f'<?xml version="1.0"?><!DOCTYPE R [<!ENTITY x SYSTEM "file://{secret}">]>'
+           "<REQUEST><TYPE>TEST</TYPE><USER1>&x;</USER1></REQUEST>").encode()
+    with pytest.raises(RequestError) as err:
+        parse_request(xxe)
+    assert "TOP-SECRET" not in err.value.message
+
+
+def test_billion_laughs_is_refused_without_expanding() -> None:
+    lol = b'<!DOCTYPE l [<!ENTITY a "lol">' + b"".join(
+        b'<!ENTITY %s "%s">' % (chr(98 + i).encode(), (b"&%s;" % chr(97 + i).encode()) * 10)
+        for i in range(9)) + b"]><l>&j;</l>"
+    with pytest.raises(RequestError):
+        parse_request(lol)
+
+
+def test_result_has_the_manual_fields_escaped_on_one_line() -> None:
+    out = render_result("CALLSTART", "1", ApiResult(
+        ResultCode.API_DEVICE_INVALID, 'no <device> & "quotes" Zoë',
+        [("DEVICES", [("COUNT", "1"), ("DEVICE", [("ANI", "a&b")])])]))
+    assert b"\n" not in out
+    assert b"\r" not in out
+    root = etree.fromstring(out)
+    assert [e.tag for e in root][:5] == ["REQUESTTYPE", "REQUESTID", "RESULTTYPE", "RESULTCODE",
+                                         "RESULTMSG"]
+    assert root.findtext("RESULTTYPE") == "API_DEVICE_INVALID"
+    assert root.findtext("RESULTCODE") == "8"
+    assert root.findtext("RESULTMSG") == 'no <device> & "quotes" Zoë'
+    assert root.findtext("DEVICES/DEVICE/ANI") == "a&b"
+    assert b"a&amp;b" in out
+
+
+def test_code_17_carries_the_manuals_label() -> None:
+    out = render_result("X", "1", ApiResult(ResultCode.API_INVALID_MESSAGE_FORMAT_17, "m"))
+    assert etree.fromstring(out).findtext("RESULTTYPE") == "API_INVALID_MESSAGE_FORMAT"
