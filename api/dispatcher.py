@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable, Mapping
 
 from recorder.api.context import ApiContext
 from recorder.api.handlers import basic, calls, status
-from recorder.api.params import Params
+from recorder.api.params import Params, parse_int
 from recorder.api.request import ApiRequest, ApiResult, RequestError, invalid
 from recorder.api.xmlcodec import parse_request, render_result
-from recorder.calls import CallError
+from recorder.errors import ResultError
 from recorder.resultcodes import ResultCode
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ class Dispatcher:
         try:
             request = parse_request(message)
         except RequestError as exc:
-            return render_result("", None, ApiResult(exc.code, exc.message))
+            refused = ApiRequest(exc.request_type, exc.request_id)
+            return self._render(refused, ApiResult(exc.code, exc.message))
         return self.handle(request)
 
     def handle_params(self, pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -84,16 +85,30 @@ class Dispatcher:
         result = self.dispatch(request)
         logger.debug("%s %s -> %d %s", request.type, request.request_id, result.code,
                      result.message)
-        # A valid REQUESTID is echoed exactly; an invalid one only as far as it is useful.
-        return render_result(request.type[:ECHO_MAX], (request.request_id or "")[:ECHO_MAX],
-                             result)
+        return self._render(request, result)
+
+    def _render(self, request: ApiRequest, result: ApiResult) -> bytes:
+        request_id = request.request_id or ""
+        if _request_id_problem(request_id) is not None:
+            request_id = request_id[:ECHO_MAX]  # only a valid REQUESTID is echoed whole
+        try:
+            return render_result(request.type[:ECHO_MAX], request_id, result)
+        except ValueError:
+            # A value XML cannot carry reached a result; answer rather than drop the request.
+            logger.exception("%s (REQUESTID %s): result could not be written as XML",
+                             request.type, request.request_id)
+            return render_result(request.type[:ECHO_MAX], request_id, ApiResult(
+                ResultCode.API_ERROR_PROCESSING_MESSAGE,
+                f"{request.type} failed inside the recorder; see its log"))
 
     def dispatch(self, request: ApiRequest) -> ApiResult:
         try:
-            _check_request_id(request.request_id)
+            problem = _request_id_problem(request.request_id)
+            if problem is not None:
+                raise RequestError(ResultCode.API_REQUESTID_INVALID, problem)
             handler = self._handler(request.type)
             return handler(self._ctx, Params(request.params))
-        except (RequestError, CallError) as exc:
+        except ResultError as exc:
             return ApiResult(exc.code, exc.message)
         except Exception:
             logger.exception("%s (REQUESTID %s) failed", request.type, request.request_id)
@@ -118,14 +133,13 @@ class Dispatcher:
                            f"unknown request type {request_type!r}")
 
 
-def _check_request_id(raw: str | None) -> None:
+def _request_id_problem(raw: str | None) -> str | None:
+    """Why ``raw`` is not a REQUESTID (0 to 2147483647), or None if it is one."""
     if raw is None or raw == "":
-        raise RequestError(ResultCode.API_REQUESTID_INVALID, "REQUESTID is required")
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        raise RequestError(ResultCode.API_REQUESTID_INVALID,
-                           f"REQUESTID must be a whole number, not {raw[:40]!r}") from None
-    if not 0 <= value <= REQUESTID_MAX:
-        raise RequestError(ResultCode.API_REQUESTID_INVALID,
-                           f"REQUESTID must be between 0 and {REQUESTID_MAX}")
+        return "REQUESTID is required"
+    value = parse_int(raw)
+    if value is None:
+        return f"REQUESTID must be a whole number, not {raw[:40]!r}"
+    if raw.startswith("-") or value > REQUESTID_MAX:
+        return f"REQUESTID must be between 0 and {REQUESTID_MAX}"
+    return None

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from recorder.api.fields import ALIASES, FIELDS
 from recorder.api.request import invalid
 from recorder.calls import DeviceQuery
 from recorder.store import METADATA_FIELDS
+
+# Plain ASCII digits with an optional minus: int() would also take "1_000", "+5" and "١٢".
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def parse_int(text: str) -> int | None:
+    """``text`` as an integer if it is written as one in ASCII digits, else None."""
+    return int(text) if _INTEGER.fullmatch(text) else None
 
 
 class Params:
@@ -17,7 +26,7 @@ class Params:
         self._raw: dict[str, str] = {}
         for name, value in raw.items():
             canonical = ALIASES.get(name, name)
-            if canonical in self._raw and canonical != name:
+            if canonical in self._raw:
                 raise invalid(f"{name} and {canonical} are the same parameter; send one")
             self._raw[canonical] = value
 
@@ -53,10 +62,9 @@ class Params:
         value = self._raw.get(name)
         if value is None or value == "":
             return None
-        try:
-            number = int(value, 10)
-        except ValueError:
-            raise invalid(f"{name} must be a whole number, not {value!r}") from None
+        number = parse_int(value)
+        if number is None:
+            raise invalid(f"{name} must be a whole number, not {value[:40]!r}")
         spec = FIELDS.get(name)
         if spec is not None and spec.int_range is not None:
             low, high = spec.int_range

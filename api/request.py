@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
+from recorder.errors import ResultError
 from recorder.resultcodes import ResultCode
 
 # A result body: (TAG, text) leaves and (TAG, [children]) sections, rendered in order.
@@ -28,13 +29,14 @@ class ApiResult:
     body: Sequence[Node] = ()
 
 
-class RequestError(Exception):
-    """A request that cannot be carried out as sent; becomes a RESULT with ``code``."""
+class RequestError(ResultError):
+    """A request refused as sent; carries its TYPE and REQUESTID when they could be read."""
 
-    def __init__(self, code: ResultCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, code: ResultCode, message: str, *, request_type: str = "",
+                 request_id: str | None = None) -> None:
+        super().__init__(code, message)
+        self.request_type = request_type
+        self.request_id = request_id
 
 
 def invalid(message: str) -> RequestError:

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 CRLF = b"\r\n"
+# A client that stops reading must not hold a connection, or shutdown, open for long.
+CLOSE_TIMEOUT = 2.0
 
 
 class SocketApi:
@@ -44,12 +46,14 @@ class SocketApi:
 
     async def close(self) -> None:
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._server.close()  # stop accepting
+        # Connections go before wait_closed(): since Python 3.12 it waits for all of them.
         for task in list(self._clients):
             task.cancel()
         if self._clients:
             await asyncio.gather(*self._clients, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -57,6 +61,7 @@ class SocketApi:
         self._clients.add(task)
         peer = writer.get_extra_info("peername")
         framer = MessageFramer(self._max_message_bytes)
+        aborting = False
         try:
             while True:
                 # A partial message that stays incomplete (no closing tag ever comes) is
@@ -86,14 +91,12 @@ class SocketApi:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away; nothing of ours is lost with it
         except asyncio.CancelledError:
-            pass  # shutting down
+            aborting = True  # shutting down: answers the client has not read are dropped
         except Exception:
             logger.exception("socket API: connection from %s failed", peer)
         finally:
             self._clients.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
+            await _close(writer, aborting)
 
     async def _answer_partial(self, writer: asyncio.StreamWriter, framer: MessageFramer) -> None:
         partial = framer.flush()
@@ -108,3 +111,13 @@ class SocketApi:
     async def _send(self, writer: asyncio.StreamWriter, result: bytes) -> None:
         writer.write(result + CRLF)
         await writer.drain()
+
+
+async def _close(writer: asyncio.StreamWriter, abort: bool) -> None:
+    """Close a connection, flushing what is queued unless told not to or the peer won't read."""
+    if not abort:
+        writer.close()
+        with contextlib.suppress(ConnectionError, TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+            return
+    writer.transport.abort()

@@ -6,14 +6,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from recorder.api.request import invalid
+from recorder.api.xmlcodec import NOT_XML
 
 DUPLICATES_MESSAGE = "parameters must be unique but duplicates were found"
-# Characters XML 1.0 cannot carry: a value holding one could never be answered in a RESULT.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def merge_params(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -21,7 +19,7 @@ def merge_params(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     values: dict[str, list[str]] = {}
     spelling: dict[str, str] = {}
     for name, value in pairs:
-        if _NOT_XML.search(name) or _NOT_XML.search(value):
+        if NOT_XML.search(name) or NOT_XML.search(value):
             raise invalid(f"parameter {name[:40]!r} holds characters XML cannot carry")
         key = name.upper()
         if key in spelling and spelling[key] != name:

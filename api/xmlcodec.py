@@ -13,9 +13,12 @@ from collections.abc import Sequence
 
 from lxml import etree
 
-from recorder.api.request import ApiRequest, ApiResult, Node, invalid
+from recorder.api.request import ApiRequest, ApiResult, Node, RequestError, invalid
+from recorder.resultcodes import ResultCode
 
 _DTD_MARKUP = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# Characters XML 1.0 cannot carry at all, not even escaped.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _TYPE_TAGS = ("TYPE", "REQUESTTYPE")
 _local = threading.local()  # lxml parsers must not be shared between threads
 
@@ -44,23 +47,30 @@ def parse_request(data: bytes) -> ApiRequest:
     except etree.XMLSyntaxError as exc:
         raise invalid(f"malformed XML: {exc.msg}") from None
     params: dict[str, str] = {}
+    problem: str | None = None
     for child in root:
         name = _name(child.tag)
         if not name:
             continue
         if len(child):
-            raise invalid(f"{name} must hold text, not elements")
-        if name in params:
-            raise invalid(f"{name} is given more than once")
-        params[name] = (child.text or "").strip()
+            problem = problem or f"{name} must hold text, not elements"
+        elif name in params:
+            problem = problem or f"{name} is given more than once"
+        else:
+            params[name] = (child.text or "").strip()
     request_type = next((params.pop(t) for t in _TYPE_TAGS if t in params), None)
     for tag in _TYPE_TAGS:
         params.pop(tag, None)
     root_name = _name(root.tag)
     if request_type is None and root_name != "REQUEST":
         request_type = root_name  # "The root XML tag ... should be the message type"
-    return ApiRequest(type=(request_type or "").upper(), request_id=params.pop("REQUESTID", None),
-                      params=params)
+    request = ApiRequest(type=(request_type or "").upper(),
+                         request_id=params.pop("REQUESTID", None), params=params)
+    if problem is not None:
+        # Refused, but still answered with the TYPE and REQUESTID the client sent.
+        raise RequestError(ResultCode.API_INVALID_MESSAGE_FORMAT, problem,
+                           request_type=request.type, request_id=request.request_id)
+    return request
 
 
 def render_result(request_type: str, request_id: str | None, result: ApiResult) -> bytes:
@@ -73,9 +83,14 @@ def render_result(request_type: str, request_id: str | None, result: ApiResult) 
         ("RESULTCODE", str(int(result.code))),
         ("RESULTMSG", result.message),
     ):
-        etree.SubElement(root, tag).text = text
+        # These echo what a client sent, even when it was refused for holding characters XML
+        # cannot carry; the answer must still be XML.
+        etree.SubElement(root, tag).text = NOT_XML.sub("\ufffd", text)
     _append(root, result.body)
-    return etree.tostring(root, encoding="utf-8", xml_declaration=False)
+    # lxml writes a line feed inside a value as a raw LF; as a character reference it keeps
+    # the RESULT on one line for clients that read answers line by line. (Unindented output
+    # has no line feeds of its own, and CR is already written as &#13;.)
+    return etree.tostring(root, encoding="utf-8", xml_declaration=False).replace(b"\n", b"&#10;")
 
 
 def _append(parent: etree._Element, nodes: Sequence[Node]) -> None:

@@ -9,17 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from recorder.errors import RecorderError
-from recorder.resultcodes import ResultCode
+from recorder.errors import ResultError
 
 
-class CallError(RecorderError):
-    """A call request that cannot be carried out; ``code`` is the manual's result for it."""
-
-    def __init__(self, code: ResultCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class CallError(ResultError):
+    """A call request the core cannot carry out (unknown device, no call, ...)."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +30,6 @@ class DeviceQuery:
     def __bool__(self) -> bool:
         return any((self.device_id, self.alias, self.sys_user, self.crm_user, self.station,
                     self.call_id))
-
-    def describe(self) -> str:
-        named = [f"{k.upper()}={v}" for k, v in vars(self).items() if v]
-        return ", ".join(named) or "no device"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ field engineer fixes a file in one pass. Relative paths are relative to the conf
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 import types
@@ -207,20 +208,16 @@ def _key(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
+# TOML's types by the words an error message uses for them; bool before int, as bool is an int.
+_TOML_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
+    (list, "an array"), (dict, "a table"),
+)
+
+
 def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
+    return next((name for tp, name in _TOML_TYPES if isinstance(value, tp)),
+                type(value).__name__)
 
 
 class _Loader:
@@ -315,6 +312,13 @@ class _Loader:
             return _INVALID
         if tp is float:
             raw = float(raw)
+            if not math.isfinite(raw):  # TOML has nan and inf; no setting means either
+                self.problems.append(f"{key}: {raw!r} is not a finite number")
+                return _INVALID
+        if isinstance(raw, str) and not raw.isprintable():
+            # Settings end up in file names, logs and API answers, none of which can take them.
+            self.problems.append(f"{key}: contains control characters: {raw!r}")
+            return _INVALID
         low, high, choices = meta.get("min"), meta.get("max"), meta.get("choices")
         if (low is not None and raw < low) or (high is not None and raw > high):
             self.problems.append(f"{key}: {raw!r} is out of range [{low}, {high}]")

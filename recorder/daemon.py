@@ -13,9 +13,10 @@ from types import FrameType
 from recorder import __version__
 from recorder.app import Recorder
 from recorder.config import Config, load_config, resolve_config_path, to_toml
-from recorder.errors import ConfigError, RecorderError
+from recorder.drivers import create_driver
+from recorder.errors import ConfigError, DriverError, RecorderError
 
-logger = logging.getLogger("recorder")
+logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -67,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
+        # Open every board's device or files too, without starting capture: a board that
+        # cannot open would stop recorderd from starting.
+        try:
+            for i, board in enumerate(config.boards):
+                create_driver(f"boards[{i}]", board)
+        except DriverError as exc:
+            print(f"recorderd: invalid configuration ({source}):\n  {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         print(_summary(config, source))
         return EXIT_OK
     if args.print_config:
@@ -95,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     recorder = Recorder(config)
     try:
         recorder.start()
+    except DriverError as exc:
+        # A board that cannot open is a configuration problem; restarting will not fix it.
+        logger.error("cannot start: %s", exc)
+        return EXIT_CONFIG
     except RecorderError as exc:
         logger.error("cannot start: %s", exc)
         return EXIT_FAILED

@@ -56,8 +56,13 @@ class DeviceState:
     last: LiveCall | None = None  # the most recently active call, open or not
 
     def find(self, instance: str | None) -> LiveCall | None:
-        """The open call ``instance``, or with None the device's last call if it is open."""
-        if instance is not None:
+        """The open call ``instance``; without one, the device's last call that is open.
+
+        A blank CALLINSTANCE names the blank instance if there is one, and otherwise counts as
+        not given: clients send the manual's whole field list with the fields they do not use
+        left empty.
+        """
+        if instance is not None and (instance or instance in self.active):
             return self.active.get(instance)
         if self.last is not None and self.last.stop_time is None:
             return self.last

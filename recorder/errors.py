@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from recorder.resultcodes import ResultCode
+
 
 class RecorderError(Exception):
     """Base of every error the recorder raises on purpose."""
+
+
+class ResultError(RecorderError):
+    """A request the recorder refuses; ``code`` is the manual's result for it."""
+
+    def __init__(self, code: ResultCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class ConfigError(RecorderError):

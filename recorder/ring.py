@@ -6,9 +6,10 @@ absolute sample counts since the board started, so a reader can say "give me sam
 16400 of channel 3" without knowing where the ring wrapped.
 
 One writer (the board's driver thread) and any number of readers, without locks: the writer
-copies the samples first and advances ``write_pos`` afterwards; a reader copies, then checks
-whether the writer lapped it meanwhile and reports any overwritten samples as lost instead of
-returning them. Nothing is dropped silently.
+first claims the positions it is about to write (``_claimed``), copies the samples, then
+advances ``write_pos``; a reader copies, then checks how far the writer has claimed and reports
+any samples that may have been overwritten meanwhile as lost instead of returning them. Nothing
+is dropped silently.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class BoardRing:
         self.channels = channels
         self.capacity = capacity
         self._data: Samples = np.zeros((channels, capacity), dtype=np.int16)
-        self.write_pos = 0  # absolute index of the next sample to be written
+        self.write_pos = 0  # absolute index of the next sample readers may read
+        self._claimed = 0  # end of the samples being written now (>= write_pos)
 
     def write(self, block: Samples) -> None:
         """Append a ``(frames, channels)`` block. Called only from the board's capture thread."""
@@ -53,6 +55,7 @@ class BoardRing:
             pos += frames - self.capacity
             block = block[frames - self.capacity :]
             frames = self.capacity
+        self._claimed = pos + frames  # before the copy: readers must see the slots as taken
         start = pos % self.capacity
         first = min(frames, self.capacity - start)
         self._data[:, start : start + first] = block[:first].T
@@ -70,8 +73,9 @@ class BoardRing:
         first_kept = max(start, oldest)
         if first_kept < end:
             self._copy(channel, first_kept, end, out[first_kept - start :])
-        # The writer may have lapped us while we copied: whatever it overwrote is not ours.
-        overwritten_to = min(end, self.write_pos - self.capacity)
+        # The writer may have lapped us while we copied, and may be copying right now: whatever
+        # it has claimed over is not ours.
+        overwritten_to = min(end, self._claimed - self.capacity)
         lost = max(0, overwritten_to - start)
         if lost:
             out[:lost] = 0

@@ -249,7 +249,12 @@ class Scheduler:
                                 file_extension(MEDIA_FORMAT))
         try:
             path, file = create_unique(wanted)
-            writer = open_writer(MEDIA_FORMAT, file, channel.sample_rate)
+            try:
+                writer = open_writer(MEDIA_FORMAT, file, channel.sample_rate)
+            except Exception:
+                file.close()
+                path.unlink(missing_ok=True)  # nothing of the call is in it yet
+                raise
         except Exception as exc:
             no_space = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
             reason = (ResultCode.API_ERROR_OUT_OF_DISK_SPACE if no_space
@@ -265,7 +270,7 @@ class Scheduler:
             call.record_id = self._store.insert_recording(self._new_row(call, channel))
         except StoreError:
             # The audio matters more than the row: keep recording; the row is written when the
-            # call stops (and by the resilience spool once the store is back).
+            # call stops.
             logger.exception("call on %s: recording to %s without a row for now",
                              call.device_id, path)
         logger.info("recording %s on channel %d to %s (RECORDID %s)", call.device_id, channel.id,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,16 @@ import pytest
 from lxml import etree
 
 from recorder.api.dispatcher import DEPRECATED, PLANNED
-from tests.conftest import ApiConnection, Running, request_xml, result_code, sox_info
+from recorder.app import Recorder
+from recorder.config import config_from_dict
+from tests.conftest import (
+    ApiConnection,
+    Running,
+    base_config,
+    request_xml,
+    result_code,
+    sox_info,
+)
 
 PRETTY_TEST = b"""<REQUEST>
   <TYPE>TEST</TYPE>
@@ -294,3 +305,100 @@ def test_an_unfinished_message_is_answered_after_a_quiet_period(start_recorder: 
     result = conn.read_result()
     assert result_code(result) == 16
     assert result_code(conn.request("TEST", 2)) == 20
+
+
+def test_a_client_that_never_reads_does_not_hold_up_shutdown(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = config_from_dict(base_config(tmp_path), base_dir=tmp_path)
+    recorder = Recorder(config)
+    recorder.start()
+    assert recorder.api is not None
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", recorder.api.socket_address[1]))
+    sock.setblocking(False)
+    flood = request_xml("DEVICESTATUS", 1) + b"\r\n"  # ~10 kB answers, never read
+    sent = 0
+    deadline = time.monotonic() + 10
+    while sent < 2000 and time.monotonic() < deadline:
+        try:
+            sock.send(flood)
+            sent += 1
+        except BlockingIOError:
+            time.sleep(0.01)
+    time.sleep(0.5)  # the server is now stuck writing answers nobody reads
+    with caplog.at_level(logging.INFO):
+        recorder.stop()
+    sock.close()
+    assert "did not stop" not in caplog.text
+    assert not [t.name for t in threading.enumerate() if t.name in ("api-loop", "writer")]
+
+
+@pytest.mark.parametrize("request_id", ["1_000", "+5", "\uff11\uff12", "\u0663", "-0", "0x10",
+                                        "1e3"])  # full-width 12, Arabic-Indic 3
+def test_requestid_is_plain_ascii_digits(running: Running, request_id: str) -> None:
+    result = running.request("TEST", request_id)
+    assert result_code(result) == 14
+
+
+def test_a_valid_requestid_is_echoed_exactly(running: Running) -> None:
+    padded = "0" * 70 + "7"
+    assert running.request("TEST", padded).findtext("REQUESTID") == padded
+    junk = "x" * 500
+    result = running.request("TEST", junk)
+    assert (result_code(result), result.findtext("REQUESTID")) == (14, "x" * 64)
+
+
+def test_a_broken_message_does_not_swallow_the_next_one(running: Running) -> None:
+    conn = running.connect()
+    conn.send(b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>1</REQUESTID><BR></REQUEST>\r\n"
+              + request_xml("TEST", 2) + b"\r\n"
+              + b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>3</REQUESTID>\r\n"  # never closed
+              + b"<REQUEST>\r\n  <TYPE>TEST</TYPE>\r\n  <REQUESTID>4</REQUESTID>\r\n</REQUEST>\r\n")
+    answers = [conn.read_result() for _ in range(4)]
+    assert [result_code(a) for a in answers] == [16, 20, 16, 20]
+    assert answers[1].findtext("REQUESTID") == "2"
+    assert answers[3].findtext("REQUESTID") == "4"
+
+
+def test_refused_messages_still_carry_their_type_and_requestid(running: Running) -> None:
+    conn = running.connect()
+    conn.send(b"<REQUEST><TYPE>CALLSTART</TYPE><REQUESTID>78</REQUESTID><ANI>1</ANI><ANI>2</ANI>"
+              b"</REQUEST>\r\n")
+    result = conn.read_result()
+    assert (result_code(result), result.findtext("REQUESTTYPE"), result.findtext("REQUESTID")) == (
+        16, "CALLSTART", "78")
+    assert "ANI is given more than once" in (result.findtext("RESULTMSG") or "")
+
+
+def test_values_with_line_breaks_keep_every_result_on_one_line(running: Running) -> None:
+    conn = running.connect()
+    conn.send(b"<REQUEST><TYPE>CALLSTART</TYPE><REQUESTID>1</REQUESTID><DEVICEID>1001</DEVICEID>"
+              b"<USER4>line one&#10;line two&#13;&#10;three</USER4></REQUEST>\r\n")
+    assert result_code(conn.read_result()) == 20
+    conn.send(b"<REQUEST><TYPE>bo&#10;gus</TYPE><REQUESTID>2</REQUESTID></REQUEST>\r\n")
+    assert conn.read_result().findtext("REQUESTTYPE") == "BO\nGUS"
+    device = conn.request("DEVICESTATUS", 3, deviceid="1001")  # read_line: one line each
+    assert device.findtext("DEVICES/DEVICE/USER4") == "line one\nline two\r\nthree"
+    status, body = running.web("type=devicestatus&requestid=4&deviceid=1001")
+    assert status == 200
+    assert body.count(b"\n") == 0
+    assert etree.fromstring(body).findtext("DEVICES/DEVICE/USER4") == "line one\nline two\r\nthree"
+
+
+def test_both_spellings_of_keepdays_at_once_are_refused(running: Running) -> None:
+    assert result_code(running.request("CALLSTART", 1, deviceid="1001")) == 20
+    for params in ({"keepdays": "1", "keep_days": "2"}, {"keep_days": "2", "keepdays": "1"}):
+        result = running.request("CALLUPDATE", 2, deviceid="1001", **params)
+        assert result_code(result) == 16, params
+
+
+def test_a_blank_callinstance_means_the_last_call(running: Running) -> None:
+    conn = running.connect()
+    assert result_code(conn.request("CALLSTART", 1, deviceid="1001", callinstance="2001")) == 20
+    result = conn.request("CALLUPDATE", 2, deviceid="1001", callinstance="", user1="x")
+    assert result_code(result) == 20
+    assert result_code(conn.request("CALLSTOP", 3, deviceid="1001", callinstance="")) == 20
+    found = conn.request("CALLLIST", 4, deviceid="1001").find("SEARCHRESULT")
+    assert found is not None
+    assert (found.findtext("CALLINSTANCE"), found.findtext("USER1")) == ("2001", "x")

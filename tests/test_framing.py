@@ -34,6 +34,16 @@ CASES: list[tuple[str, bytes, list[bytes]]] = [
     ("DOCTYPE with subset", b'<!DOCTYPE R [<!ENTITY a "x>">]>\n<R>&a;</R>\n',
      [b'<!DOCTYPE R [<!ENTITY a "x>">]>\n<R>&a;</R>']),
     ("UTF-8 text", "<R><U>Zoë → 東京</U></R>\n".encode(), ["<R><U>Zoë → 東京</U></R>".encode()]),
+    ("unclosed child, then the next request",
+     b"<REQUEST><TYPE>TEST</TYPE><BR></REQUEST>\r\n" + ONE + b"\r\n",
+     [b"<REQUEST><TYPE>TEST</TYPE><BR></REQUEST>", ONE]),
+    ("mismatched end tag mid-line waits for the line end",
+     b"<R><A></B>junk<C>\n" + ONE + b"\n", [b"<R><A></B>junk<C>", ONE]),
+    ("root never closed, next request on the next line",
+     b"<REQUEST><TYPE>TEST</TYPE>\r\n" + PRETTY + b"\r\n",
+     [b"<REQUEST><TYPE>TEST</TYPE>", PRETTY]),
+    ("same-named child on the same line is just a child",
+     b"<R><R>x</R></R>\n", [b"<R><R>x</R></R>"]),
 ]
 
 

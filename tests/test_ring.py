@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder.ring import BoardRing
+from recorder.ring import BoardRing, ReadResult
 
 
 def block(start: int, frames: int, channels: int) -> np.ndarray:
@@ -83,3 +86,35 @@ def test_matches_a_model_that_keeps_everything(capacity: int, channels: int,
         np.testing.assert_array_equal(got.samples[expected_lost:],
                                       everything[start + expected_lost:end, ch])
         assert not got.samples[:expected_lost].any()
+
+
+def test_a_reader_lapped_while_the_writer_is_still_copying_counts_the_samples_lost() -> None:
+    """The interleaving a preempted driver thread can produce, replayed step by step."""
+    ring = BoardRing(channels=1, capacity=100)
+    ring.write(block(0, 100, 1))
+    reads: list[ReadResult] = []
+    # The next write copies samples 100..119 over the slots of 0..19; read 0..49 just as the
+    # copy begins, before write_pos moves.
+    ring._data = _InterruptedArray(ring._data, lambda: reads.append(ring.read(0, 0, 50)))
+    ring.write(block(100, 20, 1))
+    (got,) = reads
+    assert got.lost == 20
+    assert not got.samples[:20].any()
+    np.testing.assert_array_equal(got.samples[20:], block(20, 30, 1)[:, 0])
+
+
+class _InterruptedArray:
+    """A ring's array that runs ``interrupt`` once, when the writer starts copying into it."""
+
+    def __init__(self, array: np.ndarray, interrupt: Callable[[], object]) -> None:
+        self.array = array
+        self.interrupt: Callable[[], object] | None = interrupt
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.array[key]  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: Any, value: np.ndarray) -> None:
+        interrupt, self.interrupt = self.interrupt, None
+        if interrupt is not None:
+            interrupt()
+        self.array[key] = value

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from recorder.config import SyntheticBoardConfig
 from recorder.drivers import create_driver
 from recorder.resultcodes import ResultCode
 from recorder.scheduler import Scheduler
-from recorder.store import RecordingQuery
+from recorder.store import RecordingQuery, RecordingRow
 from recorder.store.sqlite import SqliteStore
 from recorder.writer import WriterLoop
 
@@ -40,8 +40,9 @@ class Bench:
         self.store.open()
         self.writer = WriterLoop(interval=0.01)
         self.now = 1_700_000_000.0
+        self.recordings = tmp_path / "recordings"
         self.scheduler = Scheduler(capture=self.capture, store=self.store, writer=self.writer,
-                                   recordings_dir=tmp_path / "recordings", core_ident=3,
+                                   recordings_dir=self.recordings, core_ident=3,
                                    clock=lambda: self.now)
         self.captured: list[np.ndarray] = []
 
@@ -62,18 +63,50 @@ class Bench:
     def stop(self, device: str = "1001", instance: str | None = None) -> None:
         self.scheduler.call_stop(DeviceQuery(device_id=device), instance)
 
-    def rows(self, **equals: str) -> list:  # type: ignore[type-arg]
+    def rows(self, **equals: str) -> list[RecordingRow]:
         return self.store.list_recordings(RecordingQuery(equals=equals, limit=10_000))
+
+    def race(self, workers: list[Callable[[], None]]) -> None:
+        """Run ``workers`` in threads at once while a feeder thread keeps capture going."""
+        self.writer.start()
+        done = threading.Event()
+
+        def feed() -> None:
+            while not done.is_set():
+                self.feed(1)
+                time.sleep(0.001)
+
+        threads = [threading.Thread(target=feed), *(threading.Thread(target=w) for w in workers)]
+        for t in threads:
+            t.start()
+        for t in threads[1:]:
+            t.join(60)
+        done.set()
+        threads[0].join(10)
+
+    def check_files(self) -> list[RecordingRow]:
+        """Every row complete with a file of its own, holding what the row says; no stray file."""
+        rows = self.rows()
+        assert {r.status for r in rows} == {"complete"}
+        assert len({r.filename for r in rows}) == len(rows)
+        for row in rows:
+            assert soundfile.info(row.filename).frames * 2 + 44 == row.audio_size
+        on_disk = {str(p) for p in self.recordings.rglob("*.wav")}
+        assert on_disk == {r.filename for r in rows}
+        return rows
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        self.writer.stop()
+        self.writer.join(5)
+        self.store.close()
 
 
 @pytest.fixture
 def bench(tmp_path: Path) -> Iterator[Bench]:
     b = Bench(tmp_path)
     yield b
-    b.scheduler.stop()
-    b.writer.stop()
-    b.writer.join(5)
-    b.store.close()
+    b.close()
 
 
 def test_records_exactly_the_audio_between_start_and_stop(bench: Bench) -> None:
@@ -252,37 +285,15 @@ def test_the_writer_loop_moves_audio_to_disk_while_the_call_goes_on(bench: Bench
 def test_racing_starts_and_stops_leave_no_recording_unfinished(tmp_path: Path) -> None:
     devices = tuple(str(2000 + i) for i in range(8))
     bench = Bench(tmp_path, devices)
-    bench.writer.start()
-    feeding = threading.Event()
-
-    def feed() -> None:
-        while not feeding.is_set():
-            bench.feed(1)
-            time.sleep(0.001)
 
     def calls(device: str) -> None:
         for _ in range(15):
             bench.start(device)
             bench.stop(device)
 
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    workers = [threading.Thread(target=calls, args=(d,)) for d in devices]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(60)
-    feeding.set()
-    feeder.join(10)
-    rows = bench.rows()
-    assert len(rows) == 8 * 15
-    assert {r.status for r in rows} == {"complete"}
-    assert len({r.filename for r in rows}) == len(rows)
-    for row in rows:
-        assert soundfile.info(row.filename).frames * 2 + 44 == row.audio_size
-    bench.writer.stop()
-    bench.writer.join(5)
-    bench.store.close()
+    bench.race([lambda d=d: calls(d) for d in devices])  # type: ignore[misc]
+    assert len(bench.check_files()) == 8 * 15
+    bench.close()
 
 
 def test_a_file_removed_under_a_recording_still_ends_the_call(bench: Bench) -> None:
@@ -298,3 +309,27 @@ def test_a_file_removed_under_a_recording_still_ends_the_call(bench: Bench) -> N
     bench.feed(5)
     bench.stop("1001")
     assert soundfile.info(bench.rows()[0].filename).frames == 5 * BLOCK
+
+
+def test_racing_calls_on_one_device_leave_no_recording_unfinished(tmp_path: Path) -> None:
+    """Starts, stops and updates on the same device and instance from many threads at once."""
+    bench = Bench(tmp_path, ("1001",))
+    refused: list[ResultCode] = []
+
+    def calls(n: int) -> None:
+        for i in range(20):
+            bench.start("1001", USER1=f"{n}-{i}")
+            try:
+                bench.scheduler.call_update(DeviceQuery(device_id="1001"), None,
+                                            CallUpdate(meta={"USER2": str(n)}), False)
+                bench.stop("1001")
+            except CallError as exc:  # another thread's stop took this call first
+                refused.append(exc.code)
+
+    bench.race([lambda n=n: calls(n) for n in range(6)])  # type: ignore[misc]
+    bench.scheduler.stop()  # whatever is still open is finished by the shutdown
+    assert set(refused) <= {ResultCode.API_DEVICE_NOT_IN_CALL}
+    rows = bench.check_files()
+    assert len(rows) == 6 * 20  # every CALLSTART made exactly one recording
+    assert {r.stop_reason for r in rows} <= {"callstop", "replaced", "shutdown"}
+    bench.close()

@@ -10,7 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 from lxml import etree
 
 from recorder.config import load_config
@@ -68,6 +70,8 @@ def test_a_call_is_recorded_end_to_end(tmp_path: Path, processes: list[RecorderP
 def test_readme_first_session_on_the_embedded_defaults(tmp_path: Path,
                                                        processes: list[RecorderProcess]) -> None:
     """The README's commands, run as written, against recorderd started with no config."""
+    assert not Path("/etc/recorder/recorder.toml").exists(), (
+        "this machine has /etc/recorder/recorder.toml, so recorderd cannot show its defaults")
     for port in (5620, 2012):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} is already in use"
@@ -198,6 +202,23 @@ devices = ["2001"]
     assert "boards[0].files[0]: no such file" in run.stderr
 
 
+def test_check_config_opens_the_boards_files(tmp_path: Path) -> None:
+    soundfile.write(tmp_path / "a.wav", np.zeros(100, np.int16), 8000)
+    soundfile.write(tmp_path / "b.wav", np.zeros(100, np.int16), 16000)
+    path = write_toml(tmp_path / "r.toml", f"""
+[storage]
+data_dir = "{tmp_path}/d"
+[[boards]]
+driver = "file"
+files = ["a.wav", "b.wav"]
+devices = ["1", "2"]
+""")
+    done = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 78
+    assert "boards[0].files: all files of a board need one sample rate" in done.stderr
+
+
 def test_print_config_reads_back(tmp_path: Path) -> None:
     done = subprocess.run([str(BIN / "recorderd"), "--print-config", "--config",
                            str(config_file(tmp_path))], capture_output=True, text=True, check=False)
@@ -237,5 +258,9 @@ devices = ["2001"]
 """)
     done = subprocess.run([str(BIN / "recorderd"), "--config", str(path)],
                           capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 1
+    assert done.returncode == 78  # a configuration problem: systemd must not restart-loop
     assert "cannot start: boards[0].files[0]: cannot read audio" in done.stderr
+    check = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(path)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert check.returncode == 78
+    assert "boards[0].files[0]: cannot read audio" in check.stderr

@@ -76,6 +76,7 @@ def test_bad_requests_get_the_same_codes_as_on_the_socket(running: Running) -> N
                         ("type=bogus&requestid=1", 10), ("requestid=1", 16),
                         ("type=importstation&requestid=1", 49),
                         ("type=callstart&requestid=1&user1=%01", 16),
+                        ("type=te%01st&requestid=1%0B", 16),
                         ("type=callstart&requestid=1&devicealias=nobody", 8)):
         status, body = running.web(query)
         assert (status, result_code(etree.fromstring(body))) == (200, code), query

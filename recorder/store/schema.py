@@ -5,23 +5,16 @@ Column names are the manual's (lower case), so EXPORT's UNIQUEFIELD can name the
 
 from __future__ import annotations
 
+from recorder.store.base import FILTER_FIELDS, METADATA_FIELDS
+
 SCHEMA_VERSION = 1
 
-# API field name -> column, for the call metadata a recording keeps.
-META_COLUMNS: dict[str, str] = {
-    "DEVICEALIAS": "device_alias",
-    "SYS_USER": "sys_user",
-    "CRM_USER": "crm_user",
-    "STATIONNAME": "station",
-    "GROUP": "sgroup",
-    "GATE": "gate",
-    "ANI": "ani",
-    "DNIS": "dnis",
-    "CALLID": "callid",
-    "CALLDIRECTION": "calldirection",
-    **{f"USER{i}": f"user{i}" for i in range(1, 16)},
-}
-FILTER_COLUMNS: dict[str, str] = {"DEVICEID": "device_id", **META_COLUMNS}
+# API field name -> column, for the call metadata a recording keeps: the lower-case name, but
+# where the manual's table spells the column otherwise.
+_RENAMED = {"DEVICEID": "device_id", "DEVICEALIAS": "device_alias", "STATIONNAME": "station",
+            "GROUP": "sgroup"}
+META_COLUMNS: dict[str, str] = {f: _RENAMED.get(f, f.lower()) for f in METADATA_FIELDS}
+FILTER_COLUMNS: dict[str, str] = {f: _RENAMED.get(f, f.lower()) for f in FILTER_FIELDS}
 
 # The manual's UNIQUEFIELD list, in its order.
 MANUAL_COLUMNS: tuple[str, ...] = (
