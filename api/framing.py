@@ -1,20 +1,24 @@
 """Splits the socket API's byte stream into messages.
 
 The manual says a message ends with CR/LF, but its own examples are indented XML spread over many
-lines, and clients send them that way. So a message is complete when its root element closes;
-the CR, LF or CRLF after it (and any white space between messages) is skipped.
-
-A broken message must not swallow the requests behind it, so three things end a message early,
-each answered with code 16 by the parser:
+lines, and clients send them that way. So a well-formed message is complete when its root
+element closes; CR, LF or CRLF after it, white space between messages and a UTF-8 byte-order mark
+before one are skipped. Requests are flat (a root holding text-only parameters), which is what
+lets a broken message end without swallowing the requests behind it:
 
 - text that does not start with a tag (``hello``) ends at the line end;
-- an end tag that does not match the open element (``<A><B></A>``) ends it at the line end;
-- the root's own start tag again on a later line (``<REQUEST>...`` left open, then
-  ``<REQUEST>`` on the next line) ends it just before that tag, which starts the next message.
+- a message found broken (an end tag that does not match, an element inside a parameter) ends
+  at its root's end tag, or just before a line that starts a new request (``<REQUEST>`` or the
+  root's own name);
+- a well-formed message left open ends just before a line that starts a new request, or a line
+  that starts with a tag while a parameter is still open (which a flat request never does).
 
-A message that never completes is bounded by ``max_bytes``, and the server answers a partial one
-after a quiet period (``flush``). Works on bytes: in UTF-8 the bytes of ``<``, ``>`` and quotes
-never occur inside other characters.
+Each of these is answered with code 16 by the parser. A message that never completes is bounded
+by ``max_bytes``, and the server answers a partial one after a quiet period (``flush``).
+
+Everything here is linear in the input: the patterns cannot backtrack, and a tag left incomplete
+is only looked at again when a ``<`` or ``>`` arrives. Works on bytes: in UTF-8 the bytes of
+``<``, ``>`` and quotes never occur inside other characters.
 """
 
 from __future__ import annotations
@@ -22,17 +26,30 @@ from __future__ import annotations
 import re
 
 WHITESPACE = b" \t\r\n"
+LINE_ENDS = b"\r\n"
+BOM = b"\xef\xbb\xbf"
 _LT = ord("<")
+# One tag: name, then anything but <, > and quotes, and quoted values. Possessive (*+), so a tag
+# that never closes costs one pass, not one per starting point.
 _ELEMENT = re.compile(
-    rb"""<(/?)([A-Za-z_:][^\s/>"']*)[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>""")
+    rb"""<(/?)([A-Za-z_:][^\s/<>"']*+)[^<>"']*+(?:(?:"[^<"]*+"|'[^<']*+')[^<>"']*+)*+>""")
 # The start of an element tag whose end has not arrived yet (perhaps inside a quoted value).
 _PARTIAL_ELEMENT = re.compile(
-    rb"""</?(?:[A-Za-z_:](?:[^>"']|"[^"]*"|'[^']*')*(?:"[^"]*|'[^']*)?)?\Z""")
-_DECLARATION = re.compile(rb"<!(?:[^\[>]|\[[^\]]*\])*>")  # <!DOCTYPE ...[ internal subset ]>
+    rb"""</?(?:[A-Za-z_:][^<>"']*+(?:(?:"[^<"]*+"|'[^<']*+')[^<>"']*+)*+(?:"[^<"]*+|'[^<']*+)?)?\Z""")
+# <!DOCTYPE ...[ internal subset ]>, whole or so far; "<" only inside the subset.
+_DECLARATION = re.compile(rb"<!(?:[^\[<>]++|\[[^\]]*+\])*+>")
+_PARTIAL_DECLARATION = re.compile(rb"<!(?:[^\[<>]++|\[[^\]]*+\])*+(?:\[[^\]]*+)?\Z")
 _DELIMITED = ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?", b"?>"))
 _LINE_END = re.compile(rb"[\r\n]")
+_ANGLE = re.compile(rb"[<>]")
+# Longest single tag, comment or declaration; a "<" that opens a longer one is taken as text.
+MAX_MARKUP = 16 * 1024
+# An incomplete markup this short is simply looked at again; a longer one only when a < or >
+# has arrived, as only those can complete it or show it is not markup.
+RESCAN_FREELY = 256
 
-OPEN, CLOSE, EMPTY, OTHER = range(4)  # kinds of markup
+OPEN, CLOSE, EMPTY, OTHER, LONE_LT = range(5)  # kinds of markup; LONE_LT: "<" that is text
+NORMAL, BROKEN, TEXT = range(3)  # states of a message
 
 
 class MessageTooLarge(Exception):
@@ -57,8 +74,9 @@ class MessageFramer:
         self._start = -1  # first byte of the message being read, -1 between messages
         self._open: list[bytes] = []  # names of the open elements, root first
         self._root = b""
-        self._to_line_end = False  # the message is text or broken: it ends at a line end
-        self._new_line = False  # a line end has passed inside the root element
+        self._state = NORMAL
+        self._line_start = True  # nothing but white space since the last line end
+        self._waited = -1  # buffer length when an incomplete markup was last looked at
 
     @property
     def pending(self) -> bool:
@@ -72,12 +90,11 @@ class MessageFramer:
         pos = self._pos
         while pos < len(buf):
             if self._start < 0:
-                while pos < len(buf) and buf[pos] in WHITESPACE:
-                    pos += 1
-                if pos == len(buf):
+                pos, found = self._skip_between_messages(pos)
+                if not found:
                     break
                 self._start = pos
-            if self._to_line_end:
+            if self._state == TEXT:
                 line_end = _LINE_END.search(buf, pos)
                 if line_end is None:
                     pos = len(buf)
@@ -85,45 +102,32 @@ class MessageFramer:
                 out.append(bytes(buf[self._start : line_end.start()]))
                 pos = line_end.end()
                 self._reset()
-            elif not self._open and buf[pos] in WHITESPACE:
-                pos += 1  # between a prolog, comments or a DOCTYPE and the root element
             elif buf[pos] == _LT:
                 step = self._markup(pos)
                 if step is None:
-                    break  # the tag is not complete yet
+                    break  # the markup is not complete yet
                 end, kind, name = step
-                if (kind in (OPEN, EMPTY) and self._open and self._new_line
-                        and name.upper() == self._root.upper()):
-                    # The message before never closed: answer it; this tag starts the next one.
+                if self._starts_next_message(kind, name):
                     out.append(bytes(buf[self._start : pos]).rstrip())
                     self._reset()
-                    continue
+                    continue  # the tag at `pos` begins the next message
+                at_line_start = self._line_start
+                self._line_start = False
                 pos = end
-                if kind == OPEN:
-                    self._root = self._root or name
-                    self._open.append(name)
-                elif kind == EMPTY and not self._open:
-                    out.append(bytes(buf[self._start : end]))  # <TEST/>
+                if self._ends_message(kind, name, at_line_start):
+                    out.append(bytes(buf[self._start : end]))
                     self._reset()
-                elif kind == CLOSE:
-                    if not self._open:
-                        out.append(bytes(buf[self._start : end]))  # a stray end tag
-                        self._reset()
-                    elif name != self._open[-1]:
-                        self._to_line_end = True
-                    else:
-                        self._open.pop()
-                        if not self._open:
-                            out.append(bytes(buf[self._start : end]))
-                            self._reset()
-            elif self._open:
+            elif not self._open and self._state == NORMAL:
+                if buf[pos] in WHITESPACE:  # between a prolog or comment and the root
+                    self._line_start = self._line_start or buf[pos] in LINE_ENDS
+                    pos += 1
+                else:
+                    self._state = TEXT  # text outside any element: not XML at all
+            else:
                 nxt = buf.find(b"<", pos)
                 text_end = len(buf) if nxt < 0 else nxt
-                if _LINE_END.search(buf, pos, text_end):
-                    self._new_line = True
+                self._note_text(pos, text_end)
                 pos = text_end
-            else:
-                self._to_line_end = True  # text outside any element: not XML at all
         self._pos = pos
         self._compact()
         if self._start >= 0 and len(self._buf) - self._start > self.max_bytes:
@@ -141,6 +145,69 @@ class MessageFramer:
         self._reset()
         return partial or None
 
+    def _skip_between_messages(self, pos: int) -> tuple[int, bool]:
+        """Skip to the next message: (its first byte, True), or (where to resume, False)."""
+        buf = self._buf
+        while pos < len(buf):
+            if buf[pos] in WHITESPACE:
+                pos += 1
+            elif buf.startswith(BOM, pos):
+                pos += len(BOM)  # what .NET's UTF-8 writers put before their first message
+            elif BOM.startswith(bytes(buf[pos : pos + len(BOM)])):
+                return pos, False  # perhaps a byte-order mark cut in two: wait for the rest
+            else:
+                return pos, True
+        return pos, False
+
+    def _note_text(self, start: int, end: int) -> None:
+        """Follow whether the next tag begins a line, through the text before it."""
+        text = self._buf[start:end]
+        last_break = max(text.rfind(b"\n"), text.rfind(b"\r"))
+        if last_break >= 0:
+            self._line_start = not text[last_break + 1 :].strip()
+        elif text.strip():
+            self._line_start = False
+
+    def _starts_next_message(self, kind: int, name: bytes) -> bool:
+        """Whether a tag at the start of a line shows the message before it never ended."""
+        if kind not in (OPEN, EMPTY) or not self._line_start or not self._open:
+            return False
+        names_a_request = kind == OPEN and name.upper() in (self._root.upper(), b"REQUEST")
+        if self._state == BROKEN:
+            return names_a_request
+        return names_a_request or len(self._open) >= 2  # a parameter never closed
+
+    def _ends_message(self, kind: int, name: bytes, at_line_start: bool) -> bool:
+        """Take a markup into the message's state; True when the message is complete."""
+        depth = len(self._open)
+        if self._state == BROKEN:
+            return kind == CLOSE and name == self._root
+        if kind == LONE_LT and depth == 0:
+            self._state = TEXT  # text outside any element: not XML at all
+            return False
+        if kind == OPEN:
+            if depth == 0:
+                self._root = name
+            if depth >= 2:
+                self._state = BROKEN  # an element inside a parameter
+            else:
+                self._open.append(name)
+            return False
+        if kind == EMPTY:
+            if depth >= 2:
+                self._state = BROKEN
+            return depth == 0  # <TEST/> is a whole message
+        if kind == CLOSE:
+            if depth == 0:
+                return True  # a stray end tag: a message of its own, answered 16
+            if name == self._open[-1]:
+                self._open.pop()
+                return not self._open
+            if name == self._root:
+                return True  # <REQUEST><BR></REQUEST>: broken, but plainly over
+            self._state = BROKEN
+        return False
+
     def _compact(self) -> None:
         keep = self._start if self._start >= 0 else self._pos
         if keep:
@@ -148,9 +215,25 @@ class MessageFramer:
             self._pos -= keep
             if self._start >= 0:
                 self._start -= keep
+            if self._waited >= 0:
+                self._waited -= keep
 
     def _markup(self, pos: int) -> tuple[int, int, bytes] | None:
         """(end, kind, element name) of the markup at ``pos``; None if it is not all here."""
+        buf = self._buf
+        length = len(buf) - pos
+        if (length > RESCAN_FREELY and self._waited >= 0 and length <= MAX_MARKUP
+                and not _ANGLE.search(buf, max(pos + 1, self._waited))):
+            return None  # nothing has arrived that could change the answer
+        self._waited = len(buf)
+        step = self._read_markup(pos)
+        if step is None and length > MAX_MARKUP:
+            return pos + 1, LONE_LT, b""  # too long to be anything but text
+        if step is not None:
+            self._waited = -1
+        return step
+
+    def _read_markup(self, pos: int) -> tuple[int, int, bytes] | None:
         buf = self._buf
         for opening, closing in _DELIMITED:
             if buf.startswith(opening, pos):
@@ -160,7 +243,11 @@ class MessageFramer:
                 return None  # could still become a comment, CDATA or PI
         if buf.startswith(b"<!", pos):
             decl = _DECLARATION.match(buf, pos)
-            return None if decl is None else (decl.end(), OTHER, b"")
+            if decl is not None:
+                return decl.end(), OTHER, b""
+            if _PARTIAL_DECLARATION.match(buf, pos):
+                return None
+            return pos + 1, LONE_LT, b""  # cannot be a declaration: text
         element = _ELEMENT.match(buf, pos)
         if element is not None:
             name = element.group(2)
@@ -170,5 +257,6 @@ class MessageFramer:
             return element.end(), EMPTY if empty else OPEN, name
         if _PARTIAL_ELEMENT.match(buf, pos):
             return None  # not enough yet to tell
-        # "<" that starts no markup ("< 3", "<1>"): ordinary text, for the parser to reject.
-        return pos + 1, OTHER, b""
+        # "<" that starts no markup ("< 3", "<1>", a tag cut off by another "<"): text, for
+        # the parser to reject.
+        return pos + 1, LONE_LT, b""

@@ -14,9 +14,21 @@ from recorder.store import METADATA_FIELDS
 _INTEGER = re.compile(r"-?[0-9]+")
 
 
+# More digits than any field holds. Such a number is reported as out of range without being
+# converted, since Python refuses to convert numbers of over 4300 digits at all.
+MAX_DIGITS = 20
+_TOO_BIG: int = 10**MAX_DIGITS
+
+
 def parse_int(text: str) -> int | None:
     """``text`` as an integer if it is written as one in ASCII digits, else None."""
-    return int(text) if _INTEGER.fullmatch(text) else None
+    if not _INTEGER.fullmatch(text):
+        return None
+    negative = text.startswith("-")
+    digits = text.lstrip("-").lstrip("0")
+    if len(digits) > MAX_DIGITS:
+        return -_TOO_BIG if negative else _TOO_BIG
+    return int(text)
 
 
 class Params:

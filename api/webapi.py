@@ -20,6 +20,8 @@ from recorder.api.xmlcodec import render_result
 logger = logging.getLogger(__name__)
 
 PAGES = frozenset({"/webapi.aspx", "/webapi.php"})
+# On shutdown, connections still busy after this long (a client that stopped reading) are cut.
+SHUTDOWN_TIMEOUT = 2.0
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 MAX_BODY = 1 << 20
 
@@ -32,7 +34,8 @@ class WebApi:
         self._executor = executor
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=SHUTDOWN_TIMEOUT)
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         await self._runner.setup()

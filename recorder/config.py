@@ -12,6 +12,7 @@ import math
 import os
 import tomllib
 import types
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -315,7 +316,7 @@ class _Loader:
             if not math.isfinite(raw):  # TOML has nan and inf; no setting means either
                 self.problems.append(f"{key}: {raw!r} is not a finite number")
                 return _INVALID
-        if isinstance(raw, str) and not raw.isprintable():
+        if isinstance(raw, str) and any(unicodedata.category(c) == "Cc" for c in raw):
             # Settings end up in file names, logs and API answers, none of which can take them.
             self.problems.append(f"{key}: contains control characters: {raw!r}")
             return _INVALID

@@ -70,11 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         # Open every board's device or files too, without starting capture: a board that
         # cannot open would stop recorderd from starting.
-        try:
-            for i, board in enumerate(config.boards):
+        problems = []
+        for i, board in enumerate(config.boards):
+            try:
                 create_driver(f"boards[{i}]", board)
-        except DriverError as exc:
-            print(f"recorderd: invalid configuration ({source}):\n  {exc}", file=sys.stderr)
+            except DriverError as exc:
+                problems.append(str(exc))
+        if problems:
+            print(f"recorderd: invalid configuration ({source}):", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
             return EXIT_CONFIG
         print(_summary(config, source))
         return EXIT_OK

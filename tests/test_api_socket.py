@@ -141,11 +141,11 @@ def test_call_start_stop_list_over_the_socket(running: Running) -> None:
     assert (fields["ANI"], fields["DNIS"], fields["CALLDIRECTION"]) == (
         "6145551212", "8889225526", "I")
     assert (fields["USER1"], fields["USER4"]) == ("Gold Level", tricky)
-    assert int(fields["DURATION"]) == 1
+    assert fields["DURATION"] in ("1", "2")
     assert abs(int(fields["RECORDINGTIME"]) - time.time()) < 30
     info = sox_info(fields["FILENAME"])
     assert (info["-r"], info["-c"], info["-b"]) == ("8000", "1", "16")
-    assert 0.9 < float(info["-D"]) < 1.6
+    assert 0.95 < float(info["-D"]) < 2.5
     assert Path(fields["FILENAME"]).is_relative_to(running.data_dir / "recordings")
 
 
@@ -307,18 +307,24 @@ def test_an_unfinished_message_is_answered_after_a_quiet_period(start_recorder: 
     assert result_code(conn.request("TEST", 2)) == 20
 
 
+_SOCKET_FLOOD = request_xml("DEVICESTATUS", 1) + b"\r\n"
+_HTTP_FLOOD = (b"GET /webAPI.aspx?type=devicestatus&requestid=1 HTTP/1.1\r\n"
+               b"Host: 127.0.0.1\r\n\r\n")  # pipelined
+
+
+@pytest.mark.parametrize(("port", "flood"), [("socket", _SOCKET_FLOOD), ("web", _HTTP_FLOOD)])
 def test_a_client_that_never_reads_does_not_hold_up_shutdown(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, port: str, flood: bytes) -> None:
     config = config_from_dict(base_config(tmp_path), base_dir=tmp_path)
     recorder = Recorder(config)
     recorder.start()
     assert recorder.api is not None
+    address = recorder.api.socket_address if port == "socket" else recorder.api.web_address
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", recorder.api.socket_address[1]))
+    sock.connect(("127.0.0.1", address[1]))
     sock.setblocking(False)
-    flood = request_xml("DEVICESTATUS", 1) + b"\r\n"  # ~10 kB answers, never read
-    sent = 0
+    sent = 0  # requests with ~10 kB answers each, never read
     deadline = time.monotonic() + 10
     while sent < 2000 and time.monotonic() < deadline:
         try:
@@ -402,3 +408,29 @@ def test_a_blank_callinstance_means_the_last_call(running: Running) -> None:
     found = conn.request("CALLLIST", 4, deviceid="1001").find("SEARCHRESULT")
     assert found is not None
     assert (found.findtext("CALLINSTANCE"), found.findtext("USER1")) == ("2001", "x")
+
+
+def test_numbers_too_long_for_any_field_are_refused_not_crashed_on(running: Running) -> None:
+    conn = running.connect()
+    result = conn.request("TEST", "1" * 4301)
+    assert (result_code(result), result.findtext("REQUESTID")) == (14, "1" * 64)
+    result = conn.request("CALLSTART", 2, deviceid="1001", priority="9" * 5000)
+    assert result_code(result) == 16
+    assert (result.findtext("RESULTMSG") or "").startswith("PRIORITY must be between 0 and 100")
+    assert result_code(conn.request("TEST", 3)) == 20
+    status, body = running.web("type=test&requestid=" + "1" * 4301)
+    assert (status, result_code(etree.fromstring(body))) == (200, 14)
+
+
+def test_every_broken_request_gets_one_answer_and_the_next_is_served(running: Running) -> None:
+    conn = running.connect()
+    conn.send(b"<REQUEST>\r\n  <TYPE>TEST</TYPE></TYP>\r\n  <REQUESTID>1</REQUESTID>\r\n"
+              b"</REQUEST>\r\n"
+              b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>2</REQUESTID></REQUEST>\r\n"
+              b"<REQUEST><TYPE>TEST</TYPE\r\n"
+              b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>4</REQUESTID></REQUEST>\r\n"
+              b"\xef\xbb\xbf<REQUEST>\r\n  <TYPE>TEST</TYPE>\r\n  <REQUESTID>5</REQUESTID>\r\n"
+              b"</REQUEST>\r\n")
+    answers = [(result_code(r), r.findtext("REQUESTID")) for r in
+               (conn.read_result() for _ in range(5))]
+    assert answers == [(16, ""), (20, "2"), (16, ""), (20, "4"), (20, "5")]

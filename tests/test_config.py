@@ -77,6 +77,12 @@ def test_embedded_defaults_are_the_demo_board_on_the_manual_ports() -> None:
     assert board.channels == 4
 
 
+def test_printable_unicode_is_not_a_control_character() -> None:
+    config = config_from_dict({"boards": [{"driver": "synthetic",
+                                           "devices": ["1001\u00a0A", "Zo\u00eb\u200d"]}]})
+    assert config.boards[0].devices == ("1001\u00a0A", "Zo\u00eb\u200d")
+
+
 def test_channels_default_to_the_number_of_devices() -> None:
     config = config_from_dict({"boards": [{"driver": "synthetic", "devices": ["7", "8"]}]})
     assert config.boards[0].channels == 2  # type: ignore[union-attr]

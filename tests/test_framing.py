@@ -44,6 +44,26 @@ CASES: list[tuple[str, bytes, list[bytes]]] = [
      [b"<REQUEST><TYPE>TEST</TYPE>", PRETTY]),
     ("same-named child on the same line is just a child",
      b"<R><R>x</R></R>\n", [b"<R><R>x</R></R>"]),
+    ("a parameter named like the request is still a parameter",
+     b"<DEVICELIST>\r\n  <DEVICELIST/>\r\n  <REQUESTID>1</REQUESTID>\r\n</DEVICELIST>\r\n",
+     [b"<DEVICELIST>\r\n  <DEVICELIST/>\r\n  <REQUESTID>1</REQUESTID>\r\n</DEVICELIST>"]),
+    ("an indented broken message is one message",
+     b"<REQUEST>\r\n  <TYPE>TEST</TYPE></TYP>\r\n  <REQUESTID>1</REQUESTID>\r\n</REQUEST>\r\n"
+     + ONE + b"\r\n",
+     [b"<REQUEST>\r\n  <TYPE>TEST</TYPE></TYP>\r\n  <REQUESTID>1</REQUESTID>\r\n</REQUEST>",
+      ONE]),
+    ("element inside a parameter", b"<REQUEST><USER1><B>x</B></USER1></REQUEST>\n" + ONE + b"\n",
+     [b"<REQUEST><USER1><B>x</B></USER1></REQUEST>", ONE]),
+    ("a parameter left open, then a new line of tags",
+     b"<REQUEST><TYPE>TEST\r\n" + ONE + b"\r\n", [b"<REQUEST><TYPE>TEST", ONE]),
+    ("a tag missing its >", b"<REQUEST><TYPE>TEST</TYPE\r\n" + ONE + b"\r\n" + ONE + b"\r\n",
+     [b"<REQUEST><TYPE>TEST</TYPE", ONE, ONE]),
+    ("the root's end tag missing its >",
+     b"<REQUEST><TYPE>TEST</TYPE></REQUEST\r\n" + ONE + b"\r\n",
+     [b"<REQUEST><TYPE>TEST</TYPE></REQUEST", ONE]),
+    ("byte-order mark before an indented request", b"\xef\xbb\xbf" + PRETTY + b"\r\n", [PRETTY]),
+    ("a DOCTYPE missing its >", b"<!DOCTYPE x\r\n" + ONE + b"\r\n", [b"<!DOCTYPE x", ONE]),
+    ("a lone < is text", b"<<< 3 <\r\n" + ONE + b"\r\n", [b"<<< 3 <", ONE]),
 ]
 
 
@@ -101,3 +121,23 @@ def test_the_limit_counts_the_message_not_the_connection() -> None:
     framer = MessageFramer(1024)
     for _ in range(50):
         assert framer.feed(ONE * 8 + b"\r\n") == [ONE] * 8
+
+
+LONG = 300_000
+
+
+@pytest.mark.timeout(60)  # a pass/fail bound on blow-up, not a speed measurement
+@pytest.mark.parametrize("chunk", [LONG * 2, 4096, 97])
+@pytest.mark.parametrize("opening", [b"<" + b"A" * LONG, b'<REQUEST a="' + b"x" * LONG,
+                                     b"<!DOCTYPE x " + b"y" * LONG, b"<!--" + b"z" * LONG,
+                                     b"<" * 20_000, b"<R>" + b"<" * 20_000])
+def test_a_huge_unfinished_tag_is_text_and_the_next_request_is_served(opening: bytes,
+                                                                      chunk: int) -> None:
+    framer = MessageFramer(1 << 20)
+    stream = opening + b"\r\n" + ONE + b"\r\n"
+    got: list[bytes] = []
+    for i in range(0, len(stream), chunk):
+        got += framer.feed(stream[i:i + chunk])
+    got += [m for m in [framer.flush()] if m]
+    assert got[-1] == ONE
+    assert b"".join(got[:-1]).startswith(opening[:100])

@@ -26,7 +26,7 @@ def test_a_file_board_is_recorded_bit_exact(tmp_path: Path, start_recorder: Any)
     assert found is not None
     recorded, rate = soundfile.read(found.findtext("FILENAME"), dtype="int16")
     assert rate == 8000
-    assert 1.2 * 8000 < len(recorded) < 2.0 * 8000
+    assert 1.25 * 8000 < len(recorded) < 3.0 * 8000
     # The recording is the looped source from wherever the call began, with nothing lost,
     # repeated or altered on the way.
     offset = next(i for i in range(len(source))

@@ -58,11 +58,12 @@ def test_a_call_is_recorded_end_to_end(tmp_path: Path, processes: list[RecorderP
     result = etree.fromstring(listing.stdout.encode())
     (found,) = result.findall("SEARCHRESULT")
     assert found.findtext("DEVICEID") == "1001"
-    assert found.findtext("DURATION") == "3"
+    # 3 s plus recorderctl's own start-up, which a busy machine can stretch.
+    assert found.findtext("DURATION") in ("3", "4")
     info = sox_info(found.findtext("FILENAME") or "")
     assert (info["-r"], info["-c"], info["-b"], info["-e"]) == (
         "8000", "1", "16", "Signed Integer PCM")
-    assert 2.8 <= float(info["-D"]) <= 3.8  # 3 s plus recorderctl's own start-up
+    assert 2.95 <= float(info["-D"]) <= 4.5
     assert proc.stop() == 0
     assert "Traceback" not in proc.log
 
@@ -97,12 +98,13 @@ def test_readme_first_session_on_the_embedded_defaults(tmp_path: Path,
         outputs.append(done.stdout)
     found = etree.fromstring(outputs[-1].encode()).find("SEARCHRESULT")
     assert found is not None
-    assert (found.findtext("DURATION"), found.findtext("ANI")) == ("3", "6145551212")
+    assert found.findtext("DURATION") in ("3", "4")
+    assert found.findtext("ANI") == "6145551212"
     filename = found.findtext("FILENAME") or ""
     assert filename.startswith(str(tmp_path / "state" / "recordings"))
     info = sox_info(filename)
     assert (info["-r"], info["-c"], info["-b"]) == ("8000", "1", "16")
-    assert 2.8 <= float(info["-D"]) <= 3.8
+    assert 2.95 <= float(info["-D"]) <= 4.5
     for line in ("printf '<REQUEST><TYPE>TEST</TYPE>", "curl 'http://127.0.0.1:2012/webAPI.aspx?"):
         assert line in readme
     assert running.request("TEST").findtext("RESULTCODE") == "20"
@@ -124,7 +126,7 @@ def test_sigterm_mid_call_finishes_the_recording(tmp_path: Path,
         "SELECT status, stop_reason, duration, filename FROM recordings").fetchall()
     db.close()
     assert (status, reason) == ("complete", "shutdown")
-    assert 1.4 <= duration <= 2.5
+    assert 1.45 <= duration <= 3.5
     assert float(sox_info(filename)["-D"]) == pytest.approx(duration, abs=0.01)
     assert "SIGTERM received" in proc.log
 
@@ -205,6 +207,7 @@ devices = ["2001"]
 def test_check_config_opens_the_boards_files(tmp_path: Path) -> None:
     soundfile.write(tmp_path / "a.wav", np.zeros(100, np.int16), 8000)
     soundfile.write(tmp_path / "b.wav", np.zeros(100, np.int16), 16000)
+    (tmp_path / "notes.wav").write_text("not audio")
     path = write_toml(tmp_path / "r.toml", f"""
 [storage]
 data_dir = "{tmp_path}/d"
@@ -212,11 +215,16 @@ data_dir = "{tmp_path}/d"
 driver = "file"
 files = ["a.wav", "b.wav"]
 devices = ["1", "2"]
+[[boards]]
+driver = "file"
+files = ["notes.wav"]
+devices = ["3"]
 """)
     done = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(path)],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 78
     assert "boards[0].files: all files of a board need one sample rate" in done.stderr
+    assert "boards[1].files[0]: cannot read audio" in done.stderr  # every board, at once
 
 
 def test_print_config_reads_back(tmp_path: Path) -> None:
