@@ -24,21 +24,34 @@ EPILOG = """exit status:
   3  the recorder could not be reached or did not answer"""
 
 
+def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    # Accepted before and after the command (``recorderctl send --port 5720 ...``); on the
+    # command they default to "not given" so they do not undo what came before it.
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--host", default=default(None),
+                        help="recorderd's address (default: from the config)")
+    parser.add_argument("--port", type=int, default=default(None),
+                        help="socket API port (default: from the config)")
+    parser.add_argument("--config", metavar="FILE", default=default(None),
+                        help="read host and port from this recorderd configuration")
+    parser.add_argument("--timeout", type=float, default=default(10.0),
+                        help="seconds to wait (10)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recorderctl", description="Talk to a running recorderd.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", help="recorderd's address (default: from the config)")
-    parser.add_argument("--port", type=int, help="socket API port (default: from the config)")
-    parser.add_argument("--config", metavar="FILE",
-                        help="read host and port from this recorderd configuration")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (10)")
+    _connection_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     send = commands.add_parser("send", help="send one XML request and print its RESULT",
                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     send.add_argument("request", help="the request, e.g. '<REQUEST><TYPE>TEST</TYPE>"
                                       "<REQUESTID>1</REQUESTID></REQUEST>', or - for stdin")
     send.add_argument("--raw", action="store_true", help="print the RESULT as received")
+    _connection_options(send, defaults=False)
     return parser
 
 

@@ -153,6 +153,11 @@ def test_recorderctl_exit_codes_and_stdin(tmp_path: Path,
         capture_output=True, text=True, timeout=30, check=False)
     assert unreachable.returncode == 3
     assert f"cannot reach recorderd at 127.0.0.1:{closed_port}" in unreachable.stderr
+    after_the_command = subprocess.run(  # and the options given after the command win
+        [str(BIN / "recorderctl"), "--port", str(closed_port), "send", "--port",
+         str(running.socket_port), "--host", "127.0.0.1", request_xml("TEST", 6).decode()],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert after_the_command.returncode == 0, after_the_command.stderr
     usage = subprocess.run([str(BIN / "recorderctl")], capture_output=True, text=True, check=False)
     assert usage.returncode == 2
     assert proc.stop() == 0
