@@ -6,13 +6,22 @@ import importlib
 from typing import Protocol
 
 from recorder.config import BoardConfig
-from recorder.drivers.base import Block, BlockSink, Driver
+from recorder.drivers.base import (
+    Block,
+    Driver,
+    DriverSink,
+    DriverState,
+    LineEvent,
+    LineEventKind,
+)
 
 # Each driver's module is imported only when a board uses it, so a site without sound cards or
 # serial ports never loads (or needs) their libraries.
 DRIVERS: dict[str, str] = {
     "synthetic": "recorder.drivers.synthetic:SyntheticDriver",
     "file": "recorder.drivers.file:FileDriver",
+    "sounddevice": "recorder.drivers.sounddevice:SoundDeviceDriver",
+    "voicemodem": "recorder.drivers.voicemodem:VoiceModemDriver",
 }
 
 
@@ -27,4 +36,5 @@ def create_driver(key: str, board: BoardConfig) -> Driver:
     return factory(key, board)
 
 
-__all__ = ["DRIVERS", "Block", "BlockSink", "Driver", "create_driver"]
+__all__ = ["DRIVERS", "Block", "Driver", "DriverSink", "DriverState", "LineEvent", "LineEventKind",
+           "create_driver"]

@@ -1,12 +1,29 @@
-"""The driver interface: a capture board delivering int16 ``(frames, channels)`` blocks."""
+"""The driver interface: a capture board delivering int16 ``(frames, channels)`` blocks.
+
+A driver owns its device and one thread (or a library's callback thread). It reports three
+things to the board's ``DriverSink``, always from that thread:
+
+- ``audio(block, lost_frames)``: the next block, and how many frames the device lost just before
+  it (an input overflow, a serial port that had to be reopened). Lost frames are written into
+  the ring as silence, so sample positions keep matching the clock, and they are counted.
+- ``line(event)``: a line event of one channel (ring, caller ID, off-hook, on-hook, ...). The
+  sink stamps it with the board's current sample position, so a driver that reports events in
+  stream order (a voice modem's DLE codes between audio bytes) gets them at the exact sample.
+- ``state(state, detail)``: the device is running, lost (ERROR) or being reopened (RESETTING).
+
+The audio path must stay cheap: the sink only copies into the ring buffer.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -14,24 +31,62 @@ import numpy.typing as npt
 logger = logging.getLogger(__name__)
 
 Block = npt.NDArray[np.int16]
-BlockSink = Callable[[Block], None]
 
 # A paced driver that falls this far behind wall-clock time (a stalled VM, a suspended laptop)
-# starts afresh instead of bursting out the backlog.
+# starts afresh instead of bursting out the backlog; what it skipped is reported as lost.
 MAX_CATCH_UP_SECONDS = 1.0
 
 
+class DriverState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    ERROR = "error"  # the device is gone or failing; the driver keeps trying to reopen it
+    RESETTING = "resetting"  # the device is being reopened or reinitialised
+    STOPPED = "stopped"
+
+
+class LineEventKind(enum.Enum):
+    RING = "ring"
+    CALLER_ID = "caller-id"  # data: DATE, TIME, NMBR, NAME as the line delivered them
+    OFF_HOOK = "off-hook"
+    ON_HOOK = "on-hook"
+    LOOP_DROP = "loop-drop"  # loop current interrupted: the far end hung up
+    BUSY = "busy"
+    DIAL_TONE = "dial-tone"
+    SILENCE = "silence"
+    END_OF_STREAM = "end-of-stream"  # the device stopped sending audio (DLE ETX)
+
+
+@dataclass(frozen=True)
+class LineEvent:
+    channel: int  # 0-based channel of the board
+    kind: LineEventKind
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+class DriverSink(Protocol):
+    """Where a driver delivers what it captures; see the module docstring."""
+
+    def audio(self, block: Block, lost_frames: int = 0) -> None: ...
+
+    def line(self, event: LineEvent) -> None: ...
+
+    def state(self, state: DriverState, detail: str = "") -> None: ...
+
+
 class Driver(ABC):
-    """A capture board. ``start`` begins delivering blocks to the sink from the driver's thread."""
+    """A capture board. ``start`` begins delivering to the sink from the driver's thread."""
 
     def __init__(self, key: str, channels: int, sample_rate: int) -> None:
         self.key = key  # config key of the board, e.g. "boards[1]", for messages
         self.channels = channels
         self.sample_rate = sample_rate
+        # False for benchmarks and soak tests: deliver as fast as the sink takes it.
+        self.realtime = True
 
     @abstractmethod
-    def start(self, sink: BlockSink) -> None:
-        """Start capturing; ``sink`` is called with each block, from the driver's own thread."""
+    def start(self, sink: DriverSink) -> None:
+        """Start capturing; the sink is called from the driver's own thread."""
 
     @abstractmethod
     def stop(self) -> None:
@@ -39,14 +94,16 @@ class Driver(ABC):
 
     @abstractmethod
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until the driver's thread has ended; True if it has."""
+        """Wait until the driver's threads have ended; True if they have."""
 
 
 class PacedDriver(Driver):
-    """A driver that computes its audio and releases it block by block in real time."""
+    """A driver that computes its audio and releases it block by block (in real time)."""
 
-    def __init__(self, key: str, channels: int, sample_rate: int, block_ms: int) -> None:
+    def __init__(self, key: str, channels: int, sample_rate: int, block_ms: int,
+                 realtime: bool = True) -> None:
         super().__init__(key, channels, sample_rate)
+        self.realtime = realtime
         self.block_frames = max(1, sample_rate * block_ms // 1000)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -55,7 +112,7 @@ class PacedDriver(Driver):
     def next_block(self, frames: int) -> Block:
         """The next ``(frames, channels)`` block of audio."""
 
-    def start(self, sink: BlockSink) -> None:
+    def start(self, sink: DriverSink) -> None:
         if self._thread is not None:
             raise RuntimeError(f"{self.key}: driver already started")
         self._thread = threading.Thread(
@@ -72,24 +129,36 @@ class PacedDriver(Driver):
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def _run(self, sink: BlockSink) -> None:
+    def _run(self, sink: DriverSink) -> None:
         period = self.block_frames / self.sample_rate
         origin = time.monotonic()
         sent = 0
+        lost = 0
         try:
+            sink.state(DriverState.RUNNING)
             while not self._stop.is_set():
-                due = origin + sent * period
-                delay = due - time.monotonic()
-                if delay > 0:
-                    if self._stop.wait(delay):
-                        break
-                elif -delay > MAX_CATCH_UP_SECONDS:
-                    logger.warning("%s: fell %.1f s behind real time; resuming from now",
-                                   self.key, -delay)
-                    origin, sent = time.monotonic(), 0
-                    continue
-                sink(self.next_block(self.block_frames))
+                if self.realtime:
+                    due = origin + sent * period
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        if self._stop.wait(delay):
+                            break
+                    elif -delay > MAX_CATCH_UP_SECONDS:
+                        logger.warning("%s: fell %.1f s behind real time; resuming from now",
+                                       self.key, -delay)
+                        lost += round(-delay * self.sample_rate)
+                        origin, sent = time.monotonic(), 0
+                        continue
+                sink.audio(self.next_block(self.block_frames), lost)
+                lost = 0
                 sent += 1
-        except Exception:
+        except Exception as exc:
             logger.exception("%s: capture thread failed; this board delivers no more audio",
                              self.key)
+            sink.state(DriverState.ERROR, f"capture thread failed: {exc}")
+            return
+        sink.state(DriverState.STOPPED)
+
+
+__all__ = ["Block", "Driver", "DriverSink", "DriverState", "LineEvent", "LineEventKind",
+           "PacedDriver"]

@@ -1,4 +1,5 @@
-"""Replays one audio file per channel, looped, paced in real time (a test line for the field)."""
+"""Replays one audio file per channel, looped or once, paced in real time (a test line for the
+field)."""
 
 from __future__ import annotations
 
@@ -33,14 +34,21 @@ class FileDriver(PacedDriver):
             listing = ", ".join(f"{p.name}: {r} Hz" for p, (_, r) in zip(config.files, loaded,
                                                                           strict=True))
             raise DriverError(f"{key}.files: all files of a board need one sample rate ({listing})")
-        super().__init__(key, len(loaded), rates.pop(), config.block_ms)
+        super().__init__(key, len(loaded), rates.pop(), config.block_ms, config.realtime)
         self._tracks = [samples for samples, _ in loaded]
         self._pos = [0] * len(loaded)
+        self._loop = config.loop
 
     def next_block(self, frames: int) -> Block:
-        block = np.empty((frames, self.channels), dtype=np.int16)
+        block = np.zeros((frames, self.channels), dtype=np.int16)
         for c, track in enumerate(self._tracks):
-            idx = (self._pos[c] + np.arange(frames)) % track.shape[0]
-            block[:, c] = track[idx]
-            self._pos[c] = (self._pos[c] + frames) % track.shape[0]
+            if self._loop:
+                idx = (self._pos[c] + np.arange(frames)) % track.shape[0]
+                block[:, c] = track[idx]
+                self._pos[c] = (self._pos[c] + frames) % track.shape[0]
+            else:
+                # Played once: the line goes quiet after the file, like a call that ended.
+                part = track[self._pos[c]:self._pos[c] + frames]
+                block[: part.shape[0], c] = part
+                self._pos[c] += part.shape[0]
         return block

@@ -25,7 +25,8 @@ class SyntheticDriver(PacedDriver):
     """Generates speech-like audio for every channel, paced in real time."""
 
     def __init__(self, key: str, config: SyntheticBoardConfig) -> None:
-        super().__init__(key, config.channels, config.sample_rate, config.block_ms)
+        super().__init__(key, config.channels, config.sample_rate, config.block_ms,
+                         config.realtime)
         c = self.channels
         self._rng = np.random.default_rng([config.seed, c])
         self._pitch = self._rng.uniform(95.0, 220.0, c)

@@ -1,8 +1,9 @@
 """The composition root: builds every component, starts them in order, stops them in reverse.
 
-store -> drivers and capture core -> writer loop -> scheduler -> API servers. Stopping runs the
-other way, so the API stops taking calls before the scheduler finishes the recordings in
-progress, and the drivers keep capturing until those recordings have their last samples.
+store -> drivers and capture core -> writer loop -> scheduler -> triggers -> API servers.
+Stopping runs the other way, so the API and the triggers stop starting calls before the
+scheduler finishes the recordings in progress, and the drivers keep capturing until those
+recordings have their last samples.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from collections.abc import Callable
 from recorder.api.context import ApiContext
 from recorder.api.dispatcher import Dispatcher
 from recorder.api.server import ApiServer
-from recorder.capture import CaptureCore
+from recorder.capture import CaptureBoard, CaptureCore
 from recorder.config import Config
 from recorder.drivers import create_driver
 from recorder.errors import StartupError
 from recorder.scheduler import Scheduler
 from recorder.store import Store, open_store
+from recorder.triggers import TriggerLoop, VoxParams
 from recorder.writer import WriterLoop
 
 logger = logging.getLogger(__name__)
@@ -60,9 +62,11 @@ class Recorder:
 
         drivers = [create_driver(f"boards[{i}]", board) for i, board in enumerate(config.boards)]
         capture = self.capture = CaptureCore(
-            [(driver, board.devices) for driver, board in zip(drivers, config.boards,
-                                                               strict=True)],
-            config.capture.lookback_seconds,
+            [CaptureBoard(driver, board.devices, config.capture.lookback_seconds,
+                          board.silence_threshold_dbfs)
+             for driver, board in zip(drivers, config.boards, strict=True)],
+            triggers=[[board.channel_trigger(i) for i in range(len(board.devices))]
+                      for board in config.boards],
         )
         capture.start()
         self._started("capture", lambda: self._halt("capture", capture.stop, capture.join))
@@ -75,8 +79,18 @@ class Recorder:
 
         scheduler = self.scheduler = Scheduler(
             capture=capture, store=store, writer=writer,
-            recordings_dir=config.storage.recordings_dir, core_ident=config.core.ident)
+            recordings_dir=config.storage.recordings_dir, core_ident=config.core.ident,
+            preroll_seconds=config.capture.preroll_seconds,
+            commit_delay_seconds=config.capture.commit_delay_seconds)
         self._started("scheduler", scheduler.stop)
+
+        triggers = TriggerLoop(capture, scheduler, vox=[
+            VoxParams(round(board.vox_start_seconds * driver.sample_rate),
+                      round(board.vox_hold_seconds * driver.sample_rate))
+            for driver, board in zip(drivers, config.boards, strict=True)
+            for _ in board.devices])
+        triggers.start()
+        self._started("triggers", lambda: self._halt("triggers", triggers.stop, triggers.join))
 
         context = ApiContext(scheduler=scheduler, store=store, core_ident=config.core.ident,
                              calllist_max_rows=config.api.calllist_max_rows)

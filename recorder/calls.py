@@ -46,6 +46,10 @@ class CallStart:
     archive_action: int | None = None
     cti_initiated: str = ""  # "Y", "N" or "" (not said)
     agent_initiated: str = ""
+    # Where on the channel the call began (a trigger knows the sample its speech or off-hook
+    # was at); None: where the channel is when the scheduler receives it.
+    position: int | None = None
+    trigger: str = "api"  # what produced the call: api, vox, line, always
 
 
 @dataclass(frozen=True)
@@ -61,3 +65,4 @@ class CallUpdate:
 STOP_CALLSTOP = "callstop"
 STOP_REPLACED = "replaced"  # a new CALLSTART came for the same device and call instance
 STOP_SHUTDOWN = "shutdown"
+STOP_TRIGGER = "trigger"  # the channel's vox, line or always trigger ended it

@@ -84,6 +84,12 @@ class CaptureConfig:
     lookback_seconds: float = setting(
         10.0, "audio kept per channel in its ring buffer", min=1.0, max=3600.0
     )
+    preroll_seconds: float = setting(
+        0.5, "audio from before a recording's start that it includes (covers CTI latency)",
+        min=0.0, max=600.0)
+    commit_delay_seconds: float = setting(
+        0.0, "audio reaches the file this long after capture, so it can still be changed",
+        min=0.0, max=600.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,33 +117,103 @@ class LogConfig:
     )
 
 
+TRIGGERS = ("api", "vox", "line", "always")
+
+
 @dataclass(frozen=True, kw_only=True)
-class SyntheticBoardConfig:
+class BoardCommon:
+    """Keys every board has, whatever its driver."""
+
+    devices: tuple[str, ...] = setting(doc="DEVICEID tapped by channel 1..N")
+    silence_threshold_dbfs: float = setting(
+        -45.0, "a 20 ms window quieter than this (RMS) is silence; louder is speech for vox",
+        min=-120.0, max=0.0)
+    trigger: str = setting(
+        "api", "what starts and stops recordings on the board's channels: api (CTI and the "
+        "API), vox (voice activity), line (the board's off-hook/on-hook), always",
+        choices=TRIGGERS)
+    triggers: tuple[str, ...] = setting(
+        (), "per-channel override of trigger, one entry per channel")
+    vox_start_seconds: float = setting(
+        0.2, "vox: speech this long starts a recording", min=0.02, max=10.0)
+    vox_hold_seconds: float = setting(
+        2.0, "vox: silence this long stops it", min=0.1, max=600.0)
+
+    def channel_trigger(self, index: int) -> str:
+        return self.triggers[index] if self.triggers else self.trigger
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticBoardConfig(BoardCommon):
     """The built-in demo board: speech-like talk spurts and pauses on every channel."""
 
     driver: str = setting("synthetic", "board driver")
-    devices: tuple[str, ...] = setting(doc="DEVICEID tapped by channel 1..N")
     channels: int = setting(0, "number of channels; defaults to the number of devices",
-                            min=0, max=4096)
+                            min=0, max=65536)
     sample_rate: int = setting(8000, "samples per second", min=8000, max=48000)
     block_ms: int = setting(20, "length of one capture block", min=5, max=200)
     seed: int = setting(0, "random seed of the generated speech", min=0, max=2**31 - 1)
+    realtime: bool = setting(True, "false: generate as fast as the capture core takes it "
+                             "(benchmarks)")
 
 
 @dataclass(frozen=True, kw_only=True)
-class FileBoardConfig:
+class FileBoardConfig(BoardCommon):
     """Replays one audio file per channel, looped, paced in real time."""
 
     driver: str = setting("file", "board driver")
     files: tuple[Path, ...] = setting(doc="one audio file per channel (WAV, FLAC, ...)")
-    devices: tuple[str, ...] = setting(doc="DEVICEID tapped by channel 1..N")
     block_ms: int = setting(20, "length of one capture block", min=5, max=200)
+    loop: bool = setting(True, "start the files again at their end; false: silence after")
+    realtime: bool = setting(True, "false: replay as fast as the capture core takes it")
 
 
-BoardConfig = SyntheticBoardConfig | FileBoardConfig
-BOARD_TYPES: dict[str, type[SyntheticBoardConfig] | type[FileBoardConfig]] = {
+@dataclass(frozen=True, kw_only=True)
+class SoundDeviceBoardConfig(BoardCommon):
+    """A sound card (any PortAudio input device): input channel N taps devices[N-1]."""
+
+    driver: str = setting("sounddevice", "board driver")
+    device: str = setting("", "PortAudio input device: its index, or part of its name; "
+                          "empty for the default input")
+    channels: int = setting(0, "input channels to open; defaults to the number of devices",
+                            min=0, max=256)
+    sample_rate: int = setting(8000, "samples per second", min=8000, max=192000)
+    block_ms: int = setting(20, "length of one capture block", min=5, max=200)
+    reopen_max_seconds: float = setting(
+        30.0, "a lost device is reopened with back-off up to this interval", min=0.1,
+        max=3600.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoiceModemBoardConfig(BoardCommon):
+    """An ITU-T V.253 voice modem on a serial port, tapping one line."""
+
+    driver: str = setting("voicemodem", "board driver")
+    port: str = setting(doc="serial port of the modem, e.g. /dev/ttyACM0")
+    baudrate: int = setting(115200, "serial speed", min=1200, max=4000000)
+    encoding: str = setting("ulaw", "audio format asked with AT+VSM",
+                            choices=("ulaw", "linear"))
+    init: tuple[str, ...] = setting((), "extra AT commands sent after the standard set-up",
+                                    factory=None)
+    caller_id: bool = setting(True, "ask for caller ID (AT+VCID=1) and report it as ANI")
+    command_timeout_seconds: float = setting(
+        3.0, "how long the modem may take to answer one AT command", min=0.1, max=60.0)
+    reopen_max_seconds: float = setting(
+        30.0, "a vanished port is reopened with back-off up to this interval", min=0.1,
+        max=3600.0)
+
+    @property
+    def channels(self) -> int:
+        return 1
+
+
+BoardConfig = (SyntheticBoardConfig | FileBoardConfig | SoundDeviceBoardConfig
+               | VoiceModemBoardConfig)
+BOARD_TYPES: dict[str, type[BoardConfig]] = {
     "synthetic": SyntheticBoardConfig,
     "file": FileBoardConfig,
+    "sounddevice": SoundDeviceBoardConfig,
+    "voicemodem": VoiceModemBoardConfig,
 }
 
 
@@ -230,8 +306,8 @@ class _Loader:
         # mistake in one section never hides the mistakes in another.
         self.checks: dict[type[Any], Callable[[Any, str], Any]] = {
             ApiConfig: self.check_api,
-            SyntheticBoardConfig: self.check_board,
-            FileBoardConfig: self.check_board,
+            CaptureConfig: self.check_capture,
+            **dict.fromkeys(BOARD_TYPES.values(), self.check_board),
         }
 
     def table(self, cls: type[Any], raw: Any, where: str) -> Any:
@@ -325,10 +401,11 @@ class _Loader:
             self.problems.append(f"{key}: {raw!r} is out of range [{low}, {high}]")
             return _INVALID
         if choices is not None:
-            if raw.upper() not in choices:
+            match = next((c for c in choices if c.upper() == raw.upper()), None)
+            if match is None:
                 self.problems.append(f"{key}: {raw!r} is not one of {', '.join(choices)}")
                 return _INVALID
-            raw = raw.upper()
+            raw = match
         if tp is Path:
             if not raw:
                 self.problems.append(f"{key}: must not be empty")
@@ -341,7 +418,7 @@ class _Loader:
 # --- checks across keys --------------------------------------------------------------------
 
     def check_board(self, board: BoardConfig, where: str) -> BoardConfig:
-        if isinstance(board, SyntheticBoardConfig):
+        if isinstance(board, SyntheticBoardConfig | SoundDeviceBoardConfig):
             if board.channels == 0:
                 board = replace(board, channels=len(board.devices))
             elif board.channels != len(board.devices):
@@ -349,7 +426,7 @@ class _Loader:
                     f"{where}.devices: {len(board.devices)} device(s) for {board.channels} "
                     "channel(s); list one DEVICEID per channel"
                 )
-        else:
+        elif isinstance(board, FileBoardConfig):
             if len(board.files) != len(board.devices):
                 self.problems.append(
                     f"{where}.devices: {len(board.devices)} device(s) for {len(board.files)} "
@@ -358,8 +435,20 @@ class _Loader:
             for i, path in enumerate(board.files):
                 if not path.is_file():
                     self.problems.append(f"{where}.files[{i}]: no such file: {path}")
+        elif len(board.devices) > 1:
+            self.problems.append(f"{where}.devices: a voice modem taps one line; list one "
+                                 f"DEVICEID, not {len(board.devices)}")
         if not board.devices:
             self.problems.append(f"{where}.devices: a board needs at least one channel")
+        if board.triggers:
+            if len(board.triggers) != len(board.devices):
+                self.problems.append(
+                    f"{where}.triggers: {len(board.triggers)} trigger(s) for "
+                    f"{len(board.devices)} channel(s); list one per channel or use trigger")
+            for i, name in enumerate(board.triggers):
+                if name not in TRIGGERS:
+                    self.problems.append(f"{where}.triggers[{i}]: {name!r} is not one of "
+                                         f"{', '.join(TRIGGERS)}")
         for c, device in enumerate(board.devices):
             key = f"{where}.devices[{c}]"
             if not device.strip() or device != device.strip():
@@ -372,6 +461,14 @@ class _Loader:
             else:
                 self.tapped[device] = f"{where} channel {c + 1}"
         return board
+
+    def check_capture(self, capture: CaptureConfig, where: str) -> CaptureConfig:
+        needed = capture.preroll_seconds + capture.commit_delay_seconds + 1.0
+        if needed > capture.lookback_seconds:
+            self.problems.append(
+                f"{where}.lookback_seconds: {capture.lookback_seconds} s cannot hold "
+                f"preroll_seconds + commit_delay_seconds + 1 s of margin ({needed} s)")
+        return capture
 
     def check_api(self, api: ApiConfig, where: str) -> ApiConfig:
         if not api.host.strip():

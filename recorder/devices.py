@@ -37,6 +37,7 @@ class LiveCall:
     session: RecordingSession | None = None
     record_id: int | None = None
     filename: str = ""
+    ending: bool = False  # its recording is being (or has been) ended
     # Held while the call's recording is being started or ended, so a CALLSTOP that arrives
     # while the file is still being created waits for it instead of missing it.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

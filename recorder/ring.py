@@ -1,7 +1,9 @@
 """Per-channel ring buffers of int16 audio, addressed by absolute sample index.
 
-A board's channels share one ``(channels, capacity)`` array: each row is one channel's ring, and a
-captured ``(frames, channels)`` block lands in all of them with one vectorized copy. Positions are
+A board's channels share one frame-major ``(capacity, channels)`` array: column ``c`` is channel
+``c``'s ring. A captured ``(frames, channels)`` block lands in all of them with one contiguous
+copy, and level meters reduce whole windows across every channel at once; a recording reads its
+one column with a strided copy, which costs little at 8000 samples a second. Positions are
 absolute sample counts since the board started, so a reader can say "give me samples 16000 to
 16400 of channel 3" without knowing where the ring wrapped.
 
@@ -31,6 +33,14 @@ class ReadResult:
     lost: int
 
 
+@dataclass(frozen=True)
+class ReadResult2D:
+    """Samples ``[start, start + len(frames))`` of every channel, ``(frames, channels)``."""
+
+    start: int
+    frames: Samples
+
+
 class BoardRing:
     """The rings of every channel of one board."""
 
@@ -39,7 +49,7 @@ class BoardRing:
             raise ValueError("a ring needs at least one channel and one sample")
         self.channels = channels
         self.capacity = capacity
-        self._data: Samples = np.zeros((channels, capacity), dtype=np.int16)
+        self._data: Samples = np.zeros((capacity, channels), dtype=np.int16)
         self.write_pos = 0  # absolute index of the next sample readers may read
         self._claimed = 0  # end of the samples being written now (>= write_pos)
 
@@ -58,10 +68,45 @@ class BoardRing:
         self._claimed = pos + frames  # before the copy: readers must see the slots as taken
         start = pos % self.capacity
         first = min(frames, self.capacity - start)
-        self._data[:, start : start + first] = block[:first].T
+        self._data[start : start + first] = block[:first]
         if first < frames:
-            self._data[:, : frames - first] = block[first:].T
+            self._data[: frames - first] = block[first:]
         self.write_pos = pos + frames
+
+    def write_silence(self, frames: int) -> None:
+        """Append ``frames`` of digital silence on every channel (a gap in the input)."""
+        pos = self.write_pos
+        if frames > self.capacity:
+            pos += frames - self.capacity
+            frames = self.capacity
+        self._claimed = pos + frames
+        start = pos % self.capacity
+        first = min(frames, self.capacity - start)
+        self._data[start : start + first] = 0
+        if first < frames:
+            self._data[: frames - first] = 0
+        self.write_pos = pos + frames
+
+    @property
+    def oldest(self) -> int:
+        """The oldest position still held (readers should stay clear of it: it goes next)."""
+        return max(0, self.write_pos - self.capacity)
+
+    def frames(self, start: int, end: int) -> ReadResult2D:
+        """Samples ``[start, end)`` of every channel as ``(frames, channels)``; may be a view.
+
+        For the level meters, which read the newest audio and can tolerate a stale window
+        if they ever fall a whole look-back behind (``lost`` says how much).
+        """
+        if end > self.write_pos:
+            raise ValueError(f"cannot read up to {end}: only {self.write_pos} samples written")
+        start = max(start, self.write_pos - self.capacity)
+        i, j = start % self.capacity, (end - 1) % self.capacity + 1 if end > start else 0
+        if end <= start:
+            return ReadResult2D(start, self._data[:0])
+        if i < j:
+            return ReadResult2D(start, self._data[i:j])
+        return ReadResult2D(start, np.concatenate((self._data[i:], self._data[:j])))
 
     def read(self, channel: int, start: int, end: int) -> ReadResult:
         """Copy samples ``[start, end)`` of ``channel`` (0-based); ``end`` must be <= write_pos."""
@@ -82,7 +127,7 @@ class BoardRing:
         return ReadResult(start=start, samples=out, lost=lost)
 
     def _copy(self, channel: int, start: int, end: int, out: Samples) -> None:
-        row = self._data[channel]
+        row = self._data[:, channel]
         i = start % self.capacity
         n = end - start
         first = min(n, self.capacity - i)

@@ -28,13 +28,14 @@ from recorder.calls import (
     DeviceQuery,
 )
 from recorder.capture import CaptureCore, Channel
+from recorder.channels import Phase
 from recorder.codecs import file_extension, open_writer
 from recorder.decision import Decision, decide
 from recorder.devices import DeviceState, DeviceTable, LiveCall
 from recorder.errors import StoreError
 from recorder.paths import create_unique, recording_path
 from recorder.resultcodes import ResultCode
-from recorder.session import RecordingSession
+from recorder.session import RecordingSession, SessionResult
 from recorder.store import FinishedRecording, NewRecording, RecordingUpdate, Store
 from recorder.writer import WriterLoop
 
@@ -72,6 +73,7 @@ class Scheduler:
 
     def __init__(self, *, capture: CaptureCore, store: Store, writer: WriterLoop,
                  recordings_dir: Path, core_ident: int,
+                 preroll_seconds: float = 0.0, commit_delay_seconds: float = 0.0,
                  clock: Callable[[], float] = time.time) -> None:
         self._capture = capture
         self._store = store
@@ -79,6 +81,8 @@ class Scheduler:
         self._recordings_dir = recordings_dir
         self._core_ident = core_ident
         self._clock = clock
+        self._preroll_seconds = preroll_seconds
+        self._commit_delay_seconds = commit_delay_seconds
         self._lock = threading.Lock()
         self._devices = DeviceTable()
         for channel in capture.channels:
@@ -110,9 +114,9 @@ class Scheduler:
             self._check_running()
             device_id = self._resolve(start.device)
             channel = self._capture.channel_for_device(device_id)
-            # The recording begins at the sample the CALLSTART arrived at, however long the
-            # file and the row then take to create.
-            position = channel.position if channel else 0
+            # The recording begins at the sample the call began at (the CALLSTART's arrival,
+            # or the trigger's own sample), however long the file and the row then take.
+            position = self._start_position(start, channel)
             device = self._devices.add(device_id, channel.id if channel else None)
             replaced = device.active.pop(start.instance, None)
             call = LiveCall(
@@ -134,7 +138,14 @@ class Scheduler:
                 with replaced.lock:
                     self._end_recording(replaced, STOP_REPLACED, position)
             if call.decision.record and channel is not None:
-                self._begin_recording(call, channel, position)
+                channel.status.enter(Phase.PREPARING)
+                try:
+                    self._begin_recording(call, channel, position)
+                finally:
+                    if call.session is not None:
+                        channel.status.move(Phase.PREPARING, Phase.RECORDING)
+                    else:
+                        channel.status.leave(Phase.PREPARING)
             else:
                 logger.info("call on %s (instance %r) not recorded: %s", device_id,
                             call.instance, call.decision.detail)
@@ -142,8 +153,9 @@ class Scheduler:
             call.lock.release()
         return call
 
-    def call_stop(self, device: DeviceQuery, instance: str | None) -> LiveCall:
-        """A call ended: stop its recording at the sample the stop arrived at."""
+    def call_stop(self, device: DeviceQuery, instance: str | None,
+                  position: int | None = None, reason: str = STOP_CALLSTOP) -> LiveCall:
+        """A call ended: stop its recording at ``position``, else where the stop arrived."""
         with self._lock:
             self._check_running()
             device_id = self._resolve(device)
@@ -156,8 +168,10 @@ class Scheduler:
             del state.active[call.instance]
             call.stop_time = self._clock()
             end = self._position(call)
+            if position is not None:
+                end = min(end, position)
         with call.lock:
-            self._end_recording(call, STOP_CALLSTOP, end)
+            self._end_recording(call, reason, end)
         return call
 
     def call_update(self, device: DeviceQuery, instance: str | None, update: CallUpdate,
@@ -237,6 +251,15 @@ class Scheduler:
                             "Could not find a device matching given parameters")
         return device_id
 
+    def _start_position(self, start: CallStart, channel: Channel | None) -> int:
+        if channel is None:
+            return 0
+        now = channel.position
+        at = now if start.position is None else min(start.position, now)
+        preroll = round(self._preroll_seconds * channel.sample_rate)
+        # Never further back than the ring still holds, nor before the board started.
+        return max(at - preroll, channel.oldest)
+
     def _position(self, call: LiveCall) -> int:
         # From the channel, not the session: a CALLSTOP can arrive while the session is still
         # being created, and must still end the recording at the sample it arrived at.
@@ -262,7 +285,8 @@ class Scheduler:
             call.decision = Decision(False, reason, f"cannot create {wanted}: {exc}")
             logger.exception("call on %s not recorded: cannot create %s", call.device_id, wanted)
             return
-        session = RecordingSession(channel, writer, path, position)
+        delay = round(self._commit_delay_seconds * channel.sample_rate)
+        session = RecordingSession(channel, writer, path, position, delay)
         call.session = session
         call.filename = str(path)
         self._writer.add(session)
@@ -278,10 +302,30 @@ class Scheduler:
 
     def _end_recording(self, call: LiveCall, reason: str, end: int) -> None:
         session = call.session
-        if session is None or session.closed:
+        if session is None or session.closed or call.ending:
             return
-        self._writer.discard(session)
-        result = session.finish(end)
+        call.ending = True
+        status = session.channel.status
+        if session.ready_to_finish(end):
+            self._writer.discard(session)
+            status.leave(Phase.RECORDING)
+            self._complete(call, reason, session.finish(end))
+            return
+        # The last audio is still inside the commit delay: the writer closes the file once it
+        # has passed, and completes the row then.
+        status.move(Phase.RECORDING, Phase.FINISHING)
+
+        def done(result: SessionResult) -> None:
+            status.leave(Phase.FINISHING)
+            with call.lock:
+                self._complete(call, reason, result)
+
+        self._writer.finish_later(session, end, done)
+
+    def _complete(self, call: LiveCall, reason: str, result: SessionResult) -> None:
+        session = call.session
+        if session is None:
+            return
         stop_time = call.stop_time if call.stop_time is not None else self._clock()
         done = FinishedRecording(
             stop_time=stop_time, duration=result.duration, audio_size=result.size,

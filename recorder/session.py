@@ -40,11 +40,15 @@ class SessionResult:
 class RecordingSession:
     """Streams ``channel`` from ``start`` (an absolute sample position) into ``writer``."""
 
-    def __init__(self, channel: Channel, writer: AudioWriter, path: Path, start: int) -> None:
+    def __init__(self, channel: Channel, writer: AudioWriter, path: Path, start: int,
+                 delay_frames: int = 0) -> None:
         self.channel = channel
         self.path = path
+        self.start = start
         self._writer = writer
         self._pos = start
+        # Audio reaches the file this many frames after capture (capture.commit_delay_seconds).
+        self.delay_frames = delay_frames
         self._lock = threading.Lock()
         self._synced_frames = 0
         self.lost_samples = 0
@@ -59,7 +63,11 @@ class RecordingSession:
         """Write whatever the channel has captured since the last pump."""
         with self._lock:
             if self._result is None and self.failed is None:
-                self._write_until(self.channel.position)
+                self._write_until(self.channel.position - self.delay_frames)
+
+    def ready_to_finish(self, end: int) -> bool:
+        """Whether audio up to ``end`` may go to the file now (its commit delay has passed)."""
+        return self.channel.position >= end + self.delay_frames
 
     def finish(self, end: int) -> SessionResult:
         """Write up to absolute position ``end``, close the file and describe it.

@@ -1,17 +1,36 @@
-"""The writer loop: one thread that moves captured audio from the rings into open recordings."""
+"""The writer loop: one thread that moves captured audio from the rings into open recordings.
+
+It also finishes recordings whose call has ended but whose last audio is still inside the commit
+delay (capture.commit_delay_seconds): each is closed once its channel has captured past the end
+plus the delay, and its callback then completes the row. On shutdown it keeps going until every
+such recording has its audio (the capture core is still running then) or the delay has run out.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from recorder.session import RecordingSession
+from recorder.session import RecordingSession, SessionResult
 
 logger = logging.getLogger(__name__)
 
 # How often captured audio is moved to disk. The rings hold seconds of audio, so this only sets
 # how much is written per system call, not whether anything can be lost.
 PUMP_INTERVAL = 0.05
+DRAIN_MARGIN_SECONDS = 1.0
+
+Done = Callable[[SessionResult], None]
+
+
+@dataclass(eq=False)
+class _Ending:
+    session: RecordingSession
+    end: int
+    done: Done
 
 
 class WriterLoop:
@@ -20,6 +39,7 @@ class WriterLoop:
     def __init__(self, interval: float = PUMP_INTERVAL) -> None:
         self._interval = interval
         self._sessions: set[RecordingSession] = set()
+        self._endings: list[_Ending] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
@@ -32,6 +52,17 @@ class WriterLoop:
         with self._lock:
             self._sessions.discard(session)
 
+    def finish_later(self, session: RecordingSession, end: int, done: Done) -> None:
+        """Close ``session`` at ``end`` once its commit delay has passed, then call ``done``."""
+        with self._lock:
+            self._sessions.discard(session)
+            self._endings.append(_Ending(session, end, done))
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._endings)
+
     def start(self) -> None:
         self._thread.start()
 
@@ -40,16 +71,50 @@ class WriterLoop:
 
     def join(self, timeout: float | None = None) -> bool:
         if self._thread.ident is None:
+            self._finish_endings(force=True)  # never started: nothing else will
             return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            with self._lock:
-                sessions = list(self._sessions)
-            for session in sessions:
+            self._pump()
+        # Recordings still inside their commit delay get their last audio, which the capture
+        # core (stopped after us) is still delivering; then whatever is there.
+        longest = max((e.session.delay_frames / e.session.channel.sample_rate
+                       for e in self._snapshot_endings()), default=0.0)
+        deadline = time.monotonic() + longest + DRAIN_MARGIN_SECONDS
+        while self._snapshot_endings() and time.monotonic() < deadline:
+            self._finish_endings(force=False)
+            time.sleep(self._interval)
+        self._finish_endings(force=True)
+
+    def _snapshot_endings(self) -> list[_Ending]:
+        with self._lock:
+            return list(self._endings)
+
+    def _pump(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            try:
+                session.pump()
+            except Exception:
+                logger.exception("writer: pumping %s failed", session.path)
+        self._finish_endings(force=False)
+
+    def _finish_endings(self, force: bool) -> None:
+        for ending in self._snapshot_endings():
+            session = ending.session
+            if not force and not session.ready_to_finish(ending.end):
                 try:
                     session.pump()
                 except Exception:
                     logger.exception("writer: pumping %s failed", session.path)
+                continue
+            with self._lock:
+                self._endings.remove(ending)
+            try:
+                ending.done(session.finish(ending.end))
+            except Exception:
+                logger.exception("writer: finishing %s failed", session.path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +12,9 @@ import pytest
 import soundfile
 
 from recorder.config import FileBoardConfig, SyntheticBoardConfig
-from recorder.drivers import Driver, create_driver
+from recorder.drivers import DriverState, create_driver
 from recorder.errors import DriverError
+from tests.contract import Harness, RecordingSink
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 8000) -> Path:
@@ -21,65 +22,131 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 8000) -> Path:
     return path
 
 
-def synthetic(tmp_path: Path) -> Driver:
-    return create_driver("boards[0]", SyntheticBoardConfig(devices=("1", "2", "3"), channels=3))
+def synthetic(tmp_path: Path) -> Iterator[Harness]:
+    yield Harness(create_driver("boards[0]", SyntheticBoardConfig(devices=("1", "2", "3"),
+                                                                  channels=3)))
 
 
-def replay(tmp_path: Path) -> Driver:
+def synthetic_fast(tmp_path: Path) -> Iterator[Harness]:
+    yield Harness(create_driver("boards[0]", SyntheticBoardConfig(
+        devices=("1", "2"), channels=2, realtime=False)))
+
+
+def replay(tmp_path: Path) -> Iterator[Harness]:
     files = tuple(write_wav(tmp_path / f"{i}.wav", np.full(4000, i * 100, np.int16))
                   for i in range(3))
-    return create_driver("boards[0]", FileBoardConfig(files=files, devices=("1", "2", "3")))
+    yield Harness(create_driver("boards[0]", FileBoardConfig(files=files,
+                                                             devices=("1", "2", "3"))))
 
 
-DRIVERS: list[Callable[[Path], Driver]] = [synthetic, replay]
+# Every driver, fake or real, runs the same contract. The real ones bring up their device here:
+# a PulseAudio null sink for sounddevice, a V.253 modem emulator on a pty for voicemodem.
+HARNESSES: list[Callable[[Path], Iterator[Harness]]] = [synthetic, synthetic_fast, replay]
 
 
-@pytest.fixture(params=DRIVERS, ids=lambda f: f.__name__)
-def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
-    factory: Callable[[Path], Driver] = request.param
-    return factory(tmp_path)
+@pytest.fixture(params=HARNESSES, ids=lambda f: f.__name__)
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    make: Callable[[Path], Iterator[Harness]] = request.param
+    gen = make(tmp_path)
+    h = next(gen)
+    try:
+        yield h
+    finally:
+        h.driver.stop()
+        h.driver.join(10)
+        h.close()
+        next(gen, None)
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.blocks: list[np.ndarray] = []
-        self.threads: set[str] = set()
-
-    def __call__(self, block: np.ndarray) -> None:
-        self.blocks.append(block)
-        self.threads.add(threading.current_thread().name)
+def driver_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t is not threading.main_thread()}
 
 
-def test_contract_blocks_are_int16_frames_by_channels_paced_in_real_time(driver: Driver) -> None:
-    sink = Sink()
+def test_contract_blocks_are_int16_frames_by_channels_at_the_sample_rate(
+        harness: Harness) -> None:
+    driver, sink = harness.driver, RecordingSink()
     driver.start(sink)
+    assert sink.wait_for(lambda: bool(sink.blocks), 10), "no audio within 10 s"
+    first = sink.frames()
+    began = time.monotonic()
     time.sleep(1.0)
+    got, took = sink.frames() - first, time.monotonic() - began
     driver.stop()
-    assert driver.join(5)
-    assert sink.blocks
+    assert driver.join(10)
     assert all(b.dtype == np.int16 and b.ndim == 2 and b.shape[1] == driver.channels
                for b in sink.blocks)
-    seconds = sum(b.shape[0] for b in sink.blocks) / driver.sample_rate
-    # Paced, not as fast as it can: never ahead of the wall clock (one block of slack).
-    assert 0.2 < seconds <= 1.05 + sink.blocks[0].shape[0] / driver.sample_rate
-    assert sink.threads == {"driver-boards[0]"}  # delivered from the driver's own thread
+    assert threading.get_ident() not in sink.threads, "delivered from the driver's threads"
+    seconds = got / driver.sample_rate
+    if driver.realtime:
+        # Real time: as much audio as wall-clock time passed, give or take a few blocks.
+        assert 0.7 * took < seconds < took + 0.3, (seconds, took)
+    else:
+        assert seconds > 5 * took, "a non-realtime driver runs faster than real time"
+    assert sink.states
+    assert sink.states[0][0] in (DriverState.STARTING, DriverState.RUNNING)
+    assert DriverState.RUNNING in [s for s, _ in sink.states]
 
 
-def test_contract_stop_leaves_no_thread_behind(driver: Driver) -> None:
-    driver.start(Sink())
-    time.sleep(0.1)
-    driver.stop()
-    assert driver.join(5)
-    assert not [t for t in threading.enumerate() if t.name.startswith("driver-")]
+def test_contract_stop_leaves_no_thread_behind(harness: Harness) -> None:
+    before = driver_threads()
+    sink = RecordingSink()
+    harness.driver.start(sink)
+    assert sink.wait_for(lambda: bool(sink.blocks), 10)
+    harness.driver.stop()
+    assert harness.driver.join(10)
+    assert driver_threads() - before == set()
 
 
-def test_contract_join_before_start_and_double_start(driver: Driver) -> None:
-    assert driver.join(0)
-    driver.start(Sink())
+def test_contract_join_before_start_and_double_start(harness: Harness) -> None:
+    assert harness.driver.join(0)
+    harness.driver.start(RecordingSink())
     with pytest.raises(RuntimeError, match="already started"):
-        driver.start(Sink())
+        harness.driver.start(RecordingSink())
+
+
+def test_contract_stop_right_after_start(harness: Harness) -> None:
+    before = driver_threads()
+    harness.driver.start(RecordingSink())
+    harness.driver.stop()
+    assert harness.driver.join(10)
+    assert driver_threads() - before == set()
+
+
+def test_contract_a_lost_device_shows_error_and_comes_back(harness: Harness) -> None:
+    if harness.lose is None or harness.restore is None:
+        pytest.skip(f"{type(harness.driver).__name__} has no device to lose")
+    driver, sink = harness.driver, RecordingSink()
+    driver.start(sink)
+    assert sink.wait_for(lambda: sink.last_state() is DriverState.RUNNING and bool(sink.blocks),
+                         15)
+    harness.lose()
+    assert sink.wait_for(
+        lambda: sink.last_state() in (DriverState.ERROR, DriverState.RESETTING), 15), \
+        f"the loss was not reported: {sink.states}"
+    harness.restore()
+    assert sink.wait_for(lambda: sink.last_state() is DriverState.RUNNING, 30), sink.states
+    resumed = sink.frames()
+    assert sink.wait_for(lambda: sink.frames() > resumed + driver.sample_rate // 2, 15), \
+        "audio flows again after the device came back"
+    if driver.realtime:
+        assert sum(sink.lost) > 0, "the time the device was away is reported as lost frames"
     driver.stop()
-    assert driver.join(5)
+    assert driver.join(10)
+
+
+def test_contract_stop_while_the_device_is_lost(harness: Harness) -> None:
+    if harness.lose is None:
+        pytest.skip(f"{type(harness.driver).__name__} has no device to lose")
+    before = driver_threads()
+    driver, sink = harness.driver, RecordingSink()
+    driver.start(sink)
+    assert sink.wait_for(lambda: bool(sink.blocks), 15)
+    harness.lose()
+    assert sink.wait_for(
+        lambda: sink.last_state() in (DriverState.ERROR, DriverState.RESETTING), 15)
+    driver.stop()
+    assert driver.join(10)
+    assert driver_threads() - before == set()
 
 
 def rms_dbfs(block: np.ndarray) -> np.ndarray:

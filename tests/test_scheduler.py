@@ -35,7 +35,7 @@ class Bench:
     def __init__(self, tmp_path: Path, devices: tuple[str, ...] = ("1001", "1002")) -> None:
         self.driver = create_driver("boards[0]", SyntheticBoardConfig(
             devices=devices, channels=len(devices)))
-        self.capture = CaptureCore([(self.driver, devices)], lookback_seconds=10)
+        self.capture = CaptureCore.simple([(self.driver, devices)], lookback_seconds=10)
         self.store = SqliteStore(tmp_path / "recorder.sqlite3")
         self.store.open()
         self.writer = WriterLoop(interval=0.01)
