@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 
 from recorder.api.context import ApiContext
-from recorder.api.handlers import basic, calls, status
+from recorder.api.handlers import basic, calls, channels, status
 from recorder.api.params import Params, parse_int
 from recorder.api.request import ApiRequest, ApiResult, RequestError, invalid
 from recorder.api.xmlcodec import parse_request, render_result
@@ -28,6 +28,7 @@ HANDLERS: dict[str, Handler] = {
     "CALLUPDATE": calls.call_update,
     "CALLLIST": status.call_list,
     "DEVICESTATUS": status.device_status,
+    "CHANNELS": channels.channels,
 }
 
 # The manual's "Deprecated Functions" table: function -> (replacement, version it went in).
@@ -45,7 +46,7 @@ DEPRECATED: dict[str, tuple[str | None, str]] = {
 # saying so, rather than 10 "unknown", which would tell an integrator their spelling is wrong.
 PLANNED: frozenset[str] = frozenset({
     "RECORDSTART", "RECORDSTOP", "DEVICELIST", "DEVICERECORDINGSTATUS", "SYSTEMSTATUS",
-    "CHANNELS", "STATIONS", "FETCHTERMINOLOGY", "CHATSTART", "CHATSTOP", "CHATUPDATE",
+    "STATIONS", "FETCHTERMINOLOGY", "CHATSTART", "CHATSTOP", "CHATUPDATE",
     "BLACKOUTSTART", "BLACKOUTSTOP", "AGENTBLACKOUTSTART", "AGENTBLACKOUTSTOP", "IMPORTUSER",
     "IMPORTAGENTPHONE", "IMPORTWORKSTATION", "ADDGROUP", "MODIFYGROUPPERMISSION", "MODIFYROLE",
     "MODIFYROLEGROUPPERMISSION", "MODIFYUSERROLE", "MODIFYROLEPERMISSION", "EMAIL",

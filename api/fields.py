@@ -40,6 +40,7 @@ FIELDS: dict[str, FieldSpec] = {
     "AGENTINITIATED": YES_NO,
     "CTIINITIATED": YES_NO,
     "UPDATE_IF_NOT_RECORDING": YES_NO,
+    "DETAIL": YES_NO,
     "STATIONNAME": FieldSpec(max_len=50),
     "ARCHIVEACTION": FieldSpec(int_range=(-1, INT64_MAX)),
     "KEEP_DAYS": FieldSpec(int_range=(-1, INT32_MAX)),

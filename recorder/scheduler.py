@@ -27,8 +27,8 @@ from recorder.calls import (
     CallUpdate,
     DeviceQuery,
 )
-from recorder.capture import CaptureCore, Channel
-from recorder.channels import Phase
+from recorder.capture import CaptureCore, Channel, ChannelLevels
+from recorder.channels import Phase, StateSnapshot
 from recorder.codecs import file_extension, open_writer
 from recorder.decision import Decision, decide
 from recorder.devices import DeviceState, DeviceTable, LiveCall
@@ -66,6 +66,18 @@ class DeviceStatus:
     channel: int | None
     current: CallStatus | None
     open_calls: tuple[CallStatus, ...]
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """A channel as CHANNELS shows it."""
+
+    id: int
+    device_id: str
+    device_alias: str
+    trigger: str
+    state: StateSnapshot
+    levels: ChannelLevels
 
 
 class Scheduler:
@@ -234,6 +246,20 @@ class Scheduler:
                 states = [state]
             return [_device_status(s) for s in states]
 
+    def channels(self) -> list[ChannelInfo]:
+        """Every channel with its state and the device it records, in channel order."""
+        with self._lock:
+            aliases = {}
+            for channel in self._capture.channels:
+                state = self._devices.get(channel.device_id)
+                shown = None
+                if state is not None:
+                    shown = next(reversed(state.active.values()), None) or state.last
+                aliases[channel.id] = shown.meta.get("DEVICEALIAS", "") if shown else ""
+        return [ChannelInfo(channel.id, channel.device_id, aliases[channel.id],
+                            channel.trigger, channel.status.snapshot(), channel.levels())
+                for channel in self._capture.channels]
+
     # --- internals ---------------------------------------------------------------------------
 
     def _check_running(self) -> None:
@@ -380,4 +406,4 @@ def _device_status(state: DeviceState) -> DeviceStatus:
     )
 
 
-__all__ = ["CallStatus", "DeviceStatus", "Scheduler"]
+__all__ = ["CallStatus", "ChannelInfo", "DeviceStatus", "Scheduler"]
