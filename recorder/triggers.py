@@ -60,9 +60,14 @@ class Activity:
     silence_since: int
 
 
-def vox_step(active: bool, now: Activity, params: VoxParams) -> Action | None:
-    """What a vox channel does now."""
-    if not active and not now.silent and now.measured - now.speech_since >= params.start_frames:
+def vox_step(active: bool, now: Activity, params: VoxParams, armed_from: int = 0) -> Action | None:
+    """What a vox channel does now.
+
+    ``armed_from``: only speech that began at or after this position starts a recording (after
+    someone else stopped the last one, the speech it was stopped in does not restart it).
+    """
+    if (not active and not now.silent and now.speech_since >= armed_from
+            and now.measured - now.speech_since >= params.start_frames):
         return Action("start", now.speech_since)
     if active and now.silent and now.measured - now.silence_since >= params.hold_frames:
         return Action("stop", now.silence_since + params.hold_frames)
@@ -106,10 +111,17 @@ class _Tracked:
     channel: Channel
     call: LiveCall | None = None
     line: LineState = field(default_factory=LineState)
+    armed_from: int = 0  # vox: speech before this does not start a recording
 
     @property
     def active(self) -> bool:
         return self.call is not None and self.call.stop_time is None and not self.call.ending
+
+    def check_ended_elsewhere(self) -> None:
+        """Notice a call the API (or a shutdown) ended, and re-arm from where it was."""
+        if self.call is not None and not self.active:
+            self.armed_from = self.channel.position
+            self.call = None
 
 
 class TriggerLoop:
@@ -172,9 +184,11 @@ class TriggerLoop:
                     continue
                 measured, silent, speech, silence = board.activity()
                 for tracked in channels:
+                    tracked.check_ended_elsewhere()
                     i = tracked.channel.index
                     now = Activity(measured, bool(silent[i]), int(speech[i]), int(silence[i]))
-                    action = vox_step(tracked.active, now, self._vox[tracked.channel.id])
+                    action = vox_step(tracked.active, now, self._vox[tracked.channel.id],
+                                      tracked.armed_from)
                     if action is not None:
                         self._apply(tracked, action)
         for tracked in self._tracked.values():
@@ -190,9 +204,9 @@ class TriggerLoop:
                     device=device, meta=action.meta, cti_initiated="N", agent_initiated="N",
                     position=action.position, trigger=channel.trigger))
             elif tracked.active and tracked.call is not None:
-                self._scheduler.call_stop(device, tracked.call.instance,
+                call, tracked.call = tracked.call, None
+                self._scheduler.call_stop(device, call.instance,
                                           position=action.position, reason=STOP_TRIGGER)
-                tracked.call = None
         except ResultError as exc:
             logger.warning("channel %d (%s): %s trigger could not %s a call: %s", channel.id,
                            channel.device_id, channel.trigger, action.kind, exc)

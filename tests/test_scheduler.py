@@ -32,7 +32,8 @@ BLOCK = 160
 class Bench:
     """A scheduler whose capture core is fed by hand."""
 
-    def __init__(self, tmp_path: Path, devices: tuple[str, ...] = ("1001", "1002")) -> None:
+    def __init__(self, tmp_path: Path, devices: tuple[str, ...] = ("1001", "1002"),
+                 preroll: float = 0.0, delay: float = 0.0) -> None:
         self.driver = create_driver("boards[0]", SyntheticBoardConfig(
             devices=devices, channels=len(devices)))
         self.capture = CaptureCore.simple([(self.driver, devices)], lookback_seconds=10)
@@ -43,6 +44,7 @@ class Bench:
         self.recordings = tmp_path / "recordings"
         self.scheduler = Scheduler(capture=self.capture, store=self.store, writer=self.writer,
                                    recordings_dir=self.recordings, core_ident=3,
+                                   preroll_seconds=preroll, commit_delay_seconds=delay,
                                    clock=lambda: self.now)
         self.captured: list[np.ndarray] = []
 
@@ -333,3 +335,112 @@ def test_racing_calls_on_one_device_leave_no_recording_unfinished(tmp_path: Path
     assert len(rows) == 6 * 20  # every CALLSTART made exactly one recording
     assert {r.stop_reason for r in rows} <= {"callstop", "replaced", "shutdown"}
     bench.close()
+
+
+# --- pre-roll, commit delay and channel state ------------------------------------------------
+
+
+def test_a_recording_includes_its_preroll(tmp_path: Path) -> None:
+    bench = Bench(tmp_path, preroll=0.5)
+    try:
+        bench.feed(100)
+        bench.start("1001")
+        bench.feed(50)
+        bench.stop("1001")
+        (row,) = bench.rows()
+        data, _ = soundfile.read(row.filename, dtype="int16")
+        np.testing.assert_array_equal(data, bench.audio(0, 100 * BLOCK - 4000, 150 * BLOCK))
+    finally:
+        bench.close()
+
+
+def test_preroll_never_reaches_before_the_board_started(tmp_path: Path) -> None:
+    bench = Bench(tmp_path, preroll=0.5)
+    try:
+        bench.feed(10)
+        bench.start("1001")
+        bench.feed(10)
+        bench.stop("1001")
+        (row,) = bench.rows()
+        data, _ = soundfile.read(row.filename, dtype="int16")
+        np.testing.assert_array_equal(data, bench.audio(0, 0, 20 * BLOCK))
+    finally:
+        bench.close()
+
+
+def test_preroll_never_reaches_before_what_the_ring_still_holds(tmp_path: Path) -> None:
+    bench = Bench(tmp_path, preroll=0.5)
+    try:
+        bench.feed(700)  # 14 s through a 10 s ring
+        # A trigger that says its call began 11 s ago gets what the ring still has.
+        bench.scheduler.call_start(CallStart(device=DeviceQuery(device_id="1001"),
+                                             position=3 * 8000))
+        bench.feed(5)
+        bench.stop("1001")
+        (row,) = bench.rows()
+        assert row.lost_samples == 0
+        assert 9.5 < soundfile.info(row.filename).duration <= 10.1
+    finally:
+        bench.close()
+
+
+def test_commit_delay_holds_audio_back_and_finishes_the_file_after_it(tmp_path: Path) -> None:
+    bench = Bench(tmp_path, delay=1.0)
+    bench.writer.start()
+    try:
+        bench.feed(20)
+        bench.start("1001")
+        bench.feed(100)  # 2 s
+        time.sleep(0.1)
+        channel = bench.capture.channels[0]
+        written = soundfile.info(bench.scheduler.device_status(
+            DeviceQuery(device_id="1001"))[0].current.filename).frames  # type: ignore[union-attr]
+        assert written <= 1.0 * 8000 + BLOCK, "no more than capture minus the delay on disk"
+        bench.stop("1001")
+        (row,) = bench.rows()
+        assert row.status != "complete", "finished only once the delay has passed"
+        assert channel.status.snapshot().state.name == "FINISH_RECORDING"
+        bench.feed(52)
+        deadline = time.monotonic() + 5
+        while bench.rows()[0].status != "complete" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (row,) = bench.rows()
+        assert row.status == "complete"
+        data, _ = soundfile.read(row.filename, dtype="int16")
+        np.testing.assert_array_equal(data, bench.audio(0, 20 * BLOCK, 120 * BLOCK))
+        assert channel.status.snapshot().state.name == "ON_HOOK"
+    finally:
+        bench.close()
+
+
+def test_shutdown_inside_the_commit_delay_keeps_what_was_captured(tmp_path: Path) -> None:
+    bench = Bench(tmp_path, delay=0.5)
+    bench.writer.start()
+    bench.start("1001")
+    bench.feed(50)
+    bench.scheduler.stop()  # the call ends; its last 0.5 s is not on disk yet
+    assert bench.writer.pending == 1
+    bench.writer.stop()
+    assert bench.writer.join(10)
+    (row,) = bench.rows()
+    assert row.status == "complete"
+    data, _ = soundfile.read(row.filename, dtype="int16")
+    np.testing.assert_array_equal(data, bench.audio(0, 0, 50 * BLOCK))
+    bench.store.close()
+
+
+def test_channel_state_follows_the_recording(tmp_path: Path) -> None:
+    bench = Bench(tmp_path)
+    try:
+        status = bench.capture.channels[1].status
+        assert status.snapshot().state.name == "ON_HOOK"
+        bench.feed(2)
+        bench.start("1002")
+        assert status.snapshot().state.name == "RECORDING"
+        assert bench.capture.channels[0].status.snapshot().state.name == "ON_HOOK"
+        bench.stop("1002")
+        assert status.snapshot().state.name == "ON_HOOK"
+        bench.start("9999")  # untapped: no channel changes
+        assert {c.status.snapshot().state.name for c in bench.capture.channels} == {"ON_HOOK"}
+    finally:
+        bench.close()
