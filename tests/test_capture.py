@@ -1,0 +1,122 @@
+"""The capture board as a driver's sink: gaps, overruns, line events and device faults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recorder.capture import CaptureBoard, CaptureCore
+from recorder.channels import ChannelState
+from recorder.config import SyntheticBoardConfig
+from recorder.drivers import DriverState, LineEvent, LineEventKind, create_driver
+
+RATE = 8000
+BLOCK = 160
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def board(realtime: bool = False, clock: FakeTime | None = None,
+          lookback: float = 10.0) -> CaptureBoard:
+    driver = create_driver("boards[0]", SyntheticBoardConfig(devices=("1", "2"), channels=2,
+                                                             realtime=realtime))
+    if clock is None:
+        return CaptureBoard(driver, ("1", "2"), lookback)
+    return CaptureBoard(driver, ("1", "2"), lookback, clock=clock)
+
+
+def ones(frames: int = BLOCK) -> np.ndarray:
+    return np.ones((frames, 2), np.int16)
+
+
+def test_frames_the_driver_lost_become_silence_and_are_counted() -> None:
+    b = board()
+    b.audio(ones())
+    b.audio(ones(), lost_frames=400)
+    assert b.ring.write_pos == 2 * BLOCK + 400
+    got = b.ring.read(1, 0, b.ring.write_pos).samples
+    assert (got[:BLOCK] == 1).all()
+    assert (got[BLOCK:BLOCK + 400] == 0).all()
+    assert (got[BLOCK + 400:] == 1).all()
+    levels = b.levels(0)
+    assert (levels.gaps, levels.gap_frames) == (1, 400)
+    assert b.levels(1).gap_frames == 400
+
+
+def test_the_board_clock_finds_a_stall_the_driver_did_not_report() -> None:
+    t = FakeTime()
+    b = board(realtime=True, clock=t)
+    for _ in range(100):  # 2 s on time
+        t.now += BLOCK / RATE
+        b.audio(ones())
+    t.now += 1.5  # the device stalls 1.5 s and its driver says nothing
+    for _ in range(150):
+        t.now += BLOCK / RATE
+        b.audio(ones())
+    levels = b.levels(0)
+    assert levels.gaps == 1
+    assert levels.gap_frames == pytest.approx(1.5 * RATE, abs=BLOCK)
+    # The timeline is whole again: the newest sample's position says when it was captured.
+    assert b.clock.time_of(b.ring.write_pos) == pytest.approx(t.now, abs=0.05)
+
+
+def test_a_reader_lapped_by_the_ring_counts_an_overrun_on_its_channel() -> None:
+    b = board(lookback=1.0)
+    core = CaptureCore([b])
+    for _ in range(100):  # 2 s through a 1 s ring
+        b.audio(ones())
+    got = core.channels[1].read(0, 2 * RATE)
+    assert got.lost == RATE
+    assert (core.channels[1].levels().overruns, core.channels[1].levels().overrun_frames) == \
+        (1, RATE)
+    assert core.channels[0].levels().overruns == 0
+
+
+def test_line_events_are_stamped_with_the_sample_they_happened_at() -> None:
+    b = board()
+    core = CaptureCore([CaptureBoard(create_driver("boards[0]", SyntheticBoardConfig(
+        devices=("9",), channels=1)), ("9",), 10.0), b])
+    b.audio(ones(300))
+    b.line(LineEvent(1, LineEventKind.OFF_HOOK))
+    b.audio(ones(100))
+    b.line(LineEvent(1, LineEventKind.ON_HOOK))
+    b.line(LineEvent(7, LineEventKind.RING))  # no such channel: ignored
+    events = core.events()
+    assert [(e.channel, e.event.kind, e.position) for e in events] == [
+        (3, LineEventKind.OFF_HOOK, 300), (3, LineEventKind.ON_HOOK, 400)]
+    assert core.events() == []
+
+
+def test_hook_events_and_device_faults_show_in_the_channel_state() -> None:
+    b = board()
+    core = CaptureCore([b])
+    b.line(LineEvent(0, LineEventKind.OFF_HOOK))
+    assert core.channels[0].status.snapshot().state is ChannelState.OFF_HOOK
+    assert core.channels[1].status.snapshot().state is ChannelState.ON_HOOK
+    b.state(DriverState.ERROR, "USB device unplugged")
+    snap = core.channels[1].status.snapshot()
+    assert (snap.state, snap.detail) == (ChannelState.ERROR, "USB device unplugged")
+    b.state(DriverState.RESETTING, "reopening")
+    assert core.channels[0].status.snapshot().state is ChannelState.RESETTING
+    b.state(DriverState.RUNNING)
+    assert core.channels[0].status.snapshot().state is ChannelState.OFF_HOOK
+    b.line(LineEvent(0, LineEventKind.LOOP_DROP))
+    assert core.channels[0].status.snapshot().state is ChannelState.ON_HOOK
+
+
+def test_the_meter_measures_what_was_captured() -> None:
+    b = board()
+    loud = np.full((BLOCK * 3, 2), 0, np.int16)
+    loud[:, 0] = 10000
+    b.audio(loud)
+    b.measure()
+    assert b.levels(0).rms_dbfs == pytest.approx(20 * np.log10(10000 / 32768), abs=0.01)
+    assert not b.levels(0).silent
+    assert b.levels(1).silent
+    assert b.meter.analyzed == BLOCK * 3
