@@ -81,7 +81,8 @@ class Recorder:
             capture=capture, store=store, writer=writer,
             recordings_dir=config.storage.recordings_dir, core_ident=config.core.ident,
             preroll_seconds=config.capture.preroll_seconds,
-            commit_delay_seconds=config.capture.commit_delay_seconds)
+            commit_delay_seconds=config.capture.commit_delay_seconds,
+            stereo=config.storage.stereo)
         self._started("scheduler", scheduler.stop)
 
         triggers = TriggerLoop(capture, scheduler, vox=[
@@ -93,7 +94,9 @@ class Recorder:
         self._started("triggers", lambda: self._halt("triggers", triggers.stop, triggers.join))
 
         context = ApiContext(scheduler=scheduler, store=store, core_ident=config.core.ident,
-                             calllist_max_rows=config.api.calllist_max_rows)
+                             calllist_max_rows=config.api.calllist_max_rows,
+                             recordings_dir=config.storage.recordings_dir,
+                             terminology=config.terminology)
         api = self.api = ApiServer(config.api, Dispatcher(context))
         api.start()
         self._started("api", lambda: self._halt("api", api.stop, api.join))

@@ -220,14 +220,15 @@ class CaptureCore:
                  triggers: Sequence[Sequence[str]] | None = None) -> None:
         self.boards = list(boards)
         self.channels: list[Channel] = []
-        self._by_device: dict[str, Channel] = {}
+        # A device is tapped by one channel, or by two (its two directions) on one board.
+        self._by_device: dict[str, list[Channel]] = {}
         for b, board in enumerate(self.boards):
             board.first_channel_id = len(self.channels) + 1
             for index, device in enumerate(board.devices):
                 trigger = triggers[b][index] if triggers else "api"
                 channel = Channel(len(self.channels) + 1, device, board, index, trigger)
                 self.channels.append(channel)
-                self._by_device[device] = channel
+                self._by_device.setdefault(device, []).append(channel)
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._run_monitor, name="capture-monitor",
                                          daemon=True)
@@ -239,7 +240,13 @@ class CaptureCore:
         return cls([CaptureBoard(d, devices, lookback_seconds) for d, devices in boards])
 
     def channel_for_device(self, device_id: str) -> Channel | None:
-        return self._by_device.get(device_id)
+        """The (first) channel tapping ``device_id``."""
+        taps = self._by_device.get(device_id)
+        return taps[0] if taps else None
+
+    def channels_for_device(self, device_id: str) -> tuple[Channel, ...]:
+        """Every channel tapping ``device_id``: none, one, or its two directions."""
+        return tuple(self._by_device.get(device_id, ()))
 
     def channel(self, channel_id: int) -> Channel | None:
         return self.channels[channel_id - 1] if 0 < channel_id <= len(self.channels) else None

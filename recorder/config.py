@@ -70,6 +70,10 @@ class StorageConfig:
         factory=default_data_dir,
     )
 
+    stereo: bool = setting(
+        True, "a device tapped by two channels (its two directions) is recorded as one stereo "
+        "file, one party per side; false: the two are mixed into one mono file")
+
     @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
@@ -191,13 +195,20 @@ class VoiceModemBoardConfig(BoardCommon):
     driver: str = setting("voicemodem", "board driver")
     port: str = setting(doc="serial port of the modem, e.g. /dev/ttyACM0")
     baudrate: int = setting(115200, "serial speed", min=1200, max=4000000)
-    encoding: str = setting("ulaw", "audio format asked with AT+VSM",
+    encoding: str = setting("ulaw", "audio format asked with AT+VSM, at 8 kHz: ulaw (G.711 "
+                            "mu-law) or linear (PCM); the method number is found with AT+VSM=?",
                             choices=("ulaw", "linear"))
+    line: int = setting(1, "analogue source selected with AT+VLS; 1 is the telephone line on "
+                        "most modems (AT+VLS=? lists a modem's choices)", min=0, max=255)
     init: tuple[str, ...] = setting((), "extra AT commands sent after the standard set-up",
                                     factory=None)
     caller_id: bool = setting(True, "ask for caller ID (AT+VCID=1) and report it as ANI")
+    block_ms: int = setting(20, "length of one capture block", min=5, max=200)
     command_timeout_seconds: float = setting(
         3.0, "how long the modem may take to answer one AT command", min=0.1, max=60.0)
+    ring_timeout_seconds: float = setting(
+        8.0, "a call that rang is given up this long after its last ring if the line has not "
+        "gone off-hook (longer than the pause between two rings)", min=1.0, max=120.0)
     reopen_max_seconds: float = setting(
         30.0, "a vanished port is reopened with back-off up to this interval", min=0.1,
         max=3600.0)
@@ -217,6 +228,26 @@ BOARD_TYPES: dict[str, type[BoardConfig]] = {
 }
 
 
+# FETCHTERMINOLOGY's answer unless [terminology] says otherwise: the manual's example settings.
+DEFAULT_TERMINOLOGY: Mapping[str, str] = types.MappingProxyType({
+    "agent": "Agent",
+    "ani": "CallerID ANI",
+    "callcopygroup": "CallCopy group",
+    "devicealias": "Agent Number",
+    "deviceid": "Voice Port",
+    "dnis": "Number Called DNIS",
+    "gate": "ACD Gate",
+    "group": "Group",
+    "user1": "Account Number",
+    "user2": "CSN",
+})
+TERMINOLOGY_MAX_LEN = 255  # the manual's NAME and VALUE are varchar(255)
+
+
+def _default_terminology() -> dict[str, str]:
+    return dict(DEFAULT_TERMINOLOGY)
+
+
 def _demo_boards() -> tuple[BoardConfig, ...]:
     return (SyntheticBoardConfig(devices=("1001", "1002", "1003", "1004"), channels=4),)
 
@@ -231,6 +262,9 @@ class Config:
     boards: tuple[BoardConfig, ...] = setting(
         doc="capture boards, in channel order", factory=tuple
     )
+    terminology: dict[str, str] = setting(
+        doc="FETCHTERMINOLOGY's names and what this site calls them; a file's entries replace "
+            "or add to the manual's defaults", factory=_default_terminology)
 
 
 def embedded_config() -> Config:
@@ -301,7 +335,7 @@ class _Loader:
     def __init__(self, problems: list[str], base_dir: Path) -> None:
         self.problems = problems
         self.base_dir = base_dir
-        self.tapped: dict[str, str] = {}  # DEVICEID -> the board channel that taps it
+        self.tapped: dict[str, list[str]] = {}  # DEVICEID -> the board channels that tap it
         # Checks across the keys of one table, run as soon as that table has loaded, so a
         # mistake in one section never hides the mistakes in another.
         self.checks: dict[type[Any], Callable[[Any, str], Any]] = {
@@ -345,6 +379,9 @@ class _Loader:
         origin = get_origin(tp)
         if origin is tuple:
             return self.array(get_args(tp)[0], raw, key)
+        if origin is dict:
+            default = f.default_factory() if f is not None and callable(f.default_factory) else {}
+            return self.names(raw, key, default)
         if origin in (Union, types.UnionType):
             return self.board(raw, key)
         if is_dataclass(tp):
@@ -358,6 +395,31 @@ class _Loader:
             return _INVALID
         items = [self.value(item_tp, item, f"{key}[{i}]", None) for i, item in enumerate(raw)]
         return _INVALID if any(item is _INVALID for item in items) else tuple(items)
+
+    def names(self, raw: Any, key: str, default: dict[str, str]) -> Any:
+        """A free-form table of names to strings, on top of ``default``; names are lower case."""
+        if not isinstance(raw, dict):
+            self.problems.append(f"{key}: expected a table, got {_describe(raw)}")
+            return _INVALID
+        merged = dict(default)
+        ok = True
+        for name, value in raw.items():
+            where = f"{key}.{name}"
+            problem = None
+            if not isinstance(value, str):
+                problem = f"expected a string, got {_describe(value)} {value!r}"
+            elif not name.strip():
+                problem = "a name must not be blank"
+            elif any(unicodedata.category(c) == "Cc" for c in name + value):
+                problem = "contains control characters"
+            elif max(len(name), len(value)) > TERMINOLOGY_MAX_LEN:
+                problem = f"names and values are at most {TERMINOLOGY_MAX_LEN} characters"
+            if problem is not None:
+                self.problems.append(f"{where}: {problem}")
+                ok = False
+            else:
+                merged[name.lower()] = value
+        return merged if ok else _INVALID
 
     def board(self, raw: Any, key: str) -> Any:
         if not isinstance(raw, dict):
@@ -455,11 +517,17 @@ class _Loader:
                 self.problems.append(f"{key}: {device!r} is not a DEVICEID (blank or padded)")
             elif len(device) > DEVICEID_MAX_LEN:
                 self.problems.append(f"{key}: longer than {DEVICEID_MAX_LEN} characters")
-            elif device in self.tapped:
-                self.problems.append(
-                    f"{key}: device {device} is already tapped by {self.tapped[device]}")
+            elif device not in self.tapped:
+                self.tapped[device] = [f"{where} channel {c + 1}"]
+            elif len(self.tapped[device]) == 1 and self.tapped[device][0].startswith(f"{where} "):
+                # Its other direction: the two are recorded together (storage.stereo).
+                self.tapped[device].append(f"{where} channel {c + 1}")
             else:
-                self.tapped[device] = f"{where} channel {c + 1}"
+                taps = " and ".join(self.tapped[device])
+                why = ("a device has two directions at most" if len(self.tapped[device]) == 2
+                       else "both directions of a device must be on one board")
+                self.problems.append(f"{key}: device {device} is already tapped by {taps} "
+                                     f"({why})")
         return board
 
     def check_capture(self, capture: CaptureConfig, where: str) -> CaptureConfig:
@@ -489,6 +557,10 @@ def to_toml(config: Config) -> str:
         if f.name == "boards":
             continue
         lines.append(f"[{f.name}]")
+        if isinstance(value, dict):
+            lines.extend(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items())
+            lines.append("")
+            continue
         lines.extend(f"{k.name} = {_toml_value(getattr(value, k.name))}" for k in fields(value))
         lines.append("")
     for board in config.boards:

@@ -86,6 +86,7 @@ class Scheduler:
     def __init__(self, *, capture: CaptureCore, store: Store, writer: WriterLoop,
                  recordings_dir: Path, core_ident: int,
                  preroll_seconds: float = 0.0, commit_delay_seconds: float = 0.0,
+                 stereo: bool = True,
                  clock: Callable[[], float] = time.time) -> None:
         self._capture = capture
         self._store = store
@@ -95,6 +96,7 @@ class Scheduler:
         self._clock = clock
         self._preroll_seconds = preroll_seconds
         self._commit_delay_seconds = commit_delay_seconds
+        self._stereo = stereo
         self._lock = threading.Lock()
         self._devices = DeviceTable()
         for channel in capture.channels:
@@ -150,14 +152,17 @@ class Scheduler:
                 with replaced.lock:
                     self._end_recording(replaced, STOP_REPLACED, position)
             if call.decision.record and channel is not None:
-                channel.status.enter(Phase.PREPARING)
+                taps = self._capture.channels_for_device(device_id)
+                for tap in taps:
+                    tap.status.enter(Phase.PREPARING)
                 try:
-                    self._begin_recording(call, channel, position)
+                    self._begin_recording(call, taps, position)
                 finally:
-                    if call.session is not None:
-                        channel.status.move(Phase.PREPARING, Phase.RECORDING)
-                    else:
-                        channel.status.leave(Phase.PREPARING)
+                    for tap in taps:
+                        if call.session is not None:
+                            tap.status.move(Phase.PREPARING, Phase.RECORDING)
+                        else:
+                            tap.status.leave(Phase.PREPARING)
             else:
                 logger.info("call on %s (instance %r) not recorded: %s", device_id,
                             call.instance, call.decision.detail)
@@ -292,14 +297,16 @@ class Scheduler:
         channel = self._capture.channel_for_device(call.device_id)
         return channel.position if channel is not None else 0
 
-    def _begin_recording(self, call: LiveCall, channel: Channel, position: int) -> None:
+    def _begin_recording(self, call: LiveCall, taps: tuple[Channel, ...], position: int) -> None:
+        channel = taps[0]
+        sides = 2 if len(taps) == 2 and self._stereo else 1
         started = datetime.fromtimestamp(call.start_time)
         wanted = recording_path(self._recordings_dir, call.device_id, started,
                                 file_extension(MEDIA_FORMAT))
         try:
             path, file = create_unique(wanted)
             try:
-                writer = open_writer(MEDIA_FORMAT, file, channel.sample_rate)
+                writer = open_writer(MEDIA_FORMAT, file, channel.sample_rate, sides)
             except Exception:
                 file.close()
                 path.unlink(missing_ok=True)  # nothing of the call is in it yet
@@ -312,7 +319,7 @@ class Scheduler:
             logger.exception("call on %s not recorded: cannot create %s", call.device_id, wanted)
             return
         delay = round(self._commit_delay_seconds * channel.sample_rate)
-        session = RecordingSession(channel, writer, path, position, delay)
+        session = RecordingSession(taps, writer, path, position, delay)
         call.session = session
         call.filename = str(path)
         self._writer.add(session)
@@ -331,18 +338,21 @@ class Scheduler:
         if session is None or session.closed or call.ending:
             return
         call.ending = True
-        status = session.channel.status
+        statuses = [tap.status for tap in session.channels]
         if session.ready_to_finish(end):
             self._writer.discard(session)
-            status.leave(Phase.RECORDING)
+            for status in statuses:
+                status.leave(Phase.RECORDING)
             self._complete(call, reason, session.finish(end))
             return
         # The last audio is still inside the commit delay: the writer closes the file once it
         # has passed, and completes the row then.
-        status.move(Phase.RECORDING, Phase.FINISHING)
+        for status in statuses:
+            status.move(Phase.RECORDING, Phase.FINISHING)
 
         def done(result: SessionResult) -> None:
-            status.leave(Phase.FINISHING)
+            for status in statuses:
+                status.leave(Phase.FINISHING)
             with call.lock:
                 self._complete(call, reason, result)
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 
 from recorder.capture import Channel
 from recorder.codecs import AudioWriter
@@ -40,9 +44,15 @@ class SessionResult:
 class RecordingSession:
     """Streams ``channel`` from ``start`` (an absolute sample position) into ``writer``."""
 
-    def __init__(self, channel: Channel, writer: AudioWriter, path: Path, start: int,
-                 delay_frames: int = 0) -> None:
-        self.channel = channel
+    def __init__(self, channel: Channel | Sequence[Channel], writer: AudioWriter, path: Path,
+                 start: int, delay_frames: int = 0) -> None:
+        # Two channels are one device's two directions (on one board, so their positions
+        # line up): one side each of a stereo file, or mixed into mono, as the writer has
+        # one or two channels.
+        self.channels = (channel,) if isinstance(channel, Channel) else tuple(channel)
+        if not 1 <= len(self.channels) <= 2:
+            raise ValueError("a recording takes one channel or a device's two directions")
+        self.channel = self.channels[0]
         self.path = path
         self.start = start
         self._writer = writer
@@ -105,14 +115,15 @@ class RecordingSession:
         if end <= self._pos:
             return
         try:
-            got = self.channel.read(self._pos, end)
-            if got.lost:
+            reads = [channel.read(self._pos, end) for channel in self.channels]
+            lost = max(got.lost for got in reads)
+            if lost:
                 # The ring was lapped before we read it (the disk stalled for longer than the
                 # look-back). Keep the timeline: the gap is written as silence, and counted.
-                self.lost_samples += got.lost
+                self.lost_samples += lost
                 logger.warning("%s: %d samples lost before they reached the file (ring lapped)",
-                               self.path.name, got.lost)
-            self._writer.write(got.samples)
+                               self.path.name, lost)
+            self._writer.write(self._combine([got.samples for got in reads]))
             self._pos = end
             if self._writer.frames - self._synced_frames >= self.channel.sample_rate:
                 self._writer.sync()
@@ -121,6 +132,18 @@ class RecordingSession:
             self.failed = str(exc)
             logger.exception("%s: writing failed; the file keeps what was written before",
                              self.path)
+
+
+    def _combine(self, parts: list[npt.NDArray[np.int16]]) -> npt.NDArray[np.int16]:
+        if len(parts) == 1:
+            return parts[0]
+        if self._writer.channels == 2:
+            stereo: npt.NDArray[np.int16] = np.stack(parts, axis=1)
+            return stereo
+        # Mixed to mono: the parties add up (each keeps its level), clipped at full scale.
+        mixed = parts[0].astype(np.int32) + parts[1]
+        mono: npt.NDArray[np.int16] = np.clip(mixed, -32768, 32767).astype(np.int16)
+        return mono
 
 
 def _sha256(path: Path) -> str:

@@ -106,12 +106,29 @@ def line_step(state: LineState, event: StampedEvent) -> tuple[LineState, Action 
 # --- the loop ------------------------------------------------------------------------------------
 
 
+def combine(parts: Sequence[Activity]) -> Activity:
+    """The activity of a device tapped in both directions: speech if either side speaks."""
+    if len(parts) == 1:
+        return parts[0]
+    speaking = [p for p in parts if not p.silent]
+    measured = min(p.measured for p in parts)
+    if speaking:
+        return Activity(measured, False, min(p.speech_since for p in speaking), 0)
+    return Activity(measured, True, 0, max(p.silence_since for p in parts))
+
+
 @dataclass(eq=False)
 class _Tracked:
-    channel: Channel
+    """One device's trigger: its first channel's, over all the channels tapping it."""
+
+    taps: tuple[Channel, ...]
     call: LiveCall | None = None
     line: LineState = field(default_factory=LineState)
     armed_from: int = 0  # vox: speech before this does not start a recording
+
+    @property
+    def channel(self) -> Channel:
+        return self.taps[0]
 
     @property
     def active(self) -> bool:
@@ -131,7 +148,16 @@ class TriggerLoop:
                  vox: Sequence[VoxParams | None] | None = None) -> None:
         self._capture = capture
         self._scheduler = scheduler
-        self._tracked = {c.id: _Tracked(c) for c in capture.channels if c.trigger != "api"}
+        # Keyed by the id of every channel tapping the device, so a line event of either
+        # direction reaches the device's one trigger.
+        self._tracked: dict[int, _Tracked] = {}
+        self._devices: list[_Tracked] = []
+        for channel in capture.channels:
+            taps = capture.channels_for_device(channel.device_id)
+            if channel is taps[0] and channel.trigger != "api":
+                tracked = _Tracked(taps)
+                self._devices.append(tracked)
+                self._tracked.update((tap.id, tracked) for tap in taps)
         # Vox parameters per channel id; only for vox channels.
         self._vox: dict[int, VoxParams] = {}
         for channel, params in zip(capture.channels, vox or [], strict=False):
@@ -142,7 +168,7 @@ class TriggerLoop:
 
     def start(self) -> None:
         counts: dict[str, int] = {}
-        for tracked in self._tracked.values():
+        for tracked in self._devices:
             counts[tracked.channel.trigger] = counts.get(tracked.channel.trigger, 0) + 1
         if counts:
             logger.info("triggers: %s", ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
@@ -178,20 +204,21 @@ class TriggerLoop:
         if self._vox:
             self._capture.measure()  # up to the newest window, not the monitor's last pass
             for board in self._capture.boards:
-                channels = [t for t in self._tracked.values()
-                            if t.channel.board is board and t.channel.id in self._vox]
-                if not channels:
+                devices = [t for t in self._devices
+                           if t.channel.board is board and t.channel.id in self._vox]
+                if not devices:
                     continue
                 measured, silent, speech, silence = board.activity()
-                for tracked in channels:
+                for tracked in devices:
                     tracked.check_ended_elsewhere()
-                    i = tracked.channel.index
-                    now = Activity(measured, bool(silent[i]), int(speech[i]), int(silence[i]))
+                    now = combine([
+                        Activity(measured, bool(silent[i]), int(speech[i]), int(silence[i]))
+                        for i in (tap.index for tap in tracked.taps)])
                     action = vox_step(tracked.active, now, self._vox[tracked.channel.id],
                                       tracked.armed_from)
                     if action is not None:
                         self._apply(tracked, action)
-        for tracked in self._tracked.values():
+        for tracked in self._devices:
             if tracked.channel.trigger == "always" and not tracked.active:
                 self._apply(tracked, Action("start", tracked.channel.position))
 

@@ -153,7 +153,12 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("device too long", {"boards": [{"driver": "synthetic", "devices": ["9" * 65]}]},
      "boards[0].devices[0]: longer than 64 characters"),
     ("device tapped twice", {"boards": [SYNTH, SYNTH]},
-     "boards[1].devices[0]: device 1001 is already tapped by boards[0] channel 1"),
+     "boards[1].devices[0]: device 1001 is already tapped by boards[0] channel 1 (both "
+     "directions of a device must be on one board)"),
+    ("device tapped three times", {"boards": [{"driver": "synthetic",
+                                               "devices": ["7", "7", "7"]}]},
+     "boards[0].devices[2]: device 7 is already tapped by boards[0] channel 1 and boards[0] "
+     "channel 2 (a device has two directions at most)"),
     ("missing file", {"boards": [{"driver": "file", "files": ["/nonexistent/a.wav"],
                                   "devices": ["1"]}]},
      "boards[0].files[0]: no such file: /nonexistent/a.wav"),
@@ -189,7 +194,8 @@ def test_a_broken_section_does_not_hide_the_problems_of_another() -> None:
     assert err.value.problems == [
         "api.socket_port: expected an integer, got a string 'x'",
         "boards[0].files[0]: no such file: /no/a.wav",
-        "boards[1].devices[0]: device 1 is already tapped by boards[0] channel 1",
+        "boards[1].devices[0]: device 1 is already tapped by boards[0] channel 1 (both "
+        "directions of a device must be on one board)",
     ]
 
 
@@ -228,3 +234,10 @@ def test_data_dir_defaults_to_systemds_state_directory(monkeypatch: pytest.Monke
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/recorder:/var/lib/other")
     assert default_data_dir() == Path("/var/lib/recorder")
     assert config_from_dict({}).storage.data_dir == Path("/var/lib/recorder")
+
+
+def test_a_device_may_be_tapped_by_its_two_directions_on_one_board() -> None:
+    config = config_from_dict({"storage": {"stereo": False}, "boards": [
+        {"driver": "synthetic", "devices": ["1001", "1001", "1002"]}]})
+    assert config.boards[0].devices == ("1001", "1001", "1002")
+    assert config.storage.stereo is False

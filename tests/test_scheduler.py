@@ -444,3 +444,35 @@ def test_channel_state_follows_the_recording(tmp_path: Path) -> None:
         assert {c.status.snapshot().state.name for c in bench.capture.channels} == {"ON_HOOK"}
     finally:
         bench.close()
+
+
+@pytest.mark.parametrize("stereo", [True, False])
+def test_a_device_tapped_in_both_directions_is_one_file(tmp_path: Path, stereo: bool) -> None:
+    driver = create_driver("boards[0]", SyntheticBoardConfig(devices=("7", "7"), channels=2))
+    capture = CaptureCore.simple([(driver, ("7", "7"))], lookback_seconds=10)
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    store.open()
+    scheduler = Scheduler(capture=capture, store=store, writer=WriterLoop(),
+                          recordings_dir=tmp_path / "rec", core_ident=1, stereo=stereo)
+    blocks = []
+    try:
+        scheduler.call_start(CallStart(device=DeviceQuery(device_id="7")))
+        assert {c.status.snapshot().state.name for c in capture.channels} == {"RECORDING"}
+        for _ in range(25):
+            block = driver.next_block(BLOCK)
+            capture.boards[0].audio(block)
+            blocks.append(block)
+        scheduler.call_stop(DeviceQuery(device_id="7"), None)
+        (row,) = store.list_recordings(RecordingQuery(limit=10))
+        data, _ = soundfile.read(row.filename, dtype="int16", always_2d=True)
+        audio = np.concatenate(blocks)
+        if stereo:
+            np.testing.assert_array_equal(data, audio)  # one party per side
+        else:
+            mixed = np.clip(audio.astype(np.int32).sum(axis=1), -32768, 32767)
+            np.testing.assert_array_equal(data[:, 0], mixed)
+            assert data.shape[1] == 1
+        assert {c.status.snapshot().state.name for c in capture.channels} == {"ON_HOOK"}
+    finally:
+        scheduler.stop()
+        store.close()

@@ -24,6 +24,7 @@ from recorder.triggers import (
     LineState,
     TriggerLoop,
     VoxParams,
+    combine,
     line_step,
     vox_step,
 )
@@ -88,6 +89,18 @@ def test_line_step(events: list[StampedEvent], actions: list[Action]) -> None:
         if action is not None:
             got.append(action)
     assert got == actions
+
+
+@pytest.mark.parametrize(("sides", "device"), [
+    # either side speaking is speech, since the earliest side that is speaking
+    ([Activity(100, False, 40, 0), Activity(100, True, 0, 10)], Activity(100, False, 40, 0)),
+    ([Activity(100, False, 60, 0), Activity(100, False, 20, 0)], Activity(100, False, 20, 0)),
+    # both silent: silence since the later of the two fell silent
+    ([Activity(100, True, 0, 30), Activity(100, True, 0, 70)], Activity(100, True, 0, 70)),
+])
+def test_a_two_direction_device_speaks_when_either_side_does(
+        sides: list[Activity], device: Activity) -> None:
+    assert combine(sides) == device
 
 
 # --- the loop with a real scheduler, fed by hand -----------------------------------------------
@@ -229,3 +242,34 @@ def test_a_vox_channel_of_a_running_recorder_records_only_the_talk_spurts(
     # pauses between them are not recorded.
     for got, talk in zip(durations, [0.8, 1.5, 2.0], strict=True):
         assert got == pytest.approx(talk + 0.3 + 0.8, abs=0.15)
+
+
+def test_vox_on_a_two_direction_device_hears_either_side(tmp_path: Path) -> None:
+    quiet = spurts([("pause", 6.0)], seed=2)
+    talk = spurts([("pause", 1.0), ("talk", 1.5), ("pause", 3.5)])
+    paths = []
+    for name, audio in (("a", quiet), ("b", talk)):
+        paths.append(tmp_path / f"{name}.wav")
+        soundfile.write(paths[-1], audio, RATE, subtype="PCM_16")
+    driver = create_driver("boards[0]", FileBoardConfig(files=tuple(paths),
+                                                        devices=("5001", "5001"), loop=False))
+    capture = CaptureCore([CaptureBoard(driver, ("5001", "5001"), 10.0)],
+                          triggers=[["vox", "vox"]])
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    store.open()
+    scheduler = Scheduler(capture=capture, store=store, writer=WriterLoop(),
+                          recordings_dir=tmp_path / "rec", core_ident=1, preroll_seconds=0.5)
+    loop = TriggerLoop(capture, scheduler, vox=[VoxParams(1600, 8000)] * 2)
+    try:
+        for _ in range(round(6.0 * RATE / W)):
+            capture.boards[0].audio(driver.next_block(W))
+            loop.tick()
+        (row,) = store.list_recordings(RecordingQuery(limit=10))
+        data, _ = soundfile.read(row.filename, dtype="int16")
+        assert data.shape[1] == 2  # one party per side
+        np.testing.assert_array_equal(data[:, 1], talk[4000: 4000 + len(data)])
+        np.testing.assert_array_equal(data[:, 0], quiet[4000: 4000 + len(data)])
+        assert len(data) / RATE == pytest.approx(0.5 + 1.5 + 1.0, abs=0.03)
+    finally:
+        scheduler.stop()
+        store.close()
