@@ -77,24 +77,32 @@ def vox_step(active: bool, now: Activity, params: VoxParams, armed_from: int = 0
 @dataclass(frozen=True)
 class LineState:
     in_call: bool = False
-    rang: bool = False
+    rang_at: int | None = None  # position of the last ring (or caller ID) not yet answered
     caller: dict[str, str] = field(default_factory=dict)  # caller ID fields as delivered
 
 
 LINE_ENDS = frozenset({LineEventKind.ON_HOOK, LineEventKind.LOOP_DROP,
                        LineEventKind.END_OF_STREAM})
+# Rings come every 6 s or so (4 s pause on most exchanges): an off-hook longer than this after
+# the last ring is a new (outbound) call, not the answer to a call that rang out unanswered.
+RING_MEMORY_SECONDS = 10.0
 
 
-def line_step(state: LineState, event: StampedEvent) -> tuple[LineState, Action | None]:
+def line_step(state: LineState, event: StampedEvent,
+              ring_memory_frames: int = round(RING_MEMORY_SECONDS * 8000),
+              ) -> tuple[LineState, Action | None]:
     """What a line-triggered channel does on one line event."""
     kind = event.event.kind
     if kind is LineEventKind.RING:
-        return replace(state, rang=True), None
+        return replace(state, rang_at=event.position), None
     if kind is LineEventKind.CALLER_ID:
-        return replace(state, rang=True, caller={**state.caller, **event.event.data}), None
+        return replace(state, rang_at=event.position,
+                       caller={**state.caller, **event.event.data}), None
     if kind is LineEventKind.OFF_HOOK and not state.in_call:
-        meta = {"CALLDIRECTION": "I" if state.rang else "O"}
-        number = state.caller.get("NMBR", "").strip()
+        rang = (state.rang_at is not None
+                and event.position - state.rang_at <= ring_memory_frames)
+        meta = {"CALLDIRECTION": "I" if rang else "O"}
+        number = state.caller.get("NMBR", "").strip() if rang else ""
         if number:
             meta["ANI"] = number
         return LineState(in_call=True), Action("start", event.position, meta)
@@ -198,7 +206,8 @@ class TriggerLoop:
                 continue
             if not tracked.active:
                 tracked.line = replace(tracked.line, in_call=False)
-            tracked.line, action = line_step(tracked.line, event)
+            memory = round(RING_MEMORY_SECONDS * tracked.channel.sample_rate)
+            tracked.line, action = line_step(tracked.line, event, memory)
             if action is not None:
                 self._apply(tracked, action)
         if self._vox:

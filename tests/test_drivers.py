@@ -15,6 +15,8 @@ from recorder.config import FileBoardConfig, SyntheticBoardConfig
 from recorder.drivers import DriverState, create_driver
 from recorder.errors import DriverError
 from tests.contract import Harness, RecordingSink
+from tests.harness_sounddevice import pulseaudio_session, sounddevice_board  # noqa: F401
+from tests.harness_voicemodem import voicemodem
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 8000) -> Path:
@@ -41,7 +43,8 @@ def replay(tmp_path: Path) -> Iterator[Harness]:
 
 # Every driver, fake or real, runs the same contract. The real ones bring up their device here:
 # a PulseAudio null sink for sounddevice, a V.253 modem emulator on a pty for voicemodem.
-HARNESSES: list[Callable[[Path], Iterator[Harness]]] = [synthetic, synthetic_fast, replay]
+HARNESSES: list[Callable[[Path], Iterator[Harness]]] = [synthetic, synthetic_fast, replay,
+                                                        sounddevice_board, voicemodem]
 
 
 @pytest.fixture(params=HARNESSES, ids=lambda f: f.__name__)

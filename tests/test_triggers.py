@@ -78,6 +78,9 @@ K = LineEventKind
     # A second off-hook during a call (an extension picked up) starts nothing new.
     ([event(K.OFF_HOOK, 1), event(K.OFF_HOOK, 2), event(K.ON_HOOK, 3)],
      [Action("start", 1, {"CALLDIRECTION": "O"}), Action("stop", 3)]),
+    # It rang, unanswered, and the ringing stopped; a minute later someone dials out.
+    ([event(K.RING, 0), event(K.CALLER_ID, 10, NMBR="222"), event(K.OFF_HOOK, 60 * 8000)],
+     [Action("start", 60 * 8000, {"CALLDIRECTION": "O"})]),
     # A blank caller number is no ANI.
     ([event(K.CALLER_ID, 1, NMBR=" "), event(K.OFF_HOOK, 2)],
      [Action("start", 2, {"CALLDIRECTION": "I"})]),
