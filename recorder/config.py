@@ -198,8 +198,10 @@ class VoiceModemBoardConfig(BoardCommon):
     encoding: str = setting("ulaw", "audio format asked with AT+VSM, at 8 kHz: ulaw (G.711 "
                             "mu-law) or linear (PCM); the method number is found with AT+VSM=?",
                             choices=("ulaw", "linear"))
-    line: int = setting(1, "analogue source selected with AT+VLS; 1 is the telephone line on "
-                        "most modems (AT+VLS=? lists a modem's choices)", min=0, max=255)
+    line_select: int = setting(
+        1, "analogue source selected with AT+VLS: the telephone line, 1 on most modems "
+        "(AT+VLS=? lists a modem's choices; prefer one that listens without seizing the line)",
+        min=0, max=255)
     init: tuple[str, ...] = setting((), "extra AT commands sent after the standard set-up",
                                     factory=None)
     caller_id: bool = setting(True, "ask for caller ID (AT+VCID=1) and report it as ANI")
