@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from recorder.config import DEFAULT_TERMINOLOGY
 from recorder.scheduler import Scheduler
 from recorder.store import Store
 
@@ -17,6 +19,10 @@ class ApiContext:
     core_ident: int
     calllist_max_rows: int
     clock: Callable[[], float] = field(default=time.time)
+    # SYSTEMSTATUS reports this path and the disk it is on; None: the current directory.
+    recordings_dir: Path | None = None
+    # FETCHTERMINOLOGY's names and values (config [terminology]).
+    terminology: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TERMINOLOGY))
 
     def sent_to_cores(self, request_type: str) -> str:
         """The manual's API_OK message for requests forwarded to the recording cores."""

@@ -10,11 +10,23 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 
 from recorder.api.context import ApiContext
-from recorder.api.handlers import basic, calls, channels, status
+from recorder.api.handlers import (
+    agentwindow,
+    basic,
+    calls,
+    channels,
+    chat,
+    groups,
+    roles,
+    stations,
+    status,
+    system,
+    users,
+)
 from recorder.api.params import Params, parse_int
 from recorder.api.request import ApiRequest, ApiResult, RequestError, invalid
 from recorder.api.xmlcodec import parse_request, render_result
-from recorder.errors import ResultError
+from recorder.errors import ResultError, StoreError
 from recorder.resultcodes import ResultCode
 
 logger = logging.getLogger(__name__)
@@ -29,6 +41,22 @@ HANDLERS: dict[str, Handler] = {
     "CALLLIST": status.call_list,
     "DEVICESTATUS": status.device_status,
     "CHANNELS": channels.channels,
+    "SYSTEMSTATUS": system.system_status,
+    "STATIONS": stations.stations,
+    "FETCHTERMINOLOGY": system.fetch_terminology,
+    "CHATSTART": chat.chat_start,
+    "CHATSTOP": chat.chat_stop,
+    "CHATUPDATE": chat.chat_update,
+    "IMPORTUSER": users.import_user,
+    "IMPORTAGENTPHONE": users.import_agent_phone,
+    "IMPORTWORKSTATION": stations.import_workstation,
+    "ADDGROUP": groups.add_group,
+    "MODIFYGROUPPERMISSION": groups.modify_group_permission,
+    "MODIFYROLE": roles.modify_role,
+    "MODIFYROLEGROUPPERMISSION": roles.modify_role_group_permission,
+    "MODIFYUSERROLE": roles.modify_user_role,
+    "MODIFYROLEPERMISSION": roles.modify_role_permission,
+    "AGENTWINDOW": agentwindow.agent_window,
 }
 
 # The manual's "Deprecated Functions" table: function -> (replacement, version it went in).
@@ -45,13 +73,9 @@ DEPRECATED: dict[str, tuple[str | None, str]] = {
 # Request types the manual defines that this release does not carry out yet. They answer 49
 # saying so, rather than 10 "unknown", which would tell an integrator their spelling is wrong.
 PLANNED: frozenset[str] = frozenset({
-    "RECORDSTART", "RECORDSTOP", "DEVICELIST", "DEVICERECORDINGSTATUS", "SYSTEMSTATUS",
-    "STATIONS", "FETCHTERMINOLOGY", "CHATSTART", "CHATSTOP", "CHATUPDATE",
-    "BLACKOUTSTART", "BLACKOUTSTOP", "AGENTBLACKOUTSTART", "AGENTBLACKOUTSTOP", "IMPORTUSER",
-    "IMPORTAGENTPHONE", "IMPORTWORKSTATION", "ADDGROUP", "MODIFYGROUPPERMISSION", "MODIFYROLE",
-    "MODIFYROLEGROUPPERMISSION", "MODIFYUSERROLE", "MODIFYROLEPERMISSION", "EMAIL",
-    "COMBINEDEMAIL", "AGENTWINDOW", "EVENTS", "EXPORT", "COMBINEDEXPORT", "COMBINEEXPORT",
-    "MULTIEXPORT",
+    "RECORDSTART", "RECORDSTOP", "DEVICELIST", "DEVICERECORDINGSTATUS",
+    "BLACKOUTSTART", "BLACKOUTSTOP", "AGENTBLACKOUTSTART", "AGENTBLACKOUTSTOP", "EMAIL",
+    "COMBINEDEMAIL", "EVENTS", "EXPORT", "COMBINEDEXPORT", "COMBINEEXPORT", "MULTIEXPORT",
 })
 
 REQUESTID_MAX = 2147483647
@@ -108,9 +132,16 @@ class Dispatcher:
             if problem is not None:
                 raise RequestError(ResultCode.API_REQUESTID_INVALID, problem)
             handler = self._handler(request.type)
-            return handler(self._ctx, Params(request.params))
+            return handler(self._ctx, Params(request.params, request.type))
         except ResultError as exc:
             return ApiResult(exc.code, exc.message)
+        except StoreError:
+            # The manual's answer to "a range of possible query problems. Check the API logs".
+            logger.exception("%s (REQUESTID %s): database error", request.type,
+                             request.request_id)
+            return ApiResult(ResultCode.API_DATABASE_QUERY_ERROR,
+                             f"{request.type} could not read or write the database; see the "
+                             "recorder's log")
         except Exception:
             logger.exception("%s (REQUESTID %s) failed", request.type, request.request_id)
             return ApiResult(ResultCode.API_ERROR_PROCESSING_MESSAGE,

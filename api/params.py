@@ -1,11 +1,11 @@
-"""Reading request parameters, each checked against its limits in ``fields.FIELDS``."""
+"""Reading request parameters, each checked against its function's limits in ``fields``."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
 
-from recorder.api.fields import ALIASES, FIELDS
+from recorder.api.fields import ALIASES, FieldSpec, field_spec
 from recorder.api.request import invalid
 from recorder.calls import DeviceQuery
 from recorder.store import METADATA_FIELDS
@@ -32,9 +32,14 @@ def parse_int(text: str) -> int | None:
 
 
 class Params:
-    """A request's parameters by upper-case name, with the manual's alternative spellings."""
+    """A request's parameters by upper-case name, with the manual's alternative spellings.
 
-    def __init__(self, raw: Mapping[str, str]) -> None:
+    ``request_type`` picks the manual's data-type table for the request's function; without it
+    the call handling limits apply.
+    """
+
+    def __init__(self, raw: Mapping[str, str], request_type: str = "") -> None:
+        self._type = request_type
         self._raw: dict[str, str] = {}
         for name, value in raw.items():
             canonical = ALIASES.get(name, name)
@@ -45,12 +50,16 @@ class Params:
     def __contains__(self, name: str) -> bool:
         return name in self._raw
 
+    def spec(self, name: str) -> FieldSpec | None:
+        """The limits on parameter ``name`` for this request's function."""
+        return field_spec(self._type, name)
+
     def text(self, name: str) -> str | None:
         """The value as sent (None if absent), checked against the field's length or values."""
         value = self._raw.get(name)
         if value is None:
             return None
-        spec = FIELDS.get(name)
+        spec = self.spec(name)
         if spec is None:
             return value
         if spec.max_len is not None and len(value) > spec.max_len:
@@ -77,7 +86,7 @@ class Params:
         number = parse_int(value)
         if number is None:
             raise invalid(f"{name} must be a whole number, not {value[:40]!r}")
-        spec = FIELDS.get(name)
+        spec = self.spec(name)
         if spec is not None and spec.int_range is not None:
             low, high = spec.int_range
             if not low <= number <= high:

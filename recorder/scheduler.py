@@ -277,10 +277,22 @@ class Scheduler:
             raise CallError(ResultCode.API_DEVICE_INVALID, "one of DEVICEID, DEVICEALIAS, "
                             "SYS_USER, CRM_USER or STATIONNAME is required")
         device_id = self._devices.resolve(query)
+        if device_id is None and query.station:
+            device_id = self._station_device(query.station)
         if device_id is None:
             raise CallError(ResultCode.API_DEVICE_INVALID,
                             "Could not find a device matching given parameters")
         return device_id
+
+    def _station_device(self, station: str) -> str | None:
+        """The DEVICEID IMPORTWORKSTATION mapped ``station`` to (names compare without case)."""
+        try:
+            stations = self._store.list_stations()
+        except StoreError as exc:
+            raise CallError(ResultCode.API_DATABASE_QUERY_ERROR, str(exc)) from exc
+        wanted = station.casefold()
+        return next((s.device_id for s in stations if s.station_name.casefold() == wanted),
+                    None)
 
     def _start_position(self, start: CallStart, channel: Channel | None) -> int:
         if channel is None:

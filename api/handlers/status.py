@@ -51,8 +51,9 @@ def _search_result(number: int, row: RecordingRow, now: float) -> list[Node]:
         ("RECORDID", str(row.ident)),
         ("RECORDINGTIME", str(row.recording_time)),
         ("DURATION", str(round(duration))),
-        ("AGENTFIRSTNAME", ""),  # agents arrive with the directory functions (IMPORTUSER)
-        ("AGENTLASTNAME", ""),
+        # The agent whose phone the device was when the call was recorded (IMPORTAGENTPHONE).
+        ("AGENTFIRSTNAME", row.agent_first_name or ""),
+        ("AGENTLASTNAME", row.agent_last_name or ""),
         ("CRM_USER", meta["CRM_USER"]),
         ("SYS_USER", meta["SYS_USER"]),
         ("FILENAME", row.filename),

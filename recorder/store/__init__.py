@@ -6,6 +6,8 @@ from recorder.config import StorageConfig
 from recorder.store.base import (
     FILTER_FIELDS,
     METADATA_FIELDS,
+    TYPE_AUDIO,
+    TYPE_SCREEN,
     USER_FIELDS,
     FinishedRecording,
     NewRecording,
@@ -14,6 +16,22 @@ from recorder.store.base import (
     RecordingUpdate,
     Store,
 )
+from recorder.store.directory import (
+    USER_ACTIVE,
+    USER_INACTIVE,
+    AgentWindow,
+    ChatStart,
+    DirectoryConflict,
+    GroupRow,
+    PhoneInUse,
+    RoleRow,
+    StationRow,
+    UserExists,
+    UserFields,
+    UserQuery,
+    UserRow,
+)
+from recorder.store.passwords import hash_password, verify_password
 from recorder.store.sqlite import SqliteStore
 
 
@@ -27,12 +45,29 @@ def open_store(config: StorageConfig) -> Store:
 __all__ = [
     "FILTER_FIELDS",
     "METADATA_FIELDS",
+    "TYPE_AUDIO",
+    "TYPE_SCREEN",
+    "USER_ACTIVE",
     "USER_FIELDS",
+    "USER_INACTIVE",
+    "AgentWindow",
+    "ChatStart",
+    "DirectoryConflict",
     "FinishedRecording",
+    "GroupRow",
     "NewRecording",
+    "PhoneInUse",
     "RecordingQuery",
     "RecordingRow",
     "RecordingUpdate",
+    "RoleRow",
+    "StationRow",
     "Store",
+    "UserExists",
+    "UserFields",
+    "UserQuery",
+    "UserRow",
+    "hash_password",
     "open_store",
+    "verify_password",
 ]

@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from recorder.store.directory import DirectoryStore
+
 # The call metadata a recording row keeps, by the API names the manual uses for them.
 USER_FIELDS: tuple[str, ...] = tuple(f"USER{i}" for i in range(1, 16))
 METADATA_FIELDS: tuple[str, ...] = (
@@ -24,6 +26,10 @@ FILTER_FIELDS: tuple[str, ...] = (
 
 STATUS_RECORDING = "recording"
 STATUS_COMPLETE = "complete"
+
+# What a recording holds: a call's audio, or only the agent's screen (CHATSTART, no audio file).
+TYPE_AUDIO = "audio"
+TYPE_SCREEN = "screen"
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class NewRecording:
     archive_action: int | None = None
     cti_initiated: str = ""
     agent_initiated: str = ""
+    # The agent on the call. None: whoever has the device as their phone (IMPORTAGENTPHONE)
+    # when the recording starts, so a phone given to someone else later keeps its history.
+    agent_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,10 @@ class RecordingRow:
     archive_action: int | None
     cti_initiated: str
     agent_initiated: str
+    agent_id: int | None = None
+    agent_first_name: str = ""  # the agent's names as the directory holds them now
+    agent_last_name: str = ""
+    recording_type: str = TYPE_AUDIO
 
 
 @dataclass(frozen=True)
@@ -106,8 +119,11 @@ class RecordingQuery:
     limit: int = 100
 
 
-class Store(ABC):
-    """Durable home of recording rows. Thread-safe: API workers and the scheduler share it."""
+class Store(DirectoryStore, ABC):
+    """Durable home of recording rows and the directory (``DirectoryStore``).
+
+    Thread-safe: API workers and the scheduler share it.
+    """
 
     @abstractmethod
     def open(self) -> None:

@@ -1,13 +1,16 @@
-"""The recordings table: every column the manual lists under UNIQUEFIELD, plus the recorder's own.
+"""The database schema, one script per ``PRAGMA user_version``.
 
-Column names are the manual's (lower case), so EXPORT's UNIQUEFIELD can name them directly.
+Version 1 is the recordings table: every column the manual lists under UNIQUEFIELD, plus the
+recorder's own. Column names are the manual's (lower case), so EXPORT's UNIQUEFIELD can name them
+directly. Version 2 adds the directory: users and their phones, workstations, groups, roles and
+permissions, chat sessions and agent windows.
 """
 
 from __future__ import annotations
 
 from recorder.store.base import FILTER_FIELDS, METADATA_FIELDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # API field name -> column, for the call metadata a recording keeps: the lower-case name, but
 # where the manual's table spells the column otherwise.
@@ -88,3 +91,95 @@ CREATE TABLE recordings (
 CREATE INDEX recordings_by_time ON recordings (recording_time DESC, ident DESC);
 CREATE INDEX recordings_by_device ON recordings (device_id, recording_time DESC, ident DESC);
 """
+
+# The directory. Deleted users keep their row (the manual: so past records still identify the
+# right user); "agent_groups" because GROUPS is an SQL keyword.
+CREATE_V2 = """
+CREATE TABLE users (
+    user_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    username TEXT NOT NULL DEFAULT '',
+    employee_id TEXT NOT NULL DEFAULT '',
+    first_name TEXT NOT NULL,
+    last_name TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'A',
+    deleted INTEGER NOT NULL DEFAULT 0,
+    add_time REAL NOT NULL,
+    mod_time REAL,
+    delete_time REAL,
+    sys_user TEXT NOT NULL DEFAULT '',
+    sys_domain TEXT NOT NULL DEFAULT '',
+    email TEXT NOT NULL DEFAULT '',
+    crm_user TEXT NOT NULL DEFAULT '',
+    site_id INTEGER,
+    password_hash TEXT,
+    allow_self_record TEXT NOT NULL DEFAULT '',
+    allow_self_download TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE agent_phones (
+    phone_id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users (user_id),
+    assigned_time REAL NOT NULL
+);
+CREATE INDEX agent_phones_by_user ON agent_phones (user_id);
+CREATE TABLE stations (
+    station_name TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    location_id INTEGER NOT NULL
+);
+CREATE TABLE agent_groups (
+    group_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_name TEXT NOT NULL
+);
+CREATE TABLE group_users (
+    group_id INTEGER NOT NULL REFERENCES agent_groups (group_id),
+    user_id INTEGER NOT NULL REFERENCES users (user_id),
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE TABLE group_devices (
+    group_id INTEGER NOT NULL REFERENCES agent_groups (group_id),
+    device_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, device_id)
+);
+CREATE TABLE roles (
+    role_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    role_name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE role_groups (
+    role_id INTEGER NOT NULL REFERENCES roles (role_id),
+    group_id INTEGER NOT NULL REFERENCES agent_groups (group_id),
+    PRIMARY KEY (role_id, group_id)
+);
+CREATE TABLE user_roles (
+    user_id INTEGER NOT NULL REFERENCES users (user_id),
+    role_id INTEGER NOT NULL REFERENCES roles (role_id),
+    PRIMARY KEY (user_id, role_id)
+);
+CREATE TABLE role_permissions (
+    role_id INTEGER NOT NULL REFERENCES roles (role_id),
+    permission TEXT NOT NULL,
+    PRIMARY KEY (role_id, permission)
+);
+CREATE TABLE chat_sessions (
+    ident INTEGER PRIMARY KEY REFERENCES recordings (ident),
+    session_id TEXT NOT NULL,
+    open INTEGER NOT NULL
+);
+CREATE INDEX chat_sessions_by_session ON chat_sessions (session_id, open);
+CREATE TABLE agent_windows (
+    computer_name TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    computer_key TEXT NOT NULL,
+    user_key TEXT NOT NULL,
+    domain TEXT NOT NULL DEFAULT '',
+    ip_address TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT '',
+    application_title TEXT NOT NULL DEFAULT '',
+    last_update REAL NOT NULL,
+    PRIMARY KEY (computer_key, user_key)
+);
+CREATE INDEX recordings_by_agent ON recordings (agent_id);
+"""
+
+# MIGRATIONS[n] takes a database from version n to n + 1.
+MIGRATIONS: tuple[str, ...] = (CREATE_V1, CREATE_V2)

@@ -1,13 +1,12 @@
-"""The embedded store: one SQLite file in the data directory (WAL, fully synchronous)."""
+"""The embedded store: one SQLite file in the data directory (WAL, fully synchronous).
+
+This module holds the recordings; ``sqlite_directory`` the directory, ``sqlite_conn`` the
+connection they share.
+"""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from recorder.errors import StoreError
@@ -21,7 +20,8 @@ from recorder.store.base import (
     RecordingUpdate,
     Store,
 )
-from recorder.store.schema import CREATE_V1, FILTER_COLUMNS, META_COLUMNS, SCHEMA_VERSION
+from recorder.store.schema import FILTER_COLUMNS, META_COLUMNS
+from recorder.store.sqlite_directory import SqliteDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -31,65 +31,15 @@ _ROW_COLUMNS = (
     "status", "stop_reason", "lost_samples", "core_ident", "priority", "keepdays",
     "archive_action_id", "cti_initiated", "agent_initiated", *META_COLUMNS.values(),
 )
-_SELECT = f"SELECT {', '.join(_ROW_COLUMNS)} FROM recordings"
+# The agent's names come from the directory as it is now; agent_id was fixed when the recording
+# started, so a phone given to someone else later does not rename old calls.
+_EXTRA_COLUMNS = ("r.agent_id", "r.recording_type", "u.first_name", "u.last_name")
+_SELECT = (f"SELECT {', '.join('r.' + c for c in _ROW_COLUMNS)}, {', '.join(_EXTRA_COLUMNS)}"
+           " FROM recordings r LEFT JOIN users u ON u.user_id = r.agent_id")
 
 
-class SqliteStore(Store):
-    """Recording rows in a SQLite database file; one connection shared under a lock."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    def open(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # A recording's row must survive a power cut once CALLSTART/CALLSTOP has answered.
-            conn.execute("PRAGMA synchronous = FULL")
-            self._migrate(conn)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
-        self._conn = conn
-        logger.info("store: SQLite database %s (schema %d)", self.path, SCHEMA_VERSION)
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"database {self.path} has schema {version}, newer than this recorder's "
-                f"{SCHEMA_VERSION}; upgrade the recorder or restore a matching backup"
-            )
-        if version == 0:
-            # executescript() commits whatever is pending before it runs, so the transaction
-            # that makes schema creation all-or-nothing has to be part of the script itself.
-            try:
-                conn.executescript(
-                    f"BEGIN;\n{CREATE_V1}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-                )
-            except sqlite3.Error:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    @contextmanager
-    def _db(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise StoreError(f"{what}: the store is not open")
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise StoreError(f"{what}: {exc}") from exc
+class SqliteStore(SqliteDirectory, Store):
+    """Recording rows and the directory in a SQLite database file."""
 
     def insert_recording(self, rec: NewRecording) -> int:
         values: dict[str, Any] = {
@@ -110,9 +60,13 @@ class SqliteStore(Store):
             "agent_initiated": rec.agent_initiated,
         }
         values.update({META_COLUMNS[k]: v for k, v in rec.meta.items()})
-        sql = (f"INSERT INTO recordings ({', '.join(values)}) "
-               f"VALUES ({', '.join('?' * len(values))})")
         with self._db("insert recording") as conn:
+            agent_id = rec.agent_id
+            if agent_id is None:
+                agent_id = self._phone_owner(conn, rec.device_id)
+            values["agent_id"] = agent_id
+            sql = (f"INSERT INTO recordings ({', '.join(values)}) "
+                   f"VALUES ({', '.join('?' * len(values))})")
             ident = conn.execute(sql, tuple(values.values())).lastrowid
         if ident is None:
             raise StoreError("insert recording: no RECORDID assigned")
@@ -145,7 +99,7 @@ class SqliteStore(Store):
 
     def get_recording(self, ident: int) -> RecordingRow | None:
         with self._db(f"read recording {ident}") as conn:
-            row = conn.execute(f"{_SELECT} WHERE ident = ?", (ident,)).fetchone()
+            row = conn.execute(f"{_SELECT} WHERE r.ident = ?", (ident,)).fetchone()
         return _row(row) if row else None
 
     def last_recording_id(self, device_id: str) -> int | None:
@@ -160,18 +114,18 @@ class SqliteStore(Store):
         where: list[str] = []
         args: list[Any] = []
         for name, value in query.equals.items():
-            where.append(f"{FILTER_COLUMNS[name]} = ?")
+            where.append(f"r.{FILTER_COLUMNS[name]} = ?")
             args.append(value)
         if query.start is not None:
-            where.append("recording_time >= ?")
+            where.append("r.recording_time >= ?")
             args.append(query.start)
         if query.end is not None:
-            where.append("recording_time <= ?")
+            where.append("r.recording_time <= ?")
             args.append(query.end)
         sql = _SELECT
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY recording_time DESC, ident DESC LIMIT ?"
+        sql += " ORDER BY r.recording_time DESC, r.ident DESC LIMIT ?"
         args.append(query.limit)
         with self._db("list recordings") as conn:
             rows = conn.execute(sql, args).fetchall()
@@ -180,11 +134,14 @@ class SqliteStore(Store):
 
 def _row(r: tuple[Any, ...]) -> RecordingRow:
     fixed = len(_ROW_COLUMNS) - len(META_COLUMNS)
+    agent_id, recording_type, first_name, last_name = r[len(_ROW_COLUMNS):]
     return RecordingRow(
         ident=r[0], device_id=r[1], call_instance=r[2], channel=r[3], filename=r[4],
         media_format=r[5], sample_rate=r[6], recording_time=r[7], start_time=r[8],
         stop_time=r[9], duration=r[10], audio_size=r[11], audio_hash=r[12], status=r[13],
         stop_reason=r[14], lost_samples=r[15], core_ident=r[16], priority=r[17],
         keep_days=r[18], archive_action=r[19], cti_initiated=r[20], agent_initiated=r[21],
-        meta=dict(zip(META_COLUMNS, r[fixed:], strict=True)),
+        meta=dict(zip(META_COLUMNS, r[fixed:len(_ROW_COLUMNS)], strict=True)),
+        agent_id=agent_id, recording_type=recording_type, agent_first_name=first_name or "",
+        agent_last_name=last_name or "",
     )

@@ -1,0 +1,99 @@
+"""The SQLite connection behind the store: opening, schema migrations, locking, transactions."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from recorder.errors import StoreError
+from recorder.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+logger = logging.getLogger(__name__)
+
+
+def casefold(value: str | None) -> str | None:
+    """Names are matched the way their Windows and directory sources match them: ignoring case.
+
+    Registered as the SQL function ``casefold`` because SQLite's own NOCASE and lower() only
+    fold ASCII, and a directory holds names like "Zoë" and "ÉRIC".
+    """
+    return value.casefold() if isinstance(value, str) else value
+
+
+class SqliteConnection:
+    """One connection shared under a lock (WAL, fully synchronous)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # A recording's row must survive a power cut once CALLSTART/CALLSTOP has answered.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.create_function("casefold", 1, casefold, deterministic=True)
+            self._migrate(conn)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        self._conn = conn
+        logger.info("store: SQLite database %s (schema %d)", self.path, SCHEMA_VERSION)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.path} has schema {version}, newer than this recorder's "
+                f"{SCHEMA_VERSION}; upgrade the recorder or restore a matching backup"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            if step:
+                logger.info("store: upgrading %s from schema %d to %d", self.path, step,
+                            step + 1)
+            # executescript() commits whatever is pending before it runs, so the transaction
+            # that makes each step all-or-nothing has to be part of the script itself.
+            try:
+                conn.executescript(
+                    f"BEGIN;\n{MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @contextmanager
+    def _db(self, what: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise StoreError(f"{what}: the store is not open")
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"{what}: {exc}") from exc
+
+    @contextmanager
+    def _tx(self, what: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction: everything in it happens, or (on any exception) nothing."""
+        with self._db(what) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:  # SQLite ends some failed transactions by itself
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")

@@ -1,0 +1,146 @@
+"""Screen-capture-only sessions over real sockets: CHATSTART, CHATUPDATE, CHATSTOP."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+import pytest
+
+from tests.apiexpect import IN_PROCESS, add_user, expect, fields
+from tests.conftest import ApiConnection, Running
+
+TRICKY = 'a & b <c> "d" Zoë 東京'
+
+
+def chat_rows(running: Running) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(running.data_dir / "recorder.sqlite3")
+    try:
+        return conn.execute(
+            "SELECT ident, agent_id, recording_type, screen_capture, status, stop_reason,"
+            " call_instance FROM recordings ORDER BY ident").fetchall()
+    finally:
+        conn.close()
+
+
+def listed(conn: ApiConnection, **params: Any) -> list[dict[str, str]]:
+    result = expect(conn.request("CALLLIST", 9, **params), 20)
+    return [fields(r) for r in result.findall("SEARCHRESULT")]
+
+
+def test_a_chat_session_is_a_recording_without_audio(running: Running) -> None:
+    conn = running.connect()
+    jdoe = add_user(conn, "John", "Doe", username="JDOE", sys_user="corp.jdoe",
+                    crm_user="CRMJ", phones="4321")
+    # The manual's example.
+    conn.send(b"<REQUEST>\r\n  <REQUESTID>37</REQUESTID>\r\n  <TYPE>CHATSTART</TYPE>\r\n"
+              b"  <SESSIONID>82738</SESSIONID>\r\n  <KEYNAME>USERNAME</KEYNAME>\r\n"
+              b"  <KEYVALUE>JDOE</KEYVALUE>\r\n</REQUEST>\r\n")
+    expect(conn.read_result(), 20, "CHATSTART sent to all of the following cores: 1")
+    (row,) = listed(conn)
+    assert (row["DEVICEID"], row["SYS_USER"], row["CRM_USER"], row["FILENAME"],
+            row["CALLINSTANCE"]) == ("4321", "corp.jdoe", "CRMJ", "", "82738")
+    expect(conn.request("CHATUPDATE", 64, sessionid="82738", group="53", user4=TRICKY,
+                        calldirection="o"), 20, "CHATUPDATE sent to all of the following cores: 1")
+    time.sleep(1.1)
+    expect(conn.request("CHATSTOP", 52, sessionid="82738"), 20,
+           "CHATSTOP sent to all of the following cores: 1")
+    (row,) = listed(conn, sys_user="corp.jdoe")  # CALLLIST finds it like the agent's calls
+    assert (row["GROUP"], row["USER4"], row["CALLDIRECTION"]) == ("53", TRICKY, "O")
+    assert 1 <= int(row["DURATION"]) <= 3
+    ident = int(row["RECORDID"])
+    assert chat_rows(running) == [(ident, jdoe, "screen", 1, "complete", "chatstop", "82738")]
+    expect(conn.request("CHATSTOP", 53, sessionid="82738"), 33,
+           "no chat session with SESSIONID 82738 is open")
+    # CHATUPDATE after the stop still reaches the session's record.
+    expect(conn.request("CHATUPDATE", 65, sessionid="82738", user1="late"), 20)
+    assert listed(conn)[0]["USER1"] == "late"
+
+
+@IN_PROCESS
+@pytest.mark.parametrize(("key", "value"), [
+    ("USERNAME", "jdoe"), ("SYS_USER", "CORP.JDOE"), ("EMPLOYEEID", "E-7"),
+    ("EMPLOYEE_ID", "E-7"), ("CRM_USER", "crmj"), ("DEVICEALIAS", "4321"), ("phoneid", "4321"),
+    ("AGENTID", None), ("USERID", None),
+])
+def test_every_way_to_name_the_agent(running: Running, key: str, value: str | None) -> None:
+    conn = running.connect()
+    add_user(conn, "Someone", "Else", username="other", phones="1111")
+    jdoe = add_user(conn, "John", "Doe", username="JDOE", sys_user="corp.jdoe", crm_user="CRMJ",
+                    employeeid="E-7", phones="4321")
+    params = ({key.lower(): str(jdoe)} if value is None
+              else {"keyname": key, "keyvalue": value})
+    expect(conn.request("CHATSTART", 1, sessionid="s1", **params), 20)
+    assert [r[1] for r in chat_rows(running)] == [jdoe]
+
+
+@IN_PROCESS
+def test_sessions_are_kept_apart_and_a_repeated_start_replaces(running: Running) -> None:
+    conn = running.connect()
+    agent = add_user(conn, "John", "Doe")
+    for session in ("a", "b", "a"):
+        expect(conn.request("CHATSTART", 1, sessionid=session, agentid=agent), 20)
+    expect(conn.request("CHATSTOP", 2, sessionid="a"), 20)
+    rows = chat_rows(running)
+    assert [(r[4], r[5], r[6]) for r in rows] == [
+        ("complete", "replaced", "a"), ("recording", "", "b"), ("complete", "chatstop", "a")]
+    expect(conn.request("CHATSTOP", 3, sessionid="b"), 20)
+
+
+@IN_PROCESS
+def test_a_session_outlives_a_restart_of_the_recorder(start_recorder: Any) -> None:
+    first = start_recorder()
+    conn = first.connect()
+    agent = add_user(conn, "John", "Doe")
+    expect(conn.request("CHATSTART", 1, sessionid="long chat", agentid=agent), 20)
+    conn.close()
+    first.recorder.stop()
+    second = start_recorder()
+    expect(second.request("CHATSTOP", 2, sessionid="long chat"), 20)
+
+
+@IN_PROCESS
+@pytest.mark.parametrize(("request_type", "params", "code", "starts"), [
+    ("CHATSTART", {"agentid": "1"}, 33, "SESSIONID is required"),
+    ("CHATSTART", {"sessionid": "", "agentid": "1"}, 33, "SESSIONID is required"),
+    ("CHATSTOP", {}, 33, "SESSIONID is required"),
+    ("CHATUPDATE", {"group": "1"}, 33, "SESSIONID is required"),
+    ("CHATSTART", {"sessionid": "s" * 256, "agentid": "1"}, 16, "SESSIONID is 256"),
+    ("CHATSTART", {"sessionid": "s"}, 24, "AGENTID, or KEYNAME and KEYVALUE, is required"),
+    ("CHATSTART", {"sessionid": "s", "agentid": "99"}, 24, "no agent with AGENTID 99"),
+    ("CHATSTART", {"sessionid": "s", "keyname": "SHOESIZE", "keyvalue": "9"}, 16,
+     "KEYNAME must be one of USERNAME, SYS_USER, EMPLOYEEID, CRM_USER, DEVICEALIAS"),
+    ("CHATSTART", {"sessionid": "s", "keyname": "USERNAME"}, 16, "KEYVALUE is required"),
+    ("CHATSTART", {"sessionid": "s", "keyvalue": "jdoe"}, 16, "KEYNAME is required"),
+    ("CHATSTART", {"sessionid": "s", "keyname": "USERNAME", "keyvalue": "nobody"}, 24,
+     "no agent with USERNAME nobody"),
+    ("CHATSTART", {"sessionid": "s", "keyname": "DEVICEALIAS", "keyvalue": "9999"}, 24,
+     "no agent with DEVICEALIAS 9999"),
+    ("CHATSTART", {"sessionid": "s", "keyname": "EMPLOYEEID", "keyvalue": "twin"}, 22,
+     "2 users with EMPLOYEEID twin"),
+    ("CHATSTART", {"sessionid": "s", "keyname": "USERNAME", "keyvalue": "idle"}, 25,
+     "user 3 is not flagged as an agent"),
+    ("CHATSTART", {"sessionid": "s", "keyname": "USERNAME", "keyvalue": "gone"}, 24,
+     "no agent with USERNAME gone"),
+    ("CHATSTOP", {"sessionid": "never"}, 33, "no chat session with SESSIONID never is open"),
+    ("CHATUPDATE", {"sessionid": "never", "group": "1"}, 33,
+     "no chat session with SESSIONID never; send CHATSTART first"),
+    ("CHATUPDATE", {"sessionid": "open", "group": "g" * 21}, 16, "GROUP is 21"),
+    ("CHATUPDATE", {"sessionid": "open", "calldirection": "X"}, 16, "CALLDIRECTION must be"),
+    ("CHATUPDATE", {"sessionid": "open", "devicealias": "d" * 16}, 16, "DEVICEALIAS is 16"),
+    ("CHATUPDATE", {"sessionid": "open", "callid": "c" * 17}, 16, "CALLID is 17"),
+    ("CHATUPDATE", {"sessionid": "open", "user9": "u" * 51}, 16, "USER9 is 51"),
+])
+def test_chat_refusals(running: Running, request_type: str, params: dict[str, str], code: int,
+                       starts: str) -> None:
+    conn = running.connect()
+    add_user(conn, "Twin", "One", employeeid="twin")
+    add_user(conn, "Twin", "Two", employeeid="twin")
+    add_user(conn, "Idle", "User", username="idle", status="I")
+    gone = add_user(conn, "Gone", "User", username="gone")
+    expect(conn.request("IMPORTUSER", 1, action="DELETE", userid=gone), 20)
+    expect(conn.request("CHATSTART", 1, sessionid="open", agentid="1"), 20)
+    expect(conn.request(request_type, 2, **params), code, starts=starts)
+    if code != 20:
+        assert len(chat_rows(running)) == 1  # only the "open" session
