@@ -1,16 +1,20 @@
 """The composition root: builds every component, starts them in order, stops them in reverse.
 
-store -> drivers and capture core -> writer loop -> scheduler -> triggers -> API servers.
-Stopping runs the other way, so the API and the triggers stop starting calls before the
-scheduler finishes the recordings in progress, and the drivers keep capturing until those
-recordings have their last samples.
+store (and the recordings a crash left, completed) -> after-call encoder -> drivers and capture
+core -> writer loop -> scheduler -> triggers -> API servers. Stopping runs the other way, so the
+API and the triggers stop starting calls before the scheduler finishes the recordings in
+progress, the drivers keep capturing until those recordings have their last samples, and the
+after-call encoder sees every finished recording (what it has not converted yet stays a playable
+WAV and is converted at the next start).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
+from recorder.aftercall import AfterCallEncoder
 from recorder.api.context import ApiContext
 from recorder.api.dispatcher import Dispatcher
 from recorder.api.server import ApiServer
@@ -18,7 +22,8 @@ from recorder.capture import CaptureBoard, CaptureCore
 from recorder.config import Config
 from recorder.drivers import create_driver
 from recorder.errors import StartupError
-from recorder.scheduler import Scheduler
+from recorder.recovery import complete_interrupted
+from recorder.scheduler import Scheduler, StoredFormat
 from recorder.store import Store, open_store
 from recorder.triggers import TriggerLoop, VoxParams
 from recorder.writer import WriterLoop
@@ -59,6 +64,22 @@ class Recorder:
 
         store = self.store = open_store(config.storage)
         self._started("store", store.close)
+        complete_interrupted(store)  # before anything records: a crash's leftovers first
+
+        storage = config.storage
+        options: dict[str, Any] = {}
+        if storage.format == "mp3":
+            options = {"bitrate": storage.mp3_bitrate or None, "quality": storage.mp3_quality}
+        elif storage.format == "vox":
+            options = {"rate": storage.vox_rate}
+        stored = StoredFormat(storage.format, storage.encode == "after-call", options)
+        after_call: AfterCallEncoder | None = None
+        if stored.after_call and storage.format != "wav":
+            after_call = AfterCallEncoder(store, storage.format, storage.recordings_dir,
+                                          storage.transcode_workers, options)
+            after_call.start()
+            self._started("after-call", lambda: self._halt("after-call", after_call.stop,
+                                                            after_call.join))
 
         drivers = [create_driver(f"boards[{i}]", board) for i, board in enumerate(config.boards)]
         capture = self.capture = CaptureCore(
@@ -82,7 +103,7 @@ class Recorder:
             recordings_dir=config.storage.recordings_dir, core_ident=config.core.ident,
             preroll_seconds=config.capture.preroll_seconds,
             commit_delay_seconds=config.capture.commit_delay_seconds,
-            stereo=config.storage.stereo)
+            stereo=config.storage.stereo, stored=stored, after_call=after_call)
         self._started("scheduler", scheduler.stop)
 
         triggers = TriggerLoop(capture, scheduler, vox=[

@@ -63,6 +63,9 @@ class CoreConfig:
     ident: int = setting(1, "COREIDENT reported in results and events", min=1, max=2147483647)
 
 
+STORED_FORMATS = ("wav", "wav-ulaw", "wav-alaw", "mp3", "vox")
+
+
 @dataclass(frozen=True, kw_only=True)
 class StorageConfig:
     data_dir: Path = setting(
@@ -73,6 +76,22 @@ class StorageConfig:
     stereo: bool = setting(
         True, "a device tapped by two channels (its two directions) is recorded as one stereo "
         "file, one party per side; false: the two are mixed into one mono file")
+    format: str = setting(
+        "wav", "stored format: wav (PCM), wav-ulaw, wav-alaw (G.711), mp3, vox (OKI ADPCM)",
+        choices=STORED_FORMATS)
+    encode: str = setting(
+        "live", "live: encode while recording; after-call: record crash-safe PCM WAV, then "
+        "transcode it when the call ends (mp3 and vox only)", choices=("live", "after-call"))
+    mp3_bitrate: int = setting(
+        0, "MP3 kbit/s; 0 picks 16 per channel, plenty for 8 kHz telephone speech",
+        min=0, max=320)
+    mp3_quality: int = setting(5, "LAME quality, 0 (best, slowest) to 9 (fastest)", min=0,
+                               max=9)
+    vox_rate: int = setting(8000, "VOX sample rate: 8000 (the recording's) or 6000",
+                            min=6000, max=8000)
+    transcode_workers: int = setting(
+        2, "threads transcoding recordings after their call (encode = after-call)", min=1,
+        max=64)
 
     @property
     def recordings_dir(self) -> Path:
@@ -343,6 +362,7 @@ class _Loader:
         self.checks: dict[type[Any], Callable[[Any, str], Any]] = {
             ApiConfig: self.check_api,
             CaptureConfig: self.check_capture,
+            StorageConfig: self.check_storage,
             **dict.fromkeys(BOARD_TYPES.values(), self.check_board),
         }
 
@@ -531,6 +551,15 @@ class _Loader:
                 self.problems.append(f"{key}: device {device} is already tapped by {taps} "
                                      f"({why})")
         return board
+
+    def check_storage(self, storage: StorageConfig, where: str) -> StorageConfig:
+        if storage.vox_rate not in (6000, 8000):
+            self.problems.append(f"{where}.vox_rate: {storage.vox_rate} is not 6000 or 8000")
+        if storage.encode == "after-call" and storage.format in ("wav-ulaw", "wav-alaw"):
+            self.problems.append(
+                f"{where}.encode: {storage.format} is as crash-safe as PCM and cheap to write; "
+                "record it live (encode = \"live\")")
+        return storage
 
     def check_capture(self, capture: CaptureConfig, where: str) -> CaptureConfig:
         needed = capture.preroll_seconds + capture.commit_delay_seconds + 1.0

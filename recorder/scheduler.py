@@ -13,10 +13,11 @@ import errno
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 from recorder.calls import (
     STOP_CALLSTOP,
@@ -41,7 +42,26 @@ from recorder.writer import WriterLoop
 
 logger = logging.getLogger(__name__)
 
-MEDIA_FORMAT = "wav"
+
+
+class AfterCall(Protocol):
+    """Where finished PCM WAV recordings go to become the stored format (recorder.aftercall)."""
+
+    def submit(self, wav: Path) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoredFormat:
+    """What recordings are stored as (storage.format) and when they are encoded."""
+
+    format: str = "wav"
+    after_call: bool = False  # record PCM WAV, transcode when the call ends
+    options: Mapping[str, Any] = field(default_factory=dict)  # the format's writer options
+
+    @property
+    def recorded_as(self) -> str:
+        """The format written while the call is recorded."""
+        return "wav" if self.after_call else self.format
 
 
 @dataclass(frozen=True)
@@ -86,7 +106,8 @@ class Scheduler:
     def __init__(self, *, capture: CaptureCore, store: Store, writer: WriterLoop,
                  recordings_dir: Path, core_ident: int,
                  preroll_seconds: float = 0.0, commit_delay_seconds: float = 0.0,
-                 stereo: bool = True,
+                 stereo: bool = True, stored: StoredFormat | None = None,
+                 after_call: AfterCall | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._capture = capture
         self._store = store
@@ -97,6 +118,8 @@ class Scheduler:
         self._preroll_seconds = preroll_seconds
         self._commit_delay_seconds = commit_delay_seconds
         self._stereo = stereo
+        self._stored = stored or StoredFormat()
+        self._after_call = after_call
         self._lock = threading.Lock()
         self._devices = DeviceTable()
         for channel in capture.channels:
@@ -314,11 +337,13 @@ class Scheduler:
         sides = 2 if len(taps) == 2 and self._stereo else 1
         started = datetime.fromtimestamp(call.start_time)
         wanted = recording_path(self._recordings_dir, call.device_id, started,
-                                file_extension(MEDIA_FORMAT))
+                                file_extension(self._stored.recorded_as))
         try:
             path, file = create_unique(wanted)
             try:
-                writer = open_writer(MEDIA_FORMAT, file, channel.sample_rate, sides)
+                fmt = self._stored.recorded_as
+                options = {} if self._stored.after_call else self._stored.options
+                writer = open_writer(fmt, file, channel.sample_rate, sides, **options)
             except Exception:
                 file.close()
                 path.unlink(missing_ok=True)  # nothing of the call is in it yet
@@ -385,8 +410,12 @@ class Scheduler:
                     self._new_row(call, session.channel))
             self._store.finish_recording(call.record_id, done)
         except StoreError:
+            # Start-up completes the row from the file and transcodes it then.
             logger.exception("recording %s is complete but its row could not be written",
                              result.path)
+        else:
+            if self._after_call is not None and not session.failed:
+                self._after_call.submit(result.path)
         logger.info("recorded %s: %.2f s, %d bytes, %s (RECORDID %s)", call.device_id,
                     result.duration, result.size, reason, call.record_id)
 
@@ -401,7 +430,8 @@ class Scheduler:
     def _new_row(self, call: LiveCall, channel: Channel) -> NewRecording:
         return NewRecording(
             device_id=call.device_id, call_instance=call.instance, channel=channel.id,
-            filename=call.filename, media_format=MEDIA_FORMAT, sample_rate=channel.sample_rate,
+            filename=call.filename, media_format=self._stored.format,
+            sample_rate=channel.sample_rate,
             start_time=call.start_time, core_ident=self._core_ident, meta=dict(call.meta),
             priority=call.priority, keep_days=call.keep_days,
             archive_action=call.archive_action, cti_initiated=call.cti_initiated,

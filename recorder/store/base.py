@@ -7,7 +7,7 @@ outside ``recorder.store`` knows which one is in use or what its tables look lik
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from recorder.store.directory import DirectoryStore
@@ -152,3 +152,21 @@ class Store(DirectoryStore, ABC):
 
     @abstractmethod
     def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]: ...
+
+    @abstractmethod
+    def interrupted_recordings(self) -> list[RecordingRow]:
+        """Recordings still marked in progress: at start-up, those a crash interrupted."""
+
+    @abstractmethod
+    def untranscoded_recordings(self, audio_formats: Sequence[str]) -> list[RecordingRow]:
+        """Complete recordings still in a WAV file although stored as one of ``audio_formats``
+        (after-call encoding that a stop or a crash cut short), oldest first."""
+
+    @abstractmethod
+    def replace_recording_file(self, old: str, new: str, media_format: str, audio_size: int,
+                               audio_hash: str) -> bool:
+        """Point the recording whose file is ``old`` (or already ``new``) at ``new``.
+
+        Idempotent, so after-call transcoding redone after a crash can call it again.
+        False if no recording has either file.
+        """

@@ -7,6 +7,7 @@ connection they share.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from recorder.errors import StoreError
@@ -130,6 +131,32 @@ class SqliteStore(SqliteDirectory, Store):
         with self._db("list recordings") as conn:
             rows = conn.execute(sql, args).fetchall()
         return [_row(r) for r in rows]
+
+    def interrupted_recordings(self) -> list[RecordingRow]:
+        with self._db("list interrupted recordings") as conn:
+            rows = conn.execute(f"{_SELECT} WHERE r.status = ? ORDER BY r.ident",
+                                (STATUS_RECORDING,)).fetchall()
+        return [_row(r) for r in rows]
+
+    def untranscoded_recordings(self, audio_formats: Sequence[str]) -> list[RecordingRow]:
+        if not audio_formats:
+            return []
+        marks = ", ".join("?" * len(audio_formats))
+        with self._db("list recordings to transcode") as conn:
+            rows = conn.execute(
+                f"{_SELECT} WHERE r.status = ? AND r.media_format IN ({marks})"
+                " AND lower(r.filename) LIKE '%.wav' ORDER BY r.ident",
+                (STATUS_COMPLETE, *audio_formats)).fetchall()
+        return [_row(r) for r in rows]
+
+    def replace_recording_file(self, old: str, new: str, media_format: str, audio_size: int,
+                               audio_hash: str) -> bool:
+        with self._db(f"replace the file {old}") as conn:
+            cursor = conn.execute(
+                "UPDATE recordings SET filename = ?, media_format = ?, audio_size = ?,"
+                " audio_hash = ? WHERE filename IN (?, ?)",
+                (new, media_format, audio_size, audio_hash, old, new))
+            return cursor.rowcount > 0
 
 
 def _row(r: tuple[Any, ...]) -> RecordingRow:

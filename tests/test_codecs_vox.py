@@ -1,0 +1,195 @@
+"""VOX (Dialogic/OKI ADPCM): bit-exact with ``sox -D`` and libsndfile both ways, decoded to the
+same samples by ffmpeg's independent adpcm_ima_oki decoder, live and batch encoding, 6 kHz."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import soundfile
+
+from recorder.codecs import encode_pending, open_writer, read_audio, vox
+from recorder.codecs.resample import resample
+from recorder.codecs.vox import VoxWriter
+from tests.test_codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
+
+OKI_FFMPEG = ("-c:a", "adpcm_ima_oki", "-f", "s8", "-ac", "1")
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> npt.NDArray[np.int16]:
+    return make_speech(tmp_path_factory.mktemp("speech"))
+
+
+def sox_encode(tmp_path: Path, samples: npt.NDArray[np.int16], rate: int = 8000) -> bytes:
+    source = write_wav(tmp_path / "sox-in.wav", samples, rate)
+    # -D: sox would otherwise dither the 16-bit input down to the codec's 12 bits.
+    return run("sox", "-D", source, "-t", "vox", "-")
+
+
+def sox_decode(tmp_path: Path, data: bytes, rate: int = 8000) -> npt.NDArray[np.int16]:
+    path = tmp_path / "sox-dec.vox"
+    path.write_bytes(data)
+    raw = run("sox", "-t", "vox", "-r", str(rate), path, "-t", "raw", "-e", "signed", "-b", "16",
+              "-")
+    return np.frombuffer(raw, dtype="<i2").astype(np.int16)
+
+
+def test_vox_is_bit_exact_with_sox_both_ways(tmp_path: Path,
+                                             speech: npt.NDArray[np.int16]) -> None:
+    ours = vox.encode(speech)
+    theirs = sox_encode(tmp_path, speech)
+    assert ours == theirs
+    decoded = vox.decode(theirs)
+    by_sox = sox_decode(tmp_path, theirs)
+    np.testing.assert_array_equal(decoded, by_sox)
+    # A .vox holds two samples a byte: an odd count gains one padding sample.
+    assert len(by_sox) == len(speech) + len(speech) % 2
+    assert snr_db(speech, decoded) > 15
+
+
+def test_vox_is_bit_exact_with_libsndfile_both_ways(tmp_path: Path,
+                                                    speech: npt.NDArray[np.int16]) -> None:
+    even = speech[: len(speech) // 2 * 2]
+    path = tmp_path / "sf.vox"
+    soundfile.write(path, even, 8000, format="RAW", subtype="VOX_ADPCM")
+    assert vox.encode(even) == path.read_bytes()
+    decoded, _ = soundfile.read(path, format="RAW", subtype="VOX_ADPCM", samplerate=8000,
+                                channels=1, dtype="int16")
+    np.testing.assert_array_equal(vox.decode(path.read_bytes()), decoded)
+
+
+def test_odd_lengths_end_as_sox_ends_them(tmp_path: Path,
+                                          speech: npt.NDArray[np.int16]) -> None:
+    odd = speech[:12345]
+    ours = vox.encode(odd)
+    assert ours == sox_encode(tmp_path, odd)
+    assert len(ours) == 6173
+    assert ours[-1] & 0x0F == 0  # a zero nibble pads the last byte
+    # libsndfile pads with an encoded zero sample instead: only that last nibble differs.
+    encoded_even = vox.encode(np.append(odd, np.int16(0)))
+    assert ours[:-1] == encoded_even[:-1]
+
+
+def test_ffmpeg_decodes_our_vox_to_the_same_samples(tmp_path: Path,
+                                                    speech: npt.NDArray[np.int16]) -> None:
+    path = tmp_path / "call.vox"
+    path.write_bytes(vox.encode(speech))
+    by_ffmpeg = ffmpeg_decode(path, *OKI_FFMPEG, "-ar", "8000")
+    ours, rate = read_audio(path)
+    assert rate == 8000
+    # ffmpeg clamps at 12 bits where sox clamps at 16: the same away from full scale, as here.
+    assert np.abs(speech).max() < 30000
+    np.testing.assert_array_equal(by_ffmpeg, ours[:, 0])
+    assert len(by_ffmpeg) == len(speech)
+
+
+def signals() -> dict[str, npt.NDArray[np.int16]]:
+    rng = np.random.default_rng(3)
+    tone = (12000 * np.sin(np.arange(30000) * 2 * np.pi * 440 / 8000)).astype(np.int16)
+    loud = np.clip(rng.normal(0, 20000, 30000), -32768, 32767).astype(np.int16)
+    quiet = rng.normal(0, 3, 30000).astype(np.int16)
+    silence = np.zeros(30000, dtype=np.int16)
+    return {
+        # Segments starting in digital silence, where guesses alone agree.
+        "silence-speech-silence": np.concatenate([silence, tone, silence, tone[:1001]]),
+        # Clipped, then silent: a limit cycle no guess starts in, so every segment of the
+        # silence is repaired and the repairs run past their segments' ends.
+        "clipped-then-silent": np.concatenate([np.full(3000, 32767, np.int16), silence, loud]),
+        "full-scale-noise": loud,
+        "one-bit-noise": quiet,
+        "dc": np.full(20000, -1234, np.int16),
+        "short": tone[:333],
+    }
+
+
+@pytest.mark.parametrize("name", list(signals()))
+def test_hard_signals_stay_bit_exact(tmp_path: Path, name: str) -> None:
+    samples = signals()[name]
+    ours = vox.encode(samples)
+    theirs = sox_encode(tmp_path, samples)
+    assert ours == theirs
+    np.testing.assert_array_equal(vox.decode(theirs)[:len(samples)],
+                                  sox_decode(tmp_path, theirs)[:len(samples)])
+
+
+def test_long_streams_cross_chunks_exactly(tmp_path: Path,
+                                           speech: npt.NDArray[np.int16]) -> None:
+    samples = np.tile(speech, 3)
+    codes, state = vox.encode_stream(samples, chunk=50_001)  # several speculative passes
+    assert vox.pack_codes(codes) == sox_encode(tmp_path, samples)
+    _, decoded_state = vox.decode_codes(codes)
+    assert decoded_state == state  # the decoder tracks the encoder's state exactly
+
+
+def test_writer_fed_in_blocks_equals_sox(tmp_path: Path,
+                                         speech: npt.NDArray[np.int16]) -> None:
+    path = tmp_path / "live.vox"
+    writer = open_writer("vox", path.open("xb"), 8000)
+    rng = np.random.default_rng(5)
+    pos = 0
+    while pos < len(speech):
+        size = int(rng.integers(1, 3000))
+        writer.write(speech[pos:pos + size])
+        pos += size
+        if rng.random() < 0.2:
+            writer.sync()
+            # After a sync everything but a dangling odd sample is on disk.
+            assert path.stat().st_size == min(pos, len(speech)) // 2
+    writer.close()
+    assert writer.frames == len(speech)
+    assert path.read_bytes() == sox_encode(tmp_path, speech)
+
+
+def test_encode_pending_across_many_writers(tmp_path: Path,
+                                            speech: npt.NDArray[np.int16]) -> None:
+    streams = [np.roll(speech, 997 * i)[: 20000 + 7 * i] for i in range(12)]
+    files = [io.BytesIO() for _ in streams]
+    writers = [VoxWriter(f, 8000) for f in files]
+    kept: list[bytes] = []
+    for f in files:
+        f.close = lambda f=f: kept.append(f.getvalue())  # type: ignore[method-assign]
+    for start in range(0, 25000, 400):  # 50 ms blocks, as the writer loop pumps them
+        for w, s in zip(writers, streams, strict=True):
+            w.write(s[start:start + 400])
+        encode_pending(writers)
+    for w in writers:
+        w.close()
+    for data, s in zip(kept, streams, strict=True):
+        assert data == sox_encode(tmp_path, s)
+
+
+def test_6khz_vox_from_an_8khz_recording(tmp_path: Path,
+                                         speech: npt.NDArray[np.int16]) -> None:
+    path = tmp_path / "six.vox"
+    writer = open_writer("vox", path.open("xb"), 8000, rate=6000)
+    for block in np.array_split(speech, 41):
+        writer.write(block)
+    writer.close()
+    data = path.read_bytes()
+    expected_samples = -(-len(speech) * 3 // 4)
+    assert len(data) == -(-expected_samples // 2)
+    # The ADPCM part is sox's exactly, on our 6 kHz signal...
+    ours_6k = resample(speech, 8000, 6000)
+    assert len(ours_6k) == expected_samples
+    assert data == sox_encode(tmp_path, ours_6k, 6000)
+    # ...and that signal is sox's own 8 → 6 kHz conversion, to within the filters' difference.
+    source = write_wav(tmp_path / "src.wav", speech)
+    sox_6k_path = tmp_path / "sox6k.wav"
+    run("sox", source, "-r", "6000", sox_6k_path)
+    sox_6k, _ = soundfile.read(sox_6k_path, dtype="int16")
+    assert snr_db(sox_6k, ours_6k) > 25
+    assert snr_db(sox_6k, sox_decode(tmp_path, data, 6000)) > 15
+
+
+def test_stereo_input_is_mixed_to_mono(tmp_path: Path, speech: npt.NDArray[np.int16]) -> None:
+    near, far = speech[:20000], speech[20000:40000]
+    path = tmp_path / "mixed.vox"
+    writer = open_writer("vox", path.open("xb"), 8000, channels=2)
+    writer.write(np.stack([near, far], axis=1))
+    writer.close()
+    mixed = np.clip(near.astype(np.int32) + far, -32768, 32767).astype(np.int16)
+    assert path.read_bytes() == sox_encode(tmp_path, mixed)

@@ -1,0 +1,178 @@
+"""The stored format: live or after-call encoding, and what a crash leaves (always a recording)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+
+from recorder.config import config_from_dict, to_toml
+from recorder.errors import ConfigError
+from recorder.store import RecordingQuery
+from recorder.store.sqlite import SqliteStore
+from tests.conftest import RecorderProcess, base_config, result_code, sox_info, write_toml
+
+
+def ffprobe_seconds(path: str) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
+                          "csv=p=0", path], capture_output=True, text=True, check=True,
+                         timeout=30)
+    return float(out.stdout.strip())
+
+
+def one_call(running: Any, seconds: float, device: str = "1001") -> Any:
+    time.sleep(0.6)  # a recorder that just started has less than the pre-roll captured
+    assert result_code(running.request("CALLSTART", 1, deviceid=device)) == 20
+    time.sleep(seconds)
+    assert result_code(running.request("CALLSTOP", 2, deviceid=device)) == 20
+    found = running.request("CALLLIST", 3, deviceid=device).find("SEARCHRESULT")
+    assert found is not None
+    return found
+
+
+@pytest.mark.parametrize(("fmt", "encoding"), [("wav-ulaw", "u-law"), ("wav-alaw", "A-law")])
+def test_a_live_g711_recording_is_in_the_stored_format(
+        tmp_path: Path, start_recorder: Any, fmt: str, encoding: str) -> None:
+    running = start_recorder(storage={"data_dir": str(tmp_path / "d"), "format": fmt})
+    found = one_call(running, 1.5)
+    filename = found.findtext("FILENAME")
+    assert filename.endswith(".wav")
+    info = sox_info(filename)
+    assert encoding in info["-e"]
+    assert info["-r"] == "8000"
+    # 1.5 s of call plus the 0.5 s pre-roll
+    assert float(info["-D"]) == pytest.approx(2.0, abs=0.35)
+
+
+def test_a_live_mp3_recording(tmp_path: Path, start_recorder: Any) -> None:
+    running = start_recorder(storage={"data_dir": str(tmp_path / "d"), "format": "mp3",
+                                      "mp3_bitrate": 24})
+    found = one_call(running, 1.5)
+    filename = found.findtext("FILENAME")
+    assert filename.endswith(".mp3")
+    info = soundfile.info(filename)
+    assert (info.samplerate, info.channels) == (8000, 1)
+    assert info.duration == pytest.approx(2.0, abs=0.35)
+    assert ffprobe_seconds(filename) == pytest.approx(2.0, abs=0.4)
+
+
+def test_vox_at_6_khz(tmp_path: Path, start_recorder: Any) -> None:
+    running = start_recorder(storage={"data_dir": str(tmp_path / "d"), "format": "vox",
+                                      "vox_rate": 6000})
+    found = one_call(running, 1.0)
+    filename = found.findtext("FILENAME")
+    assert filename.endswith(".vox")
+    seconds = Path(filename).stat().st_size * 2 / 6000
+    assert seconds == pytest.approx(1.5, abs=0.35)
+    decoded = subprocess.run(["sox", "-t", "vox", "-r", "6000", filename, "-n", "stat"],
+                             check=False, capture_output=True, text=True, timeout=30)
+    assert decoded.returncode == 0, decoded.stderr
+
+
+def test_after_call_encoding_replaces_the_wav_with_an_mp3(tmp_path: Path,
+                                                          start_recorder: Any) -> None:
+    running = start_recorder(storage={"data_dir": str(tmp_path / "d"), "format": "mp3",
+                                      "encode": "after-call"})
+    found = one_call(running, 1.5)
+    record_id = found.findtext("RECORDID")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = running.request("CALLLIST", 4, deviceid="1001").find("SEARCHRESULT")
+        name = found.findtext("FILENAME")
+        if name.endswith(".mp3") and not Path(name).with_suffix(".wav").exists():
+            break
+        time.sleep(0.2)
+    filename = found.findtext("FILENAME")
+    assert filename.endswith(".mp3")
+    assert found.findtext("RECORDID") == record_id
+    assert not Path(filename).with_suffix(".wav").exists()
+    assert ffprobe_seconds(filename) == pytest.approx(2.0, abs=0.4)
+    data, rate = soundfile.read(filename, dtype="int16")
+    assert rate == 8000
+    assert np.abs(data).max() > 1000  # the demo board's speech, not silence
+
+
+def test_a_killed_recorder_leaves_every_recording_playable_and_complete(
+        tmp_path: Path, processes: list[RecorderProcess]) -> None:
+    """SIGKILL mid-call: the next start completes the row from the file, header repaired."""
+    config = config_from_dict(base_config(tmp_path), base_dir=tmp_path)
+    path = write_toml(tmp_path / "recorder.toml", to_toml(config))
+    first = RecorderProcess(["--config", str(path)])
+    processes.append(first)
+    running = first.wait_ready()
+    assert result_code(running.request("CALLSTART", 1, deviceid="1002", ani="5551234")) == 20
+    time.sleep(2.6)
+    first.proc.kill()
+    first.proc.wait(10)
+
+    second = RecorderProcess(["--config", str(path)])
+    processes.append(second)
+    running = second.wait_ready()
+    found = running.request("CALLLIST", 2, deviceid="1002").find("SEARCHRESULT")
+    assert found is not None
+    assert found.findtext("ANI") == "5551234"
+    filename = found.findtext("FILENAME")
+    info = sox_info(filename)
+    # Everything on disk counts: about 2.6 s + 0.5 s pre-roll, less what had not been written.
+    assert 2.0 < float(info["-D"]) <= 3.2
+    assert int(found.findtext("DURATION")) in (2, 3)
+    assert "interrupted by a crash" in second.log
+    assert second.stop() == 0
+    store = SqliteStore(config.storage.database_path)
+    store.open()
+    try:
+        (row,) = store.list_recordings(RecordingQuery(limit=10))
+        assert (row.status, row.stop_reason) == ("complete", "interrupted")
+        assert row.audio_size == Path(filename).stat().st_size
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffmpeg")
+def test_after_call_work_left_by_a_kill_is_done_at_the_next_start(
+        tmp_path: Path, processes: list[RecorderProcess]) -> None:
+    config = config_from_dict(base_config(tmp_path, storage={
+        "data_dir": str(tmp_path / "data"), "format": "mp3", "encode": "after-call",
+        "transcode_workers": 1}), base_dir=tmp_path)
+    path = write_toml(tmp_path / "recorder.toml", to_toml(config))
+    first = RecorderProcess(["--config", str(path)])
+    processes.append(first)
+    running = first.wait_ready()
+    for device in ("1001", "1002", "1003"):
+        assert result_code(running.request("CALLSTART", 1, deviceid=device)) == 20
+    time.sleep(1.5)
+    for device in ("1001", "1002", "1003"):
+        assert result_code(running.request("CALLSTOP", 2, deviceid=device)) == 20
+    first.proc.kill()  # right after the stops: the conversions have barely begun
+    first.proc.wait(10)
+
+    second = RecorderProcess(["--config", str(path)])
+    processes.append(second)
+    running = second.wait_ready()
+    deadline = time.monotonic() + 30
+    names: list[str] = []
+    while time.monotonic() < deadline:
+        names = [r.findtext("FILENAME") for r in running.request("CALLLIST", 3).findall(
+            "SEARCHRESULT")]
+        if (len(names) == 3 and all(n.endswith(".mp3") for n in names)
+                and not list((tmp_path / "data").rglob("*.wav"))):
+            break
+        time.sleep(0.3)
+    assert len(names) == 3
+    assert all(n.endswith(".mp3") for n in names), names
+    for name in names:
+        assert ffprobe_seconds(name) == pytest.approx(2.0, abs=0.4)
+        assert not Path(name).with_suffix(".wav").exists()
+    assert not list((tmp_path / "data").rglob("*.part"))
+    assert second.stop() == 0
+
+
+def test_after_call_g711_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"storage\.encode: wav-ulaw"):
+        config_from_dict({"storage": {"format": "wav-ulaw", "encode": "after-call"}})
