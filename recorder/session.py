@@ -69,11 +69,25 @@ class RecordingSession:
     def closed(self) -> bool:
         return self._result is not None
 
-    def pump(self) -> None:
-        """Write whatever the channel has captured since the last pump."""
+    @property
+    def writer(self) -> AudioWriter:
+        return self._writer
+
+    def pump(self, sync: bool = True) -> None:
+        """Write whatever the channel has captured since the last pump.
+
+        ``sync=False`` leaves the once-a-second sync to a ``sync_if_due`` call, so the writer
+        loop can first encode every VOX session's buffered audio in one vectorized pass.
+        """
         with self._lock:
             if self._result is None and self.failed is None:
-                self._write_until(self.channel.position - self.delay_frames)
+                self._write_until(self.channel.position - self.delay_frames, sync)
+
+    def sync_if_due(self) -> None:
+        """Sync the file if a second or more has been written since the last sync."""
+        with self._lock:
+            if self._result is None and self.failed is None:
+                self._sync_if_due()
 
     def ready_to_finish(self, end: int) -> bool:
         """Whether audio up to ``end`` may go to the file now (its commit delay has passed)."""
@@ -111,7 +125,7 @@ class RecordingSession:
             )
             return self._result
 
-    def _write_until(self, end: int) -> None:
+    def _write_until(self, end: int, sync: bool = True) -> None:
         if end <= self._pos:
             return
         try:
@@ -125,6 +139,15 @@ class RecordingSession:
                                self.path.name, lost)
             self._writer.write(self._combine([got.samples for got in reads]))
             self._pos = end
+            if sync:
+                self._sync_if_due()
+        except OSError as exc:
+            self.failed = str(exc)
+            logger.exception("%s: writing failed; the file keeps what was written before",
+                             self.path)
+
+    def _sync_if_due(self) -> None:
+        try:
             if self._writer.frames - self._synced_frames >= self.channel.sample_rate:
                 self._writer.sync()
                 self._synced_frames = self._writer.frames

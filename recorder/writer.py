@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from recorder.codecs import VoxWriter, encode_pending
 from recorder.session import RecordingSession, SessionResult
 
 logger = logging.getLogger(__name__)
@@ -98,9 +99,22 @@ class WriterLoop:
             sessions = list(self._sessions)
         for session in sessions:
             try:
-                session.pump()
+                session.pump(sync=False)
             except Exception:
                 logger.exception("writer: pumping %s failed", session.path)
+        # ADPCM is sequential in time, so VOX is encoded across all sessions at once (one
+        # numpy pass steps every channel) rather than file by file at each sync.
+        vox = [s.writer for s in sessions if isinstance(s.writer, VoxWriter)]
+        if vox:
+            try:
+                encode_pending(vox)
+            except Exception:
+                logger.exception("writer: encoding VOX failed; each file encodes at its sync")
+        for session in sessions:
+            try:
+                session.sync_if_due()
+            except Exception:
+                logger.exception("writer: syncing %s failed", session.path)
         self._finish_endings(force=False)
 
     def _finish_endings(self, force: bool) -> None:
