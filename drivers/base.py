@@ -97,20 +97,21 @@ class Driver(ABC):
         """Wait until the driver's threads have ended; True if they have."""
 
 
-class PacedDriver(Driver):
-    """A driver that computes its audio and releases it block by block (in real time)."""
+class ThreadedDriver(Driver):
+    """A driver run by one thread of its own (``driver-<key>``) until ``stop``.
 
-    def __init__(self, key: str, channels: int, sample_rate: int, block_ms: int,
-                 realtime: bool = True) -> None:
+    The thread runs ``_run(sink)``; it must return soon after ``self._stop`` is set, having
+    released its device (and ended any thread of a library it started).
+    """
+
+    def __init__(self, key: str, channels: int, sample_rate: int) -> None:
         super().__init__(key, channels, sample_rate)
-        self.realtime = realtime
-        self.block_frames = max(1, sample_rate * block_ms // 1000)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @abstractmethod
-    def next_block(self, frames: int) -> Block:
-        """The next ``(frames, channels)`` block of audio."""
+    def _run(self, sink: DriverSink) -> None:
+        """Capture until ``self._stop`` is set."""
 
     def start(self, sink: DriverSink) -> None:
         if self._thread is not None:
@@ -128,6 +129,20 @@ class PacedDriver(Driver):
             return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+class PacedDriver(ThreadedDriver):
+    """A driver that computes its audio and releases it block by block (in real time)."""
+
+    def __init__(self, key: str, channels: int, sample_rate: int, block_ms: int,
+                 realtime: bool = True) -> None:
+        super().__init__(key, channels, sample_rate)
+        self.realtime = realtime
+        self.block_frames = max(1, sample_rate * block_ms // 1000)
+
+    @abstractmethod
+    def next_block(self, frames: int) -> Block:
+        """The next ``(frames, channels)`` block of audio."""
 
     def _run(self, sink: DriverSink) -> None:
         period = self.block_frames / self.sample_rate
@@ -161,4 +176,4 @@ class PacedDriver(Driver):
 
 
 __all__ = ["Block", "Driver", "DriverSink", "DriverState", "LineEvent", "LineEventKind",
-           "PacedDriver"]
+           "PacedDriver", "ThreadedDriver"]

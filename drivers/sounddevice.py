@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recorder.config import SoundDeviceBoardConfig
-from recorder.drivers.base import Driver, DriverSink, DriverState
+from recorder.drivers.base import DriverSink, DriverState, ThreadedDriver
 from recorder.errors import DriverError
 
 logger = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ class _Capture:
             raise self.abort from exc
 
 
-class SoundDeviceDriver(Driver):
+class SoundDeviceDriver(ThreadedDriver):
     """Captures ``config.channels`` input channels of a PortAudio device as int16 blocks."""
 
     def __init__(self, key: str, config: SoundDeviceBoardConfig) -> None:
@@ -229,30 +229,13 @@ class SoundDeviceDriver(Driver):
                     f"{key}: {_describe(device)} cannot capture {channels} channel(s) of "
                     f"16-bit audio at {config.sample_rate} Hz: {exc}") from exc
         self.overflows = 0  # input overflows PortAudio reported, over every stream
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self, sink: DriverSink) -> None:
-        if self._thread is not None:
-            raise RuntimeError(f"{self.key}: driver already started")
-        self._thread = threading.Thread(target=self._supervise, args=(sink,),
-                                        name=f"driver-{self.key}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        # The supervisor closes the stream before it ends, and closing joins PortAudio's audio
-        # thread, so the supervisor ending means every thread of this driver has.
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+    # The supervisor (ThreadedDriver's thread) closes the stream before it ends, and closing
+    # joins PortAudio's audio thread, so join() returning True means every thread has ended.
 
     # --- supervisor thread ---------------------------------------------------------------
 
-    def _supervise(self, sink: DriverSink) -> None:
+    def _run(self, sink: DriverSink) -> None:
         sd = self._sd
         delay = FIRST_RETRY_SECONDS
         attempt = 0

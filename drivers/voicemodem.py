@@ -87,11 +87,11 @@ from recorder.config import VoiceModemBoardConfig
 from recorder.drivers.base import (
     MAX_CATCH_UP_SECONDS,
     Block,
-    Driver,
     DriverSink,
     DriverState,
     LineEvent,
     LineEventKind,
+    ThreadedDriver,
 )
 from recorder.errors import DriverError
 
@@ -683,7 +683,7 @@ class V253Protocol(Protocol):
 # --- the driver ---------------------------------------------------------------------------------
 
 
-class VoiceModemDriver(Driver):
+class VoiceModemDriver(ThreadedDriver):
     """A V.253 voice modem tapping one line; see the module docstring."""
 
     def __init__(self, key: str, config: VoiceModemBoardConfig) -> None:
@@ -691,8 +691,6 @@ class VoiceModemDriver(Driver):
         self.config = config
         self.block_frames = max(1, SAMPLE_RATE * config.block_ms // 1000)
         self.format: AudioFormat | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         # Open the port and run the set-up once now, so a wrong port or a modem that is not
         # a voice modem stops the recorder from starting (and fails --check-config).
         port = self._open()
@@ -704,25 +702,7 @@ class VoiceModemDriver(Driver):
         finally:
             port.close()
 
-    # --- Driver ---------------------------------------------------------------------------------
-
-    def start(self, sink: DriverSink) -> None:
-        if self._thread is not None:
-            raise RuntimeError(f"{self.key}: driver already started")
-        self._thread = threading.Thread(target=self._run, args=(sink,),
-                                        name=f"driver-{self.key}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    # --- the reader thread ----------------------------------------------------------------------
+    # --- the reader thread (ThreadedDriver's) -------------------------------------------------
 
     def _protocol(self, timeline: Timeline) -> V253Protocol:
         config = self.config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from pathlib import Path
@@ -42,3 +43,15 @@ def create_unique(path: Path) -> tuple[Path, BinaryIO]:
         except FileExistsError:
             continue
     raise FileExistsError(f"{MAX_COLLISIONS} recordings already named like {path}")
+
+
+HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's contents, read a MiB at a time (recordings run to gigabytes)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

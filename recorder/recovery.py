@@ -10,7 +10,6 @@ on disk is thrown away.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -18,12 +17,12 @@ from pathlib import Path
 from recorder.codecs import probe
 from recorder.codecs.wav import read_wav_info, wav_header
 from recorder.errors import CodecError, StoreError
+from recorder.paths import sha256_file
 from recorder.store import FinishedRecording, RecordingRow, Store
 
 logger = logging.getLogger(__name__)
 
 STOP_INTERRUPTED = "interrupted"
-HASH_CHUNK = 1 << 20
 
 
 def repair_wav(path: Path) -> None:
@@ -38,13 +37,6 @@ def repair_wav(path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def complete_interrupted(store: Store) -> list[RecordingRow]:
@@ -70,7 +62,7 @@ def _complete(store: Store, row: RecordingRow) -> None:
             repair_wav(path)
         info = probe(path)
         duration = info.duration
-        size, digest = path.stat().st_size, _sha256(path)
+        size, digest = path.stat().st_size, sha256_file(path)
         stop_time = max(row.start_time, path.stat().st_mtime)
     except (OSError, CodecError):
         logger.exception("RECORDID %d: %s cannot be read back; its row is completed empty",

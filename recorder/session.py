@@ -7,7 +7,6 @@ file is only ever touched by one thread at a time.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -19,10 +18,10 @@ import numpy.typing as npt
 
 from recorder.capture import Channel
 from recorder.codecs import AudioWriter
+from recorder.paths import sha256_file
 
 logger = logging.getLogger(__name__)
 
-HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ class RecordingSession:
                 self.failed = self.failed or str(exc)
                 logger.exception("%s: closing failed", self.path)
             try:
-                size, digest = self.path.stat().st_size, _sha256(self.path)
+                size, digest = self.path.stat().st_size, sha256_file(self.path)
             except OSError as exc:
                 self.failed = self.failed or str(exc)
                 logger.exception("%s: cannot read back the closed file", self.path)
@@ -168,10 +167,3 @@ class RecordingSession:
         mono: npt.NDArray[np.int16] = np.clip(mixed, -32768, 32767).astype(np.int16)
         return mono
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

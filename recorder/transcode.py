@@ -24,7 +24,6 @@ crash-safe as PCM, so such recordings are written in G.711 while they are record
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -36,6 +35,7 @@ from typing import Any
 
 from recorder.codecs import convert, get_format
 from recorder.errors import CodecError
+from recorder.paths import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ Done = Callable[[Path, Path, int, str], None]
 
 PART_SUFFIX = ".part"
 SOURCE_SUFFIX = ".wav"
-HASH_CHUNK = 1 << 20
 DEFAULT_WORKERS = 2
 
 
@@ -66,13 +65,6 @@ def _fsync_dir(directory: Path) -> None:
     finally:
         os.close(fd)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def target_path(wav: Path, fmt: str) -> Path:
@@ -103,7 +95,7 @@ def transcode_file(wav: Path, fmt: str, done: Done | None = None,
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    size, digest = final.stat().st_size, _sha256(final)
+    size, digest = final.stat().st_size, sha256_file(final)
     if done is not None:
         done(wav, final, size, digest)
     wav.unlink(missing_ok=True)
