@@ -24,7 +24,7 @@ from recorder.codecs import (
 )
 from recorder.codecs.wav import read_wav_info
 from recorder.errors import CodecError
-from tests.test_codecs_support import (
+from tests.codecs_support import (
     ffmpeg_decode,
     ffprobe,
     make_speech,

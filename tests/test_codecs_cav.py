@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 
 from recorder.codecs import cav, open_writer
-from tests.test_codecs_support import ffmpeg_decode, make_speech
+from tests.codecs_support import ffmpeg_decode, make_speech
 
 FAST = 12  # scrypt N=2^12 where a test derives many keys; the default (2^17) is tested once
 METADATA = {

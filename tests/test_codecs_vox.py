@@ -14,7 +14,7 @@ import soundfile
 from recorder.codecs import encode_pending, open_writer, read_audio, vox
 from recorder.codecs.resample import resample
 from recorder.codecs.vox import VoxWriter
-from tests.test_codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
+from tests.codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
 
 OKI_FFMPEG = ("-c:a", "adpcm_ima_oki", "-f", "s8", "-ac", "1")
 

@@ -20,7 +20,7 @@ import pytest
 from recorder.codecs import open_writer, vox
 from recorder.errors import CodecError
 from recorder.transcode import Transcoder, find_unfinished, transcode_file
-from tests.test_codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
+from tests.codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
 
 Call = tuple[Path, Path, int, str]
 
