@@ -117,9 +117,21 @@ class ThreadedDriver(Driver):
         if self._thread is not None:
             raise RuntimeError(f"{self.key}: driver already started")
         self._thread = threading.Thread(
-            target=self._run, args=(sink,), name=f"driver-{self.key}", daemon=True
+            target=self._main, args=(sink,), name=f"driver-{self.key}", daemon=True
         )
         self._thread.start()
+
+    def _main(self, sink: DriverSink) -> None:
+        try:
+            self._run(sink)
+        except Exception as exc:
+            # A bug, not a device problem (those are the driver's to retry): say so loudly and
+            # show the channels in Error rather than dying silently.
+            logger.exception("%s: capture thread failed; this board delivers no more audio",
+                             self.key)
+            sink.state(DriverState.ERROR, f"capture thread failed: {exc}")
+            return
+        sink.state(DriverState.STOPPED)
 
     def stop(self) -> None:
         self._stop.set()
@@ -149,30 +161,23 @@ class PacedDriver(ThreadedDriver):
         origin = time.monotonic()
         sent = 0
         lost = 0
-        try:
-            sink.state(DriverState.RUNNING)
-            while not self._stop.is_set():
-                if self.realtime:
-                    due = origin + sent * period
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        if self._stop.wait(delay):
-                            break
-                    elif -delay > MAX_CATCH_UP_SECONDS:
-                        logger.warning("%s: fell %.1f s behind real time; resuming from now",
-                                       self.key, -delay)
-                        lost += round(-delay * self.sample_rate)
-                        origin, sent = time.monotonic(), 0
-                        continue
-                sink.audio(self.next_block(self.block_frames), lost)
-                lost = 0
-                sent += 1
-        except Exception as exc:
-            logger.exception("%s: capture thread failed; this board delivers no more audio",
-                             self.key)
-            sink.state(DriverState.ERROR, f"capture thread failed: {exc}")
-            return
-        sink.state(DriverState.STOPPED)
+        sink.state(DriverState.RUNNING)
+        while not self._stop.is_set():
+            if self.realtime:
+                due = origin + sent * period
+                delay = due - time.monotonic()
+                if delay > 0:
+                    if self._stop.wait(delay):
+                        break
+                elif -delay > MAX_CATCH_UP_SECONDS:
+                    logger.warning("%s: fell %.1f s behind real time; resuming from now",
+                                   self.key, -delay)
+                    lost += round(-delay * self.sample_rate)
+                    origin, sent = time.monotonic(), 0
+                    continue
+            sink.audio(self.next_block(self.block_frames), lost)
+            lost = 0
+            sent += 1
 
 
 __all__ = ["Block", "Driver", "DriverSink", "DriverState", "LineEvent", "LineEventKind",

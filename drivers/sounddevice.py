@@ -240,45 +240,38 @@ class SoundDeviceDriver(ThreadedDriver):
         delay = FIRST_RETRY_SECONDS
         attempt = 0
         away_since: float | None = None  # when the last stream delivered its last block
-        try:
-            while not self._stop.is_set():
-                if attempt:
-                    sink.state(DriverState.RESETTING,
-                               f"reopening {self._target()} (attempt {attempt})")
-                capture = _Capture(sink, self.sample_rate, self.block_frames, sd.CallbackAbort,
-                                   resume_from=away_since)
+        while not self._stop.is_set():
+            if attempt:
+                sink.state(DriverState.RESETTING,
+                           f"reopening {self._target()} (attempt {attempt})")
+            capture = _Capture(sink, self.sample_rate, self.block_frames, sd.CallbackAbort,
+                               resume_from=away_since)
+            try:
+                stream = self._open(capture, refresh=attempt > 0)
+            except (DriverError, sd.PortAudioError, ValueError, OSError) as exc:
+                sink.state(DriverState.ERROR, f"cannot open {self._target()}: {exc}")
+            else:
                 try:
-                    stream = self._open(capture, refresh=attempt > 0)
-                except (DriverError, sd.PortAudioError, ValueError, OSError) as exc:
-                    sink.state(DriverState.ERROR, f"cannot open {self._target()}: {exc}")
-                else:
-                    try:
-                        reason = self._watch(stream, capture, sink)
-                        if reason is not None:
-                            # Said before closing: closing a stream whose sound server hangs
-                            # can take as long as the server does.
-                            sink.state(DriverState.ERROR, reason)
-                            if capture.failure is not None:
-                                logger.error("%s: the capture callback failed", self.key,
-                                             exc_info=capture.failure)
-                    finally:
-                        self._close(stream)
-                        self.overflows += capture.overflows
-                    if reason is None:
-                        break
-                    if capture.last_arrival is not None:
-                        away_since = capture.last_arrival
-                        delay = FIRST_RETRY_SECONDS  # it ran: back-off starts afresh
-                attempt += 1
-                if self._stop.wait(delay):
+                    reason = self._watch(stream, capture, sink)
+                    if reason is not None:
+                        # Said before closing: closing a stream whose sound server hangs
+                        # can take as long as the server does.
+                        sink.state(DriverState.ERROR, reason)
+                        if capture.failure is not None:
+                            logger.error("%s: the capture callback failed", self.key,
+                                         exc_info=capture.failure)
+                finally:
+                    self._close(stream)
+                    self.overflows += capture.overflows
+                if reason is None:
                     break
-                delay = min(delay * 2, self.config.reopen_max_seconds)
-        except Exception as exc:
-            logger.exception("%s: the sound device supervisor failed; this board delivers no "
-                             "more audio", self.key)
-            sink.state(DriverState.ERROR, f"supervisor failed: {exc}")
-            return
-        sink.state(DriverState.STOPPED)
+                if capture.last_arrival is not None:
+                    away_since = capture.last_arrival
+                    delay = FIRST_RETRY_SECONDS  # it ran: back-off starts afresh
+            attempt += 1
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, self.config.reopen_max_seconds)
 
     def _target(self) -> str:
         return f"{self.config.device!r}" if self.config.device else "the default input device"

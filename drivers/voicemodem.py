@@ -714,40 +714,33 @@ class VoiceModemDriver(ThreadedDriver):
         timeline = Timeline(sink, SAMPLE_RATE, self.block_frames)
         backoff = FIRST_BACKOFF_SECONDS
         attempt = 0
-        try:
-            sink.state(DriverState.STARTING)
-            while not self._stop.is_set():
-                if attempt:
-                    sink.state(DriverState.RESETTING,
-                               f"reopening {self.config.port} (attempt {attempt})")
-                attempt += 1
-                protocol = self._protocol(timeline)
+        sink.state(DriverState.STARTING)
+        while not self._stop.is_set():
+            if attempt:
+                sink.state(DriverState.RESETTING,
+                           f"reopening {self.config.port} (attempt {attempt})")
+            attempt += 1
+            protocol = self._protocol(timeline)
+            try:
+                port = self._open()
+            except DriverError as exc:
+                sink.state(DriverState.ERROR, str(exc))
+            else:
                 try:
-                    port = self._open()
-                except DriverError as exc:
-                    sink.state(DriverState.ERROR, str(exc))
-                else:
-                    try:
-                        self._serve(port, protocol, timeline, sink)
-                        break  # only returns once stopped
-                    except _Stopped:
-                        break
-                    except (DriverError, serial.SerialException, OSError) as exc:
-                        protocol.connection_lost(exc)
-                        sink.state(DriverState.ERROR, str(exc))
-                        if protocol.mode is not _Mode.SETUP:
-                            backoff = FIRST_BACKOFF_SECONDS  # it had been running: start over
-                    finally:
-                        port.close()
-                if self._stop.wait(backoff):
+                    self._serve(port, protocol, timeline, sink)
+                    break  # only returns once stopped
+                except _Stopped:
                     break
-                backoff = min(backoff * 2, self.config.reopen_max_seconds)
-        except Exception as exc:
-            logger.exception("%s: capture thread failed; this board delivers no more audio",
-                             self.key)
-            sink.state(DriverState.ERROR, f"capture thread failed: {exc}")
-            return
-        sink.state(DriverState.STOPPED)
+                except (DriverError, serial.SerialException, OSError) as exc:
+                    protocol.connection_lost(exc)
+                    sink.state(DriverState.ERROR, str(exc))
+                    if protocol.mode is not _Mode.SETUP:
+                        backoff = FIRST_BACKOFF_SECONDS  # it had been running: start over
+                finally:
+                    port.close()
+            if self._stop.wait(backoff):
+                break
+            backoff = min(backoff * 2, self.config.reopen_max_seconds)
 
     def _serve(self, port: serial.Serial, protocol: V253Protocol, timeline: Timeline,
                sink: DriverSink) -> None:
