@@ -22,8 +22,11 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+import numpy.typing as npt
+
 from recorder.calls import STOP_TRIGGER, CallStart, DeviceQuery
-from recorder.capture import CaptureCore, Channel, StampedEvent
+from recorder.capture import CaptureBoard, CaptureCore, Channel, StampedEvent
 from recorder.devices import LiveCall
 from recorder.drivers import LineEventKind
 from recorder.errors import ResultError
@@ -60,16 +63,45 @@ class Activity:
     silence_since: int
 
 
-def vox_step(active: bool, now: Activity, params: VoxParams, armed_from: int = 0) -> Action | None:
-    """What a vox channel does now.
+Bools = npt.NDArray[np.bool_]
+Ints = npt.NDArray[np.int64]
 
-    ``armed_from``: only speech that began at or after this position starts a recording (after
-    someone else stopped the last one, the speech it was stopped in does not restart it).
+
+@dataclass(frozen=True)
+class VoxState:
+    """Every vox device of a board at once (arrays, one entry per device)."""
+
+    measured: int
+    silent: Bools
+    speech_since: Ints
+    silence_since: Ints
+
+
+def vox_decide(active: Bools, now: VoxState, start_frames: Ints, hold_frames: Ints,
+               armed_from: Ints) -> tuple[Bools, Bools]:
+    """Which vox devices start a recording now, and which stop one, vectorized.
+
+    A device starts once its speech has lasted ``start_frames`` (at the sample the speech began),
+    and stops once silence has lasted ``hold_frames`` (at the end of that hold). ``armed_from``:
+    only speech that began at or after it starts a recording (after someone else stopped the last
+    one, the speech it was stopped in does not restart it).
     """
-    if (not active and not now.silent and now.speech_since >= armed_from
-            and now.measured - now.speech_since >= params.start_frames):
+    start = (~active & ~now.silent & (now.speech_since >= armed_from)
+             & (now.measured - now.speech_since >= start_frames))
+    stop = active & now.silent & (now.measured - now.silence_since >= hold_frames)
+    return start, stop
+
+
+def vox_step(active: bool, now: Activity, params: VoxParams, armed_from: int = 0) -> Action | None:
+    """``vox_decide`` for one channel, as an Action."""
+    start, stop = vox_decide(
+        np.array([active]),
+        VoxState(now.measured, np.array([now.silent]), np.array([now.speech_since]),
+                 np.array([now.silence_since])),
+        np.array([params.start_frames]), np.array([params.hold_frames]), np.array([armed_from]))
+    if start[0]:
         return Action("start", now.speech_since)
-    if active and now.silent and now.measured - now.silence_since >= params.hold_frames:
+    if stop[0]:
         return Action("stop", now.silence_since + params.hold_frames)
     return None
 
@@ -114,15 +146,43 @@ def line_step(state: LineState, event: StampedEvent,
 # --- the loop ------------------------------------------------------------------------------------
 
 
+class _VoxGroup:
+    """The vox devices of one board, as arrays for ``vox_decide``."""
+
+    def __init__(self, board: CaptureBoard, devices: list[_Tracked],
+                 params: list[VoxParams]) -> None:
+        self.board = board
+        self.devices = devices
+        self.first = np.array([t.taps[0].index for t in devices], dtype=np.int64)
+        self.second = np.array([t.taps[-1].index for t in devices], dtype=np.int64)
+        self.start_frames = np.array([p.start_frames for p in params], dtype=np.int64)
+        self.hold_frames = np.array([p.hold_frames for p in params], dtype=np.int64)
+        self.active = np.zeros(len(devices), dtype=bool)
+        self.armed_from = np.zeros(len(devices), dtype=np.int64)
+
+
+def combine_sides(measured: int, silent: Bools, speech: Ints, silence: Ints, *, first: Ints,
+                  second: Ints) -> VoxState:
+    """Per device, from its channels' meters: speech if either side speaks (since the earliest
+    side that is speaking), silence since the later side fell silent. A device tapped once has
+    ``second == first``."""
+    s1, s2 = silent[first], silent[second]
+    speech_since = np.where(~s1 & ~s2, np.minimum(speech[first], speech[second]),
+                            np.where(~s1, speech[first], speech[second]))
+    return VoxState(measured, s1 & s2, speech_since,
+                    np.maximum(silence[first], silence[second]))
+
+
 def combine(parts: Sequence[Activity]) -> Activity:
-    """The activity of a device tapped in both directions: speech if either side speaks."""
-    if len(parts) == 1:
-        return parts[0]
-    speaking = [p for p in parts if not p.silent]
-    measured = min(p.measured for p in parts)
-    if speaking:
-        return Activity(measured, False, min(p.speech_since for p in speaking), 0)
-    return Activity(measured, True, 0, max(p.silence_since for p in parts))
+    """``combine_sides`` for one device of one or two channels."""
+    pair = [parts[0], parts[-1]]
+    both = combine_sides(min(p.measured for p in parts), np.array([p.silent for p in pair]),
+                         np.array([p.speech_since for p in pair]),
+                         np.array([p.silence_since for p in pair]),
+                         first=np.array([0]), second=np.array([1]))
+    silent = bool(both.silent[0])
+    return Activity(both.measured, silent, 0 if silent else int(both.speech_since[0]),
+                    int(both.silence_since[0]) if silent else 0)
 
 
 @dataclass(eq=False)
@@ -166,11 +226,18 @@ class TriggerLoop:
                 tracked = _Tracked(taps)
                 self._devices.append(tracked)
                 self._tracked.update((tap.id, tracked) for tap in taps)
-        # Vox parameters per channel id; only for vox channels.
-        self._vox: dict[int, VoxParams] = {}
-        for channel, params in zip(capture.channels, vox or [], strict=False):
-            if channel.trigger == "vox" and params is not None:
-                self._vox[channel.id] = params
+        self._always = [t for t in self._devices if t.channel.trigger == "always"]
+        # Vox devices by board, evaluated as arrays: thousands of channels cost a few numpy
+        # calls a tick, and Python only touches the devices that start or stop.
+        params = {c.id: p for c, p in zip(capture.channels, vox or [], strict=False)
+                  if p is not None}
+        self._vox_groups: list[_VoxGroup] = []
+        for board in capture.boards:
+            devices = [t for t in self._devices if t.channel.board is board
+                       and t.channel.trigger == "vox" and params.get(t.channel.id)]
+            if devices:
+                self._vox_groups.append(_VoxGroup(
+                    board, devices, [params[t.channel.id] for t in devices]))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="triggers", daemon=True)
 
@@ -210,26 +277,34 @@ class TriggerLoop:
             tracked.line, action = line_step(tracked.line, event, memory)
             if action is not None:
                 self._apply(tracked, action)
-        if self._vox:
+        if self._vox_groups:
             self._capture.measure()  # up to the newest window, not the monitor's last pass
-            for board in self._capture.boards:
-                devices = [t for t in self._devices
-                           if t.channel.board is board and t.channel.id in self._vox]
-                if not devices:
-                    continue
-                measured, silent, speech, silence = board.activity()
-                for tracked in devices:
-                    tracked.check_ended_elsewhere()
-                    now = combine([
-                        Activity(measured, bool(silent[i]), int(speech[i]), int(silence[i]))
-                        for i in (tap.index for tap in tracked.taps)])
-                    action = vox_step(tracked.active, now, self._vox[tracked.channel.id],
-                                      tracked.armed_from)
-                    if action is not None:
-                        self._apply(tracked, action)
-        for tracked in self._devices:
-            if tracked.channel.trigger == "always" and not tracked.active:
+            for group in self._vox_groups:
+                self._vox_tick(group)
+        for tracked in self._always:
+            if not tracked.active:
                 self._apply(tracked, Action("start", tracked.channel.position))
+
+    def _vox_tick(self, group: _VoxGroup) -> None:
+        # Calls the API (or anyone else) ended since the last tick: re-arm those devices.
+        for k in np.flatnonzero(group.active):
+            tracked = group.devices[k]
+            if not tracked.active:
+                tracked.check_ended_elsewhere()
+                group.active[k] = False
+                group.armed_from[k] = tracked.armed_from
+        measured, silent, speech, silence = group.board.activity()
+        now = combine_sides(measured, silent, speech, silence, first=group.first,
+                            second=group.second)
+        start, stop = vox_decide(group.active, now, group.start_frames, group.hold_frames,
+                                 group.armed_from)
+        for k in np.flatnonzero(start):
+            self._apply(group.devices[k], Action("start", int(now.speech_since[k])))
+            group.active[k] = group.devices[k].active
+        for k in np.flatnonzero(stop):
+            position = int(now.silence_since[k] + group.hold_frames[k])
+            self._apply(group.devices[k], Action("stop", position))
+            group.active[k] = False
 
     def _apply(self, tracked: _Tracked, action: Action) -> None:
         channel = tracked.channel

@@ -24,8 +24,10 @@ from recorder.triggers import (
     LineState,
     TriggerLoop,
     VoxParams,
+    VoxState,
     combine,
     line_step,
+    vox_decide,
     vox_step,
 )
 from recorder.writer import WriterLoop
@@ -52,6 +54,22 @@ P = VoxParams(start_frames=1600, hold_frames=8000)  # 0.2 s to start, 1 s to sto
 ])
 def test_vox_step(active: bool, now: Activity, action: Action | None) -> None:
     assert vox_step(active, now, P) == action
+
+
+def test_vox_decide_takes_every_device_of_a_board_at_once() -> None:
+    # The six rows of test_vox_step as one board of six devices, measured up to 23,000.
+    active = np.array([False, False, False, True, True, True])
+    now = VoxState(23_000, silent=np.array([False, False, True, True, True, False]),
+                   speech_since=np.array([22_000, 9_000, 9_000, 9_000, 9_000, 9_000]),
+                   silence_since=np.array([0, 0, 20_000, 21_000, 15_000, 0]))
+    start, stop = vox_decide(active, now, np.full(6, 1600), np.full(6, 8000),
+                             armed_from=np.array([0, 0, 0, 0, 0, 0]))
+    assert start.tolist() == [False, True, False, False, False, False]
+    assert stop.tolist() == [False, False, False, False, True, False]
+    # Speech that began before the device was re-armed does not start it.
+    start, _ = vox_decide(active, now, np.full(6, 1600), np.full(6, 8000),
+                          armed_from=np.full(6, 10_000))
+    assert not start.any()
 
 
 def event(kind: LineEventKind, position: int, **data: str) -> StampedEvent:
