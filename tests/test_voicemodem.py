@@ -17,7 +17,7 @@ import soundfile
 from recorder.app import Recorder
 from recorder.config import VoiceModemBoardConfig, config_from_dict
 from recorder.drivers import Driver, DriverState, LineEvent, LineEventKind, create_driver
-from recorder.drivers.voicemodem import (
+from recorder.drivers.v253 import (
     ULAW_TO_INT16,
     AudioFormat,
     Timeline,
