@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recorder.config import DEFAULT_TERMINOLOGY
+from recorder.events import EventSink, NoEvents
+from recorder.mailer import Mailer
 from recorder.scheduler import Scheduler
 from recorder.store import Store
 
@@ -23,6 +25,12 @@ class ApiContext:
     recordings_dir: Path | None = None
     # FETCHTERMINOLOGY's names and values (config [terminology]).
     terminology: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TERMINOLOGY))
+    # Where handlers publish what they change (CHATSTART...): the event bus of the recorder.
+    events: EventSink = field(default_factory=NoEvents)
+    # EMAIL and COMBINEDEMAIL send through it; None (or not configured): they answer 31.
+    mailer: Mailer | None = None
+    # Exports are written here before they are sent (data_dir/tmp); None: the system's.
+    work_dir: Path | None = None
 
     def sent_to_cores(self, request_type: str) -> str:
         """The manual's API_OK message for requests forwarded to the recording cores."""

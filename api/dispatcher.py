@@ -16,6 +16,9 @@ from recorder.api.handlers import (
     calls,
     channels,
     chat,
+    email,
+    events,
+    export,
     groups,
     roles,
     stations,
@@ -38,6 +41,14 @@ HANDLERS: dict[str, Handler] = {
     "CALLSTART": calls.call_start,
     "CALLSTOP": calls.call_stop,
     "CALLUPDATE": calls.call_update,
+    "RECORDSTART": calls.record_start,
+    "RECORDSTOP": calls.record_stop,
+    "BLACKOUTSTART": calls.blackout_start,
+    "BLACKOUTSTOP": calls.blackout_stop,
+    "AGENTBLACKOUTSTART": calls.agent_blackout_start,
+    "AGENTBLACKOUTSTOP": calls.agent_blackout_stop,
+    "DEVICELIST": status.device_list,
+    "DEVICERECORDINGSTATUS": status.device_recording_status,
     "CALLLIST": status.call_list,
     "DEVICESTATUS": status.device_status,
     "CHANNELS": channels.channels,
@@ -57,6 +68,12 @@ HANDLERS: dict[str, Handler] = {
     "MODIFYUSERROLE": roles.modify_user_role,
     "MODIFYROLEPERMISSION": roles.modify_role_permission,
     "AGENTWINDOW": agentwindow.agent_window,
+    "EMAIL": email.email,
+    "COMBINEDEMAIL": email.combined_email,
+    # The transports carry these out themselves (a stream, media); HANDLERS answers them where
+    # they cannot be: EVENTS on the WebAPI's request page, the media functions on the socket.
+    "EVENTS": events.events_elsewhere,
+    **dict.fromkeys(export.MEDIA_REQUESTS, export.webapi_only),
 }
 
 # The manual's "Deprecated Functions" table: function -> (replacement, version it went in).
@@ -72,11 +89,7 @@ DEPRECATED: dict[str, tuple[str | None, str]] = {
 
 # Request types the manual defines that this release does not carry out yet. They answer 49
 # saying so, rather than 10 "unknown", which would tell an integrator their spelling is wrong.
-PLANNED: frozenset[str] = frozenset({
-    "RECORDSTART", "RECORDSTOP", "DEVICELIST", "DEVICERECORDINGSTATUS",
-    "BLACKOUTSTART", "BLACKOUTSTOP", "AGENTBLACKOUTSTART", "AGENTBLACKOUTSTOP", "EMAIL",
-    "COMBINEDEMAIL", "EVENTS", "EXPORT", "COMBINEDEXPORT", "COMBINEEXPORT", "MULTIEXPORT",
-})
+PLANNED: frozenset[str] = frozenset()
 
 REQUESTID_MAX = 2147483647
 ECHO_MAX = 64
@@ -89,25 +102,33 @@ class Dispatcher:
         self._ctx = ctx
         self._handlers = dict(handlers)
 
-    def handle_xml(self, message: bytes) -> bytes:
-        """Answer one socket message with its RESULT (UTF-8, one line)."""
+    def handle_xml(self, message: bytes,
+                   handlers: Mapping[str, Handler] | None = None) -> bytes:
+        """Answer one socket message with its RESULT (UTF-8, one line).
+
+        ``handlers`` take the place of the shared ones for this request: how a transport
+        carries out what only it can (a connection's event subscription, media as an HTTP
+        body) with the dispatcher's checks and error handling.
+        """
         try:
             request = parse_request(message)
         except RequestError as exc:
             refused = ApiRequest(exc.request_type, exc.request_id)
             return self._render(refused, ApiResult(exc.code, exc.message))
-        return self.handle(request)
+        return self.handle(request, handlers)
 
-    def handle_params(self, pairs: Iterable[tuple[str, str]]) -> bytes:
+    def handle_params(self, pairs: Iterable[tuple[str, str]],
+                      handlers: Mapping[str, Handler] | None = None) -> bytes:
         """Answer a WebAPI call from its (already de-duplicated) name/value pairs."""
         params = {name.upper(): value.strip() for name, value in pairs}
         request_type = params.pop("TYPE", None) or params.pop("REQUESTTYPE", "")
         params.pop("REQUESTTYPE", None)
         request_id = params.pop("REQUESTID", None)
-        return self.handle(ApiRequest(request_type.upper(), request_id, params))
+        return self.handle(ApiRequest(request_type.upper(), request_id, params), handlers)
 
-    def handle(self, request: ApiRequest) -> bytes:
-        result = self.dispatch(request)
+    def handle(self, request: ApiRequest,
+               handlers: Mapping[str, Handler] | None = None) -> bytes:
+        result = self.dispatch(request, handlers)
         logger.debug("%s %s -> %d %s", request.type, request.request_id, result.code,
                      result.message)
         return self._render(request, result)
@@ -126,12 +147,13 @@ class Dispatcher:
                 ResultCode.API_ERROR_PROCESSING_MESSAGE,
                 f"{request.type} failed inside the recorder; see its log"))
 
-    def dispatch(self, request: ApiRequest) -> ApiResult:
+    def dispatch(self, request: ApiRequest,
+                 handlers: Mapping[str, Handler] | None = None) -> ApiResult:
         try:
             problem = _request_id_problem(request.request_id)
             if problem is not None:
                 raise RequestError(ResultCode.API_REQUESTID_INVALID, problem)
-            handler = self._handler(request.type)
+            handler = (handlers or {}).get(request.type) or self._handler(request.type)
             return handler(self._ctx, Params(request.params, request.type))
         except ResultError as exc:
             return ApiResult(exc.code, exc.message)

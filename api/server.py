@@ -1,9 +1,11 @@
-"""Runs the socket API and the WebAPI on one asyncio event loop in a thread of its own."""
+"""Runs the socket API and the WebAPI (HTTP, and HTTPS when a certificate is configured) on one
+asyncio event loop in a thread of its own. All of them share one dispatcher and one event bus."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +15,7 @@ from recorder.api.socket_server import SocketApi
 from recorder.api.webapi import WebApi
 from recorder.config import ApiConfig
 from recorder.errors import StartupError
+from recorder.eventbus import EventBus
 
 logger = logging.getLogger(__name__)
 
@@ -22,12 +25,14 @@ START_TIMEOUT = 30.0
 class ApiServer:
     """Both API transports; ``start`` returns once both listen, or raises StartupError."""
 
-    def __init__(self, config: ApiConfig, dispatcher: Dispatcher) -> None:
+    def __init__(self, config: ApiConfig, dispatcher: Dispatcher,
+                 events: EventBus | None = None) -> None:
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="api")
         self._socket = SocketApi(dispatcher, self._executor, config.max_message_bytes,
-                                 config.message_timeout_seconds)
-        self._web = WebApi(dispatcher, self._executor)
+                                 config.message_timeout_seconds, events)
+        self._web = WebApi(dispatcher, self._executor, events)
+        self._tls: ssl.SSLContext | None = None
         self._thread = threading.Thread(target=self._run, name="api-loop", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -35,8 +40,10 @@ class ApiServer:
         self._stopping: asyncio.Event | None = None
         self.socket_address: tuple[str, int] = ("", 0)
         self.web_address: tuple[str, int] = ("", 0)
+        self.tls_address: tuple[str, int] | None = None  # set when HTTPS is served
 
     def start(self) -> None:
+        self._tls = tls_context(self._config)
         self._thread.start()
         if not self._ready.wait(START_TIMEOUT):
             raise StartupError("the API servers did not start within "
@@ -49,6 +56,9 @@ class ApiServer:
         logger.info("socket API listening on %s:%d", host, port)
         host, port = self.web_address
         logger.info("WebAPI listening on http://%s:%d/webAPI.aspx", host, port)
+        if self.tls_address is not None:
+            host, port = self.tls_address
+            logger.info("WebAPI listening on https://%s:%d/webAPI.aspx", host, port)
 
     def stop(self) -> None:
         """Stop accepting, drop connections, and let requests already running finish."""
@@ -82,6 +92,10 @@ class ApiServer:
             port = self._config.web_port
             self.web_address = await self._listen(
                 "api.web_port", port, self._web.start(host, port))
+            if self._tls is not None:
+                port = self._config.tls_port
+                self.tls_address = await self._listen(
+                    "api.tls_port", port, self._web.start(host, port, self._tls))
         except StartupError as exc:
             self._error = exc
             await self._socket.close()
@@ -100,3 +114,16 @@ class ApiServer:
         except OSError as exc:
             raise StartupError(f"{key}: cannot listen on {self._config.host}:{port}: "
                                f"{exc.strerror or exc}") from exc
+
+
+def tls_context(config: ApiConfig) -> ssl.SSLContext | None:
+    """The server side of HTTPS from api.tls_cert and api.tls_key; None when not configured."""
+    if not config.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"api.tls_cert: cannot use {config.tls_cert} with the key "
+                           f"{config.tls_key}: {getattr(exc, 'reason', None) or exc}") from exc
+    return context

@@ -1,21 +1,36 @@
-"""The WebAPI: every request type over HTTP, at /webAPI.aspx and /webAPI.php in any case.
+"""The WebAPI: every request type over HTTP (and HTTPS), at /webAPI.aspx and /webAPI.php in any
+case, plus the event interface as Server-Sent Events at /events.
 
 Parameters come from the query string and, for POST, a form body; names are case-insensitive.
-The answer is the same RESULT the socket API gives, through the same dispatcher.
+The answer is the same RESULT the socket API gives, through the same dispatcher, except for the
+media functions (EXPORT, COMBINEDEXPORT/COMBINEEXPORT, MULTIEXPORT): their answer is the media
+itself, exported on a worker thread into a temporary file that is then streamed (with HTTP Range
+support) and deleted; only their errors are a RESULT. See docs/events.md for /events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
+from collections.abc import Mapping
 from concurrent.futures import Executor
+from functools import partial
+from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from recorder.api.dispatcher import Dispatcher
+from recorder.api.handlers.events import SSE_PATH, event_filter, render_event, subscribed
+from recorder.api.handlers.export import MEDIA_REQUESTS, Media, media_handlers
 from recorder.api.request import ApiResult, RequestError, invalid
+from recorder.api.socket_server import cut, limit_send_buffer
 from recorder.api.webparams import lookup, merge_params
 from recorder.api.xmlcodec import render_result
+from recorder.eventbus import EventBus, Subscription
+from recorder.resultcodes import ResultCode
 
 logger = logging.getLogger(__name__)
 
@@ -24,32 +39,55 @@ PAGES = frozenset({"/webapi.aspx", "/webapi.php"})
 SHUTDOWN_TIMEOUT = 2.0
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 MAX_BODY = 1 << 20
+# An idle event stream gets a comment this often, so proxies keep it open and a client that
+# has gone away is noticed.
+HEARTBEAT_SECONDS = 15.0
+CHECK_SECONDS = 1.0  # how soon a stream notices its client has gone
+SSE_RETRY_MS = 3000
 
 
 class WebApi:
-    """Serves the WebAPI over HTTP on one port."""
+    """Serves the WebAPI over HTTP, and over HTTPS on a second port when given a TLS context."""
 
-    def __init__(self, dispatcher: Dispatcher, executor: Executor) -> None:
+    def __init__(self, dispatcher: Dispatcher, executor: Executor,
+                 events: EventBus | None = None,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
         self._dispatcher = dispatcher
         self._executor = executor
+        self._events = events
+        self._heartbeat = heartbeat_seconds
+        self._streams: set[Subscription] = set()
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=SHUTDOWN_TIMEOUT)
+        self._set_up = False
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+    async def start(self, host: str, port: int,
+                    ssl_context: ssl.SSLContext | None = None) -> tuple[str, int]:
+        """Listen on ``host``:``port`` (HTTPS with ``ssl_context``); may be called per port."""
+        if not self._set_up:
+            await self._runner.setup()
+            self._set_up = True
+        before = len(self._runner.addresses)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True,
+                           ssl_context=ssl_context)
         await site.start()
-        address = self._runner.addresses[0]
+        address = self._runner.addresses[before]
         return str(address[0]), int(address[1])
 
     async def close(self) -> None:
+        for subscription in list(self._streams):
+            subscription.close()  # ends the event streams, so shutdown need not cut them
         await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if request.path.lower() not in PAGES:
-            raise web.HTTPNotFound(text="the WebAPI is at /webAPI.aspx or /webAPI.php\n")
+        path = request.path.lower()
+        if path == SSE_PATH:
+            return await self._event_stream(request)
+        if path not in PAGES:
+            raise web.HTTPNotFound(text="the WebAPI is at /webAPI.aspx or /webAPI.php, its "
+                                   f"event stream at {SSE_PATH}\n")
         if request.method not in ("GET", "POST", "HEAD"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST", "HEAD"])
         pairs = list(request.query.items())
@@ -62,9 +100,95 @@ class WebApi:
             params = merge_params(pairs)
         except RequestError as exc:
             return self._xml(self._refused(pairs, exc))
+        request_type = (lookup(params, "TYPE") or lookup(params, "REQUESTTYPE") or "")
+        if request_type.strip().upper() in MEDIA_REQUESTS:
+            return await self._media(request, params)
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(self._executor, self._dispatcher.handle_params, params)
         return self._xml(body)
+
+    async def _media(self, request: web.Request,
+                     params: list[tuple[str, str]]) -> web.StreamResponse:
+        """A media function: the exported file as the body, or the RESULT of its error."""
+        delivered: list[Media] = []
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(self._executor, partial(
+            self._dispatcher.handle_params, params, media_handlers(delivered.append)))
+        if not delivered:
+            return self._xml(body)
+        media = delivered[0]
+        return _TemporaryFileResponse(media.path, headers={
+            "Content-Type": media.content_type,
+            "Content-Disposition": f'attachment; filename="{media.filename}"',
+            # Recordings are personal data: no cache on the way keeps a copy.
+            "Cache-Control": "private, no-store",
+        })
+
+    async def _event_stream(self, request: web.Request) -> web.StreamResponse:
+        """``GET /events?class=ALL&value=1001``: the event interface as Server-Sent Events."""
+        if request.method != "GET":
+            raise web.HTTPMethodNotAllowed(request.method, ["GET"])
+        pairs = list(request.query.items())
+        try:
+            params = merge_params(pairs)
+            wanted = event_filter(
+                lookup(params, "CLASS") or lookup(params, "EVENTCLASS") or "ALL",
+                lookup(params, "VALUE") or lookup(params, "EVENTVALUE"))
+        except RequestError as exc:
+            return self._xml(render_result("EVENTS", "", ApiResult(exc.code, exc.message)),
+                             status=400)
+        if self._events is None:
+            return self._xml(render_result("EVENTS", "", ApiResult(
+                ResultCode.API_COMMAND_NOT_SUPPORTED, "the event interface is not running")),
+                status=503)
+        transport = request.transport
+        if transport is not None:
+            limit_send_buffer(transport)
+        loop = asyncio.get_running_loop()
+        subscription = self._events.subscribe(
+            wanted.classes, wanted.devices, name=f"SSE {request.remote}", loop=loop,
+            on_drop=partial(cut, transport) if transport is not None else None)
+        self._streams.add(subscription)
+        logger.info("WebAPI: %s subscribed to %s events (EVENTXREF %d)", request.remote,
+                    wanted.event_class, subscription.xref)
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # a proxy must pass each event on as it comes
+        })
+        try:
+            await response.prepare(request)
+            result = render_result("EVENTS", "", subscribed(wanted, subscription.xref))
+            await response.write(b"retry: %d\nevent: RESULT\ndata: %s\n\n"
+                                 % (SSE_RETRY_MS, result))
+            quiet_since = loop.time()
+            while True:
+                try:
+                    event = await asyncio.wait_for(subscription.get(), CHECK_SECONDS)
+                except TimeoutError:
+                    # aiohttp does not interrupt a handler whose client left: look.
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    if loop.time() - quiet_since >= self._heartbeat:
+                        await response.write(b": keep-alive\n\n")
+                        quiet_since = loop.time()
+                    continue
+                if event is None:
+                    break
+                quiet_since = loop.time()
+                await response.write(b"event: %s\ndata: %s\n\n" % (
+                    event.event_type.encode(), render_event(event, subscription.xref)))
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()
+        except ConnectionError:
+            pass  # the client left, or was cut off for falling behind
+        finally:
+            subscription.close()
+            self._streams.discard(subscription)
+            if not subscription.dropped:
+                logger.info("WebAPI: %s unsubscribed (EVENTXREF %d)", request.remote,
+                            subscription.xref)
+        return response
 
     @staticmethod
     def _refused(pairs: list[tuple[str, str]], exc: RequestError) -> bytes:
@@ -73,5 +197,25 @@ class WebApi:
                              ApiResult(exc.code, exc.message))
 
     @staticmethod
-    def _xml(body: bytes) -> web.Response:
-        return web.Response(body=body, content_type="text/xml", charset="utf-8")
+    def _xml(body: bytes, status: int = 200) -> web.Response:
+        return web.Response(body=body, status=status, content_type="text/xml",
+                            charset="utf-8")
+
+
+class _TemporaryFileResponse(web.FileResponse):
+    """A file sent (whole, or the Range asked for) and then deleted.
+
+    FileResponse sends everything within ``prepare``, which aiohttp calls once the handler has
+    returned; the file goes as soon as that is over, sent or not. (One whose client vanished
+    before even that is removed from the work directory at the next start.)
+    """
+
+    def __init__(self, path: Path, headers: Mapping[str, str]) -> None:
+        super().__init__(path, headers=headers)
+        self._temporary = path
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        try:
+            return await super().prepare(request)
+        finally:
+            self._temporary.unlink(missing_ok=True)

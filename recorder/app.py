@@ -1,11 +1,11 @@
 """The composition root: builds every component, starts them in order, stops them in reverse.
 
 store (and the recordings a crash left, completed) -> after-call encoder -> drivers and capture
-core -> writer loop -> scheduler -> triggers -> API servers. Stopping runs the other way, so the
-API and the triggers stop starting calls before the scheduler finishes the recordings in
-progress, the drivers keep capturing until those recordings have their last samples, and the
-after-call encoder sees every finished recording (what it has not converted yet stays a playable
-WAV and is converted at the next start).
+core -> writer loop -> scheduler -> retention job -> triggers -> API servers. Stopping runs the
+other way, so the API and the triggers stop starting calls before the scheduler finishes the
+recordings in progress, the drivers keep capturing until those recordings have their last
+samples, and the after-call encoder sees every finished recording (what it has not converted yet
+stays a playable WAV and is converted at the next start).
 """
 
 from __future__ import annotations
@@ -20,9 +20,15 @@ from recorder.api.dispatcher import Dispatcher
 from recorder.api.server import ApiServer
 from recorder.capture import CaptureBoard, CaptureCore
 from recorder.config import Config
+from recorder.decision import Policy
+from recorder.diskspace import DiskGuard
 from recorder.drivers import create_driver
 from recorder.errors import StartupError
+from recorder.eventbus import EventBus
+from recorder.export import clean_work_dir
+from recorder.mailer import Mailer
 from recorder.recovery import complete_interrupted
+from recorder.retention import RetentionJob
 from recorder.scheduler import Scheduler, StoredFormat
 from recorder.store import Store, open_store
 from recorder.triggers import TriggerLoop, VoxParams
@@ -43,6 +49,8 @@ class Recorder:
         self.capture: CaptureCore | None = None
         self.scheduler: Scheduler | None = None
         self.api: ApiServer | None = None
+        self.events: EventBus | None = None
+        self.disk: DiskGuard | None = None
 
     def start(self) -> None:
         """Start every component; on failure, stop what had started and raise."""
@@ -98,13 +106,28 @@ class Recorder:
         writer.start()
         self._started("writer", lambda: self._halt("writer", writer.stop, writer.join))
 
+        # Before the scheduler, which publishes to it; closed last, ending every subscription.
+        events = self.events = EventBus(config.api.event_queue_size)
+        self._started("events", events.close)
+
+        disk = self.disk = DiskGuard.from_config(config)
         scheduler = self.scheduler = Scheduler(
             capture=capture, store=store, writer=writer,
             recordings_dir=config.storage.recordings_dir, core_ident=config.core.ident,
             preroll_seconds=config.capture.preroll_seconds,
             commit_delay_seconds=config.capture.commit_delay_seconds,
-            stereo=config.storage.stereo, stored=stored, after_call=after_call)
+            stereo=config.storage.stereo, stored=stored, after_call=after_call,
+            policy=Policy.from_config(config.recording, len(capture.channels)),
+            disk_ok=disk.ok, events=events)
+        scheduler.start()
         self._started("scheduler", scheduler.stop)
+
+        # Purges expired recordings daily (and makes room when the config allows it); only
+        # complete rows are ever touched, so it may run beside the scheduler.
+        retention = RetentionJob.from_config(store, config, disk)
+        retention.start()
+        self._started("retention", lambda: self._halt("retention", retention.stop,
+                                                      retention.join))
 
         triggers = TriggerLoop(capture, scheduler, vox=[
             VoxParams(round(board.vox_start_seconds * driver.sample_rate),
@@ -114,13 +137,31 @@ class Recorder:
         triggers.start()
         self._started("triggers", lambda: self._halt("triggers", triggers.stop, triggers.join))
 
+        work_dir = data_dir / "tmp"
+        try:
+            removed = clean_work_dir(work_dir)
+        except OSError as exc:
+            raise StartupError(f"storage.data_dir: cannot create {work_dir}: "
+                               f"{exc.strerror or exc}") from exc
+        if removed:
+            logger.info("removed %d unfinished export(s) from %s", removed, work_dir)
         context = ApiContext(scheduler=scheduler, store=store, core_ident=config.core.ident,
                              calllist_max_rows=config.api.calllist_max_rows,
                              recordings_dir=config.storage.recordings_dir,
-                             terminology=config.terminology)
-        api = self.api = ApiServer(config.api, Dispatcher(context))
+                             terminology=config.terminology, events=events,
+                             mailer=Mailer(config.smtp), work_dir=work_dir)
+        api = self.api = ApiServer(config.api, Dispatcher(context), events)
         api.start()
         self._started("api", lambda: self._halt("api", api.stop, api.join))
+
+    def reload(self, config: Config) -> None:
+        """Take up a changed config's schedules, filters and limits without dropping a call.
+
+        Keys that need a restart (boards, ports, storage) keep their running values.
+        """
+        if self.scheduler is not None and self.capture is not None:
+            self.scheduler.set_policy(
+                Policy.from_config(config.recording, len(self.capture.channels)))
 
     def stop(self) -> None:
         """Stop everything that started, newest first; safe to call more than once."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from recorder.errors import ConfigError
+from recorder.schedules import DAY_NAMES, parse_clock, parse_day, parse_direction
 
 DEFAULT_CONFIG_PATH = Path("/etc/recorder/recorder.toml")
 CONFIG_ENV = "RECORDER_CONFIG"
@@ -48,9 +49,13 @@ def setting(
     min: float | None = None,
     max: float | None = None,
     choices: tuple[str, ...] | None = None,
+    secret: bool = False,
 ) -> Any:
-    """Declare one config key: its default (none = required), range or choices, and meaning."""
-    meta = {"doc": doc, "min": min, "max": max, "choices": choices}
+    """Declare one config key: its default (none = required), range or choices, and meaning.
+
+    A ``secret`` key's value is masked when the effective config is printed.
+    """
+    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "secret": secret}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     if default is MISSING:
@@ -131,6 +136,43 @@ class ApiConfig:
         5.0, "a socket message left incomplete this long is answered with code 16",
         min=0.1, max=600.0,
     )
+    tls_port: int = setting(
+        2013, "WebAPI over HTTPS port, served when tls_cert and tls_key are set; 0 picks a "
+        "free port", min=0, max=65535)
+    tls_cert: str = setting("", "PEM certificate (with its chain) for HTTPS; empty: no HTTPS")
+    tls_key: str = setting("", "PEM private key of tls_cert (unencrypted)")
+    event_queue_size: int = setting(
+        1000, "events waiting for one event subscriber; a subscriber that falls this far "
+        "behind is disconnected", min=1, max=1_000_000)
+
+
+SMTP_SECURITY = ("none", "starttls", "tls")
+# The port each SMTP security mode is usually served on, used when smtp.port is 0.
+SMTP_DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmtpConfig:
+    host: str = setting("", "SMTP server EMAIL and COMBINEDEMAIL send through; empty: e-mail "
+                        "is not configured (those requests answer 31)")
+    port: int = setting(0, "SMTP port; 0: 25, 587 or 465 according to security", min=0,
+                        max=65535)
+    security: str = setting("none", "none (plain SMTP), starttls (upgrade with STARTTLS) or "
+                            "tls (TLS from the first byte); certificates are verified",
+                            choices=SMTP_SECURITY)
+    username: str = setting("", "login name; empty: send without logging in")
+    password: str = setting("", "password of username", secret=True)
+    sender: str = setting("", "From address of EMAIL; empty: recorder@<this host's name>")
+    timeout_seconds: float = setting(30.0, "how long the SMTP server may take to answer",
+                                     min=1.0, max=600.0)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or SMTP_DEFAULT_PORTS[self.security]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,6 +291,117 @@ BOARD_TYPES: dict[str, type[BoardConfig]] = {
 }
 
 
+# --- [recording]: which calls are recorded (recorder.decision, recorder.schedules) ----------
+
+_INT32_MAX = 2147483647  # the manual's integers are signed 32-bit
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallMatchConfig:
+    """Which calls a schedule or blocked filter is about: every key given must match.
+
+    Patterns are shell wildcards matching the whole value ("614*": starts with 614).
+    """
+
+    devices: tuple[str, ...] = setting((), "DEVICEID patterns (case-sensitive); empty = any")
+    groups: tuple[str, ...] = setting((), "GROUP patterns (case-insensitive); empty = any")
+    gates: tuple[str, ...] = setting((), "GATE patterns (case-insensitive); empty = any")
+    ani: tuple[str, ...] = setting((), "ANI patterns (case-sensitive); \"\" = no caller ID; "
+                                   "empty = any")
+    dnis: tuple[str, ...] = setting((), "DNIS patterns (case-sensitive); empty = any")
+    agents: tuple[str, ...] = setting(
+        (), "patterns for the user name of the agent on the call (case-insensitive); empty = any")
+    directions: tuple[str, ...] = setting(
+        (), "CALLDIRECTION values: I, O, ? (unknown or not sent); empty = any")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleConfig(CallMatchConfig):
+    """One recording rule; the first rule (in file order) that is about a call decides."""
+
+    name: str = setting(doc="names the rule in the log and DEVICESTATUS; unique")
+    record: bool = setting(True, "false: the calls this rule is about are not recorded")
+    days: tuple[str, ...] = setting(
+        (), "mon .. sun; empty = every day (a window crossing midnight belongs to the day it "
+        "opens on)")
+    start: str = setting("", "HH:MM the window opens; start and end empty = all day")
+    end: str = setting("", "HH:MM the window closes (excluded); before start = crosses midnight")
+    sample_percent: float = setting(
+        100.0, "share of the rule's calls that are recorded, picked by a hash of GLOBALCALLID",
+        min=0.0, max=100.0)
+    priority: int = setting(
+        -1, "PRIORITY of calls that send none; -1 = recording.default_priority", min=-1, max=100)
+    keep_days: int = setting(-1, "KEEPDAYS of calls that send none; -1 = not set", min=-1,
+                             max=_INT32_MAX)
+    archive_action: int = setting(-1, "ARCHIVEACTION of calls that send none; -1 = not set",
+                                  min=-1, max=_INT32_MAX)
+    max_record_time_seconds: int = setting(
+        -1, "MAXRECORDTIME of calls that send none, 0 = no limit; -1 = "
+        "recording.max_record_time_seconds", min=-1, max=_INT32_MAX)
+    max_record_silence_seconds: int = setting(
+        -1, "MAXRECORDSILENCE of calls that send none, 0 = off; -1 = "
+        "recording.max_record_silence_seconds", min=-1, max=_INT32_MAX)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockedFilterConfig(CallMatchConfig):
+    """Calls never recorded, whatever the schedules say (at least one key must be given)."""
+
+    name: str = setting(doc="names the filter in the log and DEVICESTATUS; unique")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingConfig:
+    default_priority: int = setting(50, "PRIORITY of a call neither its request nor its "
+                                    "schedule gives one", min=0, max=100)
+    max_concurrent: int = setting(
+        0, "most recordings at once (licence or channel pool); 0 = one per channel",
+        min=0, max=100000)
+    max_record_time_seconds: int = setting(
+        0, "MAXRECORDTIME of calls that send none and whose schedule sets none; 0 = no limit",
+        min=0, max=_INT32_MAX)
+    max_record_silence_seconds: int = setting(
+        0, "MAXRECORDSILENCE of calls that send none and whose schedule sets none; 0 = off",
+        min=0, max=_INT32_MAX)
+    schedules: tuple[ScheduleConfig, ...] = setting(
+        (), "recording rules, first match decides; none = record every call")
+    blocked: tuple[BlockedFilterConfig, ...] = setting(
+        (), "filters of calls never recorded; they win over schedules")
+
+
+# --- [retention]: when recordings are purged, and the free-space floor (recorder.retention) --
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveActionConfig:
+    """An ARCHIVEACTION id a client may send, and how long its recordings are kept."""
+
+    id: int = setting(doc="the ARCHIVEACTION number clients send; unique", min=1,
+                      max=2**63 - 1)
+    name: str = setting("", "what the site calls it (log and documentation only)")
+    keep_days: int = setting(0, "days its recordings are kept from their start; 0 = forever",
+                             min=0, max=_INT32_MAX)
+    purge: bool = setting(False, "purge its recordings as soon as they are complete (then "
+                          "keep_days must be 0)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionConfig:
+    default_keep_days: int = setting(
+        0, "days a recording with neither KEEPDAYS nor a known ARCHIVEACTION is kept from its "
+        "start; 0 = forever", min=0, max=_INT32_MAX)
+    purge_time: str = setting("03:00", "HH:MM (local time) the daily purge runs")
+    min_free_mb: int = setting(
+        500, "new recordings are refused (API_ERROR_OUT_OF_DISK_SPACE) while the recordings' "
+        "file system has less free space than this, in MB of 2^20 bytes; 0 = off",
+        min=0, max=1 << 40)
+    delete_oldest_when_full: bool = setting(
+        False, "below min_free_mb, purge the oldest complete recordings, expired or not, until "
+        "there is room again; false: never delete a recording before it expires")
+    archive_actions: tuple[ArchiveActionConfig, ...] = setting(
+        (), "ARCHIVEACTION ids and how long their recordings are kept")
+
+
 # FETCHTERMINOLOGY's answer unless [terminology] says otherwise: the manual's example settings.
 DEFAULT_TERMINOLOGY: Mapping[str, str] = types.MappingProxyType({
     "agent": "Agent",
@@ -279,7 +432,10 @@ class Config:
     storage: StorageConfig = setting(factory=StorageConfig)
     capture: CaptureConfig = setting(factory=CaptureConfig)
     api: ApiConfig = setting(factory=ApiConfig)
+    smtp: SmtpConfig = setting(factory=SmtpConfig)
     log: LogConfig = setting(factory=LogConfig)
+    recording: RecordingConfig = setting(factory=RecordingConfig)
+    retention: RetentionConfig = setting(factory=RetentionConfig)
     boards: tuple[BoardConfig, ...] = setting(
         doc="capture boards, in channel order", factory=tuple
     )
@@ -361,8 +517,13 @@ class _Loader:
         # mistake in one section never hides the mistakes in another.
         self.checks: dict[type[Any], Callable[[Any, str], Any]] = {
             ApiConfig: self.check_api,
+            SmtpConfig: self.check_smtp,
             CaptureConfig: self.check_capture,
             StorageConfig: self.check_storage,
+            RecordingConfig: self.check_recording,
+            ScheduleConfig: self.check_schedule,
+            BlockedFilterConfig: self.check_blocked,
+            RetentionConfig: self.check_retention,
             **dict.fromkeys(BOARD_TYPES.values(), self.check_board),
         }
 
@@ -574,14 +735,140 @@ class _Loader:
             self.problems.append(f"{where}.host: must not be empty")
         if api.socket_port and api.socket_port == api.web_port:
             self.problems.append(f"{where}.web_port: {api.web_port} is also {where}.socket_port")
-        return api
+        if bool(api.tls_cert) != bool(api.tls_key):
+            given, missing = ("tls_cert", "tls_key") if api.tls_cert else ("tls_key", "tls_cert")
+            self.problems.append(f"{where}.{missing}: required with {where}.{given} (HTTPS "
+                                 "needs both)")
+            return api
+        if not api.tls_cert:
+            return api
+        if api.tls_port and api.tls_port in (api.socket_port, api.web_port):
+            other = "socket_port" if api.tls_port == api.socket_port else "web_port"
+            self.problems.append(f"{where}.tls_port: {api.tls_port} is also {where}.{other}")
+        # Relative to the config file, like every other path.
+        cert, key = (self.existing_file(getattr(api, name), f"{where}.{name}")
+                     for name in ("tls_cert", "tls_key"))
+        return replace(api, tls_cert=cert, tls_key=key)
+
+    def existing_file(self, raw: str, key: str) -> str:
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else self.base_dir / path
+        if not path.is_file():
+            self.problems.append(f"{key}: no such file: {path}")
+        return str(path)
+
+    def check_smtp(self, smtp: SmtpConfig, where: str) -> SmtpConfig:
+        from recorder.mailer import address_problem  # noqa: PLC0415 - mailer imports config
+
+        if bool(smtp.username) != bool(smtp.password):
+            given, missing = ("username", "password") if smtp.username else ("password",
+                                                                               "username")
+            self.problems.append(f"{where}.{missing}: required with {where}.{given}")
+        if smtp.sender:
+            problem = address_problem(smtp.sender)
+            if problem is not None:
+                self.problems.append(f"{where}.sender: {problem}")
+        if smtp.host != smtp.host.strip():
+            self.problems.append(f"{where}.host: {smtp.host!r} has spaces around it")
+        return smtp
+
+    def check_call_match(self, rule: ScheduleConfig | BlockedFilterConfig,
+                         where: str) -> tuple[str, ...]:
+        """The rule's directions in upper case, after checking them and its name."""
+        if not rule.name.strip():
+            self.problems.append(f"{where}.name: must not be blank")
+        directions: list[str] = []
+        for i, value in enumerate(rule.directions):
+            try:
+                directions.append(parse_direction(value))
+            except ValueError as exc:
+                self.problems.append(f"{where}.directions[{i}]: {exc}")
+        return tuple(directions)
+
+    def check_schedule(self, schedule: ScheduleConfig, where: str) -> ScheduleConfig:
+        directions = self.check_call_match(schedule, where)
+        days: list[str] = []
+        for i, day in enumerate(schedule.days):
+            try:
+                days.append(DAY_NAMES[parse_day(day)])
+            except ValueError as exc:
+                self.problems.append(f"{where}.days[{i}]: {exc}")
+        minutes: dict[str, int] = {}
+        for name, value in (("start", schedule.start), ("end", schedule.end)):
+            try:
+                if value:
+                    minutes[name] = parse_clock(value)
+            except ValueError as exc:
+                self.problems.append(f"{where}.{name}: {exc}")
+        if bool(schedule.start) != bool(schedule.end):
+            given, missing = ("start", "end") if schedule.start else ("end", "start")
+            self.problems.append(f"{where}.{missing}: required with {given} (leave both empty "
+                                 "for all day)")
+        elif len(minutes) == 2 and minutes["start"] == minutes["end"]:
+            self.problems.append(f"{where}.end: equals start (leave both empty for all day)")
+        return replace(schedule, days=tuple(days), directions=directions)
+
+    def check_blocked(self, blocked: BlockedFilterConfig, where: str) -> BlockedFilterConfig:
+        directions = self.check_call_match(blocked, where)
+        keys = ("devices", "groups", "gates", "ani", "dnis", "agents", "directions")
+        if not any(getattr(blocked, key) for key in keys):
+            # Almost certainly a typo'd or forgotten key, and it would stop all recording.
+            self.problems.append(f"{where}: gives none of {', '.join(keys)}, so it would block "
+                                 "every call")
+        return replace(blocked, directions=directions)
+
+    def check_recording(self, recording: RecordingConfig, where: str) -> RecordingConfig:
+        # Names identify rules in the log and DEVICESTATUS; two alike would be ambiguous.
+        rules: tuple[tuple[str, tuple[ScheduleConfig | BlockedFilterConfig, ...]], ...] = (
+            ("schedules", recording.schedules), ("blocked", recording.blocked))
+        for key, entries in rules:
+            seen: dict[str, int] = {}
+            for i, rule in enumerate(entries):
+                folded = rule.name.strip().casefold()
+                if folded in seen:
+                    self.problems.append(
+                        f"{where}.{key}[{i}].name: {rule.name!r} is already the name of "
+                        f"{where}.{key}[{seen[folded]}]")
+                else:
+                    seen[folded] = i
+        return recording
+
+    def check_retention(self, retention: RetentionConfig, where: str) -> RetentionConfig:
+        try:
+            parse_clock(retention.purge_time)
+        except ValueError as exc:
+            self.problems.append(f"{where}.purge_time: {exc}")
+        seen: dict[int, int] = {}
+        for i, action in enumerate(retention.archive_actions):
+            key = f"{where}.archive_actions[{i}]"
+            if action.id in seen:
+                self.problems.append(f"{key}.id: {action.id} is already the id of "
+                                     f"{where}.archive_actions[{seen[action.id]}]")
+            else:
+                seen[action.id] = i
+            if action.purge and action.keep_days:
+                self.problems.append(f"{key}.purge: give keep_days or purge = true, not both")
+        return retention
 
 
 # --- printing ------------------------------------------------------------------------------
 
 
-def to_toml(config: Config) -> str:
-    """The effective configuration as TOML that load_config reads back to the same Config."""
+SECRET_MASK = "********"
+
+
+def to_toml(config: Config, *, mask_secrets: bool = False) -> str:
+    """The effective configuration as TOML that load_config reads back to the same Config.
+
+    ``mask_secrets`` replaces every set secret (passwords) with SECRET_MASK, for printing.
+    """
+
+    def shown(table: Any, key: Field[Any]) -> str:
+        value = getattr(table, key.name)
+        if mask_secrets and key.metadata.get("secret") and value:
+            return _toml_value(SECRET_MASK)
+        return _toml_value(value)
+
     lines: list[str] = []
     for f in fields(config):
         value = getattr(config, f.name)
@@ -592,11 +879,11 @@ def to_toml(config: Config) -> str:
             lines.extend(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items())
             lines.append("")
             continue
-        lines.extend(f"{k.name} = {_toml_value(getattr(value, k.name))}" for k in fields(value))
+        lines.extend(f"{k.name} = {shown(value, k)}" for k in fields(value))
         lines.append("")
     for board in config.boards:
         lines.append("[[boards]]")
-        lines.extend(f"{k.name} = {_toml_value(getattr(board, k.name))}" for k in fields(board))
+        lines.extend(f"{k.name} = {shown(board, k)}" for k in fields(board))
         lines.append("")
     return "\n".join(lines)
 
@@ -608,5 +895,9 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if is_dataclass(value) and not isinstance(value, type):
+        # An entry of an array of tables (recording.schedules) as an inline table.
+        return "{" + ", ".join(f"{k.name} = {_toml_value(getattr(value, k.name))}"
+                               for k in fields(value)) + "}"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'

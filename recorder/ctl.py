@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
     from recorder.codecs.cav import CavAudio, CavInfo
+    from recorder.retention import PurgeOutcome, PurgeReport
 
 EXIT_OK = 0
 EXIT_API_ERROR = 1
@@ -60,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--raw", action="store_true", help="print the RESULT as received")
     _connection_options(send, defaults=False)
     _cav_parser(commands)
+    _purge_parser(commands)
     return parser
 
 
@@ -219,12 +223,141 @@ def _cav(args: argparse.Namespace) -> int:
         return EXIT_API_ERROR
 
 
+PURGE_EPILOG = """Purges now what the daily purge would: the recordings whose retention
+([retention] in the configuration, see docs/retention.md) has expired. Their files are deleted
+and their rows marked purged (CALLLIST still lists them). It works on the data directory the
+configuration names, directly, whether recorderd is running or not.
+
+exit status:
+  0  every due recording was purged (with --dry-run: listed)
+  1  some files could not be deleted (those recordings are kept), or the database failed
+  2  usage error, or the configuration or its database cannot be used"""
+
+
+def _purge_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "purge", help="purge the recordings whose retention has expired",
+        description="Delete the files of expired recordings and mark their rows purged.",
+        epilog=PURGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="the recorderd configuration (default: the one recorderd reads)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only list what would be purged; delete nothing")
+    parser.add_argument("--json", action="store_true",
+                        help="print the counts and every recording as one JSON object")
+
+
+class _ProgressBar:
+    """``[#####-----]  50/100`` redrawn in place on a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self._drawn = ""
+
+    def update(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        text = f"[{'#' * filled}{'-' * (self.WIDTH - filled)}] {done}/{total}"
+        if text != self._drawn:  # redraw only what changed: a purge may visit millions
+            self._drawn = text
+            sys.stdout.write("\r" + text)
+            sys.stdout.flush()
+
+    def clear(self) -> None:
+        if self._drawn:
+            sys.stdout.write("\r" + " " * len(self._drawn) + "\r")
+            sys.stdout.flush()
+
+    def finish(self) -> None:
+        if self._drawn:
+            sys.stdout.write("\n")
+            self._drawn = ""
+
+
+_PURGE_LABELS = {"purged": "purged", "would purge": "would purge", "missing": "purged",
+                 "failed": "FAILED", "deferred": "deferred", "raced": "skipped"}
+
+
+def _outcome_line(outcome: PurgeOutcome) -> str:
+    size = f"{outcome.bytes} bytes" if outcome.bytes else "-"
+    return (f"{_PURGE_LABELS.get(outcome.result, outcome.result)}\tRECORDID {outcome.ident}\t"
+            f"{outcome.filename or '(no file)'}\t{size}\t{outcome.detail}")
+
+
+def _purge_json(report: PurgeReport, outcomes: list[PurgeOutcome]) -> str:
+    return json.dumps({
+        "dry_run": report.dry_run, "examined": report.examined, "purged": report.purged,
+        "bytes_freed": report.bytes_freed, "failures": report.failures,
+        "missing": report.missing, "deferred": report.deferred,
+        "recordings": [{"recordid": o.ident, "filename": o.filename,
+                        "start_time": o.start_time, "result": o.result, "bytes": o.bytes,
+                        "detail": o.detail} for o in outcomes],
+    }, indent=2)
+
+
+def _purge(args: argparse.Namespace) -> int:
+    # Imported here: retention reaches the codecs (numpy, lameenc), which `send` does not need.
+    from recorder.errors import StoreError  # noqa: PLC0415
+    from recorder.retention import FAILED, RetentionJob, summary  # noqa: PLC0415
+    from recorder.store import open_store  # noqa: PLC0415
+
+    source = resolve_config_path(args.config)
+    try:
+        config = load_config(source)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"recorderctl purge: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    database = config.storage.database_path
+    if not database.is_file():
+        print(f"recorderctl purge: no database at {database} (is storage.data_dir right?)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    # Everything worth saying is in the lines printed; the log would only repeat it.
+    logging.disable(logging.ERROR)
+    on_tty = sys.stdout.isatty() and not args.json
+    bar = _ProgressBar() if on_tty else None
+    outcomes: list[PurgeOutcome] = []
+
+    def on_outcome(outcome: PurgeOutcome) -> None:
+        if args.json:
+            outcomes.append(outcome)
+        elif bar is None:
+            print(_outcome_line(outcome))
+        elif outcome.result == FAILED:
+            bar.clear()
+            print(_outcome_line(outcome), file=sys.stderr)
+
+    try:
+        store = open_store(config.storage)
+    except StoreError as exc:
+        print(f"recorderctl purge: {exc}", file=sys.stderr)
+        return EXIT_API_ERROR
+    try:
+        job = RetentionJob.from_config(store, config)
+        report = job.run_now(bar.update if bar is not None else None, dry_run=args.dry_run,
+                             on_outcome=on_outcome)
+    except StoreError as exc:
+        if bar is not None:
+            bar.finish()
+        print(f"recorderctl purge: {exc}", file=sys.stderr)
+        return EXIT_API_ERROR
+    finally:
+        store.close()
+    if bar is not None:
+        bar.finish()
+    print(_purge_json(report, outcomes) if args.json else summary(report))
+    return EXIT_API_ERROR if report.failures else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "send":
         return _send(args)
     if args.command == "cav":
         return _cav(args)
+    if args.command == "purge":
+        return _purge(args)
     return EXIT_USAGE
 
 

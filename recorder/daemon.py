@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_summary(config, source))
         return EXIT_OK
     if args.print_config:
-        print(to_toml(config), end="")
+        print(to_toml(config, mask_secrets=True), end="")
         return EXIT_OK
 
     logging.basicConfig(
@@ -93,14 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     logger.info("recorderd %s starting with %s", __version__, source or "embedded defaults")
     stop = threading.Event()
+    hangup = threading.Event()
+    wake = threading.Event()  # either of the two, so the main loop answers at once
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         logger.info("%s received: stopping", signal.Signals(signum).name)
         stop.set()
+        wake.set()
 
     def on_hangup(signum: int, frame: FrameType | None) -> None:
-        # The default action of SIGHUP would kill the service mid-call.
-        logger.warning("SIGHUP received: this release has nothing to reload; still running")
+        # Not here: a signal handler must not read files or take the scheduler's lock.
+        hangup.set()
+        wake.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -121,12 +125,29 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     logger.info("recorderd ready")
     try:
-        while not stop.wait(1.0):
-            pass
+        while not stop.is_set():
+            wake.wait(1.0)
+            wake.clear()
+            if hangup.is_set() and not stop.is_set():
+                hangup.clear()
+                _reload(recorder, source)
     finally:
         recorder.stop()
         logger.info("recorderd stopped")
     return EXIT_OK
+
+
+def _reload(recorder: Recorder, source: Path | None) -> None:
+    """SIGHUP: schedules, filters and limits from the config file again; a bad file changes
+    nothing and says why."""
+    try:
+        config = load_config(source)
+    except ConfigError as exc:
+        logger.error("SIGHUP: %s not reloaded, it is invalid: %s", source,
+                     "; ".join(exc.problems))
+        return
+    recorder.reload(config)
+    logger.info("SIGHUP: reloaded the recording policy from %s", source or "embedded defaults")
 
 
 if __name__ == "__main__":

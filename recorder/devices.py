@@ -11,9 +11,32 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from recorder.blackout import Blackouts
 from recorder.calls import DeviceQuery
 from recorder.decision import Decision
 from recorder.session import RecordingSession
+
+
+@dataclass(eq=False)
+class Recording:
+    """One file of a call: its main recording, or a partial one (RECORDSTART)."""
+
+    session: RecordingSession
+    partial: bool = False
+    meta: dict[str, str] = field(default_factory=dict)  # a partial's own metadata
+    record_id: int | None = None
+    max_record_time: int = 0  # seconds; 0: no limit
+    max_record_silence: int = 0  # seconds; 0: off
+    ending: bool = False  # being (or already) ended
+    stop_reason: str = ""
+
+    @property
+    def filename(self) -> str:
+        return str(self.session.path)
+
+    @property
+    def active(self) -> bool:
+        return not self.ending and not self.session.closed
 
 
 @dataclass(eq=False)
@@ -34,17 +57,44 @@ class LiveCall:
     stop_time: float | None = None
     decision: Decision | None = None
     channel: int | None = None
-    session: RecordingSession | None = None
-    record_id: int | None = None
-    filename: str = ""
-    ending: bool = False  # its recording is being (or has been) ended
-    # Held while the call's recording is being started or ended, so a CALLSTOP that arrives
+    global_id: str = ""  # GLOBALCALLID: unique across restarts and cores
+    agent_id: str = ""  # AGENTID of the agent whose phone the device is ("" unknown)
+    main: Recording | None = None
+    partials: list[Recording] = field(default_factory=list)  # RECORDSTART, oldest first
+    stop_reason: str = ""  # why the main recording ended, once it has
+    blackouts: Blackouts = field(default_factory=Blackouts)
+    # Held while the call's recordings are being started or ended, so a CALLSTOP that arrives
     # while the file is still being created waits for it instead of missing it.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
+    def session(self) -> RecordingSession | None:
+        return self.main.session if self.main is not None else None
+
+    @property
+    def record_id(self) -> int | None:
+        return self.main.record_id if self.main is not None else None
+
+    @property
+    def filename(self) -> str:
+        return self.main.filename if self.main is not None else ""
+
+    @property
+    def ending(self) -> bool:
+        """Its main recording is being (or has been) ended."""
+        return self.main is not None and self.main.ending
+
+    @property
     def recording(self) -> bool:
-        return self.session is not None and not self.session.closed
+        return self.main is not None and not self.main.session.closed
+
+    @property
+    def paused(self) -> bool:
+        """A blackout is running: the recording goes on, as silence."""
+        return self.blackouts.active
+
+    def recordings(self) -> list[Recording]:
+        return ([self.main] if self.main is not None else []) + list(self.partials)
 
 
 @dataclass(eq=False)

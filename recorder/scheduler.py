@@ -1,26 +1,38 @@
-"""The scheduler: turns call events into recording sessions, files and rows.
+"""The scheduler: turns call events into recording sessions, files, rows and events.
 
 For each CALLSTART it finds the device and the channel tapping it, asks ``decide`` whether to
-record, and if so opens the file, registers the session with the writer loop and stores the row.
-CALLSTOP ends the session at the sample the stop arrived at, closes the file and completes the
-row. Table updates happen under one short lock; file and database work happen under the call's
-own lock, so calls on different devices never wait for each other's disk.
+record (schedules, blocked filters, priority and capacity, the free-space floor), and if so
+opens the file, registers the session with the writer loop and stores the row. CALLSTOP ends
+the session at the sample the stop arrived at, closes the file and completes the row. Its timer
+ends recordings at their MAXRECORDTIME or after MAXRECORDSILENCE seconds of silence.
+RECORDSTART/RECORDSTOP add partial recordings to a call; blackouts silence ranges of a call.
+
+Table updates happen under one short lock; file and database work happen under the call's own
+lock, so calls on different devices never wait for each other's disk. Every step is published
+as the manual's events (CALLSTART, RECORDINGSTARTED, ...) to the event sink.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from recorder.blackout import BlackoutStateError
 from recorder.calls import (
+    STOP_CALL_ENDED,
     STOP_CALLSTOP,
+    STOP_MAXRECORDSILENCE,
+    STOP_MAXRECORDTIME,
+    STOP_PREEMPTED,
+    STOP_RECORDSTOP,
     STOP_REPLACED,
     STOP_SHUTDOWN,
     CallError,
@@ -31,17 +43,25 @@ from recorder.calls import (
 from recorder.capture import CaptureCore, Channel, ChannelLevels
 from recorder.channels import Phase, StateSnapshot
 from recorder.codecs import file_extension, open_writer
-from recorder.decision import Decision, decide
-from recorder.devices import DeviceState, DeviceTable, LiveCall
+from recorder.decision import ActiveRecording, CallFacts, Decision, Policy, decide
+from recorder.devices import DeviceState, DeviceTable, LiveCall, Recording
 from recorder.errors import StoreError
+from recorder.events import EventSink, NoEvents, make_event
 from recorder.paths import create_unique, recording_path
 from recorder.resultcodes import ResultCode
 from recorder.session import RecordingSession, SessionResult
-from recorder.store import FinishedRecording, NewRecording, RecordingUpdate, Store
+from recorder.store import FinishedRecording, NewRecording, RecordingUpdate, Store, UserQuery
+from recorder.timefmt import manual_datetime
 from recorder.writer import WriterLoop
 
 logger = logging.getLogger(__name__)
 
+# How often recordings are checked against their MAXRECORDTIME and MAXRECORDSILENCE. A limit
+# ends the file at the exact sample it was reached, however late the check runs.
+LIMIT_INTERVAL = 0.1
+
+# ERRORREASON of a RECORDINGSTOPPED event, by the stop reason kept in the row.
+NORMAL_STOPS = frozenset({STOP_CALLSTOP, STOP_RECORDSTOP, STOP_CALL_ENDED, "trigger"})
 
 
 class AfterCall(Protocol):
@@ -65,6 +85,16 @@ class StoredFormat:
 
 
 @dataclass(frozen=True)
+class RecordingStatus:
+    """One file of a call as DEVICERECORDINGSTATUS shows it."""
+
+    filename: str
+    record_id: int | None
+    partial: bool
+    recording: bool
+
+
+@dataclass(frozen=True)
 class CallStatus:
     """A call as DEVICESTATUS shows it."""
 
@@ -76,6 +106,10 @@ class CallStatus:
     filename: str
     record_id: int | None
     decision: Decision | None
+    paused: bool = False
+    stop_reason: str = ""
+    global_id: str = ""
+    recordings: tuple[RecordingStatus, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +134,15 @@ class ChannelInfo:
     levels: ChannelLevels
 
 
+def _global_ids(core_ident: int) -> Iterator[str]:
+    """GLOBALCALLIDs: the core's ident and a counter seeded from the clock (in 1/100 s), so
+    numbers stay unique across restarts unless calls arrive faster than 100 a second for
+    longer than the recorder was down."""
+    seed = int(time.time() * 100) % 10**11
+    for n in itertools.count(seed):
+        yield f"{core_ident % 10000:04d}{n % 10**11:011d}"
+
+
 class Scheduler:
     """Owns the live call model and every recording in progress."""
 
@@ -107,7 +150,9 @@ class Scheduler:
                  recordings_dir: Path, core_ident: int,
                  preroll_seconds: float = 0.0, commit_delay_seconds: float = 0.0,
                  stereo: bool = True, stored: StoredFormat | None = None,
-                 after_call: AfterCall | None = None,
+                 after_call: AfterCall | None = None, policy: Policy | None = None,
+                 events: EventSink | None = None,
+                 disk_ok: Callable[[], bool] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._capture = capture
         self._store = store
@@ -120,16 +165,33 @@ class Scheduler:
         self._stereo = stereo
         self._stored = stored or StoredFormat()
         self._after_call = after_call
+        self._policy = policy or Policy()
+        self._events: EventSink = events or NoEvents()
+        self._disk_ok = disk_ok or (lambda: True)
         self._lock = threading.Lock()
         self._devices = DeviceTable()
         for channel in capture.channels:
             self._devices.add(channel.device_id, channel.id)
+        self._global_ids = _global_ids(core_ident)
+        # AGENTBLACKOUTSTART: device -> the agent's blackout is running on it (new calls on
+        # the device start blacked out until AGENTBLACKOUTSTOP).
+        self._agent_blackouts: set[str] = set()
         self._running = True
+        self._stop = threading.Event()
+        self._timer = threading.Thread(target=self._run_timer, name="scheduler-limits",
+                                       daemon=True)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the timer that enforces MAXRECORDTIME and MAXRECORDSILENCE."""
+        self._timer.start()
+
     def stop(self) -> None:
         """Refuse new calls and finish every recording in progress (file closed, row complete)."""
+        self._stop.set()
+        if self._timer.ident is not None:
+            self._timer.join(5.0)
         with self._lock:
             self._running = False
             calls = [call for dev in self._devices.all() for call in dev.active.values()]
@@ -139,17 +201,27 @@ class Scheduler:
         for call in calls:
             call.stop_time = now
             with call.lock:
-                self._end_recording(call, STOP_SHUTDOWN, self._position(call))
+                self._end_call_recordings(call, STOP_SHUTDOWN, self._position(call))
         if calls:
             logger.info("scheduler: %d call(s) ended by shutdown", len(calls))
+
+    def set_policy(self, policy: Policy) -> None:
+        """New schedules, filters and limits (a reload); calls in progress keep theirs."""
+        with self._lock:
+            self._policy = policy
+        logger.info("scheduler: recording policy replaced")
 
     # --- call events -------------------------------------------------------------------------
 
     def call_start(self, start: CallStart) -> LiveCall:
         """A call began: track it and record it if ``decide`` says so."""
+        disk_ok = self._disk_ok()  # outside the lock: it may look at the disk
         with self._lock:
             self._check_running()
             device_id = self._resolve(start.device)
+        agent_id, agent_name = self._agent_of(device_id)
+        with self._lock:
+            self._check_running()
             channel = self._capture.channel_for_device(device_id)
             # The recording begins at the sample the call began at (the CALLSTART's arrival,
             # or the trigger's own sample), however long the file and the row then take.
@@ -164,55 +236,104 @@ class Scheduler:
                 archive_action=start.archive_action, cti_initiated=start.cti_initiated,
                 agent_initiated=start.agent_initiated,
                 channel=channel.id if channel else None,
+                global_id=next(self._global_ids), agent_id=agent_id,
             )
-            call.decision = decide(start, device_id, call.channel)
+            decision = decide(self._facts(call, start, agent_name), self._policy,
+                              self._active_recordings(), disk_ok=disk_ok)
+            call.decision = decision
+            call.priority = decision.priority
+            call.keep_days = decision.keep_days
+            call.archive_action = decision.archive_action
+            preempted = self._find_by_global_id(decision.preempt) if decision.preempt else None
+            if device_id in self._agent_blackouts:
+                call.blackouts.start(position)
             call.lock.acquire()  # released once the recording has begun (or failed to)
             device.active[start.instance] = call
             device.last = call
         try:
+            self._publish("CALLSTART", call)
             if replaced is not None:
                 replaced.stop_time = call.start_time
                 with replaced.lock:
-                    self._end_recording(replaced, STOP_REPLACED, position)
-            if call.decision.record and channel is not None:
-                taps = self._capture.channels_for_device(device_id)
-                for tap in taps:
-                    tap.status.enter(Phase.PREPARING)
-                try:
-                    self._begin_recording(call, taps, position)
-                finally:
-                    for tap in taps:
-                        if call.session is not None:
-                            tap.status.move(Phase.PREPARING, Phase.RECORDING)
-                        else:
-                            tap.status.leave(Phase.PREPARING)
+                    self._end_call_recordings(replaced, STOP_REPLACED, position)
+                self._publish("CALLSTOP", replaced)
+            if preempted is not None and preempted.main is not None:
+                logger.info("recording of %s (priority %s) preempted by %s (priority %d)",
+                            preempted.device_id, preempted.priority, device_id,
+                            decision.priority)
+                with preempted.lock:
+                    self._end_recording(preempted, preempted.main, STOP_PREEMPTED,
+                                        self._position(preempted))
+            if decision.record and channel is not None:
+                call.main = self._begin_recording(
+                    call, position, partial=False, max_time=decision.max_record_time,
+                    max_silence=decision.max_record_silence)
             else:
-                logger.info("call on %s (instance %r) not recorded: %s", device_id,
-                            call.instance, call.decision.detail)
+                logger.info("call on %s (instance %r) not recorded: %s (%s)", device_id,
+                            call.instance, decision.reason.label, decision.detail)
+                self._publish("RECORDINGSTARTED", call, reason=decision.reason.label)
         finally:
             call.lock.release()
         return call
 
     def call_stop(self, device: DeviceQuery, instance: str | None,
                   position: int | None = None, reason: str = STOP_CALLSTOP) -> LiveCall:
-        """A call ended: stop its recording at ``position``, else where the stop arrived."""
+        """A call ended: stop its recordings at ``position``, else where the stop arrived."""
         with self._lock:
             self._check_running()
-            device_id = self._resolve(device)
-            state = self._devices.get(device_id)
-            call = state.find(instance) if state else None
-            if state is None or call is None:
-                which = f"call instance {instance!r}" if instance is not None else "a call"
-                raise CallError(ResultCode.API_DEVICE_NOT_IN_CALL,
-                                f"device {device_id} is not in {which}")
-            del state.active[call.instance]
+            call = self._find_call(device, instance)
+            del self._devices.get(call.device_id).active[call.instance]  # type: ignore[union-attr]
             call.stop_time = self._clock()
             end = self._position(call)
             if position is not None:
                 end = min(end, position)
+        self._publish("CALLSTOP", call)
         with call.lock:
-            self._end_recording(call, reason, end)
+            self._end_call_recordings(call, reason, end)
         return call
+
+    def record_start(self, start: CallStart) -> Recording:
+        """RECORDSTART: an additional, partial recording of a call in progress (own file, row)."""
+        with self._lock:
+            self._check_running()
+            call = self._find_call(start.device, start.instance)
+            channel = self._capture.channel_for_device(call.device_id)
+        if channel is None:
+            raise CallError(ResultCode.API_DEVICE_INVALID,
+                            f"device {call.device_id} is not tapped by any channel")
+        if not self._disk_ok():
+            raise CallError(ResultCode.API_ERROR_OUT_OF_DISK_SPACE,
+                            "free space is below storage's floor; nothing new is recorded")
+        policy = self._policy
+        with call.lock:
+            meta = {**call.meta, **start.meta}
+            recording = self._begin_recording(
+                call, channel.position, partial=True, meta=meta,
+                max_time=start.max_record_time or policy.max_record_time,
+                max_silence=start.max_record_silence or policy.max_record_silence)
+            if recording is None:
+                raise CallError(ResultCode.API_ERROR_NO_DEFAULT_RECORDING_PATH,
+                                f"cannot create a file for {call.device_id}; see the log")
+            call.partials.append(recording)
+        return recording
+
+    def record_stop(self, device: DeviceQuery, instance: str | None,
+                    meta: Mapping[str, str] | None = None) -> Recording:
+        """RECORDSTOP: end the call's newest partial recording still running."""
+        with self._lock:
+            self._check_running()
+            call = self._find_call(device, instance)
+            end = self._position(call)
+        with call.lock:
+            running = [r for r in call.partials if r.active]
+            if not running:
+                raise CallError(ResultCode.API_DEVICE_NOT_RECORDING,
+                                f"device {call.device_id} has no RECORDSTART recording running")
+            recording = running[-1]
+            if meta:
+                recording.meta.update(meta)
+            self._end_recording(call, recording, STOP_RECORDSTOP, end)
+        return recording
 
     def call_update(self, device: DeviceQuery, instance: str | None, update: CallUpdate,
                     if_not_recording: bool) -> str:
@@ -231,8 +352,11 @@ class Scheduler:
                     call.keep_days = update.keep_days
                 if update.archive_action is not None:
                     call.archive_action = update.archive_action
-                if call.record_id is not None:
-                    self._update_row(call.record_id, update)
+                for recording in call.recordings():
+                    recording.meta.update(update.meta)
+                    if recording.record_id is not None:
+                        self._update_row(recording.record_id, update)
+                        self._publish("RECORDINGUPDATE", call, recording)
             return "call"
         if not if_not_recording:
             raise CallError(ResultCode.API_DEVICE_NOT_IN_CALL, f"device {device_id} is not in a "
@@ -244,20 +368,121 @@ class Scheduler:
         if record_id is None:
             raise CallError(ResultCode.API_RECORDID_INVALID,
                             f"device {device_id} has no recording to update")
-        self._update_row(record_id, update)
+        self.update_recording(record_id, update)
         return "recording"
 
     def update_recording(self, record_id: int, update: CallUpdate) -> None:
         """Update a stored recording by RECORDID (CALLUPDATE post-recording)."""
         with self._lock:
-            live = next((c for d in self._devices.all() for c in d.active.values()
-                         if c.record_id == record_id), None)
+            live = next(((c, r) for d in self._devices.all() for c in d.active.values()
+                         for r in c.recordings() if r.record_id == record_id), None)
         if live is not None:
             # Keep the live call in step, or its stop would not know the new metadata.
-            with live.lock:
-                live.meta.update(update.meta)
+            with live[0].lock:
+                live[1].meta.update(update.meta)
+                if not live[1].partial:
+                    live[0].meta.update(update.meta)
         if not self._update_row(record_id, update):
             raise CallError(ResultCode.API_RECORDID_INVALID, f"no recording {record_id}")
+        self._publish_stored_update(record_id)
+
+    # --- blackouts ---------------------------------------------------------------------------
+
+    def blackout_start(self, device: DeviceQuery, instance: str | None,
+                       offset_seconds: int = 0) -> LiveCall:
+        """BLACKOUTSTART: silence the call from now plus ``offset_seconds`` (may be negative)."""
+        with self._lock:
+            call = self._find_call(device, instance)
+            position = self._offset_position(call, offset_seconds)
+        with call.lock:
+            self._start_blackout(call, position)
+        return call
+
+    def blackout_stop(self, device: DeviceQuery, instance: str | None,
+                      offset_seconds: int = 0) -> LiveCall:
+        """BLACKOUTSTOP: the silence ends at now plus ``offset_seconds``, never before its start."""
+        with self._lock:
+            call = self._find_call(device, instance)
+            position = self._offset_position(call, offset_seconds)
+        with call.lock:
+            self._stop_blackout(call, position)
+        return call
+
+    def agent_blackout_start(self, devices: list[str], offset_seconds: int = 0) -> None:
+        """AGENTBLACKOUTSTART: every call of the agent's ``devices`` is silenced, including
+        calls that start before AGENTBLACKOUTSTOP."""
+        with self._lock:
+            if any(d in self._agent_blackouts for d in devices):
+                raise CallError(ResultCode.API_BLACKOUT_INVALID_STATE,
+                                "an agent blackout is already running on "
+                                + ", ".join(d for d in devices if d in self._agent_blackouts))
+            self._agent_blackouts.update(devices)
+            calls = [(c, self._offset_position(c, offset_seconds))
+                     for c in self._open_calls(devices)]
+        for call, position in calls:
+            with call.lock:
+                if not call.blackouts.active:
+                    self._start_blackout(call, position)
+
+    def agent_blackout_stop(self, devices: list[str], offset_seconds: int = 0) -> None:
+        with self._lock:
+            if not any(d in self._agent_blackouts for d in devices):
+                raise CallError(ResultCode.API_BLACKOUT_INVALID_STATE,
+                                "no agent blackout is running for that agent")
+            self._agent_blackouts.difference_update(devices)
+            calls = [(c, self._offset_position(c, offset_seconds))
+                     for c in self._open_calls(devices)]
+        for call, position in calls:
+            with call.lock:
+                if call.blackouts.active:
+                    self._stop_blackout(call, position)
+
+    def agent_devices(self, sys_user: str | None, crm_user: str | None) -> list[str]:
+        """The devices an agent named by SYS_USER or CRM_USER is on: their phones in the
+        directory, and devices whose calls carry the name."""
+        found: list[str] = []
+        if sys_user or crm_user:
+            try:
+                users = self._store.find_users(UserQuery(sys_user=sys_user or None,
+                                                         crm_user=crm_user or None))
+            except StoreError as exc:
+                raise CallError(ResultCode.API_DATABASE_QUERY_ERROR, str(exc)) from exc
+            found += [phone for user in users for phone in user.phones]
+        with self._lock:
+            device_id = self._devices.resolve(DeviceQuery(sys_user=sys_user, crm_user=crm_user))
+        if device_id is not None and device_id not in found:
+            found.append(device_id)
+        return found
+
+    def _start_blackout(self, call: LiveCall, position: int) -> None:
+        try:
+            call.blackouts.start(position)
+        except BlackoutStateError as exc:
+            raise CallError(ResultCode.API_BLACKOUT_INVALID_STATE,
+                            f"device {call.device_id}: {exc}") from exc
+        self._blackout_changed(call)
+        logger.info("blackout on %s (instance %r) from sample %d", call.device_id,
+                    call.instance, position)
+        for recording in call.recordings():
+            if recording.active:
+                self._publish("RECORDINGPAUSED", call, recording)
+
+    def _stop_blackout(self, call: LiveCall, position: int) -> None:
+        try:
+            start, end = call.blackouts.stop(position)
+        except BlackoutStateError as exc:
+            raise CallError(ResultCode.API_BLACKOUT_INVALID_STATE,
+                            f"device {call.device_id}: {exc}") from exc
+        self._blackout_changed(call)
+        logger.info("blackout on %s (instance %r): samples %d-%d", call.device_id,
+                    call.instance, start, end)
+        for recording in call.recordings():
+            if recording.active:
+                self._publish("RECORDINGRESUMED", call, recording)
+
+    def _blackout_changed(self, call: LiveCall) -> None:
+        for recording in call.recordings():
+            recording.session.blackout_reached_back()
 
     # --- status ------------------------------------------------------------------------------
 
@@ -288,12 +513,113 @@ class Scheduler:
                             channel.trigger, channel.status.snapshot(), channel.levels())
                 for channel in self._capture.channels]
 
+    # --- limits ------------------------------------------------------------------------------
+
+    def _run_timer(self) -> None:
+        while not self._stop.wait(LIMIT_INTERVAL):
+            try:
+                self.enforce_limits()
+            except Exception:
+                logger.exception("scheduler: checking recording limits failed")
+
+    def enforce_limits(self) -> None:
+        """End every recording that has reached its MAXRECORDTIME or MAXRECORDSILENCE."""
+        with self._lock:
+            calls = [c for d in self._devices.all() for c in d.active.values()]
+        activity: dict[int, Any] = {}
+        for call in calls:
+            for recording in call.recordings():
+                if not recording.active:
+                    continue
+                ended = self._limit_reached(call, recording, activity)
+                if ended is not None:
+                    reason, end = ended
+                    with call.lock:
+                        self._end_recording(call, recording, reason, end)
+
+    def _limit_reached(self, call: LiveCall, recording: Recording,
+                       activity: dict[int, Any]) -> tuple[str, int] | None:
+        session = recording.session
+        channel = session.channel
+        rate = channel.sample_rate
+        if recording.max_record_time > 0:
+            limit = session.start + recording.max_record_time * rate
+            if channel.position >= limit:
+                logger.info("%s: MAXRECORDTIME of %d s reached", call.device_id,
+                            recording.max_record_time)
+                return STOP_MAXRECORDTIME, limit
+        if recording.max_record_silence > 0:
+            # Silence on every side of the device, counted from the recording's start at the
+            # earliest, up to where the level meter has measured.
+            since = session.start
+            measured = None
+            for tap in session.channels:
+                board = tap.board
+                if id(board) not in activity:
+                    activity[id(board)] = board.activity()
+                analyzed, silent, _, silence_since = activity[id(board)]
+                if not silent[tap.index]:
+                    return None
+                since = max(since, int(silence_since[tap.index]))
+                measured = analyzed if measured is None else min(measured, analyzed)
+            limit = since + recording.max_record_silence * rate
+            if measured is not None and measured >= limit:
+                logger.info("%s: %d s of silence (MAXRECORDSILENCE)", call.device_id,
+                            recording.max_record_silence)
+                return STOP_MAXRECORDSILENCE, limit
+        return None
+
     # --- internals ---------------------------------------------------------------------------
 
     def _check_running(self) -> None:
         if not self._running:
             raise CallError(ResultCode.API_ERROR_SCHEDULER_NOT_RUNNING,
                             "the recorder is shutting down")
+
+    def _find_call(self, device: DeviceQuery, instance: str | None) -> LiveCall:
+        """The open call a request names (under the lock)."""
+        device_id = self._resolve(device)
+        state = self._devices.get(device_id)
+        call = state.find(instance) if state else None
+        if call is None:
+            which = f"call instance {instance!r}" if instance else "a call"
+            raise CallError(ResultCode.API_DEVICE_NOT_IN_CALL,
+                            f"device {device_id} is not in {which}")
+        return call
+
+    def _find_by_global_id(self, global_id: str) -> LiveCall | None:
+        return next((c for d in self._devices.all() for c in d.active.values()
+                     if c.global_id == global_id), None)
+
+    def _open_calls(self, devices: list[str]) -> list[LiveCall]:
+        states = [self._devices.get(d) for d in devices]
+        return [c for s in states if s is not None for c in s.active.values()]
+
+    def _active_recordings(self) -> list[ActiveRecording]:
+        """Main recordings in progress: what counts against the concurrent-recordings limit."""
+        return [ActiveRecording(c.global_id, c.priority if c.priority is not None else 0,
+                                c.start_time)
+                for d in self._devices.all() for c in d.active.values()
+                if c.main is not None and c.main.active]
+
+    def _facts(self, call: LiveCall, start: CallStart, agent_name: str) -> CallFacts:
+        return CallFacts(
+            device_id=call.device_id, channel_id=call.channel, meta=dict(call.meta),
+            agent=agent_name, at=datetime.fromtimestamp(call.start_time),
+            call_key=call.global_id, priority=start.priority,
+            max_record_time=start.max_record_time, max_record_silence=start.max_record_silence,
+            keep_days=start.keep_days, archive_action=start.archive_action)
+
+    def _agent_of(self, device_id: str) -> tuple[str, str]:
+        """(AGENTID, user name) of the agent whose phone the device is; ("", "") if none."""
+        try:
+            users = self._store.find_users(UserQuery(phone_id=device_id))
+        except StoreError:
+            logger.exception("cannot look up the agent of %s; recording without", device_id)
+            return "", ""
+        if not users:
+            return "", ""
+        return str(users[0].user_id), users[0].username
 
     def _resolve(self, query: DeviceQuery) -> str:
         if not query:
@@ -302,10 +628,22 @@ class Scheduler:
         device_id = self._devices.resolve(query)
         if device_id is None and query.station:
             device_id = self._station_device(query.station)
+        if device_id is None and (query.sys_user or query.crm_user):
+            device_id = self._agent_phone(query.sys_user, query.crm_user)
         if device_id is None:
             raise CallError(ResultCode.API_DEVICE_INVALID,
                             "Could not find a device matching given parameters")
         return device_id
+
+    def _agent_phone(self, sys_user: str | None, crm_user: str | None) -> str | None:
+        """The phone (IMPORTAGENTPHONE) of the one agent with that SYS_USER or CRM_USER."""
+        try:
+            users = self._store.find_users(UserQuery(sys_user=sys_user or None,
+                                                     crm_user=crm_user or None))
+        except StoreError as exc:
+            raise CallError(ResultCode.API_DATABASE_QUERY_ERROR, str(exc)) from exc
+        phones = [phone for user in users for phone in user.phones]
+        return phones[0] if phones else None
 
     def _station_device(self, station: str) -> str | None:
         """The DEVICEID IMPORTWORKSTATION mapped ``station`` to (names compare without case)."""
@@ -326,23 +664,52 @@ class Scheduler:
         # Never further back than the ring still holds, nor before the board started.
         return max(at - preroll, channel.oldest)
 
+    def _offset_position(self, call: LiveCall, offset_seconds: int) -> int:
+        channel = self._capture.channel_for_device(call.device_id)
+        if channel is None:
+            return 0
+        return max(0, channel.position + offset_seconds * channel.sample_rate)
+
     def _position(self, call: LiveCall) -> int:
         # From the channel, not the session: a CALLSTOP can arrive while the session is still
         # being created, and must still end the recording at the sample it arrived at.
         channel = self._capture.channel_for_device(call.device_id)
         return channel.position if channel is not None else 0
 
-    def _begin_recording(self, call: LiveCall, taps: tuple[Channel, ...], position: int) -> None:
+    def _begin_recording(self, call: LiveCall, position: int, *, partial: bool,
+                         max_time: int, max_silence: int,
+                         meta: dict[str, str] | None = None) -> Recording | None:
+        taps = self._capture.channels_for_device(call.device_id)
+        for tap in taps:
+            tap.status.enter(Phase.PREPARING)
+        try:
+            recording = self._open_recording(call, taps, position, partial, meta)
+        finally:
+            for tap in taps:
+                tap.status.leave(Phase.PREPARING)
+        if recording is None:
+            return None
+        for tap in taps:
+            tap.status.enter(Phase.RECORDING)
+        recording.max_record_time = max(0, max_time)
+        recording.max_record_silence = max(0, max_silence)
+        self._publish("RECORDINGSTARTED", call, recording)
+        if call.blackouts.active:
+            self._publish("RECORDINGPAUSED", call, recording)
+        return recording
+
+    def _open_recording(self, call: LiveCall, taps: tuple[Channel, ...], position: int,
+                        partial: bool, meta: dict[str, str] | None) -> Recording | None:
         channel = taps[0]
         sides = 2 if len(taps) == 2 and self._stereo else 1
-        started = datetime.fromtimestamp(call.start_time)
+        started = datetime.fromtimestamp(self._clock() if partial else call.start_time)
         wanted = recording_path(self._recordings_dir, call.device_id, started,
                                 file_extension(self._stored.recorded_as))
+        fmt = self._stored.recorded_as
+        options = {} if self._stored.after_call else dict(self._stored.options)
         try:
             path, file = create_unique(wanted)
             try:
-                fmt = self._stored.recorded_as
-                options = {} if self._stored.after_call else self._stored.options
                 writer = open_writer(fmt, file, channel.sample_rate, sides, **options)
             except Exception:
                 file.close()
@@ -352,35 +719,51 @@ class Scheduler:
             no_space = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
             reason = (ResultCode.API_ERROR_OUT_OF_DISK_SPACE if no_space
                       else ResultCode.API_ERROR_NO_DEFAULT_RECORDING_PATH)
-            call.decision = Decision(False, reason, f"cannot create {wanted}: {exc}")
+            if not partial:
+                call.decision = Decision(False, reason, f"cannot create {wanted}: {exc}")
             logger.exception("call on %s not recorded: cannot create %s", call.device_id, wanted)
-            return
+            self._publish("RECORDINGSTARTED", call, reason=reason.label)
+            return None
         delay = round(self._commit_delay_seconds * channel.sample_rate)
-        session = RecordingSession(taps, writer, path, position, delay)
-        call.session = session
-        call.filename = str(path)
+        session = RecordingSession(taps, writer, path, position, delay,
+                                   blackouts=call.blackouts, fmt=fmt, options=options)
+        recording = Recording(session=session, partial=partial, meta=dict(meta or call.meta))
         self._writer.add(session)
         try:
-            call.record_id = self._store.insert_recording(self._new_row(call, channel))
+            recording.record_id = self._store.insert_recording(
+                self._new_row(call, recording, channel))
         except StoreError:
             # The audio matters more than the row: keep recording; the row is written when the
             # call stops.
             logger.exception("call on %s: recording to %s without a row for now",
                              call.device_id, path)
-        logger.info("recording %s on channel %d to %s (RECORDID %s)", call.device_id, channel.id,
-                    path, call.record_id)
+        logger.info("recording %s%s on channel %d to %s (RECORDID %s)", call.device_id,
+                    " (RECORDSTART)" if partial else "", channel.id, path, recording.record_id)
+        return recording
 
-    def _end_recording(self, call: LiveCall, reason: str, end: int) -> None:
-        session = call.session
-        if session is None or session.closed or call.ending:
+    def _end_call_recordings(self, call: LiveCall, reason: str, end: int) -> None:
+        """The call ended: its main recording stops with ``reason``, its partials with it."""
+        for recording in call.partials:
+            self._end_recording(call, recording, STOP_CALL_ENDED
+                                if reason == STOP_CALLSTOP else reason, end)
+        if call.main is not None:
+            self._end_recording(call, call.main, reason, end)
+
+    def _end_recording(self, call: LiveCall, recording: Recording, reason: str,
+                       end: int) -> None:
+        session = recording.session
+        if session.closed or recording.ending:
             return
-        call.ending = True
+        recording.ending = True
+        recording.stop_reason = reason
+        if recording is call.main:
+            call.stop_reason = reason
         statuses = [tap.status for tap in session.channels]
         if session.ready_to_finish(end):
             self._writer.discard(session)
             for status in statuses:
                 status.leave(Phase.RECORDING)
-            self._complete(call, reason, session.finish(end))
+            self._complete(call, recording, reason, session.finish(end))
             return
         # The last audio is still inside the commit delay: the writer closes the file once it
         # has passed, and completes the row then.
@@ -391,33 +774,37 @@ class Scheduler:
             for status in statuses:
                 status.leave(Phase.FINISHING)
             with call.lock:
-                self._complete(call, reason, result)
+                self._complete(call, recording, reason, result)
 
         self._writer.finish_later(session, end, done)
 
-    def _complete(self, call: LiveCall, reason: str, result: SessionResult) -> None:
-        session = call.session
-        if session is None:
-            return
+    def _complete(self, call: LiveCall, recording: Recording, reason: str,
+                  result: SessionResult) -> None:
+        session = recording.session
         stop_time = call.stop_time if call.stop_time is not None else self._clock()
         done = FinishedRecording(
             stop_time=stop_time, duration=result.duration, audio_size=result.size,
             audio_hash=result.sha256, stop_reason=reason, lost_samples=result.lost_samples,
         )
+        stopped_reason = "NONE" if reason in NORMAL_STOPS else reason.upper()
+        saved = False
         try:
-            if call.record_id is None:
-                call.record_id = self._store.insert_recording(
-                    self._new_row(call, session.channel))
-            self._store.finish_recording(call.record_id, done)
+            if recording.record_id is None:
+                recording.record_id = self._store.insert_recording(
+                    self._new_row(call, recording, session.channel))
+            self._store.finish_recording(recording.record_id, done)
+            saved = True
         except StoreError:
             # Start-up completes the row from the file and transcodes it then.
             logger.exception("recording %s is complete but its row could not be written",
                              result.path)
-        else:
+        self._publish("RECORDINGSTOPPED", call, recording, reason=stopped_reason)
+        if saved:
+            self._publish("RECORDINGUPDATE", call, recording)
             if self._after_call is not None and not session.failed:
                 self._after_call.submit(result.path)
         logger.info("recorded %s: %.2f s, %d bytes, %s (RECORDID %s)", call.device_id,
-                    result.duration, result.size, reason, call.record_id)
+                    result.duration, result.size, reason, recording.record_id)
 
     def _update_row(self, record_id: int, update: CallUpdate) -> bool:
         try:
@@ -427,23 +814,72 @@ class Scheduler:
         except StoreError as exc:
             raise CallError(ResultCode.API_DATABASE_QUERY_ERROR, str(exc)) from exc
 
-    def _new_row(self, call: LiveCall, channel: Channel) -> NewRecording:
+    def _new_row(self, call: LiveCall, recording: Recording, channel: Channel) -> NewRecording:
         return NewRecording(
             device_id=call.device_id, call_instance=call.instance, channel=channel.id,
-            filename=call.filename, media_format=self._stored.format,
+            filename=recording.filename, media_format=self._stored.format,
             sample_rate=channel.sample_rate,
-            start_time=call.start_time, core_ident=self._core_ident, meta=dict(call.meta),
+            start_time=call.start_time if not recording.partial else self._clock(),
+            core_ident=self._core_ident, meta=dict(recording.meta),
             priority=call.priority, keep_days=call.keep_days,
             archive_action=call.archive_action, cti_initiated=call.cti_initiated,
             agent_initiated=call.agent_initiated,
         )
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _publish(self, event_type: str, call: LiveCall, recording: Recording | None = None,
+                 reason: str = "NONE") -> None:
+        meta = recording.meta if recording is not None else call.meta
+        values = {
+            **meta,
+            "GLOBALCALLID": call.global_id, "DEVICEID": call.device_id,
+            "AGENTID": call.agent_id, "CALLINSTANCE": call.instance,
+            "STATION": meta.get("STATIONNAME", ""), "ISTRUNK": "",
+            "KEEPDAYS": str(call.keep_days if call.keep_days is not None else -1),
+            "ARCHIVEACTION": str(call.archive_action if call.archive_action is not None else -1),
+            "STARTTIME": manual_datetime(call.start_time),
+            "COREIDENT": str(self._core_ident),
+            "FILENAME": recording.filename if recording is not None else "",
+            "CHANNEL": str(call.channel) if call.channel is not None else "",
+            "ERRORREASON": reason,
+            "RECORDID": str(recording.record_id) if recording and recording.record_id else "",
+        }
+        try:
+            self._events.publish(make_event(event_type, values))
+        except Exception:
+            logger.exception("publishing %s for %s failed", event_type, call.device_id)
+
+    def _publish_stored_update(self, record_id: int) -> None:
+        """RECORDINGUPDATE for a stored recording changed by CALLUPDATE."""
+        try:
+            row = self._store.get_recording(record_id)
+        except StoreError:
+            logger.exception("RECORDINGUPDATE for %d: cannot read the row", record_id)
+            return
+        if row is None:
+            return
+        values = {
+            "GLOBALCALLID": "", "DEVICEID": row.device_id,
+            "KEEPDAYS": str(row.keep_days if row.keep_days is not None else -1),
+            "FILENAME": row.filename, "RECORDID": str(row.ident),
+            "COREIDENT": str(row.core_ident),
+        }
+        try:
+            self._events.publish(make_event("RECORDINGUPDATE", values))
+        except Exception:
+            logger.exception("publishing RECORDINGUPDATE for %d failed", record_id)
 
 
 def _call_status(call: LiveCall) -> CallStatus:
     return CallStatus(
         instance=call.instance, meta=dict(call.meta), start_time=call.start_time,
         stop_time=call.stop_time, recording=call.recording, filename=call.filename,
-        record_id=call.record_id, decision=call.decision,
+        record_id=call.record_id, decision=call.decision, paused=call.paused,
+        stop_reason=call.stop_reason, global_id=call.global_id,
+        recordings=tuple(RecordingStatus(r.filename, r.record_id, r.partial,
+                                         not r.session.closed)
+                         for r in call.recordings()),
     )
 
 
@@ -458,4 +894,5 @@ def _device_status(state: DeviceState) -> DeviceStatus:
     )
 
 
-__all__ = ["CallStatus", "ChannelInfo", "DeviceStatus", "Scheduler"]
+__all__ = ["CallStatus", "ChannelInfo", "DeviceStatus", "RecordingStatus", "Scheduler",
+           "StoredFormat"]

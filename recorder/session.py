@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from recorder.blackout import Blackouts, overlapping, silence_file, zero_ranges
 from recorder.capture import Channel
 from recorder.codecs import AudioWriter
 from recorder.paths import sha256_file
@@ -44,7 +46,8 @@ class RecordingSession:
     """Streams ``channel`` from ``start`` (an absolute sample position) into ``writer``."""
 
     def __init__(self, channel: Channel | Sequence[Channel], writer: AudioWriter, path: Path,
-                 start: int, delay_frames: int = 0) -> None:
+                 start: int, delay_frames: int = 0, *, blackouts: Blackouts | None = None,
+                 fmt: str = "wav", options: Mapping[str, Any] | None = None) -> None:
         # Two channels are one device's two directions (on one board, so their positions
         # line up): one side each of a stereo file, or mixed into mono, as the writer has
         # one or two channels.
@@ -63,6 +66,12 @@ class RecordingSession:
         self.lost_samples = 0
         self.failed: str | None = None
         self._result: SessionResult | None = None
+        # The call's blacked-out ranges: zeroed on their way to the file, and silenced in the
+        # file when one reaches back before what was already written.
+        self.blackouts = blackouts or Blackouts()
+        self.format = fmt
+        self._options = dict(options or {})
+        self._silence_at_close = False
 
     @property
     def closed(self) -> bool:
@@ -88,6 +97,37 @@ class RecordingSession:
             if self._result is None and self.failed is None:
                 self._sync_if_due()
 
+    @property
+    def written_to(self) -> int:
+        """The position up to which audio has gone to the file."""
+        return self._pos
+
+    def blackout_reached_back(self) -> None:
+        """A blackout now covers audio already written: silence it in the file.
+
+        A WAV is patched at once, so the audio does not stay on disk for the rest of the call;
+        other formats are re-encoded when the file closes.
+        """
+        with self._lock:
+            if self._result is not None or self.failed is not None:
+                return
+            if not overlapping(self.blackouts.ranges(), self.start, self._pos):
+                return
+            if self.path.suffix.lower() != ".wav":
+                self._silence_at_close = True
+                return
+            try:
+                self._writer.sync()  # its buffered frames first, or they would land after
+                self._silence_written()
+            except Exception as exc:
+                self.failed = self.failed or str(exc)
+                logger.exception("%s: could not silence a blackout in the file", self.path)
+
+    def _silence_written(self) -> None:
+        ranges = overlapping(self.blackouts.ranges(), self.start, self._pos)
+        silence_file(self.path, self.format, [(a - self.start, b - self.start)
+                                              for a, b in ranges], options=self._options)
+
     def ready_to_finish(self, end: int) -> bool:
         """Whether audio up to ``end`` may go to the file now (its commit delay has passed)."""
         return self.channel.position >= end + self.delay_frames
@@ -108,6 +148,12 @@ class RecordingSession:
             except OSError as exc:
                 self.failed = self.failed or str(exc)
                 logger.exception("%s: closing failed", self.path)
+            if self._silence_at_close and self.failed is None:
+                try:
+                    self._silence_written()
+                except Exception as exc:
+                    self.failed = str(exc)
+                    logger.exception("%s: could not silence a blackout in the file", self.path)
             try:
                 size, digest = self.path.stat().st_size, sha256_file(self.path)
             except OSError as exc:
@@ -136,7 +182,9 @@ class RecordingSession:
                 self.lost_samples += lost
                 logger.warning("%s: %d samples lost before they reached the file (ring lapped)",
                                self.path.name, lost)
-            self._writer.write(self._combine([got.samples for got in reads]))
+            samples = self._combine([got.samples for got in reads])
+            zero_ranges(samples, self._pos, self.blackouts.ranges())
+            self._writer.write(samples)
             self._pos = end
             if sync:
                 self._sync_if_due()

@@ -269,8 +269,11 @@ def test_devicestatus_has_the_manuals_fields(running: Running) -> None:
         "DEVICEID", "DEVICEALIAS", "SYS_USER", "CRM_USER", "GROUP", "GATE", "ANI", "DNIS",
         *(f"USER{i}" for i in range(1, 16)), "CALLDIRECTION", "ISTRUNK", "STATION",
         "STARTTIME", "STOPTIME", "COREIDENT", "RECORDING"]
+    # The manual's fields in its order, then the documented extension (docs/call-model.md).
     assert [e.tag for e in device.find("RECORDING")] == [  # type: ignore[union-attr]
-        "ISRECORDING", "ISRECORDINGVIDEO", "FILENAME", "CALLID", "SESSIONID", "CALLINSTANCE"]
+        "ISRECORDING", "ISRECORDINGVIDEO", "FILENAME", "CALLID", "SESSIONID", "CALLINSTANCE",
+        "ERRORREASON"]
+    assert device.findtext("RECORDING/ERRORREASON") == "NONE"
     assert (device.findtext("DEVICEID"), device.findtext("SYS_USER"),
             device.findtext("USER2")) == ("1004", "gkerber", "winners")
     assert device.findtext("RECORDING/ISRECORDING") == "Y"

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ class Bench:
     """A scheduler whose capture core is fed by hand."""
 
     def __init__(self, tmp_path: Path, devices: tuple[str, ...] = ("1001", "1002"),
-                 preroll: float = 0.0, delay: float = 0.0) -> None:
+                 preroll: float = 0.0, delay: float = 0.0, **scheduler: Any) -> None:
         self.driver = create_driver("boards[0]", SyntheticBoardConfig(
             devices=devices, channels=len(devices)))
         self.capture = CaptureCore.simple([(self.driver, devices)], lookback_seconds=10)
@@ -45,7 +46,7 @@ class Bench:
         self.scheduler = Scheduler(capture=self.capture, store=self.store, writer=self.writer,
                                    recordings_dir=self.recordings, core_ident=3,
                                    preroll_seconds=preroll, commit_delay_seconds=delay,
-                                   clock=lambda: self.now)
+                                   clock=lambda: self.now, **scheduler)
         self.captured: list[np.ndarray] = []
 
     def feed(self, blocks: int) -> None:

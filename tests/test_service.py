@@ -277,3 +277,14 @@ devices = ["2001"]
                            capture_output=True, text=True, timeout=60, check=False)
     assert check.returncode == 78
     assert "boards[0].files[0]: cannot read audio" in check.stderr
+
+
+def test_print_config_masks_secrets(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{tmp_path}/d"\n'
+                      '[smtp]\nhost = "127.0.0.1"\nusername = "rec"\npassword = "hunter2"\n')
+    done = subprocess.run([str(BIN / "recorderd"), "--print-config", "--config", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "hunter2" not in done.stdout
+    assert 'password = "********"' in done.stdout
+    assert 'username = "rec"' in done.stdout

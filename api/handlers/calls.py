@@ -1,16 +1,16 @@
-"""Call handling functions: CALLSTART, CALLSTOP, CALLUPDATE (live and post-recording)."""
+"""Call handling: CALLSTART, CALLSTOP, CALLUPDATE, RECORDSTART, RECORDSTOP and blackouts."""
 
 from __future__ import annotations
 
 from recorder.api.context import ApiContext
 from recorder.api.params import Params
-from recorder.api.request import ApiResult
+from recorder.api.request import ApiResult, RequestError
 from recorder.calls import CallStart, CallUpdate
 from recorder.resultcodes import ResultCode
 
 
-def call_start(ctx: ApiContext, params: Params) -> ApiResult:
-    start = CallStart(
+def _call_start(params: Params) -> CallStart:
+    return CallStart(
         device=params.device(),
         instance=params.text("CALLINSTANCE") or "",
         meta=params.metadata(),
@@ -22,6 +22,10 @@ def call_start(ctx: ApiContext, params: Params) -> ApiResult:
         cti_initiated=params.flag("CTIINITIATED"),
         agent_initiated=params.flag("AGENTINITIATED"),
     )
+
+
+def call_start(ctx: ApiContext, params: Params) -> ApiResult:
+    start = _call_start(params)
     # The manual's API_OK means "the cores have the call"; whether it is recorded is the
     # scheduler's decision, visible in DEVICESTATUS and the log.
     ctx.scheduler.call_start(start)
@@ -50,3 +54,53 @@ def call_update(ctx: ApiContext, params: Params) -> ApiResult:
     if updated == "recording":
         return ApiResult(ResultCode.API_OK, "Updated recording in database")
     return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("CALLUPDATE"))
+
+
+def record_start(ctx: ApiContext, params: Params) -> ApiResult:
+    ctx.scheduler.record_start(_call_start(params))
+    return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("RECORDSTART"))
+
+
+def record_stop(ctx: ApiContext, params: Params) -> ApiResult:
+    ctx.scheduler.record_stop(params.device(), params.text("CALLINSTANCE"), params.metadata())
+    return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("RECORDSTOP"))
+
+
+def blackout_start(ctx: ApiContext, params: Params) -> ApiResult:
+    ctx.scheduler.blackout_start(params.device(), params.text("CALLINSTANCE"),
+                                 params.integer("TIMEOFFSET") or 0)
+    return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("BLACKOUTSTART"))
+
+
+def blackout_stop(ctx: ApiContext, params: Params) -> ApiResult:
+    ctx.scheduler.blackout_stop(params.device(), params.text("CALLINSTANCE"),
+                                params.integer("TIMEOFFSET") or 0)
+    return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("BLACKOUTSTOP"))
+
+
+def agent_blackout_start(ctx: ApiContext, params: Params) -> ApiResult:
+    ctx.scheduler.agent_blackout_start(_agent_devices(ctx, params),
+                                       params.integer("TIMEOFFSET") or 0)
+    return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("AGENTBLACKOUTSTART"))
+
+
+def agent_blackout_stop(ctx: ApiContext, params: Params) -> ApiResult:
+    ctx.scheduler.agent_blackout_stop(_agent_devices(ctx, params),
+                                      params.integer("TIMEOFFSET") or 0)
+    return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("AGENTBLACKOUTSTOP"))
+
+
+def _agent_devices(ctx: ApiContext, params: Params) -> list[str]:
+    """The devices an AGENTBLACKOUT covers: the one named, or every phone of the agent named."""
+    query = params.device()
+    if not query:
+        raise RequestError(ResultCode.API_INVALID_MESSAGE_FORMAT, "one of DEVICEID, "
+                           "DEVICEALIAS, CRM_USER or SYS_USER is required")
+    if query.device_id or query.alias or query.station:
+        return [device.device_id for device in ctx.scheduler.device_status(query)]
+    devices = ctx.scheduler.agent_devices(query.sys_user, query.crm_user)
+    if not devices:
+        who = f"SYS_USER {query.sys_user!r}" if query.sys_user else f"CRM_USER {query.crm_user!r}"
+        raise RequestError(ResultCode.API_AGENT_NOT_FOUND,
+                           f"no agent or device found for {who}")
+    return devices

@@ -3,6 +3,7 @@
 A session is keyed by the client's SESSIONID and kept as a recording row with no audio (type
 "screen", no file), so CALLLIST lists it with the agent's names and its duration. Sessions live
 in the database, not in memory: a CHATSTOP after a restart of the recorder still finds its start.
+Each change is published to event subscribers as a CHAT class event (docs/events.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 from recorder.api.context import ApiContext
 from recorder.api.handlers.common import agent_id, one_user
+from recorder.api.handlers.events import chat_event
 from recorder.api.params import Params
 from recorder.api.request import ApiResult, RequestError, invalid
 from recorder.resultcodes import ResultCode
@@ -88,7 +90,9 @@ def chat_start(ctx: ApiContext, params: Params) -> ApiResult:
     if replaced is not None:
         logger.info("CHATSTART %r: session RECORDID %d replaced by a new start", session_id,
                     replaced)
+        _publish(ctx, "CHATSTOP", replaced, session_id)
     logger.info("CHATSTART %r: agent %d, RECORDID %d", session_id, agent.user_id, ident)
+    _publish(ctx, "CHATSTART", ident, session_id)
     return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("CHATSTART"))
 
 
@@ -99,6 +103,7 @@ def chat_stop(ctx: ApiContext, params: Params) -> ApiResult:
         raise RequestError(ResultCode.API_SESSIONID_UNSPECIFIED,
                            f"no chat session with SESSIONID {session_id} is open")
     logger.info("CHATSTOP %r: RECORDID %d complete", session_id, ident)
+    _publish(ctx, "CHATSTOP", ident, session_id)
     return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("CHATSTOP"))
 
 
@@ -108,4 +113,15 @@ def chat_update(ctx: ApiContext, params: Params) -> ApiResult:
     if ident is None:
         raise RequestError(ResultCode.API_SESSIONID_UNSPECIFIED,
                            f"no chat session with SESSIONID {session_id}; send CHATSTART first")
+    _publish(ctx, "CHATUPDATE", ident, session_id)
     return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("CHATUPDATE"))
+
+
+def _publish(ctx: ApiContext, event_type: str, ident: int, session_id: str) -> None:
+    """Tell event subscribers; the session has changed whether or not this succeeds."""
+    try:
+        row = ctx.store.get_recording(ident)
+        if row is not None:
+            ctx.events.publish(chat_event(ctx, event_type, row, session_id))
+    except Exception:
+        logger.exception("%s %r: publishing the event failed", event_type, session_id)

@@ -1,4 +1,5 @@
-"""Status functions: CALLLIST (stored recordings) and DEVICESTATUS (live devices)."""
+"""Status functions: CALLLIST (stored recordings); DEVICELIST, DEVICESTATUS and
+DEVICERECORDINGSTATUS (live devices)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from recorder.api.context import ApiContext
 from recorder.api.params import Params
 from recorder.api.request import ApiResult, Node, RequestError, invalid
 from recorder.api.timefmt import manual_datetime
+from recorder.calls import DeviceQuery
 from recorder.errors import StoreError
 from recorder.resultcodes import ResultCode
-from recorder.scheduler import CallStatus, DeviceStatus
+from recorder.scheduler import NORMAL_STOPS, CallStatus, DeviceStatus
 from recorder.store import FILTER_FIELDS, USER_FIELDS, RecordingQuery, RecordingRow
 
 
@@ -70,6 +72,77 @@ def device_status(ctx: ApiContext, params: Params) -> ApiResult:
     return ApiResult(ResultCode.API_OK, "Found the following matching devices", body)
 
 
+def device_list(ctx: ApiContext, params: Params) -> ApiResult:
+    """Every device the recorder knows, each with its most recently active call."""
+    devices = ctx.scheduler.device_status(DeviceQuery())
+    body: list[Node] = [("DEVICES", [
+        ("COUNT", str(len(devices))),
+        *(("DEVICE", _device(ctx, d)) for d in devices),
+    ])]
+    return ApiResult(ResultCode.API_OK, "API_OK", body)
+
+
+RECORDING_STATUS_MESSAGE = ("Following active call instances found for specified deviceID, "
+                            "devicealias, crm_user or sys_user")
+
+
+def device_recording_status(ctx: ApiContext, params: Params) -> ApiResult:
+    """Every open call instance of a device (of every device with one, for no device)."""
+    query = params.device()
+    devices = ctx.scheduler.device_status(query)
+    if not query:
+        devices = [d for d in devices if d.open_calls]
+    body: list[Node] = [("DEVICE", [
+        ("DEVICEID", d.device_id),
+        *_identity(d.open_calls[0] if d.open_calls else d.current),
+        ("COREIDENT", str(ctx.core_ident)),
+        *(("RECORDING", _instance(call)) for call in d.open_calls),
+    ]) for d in devices]
+    return ApiResult(ResultCode.API_OK, RECORDING_STATUS_MESSAGE, body)
+
+
+def _identity(call: CallStatus | None) -> list[Node]:
+    meta = call.meta if call else {}
+    return [(name, meta.get(name, "")) for name in ("DEVICEALIAS", "SYS_USER", "CRM_USER")]
+
+
+def _instance(call: CallStatus) -> list[Node]:
+    meta = call.meta
+    if not call.recording:
+        status = "notrecording"
+    elif call.paused:
+        status = "recordpaused"
+    else:
+        status = "recording"
+    return [
+        *((name, meta.get(name, "")) for name in (
+            "GROUP", "GATE", "ANI", "DNIS", *USER_FIELDS, "CALLDIRECTION")),
+        ("ISTRUNK", ""),
+        ("STATION", meta.get("STATIONNAME", "")),
+        ("STARTTIME", manual_datetime(call.start_time)),
+        ("STOPTIME", manual_datetime(call.stop_time)),
+        ("ISRECORDING", "Y" if call.recording else "N"),
+        ("ISRECORDINGVIDEO", "N"),
+        ("FILENAME", call.filename),
+        ("CALLID", meta.get("CALLID", "")),
+        ("SESSIONID", ""),
+        ("CALLINSTANCE", call.instance),
+        ("STATUS", status),
+        ("ERRORREASON", _error_reason(call)),
+    ]
+
+
+def _error_reason(call: CallStatus | None) -> str:
+    """Why the call is not (or no longer) recorded, as events name it; NONE if it is."""
+    if call is None or call.decision is None:
+        return ""
+    if not call.decision.record:
+        return call.decision.reason.label
+    if call.stop_reason and call.stop_reason not in NORMAL_STOPS:
+        return call.stop_reason.upper()
+    return "NONE"
+
+
 def _device(ctx: ApiContext, device: DeviceStatus) -> list[Node]:
     call = device.current
     meta = call.meta if call else {}
@@ -95,4 +168,6 @@ def _recording(call: CallStatus | None) -> list[Node]:
         ("CALLID", call.meta.get("CALLID", "") if call else ""),
         ("SESSIONID", ""),
         ("CALLINSTANCE", call.instance if call else ""),
+        # An extension: why the call is or is not recorded (docs/api-notes.md).
+        ("ERRORREASON", _error_reason(call)),
     ]

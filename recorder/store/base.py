@@ -107,6 +107,27 @@ class RecordingRow:
     agent_first_name: str = ""  # the agent's names as the directory holds them now
     agent_last_name: str = ""
     recording_type: str = TYPE_AUDIO
+    purged_time: float | None = None  # when retention deleted its files (the row stays)
+
+
+DAY_SECONDS = 86400.0
+
+# Where a batched scan over recordings goes on from: the last row's (start_time, ident).
+ScanCursor = tuple[float, int]
+
+
+@dataclass(frozen=True)
+class ExpiryRule:
+    """Which complete recordings retention may purge, in the store's terms.
+
+    A recording is kept for a number of days from its start: its own KEEPDAYS when above 0,
+    else its ARCHIVEACTION's entry in ``archive_keep_days``, else ``default_keep_days``.
+    0 days: due as soon as it is complete; None: kept forever. ``recorder.retention`` builds
+    this from the configuration and owns the rule; the store only evaluates it in bulk.
+    """
+
+    default_keep_days: int | None = None
+    archive_keep_days: Mapping[int, int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,6 +168,12 @@ class Store(DirectoryStore, ABC):
     def get_recording(self, ident: int) -> RecordingRow | None: ...
 
     @abstractmethod
+    def find_recording(self, unique_field: str, value: str) -> RecordingRow | None:
+        """The recording whose ``unique_field`` (a name from the manual's UNIQUEFIELD list, lower
+        case, e.g. "user2", "ident") equals ``value``: the newest complete match, else the
+        newest still recording. ValueError for a field not in the list."""
+
+    @abstractmethod
     def last_recording_id(self, device_id: str) -> int | None:
         """RECORDID of the device's most recent recording."""
 
@@ -170,3 +197,24 @@ class Store(DirectoryStore, ABC):
         Idempotent, so after-call transcoding redone after a crash can call it again.
         False if no recording has either file.
         """
+
+    @abstractmethod
+    def expired_recordings(self, now: float, rule: ExpiryRule, limit: int,
+                           after: ScanCursor | None = None) -> list[RecordingRow]:
+        """Complete, unpurged recordings ``rule`` says are due at ``now``, oldest first (by
+        start time, then RECORDID), at most ``limit``, starting after the cursor ``after``."""
+
+    @abstractmethod
+    def count_expired(self, now: float, rule: ExpiryRule) -> int:
+        """How many recordings ``expired_recordings`` would list in all."""
+
+    @abstractmethod
+    def mark_purged(self, ident: int, when: float) -> bool:
+        """Record that recording ``ident``'s files were purged at ``when``.
+
+        False, changing nothing, unless it is complete and not already purged."""
+
+    @abstractmethod
+    def oldest_unpurged(self, limit: int, after: ScanCursor | None = None) -> list[RecordingRow]:
+        """Complete, unpurged recordings that have a file, oldest first (by start time, then
+        RECORDID), at most ``limit``, starting after the cursor ``after``."""

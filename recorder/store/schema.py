@@ -3,14 +3,15 @@
 Version 1 is the recordings table: every column the manual lists under UNIQUEFIELD, plus the
 recorder's own. Column names are the manual's (lower case), so EXPORT's UNIQUEFIELD can name them
 directly. Version 2 adds the directory: users and their phones, workstations, groups, roles and
-permissions, chat sessions and agent windows.
+permissions, chat sessions and agent windows. Version 3 adds retention: when a recording's files
+were purged (the row itself stays).
 """
 
 from __future__ import annotations
 
 from recorder.store.base import FILTER_FIELDS, METADATA_FIELDS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # API field name -> column, for the call metadata a recording keeps: the lower-case name, but
 # where the manual's table spells the column otherwise.
@@ -181,5 +182,16 @@ CREATE TABLE agent_windows (
 CREATE INDEX recordings_by_agent ON recordings (agent_id);
 """
 
+# Retention (recorder.retention). The partial index holds only the rows a purge can still touch,
+# so it shrinks as recordings are purged. It holds every column the expiry query reads (SQLite
+# does not count a partial index's own WHERE columns as covered), so rows that are not due are
+# rejected without reading the table.
+CREATE_V3 = """
+ALTER TABLE recordings ADD COLUMN purged_time REAL;
+CREATE INDEX recordings_unpurged
+    ON recordings (start_time, ident, keepdays, archive_action_id, purged_time, status)
+    WHERE purged_time IS NULL AND status = 'complete';
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (CREATE_V1, CREATE_V2)
+MIGRATIONS: tuple[str, ...] = (CREATE_V1, CREATE_V2, CREATE_V3)

@@ -12,16 +12,19 @@ from typing import Any
 
 from recorder.errors import StoreError
 from recorder.store.base import (
+    DAY_SECONDS,
     STATUS_COMPLETE,
     STATUS_RECORDING,
+    ExpiryRule,
     FinishedRecording,
     NewRecording,
     RecordingQuery,
     RecordingRow,
     RecordingUpdate,
+    ScanCursor,
     Store,
 )
-from recorder.store.schema import FILTER_COLUMNS, META_COLUMNS
+from recorder.store.schema import FILTER_COLUMNS, MANUAL_COLUMNS, META_COLUMNS
 from recorder.store.sqlite_directory import SqliteDirectory
 
 logger = logging.getLogger(__name__)
@@ -34,7 +37,8 @@ _ROW_COLUMNS = (
 )
 # The agent's names come from the directory as it is now; agent_id was fixed when the recording
 # started, so a phone given to someone else later does not rename old calls.
-_EXTRA_COLUMNS = ("r.agent_id", "r.recording_type", "u.first_name", "u.last_name")
+_EXTRA_COLUMNS = ("r.agent_id", "r.recording_type", "u.first_name", "u.last_name",
+                  "r.purged_time")
 _SELECT = (f"SELECT {', '.join('r.' + c for c in _ROW_COLUMNS)}, {', '.join(_EXTRA_COLUMNS)}"
            " FROM recordings r LEFT JOIN users u ON u.user_id = r.agent_id")
 
@@ -103,6 +107,16 @@ class SqliteStore(SqliteDirectory, Store):
             row = conn.execute(f"{_SELECT} WHERE r.ident = ?", (ident,)).fetchone()
         return _row(row) if row else None
 
+    def find_recording(self, unique_field: str, value: str) -> RecordingRow | None:
+        if unique_field not in MANUAL_COLUMNS:  # it becomes part of the SQL
+            raise ValueError(f"{unique_field!r} is not a UNIQUEFIELD column")
+        with self._db(f"find recording by {unique_field}") as conn:
+            row = conn.execute(
+                f"{_SELECT} WHERE r.{unique_field} = ? ORDER BY r.status = ?,"
+                " r.recording_time DESC, r.ident DESC LIMIT 1",
+                (value, STATUS_RECORDING)).fetchone()
+        return _row(row) if row else None
+
     def last_recording_id(self, device_id: str) -> int | None:
         with self._db(f"last recording of {device_id}") as conn:
             row = conn.execute(
@@ -158,10 +172,72 @@ class SqliteStore(SqliteDirectory, Store):
                 (new, media_format, audio_size, audio_hash, old, new))
             return cursor.rowcount > 0
 
+    def expired_recordings(self, now: float, rule: ExpiryRule, limit: int,
+                           after: ScanCursor | None = None) -> list[RecordingRow]:
+        where, args = _expired_where(now, rule)
+        if after is not None:
+            where += " AND (r.start_time, r.ident) > (?, ?)"
+            args += [after[0], after[1]]
+        with self._db("list expired recordings") as conn:
+            rows = conn.execute(f"{_SELECT} WHERE {where} ORDER BY r.start_time, r.ident"
+                                " LIMIT ?", (*args, limit)).fetchall()
+        return [_row(r) for r in rows]
+
+    def count_expired(self, now: float, rule: ExpiryRule) -> int:
+        where, args = _expired_where(now, rule)
+        with self._db("count expired recordings") as conn:
+            row = conn.execute(f"SELECT count(*) FROM recordings r WHERE {where}",
+                               args).fetchone()
+        return int(row[0])
+
+    def mark_purged(self, ident: int, when: float) -> bool:
+        with self._db(f"mark recording {ident} purged") as conn:
+            cursor = conn.execute(
+                f"UPDATE recordings SET purged_time = ? WHERE ident = ? AND {_purgeable('')}",
+                (when, ident))
+            return cursor.rowcount > 0
+
+    def oldest_unpurged(self, limit: int, after: ScanCursor | None = None) -> list[RecordingRow]:
+        where = f"{_purgeable('r.')} AND r.filename != ''"
+        args: list[Any] = []
+        if after is not None:
+            where += " AND (r.start_time, r.ident) > (?, ?)"
+            args += [after[0], after[1]]
+        with self._db("list the oldest recordings") as conn:
+            rows = conn.execute(f"{_SELECT} WHERE {where} ORDER BY r.start_time, r.ident"
+                                " LIMIT ?", (*args, limit)).fetchall()
+        return [_row(r) for r in rows]
+
+
+def _purgeable(alias: str) -> str:
+    """Rows retention may still purge: the WHERE of the partial index recordings_unpurged,
+    written out rather than bound, or SQLite could not tell that the index covers the query."""
+    return f"{alias}purged_time IS NULL AND {alias}status = '{STATUS_COMPLETE}'"
+
+
+def _expired_where(now: float, rule: ExpiryRule) -> tuple[str, list[Any]]:
+    """The WHERE clause (over alias r) of the rows ``rule`` says are due at ``now``."""
+    keep = ["CASE WHEN r.keepdays > 0 THEN r.keepdays"]
+    args: list[Any] = []
+    # ARCHIVEACTION 0 and below mean "not set" (the manual's events send -1).
+    actions = {k: v for k, v in rule.archive_keep_days.items() if k > 0}
+    for action, days in actions.items():
+        keep.append("WHEN r.archive_action_id = ? THEN ?")
+        args += [action, days]
+    keep.append("ELSE ? END")
+    args.append(rule.default_keep_days)
+    # No recording is kept for less than the shortest finite period any branch can give (a
+    # KEEPDAYS is at least 1): rows younger than that are cut off by the index range.
+    finite = [d for d in (1, rule.default_keep_days, *actions.values()) if d is not None]
+    newest = now - min(finite) * DAY_SECONDS
+    where = (f"{_purgeable('r.')} AND r.start_time <= ?"
+             f" AND r.start_time + ({' '.join(keep)}) * {DAY_SECONDS!r} <= ?")
+    return where, [newest, *args, now]
+
 
 def _row(r: tuple[Any, ...]) -> RecordingRow:
     fixed = len(_ROW_COLUMNS) - len(META_COLUMNS)
-    agent_id, recording_type, first_name, last_name = r[len(_ROW_COLUMNS):]
+    agent_id, recording_type, first_name, last_name, purged_time = r[len(_ROW_COLUMNS):]
     return RecordingRow(
         ident=r[0], device_id=r[1], call_instance=r[2], channel=r[3], filename=r[4],
         media_format=r[5], sample_rate=r[6], recording_time=r[7], start_time=r[8],
@@ -170,5 +246,5 @@ def _row(r: tuple[Any, ...]) -> RecordingRow:
         keep_days=r[18], archive_action=r[19], cti_initiated=r[20], agent_initiated=r[21],
         meta=dict(zip(META_COLUMNS, r[fixed:len(_ROW_COLUMNS)], strict=True)),
         agent_id=agent_id, recording_type=recording_type, agent_first_name=first_name or "",
-        agent_last_name=last_name or "",
+        agent_last_name=last_name or "", purged_time=purged_time,
     )

@@ -1,0 +1,352 @@
+"""The call model on a hand-fed capture core: limits, preemption, filters, blackouts, partial
+recordings and the events of each, checked in the files' samples and the rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from recorder.calls import CallError, CallStart, DeviceQuery
+from recorder.codecs import read_audio
+from recorder.config import config_from_dict
+from recorder.decision import Policy
+from recorder.events import CollectedEvents
+from recorder.resultcodes import ResultCode
+from recorder.scheduler import StoredFormat
+from recorder.store import UserFields
+from tests.test_scheduler import BLOCK, Bench
+
+RATE = 8000
+DEV = DeviceQuery(device_id="1001")
+
+
+def policy(**recording: object) -> Policy:
+    config = config_from_dict({"recording": recording})
+    return Policy.from_config(config.recording, channels=2)
+
+
+def make_bench(tmp_path: Path, **kwargs: object) -> tuple[Bench, CollectedEvents]:
+    events = CollectedEvents()
+    return Bench(tmp_path, events=events, **kwargs), events
+
+
+def feed_seconds(bench: Bench, seconds: float) -> None:
+    bench.feed(round(seconds * RATE / BLOCK))
+    bench.capture.measure()
+
+
+def feed_level(bench: Bench, seconds: float, amplitude: int) -> None:
+    """Blocks of a 400 Hz tone at ``amplitude`` (0: digital silence) on every channel."""
+    for _ in range(round(seconds * RATE / BLOCK)):
+        start = sum(len(b) for b in bench.captured)
+        t = np.arange(start, start + BLOCK) / RATE
+        tone = (amplitude * np.sin(2 * np.pi * 400 * t)).astype(np.int16)
+        block = np.repeat(tone[:, None], len(bench.capture.boards[0].devices), axis=1)
+        bench.capture.boards[0].on_block(block)
+        bench.captured.append(block)
+        bench.now += BLOCK / RATE
+    bench.capture.measure()
+
+
+def start(bench: Bench, device: str = "1001", instance: str = "", **kw: object) -> None:
+    bench.scheduler.call_start(CallStart(device=DeviceQuery(device_id=device),
+                                         instance=instance, **kw))  # type: ignore[arg-type]
+
+
+def frames(path: str | Path) -> np.ndarray:
+    data, _ = soundfile.read(str(path), dtype="int16", always_2d=True)
+    return data[:, 0]
+
+
+def test_maxrecordtime_ends_the_file_at_exactly_that_length(tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path)
+    start(bench, max_record_time=2)
+    feed_seconds(bench, 3.1)
+    bench.scheduler.enforce_limits()
+    [row] = bench.rows()
+    assert row.stop_reason == "maxrecordtime"
+    assert soundfile.info(row.filename).frames == 2 * RATE
+    assert np.array_equal(frames(row.filename), bench.audio(0, 0, 2 * RATE))
+    stopped = [e for e in events.events if e.event_type == "RECORDINGSTOPPED"]
+    assert [e.get("ERRORREASON") for e in stopped] == ["MAXRECORDTIME"]
+    # The call itself goes on until its CALLSTOP, which now has nothing left to record.
+    status = bench.scheduler.device_status(DEV)[0].current
+    assert status is not None
+    assert status.stop_time is None
+    assert not status.recording
+    bench.stop()
+    assert events.types("1001")[-1] == "CALLSTOP"
+    assert len(bench.rows()) == 1
+
+
+def test_the_configured_maxrecordtime_applies_when_the_call_sends_none(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path, policy=policy(max_record_time_seconds=1))
+    start(bench)
+    feed_seconds(bench, 1.5)
+    bench.scheduler.enforce_limits()
+    assert soundfile.info(bench.rows()[0].filename).frames == RATE
+
+
+def test_maxrecordsilence_ends_the_recording_after_that_much_silence(tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path)
+    start(bench, max_record_silence=2)
+    feed_level(bench, 1.0, 12000)
+    feed_level(bench, 1.5, 0)
+    bench.scheduler.enforce_limits()
+    assert bench.rows()[0].status == "recording"  # 1.5 s of silence is not 2
+    feed_level(bench, 1.0, 0)
+    bench.scheduler.enforce_limits()
+    [row] = bench.rows()
+    assert row.stop_reason == "maxrecordsilence"
+    # Ends 2 s into the silence (to the level meter's 20 ms window).
+    assert soundfile.info(row.filename).frames == pytest.approx(3 * RATE, abs=RATE // 50)
+    assert events.events[-2].get("ERRORREASON") == "MAXRECORDSILENCE"
+
+
+def test_speech_resets_the_silence_count(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path)
+    start(bench, max_record_silence=2)
+    for _ in range(3):
+        feed_level(bench, 1.5, 0)
+        bench.scheduler.enforce_limits()
+        feed_level(bench, 0.2, 12000)
+        bench.scheduler.enforce_limits()
+    assert bench.rows()[0].status == "recording"
+
+
+def test_a_higher_priority_call_preempts_the_lowest_at_the_limit(tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path, policy=policy(max_concurrent=1))
+    start(bench, "1001", priority=10)
+    feed_seconds(bench, 0.5)
+    start(bench, "1002", priority=90)
+    feed_seconds(bench, 0.5)
+    low, high = sorted(bench.rows(), key=lambda r: r.device_id)
+    assert low.stop_reason == "preempted"
+    assert low.status == "complete"
+    assert high.status == "recording"
+    assert "PREEMPTED" in [e.get("ERRORREASON") for e in events.events
+                           if e.event_type == "RECORDINGSTOPPED"]
+
+
+def test_a_lower_priority_call_at_the_limit_is_not_recorded(tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path, policy=policy(max_concurrent=1))
+    start(bench, "1001", priority=90)
+    start(bench, "1002", priority=10)
+    assert [r.device_id for r in bench.rows()] == ["1001"]
+    status = bench.scheduler.device_status(DeviceQuery(device_id="1002"))[0].current
+    assert status is not None
+    assert status.decision is not None
+    assert status.decision.reason is ResultCode.API_ERROR_NO_FREE_CHANNELS
+    refused = [e for e in events.events if e.device_id == "1002"
+               and e.event_type == "RECORDINGSTARTED"]
+    assert [e.get("ERRORREASON") for e in refused] == ["API_ERROR_NO_FREE_CHANNELS"]
+
+
+def test_a_blocked_ani_is_not_recorded(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path, policy=policy(blocked=[{"name": "hr", "ani": ["555*"]}]))
+    start(bench, "1001", meta={"ANI": "5551234"})
+    start(bench, "1002", meta={"ANI": "6145551212"})
+    assert [r.device_id for r in bench.rows()] == ["1002"]
+    status = bench.scheduler.device_status(DEV)[0].current
+    assert status is not None
+    assert status.decision is not None
+    assert status.decision.reason is ResultCode.API_ERROR_BLOCKED_RECORDING_FILTER
+
+
+def test_below_the_free_space_floor_new_calls_are_refused_and_running_ones_finish(
+        tmp_path: Path) -> None:
+    room = [True]
+    bench, _ = make_bench(tmp_path, disk_ok=lambda: room[0])
+    start(bench, "1001")
+    room[0] = False
+    start(bench, "1002")
+    feed_seconds(bench, 0.5)
+    bench.stop("1001")
+    [row] = bench.rows()
+    assert row.device_id == "1001"
+    assert row.status == "complete"
+    status = bench.scheduler.device_status(DeviceQuery(device_id="1002"))[0].current
+    assert status is not None
+    assert status.decision is not None
+    assert status.decision.reason is ResultCode.API_ERROR_OUT_OF_DISK_SPACE
+
+
+@pytest.mark.parametrize("delay", [0.0, 3.0], ids=["standard", "real-time"])
+def test_a_blackout_reaching_back_silences_exactly_its_range(tmp_path: Path,
+                                                             delay: float) -> None:
+    bench, events = make_bench(tmp_path, delay=delay)
+    bench.writer.start()
+    try:
+        start(bench)
+        feed_seconds(bench, 5.0)
+        bench.scheduler.blackout_start(DEV, None, -2)  # from 3.0 s
+        feed_seconds(bench, 1.0)
+        bench.scheduler.blackout_stop(DEV, None, 0)  # to 6.0 s
+        feed_seconds(bench, 1.0)
+        path = Path(bench.rows()[0].filename)
+        if delay == 0:
+            # Standard mode: what was already on disk was silenced in the file at once.
+            on_disk, _ = read_audio(path)
+            assert not on_disk[3 * RATE:min(len(on_disk), 6 * RATE)].any()
+        bench.stop()
+        feed_seconds(bench, delay + 0.1)
+    finally:
+        bench.writer.stop()
+        bench.writer.join(5)
+    recorded = frames(path)
+    captured = bench.audio(0, 0, 7 * RATE)
+    assert len(recorded) == 7 * RATE
+    assert not recorded[3 * RATE:6 * RATE].any()
+    assert np.array_equal(recorded[:3 * RATE], captured[:3 * RATE])
+    assert np.array_equal(recorded[6 * RATE:], captured[6 * RATE:])
+    assert events.types("1001") == ["CALLSTART", "RECORDINGSTARTED", "RECORDINGPAUSED",
+                                    "RECORDINGRESUMED", "CALLSTOP", "RECORDINGSTOPPED",
+                                    "RECORDINGUPDATE"]
+
+
+def test_a_blackout_in_a_live_mp3_is_silence_after_re_encoding(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path, stored=StoredFormat("mp3", options={"bitrate": 32}))
+    start(bench)
+    feed_level(bench, 3.0, 12000)
+    bench.scheduler.blackout_start(DEV, None, -2)  # 1.0 s
+    feed_level(bench, 1.0, 12000)
+    bench.scheduler.blackout_stop(DEV, None, 0)  # 4.0 s
+    feed_level(bench, 1.0, 12000)
+    bench.stop()
+    row = bench.rows()[0]
+    assert row.filename.endswith(".mp3")
+    decoded, _ = read_audio(Path(row.filename))
+    mono = decoded[:, 0].astype(np.float64)
+    rms = lambda a: float(np.sqrt(np.mean(a ** 2)))  # noqa: E731
+    assert rms(mono[int(1.1 * RATE):int(3.9 * RATE)]) < 30
+    assert rms(mono[int(0.2 * RATE):int(0.9 * RATE)]) > 5000
+    assert rms(mono[int(4.1 * RATE):int(4.9 * RATE)]) > 5000
+
+
+def test_a_blackoutstop_before_its_start_is_clamped_to_the_start(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path)
+    start(bench)
+    feed_seconds(bench, 2.0)
+    bench.scheduler.blackout_start(DEV, None, 0)
+    feed_seconds(bench, 0.5)
+    bench.scheduler.blackout_stop(DEV, None, -60)
+    feed_seconds(bench, 0.5)
+    bench.stop()
+    recorded = frames(bench.rows()[0].filename)
+    assert np.array_equal(recorded, bench.audio(0, 0, 3 * RATE))  # nothing silenced
+
+
+def test_blackout_state_errors(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path)
+    with pytest.raises(CallError) as no_call:
+        bench.scheduler.blackout_start(DEV, None, 0)
+    assert no_call.value.code is ResultCode.API_DEVICE_NOT_IN_CALL
+    start(bench)
+    with pytest.raises(CallError) as none_running:
+        bench.scheduler.blackout_stop(DEV, None, 0)
+    assert none_running.value.code is ResultCode.API_BLACKOUT_INVALID_STATE
+    bench.scheduler.blackout_start(DEV, None, 0)
+    with pytest.raises(CallError) as twice:
+        bench.scheduler.blackout_start(DEV, None, 0)
+    assert twice.value.code is ResultCode.API_BLACKOUT_INVALID_STATE
+
+
+def test_an_agent_blackout_covers_calls_that_start_during_it(tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path)
+    agent = bench.store.add_user(UserFields(username="jsmith", sys_user="JSMITH",
+                                            first_name="J", last_name="Smith"), now=0)
+    bench.store.assign_phone(agent, "1001", now=0)
+    devices = bench.scheduler.agent_devices("JSMITH", None)
+    assert devices == ["1001"]
+    start(bench, instance="a")
+    feed_seconds(bench, 1.0)
+    bench.scheduler.agent_blackout_start(devices, 0)
+    feed_seconds(bench, 1.0)
+    start(bench, instance="b")  # starts blacked out
+    feed_seconds(bench, 1.0)
+    bench.scheduler.agent_blackout_stop(devices, 0)
+    feed_seconds(bench, 1.0)
+    bench.stop(instance="a")
+    bench.stop(instance="b")
+    first, second = sorted(bench.rows(), key=lambda r: r.call_instance)
+    a, b = frames(first.filename), frames(second.filename)
+    captured = bench.audio(0, 0, 4 * RATE)
+    assert np.array_equal(a[:RATE], captured[:RATE])
+    assert not a[RATE:3 * RATE].any()
+    assert np.array_equal(a[3 * RATE:], captured[3 * RATE:])
+    assert not b[:RATE].any()
+    assert np.array_equal(b[RATE:], captured[3 * RATE:])
+    with_agent = [e for e in events.events if "AGENTID" in dict(e.data)]
+    assert with_agent
+    assert all(e.get("AGENTID") == str(agent) for e in with_agent)
+    with pytest.raises(CallError) as stopped:
+        bench.scheduler.agent_blackout_stop(devices, 0)
+    assert stopped.value.code is ResultCode.API_BLACKOUT_INVALID_STATE
+
+
+def test_recordstart_makes_a_partial_recording_with_its_own_file_and_row(
+        tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path)
+    start(bench, meta={"ANI": "100"})
+    feed_seconds(bench, 1.0)
+    bench.scheduler.record_start(CallStart(device=DEV, meta={"USER1": "partial"}))
+    feed_seconds(bench, 1.5)
+    bench.scheduler.record_stop(DEV, None)
+    with pytest.raises(CallError) as nothing:
+        bench.scheduler.record_stop(DEV, None)
+    assert nothing.value.code is ResultCode.API_DEVICE_NOT_RECORDING
+    feed_seconds(bench, 0.5)
+    bench.stop()
+    main, partial = sorted(bench.rows(), key=lambda r: r.ident)
+    assert (partial.meta["USER1"], partial.meta["ANI"], partial.stop_reason) == (
+        "partial", "100", "recordstop")
+    assert main.filename != partial.filename
+    assert np.array_equal(frames(partial.filename), bench.audio(0, RATE, int(2.5 * RATE)))
+    assert np.array_equal(frames(main.filename), bench.audio(0, 0, 3 * RATE))
+    assert events.types().count("RECORDINGSTARTED") == 2
+
+
+def test_a_partial_recording_ends_with_its_call(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path)
+    start(bench)
+    bench.scheduler.record_start(CallStart(device=DEV))
+    feed_seconds(bench, 0.5)
+    bench.stop()
+    assert sorted(r.stop_reason for r in bench.rows()) == ["callended", "callstop"]
+    assert all(r.status == "complete" for r in bench.rows())
+
+
+def test_recordstart_needs_a_call(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path)
+    with pytest.raises(CallError) as no_call:
+        bench.scheduler.record_start(CallStart(device=DEV))
+    assert no_call.value.code is ResultCode.API_DEVICE_NOT_IN_CALL
+
+
+def test_a_reloaded_policy_applies_to_new_calls_only(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path)
+    start(bench, "1001", meta={"ANI": "555"})
+    bench.scheduler.set_policy(policy(blocked=[{"name": "x", "ani": ["555"]}]))
+    start(bench, "1002", meta={"ANI": "555"})
+    feed_seconds(bench, 0.2)
+    assert [r.device_id for r in bench.rows()] == ["1001"]
+    assert bench.rows()[0].status == "recording"
+
+
+def test_sys_user_and_crm_user_find_the_agents_phone(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path)
+    agent = bench.store.add_user(UserFields(username="ann", sys_user="ANN", crm_user="crm-ann",
+                                            first_name="Ann", last_name="Lee"), now=0)
+    bench.store.assign_phone(agent, "1002", now=0)
+    bench.scheduler.call_start(CallStart(device=DeviceQuery(crm_user="crm-ann")))
+    feed_seconds(bench, 0.2)
+    bench.scheduler.call_stop(DeviceQuery(sys_user="ANN"), None)
+    [row] = bench.rows()
+    assert row.device_id == "1002"
+    assert row.status == "complete"
+    with pytest.raises(CallError) as unknown:
+        bench.scheduler.call_start(CallStart(device=DeviceQuery(sys_user="NOBODY")))
+    assert unknown.value.code is ResultCode.API_DEVICE_INVALID

@@ -1,0 +1,252 @@
+"""The call model end to end over the socket API, in-process and against a real recorderd:
+MAXRECORDTIME, MAXRECORDSILENCE, preemption, blocked filters, blackouts, DEVICERECORDINGSTATUS,
+DEVICELIST and RECORDSTART/RECORDSTOP, checked in the files and the answers."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+from lxml import etree
+
+from recorder.config import config_from_dict, to_toml
+from tests.conftest import RecorderProcess, Running, base_config, result_code, write_toml
+
+RATE = 8000
+PREROLL = 0.5
+TONE_DEVICES = ["2001", "2002", "2003"]
+SILENT_DEVICE = "2004"
+
+
+def write_files(tmp_path: Path) -> tuple[Path, Path]:
+    t = np.arange(20 * RATE) / RATE
+    tone = (12000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    soundfile.write(tmp_path / "tone.wav", tone, RATE, subtype="PCM_16")
+    soundfile.write(tmp_path / "silence.wav", np.zeros(RATE * 5, np.int16), RATE,
+                    subtype="PCM_16")
+    return tmp_path / "tone.wav", tmp_path / "silence.wav"
+
+
+@pytest.fixture
+def recorder(start_recorder: Callable[..., Running], tmp_path: Path,
+             ) -> Callable[..., Running]:
+    tone, silence = write_files(tmp_path)
+
+    def start(**recording: Any) -> Running:
+        return start_recorder(
+            boards=[
+                {"driver": "file", "files": [str(tone)] * 3, "devices": TONE_DEVICES},
+                {"driver": "file", "files": [str(silence)], "devices": [SILENT_DEVICE]},
+            ],
+            capture={"preroll_seconds": PREROLL},
+            recording=recording,
+        )
+    return start
+
+
+def ok(result: etree._Element) -> etree._Element:
+    assert result_code(result) == 20, etree.tostring(result)
+    return result
+
+
+def device(running: Running, device_id: str) -> etree._Element:
+    result = ok(running.request("DEVICESTATUS", DEVICEID=device_id))
+    found = result.find("DEVICES/DEVICE")
+    assert found is not None
+    return found
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_maxrecordtime_gives_a_file_of_that_length(recorder: Callable[..., Running]) -> None:
+    running = recorder()
+    ok(running.request("CALLSTART", DEVICEID="2001", MAXRECORDTIME=2))
+    wait_for(lambda: device(running, "2001").findtext("RECORDING/ISRECORDING") == "N")
+    found = device(running, "2001")
+    assert found.findtext("RECORDING/ERRORREASON") == "MAXRECORDTIME"
+    assert soundfile.info(found.findtext("RECORDING/FILENAME")).duration == pytest.approx(2.0)
+    ok(running.request("CALLSTOP", DEVICEID="2001"))
+
+
+def test_maxrecordsilence_ends_a_recording_on_a_silent_line(
+        recorder: Callable[..., Running]) -> None:
+    running = recorder()
+    ok(running.request("CALLSTART", DEVICEID=SILENT_DEVICE, MAXRECORDSILENCE=1))
+    wait_for(lambda: device(running, SILENT_DEVICE).findtext("RECORDING/ISRECORDING") == "N")
+    found = device(running, SILENT_DEVICE)
+    assert found.findtext("RECORDING/ERRORREASON") == "MAXRECORDSILENCE"
+    duration = soundfile.info(found.findtext("RECORDING/FILENAME")).duration
+    assert duration == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_priority_90_call_preempts_a_priority_10_one_at_the_limit(
+        recorder: Callable[..., Running]) -> None:
+    running = recorder(max_concurrent=2)
+    ok(running.request("CALLSTART", DEVICEID="2001", PRIORITY=10))
+    ok(running.request("CALLSTART", DEVICEID="2002", PRIORITY=50))
+    ok(running.request("CALLSTART", DEVICEID="2003", PRIORITY=90))
+    states = {d: device(running, d).find("RECORDING") for d in TONE_DEVICES}
+    assert {d: (s.findtext("ISRECORDING"), s.findtext("ERRORREASON"))  # type: ignore[union-attr]
+            for d, s in states.items()} == {
+        "2001": ("N", "PREEMPTED"), "2002": ("Y", "NONE"), "2003": ("Y", "NONE")}
+    # A fourth call of lower priority than all of them is not recorded.
+    ok(running.request("CALLSTART", DEVICEID=SILENT_DEVICE, PRIORITY=5))
+    assert device(running, SILENT_DEVICE).findtext("RECORDING/ERRORREASON") == \
+        "API_ERROR_NO_FREE_CHANNELS"
+
+
+def test_a_blocked_ani_is_not_recorded(recorder: Callable[..., Running]) -> None:
+    running = recorder(blocked=[{"name": "legal", "ani": ["6145551212"]}])
+    ok(running.request("CALLSTART", DEVICEID="2001", ANI="6145551212"))
+    ok(running.request("CALLSTART", DEVICEID="2002", ANI="6145550000"))
+    assert device(running, "2001").findtext("RECORDING/ISRECORDING") == "N"
+    assert device(running, "2001").findtext("RECORDING/ERRORREASON") == \
+        "API_ERROR_BLOCKED_RECORDING_FILTER"
+    assert device(running, "2002").findtext("RECORDING/ISRECORDING") == "Y"
+    ok(running.request("CALLSTOP", DEVICEID="2001"))
+    ok(running.request("CALLSTOP", DEVICEID="2002"))
+    rows = ok(running.request("CALLLIST")).findall("SEARCHRESULT")
+    assert [r.findtext("DEVICEID") for r in rows] == ["2002"]
+
+
+def longest_zero_run(samples: np.ndarray) -> tuple[int, int]:
+    """(start, length) of the longest run of digital zeros."""
+    zero = np.concatenate([[False], samples == 0, [False]])
+    edges = np.flatnonzero(np.diff(zero.astype(np.int8)))
+    starts, ends = edges[::2], edges[1::2]
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest]), int(ends[longest] - starts[longest])
+
+
+def test_a_blackout_with_timeoffset_minus_2_silences_that_range_of_the_file(
+        recorder: Callable[..., Running]) -> None:
+    running = recorder()
+    time.sleep(PREROLL + 0.3)  # so the file has its whole pre-roll
+    ok(running.request("CALLSTART", DEVICEID="2001"))
+    began = time.monotonic()
+    time.sleep(3.0)
+    ok(running.request("BLACKOUTSTART", DEVICEID="2001", TIMEOFFSET=-2))
+    blackout = time.monotonic() - began
+    assert device(running, "2001").findtext("RECORDING/ISRECORDING") == "Y"
+    time.sleep(1.0)
+    ok(running.request("BLACKOUTSTOP", DEVICEID="2001"))
+    unblackout = time.monotonic() - began
+    time.sleep(1.0)
+    ok(running.request("CALLSTOP", DEVICEID="2001"))
+    path = device(running, "2001").findtext("RECORDING/FILENAME")
+    samples, _ = soundfile.read(path, dtype="int16")
+    start, length = longest_zero_run(samples)
+    # The range starts 2 s before the BLACKOUTSTART arrived and ends when the STOP did; the
+    # request round trips are the only slack.
+    assert start / RATE == pytest.approx(PREROLL + blackout - 2.0, abs=0.15)
+    assert length / RATE == pytest.approx(unblackout - blackout + 2.0, abs=0.15)
+    before, after = samples[:start], samples[start + length:]
+    assert longest_zero_run(before)[1] < 5
+    assert longest_zero_run(after)[1] < 5
+    assert len(after) / RATE == pytest.approx(1.0, abs=0.2)
+
+
+def test_devicerecordingstatus_shows_two_instances_one_paused(
+        recorder: Callable[..., Running]) -> None:
+    running = recorder()
+    ok(running.request("CALLSTART", DEVICEID="2001", CALLINSTANCE="37", ANI="7460",
+                       SYS_USER="jane.doe"))
+    ok(running.request("CALLSTART", DEVICEID="2001", CALLINSTANCE="38", ANI="7008"))
+    ok(running.request("BLACKOUTSTART", DEVICEID="2001", CALLINSTANCE="37"))
+    result = ok(running.request("DEVICERECORDINGSTATUS", SYS_USER="jane.doe"))
+    assert result.findtext("RESULTMSG").startswith("Following active call instances found")
+    [found] = result.findall("DEVICE")
+    assert found.findtext("DEVICEID") == "2001"
+    assert found.findtext("COREIDENT") == "1"
+    instances = {r.findtext("CALLINSTANCE"): (r.findtext("ANI"), r.findtext("ISRECORDING"),
+                                              r.findtext("STATUS"))
+                 for r in found.findall("RECORDING")}
+    assert instances == {"37": ("7460", "Y", "recordpaused"), "38": ("7008", "Y", "recording")}
+    ok(running.request("BLACKOUTSTOP", DEVICEID="2001", CALLINSTANCE="37"))
+    # A second BLACKOUTSTOP has no blackout to stop.
+    assert result_code(running.request("BLACKOUTSTOP", DEVICEID="2001",
+                                       CALLINSTANCE="37")) == 38
+
+
+def test_devicelist_lists_every_device_once(recorder: Callable[..., Running]) -> None:
+    running = recorder()
+    ok(running.request("CALLSTART", DEVICEID="2002", DEVICEALIAS="DESK2", CALLINSTANCE="1"))
+    ok(running.request("CALLSTART", DEVICEID="2002", DEVICEALIAS="DESK2", CALLINSTANCE="2"))
+    result = ok(running.request("DEVICELIST"))
+    devices = result.findall("DEVICES/DEVICE")
+    assert result.findtext("DEVICES/COUNT") == str(len(devices)) == "4"
+    by_id = {d.findtext("DEVICEID"): d for d in devices}
+    assert sorted(by_id) == [*TONE_DEVICES, SILENT_DEVICE]
+    assert by_id["2002"].findtext("DEVICEALIAS") == "DESK2"
+    assert by_id["2002"].findtext("RECORDING/CALLINSTANCE") == "2"
+
+
+def test_recordstart_and_recordstop_make_a_partial_recording(
+        recorder: Callable[..., Running]) -> None:
+    running = recorder()
+    assert result_code(running.request("RECORDSTART", DEVICEID="2003")) == 7  # no call
+    ok(running.request("CALLSTART", DEVICEID="2003", USER1="main"))
+    time.sleep(0.5)
+    answer = ok(running.request("RECORDSTART", DEVICEID="2003", USER1="Gold Level"))
+    assert answer.findtext("RESULTMSG") == "RECORDSTART sent to all of the following cores: 1"
+    time.sleep(1.0)
+    answer = ok(running.request("RECORDSTOP", DEVICEID="2003"))
+    assert answer.findtext("RESULTMSG") == "RECORDSTOP sent to all of the following cores: 1"
+    assert result_code(running.request("RECORDSTOP", DEVICEID="2003")) == 12
+    ok(running.request("CALLSTOP", DEVICEID="2003"))
+    rows = ok(running.request("CALLLIST")).findall("SEARCHRESULT")
+    by_user1 = {r.findtext("USER1"): r for r in rows}
+    assert sorted(by_user1) == ["Gold Level", "main"]
+    partial = soundfile.info(by_user1["Gold Level"].findtext("FILENAME")).duration
+    whole = soundfile.info(by_user1["main"].findtext("FILENAME")).duration
+    assert partial == pytest.approx(1.0, abs=0.15)
+    assert whole > partial + 0.5
+
+
+def test_sighup_reloads_the_recording_policy_without_dropping_a_call(
+        tmp_path: Path, processes: list[RecorderProcess]) -> None:
+    tone, _ = write_files(tmp_path)
+    doc = base_config(tmp_path, boards=[
+        {"driver": "file", "files": [str(tone)] * 3, "devices": TONE_DEVICES}])
+    path = write_toml(tmp_path / "recorder.toml", to_toml(config_from_dict(doc)))
+    proc = RecorderProcess(["--config", str(path)])
+    processes.append(proc)
+    running = proc.wait_ready()
+    ok(running.request("CALLSTART", DEVICEID="2001", ANI="555"))
+    doc["recording"] = {"blocked": [{"name": "x", "ani": ["555"]}]}
+    write_toml(path, to_toml(config_from_dict(doc)))
+    proc.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded the recording policy" in proc.log)
+    ok(running.request("CALLSTART", DEVICEID="2002", ANI="555"))
+    assert device(running, "2001").findtext("RECORDING/ISRECORDING") == "Y"
+    assert device(running, "2002").findtext("RECORDING/ERRORREASON") == \
+        "API_ERROR_BLOCKED_RECORDING_FILTER"
+    # A file that no longer loads changes nothing, and says why.
+    path.write_text("[recording]\nmax_concurrent = -1\n", encoding="utf-8")
+    proc.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "not reloaded" in proc.log)
+    assert "recording.max_concurrent" in proc.log
+    ok(running.request("CALLSTOP", DEVICEID="2001"))
+    assert proc.stop() == 0
+    assert "Traceback" not in proc.log
+
+
+def test_below_the_free_space_floor_calls_are_refused(start_recorder: Callable[..., Running],
+                                                      tmp_path: Path) -> None:
+    running = start_recorder(retention={"min_free_mb": 1 << 40})  # more than any disk has
+    ok(running.request("CALLSTART", DEVICEID="1001"))
+    assert device(running, "1001").findtext("RECORDING/ISRECORDING") == "N"
+    assert device(running, "1001").findtext("RECORDING/ERRORREASON") == \
+        "API_ERROR_OUT_OF_DISK_SPACE"
+    assert result_code(running.request("RECORDSTART", DEVICEID="1001")) == 2
