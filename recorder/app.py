@@ -51,6 +51,7 @@ class Recorder:
         self.api: ApiServer | None = None
         self.events: EventBus | None = None
         self.disk: DiskGuard | None = None
+        self.retention: RetentionJob | None = None
 
     def start(self) -> None:
         """Start every component; on failure, stop what had started and raise."""
@@ -124,7 +125,7 @@ class Recorder:
 
         # Purges expired recordings daily (and makes room when the config allows it); only
         # complete rows are ever touched, so it may run beside the scheduler.
-        retention = RetentionJob.from_config(store, config, disk)
+        retention = self.retention = RetentionJob.from_config(store, config, disk)
         retention.start()
         self._started("retention", lambda: self._halt("retention", retention.stop,
                                                       retention.join))

@@ -42,6 +42,10 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 FIELDS["RECORDINGPAUSED"] = FIELDS["RECORDINGRESUMED"] = FIELDS["RECORDINGSTARTED"]
 
+# MODULE as the manual's examples give it: the call events and the start, pause and resume of a
+# recording come from the API module; a recording's stop and its database update name none.
+QUIET_MODULE: frozenset[str] = frozenset({"RECORDINGSTOPPED", "RECORDINGUPDATE"})
+
 CLASS_OF: dict[str, str] = {
     "CALLSTART": CALL, "CALLSTOP": CALL, "RECORDINGSTARTED": RECORD,
     "RECORDINGSTOPPED": RECORD, "RECORDINGUPDATE": RECORD, "RECORDINGPAUSED": RECORD,
@@ -69,9 +73,14 @@ class Event:
 
 
 def make_event(event_type: str, values: Mapping[str, str], *,
-               fields: Sequence[str] | None = None, module: str = "Api") -> Event:
-    """The event ``event_type`` with the manual's fields, taken from ``values`` ("" if absent)."""
+               fields: Sequence[str] | None = None, module: str | None = None) -> Event:
+    """The event ``event_type`` with the manual's fields, taken from ``values`` ("" if absent).
+
+    ``module`` defaults to what the manual's example of that event type shows.
+    """
     names = FIELDS[event_type] if fields is None else tuple(fields)
+    if module is None:
+        module = "" if event_type in QUIET_MODULE else "Api"
     return Event(CLASS_OF.get(event_type, CALL), event_type,
                  tuple((name, values.get(name, "")) for name in names), module)
 

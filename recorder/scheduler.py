@@ -391,21 +391,20 @@ class Scheduler:
     def blackout_start(self, device: DeviceQuery, instance: str | None,
                        offset_seconds: int = 0) -> LiveCall:
         """BLACKOUTSTART: silence the call from now plus ``offset_seconds`` (may be negative)."""
-        with self._lock:
-            call = self._find_call(device, instance)
-            position = self._offset_position(call, offset_seconds)
-        with call.lock:
-            self._start_blackout(call, position)
-        return call
+        return self._blackout(device, instance, offset_seconds, self._start_blackout)
 
     def blackout_stop(self, device: DeviceQuery, instance: str | None,
                       offset_seconds: int = 0) -> LiveCall:
         """BLACKOUTSTOP: the silence ends at now plus ``offset_seconds``, never before its start."""
+        return self._blackout(device, instance, offset_seconds, self._stop_blackout)
+
+    def _blackout(self, device: DeviceQuery, instance: str | None, offset_seconds: int,
+                  change: Callable[[LiveCall, int], None]) -> LiveCall:
         with self._lock:
             call = self._find_call(device, instance)
             position = self._offset_position(call, offset_seconds)
         with call.lock:
-            self._stop_blackout(call, position)
+            change(call, position)
         return call
 
     def agent_blackout_start(self, devices: list[str], offset_seconds: int = 0) -> None:

@@ -350,3 +350,25 @@ def test_sys_user_and_crm_user_find_the_agents_phone(tmp_path: Path) -> None:
     with pytest.raises(CallError) as unknown:
         bench.scheduler.call_start(CallStart(device=DeviceQuery(sys_user="NOBODY")))
     assert unknown.value.code is ResultCode.API_DEVICE_INVALID
+
+
+def test_events_carry_the_manuals_module_and_fields(tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path)
+    start(bench, meta={"ANI": "6145551212", "USER1": "Gold"}, keep_days=30)
+    feed_seconds(bench, 0.2)
+    bench.stop()
+    by_type = {e.event_type: e for e in events.events}
+    assert {t: e.module for t, e in by_type.items()} == {
+        "CALLSTART": "Api", "RECORDINGSTARTED": "Api", "CALLSTOP": "Api",
+        "RECORDINGSTOPPED": "", "RECORDINGUPDATE": ""}
+    assert all(e.event_class == ("CALL" if t.startswith("CALL") else "RECORD")
+               for t, e in by_type.items())
+    started = by_type["RECORDINGSTARTED"]
+    assert (started.get("ANI"), started.get("USER1"), started.get("KEEPDAYS"),
+            started.get("ARCHIVEACTION"), started.get("ERRORREASON"), started.get("CHANNEL")) == (
+        "6145551212", "Gold", "30", "-1", "NONE", "1")
+    row = bench.rows()[0]
+    update = by_type["RECORDINGUPDATE"]
+    assert (update.get("RECORDID"), update.get("FILENAME")) == (str(row.ident), row.filename)
+    assert len({e.get("GLOBALCALLID") for e in events.events}) == 1
+    assert len(by_type["CALLSTART"].get("GLOBALCALLID")) == 15

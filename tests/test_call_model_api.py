@@ -16,6 +16,7 @@ import soundfile
 from lxml import etree
 
 from recorder.config import config_from_dict, to_toml
+from tests.apiexpect import IN_PROCESS
 from tests.conftest import RecorderProcess, Running, base_config, result_code, write_toml
 
 RATE = 8000
@@ -250,3 +251,26 @@ def test_below_the_free_space_floor_calls_are_refused(start_recorder: Callable[.
     assert device(running, "1001").findtext("RECORDING/ERRORREASON") == \
         "API_ERROR_OUT_OF_DISK_SPACE"
     assert result_code(running.request("RECORDSTART", DEVICEID="1001")) == 2
+
+
+@IN_PROCESS
+def test_an_archive_action_that_purges_empties_the_file_at_the_next_purge(
+        start_recorder: Callable[..., Running]) -> None:
+    running = start_recorder(retention={"archive_actions": [
+        {"id": 8, "name": "do not keep", "purge": True}]})
+    ok(running.request("CALLSTART", DEVICEID="1001", ARCHIVEACTION=8))
+    ok(running.request("CALLSTART", DEVICEID="1002", KEEP_DAYS=30))
+    time.sleep(0.3)
+    ok(running.request("CALLSTOP", DEVICEID="1001"))
+    ok(running.request("CALLSTOP", DEVICEID="1002"))
+    rows = {r.findtext("DEVICEID"): r.findtext("FILENAME")
+            for r in ok(running.request("CALLLIST")).findall("SEARCHRESULT")}
+    assert running.recorder is not None
+    assert running.recorder.retention is not None
+    report = running.recorder.retention.run_now()
+    assert report.purged == 1
+    assert not Path(rows["1001"]).exists()
+    assert Path(rows["1002"]).exists()
+    # The row stays, so the call's history does.
+    assert sorted(r.findtext("DEVICEID") for r in
+                  ok(running.request("CALLLIST")).findall("SEARCHRESULT")) == ["1001", "1002"]

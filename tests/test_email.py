@@ -127,6 +127,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         assert "Traceback" not in proc.log, proc.log
 
 
+def send_ok(running: Running, xml: str) -> None:
+    """Send one socket request and expect API_OK."""
+    conn = running.connect()
+    try:
+        conn.send(xml.encode() + b"\r\n")
+        expect(conn.read_result(), 20, "API_OK")
+    finally:
+        conn.close()
+
+
 def seconds(row: dict[str, str]) -> float:
     import soundfile  # noqa: PLC0415
 
@@ -158,18 +168,13 @@ def test_email_by_the_manuals_url(setup: Setup, tmp_path: Path) -> None:
 def test_several_idents_come_as_one_zip(setup: Setup, tmp_path: Path) -> None:
     before = len(setup.mailbox.received)
     a, b = setup.a["RECORDID"], setup.b["RECORDID"]
-    conn = setup.running.connect()
-    try:
-        conn.send(f"""<REQUEST>
+    send_ok(setup.running, f"""<REQUEST>
 <TYPE>EMAIL</TYPE>
 <REQUESTID>14</REQUESTID>
 <IDENT>{a},{b}</IDENT>
 <TOADDRESS>jdoe@uptivity.com</TOADDRESS>
 <MEDIA_FORMAT>wav</MEDIA_FORMAT>
-</REQUEST>\r\n""".encode())
-        expect(conn.read_result(), 20, "API_OK")
-    finally:
-        conn.close()
+</REQUEST>""")
     mail = setup.mailbox.wait(before + 1)[-1]
     path, content_type = mail.attachment(tmp_path)
     assert (content_type, path.name) == ("application/zip", f"recordings-{a}-{b}.zip")
@@ -185,9 +190,7 @@ def test_several_idents_come_as_one_zip(setup: Setup, tmp_path: Path) -> None:
 def test_combinedemail_by_the_manuals_example(setup: Setup, tmp_path: Path) -> None:
     before = len(setup.mailbox.received)
     a, b = setup.a["RECORDID"], setup.b["RECORDID"]
-    conn = setup.running.connect()
-    try:
-        conn.send(f"""<REQUEST>
+    send_ok(setup.running, f"""<REQUEST>
 <TYPE>COMBINEDEMAIL</TYPE>
 <REQUESTID>1</REQUESTID>
 <TOADDRESS>jane.doe@uptivity.com</TOADDRESS>
@@ -196,10 +199,7 @@ def test_combinedemail_by_the_manuals_example(setup: Setup, tmp_path: Path) -> N
 <FROMNAME>jane</FROMNAME>
 <IDENT>{b},{a}</IDENT>
 <UNIQUEID>IDENT</UNIQUEID>
-</REQUEST>\r\n""".encode())
-        expect(conn.read_result(), 20, "API_OK")
-    finally:
-        conn.close()
+</REQUEST>""")
     mail = setup.mailbox.wait(before + 1)[-1]
     assert (mail.message["From"], mail.message["To"]) == ("jane <jane.doe@uptivity.com>",
                                                           "jane <jane.doe@uptivity.com>")

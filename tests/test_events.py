@@ -510,3 +510,19 @@ def test_a_calls_events_end_to_end_while_a_stalled_subscriber_is_dropped(
         conn.close()
         stalled.close()
         good.close()
+
+
+def test_many_subscribers_at_once_each_get_a_calls_events(
+        running: Running, subscribers: list[Subscriber]) -> None:
+    count = 60
+    subscribers += [Subscriber(running) for _ in range(count)]
+    assert all(s.result.findtext("RESULTCODE") == "20" for s in subscribers)
+    assert len({s.result.findtext("EVENTXREF") for s in subscribers}) == count
+    assert result_code(running.request("CALLSTART", DEVICEID="1003", USER1="many")) == 20
+    assert result_code(running.request("CALLSTOP", DEVICEID="1003")) == 20
+    wanted = ["CALLSTART", "RECORDINGSTARTED", "CALLSTOP", "RECORDINGSTOPPED",
+              "RECORDINGUPDATE"]
+    for subscriber in subscribers:
+        got = subscriber.events(len(wanted))
+        assert [e.findtext("EVENTTYPE") for e in got] == wanted
+        assert got[0].findtext("EVENTDATA/USER1") == "many"

@@ -175,13 +175,7 @@ class SqliteStore(SqliteDirectory, Store):
     def expired_recordings(self, now: float, rule: ExpiryRule, limit: int,
                            after: ScanCursor | None = None) -> list[RecordingRow]:
         where, args = _expired_where(now, rule)
-        if after is not None:
-            where += " AND (r.start_time, r.ident) > (?, ?)"
-            args += [after[0], after[1]]
-        with self._db("list expired recordings") as conn:
-            rows = conn.execute(f"{_SELECT} WHERE {where} ORDER BY r.start_time, r.ident"
-                                " LIMIT ?", (*args, limit)).fetchall()
-        return [_row(r) for r in rows]
+        return self._scan("list expired recordings", where, args, limit, after)
 
     def count_expired(self, now: float, rule: ExpiryRule) -> int:
         where, args = _expired_where(now, rule)
@@ -199,11 +193,15 @@ class SqliteStore(SqliteDirectory, Store):
 
     def oldest_unpurged(self, limit: int, after: ScanCursor | None = None) -> list[RecordingRow]:
         where = f"{_purgeable('r.')} AND r.filename != ''"
-        args: list[Any] = []
+        return self._scan("list the oldest recordings", where, [], limit, after)
+
+    def _scan(self, what: str, where: str, args: list[Any], limit: int,
+              after: ScanCursor | None) -> list[RecordingRow]:
+        """One page of rows matching ``where``, oldest first, after the cursor ``after``."""
         if after is not None:
             where += " AND (r.start_time, r.ident) > (?, ?)"
-            args += [after[0], after[1]]
-        with self._db("list the oldest recordings") as conn:
+            args = [*args, after[0], after[1]]
+        with self._db(what) as conn:
             rows = conn.execute(f"{_SELECT} WHERE {where} ORDER BY r.start_time, r.ident"
                                 " LIMIT ?", (*args, limit)).fetchall()
         return [_row(r) for r in rows]
