@@ -9,11 +9,13 @@ decoding and re-encoding for MP3 and VOX.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +29,10 @@ logger = logging.getLogger(__name__)
 Range = tuple[int, int]  # [start, end) in absolute sample positions
 
 OPEN = 2**62  # the end of a blackout that has not been stopped yet
+
+# Next to a live MP3 or VOX file whose written audio a blackout covers until the file is closed
+# and re-encoded: what to silence, so a crash before then cannot leave the audio in the file.
+PENDING_SUFFIX = ".blackout.json"
 
 
 class BlackoutStateError(Exception):
@@ -97,11 +103,10 @@ def silence_file(path: Path, fmt: str, ranges: Sequence[Range], *, options: dict
     zero_ranges(samples, 0, ranges)
     part = path.with_name(path.name + ".blackout")
     try:
-        with part.open("wb") as f:
-            writer = open_writer(fmt, f, rate, samples.shape[1], **opts)
-            writer.write(samples if samples.shape[1] > 1 else samples[:, 0])
-            writer.close()
-            f.flush()
+        writer = open_writer(fmt, part.open("wb"), rate, samples.shape[1], **opts)
+        writer.write(samples if samples.shape[1] > 1 else samples[:, 0])
+        writer.close()  # it owns the file and closes it
+        with part.open("rb") as f:
             os.fsync(f.fileno())
         part.replace(path)
     except BaseException:
@@ -127,3 +132,36 @@ def _patch_wav(path: Path, ranges: Sequence[Range]) -> None:
             f.write(fill * (info.channels * (end - a)))
         f.flush()
         os.fsync(f.fileno())
+
+
+def pending_path(path: Path) -> Path:
+    return path.with_name(path.name + PENDING_SUFFIX)
+
+
+def write_pending(path: Path, fmt: str, ranges: Sequence[Range],
+                  options: Mapping[str, Any] | None = None) -> None:
+    """Record durably that ``ranges`` (file frames) of ``path`` must become silence."""
+    pending = pending_path(path)
+    part = pending.with_name(pending.name + ".part")
+    document = {"format": fmt, "options": dict(options or {}),
+                "ranges": [[a, b] for a, b in ranges]}
+    with part.open("w", encoding="utf-8") as f:
+        json.dump(document, f)
+        f.flush()
+        os.fsync(f.fileno())
+    part.replace(pending)
+
+
+def apply_pending(path: Path) -> bool:
+    """Silence what a crash left pending for ``path`` (recovery); True if there was any."""
+    pending = pending_path(path)
+    try:
+        document = json.loads(pending.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as exc:
+        raise CodecError(f"{pending}: cannot read the pending blackout: {exc}") from exc
+    ranges = [(int(a), int(b)) for a, b in document["ranges"]]
+    silence_file(path, str(document["format"]), ranges, options=dict(document["options"]))
+    pending.unlink()
+    return True

@@ -4,8 +4,9 @@ A recording in progress when the process died has a row still marked in progress
 that plays up to its last sync (the WAV header is brought up to date every second; MP3 and VOX
 files are plain streams). Before anything records, each such file is repaired where it needs to
 be (a WAV header is made to count every whole frame on disk, including those written after the
-last sync) and its row completed with what the file holds, stop reason ``interrupted``. Nothing
-on disk is thrown away.
+last sync), a blackout still waiting to be silenced in a live MP3 or VOX file is silenced, and
+its row completed with what the file holds, stop reason ``interrupted``. Nothing on disk is
+thrown away.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 from pathlib import Path
 
+from recorder.blackout import apply_pending
 from recorder.codecs import probe
 from recorder.codecs.wav import read_wav_info, wav_header
 from recorder.errors import CodecError, StoreError
@@ -60,6 +62,9 @@ def _complete(store: Store, row: RecordingRow) -> None:
     try:
         if path.suffix.lower() == ".wav":
             repair_wav(path)
+        if apply_pending(path):
+            logger.info("RECORDID %d: a blackout the crash interrupted is now silence in %s",
+                        row.ident, path)
         info = probe(path)
         duration = info.duration
         size, digest = path.stat().st_size, sha256_file(path)

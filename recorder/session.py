@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recorder.blackout import Blackouts, overlapping, silence_file, zero_ranges
+from recorder.blackout import (
+    Blackouts,
+    overlapping,
+    pending_path,
+    silence_file,
+    write_pending,
+    zero_ranges,
+)
 from recorder.capture import Channel
 from recorder.codecs import AudioWriter
 from recorder.paths import sha256_file
@@ -113,20 +120,28 @@ class RecordingSession:
                 return
             if not overlapping(self.blackouts.ranges(), self.start, self._pos):
                 return
-            if self.path.suffix.lower() != ".wav":
-                self._silence_at_close = True
-                return
             try:
+                if self.path.suffix.lower() != ".wav":
+                    # Re-encoded when the file closes; until then a note on disk says what, so
+                    # a crash cannot leave the audio in the file (recovery silences it).
+                    write_pending(self.path, self.format, self._written_ranges(), self._options)
+                    self._silence_at_close = True
+                    return
                 self._writer.sync()  # its buffered frames first, or they would land after
                 self._silence_written()
-            except Exception as exc:
-                self.failed = self.failed or str(exc)
-                logger.exception("%s: could not silence a blackout in the file", self.path)
+            except Exception:
+                # The call goes on being recorded: losing it would not unsay what it holds.
+                logger.exception("%s: could not silence a blackout in the file; the recording "
+                                 "goes on, the blacked-out audio may still be in it", self.path)
+
+    def _written_ranges(self) -> list[tuple[int, int]]:
+        """The blacked-out frames already in the file, as frame offsets in the file."""
+        return [(a - self.start, b - self.start)
+                for a, b in overlapping(self.blackouts.ranges(), self.start, self._pos)]
 
     def _silence_written(self) -> None:
-        ranges = overlapping(self.blackouts.ranges(), self.start, self._pos)
-        silence_file(self.path, self.format, [(a - self.start, b - self.start)
-                                              for a, b in ranges], options=self._options)
+        silence_file(self.path, self.format, self._written_ranges(), options=self._options)
+        pending_path(self.path).unlink(missing_ok=True)
 
     def ready_to_finish(self, end: int) -> bool:
         """Whether audio up to ``end`` may go to the file now (its commit delay has passed)."""
@@ -151,9 +166,10 @@ class RecordingSession:
             if self._silence_at_close and self.failed is None:
                 try:
                     self._silence_written()
-                except Exception as exc:
-                    self.failed = str(exc)
-                    logger.exception("%s: could not silence a blackout in the file", self.path)
+                except Exception:
+                    logger.exception("%s: could not silence a blackout in the file; what to "
+                                     "silence stays noted in %s", self.path,
+                                     pending_path(self.path).name)
             try:
                 size, digest = self.path.stat().st_size, sha256_file(self.path)
             except OSError as exc:

@@ -207,18 +207,23 @@ def test_a_blackout_reaching_back_silences_exactly_its_range(tmp_path: Path,
                                     "RECORDINGUPDATE"]
 
 
-def test_a_blackout_in_a_live_mp3_is_silence_after_re_encoding(tmp_path: Path) -> None:
-    bench, _ = make_bench(tmp_path, stored=StoredFormat("mp3", options={"bitrate": 32}))
+@pytest.mark.parametrize(("fmt", "options"), [("mp3", {"bitrate": 32}), ("vox", {"rate": 8000})])
+def test_a_blackout_in_a_live_mp3_or_vox_is_silence_after_re_encoding(
+        tmp_path: Path, fmt: str, options: dict[str, int]) -> None:
+    bench, _ = make_bench(tmp_path, stored=StoredFormat(fmt, options=options))
     start(bench)
+    session = next(iter(bench.writer._sessions))
     feed_level(bench, 3.0, 12000)
+    session.pump()  # 3 s are in the file when the blackout reaches back into them
     bench.scheduler.blackout_start(DEV, None, -2)  # 1.0 s
     feed_level(bench, 1.0, 12000)
     bench.scheduler.blackout_stop(DEV, None, 0)  # 4.0 s
     feed_level(bench, 1.0, 12000)
     bench.stop()
     row = bench.rows()[0]
-    assert row.filename.endswith(".mp3")
-    decoded, _ = read_audio(Path(row.filename))
+    assert row.filename.endswith("." + fmt)
+    assert not Path(row.filename + ".blackout.json").exists()
+    decoded, _ = read_audio(Path(row.filename), fmt)
     mono = decoded[:, 0].astype(np.float64)
     rms = lambda a: float(np.sqrt(np.mean(a ** 2)))  # noqa: E731
     assert rms(mono[int(1.1 * RATE):int(3.9 * RATE)]) < 30
@@ -372,3 +377,30 @@ def test_events_carry_the_manuals_module_and_fields(tmp_path: Path) -> None:
     assert (update.get("RECORDID"), update.get("FILENAME")) == (str(row.ident), row.filename)
     assert len({e.get("GLOBALCALLID") for e in events.events}) == 1
     assert len(by_type["CALLSTART"].get("GLOBALCALLID")) == 15
+
+
+def test_a_crash_before_a_live_mp3_closes_still_silences_its_blackout(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path, stored=StoredFormat("mp3", options={"bitrate": 32}))
+    start(bench)
+    session = next(iter(bench.writer._sessions))
+    feed_level(bench, 3.0, 12000)
+    session.pump()  # the writer loop's work: 3 s are in the file when the blackout comes
+    bench.scheduler.blackout_start(DEV, None, -2)  # from 1.0 s
+    feed_level(bench, 1.0, 12000)
+    bench.scheduler.blackout_stop(DEV, None, 0)  # to 4.0 s
+    feed_level(bench, 2.0, 12000)
+    session.pump()
+    session.writer.sync()
+    path = session.path
+    pending = path.with_name(path.name + ".blackout.json")
+    assert pending.exists()
+    # The process dies here; the next start completes the recording from its file.
+    from recorder.recovery import complete_interrupted  # noqa: PLC0415
+
+    [row] = complete_interrupted(bench.store)
+    assert row.filename == str(path)
+    assert not pending.exists()
+    decoded, _ = read_audio(path)
+    mono = decoded[:, 0].astype(np.float64)
+    assert float(np.sqrt(np.mean(mono[int(1.1 * RATE):int(3.9 * RATE)] ** 2))) < 30
+    assert float(np.sqrt(np.mean(mono[int(4.1 * RATE):int(4.9 * RATE)] ** 2))) > 5000
