@@ -822,7 +822,7 @@ class Scheduler:
             core_ident=self._core_ident, meta=dict(recording.meta),
             priority=call.priority, keep_days=call.keep_days,
             archive_action=call.archive_action, cti_initiated=call.cti_initiated,
-            agent_initiated=call.agent_initiated,
+            agent_initiated=call.agent_initiated, global_id=call.global_id,
         )
 
     # --- events ------------------------------------------------------------------------------
@@ -859,7 +859,7 @@ class Scheduler:
         if row is None:
             return
         values = {
-            "GLOBALCALLID": "", "DEVICEID": row.device_id,
+            "GLOBALCALLID": row.global_id, "DEVICEID": row.device_id,
             "KEEPDAYS": str(row.keep_days if row.keep_days is not None else -1),
             "FILENAME": row.filename, "RECORDID": str(row.ident),
             "COREIDENT": str(row.core_ident),

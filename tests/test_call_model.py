@@ -404,3 +404,16 @@ def test_a_crash_before_a_live_mp3_closes_still_silences_its_blackout(tmp_path: 
     mono = decoded[:, 0].astype(np.float64)
     assert float(np.sqrt(np.mean(mono[int(1.1 * RATE):int(3.9 * RATE)] ** 2))) < 30
     assert float(np.sqrt(np.mean(mono[int(4.1 * RATE):int(4.9 * RATE)] ** 2))) > 5000
+
+
+def test_rows_keep_the_calls_globalcallid(tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path)
+    start(bench)
+    bench.scheduler.record_start(CallStart(device=DEV))
+    feed_seconds(bench, 0.2)
+    bench.stop()
+    global_id = events.events[0].get("GLOBALCALLID")
+    assert [r.global_id for r in bench.rows()] == [global_id, global_id]
+    found = bench.store.find_recording("globalid", global_id)
+    assert found is not None
+    assert found.global_id == global_id

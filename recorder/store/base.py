@@ -53,6 +53,7 @@ class NewRecording:
     # The agent on the call. None: whoever has the device as their phone (IMPORTAGENTPHONE)
     # when the recording starts, so a phone given to someone else later keeps its history.
     agent_id: int | None = None
+    global_id: str = ""  # the call's GLOBALCALLID, shared by its partial recordings
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class RecordingRow:
     agent_last_name: str = ""
     recording_type: str = TYPE_AUDIO
     purged_time: float | None = None  # when retention deleted its files (the row stays)
+    global_id: str = ""  # GLOBALCALLID of the call it recorded
 
 
 DAY_SECONDS = 86400.0

@@ -38,7 +38,7 @@ _ROW_COLUMNS = (
 # The agent's names come from the directory as it is now; agent_id was fixed when the recording
 # started, so a phone given to someone else later does not rename old calls.
 _EXTRA_COLUMNS = ("r.agent_id", "r.recording_type", "u.first_name", "u.last_name",
-                  "r.purged_time")
+                  "r.purged_time", "r.globalid")
 _SELECT = (f"SELECT {', '.join('r.' + c for c in _ROW_COLUMNS)}, {', '.join(_EXTRA_COLUMNS)}"
            " FROM recordings r LEFT JOIN users u ON u.user_id = r.agent_id")
 
@@ -63,6 +63,7 @@ class SqliteStore(SqliteDirectory, Store):
             "archive_action_id": rec.archive_action,
             "cti_initiated": rec.cti_initiated,
             "agent_initiated": rec.agent_initiated,
+            "globalid": rec.global_id,
         }
         values.update({META_COLUMNS[k]: v for k, v in rec.meta.items()})
         with self._db("insert recording") as conn:
@@ -235,7 +236,8 @@ def _expired_where(now: float, rule: ExpiryRule) -> tuple[str, list[Any]]:
 
 def _row(r: tuple[Any, ...]) -> RecordingRow:
     fixed = len(_ROW_COLUMNS) - len(META_COLUMNS)
-    agent_id, recording_type, first_name, last_name, purged_time = r[len(_ROW_COLUMNS):]
+    agent_id, recording_type, first_name, last_name, purged_time, global_id = (
+        r[len(_ROW_COLUMNS):])
     return RecordingRow(
         ident=r[0], device_id=r[1], call_instance=r[2], channel=r[3], filename=r[4],
         media_format=r[5], sample_rate=r[6], recording_time=r[7], start_time=r[8],
@@ -244,5 +246,5 @@ def _row(r: tuple[Any, ...]) -> RecordingRow:
         keep_days=r[18], archive_action=r[19], cti_initiated=r[20], agent_initiated=r[21],
         meta=dict(zip(META_COLUMNS, r[fixed:len(_ROW_COLUMNS)], strict=True)),
         agent_id=agent_id, recording_type=recording_type, agent_first_name=first_name or "",
-        agent_last_name=last_name or "", purged_time=purged_time,
+        agent_last_name=last_name or "", purged_time=purged_time, global_id=global_id or "",
     )
