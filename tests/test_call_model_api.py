@@ -260,17 +260,24 @@ def test_an_archive_action_that_purges_empties_the_file_at_the_next_purge(
         {"id": 8, "name": "do not keep", "purge": True}]})
     ok(running.request("CALLSTART", DEVICEID="1001", ARCHIVEACTION=8))
     ok(running.request("CALLSTART", DEVICEID="1002", KEEP_DAYS=30))
+    ok(running.request("CALLSTART", DEVICEID="1003"))
     time.sleep(0.3)
-    ok(running.request("CALLSTOP", DEVICEID="1001"))
-    ok(running.request("CALLSTOP", DEVICEID="1002"))
-    rows = {r.findtext("DEVICEID"): r.findtext("FILENAME")
-            for r in ok(running.request("CALLLIST")).findall("SEARCHRESULT")}
+    for device_id in ("1001", "1002", "1003"):
+        ok(running.request("CALLSTOP", DEVICEID=device_id))
+    rows = {r.findtext("DEVICEID"): r for r in
+            ok(running.request("CALLLIST")).findall("SEARCHRESULT")}
+    # A stored recording given the purging archive action afterwards (CALLUPDATE by RECORDID).
+    record_id = rows["1003"].findtext("RECORDID")
+    status, _ = running.web(f"type=callupdate&requestid=1&recordid={record_id}&archiveaction=8")
+    assert status == 200
     assert running.recorder is not None
     assert running.recorder.retention is not None
     report = running.recorder.retention.run_now()
-    assert report.purged == 1
-    assert not Path(rows["1001"]).exists()
-    assert Path(rows["1002"]).exists()
-    # The row stays, so the call's history does.
-    assert sorted(r.findtext("DEVICEID") for r in
-                  ok(running.request("CALLLIST")).findall("SEARCHRESULT")) == ["1001", "1002"]
+    assert report.purged == 2
+    files = {d: Path(r.findtext("FILENAME") or "") for d, r in rows.items()}
+    assert not files["1001"].exists()
+    assert files["1002"].exists()
+    assert not files["1003"].exists()
+    # The rows stay, so the calls' history does.
+    assert sorted(r.findtext("DEVICEID") for r in ok(running.request("CALLLIST")).findall(
+        "SEARCHRESULT")) == ["1001", "1002", "1003"]
