@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -107,6 +108,10 @@ def export_recording(row: RecordingRow, fmt: str, out: Path, *, password: str | 
                 write_cav(f, source, recording_metadata(row), password=password)
                 f.flush()
                 os.fsync(f.fileno())
+        elif stored == fmt and not options:
+            # Already in that format: the stored bytes, not a decode and re-encode (which would
+            # cost a lossy format a generation and every Range request a transcode).
+            _link_or_copy(source, part)
         else:
             spec = get_format(fmt)
             chosen = {k: v for k, v in (options or {}).items() if k in spec.options}
@@ -117,6 +122,15 @@ def export_recording(row: RecordingRow, fmt: str, out: Path, *, password: str | 
         part.unlink(missing_ok=True)
         raise
     return out
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` with ``source``'s bytes: a hard link when both are on one file system (the
+    recording is never written to again once complete), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def export_sealed(row: RecordingRow, fmt: str, out: Path, password: str, work_dir: Path, *,

@@ -105,3 +105,16 @@ def test_an_unknown_format_or_a_missing_file_is_a_clear_error(tmp_path: Path) ->
     with pytest.raises(CodecError, match="has no file"):
         export_recording(row, "wav", tmp_path / "x.wav")
     assert not list(tmp_path.glob("x.*"))
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "vox"])
+def test_a_recording_already_in_the_asked_format_is_sent_as_stored(tmp_path: Path,
+                                                                   fmt: str) -> None:
+    row = stored_row(tmp_path)
+    stored = export_recording(row, fmt, tmp_path / f"stored.{fmt}")
+    as_stored = replace(row, filename=str(stored), media_format=fmt)
+    out = export_recording(as_stored, fmt, tmp_path / f"again.{fmt}")
+    # The same bytes: no decode and re-encode (a lossy format would lose a generation).
+    assert out.read_bytes() == stored.read_bytes()
+    out.unlink()
+    assert stored.exists()  # the export was a link or a copy; removing it leaves the recording
