@@ -47,7 +47,11 @@ def _summary(config: Config, source: Path | None) -> str:
         f"configuration OK ({source or 'embedded defaults'})",
         f"  data_dir:   {config.storage.data_dir}",
         f"  socket API: {api.host}:{api.socket_port}",
-        f"  WebAPI:     {api.host}:{api.web_port}",
+        f"  WebAPI:     {api.host}:{api.web_port}"
+        + (f", HTTPS {api.host}:{api.tls_port}" if api.tls_cert else ""),
+        f"  recording:  {_policy_summary(config, channels)}",
+        f"  retention:  {_retention_summary(config)}",
+        f"  e-mail:     {_smtp_summary(config)}",
         f"  boards:     {len(config.boards)} with {channels} channel(s)",
     ]
     lines += [f"    boards[{i}]: {b.driver}, devices {', '.join(b.devices)}"
@@ -55,6 +59,30 @@ def _summary(config: Config, source: Path | None) -> str:
     if not config.boards:
         lines.append("  warning: no boards, so nothing can be recorded")
     return "\n".join(lines)
+
+
+def _policy_summary(config: Config, channels: int) -> str:
+    rec = config.recording
+    schedules = (f"{len(rec.schedules)} schedule(s), first match decides" if rec.schedules
+                 else "every call (no schedules)")
+    limit = rec.max_concurrent or channels
+    return (f"{schedules}; {len(rec.blocked)} blocked filter(s); at most {limit} at once")
+
+
+def _retention_summary(config: Config) -> str:
+    ret = config.retention
+    keep = f"{ret.default_keep_days} day(s)" if ret.default_keep_days else "forever"
+    floor = (f"new recordings need {ret.min_free_mb} MB free" if ret.min_free_mb
+             else "no free-space floor")
+    return (f"kept {keep} by default, {len(ret.archive_actions)} archive action(s), purge "
+            f"daily at {ret.purge_time}; {floor}")
+
+
+def _smtp_summary(config: Config) -> str:
+    smtp = config.smtp
+    if not smtp.configured:
+        return "not configured (EMAIL answers 31)"
+    return f"{smtp.host}:{smtp.effective_port} ({smtp.security})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -288,3 +288,31 @@ def test_print_config_masks_secrets(tmp_path: Path) -> None:
     assert "hunter2" not in done.stdout
     assert 'password = "********"' in done.stdout
     assert 'username = "rec"' in done.stdout
+
+
+def test_check_config_summarises_the_recording_policy(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "r.toml", f'''[storage]
+data_dir = "{tmp_path}/d"
+[recording]
+max_concurrent = 2
+[[recording.schedules]]
+name = "sales"
+groups = ["sales"]
+[[recording.blocked]]
+name = "hr"
+ani = ["555*"]
+[retention]
+default_keep_days = 90
+min_free_mb = 0
+[smtp]
+host = "127.0.0.1"
+security = "starttls"
+''')
+    done = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert ("recording:  1 schedule(s), first match decides; 1 blocked filter(s); at most 2 "
+            "at once") in done.stdout
+    assert "retention:  kept 90 day(s) by default" in done.stdout
+    assert "no free-space floor" in done.stdout
+    assert "e-mail:     127.0.0.1:587 (starttls)" in done.stdout
