@@ -62,7 +62,7 @@ def _complete(store: Store, row: RecordingRow) -> None:
     try:
         if path.suffix.lower() == ".wav":
             repair_wav(path)
-        if apply_pending(path):
+        if row.filename and apply_pending(path):
             logger.info("RECORDID %d: a blackout the crash interrupted is now silence in %s",
                         row.ident, path)
         info = probe(path)

@@ -97,7 +97,10 @@ def test_a_session_outlives_a_restart_of_the_recorder(start_recorder: Any) -> No
     conn.close()
     first.recorder.stop()
     second = start_recorder()
+    # Not taken for a recording a crash interrupted: it is still open, and its CHATSTOP ends it.
+    assert [r[4:6] for r in chat_rows(second)] == [("recording", "")]
     expect(second.request("CHATSTOP", 2, sessionid="long chat"), 20)
+    assert [r[4:6] for r in chat_rows(second)] == [("complete", "chatstop")]
 
 
 @IN_PROCESS

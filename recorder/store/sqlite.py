@@ -15,6 +15,7 @@ from recorder.store.base import (
     DAY_SECONDS,
     STATUS_COMPLETE,
     STATUS_RECORDING,
+    TYPE_SCREEN,
     ExpiryRule,
     FinishedRecording,
     NewRecording,
@@ -149,8 +150,10 @@ class SqliteStore(SqliteDirectory, Store):
 
     def interrupted_recordings(self) -> list[RecordingRow]:
         with self._db("list interrupted recordings") as conn:
-            rows = conn.execute(f"{_SELECT} WHERE r.status = ? ORDER BY r.ident",
-                                (STATUS_RECORDING,)).fetchall()
+            # Screen sessions (CHATSTART) have no file and are meant to outlive a restart:
+            # their CHATSTOP may come from a client that never noticed the recorder was down.
+            rows = conn.execute(f"{_SELECT} WHERE r.status = ? AND r.recording_type != ?"
+                                " ORDER BY r.ident", (STATUS_RECORDING, TYPE_SCREEN)).fetchall()
         return [_row(r) for r in rows]
 
     def untranscoded_recordings(self, audio_formats: Sequence[str]) -> list[RecordingRow]:
