@@ -3,10 +3,11 @@
 The scheduler, the API workers and the triggers publish from their own threads; subscribers (a
 socket API connection after EVENTS, an HTTP Server-Sent Events stream) read on the API's asyncio
 loop. Each subscriber has a bounded queue. ``publish`` only appends to the queues of the
-subscribers whose filter matches and, when a reader is waiting, schedules one wake-up on its
-loop, so it costs the same whether subscribers read quickly, slowly or not at all. A subscriber
-whose queue is full has fallen behind: it is disconnected (one warning naming it) and the others
-carry on; it cannot hold the publisher back, nor make the recorder keep events for it forever.
+subscribers whose filter matches and, when readers are waiting, schedules one wake-up per loop
+for all of them, so it costs the same whether subscribers read quickly, slowly or not at all.
+A subscriber whose queue is full has fallen behind: it is disconnected (one warning naming it)
+and the others carry on; it cannot hold the publisher back, nor make the recorder keep events
+for it forever.
 """
 
 from __future__ import annotations
@@ -93,8 +94,12 @@ class Subscription:
         self._bus._remove(self)
         self._wake(waiter)
 
-    def _offer(self, event: Event) -> None:
-        """Called by ``publish`` from any thread: queue ``event`` or drop a full subscriber."""
+    def _offer(self, event: Event) -> asyncio.Future[None] | None:
+        """Called by ``publish`` from any thread: queue ``event`` or drop a full subscriber.
+
+        Returns the reader's waiter to wake, if one is waiting: ``publish`` wakes the waiters
+        of one loop together, with one call into that loop rather than one per subscriber.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -111,7 +116,7 @@ class Subscription:
                            "disconnected", self.name, self.xref, self._size)
             if self._on_drop is not None:
                 self._call_soon(self._on_drop)
-        self._wake(waiter)
+        return waiter
 
     def _wake(self, waiter: asyncio.Future[None] | None) -> None:
         if waiter is not None:
@@ -124,6 +129,12 @@ class Subscription:
         # A closed loop raises RuntimeError: its reader is gone, nobody is left to wake.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(callback)
+
+
+def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 class EventBus:
@@ -146,9 +157,17 @@ class EventBus:
     def publish(self, event: Event) -> None:
         """Hand ``event`` to every matching subscriber; never blocks, never raises."""
         try:
+            waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for subscription in self._subscriptions:
                 if subscription.matches(event):
-                    subscription._offer(event)
+                    waiter = subscription._offer(event)
+                    loop = subscription._loop
+                    if waiter is not None and loop is not None:
+                        waiting.setdefault(loop, []).append(waiter)
+            for loop, waiters in waiting.items():
+                # A closed loop raises RuntimeError: its readers are gone, none to wake.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_wake_all, waiters)
         except Exception:
             logger.exception("publishing %s %s failed", event.event_class, event.event_type)
 
