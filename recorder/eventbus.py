@@ -102,7 +102,7 @@ class Subscription:
         """
         with self._lock:
             if self._closed:
-                return
+                return None
             full = len(self._queue) >= self._size
             if full:
                 self._closed = self.dropped = True

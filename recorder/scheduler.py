@@ -85,16 +85,6 @@ class StoredFormat:
 
 
 @dataclass(frozen=True)
-class RecordingStatus:
-    """One file of a call as DEVICERECORDINGSTATUS shows it."""
-
-    filename: str
-    record_id: int | None
-    partial: bool
-    recording: bool
-
-
-@dataclass(frozen=True)
 class CallStatus:
     """A call as DEVICESTATUS shows it."""
 
@@ -109,7 +99,6 @@ class CallStatus:
     paused: bool = False
     stop_reason: str = ""
     global_id: str = ""
-    recordings: tuple[RecordingStatus, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -876,9 +865,6 @@ def _call_status(call: LiveCall) -> CallStatus:
         stop_time=call.stop_time, recording=call.recording, filename=call.filename,
         record_id=call.record_id, decision=call.decision, paused=call.paused,
         stop_reason=call.stop_reason, global_id=call.global_id,
-        recordings=tuple(RecordingStatus(r.filename, r.record_id, r.partial,
-                                         not r.session.closed)
-                         for r in call.recordings()),
     )
 
 
@@ -893,5 +879,4 @@ def _device_status(state: DeviceState) -> DeviceStatus:
     )
 
 
-__all__ = ["CallStatus", "ChannelInfo", "DeviceStatus", "RecordingStatus", "Scheduler",
-           "StoredFormat"]
+__all__ = ["CallStatus", "ChannelInfo", "DeviceStatus", "Scheduler", "StoredFormat"]

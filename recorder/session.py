@@ -104,11 +104,6 @@ class RecordingSession:
             if self._result is None and self.failed is None:
                 self._sync_if_due()
 
-    @property
-    def written_to(self) -> int:
-        """The position up to which audio has gone to the file."""
-        return self._pos
-
     def blackout_reached_back(self) -> None:
         """A blackout now covers audio already written: silence it in the file.
 
