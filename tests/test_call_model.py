@@ -417,3 +417,19 @@ def test_rows_keep_the_calls_globalcallid(tmp_path: Path) -> None:
     found = bench.store.find_recording("globalid", global_id)
     assert found is not None
     assert found.global_id == global_id
+
+
+def test_finding_a_recording_by_callid_or_globalid_uses_an_index(tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path)
+    start(bench, meta={"CALLID": "cti-42"})
+    bench.stop()
+    conn = bench.store._conn
+    assert conn is not None
+    global_id = events.events[0].get("GLOBALCALLID")
+    for column, value in (("callid", "cti-42"), ("globalid", global_id)):
+        plan = " ".join(str(r) for r in conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT ident FROM recordings r WHERE r.{column} = ?",
+            (value,)).fetchall())
+        assert f"recordings_by_{column}" in plan
+        found = bench.store.find_recording(column, value)
+        assert found is not None

@@ -191,6 +191,10 @@ ALTER TABLE recordings ADD COLUMN purged_time REAL;
 CREATE INDEX recordings_unpurged
     ON recordings (start_time, ident, keepdays, archive_action_id, purged_time, status)
     WHERE purged_time IS NULL AND status = 'complete';
+-- EXPORT and EMAIL find a recording by a UNIQUEFIELD; these are the unique ones a CTI link
+-- keeps (its call id, the recorder's GLOBALCALLID), so those lookups stay fast in a large store.
+CREATE INDEX recordings_by_callid ON recordings (callid);
+CREATE INDEX recordings_by_globalid ON recordings (globalid);
 """
 
 # MIGRATIONS[n] takes a database from version n to n + 1.
