@@ -671,7 +671,8 @@ class Scheduler:
         for tap in taps:
             tap.status.enter(Phase.PREPARING)
         try:
-            recording = self._open_recording(call, taps, position, partial, meta)
+            recording = self._open_recording(call, taps, position, partial=partial, meta=meta,
+                                             max_time=max(0, max_time))
         finally:
             for tap in taps:
                 tap.status.leave(Phase.PREPARING)
@@ -686,8 +687,9 @@ class Scheduler:
             self._publish("RECORDINGPAUSED", call, recording)
         return recording
 
-    def _open_recording(self, call: LiveCall, taps: tuple[Channel, ...], position: int,
-                        partial: bool, meta: dict[str, str] | None) -> Recording | None:
+    def _open_recording(self, call: LiveCall, taps: tuple[Channel, ...], position: int, *,
+                        partial: bool, meta: dict[str, str] | None,
+                        max_time: int) -> Recording | None:
         channel = taps[0]
         sides = 2 if len(taps) == 2 and self._stereo else 1
         started = datetime.fromtimestamp(self._clock() if partial else call.start_time)
@@ -715,6 +717,8 @@ class Scheduler:
         delay = round(self._commit_delay_seconds * channel.sample_rate)
         session = RecordingSession(taps, writer, path, position, delay,
                                    blackouts=call.blackouts, fmt=fmt, options=options)
+        if max_time:
+            session.stop_at = position + max_time * channel.sample_rate
         recording = Recording(session=session, partial=partial, meta=dict(meta or call.meta))
         self._writer.add(session)
         try:

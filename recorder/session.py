@@ -79,6 +79,9 @@ class RecordingSession:
         self.format = fmt
         self._options = dict(options or {})
         self._silence_at_close = False
+        # No audio past this position ever reaches the file (MAXRECORDTIME): the limit holds
+        # to the sample even when the check that ends the recording runs late.
+        self.stop_at: int | None = None
 
     @property
     def closed(self) -> bool:
@@ -182,6 +185,8 @@ class RecordingSession:
             return self._result
 
     def _write_until(self, end: int, sync: bool = True) -> None:
+        if self.stop_at is not None:
+            end = min(end, self.stop_at)
         if end <= self._pos:
             return
         try:
