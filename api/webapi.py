@@ -5,7 +5,8 @@ Parameters come from the query string and, for POST, a form body; names are case
 The answer is the same RESULT the socket API gives, through the same dispatcher, except for the
 media functions (EXPORT, COMBINEDEXPORT/COMBINEEXPORT, MULTIEXPORT): their answer is the media
 itself, exported on a worker thread into a temporary file that is then streamed (with HTTP Range
-support) and deleted; only their errors are a RESULT. See docs/events.md for /events.
+support) and deleted; only their errors are a RESULT. EVENTS answers its RESULT and then keeps
+the response open with the events, a line each, as the socket does. See docs/events.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from functools import partial
 from pathlib import Path
@@ -22,14 +23,24 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from recorder.api.context import ApiContext
 from recorder.api.dispatcher import Dispatcher
-from recorder.api.handlers.events import SSE_PATH, event_filter, render_event, subscribed
+from recorder.api.handlers.events import (
+    SSE_PATH,
+    EventFilter,
+    event_filter,
+    params_filter,
+    render_event,
+    subscribed,
+)
 from recorder.api.handlers.export import MEDIA_REQUESTS, Media, media_handlers
+from recorder.api.params import Params
 from recorder.api.request import ApiResult, RequestError, invalid
 from recorder.api.socket_server import cut, limit_send_buffer
 from recorder.api.webparams import lookup, merge_params
 from recorder.api.xmlcodec import render_result
 from recorder.eventbus import EventBus, Subscription
+from recorder.events import Event
 from recorder.resultcodes import ResultCode
 
 logger = logging.getLogger(__name__)
@@ -103,6 +114,8 @@ class WebApi:
         request_type = (lookup(params, "TYPE") or lookup(params, "REQUESTTYPE") or "")
         if request_type.strip().upper() in MEDIA_REQUESTS:
             return await self._media(request, params)
+        if request_type.strip().upper() == "EVENTS":
+            return await self._events_page(request, params)
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(self._executor, self._dispatcher.handle_params, params)
         return self._xml(body)
@@ -141,26 +154,87 @@ class WebApi:
             return self._xml(render_result("EVENTS", "", ApiResult(
                 ResultCode.API_COMMAND_NOT_SUPPORTED, "the event interface is not running")),
                 status=503)
-        transport = request.transport
-        if transport is not None:
-            limit_send_buffer(transport)
-        loop = asyncio.get_running_loop()
-        subscription = self._events.subscribe(
-            wanted.classes, wanted.devices, name=f"SSE {request.remote}", loop=loop,
-            on_drop=partial(cut, transport) if transport is not None else None)
-        self._streams.add(subscription)
-        logger.info("WebAPI: %s subscribed to %s events (EVENTXREF %d)", request.remote,
-                    wanted.event_class, subscription.xref)
+        subscription = self._subscribe(request, wanted, "SSE")
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",  # a proxy must pass each event on as it comes
         })
+        result = render_result("EVENTS", "", subscribed(wanted, subscription.xref))
+        return await self._stream(
+            request, response, subscription,
+            first=b"retry: %d\nevent: RESULT\ndata: %s\n\n" % (SSE_RETRY_MS, result),
+            frame=lambda event: b"event: %s\ndata: %s\n\n" % (
+                event.event_type.encode(), render_event(event, subscription.xref)),
+            heartbeat=b": keep-alive\n\n")
+
+    async def _events_page(self, request: web.Request,
+                           params: list[tuple[str, str]]) -> web.StreamResponse:
+        """EVENTS on the request page: the RESULT line, then the events as the socket API
+        sends them (one ``<CALLCOPYEVENT>`` per CRLF-ended line) for as long as the client
+        keeps the response open. Its checks and refusals are the dispatcher's, as for every
+        request."""
+        loop = asyncio.get_running_loop()
+        made: list[Subscription] = []
+
+        wanted_by: list[EventFilter] = []
+
+        def subscribe(ctx: ApiContext, request_params: Params) -> ApiResult:
+            # On a worker thread: only what is thread-safe (the bus); the rest on the loop.
+            wanted = params_filter(request_params)
+            if self._events is None:
+                raise RequestError(ResultCode.API_COMMAND_NOT_SUPPORTED,
+                                   "the event interface is not running")
+            made.append(self._events.subscribe(
+                wanted.classes, wanted.devices, name=f"WebAPI {request.remote}", loop=loop,
+                on_drop=partial(cut, request.transport) if request.transport else None))
+            wanted_by.append(wanted)
+            return subscribed(wanted, made[0].xref)
+
+        body = await loop.run_in_executor(self._executor, partial(
+            self._dispatcher.handle_params, params, {"EVENTS": subscribe}))
+        if not made:
+            return self._xml(body)
+        subscription = made[0]
+        self._track(request, subscription, wanted_by[0], "WebAPI")
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/xml; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        })
+        return await self._stream(
+            request, response, subscription, first=body + b"\r\n",
+            frame=lambda event: render_event(event, subscription.xref) + b"\r\n")
+
+    def _subscribe(self, request: web.Request, wanted: EventFilter, kind: str,
+                   ) -> Subscription:
+        assert self._events is not None
+        transport = request.transport
+        subscription = self._events.subscribe(
+            wanted.classes, wanted.devices, name=f"{kind} {request.remote}",
+            loop=asyncio.get_running_loop(),
+            on_drop=partial(cut, transport) if transport is not None else None)
+        self._track(request, subscription, wanted, kind)
+        return subscription
+
+    def _track(self, request: web.Request, subscription: Subscription, wanted: EventFilter,
+               kind: str) -> None:
+        """A new stream's connection set up (on the loop): small send buffer, known to close."""
+        if request.transport is not None:
+            limit_send_buffer(request.transport)
+        self._streams.add(subscription)
+        logger.info("WebAPI: %s subscribed to %s events (%s, EVENTXREF %d)", request.remote,
+                    wanted.event_class, kind, subscription.xref)
+
+    async def _stream(self, request: web.Request, response: web.StreamResponse,
+                      subscription: Subscription, *, first: bytes,
+                      frame: Callable[[Event], bytes],
+                      heartbeat: bytes | None = None) -> web.StreamResponse:
+        """Write ``first``, then each event framed, until the client leaves or is cut off."""
+        loop = asyncio.get_running_loop()
         try:
             await response.prepare(request)
-            result = render_result("EVENTS", "", subscribed(wanted, subscription.xref))
-            await response.write(b"retry: %d\nevent: RESULT\ndata: %s\n\n"
-                                 % (SSE_RETRY_MS, result))
+            await response.write(first)
             quiet_since = loop.time()
             while True:
                 try:
@@ -169,15 +243,14 @@ class WebApi:
                     # aiohttp does not interrupt a handler whose client left: look.
                     if request.transport is None or request.transport.is_closing():
                         break
-                    if loop.time() - quiet_since >= self._heartbeat:
-                        await response.write(b": keep-alive\n\n")
+                    if heartbeat is not None and loop.time() - quiet_since >= self._heartbeat:
+                        await response.write(heartbeat)
                         quiet_since = loop.time()
                     continue
                 if event is None:
                     break
                 quiet_since = loop.time()
-                await response.write(b"event: %s\ndata: %s\n\n" % (
-                    event.event_type.encode(), render_event(event, subscription.xref)))
+                await response.write(frame(event))
             with contextlib.suppress(ConnectionError):
                 await response.write_eof()
         except ConnectionError:

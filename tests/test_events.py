@@ -265,12 +265,33 @@ def test_requests_on_a_subscribed_connection_are_answered_among_its_events(
     assert (result.findtext("REQUESTID"), result_code(result)) == ("77", 20)
 
 
-def test_events_on_the_webapi_request_page_point_to_the_socket_and_the_stream(
-        running: Running) -> None:
-    result = running.web_result(type="events", requestid=3, eventclass="ALL")
-    expect(result, 15, starts="EVENTS streams events on the connection that sends it")
-    assert "/events?class=ALL" in (result.findtext("RESULTMSG") or "")
+def test_events_on_the_webapi_request_page_stream_as_on_the_socket(running: Running) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", running.web_port, timeout=WAIT)
+    try:
+        conn.request("GET", "/Webapi.aspx?type=events&requestid=3&eventclass=CALL"
+                            "&eventvalue=1002")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type") == "text/xml; charset=utf-8"
+        line = response.readline()
+        assert line.endswith(b"\r\n")
+        result = etree.fromstring(line)
+        expect(result, 20, "API_OK")
+        assert (result.findtext("REQUESTID"), result.findtext("EVENTCLASS")) == ("3", "CALL")
+        assert result_code(running.request("CALLSTART", DEVICEID="1001")) == 20
+        assert result_code(running.request("CALLSTART", DEVICEID="1002", ANI="555")) == 20
+        assert result_code(running.request("CALLSTOP", DEVICEID="1002")) == 20
+        got = [etree.fromstring(response.readline()) for _ in range(2)]
+        assert [(e.tag, e.findtext("EVENTTYPE"), e.findtext("EVENTDATA/DEVICEID"),
+                 e.findtext("EVENTXREF")) for e in got] == [
+            ("CALLCOPYEVENT", "CALLSTART", "1002", result.findtext("EVENTXREF")),
+            ("CALLCOPYEVENT", "CALLSTOP", "1002", result.findtext("EVENTXREF"))]
+        assert got[0].findtext("EVENTDATA/ANI") == "555"
+    finally:
+        conn.close()
+    # Refusals are the dispatcher's, as for any request: a plain RESULT, no stream.
     expect(running.web_result(type="events", requestid=3, eventclass="nope"), 30)
+    expect(running.web_result(type="events", eventclass="ALL"), 14)
 
 
 @IN_PROCESS

@@ -2,9 +2,9 @@
 events screen sessions (CHATSTART, CHATSTOP, CHATUPDATE) publish.
 
 The subscription itself belongs to a connection, so the transports carry it out (the socket
-API after an EVENTS request, the WebAPI's Server-Sent Events at ``/events``); this module is what
-they share: reading EVENTCLASS and EVENTVALUE, the result, and the XML of each event. See
-docs/events.md.
+API after an EVENTS request, the WebAPI's request page and its Server-Sent Events at
+``/events``); this module is what they share: reading EVENTCLASS and EVENTVALUE, the result,
+and the XML of each event. See docs/events.md.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def subscribed(wanted: EventFilter, xref: int) -> ApiResult:
 
 
 def events_elsewhere(ctx: ApiContext, params: Params) -> ApiResult:
-    """EVENTS where no stream can follow the answer (the WebAPI's request page): 15."""
+    """EVENTS where no stream can follow the answer: 15. Both transports subscribe instead (the
+    socket connection, the WebAPI response); this is the dispatcher's answer for any other
+    caller of it."""
     params_filter(params)  # a wrong EVENTCLASS is still told apart
     raise RequestError(
         ResultCode.API_INVALID_REQUEST_TYPE,
