@@ -87,6 +87,9 @@ class WavWriter:
         self.closed = False
         try:
             file.write(self._header())
+            # On disk at once, so the file is a valid (empty) WAV from its first moment: a
+            # reader, or recovery after a crash in the first second, never meets an empty file.
+            file.flush()
         except OSError as exc:
             raise CodecError(f"cannot write WAV header: {exc}") from exc
 

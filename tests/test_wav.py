@@ -8,6 +8,7 @@ import numpy as np
 import soundfile
 
 from recorder.codecs import open_writer
+from recorder.codecs.wav import WavWriter
 from tests.conftest import sox_info
 
 
@@ -57,3 +58,13 @@ def test_stereo_frames(tmp_path: Path) -> None:
     data, rate = soundfile.read(path, dtype="int16")
     assert rate == 16000
     np.testing.assert_array_equal(data, samples)
+
+
+def test_a_new_wav_is_a_valid_empty_wav_on_disk_before_any_audio(tmp_path: Path) -> None:
+    path = tmp_path / "new.wav"
+    writer = WavWriter(path.open("wb"), 8000, 2)
+    try:
+        info = soundfile.info(str(path))  # read through the file system, not the writer
+        assert (info.frames, info.samplerate, info.channels) == (0, 8000, 2)
+    finally:
+        writer.close()
