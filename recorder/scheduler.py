@@ -189,6 +189,8 @@ class Scheduler:
         now = self._clock()
         for call in calls:
             call.stop_time = now
+            # The recorder stops following the call: subscribers hear so, as for a CALLSTOP.
+            self._publish("CALLSTOP", call)
             with call.lock:
                 self._end_call_recordings(call, STOP_SHUTDOWN, self._position(call))
         if calls:

@@ -435,3 +435,15 @@ def test_finding_a_recording_by_callid_or_globalid_uses_an_index(tmp_path: Path)
         assert f"recordings_by_{column}" in plan
         found = bench.store.find_recording(column, value)
         assert found is not None
+
+
+def test_shutdown_ends_each_call_with_its_events(tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path)
+    start(bench)
+    feed_seconds(bench, 0.3)
+    bench.scheduler.stop()
+    assert events.types("1001") == ["CALLSTART", "RECORDINGSTARTED", "CALLSTOP",
+                                    "RECORDINGSTOPPED", "RECORDINGUPDATE"]
+    assert events.events[3].get("ERRORREASON") == "SHUTDOWN"
+    [row] = bench.rows()
+    assert (row.status, row.stop_reason) == ("complete", "shutdown")
