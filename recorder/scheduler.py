@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from recorder.blackout import BlackoutStateError
+from recorder.callevents import call_event, stored_update_event
 from recorder.calls import (
     STOP_CALL_ENDED,
     STOP_CALLSTOP,
-    STOP_MAXRECORDSILENCE,
     STOP_MAXRECORDTIME,
     STOP_PREEMPTED,
     STOP_RECORDSTOP,
@@ -40,18 +40,24 @@ from recorder.calls import (
     CallUpdate,
     DeviceQuery,
 )
-from recorder.capture import CaptureCore, Channel, ChannelLevels
-from recorder.channels import Phase, StateSnapshot
+from recorder.capture import CaptureCore, Channel
+from recorder.channels import Phase
 from recorder.codecs import file_extension, open_writer
 from recorder.decision import ActiveRecording, CallFacts, Decision, Policy, decide
-from recorder.devices import DeviceState, DeviceTable, LiveCall, Recording
+from recorder.devices import DeviceTable, LiveCall, Recording
+from recorder.devicestatus import (
+    NORMAL_STOPS,
+    ChannelInfo,
+    DeviceStatus,
+    device_status_of,
+)
 from recorder.errors import StoreError
-from recorder.events import EventSink, NoEvents, make_event
+from recorder.events import EventSink, NoEvents
+from recorder.limits import Limits, Side, limit_reached
 from recorder.paths import create_unique, recording_path
 from recorder.resultcodes import ResultCode
 from recorder.session import RecordingSession, SessionResult
 from recorder.store import FinishedRecording, NewRecording, RecordingUpdate, Store, UserQuery
-from recorder.timefmt import manual_datetime
 from recorder.writer import WriterLoop
 
 logger = logging.getLogger(__name__)
@@ -59,10 +65,6 @@ logger = logging.getLogger(__name__)
 # How often recordings are checked against their MAXRECORDTIME and MAXRECORDSILENCE. A limit
 # ends the file at the exact sample it was reached, however late the check runs.
 LIMIT_INTERVAL = 0.1
-
-# ERRORREASON of a RECORDINGSTOPPED event, by the stop reason kept in the row.
-NORMAL_STOPS = frozenset({STOP_CALLSTOP, STOP_RECORDSTOP, STOP_CALL_ENDED, "trigger"})
-
 
 class AfterCall(Protocol):
     """Where finished PCM WAV recordings go to become the stored format (recorder.aftercall)."""
@@ -82,45 +84,6 @@ class StoredFormat:
     def recorded_as(self) -> str:
         """The format written while the call is recorded."""
         return "wav" if self.after_call else self.format
-
-
-@dataclass(frozen=True)
-class CallStatus:
-    """A call as DEVICESTATUS shows it."""
-
-    instance: str
-    meta: dict[str, str]
-    start_time: float
-    stop_time: float | None
-    recording: bool
-    filename: str
-    record_id: int | None
-    decision: Decision | None
-    paused: bool = False
-    stop_reason: str = ""
-    global_id: str = ""
-
-
-@dataclass(frozen=True)
-class DeviceStatus:
-    """A device, its most recently active call and all of its open calls."""
-
-    device_id: str
-    channel: int | None
-    current: CallStatus | None
-    open_calls: tuple[CallStatus, ...]
-
-
-@dataclass(frozen=True)
-class ChannelInfo:
-    """A channel as CHANNELS shows it."""
-
-    id: int
-    device_id: str
-    device_alias: str
-    trigger: str
-    state: StateSnapshot
-    levels: ChannelLevels
 
 
 def _global_ids(core_ident: int) -> Iterator[str]:
@@ -487,7 +450,7 @@ class Scheduler:
                     raise CallError(ResultCode.API_DEVICE_INVALID,
                                     "Could not find a device matching given parameters")
                 states = [state]
-            return [_device_status(s) for s in states]
+            return [device_status_of(s) for s in states]
 
     def channels(self) -> list[ChannelInfo]:
         """Every channel with its state and the device it records, in channel order."""
@@ -531,33 +494,23 @@ class Scheduler:
                        activity: dict[int, Any]) -> tuple[str, int] | None:
         session = recording.session
         channel = session.channel
-        rate = channel.sample_rate
-        if recording.max_record_time > 0:
-            limit = session.start + recording.max_record_time * rate
-            if channel.position >= limit:
-                logger.info("%s: MAXRECORDTIME of %d s reached", call.device_id,
-                            recording.max_record_time)
-                return STOP_MAXRECORDTIME, limit
+        sides: list[Side] = []
         if recording.max_record_silence > 0:
-            # Silence on every side of the device, counted from the recording's start at the
-            # earliest, up to where the level meter has measured.
-            since = session.start
-            measured = None
             for tap in session.channels:
                 board = tap.board
-                if id(board) not in activity:
+                if id(board) not in activity:  # one consistent reading per board and check
                     activity[id(board)] = board.activity()
                 analyzed, silent, _, silence_since = activity[id(board)]
-                if not silent[tap.index]:
-                    return None
-                since = max(since, int(silence_since[tap.index]))
-                measured = analyzed if measured is None else min(measured, analyzed)
-            limit = since + recording.max_record_silence * rate
-            if measured is not None and measured >= limit:
-                logger.info("%s: %d s of silence (MAXRECORDSILENCE)", call.device_id,
-                            recording.max_record_silence)
-                return STOP_MAXRECORDSILENCE, limit
-        return None
+                sides.append(Side(bool(silent[tap.index]), int(silence_since[tap.index]),
+                                  int(analyzed)))
+        ended = limit_reached(session.start, channel.position, channel.sample_rate,
+                              Limits(recording.max_record_time, recording.max_record_silence),
+                              sides)
+        if ended is not None:
+            seconds = (recording.max_record_time if ended[0] == STOP_MAXRECORDTIME
+                       else recording.max_record_silence)
+            logger.info("%s: %s of %d s reached", call.device_id, ended[0].upper(), seconds)
+        return ended
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -824,23 +777,9 @@ class Scheduler:
 
     def _publish(self, event_type: str, call: LiveCall, recording: Recording | None = None,
                  reason: str = "NONE") -> None:
-        meta = recording.meta if recording is not None else call.meta
-        values = {
-            **meta,
-            "GLOBALCALLID": call.global_id, "DEVICEID": call.device_id,
-            "AGENTID": call.agent_id, "CALLINSTANCE": call.instance,
-            "STATION": meta.get("STATIONNAME", ""), "ISTRUNK": "",
-            "KEEPDAYS": str(call.keep_days if call.keep_days is not None else -1),
-            "ARCHIVEACTION": str(call.archive_action if call.archive_action is not None else -1),
-            "STARTTIME": manual_datetime(call.start_time),
-            "COREIDENT": str(self._core_ident),
-            "FILENAME": recording.filename if recording is not None else "",
-            "CHANNEL": str(call.channel) if call.channel is not None else "",
-            "ERRORREASON": reason,
-            "RECORDID": str(recording.record_id) if recording and recording.record_id else "",
-        }
         try:
-            self._events.publish(make_event(event_type, values))
+            self._events.publish(call_event(event_type, call, self._core_ident, recording,
+                                            reason))
         except Exception:
             logger.exception("publishing %s for %s failed", event_type, call.device_id)
 
@@ -848,41 +787,10 @@ class Scheduler:
         """RECORDINGUPDATE for a stored recording changed by CALLUPDATE."""
         try:
             row = self._store.get_recording(record_id)
-        except StoreError:
-            logger.exception("RECORDINGUPDATE for %d: cannot read the row", record_id)
-            return
-        if row is None:
-            return
-        values = {
-            "GLOBALCALLID": row.global_id, "DEVICEID": row.device_id,
-            "KEEPDAYS": str(row.keep_days if row.keep_days is not None else -1),
-            "FILENAME": row.filename, "RECORDID": str(row.ident),
-            "COREIDENT": str(row.core_ident),
-        }
-        try:
-            self._events.publish(make_event("RECORDINGUPDATE", values))
+            if row is not None:
+                self._events.publish(stored_update_event(row))
         except Exception:
-            logger.exception("publishing RECORDINGUPDATE for %d failed", record_id)
+            logger.exception("RECORDINGUPDATE for %d could not be published", record_id)
 
 
-def _call_status(call: LiveCall) -> CallStatus:
-    return CallStatus(
-        instance=call.instance, meta=dict(call.meta), start_time=call.start_time,
-        stop_time=call.stop_time, recording=call.recording, filename=call.filename,
-        record_id=call.record_id, decision=call.decision, paused=call.paused,
-        stop_reason=call.stop_reason, global_id=call.global_id,
-    )
-
-
-def _device_status(state: DeviceState) -> DeviceStatus:
-    # The manual: "the one that is active or was most recently active", so an open call
-    # outranks a later call that has already ended.
-    shown = next(reversed(state.active.values()), None) or state.last
-    current = _call_status(shown) if shown is not None else None
-    return DeviceStatus(
-        device_id=state.device_id, channel=state.channel, current=current,
-        open_calls=tuple(_call_status(c) for c in state.active.values()),
-    )
-
-
-__all__ = ["CallStatus", "ChannelInfo", "DeviceStatus", "Scheduler", "StoredFormat"]
+__all__ = ["Scheduler", "StoredFormat"]

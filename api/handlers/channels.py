@@ -11,8 +11,8 @@ from recorder.api.params import Params
 from recorder.api.request import ApiResult, Node
 from recorder.api.timefmt import manual_datetime
 from recorder.channels import STATE_NAMES
+from recorder.devicestatus import ChannelInfo
 from recorder.resultcodes import ResultCode
-from recorder.scheduler import ChannelInfo
 
 
 def channels(ctx: ApiContext, params: Params) -> ApiResult:

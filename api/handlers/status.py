@@ -8,9 +8,9 @@ from recorder.api.params import Params
 from recorder.api.request import ApiResult, Node, RequestError, invalid
 from recorder.api.timefmt import manual_datetime
 from recorder.calls import DeviceQuery
+from recorder.devicestatus import NORMAL_STOPS, CallStatus, DeviceStatus
 from recorder.errors import StoreError
 from recorder.resultcodes import ResultCode
-from recorder.scheduler import NORMAL_STOPS, CallStatus, DeviceStatus
 from recorder.store import FILTER_FIELDS, USER_FIELDS, RecordingQuery, RecordingRow
 
 
