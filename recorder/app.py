@@ -107,7 +107,8 @@ class Recorder:
         writer.start()
         self._started("writer", lambda: self._halt("writer", writer.stop, writer.join))
 
-        # Before the scheduler, which publishes to it; closed last, ending every subscription.
+        # Before the scheduler, which publishes to it; closed after the scheduler has sent its
+        # last events (shutdown's CALLSTOP and RECORDINGSTOPPED), ending every subscription.
         events = self.events = EventBus(config.api.event_queue_size)
         self._started("events", events.close)
 
