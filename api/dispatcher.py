@@ -7,6 +7,7 @@ bug, into a RESULT with the manual's code: no request can crash the service or g
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 
 from recorder.api.context import ApiContext
@@ -30,6 +31,7 @@ from recorder.api.params import Params, parse_int
 from recorder.api.request import ApiRequest, ApiResult, RequestError, invalid
 from recorder.api.xmlcodec import parse_request, render_result
 from recorder.errors import ResultError, StoreError
+from recorder.metrics import Counter, Histogram
 from recorder.resultcodes import ResultCode
 
 logger = logging.getLogger(__name__)
@@ -94,6 +96,34 @@ PLANNED: frozenset[str] = frozenset()
 REQUESTID_MAX = 2147483647
 ECHO_MAX = 64
 
+# What the request metrics call a TYPE nobody defines, or none: a client's typos must not
+# become new time series.
+UNKNOWN_TYPE = "UNKNOWN"
+NO_TYPE = "NONE"
+
+
+class RequestStats:
+    """Every request answered, by TYPE and RESULTCODE, and how long each took, by TYPE.
+
+    Kept by the dispatcher, which both transports go through; the metrics scrape reads it.
+    """
+
+    def __init__(self) -> None:
+        self.requests = Counter("recorder_api_requests_total",
+                                "API requests answered (socket and WebAPI), by TYPE and "
+                                "RESULTCODE", ("type", "code", "result"))
+        self.latency = Histogram("recorder_api_request_duration_seconds",
+                                 "Time from receiving a request to its RESULT, by TYPE",
+                                 ("type",))
+
+    def observe(self, request_type: str, code: ResultCode, seconds: float) -> None:
+        self.requests.inc(1, (request_type, str(int(code)), code.label))
+        self.latency.observe(seconds, (request_type,))
+
+    @property
+    def total(self) -> int:
+        return int(self.requests.total())
+
 
 class Dispatcher:
     """Answers requests: XML messages from the socket, parameter lists from the WebAPI."""
@@ -101,6 +131,18 @@ class Dispatcher:
     def __init__(self, ctx: ApiContext, handlers: Mapping[str, Handler] = HANDLERS) -> None:
         self._ctx = ctx
         self._handlers = dict(handlers)
+        self.stats = RequestStats()
+
+    @property
+    def context(self) -> ApiContext:
+        """What handlers are given."""
+        return self._ctx
+
+    @context.setter
+    def context(self, ctx: ApiContext) -> None:
+        # One assignment: a request already running keeps the context it started with, the
+        # next one gets the new one (a reload's terminology, say).
+        self._ctx = ctx
 
     def handle_xml(self, message: bytes,
                    handlers: Mapping[str, Handler] | None = None) -> bytes:
@@ -110,12 +152,16 @@ class Dispatcher:
         carries out what only it can (a connection's event subscription, media as an HTTP
         body) with the dispatcher's checks and error handling.
         """
+        began = time.perf_counter()
         try:
             request = parse_request(message)
         except RequestError as exc:
             refused = ApiRequest(exc.request_type, exc.request_id)
-            return self._render(refused, ApiResult(exc.code, exc.message))
-        return self.handle(request, handlers)
+            result = ApiResult(exc.code, exc.message)
+            answer = self._render(refused, result)
+            self._observe(refused.type, handlers, result, began)
+            return answer
+        return self._handle(request, handlers, began)
 
     def handle_params(self, pairs: Iterable[tuple[str, str]],
                       handlers: Mapping[str, Handler] | None = None) -> bytes:
@@ -128,10 +174,31 @@ class Dispatcher:
 
     def handle(self, request: ApiRequest,
                handlers: Mapping[str, Handler] | None = None) -> bytes:
+        return self._handle(request, handlers, time.perf_counter())
+
+    def _handle(self, request: ApiRequest, handlers: Mapping[str, Handler] | None,
+                began: float) -> bytes:
         result = self.dispatch(request, handlers)
         logger.debug("%s %s -> %d %s", request.type, request.request_id, result.code,
                      result.message)
-        return self._render(request, result)
+        answer = self._render(request, result)
+        self._observe(request.type, handlers, result, began)
+        return answer
+
+    def _observe(self, request_type: str, handlers: Mapping[str, Handler] | None,
+                 result: ApiResult, began: float) -> None:
+        if not request_type:
+            label = NO_TYPE
+        elif (request_type in self._handlers or request_type in (handlers or {})
+              or request_type in DEPRECATED or request_type in PLANNED):
+            label = request_type
+        else:
+            label = UNKNOWN_TYPE
+        try:
+            self.stats.observe(label, ResultCode(result.code), time.perf_counter() - began)
+        except Exception:
+            # Counting must never cost a client its answer.
+            logger.exception("%s: could not count the request", request_type[:ECHO_MAX])
 
     def _render(self, request: ApiRequest, result: ApiResult) -> bytes:
         request_id = request.request_id or ""

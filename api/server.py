@@ -7,12 +7,13 @@ import asyncio
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 
 from recorder.api.dispatcher import Dispatcher
 from recorder.api.socket_server import SocketApi
-from recorder.api.webapi import WebApi
+from recorder.api.webapi import MetricsProvider, StatusProvider, WebApi
 from recorder.config import ApiConfig
 from recorder.errors import StartupError
 from recorder.eventbus import EventBus
@@ -20,18 +21,32 @@ from recorder.eventbus import EventBus
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
+# How often the event loop proves it is turning (ApiServer.heartbeat); well inside any
+# threshold Recorder.health would call hung.
+HEARTBEAT_INTERVAL = 0.25
+# /metrics and /status run on threads of their own: they must answer while every API worker
+# is stuck behind a hung core, which is when someone looks at them.
+DIAGNOSTIC_WORKERS = 2
 
 
 class ApiServer:
-    """Both API transports; ``start`` returns once both listen, or raises StartupError."""
+    """Both API transports; ``start`` returns once both listen, or raises StartupError.
+
+    ``metrics`` and ``status`` provide the WebAPI's ``/metrics`` text and ``/status`` document
+    (not served without them).
+    """
 
     def __init__(self, config: ApiConfig, dispatcher: Dispatcher,
-                 events: EventBus | None = None) -> None:
+                 events: EventBus | None = None, *, metrics: MetricsProvider | None = None,
+                 status: StatusProvider | None = None) -> None:
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="api")
+        self._diagnostics = ThreadPoolExecutor(DIAGNOSTIC_WORKERS,
+                                               thread_name_prefix="api-diag")
         self._socket = SocketApi(dispatcher, self._executor, config.max_message_bytes,
                                  config.message_timeout_seconds, events)
-        self._web = WebApi(dispatcher, self._executor, events)
+        self._web = WebApi(dispatcher, self._executor, events, metrics=metrics, status=status,
+                           diagnostics_executor=self._diagnostics)
         self._tls: ssl.SSLContext | None = None
         self._thread = threading.Thread(target=self._run, name="api-loop", daemon=True)
         self._ready = threading.Event()
@@ -41,6 +56,20 @@ class ApiServer:
         self.socket_address: tuple[str, int] = ("", 0)
         self.web_address: tuple[str, int] = ("", 0)
         self.tls_address: tuple[str, int] | None = None  # set when HTTPS is served
+        # time.monotonic() of the event loop's last heartbeat callback: a loop blocked by a
+        # callback that never returns shows as a heartbeat that stops moving.
+        self.heartbeat = time.monotonic()
+        self._beat_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def loop_alive(self) -> bool:
+        """The event loop's thread is running."""
+        return self._thread.is_alive()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the servers run on, once started."""
+        return self._loop
 
     def start(self) -> None:
         self._tls = tls_context(self._config)
@@ -51,6 +80,7 @@ class ApiServer:
         if self._error is not None:
             self._thread.join()
             self._executor.shutdown(wait=False)
+            self._diagnostics.shutdown(wait=False)
             raise self._error
         host, port = self.socket_address
         logger.info("socket API listening on %s:%d", host, port)
@@ -69,6 +99,7 @@ class ApiServer:
         if self._thread.ident is not None:
             self._thread.join(timeout)
         self._executor.shutdown(wait=True)
+        self._diagnostics.shutdown(wait=True)
         return not self._thread.is_alive()
 
     def _run(self) -> None:
@@ -102,10 +133,21 @@ class ApiServer:
             await self._web.close()
             self._ready.set()
             return
+        self._beat()
         self._ready.set()
-        await self._stopping.wait()
+        try:
+            await self._stopping.wait()
+        finally:
+            if self._beat_handle is not None:
+                self._beat_handle.cancel()
         await self._socket.close()
         await self._web.close()
+
+    def _beat(self) -> None:
+        """On the loop: note the time, and come back in HEARTBEAT_INTERVAL."""
+        self.heartbeat = time.monotonic()
+        assert self._loop is not None
+        self._beat_handle = self._loop.call_later(HEARTBEAT_INTERVAL, self._beat)
 
     async def _listen(self, key: str, port: int,
                       opening: Awaitable[tuple[str, int]]) -> tuple[str, int]:

@@ -186,6 +186,10 @@ class SocketApi:
                 # Dropped, or this stream failed: the connection goes too, so the client
                 # notices it is no longer receiving events.
                 cut(conn.writer.transport)
+            else:
+                # The bus ended it (shutdown) after its last event: close once that is sent,
+                # so the client reads every event and then the end of the stream.
+                conn.writer.close()
 
     async def _unsubscribe(self, conn: _Connection) -> None:
         if conn.subscription is None:

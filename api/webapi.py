@@ -7,18 +7,23 @@ media functions (EXPORT, COMBINEDEXPORT/COMBINEEXPORT, MULTIEXPORT): their answe
 itself, exported on a worker thread into a temporary file that is then streamed (with HTTP Range
 support) and deleted; only their errors are a RESULT. EVENTS answers its RESULT and then keeps
 the response open with the events, a line each, as the socket does. See docs/events.md.
+
+For monitoring, ``/metrics`` answers the Prometheus text format and ``/status`` a JSON document
+of the service's state (docs/metrics.md), from providers the composition root hands in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -41,6 +46,7 @@ from recorder.api.webparams import lookup, merge_params
 from recorder.api.xmlcodec import render_result
 from recorder.eventbus import EventBus, Subscription
 from recorder.events import Event
+from recorder.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from recorder.resultcodes import ResultCode
 
 logger = logging.getLogger(__name__)
@@ -55,6 +61,12 @@ MAX_BODY = 1 << 20
 HEARTBEAT_SECONDS = 15.0
 CHECK_SECONDS = 1.0  # how soon a stream notices its client has gone
 SSE_RETRY_MS = 3000
+METRICS_PATH = "/metrics"
+STATUS_PATH = "/status"
+
+# The text of /metrics, and the JSON-able document of /status; each runs on a worker thread.
+MetricsProvider = Callable[[], str]
+StatusProvider = Callable[[], Mapping[str, Any]]
 
 
 class WebApi:
@@ -62,9 +74,14 @@ class WebApi:
 
     def __init__(self, dispatcher: Dispatcher, executor: Executor,
                  events: EventBus | None = None,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, *,
+                 metrics: MetricsProvider | None = None, status: StatusProvider | None = None,
+                 diagnostics_executor: Executor | None = None) -> None:
         self._dispatcher = dispatcher
         self._executor = executor
+        self._metrics = metrics
+        self._status = status
+        self._diagnostics = diagnostics_executor or executor
         self._events = events
         self._heartbeat = heartbeat_seconds
         self._streams: set[Subscription] = set()
@@ -96,6 +113,10 @@ class WebApi:
         path = request.path.lower()
         if path == SSE_PATH:
             return await self._event_stream(request)
+        if path == METRICS_PATH and self._metrics is not None:
+            return await self._diagnostic(request, self._metrics, _metrics_response)
+        if path == STATUS_PATH and self._status is not None:
+            return await self._diagnostic(request, self._status, _status_response)
         if path not in PAGES:
             raise web.HTTPNotFound(text="the WebAPI is at /webAPI.aspx or /webAPI.php, its "
                                    f"event stream at {SSE_PATH}\n")
@@ -263,6 +284,20 @@ class WebApi:
                             subscription.xref)
         return response
 
+    async def _diagnostic(self, request: web.Request, provide: Callable[[], Any],
+                          respond: Callable[[Any], web.Response]) -> web.Response:
+        """/metrics or /status: the provider's answer, gathered on a diagnostics thread."""
+        if request.method not in ("GET", "HEAD"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+        loop = asyncio.get_running_loop()
+        try:
+            return respond(await loop.run_in_executor(self._diagnostics, provide))
+        except Exception:
+            logger.exception("WebAPI: %s failed", request.path)
+            raise web.HTTPInternalServerError(
+                text=f"{request.path} could not be gathered; see the recorder's log\n"
+            ) from None
+
     @staticmethod
     def _refused(pairs: list[tuple[str, str]], exc: RequestError) -> bytes:
         request_type = (lookup(pairs, "TYPE") or lookup(pairs, "REQUESTTYPE") or "").upper()
@@ -273,6 +308,21 @@ class WebApi:
     def _xml(body: bytes, status: int = 200) -> web.Response:
         return web.Response(body=body, status=status, content_type="text/xml",
                             charset="utf-8")
+
+
+def _metrics_response(text: str) -> web.Response:
+    return web.Response(body=text.encode("utf-8"),
+                        headers={"Content-Type": METRICS_CONTENT_TYPE,
+                                 "Cache-Control": "no-cache"})
+
+
+def _status_response(document: Mapping[str, Any]) -> web.Response:
+    # allow_nan=False: an infinity or NaN that slipped through is a bug to see, not invalid
+    # JSON to send.
+    body = json.dumps(document, allow_nan=False, indent=1)
+    return web.Response(body=(body + "\n").encode("utf-8"),
+                        headers={"Content-Type": "application/json; charset=utf-8",
+                                 "Cache-Control": "no-cache"})
 
 
 class _TemporaryFileResponse(web.FileResponse):

@@ -1,15 +1,21 @@
 """The composition root: builds every component, starts them in order, stops them in reverse.
 
 store (and the recordings a crash left, completed) -> after-call encoder -> drivers and capture
-core -> writer loop -> scheduler -> retention job -> triggers -> API servers. Stopping runs the
-other way, so the API and the triggers stop starting calls before the scheduler finishes the
-recordings in progress, the drivers keep capturing until those recordings have their last
-samples, and the after-call encoder sees every finished recording (what it has not converted yet
-stays a playable WAV and is converted at the next start).
+core -> writer loop -> event bus -> scheduler -> retention job -> triggers -> API servers.
+Stopping runs the other way, with one exception: the triggers stop starting calls, then the
+scheduler refuses new ones ("shutting down") and finishes the recordings in progress, the event
+bus ends every subscription after its last events, and only then does the API stop, so every
+subscriber hears how its calls ended. The drivers keep capturing until those recordings have
+their last samples, and the after-call encoder sees every finished recording (what it has not
+converted yet stays a playable WAV and is converted at the next start).
+
+Each component is also handed, as it starts, to the telemetry (``recorder.telemetry``), which
+reads them for ``/metrics``, ``/status``, ``health()`` and ``summary_line()``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +37,7 @@ from recorder.recovery import complete_interrupted
 from recorder.retention import RetentionJob
 from recorder.scheduler import Scheduler, StoredFormat
 from recorder.store import Store, open_store
+from recorder.telemetry import HUNG_AFTER_SECONDS, Components, Telemetry
 from recorder.triggers import TriggerLoop, VoxParams
 from recorder.writer import WriterLoop
 
@@ -42,24 +49,55 @@ JOIN_TIMEOUT = 10.0
 class Recorder:
     """The whole service, in-process: what ``recorderd`` runs and what tests start directly."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *,
+                 hung_after_seconds: float = HUNG_AFTER_SECONDS) -> None:
         self.config = config
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self.store: Store | None = None
         self.capture: CaptureCore | None = None
+        self.writer: WriterLoop | None = None
         self.scheduler: Scheduler | None = None
+        self.dispatcher: Dispatcher | None = None
         self.api: ApiServer | None = None
         self.events: EventBus | None = None
         self.disk: DiskGuard | None = None
         self.retention: RetentionJob | None = None
+        # Reads the components above for /metrics, /status and health; filled as they start.
+        self.telemetry = Telemetry(Components(config), hung_after=hung_after_seconds)
+
+    @property
+    def hung_after_seconds(self) -> float:
+        """How long a loop of the core may go without a turn before health() reports it."""
+        return self.telemetry.hung_after
+
+    @hung_after_seconds.setter
+    def hung_after_seconds(self, seconds: float) -> None:
+        self.telemetry.hung_after = seconds
 
     def start(self) -> None:
         """Start every component; on failure, stop what had started and raise."""
+        self.telemetry.starting()
         try:
             self._start()
         except BaseException:
             self.stop()
             raise
+        self.telemetry.parts.running = True
+
+    def health(self) -> list[str]:
+        """Empty when healthy; else one sentence per hung or dead loop of the core (writer,
+        capture monitor, scheduler timer, API event loop), or that the recorder is not running.
+        A database that is away is not a health problem (see ``status()``)."""
+        return self.telemetry.health()
+
+    def summary_line(self) -> str:
+        """One line for systemd's STATUS=, e.g. "recording 1 of 4 channels; 17 recordings
+        since start; disk 45.2 GB free; healthy" (the first problem instead of healthy)."""
+        return self.telemetry.summary_line()
+
+    def status(self) -> dict[str, Any]:
+        """The /status document (docs/metrics.md): JSON-able, no infinities."""
+        return self.telemetry.status()
 
     def _start(self) -> None:
         config = self.config
@@ -71,7 +109,8 @@ class Recorder:
                                f"{exc.strerror or exc}") from exc
         logger.info("data directory %s", data_dir)
 
-        store = self.store = open_store(config.storage)
+        parts = self.telemetry.parts
+        store = self.store = parts.store = open_store(config.storage)
         self._started("store", store.close)
         complete_interrupted(store)  # before anything records: a crash's leftovers first
 
@@ -99,20 +138,21 @@ class Recorder:
                       for board in config.boards],
         )
         capture.start()
+        parts.capture = capture
         self._started("capture", lambda: self._halt("capture", capture.stop, capture.join))
         if not capture.channels:
             logger.warning("no boards configured: calls are tracked but nothing is recorded")
 
-        writer = WriterLoop()
+        writer = self.writer = parts.writer = WriterLoop()
         writer.start()
         self._started("writer", lambda: self._halt("writer", writer.stop, writer.join))
 
         # Before the scheduler, which publishes to it; closed after the scheduler has sent its
         # last events (shutdown's CALLSTOP and RECORDINGSTOPPED), ending every subscription.
-        events = self.events = EventBus(config.api.event_queue_size)
+        events = self.events = parts.events = EventBus(config.api.event_queue_size)
         self._started("events", events.close)
 
-        disk = self.disk = DiskGuard.from_config(config)
+        disk = self.disk = parts.disk = DiskGuard.from_config(config)
         scheduler = self.scheduler = Scheduler(
             capture=capture, store=store, writer=writer,
             recordings_dir=config.storage.recordings_dir, core_ident=config.core.ident,
@@ -122,6 +162,7 @@ class Recorder:
             policy=Policy.from_config(config.recording, len(capture.channels)),
             disk_ok=disk.ok, events=events)
         scheduler.start()
+        parts.scheduler = scheduler
         self._started("scheduler", scheduler.stop)
 
         # Purges expired recordings daily (and makes room when the config allows it); only
@@ -152,21 +193,35 @@ class Recorder:
                              recordings_dir=config.storage.recordings_dir,
                              terminology=config.terminology, events=events,
                              mailer=Mailer(config.smtp), work_dir=work_dir)
-        api = self.api = ApiServer(config.api, Dispatcher(context), events)
+        dispatcher = self.dispatcher = parts.dispatcher = Dispatcher(context)
+        api = self.api = ApiServer(config.api, dispatcher, events,
+                                   metrics=self.telemetry.render_metrics, status=self.status)
         api.start()
-        self._started("api", lambda: self._halt("api", api.stop, api.join))
+        parts.api = api
+        # The API stops after the scheduler and the event bus, not first: while the scheduler
+        # finishes the recordings in progress, requests are answered (a new call is refused
+        # with "shutting down") and subscribers receive the last events before their streams
+        # end. The triggers and the retention job still stop first.
+        at = [name for name, _ in self._stops].index("events")
+        self._stops.insert(at, ("api", lambda: self._halt("api", api.stop, api.join)))
 
     def reload(self, config: Config) -> None:
-        """Take up a changed config's schedules, filters and limits without dropping a call.
+        """Take up a changed config's schedules, filters, limits and terminology without
+        dropping a call.
 
         Keys that need a restart (boards, ports, storage) keep their running values.
         """
         if self.scheduler is not None and self.capture is not None:
             self.scheduler.set_policy(
                 Policy.from_config(config.recording, len(self.capture.channels)))
+        if self.dispatcher is not None:
+            # A new context, swapped in whole: a request in progress keeps the old one.
+            self.dispatcher.context = dataclasses.replace(
+                self.dispatcher.context, terminology=dict(config.terminology))
 
     def stop(self) -> None:
         """Stop everything that started, newest first; safe to call more than once."""
+        self.telemetry.parts.running = False
         while self._stops:
             name, stop = self._stops.pop()
             try:

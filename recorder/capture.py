@@ -77,6 +77,7 @@ class CaptureBoard:
         self.events: queue.SimpleQueue[StampedEvent] = queue.SimpleQueue()
         self.first_channel_id = 1  # set by the core
         self.driver_state = DriverState.STARTING
+        self.driver_detail = ""  # why the driver is in ERROR or RESETTING
         c = driver.channels
         self.gaps = np.zeros(c, dtype=np.int64)
         self.gap_frames = np.zeros(c, dtype=np.int64)
@@ -116,6 +117,7 @@ class CaptureBoard:
 
     def state(self, state: DriverState, detail: str = "") -> None:
         self.driver_state = state
+        self.driver_detail = detail
         fault = {DriverState.ERROR: ChannelState.ERROR,
                  DriverState.RESETTING: ChannelState.RESETTING}.get(state)
         for status in self.statuses:
@@ -232,6 +234,13 @@ class CaptureCore:
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._run_monitor, name="capture-monitor",
                                          daemon=True)
+        # time.monotonic() of the monitor's last turn (Recorder.health watches it).
+        self.heartbeat = time.monotonic()
+
+    @property
+    def monitor_alive(self) -> bool:
+        """The level monitor's thread is running."""
+        return self._monitor.is_alive()
 
     @classmethod
     def simple(cls, boards: Sequence[tuple[Driver, Sequence[str]]],
@@ -278,6 +287,7 @@ class CaptureCore:
             for board in reversed(started):
                 board.driver.stop()
             raise
+        self.heartbeat = time.monotonic()
         self._monitor.start()
 
     def stop(self) -> None:
@@ -297,3 +307,4 @@ class CaptureCore:
                 self.measure()
             except Exception:
                 logger.exception("capture monitor: measuring levels failed")
+            self.heartbeat = time.monotonic()

@@ -94,6 +94,19 @@ class Subscription:
         self._bus._remove(self)
         self._wake(waiter)
 
+    def finish(self) -> None:
+        """Stop receiving, but let the reader have what is queued first, then None.
+
+        The bus ends its subscriptions this way at shutdown, so the last events (shutdown's
+        CALLSTOP and RECORDINGSTOPPED) still reach every subscriber."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            waiter, self._waiter = self._waiter, None
+        self._bus._remove(self)
+        self._wake(waiter)
+
     def _offer(self, event: Event) -> asyncio.Future[None] | None:
         """Called by ``publish`` from any thread: queue ``event`` or drop a full subscriber.
 
@@ -193,12 +206,13 @@ class EventBus:
         return subscription
 
     def close(self) -> None:
-        """End every subscription (their readers get None) and accept no new ones."""
+        """End every subscription (their readers get what is queued, then None) and accept
+        no new ones."""
         with self._lock:
             self._closed = True
             subscriptions = self._subscriptions
         for subscription in subscriptions:
-            subscription.close()
+            subscription.finish()
 
     def _remove(self, subscription: Subscription) -> None:
         with self._lock:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from recorder.blackout import BlackoutStateError
 from recorder.callevents import call_event, stored_update_event
@@ -86,6 +86,51 @@ class StoredFormat:
         return "wav" if self.after_call else self.format
 
 
+class SchedulerStats:
+    """What the scheduler has done since it started (the metrics and /status read it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = 0  # recordings begun: main ones and RECORDSTART's
+        self.completed = 0  # recordings whose file was closed and row completed
+        self.refused = 0  # calls not recorded: refused by ``decide``, or no file could be made
+        self._decisions: dict[tuple[bool, str], int] = {}
+
+    def decided(self, decision: Decision) -> None:
+        key = (decision.record, decision.reason.label)
+        with self._lock:
+            self._decisions[key] = self._decisions.get(key, 0) + 1
+
+    def count(self, what: Literal["started", "completed", "refused"]) -> None:
+        """One more recording ``started``, ``completed`` or ``refused``."""
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+    @property
+    def active(self) -> int:
+        """Recordings begun and not completed yet (files open)."""
+        return max(0, self.started - self.completed)
+
+    def decisions(self) -> dict[tuple[bool, str], int]:
+        """How often ``decide`` said (record?, the reason's RESULTTYPE)."""
+        with self._lock:
+            return dict(self._decisions)
+
+
+@dataclass(frozen=True)
+class InProgress:
+    """A recording in progress as /status shows it."""
+
+    record_id: int | None  # None until its row is written
+    device_id: str
+    global_id: str
+    started: float  # unix time
+    seconds: float  # of audio so far, pre-roll included
+    partial: bool  # a RECORDSTART recording
+    paused: bool  # a blackout is running
+    filename: str
+
+
 def _global_ids(core_ident: int) -> Iterator[str]:
     """GLOBALCALLIDs: the core's ident and a counter seeded from the clock (in 1/100 s), so
     numbers stay unique across restarts unless calls arrive faster than 100 a second for
@@ -132,12 +177,22 @@ class Scheduler:
         self._stop = threading.Event()
         self._timer = threading.Thread(target=self._run_timer, name="scheduler-limits",
                                        daemon=True)
+        self.stats = SchedulerStats()
+        # time.monotonic() of the limits timer's last turn: it takes the scheduler's lock, so
+        # a heartbeat that stops moving means the lock (and every call start) is stuck.
+        self.heartbeat = time.monotonic()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the timer that enforces MAXRECORDTIME and MAXRECORDSILENCE."""
+        self.heartbeat = time.monotonic()
         self._timer.start()
+
+    @property
+    def timer_alive(self) -> bool:
+        """The limits timer's thread is running."""
+        return self._timer.is_alive()
 
     def stop(self) -> None:
         """Refuse new calls and finish every recording in progress (file closed, row complete)."""
@@ -194,6 +249,7 @@ class Scheduler:
             )
             decision = decide(self._facts(call, start, agent_name), self._policy,
                               self._active_recordings(), disk_ok=disk_ok)
+            self.stats.decided(decision)
             call.decision = decision
             call.priority = decision.priority
             call.keep_days = decision.keep_days
@@ -226,6 +282,8 @@ class Scheduler:
                 logger.info("call on %s (instance %r) not recorded: %s (%s)", device_id,
                             call.instance, decision.reason.label, decision.detail)
                 self._publish("RECORDINGSTARTED", call, reason=decision.reason.label)
+            if call.main is None:
+                self.stats.count("refused")
         finally:
             call.lock.release()
         return call
@@ -466,6 +524,35 @@ class Scheduler:
                             channel.trigger, channel.status.snapshot(), channel.levels())
                 for channel in self._capture.channels]
 
+    def in_progress(self, timeout: float = -1) -> list[InProgress] | None:
+        """The recordings of the calls in progress, oldest call first.
+
+        None if the scheduler's lock could not be had within ``timeout`` seconds (-1: wait),
+        so a diagnostic asking during a hang answers instead of hanging with it.
+        """
+        if not self._lock.acquire(timeout=timeout):
+            return None
+        try:
+            calls = [c for d in self._devices.all() for c in d.active.values()]
+        finally:
+            self._lock.release()
+        now = self._clock()
+        found: list[InProgress] = []
+        for call in sorted(calls, key=lambda c: c.start_time):
+            for recording in call.recordings():
+                session = recording.session
+                if session.closed:
+                    continue
+                channel = session.channel
+                seconds = max(0, channel.position - session.start) / channel.sample_rate
+                found.append(InProgress(
+                    record_id=recording.record_id, device_id=call.device_id,
+                    global_id=call.global_id,
+                    started=now - seconds if recording.partial else call.start_time,
+                    seconds=seconds, partial=recording.partial, paused=call.paused,
+                    filename=recording.filename))
+        return found
+
     # --- limits ------------------------------------------------------------------------------
 
     def _run_timer(self) -> None:
@@ -474,6 +561,7 @@ class Scheduler:
                 self.enforce_limits()
             except Exception:
                 logger.exception("scheduler: checking recording limits failed")
+            self.heartbeat = time.monotonic()
 
     def enforce_limits(self) -> None:
         """End every recording that has reached its MAXRECORDTIME or MAXRECORDSILENCE."""
@@ -671,11 +759,13 @@ class Scheduler:
             return None
         delay = round(self._commit_delay_seconds * channel.sample_rate)
         session = RecordingSession(taps, writer, path, position, delay,
-                                   blackouts=call.blackouts, fmt=fmt, options=options)
+                                   blackouts=call.blackouts, fmt=fmt, options=options,
+                                   written=self._writer.bytes_written)
         if max_time:
             session.stop_at = position + max_time * channel.sample_rate
         recording = Recording(session=session, partial=partial, meta=dict(meta or call.meta))
         self._writer.add(session)
+        self.stats.count("started")
         try:
             recording.record_id = self._store.insert_recording(
                 self._new_row(call, recording, channel))
@@ -745,6 +835,7 @@ class Scheduler:
             # Start-up completes the row from the file and transcodes it then.
             logger.exception("recording %s is complete but its row could not be written",
                              result.path)
+        self.stats.count("completed")
         self._publish("RECORDINGSTOPPED", call, recording, reason=stopped_reason)
         if saved:
             self._publish("RECORDINGUPDATE", call, recording)
@@ -793,4 +884,4 @@ class Scheduler:
             logger.exception("RECORDINGUPDATE for %d could not be published", record_id)
 
 
-__all__ = ["Scheduler", "StoredFormat"]
+__all__ = ["InProgress", "Scheduler", "SchedulerStats", "StoredFormat"]

@@ -32,6 +32,21 @@ from recorder.paths import sha256_file
 logger = logging.getLogger(__name__)
 
 
+class ByteCounter:
+    """Bytes written into recording files, summed over every session that reports to it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = 0
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._total += count
+
+    @property
+    def total(self) -> int:
+        return self._total
+
 
 @dataclass(frozen=True)
 class SessionResult:
@@ -54,7 +69,8 @@ class RecordingSession:
 
     def __init__(self, channel: Channel | Sequence[Channel], writer: AudioWriter, path: Path,
                  start: int, delay_frames: int = 0, *, blackouts: Blackouts | None = None,
-                 fmt: str = "wav", options: Mapping[str, Any] | None = None) -> None:
+                 fmt: str = "wav", options: Mapping[str, Any] | None = None,
+                 written: ByteCounter | None = None) -> None:
         # Two channels are one device's two directions (on one board, so their positions
         # line up): one side each of a stereo file, or mixed into mono, as the writer has
         # one or two channels.
@@ -82,6 +98,10 @@ class RecordingSession:
         # No audio past this position ever reaches the file (MAXRECORDTIME): the limit holds
         # to the sample even when the check that ends the recording runs late.
         self.stop_at: int | None = None
+        # Where the bytes this session puts into its file are counted (the writer loop's total,
+        # for the metrics), and how many of them already are.
+        self._written = written
+        self._counted = 0
 
     @property
     def closed(self) -> bool:
@@ -168,6 +188,7 @@ class RecordingSession:
                     logger.exception("%s: could not silence a blackout in the file; what to "
                                      "silence stays noted in %s", self.path,
                                      pending_path(self.path).name)
+            self._count_written()
             try:
                 size, digest = self.path.stat().st_size, sha256_file(self.path)
             except OSError as exc:
@@ -204,6 +225,7 @@ class RecordingSession:
             self._pos = end
             if sync:
                 self._sync_if_due()
+            self._count_written()
         except OSError as exc:
             self.failed = str(exc)
             logger.exception("%s: writing failed; the file keeps what was written before",
@@ -218,7 +240,17 @@ class RecordingSession:
             self.failed = str(exc)
             logger.exception("%s: writing failed; the file keeps what was written before",
                              self.path)
+        # VOX grows its file in the writer loop's batch encoding, between pump and sync.
+        self._count_written()
 
+    def _count_written(self) -> None:
+        """Report the bytes the writer has taken since the last report (under the lock)."""
+        if self._written is None:
+            return
+        data = self._writer.data_bytes
+        if data > self._counted:
+            self._written.add(data - self._counted)
+            self._counted = data
 
     def _combine(self, parts: list[npt.NDArray[np.int16]]) -> npt.NDArray[np.int16]:
         if len(parts) == 1:

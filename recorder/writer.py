@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from recorder.codecs import VoxWriter, encode_pending
-from recorder.session import RecordingSession, SessionResult
+from recorder.session import ByteCounter, RecordingSession, SessionResult
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ class WriterLoop:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+        # Bytes every session has written into its file (sessions report to it), for metrics.
+        self.bytes_written = ByteCounter()
+        # time.monotonic() of the loop's last turn: a stalled disk or a stuck lock shows as a
+        # heartbeat that stops moving (Recorder.health).
+        self.heartbeat = time.monotonic()
 
     def add(self, session: RecordingSession) -> None:
         with self._lock:
@@ -64,7 +69,13 @@ class WriterLoop:
         with self._lock:
             return len(self._endings)
 
+    @property
+    def alive(self) -> bool:
+        """The loop's thread is running (started and not ended)."""
+        return self._thread.is_alive()
+
     def start(self) -> None:
+        self.heartbeat = time.monotonic()
         self._thread.start()
 
     def stop(self) -> None:
@@ -80,6 +91,7 @@ class WriterLoop:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             self._pump()
+            self.heartbeat = time.monotonic()
         # Recordings still inside their commit delay get their last audio, which the capture
         # core (stopped after us) is still delivering; then whatever is there.
         longest = max((e.session.delay_frames / e.session.channel.sample_rate

@@ -155,6 +155,23 @@ class Store(DirectoryStore, ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    # For diagnostics (/status, /metrics): which backend, where, and how it has fared.
+    backend: str = ""
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the database is: a file, a server."""
+
+    @property
+    @abstractmethod
+    def errors(self) -> int:
+        """How many StoreErrors the store has raised since it was made, whoever called."""
+
+    @abstractmethod
+    def count_recordings(self) -> int:
+        """How many recording rows there are (purged ones included): a trivial read."""
+
     @abstractmethod
     def insert_recording(self, rec: NewRecording) -> int:
         """Store a starting recording; returns its RECORDID."""

@@ -75,8 +75,8 @@ class SqliteStore(SqliteDirectory, Store):
             sql = (f"INSERT INTO recordings ({', '.join(values)}) "
                    f"VALUES ({', '.join('?' * len(values))})")
             ident = conn.execute(sql, tuple(values.values())).lastrowid
-        if ident is None:
-            raise StoreError("insert recording: no RECORDID assigned")
+            if ident is None:  # raised inside, so the store's error count has it
+                raise StoreError("insert recording: no RECORDID assigned")
         return ident
 
     def finish_recording(self, ident: int, done: FinishedRecording) -> None:
@@ -118,6 +118,10 @@ class SqliteStore(SqliteDirectory, Store):
                 " r.recording_time DESC, r.ident DESC LIMIT 1",
                 (value, STATUS_RECORDING)).fetchone()
         return _row(row) if row else None
+
+    def count_recordings(self) -> int:
+        with self._db("count recordings") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM recordings").fetchone()[0])
 
     def last_recording_id(self, device_id: str) -> int | None:
         with self._db(f"last recording of {device_id}") as conn:

@@ -27,12 +27,36 @@ def casefold(value: str | None) -> str | None:
 class SqliteConnection:
     """One connection shared under a lock (WAL, fully synchronous)."""
 
+    backend = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._errors = 0
+        self._errors_lock = threading.Lock()
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def errors(self) -> int:
+        """StoreErrors raised since the store was made, whoever called (for the metrics)."""
+        return self._errors
+
+    def _failed(self) -> None:
+        with self._errors_lock:
+            self._errors += 1
 
     def open(self) -> None:
+        try:
+            self._open()
+        except StoreError:
+            self._failed()
+            raise
+
+    def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -77,13 +101,19 @@ class SqliteConnection:
 
     @contextmanager
     def _db(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise StoreError(f"{what}: the store is not open")
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise StoreError(f"{what}: {exc}") from exc
+        # Every StoreError leaving a query is counted here, whether SQLite raised it or the
+        # code inside the block did (every query of the store goes through this).
+        try:
+            with self._lock:
+                if self._conn is None:
+                    raise StoreError(f"{what}: the store is not open")
+                try:
+                    yield self._conn
+                except sqlite3.Error as exc:
+                    raise StoreError(f"{what}: {exc}") from exc
+        except StoreError:
+            self._failed()
+            raise
 
     @contextmanager
     def _tx(self, what: str) -> Iterator[sqlite3.Connection]:
