@@ -450,12 +450,19 @@ def embedded_config() -> Config:
 
 
 def resolve_config_path(explicit: str | None) -> Path | None:
-    """The file to load: --config, else $RECORDER_CONFIG, else /etc/recorder if present."""
+    """The file to load: --config, else $RECORDER_CONFIG, else recorder.toml in systemd's
+    ConfigurationDirectory= ($CONFIGURATION_DIRECTORY), else /etc/recorder/recorder.toml, when
+    present; None means the embedded defaults."""
     if explicit:
         return Path(explicit)
     env = os.environ.get(CONFIG_ENV)
     if env:
         return Path(env)
+    config_dirs = os.environ.get("CONFIGURATION_DIRECTORY", "")
+    if config_dirs:
+        candidate = Path(config_dirs.split(":")[0]) / DEFAULT_CONFIG_PATH.name
+        if candidate.is_file():
+            return candidate
     if DEFAULT_CONFIG_PATH.is_file():
         return DEFAULT_CONFIG_PATH
     return None

@@ -1,4 +1,9 @@
-"""``recorderd``: the recording service. Runs in the foreground; SIGTERM or Ctrl-C stops it."""
+"""``recorderd``: the recording service, in the foreground.
+
+SIGTERM or Ctrl-C stops it after finishing every recording; SIGHUP reloads the schedules,
+filters, limits and terminology; SIGUSR1 logs every thread's stack. Under systemd it notifies
+readiness, status and watchdog pings (recorder/lifecycle.py).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,18 @@ import argparse
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
 from types import FrameType
 
 from recorder import __version__
 from recorder.app import Recorder
 from recorder.config import Config, load_config, resolve_config_path, to_toml
-from recorder.drivers import create_driver
+from recorder.configcheck import check_config
+from recorder.datalock import DataDirBusy, DataDirLock
 from recorder.errors import ConfigError, DriverError, RecorderError
+from recorder.lifecycle import ServiceLoop, log_thread_stacks
+from recorder.logsetup import configure_logging
+from recorder.sdnotify import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -40,51 +48,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _summary(config: Config, source: Path | None) -> str:
-    channels = sum(len(board.devices) for board in config.boards)
-    api = config.api
-    lines = [
-        f"configuration OK ({source or 'embedded defaults'})",
-        f"  data_dir:   {config.storage.data_dir}",
-        f"  socket API: {api.host}:{api.socket_port}",
-        f"  WebAPI:     {api.host}:{api.web_port}"
-        + (f", HTTPS {api.host}:{api.tls_port}" if api.tls_cert else ""),
-        f"  recording:  {_policy_summary(config, channels)}",
-        f"  retention:  {_retention_summary(config)}",
-        f"  e-mail:     {_smtp_summary(config)}",
-        f"  boards:     {len(config.boards)} with {channels} channel(s)",
-    ]
-    lines += [f"    boards[{i}]: {b.driver}, devices {', '.join(b.devices)}"
-              for i, b in enumerate(config.boards)]
-    if not config.boards:
-        lines.append("  warning: no boards, so nothing can be recorded")
-    return "\n".join(lines)
-
-
-def _policy_summary(config: Config, channels: int) -> str:
-    rec = config.recording
-    schedules = (f"{len(rec.schedules)} schedule(s), first match decides" if rec.schedules
-                 else "every call (no schedules)")
-    limit = rec.max_concurrent or channels
-    return (f"{schedules}; {len(rec.blocked)} blocked filter(s); at most {limit} at once")
-
-
-def _retention_summary(config: Config) -> str:
-    ret = config.retention
-    keep = f"{ret.default_keep_days} day(s)" if ret.default_keep_days else "forever"
-    floor = (f"new recordings need {ret.min_free_mb} MB free" if ret.min_free_mb
-             else "no free-space floor")
-    return (f"kept {keep} by default, {len(ret.archive_actions)} archive action(s), purge "
-            f"daily at {ret.purge_time}; {floor}")
-
-
-def _smtp_summary(config: Config) -> str:
-    smtp = config.smtp
-    if not smtp.configured:
-        return "not configured (EMAIL answers 31)"
-    return f"{smtp.host}:{smtp.effective_port} ({smtp.security})"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     source = resolve_config_path(args.config)
@@ -96,86 +59,96 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
-        # Open every board's device or files too, without starting capture: a board that
-        # cannot open would stop recorderd from starting.
-        problems = []
-        for i, board in enumerate(config.boards):
-            try:
-                create_driver(f"boards[{i}]", board)
-            except DriverError as exc:
-                problems.append(str(exc))
+        problems, text = check_config(source)
         if problems:
             print(f"recorderd: invalid configuration ({source}):", file=sys.stderr)
             for problem in problems:
                 print(f"  {problem}", file=sys.stderr)
             return EXIT_CONFIG
-        print(_summary(config, source))
+        print(text)
         return EXIT_OK
     if args.print_config:
         print(to_toml(config, mask_secrets=True), end="")
         return EXIT_OK
 
-    logging.basicConfig(
-        level=args.log_level or config.log.level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logger.info("recorderd %s starting with %s", __version__, source or "embedded defaults")
-    stop = threading.Event()
-    hangup = threading.Event()
-    wake = threading.Event()  # either of the two, so the main loop answers at once
+    # Under systemd: the journal, each line at its priority; else stderr with timestamps.
+    destination = configure_logging(args.log_level or config.log.level)
+    logger.info("recorderd %s starting with %s (logging to %s)", __version__,
+                source or "embedded defaults", destination)
+    return _serve(config, source)
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+
+def _serve(config: Config, source: Path | None) -> int:
+    notifier = Notifier()
+    recorder = Recorder(config)
+    loop = ServiceLoop(recorder, notifier, lambda: _reload(recorder, source))
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
         logger.info("%s received: stopping", signal.Signals(signum).name)
-        stop.set()
-        wake.set()
+        loop.request_stop()
 
     def on_hangup(signum: int, frame: FrameType | None) -> None:
-        # Not here: a signal handler must not read files or take the scheduler's lock.
-        hangup.set()
-        wake.set()
+        loop.request_reload()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def on_usr1(signum: int, frame: FrameType | None) -> None:
+        # Here, not in the main loop: the point is to see where things hang, the main loop
+        # included. The handler runs on the main thread, between its bytecodes.
+        log_thread_stacks()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hangup)
+    signal.signal(signal.SIGUSR1, on_usr1)
 
-    recorder = Recorder(config)
+    lock = DataDirLock(config.storage.data_dir)
     try:
-        recorder.start()
-    except DriverError as exc:
-        # A board that cannot open is a configuration problem; restarting will not fix it.
-        logger.error("cannot start: %s", exc)
-        return EXIT_CONFIG
-    except RecorderError as exc:
+        config.storage.data_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except DataDirBusy as exc:
         logger.error("cannot start: %s", exc)
         return EXIT_FAILED
-    except Exception:
-        logger.exception("cannot start")
+    except OSError as exc:
+        logger.error("cannot start: storage.data_dir: %s: %s", config.storage.data_dir,
+                     exc.strerror or exc)
         return EXIT_FAILED
-    logger.info("recorderd ready")
     try:
-        while not stop.is_set():
-            wake.wait(1.0)
-            wake.clear()
-            if hangup.is_set() and not stop.is_set():
-                hangup.clear()
-                _reload(recorder, source)
-    finally:
-        recorder.stop()
+        try:
+            recorder.start()
+        except DriverError as exc:
+            # A board that cannot open is a configuration problem; restarting will not fix it.
+            logger.error("cannot start: %s", exc)
+            return EXIT_CONFIG
+        except RecorderError as exc:
+            logger.error("cannot start: %s", exc)
+            return EXIT_FAILED
+        except Exception:
+            logger.exception("cannot start")
+            return EXIT_FAILED
+        if loop.stopping:  # SIGTERM during start-up: do not claim to be ready
+            loop.shutdown()
+        else:
+            logger.info("recorderd ready")
+            loop.started()
+            loop.run()
         logger.info("recorderd stopped")
-    return EXIT_OK
+        return EXIT_OK
+    finally:
+        lock.release()
 
 
-def _reload(recorder: Recorder, source: Path | None) -> None:
-    """SIGHUP: schedules, filters and limits from the config file again; a bad file changes
-    nothing and says why."""
+def _reload(recorder: Recorder, source: Path | None) -> str | None:
+    """SIGHUP: schedules, filters, limits and terminology from the config file again; a bad
+    file changes nothing and says why (the returned problem, also logged)."""
     try:
         config = load_config(source)
     except ConfigError as exc:
-        logger.error("SIGHUP: %s not reloaded, it is invalid: %s", source,
-                     "; ".join(exc.problems))
-        return
+        problems = "; ".join(exc.problems)
+        logger.error("SIGHUP: %s not reloaded, it is invalid: %s", source, problems)
+        return problems
     recorder.reload(config)
-    logger.info("SIGHUP: reloaded the recording policy from %s", source or "embedded defaults")
+    logger.info("SIGHUP: reloaded schedules, filters, limits and terminology from %s",
+                source or "embedded defaults")
+    return None
 
 
 if __name__ == "__main__":

@@ -228,7 +228,7 @@ def test_sighup_reloads_the_recording_policy_without_dropping_a_call(
     doc["recording"] = {"blocked": [{"name": "x", "ani": ["555"]}]}
     write_toml(path, to_toml(config_from_dict(doc)))
     proc.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "reloaded the recording policy" in proc.log)
+    wait_for(lambda: "SIGHUP: reloaded schedules" in proc.log)
     ok(running.request("CALLSTART", DEVICEID="2002", ANI="555"))
     assert device(running, "2001").findtext("RECORDING/ISRECORDING") == "Y"
     assert device(running, "2002").findtext("RECORDING/ERRORREASON") == \
