@@ -41,13 +41,18 @@ def repair_wav(path: Path) -> None:
 
 
 
-def complete_interrupted(store: Store) -> list[RecordingRow]:
-    """Repair and complete every recording a crash left in progress; returns their rows."""
+def complete_interrupted(store: Store, dry_run: bool = False) -> list[RecordingRow]:
+    """Repair and complete every recording a crash left in progress; returns their rows.
+
+    ``dry_run`` only returns the rows, changing neither files nor rows.
+    """
     try:
         rows = store.interrupted_recordings()
     except StoreError:
         logger.exception("cannot list recordings interrupted by a crash; they stay as they are")
         return []
+    if dry_run:
+        return rows
     for row in rows:
         _complete(store, row)
     if rows:

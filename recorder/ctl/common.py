@@ -1,0 +1,324 @@
+"""What every ``recorderctl`` command shares: exit codes, where the service is (options and the
+configuration), requests on the socket API and the web port, and tables, JSON and a progress
+bar for output."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import sys
+import urllib.parse
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+from lxml import etree
+
+from recorder.client import ClientError, send_request
+from recorder.config import Config, load_config, resolve_config_path
+from recorder.errors import ConfigError
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the service answered an error, or a check failed
+EXIT_USAGE = 2  # usage or configuration error
+EXIT_UNREACHABLE = 3
+API_OK = 20
+
+EXIT_CODES = """exit status:
+  0  done
+  1  the recorder answered with an error (printed)
+  2  usage or configuration error
+  3  the recorder could not be reached or did not answer"""
+
+SubParsers = argparse._SubParsersAction  # what add_subparsers returns
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+class CtlError(Exception):
+    """A command cannot go on: each line of ``message`` is printed after "recorderctl
+    COMMAND: ", and ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def command(commands: SubParsers[argparse.ArgumentParser], name: str, help_text: str,
+            epilog: str, run: Callable[[argparse.Namespace], int], *,
+            description: str | None = None) -> argparse.ArgumentParser:
+    """Add the subcommand ``name``, run by ``run(args)``."""
+    parser = commands.add_parser(name, help=help_text, description=description or help_text,
+                                 epilog=epilog, formatter_class=FORMATTER)
+    parser.set_defaults(run=run)
+    return parser
+
+
+# --- where the service is --------------------------------------------------------------------
+
+
+def connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--host, --port, --web-port, --config, --timeout.
+
+    Accepted before and after the command (``recorderctl send --port 5720 ...``); on the
+    command they default to "not given" so they do not undo what came before it.
+    """
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--host", default=default(None),
+                        help="recorderd's address (default: from the config)")
+    parser.add_argument("--port", type=int, default=default(None),
+                        help="socket API port (default: from the config)")
+    parser.add_argument("--web-port", type=int, default=default(None),
+                        help="WebAPI (HTTP) port (default: from the config)")
+    parser.add_argument("--config", metavar="FILE", default=default(None),
+                        help="read host and ports from this recorderd configuration")
+    parser.add_argument("--timeout", type=float, default=default(10.0),
+                        help="seconds to wait for an answer (10)")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The service to talk to, and the configuration it was found from."""
+
+    host: str
+    socket_port: int
+    web_port: int
+    timeout: float
+    config: Config  # the file's, or the embedded defaults when there is none (or it is bad)
+
+
+def target(args: argparse.Namespace) -> Target:
+    """The address from the options, else from the configuration recorderd reads."""
+    source = resolve_config_path(args.config)
+    config: Config | None = None
+    if source is not None:
+        try:
+            config = load_config(source)
+        except ConfigError as exc:
+            print(f"recorderctl: ignoring {source}: {exc.problems[0]}", file=sys.stderr)
+    if config is None:
+        config = load_config(None)
+    host = config.api.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"  # the service listens everywhere; talk to it locally
+    return Target(
+        host=args.host or host,
+        socket_port=args.port if args.port is not None else config.api.socket_port,
+        web_port=args.web_port if args.web_port is not None else config.api.web_port,
+        timeout=args.timeout, config=config)
+
+
+def offline_config(args: argparse.Namespace) -> Config:
+    """The configuration an offline command works on; CtlError (2) listing its problems."""
+    source = resolve_config_path(args.config)
+    try:
+        return load_config(source)
+    except ConfigError as exc:
+        raise CtlError("\n".join(exc.problems), EXIT_USAGE) from exc
+
+
+# --- the socket API --------------------------------------------------------------------------
+
+
+def request_xml(request_type: str, **params: str | int) -> bytes:
+    """A one-line ``<REQUEST>`` (TYPE, REQUESTID 1, then ``params``), values escaped."""
+    root = etree.Element("REQUEST")
+    etree.SubElement(root, "TYPE").text = request_type
+    etree.SubElement(root, "REQUESTID").text = "1"
+    for name, value in params.items():
+        etree.SubElement(root, name.upper()).text = str(value)
+    return etree.tostring(root)
+
+
+def parse_line(line: bytes, what: str) -> etree._Element:
+    """One answer line as XML; CtlError (3) if the other end does not speak the API."""
+    try:
+        return etree.fromstring(line)
+    except etree.XMLSyntaxError as exc:
+        raise CtlError(f"the answer to {what} is not XML: {line[:80]!r}",
+                       EXIT_UNREACHABLE) from exc
+
+
+def api_call(where: Target, request_type: str, **params: str | int) -> etree._Element:
+    """Send one request on a new connection and return its RESULT, whatever its code."""
+    try:
+        answer = send_request(where.host, where.socket_port,
+                              request_xml(request_type, **params), where.timeout)
+    except ClientError as exc:
+        raise CtlError(str(exc), EXIT_UNREACHABLE) from exc
+    return parse_line(answer, request_type)
+
+
+def result_failure(result: etree._Element) -> str | None:
+    """None for API_OK, else "CODE RESULTTYPE: RESULTMSG"."""
+    code = result.findtext("RESULTCODE") or "?"
+    if code == str(API_OK):
+        return None
+    return (f"{code} {result.findtext('RESULTTYPE') or ''}: "
+            f"{result.findtext('RESULTMSG') or ''}")
+
+
+def require_ok(result: etree._Element) -> etree._Element:
+    """``result`` if it is API_OK; CtlError (1) with its code and message otherwise."""
+    failure = result_failure(result)
+    if failure is not None:
+        raise CtlError(f"{result.findtext('REQUESTTYPE') or 'the request'} answered {failure}",
+                       EXIT_FAILED)
+    return result
+
+
+def fields(element: etree._Element) -> dict[str, str]:
+    """The text children of ``element`` by tag."""
+    return {str(child.tag): child.text or "" for child in element if not len(child)}
+
+
+# --- the web port ----------------------------------------------------------------------------
+
+
+def web_get(where: Target, path: str,
+            query: Mapping[str, str] | None = None) -> http.client.HTTPResponse:
+    """GET ``path`` on the web port; the response is open for reading (close it).
+
+    CtlError (3) if the port cannot be reached or does not answer HTTP.
+    """
+    url = path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    conn = http.client.HTTPConnection(where.host, where.web_port, timeout=where.timeout)
+    try:
+        conn.request("GET", url)
+        return conn.getresponse()
+    except TimeoutError as exc:
+        conn.close()
+        raise CtlError(f"no answer from {where.host}:{where.web_port} within "
+                       f"{where.timeout:g} s", EXIT_UNREACHABLE) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        conn.close()
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise CtlError(f"cannot reach the WebAPI at {where.host}:{where.web_port}: {detail}",
+                       EXIT_UNREACHABLE) from exc
+
+
+def web_json(where: Target, path: str) -> Any:
+    """GET ``path`` on the web port as JSON; CtlError (1) for an HTTP error or other body."""
+    response = web_get(where, path)
+    try:
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise CtlError(f"{path}: the answer broke off: {exc}", EXIT_UNREACHABLE) from exc
+    finally:
+        response.close()
+    if response.status != 200:
+        raise CtlError(f"GET {path} on {where.host}:{where.web_port} answered HTTP "
+                       f"{response.status} {response.reason}", EXIT_FAILED)
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise CtlError(f"GET {path} answered something that is not JSON", EXIT_FAILED) from exc
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def print_json(doc: Any, *, indent: int | None = 2) -> None:
+    print(json.dumps(doc, indent=indent), flush=True)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+                right: Collection[int] = ()) -> None:
+    """Columns as wide as their widest cell; columns in ``right`` (numbers) right-aligned.
+    The last column is not padded (a file name may be long)."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [c.rjust(w) if i in right else c.ljust(w)
+               for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        if headers and len(headers) - 1 not in right:
+            out[-1] = cells[-1]
+        return "  ".join(out).rstrip()
+
+    print(line(headers))
+    for row in rows:
+        print(line(row))
+
+
+def finite(value: float | None) -> float | None:
+    """``value`` for JSON, which has no infinity: -inf dBFS (digital silence) becomes null."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def dbfs(value: float | None) -> str:
+    if value is None or value == -math.inf:
+        return "-inf"
+    return f"{value:.1f}"
+
+
+def local_time(timestamp: float | None) -> str:
+    if timestamp is None:
+        return ""
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def clock(seconds: float) -> str:
+    """A duration as H:MM:SS, or M:SS under an hour."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def size(count: float) -> str:
+    """Bytes in the units of `ls -h` (1024-based)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"  # pragma: no cover - the loop returns
+
+
+def counted(done: int, total: int) -> str:
+    return f"{done}/{total}"
+
+
+def sized(done: int, total: int) -> str:
+    return f"{size(done)} of {size(total)}" if total else size(done)
+
+
+class ProgressBar:
+    """``[#####-----] 50/100`` redrawn in place on a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO | None = None,
+                 describe: Callable[[int, int], str] = counted) -> None:
+        self._stream = stream
+        self._describe = describe
+        self._drawn = ""
+
+    @property
+    def stream(self) -> TextIO:
+        # Looked up when drawing, so a bar made before stdout is redirected still finds it.
+        return self._stream or sys.stdout
+
+    def update(self, done: int, total: int) -> None:
+        filled = self.WIDTH * min(done, total) // total if total else self.WIDTH
+        text = f"[{'#' * filled}{'-' * (self.WIDTH - filled)}] {self._describe(done, total)}"
+        if text != self._drawn:  # redraw only what changed: a purge may visit millions
+            pad = " " * max(0, len(self._drawn) - len(text))
+            self._drawn = text
+            self.stream.write("\r" + text + pad)
+            self.stream.flush()
+
+    def clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\r" + " " * len(self._drawn) + "\r")
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = ""

@@ -1,0 +1,143 @@
+"""``recorderctl export``: one recording, in any format, through the WebAPI's EXPORT."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import re
+import sys
+from pathlib import Path
+
+from lxml import etree
+
+from recorder.ctl.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CtlError,
+    ProgressBar,
+    SubParsers,
+    Target,
+    command,
+    connection_options,
+    require_ok,
+    size,
+    sized,
+    target,
+    web_get,
+)
+
+EPILOG = """Asks the WebAPI (--web-port, else api.web_port of the configuration) for
+EXPORT UNIQUEFIELD=ident UNIQUEID=RECORDID MEDIA_FORMAT=FORMAT and streams the answer into
+FILE.part next to FILE, renamed to FILE once complete: FILE never holds half a recording.
+Without -o the file is named as the recorder offers it (42-1001-09-50-08.mp3), in the current
+directory. A progress bar is drawn on a terminal.
+
+exit status:
+  0  the recording was written to FILE
+  1  the recorder refused (e.g. 41: no such recording, still in progress, file missing), or FILE
+     could not be written
+  2  usage error, or FILE exists (--force to replace it)
+  3  the recorder could not be reached, or the transfer broke off"""
+
+FORMATS = ("wav", "mp3", "vox", "wav-ulaw", "wav-alaw", "cav")
+CHUNK = 1 << 16
+_OFFERED = re.compile(r'filename="?([^";]+)"?')
+
+
+def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
+    parser = command(commands, "export", "write one recording to a file, in any format",
+                     EPILOG, run)
+    parser.add_argument("recordid", type=int, metavar="RECORDID")
+    parser.add_argument("--format", choices=FORMATS, default="wav", help="(wav)")
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="where to write it (default: the name the recorder offers)")
+    parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    connection_options(parser, defaults=False)
+
+
+def _refusal(body: bytes) -> CtlError:
+    try:
+        result = etree.fromstring(body)
+    except etree.XMLSyntaxError:
+        return CtlError(f"EXPORT answered neither media nor a RESULT: {body[:80]!r}",
+                        EXIT_FAILED)
+    try:
+        require_ok(result)
+    except CtlError as exc:
+        return exc
+    return CtlError("EXPORT answered API_OK without the media", EXIT_FAILED)
+
+
+def _offered_name(response: http.client.HTTPResponse, recordid: int, fmt: str) -> Path:
+    found = _OFFERED.search(response.getheader("Content-Disposition") or "")
+    # Only the last component of what the service offers, in the current directory.
+    name = Path(found.group(1)).name if found else ""
+    return Path(name or f"{recordid}.{fmt}")
+
+
+def download(where: Target, recordid: int, fmt: str, output: Path | None, *,
+             force: bool = False, progress: bool = False) -> tuple[Path, int]:
+    """Export recording ``recordid`` as ``fmt`` into ``output``; returns (path, bytes).
+
+    CtlError: 1 for a refusal (the RESULT's code and message) or a file that cannot be
+    written, 2 for an existing file without ``force``, 3 for a transfer that broke off.
+    """
+    response = web_get(where, "/webAPI.aspx", {
+        "type": "export", "requestid": "1", "uniquefield": "ident",
+        "uniqueid": str(recordid), "media_format": fmt})
+    with contextlib.closing(response):
+        if response.status != 200:
+            raise CtlError(f"EXPORT answered HTTP {response.status} {response.reason}",
+                           EXIT_FAILED)
+        content_type = (response.getheader("Content-Type") or "").split(";")[0].strip()
+        if content_type in ("text/xml", "application/xml"):
+            raise _refusal(response.read())
+        path = output if output is not None else _offered_name(response, recordid, fmt)
+        if path.exists() and not force:
+            raise CtlError(f"{path} exists (--force to replace it)", EXIT_USAGE)
+        length_header = response.getheader("Content-Length")
+        total = int(length_header) if length_header and length_header.isdigit() else 0
+        part = path.with_name(path.name + ".part")
+        bar = ProgressBar(sys.stderr, sized) if progress and total else None
+        done = 0
+        try:
+            with part.open("wb") as f:
+                while True:
+                    try:
+                        chunk = response.read(CHUNK)
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise CtlError(f"the transfer broke off after {size(done)}: {exc}",
+                                       EXIT_UNREACHABLE) from exc
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    done += len(chunk)
+                    if bar is not None:
+                        bar.update(done, total)
+                if total and done != total:
+                    raise CtlError(f"the transfer broke off after {size(done)} of "
+                                   f"{size(total)}", EXIT_UNREACHABLE)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(part, path)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise CtlError(f"cannot write {path}: {exc.strerror or exc}", EXIT_FAILED) from exc
+        except BaseException:
+            part.unlink(missing_ok=True)  # never leave half a recording behind, even on Ctrl-C
+            raise
+        finally:
+            if bar is not None:
+                bar.finish()
+    return path, done
+
+
+def run(args: argparse.Namespace) -> int:
+    path, written = download(target(args), args.recordid, args.format, args.output,
+                             force=args.force, progress=sys.stderr.isatty())
+    print(f"{path}: recording {args.recordid} as {args.format}, {written} bytes")
+    return EXIT_OK

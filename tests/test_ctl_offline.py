@@ -1,0 +1,225 @@
+"""``recorderctl`` on this machine rather than through the service: devices, check-config,
+recover (after a real crash), every command against a closed port, and the help's exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from serial.tools import list_ports
+
+from tests.conftest import BIN, RecorderProcess, sox_info, write_toml
+from tests.harness_sounddevice import (
+    PulseServer,
+    pulse_fixture,  # noqa: F401 - the fixture named pulse
+    pulseaudio_session,  # noqa: F401 - stops the daemon at the end of the session
+)
+
+RECORDERCTL = BIN / "recorderctl"
+ENV = {k: v for k, v in os.environ.items() if k != "RECORDER_CONFIG"}
+
+
+def ctl(*args: str, env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(RECORDERCTL), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env or ENV, check=False)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- exit codes --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    ["status"], ["channels"], ["levels", "--seconds", "1"], ["calls"], ["events"],
+    ["export", "1", "-o", "x.wav"], ["selftest"], ["send", "<REQUEST/>"]])
+def test_every_service_command_exits_3_against_a_closed_port(command: list[str],
+                                                             tmp_path: Path) -> None:
+    port = closed_port()
+    done = subprocess.run([str(RECORDERCTL), "--port", str(port), "--web-port", str(port),
+                           *command], capture_output=True, text=True, timeout=30, env=ENV,
+                          cwd=tmp_path, check=False)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_commands_help_lists_its_exit_codes() -> None:
+    top = ctl("--help")
+    assert top.returncode == 0
+    commands = ["status", "channels", "levels", "calls", "events", "export", "send",
+                "selftest", "devices", "check-config", "recover", "purge", "cav"]
+    for name in commands:
+        assert name in top.stdout
+        done = ctl(name, "--help")
+        assert done.returncode == 0, name
+        assert "exit status:\n  0  " in done.stdout, name
+    assert "3  the recorder could not be reached" in ctl("status", "--help").stdout
+    assert ctl("status", "--bogus").returncode == 2
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+def test_devices_lists_serial_ports_and_the_configured_pty_without_sound_hardware(
+        tmp_path: Path) -> None:
+    leader, follower = os.openpty()
+    pty_name = os.ttyname(follower)
+    config = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{tmp_path / "d"}"\n'
+                        f'[[boards]]\ndriver = "voicemodem"\nport = "{pty_name}"\n'
+                        'devices = ["3001"]\n')
+    try:
+        done = ctl("devices", "--config", str(config), "--json")
+        human = ctl("devices", "--config", str(config))
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout)
+    # What pyserial enumerates on this machine (it globs /dev/ttyS*, ttyUSB*, ttyACM*, ...):
+    # a pseudo-terminal is never among them, so it shows only as the configured port.
+    expected = sorted(p.device for p in list_ports.comports(include_links=True))
+    assert [p["device"] for p in listing["serial_ports"]] == expected
+    assert pty_name not in expected
+    assert listing["configured_serial_ports"] == [
+        {"board": "boards[0]", "port": pty_name, "present": True, "detail": "present"}]
+    # No sound card here: PortAudio starts and lists no input device, or says why it cannot.
+    assert listing["portaudio"]["ok"] or listing["portaudio"]["error"]
+    assert human.returncode == 0
+    assert "serial ports:" in human.stdout
+    assert f"  boards[0]  {pty_name}  present" in human.stdout
+
+    gone = json.loads(ctl("devices", "--config", str(config), "--json").stdout)
+    (port,) = gone["configured_serial_ports"]
+    assert not port["present"]
+    assert port["detail"].startswith("missing")
+
+
+def test_devices_says_when_portaudio_is_missing_and_still_lists_serial_ports(
+        tmp_path: Path) -> None:
+    # A machine without libportaudio2, as test_sounddevice makes one: ctypes finds no library.
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import ctypes.util\n"
+        "_find = ctypes.util.find_library\n"
+        "ctypes.util.find_library = lambda name: None if 'portaudio' in name else _find(name)\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(hide)}
+    done = ctl("devices", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "PortAudio cannot be loaded" in done.stdout
+    assert "libportaudio2" in done.stdout
+    assert "serial ports:" in done.stdout
+    assert json.loads(ctl("devices", "--json", env=env).stdout)["portaudio"]["ok"] is False
+
+
+def test_devices_lists_a_sound_servers_input(pulse: PulseServer) -> None:
+    done = ctl("devices", "--json", env={**ENV, **pulse.client_env})
+    assert done.returncode == 0, done.stderr
+    names = [d["name"] for d in json.loads(done.stdout)["portaudio"]["input_devices"]]
+    assert "pulse" in names
+
+
+# --- check-config ------------------------------------------------------------------------------
+
+def test_check_config_does_what_recorderd_check_config_does(tmp_path: Path) -> None:
+    good = write_toml(tmp_path / "good.toml", f'[storage]\ndata_dir = "{tmp_path / "d"}"\n'
+                      '[[boards]]\ndriver = "synthetic"\ndevices = ["1001", "1002"]\n')
+    ours = ctl("check-config", "--config", str(good))
+    theirs = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(good)],
+                            capture_output=True, text=True, timeout=60, env=ENV, check=False)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout
+    assert "configuration OK" in ours.stdout
+    bad = write_toml(tmp_path / "bad.toml", '[api]\nsocket_prt = 5620\n[[boards]]\n'
+                     'driver = "file"\nfiles = ["/nonexistent/a.wav"]\ndevices = ["2001"]\n')
+    refused = ctl("--config", str(bad), "check-config")  # the option before the command too
+    assert refused.returncode == 2
+    assert "api.socket_prt: unknown key (did you mean 'socket_port'?)" in refused.stderr
+    assert refused.stdout == ""
+    missing_file = write_toml(tmp_path / "nofile.toml", '[[boards]]\ndriver = "file"\n'
+                              'files = ["/nonexistent/a.wav"]\ndevices = ["2001"]\n')
+    opened = ctl("check-config", "--config", str(missing_file))
+    assert opened.returncode == 2  # valid, but a board cannot open
+    assert "/nonexistent/a.wav" in opened.stderr
+
+
+# --- recover -----------------------------------------------------------------------------------
+
+def test_recover_refuses_while_recorderd_runs_and_completes_a_killed_call(
+        tmp_path: Path, processes: list[RecorderProcess]) -> None:
+    data = tmp_path / "data"
+    config = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{data}"\n'
+                        '[api]\nsocket_port = 0\nweb_port = 0\n[[boards]]\n'
+                        'driver = "synthetic"\ndevices = ["1001", "1002"]\n')
+    proc = RecorderProcess(["--config", str(config)])
+    processes.append(proc)
+    running = proc.wait_ready()
+    assert running.request("CALLSTART", 1, deviceid="1002").findtext("RESULTCODE") == "20"
+    time.sleep(2.5)
+
+    busy = ctl("recover", "--config", str(config))
+    assert busy.returncode == 2
+    assert f"in use by process {proc.proc.pid}" in busy.stderr
+
+    proc.proc.send_signal(signal.SIGKILL)  # mid-call: the row stays "recording"
+    proc.proc.wait(10)
+    database = data / "recorder.sqlite3"
+
+    def rows() -> list[tuple[int, str, str, float | None, str]]:
+        db = sqlite3.connect(database)
+        try:
+            return db.execute("SELECT ident, status, stop_reason, duration, filename "
+                              "FROM recordings").fetchall()
+        finally:
+            db.close()
+
+    ((ident, status, _, _, filename),) = rows()
+    assert status == "recording"
+    dry = ctl("recover", "--config", str(config), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    first, summary = dry.stdout.splitlines()
+    assert first.startswith(f"would complete\tRECORDID {ident}\t1002\tstarted ")
+    assert filename in first
+    assert summary == "would complete 1 interrupted recording(s)"
+    assert rows()[0][1] == "recording"  # nothing changed
+
+    done = ctl("recover", "--config", str(config), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (recovered,) = report["recordings"]
+    assert (recovered["recordid"], recovered["device"], recovered["result"],
+            recovered["stop_reason"]) == (ident, "1002", "completed", "interrupted")
+    ((_, status, reason, duration, _),) = rows()
+    assert (status, reason) == ("complete", "interrupted")
+    assert duration is not None
+    assert recovered["duration"] == pytest.approx(duration)
+    # What the file plays is what the row says, and most of the call made it to disk.
+    assert float(sox_info(filename)["-D"]) == pytest.approx(duration, abs=0.01)
+    assert 1.0 <= duration <= 3.5
+
+    again = ctl("recover", "--config", str(config))
+    assert again.returncode == 0
+    assert again.stdout.strip() == f"no interrupted recordings in {data}"
+
+
+def test_recover_refuses_a_bad_config_or_a_missing_database(tmp_path: Path) -> None:
+    bad = write_toml(tmp_path / "bad.toml", '[storage]\nformat = "ogg"\n')
+    done = ctl("recover", "--config", str(bad))
+    assert done.returncode == 2
+    assert "storage.format" in done.stderr
+    empty = write_toml(tmp_path / "empty.toml", f'[storage]\ndata_dir = "{tmp_path / "none"}"\n')
+    done = ctl("recover", "--config", str(empty))
+    assert done.returncode == 2
+    assert "no database at" in done.stderr
+    assert not (tmp_path / "none").exists()
