@@ -115,7 +115,8 @@ class Unit:
     gives it (NOTIFY_SOCKET, WATCHDOG_USEC, STATE_DIRECTORY, CONFIGURATION_DIRECTORY)."""
 
     def __init__(self, tmp_path: Path, watchdog_usec: int, agent: str = "Agent",
-                 blocked: bool = False) -> None:
+                 blocked: bool = False, extra: str = "") -> None:
+        self.extra = extra
         self.state = tmp_path / "state"
         self.etc = tmp_path / "etc"
         self.state.mkdir()
@@ -131,7 +132,7 @@ class Unit:
         self.running: Running | None = None
 
     def write_config(self, agent: str, blocked: bool) -> None:
-        text = CONFIG.format(agent=agent, blocked=BLOCKED if blocked else "")
+        text = self.extra + CONFIG.format(agent=agent, blocked=BLOCKED if blocked else "")
         (self.etc / "recorder.toml").write_text(text, encoding="utf-8")
 
     def ready(self) -> Running:
@@ -255,6 +256,32 @@ def test_sigterm_in_the_middle_of_a_call_finishes_the_recording(
     assert abs(info.duration - row["duration"]) < 0.05
     assert Path(row["filename"]).is_relative_to(unit.state)
     assert "Traceback" not in unit.process.log
+
+
+def test_sigterm_with_every_channel_recording_mp3_leaves_every_file_whole(
+        units: Callable[..., Unit]) -> None:
+    unit = units(watchdog_usec=5_000_000, extra='[storage]\nformat = "mp3"\n\n')
+    running = unit.ready()
+    for i, device in enumerate(("1001", "1002", "1003", "1004")):
+        assert running.request("CALLSTART", i, DEVICEID=device).findtext("RESULTCODE") == "20"
+    time.sleep(2.0)
+    unit.signal(signal.SIGTERM)
+    assert unit.wait_exit() == 0, unit.process.log
+    with sqlite3.connect(unit.state / "recorder.sqlite3") as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT * FROM recordings ORDER BY device_id").fetchall()
+    assert [r["device_id"] for r in rows] == ["1001", "1002", "1003", "1004"]
+    for row in rows:
+        assert (row["status"], row["stop_reason"]) == ("complete", "shutdown")
+        assert row["filename"].endswith(".mp3")
+        decoded = subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", row["filename"], "-f", "s16le", "-ac", "1",
+             "-ar", "8000", "-"], capture_output=True, check=True)
+        assert not decoded.stderr, decoded.stderr
+        seconds = len(decoded.stdout) / 2 / 8000
+        # The encoder's priming and padding add a few ms; nothing is cut off.
+        assert abs(seconds - row["duration"]) < 0.15, (seconds, row["duration"])
+        assert 1.8 <= row["duration"] <= 4.0
 
 
 def test_sighup_reloads_terminology_and_filters_without_dropping_the_call(

@@ -127,11 +127,6 @@ def test_configuring_twice_does_not_double_the_lines(tmp_path: Path) -> None:
     assert sum(line.endswith("warning line") for line in lines) == 1
 
 
-DAEMON_WIRED = "configure_logging" in (ROOT / "recorder" / "daemon.py").read_text()
-
-
-@pytest.mark.skipif(not DAEMON_WIRED, reason="recorder/daemon.py does not call "
-                    "configure_logging yet (the lead wires it in place of basicConfig)")
 def test_recorderd_under_systemd_logs_with_priorities(tmp_path: Path) -> None:
     config = tmp_path / "recorder.toml"
     config.write_text(f"""
