@@ -236,7 +236,7 @@ def test_sysusers_creates_missing_device_groups(tmp_path: Path) -> None:
 
 PROBE = r"""
 import errno, json, os, socket, sys, tempfile
-state, repo = sys.argv[1], sys.argv[2]
+state = sys.argv[1]
 result = {}
 
 def attempt(name, action):
@@ -253,7 +253,7 @@ def write(path):
 
 attempt("write state dir", lambda: write(os.path.join(state, "probe")))
 attempt("write /tmp", lambda: tempfile.TemporaryFile().close())
-attempt("write repo", lambda: write(os.path.join(repo, "unitsandbox-probe")))
+attempt("write /usr", lambda: write("/usr/local/unitsandbox-probe"))
 attempt("write /etc", lambda: write("/etc/unitsandbox-probe"))
 attempt("AF_UNIX", lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).close())
 attempt("AF_INET6", lambda: socket.socket(socket.AF_INET6).close())
@@ -287,14 +287,14 @@ def test_the_sandbox_applies_the_units_hardening(tmp_path: Path) -> None:
     state.mkdir()
     done = subprocess.run(
         [sys.executable, "-m", "tests.unitsandbox", str(UNIT), str(state), "--",
-         sys.executable, "-c", PROBE, str(state), str(ROOT)],
+         sys.executable, "-c", PROBE, str(state)],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
-    assert not (ROOT / "unitsandbox-probe").exists()
+    assert not Path("/usr/local/unitsandbox-probe").exists()
     assert got == {
         "write state dir": "ok", "write /tmp": "ok",
-        "write repo": "EROFS", "write /etc": "EROFS",  # ProtectSystem=strict
+        "write /usr": "EROFS", "write /etc": "EROFS",  # ProtectSystem=strict
         "AF_UNIX": "ok", "AF_INET6": "ok",
         "AF_NETLINK": "EAFNOSUPPORT", "AF_PACKET": "EAFNOSUPPORT",  # RestrictAddressFamilies=
         "setuid": "EPERM", "chown": "EPERM",  # SystemCallFilter=~@privileged
