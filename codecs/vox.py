@@ -536,14 +536,20 @@ def encode_pending(writers: Sequence[VoxWriter]) -> int:
         rows[i] = w.take_pending(count)
     states = np.fromiter((w.state for w in live), dtype=np.int32, count=len(live))
     codes = encode_columns(rows.T, states)
-    if count % 2 == 0 and all(w.odd_code is None for w in live):
-        # The usual case (writers fed whole blocks): pack every stream's bytes in one go.
-        packed = np.ascontiguousarray(((codes[0::2] << 4) | codes[1::2]).T)
-        for i, w in enumerate(live):
-            w.state = int(states[i])
-            w.put_packed(packed[i])
-    else:
-        for i, w in enumerate(live):
-            w.state = int(states[i])
-            w.put_codes(codes[:, i])
+    packed = (np.ascontiguousarray(((codes[0::2] << 4) | codes[1::2]).T)
+              if count % 2 == 0 and all(w.odd_code is None for w in live) else None)
+    # One file failing to take its bytes (a full disk) must not cost the others theirs: every
+    # writer gets its state and bytes, then the first failure is raised.
+    failure: Exception | None = None
+    for i, w in enumerate(live):
+        w.state = int(states[i])
+        try:
+            if packed is not None:  # the usual case: writers fed whole blocks
+                w.put_packed(packed[i])
+            else:
+                w.put_codes(codes[:, i])
+        except (OSError, ValueError) as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
     return count * len(live)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,14 @@ class RecordingSession:
     @property
     def writer(self) -> AudioWriter:
         return self._writer
+
+    @contextmanager
+    def open_and_held(self) -> Iterator[bool]:
+        """Hold the session still (no pump, finish or close meanwhile); yields whether it is
+        still open. The writer loop encodes every VOX session's audio in one pass under it, so
+        a call ending on another thread cannot close a file in the middle of that pass."""
+        with self._lock:
+            yield self._result is None and self.failed is None
 
     def pump(self, sync: bool = True) -> None:
         """Write whatever the channel has captured since the last pump.

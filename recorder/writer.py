@@ -8,6 +8,7 @@ such recording has its audio (the capture core is still running then) or the del
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -116,12 +117,21 @@ class WriterLoop:
                 logger.exception("writer: pumping %s failed", session.path)
         # ADPCM is sequential in time, so VOX is encoded across all sessions at once (one
         # numpy pass steps every channel) rather than file by file at each sync.
-        vox = [s.writer for s in sessions if isinstance(s.writer, VoxWriter)]
-        if vox:
-            try:
-                encode_pending(vox)
-            except Exception:
-                logger.exception("writer: encoding VOX failed; each file encodes at its sync")
+        vox_sessions = [s for s in sessions if isinstance(s.writer, VoxWriter)]
+        if vox_sessions:
+            # Each session held for the pass: a call ending meanwhile would close its file
+            # between the pass taking that file's samples and writing them (they would be
+            # lost, and the pass would stop halfway for the others). Only this thread ever
+            # holds more than one session's lock, so the order cannot deadlock.
+            with contextlib.ExitStack() as held:
+                vox = [w for s in vox_sessions
+                       if held.enter_context(s.open_and_held())
+                       and isinstance(w := s.writer, VoxWriter)]
+                try:
+                    encode_pending(vox)
+                except Exception:
+                    logger.exception("writer: encoding VOX failed; each file encodes at its "
+                                     "sync")
         for session in sessions:
             try:
                 session.sync_if_due()

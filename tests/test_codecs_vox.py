@@ -3,8 +3,10 @@ same samples by ffmpeg's independent adpcm_ima_oki decoder, live and batch encod
 
 from __future__ import annotations
 
+import errno
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -160,6 +162,41 @@ def test_encode_pending_across_many_writers(tmp_path: Path,
         w.close()
     for data, s in zip(kept, streams, strict=True):
         assert data == sox_encode(tmp_path, s)
+
+
+class _FullDisk(io.BytesIO):
+    """A file whose writes fail from the n-th on, as they do when the disk fills."""
+
+    def __init__(self, fail_from: int) -> None:
+        super().__init__()
+        self.fail_from = fail_from
+        self.writes = 0
+
+    def write(self, data: Any) -> int:
+        self.writes += 1
+        if self.writes >= self.fail_from:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def test_one_file_failing_in_the_shared_pass_costs_the_others_nothing(
+        tmp_path: Path, speech: npt.NDArray[np.int16]) -> None:
+    streams = [np.roll(speech, 997 * i)[:16000] for i in range(4)]
+    files: list[io.BytesIO] = [io.BytesIO(), _FullDisk(fail_from=3), io.BytesIO(), io.BytesIO()]
+    writers = [VoxWriter(f, 8000) for f in files]
+    failures: list[int | None] = []
+    for start in range(0, 16000, 400):
+        for w, s in zip(writers, streams, strict=True):
+            w.write(s[start:start + 400])
+        try:
+            encode_pending(writers)
+        except OSError as exc:
+            failures.append(exc.errno)
+    assert failures
+    assert set(failures) == {errno.ENOSPC}
+    for i in (0, 2, 3):  # the files after the failing one too: every byte, the right state
+        writers[i]._encode_own()
+        assert files[i].getvalue() == sox_encode(tmp_path, streams[i])
 
 
 def test_6khz_vox_from_an_8khz_recording(tmp_path: Path,

@@ -22,7 +22,7 @@ from recorder.capture import CaptureCore
 from recorder.config import SyntheticBoardConfig
 from recorder.drivers import create_driver
 from recorder.resultcodes import ResultCode
-from recorder.scheduler import Scheduler
+from recorder.scheduler import Scheduler, StoredFormat
 from recorder.store import RecordingQuery, RecordingRow
 from recorder.store.sqlite import SqliteStore
 from recorder.writer import WriterLoop
@@ -477,3 +477,30 @@ def test_a_device_tapped_in_both_directions_is_one_file(tmp_path: Path, stereo: 
     finally:
         scheduler.stop()
         store.close()
+
+
+def test_calls_ending_while_the_writer_encodes_vox_lose_no_audio(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The writer encodes every VOX session in one pass; calls ending on other threads at the
+    same time must neither lose the audio of that pass nor break it for the other files."""
+    devices = tuple(str(3000 + i) for i in range(8))
+    bench = Bench(tmp_path, devices, stored=StoredFormat("vox", options={"rate": 8000}))
+    caplog.set_level("ERROR")
+
+    def calls(device: str) -> None:
+        for _ in range(10):
+            bench.start(device)
+            time.sleep(0.02)  # long enough for the writer to encode some of it
+            bench.stop(device)
+
+    bench.race([lambda d=d: calls(d) for d in devices])  # type: ignore[misc]
+    rows = bench.rows()
+    bench.close()
+    assert not [r.getMessage() for r in caplog.records], caplog.text
+    assert len(rows) == 8 * 10
+    for row in rows:
+        assert row.status == "complete"
+        assert row.duration is not None
+        frames = round(row.duration * 8000)
+        # Two 4-bit codes a byte, an odd last one padded: every frame reached the file.
+        assert Path(row.filename).stat().st_size == (frames + 1) // 2, row
