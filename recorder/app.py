@@ -95,6 +95,16 @@ class Recorder:
         since start; disk 45.2 GB free; healthy" (the first problem instead of healthy)."""
         return self.telemetry.summary_line()
 
+    def wait_boards_running(self, timeout: float) -> list[str]:
+        """Wait up to ``timeout`` s for every board to capture; one sentence per board that
+        does not (yet), e.g. "boards[1] (voicemodem) is error: cannot open /dev/ttyACM0"."""
+        if self.capture is None:
+            return []
+        waiting = self.capture.wait_running(timeout)
+        return [f"{board.key} ({type(board.driver).__name__}) is {board.driver_state.value}"
+                + (f": {board.driver_detail}" if board.driver_detail else "")
+                for board in waiting]
+
     def status(self) -> dict[str, Any]:
         """The /status document (docs/metrics.md): JSON-able, no infinities."""
         return self.telemetry.status()

@@ -290,6 +290,19 @@ class CaptureCore:
         self.heartbeat = time.monotonic()
         self._monitor.start()
 
+    def wait_running(self, timeout: float, poll: float = 0.02) -> list[CaptureBoard]:
+        """Wait up to ``timeout`` s for every board's driver to run; the boards that do not.
+
+        Drivers open their devices on their own threads (a modem's set-up takes a while), so
+        ``start`` returning does not mean capture has begun.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = [b for b in self.boards if b.driver_state is not DriverState.RUNNING]
+            if not waiting or time.monotonic() >= deadline or self._stop.is_set():
+                return waiting
+            time.sleep(poll)
+
     def stop(self) -> None:
         self._stop.set()
         for board in reversed(self.boards):

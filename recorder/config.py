@@ -118,6 +118,9 @@ class CaptureConfig:
     commit_delay_seconds: float = setting(
         0.0, "audio reaches the file this long after capture, so it can still be changed",
         min=0.0, max=600.0)
+    board_start_seconds: float = setting(
+        15.0, "at start, how long recorderd waits for every board to run before it reports "
+        "itself ready (to systemd) anyway, naming the boards that do not", min=0.0, max=600.0)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,7 @@ import argparse
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -124,9 +125,13 @@ def _serve(config: Config, source: Path | None) -> int:
         except Exception:
             logger.exception("cannot start")
             return EXIT_FAILED
+        down = _wait_for_boards(recorder, notifier, loop, config.capture.board_start_seconds)
         if loop.stopping:  # SIGTERM during start-up: do not claim to be ready
             loop.shutdown()
         else:
+            for problem in down:
+                logger.warning("not capturing after %g s: %s",
+                               config.capture.board_start_seconds, problem)
             logger.info("recorderd ready")
             loop.started()
             loop.run()
@@ -134,6 +139,20 @@ def _serve(config: Config, source: Path | None) -> int:
         return EXIT_OK
     finally:
         lock.release()
+
+
+def _wait_for_boards(recorder: Recorder, notifier: Notifier, loop: ServiceLoop,
+                     timeout: float) -> list[str]:
+    """READY means recording works, so wait (bounded) for the boards to capture too; a board
+    that does not is reported, not fatal: the others must record meanwhile. Returns the
+    boards still not capturing."""
+    deadline = time.monotonic() + timeout
+    down = recorder.wait_boards_running(0)
+    if down:
+        notifier.status("starting: waiting for " + "; ".join(down))
+    while down and not loop.stopping and time.monotonic() < deadline:
+        down = recorder.wait_boards_running(min(0.2, deadline - time.monotonic()))
+    return down
 
 
 def _reload(recorder: Recorder, source: Path | None) -> str | None:

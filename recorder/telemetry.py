@@ -164,8 +164,14 @@ class Telemetry:
         free = self._free_bytes()
         disk = f"disk {free / GIB:.1f} GB free" if free is not None else "disk space unknown"
         problems = self.health()
+        # A board that does not capture is not a hang (its driver keeps reopening the device),
+        # but it is the first thing `systemctl status` should show.
+        down = [f"{board.key} {board.driver_state.value}"
+                for board in (p.capture.boards if p.capture is not None else [])
+                if board.driver_state is not DriverState.RUNNING]
+        state = problems[0] if problems else "; ".join([*down, "healthy"])
         return (f"recording {recording} of {len(channels)} channels; {started} recordings "
-                f"since start; {disk}; {problems[0] if problems else 'healthy'}")
+                f"since start; {disk}; {state}")
 
     def _free_bytes(self) -> int | None:
         if self.parts.disk is None:

@@ -23,6 +23,7 @@ from recorder.config import config_from_dict
 from recorder.lifecycle import ServiceLoop
 from recorder.sdnotify import Notifier
 from tests.conftest import BIN, RecorderProcess, Running, request_xml
+from tests.modem_emulator import ModemEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "recorder.service"
@@ -114,9 +115,10 @@ class Unit:
     """recorderd started as the unit starts it: its ExecStart, and the environment systemd
     gives it (NOTIFY_SOCKET, WATCHDOG_USEC, STATE_DIRECTORY, CONFIGURATION_DIRECTORY)."""
 
-    def __init__(self, tmp_path: Path, watchdog_usec: int, agent: str = "Agent",
-                 blocked: bool = False, extra: str = "") -> None:
+    def __init__(self, tmp_path: Path, watchdog_usec: int, *, agent: str = "Agent",
+                 blocked: bool = False, extra: str = "", boards: str = "") -> None:
         self.extra = extra
+        self.boards = boards
         self.state = tmp_path / "state"
         self.etc = tmp_path / "etc"
         self.state.mkdir()
@@ -133,6 +135,7 @@ class Unit:
 
     def write_config(self, agent: str, blocked: bool) -> None:
         text = self.extra + CONFIG.format(agent=agent, blocked=BLOCKED if blocked else "")
+        text += self.boards
         (self.etc / "recorder.toml").write_text(text, encoding="utf-8")
 
     def ready(self) -> Running:
@@ -200,6 +203,83 @@ def test_ready_comes_once_everything_listens_then_watchdog_pings_and_stopping(
     unit.notify.wait_for("STOPPING", "1", after=count)
     assert unit.wait_exit() == 0, unit.process.log
     assert "Traceback" not in unit.process.log
+
+
+def modem_board(port: str) -> str:
+    return f"""
+[[boards]]
+driver = "voicemodem"
+port = "{port}"
+devices = ["4001"]
+command_timeout_seconds = 0.3
+reopen_max_seconds = 0.5
+"""
+
+
+class SilentAfterSetUpProbe(dict[str, str | None]):
+    """The emulated modem's answers: ATZ goes unanswered after the set-up recorderd runs when
+    it creates the board (which must pass, or recorderd refuses to start), until released; so
+    the board's driver keeps failing its set-up, as a modem that hangs after a reset does."""
+
+    def __init__(self, modem: ModemEmulator) -> None:
+        super().__init__()
+        self.modem = modem
+        self.released = False
+
+    def __contains__(self, command: object) -> bool:
+        return (command == "ATZ" and not self.released
+                and self.modem.commands.count("ATZ") > 1)
+
+    def __getitem__(self, command: str) -> str | None:
+        return None
+
+
+def test_ready_waits_for_a_slow_modem_to_capture(units: Callable[..., Unit],
+                                                 tmp_path: Path) -> None:
+    with ModemEmulator(tmp_path / "modem") as modem:
+        modem.answers = answers = SilentAfterSetUpProbe(modem)
+        unit = units(watchdog_usec=5_000_000, boards=modem_board(modem.port))
+        waiting = unit.notify.wait_for("STATUS")
+        assert unit.notify.messages[waiting][1]["STATUS"].startswith(
+            "starting: waiting for boards[1] (VoiceModemDriver)"), unit.notify.messages
+        time.sleep(1.0)
+        assert not unit.notify.times("READY")  # not while the modem cannot record
+        released = time.monotonic()
+        answers.released = True
+        ready = unit.notify.wait_for("READY", "1")
+        assert unit.notify.messages[ready][0] > released
+        assert unit.notify.messages[ready][1]["STATUS"].endswith("; healthy")
+        running = unit.ready()
+        channels = running.request("CHANNELS", DETAIL="Y")
+        states = {c.findtext("RECORDINGDEVICE"): c.findtext("STATE")
+                  for c in channels.iter("CHANNEL")}
+        assert len(states) == 5
+        assert states["4001"] != "Error", etree.tostring(channels)
+        unit.signal(signal.SIGTERM)
+        assert unit.wait_exit() == 0, unit.process.log
+
+
+def test_a_board_that_never_runs_delays_ready_only_so_long_and_says_which(
+        units: Callable[..., Unit], tmp_path: Path) -> None:
+    with ModemEmulator(tmp_path / "modem") as modem:
+        modem.answers = SilentAfterSetUpProbe(modem)
+        unit = units(watchdog_usec=5_000_000, boards=modem_board(modem.port),
+                     extra="[capture]\nboard_start_seconds = 1.0\n\n")
+        ready = unit.notify.wait_for("READY", "1")
+        status = unit.notify.messages[ready][1]["STATUS"]
+        assert "boards[1] " in status, status
+        assert status.endswith("; healthy")  # a board down is not a hang: no restart
+        running = unit.ready()
+        assert "not capturing after 1 s: boards[1] (VoiceModemDriver)" in unit.process.log
+        # The other board records meanwhile.
+        assert running.request("CALLSTART", 1, DEVICEID="1001").findtext("RESULTCODE") == "20"
+        time.sleep(0.5)
+        assert running.request("CALLSTOP", 2, DEVICEID="1001").findtext("RESULTCODE") == "20"
+        (row,) = list(running.request("CALLLIST", 3, DEVICEID="1001").iter("SEARCHRESULT"))
+        assert Path(row.findtext("FILENAME") or "").is_file()
+        assert unit.notify.times("WATCHDOG")
+        unit.signal(signal.SIGTERM)
+        assert unit.wait_exit() == 0, unit.process.log
 
 
 def _fields(event: etree._Element) -> dict[str, str]:
