@@ -223,3 +223,65 @@ def test_recover_refuses_a_bad_config_or_a_missing_database(tmp_path: Path) -> N
     assert done.returncode == 2
     assert "no database at" in done.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_calls_offline_answers_from_the_database_as_the_service_did(
+        tmp_path: Path, processes: list[RecorderProcess]) -> None:
+    data = tmp_path / "data"
+    config = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{data}"\n'
+                        '[api]\nsocket_port = 0\nweb_port = 0\n[[boards]]\n'
+                        'driver = "synthetic"\ndevices = ["1001", "1002"]\n')
+    proc = RecorderProcess(["--config", str(config)])
+    processes.append(proc)
+    running = proc.wait_ready()
+    for i, (device, ani) in enumerate((("1001", "6145551212"), ("1002", "8005550000"))):
+        assert running.request("CALLSTART", i, deviceid=device, ani=ani).findtext(
+            "RESULTCODE") == "20"
+        time.sleep(1.0)
+        assert running.request("CALLSTOP", i, deviceid=device).findtext("RESULTCODE") == "20"
+    where = ["--port", str(running.socket_port)]
+    live = ctl("calls", *where, "--json")
+    assert live.returncode == 0, live.stderr
+    by_ani = ctl("calls", *where, "--ani", "8005550000", "--json")
+    assert proc.stop() == 0
+
+    # The service is down: asking it fails, reading its data directory answers the same.
+    assert ctl("calls", *where).returncode == 3
+    offline = ctl("calls", "--offline", "--config", str(config), "--json")
+    assert offline.returncode == 0, offline.stderr
+    assert json.loads(offline.stdout) == json.loads(live.stdout)
+    assert len(json.loads(offline.stdout)) == 2
+    filtered = ctl("calls", "--offline", "--config", str(config), "--ani", "8005550000",
+                   "--json")
+    assert json.loads(filtered.stdout) == json.loads(by_ani.stdout)
+    assert [c["DEVICEID"] for c in json.loads(filtered.stdout)] == ["1002"]
+    table = ctl("calls", "--offline", "--config", str(config))
+    assert table.stdout.splitlines()[0].split()[:3] == ["RECORDID", "START", "DURATION"]
+    refused = ctl("calls", "--offline", "--config", str(config), "--from", "1h", "--to", "2h")
+    assert refused.returncode == 1
+    assert "CALLLIST answered 16" in refused.stderr
+    missing = write_toml(tmp_path / "none.toml", f'[storage]\ndata_dir = "{tmp_path / "no"}"\n')
+    nothing = ctl("calls", "--offline", "--config", str(missing))
+    assert nothing.returncode == 2
+    assert "no database at" in nothing.stderr
+
+    # And a recording comes out of it as the service would have sent it.
+    first = json.loads(offline.stdout)[-1]
+    out = tmp_path / "first.mp3"
+    exported = ctl("export", first["RECORDID"], "--offline", "--config", str(config),
+                   "--format", "mp3", "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.startswith(f"{out}: recording {first['RECORDID']} as mp3")
+    stored = float(sox_info(first["FILENAME"])["-D"])
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "s16le", "-"],
+                             capture_output=True, check=True)
+    assert abs(len(decoded.stdout) / 2 / 8000 - stored) < 0.1
+    again = ctl("export", first["RECORDID"], "--offline", "--config", str(config),
+                "-o", str(out))
+    assert again.returncode == 2
+    assert "exists" in again.stderr
+    unknown = ctl("export", "999", "--offline", "--config", str(config), "-o",
+                  str(tmp_path / "x.wav"))
+    assert unknown.returncode == 1
+    assert "no recording with RECORDID 999" in unknown.stderr
+    assert not list(tmp_path.glob("x.wav*"))

@@ -11,27 +11,32 @@ from recorder.calls import DeviceQuery
 from recorder.devicestatus import NORMAL_STOPS, CallStatus, DeviceStatus
 from recorder.errors import StoreError
 from recorder.resultcodes import ResultCode
-from recorder.store import FILTER_FIELDS, USER_FIELDS, RecordingQuery, RecordingRow
+from recorder.store import FILTER_FIELDS, USER_FIELDS, RecordingQuery, RecordingRow, Store
 
 
 def call_list(ctx: ApiContext, params: Params) -> ApiResult:
+    return stored_calls(ctx.store, params, ctx.calllist_max_rows, ctx.clock())
+
+
+def stored_calls(store: Store, params: Params, max_rows: int, now: float) -> ApiResult:
+    """CALLLIST's answer from ``store``: the handler's, and ``recorderctl calls --offline``'s
+    on a data directory whose service is down."""
     # A blank filter (<ANI></ANI>) filters nothing: clients send the manual's full field list.
     equals = {name: value for name in FILTER_FIELDS if (value := params.nonblank(name))}
     start, end = params.integer("CALLDATESTART"), params.integer("CALLDATEEND")
     if start is not None and end is not None and start > end:
         raise invalid(f"CALLDATESTART ({start}) is after CALLDATEEND ({end})")
     count = params.integer("CALLCOUNT")
-    limit = min(count or ctx.calllist_max_rows, ctx.calllist_max_rows)
+    limit = min(count or max_rows, max_rows)
     try:
-        rows = ctx.store.list_recordings(
+        rows = store.list_recordings(
             RecordingQuery(equals=equals, start=start, end=end, limit=limit))
     except StoreError as exc:
         raise RequestError(ResultCode.API_DATABASE_QUERY_ERROR, str(exc)) from exc
-    now = ctx.clock()
     body: list[Node] = [("TYPE", "CALLLIST")]  # the manual's example result carries it
     body += [("SEARCHRESULT", _search_result(n, row, now)) for n, row in enumerate(rows, 1)]
     message = "API_OK"
-    if count is not None and count > ctx.calllist_max_rows and len(rows) == limit:
+    if count is not None and count > max_rows and len(rows) == limit:
         message = f"showing the newest {limit} calls (api.calllist_max_rows)"
     return ApiResult(ResultCode.API_OK, message, body)
 

@@ -7,8 +7,11 @@ import re
 import time
 from datetime import datetime, timedelta
 
+from lxml import etree
+
 from recorder.ctl.common import (
     EXIT_CODES,
+    EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     CtlError,
@@ -19,6 +22,8 @@ from recorder.ctl.common import (
     connection_options,
     fields,
     local_time,
+    offline_config,
+    parse_line,
     print_json,
     print_table,
     require_ok,
@@ -30,6 +35,9 @@ Times (--from, --to) are UNIX seconds, an ISO 8601 date or date and time in loca
 (2026-11-23, 2026-11-23T09:30, "2026-11-23 09:30:15", with an offset such as +01:00 if
 wanted), or a time ago: 90s, 15m, 2h, 7d. A --to date alone means the end of that day.
 Newest first; at most --limit calls (the recorder may allow fewer: api.calllist_max_rows).
+
+--offline reads the database of the configuration's data directory (--config) instead of asking
+the service: the same answer, for when recorderd is down. It only reads.
 
 {EXIT_CODES}"""
 
@@ -78,6 +86,8 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("--limit", type=int, metavar="N", help="at most N calls (CALLCOUNT)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of the CALLLIST results, every field")
+    parser.add_argument("--offline", action="store_true",
+                        help="read the data directory's database directly (recorderd down)")
     connection_options(parser, defaults=False)
 
 
@@ -102,9 +112,37 @@ def _params(args: argparse.Namespace) -> dict[str, str | int]:
     return params
 
 
+def _offline(args: argparse.Namespace, params: dict[str, str | int]) -> etree._Element:
+    """CALLLIST answered from the database itself, as the service would answer it."""
+    from recorder.api.handlers.status import stored_calls  # noqa: PLC0415
+    from recorder.api.params import Params  # noqa: PLC0415
+    from recorder.api.request import ApiResult  # noqa: PLC0415
+    from recorder.api.xmlcodec import render_result  # noqa: PLC0415
+    from recorder.errors import ResultError, StoreError  # noqa: PLC0415
+    from recorder.store import open_store  # noqa: PLC0415
+
+    config = offline_config(args)
+    database = config.storage.database_path
+    if not database.is_file():
+        raise CtlError(f"no database at {database} (is storage.data_dir right?)", EXIT_USAGE)
+    try:
+        store = open_store(config.storage)
+    except StoreError as exc:
+        raise CtlError(str(exc), EXIT_FAILED) from exc
+    try:
+        answer = stored_calls(store, Params({k: str(v) for k, v in params.items()}, "CALLLIST"),
+                              config.api.calllist_max_rows, time.time())
+    except ResultError as exc:
+        answer = ApiResult(exc.code, exc.message)
+    finally:
+        store.close()
+    return parse_line(render_result("CALLLIST", "1", answer), "CALLLIST")
+
+
 def run(args: argparse.Namespace) -> int:
     params = _params(args)
-    result = require_ok(api_call(target(args), "CALLLIST", **params))
+    result = require_ok(_offline(args, params) if args.offline
+                        else api_call(target(args), "CALLLIST", **params))
     calls = [fields(found) for found in result.iterfind("SEARCHRESULT")]
     if args.json:
         print_json(calls)

@@ -23,6 +23,7 @@ from recorder.ctl.common import (
     Target,
     command,
     connection_options,
+    offline_config,
     require_ok,
     size,
     sized,
@@ -35,6 +36,9 @@ EXPORT UNIQUEFIELD=ident UNIQUEID=RECORDID MEDIA_FORMAT=FORMAT and streams the a
 FILE.part next to FILE, renamed to FILE once complete: FILE never holds half a recording.
 Without -o the file is named as the recorder offers it (42-1001-09-50-08.mp3), in the current
 directory. A progress bar is drawn on a terminal.
+
+--offline exports from the configuration's data directory (--config) instead, for when
+recorderd is down: the same file, written the same way. It only reads the database.
 
 exit status:
   0  the recording was written to FILE
@@ -56,6 +60,8 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="where to write it (default: the name the recorder offers)")
     parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    parser.add_argument("--offline", action="store_true",
+                        help="export from the data directory directly (recorderd down)")
     connection_options(parser, defaults=False)
 
 
@@ -136,8 +142,50 @@ def download(where: Target, recordid: int, fmt: str, output: Path | None, *,
     return path, done
 
 
+def export_offline(args: argparse.Namespace) -> tuple[Path, int]:
+    """Export from the data directory's database and files, as EXPORT would."""
+    from recorder.errors import CodecError, StoreError  # noqa: PLC0415
+    from recorder.export import export_name, export_recording  # noqa: PLC0415 - codecs
+    from recorder.store import open_store  # noqa: PLC0415
+    from recorder.store.base import STATUS_COMPLETE  # noqa: PLC0415
+
+    config = offline_config(args)
+    database = config.storage.database_path
+    if not database.is_file():
+        raise CtlError(f"no database at {database} (is storage.data_dir right?)", EXIT_USAGE)
+    try:
+        store = open_store(config.storage)
+        try:
+            row = store.get_recording(args.recordid)
+        finally:
+            store.close()
+    except StoreError as exc:
+        raise CtlError(str(exc), EXIT_FAILED) from exc
+    if row is None:
+        raise CtlError(f"no recording with RECORDID {args.recordid}", EXIT_FAILED)
+    if row.status != STATUS_COMPLETE:
+        raise CtlError(f"recording {args.recordid} was never completed (recorderd was "
+                       "stopped during it?): `recorderctl recover` completes it", EXIT_FAILED)
+    if row.purged_time is not None:
+        raise CtlError(f"recording {args.recordid} was purged (retention): its file is gone",
+                       EXIT_FAILED)
+    path = args.output if args.output is not None else Path(export_name(row, args.format))
+    if path.exists() and not args.force:
+        raise CtlError(f"{path} exists (--force to replace it)", EXIT_USAGE)
+    try:
+        export_recording(row, args.format, path)
+    except (OSError, CodecError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise CtlError(f"cannot export recording {args.recordid}: {detail}",
+                       EXIT_FAILED) from exc
+    return path, path.stat().st_size
+
+
 def run(args: argparse.Namespace) -> int:
-    path, written = download(target(args), args.recordid, args.format, args.output,
-                             force=args.force, progress=sys.stderr.isatty())
+    if args.offline:
+        path, written = export_offline(args)
+    else:
+        path, written = download(target(args), args.recordid, args.format, args.output,
+                                 force=args.force, progress=sys.stderr.isatty())
     print(f"{path}: recording {args.recordid} as {args.format}, {written} bytes")
     return EXIT_OK
