@@ -93,3 +93,26 @@ def _read_pid(fd: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def running_holder(data_dir: Path) -> int | None:
+    """The pid of the recorderd that holds ``data_dir``, if one is alive; without locking.
+
+    For diagnostics only (``recorderctl status`` when the service does not answer): taking the
+    lock, even for a moment, could make a recorderd starting at that instant refuse to start.
+    The pid is in the file while the lock is held; one left by a killed holder is recognised
+    by its process being gone or not being recorderd.
+    """
+    try:
+        text = (data_dir / LOCK_NAME).read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None
+    pid = int(text)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None  # no such process (or /proc hides it: then we cannot tell)
+    return pid if b"recorderd" in cmdline else None
+

@@ -243,7 +243,16 @@ def test_calls_offline_answers_from_the_database_as_the_service_did(
     live = ctl("calls", *where, "--json")
     assert live.returncode == 0, live.stderr
     by_ani = ctl("calls", *where, "--ani", "8005550000", "--json")
+    # A service that does not answer (here: asked on the wrong port): status says whether a
+    # recorderd holds the data directory, and which.
+    silent = ctl("status", "--config", str(config), "--web-port", str(closed_port()))
+    assert silent.returncode == 3
+    assert f"recorderd (pid {proc.proc.pid}) is running on {data} but does not answer" in \
+        silent.stderr
     assert proc.stop() == 0
+    gone = ctl("status", "--config", str(config), "--web-port", str(closed_port()))
+    assert gone.returncode == 3
+    assert f"no recorderd is running on {data}" in gone.stderr
 
     # The service is down: asking it fails, reading its data directory answers the same.
     assert ctl("calls", *where).returncode == 3

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.datalock import LOCK_NAME, DataDirBusy, DataDirLock
+from recorder.datalock import LOCK_NAME, DataDirBusy, DataDirLock, running_holder
 
 HOLD = """
 import sys, time
@@ -71,3 +71,21 @@ def test_release_and_the_context_manager_let_the_next_one_in(tmp_path: Path) -> 
 def test_a_missing_directory_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         DataDirLock(tmp_path / "missing").acquire()
+
+
+def test_running_holder_names_only_a_live_recorderd(tmp_path: Path) -> None:
+    # A holder that is not recorderd (this python): not reported as the service.
+    holder = hold_in_another_process(tmp_path)
+    try:
+        assert running_holder(tmp_path) is None
+        # Its pid stays in the file after SIGKILL (no release ran)...
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        assert (tmp_path / LOCK_NAME).read_text() == f"{holder.pid}\n"
+        # ...but the process is gone, so nobody is running there.
+        assert running_holder(tmp_path) is None
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+    assert running_holder(tmp_path / "nowhere") is None

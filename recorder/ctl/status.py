@@ -10,18 +10,21 @@ from typing import Any
 from recorder.ctl.common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_UNREACHABLE,
     CtlError,
     SubParsers,
     clock,
     command,
     connection_options,
     local_time,
+    offline_config,
     print_json,
     print_table,
     size,
     target,
     web_json,
 )
+from recorder.datalock import running_holder
 
 EPILOG = """Reads GET /status on the web port (--web-port, else api.web_port of the
 configuration); the document is described in docs/metrics.md.
@@ -109,8 +112,31 @@ def _show(doc: Mapping[str, Any], found: list[str]) -> None:
             right={0, 3})
 
 
+def _unreachable_hint(args: argparse.Namespace) -> str:
+    """What the data directory says about a service that does not answer."""
+    try:
+        data_dir = offline_config(args).storage.data_dir
+    except CtlError:
+        return ""
+    pid = running_holder(data_dir)
+    if pid is not None:
+        return (f"recorderd (pid {pid}) is running on {data_dir} but does not answer: it may "
+                f"be starting, stopping or hung; `systemctl status recorder` shows its "
+                f"STATUS, `kill -USR1 {pid}` logs every thread's stack")
+    return (f"no recorderd is running on {data_dir}: `systemctl status recorder` and "
+            "`journalctl -u recorder -p warning` say why; `recorderctl calls --offline` "
+            "lists what was recorded")
+
+
 def run(args: argparse.Namespace) -> int:
-    doc = web_json(target(args), "/status")
+    try:
+        doc = web_json(target(args), "/status")
+    except CtlError as exc:
+        if exc.code == EXIT_UNREACHABLE:
+            hint = _unreachable_hint(args)
+            if hint:
+                raise CtlError(f"{exc.message}\n{hint}", exc.code) from exc
+        raise
     if not isinstance(doc, dict):
         raise CtlError("/status answered JSON that is not an object", EXIT_FAILED)
     found = problems(doc)
