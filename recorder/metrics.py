@@ -85,21 +85,16 @@ class _Metric:
         return dict(zip(self.labelnames, key, strict=True))
 
 
-class Counter(_Metric):
-    """A total that only goes up. By convention its name ends in ``_total``."""
-
-    type = "counter"
+class _Valued(_Metric):
+    """One number per combination of label values: what counters and gauges share."""
 
     def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
         super().__init__(name, help, labelnames)
         self._values: dict[tuple[str, ...], float] = {}
         if not self.labelnames:
-            self._values[()] = 0.0  # an unlabelled counter shows 0 before its first event
+            self._values[()] = 0.0  # an unlabelled one shows 0 before its first change
 
-    def inc(self, amount: float = 1.0, labels: Sequence[str] = ()) -> None:
-        """Add ``amount`` (not negative) to the child with label values ``labels``."""
-        if amount < 0:
-            raise ValueError("a counter cannot go down")
+    def _add(self, amount: float, labels: Sequence[str]) -> None:
         key = self._key(labels)
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + amount
@@ -107,11 +102,6 @@ class Counter(_Metric):
     def value(self, labels: Sequence[str] = ()) -> float:
         with self._lock:
             return self._values.get(self._key(labels), 0.0)
-
-    def total(self) -> float:
-        """The sum over every child."""
-        with self._lock:
-            return sum(self._values.values())
 
     def collect(self) -> MetricFamily:
         with self._lock:
@@ -122,16 +112,27 @@ class Counter(_Metric):
         return family
 
 
-class Gauge(_Metric):
+class Counter(_Valued):
+    """A total that only goes up. By convention its name ends in ``_total``."""
+
+    type = "counter"
+
+    def inc(self, amount: float = 1.0, labels: Sequence[str] = ()) -> None:
+        """Add ``amount`` (not negative) to the child with label values ``labels``."""
+        if amount < 0:
+            raise ValueError("a counter cannot go down")
+        self._add(amount, labels)
+
+    def total(self) -> float:
+        """The sum over every child."""
+        with self._lock:
+            return sum(self._values.values())
+
+
+class Gauge(_Valued):
     """A value that goes up and down."""
 
     type = "gauge"
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labelnames)
-        self._values: dict[tuple[str, ...], float] = {}
-        if not self.labelnames:
-            self._values[()] = 0.0
 
     def set(self, value: float, labels: Sequence[str] = ()) -> None:
         key = self._key(labels)
@@ -139,24 +140,10 @@ class Gauge(_Metric):
             self._values[key] = float(value)
 
     def inc(self, amount: float = 1.0, labels: Sequence[str] = ()) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._add(amount, labels)
 
     def dec(self, amount: float = 1.0, labels: Sequence[str] = ()) -> None:
-        self.inc(-amount, labels)
-
-    def value(self, labels: Sequence[str] = ()) -> float:
-        with self._lock:
-            return self._values.get(self._key(labels), 0.0)
-
-    def collect(self) -> MetricFamily:
-        with self._lock:
-            items = sorted(self._values.items())
-        family = MetricFamily(self.name, self.help, self.type)
-        for key, value in items:
-            family.add(value, **self._labels(key))
-        return family
+        self._add(-amount, labels)
 
 
 @dataclass

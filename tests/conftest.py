@@ -222,6 +222,22 @@ def processes() -> Iterator[list[RecorderProcess]]:
             proc.proc.wait(10)
 
 
+def start_recorderd(tmp_path: Path, processes: list[RecorderProcess],
+                    devices: tuple[str, ...] = ("1001",)) -> tuple[Path, Path, Running]:
+    """A real recorderd on a synthetic board, its data in ``tmp_path/data``, the configuration
+    in ``tmp_path/r.toml`` (for the offline commands); (config, data_dir, running)."""
+    data = tmp_path / "data"
+    listed = ", ".join(f'"{d}"' for d in devices)
+    config = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{data}"\n'
+                        '[api]\nsocket_port = 0\nweb_port = 0\n[[boards]]\n'
+                        f'driver = "synthetic"\ndevices = [{listed}]\n')
+    proc = RecorderProcess(["--config", str(config)])
+    processes.append(proc)
+    running = proc.wait_ready()
+    running.data_dir = data
+    return config, data, running
+
+
 def write_toml(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from serial.tools import list_ports
 
-from tests.conftest import BIN, RecorderProcess, sox_info, write_toml
+from tests.conftest import BIN, RecorderProcess, sox_info, start_recorderd, write_toml
 from tests.harness_sounddevice import (
     PulseServer,
     pulse_fixture,  # noqa: F401 - the fixture named pulse
@@ -158,13 +158,8 @@ def test_check_config_does_what_recorderd_check_config_does(tmp_path: Path) -> N
 
 def test_recover_refuses_while_recorderd_runs_and_completes_a_killed_call(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
-    data = tmp_path / "data"
-    config = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{data}"\n'
-                        '[api]\nsocket_port = 0\nweb_port = 0\n[[boards]]\n'
-                        'driver = "synthetic"\ndevices = ["1001", "1002"]\n')
-    proc = RecorderProcess(["--config", str(config)])
-    processes.append(proc)
-    running = proc.wait_ready()
+    config, data, running = start_recorderd(tmp_path, processes, ("1001", "1002"))
+    proc = processes[-1]
     assert running.request("CALLSTART", 1, deviceid="1002").findtext("RESULTCODE") == "20"
     time.sleep(2.5)
 
@@ -227,13 +222,8 @@ def test_recover_refuses_a_bad_config_or_a_missing_database(tmp_path: Path) -> N
 
 def test_calls_offline_answers_from_the_database_as_the_service_did(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
-    data = tmp_path / "data"
-    config = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{data}"\n'
-                        '[api]\nsocket_port = 0\nweb_port = 0\n[[boards]]\n'
-                        'driver = "synthetic"\ndevices = ["1001", "1002"]\n')
-    proc = RecorderProcess(["--config", str(config)])
-    processes.append(proc)
-    running = proc.wait_ready()
+    config, data, running = start_recorderd(tmp_path, processes, ("1001", "1002"))
+    proc = processes[-1]
     for i, (device, ani) in enumerate((("1001", "6145551212"), ("1002", "8005550000"))):
         assert running.request("CALLSTART", i, deviceid=device, ani=ani).findtext(
             "RESULTCODE") == "20"

@@ -11,7 +11,6 @@ from lxml import etree
 
 from recorder.ctl.common import (
     EXIT_CODES,
-    EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     CtlError,
@@ -23,6 +22,7 @@ from recorder.ctl.common import (
     fields,
     local_time,
     offline_config,
+    open_offline_store,
     parse_line,
     print_json,
     print_table,
@@ -118,17 +118,10 @@ def _offline(args: argparse.Namespace, params: dict[str, str | int]) -> etree._E
     from recorder.api.params import Params  # noqa: PLC0415
     from recorder.api.request import ApiResult  # noqa: PLC0415
     from recorder.api.xmlcodec import render_result  # noqa: PLC0415
-    from recorder.errors import ResultError, StoreError  # noqa: PLC0415
-    from recorder.store import open_store  # noqa: PLC0415
+    from recorder.errors import ResultError  # noqa: PLC0415
 
     config = offline_config(args)
-    database = config.storage.database_path
-    if not database.is_file():
-        raise CtlError(f"no database at {database} (is storage.data_dir right?)", EXIT_USAGE)
-    try:
-        store = open_store(config.storage)
-    except StoreError as exc:
-        raise CtlError(str(exc), EXIT_FAILED) from exc
+    store = open_offline_store(config)
     try:
         answer = stored_calls(store, Params({k: str(v) for k, v in params.items()}, "CALLLIST"),
                               config.api.calllist_max_rows, time.time())

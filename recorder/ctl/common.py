@@ -13,13 +13,16 @@ import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from lxml import etree
 
 from recorder.client import ClientError, send_request
 from recorder.config import Config, load_config, resolve_config_path
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from recorder.store import Store
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the service answered an error, or a check failed
@@ -120,6 +123,25 @@ def offline_config(args: argparse.Namespace) -> Config:
         return load_config(source)
     except ConfigError as exc:
         raise CtlError("\n".join(exc.problems), EXIT_USAGE) from exc
+
+
+def require_database(config: Config) -> None:
+    """CtlError (2) unless the configuration's data directory has a database."""
+    database = config.storage.database_path
+    if not database.is_file():
+        raise CtlError(f"no database at {database} (is storage.data_dir right?)", EXIT_USAGE)
+
+
+def open_offline_store(config: Config) -> Store:
+    """The store of the configuration's data directory, opened here rather than through the
+    service; CtlError 2 when there is no database, 1 when it cannot be opened."""
+    from recorder.store import open_store  # noqa: PLC0415 - only the offline commands need it
+
+    require_database(config)
+    try:
+        return open_store(config.storage)
+    except StoreError as exc:
+        raise CtlError(str(exc), EXIT_FAILED) from exc
 
 
 # --- the socket API --------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from recorder.ctl.common import (
     command,
     connection_options,
     offline_config,
+    open_offline_store,
     require_ok,
     size,
     sized,
@@ -146,21 +147,15 @@ def export_offline(args: argparse.Namespace) -> tuple[Path, int]:
     """Export from the data directory's database and files, as EXPORT would."""
     from recorder.errors import CodecError, StoreError  # noqa: PLC0415
     from recorder.export import export_name, export_recording  # noqa: PLC0415 - codecs
-    from recorder.store import open_store  # noqa: PLC0415
     from recorder.store.base import STATUS_COMPLETE  # noqa: PLC0415
 
-    config = offline_config(args)
-    database = config.storage.database_path
-    if not database.is_file():
-        raise CtlError(f"no database at {database} (is storage.data_dir right?)", EXIT_USAGE)
+    store = open_offline_store(offline_config(args))
     try:
-        store = open_store(config.storage)
-        try:
-            row = store.get_recording(args.recordid)
-        finally:
-            store.close()
+        row = store.get_recording(args.recordid)
     except StoreError as exc:
         raise CtlError(str(exc), EXIT_FAILED) from exc
+    finally:
+        store.close()
     if row is None:
         raise CtlError(f"no recording with RECORDID {args.recordid}", EXIT_FAILED)
     if row.status != STATUS_COMPLETE:

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 from recorder.ctl.common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     CtlError,
     ProgressBar,
     SubParsers,
     command,
     offline_config,
+    open_offline_store,
+    require_database,
 )
 
 if TYPE_CHECKING:
@@ -70,13 +71,9 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: retention reaches the codecs (numpy, lameenc), which `send` does not need.
     from recorder.errors import StoreError  # noqa: PLC0415
     from recorder.retention import FAILED, RetentionJob, summary  # noqa: PLC0415
-    from recorder.store import open_store  # noqa: PLC0415
 
     config = offline_config(args)
-    database = config.storage.database_path
-    if not database.is_file():
-        raise CtlError(f"no database at {database} (is storage.data_dir "
-                       "right?)", EXIT_USAGE)
+    require_database(config)
     # Everything worth saying is in the lines printed; the log would only repeat it.
     logging.disable(logging.ERROR)
     on_tty = sys.stdout.isatty() and not args.json
@@ -92,10 +89,7 @@ def run(args: argparse.Namespace) -> int:
             bar.clear()
             print(_outcome_line(outcome), file=sys.stderr)
 
-    try:
-        store = open_store(config.storage)
-    except StoreError as exc:
-        raise CtlError(f"{exc}", EXIT_FAILED) from exc
+    store = open_offline_store(config)
     try:
         job = RetentionJob.from_config(store, config)
         report = job.run_now(bar.update if bar is not None else None, dry_run=args.dry_run,

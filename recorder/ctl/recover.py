@@ -19,6 +19,8 @@ from recorder.ctl.common import (
     command,
     local_time,
     offline_config,
+    open_offline_store,
+    require_database,
 )
 from recorder.datalock import DataDirBusy, DataDirLock
 from recorder.errors import StoreError
@@ -56,13 +58,10 @@ def _file_size(filename: str) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from recorder.recovery import complete_interrupted  # noqa: PLC0415 - reaches the codecs
-    from recorder.store import open_store  # noqa: PLC0415
 
     config = offline_config(args)
     data_dir = config.storage.data_dir
-    database = config.storage.database_path
-    if not database.is_file():
-        raise CtlError(f"no database at {database} (is storage.data_dir right?)", EXIT_USAGE)
+    require_database(config)
     lock = DataDirLock(data_dir)
     try:
         lock.acquire()
@@ -77,10 +76,7 @@ def run(args: argparse.Namespace) -> int:
     # (a file that cannot be read back) still show.
     logging.disable(logging.WARNING)
     try:
-        try:
-            store = open_store(config.storage)
-        except StoreError as exc:
-            raise CtlError(str(exc), EXIT_FAILED) from exc
+        store = open_offline_store(config)
         try:
             rows = complete_interrupted(store, dry_run=args.dry_run)
             # recovery logs and skips what it cannot do: ask the store what is really left
