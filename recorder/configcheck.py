@@ -5,11 +5,20 @@ Shared by ``recorderd --check-config`` and ``recorderctl check-config``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from recorder.config import Config, load_config
 from recorder.drivers import create_driver
 from recorder.errors import ConfigError, DriverError
+
+
+def print_problems(program: str, source: Path | None, problems: list[str]) -> None:
+    """The problems of an invalid configuration on stderr, one a line, under a heading."""
+    print(f"{program}: invalid configuration ({source or 'embedded defaults'}):",
+          file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 def check_config(source: Path | None) -> tuple[list[str], str]:

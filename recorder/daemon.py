@@ -18,7 +18,7 @@ from types import FrameType
 from recorder import __version__
 from recorder.app import Recorder
 from recorder.config import Config, load_config, resolve_config_path, to_toml
-from recorder.configcheck import check_config
+from recorder.configcheck import check_config, print_problems
 from recorder.datalock import DataDirBusy, DataDirLock
 from recorder.errors import ConfigError, DriverError, RecorderError
 from recorder.lifecycle import ServiceLoop, log_thread_stacks
@@ -55,16 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(source)
     except ConfigError as exc:
-        print(f"recorderd: invalid configuration ({source}):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print_problems("recorderd", source, list(exc.problems))
         return EXIT_CONFIG
     if args.check_config:
         problems, text = check_config(source)
         if problems:
-            print(f"recorderd: invalid configuration ({source}):", file=sys.stderr)
-            for problem in problems:
-                print(f"  {problem}", file=sys.stderr)
+            print_problems("recorderd", source, problems)
             return EXIT_CONFIG
         print(text)
         return EXIT_OK

@@ -279,3 +279,17 @@ def sounddevice_board(tmp_path: Path) -> Iterator[Harness]:
 
     # A test that lost the device without restoring it leaves the next one a running daemon.
     yield Harness(driver, lose=server.kill, restore=restore, close=restore)
+
+
+def without_portaudio(tmp_path: Path) -> dict[str, str]:
+    """The environment of a process on a machine without libportaudio2: ctypes finds no
+    PortAudio library (a sitecustomize hides it), so importing sounddevice fails as it would
+    there."""
+    hide = tmp_path / "hide"
+    hide.mkdir(exist_ok=True)
+    (hide / "sitecustomize.py").write_text(
+        "import ctypes.util\n"
+        "_find = ctypes.util.find_library\n"
+        "ctypes.util.find_library = lambda name: None if 'portaudio' in name else _find(name)\n")
+    return {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(hide)}
+

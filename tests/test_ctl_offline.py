@@ -20,6 +20,7 @@ from tests.harness_sounddevice import (
     PulseServer,
     pulse_fixture,  # noqa: F401 - the fixture named pulse
     pulseaudio_session,  # noqa: F401 - stops the daemon at the end of the session
+    without_portaudio,
 )
 
 RECORDERCTL = BIN / "recorderctl"
@@ -108,13 +109,7 @@ def test_devices_lists_serial_ports_and_the_configured_pty_without_sound_hardwar
 def test_devices_says_when_portaudio_is_missing_and_still_lists_serial_ports(
         tmp_path: Path) -> None:
     # A machine without libportaudio2, as test_sounddevice makes one: ctypes finds no library.
-    hide = tmp_path / "hide"
-    hide.mkdir()
-    (hide / "sitecustomize.py").write_text(
-        "import ctypes.util\n"
-        "_find = ctypes.util.find_library\n"
-        "ctypes.util.find_library = lambda name: None if 'portaudio' in name else _find(name)\n")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(hide)}
+    env = without_portaudio(tmp_path)
     done = ctl("devices", env=env)
     assert done.returncode == 0, done.stderr
     assert "PortAudio cannot be loaded" in done.stdout

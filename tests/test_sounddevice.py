@@ -32,6 +32,7 @@ from tests.harness_sounddevice import (
     pulseaudio_session,  # noqa: F401 - stops the daemon at the end of the session
     rms_dbfs,
     tone_part,
+    without_portaudio,
     write_tone,
 )
 
@@ -137,12 +138,6 @@ def test_a_missing_portaudio_library_is_a_driver_error_naming_libportaudio2(
         tmp_path: Path) -> None:
     # A machine without libportaudio2: ctypes finds no library, so importing sounddevice
     # raises OSError("PortAudio library not found"), as it would there.
-    hide = tmp_path / "hide"
-    hide.mkdir()
-    (hide / "sitecustomize.py").write_text(
-        "import ctypes.util\n"
-        "_find = ctypes.util.find_library\n"
-        "ctypes.util.find_library = lambda name: None if 'portaudio' in name else _find(name)\n")
     config = write_toml(tmp_path / "recorder.toml", f"""
 [storage]
 data_dir = "{tmp_path / 'data'}"
@@ -153,7 +148,7 @@ devices = ["3001"]
 """)
     done = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(config)],
                           capture_output=True, text=True, timeout=60, check=False,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(hide)})
+                          env=without_portaudio(tmp_path))
     assert done.returncode == 78, done.stdout + done.stderr
     assert "boards[0]: the sounddevice driver needs the PortAudio library" in done.stderr
     assert "libportaudio2" in done.stderr

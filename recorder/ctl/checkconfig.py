@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from recorder.config import resolve_config_path
-from recorder.configcheck import check_config
+from recorder.configcheck import check_config, print_problems
 from recorder.ctl.common import EXIT_OK, EXIT_USAGE, SubParsers, command
 
 EPILOG = """Validates the configuration (--config, else $RECORDER_CONFIG, else
@@ -30,9 +29,7 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_config_path(args.config)
     problems, summary = check_config(source)
     if problems:
-        print(f"recorderctl: invalid configuration ({source}):", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+        print_problems("recorderctl", source, problems)
         return EXIT_USAGE
     print(summary)
     return EXIT_OK
