@@ -283,6 +283,21 @@ def test_a_board_that_never_runs_delays_ready_only_so_long_and_says_which(
         assert unit.wait_exit() == 0, unit.process.log
 
 
+def test_sigterm_while_waiting_for_a_board_stops_without_claiming_ready(
+        units: Callable[..., Unit], tmp_path: Path) -> None:
+    with ModemEmulator(tmp_path / "modem") as modem:
+        modem.answers = SilentAfterSetUpProbe(modem)
+        unit = units(watchdog_usec=5_000_000, boards=modem_board(modem.port))
+        unit.notify.wait_for("STATUS")  # "starting: waiting for boards[1] ..."
+        started = time.monotonic()
+        unit.signal(signal.SIGTERM)
+        assert unit.wait_exit() == 0, unit.process.log
+        assert time.monotonic() - started < 10  # not the whole board_start_seconds (15)
+        unit.notify.wait_for("STOPPING", "1")
+        assert not unit.notify.times("READY")
+        assert "recorderd ready" not in unit.process.log
+
+
 def _fields(event: etree._Element) -> dict[str, str]:
     data = event.find("EVENTDATA")
     assert data is not None
