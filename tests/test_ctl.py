@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import signal
 import subprocess
 import time
@@ -18,7 +17,15 @@ import pytest
 import soundfile
 from lxml import etree
 
-from tests.conftest import BIN, RecorderProcess, Running, sox_info, start_recorderd, write_toml
+from tests.conftest import (
+    BIN,
+    RecorderProcess,
+    Running,
+    on_terminal,
+    sox_info,
+    start_recorderd,
+    write_toml,
+)
 
 RECORDERCTL = BIN / "recorderctl"
 # recorderctl reads $RECORDER_CONFIG when no option says where the service is; the tests
@@ -47,29 +54,6 @@ def call(running: Running, device: str, seconds: float, **params: Any) -> etree.
     found = running.request("CALLLIST", 3, deviceid=device, callcount=1).find("SEARCHRESULT")
     assert found is not None
     return found
-
-
-def on_terminal(command: list[str], stream: str) -> tuple[subprocess.CompletedProcess[str], str]:
-    """Run ``command`` with its ``stream`` ("stdout" or "stderr") on a pseudo-terminal, the
-    other captured; what the terminal received, decoded."""
-    leader, follower = pty.openpty()
-    terminal: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-    terminal[stream] = follower
-    try:
-        proc = subprocess.run(command, env=ENV, timeout=30, check=False, text=True, **terminal)
-        os.close(follower)
-        output = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the other end is closed and drained
-                break
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(leader)
-    return proc, output.decode()
 
 
 def table(stdout: str) -> list[list[str]]:
@@ -124,7 +108,7 @@ def test_levels_samples_for_the_time_asked(running: Running) -> None:
 def test_levels_redraws_in_place_on_a_terminal(running: Running) -> None:
     proc, text = on_terminal(
         [str(RECORDERCTL), "--port", str(running.socket_port), "levels", "--seconds", "0.5",
-         "--interval", "0.25"], "stdout")
+         "--interval", "0.25"], "stdout", ENV)
     assert proc.returncode == 0, proc.stderr
     assert text.count("\x1b[4F") == 1  # the second sample went back up over the 4 meters
     assert text.count("1001") == 2
@@ -223,7 +207,7 @@ def test_export_draws_a_progress_bar_on_a_terminal(running: Running, tmp_path: P
     recordid = call(running, "1002", 1.0).findtext("RECORDID") or ""
     proc, text = on_terminal(
         [str(RECORDERCTL), "--port", str(running.socket_port), "--web-port",
-         str(running.web_port), "export", recordid, "-o", str(tmp_path / "a.wav")], "stderr")
+         str(running.web_port), "export", recordid, "-o", str(tmp_path / "a.wav")], "stderr", ENV)
     assert proc.returncode == 0
     size = (tmp_path / "a.wav").stat().st_size
     assert f"\r[{'#' * 30}] " in text

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN
+from recorder.config import config_from_dict, to_toml
+from tests.conftest import BIN, base_config, write_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMESTAMPED = re.compile(
@@ -128,17 +129,8 @@ def test_configuring_twice_does_not_double_the_lines(tmp_path: Path) -> None:
 
 
 def test_recorderd_under_systemd_logs_with_priorities(tmp_path: Path) -> None:
-    config = tmp_path / "recorder.toml"
-    config.write_text(f"""
-[storage]
-data_dir = "{tmp_path / 'data'}"
-[api]
-socket_port = 0
-web_port = 0
-[[boards]]
-driver = "synthetic"
-devices = ["1001"]
-""")
+    config = write_toml(tmp_path / "recorder.toml",
+                        to_toml(config_from_dict(base_config(tmp_path), base_dir=tmp_path)))
     # A pipe is what systemd hands a service (a socket, really): the same inode at both ends.
     read_end, write_end = os.pipe()
     st = os.fstat(write_end)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pty
 import shutil
 import sqlite3
 import subprocess
@@ -40,6 +39,7 @@ from recorder.store import FinishedRecording, NewRecording, RecordingQuery, Reco
 from recorder.store.base import DAY_SECONDS, RecordingRow
 from recorder.store.schema import CREATE_V1, CREATE_V2, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
+from tests.conftest import on_terminal
 
 DAY = DAY_SECONDS
 NOW = 1_750_000_000.0
@@ -762,24 +762,8 @@ def test_recorderctl_purge_shows_a_progress_bar_on_a_terminal(
     now = time.time()
     for i in range(3):
         add(store, write(recording_path(root, f"{i}.wav"), 10), now - (40 + i) * DAY)
-    leader, follower = pty.openpty()
-    try:
-        proc = subprocess.run([str(RECORDERCTL), "purge", "--config", str(config)],
-                              stdout=follower, stderr=subprocess.PIPE, timeout=60, check=False)
-        os.close(follower)
-        output = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the terminal's other end is closed and drained
-                break
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(leader)
+    proc, text = on_terminal([str(RECORDERCTL), "purge", "--config", str(config)], "stdout")
     assert proc.returncode == 0, proc.stderr
-    text = output.decode()
     assert f"\r[{'#' * 30}] 3/3" in text
     assert "RECORDID" not in text  # the bar instead of a line per recording
     assert text.splitlines()[-1] == "purged 3 of 3 recording(s) examined, 30 bytes freed"
