@@ -29,9 +29,9 @@ from recorder.api.handlers import (
 )
 from recorder.api.params import Params, parse_int
 from recorder.api.request import ApiRequest, ApiResult, RequestError, invalid
-from recorder.api.xmlcodec import parse_request, render_result
+from recorder.api.xmlcodec import parse_flat_request, parse_request, render_result
 from recorder.errors import ResultError, StoreError
-from recorder.metrics import Counter, Histogram
+from recorder.metrics import Counter, Gauge, Histogram
 from recorder.resultcodes import ResultCode
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,20 @@ DEPRECATED: dict[str, tuple[str | None, str]] = {
 # saying so, rather than 10 "unknown", which would tell an integrator their spelling is wrong.
 PLANNED: frozenset[str] = frozenset()
 
+# Request types answered on the socket API's event loop, without the hand-over to a worker
+# thread and back, when a worker is idle (so they wait their turn when every worker is busy, and
+# the command queue counts them as ever) and the message is a flat one-line request. Their
+# handlers read memory only: nothing that may touch the disk, the database, a mail server or a
+# lock held across any of those belongs here (CALLSTART and CALLSTOP may create files and write
+# rows, so they do not). The requests refused before a handler runs go to a worker like the rest.
+INLINE_TYPES: frozenset[str] = frozenset({"TEST", "FETCHTERMINOLOGY"})
+
+# Requests that change users or their phones. The scheduler keeps each device's agent in memory
+# (Scheduler.directory_changed); after one of these, whatever its outcome, it reads them again.
+# Every handler that writes users or phones (store.add_user, modify_user, delete_user,
+# assign_phone, unassign_phone) must be listed here; tests/test_api_fast_paths.py checks it.
+DIRECTORY_CHANGES: frozenset[str] = frozenset({"IMPORTUSER", "IMPORTAGENTPHONE"})
+
 REQUESTID_MAX = 2147483647
 ECHO_MAX = 64
 
@@ -115,6 +129,14 @@ class RequestStats:
         self.latency = Histogram("recorder_api_request_duration_seconds",
                                  "Time from receiving a request to its RESULT, by TYPE",
                                  ("type",))
+        # Kept by the transports' limits (recorder.api.limits), which share this object.
+        self.pending = Gauge("recorder_api_requests_pending",
+                             "API requests running on a worker or waiting for one (socket "
+                             "and WebAPI); more than api.workers + api.command_queue_size "
+                             "are answered 47")
+        self.clients = Gauge("recorder_api_clients",
+                             "Socket API connections and WebAPI event streams open; more than "
+                             "api.max_clients are answered 48")
 
     def observe(self, request_type: str, code: ResultCode, seconds: float) -> None:
         self.requests.inc(1, (request_type, str(int(code)), code.label))
@@ -163,6 +185,15 @@ class Dispatcher:
             return answer
         return self._handle(request, handlers, began)
 
+    def read_flat(self, message: bytes) -> ApiRequest | None:
+        """``message`` parsed here if it is a flat one-line request, as most are (cheap and
+        bounded, fit for the event loop); None for anything else, or a request to refuse:
+        ``handle_xml`` it."""
+        try:
+            return parse_flat_request(message)
+        except RequestError:
+            return None
+
     def handle_params(self, pairs: Iterable[tuple[str, str]],
                       handlers: Mapping[str, Handler] | None = None) -> bytes:
         """Answer a WebAPI call from its (already de-duplicated) name/value pairs."""
@@ -171,6 +202,27 @@ class Dispatcher:
         params.pop("REQUESTTYPE", None)
         request_id = params.pop("REQUESTID", None)
         return self.handle(ApiRequest(request_type.upper(), request_id, params), handlers)
+
+    def refuse_xml(self, message: bytes, result: ApiResult) -> bytes:
+        """Answer a socket message with ``result`` without running it (a limit refused it),
+        echoing its TYPE and REQUESTID when it has them."""
+        began = time.perf_counter()
+        try:
+            request = parse_request(message)
+        except RequestError as exc:
+            request = ApiRequest(exc.request_type, exc.request_id)
+        answer = self._render(request, result)
+        self._observe(request.type, None, result, began)
+        return answer
+
+    def refuse_params(self, pairs: Iterable[tuple[str, str]], result: ApiResult) -> bytes:
+        """Answer a WebAPI call with ``result`` without running it (a limit refused it)."""
+        params = {name.upper(): value.strip() for name, value in pairs}
+        request_type = params.pop("TYPE", None) or params.pop("REQUESTTYPE", "")
+        request = ApiRequest(request_type.upper(), params.get("REQUESTID"))
+        answer = self._render(request, result)
+        self._observe(request.type, None, result, time.perf_counter())
+        return answer
 
     def handle(self, request: ApiRequest,
                handlers: Mapping[str, Handler] | None = None) -> bytes:
@@ -216,6 +268,20 @@ class Dispatcher:
 
     def dispatch(self, request: ApiRequest,
                  handlers: Mapping[str, Handler] | None = None) -> ApiResult:
+        if request.type not in DIRECTORY_CHANGES:
+            return self._dispatch(request, handlers)
+        ctx = self._ctx
+        try:
+            return self._dispatch(request, handlers)
+        finally:
+            try:
+                ctx.scheduler.directory_changed()
+            except Exception:
+                logger.exception("%s: the scheduler could not be told of the directory change",
+                                 request.type)
+
+    def _dispatch(self, request: ApiRequest,
+                  handlers: Mapping[str, Handler] | None) -> ApiResult:
         try:
             problem = _request_id_problem(request.request_id)
             if problem is not None:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 
 from recorder.api.dispatcher import Dispatcher
+from recorder.api.limits import ClientLimit, CommandQueue
 from recorder.api.socket_server import SocketApi
 from recorder.api.webapi import MetricsProvider, StatusProvider, WebApi
 from recorder.config import ApiConfig
@@ -43,10 +44,19 @@ class ApiServer:
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="api")
         self._diagnostics = ThreadPoolExecutor(DIAGNOSTIC_WORKERS,
                                                thread_name_prefix="api-diag")
+        # One command queue and one client count for both transports: the limits are the
+        # recorder's, whichever way a client comes in.
+        queue = CommandQueue(self._executor, config.workers, config.command_queue_size,
+                             dispatcher.stats.pending)
+        clients = ClientLimit(config.max_clients, dispatcher.stats.clients)
         self._socket = SocketApi(dispatcher, self._executor, config.max_message_bytes,
-                                 config.message_timeout_seconds, events)
+                                 config.message_timeout_seconds, events,
+                                 message_deadline=config.message_deadline_seconds,
+                                 idle_timeout=config.idle_timeout_seconds, queue=queue,
+                                 clients=clients)
         self._web = WebApi(dispatcher, self._executor, events, metrics=metrics, status=status,
-                           diagnostics_executor=self._diagnostics)
+                           diagnostics_executor=self._diagnostics, queue=queue,
+                           clients=clients, max_body=config.max_message_bytes)
         self._tls: ssl.SSLContext | None = None
         self._thread = threading.Thread(target=self._run, name="api-loop", daemon=True)
         self._ready = threading.Event()

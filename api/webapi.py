@@ -10,6 +10,10 @@ the response open with the events, a line each, as the socket does. See docs/eve
 
 For monitoring, ``/metrics`` answers the Prometheus text format and ``/status`` a JSON document
 of the service's state (docs/metrics.md), from providers the composition root hands in.
+
+Limits (docs/api-notes.md, "Limits"): a form body over ``max_body`` bytes is answered 16 with
+HTTP 413; a request finding the command queue full is answered 47 at once; an event stream
+over the client limit is answered 48. /metrics and /status are exempt from all of them.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_exceptions import HttpProcessingError
 
 from recorder.api.context import ApiContext
-from recorder.api.dispatcher import Dispatcher
+from recorder.api.dispatcher import Dispatcher, Handler
 from recorder.api.handlers.events import (
     SSE_PATH,
     EventFilter,
@@ -39,6 +44,7 @@ from recorder.api.handlers.events import (
     subscribed,
 )
 from recorder.api.handlers.export import MEDIA_REQUESTS, Media, media_handlers
+from recorder.api.limits import ClientLimit, CommandQueue, QueueFull
 from recorder.api.params import Params
 from recorder.api.request import ApiResult, RequestError, invalid
 from recorder.api.socket_server import cut, limit_send_buffer
@@ -56,6 +62,9 @@ PAGES = frozenset({"/webapi.aspx", "/webapi.php"})
 SHUTDOWN_TIMEOUT = 2.0
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 MAX_BODY = 1 << 20
+# An idle keep-alive connection is closed after this long (aiohttp's own default is an hour):
+# the client limit does not count plain HTTP connections, so they must not linger.
+KEEPALIVE_SECONDS = 75.0
 # An idle event stream gets a comment this often, so proxies keep it open and a client that
 # has gone away is noticed.
 HEARTBEAT_SECONDS = 15.0
@@ -63,6 +72,27 @@ CHECK_SECONDS = 1.0  # how soon a stream notices its client has gone
 SSE_RETRY_MS = 3000
 METRICS_PATH = "/metrics"
 STATUS_PATH = "/status"
+
+
+
+class _MalformedHttp(logging.Filter):
+    """aiohttp logs a request it cannot even parse (a line over 8190 bytes, a broken header)
+    with a traceback. That is a client's mistake or an attack, not the recorder's error: one
+    warning line says what was refused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "WebAPI: refused a malformed HTTP request (%d): %s"
+            record.args = (exc.code, str(exc.message)[:200])
+            record.exc_info = record.exc_text = None
+        return True
+
+
+# aiohttp's server log, as the recorder wants it (given to the AppRunner).
+HTTP_LOG = logging.getLogger(f"{__name__}.http")
+HTTP_LOG.addFilter(_MalformedHttp())
 
 # The text of /metrics, and the JSON-able document of /status; each runs on a worker thread.
 MetricsProvider = Callable[[], str]
@@ -76,19 +106,24 @@ class WebApi:
                  events: EventBus | None = None,
                  heartbeat_seconds: float = HEARTBEAT_SECONDS, *,
                  metrics: MetricsProvider | None = None, status: StatusProvider | None = None,
-                 diagnostics_executor: Executor | None = None) -> None:
+                 diagnostics_executor: Executor | None = None,
+                 queue: CommandQueue | None = None, clients: ClientLimit | None = None,
+                 max_body: int = MAX_BODY) -> None:
         self._dispatcher = dispatcher
-        self._executor = executor
+        self._queue = queue or CommandQueue(executor, 1 << 30, 0)
+        self._clients = clients
+        self._max_body = max_body
         self._metrics = metrics
         self._status = status
         self._diagnostics = diagnostics_executor or executor
         self._events = events
         self._heartbeat = heartbeat_seconds
         self._streams: set[Subscription] = set()
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=max_body)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=SHUTDOWN_TIMEOUT)
+                                     shutdown_timeout=SHUTDOWN_TIMEOUT, logger=HTTP_LOG,
+                                     keepalive_timeout=KEEPALIVE_SECONDS)
         self._set_up = False
 
     async def start(self, host: str, port: int,
@@ -130,6 +165,11 @@ class WebApi:
                         raise invalid(f"{name[:40]}: file uploads are not WebAPI parameters")
                     pairs.append((name, value))
             params = merge_params(pairs)
+        except web.HTTPRequestEntityTooLarge:
+            # The manual's answer, with the status an HTTP client understands.
+            return self._xml(self._refused(pairs, invalid(
+                f"the request body is longer than {self._max_body} bytes or holds too many "
+                "fields")), status=413)
         except RequestError as exc:
             return self._xml(self._refused(pairs, exc))
         request_type = (lookup(params, "TYPE") or lookup(params, "REQUESTTYPE") or "")
@@ -137,17 +177,25 @@ class WebApi:
             return await self._media(request, params)
         if request_type.strip().upper() == "EVENTS":
             return await self._events_page(request, params)
-        loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(self._executor, self._dispatcher.handle_params, params)
-        return self._xml(body)
+        return self._xml(await self._run(params))
+
+    async def _run(self, params: list[tuple[str, str]],
+                   handlers: Mapping[str, Handler] | None = None) -> bytes:
+        """The dispatcher's answer, worked out on an API worker; 47 when none is free soon."""
+        try:
+            return await self._queue.run(partial(self._dispatcher.handle_params, params,
+                                                 handlers))
+        except QueueFull:
+            return self._dispatcher.refuse_params(params, ApiResult(
+                ResultCode.API_COMMAND_QUEUE_FULL,
+                f"the recorder has {self._queue.capacity} requests running or waiting; "
+                "try again later"))
 
     async def _media(self, request: web.Request,
                      params: list[tuple[str, str]]) -> web.StreamResponse:
         """A media function: the exported file as the body, or the RESULT of its error."""
         delivered: list[Media] = []
-        loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(self._executor, partial(
-            self._dispatcher.handle_params, params, media_handlers(delivered.append)))
+        body = await self._run(params, media_handlers(delivered.append))
         if not delivered:
             return self._xml(body)
         media = delivered[0]
@@ -175,7 +223,13 @@ class WebApi:
             return self._xml(render_result("EVENTS", "", ApiResult(
                 ResultCode.API_COMMAND_NOT_SUPPORTED, "the event interface is not running")),
                 status=503)
-        subscription = self._subscribe(request, wanted, "SSE")
+        if not self._take_client():
+            return self._xml(render_result("EVENTS", "", self._too_many()), status=503)
+        try:
+            subscription = self._subscribe(request, wanted, "SSE")
+        except BaseException:
+            self._release_client()
+            raise
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-cache",
@@ -212,9 +266,15 @@ class WebApi:
             wanted_by.append(wanted)
             return subscribed(wanted, made[0].xref)
 
-        body = await loop.run_in_executor(self._executor, partial(
-            self._dispatcher.handle_params, params, {"EVENTS": subscribe}))
+        if not self._take_client():
+            return self._xml(self._dispatcher.refuse_params(params, self._too_many()))
+        try:
+            body = await self._run(params, {"EVENTS": subscribe})
+        except BaseException:
+            self._release_client()
+            raise
         if not made:
+            self._release_client()
             return self._xml(body)
         subscription = made[0]
         self._track(request, subscription, wanted_by[0], "WebAPI")
@@ -279,6 +339,7 @@ class WebApi:
         finally:
             subscription.close()
             self._streams.discard(subscription)
+            self._release_client()
             if not subscription.dropped:
                 logger.info("WebAPI: %s unsubscribed (EVENTXREF %d)", request.remote,
                             subscription.xref)
@@ -297,6 +358,19 @@ class WebApi:
             raise web.HTTPInternalServerError(
                 text=f"{request.path} could not be gathered; see the recorder's log\n"
             ) from None
+
+    def _take_client(self) -> bool:
+        """A place for one more event stream among the clients; False when all are taken."""
+        return self._clients is None or self._clients.acquire()
+
+    def _release_client(self) -> None:
+        if self._clients is not None:
+            self._clients.release()
+
+    def _too_many(self) -> ApiResult:
+        limit = self._clients.limit if self._clients is not None else 0
+        return ApiResult(ResultCode.API_TOO_MANY_CLIENTS,
+                         f"the recorder already serves {limit} clients; try again later")
 
     @staticmethod
     def _refused(pairs: list[tuple[str, str]], exc: RequestError) -> bytes:

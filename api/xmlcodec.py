@@ -3,6 +3,13 @@
 Requests are parsed with entities, DTDs and network access all off, and any message carrying a
 DOCTYPE or an entity declaration is refused before it reaches the parser: the recorder has no use
 for either, and both are how XML bombs and external-entity reads get in.
+
+Almost every request a CTI link sends is one flat line of plain ASCII
+(``<REQUEST><TYPE>CALLSTART</TYPE>...</REQUEST>``). Those are read by a pattern that accepts
+nothing else (no attributes, entities, white space between tags, line ends, non-ASCII or control
+characters, comments, declarations, nor anything over FLAT_MAX_BYTES), and give exactly what lxml
+gives for them; any other message goes to lxml. Results are written as strings with the
+escaping lxml applies, and refuse what lxml refuses (ValueError).
 """
 
 from __future__ import annotations
@@ -17,10 +24,23 @@ from recorder.api.request import ApiRequest, ApiResult, Node, RequestError, inva
 from recorder.resultcodes import ResultCode
 
 _DTD_MARKUP = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
-# Characters XML 1.0 cannot carry at all, not even escaped.
+# Characters XML 1.0 cannot carry at all, not even escaped (exactly those lxml refuses).
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _TYPE_TAGS = ("TYPE", "REQUESTTYPE")
 _local = threading.local()  # lxml parsers must not be shared between threads
+
+# The flat one-line request. Names and text are kept far inside libxml2's own limits (names of
+# 50,000 characters, text nodes of 10 MB), so anything this accepts lxml accepts too.
+FLAT_MAX_BYTES = 64 * 1024
+_NAME = rb"[A-Za-z_][A-Za-z0-9_.-]{0,255}+"
+# Printable ASCII but "<", ">" and "&": text that means what it says, with nothing to unescape.
+_PLAIN = rb"[\x20-\x25\x27-\x3b\x3d\x3f-\x7e]*+"
+_FLAT_REQUEST = re.compile(rb"<(" + _NAME + rb")>((?:<(" + _NAME + rb")>" + _PLAIN + rb"</\3>)*+)"
+                           rb"</\1>")
+_FLAT_PARAM = re.compile(rb"<(" + _NAME + rb")>(" + _PLAIN + rb")</")
+
+# (name, text; None for an element that holds elements) of each child of the root.
+_Children = list[tuple[str, str | None]]
 
 
 def _parser() -> etree.XMLParser:
@@ -38,30 +58,64 @@ def _name(tag: object) -> str:
     return etree.QName(tag).localname.upper() if isinstance(tag, str | bytes) else ""
 
 
-def parse_request(data: bytes) -> ApiRequest:
-    """Parse one socket message; raises RequestError (code 16) if it is not a valid request."""
+def parse_flat(data: bytes) -> tuple[str, _Children] | None:
+    """(root name, children) of a flat one-line ASCII request; None for any other message."""
+    if len(data) > FLAT_MAX_BYTES:
+        return None
+    whole = _FLAT_REQUEST.fullmatch(data)
+    if whole is None:
+        return None
+    return whole.group(1).decode().upper(), [
+        (name.decode().upper(), text.decode()) for name, text in
+        _FLAT_PARAM.findall(whole.group(2))]
+
+
+def parse_tree(data: bytes) -> tuple[str, _Children]:
+    """(root name, children) of any message, by lxml; raises RequestError (16)."""
     if _DTD_MARKUP.search(data):
         raise invalid("DOCTYPE and ENTITY declarations are not accepted")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         raise invalid(f"malformed XML: {exc.msg}") from None
-    params: dict[str, str] = {}
-    problem: str | None = None
+    if root.getroottree().docinfo.internalDTD is not None:
+        # One the byte check above could not see (a message in UTF-16, say).
+        raise invalid("DOCTYPE and ENTITY declarations are not accepted")
+    children: _Children = []
     for child in root:
         name = _name(child.tag)
-        if not name:
-            continue
-        if len(child):
+        if name:
+            children.append((name, None if len(child) else child.text or ""))
+    return _name(root.tag), children
+
+
+def parse_request(data: bytes) -> ApiRequest:
+    """Parse one socket message; raises RequestError (code 16) if it is not a valid request."""
+    flat = parse_flat(data)
+    return request_of(*(flat if flat is not None else parse_tree(data)))
+
+
+def parse_flat_request(data: bytes) -> ApiRequest | None:
+    """The request if ``data`` is a flat one-line request (cheap and bounded: fit for the event
+    loop); None for any other message. Raises RequestError as ``parse_request`` does."""
+    flat = parse_flat(data)
+    return request_of(*flat) if flat is not None else None
+
+
+def request_of(root_name: str, children: _Children) -> ApiRequest:
+    """The request a parsed message makes; raises RequestError (16) for a malformed one."""
+    params: dict[str, str] = {}
+    problem: str | None = None
+    for name, text in children:
+        if text is None:
             problem = problem or f"{name} must hold text, not elements"
         elif name in params:
             problem = problem or f"{name} is given more than once"
         else:
-            params[name] = (child.text or "").strip()
+            params[name] = text.strip()
     request_type = next((params.pop(t) for t in _TYPE_TAGS if t in params), None)
     for tag in _TYPE_TAGS:
         params.pop(tag, None)
-    root_name = _name(root.tag)
     if request_type is None and root_name != "REQUEST":
         request_type = root_name  # "The root XML tag ... should be the message type"
     request = ApiRequest(type=(request_type or "").upper(),
@@ -73,30 +127,56 @@ def parse_request(data: bytes) -> ApiRequest:
     return request
 
 
+# What lxml writes for these in text; a line feed as a reference too, so that the RESULT stays
+# on one line for clients that read answers line by line.
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;",
+                          "\n": "&#10;"})
+_NEEDS_ESCAPE = re.compile("[&<>\r\n]")
+_valid_tags: set[str] = set()  # body tag names lxml has accepted (handlers use a few dozen)
+
+
+def _text(value: str) -> str:
+    return value.translate(_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
+
+
+def _header_text(value: str) -> str:
+    # These echo what a client sent, even when it was refused for holding characters XML
+    # cannot carry; the answer must still be XML.
+    return _text(NOT_XML.sub("\ufffd", value))
+
+
 def render_result(request_type: str, request_id: str | None, result: ApiResult) -> bytes:
-    """The RESULT element for ``result``, as UTF-8 on one line (no CR/LF inside)."""
-    root = etree.Element("RESULT")
-    for tag, text in (
-        ("REQUESTTYPE", request_type),
-        ("REQUESTID", request_id or ""),
-        ("RESULTTYPE", result.code.label),
-        ("RESULTCODE", str(int(result.code))),
-        ("RESULTMSG", result.message),
-    ):
-        # These echo what a client sent, even when it was refused for holding characters XML
-        # cannot carry; the answer must still be XML.
-        etree.SubElement(root, tag).text = NOT_XML.sub("\ufffd", text)
-    _append(root, result.body)
-    # lxml writes a line feed inside a value as a raw LF; as a character reference it keeps
-    # the RESULT on one line for clients that read answers line by line. (Unindented output
-    # has no line feeds of its own, and CR is already written as &#13;.)
-    return etree.tostring(root, encoding="utf-8", xml_declaration=False).replace(b"\n", b"&#10;")
+    """The RESULT element for ``result``, as UTF-8 on one line (no CR/LF inside).
+
+    Raises ValueError for a body holding a character XML cannot carry or a tag name XML does
+    not allow, as lxml would.
+    """
+    code = result.code
+    head = (f"<RESULT><REQUESTTYPE>{_header_text(request_type)}</REQUESTTYPE>"
+            f"<REQUESTID>{_header_text(request_id or '')}</REQUESTID>"
+            f"<RESULTTYPE>{_header_text(code.label)}</RESULTTYPE>"
+            f"<RESULTCODE>{int(code)}</RESULTCODE>"
+            f"<RESULTMSG>{_header_text(result.message)}</RESULTMSG>")
+    if not result.body:
+        return (head + "</RESULT>").encode()
+    parts = [head]
+    _append(parts, result.body)
+    parts.append("</RESULT>")
+    return "".join(parts).encode()
 
 
-def _append(parent: etree._Element, nodes: Sequence[Node]) -> None:
+def _append(parts: list[str], nodes: Sequence[Node]) -> None:
     for tag, value in nodes:
-        element = etree.SubElement(parent, tag)
+        if tag not in _valid_tags:
+            etree.Element(tag)  # raises ValueError for a name XML does not allow
+            _valid_tags.add(tag)
         if isinstance(value, str):
-            element.text = value
+            if NOT_XML.search(value):
+                raise ValueError(f"{tag}: the value holds a character XML cannot carry")
+            parts.append(f"<{tag}>{_text(value)}</{tag}>")
+        elif not value:
+            parts.append(f"<{tag}/>")  # as lxml writes an element with no text or children
         else:
-            _append(element, value)
+            parts.append(f"<{tag}>")
+            _append(parts, value)
+            parts.append(f"</{tag}>")

@@ -15,9 +15,10 @@ cav        cav    export container: the audio plus the recording's metadata   se
 =========  =====  ==========================================================  ===============
 
 Every writer follows ``AudioWriter``: created on an open binary file it then owns, fed int16
-blocks (``(frames,)`` mono or ``(frames, channels)``) as they are captured, ``sync()`` about once a
-second (after which a killed process leaves a playable file), ``close()`` at the end. ``frames``
-counts input frames, so ``frames / sample_rate`` is the recording's duration in every format.
+blocks (``(frames,)`` mono or ``(frames, channels)``) as they are captured, ``sync()`` every half
+second of audio (after which a killed process leaves a playable file), ``close()`` at the end.
+``frames`` counts input frames, so ``frames / sample_rate`` is the recording's duration in every
+format.
 
 ``convert`` turns a finished file into another format (export, after-call transcoding);
 ``read_audio``/``probe`` read any of them back (MP3 through libsndfile).
@@ -72,7 +73,12 @@ class AudioWriter(Protocol):
 
     def sync(self) -> None: ...
 
-    def close(self) -> None: ...
+    def fsync(self) -> None:
+        """``sync()``, then have the OS put the file on the disk."""
+
+    def close(self, fsync: bool = False) -> None:
+        """Close the file (``fsync``: durable first). After a full disk (ENOSPC, EDQUOT) the
+        file is cut to what reached it whole, described exactly, and the OSError raised."""
 
 
 WriterFactory = Callable[..., AudioWriter]

@@ -11,13 +11,18 @@ Defaults suit 8 kHz telephone speech: 16 kbit/s per channel CBR (MPEG-2.5 Layer 
 about 7 MB per hour) and LAME quality 5. A higher quality number is faster, not better.
 
 lameenc releases the GIL while encoding, so writers in different threads encode in parallel.
-Blocks are handed to it a second's worth at a time (or at ``sync()``), which costs less than
-one call per 50 ms block; LAME holds back more than that anyway.
+Blocks are handed to it half a second's worth at a time (or at ``sync()``), which costs less
+than one call per 50 ms block; LAME itself holds back a frame or two (about 0.15 s at 8 kHz).
+
+A full disk (ENOSPC, EDQUOT) is handled as in ``recorder.codecs.wav``: ``close()`` cuts the file
+after the last MPEG frame that reached the disk whole and rewrites the Info tag for exactly those
+frames, so decoders play what is there and nothing more.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -26,7 +31,13 @@ import lameenc
 import numpy as np
 import numpy.typing as npt
 
-from recorder.codecs.wav import rewrite_at_start
+from recorder.codecs.wav import (
+    KeepsWriteFailure,
+    abandon_buffer,
+    descriptor,
+    fsync_file,
+    rewrite_at_start,
+)
 from recorder.errors import CodecError
 
 logger = logging.getLogger(__name__)
@@ -34,6 +45,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_KBPS_PER_CHANNEL = 16
 DEFAULT_QUALITY = 5
 ENCODER_DELAY = 576  # samples LAME 3.100 puts before the first input sample
+# A decoder's own delay (528 + 1, as mpg123 and ffmpeg count it): the last this many samples of
+# a stream are only complete once a further frame is decoded, so a file cut after its last
+# whole frame plays that many fewer, and its tag says so as end padding.
+DECODER_DELAY = 529
 ENCODER_NAME = b"LAME3.100"
 
 _MPEG1, _MPEG2, _MPEG25 = 3, 2, 0  # version bits of the frame header
@@ -130,7 +145,7 @@ class _FrameCounter:
             self.frames += 1
 
 
-class Mp3Writer:
+class Mp3Writer(KeepsWriteFailure):
     """Encodes int16 samples into an MP3 file it owns: CBR ``bitrate`` kbit/s, LAME ``quality``."""
 
     extension = "mp3"
@@ -174,9 +189,12 @@ class Mp3Writer:
         self.data_bytes = self._tag_bytes
         self._synced = (-1, -1)
         self.closed = False
+        # The first write error; later calls raise it again, close() acts on it.
+        self.failure: OSError | None = None
         try:
             file.write(self._tag(0, 0, 0))
         except OSError as exc:
+            abandon_buffer(file)  # closing it must not write the rest of the tag
             raise CodecError(f"cannot write MP3 tag frame: {exc}") from exc
 
     @property
@@ -184,13 +202,18 @@ class Mp3Writer:
         return self._frames
 
     def write(self, samples: npt.NDArray[np.int16]) -> None:
-        """Append samples: shape ``(frames,)`` for mono or ``(frames, channels)``."""
+        """Append samples: shape ``(frames,)`` for mono or ``(frames, channels)``.
+
+        After a write error they are dropped: the error was raised where it happened and
+        ``sync()`` and ``close()`` raise it again."""
+        if self.failure is not None:
+            return
         block = np.asarray(samples, dtype="<i2")  # kept until encoded (AudioWriter.write)
         self._frames += block.shape[0]
         self._pending.append(block)
         self._pending_frames += block.shape[0]
-        if self._pending_frames >= self.sample_rate:
-            self._encode_pending()
+        if self._pending_frames >= self.sample_rate // 2:
+            self._failing(self._encode_pending)
 
     def _encode_pending(self) -> None:
         if not self._pending:
@@ -257,20 +280,83 @@ class Mp3Writer:
 
     def sync(self) -> None:
         """Make the tag describe every frame written so far and hand the data to the OS."""
+        self._check()
+        self._failing(self._sync)
+
+    def _sync(self) -> None:
         self._encode_pending()
         self._rewrite_tag(finished=False)
 
-    def close(self) -> None:
-        if self.closed:
+    def fsync(self) -> None:
+        """``sync()``, then have the OS put the file on the disk (survives a power loss)."""
+        self.sync()
+        self._failing(lambda: fsync_file(self._file))
+
+    def close(self, fsync: bool = False) -> None:
+        """Encode what is left, write the final tag (with ``fsync``, make it durable), close.
+
+        After a full disk the file is cut after its last whole frame and the tag rewritten for
+        those frames (``frames`` is then what a decoder plays); the OSError is raised once the
+        file is closed valid. Any other write error closes the file as it is and is raised.
+        """
+        self._close(lambda: self._finish(fsync), lambda: self._cut_to_disk(fsync))
+
+    def _finish(self, fsync: bool) -> None:
+        self._encode_pending()
+        if self._frames:
+            try:
+                self._put(self._encoder.flush())
+            except RuntimeError as exc:
+                raise CodecError(f"lameenc failed to flush: {exc}") from exc
+        self._rewrite_tag(finished=True)
+        if fsync:
+            fsync_file(self._file)
+
+    def _cut_to_disk(self, fsync: bool) -> None:
+        """Keep the frames that reached the disk whole; the tag counts exactly those."""
+        self._pending.clear()
+        self._pending_frames = 0
+        fd = descriptor(self._file)
+        if fd < 0:
+            return  # an in-memory file: nothing was lost on its way to a disk
+        size = os.fstat(fd).st_size
+        if size < self._tag_bytes:
+            # Not even the tag frame made it: an empty file is what there is to keep.
+            os.ftruncate(fd, 0)
+            self._counter.frames = self._frames = self.data_bytes = 0
             return
-        try:
-            self._encode_pending()
-            if self._frames:
-                try:
-                    self._put(self._encoder.flush())
-                except RuntimeError as exc:
-                    raise CodecError(f"lameenc failed to flush: {exc}") from exc
-            self._rewrite_tag(finished=True)
-        finally:
-            self.closed = True
-            self._file.close()
+        # The writer's descriptor is write-only: the frames are read through a second one.
+        name = getattr(self._file, "name", None)
+        source = name if isinstance(name, str) else f"/proc/self/fd/{fd}"
+        with open(source, "rb") as reading:
+            frames, end = self._whole_frames(reading, size)
+        os.ftruncate(fd, end)  # a frame cut off part-way goes
+        self._counter.frames = frames
+        self.data_bytes = end
+        # What a decoder plays of them: the encoder's delay is trimmed at the start, and at
+        # the end what the missing next frame would have completed.
+        self._frames = min(self._frames, max(
+            0, frames * self._layout.samples_per_frame - ENCODER_DELAY - DECODER_DELAY))
+        os.pwrite(fd, self._tag(frames, end, DECODER_DELAY), 0)  # allocated bytes: no room needed
+        if fsync:
+            os.fsync(fd)
+        logger.info("%s: cut at %d MPEG frames by the full disk",
+                    getattr(self._file, "name", "?"), frames)
+
+    def _whole_frames(self, reading: BinaryIO, size: int) -> tuple[int, int]:
+        """(frames, end): the MPEG frames after the tag frame that lie wholly in ``size``."""
+        layout = self._layout
+        pos, frames = self._tag_bytes, 0
+        while pos + 4 <= size:
+            reading.seek(pos)
+            head = reading.read(4)
+            h = int.from_bytes(head, "big")
+            if len(head) < 4 or h >> 21 != 0x7FF:
+                break
+            length = layout.frame_bytes(layout.bitrates[(h >> 12) & 15], self.sample_rate,
+                                        (h >> 9) & 1)
+            if pos + length > size:
+                break
+            pos += length
+            frames += 1
+        return frames, pos

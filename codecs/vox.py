@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -48,6 +49,7 @@ import numpy.typing as npt
 
 from recorder.codecs.resample import Resampler
 from recorder.codecs.stereo import mix_to_mono
+from recorder.codecs.wav import KeepsWriteFailure, descriptor, fsync_file
 from recorder.errors import CodecError
 
 logger = logging.getLogger(__name__)
@@ -420,12 +422,13 @@ def decode(data: bytes) -> npt.NDArray[np.int16]:
 # --- the writer -----------------------------------------------------------------------------
 
 
-class VoxWriter:
+class VoxWriter(KeepsWriteFailure):
     """Writes int16 samples to a raw VOX file it owns, at ``rate`` (default: the input's).
 
     VOX is mono: stereo input is mixed down. ``frames`` counts input frames. Samples are buffered
     until ``sync()``, ``close()``, a full buffer or ``encode_pending``; what a crash loses is what
-    was not synced, as with WAV.
+    was not synced, as with WAV. After a full disk, ``close()`` keeps the bytes that reached it
+    (every byte is two whole samples) and ``frames`` counts what they hold.
     """
 
     extension = "vox"
@@ -446,13 +449,20 @@ class VoxWriter:
         self.pending_samples = 0
         self.odd_code: int | None = None  # a first nibble waiting for its byte's second
         self.closed = False
+        # The first write error; later calls raise it again, close() acts on it.
+        self.failure: OSError | None = None
 
     @property
     def frames(self) -> int:
         return self._frames
 
     def write(self, samples: npt.NDArray[np.int16]) -> None:
-        """Append samples: shape ``(frames,)`` for mono or ``(frames, channels)``."""
+        """Append samples: shape ``(frames,)`` for mono or ``(frames, channels)``.
+
+        After a write error they are dropped: the error was raised where it happened and
+        ``sync()`` and ``close()`` raise it again."""
+        if self.failure is not None:
+            return
         # Kept until encoded, not copied (AudioWriter.write's contract).
         block = np.asarray(samples, dtype=np.int16)
         if block.ndim == 2:
@@ -464,7 +474,7 @@ class VoxWriter:
             self._pending.append(block)
             self.pending_samples += len(block)
         if self.pending_samples >= _CHUNK:
-            self._encode_own()
+            self._failing(self._encode_own)
 
     def take_pending(self, count: int) -> npt.NDArray[np.int16]:
         """Remove and return the first ``count`` buffered samples (for ``encode_pending``)."""
@@ -487,7 +497,12 @@ class VoxWriter:
 
     def put_packed(self, data: npt.NDArray[np.uint8]) -> None:
         """Write whole bytes of codes (no odd code may be waiting)."""
-        self._file.write(data.data)
+        self._check()
+        try:
+            self._file.write(data.data)
+        except OSError as exc:
+            self.failure = exc
+            raise
         self.data_bytes += len(data)
 
     def _encode_own(self) -> None:
@@ -497,28 +512,58 @@ class VoxWriter:
 
     def sync(self) -> None:
         """Encode and hand everything buffered to the OS (but a dangling odd sample)."""
+        self._check()
+        self._failing(self._sync)
+
+    def _sync(self) -> None:
         self._encode_own()
         self._file.flush()
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            if self._resampler is not None:
-                tail = self._resampler.flush()
-                if len(tail):
-                    self._pending.append(tail)
-                    self.pending_samples += len(tail)
-            self._encode_own()
-            if self.odd_code is not None:
-                data = bytes([self.odd_code << 4])  # sox pads an odd count with a zero nibble
-                self._file.write(data)
-                self.data_bytes += 1
-                self.odd_code = None
+    def fsync(self) -> None:
+        """``sync()``, then have the OS put the file on the disk (survives a power loss)."""
+        self.sync()
+        self._failing(lambda: fsync_file(self._file))
+
+    def close(self, fsync: bool = False) -> None:
+        """Encode what is left, flush (with ``fsync``, make it durable) and close the file.
+
+        After a full disk the file keeps the bytes that reached it and ``frames`` counts the
+        samples they hold; the OSError is raised once the file is closed. Any other write error
+        closes the file as it is and is raised.
+        """
+        self._close(lambda: self._finish(fsync), lambda: self._keep_what_is_on_disk(fsync))
+
+    def _finish(self, fsync: bool) -> None:
+        if self._resampler is not None:
+            tail = self._resampler.flush()
+            if len(tail):
+                self._pending.append(tail)
+                self.pending_samples += len(tail)
+        self._encode_own()
+        if self.odd_code is not None:
+            data = bytes([self.odd_code << 4])  # sox pads an odd count with a zero nibble
+            self._file.write(data)
+            self.data_bytes += 1
+            self.odd_code = None
+        if fsync:
+            fsync_file(self._file)
+        else:
             self._file.flush()
-        finally:
-            self.closed = True
-            self._file.close()
+
+    def _keep_what_is_on_disk(self, fsync: bool) -> None:
+        self._pending.clear()
+        self.pending_samples = 0
+        self.odd_code = None
+        fd = descriptor(self._file)
+        if fd < 0:
+            return  # an in-memory file: nothing was lost on its way to a disk
+        self.data_bytes = os.fstat(fd).st_size
+        # Two samples a byte at the file's rate; frames counts input frames.
+        self._frames = min(self._frames, 2 * self.data_bytes * self.sample_rate // self.rate)
+        if fsync:
+            os.fsync(fd)
+        logger.info("%s: cut at %d bytes by the full disk", getattr(self._file, "name", "?"),
+                    self.data_bytes)
 
 
 def encode_pending(writers: Sequence[VoxWriter]) -> int:
@@ -527,7 +572,7 @@ def encode_pending(writers: Sequence[VoxWriter]) -> int:
     Every writer gets as many samples encoded as the one with the fewest has buffered (writers
     fed in step, as the capture core feeds channels, are emptied); the rest waits for next time.
     """
-    live = [w for w in writers if not w.closed and w.pending_samples]
+    live = [w for w in writers if not w.closed and w.failure is None and w.pending_samples]
     if not live:
         return 0
     count = min(w.pending_samples for w in live)

@@ -39,8 +39,10 @@ class AfterCallEncoder:
         self._transcoder.start()
         try:
             rows = self._store.untranscoded_recordings([self.format])
-        except StoreError:
-            logger.exception("cannot list the recordings still to transcode; they stay WAV")
+        except StoreError as exc:
+            # Expected while the database is away (its changes wait in the spool).
+            logger.warning("cannot list the recordings still to transcode (%s); they stay WAV "
+                           "until the next start", exc)
             return
         wanted = {Path(row.filename) for row in rows}
         if self._recordings_dir.is_dir():

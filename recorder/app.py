@@ -31,9 +31,11 @@ from recorder.diskspace import DiskGuard
 from recorder.drivers import create_driver
 from recorder.errors import StartupError
 from recorder.eventbus import EventBus
+from recorder.events import Event, make_event
 from recorder.export import clean_work_dir
+from recorder.journal import Journal
 from recorder.mailer import Mailer
-from recorder.recovery import complete_interrupted
+from recorder.recovery import recover
 from recorder.retention import RetentionJob
 from recorder.scheduler import Scheduler, StoredFormat
 from recorder.store import Store, open_store
@@ -44,6 +46,9 @@ from recorder.writer import WriterLoop
 logger = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 10.0
+# How long after a start the RECORDINGSTOPPED of recordings a crash interrupted are given to
+# each new event subscriber (a CTI system reconnecting after the restart).
+RECOVERED_EVENTS_HOLD_SECONDS = 300.0
 
 
 class Recorder:
@@ -54,6 +59,7 @@ class Recorder:
         self.config = config
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self.store: Store | None = None
+        self.journal: Journal | None = None
         self.capture: CaptureCore | None = None
         self.writer: WriterLoop | None = None
         self.scheduler: Scheduler | None = None
@@ -122,7 +128,17 @@ class Recorder:
         parts = self.telemetry.parts
         store = self.store = parts.store = open_store(config.storage)
         self._started("store", store.close)
-        complete_interrupted(store)  # before anything records: a crash's leftovers first
+        # Before anything records: the recordings a crash left open first (recorder/recovery.py).
+        journal = self.journal = Journal(data_dir)
+        try:
+            contents = journal.open()
+        except OSError as exc:
+            raise StartupError(f"storage.data_dir: cannot open the crash journal "
+                               f"{journal.path}: {exc.strerror or exc}") from exc
+        self._started("journal", journal.close)
+        recovered: list[Event] = [r.event for r in recover(store, journal, contents)
+                                  if r.event is not None]
+        recovered += [make_event(kind, fields) for kind, fields in contents.announce]
 
         storage = config.storage
         options: dict[str, Any] = {}
@@ -153,7 +169,8 @@ class Recorder:
         if not capture.channels:
             logger.warning("no boards configured: calls are tracked but nothing is recorded")
 
-        writer = self.writer = parts.writer = WriterLoop()
+        writer = self.writer = parts.writer = WriterLoop(
+            fsync_interval=config.storage.fsync_interval_seconds)
         writer.start()
         self._started("writer", lambda: self._halt("writer", writer.stop, writer.join))
 
@@ -161,6 +178,9 @@ class Recorder:
         # last events (shutdown's CALLSTOP and RECORDINGSTOPPED), ending every subscription.
         events = self.events = parts.events = EventBus(config.api.event_queue_size)
         self._started("events", events.close)
+        # Subscribers can only connect once the API listens: the recovered recordings'
+        # RECORDINGSTOPPED wait for them a while.
+        events.hold(recovered, RECOVERED_EVENTS_HOLD_SECONDS)
 
         disk = self.disk = parts.disk = DiskGuard.from_config(config)
         scheduler = self.scheduler = Scheduler(
@@ -170,7 +190,8 @@ class Recorder:
             commit_delay_seconds=config.capture.commit_delay_seconds,
             stereo=config.storage.stereo, stored=stored, after_call=after_call,
             policy=Policy.from_config(config.recording, len(capture.channels)),
-            disk_ok=disk.ok, events=events)
+            disk_ok=disk.ok, disk_full=disk.disk_full, events=events, journal=journal,
+            max_tracked_devices=config.recording.max_tracked_devices)
         scheduler.start()
         parts.scheduler = scheduler
         self._started("scheduler", scheduler.stop)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from recorder.devices import LiveCall, Recording
 from recorder.events import Event, make_event
-from recorder.store import RecordingRow
+from recorder.store import NewRecording, RecordingRow
 from recorder.timefmt import manual_datetime
 
 NOT_SET = "-1"
@@ -47,4 +47,23 @@ def stored_update_event(row: RecordingRow) -> Event:
     })
 
 
-__all__ = ["call_event", "stored_update_event"]
+def recovered_event(row: NewRecording, record_id: int | None, reason: str = "RECOVERED",
+                    ) -> Event:
+    """RECORDINGSTOPPED for a recording a crash interrupted, completed at the next start.
+
+    The same fields as the scheduler's, from what the crash journal kept of the call (its
+    metadata as it was when the recording started)."""
+    return make_event("RECORDINGSTOPPED", {
+        **row.meta,
+        "GLOBALCALLID": row.global_id, "DEVICEID": row.device_id, "AGENTID": "",
+        "CALLINSTANCE": row.call_instance, "STATION": row.meta.get("STATIONNAME", ""),
+        "ISTRUNK": "", "KEEPDAYS": _number(row.keep_days),
+        "ARCHIVEACTION": _number(row.archive_action),
+        "STARTTIME": manual_datetime(row.start_time), "COREIDENT": str(row.core_ident),
+        "FILENAME": row.filename,
+        "CHANNEL": str(row.channel) if row.channel is not None else "",
+        "ERRORREASON": reason, "RECORDID": str(record_id) if record_id else "",
+    })
+
+
+__all__ = ["call_event", "recovered_event", "stored_update_event"]

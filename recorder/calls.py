@@ -71,3 +71,4 @@ STOP_MAXRECORDTIME = "maxrecordtime"  # it reached its MAXRECORDTIME
 STOP_MAXRECORDSILENCE = "maxrecordsilence"  # MAXRECORDSILENCE seconds of continuous silence
 STOP_PREEMPTED = "preempted"  # a call with a higher PRIORITY needed its place
 STOP_CALL_ENDED = "callended"  # a partial recording ended because its call did
+STOP_TRUNCATED = "truncated"  # the disk was full: the file ends where the disk did

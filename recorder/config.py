@@ -97,6 +97,19 @@ class StorageConfig:
     transcode_workers: int = setting(
         2, "threads transcoding recordings after their call (encode = after-call)", min=1,
         max=64)
+    fsync_interval_seconds: float = setting(
+        5.0, "each open recording is fsynced (put on the disk, so a power loss cannot take "
+        "it) at most this often, and when it closes; 0: never, the OS writes files back in "
+        "its own time (about 30 s on Linux) at no cost to the writer loop", min=0.0,
+        max=3600.0)
+    disk_full_resume_seconds: float = setting(
+        120.0, "after a write failed for lack of space (recordings cut short, truncated), new "
+        "recordings wait until the free space holds this many seconds of what the cut "
+        "recordings write (and retention.min_free_mb); 0: as soon as any space is back",
+        min=0.0, max=86400.0)
+    spool_retry_seconds: float = setting(
+        2.0, "while the database cannot be written, recording rows wait in a spool file in "
+        "data_dir; how often the spool tries to write them in", min=0.1, max=600.0)
 
     @property
     def recordings_dir(self) -> Path:
@@ -105,6 +118,10 @@ class StorageConfig:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "recorder.sqlite3"
+
+    @property
+    def spool_path(self) -> Path:
+        return self.data_dir / "store-spool.jsonl"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +146,8 @@ class ApiConfig:
     socket_port: int = setting(5620, "XML socket API port; 0 picks a free port", min=0, max=65535)
     web_port: int = setting(2012, "WebAPI (HTTP) port; 0 picks a free port", min=0, max=65535)
     max_message_bytes: int = setting(
-        1 << 20, "longest socket API message; longer ones get code 16", min=1024, max=64 << 20
+        1 << 20, "longest socket API message or WebAPI form body; longer ones get code 16 "
+        "(the socket connection is closed)", min=1024, max=64 << 20
     )
     calllist_max_rows: int = setting(
         10000, "most rows one CALLLIST returns (CALLCOUNT cannot exceed it)", min=1, max=1_000_000
@@ -139,6 +157,18 @@ class ApiConfig:
         5.0, "a socket message left incomplete this long is answered with code 16",
         min=0.1, max=600.0,
     )
+    message_deadline_seconds: float = setting(
+        30.0, "a socket message still arriving this long after its first byte (a slow "
+        "sender) is answered with code 16 and the connection closed", min=0.1, max=3600.0)
+    idle_timeout_seconds: float = setting(
+        3600.0, "a socket connection that sends no message for this long is closed; event "
+        "subscribers never are; 0: never", min=0.0, max=604800.0)
+    max_clients: int = setting(
+        256, "socket connections and WebAPI event streams open at once; the next gets code "
+        "48 and is closed", min=1, max=65536)
+    command_queue_size: int = setting(
+        64, "requests waiting for a free API worker; beyond it a request is answered 47 at "
+        "once", min=0, max=100_000)
     tls_port: int = setting(
         2013, "WebAPI over HTTPS port, served when tls_cert and tls_key are set; 0 picks a "
         "free port", min=0, max=65535)
@@ -366,6 +396,12 @@ class RecordingConfig:
     max_record_silence_seconds: int = setting(
         0, "MAXRECORDSILENCE of calls that send none and whose schedule sets none; 0 = off",
         min=0, max=_INT32_MAX)
+    # The default is recorder.devices.DEFAULT_MAX_TRACKED_DEVICES (not imported: config stays
+    # free of the call model); tests/test_devices.py checks the two agree.
+    max_tracked_devices: int = setting(
+        10_000, "devices no channel taps that are remembered from their calls (DEVICESTATUS, "
+        "DEVICELIST, lookups by DEVICEALIAS...); beyond it the least recently used one without "
+        "an open call is forgotten", min=1, max=10_000_000)
     schedules: tuple[ScheduleConfig, ...] = setting(
         (), "recording rules, first match decides; none = record every call")
     blocked: tuple[BlockedFilterConfig, ...] = setting(

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -162,6 +163,8 @@ class EventBus:
         self._subscriptions: tuple[Subscription, ...] = ()
         self._xrefs = itertools.count(1)
         self._closed = False
+        # Events kept for subscribers yet to come: (until, event), see hold().
+        self._held: tuple[tuple[float, Event], ...] = ()
 
     @property
     def subscribers(self) -> int:
@@ -203,7 +206,32 @@ class EventBus:
                 subscription._closed = True
             else:
                 self._subscriptions = (*self._subscriptions, subscription)
+            held = self._held
+        if held:
+            now = time.monotonic()
+            wanted = [event for until, event in held
+                      if until > now and subscription.matches(event)]
+            # Never so many that the new subscriber is dropped for them.
+            for event in wanted[-max(1, self.queue_size // 2):]:
+                subscription._offer(event)
         return subscription
+
+    def hold(self, events: Iterable[Event], seconds: float) -> None:
+        """Publish ``events`` and keep them ``seconds`` for every subscription made meanwhile.
+
+        For what happened before anyone could subscribe: the RECORDINGSTOPPED of recordings a
+        crash interrupted, completed at start-up before the API listens. A subscriber that
+        connects in the minutes after a restart gets them first (each one once)."""
+        events = list(events)
+        if not events:
+            return
+        until = time.monotonic() + seconds
+        with self._lock:
+            now = time.monotonic()
+            self._held = (*((u, e) for u, e in self._held if u > now),
+                          *((until, e) for e in events))
+        for event in events:
+            self.publish(event)
 
     def close(self) -> None:
         """End every subscription (their readers get what is queued, then None) and accept

@@ -91,4 +91,18 @@ def configure_logging(level: str) -> str:
                          else logging.Formatter(STDERR_FORMAT))
     root.addHandler(handler)
     root.setLevel(level.upper())
+    skip_unused_record_fields()
     return target
+
+
+def skip_unused_record_fields() -> None:
+    """Stop logging from working out what no format of ours prints: the caller's file, line
+    and function (a walk up the stack), the process's name and id, for every record.
+
+    The "Optimization" section of the logging documentation names these switches. Every
+    recorded call logs a line, so this is paid per call. Thread names stay (tracebacks and
+    ``recorderctl`` stack dumps are about threads).
+    """
+    logging._srcfile = None
+    logging.logProcesses = False
+    logging.logMultiprocessing = False

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
+
+logger = logging.getLogger(__name__)
 
 # A DEVICEID is free text from a CTI link or an API client; only these characters reach the
 # file system, so no DEVICEID can climb out of the recordings directory or name a device file.
@@ -55,3 +59,20 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def give_to_directory_owner(fd: int, directory: Path) -> None:
+    """Make a file just created by root belong to the owner of ``directory`` (the service's
+    user): an offline ``recorderctl`` run as root must not leave a file in the data directory
+    that recorderd, running as its own user, cannot open. Nothing to do for anyone else, or
+    when the owners already match; where chown is refused (a sandbox), the file stays as it is.
+    """
+    if os.geteuid() != 0:
+        return
+    owner, current = directory.stat(), os.fstat(fd)
+    if (owner.st_uid, owner.st_gid) == (current.st_uid, current.st_gid):
+        return
+    try:
+        os.fchown(fd, owner.st_uid, owner.st_gid)
+    except PermissionError as exc:
+        logger.warning("cannot give %s's new file to its owner: %s", directory, exc)

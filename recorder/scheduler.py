@@ -35,6 +35,7 @@ from recorder.calls import (
     STOP_RECORDSTOP,
     STOP_REPLACED,
     STOP_SHUTDOWN,
+    STOP_TRUNCATED,
     CallError,
     CallStart,
     CallUpdate,
@@ -44,7 +45,13 @@ from recorder.capture import CaptureCore, Channel
 from recorder.channels import Phase
 from recorder.codecs import file_extension, open_writer
 from recorder.decision import ActiveRecording, CallFacts, Decision, Policy, decide
-from recorder.devices import DeviceTable, LiveCall, Recording
+from recorder.devices import (
+    DEFAULT_MAX_TRACKED_DEVICES,
+    DeviceTable,
+    LiveCall,
+    Recording,
+    TableSize,
+)
 from recorder.devicestatus import (
     NORMAL_STOPS,
     ChannelInfo,
@@ -53,6 +60,7 @@ from recorder.devicestatus import (
 )
 from recorder.errors import StoreError
 from recorder.events import EventSink, NoEvents
+from recorder.journal import Journal
 from recorder.limits import Limits, Side, limit_reached
 from recorder.paths import create_unique, recording_path
 from recorder.resultcodes import ResultCode
@@ -65,6 +73,8 @@ logger = logging.getLogger(__name__)
 # How often recordings are checked against their MAXRECORDTIME and MAXRECORDSILENCE. A limit
 # ends the file at the exact sample it was reached, however late the check runs.
 LIMIT_INTERVAL = 0.1
+# After a full disk, how often the disk guard is asked whether there is room again.
+ROOM_CHECK_SECONDS = 1.0
 
 class AfterCall(Protocol):
     """Where finished PCM WAV recordings go to become the stored format (recorder.aftercall)."""
@@ -140,6 +150,44 @@ def _global_ids(core_ident: int) -> Iterator[str]:
         yield f"{core_ident % 10000:04d}{n % 10**11:011d}"
 
 
+class AgentCache:
+    """Device -> (AGENTID, user name) of the agent whose phone it is, as last read.
+
+    ``clear`` empties it and also keeps out any answer read before it was called: a lookup
+    that read the database while a directory change was being made must not leave the old
+    answer behind it. At most ``limit`` devices are kept (it starts afresh when full).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(1, limit)
+        self._lock = threading.Lock()
+        self._agents: dict[str, tuple[str, str]] = {}
+        self._generation = 0  # how many times it was cleared
+
+    def get(self, device_id: str,
+            read: Callable[[str], tuple[str, str] | None]) -> tuple[str, str]:
+        """The kept answer for ``device_id``, else ``read(device_id)`` (kept unless None)."""
+        with self._lock:
+            found = self._agents.get(device_id)
+            generation = self._generation
+        if found is not None:
+            return found
+        answer = read(device_id)
+        if answer is None:
+            return "", ""
+        with self._lock:
+            if generation == self._generation:
+                if len(self._agents) >= self._limit:
+                    self._agents.clear()
+                self._agents[device_id] = answer
+        return answer
+
+    def clear(self) -> None:
+        with self._lock:
+            self._agents.clear()
+            self._generation += 1
+
+
 class Scheduler:
     """Owns the live call model and every recording in progress."""
 
@@ -150,6 +198,9 @@ class Scheduler:
                  after_call: AfterCall | None = None, policy: Policy | None = None,
                  events: EventSink | None = None,
                  disk_ok: Callable[[], bool] | None = None,
+                 disk_full: Callable[[Path, float], None] | None = None,
+                 journal: Journal | None = None,
+                 max_tracked_devices: int = DEFAULT_MAX_TRACKED_DEVICES,
                  clock: Callable[[], float] = time.time) -> None:
         self._capture = capture
         self._store = store
@@ -165,14 +216,25 @@ class Scheduler:
         self._policy = policy or Policy()
         self._events: EventSink = events or NoEvents()
         self._disk_ok = disk_ok or (lambda: True)
+        # A file was cut short by a full disk: (its path, its bytes a second) to the disk guard.
+        self._disk_full = disk_full or (lambda path, rate: None)
+        # Calls still up whose recording a full disk cut, by GLOBALCALLID: each gets a new
+        # recording once there is room (_resume_after_disk_full). The next look, monotonic.
+        # Own lock: taken under a call's lock, which must never wait for the scheduler's.
+        self._cut_lock = threading.Lock()
+        self._cut_calls: dict[str, LiveCall] = {}
+        self._disk_full_seen = False
+        self._next_room_check = 0.0
+        self._journal = journal
         self._lock = threading.Lock()
-        self._devices = DeviceTable()
+        self._devices = DeviceTable(max_tracked_devices)
         for channel in capture.channels:
             self._devices.add(channel.device_id, channel.id)
         self._global_ids = _global_ids(core_ident)
         # AGENTBLACKOUTSTART: device -> the agent's blackout is running on it (new calls on
         # the device start blacked out until AGENTBLACKOUTSTOP).
         self._agent_blackouts: set[str] = set()
+        self._agents = AgentCache(max_tracked_devices)
         self._running = True
         self._stop = threading.Event()
         self._timer = threading.Thread(target=self._run_timer, name="scheduler-limits",
@@ -524,6 +586,12 @@ class Scheduler:
                             channel.trigger, channel.status.snapshot(), channel.levels())
                 for channel in self._capture.channels]
 
+    def device_table_size(self) -> TableSize:
+        """How many devices the live table holds (tapped, and tracked from calls)."""
+        # Without the lock: the counts are plain len() reads, and /status must answer while
+        # the scheduler is stuck.
+        return self._devices.size()
+
     def in_progress(self, timeout: float = -1) -> list[InProgress] | None:
         """The recordings of the calls in progress, oldest call first.
 
@@ -561,6 +629,11 @@ class Scheduler:
                 self.enforce_limits()
             except Exception:
                 logger.exception("scheduler: checking recording limits failed")
+            try:
+                self._end_truncated()
+                self._resume_after_disk_full()
+            except Exception:
+                logger.exception("scheduler: handling the full disk failed")
             self.heartbeat = time.monotonic()
 
     def enforce_limits(self) -> None:
@@ -642,15 +715,28 @@ class Scheduler:
             keep_days=start.keep_days, archive_action=start.archive_action)
 
     def _agent_of(self, device_id: str) -> tuple[str, str]:
-        """(AGENTID, user name) of the agent whose phone the device is; ("", "") if none."""
+        """(AGENTID, user name) of the agent whose phone the device is; ("", "") if none.
+
+        Kept in memory between directory changes (``directory_changed``), so a CALLSTART does
+        not read the database (and wait for its lock behind the recordings' commits).
+        """
+        return self._agents.get(device_id, self._read_agent_of)
+
+    def _read_agent_of(self, device_id: str) -> tuple[str, str] | None:
+        """The database's answer for ``_agent_of``; None (not kept) when it cannot be read."""
         try:
             users = self._store.find_users(UserQuery(phone_id=device_id))
         except StoreError:
             logger.exception("cannot look up the agent of %s; recording without", device_id)
-            return "", ""
+            return None
         if not users:
             return "", ""
         return str(users[0].user_id), users[0].username
+
+    def directory_changed(self) -> None:
+        """Users or their phones may have changed (IMPORTUSER, IMPORTAGENTPHONE): the next
+        CALLSTART on any device looks its agent up again."""
+        self._agents.clear()
 
     def _resolve(self, query: DeviceQuery) -> str:
         if not query:
@@ -749,7 +835,12 @@ class Scheduler:
                 path.unlink(missing_ok=True)  # nothing of the call is in it yet
                 raise
         except Exception as exc:
-            no_space = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+            # The writer's header write wraps its OSError in a CodecError.
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            no_space = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC,
+                                                                      errno.EDQUOT)
+            if no_space:
+                self._disk_full(wanted, 0.0)  # refuse the next ones until there is room
             reason = (ResultCode.API_ERROR_OUT_OF_DISK_SPACE if no_space
                       else ResultCode.API_ERROR_NO_DEFAULT_RECORDING_PATH)
             if not partial:
@@ -764,16 +855,21 @@ class Scheduler:
         if max_time:
             session.stop_at = position + max_time * channel.sample_rate
         recording = Recording(session=session, partial=partial, meta=dict(meta or call.meta))
-        self._writer.add(session)
-        self.stats.count("started")
+        row = self._new_row(call, recording, channel)
         try:
-            recording.record_id = self._store.insert_recording(
-                self._new_row(call, recording, channel))
+            recording.record_id = self._store.insert_recording(row)
         except StoreError:
             # The audio matters more than the row: keep recording; the row is written when the
-            # call stops.
+            # call stops (or, after a crash, from the journal).
             logger.exception("call on %s: recording to %s without a row for now",
                              call.device_id, path)
+        # In the journal, on disk, before the first sample and before the request that
+        # started it is answered: a crash from here on cannot lose the recording.
+        self._journal_begin(recording, row, fmt, sides, options)
+        self._writer.add(session)
+        self.stats.count("started")
+        # At INFO although the line at its end says more: a field engineer following a long
+        # call in the log must see that it is being recorded, and where.
         logger.info("recording %s%s on channel %d to %s (RECORDID %s)", call.device_id,
                     " (RECORDSTART)" if partial else "", channel.id, path, recording.record_id)
         return recording
@@ -818,6 +914,7 @@ class Scheduler:
     def _complete(self, call: LiveCall, recording: Recording, reason: str,
                   result: SessionResult) -> None:
         session = recording.session
+        reason = self._truncated_reason(call, recording, reason)
         stop_time = call.stop_time if call.stop_time is not None else self._clock()
         done = FinishedRecording(
             stop_time=stop_time, duration=result.duration, audio_size=result.size,
@@ -831,6 +928,7 @@ class Scheduler:
                     self._new_row(call, recording, session.channel))
             self._store.finish_recording(recording.record_id, done)
             saved = True
+            self._journal_end(recording)
         except StoreError:
             # Start-up completes the row from the file and transcodes it then.
             logger.exception("recording %s is complete but its row could not be written",
@@ -841,8 +939,33 @@ class Scheduler:
             self._publish("RECORDINGUPDATE", call, recording)
             if self._after_call is not None and not session.failed:
                 self._after_call.submit(result.path)
-        logger.info("recorded %s: %.2f s, %d bytes, %s (RECORDID %s)", call.device_id,
-                    result.duration, result.size, reason, recording.record_id)
+        logger.info("recorded %s%s on channel %d to %s: %.2f s, %d bytes, %s (RECORDID %s)",
+                    call.device_id, " (RECORDSTART)" if recording.partial else "",
+                    session.channel.id, result.path, result.duration, result.size, reason,
+                    recording.record_id)
+
+    def _journal_begin(self, recording: Recording, row: NewRecording, fmt: str, sides: int,
+                       options: dict[str, Any]) -> None:
+        if self._journal is None:
+            return
+        session = recording.session
+        try:
+            recording.journal_key = self._journal.begin(
+                path=session.path, fmt=fmt, sample_rate=session.channel.sample_rate,
+                channels=sides, row=row, record_id=recording.record_id, options=options)
+        except OSError:
+            # Recording it matters more than the promise of recovering it after a crash.
+            logger.exception("%s: not in the crash journal; recording anyway", session.path)
+
+    def _journal_end(self, recording: Recording) -> None:
+        if self._journal is None or recording.journal_key is None:
+            return
+        try:
+            self._journal.end(recording.journal_key)
+        except OSError:
+            # Harmless: the next start finds the row complete and leaves it.
+            logger.exception("%s: cannot end its crash journal entry", recording.session.path)
+        recording.journal_key = None
 
     def _update_row(self, record_id: int, update: CallUpdate) -> bool:
         try:
@@ -864,6 +987,84 @@ class Scheduler:
             agent_initiated=call.agent_initiated, global_id=call.global_id,
         )
 
+    # --- a full disk ------------------------------------------------------------------------
+
+    def _end_truncated(self) -> None:
+        """End every recording a full disk stopped writing (on the limits timer's thread)."""
+        with self._lock:
+            calls = [c for d in self._devices.all() for c in d.active.values()]
+        for call in calls:
+            for recording in call.recordings():
+                if recording.active and recording.session.out_of_space:
+                    with call.lock:
+                        self._note_disk_full(call, recording)
+                        self._end_recording(call, recording, STOP_TRUNCATED,
+                                            self._position(call))
+
+    def _note_disk_full(self, call: LiveCall, recording: Recording) -> None:
+        """The disk guard refuses new recordings; the call, while up, waits for room."""
+        session = recording.session
+        self._disk_full(session.path, session.bytes_per_second)
+        with self._cut_lock:
+            self._disk_full_seen = True
+            if call.stop_time is None:
+                self._cut_calls[call.global_id] = call
+
+    def _truncated_reason(self, call: LiveCall, recording: Recording, reason: str) -> str:
+        """``truncated`` for a file a full disk cut short, whatever ended it (a CALLSTOP whose
+        last write found the disk full included); else ``reason``."""
+        if not recording.session.out_of_space:
+            return reason
+        if reason != STOP_TRUNCATED:
+            self._note_disk_full(call, recording)
+        recording.stop_reason = STOP_TRUNCATED
+        if recording is call.main:
+            call.stop_reason = STOP_TRUNCATED
+        return STOP_TRUNCATED
+
+    def _resume_after_disk_full(self) -> None:
+        """Once a second after a full disk: when the disk guard has room again, every call
+        still up that lost its recording to it gets a new one (as RECORDSTART would)."""
+        now = time.monotonic()
+        with self._cut_lock:
+            if not self._disk_full_seen or now < self._next_room_check:
+                return
+            self._next_room_check = now + ROOM_CHECK_SECONDS
+        if not self._disk_ok():
+            return
+        with self._cut_lock:
+            self._disk_full_seen = False
+            waiting = list(self._cut_calls.values())
+            self._cut_calls.clear()
+        with self._lock:
+            up = {id(c) for d in self._devices.all() for c in d.active.values()}
+        for call in waiting:
+            if id(call) in up:
+                with call.lock:
+                    self._continue_recording(call)
+
+    def _continue_recording(self, call: LiveCall) -> None:
+        """A new partial recording of ``call`` from now, with its metadata and its limits."""
+        channel = self._capture.channel_for_device(call.device_id)
+        if call.stop_time is not None or channel is None or any(
+                r.active for r in call.recordings()):
+            return
+        cut = call.main if call.main is not None else call.partials[-1]
+        max_time = cut.max_record_time
+        if max_time:
+            # MAXRECORDTIME bounds the call's recording, not each file of it.
+            elapsed = (channel.position - cut.session.start) // channel.sample_rate
+            max_time -= int(elapsed)
+            if max_time <= 0:
+                return
+        recording = self._begin_recording(call, channel.position, partial=True,
+                                          meta=dict(call.meta), max_time=max_time,
+                                          max_silence=cut.max_record_silence)
+        if recording is not None:
+            call.partials.append(recording)
+            logger.info("%s: recording continues after the full disk in %s (RECORDID %s)",
+                        call.device_id, recording.filename, recording.record_id)
+
     # --- events ------------------------------------------------------------------------------
 
     def _publish(self, event_type: str, call: LiveCall, recording: Recording | None = None,
@@ -880,8 +1081,11 @@ class Scheduler:
             row = self._store.get_recording(record_id)
             if row is not None:
                 self._events.publish(stored_update_event(row))
+        except StoreError as exc:
+            # The database is away: the update waits in the spool, the row cannot be read.
+            logger.warning("RECORDINGUPDATE for %d not published: %s", record_id, exc)
         except Exception:
             logger.exception("RECORDINGUPDATE for %d could not be published", record_id)
 
 
-__all__ = ["InProgress", "Scheduler", "SchedulerStats", "StoredFormat"]
+__all__ = ["AgentCache", "InProgress", "Scheduler", "SchedulerStats", "StoredFormat"]

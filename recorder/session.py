@@ -3,12 +3,23 @@
 The writer loop pumps every open session a few times a second; ``finish`` drains the session up
 to the position the call stopped at and closes the file. Both take the session's lock, so the
 file is only ever touched by one thread at a time.
+
+What reaches the OS: every half second of audio (``SYNC_SECONDS``) the writer hands what it holds
+to the OS and brings the header up to date, so a killed process (kill -9) loses at most that
+plus what the writer loop had not pumped yet (``docs/call-model.md``). What reaches the disk:
+with ``fsync_interval`` (storage.fsync_interval_seconds, set by the writer loop) the file is
+fsynced that often and at close, so a power loss loses at most that much.
+
+A full disk (ENOSPC, EDQUOT) ends the writing at once: ``out_of_space`` is set, the writer
+cuts the file to the whole frames on disk when it closes, and the scheduler ends the recording
+as ``truncated``. Any other write error only stops the writing (``failed``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,9 +39,14 @@ from recorder.blackout import (
 )
 from recorder.capture import Channel
 from recorder.codecs import AudioWriter
+from recorder.codecs.wav import out_of_space
 from recorder.paths import sha256_file
 
 logger = logging.getLogger(__name__)
+
+# Audio is handed to the OS (write and flush, header rewritten) at least every this many seconds
+# of it: what a killed process can lose beyond the writer loop's last pump.
+SYNC_SECONDS = 0.5
 
 
 class ByteCounter:
@@ -87,8 +103,15 @@ class RecordingSession:
         self.delay_frames = delay_frames
         self._lock = threading.Lock()
         self._synced_frames = 0
+        self._sync_frames = max(1, round(SYNC_SECONDS * self.channel.sample_rate))
         self.lost_samples = 0
         self.failed: str | None = None
+        # The disk was full (ENOSPC, EDQUOT): the file ends where the disk did.
+        self.out_of_space = False
+        # Seconds between fsyncs of the file, and whether it is fsynced at close; 0: never,
+        # the OS writes it back in its own time. The writer loop that pumps it sets it.
+        self.fsync_interval = 0.0
+        self._fsynced_at = time.monotonic()
         self._result: SessionResult | None = None
         # The call's blacked-out ranges: zeroed on their way to the file, and silenced in the
         # file when one reaches back before what was already written.
@@ -107,6 +130,15 @@ class RecordingSession:
     @property
     def closed(self) -> bool:
         return self._result is not None
+
+    @property
+    def bytes_per_second(self) -> float:
+        """Bytes a second of this recording takes in its file (PCM's until a second is in)."""
+        rate = self.channel.sample_rate
+        frames = self._writer.frames
+        if frames < rate:
+            return float(2 * self._writer.channels * rate)
+        return self._writer.data_bytes * rate / frames
 
     @property
     def writer(self) -> AudioWriter:
@@ -131,10 +163,22 @@ class RecordingSession:
                 self._write_until(self.channel.position - self.delay_frames, sync)
 
     def sync_if_due(self) -> None:
-        """Sync the file if a second or more has been written since the last sync."""
+        """Sync the file if half a second or more has been written since the last sync."""
         with self._lock:
             if self._result is None and self.failed is None:
                 self._sync_if_due()
+
+    def fsync_if_due(self, now: float) -> None:
+        """fsync the file if ``fsync_interval`` seconds (monotonic ``now``) have passed."""
+        with self._lock:
+            if (self._result is not None or self.failed is not None or self.fsync_interval <= 0
+                    or now - self._fsynced_at < self.fsync_interval):
+                return
+            self._fsynced_at = now
+            try:
+                self._writer.fsync()
+            except OSError as exc:
+                self._write_failed(exc)
 
     def blackout_reached_back(self) -> None:
         """A blackout now covers audio already written: silence it in the file.
@@ -186,10 +230,13 @@ class RecordingSession:
             if self.failed is None:
                 self._write_until(min(end, self.channel.position))
             try:
-                self._writer.close()
+                self._writer.close(fsync=self.fsync_interval > 0)
             except OSError as exc:
-                self.failed = self.failed or str(exc)
-                logger.exception("%s: closing failed", self.path)
+                if out_of_space(exc):
+                    self._write_failed(exc)
+                else:
+                    self.failed = self.failed or str(exc)
+                    logger.exception("%s: closing failed", self.path)
             if self._silence_at_close and self.failed is None:
                 try:
                     self._silence_written()
@@ -236,21 +283,31 @@ class RecordingSession:
                 self._sync_if_due()
             self._count_written()
         except OSError as exc:
-            self.failed = str(exc)
-            logger.exception("%s: writing failed; the file keeps what was written before",
-                             self.path)
+            self._write_failed(exc)
 
     def _sync_if_due(self) -> None:
         try:
-            if self._writer.frames - self._synced_frames >= self.channel.sample_rate:
+            if self._writer.frames - self._synced_frames >= self._sync_frames:
                 self._writer.sync()
                 self._synced_frames = self._writer.frames
         except OSError as exc:
-            self.failed = str(exc)
-            logger.exception("%s: writing failed; the file keeps what was written before",
-                             self.path)
+            self._write_failed(exc)
         # VOX grows its file in the writer loop's batch encoding, between pump and sync.
         self._count_written()
+
+    def _write_failed(self, exc: OSError) -> None:
+        """The file takes no more audio (under the lock): a full disk, or a broken one."""
+        if self.failed is not None:
+            return
+        self.failed = str(exc)
+        if out_of_space(exc):
+            # Not a bug to trace: the disk is full. The file is closed valid at what is on it.
+            self.out_of_space = True
+            logger.warning("%s: the disk is full (%s): the recording ends where the disk did",
+                           self.path, exc.strerror or exc)
+        else:
+            logger.error("%s: writing failed; the file keeps what was written before",
+                         self.path, exc_info=exc)
 
     def _count_written(self) -> None:
         """Report the bytes the writer has taken since the last report (under the lock)."""

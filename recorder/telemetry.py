@@ -163,6 +163,8 @@ class Telemetry:
         started = p.scheduler.stats.started if p.scheduler is not None else 0
         free = self._free_bytes()
         disk = f"disk {free / GIB:.1f} GB free" if free is not None else "disk space unknown"
+        if p.disk is not None and p.disk.full:
+            disk = f"DISK FULL, new recordings refused ({disk})"
         problems = self.health()
         # A board that does not capture is not a hang (its driver keeps reopening the device),
         # but it is the first thing `systemctl status` should show.
@@ -207,6 +209,7 @@ class Telemetry:
                 "refused": stats.refused if stats else 0,
             },
             "active": self._active(),
+            "devices": self._devices(),
             "api": {
                 "socket": _address(p.api.socket_address) if p.api else None,
                 "web": _address(p.api.web_address) if p.api else None,
@@ -265,12 +268,19 @@ class Telemetry:
             total = _disk_total(path)
         except OSError as exc:
             detail = f"cannot read the space on {path}: {exc.strerror or exc}"
+        full = disk is not None and disk.full
+        if full and disk is not None and not detail:
+            detail = disk.explain()
         return {
             "path": str(path),
             "free_bytes": free,
             "total_bytes": total,
             "min_free_bytes": floor,
-            "ok": free is not None and (floor <= 0 or free >= floor),
+            # A write failed for lack of space: new recordings wait for resume_free_bytes.
+            "full": full,
+            "resume_free_bytes": disk.resume_bytes if full and disk is not None else None,
+            "truncated": disk.truncated if disk is not None else 0,
+            "ok": free is not None and (floor <= 0 or free >= floor) and not full,
             "detail": detail,
         }
 
@@ -279,7 +289,8 @@ class Telemetry:
         storage = self.parts.config.storage
         if store is None:
             return {"backend": "", "path": str(storage.database_path), "ok": False,
-                    "recordings": None, "errors": 0, "detail": "the store is not open"}
+                    "recordings": None, "errors": 0, "spooled": 0,
+                    "detail": "the store is not open"}
         recordings: int | None = None
         detail = ""
         try:
@@ -287,7 +298,15 @@ class Telemetry:
         except Exception as exc:  # StoreError, or anything a broken backend raises
             detail = str(exc)
         return {"backend": store.backend, "path": store.location, "ok": recordings is not None,
-                "recordings": recordings, "errors": store.errors, "detail": detail}
+                "recordings": recordings, "errors": store.errors, "spooled": store.spooled,
+                "detail": detail}
+
+    def _devices(self) -> dict[str, int] | None:
+        if self.parts.scheduler is None:
+            return None
+        size = self.parts.scheduler.device_table_size()
+        return {"tapped": size.tapped, "tracked": size.tracked,
+                "max_tracked": size.max_tracked, "evicted": size.evicted}
 
     def _active(self) -> list[dict[str, Any]] | None:
         if self.parts.scheduler is None:
@@ -332,6 +351,7 @@ class Telemetry:
 
         families += self._capture_families()
         families += self._recording_families()
+        families += self._device_families()
 
         written = MetricFamily("recorder_bytes_written_total",
                                "Bytes written into recording files while recording", "counter")
@@ -349,10 +369,22 @@ class Telemetry:
                              "(0: none)", "gauge")
         floor.add(p.disk.floor_bytes if p.disk is not None else 0)
         families.append(floor)
+        full = MetricFamily("recorder_disk_full",
+                            "1 while new recordings are refused because a write found the disk "
+                            "full, until the resume threshold is free again", "gauge")
+        full.add(1 if p.disk is not None and p.disk.full else 0)
+        families.append(full)
+        truncated = MetricFamily("recorder_recordings_truncated_total",
+                                 "Recordings cut short by a full disk (stop reason truncated)",
+                                 "counter")
+        truncated.add(p.disk.truncated if p.disk is not None else 0)
+        families.append(truncated)
 
         if p.dispatcher is not None:
             families.append(p.dispatcher.stats.requests.collect())
             families.append(p.dispatcher.stats.latency.collect())
+            families.append(p.dispatcher.stats.pending.collect())
+            families.append(p.dispatcher.stats.clients.collect())
         subscribers = MetricFamily("recorder_event_subscribers",
                                    "Event subscribers connected (socket EVENTS, WebAPI EVENTS, "
                                    "Server-Sent Events)", "gauge")
@@ -362,6 +394,11 @@ class Telemetry:
                               "Errors the database store has raised, whoever called", "counter")
         errors.add(p.store.errors if p.store is not None else 0)
         families.append(errors)
+        spooled = MetricFamily("recorder_store_spooled_changes",
+                               "Recording rows' changes waiting in the spool for the database "
+                               "to take them", "gauge")
+        spooled.add(p.store.spooled if p.store is not None else 0)
+        families.append(spooled)
         return families
 
     def _capture_families(self) -> list[MetricFamily]:
@@ -415,6 +452,24 @@ class Telemetry:
             for (record, reason), count in sorted(stats.decisions().items()):
                 decisions.add(count, decision="record" if record else "refuse", reason=reason)
         return [active, *totals.values(), decisions]
+
+    def _device_families(self) -> list[MetricFamily]:
+        scheduler = self.parts.scheduler
+        devices = MetricFamily("recorder_devices", "Devices in the live device table: tapped "
+                               "by a channel, or tracked from their calls", "gauge")
+        limit = MetricFamily("recorder_devices_max_tracked",
+                             "recording.max_tracked_devices: tracked devices beyond it are "
+                             "forgotten, least recently used first", "gauge")
+        evicted = MetricFamily("recorder_devices_evicted_total",
+                               "Tracked devices forgotten to keep the table at its limit",
+                               "counter")
+        if scheduler is not None:
+            size = scheduler.device_table_size()
+            devices.add(size.tapped, kind="tapped")
+            devices.add(size.tracked, kind="tracked")
+            limit.add(size.max_tracked)
+            evicted.add(size.evicted)
+        return [devices, limit, evicted]
 
 
 __all__ = ["HUNG_AFTER_SECONDS", "Components", "Telemetry", "process_start_time"]

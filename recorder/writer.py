@@ -4,6 +4,9 @@ It also finishes recordings whose call has ended but whose last audio is still i
 delay (capture.commit_delay_seconds): each is closed once its channel has captured past the end
 plus the delay, and its callback then completes the row. On shutdown it keeps going until every
 such recording has its audio (the capture core is still running then) or the delay has run out.
+
+It also owns when files reach the disk (storage.fsync_interval_seconds): every session it pumps
+is fsynced at most that often, here rather than anywhere near the audio callbacks, and at close.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from recorder.codecs import VoxWriter, encode_pending
+from recorder.codecs.wav import out_of_space
 from recorder.session import ByteCounter, RecordingSession, SessionResult
 
 logger = logging.getLogger(__name__)
@@ -38,8 +42,10 @@ class _Ending:
 class WriterLoop:
     """Pumps every registered session every PUMP_INTERVAL seconds."""
 
-    def __init__(self, interval: float = PUMP_INTERVAL) -> None:
+    def __init__(self, interval: float = PUMP_INTERVAL, *, fsync_interval: float = 0.0) -> None:
         self._interval = interval
+        # Seconds between fsyncs of each open file (0: none, the OS writes files back itself).
+        self.fsync_interval = fsync_interval
         self._sessions: set[RecordingSession] = set()
         self._endings: list[_Ending] = []
         self._lock = threading.Lock()
@@ -52,6 +58,7 @@ class WriterLoop:
         self.heartbeat = time.monotonic()
 
     def add(self, session: RecordingSession) -> None:
+        session.fsync_interval = self.fsync_interval  # also decides the fsync at its close
         with self._lock:
             self._sessions.add(session)
 
@@ -129,6 +136,10 @@ class WriterLoop:
                        and isinstance(w := s.writer, VoxWriter)]
                 try:
                     encode_pending(vox)
+                except OSError as exc:
+                    if not out_of_space(exc):
+                        logger.exception("writer: writing VOX failed")
+                    # Else the full disk's file raises it again at its sync, which ends it.
                 except Exception:
                     logger.exception("writer: encoding VOX failed; each file encodes at its "
                                      "sync")
@@ -137,6 +148,13 @@ class WriterLoop:
                 session.sync_if_due()
             except Exception:
                 logger.exception("writer: syncing %s failed", session.path)
+        if self.fsync_interval > 0:
+            now = time.monotonic()
+            for session in sessions:
+                try:
+                    session.fsync_if_due(now)
+                except Exception:
+                    logger.exception("writer: fsyncing %s failed", session.path)
         self._finish_endings(force=False)
 
     def _finish_endings(self, force: bool) -> None:

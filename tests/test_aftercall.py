@@ -8,6 +8,7 @@ import numpy as np
 import soundfile
 
 from recorder.aftercall import AfterCallEncoder
+from recorder.journal import Journal
 from recorder.recovery import complete_interrupted
 from recorder.store import FinishedRecording, NewRecording, Store
 from recorder.store.sqlite import SqliteStore
@@ -89,14 +90,14 @@ def test_an_interrupted_wav_gets_its_header_repaired_and_its_row_completed(
     store.open()
     try:
         ident = add_row(store, path, "wav", complete=False)
-        (row,) = complete_interrupted(store)
-        assert row.ident == ident
+        (row,) = complete_interrupted(store, Journal(tmp_path))
+        assert row.record_id == ident
         done = store.get_recording(ident)
         assert done is not None
-        assert (done.status, done.stop_reason) == ("complete", "interrupted")
+        assert (done.status, done.stop_reason) == ("complete", "recovered")
         assert done.duration == 2.0
         data, _ = soundfile.read(path, dtype="int16")
         np.testing.assert_array_equal(data, speech(2.0))
-        assert complete_interrupted(store) == []
+        assert complete_interrupted(store, Journal(tmp_path)) == []
     finally:
         store.close()

@@ -397,9 +397,10 @@ def test_a_crash_before_a_live_mp3_closes_still_silences_its_blackout(tmp_path: 
     pending = path.with_name(path.name + ".blackout.json")
     assert pending.exists()
     # The process dies here; the next start completes the recording from its file.
+    from recorder.journal import Journal  # noqa: PLC0415
     from recorder.recovery import complete_interrupted  # noqa: PLC0415
 
-    [row] = complete_interrupted(bench.store)
+    [row] = complete_interrupted(bench.store, Journal(tmp_path / "journal"))
     assert row.filename == str(path)
     assert not pending.exists()
     decoded, _ = read_audio(path)

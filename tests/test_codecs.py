@@ -134,9 +134,9 @@ def test_a_killed_recording_plays_up_to_its_last_sync(tmp_path: Path, fmt: str,
     file.flush()  # what a kill -9 leaves: the OS has what the writer wrote since the sync
     assert sox_info(path)["-s"] == "8000"  # the header counts up to the sync
     assert soundfile.info(path).frames == 8000
-    # The writer wrote out the first second's worth after the sync (it keeps less than a
-    # second): our own reader, which transcoding uses, keeps those samples too.
-    assert read_wav_info(path).frames == 16000
+    # The writer wrote out every half second's worth after the sync (it keeps less than half
+    # a second): our own reader, which transcoding uses, keeps those samples too.
+    assert read_wav_info(path).frames == 20000
     file.close()
 
 

@@ -345,7 +345,7 @@ def test_a_version_2_database_gains_purged_time(tmp_path: Path) -> None:
     finally:
         store.close()
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 3
+    assert version == SCHEMA_VERSION
 
 
 # --- the purge job ---------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def test_a_killed_recorder_leaves_every_recording_playable_and_complete(
     store.open()
     try:
         (row,) = store.list_recordings(RecordingQuery(limit=10))
-        assert (row.status, row.stop_reason) == ("complete", "interrupted")
+        assert (row.status, row.stop_reason) == ("complete", "recovered")
         assert row.audio_size == Path(filename).stat().st_size
     finally:
         store.close()

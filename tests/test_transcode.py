@@ -102,9 +102,10 @@ def test_a_crashed_recordings_unsynced_tail_is_kept(tmp_path: Path,
     for block in np.array_split(speech[16000:36000], 50):  # 50 ms blocks
         writer.write(block)
     file.close()  # no close() of the writer: the header still says 16000 frames
-    # The writer had written out two more seconds (it holds back less than one).
+    # The writer had written out all 2.5 s more (it holds back less than half a second: these
+    # are five whole half-seconds).
     result = transcode_file(wav, "vox")
-    assert len(vox.decode(result.read_bytes())) == 32000
+    assert len(vox.decode(result.read_bytes())) == 36000
 
 
 def test_recover_redoes_what_a_crash_left_half_done(tmp_path: Path,

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from recorder.api.context import ApiContext
+from recorder.api.fields import INT64_MAX
 from recorder.api.params import Params, parse_int
 from recorder.api.request import ApiResult, RequestError, invalid
 from recorder.errors import CodecError
@@ -192,7 +193,8 @@ def parse_idents(raw: str) -> list[int]:
     idents: list[int] = []
     for part in parts:
         number = parse_int(part)
-        if number is None or number < 1:
+        # Past INT64_MAX no RECORDID can exist, and SQLite cannot even be asked about it.
+        if number is None or not 1 <= number <= INT64_MAX:
             raise invalid(f"IDENT must be RECORDIDs separated by commas; {part[:40]!r} is not one")
         idents.append(number)
     return idents

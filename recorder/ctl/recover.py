@@ -27,7 +27,10 @@ from recorder.errors import StoreError
 
 EPILOG = """Recordings a killed or crashed recorderd left in progress are completed from what
 their files hold: a WAV header is made to count every frame on disk, a pending blackout is
-silenced, and the row gets the file's duration, size and hash, stop reason "interrupted".
+silenced, and the row gets the file's duration, size and hash, stop reason "recovered".
+The crash journal lists every recording that was open, so a recording whose row never reached
+the database is completed too. Their RECORDINGSTOPPED events are sent by recorderd when it next
+starts.
 recorderd does the same when it starts; this command does it without starting the service.
 It works on the data directory the configuration names and refuses while recorderd (or
 another recover) holds it.
@@ -57,7 +60,8 @@ def _file_size(filename: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.recovery import complete_interrupted  # noqa: PLC0415 - reaches the codecs
+    from recorder.journal import Journal  # noqa: PLC0415 - reaches the codecs
+    from recorder.recovery import complete_interrupted  # noqa: PLC0415
 
     config = offline_config(args)
     data_dir = config.storage.data_dir
@@ -75,16 +79,22 @@ def run(args: argparse.Namespace) -> int:
     # What matters is printed below; the library's own warnings would repeat it. Errors
     # (a file that cannot be read back) still show.
     logging.disable(logging.WARNING)
+    journal = Journal(data_dir)
     try:
         store = open_offline_store(config)
         try:
-            rows = complete_interrupted(store, dry_run=args.dry_run)
-            # recovery logs and skips what it cannot do: ask the store what is really left
-            left = {row.ident for row in store.interrupted_recordings()}
-            after = {row.ident: store.get_recording(row.ident) for row in rows}
+            rows = complete_interrupted(store, journal, dry_run=args.dry_run)
+            if not args.dry_run:
+                # The service sends their RECORDINGSTOPPED when it next starts.
+                for done in rows:
+                    if done.event is not None:
+                        journal.announce(done.event.event_type, dict(done.event.data))
         except StoreError as exc:
             raise CtlError(str(exc), EXIT_FAILED) from exc
+        except OSError as exc:
+            raise CtlError(f"{journal.path}: {exc.strerror or exc}", EXIT_FAILED) from exc
         finally:
+            journal.close()
             store.close()
     finally:
         lock.release()
@@ -92,16 +102,11 @@ def run(args: argparse.Namespace) -> int:
     report: list[dict[str, Any]] = []
     failures = 0
     for row in rows:
-        done = after.get(row.ident)
-        completed = not args.dry_run and row.ident not in left
-        failures += not args.dry_run and not completed
+        failures += row.result == "failed"
         report.append({
-            "recordid": row.ident, "device": row.device_id, "start_time": row.start_time,
-            "filename": row.filename, "bytes": _file_size(row.filename),
-            "result": ("would complete" if args.dry_run
-                       else "completed" if completed else "failed"),
-            "duration": done.duration if done is not None and completed else None,
-            "stop_reason": done.stop_reason if done is not None and completed else None,
+            "recordid": row.record_id, "device": row.device_id, "start_time": row.start_time,
+            "filename": row.filename, "bytes": _file_size(row.filename), "result": row.result,
+            "duration": row.duration, "stop_reason": row.stop_reason,
         })
     if args.json:
         print(json.dumps({"dry_run": args.dry_run, "data_dir": str(data_dir),

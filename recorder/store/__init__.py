@@ -32,12 +32,19 @@ from recorder.store.directory import (
     UserRow,
 )
 from recorder.store.passwords import hash_password, verify_password
+from recorder.store.spool import SpoolingStore
 from recorder.store.sqlite import SqliteStore
+
+# With the spool behind it, a write that meets another process's lock need not wait long: it is
+# spooled and replayed later, while a call start waiting on it would be answered late.
+BUSY_TIMEOUT_SECONDS = 1.0
 
 
 def open_store(config: StorageConfig) -> Store:
-    """The store the config asks for (today: SQLite in the data directory), opened."""
-    store = SqliteStore(config.database_path)
+    """The store the config asks for (today: SQLite in the data directory), opened, behind the
+    outage spool (``recorder.store.spool``, in ``<data_dir>/store-spool.jsonl``)."""
+    store = SpoolingStore(SqliteStore(config.database_path, BUSY_TIMEOUT_SECONDS),
+                          config.spool_path, config.spool_retry_seconds)
     store.open()
     return store
 
@@ -61,6 +68,8 @@ __all__ = [
     "RecordingRow",
     "RecordingUpdate",
     "RoleRow",
+    "SpoolingStore",
+    "SqliteStore",
     "StationRow",
     "Store",
     "UserExists",

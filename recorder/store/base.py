@@ -172,9 +172,23 @@ class Store(DirectoryStore, ABC):
     def count_recordings(self) -> int:
         """How many recording rows there are (purged ones included): a trivial read."""
 
+    @property
+    def spooled(self) -> int:
+        """Changes waiting in the outage spool for the database to come back (0: none)."""
+        return 0
+
     @abstractmethod
-    def insert_recording(self, rec: NewRecording) -> int:
-        """Store a starting recording; returns its RECORDID."""
+    def insert_recording(self, rec: NewRecording, ident: int | None = None) -> int:
+        """Store a starting recording; returns its RECORDID.
+
+        ``ident``: the RECORDID to store it under, already handed out while the database was
+        away (``recorder.store.spool``); None lets the store pick the next one.
+        """
+
+    @abstractmethod
+    def max_recording_id(self) -> int:
+        """The highest RECORDID the store has ever handed out (0: none), deleted rows
+        included, so that one handed out next can never have been used."""
 
     @abstractmethod
     def finish_recording(self, ident: int, done: FinishedRecording) -> None: ...

@@ -29,8 +29,10 @@ class SqliteConnection:
 
     backend = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
         self.path = path
+        # How long a statement waits for another connection's write lock before it fails.
+        self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._errors = 0
@@ -60,7 +62,7 @@ class SqliteConnection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute(f"PRAGMA busy_timeout = {round(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             # A recording's row must survive a power cut once CALLSTART/CALLSTOP has answered.
             conn.execute("PRAGMA synchronous = FULL")

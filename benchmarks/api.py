@@ -1,0 +1,513 @@
+"""Socket-API benchmark: CALLSTART/CALLSTOP pairs per second and per-request latency.
+
+    .venv/bin/python benchmarks/api.py [--seconds 5] [--clients 1,10,100]
+                                       [--server in-process|recorderd|both]
+
+Each case opens N connections to the XML socket API over loopback (127.0.0.1), each a CTI link
+for a device of its own, and has each send CALLSTART then CALLSTOP on its device, waiting for
+every answer before sending the next request, until ``--seconds`` have passed (or
+``--max-pairs`` pairs were made in all). It reports requests per second, pairs per second and
+the median and 99th percentile of the per-request latency (from the request's write to its
+RESULT line, as the client sees it).
+
+The server is a real recorder: a file board of one channel per client device (a one-second
+noise WAV replayed in real time), a SQLite database and recordings in a temporary directory,
+logging at INFO to a file as the service logs. ``--server in-process`` runs ``Recorder`` in this
+process (as the tests do); ``recorderd`` runs the installed daemon as a child process; ``both``
+runs both. Two policies, because users compare both:
+
+- **recorded**: every call is recorded (a WAV file, a row inserted at CALLSTART and completed
+  at CALLSTOP, each committed with SQLite's synchronous=FULL);
+- **not recorded**: a schedule rule ``record = false`` matches every call, so the request goes
+  through the whole API path (parse, dispatch, scheduler, decision, events) without files or rows.
+
+The ceiling is a bare asyncio echo server (asyncio streams, as the recorder's socket server
+uses), measured in the same run with the same client code: it splits the incoming bytes into
+CRLF-ended messages and answers each with a fixed RESULT line of the recorder's size. What the
+echo case reaches is also the client's own ceiling: the clients run in a separate process (one
+asyncio loop, callback-driven protocols), and their CPU use is printed for every case.
+
+Client and server share the machine (2 vCPUs, shared with other work), so figures move from
+run to run; the ratios are taken in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+
+from recorder.app import Recorder
+from recorder.config import config_from_dict, to_toml
+from recorder.logsetup import STDERR_FORMAT
+
+HOST = "127.0.0.1"
+FIRST_DEVICE = 2001
+SAMPLE_RATE = 8000
+# The echo server's answer: a CALLSTART RESULT as the recorder writes it (same length).
+ECHO_ANSWER = (b"<RESULT><REQUESTTYPE>CALLSTART</REQUESTTYPE><REQUESTID>1</REQUESTID>"
+               b"<RESULTTYPE>API_OK</RESULTTYPE><RESULTCODE>20</RESULTCODE>"
+               b"<RESULTMSG>CALLSTART sent to all of the following cores: 1</RESULTMSG>"
+               b"</RESULT>\r\n")
+OK_CODE = b"<RESULTCODE>20</RESULTCODE>"
+TARGET_RATE = 10_000  # requests/s at 10 clients
+TARGET_RATIO = 0.5  # of the echo ceiling at 10 clients
+TARGET_P99_MS = 5.0
+READY = re.compile(r"recorderd ready")
+RESULT_CODE = re.compile(rb"<RESULTCODE>(\d+)</RESULTCODE>")
+SOCKET_PORT = re.compile(r"socket API listening on [^:]+:(\d+)")
+POLICIES = ("recorded", "not recorded")
+
+
+@dataclass
+class Case:
+    """One measured case: a server, a policy and a number of clients."""
+
+    server: str  # "echo", "in-process" or "recorderd"
+    policy: str  # "recorded", "not recorded" or "" for the echo server
+    clients: int
+    requests: int
+    pairs: int
+    errors: int  # answers that were not API_OK
+    codes: dict[str, int]  # how many of each RESULTCODE those were
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    start_p50_ms: float  # CALLSTART alone
+    stop_p50_ms: float  # CALLSTOP alone
+    server_cpu: float  # CPU seconds of the server per wall-clock second (1.0 = one core)
+    client_cpu: float  # the same for the client process
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+# --- the clients (run in a child process: `api.py --load ...`) -------------------------------
+
+
+class _Link(asyncio.Protocol):
+    """One CTI link: CALLSTART, CALLSTOP, CALLSTART, ... each sent once the last is answered."""
+
+    def __init__(self, load: _Load, device: str) -> None:
+        self._load = load
+        self._device = device
+        self._transport: asyncio.Transport | None = None
+        self._buf = b""
+        self._sent = 0.0
+        self._n = 0  # requests sent; even: CALLSTART next
+        self.latencies: list[float] = []
+        self.measuring = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def send_next(self) -> None:
+        assert self._transport is not None
+        self._n += 1
+        n, device = self._n, self._device
+        if n % 2:
+            # What a CTI link typically sends when a call starts.
+            message = (f"<REQUEST><TYPE>CALLSTART</TYPE><REQUESTID>{n}</REQUESTID>"
+                       f"<DEVICEID>{device}</DEVICEID><ANI>614555{n % 10000:04d}</ANI>"
+                       f"<DNIS>8005550100</DNIS><CALLDIRECTION>I</CALLDIRECTION>"
+                       f"<USER1>ACCT{n:08d}</USER1></REQUEST>\r\n")
+        else:
+            message = (f"<REQUEST><TYPE>CALLSTOP</TYPE><REQUESTID>{n}</REQUESTID>"
+                       f"<DEVICEID>{device}</DEVICEID></REQUEST>\r\n")
+        self._sent = time.perf_counter()
+        self._transport.write(message.encode())
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        self._buf += data
+        while b"\r\n" in self._buf:
+            line, self._buf = self._buf.split(b"\r\n", 1)
+            if self.measuring:
+                self.latencies.append(now - self._sent)
+                if OK_CODE not in line:
+                    self._load.refused(line)
+            # After a CALLSTART its CALLSTOP, at once; after a CALLSTOP, the next pair if any.
+            if self._n % 2 or self._load.go_on(self, now):
+                self.send_next()
+            elif not self.done.done():
+                self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc or ConnectionError("the server closed the connection"))
+
+
+class _Load:
+    """Every link of one case, and when they stop."""
+
+    def __init__(self, seconds: float, max_pairs: int) -> None:
+        self.seconds = seconds
+        self.max_pairs = max_pairs
+        self.deadline = float("inf")
+        self.pairs = 0
+        self.errors = 0
+        self.codes: dict[str, int] = {}  # RESULTCODE of each answer other than API_OK
+        self.warming: set[_Link] = set()
+        self.warmed = asyncio.get_running_loop().create_future()
+
+    def refused(self, line: bytes) -> None:
+        self.errors += 1
+        found = RESULT_CODE.search(line)
+        code = found.group(1).decode() if found else "?"
+        self.codes[code] = self.codes.get(code, 0) + 1
+
+    def go_on(self, link: _Link, now: float) -> bool:
+        """A pair ended on ``link``: start another?"""
+        if not link.measuring:  # its warm-up pair: wait for the others before measuring
+            self.warming.discard(link)
+            if not self.warming and not self.warmed.done():
+                self.warmed.set_result(None)
+            return False
+        self.pairs += 1
+        return now < self.deadline and self.pairs < self.max_pairs
+
+
+async def _run_load(port: int, clients: int, seconds: float, max_pairs: int,
+                    first_device: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    load = _Load(seconds, max_pairs)
+    links: list[_Link] = []
+    for i in range(clients):
+        _, link = await loop.create_connection(partial(_Link, load, str(first_device + i)),
+                                               HOST, port)
+        links.append(link)
+    # One pair per link first (connections warm, the server's first-call work done), then all
+    # links start measuring together.
+    load.warming = set(links)
+    for link in links:
+        link.send_next()
+    await asyncio.wait_for(load.warmed, 60)
+    for link in links:
+        link.done = loop.create_future()
+        link.measuring = True
+    cpu0, began = time.process_time(), time.perf_counter()
+    load.deadline = began + seconds
+    for link in links:
+        link.send_next()
+    await asyncio.wait_for(asyncio.gather(*(link.done for link in links)), seconds + 60)
+    elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpu0
+    latencies = np.array([x for link in links for x in link.latencies]) * 1000.0
+    # Each link's latencies alternate CALLSTART, CALLSTOP (every link ends after a pair).
+    starts, stops = latencies[::2], latencies[1::2]
+    return {"requests": int(latencies.size), "pairs": load.pairs, "errors": load.errors,
+            "codes": load.codes,
+            "seconds": elapsed, "client_cpu": cpu / elapsed,
+            "p50_ms": float(np.percentile(latencies, 50)) if latencies.size else 0.0,
+            "p99_ms": float(np.percentile(latencies, 99)) if latencies.size else 0.0,
+            "start_p50_ms": float(np.median(starts)) if starts.size else 0.0,
+            "stop_p50_ms": float(np.median(stops)) if stops.size else 0.0}
+
+
+def load_main(args: argparse.Namespace) -> int:
+    """The client process: run one case and print its figures as one JSON line."""
+    result = asyncio.run(_run_load(args.port, args.clients, args.seconds, args.max_pairs,
+                                   args.first_device))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+# --- the servers ------------------------------------------------------------------------------
+
+
+class EchoServer:
+    """The ceiling: asyncio streams on a loop in a thread of its own (as the recorder's API
+    loop is), answering every CRLF-ended message with ECHO_ANSWER and doing nothing else."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="echo", daemon=True)
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pending = b""
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(64 * 1024):
+                pending += data
+                count = pending.count(b"\r\n")
+                if count:
+                    pending = pending[pending.rindex(b"\r\n") + 2:]
+                    writer.write(ECHO_ANSWER * count)
+                    await writer.drain()
+        writer.close()
+
+    def start(self) -> None:
+        self._thread.start()
+        server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, HOST, 0), self._loop).result(10)
+        self._server = server
+        self.port = int(server.sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def cpu_seconds(self) -> float:
+        return time.process_time()  # nothing else in this process is busy meanwhile
+
+
+def fsync_ms(directory: Path, count: int = 50) -> float:
+    """Median time of a small append and its fsync in ``directory``: what each durable step of
+    a recorded call (the crash journal's entry, SQLite's commits) waits for at least."""
+    times = []
+    fd = os.open(directory / "fsync-probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(count):
+            began = time.perf_counter()
+            os.write(fd, b"x" * 200)
+            os.fsync(fd)
+            times.append(time.perf_counter() - began)
+    finally:
+        os.close(fd)
+    return float(np.median(times)) * 1000
+
+
+def noise_wav(path: Path) -> Path:
+    """One second of quiet noise: what each channel of the file board replays."""
+    rng = np.random.default_rng(1)
+    soundfile.write(path, (rng.standard_normal(SAMPLE_RATE) * 1000).astype(np.int16),
+                    SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+def recorder_doc(data_dir: Path, wav: Path, devices: int, policy: str) -> dict[str, Any]:
+    """The configuration of the recorder under test."""
+    doc: dict[str, Any] = {
+        "storage": {"data_dir": str(data_dir)},
+        "api": {"host": HOST, "socket_port": 0, "web_port": 0},
+        "log": {"level": "INFO"},
+        "boards": [{"driver": "file", "files": [str(wav)] * devices, "trigger": "api",
+                    "devices": [str(FIRST_DEVICE + i) for i in range(devices)]}],
+    }
+    if policy == "not recorded":
+        doc["recording"] = {"schedules": [{"name": "benchmark-not-recorded", "record": False}]}
+    return doc
+
+
+class InProcessRecorder:
+    """``Recorder`` in this process, logging to a file at INFO as the service would."""
+
+    def __init__(self, doc: dict[str, Any], log_path: Path) -> None:
+        self._recorder = Recorder(config_from_dict(doc))
+        self._handler = logging.FileHandler(log_path)
+        self._handler.setFormatter(logging.Formatter(STDERR_FORMAT))
+        self.port = 0
+
+    def start(self) -> None:
+        root = logging.getLogger()
+        root.addHandler(self._handler)
+        root.setLevel(logging.INFO)
+        self._recorder.start()
+        assert self._recorder.api is not None
+        self.port = self._recorder.api.socket_address[1]
+
+    def stop(self) -> None:
+        self._recorder.stop()
+        logging.getLogger().removeHandler(self._handler)
+        self._handler.close()
+
+    def cpu_seconds(self) -> float:
+        return time.process_time()
+
+
+class RecorderdProcess:
+    """The installed ``recorderd`` as a child process, its log in a file."""
+
+    def __init__(self, doc: dict[str, Any], directory: Path) -> None:
+        self._config = directory / "recorder.toml"
+        self._config.write_text(to_toml(config_from_dict(doc)), encoding="utf-8")
+        self._log_path = directory / "recorderd.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        recorderd = Path(sys.executable).parent / "recorderd"
+        with self._log_path.open("wb") as log:
+            self._proc = subprocess.Popen([str(recorderd), "--config", str(self._config)],
+                                          stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = self._log_path.read_text(errors="replace")
+            port = SOCKET_PORT.search(text)
+            if READY.search(text) and port:
+                self.port = int(port.group(1))
+                return
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"recorderd exited {self._proc.returncode}:\n{text}")
+            time.sleep(0.05)
+        raise RuntimeError("recorderd was not ready within 60 s")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+
+    def cpu_seconds(self) -> float:
+        assert self._proc is not None
+        fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+Server = EchoServer | InProcessRecorder | RecorderdProcess
+
+
+def measure(server: Server, name: str, policy: str, clients: int,
+            args: argparse.Namespace) -> Case:
+    """Run one case against ``server`` with a client process."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--load",
+               "--port", str(server.port), "--clients", str(clients),
+               "--seconds", str(args.seconds), "--max-pairs", str(args.max_pairs),
+               "--first-device", str(FIRST_DEVICE)]
+    cpu0, wall0 = server.cpu_seconds(), time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 120,
+                          check=False)
+    cpu, wall = server.cpu_seconds() - cpu0, time.perf_counter() - wall0
+    if done.returncode != 0:
+        raise RuntimeError(f"the client process failed ({done.returncode}):\n{done.stderr}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # The server's CPU over the client process's whole life (connecting and the warm-up pair
+    # included, a small part of a case), per wall-clock second.
+    return Case(server=name, policy=policy, clients=clients, server_cpu=cpu / wall, **result)
+
+
+def run(args: argparse.Namespace, work: Path) -> list[Case]:
+    cases: list[Case] = []
+    counts = [int(c) for c in args.clients.split(",")]
+    echo = EchoServer()
+    echo.start()
+    try:
+        for clients in counts:
+            cases.append(measure(echo, "echo", "", clients, args))
+            report(cases[-1], cases)
+    finally:
+        echo.stop()
+    wav = noise_wav(work / "noise.wav")
+    servers = ["in-process", "recorderd"] if args.server == "both" else [args.server]
+    for name in servers:
+        for policy in args.policies:
+            directory = work / f"{name}-{policy.replace(' ', '-')}"
+            directory.mkdir()
+            doc = recorder_doc(directory / "data", wav, max(counts), policy)
+            server: Server = (InProcessRecorder(doc, directory / "recorder.log")
+                              if name == "in-process" else RecorderdProcess(doc, directory))
+            server.start()
+            try:
+                for clients in counts:
+                    cases.append(measure(server, name, policy, clients, args))
+                    report(cases[-1], cases)
+            finally:
+                server.stop()
+            if policy == "recorded":
+                files = sum(1 for _ in (directory / "data" / "recordings").rglob("*.wav"))
+                print(f"  ({files:,} recordings written by {name}, recorded policy)")
+    return cases
+
+
+HEADER = (f"{'server':<10} {'policy':<12} {'clients':>7} {'requests':>9} {'req/s':>8} "
+          f"{'pairs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'start':>6} {'stop':>6} {'of echo':>7} "
+          f"{'server CPU':>10} {'client CPU':>10}  not API_OK")
+
+
+def echo_rate(case: Case, cases: list[Case]) -> float | None:
+    for other in cases:
+        if other.server == "echo" and other.clients == case.clients:
+            return other.rate
+    return None
+
+
+def report(case: Case, cases: list[Case]) -> None:
+    ceiling = echo_rate(case, cases)
+    ratio = f"{case.rate / ceiling:.2f}" if ceiling and case.server != "echo" else ""
+    refusals = ", ".join(f"{n:,} x {code}" for code, n in sorted(case.codes.items())) or "-"
+    print(f"{case.server:<10} {case.policy or '-':<12} {case.clients:>7} {case.requests:>9,} "
+          f"{case.rate:>8,.0f} {case.pairs / case.seconds:>8,.0f} {case.p50_ms:>7.2f} "
+          f"{case.p99_ms:>7.2f} {case.start_p50_ms:>6.2f} {case.stop_p50_ms:>6.2f} {ratio:>7} "
+          f"{case.server_cpu:>10.0%} {case.client_cpu:>10.0%}  {refusals}", flush=True)
+
+
+def verdicts(cases: list[Case]) -> list[str]:
+    """The issue's targets, checked at 10 clients for every server and policy."""
+    lines = []
+    for case in cases:
+        if case.server == "echo" or case.clients != 10:
+            continue
+        ceiling = echo_rate(case, cases) or 0.0
+        checks = [
+            (f">= {TARGET_RATE:,} req/s", case.rate >= TARGET_RATE),
+            (f">= {TARGET_RATIO:.0%} of echo", ceiling > 0 and case.rate >= TARGET_RATIO * ceiling),
+            (f"p99 < {TARGET_P99_MS:g} ms", case.p99_ms < TARGET_P99_MS),
+        ]
+        marks = ", ".join(f"{what} {'ok' if good else 'MISSED'}" for what, good in checks)
+        lines.append(f"{case.server}, {case.policy}, 10 clients: {marks}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per case")
+    parser.add_argument("--clients", default="1,10,100", help="client counts, comma-separated")
+    parser.add_argument("--server", choices=("in-process", "recorderd", "both"),
+                        default="both")
+    parser.add_argument("--policy", choices=("recorded", "not-recorded", "both"), default="both")
+    parser.add_argument("--max-pairs", type=int, default=200_000,
+                        help="stop a case after this many pairs in all")
+    parser.add_argument("--json", type=Path, help="also write every case to this file")
+    # The client process's own arguments.
+    parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--first-device", type=int, default=FIRST_DEVICE, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.load:
+        args.clients = int(args.clients)
+        return load_main(args)
+    args.policies = POLICIES if args.policy == "both" else (args.policy.replace("-", " "),)
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()}), "
+          f"client and server on this machine over {HOST}; {args.seconds:g} s per case")
+    with tempfile.TemporaryDirectory(prefix="api-bench-") as tmp:
+        print(f"fsync of a small append in {tmp}: {fsync_ms(Path(tmp)):.2f} ms (median of 50)")
+        print(HEADER)
+        cases = run(args, Path(tmp))
+    print("targets:")
+    for line in verdicts(cases):
+        print(f"  {line}")
+    if args.json is not None:
+        args.json.write_text(json.dumps([{**asdict(c), "rate": c.rate} for c in cases],
+                                        indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,648 @@
+"""The database-outage spool: recording goes on while the store cannot be written.
+
+``SpoolingStore`` wraps the real store (``SqliteStore``) and delegates every call to it. The
+writes that recording makes (a row started, finished, updated by CALLUPDATE, pointed at its
+after-call file) are the exception: when the database refuses one (locked by another process,
+made read-only, a disk error; later a server that is down), it is appended instead to a local
+spool file, one JSON line per change with a sequence number, fsynced before the call returns.
+From then on every such write goes straight to the spool, behind the ones already there (so
+their order holds and a slow lock stalls no call start), until a background thread has written
+them all into the database, in order, every ``storage.spool_retry_seconds``. The spool file is
+then truncated. The spool holds no SQL: it replays through the same ``Store`` methods.
+
+RECORDIDs: a recording started while the database is away still needs its RECORDID at once (the
+API answers with it, events carry it, CALLUPDATE names it). The spool keeps the highest RECORDID
+known (read at open, raised by every insert) and hands out the next ones itself; the replay
+stores each row under the RECORDID it was given. That is safe because one process at a time
+owns the spool (an exclusive ``flock`` on the spool file; recorderd also holds the data
+directory's lock), and while changes wait in the spool nothing else that takes a RECORDID
+(CHATSTART) is let through. A backend several recorder servers share (PostgreSQL) will need
+RECORDIDs that cannot collide across servers: a range reserved per server (a sequence with a
+per-server block), or ids derived from ``core.ident``; the spool's "next after the highest" is
+only right for one writer.
+
+Replay is idempotent, so a crash in the middle of one loses and duplicates nothing when the
+next start replays the whole spool again: an insert whose RECORDID already holds the same
+recording (device, call instance, start time) is skipped; finishing, updating and pointing a
+row at a file set the same values again. Were the RECORDID taken by another recording (only
+something writing the database behind the recorder's back could do that), the row is stored
+under a new RECORDID and the spool's later changes follow it; an error is logged.
+
+While changes wait in the spool, reads of recordings (CALLLIST, EXPORT, ...) and the other
+writes that touch recordings (chat sessions, retention) raise ``StoreError`` ("database
+unavailable: N changes waiting in the spool"), so the API answers 23 rather than a list that
+misses calls. Directory reads and writes go to the database as they always do and fail, or not,
+with it. A non-empty spool left by an earlier run is replayed by ``open()``, before start-up
+recovery lists the recordings a crash interrupted. A database that cannot be opened at all at
+start (missing and not creatable, or locked while its schema needs an upgrade) is a
+``StoreError`` from ``open()``: recorderd does not start, saying why, and systemd restarts it.
+
+A second process opening the same data directory (``recorderctl calls --offline`` while
+recorderd runs) cannot take the spool's lock: it never replays nor spools, and its reads of
+recordings fail while the spool file is not empty.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from recorder.errors import StoreError
+from recorder.paths import give_to_directory_owner
+from recorder.store.base import (
+    ExpiryRule,
+    FinishedRecording,
+    NewRecording,
+    RecordingQuery,
+    RecordingRow,
+    RecordingUpdate,
+    ScanCursor,
+    Store,
+)
+from recorder.store.directory import (
+    AgentWindow,
+    ChatStart,
+    GroupRow,
+    RoleRow,
+    StationRow,
+    UserFields,
+    UserQuery,
+    UserRow,
+)
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+OP_INSERT = "insert"
+OP_FINISH = "finish"
+OP_UPDATE = "update"
+OP_REPLACE_FILE = "replace_file"
+_OPS = frozenset({OP_INSERT, OP_FINISH, OP_UPDATE, OP_REPLACE_FILE})
+
+JOIN_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    """One change waiting for the database: a ``Store`` write and its arguments (JSON-able)."""
+
+    seq: int
+    op: str
+    args: Mapping[str, Any]
+
+    def line(self) -> bytes:
+        return (json.dumps({"seq": self.seq, "op": self.op, **self.args},
+                           separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+class SpoolFile:
+    """The spool's durable part: JSON lines appended and fsynced, read back at open.
+
+    Owned by one process at a time (an exclusive ``flock``); ``owned`` says whether this one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.owned = False
+        self._file: IO[bytes] | None = None
+        self._size = 0
+
+    def open(self) -> list[SpoolEntry]:
+        """Open (creating) the file, try to own it; the entries it holds, in order."""
+        try:
+            created = not self.path.exists()
+            # Call metadata, like the database: not for every user of the machine.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+            self._file = os.fdopen(fd, "a+b")
+            if created:
+                # As SQLite does for its WAL files (see give_to_directory_owner).
+                give_to_directory_owner(fd, self.path.parent)
+                _fsync_dir(self.path.parent)  # the name must survive a power cut too
+            try:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.owned = True
+            except BlockingIOError:
+                self.owned = False
+            self._file.seek(0)
+            data = self._file.read()
+        except OSError as exc:
+            self.close()
+            raise StoreError(f"cannot open the spool {self.path}: {exc.strerror or exc}"
+                             ) from exc
+        self._size = len(data)
+        try:
+            return self._parse(data)
+        except BaseException:
+            self.close()
+            raise
+
+    def _parse(self, data: bytes) -> list[SpoolEntry]:
+        entries: list[SpoolEntry] = []
+        lines = data.split(b"\n")
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                doc = json.loads(raw)
+                seq, op = int(doc.pop("seq")), str(doc.pop("op"))
+                if op not in _OPS:
+                    raise ValueError(f"unknown change {op!r}")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                if number == len(lines):
+                    # The last line, without its line end: a write cut short by a crash
+                    # before its call returned, so nobody was told it was kept.
+                    logger.warning("spool %s: dropping an unfinished last line", self.path)
+                    if self.owned:
+                        self._cut(data.rfind(b"\n") + 1)
+                    break
+                raise StoreError(f"spool {self.path} line {number} cannot be read ({exc}); "
+                                 "it holds recording rows not yet in the database: "
+                                 "repair or move it aside, then start again") from exc
+            entries.append(SpoolEntry(seq, op, doc))
+        return entries
+
+    def append(self, entry: SpoolEntry) -> None:
+        """Write ``entry`` and fsync it; StoreError, leaving the file as it was, if it fails."""
+        assert self._file is not None
+        assert self.owned
+        try:
+            self._file.write(entry.line())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            # A change half-written would replay although its caller was told it failed.
+            try:
+                self._cut(self._size)
+            except OSError:
+                logger.exception("spool %s: cannot take back a failed write", self.path)
+            raise StoreError(f"cannot write the spool {self.path}: {exc.strerror or exc}"
+                             ) from exc
+        self._size = self._file.tell()
+
+    def clear(self) -> None:
+        """Every entry is in the database: empty the file, durably."""
+        self._cut(0)
+
+    def _cut(self, size: int) -> None:
+        assert self._file is not None
+        self._file.flush()
+        self._file.truncate(size)
+        os.fsync(self._file.fileno())
+        self._file.seek(size)
+        self._size = size
+
+    def is_empty(self) -> bool:
+        """Whether the file holds nothing (what a process not owning it can tell)."""
+        try:
+            return self.path.stat().st_size == 0
+        except FileNotFoundError:
+            return True
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()  # drops the flock
+            self._file = None
+        self.owned = False
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A frozen dataclass's fields as JSON-able values (its metadata mapping as a dict)."""
+    return {f.name: (dict(v) if isinstance(v := getattr(obj, f.name), Mapping) else v)
+            for f in fields(obj)}
+
+
+def _same_recording(row: RecordingRow, rec: NewRecording) -> bool:
+    """Whether ``row`` is ``rec`` stored (what a later change cannot have altered)."""
+    return (row.device_id, row.call_instance, row.start_time) == (
+        rec.device_id, rec.call_instance, rec.start_time)
+
+
+class SpoolingStore(Store):
+    """A ``Store`` whose recording writes wait in a local spool while the database is away."""
+
+    def __init__(self, inner: Store, spool_path: Path, retry_seconds: float = 2.0) -> None:
+        self._inner = inner
+        self._spool = SpoolFile(spool_path)
+        self._retry = retry_seconds
+        self._pending: deque[SpoolEntry] = deque()
+        self._lock = threading.Lock()  # the spool, _highest and the write path's order
+        self._replay_lock = threading.Lock()  # one replay at a time
+        self._next_seq = 1
+        self._highest = 0  # highest RECORDID known to be taken
+        self._remap: dict[int, int] = {}  # RECORDIDs another recording had taken (see above)
+        self._spooling_since: float | None = None
+        self._errors = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.backend = inner.backend
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        entries = self._spool.open()
+        try:
+            self._inner.open()
+            if self._spool.owned:
+                self._highest = self._inner.max_recording_id()
+        except BaseException:
+            self._inner.close()
+            self._spool.close()
+            raise
+        if not self._spool.owned:
+            logger.info("store: the spool %s belongs to another process (recorderd); "
+                        "this one neither replays nor spools", self._spool.path)
+            return
+        self._pending.extend(entries)
+        for entry in entries:
+            self._next_seq = max(self._next_seq, entry.seq + 1)
+            if entry.op == OP_INSERT:
+                self._highest = max(self._highest, int(entry.args["ident"]))
+        if entries:
+            logger.warning("store: %d change(s) from an earlier run wait in the spool %s; "
+                           "writing them into the database", len(entries), self._spool.path)
+            self._spooling_since = time.monotonic()
+            self.replay()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="store-spool", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(JOIN_TIMEOUT)
+            if self._thread.is_alive():
+                logger.error("store: the spool's replay did not stop within %.0f s",
+                             JOIN_TIMEOUT)
+            self._thread = None
+        if self._pending and self._spool.owned:
+            self.replay()  # a last chance, so a clean stop leaves the database complete
+            if self._pending:
+                logger.warning("store: %d change(s) stay in the spool %s for the next start",
+                               len(self._pending), self._spool.path)
+        self._spool.close()
+        self._inner.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._retry):
+            if self._pending:
+                try:
+                    self.replay()
+                except Exception:
+                    logger.exception("store: replaying the spool failed")
+
+    # --- the spool -----------------------------------------------------------------------------
+
+    @property
+    def spooled(self) -> int:
+        if self._spool.owned:
+            return len(self._pending)
+        return 0
+
+    @property
+    def spool_path(self) -> Path:
+        return self._spool.path
+
+    def replay(self, limit: int | None = None) -> bool:
+        """Write the waiting changes into the database, in order (at most ``limit`` of them);
+        True once none wait.
+
+        Stops at the first change the database refuses, leaving it and those after it.
+        """
+        with self._replay_lock:
+            done = 0
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        return True
+                    if limit is not None and done >= limit:
+                        return False
+                    entry = self._pending[0]
+                try:
+                    self._apply(entry)
+                except (KeyError, TypeError, ValueError) as exc:
+                    # Not a change this recorder wrote: someone has to look at the file.
+                    self._errors += 1
+                    logger.error("store: spool %s: change %d (%s) cannot be replayed (%r); "
+                                 "it and the %d after it wait", self._spool.path, entry.seq,
+                                 entry.op, exc, len(self._pending) - 1)
+                    return False
+                except StoreError as exc:
+                    logger.debug("store: the database still refuses changes: %s", exc)
+                    if done:
+                        logger.info("store: %d change(s) replayed, %d still wait in the spool",
+                                    done, len(self._pending))
+                    return False
+                done += 1
+                with self._lock:
+                    self._pending.popleft()
+                    if not self._pending:
+                        # Under the lock that writes take: no change can slip in between the
+                        # last one replayed and the spool emptied.
+                        try:
+                            self._spool.clear()
+                        except OSError:
+                            logger.exception("store: cannot empty the spool %s; its changes "
+                                             "will be replayed again (harmlessly)",
+                                             self._spool.path)
+                        self._remap.clear()
+                        since = self._spooling_since
+                        self._spooling_since = None
+                        away = f" after {time.monotonic() - since:.1f} s" if since else ""
+                        logger.info("store: the database is back%s: %d change(s) replayed "
+                                    "from the spool", away, done)
+                        return True
+
+    def _apply(self, entry: SpoolEntry) -> None:
+        args = entry.args
+        if entry.op == OP_INSERT:
+            self._replay_insert(int(args["ident"]), _new_recording(args["rec"]))
+        elif entry.op == OP_FINISH:
+            ident = int(args["ident"])
+            self._inner.finish_recording(self._remap.get(ident, ident),
+                                         FinishedRecording(**args["done"]))
+        elif entry.op == OP_UPDATE:
+            ident = int(args["ident"])
+            update = args["update"]
+            if not self._inner.update_recording(self._remap.get(ident, ident), RecordingUpdate(
+                    meta=dict(update["meta"]), keep_days=update["keep_days"],
+                    archive_action=update["archive_action"])):
+                logger.warning("store: spooled update of RECORDID %d: no such recording", ident)
+        elif entry.op == OP_REPLACE_FILE:
+            found = self._inner.replace_recording_file(
+                args["old"], args["new"], args["media_format"], int(args["audio_size"]),
+                args["audio_hash"])
+            if not found:
+                logger.warning("store: spooled file change %s -> %s: no recording has either",
+                               args["old"], args["new"])
+
+    def _replay_insert(self, ident: int, rec: NewRecording) -> None:
+        existing = self._inner.get_recording(ident)
+        if existing is None:
+            self._inner.insert_recording(rec, ident)
+            return
+        if _same_recording(existing, rec):
+            return  # already in: a replay that a crash cut short
+        # Only something writing the database behind the recorder's back gets here.
+        same_file = self._inner.find_recording("filename", rec.filename) if rec.filename else None
+        if same_file is not None and _same_recording(same_file, rec):
+            stored = same_file.ident
+        else:
+            stored = self._inner.insert_recording(rec)
+        self._remap[ident] = stored
+        logger.error("store: RECORDID %d was taken by another recording while the database was "
+                     "away; %s (%s) is stored as RECORDID %d", ident, rec.filename,
+                     rec.device_id, stored)
+
+    def _refuse(self) -> StoreError:
+        self._errors += 1
+        if self._spool.owned:
+            waiting = f"{len(self._pending)} change(s) waiting in the spool"
+        else:
+            waiting = f"changes waiting in the running recorder's spool {self._spool.path}"
+        return StoreError(f"database unavailable: {waiting}")
+
+    def _check_current(self) -> None:
+        """StoreError while the database lacks changes that wait in the spool."""
+        waiting = bool(self._pending) if self._spool.owned else not self._spool.is_empty()
+        if waiting:
+            raise self._refuse()
+
+    def _append(self, op: str, args: dict[str, Any]) -> None:
+        """Spool a change (under ``_lock``)."""
+        entry = SpoolEntry(self._next_seq, op, args)
+        try:
+            self._spool.append(entry)
+        except StoreError:
+            self._errors += 1
+            raise
+        self._next_seq += 1
+        self._pending.append(entry)
+
+    def _start_spooling(self, what: str, exc: StoreError) -> None:
+        self._spooling_since = time.monotonic()
+        logger.warning("store: the database cannot be written (%s): recording goes on and "
+                       "its rows wait in the spool %s, retried every %g s", exc,
+                       self._spool.path, self._retry)
+        logger.debug("store: first spooled change: %s", what)
+
+    def _write(self, what: str, op: str, args: dict[str, Any], direct: Callable[[], _T],
+               spooled: _T) -> _T:
+        """``direct()`` when nothing waits and the database takes it; else spool the change
+        and return ``spooled``."""
+        if not self._spool.owned:
+            self._check_current()
+            return direct()
+        with self._lock:
+            if not self._pending:
+                try:
+                    return direct()
+                except StoreError as exc:
+                    self._start_spooling(what, exc)
+            self._append(op, args)
+            return spooled
+
+    # --- the recording writes that are spooled -------------------------------------------------
+
+    def insert_recording(self, rec: NewRecording, ident: int | None = None) -> int:
+        if not self._spool.owned:
+            self._check_current()
+            return self._inner.insert_recording(rec, ident)
+        with self._lock:
+            if not self._pending:
+                try:
+                    stored = self._inner.insert_recording(rec, ident)
+                    self._highest = max(self._highest, stored)
+                    return stored
+                except StoreError as exc:
+                    self._start_spooling(f"insert recording {rec.filename}", exc)
+            given = ident if ident is not None else self._highest + 1
+            self._append(OP_INSERT, {"ident": given, "rec": _plain(rec)})
+            self._highest = max(self._highest, given)
+            return given
+
+    def finish_recording(self, ident: int, done: FinishedRecording) -> None:
+        self._write(f"finish recording {ident}", OP_FINISH,
+                    {"ident": ident, "done": _plain(done)},
+                    lambda: self._inner.finish_recording(ident, done), None)
+
+    def update_recording(self, ident: int, update: RecordingUpdate) -> bool:
+        # Spooled, the row cannot be looked at: any RECORDID handed out counts as existing.
+        return self._write(f"update recording {ident}", OP_UPDATE,
+                           {"ident": ident, "update": _plain(update)},
+                           lambda: self._inner.update_recording(ident, update),
+                           0 < ident <= self._highest)
+
+    def replace_recording_file(self, old: str, new: str, media_format: str, audio_size: int,
+                               audio_hash: str) -> bool:
+        return self._write(f"replace the file {old}", OP_REPLACE_FILE,
+                           {"old": old, "new": new, "media_format": media_format,
+                            "audio_size": audio_size, "audio_hash": audio_hash},
+                           lambda: self._inner.replace_recording_file(
+                               old, new, media_format, audio_size, audio_hash), True)
+
+    # --- reads of recordings, and writes that must wait for the spool --------------------------
+
+    def _current(self, call: Callable[[], _T]) -> _T:
+        self._check_current()
+        return call()
+
+    def max_recording_id(self) -> int:
+        if self._spool.owned and self._pending:
+            return self._highest  # it counts the RECORDIDs the spool has handed out
+        return max(self._highest, self._current(self._inner.max_recording_id))
+
+    def count_recordings(self) -> int:
+        return self._current(self._inner.count_recordings)
+
+    def get_recording(self, ident: int) -> RecordingRow | None:
+        return self._current(lambda: self._inner.get_recording(ident))
+
+    def find_recording(self, unique_field: str, value: str) -> RecordingRow | None:
+        return self._current(lambda: self._inner.find_recording(unique_field, value))
+
+    def last_recording_id(self, device_id: str) -> int | None:
+        return self._current(lambda: self._inner.last_recording_id(device_id))
+
+    def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]:
+        return self._current(lambda: self._inner.list_recordings(query))
+
+    def interrupted_recordings(self) -> list[RecordingRow]:
+        return self._current(self._inner.interrupted_recordings)
+
+    def untranscoded_recordings(self, audio_formats: Sequence[str]) -> list[RecordingRow]:
+        return self._current(lambda: self._inner.untranscoded_recordings(audio_formats))
+
+    def expired_recordings(self, now: float, rule: ExpiryRule, limit: int,
+                           after: ScanCursor | None = None) -> list[RecordingRow]:
+        return self._current(lambda: self._inner.expired_recordings(now, rule, limit, after))
+
+    def count_expired(self, now: float, rule: ExpiryRule) -> int:
+        return self._current(lambda: self._inner.count_expired(now, rule))
+
+    def mark_purged(self, ident: int, when: float) -> bool:
+        return self._current(lambda: self._inner.mark_purged(ident, when))
+
+    def oldest_unpurged(self, limit: int, after: ScanCursor | None = None) -> list[RecordingRow]:
+        return self._current(lambda: self._inner.oldest_unpurged(limit, after))
+
+    def start_chat(self, chat: ChatStart) -> tuple[int, int | None]:
+        # It takes a RECORDID: not while the spool may have handed out the next ones.
+        with self._lock:
+            found = self._current(lambda: self._inner.start_chat(chat))
+            self._highest = max(self._highest, found[0])
+        return found
+
+    def stop_chat(self, session_id: str, stop_time: float) -> int | None:
+        return self._current(lambda: self._inner.stop_chat(session_id, stop_time))
+
+    def update_chat(self, session_id: str, meta: Mapping[str, str]) -> int | None:
+        return self._current(lambda: self._inner.update_chat(session_id, meta))
+
+    # --- diagnostics ---------------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        return self._inner.location
+
+    @property
+    def errors(self) -> int:
+        return self._inner.errors + self._errors
+
+    # --- the directory: straight to the database -----------------------------------------------
+
+    def add_user(self, fields: UserFields, *, now: float, allow_duplicate_name: bool = False
+                 ) -> int:
+        return self._inner.add_user(fields, now=now, allow_duplicate_name=allow_duplicate_name)
+
+    def modify_user(self, user_id: int, fields: UserFields, *, now: float) -> bool:
+        return self._inner.modify_user(user_id, fields, now=now)
+
+    def delete_user(self, user_id: int, *, now: float) -> bool:
+        return self._inner.delete_user(user_id, now=now)
+
+    def get_user(self, user_id: int) -> UserRow | None:
+        return self._inner.get_user(user_id)
+
+    def find_users(self, query: UserQuery) -> list[UserRow]:
+        return self._inner.find_users(query)
+
+    def list_users(self) -> list[UserRow]:
+        return self._inner.list_users()
+
+    def assign_phone(self, user_id: int, phone_id: str, *, now: float) -> bool:
+        return self._inner.assign_phone(user_id, phone_id, now=now)
+
+    def unassign_phone(self, user_id: int, phone_id: str) -> bool:
+        return self._inner.unassign_phone(user_id, phone_id)
+
+    def replace_station(self, station: StationRow) -> StationRow:
+        return self._inner.replace_station(station)
+
+    def list_stations(self) -> list[StationRow]:
+        return self._inner.list_stations()
+
+    def add_group(self, name: str) -> tuple[GroupRow, bool]:
+        return self._inner.add_group(name)
+
+    def find_group(self, *, group_id: int | None = None, name: str | None = None
+                   ) -> GroupRow | None:
+        return self._inner.find_group(group_id=group_id, name=name)
+
+    def set_group_member(self, group_id: int, user_id: int, device_id: str | None,
+                         member: bool) -> bool:
+        return self._inner.set_group_member(group_id, user_id, device_id, member)
+
+    def add_role(self, name: str, description: str) -> RoleRow | None:
+        return self._inner.add_role(name, description)
+
+    def find_role(self, *, role_id: int | None = None, name: str | None = None
+                  ) -> RoleRow | None:
+        return self._inner.find_role(role_id=role_id, name=name)
+
+    def modify_role(self, role_id: int, description: str) -> bool:
+        return self._inner.modify_role(role_id, description)
+
+    def delete_role(self, role_id: int) -> bool:
+        return self._inner.delete_role(role_id)
+
+    def set_role_group(self, role_id: int, group_id: int, member: bool) -> bool:
+        return self._inner.set_role_group(role_id, group_id, member)
+
+    def set_user_role(self, user_id: int, role_id: int, member: bool) -> bool:
+        return self._inner.set_user_role(user_id, role_id, member)
+
+    def set_role_permission(self, role_id: int, permission: str, granted: bool) -> bool:
+        return self._inner.set_role_permission(role_id, permission, granted)
+
+    def report_agent_window(self, window: AgentWindow) -> None:
+        self._inner.report_agent_window(window)
+
+    def latest_agent_window(self, *, computer_name: str | None = None,
+                            user_name: str | None = None) -> AgentWindow | None:
+        return self._inner.latest_agent_window(computer_name=computer_name,
+                                               user_name=user_name)
+
+
+def _new_recording(doc: Mapping[str, Any]) -> NewRecording:
+    return NewRecording(**{**doc, "meta": dict(doc["meta"])})
+
+
+__all__ = ["SpoolEntry", "SpoolFile", "SpoolingStore"]

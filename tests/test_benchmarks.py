@@ -1,0 +1,99 @@
+"""The published benchmarks run (tiny sizes) and report what they measured; no speed is asserted.
+
+Also the schema change the CALLLIST benchmark led to: an older database gains the CALLLIST
+indexes, and the store's query for a caller uses its index instead of walking the table.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from recorder.store import RecordingQuery
+from recorder.store.schema import CREATE_V1, CREATE_V2, CREATE_V3, SCHEMA_VERSION
+from recorder.store.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stdout
+
+
+def test_api_benchmark_measures_every_case(tmp_path: Path) -> None:
+    out = tmp_path / "api.json"
+    stdout = bench("api.py", "--seconds", "0.5", "--clients", "1,2", "--server", "both",
+                   "--json", str(out))
+    cases = json.loads(out.read_text())
+    seen = {(c["server"], c["policy"], c["clients"]) for c in cases}
+    assert seen == {(server, policy, clients) for clients in (1, 2) for server, policy in (
+        ("echo", ""), ("in-process", "recorded"), ("in-process", "not recorded"),
+        ("recorderd", "recorded"), ("recorderd", "not recorded"))}
+    for case in cases:
+        assert case["requests"] > 0, case
+        assert case["pairs"] > 0, case
+        assert case["requests"] >= 2 * case["pairs"], case  # the warm-up is not counted
+        assert case["errors"] == 0, case  # every CALLSTART and CALLSTOP answered API_OK
+        assert 0 < case["p50_ms"] <= case["p99_ms"], case
+    # The printed table has a line per case, and the verdicts only at 10 clients (none here).
+    table = [line for line in stdout.splitlines()
+             if line.startswith(("echo ", "in-process ", "recorderd "))]
+    assert len(table) == len(cases)
+    assert "recordings written by in-process" in stdout
+
+
+def test_calllist_benchmark_measures_every_filter_and_reuses_its_data(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    out = tmp_path / "calllist.json"
+    args = ("--rows", "2000", "--repeats", "3", "--cache", str(cache), "--plans")
+    first = bench("calllist.py", *args, "--json", str(out))
+    assert "building" in first
+    figures = {f["name"]: f for f in json.loads(out.read_text())["filters"]}
+    assert len(figures) == 10
+    for f in figures.values():
+        assert f["runs"] == 3, f
+        assert f["api_ms"] > 0, f
+        assert f["db_ms"] > 0, f
+        assert f["plan"], f
+    assert figures["newest 10 (CALLCOUNT)"]["rows"] == 10
+    assert figures["ANI"]["rows"] >= 1  # a caller taken from an existing recording
+    assert figures["ANI, no match"]["rows"] == 0
+    assert "recordings_by_ani" in figures["ANI"]["plan"]
+
+    again = bench("calllist.py", *args)
+    assert "building" not in again
+    assert "cached database" in again
+
+
+def test_a_version_3_database_gains_the_calllist_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "v3.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(f"{CREATE_V1}\n{CREATE_V2}\n{CREATE_V3}\nPRAGMA user_version = 3;")
+    conn.execute("INSERT INTO recordings (device_id, filename, recording_time, media_format,"
+                 " sample_rate, start_time, status, core_ident, ani) VALUES"
+                 " ('1001', '/r/a.wav', 5, 'wav', 8000, 5.0, 'complete', 1, '6145551212')")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    store.open()
+    try:
+        (row,) = store.list_recordings(RecordingQuery(equals={"ANI": "6145551212"}))
+        assert row.meta["ANI"] == "6145551212"
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        indexes = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'recordings'")}
+        assert {"recordings_by_ani", "recordings_by_crm_user", "recordings_by_sys_user",
+                "recordings_by_alias"} <= indexes
+    finally:
+        conn.close()
