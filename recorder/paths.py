@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -40,13 +41,27 @@ def create_unique(path: Path) -> tuple[Path, BinaryIO]:
     write into the same file, whichever thread gets there first.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    for n in range(1, MAX_COLLISIONS + 1):
+    # Where the last search for this name ended: a device with many calls in one second would
+    # otherwise try every taken name again for each of them. Only a hint: O_EXCL decides.
+    with _hints_lock:
+        first = _hints.get(path, 1)
+    for n in range(first, MAX_COLLISIONS + 1):
         candidate = path if n == 1 else path.with_name(f"{path.stem}_{n}{path.suffix}")
         try:
-            return candidate, candidate.open("xb")
+            file = candidate.open("xb")
         except FileExistsError:
             continue
+        with _hints_lock:
+            if len(_hints) >= MAX_HINTS:
+                _hints.clear()
+            _hints[path] = n + 1
+        return candidate, file
     raise FileExistsError(f"{MAX_COLLISIONS} recordings already named like {path}")
+
+
+MAX_HINTS = 256
+_hints: dict[Path, int] = {}
+_hints_lock = threading.Lock()
 
 
 HASH_CHUNK = 1 << 20
