@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from recorder.paths import give_to_directory_owner
+from recorder.paths import fsync_directory, give_to_directory_owner
 from recorder.store import NewRecording
 
 logger = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class Journal:
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_directory(self.path.parent)
         old, self._fd = self._fd, os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         if old >= 0:
             os.close(old)
@@ -251,13 +251,6 @@ class Journal:
             self._synced = max(self._synced, upto)
             self.syncs += 1
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = ["COMPACT_BYTES", "JOURNAL_NAME", "Journal", "JournalContents", "JournalEntry",

@@ -91,3 +91,13 @@ def give_to_directory_owner(fd: int, directory: Path) -> None:
         os.fchown(fd, owner.st_uid, owner.st_gid)
     except PermissionError as exc:
         logger.warning("cannot give %s's new file to its owner: %s", directory, exc)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a file's name in ``directory`` (just created, renamed or removed) survive a power
+    cut: the file's own fsync does not cover its directory entry."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -35,7 +35,7 @@ from typing import Any
 
 from recorder.codecs import convert, get_format
 from recorder.errors import CodecError
-from recorder.paths import sha256_file
+from recorder.paths import fsync_directory, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +56,6 @@ class _SyncedFile(io.BufferedWriter):
                 os.fsync(self.fileno())
             finally:
                 super().close()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 
 def target_path(wav: Path, fmt: str) -> Path:
@@ -91,7 +82,7 @@ def transcode_file(wav: Path, fmt: str, done: Done | None = None,
         raw = open(part, "wb", buffering=0)  # noqa: SIM115 - handed to the writer, which closes it
         convert(wav, _SyncedFile(raw), fmt, source_format="wav", **dict(options or {}))
         part.replace(final)
-        _fsync_dir(final.parent)
+        fsync_directory(final.parent)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -99,7 +90,7 @@ def transcode_file(wav: Path, fmt: str, done: Done | None = None,
     if done is not None:
         done(wav, final, size, digest)
     wav.unlink(missing_ok=True)
-    _fsync_dir(final.parent)
+    fsync_directory(final.parent)
     logger.info("%s → %s (%d bytes)", wav.name, final.name, size)
     return final
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -105,6 +106,21 @@ class Running:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
+
+    def status(self) -> dict[str, Any]:
+        """The /status document."""
+        code, body = self.web("", path="/status")
+        assert code == 200, body
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    def metric(self, sample: str) -> float:
+        """One /metrics sample's value: a name, or a name with its labels as exported
+        (``recorder_devices{kind="tracked"}``)."""
+        code, body = self.web("", path="/metrics")
+        assert code == 200, body
+        found = re.search(rb"^" + re.escape(sample.encode()) + rb" (\S+)$", body, re.MULTILINE)
+        assert found is not None, f"{sample} not in /metrics"
+        return float(found.group(1))
 
     def web_result(self, **params: Any) -> etree._Element:
         status, body = self.web(urllib.parse.urlencode(params))

@@ -5,7 +5,6 @@ each, the service still answers."""
 
 from __future__ import annotations
 
-import re
 import select
 import socket
 import time
@@ -33,17 +32,11 @@ def closed_within(conn: ApiConnection, seconds: float) -> float:
     return time.monotonic() - began
 
 
-def metric(running: Running, name: str) -> float:
-    status, body = running.web("", path="/metrics")
-    assert status == 200
-    found = re.search(rb"^%s (\S+)$" % name.encode(), body, re.MULTILINE)
-    assert found, body
-    return float(found.group(1))
 
 
 def wait_for_metric(running: Running, name: str, value: float) -> None:
     deadline = time.monotonic() + WAIT
-    while (got := metric(running, name)) != value:
+    while (got := running.metric(name)) != value:
         assert time.monotonic() < deadline, f"{name} stayed {got}, not {value}"
         time.sleep(0.02)
 

@@ -3,13 +3,10 @@ forgotten device gets, as a table of scenarios, through the scheduler, and over 
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from lxml import etree
@@ -220,18 +217,8 @@ def _ok(result: etree._Element) -> etree._Element:
     return result
 
 
-def _status(running: Running) -> dict[str, Any]:
-    code, body = running.web("", path="/status")
-    assert code == 200, body
-    return json.loads(body)  # type: ignore[no-any-return]
 
 
-def _metric(running: Running, sample: str) -> float:
-    code, body = running.web("", path="/metrics")
-    assert code == 200
-    found = re.search(rb"^" + re.escape(sample.encode()) + rb" (\S+)$", body, re.MULTILINE)
-    assert found is not None, sample
-    return float(found.group(1))
 
 
 def test_far_more_devices_than_the_limit_keep_the_table_at_it(
@@ -244,10 +231,10 @@ def test_far_more_devices_than_the_limit_keep_the_table_at_it(
         for i in range(FLOOD):
             _ok(conn.request("CALLSTART", 3, DEVICEID=f"flood{i}", DEVICEALIAS=f"desk{i}"))
             _ok(conn.request("CALLSTOP", 4, DEVICEID=f"flood{i}"))
-        assert _status(running)["devices"] == {
+        assert running.status()["devices"] == {
             "tapped": 4, "tracked": CAP, "max_tracked": CAP, "evicted": FLOOD - CAP}
-        assert _metric(running, 'recorder_devices{kind="tracked"}') == CAP
-        assert _metric(running, "recorder_devices_evicted_total") == FLOOD - CAP
+        assert running.metric('recorder_devices{kind="tracked"}') == CAP
+        assert running.metric("recorder_devices_evicted_total") == FLOOD - CAP
         listed = _ok(conn.request("DEVICELIST", 5))
         assert listed.findtext("DEVICES/COUNT") == str(4 + CAP)
 
@@ -262,7 +249,7 @@ def test_far_more_devices_than_the_limit_keep_the_table_at_it(
         # Taken, not recorded: no channel taps it.
         assert shown.findtext("DEVICES/DEVICE/RECORDING/ERRORREASON") == "API_DEVICE_INVALID"
         _ok(conn.request("CALLSTOP", 10, DEVICEID="flood0"))
-        assert _status(running)["devices"]["tracked"] == CAP
+        assert running.status()["devices"]["tracked"] == CAP
 
         # The tapped device was never forgotten: its call and its recording are still there.
         tapped = _ok(conn.request("DEVICESTATUS", 11, DEVICEID="1001"))

@@ -14,7 +14,6 @@ import contextlib
 import errno
 import io
 import itertools
-import json
 import os
 import shutil
 import sqlite3
@@ -290,17 +289,8 @@ def check_file(row: sqlite3.Row, source: npt.NDArray[np.int16], hz: float) -> No
     np.testing.assert_array_equal(recorded, np.resize(np.roll(source, -offset), len(recorded)))
 
 
-def status(running: Running) -> dict[str, Any]:
-    code, body = running.web("", path="/status")
-    assert code == 200
-    return json.loads(body)  # type: ignore[no-any-return]
 
 
-def metric(running: Running, name: str) -> float:
-    code, body = running.web("", path="/metrics")
-    assert code == 200
-    line = next(x for x in body.decode().splitlines() if x.startswith(name + " "))
-    return float(line.split()[1])
 
 
 def inject(running: Running, disk: SmallDisk, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -380,10 +370,10 @@ def test_a_full_disk_truncates_refuses_and_resumes_by_itself(
                 check_file(row, sources[row["device_id"]], hz[row["device_id"]])
             for device in ("2001", "2002"):
                 events.until(("RECORDINGSTOPPED", device, "TRUNCATED"))
-            assert status(running)["disk"]["full"] is True
-            assert status(running)["disk"]["ok"] is False
-            assert metric(running, "recorder_disk_full") == 1
-            assert metric(running, "recorder_recordings_truncated_total") == 2
+            assert running.status()["disk"]["full"] is True
+            assert running.status()["disk"]["ok"] is False
+            assert running.metric("recorder_disk_full") == 1
+            assert running.metric("recorder_recordings_truncated_total") == 2
 
             # While it is full nothing new is recorded: a new call is tracked (API_OK, as
             # every CALLSTART) but refused with code 2's reason; RECORDSTART answers 2.
@@ -411,8 +401,8 @@ def test_a_full_disk_truncates_refuses_and_resumes_by_itself(
             assert result_code(conn.request("CALLSTART", 6, DEVICEID="2003")) == 20
             state = conn.request("DEVICESTATUS", 7, DEVICEID="2003")
             assert state.findtext("DEVICES/DEVICE/RECORDING/ISRECORDING") == "Y"
-            assert status(running)["disk"]["full"] is False
-            assert metric(running, "recorder_disk_full") == 0
+            assert running.status()["disk"]["full"] is False
+            assert running.metric("recorder_disk_full") == 0
             time.sleep(1.5)
             for device in ("2001", "2002", "2003"):
                 assert result_code(conn.request("CALLSTOP", 8, DEVICEID=device)) == 20

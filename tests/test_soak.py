@@ -13,7 +13,6 @@ two cores, and asserts on what ran (at least ``MIN_CALLS``) if the machine is sl
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -202,10 +201,6 @@ def run_round(running: Running, calls: int, seconds: float) -> Tally:
     return total
 
 
-def _status(running: Running) -> dict[str, Any]:
-    code, body = running.web("", path="/status")
-    assert code == 200, body
-    return json.loads(body)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -239,7 +234,7 @@ def test_thousands_of_calls_leave_fds_threads_and_memory_flat(
     warmup = run_round(running, WARMUP_CALLS, WARMUP_SECONDS)
     # Every pool at its working size: more diagnostics requests at once than its threads.
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda _: _status(running), range(8)))
+        list(pool.map(lambda _: running.status(), range(8)))
     base = settled(pid)
 
     samples: list[Sample] = []
@@ -293,7 +288,7 @@ def test_thousands_of_calls_leave_fds_threads_and_memory_flat(
         _ok(conn, "TEST")
     finally:
         conn.close()
-    status = _status(running)
+    status = running.status()
     assert status["health"]["ok"], status["health"]
     assert status["devices"]["tracked"] == MAX_TRACKED
     assert status["devices"]["evicted"] == total.random_calls - MAX_TRACKED

@@ -401,19 +401,8 @@ def test_a_second_process_on_the_data_directory_neither_replays_nor_reads_stale_
 # --- the service ---------------------------------------------------------------------------------
 
 
-def _status(running: Any) -> dict[str, Any]:
-    code, body = running.web("", path="/status")
-    assert code == 200
-    return json.loads(body)  # type: ignore[no-any-return]
 
 
-def _metric(running: Any, name: str) -> float:
-    code, body = running.web("", path="/metrics")
-    assert code == 200
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -443,7 +432,7 @@ def test_calls_made_while_another_process_locks_the_database_are_all_recorded_an
         lasted[device] = time.monotonic() - began[device]
 
     def recordids() -> dict[str, int]:
-        return {a["device"]: a["recordid"] for a in _status(running)["active"]}
+        return {a["device"]: a["recordid"] for a in running.status()["active"]}
 
     try:
         start(1, "2001", ani="6145550001")
@@ -455,10 +444,10 @@ def test_calls_made_while_another_process_locks_the_database_are_all_recorded_an
             expect(conn.request("CALLUPDATE", 4, deviceid="2002", dnis="8005550100"), 20)
             expect(conn.request("CALLLIST", 5), 23, starts="database unavailable")
             ids.update(recordids())
-            status = _status(running)["database"]
+            status = running.status()["database"]
             assert status["spooled"] >= 3
             assert status["ok"] is False
-            assert _metric(running, "recorder_store_spooled_changes") >= 3
+            assert running.metric("recorder_store_spooled_changes") >= 3
             time.sleep(1.0)
             stop(6, "2001")
             start(7, "2003", ani="6145550003")
@@ -467,14 +456,14 @@ def test_calls_made_while_another_process_locks_the_database_are_all_recorded_an
             stop(8, "2003")
             stop(9, "2002")
             expect(conn.request("CALLLIST", 10, deviceid="2002"), 23)
-            assert _status(running)["database"]["spooled"] >= 7
+            assert running.status()["database"]["spooled"] >= 7
             lock.release()
             _wait("the spool to be replayed",
-                  lambda: _status(running)["database"]["spooled"] == 0)
+                  lambda: running.status()["database"]["spooled"] == 0)
         listed = expect(conn.request("CALLLIST", 11), 20).findall("SEARCHRESULT")
     finally:
         conn.close()
-    assert _metric(running, "recorder_store_spooled_changes") == 0
+    assert running.metric("recorder_store_spooled_changes") == 0
     assert sorted(ids) == ["2001", "2002", "2003"]
     assert sorted(int(fields(r)["RECORDID"]) for r in listed) == sorted(ids.values())
     assert (running.data_dir / "store-spool.jsonl").stat().st_size == 0
@@ -503,8 +492,8 @@ def test_a_crash_while_spooling_is_recovered_at_the_next_start_though_still_lock
     with locked(database) as lock:
         expect(running.request("CALLSTART", 1, deviceid="1001", ani="6145550009"), 20)
         time.sleep(1.5)
-        (active,) = _status(running)["active"]
-        assert _status(running)["database"]["spooled"] == 1
+        (active,) = running.status()["active"]
+        assert running.status()["database"]["spooled"] == 1
         processes[0].proc.kill()  # the row exists only in the spool
         processes[0].proc.wait(10)
         again = RecorderProcess(["--config", str(config)])
@@ -512,11 +501,11 @@ def test_a_crash_while_spooling_is_recovered_at_the_next_start_though_still_lock
         restarted = again.wait_ready()  # the database still locked: it starts all the same
         assert rows_in(database) == []
         # Start-up recovery completed the recording; its row's changes wait in the spool.
-        assert _status(restarted)["database"]["spooled"] == 2
+        assert restarted.status()["database"]["spooled"] == 2
         expect(restarted.request("CALLLIST", 2), 23)
         lock.release()
         _wait("the spool to be replayed",
-              lambda: _status(restarted)["database"]["spooled"] == 0)
+              lambda: restarted.status()["database"]["spooled"] == 0)
     (row,) = rows_in(database)
     assert (row["ident"], row["ani"], row["status"], row["stop_reason"]) == (
         active["recordid"], "6145550009", "complete", STOP_RECOVERED)

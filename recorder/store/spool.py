@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from recorder.errors import StoreError
-from recorder.paths import give_to_directory_owner
+from recorder.paths import fsync_directory, give_to_directory_owner
 from recorder.store.base import (
     ExpiryRule,
     FinishedRecording,
@@ -127,7 +127,7 @@ class SpoolFile:
             if created:
                 # As SQLite does for its WAL files (see give_to_directory_owner).
                 give_to_directory_owner(fd, self.path.parent)
-                _fsync_dir(self.path.parent)  # the name must survive a power cut too
+                fsync_directory(self.path.parent)  # the name must survive a power cut too
             try:
                 fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 self.owned = True
@@ -214,13 +214,6 @@ class SpoolFile:
             self._file = None
         self.owned = False
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _plain(obj: Any) -> dict[str, Any]:
