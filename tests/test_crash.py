@@ -104,6 +104,9 @@ def _kill_mid_call(config: Path, processes: list[RecorderProcess]) -> dict[str, 
     proc = RecorderProcess(["--config", str(config)])
     processes.append(proc)
     running = proc.wait_ready()
+    # The lines must have captured their pre-roll before the calls start, or the first
+    # recordings would begin at the start of capture, short of the pre-roll ``lasted`` counts.
+    time.sleep(PREROLL + 0.5)
     started: dict[str, float] = {}
     for device in DEVICES:
         answer = running.request("CALLSTART", 1, DEVICEID=device, ANI="6145551212")
