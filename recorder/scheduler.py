@@ -1064,6 +1064,13 @@ class Scheduler:
             call.partials.append(recording)
             logger.info("%s: recording continues after the full disk in %s (RECORDID %s)",
                         call.device_id, recording.filename, recording.record_id)
+        else:
+            # The file could not be made (the disk filled again before it, most likely): try
+            # again at the next look for room, or the rest of the call would never be
+            # recorded. Only while the call is up, once a second.
+            with self._cut_lock:
+                self._disk_full_seen = True
+                self._cut_calls[call.global_id] = call
 
     # --- events ------------------------------------------------------------------------------
 

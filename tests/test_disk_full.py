@@ -388,6 +388,19 @@ def test_a_full_disk_truncates_refuses_and_resumes_by_itself(
             time.sleep(1.5)  # still full: the calls that are up stay waiting
             assert len(rows(data)) == 2
 
+            if running.recorder is not None:
+                # The disk fills again just as the first continuation's file is made: that
+                # call waits for room once more instead of losing the rest of its audio.
+                refills = [OSError(errno.ENOSPC, "No space left on device")]
+                create = scheduler.create_unique
+
+                def refill_once(path: Path) -> tuple[Path, BinaryIO]:
+                    if refills:
+                        raise refills.pop()
+                    return create(path)
+
+                monkeypatch.setattr(scheduler, "create_unique", refill_once)
+
             # Room again: within a few seconds the calls still up continue by themselves...
             disk.free_up()
             freed = time.monotonic()
