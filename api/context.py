@@ -7,11 +7,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder.config import DEFAULT_TERMINOLOGY
-from recorder.events import EventSink, NoEvents
-from recorder.mailer import Mailer
-from recorder.scheduler import Scheduler
-from recorder.store import Store
+from recorder.archive.mailer import Mailer
+from recorder.calls.scheduler import Scheduler
+from recorder.config.model import DEFAULT_TERMINOLOGY
+from recorder.events.types import EventSink, NoEvents
+from recorder.store.factory import Store
 
 
 @dataclass(frozen=True)

@@ -13,33 +13,32 @@ from collections.abc import Callable, Iterable, Mapping
 from recorder.api.context import ApiContext
 from recorder.api.handlers import (
     agentwindow,
-    basic,
     calls,
     channels,
     chat,
     email,
     events,
-    export,
     groups,
+    media,
     roles,
     stations,
     status,
     system,
     users,
 )
-from recorder.api.params import Params, parse_int
+from recorder.api.protocol.params import Params, parse_int
+from recorder.api.protocol.xmlcodec import parse_flat_request, parse_request, render_result
 from recorder.api.request import ApiRequest, ApiResult, RequestError, invalid
-from recorder.api.xmlcodec import parse_flat_request, parse_request, render_result
 from recorder.errors import ResultError, StoreError
-from recorder.metrics import Counter, Gauge, Histogram
 from recorder.resultcodes import ResultCode
+from recorder.telemetry.prometheus import Counter, Gauge, Histogram
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[ApiContext, Params], ApiResult]
 
 HANDLERS: dict[str, Handler] = {
-    "TEST": basic.test,
+    "TEST": system.test,
     "CALLSTART": calls.call_start,
     "CALLSTOP": calls.call_stop,
     "CALLUPDATE": calls.call_update,
@@ -75,7 +74,7 @@ HANDLERS: dict[str, Handler] = {
     # The transports carry these out themselves (a stream, media); HANDLERS answers them where
     # they cannot be: EVENTS on the WebAPI's request page, the media functions on the socket.
     "EVENTS": events.events_elsewhere,
-    **dict.fromkeys(export.MEDIA_REQUESTS, export.webapi_only),
+    **dict.fromkeys(media.MEDIA_REQUESTS, media.webapi_only),
 }
 
 # The manual's "Deprecated Functions" table: function -> (replacement, version it went in).
@@ -275,7 +274,7 @@ class Dispatcher:
             return self._dispatch(request, handlers)
         finally:
             try:
-                ctx.scheduler.directory_changed()
+                ctx.scheduler.lookup.directory_changed()
             except Exception:
                 logger.exception("%s: the scheduler could not be told of the directory change",
                                  request.type)

@@ -56,8 +56,9 @@ import numpy as np
 import soundfile
 
 from recorder.app import Recorder
-from recorder.config import config_from_dict, to_toml
-from recorder.logsetup import STDERR_FORMAT
+from recorder.config.loader import config_from_dict
+from recorder.config.printing import to_toml
+from recorder.service.logsetup import STDERR_FORMAT
 
 HOST = "127.0.0.1"
 FIRST_DEVICE = 2001

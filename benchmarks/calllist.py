@@ -48,11 +48,12 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from recorder.api.handlers.status import stored_calls
-from recorder.api.params import Params
-from recorder.api.xmlcodec import render_result
+from recorder.api.protocol.params import Params
+from recorder.api.protocol.xmlcodec import render_result
 from recorder.app import Recorder
-from recorder.config import config_from_dict
-from recorder.store import FILTER_FIELDS, Store
+from recorder.config.loader import config_from_dict
+from recorder.store.factory import Store
+from recorder.store.records import FILTER_FIELDS
 from recorder.store.schema import SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
 
@@ -402,7 +403,7 @@ def explain(bench: Bench, pick: Sample) -> None:
 
 def trace_statements(recorder: Recorder) -> list[str]:
     """Collect every statement the recorder's store runs (with its values inlined)."""
-    store: object = recorder.store
+    store: object = recorder.store.recordings if recorder.store is not None else None
     # The store keeps its connection to itself, behind wrappers such as the outage spool; a
     # benchmark may look inside: this is how it learns the exact SQL the store runs for
     # CALLLIST, instead of typing a query that might differ.

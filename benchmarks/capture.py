@@ -29,12 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from recorder.capture import CaptureBoard, CaptureCore, Channel
-from recorder.codecs import open_writer
-from recorder.config import SyntheticBoardConfig
-from recorder.drivers import create_driver
-from recorder.drivers.synthetic import SyntheticDriver
-from recorder.session import RecordingSession
+from recorder.capture.core import CaptureBoard, CaptureCore, Channel
+from recorder.codecs.formats import open_writer
+from recorder.drivers.registry import create_driver
+from recorder.drivers.synthetic import SyntheticBoardConfig, SyntheticDriver
+from recorder.recording.session import RecordingSession
 
 RATE = 8000
 BLOCK = 160  # 20 ms

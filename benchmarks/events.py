@@ -28,8 +28,8 @@ import logging
 import threading
 import time
 
-from recorder.eventbus import EventBus, Subscription
-from recorder.events import make_event
+from recorder.events.bus import EventBus, Subscription
+from recorder.events.types import make_event
 
 QUEUE = 1000
 BURST = 200

@@ -21,12 +21,12 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from recorder.drivers.lineevents import LineEvent
 
 logger = logging.getLogger(__name__)
 
@@ -43,25 +43,6 @@ class DriverState(enum.Enum):
     ERROR = "error"  # the device is gone or failing; the driver keeps trying to reopen it
     RESETTING = "resetting"  # the device is being reopened or reinitialised
     STOPPED = "stopped"
-
-
-class LineEventKind(enum.Enum):
-    RING = "ring"
-    CALLER_ID = "caller-id"  # data: DATE, TIME, NMBR, NAME as the line delivered them
-    OFF_HOOK = "off-hook"
-    ON_HOOK = "on-hook"
-    LOOP_DROP = "loop-drop"  # loop current interrupted: the far end hung up
-    BUSY = "busy"
-    DIAL_TONE = "dial-tone"
-    SILENCE = "silence"
-    END_OF_STREAM = "end-of-stream"  # the device stopped sending audio (DLE ETX)
-
-
-@dataclass(frozen=True)
-class LineEvent:
-    channel: int  # 0-based channel of the board
-    kind: LineEventKind
-    data: Mapping[str, str] = field(default_factory=dict)
 
 
 class DriverSink(Protocol):
@@ -180,5 +161,4 @@ class PacedDriver(ThreadedDriver):
             sent += 1
 
 
-__all__ = ["Block", "Driver", "DriverSink", "DriverState", "LineEvent", "LineEventKind",
-           "PacedDriver", "ThreadedDriver"]
+__all__ = ["Block", "Driver", "DriverSink", "DriverState", "PacedDriver", "ThreadedDriver"]

@@ -60,13 +60,8 @@ import numpy as np
 import numpy.typing as npt
 from serial.threaded import Protocol
 
-from recorder.drivers.base import (
-    MAX_CATCH_UP_SECONDS,
-    Block,
-    DriverSink,
-    LineEvent,
-    LineEventKind,
-)
+from recorder.drivers.base import MAX_CATCH_UP_SECONDS, Block, DriverSink
+from recorder.drivers.lineevents import LineEvent, LineEventKind
 from recorder.errors import DriverError
 
 logger = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from lxml import etree
 
 with atheris.instrument_imports(include=["recorder.api"]):
     from recorder.api.dispatcher import Dispatcher
-    from recorder.api.framing import MessageFramer, MessageTooLarge
+    from recorder.api.transport.framing import MessageFramer, MessageTooLarge
 
 from recorder.app import Recorder
-from recorder.config import config_from_dict
+from recorder.config.loader import config_from_dict
 from recorder.resultcodes import ResultCode
 
 MAX_MESSAGE = 8192  # small, so the limit is reached often

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from recorder.daemon import main
+from recorder.service.daemon import main
 
 sys.exit(main())

@@ -1,13 +1,25 @@
-"""The composition root: builds every component, starts them in order, stops them in reverse.
+"""The composition root: builds the service in named stages, starts them in order, stops them
+in reverse.
 
-store (and the recordings a crash left, completed) -> after-call encoder -> drivers and capture
-core -> writer loop -> event bus -> scheduler -> retention job -> triggers -> API servers.
-Stopping runs the other way, with one exception: the triggers stop starting calls, then the
-scheduler refuses new ones ("shutting down") and finishes the recordings in progress, the event
-bus ends every subscription after its last events, and only then does the API stop, so every
-subscriber hears how its calls ended. The drivers keep capturing until those recordings have
-their last samples, and the after-call encoder sees every finished recording (what it has not
-converted yet stays a playable WAV and is converted at the next start).
+=============  ==============================================================================
+stage          what it starts
+=============  ==============================================================================
+storage        the data directory, the store (recordings behind the outage spool, the
+               directory), the crash journal and the recovery of what a crash left open
+events         the event bus (holding the recovered recordings' RECORDINGSTOPPED a while)
+recording      after-call encoding, the completion worker, the writer loop, the disk guard
+capture        the drivers and the capture core
+calls          the scheduler and its limits watch, the retention job, the triggers
+api            the dispatcher, the socket API and the WebAPI (the portal will be one more)
+=============  ==============================================================================
+
+Stopping goes over the stages twice, newest first. The first pass drains: the triggers stop
+starting calls, the scheduler refuses new ones ("shutting down") and ends every recording in
+progress while the capture still delivers their last samples, the writer closes the files still
+inside their commit delay, the completion worker completes every row, and the event bus ends
+each subscription after its last events; meanwhile the API still answers. The second pass stops
+what is left: the API's servers, the threads, the drivers, the journal and the store.
+So every subscriber hears how its calls ended, and nothing recorded is left incomplete.
 
 Each component is also handed, as it starts, to the telemetry (``recorder.telemetry``), which
 reads them for ``/metrics``, ``/status``, ``health()`` and ``summary_line()``.
@@ -18,30 +30,37 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from recorder.aftercall import AfterCallEncoder
 from recorder.api.context import ApiContext
 from recorder.api.dispatcher import Dispatcher
-from recorder.api.server import ApiServer
-from recorder.capture import CaptureBoard, CaptureCore
-from recorder.config import Config
-from recorder.decision import Policy
-from recorder.diskspace import DiskGuard
-from recorder.drivers import create_driver
+from recorder.api.transport.server import ApiServer
+from recorder.archive.export import clean_work_dir
+from recorder.archive.mailer import Mailer
+from recorder.archive.retention import RetentionJob
+from recorder.calls.scheduler import Scheduler
+from recorder.calls.triggers import TriggerLoop
+from recorder.calls.watch import LimitsWatch
+from recorder.capture.core import CaptureBoard, CaptureCore
+from recorder.config.model import Config
+from recorder.drivers.base import Driver
+from recorder.drivers.registry import create_driver
 from recorder.errors import StartupError
-from recorder.eventbus import EventBus
-from recorder.events import Event, make_event
-from recorder.export import clean_work_dir
-from recorder.journal import Journal
-from recorder.mailer import Mailer
-from recorder.recovery import recover
-from recorder.retention import RetentionJob
-from recorder.scheduler import Scheduler, StoredFormat
-from recorder.store import Store, open_store
-from recorder.telemetry import HUNG_AFTER_SECONDS, Components, Telemetry
-from recorder.triggers import TriggerLoop, VoxParams
-from recorder.writer import WriterLoop
+from recorder.events.bus import EventBus
+from recorder.events.types import Event, make_event
+from recorder.recording.aftercall import AfterCallEncoder
+from recorder.recording.completion import Completion
+from recorder.recording.diskspace import DiskGuard
+from recorder.recording.files import RecordingFiles, StoredFormat
+from recorder.recording.journal import Journal
+from recorder.recording.recovery import recover
+from recorder.recording.stats import RecordingStats
+from recorder.recording.writer import WriterLoop
+from recorder.rules.decision import Policy
+from recorder.rules.triggers import VoxParams
+from recorder.store.factory import Store, open_store
+from recorder.telemetry.reporter import HUNG_AFTER_SECONDS, Components, Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -51,23 +70,41 @@ JOIN_TIMEOUT = 10.0
 RECOVERED_EVENTS_HOLD_SECONDS = 300.0
 
 
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class Stage:
+    """One started stage: what its first stopping pass does (drain) and its second (stop)."""
+
+    name: str
+    drain: Callable[[], None] = _nothing
+    stop: Callable[[], None] = _nothing
+
+
 class Recorder:
     """The whole service, in-process: what ``recorderd`` runs and what tests start directly."""
 
     def __init__(self, config: Config, *,
                  hung_after_seconds: float = HUNG_AFTER_SECONDS) -> None:
         self.config = config
-        self._stops: list[tuple[str, Callable[[], None]]] = []
+        self._stages: list[Stage] = []
         self.store: Store | None = None
         self.journal: Journal | None = None
         self.capture: CaptureCore | None = None
+        self.completion: Completion | None = None
         self.writer: WriterLoop | None = None
         self.scheduler: Scheduler | None = None
+        self.watch: LimitsWatch | None = None
         self.dispatcher: Dispatcher | None = None
         self.api: ApiServer | None = None
         self.events: EventBus | None = None
         self.disk: DiskGuard | None = None
         self.retention: RetentionJob | None = None
+        self.files: RecordingFiles | None = None
+        self._drivers: list[Driver] = []
+        self._recovered: list[Event] = []
         # Reads the components above for /metrics, /status and health; filled as they start.
         self.telemetry = Telemetry(Components(config), hung_after=hung_after_seconds)
 
@@ -81,19 +118,38 @@ class Recorder:
         self.telemetry.hung_after = seconds
 
     def start(self) -> None:
-        """Start every component; on failure, stop what had started and raise."""
+        """Start every stage in order; on failure, stop what had started and raise."""
         self.telemetry.starting()
         try:
-            self._start()
+            for name, start in (("storage", self._start_storage), ("events", self._start_events),
+                                ("recording", self._start_recording),
+                                ("capture", self._start_capture), ("calls", self._start_calls),
+                                ("api", self._start_api)):
+                stage = Stage(name)
+                self._stages.append(stage)
+                start(stage)
         except BaseException:
             self.stop()
             raise
         self.telemetry.parts.running = True
 
+    def stop(self) -> None:
+        """Drain, then stop, every stage that started, newest first; safe to call more than
+        once."""
+        self.telemetry.parts.running = False
+        stages, self._stages = self._stages[::-1], []
+        for step in ("drain", "stop"):
+            for stage in stages:
+                try:
+                    getattr(stage, step)()
+                except Exception:
+                    logger.exception("%s: %s failed", stage.name,
+                                     "draining" if step == "drain" else "stopping")
+
     def health(self) -> list[str]:
         """Empty when healthy; else one sentence per hung or dead loop of the core (writer,
-        capture monitor, scheduler timer, API event loop), or that the recorder is not running.
-        A database that is away is not a health problem (see ``status()``)."""
+        capture monitor, limits watch, completion worker, API event loop), or that the recorder
+        is not running. A database that is away is not a health problem (see ``status()``)."""
         return self.telemetry.health()
 
     def summary_line(self) -> str:
@@ -115,127 +171,6 @@ class Recorder:
         """The /status document (docs/metrics.md): JSON-able, no infinities."""
         return self.telemetry.status()
 
-    def _start(self) -> None:
-        config = self.config
-        data_dir = config.storage.data_dir
-        try:
-            config.storage.recordings_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StartupError(f"storage.data_dir: cannot create {data_dir}: "
-                               f"{exc.strerror or exc}") from exc
-        logger.info("data directory %s", data_dir)
-
-        parts = self.telemetry.parts
-        store = self.store = parts.store = open_store(config.storage)
-        self._started("store", store.close)
-        # Before anything records: the recordings a crash left open first (recorder/recovery.py).
-        journal = self.journal = Journal(data_dir)
-        try:
-            contents = journal.open()
-        except OSError as exc:
-            raise StartupError(f"storage.data_dir: cannot open the crash journal "
-                               f"{journal.path}: {exc.strerror or exc}") from exc
-        self._started("journal", journal.close)
-        recovered: list[Event] = [r.event for r in recover(store, journal, contents)
-                                  if r.event is not None]
-        recovered += [make_event(kind, fields) for kind, fields in contents.announce]
-
-        storage = config.storage
-        options: dict[str, Any] = {}
-        if storage.format == "mp3":
-            options = {"bitrate": storage.mp3_bitrate or None, "quality": storage.mp3_quality}
-        elif storage.format == "vox":
-            options = {"rate": storage.vox_rate}
-        stored = StoredFormat(storage.format, storage.encode == "after-call", options)
-        after_call: AfterCallEncoder | None = None
-        if stored.after_call and storage.format != "wav":
-            after_call = AfterCallEncoder(store, storage.format, storage.recordings_dir,
-                                          storage.transcode_workers, options)
-            after_call.start()
-            self._started("after-call", lambda: self._halt("after-call", after_call.stop,
-                                                            after_call.join))
-
-        drivers = [create_driver(f"boards[{i}]", board) for i, board in enumerate(config.boards)]
-        capture = self.capture = CaptureCore(
-            [CaptureBoard(driver, board.devices, config.capture.lookback_seconds,
-                          board.silence_threshold_dbfs)
-             for driver, board in zip(drivers, config.boards, strict=True)],
-            triggers=[[board.channel_trigger(i) for i in range(len(board.devices))]
-                      for board in config.boards],
-        )
-        capture.start()
-        parts.capture = capture
-        self._started("capture", lambda: self._halt("capture", capture.stop, capture.join))
-        if not capture.channels:
-            logger.warning("no boards configured: calls are tracked but nothing is recorded")
-
-        writer = self.writer = parts.writer = WriterLoop(
-            fsync_interval=config.storage.fsync_interval_seconds)
-        writer.start()
-        self._started("writer", lambda: self._halt("writer", writer.stop, writer.join))
-
-        # Before the scheduler, which publishes to it; closed after the scheduler has sent its
-        # last events (shutdown's CALLSTOP and RECORDINGSTOPPED), ending every subscription.
-        events = self.events = parts.events = EventBus(config.api.event_queue_size)
-        self._started("events", events.close)
-        # Subscribers can only connect once the API listens: the recovered recordings'
-        # RECORDINGSTOPPED wait for them a while.
-        events.hold(recovered, RECOVERED_EVENTS_HOLD_SECONDS)
-
-        disk = self.disk = parts.disk = DiskGuard.from_config(config)
-        scheduler = self.scheduler = Scheduler(
-            capture=capture, store=store, writer=writer,
-            recordings_dir=config.storage.recordings_dir, core_ident=config.core.ident,
-            preroll_seconds=config.capture.preroll_seconds,
-            commit_delay_seconds=config.capture.commit_delay_seconds,
-            stereo=config.storage.stereo, stored=stored, after_call=after_call,
-            policy=Policy.from_config(config.recording, len(capture.channels)),
-            disk_ok=disk.ok, disk_full=disk.disk_full, events=events, journal=journal,
-            max_tracked_devices=config.recording.max_tracked_devices)
-        scheduler.start()
-        parts.scheduler = scheduler
-        self._started("scheduler", scheduler.stop)
-
-        # Purges expired recordings daily (and makes room when the config allows it); only
-        # complete rows are ever touched, so it may run beside the scheduler.
-        retention = self.retention = RetentionJob.from_config(store, config, disk)
-        retention.start()
-        self._started("retention", lambda: self._halt("retention", retention.stop,
-                                                      retention.join))
-
-        triggers = TriggerLoop(capture, scheduler, vox=[
-            VoxParams(round(board.vox_start_seconds * driver.sample_rate),
-                      round(board.vox_hold_seconds * driver.sample_rate))
-            for driver, board in zip(drivers, config.boards, strict=True)
-            for _ in board.devices])
-        triggers.start()
-        self._started("triggers", lambda: self._halt("triggers", triggers.stop, triggers.join))
-
-        work_dir = data_dir / "tmp"
-        try:
-            removed = clean_work_dir(work_dir)
-        except OSError as exc:
-            raise StartupError(f"storage.data_dir: cannot create {work_dir}: "
-                               f"{exc.strerror or exc}") from exc
-        if removed:
-            logger.info("removed %d unfinished export(s) from %s", removed, work_dir)
-        context = ApiContext(scheduler=scheduler, store=store, core_ident=config.core.ident,
-                             calllist_max_rows=config.api.calllist_max_rows,
-                             recordings_dir=config.storage.recordings_dir,
-                             terminology=config.terminology, events=events,
-                             mailer=Mailer(config.smtp), work_dir=work_dir)
-        dispatcher = self.dispatcher = parts.dispatcher = Dispatcher(context)
-        api = self.api = ApiServer(config.api, dispatcher, events,
-                                   metrics=self.telemetry.render_metrics, status=self.status)
-        api.start()
-        parts.api = api
-        # The API stops after the scheduler and the event bus, not first: while the scheduler
-        # finishes the recordings in progress, requests are answered (a new call is refused
-        # with "shutting down") and subscribers receive the last events before their streams
-        # end. The triggers and the retention job still stop first.
-        at = [name for name, _ in self._stops].index("events")
-        self._stops.insert(at, ("api", lambda: self._halt("api", api.stop, api.join)))
-
     def reload(self, config: Config) -> None:
         """Take up a changed config's schedules, filters, limits and terminology without
         dropping a call.
@@ -250,21 +185,174 @@ class Recorder:
             self.dispatcher.context = dataclasses.replace(
                 self.dispatcher.context, terminology=dict(config.terminology))
 
-    def stop(self) -> None:
-        """Stop everything that started, newest first; safe to call more than once."""
-        self.telemetry.parts.running = False
-        while self._stops:
-            name, stop = self._stops.pop()
-            try:
-                stop()
-            except Exception:
-                logger.exception("stopping %s failed", name)
+    # --- the stages --------------------------------------------------------------------------
 
-    def _started(self, name: str, stop: Callable[[], None]) -> None:
-        self._stops.append((name, stop))
+    def _start_storage(self, stage: Stage) -> None:
+        config = self.config
+        data_dir = config.storage.data_dir
+        try:
+            config.storage.recordings_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"storage.data_dir: cannot create {data_dir}: "
+                               f"{exc.strerror or exc}") from exc
+        logger.info("data directory %s", data_dir)
+        store = self.store = self.telemetry.parts.store = open_store(config.storage)
+        stage.stop = store.close
+        # Before anything records: the recordings a crash left open first (recording/recovery).
+        journal = self.journal = Journal(data_dir)
+        try:
+            contents = journal.open()
+        except OSError as exc:
+            raise StartupError(f"storage.data_dir: cannot open the crash journal "
+                               f"{journal.path}: {exc.strerror or exc}") from exc
 
-    @staticmethod
-    def _halt(name: str, stop: Callable[[], None], join: Callable[[float], bool]) -> None:
-        stop()
-        if not join(JOIN_TIMEOUT):
-            logger.error("%s did not stop within %.0f s", name, JOIN_TIMEOUT)
+        def close() -> None:
+            journal.close()
+            store.close()
+
+        stage.stop = close
+        self._recovered = [r.event for r in recover(store.recordings, journal, contents)
+                           if r.event is not None]
+        self._recovered += [make_event(kind, fields) for kind, fields in contents.announce]
+
+    def _start_events(self, stage: Stage) -> None:
+        events = self.events = self.telemetry.parts.events = EventBus(
+            self.config.api.event_queue_size)
+        # Closed in the drain pass, once the last events are published: each subscription
+        # then ends after them.
+        stage.drain = events.close
+        # Subscribers can only connect once the API listens: the recovered recordings'
+        # RECORDINGSTOPPED wait for them a while.
+        events.hold(self._recovered, RECOVERED_EVENTS_HOLD_SECONDS)
+
+    def _start_recording(self, stage: Stage) -> None:
+        config, storage = self.config, self.config.storage
+        assert self.store is not None
+        assert self.events is not None
+        options: dict[str, Any] = {}
+        if storage.format == "mp3":
+            options = {"bitrate": storage.mp3_bitrate or None, "quality": storage.mp3_quality}
+        elif storage.format == "vox":
+            options = {"rate": storage.vox_rate}
+        stored = StoredFormat(storage.format, storage.encode == "after-call", options)
+        after_call: AfterCallEncoder | None = None
+        if stored.after_call and storage.format != "wav":
+            after_call = AfterCallEncoder(self.store.recordings, storage.format,
+                                          storage.recordings_dir, storage.transcode_workers,
+                                          options)
+        disk = self.disk = self.telemetry.parts.disk = DiskGuard.from_config(config)
+        stats = RecordingStats()
+        completion = self.completion = self.telemetry.parts.completion = Completion(
+            self.store.recordings, journal=self.journal, events=self.events,
+            after_call=after_call, stats=stats, disk_full=disk.disk_full)
+        writer = self.writer = self.telemetry.parts.writer = WriterLoop(
+            completion, fsync_interval=storage.fsync_interval_seconds)
+        self.files = RecordingFiles(
+            recordings_dir=storage.recordings_dir, store=self.store.recordings, writer=writer,
+            completion=completion, stored=stored, stereo=storage.stereo,
+            commit_delay_seconds=config.capture.commit_delay_seconds, journal=self.journal,
+            stats=stats, disk_full=disk.disk_full)
+
+        def drain() -> None:
+            # The files still inside their commit delay get their last audio (the capture
+            # core still runs), then the completion worker finishes every closed file.
+            _halt("writer", writer.stop, writer.join)
+            _halt("completion", completion.stop, completion.join)
+
+        def stop() -> None:
+            if after_call is not None:
+                _halt("after-call", after_call.stop, after_call.join)
+
+        stage.drain, stage.stop = drain, stop
+        if after_call is not None:
+            after_call.start()
+        completion.start()
+        writer.start()
+
+    def _start_capture(self, stage: Stage) -> None:
+        config = self.config
+        drivers = [create_driver(f"boards[{i}]", board) for i, board in enumerate(config.boards)]
+        self._drivers = drivers
+        capture = self.capture = CaptureCore(
+            [CaptureBoard(driver, board.devices, config.capture.lookback_seconds,
+                          board.silence_threshold_dbfs)
+             for driver, board in zip(drivers, config.boards, strict=True)],
+            triggers=[[board.channel_trigger(i) for i in range(len(board.devices))]
+                      for board in config.boards],
+        )
+        capture.start()
+        self.telemetry.parts.capture = capture
+        stage.stop = lambda: _halt("capture", capture.stop, capture.join)
+        if not capture.channels:
+            logger.warning("no boards configured: calls are tracked but nothing is recorded")
+
+    def _start_calls(self, stage: Stage) -> None:
+        config = self.config
+        assert self.store is not None
+        assert self.capture is not None
+        assert self.disk is not None
+        assert self.files is not None
+        capture, disk = self.capture, self.disk
+        scheduler = self.scheduler = Scheduler(
+            capture=capture, store=self.store, files=self.files, core_ident=config.core.ident,
+            preroll_seconds=config.capture.preroll_seconds,
+            policy=Policy.from_config(config.recording, len(capture.channels)),
+            disk_ok=disk.ok, events=self.events,
+            max_tracked_devices=config.recording.max_tracked_devices)
+        self.telemetry.parts.scheduler = scheduler
+        watch = self.watch = self.telemetry.parts.watch = LimitsWatch(
+            scheduler, scheduler.table, capture, disk_ok=disk.ok, disk_full=disk.disk_full)
+        # Purges expired recordings daily (and makes room when the config allows it); only
+        # complete rows are ever touched, so it may run beside the scheduler.
+        retention = self.retention = RetentionJob.from_config(self.store.recordings, config,
+                                                              disk)
+        triggers = TriggerLoop(capture, scheduler, vox=[
+            VoxParams(round(board.vox_start_seconds * driver.sample_rate),
+                      round(board.vox_hold_seconds * driver.sample_rate))
+            for driver, board in zip(self._drivers, config.boards, strict=True)
+            for _ in board.devices])
+
+        def drain() -> None:
+            _halt("triggers", triggers.stop, triggers.join)  # no new calls from the lines
+            _halt("retention", retention.stop, retention.join)
+            scheduler.stop()  # refuses new calls, ends every recording in progress
+            _halt("limits watch", watch.stop, watch.join)  # it finds no call left
+
+        stage.drain = drain
+        watch.start()
+        retention.start()
+        triggers.start()
+
+    def _start_api(self, stage: Stage) -> None:
+        config = self.config
+        assert self.scheduler is not None
+        assert self.store is not None
+        assert self.events is not None
+        work_dir = config.storage.data_dir / "tmp"
+        try:
+            removed = clean_work_dir(work_dir)
+        except OSError as exc:
+            raise StartupError(f"storage.data_dir: cannot create {work_dir}: "
+                               f"{exc.strerror or exc}") from exc
+        if removed:
+            logger.info("removed %d unfinished export(s) from %s", removed, work_dir)
+        context = ApiContext(scheduler=self.scheduler, store=self.store,
+                             core_ident=config.core.ident,
+                             calllist_max_rows=config.api.calllist_max_rows,
+                             recordings_dir=config.storage.recordings_dir,
+                             terminology=config.terminology, events=self.events,
+                             mailer=Mailer(config.smtp), work_dir=work_dir)
+        dispatcher = self.dispatcher = self.telemetry.parts.dispatcher = Dispatcher(context)
+        api = self.api = ApiServer(config.api, dispatcher, self.events,
+                                   metrics=self.telemetry.render_metrics, status=self.status)
+        api.start()
+        self.telemetry.parts.api = api
+        # Stopped in the second pass: while the other stages drain, requests are answered (a
+        # new call is refused with "shutting down") and subscribers get the last events.
+        stage.stop = lambda: _halt("api", api.stop, api.join)
+
+
+def _halt(name: str, stop: Callable[[], None], join: Callable[[float], bool]) -> None:
+    stop()
+    if not join(JOIN_TIMEOUT):
+        logger.error("%s did not stop within %.0f s", name, JOIN_TIMEOUT)

@@ -25,7 +25,9 @@ import pytest
 from lxml import etree
 
 from recorder.app import Recorder
-from recorder.config import Config, config_from_dict, to_toml
+from recorder.config.loader import config_from_dict
+from recorder.config.model import Config
+from recorder.config.printing import to_toml
 
 BIN = Path(sys.executable).parent
 

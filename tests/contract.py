@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recorder.drivers import Driver, DriverState, LineEvent
+from recorder.drivers.base import Driver, DriverState
+from recorder.drivers.lineevents import LineEvent
 
 
 @dataclass

@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from recorder.config import SoundDeviceBoardConfig
-from recorder.drivers import create_driver
+from recorder.drivers.registry import create_driver
+from recorder.drivers.sounddevice import SoundDeviceBoardConfig
 from tests.contract import Harness
 
 SINK = "nullsink"

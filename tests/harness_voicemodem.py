@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from recorder.config import VoiceModemBoardConfig
-from recorder.drivers import create_driver
+from recorder.drivers.registry import create_driver
+from recorder.drivers.voicemodem import VoiceModemBoardConfig
 from tests.contract import Harness
 from tests.modem_emulator import ModemEmulator
 

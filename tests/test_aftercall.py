@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from recorder.aftercall import AfterCallEncoder
-from recorder.journal import Journal
-from recorder.recovery import complete_interrupted
-from recorder.store import FinishedRecording, NewRecording, Store
+from recorder.recording.aftercall import AfterCallEncoder
+from recorder.recording.journal import Journal
+from recorder.recording.recovery import complete_interrupted
+from recorder.store.recordings import RecordingStore
+from recorder.store.records import FinishedRecording, NewRecording
 from recorder.store.sqlite import SqliteStore
 
 
@@ -19,7 +20,7 @@ def speech(seconds: float = 1.0) -> np.ndarray:
     return np.rint(8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
 
 
-def add_row(store: Store, filename: Path, media_format: str, complete: bool = True) -> int:
+def add_row(store: RecordingStore, filename: Path, media_format: str, complete: bool = True) -> int:
     ident = store.insert_recording(NewRecording(
         device_id="1001", call_instance="", channel=1, filename=str(filename),
         media_format=media_format, sample_rate=8000, start_time=1_700_000_000.0,

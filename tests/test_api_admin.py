@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from recorder.api.handlers.permission_names import CORRECTED, PERMISSIONS
-from recorder.store import Store
+from recorder.api.protocol.permissions import CORRECTED, PERMISSIONS
+from recorder.store.directory import DirectoryStore
 from tests.apiexpect import IN_PROCESS, add_user, expect, fields
 from tests.conftest import ApiConnection, Running
 
@@ -33,10 +33,10 @@ MANUAL_PERMISSIONS = [
 ]
 
 
-def store_of(running: Running) -> Store:
+def store_of(running: Running) -> DirectoryStore:
     assert running.recorder is not None
     assert running.recorder.store is not None
-    return running.recorder.store
+    return running.recorder.store.directory
 
 
 def test_addgroup_is_idempotent_and_keeps_names_exactly(running: Running) -> None:

@@ -9,7 +9,7 @@ import time
 import pytest
 from lxml import etree
 
-from recorder.store import verify_password
+from recorder.store.passwords import verify_password
 from tests.apiexpect import IN_PROCESS, add_user, expect, fields
 from tests.conftest import ApiConnection, Running, result_code
 

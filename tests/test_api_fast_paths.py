@@ -16,9 +16,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from recorder.api.dispatcher import DIRECTORY_CHANGES, HANDLERS
-from recorder.api.framing import MessageFramer, MessageTooLarge
-from recorder.api.request import ApiResult, Node, RequestError
-from recorder.api.xmlcodec import (
+from recorder.api.protocol.xmlcodec import (
     FLAT_MAX_BYTES,
     NOT_XML,
     parse_flat,
@@ -26,8 +24,10 @@ from recorder.api.xmlcodec import (
     parse_tree,
     render_result,
 )
+from recorder.api.request import ApiResult, Node, RequestError
+from recorder.api.transport.framing import MessageFramer, MessageTooLarge
+from recorder.calls.lookup import AgentCache
 from recorder.resultcodes import ResultCode
-from recorder.scheduler import AgentCache
 from tests.apiexpect import IN_PROCESS, add_user, expect
 from tests.conftest import ApiConnection, Running, request_xml
 

@@ -14,7 +14,7 @@ from lxml import etree
 
 from recorder.api.dispatcher import DEPRECATED, PLANNED
 from recorder.app import Recorder
-from recorder.config import config_from_dict
+from recorder.config.loader import config_from_dict
 from tests.conftest import (
     ApiConnection,
     Running,

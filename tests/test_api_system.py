@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from recorder.api.handlers import hostinfo
-from recorder.api.handlers.datetimes import parse_user_datetime, user_datetime, window_datetime
-from recorder.config import config_from_dict, load_config, to_toml
+from recorder.api.protocol.datetimes import parse_user_datetime, user_datetime, window_datetime
+from recorder.config.loader import config_from_dict, load_config
+from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
+from recorder.telemetry import hostinfo
 from tests.apiexpect import IN_PROCESS, expect, fields
 from tests.conftest import Running, base_config
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recorder.store import RecordingQuery
+from recorder.store.records import RecordingQuery
 from recorder.store.schema import CREATE_V1, CREATE_V2, CREATE_V3, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from recorder.calls import CallError, CallStart, DeviceQuery
-from recorder.codecs import read_audio
-from recorder.config import config_from_dict
-from recorder.decision import Policy
-from recorder.events import CollectedEvents
+from recorder.calls.requests import CallError, CallStart, DeviceQuery
+from recorder.codecs.convert import read_audio
+from recorder.config.loader import config_from_dict
+from recorder.events.types import CollectedEvents
+from recorder.recording.files import StoredFormat
 from recorder.resultcodes import ResultCode
-from recorder.scheduler import StoredFormat
-from recorder.store import UserFields
+from recorder.rules.decision import Policy
+from recorder.store.directory import UserFields
 from tests.test_scheduler import BLOCK, Bench
 
 RATE = 8000
@@ -67,7 +67,7 @@ def test_maxrecordtime_ends_the_file_at_exactly_that_length(tmp_path: Path) -> N
     feed_seconds(bench, 3.1)
     # The writer loop moves the audio to the file before the (late) check ends the recording.
     next(iter(bench.writer._sessions)).pump()
-    bench.scheduler.enforce_limits()
+    bench.watch.enforce_limits()
     [row] = bench.rows()
     assert row.stop_reason == "maxrecordtime"
     assert soundfile.info(row.filename).frames == 2 * RATE
@@ -75,7 +75,7 @@ def test_maxrecordtime_ends_the_file_at_exactly_that_length(tmp_path: Path) -> N
     stopped = [e for e in events.events if e.event_type == "RECORDINGSTOPPED"]
     assert [e.get("ERRORREASON") for e in stopped] == ["MAXRECORDTIME"]
     # The call itself goes on until its CALLSTOP, which now has nothing left to record.
-    status = bench.scheduler.device_status(DEV)[0].current
+    status = bench.scheduler.status.device_status(DEV)[0].current
     assert status is not None
     assert status.stop_time is None
     assert not status.recording
@@ -88,7 +88,7 @@ def test_the_configured_maxrecordtime_applies_when_the_call_sends_none(tmp_path:
     bench, _ = make_bench(tmp_path, policy=policy(max_record_time_seconds=1))
     start(bench)
     feed_seconds(bench, 1.5)
-    bench.scheduler.enforce_limits()
+    bench.watch.enforce_limits()
     assert soundfile.info(bench.rows()[0].filename).frames == RATE
 
 
@@ -97,10 +97,10 @@ def test_maxrecordsilence_ends_the_recording_after_that_much_silence(tmp_path: P
     start(bench, max_record_silence=2)
     feed_level(bench, 1.0, 12000)
     feed_level(bench, 1.5, 0)
-    bench.scheduler.enforce_limits()
+    bench.watch.enforce_limits()
     assert bench.rows()[0].status == "recording"  # 1.5 s of silence is not 2
     feed_level(bench, 1.0, 0)
-    bench.scheduler.enforce_limits()
+    bench.watch.enforce_limits()
     [row] = bench.rows()
     assert row.stop_reason == "maxrecordsilence"
     # Ends 2 s into the silence (to the level meter's 20 ms window).
@@ -113,9 +113,9 @@ def test_speech_resets_the_silence_count(tmp_path: Path) -> None:
     start(bench, max_record_silence=2)
     for _ in range(3):
         feed_level(bench, 1.5, 0)
-        bench.scheduler.enforce_limits()
+        bench.watch.enforce_limits()
         feed_level(bench, 0.2, 12000)
-        bench.scheduler.enforce_limits()
+        bench.watch.enforce_limits()
     assert bench.rows()[0].status == "recording"
 
 
@@ -138,7 +138,7 @@ def test_a_lower_priority_call_at_the_limit_is_not_recorded(tmp_path: Path) -> N
     start(bench, "1001", priority=90)
     start(bench, "1002", priority=10)
     assert [r.device_id for r in bench.rows()] == ["1001"]
-    status = bench.scheduler.device_status(DeviceQuery(device_id="1002"))[0].current
+    status = bench.scheduler.status.device_status(DeviceQuery(device_id="1002"))[0].current
     assert status is not None
     assert status.decision is not None
     assert status.decision.reason is ResultCode.API_ERROR_NO_FREE_CHANNELS
@@ -152,7 +152,7 @@ def test_a_blocked_ani_is_not_recorded(tmp_path: Path) -> None:
     start(bench, "1001", meta={"ANI": "5551234"})
     start(bench, "1002", meta={"ANI": "6145551212"})
     assert [r.device_id for r in bench.rows()] == ["1002"]
-    status = bench.scheduler.device_status(DEV)[0].current
+    status = bench.scheduler.status.device_status(DEV)[0].current
     assert status is not None
     assert status.decision is not None
     assert status.decision.reason is ResultCode.API_ERROR_BLOCKED_RECORDING_FILTER
@@ -170,7 +170,7 @@ def test_below_the_free_space_floor_new_calls_are_refused_and_running_ones_finis
     [row] = bench.rows()
     assert row.device_id == "1001"
     assert row.status == "complete"
-    status = bench.scheduler.device_status(DeviceQuery(device_id="1002"))[0].current
+    status = bench.scheduler.status.device_status(DeviceQuery(device_id="1002"))[0].current
     assert status is not None
     assert status.decision is not None
     assert status.decision.reason is ResultCode.API_ERROR_OUT_OF_DISK_SPACE
@@ -184,9 +184,9 @@ def test_a_blackout_reaching_back_silences_exactly_its_range(tmp_path: Path,
     try:
         start(bench)
         feed_seconds(bench, 5.0)
-        bench.scheduler.blackout_start(DEV, None, -2)  # from 3.0 s
+        bench.scheduler.blackouts.start(DEV, None, -2)  # from 3.0 s
         feed_seconds(bench, 1.0)
-        bench.scheduler.blackout_stop(DEV, None, 0)  # to 6.0 s
+        bench.scheduler.blackouts.stop(DEV, None, 0)  # to 6.0 s
         feed_seconds(bench, 1.0)
         path = Path(bench.rows()[0].filename)
         if delay == 0:
@@ -217,9 +217,9 @@ def test_a_blackout_in_a_live_mp3_or_vox_is_silence_after_re_encoding(
     session = next(iter(bench.writer._sessions))
     feed_level(bench, 3.0, 12000)
     session.pump()  # 3 s are in the file when the blackout reaches back into them
-    bench.scheduler.blackout_start(DEV, None, -2)  # 1.0 s
+    bench.scheduler.blackouts.start(DEV, None, -2)  # 1.0 s
     feed_level(bench, 1.0, 12000)
-    bench.scheduler.blackout_stop(DEV, None, 0)  # 4.0 s
+    bench.scheduler.blackouts.stop(DEV, None, 0)  # 4.0 s
     feed_level(bench, 1.0, 12000)
     bench.stop()
     row = bench.rows()[0]
@@ -237,9 +237,9 @@ def test_a_blackoutstop_before_its_start_is_clamped_to_the_start(tmp_path: Path)
     bench, _ = make_bench(tmp_path)
     start(bench)
     feed_seconds(bench, 2.0)
-    bench.scheduler.blackout_start(DEV, None, 0)
+    bench.scheduler.blackouts.start(DEV, None, 0)
     feed_seconds(bench, 0.5)
-    bench.scheduler.blackout_stop(DEV, None, -60)
+    bench.scheduler.blackouts.stop(DEV, None, -60)
     feed_seconds(bench, 0.5)
     bench.stop()
     recorded = frames(bench.rows()[0].filename)
@@ -249,15 +249,15 @@ def test_a_blackoutstop_before_its_start_is_clamped_to_the_start(tmp_path: Path)
 def test_blackout_state_errors(tmp_path: Path) -> None:
     bench, _ = make_bench(tmp_path)
     with pytest.raises(CallError) as no_call:
-        bench.scheduler.blackout_start(DEV, None, 0)
+        bench.scheduler.blackouts.start(DEV, None, 0)
     assert no_call.value.code is ResultCode.API_DEVICE_NOT_IN_CALL
     start(bench)
     with pytest.raises(CallError) as none_running:
-        bench.scheduler.blackout_stop(DEV, None, 0)
+        bench.scheduler.blackouts.stop(DEV, None, 0)
     assert none_running.value.code is ResultCode.API_BLACKOUT_INVALID_STATE
-    bench.scheduler.blackout_start(DEV, None, 0)
+    bench.scheduler.blackouts.start(DEV, None, 0)
     with pytest.raises(CallError) as twice:
-        bench.scheduler.blackout_start(DEV, None, 0)
+        bench.scheduler.blackouts.start(DEV, None, 0)
     assert twice.value.code is ResultCode.API_BLACKOUT_INVALID_STATE
 
 
@@ -266,15 +266,15 @@ def test_an_agent_blackout_covers_calls_that_start_during_it(tmp_path: Path) -> 
     agent = bench.store.add_user(UserFields(username="jsmith", sys_user="JSMITH",
                                             first_name="J", last_name="Smith"), now=0)
     bench.store.assign_phone(agent, "1001", now=0)
-    devices = bench.scheduler.agent_devices("JSMITH", None)
+    devices = bench.scheduler.lookup.agent_devices("JSMITH", None)
     assert devices == ["1001"]
     start(bench, instance="a")
     feed_seconds(bench, 1.0)
-    bench.scheduler.agent_blackout_start(devices, 0)
+    bench.scheduler.blackouts.agent_start(devices, 0)
     feed_seconds(bench, 1.0)
     start(bench, instance="b")  # starts blacked out
     feed_seconds(bench, 1.0)
-    bench.scheduler.agent_blackout_stop(devices, 0)
+    bench.scheduler.blackouts.agent_stop(devices, 0)
     feed_seconds(bench, 1.0)
     bench.stop(instance="a")
     bench.stop(instance="b")
@@ -290,7 +290,7 @@ def test_an_agent_blackout_covers_calls_that_start_during_it(tmp_path: Path) -> 
     assert with_agent
     assert all(e.get("AGENTID") == str(agent) for e in with_agent)
     with pytest.raises(CallError) as stopped:
-        bench.scheduler.agent_blackout_stop(devices, 0)
+        bench.scheduler.blackouts.agent_stop(devices, 0)
     assert stopped.value.code is ResultCode.API_BLACKOUT_INVALID_STATE
 
 
@@ -387,9 +387,9 @@ def test_a_crash_before_a_live_mp3_closes_still_silences_its_blackout(tmp_path: 
     session = next(iter(bench.writer._sessions))
     feed_level(bench, 3.0, 12000)
     session.pump()  # the writer loop's work: 3 s are in the file when the blackout comes
-    bench.scheduler.blackout_start(DEV, None, -2)  # from 1.0 s
+    bench.scheduler.blackouts.start(DEV, None, -2)  # from 1.0 s
     feed_level(bench, 1.0, 12000)
-    bench.scheduler.blackout_stop(DEV, None, 0)  # to 4.0 s
+    bench.scheduler.blackouts.stop(DEV, None, 0)  # to 4.0 s
     feed_level(bench, 2.0, 12000)
     session.pump()
     session.writer.sync()
@@ -397,8 +397,8 @@ def test_a_crash_before_a_live_mp3_closes_still_silences_its_blackout(tmp_path: 
     pending = path.with_name(path.name + ".blackout.json")
     assert pending.exists()
     # The process dies here; the next start completes the recording from its file.
-    from recorder.journal import Journal  # noqa: PLC0415
-    from recorder.recovery import complete_interrupted  # noqa: PLC0415
+    from recorder.recording.journal import Journal  # noqa: PLC0415
+    from recorder.recording.recovery import complete_interrupted  # noqa: PLC0415
 
     [row] = complete_interrupted(bench.store, Journal(tmp_path / "journal"))
     assert row.filename == str(path)

@@ -15,7 +15,8 @@ import pytest
 import soundfile
 from lxml import etree
 
-from recorder.config import config_from_dict, to_toml
+from recorder.config.loader import config_from_dict
+from recorder.config.printing import to_toml
 from tests.apiexpect import IN_PROCESS
 from tests.conftest import RecorderProcess, Running, base_config, result_code, write_toml
 

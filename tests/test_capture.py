@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recorder.capture import CaptureBoard, CaptureCore
-from recorder.channels import ChannelState
-from recorder.config import SyntheticBoardConfig
-from recorder.drivers import DriverState, LineEvent, LineEventKind, create_driver
+from recorder.capture.channels import ChannelState
+from recorder.capture.core import CaptureBoard, CaptureCore
+from recorder.drivers.base import DriverState
+from recorder.drivers.lineevents import LineEvent, LineEventKind
+from recorder.drivers.registry import create_driver
+from recorder.drivers.synthetic import SyntheticBoardConfig
 
 RATE = 8000
 BLOCK = 160

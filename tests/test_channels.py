@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recorder.channels import STATE_NAMES, ChannelState, ChannelStatus, Phase, derive_state
+from recorder.capture.channels import STATE_NAMES, ChannelState, ChannelStatus, Phase, derive_state
 
 S = ChannelState
 NONE = dict.fromkeys(Phase, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recorder.clock import MAX_SLEW, BoardClock
+from recorder.capture.clock import MAX_SLEW, BoardClock
 
 RATE = 8000
 BLOCK = 160  # 20 ms

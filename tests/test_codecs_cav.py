@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from lxml import etree
 
-from recorder.codecs import cav, open_writer
+from recorder.archive import cav
+from recorder.codecs.formats import open_writer
 from tests.codecs_support import ffmpeg_decode, make_speech
 
 FAST = 12  # scrypt N=2^12 where a test derives many keys; the default (2^17) is tested once

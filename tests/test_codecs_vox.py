@@ -13,9 +13,11 @@ import numpy.typing as npt
 import pytest
 import soundfile
 
-from recorder.codecs import encode_pending, open_writer, read_audio, vox
+from recorder.codecs import vox
+from recorder.codecs.convert import read_audio
+from recorder.codecs.formats import open_writer
 from recorder.codecs.resample import resample
-from recorder.codecs.vox import VoxWriter
+from recorder.codecs.vox import VoxWriter, encode_pending
 from tests.codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
 
 OKI_FFMPEG = ("-c:a", "adpcm_ima_oki", "-f", "s8", "-ac", "1")

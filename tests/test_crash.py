@@ -23,7 +23,7 @@ import pytest
 import soundfile
 from lxml import etree
 
-from recorder.journal import JOURNAL_NAME, read_journal
+from recorder.recording.journal import JOURNAL_NAME, read_journal
 from tests.codecs_support import ffmpeg_decode
 from tests.conftest import BIN, RecorderProcess, Running, write_toml
 

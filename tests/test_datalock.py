@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from recorder.datalock import LOCK_NAME, DataDirBusy, DataDirLock, running_holder
+from recorder.service.datalock import LOCK_NAME, DataDirBusy, DataDirLock, running_holder
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from recorder.datalock import DataDirLock
+from recorder.service.datalock import DataDirLock
 DataDirLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(60)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from recorder.calls import CallStart, DeviceQuery
-from recorder.config import config_from_dict
-from recorder.decision import ActiveRecording, CallFacts, Policy, decide
+from recorder.calls.requests import CallStart, DeviceQuery
+from recorder.config.loader import config_from_dict
 from recorder.resultcodes import ResultCode
+from recorder.rules.decision import ActiveRecording, CallFacts, Policy, decide
 
 R = ResultCode
 MON_10 = datetime(2026, 11, 23, 10, 0)  # a Monday
@@ -344,7 +344,7 @@ def test_sampling_records_roughly_the_percentage() -> None:
 
 def test_a_call_is_sampled_the_same_way_after_a_restart() -> None:
     # Python salts hash() per process; a call's sampling must not change with it.
-    code = ("from recorder.schedules import sample_bucket; "
+    code = ("from recorder.rules.schedules import sample_bucket; "
             "print([sample_bucket(f'GCID-{i}') for i in range(20)])")
     runs = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                            text=True, env={"PYTHONHASHSEED": seed}).stdout

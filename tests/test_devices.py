@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from recorder.calls import CallError, CallStart, CallUpdate, DeviceQuery
-from recorder.config import RecordingConfig, config_from_dict
-from recorder.devices import DEFAULT_MAX_TRACKED_DEVICES, DeviceTable, LiveCall
+from recorder.calls.devices import DEFAULT_MAX_TRACKED_DEVICES, DeviceTable
+from recorder.calls.model import LiveCall
+from recorder.calls.requests import CallError, CallStart, CallUpdate, DeviceQuery
+from recorder.config.loader import config_from_dict
+from recorder.config.recording import RecordingConfig
 from recorder.errors import ConfigError
 from recorder.resultcodes import ResultCode
 from tests.conftest import Running, base_config, result_code
@@ -175,29 +177,29 @@ def test_the_scheduler_forgets_untapped_devices_beyond_its_limit(tmp_path: Path)
         for i in range(40):
             bench.start(f"x{i}", DEVICEALIAS=f"desk{i}")
             bench.stop(f"x{i}")
-        size = bench.scheduler.device_table_size()
+        size = bench.scheduler.status.device_table_size()
         assert (size.tapped, size.tracked, size.evicted) == (2, 5, 35)
-        listed = [s.device_id for s in bench.scheduler.device_status(DeviceQuery())]
+        listed = [s.device_id for s in bench.scheduler.status.device_status(DeviceQuery())]
         assert listed == ["1001", "1002", *(f"x{i}" for i in range(35, 40))]
         # A forgotten device is unknown, as one never named...
         with pytest.raises(CallError) as unknown:
-            bench.scheduler.device_status(DeviceQuery(device_id="x0"))
+            bench.scheduler.status.device_status(DeviceQuery(device_id="x0"))
         assert unknown.value.code is ResultCode.API_DEVICE_INVALID
         with pytest.raises(CallError) as by_alias:
-            bench.scheduler.device_status(DeviceQuery(alias="desk0"))
+            bench.scheduler.status.device_status(DeviceQuery(alias="desk0"))
         assert by_alias.value.code is ResultCode.API_DEVICE_INVALID
         # ... and a new call on it works, and tracks it again.
         bench.start("x0", DEVICEALIAS="desk0")
-        (shown,) = bench.scheduler.device_status(DeviceQuery(alias="desk0"))
+        (shown,) = bench.scheduler.status.device_status(DeviceQuery(alias="desk0"))
         assert shown.device_id == "x0"
         assert shown.current is not None
         assert shown.current.stop_time is None
         bench.stop("x0")
         # The tapped device kept its last call; its last recording is updated from the store.
-        (tapped,) = bench.scheduler.device_status(DeviceQuery(device_id="1001"))
+        (tapped,) = bench.scheduler.status.device_status(DeviceQuery(device_id="1001"))
         assert tapped.current is not None
         assert tapped.current.meta["ANI"] == "100"
-        assert bench.scheduler.call_update(DeviceQuery(device_id="1001"), None,
+        assert bench.scheduler.updates.call(DeviceQuery(device_id="1001"), None,
                                            CallUpdate(meta={"USER1": "late"}), True) \
             == "recording"
         (row,) = bench.rows()

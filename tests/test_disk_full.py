@@ -31,9 +31,10 @@ import pytest
 import soundfile
 from lxml import etree
 
-from recorder import paths, scheduler
-from recorder.codecs import g711, open_writer, vox
+from recorder.codecs import g711, vox
+from recorder.codecs.formats import open_writer
 from recorder.codecs.wav import read_wav_info
+from recorder.recording import files, paths
 from tests.apiexpect import IN_PROCESS
 from tests.codecs_support import ffmpeg_decode
 from tests.conftest import Running, request_xml, result_code, sox_info
@@ -303,7 +304,7 @@ def inject(running: Running, disk: SmallDisk, monkeypatch: pytest.MonkeyPatch) -
         made.unlink()
         return made, disk.open(made)
 
-    monkeypatch.setattr(scheduler, "create_unique", create)
+    monkeypatch.setattr(files, "create_unique", create)
     assert running.recorder is not None
     assert running.recorder.disk is not None
     monkeypatch.setattr(running.recorder.disk, "_usage", lambda root: disk.free())
@@ -392,14 +393,14 @@ def test_a_full_disk_truncates_refuses_and_resumes_by_itself(
                 # The disk fills again just as the first continuation's file is made: that
                 # call waits for room once more instead of losing the rest of its audio.
                 refills = [OSError(errno.ENOSPC, "No space left on device")]
-                create = scheduler.create_unique
+                create = files.create_unique
 
                 def refill_once(path: Path) -> tuple[Path, BinaryIO]:
                     if refills:
                         raise refills.pop()
                     return create(path)
 
-                monkeypatch.setattr(scheduler, "create_unique", refill_once)
+                monkeypatch.setattr(files, "create_unique", refill_once)
 
             # Room again: within a few seconds the calls still up continue by themselves...
             disk.free_up()
@@ -452,7 +453,7 @@ def test_audio_reaches_the_os_at_least_every_half_second(
     lags: list[float] = []
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
-        (live,) = recorder.scheduler.in_progress() or []
+        (live,) = recorder.scheduler.status.in_progress() or []
         # What another process (or the disk after a kill -9) sees of the file, against the
         # audio captured for it so far.
         on_disk = (Path(live.filename).stat().st_size - 44) / 2 / RATE

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from recorder.config import FileBoardConfig, SyntheticBoardConfig
-from recorder.drivers import DriverState, create_driver
+from recorder.drivers.base import DriverState
+from recorder.drivers.file import FileBoardConfig
+from recorder.drivers.registry import create_driver
+from recorder.drivers.synthetic import SyntheticBoardConfig
 from recorder.errors import DriverError
 from tests.contract import Harness, RecordingSink
 from tests.harness_sounddevice import pulseaudio_session, sounddevice_board  # noqa: F401

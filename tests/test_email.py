@@ -23,7 +23,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from lxml import etree
 
-from recorder.config import config_from_dict, to_toml
+from recorder.config.loader import config_from_dict
+from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
 from tests.apiexpect import IN_PROCESS, expect
 from tests.conftest import RecorderProcess, Running, base_config, write_toml

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from recorder.eventbus import EventBus
-from recorder.events import CALL, FIELDS, RECORD, Event, make_event
+from recorder.events.bus import EventBus
+from recorder.events.types import CALL, FIELDS, RECORD, Event, make_event
 from tests.apiexpect import IN_PROCESS, add_user, expect, fields
 from tests.conftest import Running, request_xml, result_code
 
@@ -77,7 +77,7 @@ def test_a_subscriber_that_falls_behind_is_dropped_and_the_others_carry_on(
     bus = EventBus(queue_size=5)
     slow = bus.subscribe({CALL}, name="slow one")
     quick = bus.subscribe({CALL}, name="quick one")
-    caplog.set_level(logging.WARNING, logger="recorder.eventbus")
+    caplog.set_level(logging.WARNING, logger="recorder.events.bus")
     received = 0
     for i in range(50):
         bus.publish(call_event("CALLSTART", str(i)))
@@ -303,7 +303,7 @@ def test_a_stalled_subscriber_is_cut_off_and_a_reading_one_keeps_receiving(
     good = ReadingSubscriber(running)
     try:
         wait_for(lambda: bus.subscribers == 2)
-        caplog.set_level(logging.WARNING, logger="recorder.eventbus")
+        caplog.set_level(logging.WARNING, logger="recorder.events.bus")
         published = 0
         # Batches the reading subscriber takes in before the next, until the stalled one's
         # socket buffers and queue are full; bounded in count.

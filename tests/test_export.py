@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from recorder.codecs.cav import CavPasswordError, extract_audio, read_cav
+from recorder.archive.cav import CavPasswordError, extract_audio, read_cav
+from recorder.archive.export import export_recording
 from recorder.errors import CodecError
-from recorder.export import export_recording
-from recorder.store import FinishedRecording, NewRecording, RecordingRow
+from recorder.store.records import FinishedRecording, NewRecording, RecordingRow
 from recorder.store.sqlite import SqliteStore
 from tests.conftest import sox_info
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder.api.framing import MessageFramer, MessageTooLarge
+from recorder.api.transport.framing import MessageFramer, MessageTooLarge
 
 ONE = b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>1</REQUESTID></REQUEST>"
 PRETTY = b"<REQUEST>\r\n  <TYPE>TEST</TYPE>\r\n  <REQUESTID>1</REQUESTID>\r\n</REQUEST>"

@@ -34,14 +34,14 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from recorder.api.dispatcher import DEPRECATED, HANDLERS, Dispatcher
-from recorder.api.fields import ALIASES, FIELDS, FUNCTION_FIELDS
-from recorder.api.framing import MAX_MARKUP, MessageFramer, MessageTooLarge
-from recorder.api.handlers.export import MEDIA_REQUESTS, Media, media_handlers
+from recorder.api.handlers.media import MEDIA_REQUESTS, Media, media_handlers
+from recorder.api.protocol.fields import ALIASES, FIELDS, FUNCTION_FIELDS
+from recorder.api.protocol.webparams import merge_params
+from recorder.api.protocol.xmlcodec import NOT_XML, parse_request, render_result
 from recorder.api.request import ApiRequest, ApiResult, RequestError
-from recorder.api.webparams import merge_params
-from recorder.api.xmlcodec import NOT_XML, parse_request, render_result
+from recorder.api.transport.framing import MAX_MARKUP, MessageFramer, MessageTooLarge
 from recorder.app import Recorder
-from recorder.config import config_from_dict
+from recorder.config.loader import config_from_dict
 from recorder.resultcodes import ResultCode
 from tests.conftest import BIN, Running, base_config, request_xml, result_code
 from tests.exportsupport import free_port, record

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from recorder.app import Recorder
-from recorder.config import config_from_dict
+from recorder.config.loader import config_from_dict
 from tests.apiexpect import expect
 from tests.conftest import ApiConnection, base_config, sox_info
 
@@ -85,9 +85,9 @@ def test_the_summary_line_counts_what_is_recorded(recorder: Recorder) -> None:
     assert summary(recorder) == ("0", "1", "healthy")
 
 
-def _scheduler_lock(recorder: Recorder) -> threading.Lock:
+def _table_lock(recorder: Recorder) -> threading.Lock:
     assert recorder.scheduler is not None
-    return recorder.scheduler._lock  # what the limits timer (and every call start) takes
+    return recorder.scheduler.table.lock  # what the limits watch (and every call start) takes
 
 
 def _writer_lock(recorder: Recorder) -> threading.Lock:
@@ -101,7 +101,7 @@ def _meter_lock(recorder: Recorder) -> threading.Lock:
 
 
 @pytest.mark.parametrize(("loop", "lock_of"), [
-    ("scheduler limits timer", _scheduler_lock),
+    ("limits watch", _table_lock),
     ("writer loop", _writer_lock),
     ("capture monitor", _meter_lock),
 ])
@@ -116,7 +116,7 @@ def test_a_hung_loop_is_reported_after_the_threshold_and_clears(
         assert time.monotonic() - started >= HUNG_AFTER
         assert [p for p in recorder.health() if not problem.match(p)] == []
         assert problem.match(summary(recorder)[2])
-        if loop == "scheduler limits timer":
+        if loop == "limits watch":
             # /status still answers while the scheduler is stuck, and says so.
             status = web_status(recorder)
             assert status["health"]["ok"] is False

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import soundfile
 
-import recorder.journal as journal_module
-from recorder.codecs import open_writer
-from recorder.journal import Journal, read_journal
-from recorder.recovery import recover
-from recorder.store import FinishedRecording, NewRecording, RecordingQuery, SqliteStore
+import recorder.recording.journal as journal_module
+from recorder.codecs.formats import open_writer
+from recorder.recording.journal import Journal, read_journal
+from recorder.recording.recovery import recover
+from recorder.store.records import FinishedRecording, NewRecording, RecordingQuery
+from recorder.store.sqlite import SqliteStore
 
 RATE = 8000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recorder.levels import FLOOR_DBFS, LevelMeter, to_dbfs, window_power
+from recorder.capture.levels import FLOOR_DBFS, LevelMeter, to_dbfs, window_power
 
 RATE = 8000
 W = 160

@@ -19,9 +19,9 @@ import soundfile
 from lxml import etree
 
 from recorder.app import Recorder
-from recorder.config import config_from_dict
-from recorder.lifecycle import ServiceLoop
-from recorder.sdnotify import Notifier
+from recorder.config.loader import config_from_dict
+from recorder.service.lifecycle import ServiceLoop
+from recorder.service.sdnotify import Notifier
 from tests.conftest import BIN, RecorderProcess, Running, request_xml
 from tests.modem_emulator import ModemEmulator
 
@@ -494,10 +494,10 @@ def test_a_hung_scheduler_stops_the_watchdog_pings_and_they_resume_when_it_recov
     loop.started()
     notify.wait_for("WATCHDOG", "1")
     assert recorder.scheduler is not None
-    lock = recorder.scheduler._lock
+    lock = recorder.scheduler.table.lock
     release = threading.Event()
 
-    def hang() -> None:  # the limits timer cannot take its turn while this holds its lock
+    def hang() -> None:  # the limits watch cannot take its turn while this holds its lock
         with lock:
             release.wait(WAIT)
 
@@ -511,7 +511,7 @@ def test_a_hung_scheduler_stops_the_watchdog_pings_and_they_resume_when_it_recov
         assert loop.pings == before
         index = notify.wait_for("STATUS", after=2)
         assert notify.messages[index][1]["STATUS"].startswith(
-            "unhealthy: scheduler limits timer has not run for"), notify.messages
+            "unhealthy: limits watch has not run for"), notify.messages
     finally:
         release.set()
         holder.join()
@@ -526,7 +526,7 @@ def test_a_hung_scheduler_stops_the_watchdog_pings_and_they_resume_when_it_recov
 def test_a_shutdown_stuck_past_its_deadline_logs_every_stack_and_gives_up(
         recorder: Recorder, caplog: pytest.LogCaptureFixture) -> None:
     assert recorder.scheduler is not None
-    lock = recorder.scheduler._lock
+    lock = recorder.scheduler.table.lock
     stuck = threading.Event()
 
     def on_stuck() -> None:  # instead of exiting the test process: let the stop go on
@@ -536,7 +536,7 @@ def test_a_shutdown_stuck_past_its_deadline_logs_every_stack_and_gives_up(
     loop = ServiceLoop(recorder, Notifier({}), lambda: None, stop_deadline=1.0,
                        on_stuck=on_stuck)
     lock.acquire()  # the scheduler cannot stop while this is held
-    caplog.set_level("ERROR", logger="recorder.lifecycle")
+    caplog.set_level("ERROR", logger="recorder.service.lifecycle")
     loop.shutdown()
     assert stuck.is_set()
     text = caplog.text

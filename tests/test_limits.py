@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recorder.limits import Limits, Side, limit_reached
+from recorder.rules.limits import Limits, Side, limit_reached
 
 R = 8000  # samples per second
 START = 10 * R  # the recording began 10 s into the channel

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from recorder.config import config_from_dict, to_toml
+from recorder.config.loader import config_from_dict
+from recorder.config.printing import to_toml
 from tests.conftest import BIN, base_config, write_toml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +28,7 @@ TIMESTAMPED = re.compile(
 
 CHILD = r"""
 import logging, sys
-from recorder.logsetup import configure_logging
+from recorder.service.logsetup import configure_logging
 for level in sys.argv[1:]:
     print(configure_logging(level))
 log = logging.getLogger("recorder.test")
@@ -157,7 +158,7 @@ def test_recorderd_under_systemd_logs_with_priorities(tmp_path: Path) -> None:
         code = proc.wait(30)
         reader.join(10)
     assert code == 0, "\n".join(lines)
-    assert any(re.fullmatch(r"<6>INFO recorder\.daemon: recorderd ready", line)
+    assert any(re.fullmatch(r"<6>INFO recorder\.service\.daemon: recorderd ready", line)
                for line in lines), lines
     assert any(re.search(r"^<6>.*socket API listening on 127\.0\.0\.1:\d+$", line)
                for line in lines), lines

@@ -20,8 +20,8 @@ import pytest
 
 from recorder import __version__
 from recorder.app import Recorder
-from recorder.config import config_from_dict
-from recorder.metrics import Counter, Gauge, Histogram, render
+from recorder.config.loader import config_from_dict
+from recorder.telemetry.prometheus import Counter, Gauge, Histogram, render
 from tests.apiexpect import IN_PROCESS, expect
 from tests.conftest import Running, base_config
 from tests.exportsupport import self_signed

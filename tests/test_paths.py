@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.paths import create_unique, recording_path, safe_component
+from recorder.recording.paths import create_unique, recording_path, safe_component
 
 WHEN = datetime(2011, 1, 31, 17, 3, 14)
 

@@ -19,10 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from recorder.config import config_from_dict, load_config, to_toml
-from recorder.diskspace import MIB, DiskGuard, free_space
-from recorder.errors import ConfigError
-from recorder.retention import (
+from recorder.archive.retention import (
     DEFERRED,
     FAILED,
     MISSING,
@@ -30,13 +27,20 @@ from recorder.retention import (
     WOULD_PURGE,
     PurgeOutcome,
     RetentionJob,
-    RetentionPolicy,
-    due_for_purge,
-    expiry,
-    next_run,
 )
-from recorder.store import FinishedRecording, NewRecording, RecordingQuery, RecordingUpdate
-from recorder.store.base import DAY_SECONDS, RecordingRow
+from recorder.config.loader import config_from_dict, load_config
+from recorder.config.printing import to_toml
+from recorder.errors import ConfigError
+from recorder.recording.diskspace import MIB, DiskGuard, free_space
+from recorder.rules.retention import RetentionPolicy, due_for_purge, expiry, next_run
+from recorder.store.records import (
+    DAY_SECONDS,
+    FinishedRecording,
+    NewRecording,
+    RecordingQuery,
+    RecordingRow,
+    RecordingUpdate,
+)
 from recorder.store.schema import CREATE_V1, CREATE_V2, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
 from tests.conftest import on_terminal
@@ -82,7 +86,7 @@ def test_expiry_takes_keepdays_then_archive_action_then_default(
 def test_an_unknown_archive_action_is_logged_once_per_id(
         caplog: pytest.LogCaptureFixture) -> None:
     policy = RetentionPolicy(default_keep_days=3)
-    with caplog.at_level(logging.WARNING, logger="recorder.retention"):
+    with caplog.at_level(logging.WARNING, logger="recorder.archive.retention"):
         for _ in range(3):
             expiry(NOW, None, 41, policy)
         expiry(NOW, None, 42, policy)

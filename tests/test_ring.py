@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder.ring import BoardRing, ReadResult
+from recorder.capture.ring import BoardRing, ReadResult
 
 
 def block(start: int, frames: int, channels: int) -> np.ndarray:

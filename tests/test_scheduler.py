@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from recorder.calls import CallError, CallStart, CallUpdate, DeviceQuery
-from recorder.capture import CaptureCore
-from recorder.config import SyntheticBoardConfig
-from recorder.drivers import create_driver
+from recorder.calls.requests import CallError, CallStart, CallUpdate, DeviceQuery
+from recorder.capture.core import CaptureCore
+from recorder.drivers.registry import create_driver
+from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.recording.files import StoredFormat
 from recorder.resultcodes import ResultCode
-from recorder.scheduler import Scheduler, StoredFormat
-from recorder.store import RecordingQuery, RecordingRow
+from recorder.store.records import RecordingQuery, RecordingRow
 from recorder.store.sqlite import SqliteStore
-from recorder.writer import WriterLoop
+from tests.helpers.calls import make_calls
 
 BLOCK = 160
 
@@ -40,13 +40,14 @@ class Bench:
         self.capture = CaptureCore.simple([(self.driver, devices)], lookback_seconds=10)
         self.store = SqliteStore(tmp_path / "recorder.sqlite3")
         self.store.open()
-        self.writer = WriterLoop(interval=0.01)
         self.now = 1_700_000_000.0
         self.recordings = tmp_path / "recordings"
-        self.scheduler = Scheduler(capture=self.capture, store=self.store, writer=self.writer,
-                                   recordings_dir=self.recordings, core_ident=3,
-                                   preroll_seconds=preroll, commit_delay_seconds=delay,
-                                   clock=lambda: self.now, **scheduler)
+        self.calls = make_calls(self.capture, self.store, self.recordings, core_ident=3,
+                                preroll_seconds=preroll, commit_delay_seconds=delay,
+                                clock=lambda: self.now, **scheduler)
+        self.scheduler = self.calls.scheduler
+        self.writer = self.calls.writer
+        self.watch = self.calls.watch
         self.captured: list[np.ndarray] = []
 
     def feed(self, blocks: int) -> None:
@@ -133,7 +134,7 @@ def test_records_exactly_the_audio_between_start_and_stop(bench: Bench) -> None:
 def test_an_untapped_device_is_tracked_but_not_recorded(bench: Bench) -> None:
     bench.start("9999", ANI="1")
     bench.feed(5)
-    (status,) = bench.scheduler.device_status(DeviceQuery(device_id="9999"))
+    (status,) = bench.scheduler.status.device_status(DeviceQuery(device_id="9999"))
     assert status.current is not None
     assert not status.current.recording
     assert status.current.decision is not None
@@ -148,14 +149,14 @@ def test_devices_are_found_by_the_names_their_calls_carry(bench: Bench) -> None:
     for query in (DeviceQuery(alias="DESK1"), DeviceQuery(sys_user="jdoe"),
                   DeviceQuery(crm_user="JD"), DeviceQuery(station="PC7"),
                   DeviceQuery(call_id="c-1")):
-        (status,) = bench.scheduler.device_status(query)
+        (status,) = bench.scheduler.status.device_status(query)
         assert status.device_id == "1001"
     bench.feed(10)
     bench.scheduler.call_stop(DeviceQuery(alias="DESK1"), None)
     assert bench.rows()[0].stop_reason == "callstop"
     # After the call the alias still names the device (its last call carried it).
     bench.scheduler.call_start(CallStart(device=DeviceQuery(alias="DESK1")))
-    assert bench.scheduler.device_status(DeviceQuery(device_id="1001"))[0].current.recording
+    assert bench.scheduler.status.device_status(DeviceQuery(device_id="1001"))[0].current.recording
 
 
 @pytest.mark.parametrize("query", [DeviceQuery(alias="NOPE"), DeviceQuery(sys_user="x"),
@@ -186,12 +187,12 @@ def test_call_instances_are_separate_recordings(bench: Bench) -> None:
     bench.feed(10)
     bench.start("1001", instance="38")
     bench.feed(10)
-    (status,) = bench.scheduler.device_status(DeviceQuery(device_id="1001"))
+    (status,) = bench.scheduler.status.device_status(DeviceQuery(device_id="1001"))
     assert [c.instance for c in status.open_calls] == ["37", "38"]
     assert status.current is not None
     assert status.current.instance == "38"
     bench.stop("1001", "38")
-    (status,) = bench.scheduler.device_status(DeviceQuery(device_id="1001"))
+    (status,) = bench.scheduler.status.device_status(DeviceQuery(device_id="1001"))
     assert status.current is not None
     assert status.current.instance == "37"  # the open call, not the one that just ended
     bench.feed(10)
@@ -214,7 +215,7 @@ def test_stopping_a_device_not_in_a_call_is_device_not_in_call(bench: Bench) -> 
 
 def test_callupdate_changes_the_live_call_and_its_row(bench: Bench) -> None:
     bench.start("1001", USER3="")
-    assert bench.scheduler.call_update(DeviceQuery(device_id="1001"), None,
+    assert bench.scheduler.updates.call(DeviceQuery(device_id="1001"), None,
                                        CallUpdate(meta={"USER3": "Follow up on order"},
                                                   keep_days=3650), if_not_recording=False
                                        ) == "call"
@@ -229,20 +230,20 @@ def test_callupdate_after_the_call(bench: Bench) -> None:
     update = CallUpdate(meta={"USER4": "Sales Call"})
     device = DeviceQuery(device_id="1001")
     with pytest.raises(CallError) as err:
-        bench.scheduler.call_update(device, None, update, if_not_recording=True)
+        bench.scheduler.updates.call(device, None, update, if_not_recording=True)
     assert err.value.code is ResultCode.API_RECORDID_INVALID
     bench.start()
     bench.feed(3)
     bench.stop()
     with pytest.raises(CallError) as err:
-        bench.scheduler.call_update(device, None, update, if_not_recording=False)
+        bench.scheduler.updates.call(device, None, update, if_not_recording=False)
     assert err.value.code is ResultCode.API_DEVICE_NOT_IN_CALL
-    assert bench.scheduler.call_update(device, None, update, if_not_recording=True) == "recording"
+    assert bench.scheduler.updates.call(device, None, update, if_not_recording=True) == "recording"
     assert bench.rows()[0].meta["USER4"] == "Sales Call"
-    bench.scheduler.update_recording(bench.rows()[0].ident, CallUpdate(meta={"USER5": "x"}))
+    bench.scheduler.updates.recording(bench.rows()[0].ident, CallUpdate(meta={"USER5": "x"}))
     assert bench.rows()[0].meta["USER5"] == "x"
     with pytest.raises(CallError) as err:
-        bench.scheduler.update_recording(4242, update)
+        bench.scheduler.updates.recording(4242, update)
     assert err.value.code is ResultCode.API_RECORDID_INVALID
 
 
@@ -323,7 +324,7 @@ def test_racing_calls_on_one_device_leave_no_recording_unfinished(tmp_path: Path
         for i in range(20):
             bench.start("1001", USER1=f"{n}-{i}")
             try:
-                bench.scheduler.call_update(DeviceQuery(device_id="1001"), None,
+                bench.scheduler.updates.call(DeviceQuery(device_id="1001"), None,
                                             CallUpdate(meta={"USER2": str(n)}), False)
                 bench.stop("1001")
             except CallError as exc:  # another thread's stop took this call first
@@ -394,7 +395,7 @@ def test_commit_delay_holds_audio_back_and_finishes_the_file_after_it(tmp_path: 
         bench.feed(100)  # 2 s
         time.sleep(0.1)
         channel = bench.capture.channels[0]
-        written = soundfile.info(bench.scheduler.device_status(
+        written = soundfile.info(bench.scheduler.status.device_status(
             DeviceQuery(device_id="1001"))[0].current.filename).frames  # type: ignore[union-attr]
         assert written <= 1.0 * 8000 + BLOCK, "no more than capture minus the delay on disk"
         bench.stop("1001")
@@ -453,8 +454,7 @@ def test_a_device_tapped_in_both_directions_is_one_file(tmp_path: Path, stereo: 
     capture = CaptureCore.simple([(driver, ("7", "7"))], lookback_seconds=10)
     store = SqliteStore(tmp_path / "db.sqlite3")
     store.open()
-    scheduler = Scheduler(capture=capture, store=store, writer=WriterLoop(),
-                          recordings_dir=tmp_path / "rec", core_ident=1, stereo=stereo)
+    scheduler = make_calls(capture, store, tmp_path / "rec", stereo=stereo).scheduler
     blocks = []
     try:
         scheduler.call_start(CallStart(device=DeviceQuery(device_id="7")))

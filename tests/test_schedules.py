@@ -10,18 +10,13 @@ from typing import Any
 
 import pytest
 
-from recorder.config import (
-    BlockedFilterConfig,
-    RecordingConfig,
-    ScheduleConfig,
-    config_from_dict,
-    load_config,
-    to_toml,
-)
-from recorder.decision import ActiveRecording, CallFacts, Policy, decide
+from recorder.config.loader import config_from_dict, load_config
+from recorder.config.printing import to_toml
+from recorder.config.recording import BlockedFilterConfig, RecordingConfig, ScheduleConfig
 from recorder.errors import ConfigError
 from recorder.resultcodes import ResultCode
-from recorder.schedules import Window, sampled_in
+from recorder.rules.decision import ActiveRecording, CallFacts, Policy, decide
+from recorder.rules.schedules import Window, sampled_in
 
 REPO = Path(__file__).resolve().parent.parent
 SYNTH = {"driver": "synthetic", "devices": ["1001", "1002"]}

@@ -15,7 +15,7 @@ import pytest
 import soundfile
 from lxml import etree
 
-from recorder.config import load_config
+from recorder.config.loader import load_config
 from tests.conftest import BIN, RecorderProcess, Running, request_xml, sox_info, write_toml
 
 REPO = Path(__file__).resolve().parent.parent

@@ -28,8 +28,9 @@ from typing import Any
 
 import pytest
 
-from recorder.config import config_from_dict, to_toml
-from recorder.store import RecordingQuery
+from recorder.config.loader import config_from_dict
+from recorder.config.printing import to_toml
+from recorder.store.records import RecordingQuery
 from recorder.store.sqlite import SqliteStore
 from tests.conftest import (
     ApiConnection,

@@ -18,10 +18,10 @@ import pytest
 import soundfile
 
 from recorder.app import Recorder
-from recorder.config import SoundDeviceBoardConfig, config_from_dict
-from recorder.drivers import DriverState, create_driver
-from recorder.drivers.base import Block
-from recorder.drivers.sounddevice import SETTLE_SECONDS, _Capture
+from recorder.config.loader import config_from_dict
+from recorder.drivers.base import Block, DriverState
+from recorder.drivers.registry import create_driver
+from recorder.drivers.sounddevice import SETTLE_SECONDS, SoundDeviceBoardConfig, _Capture
 from recorder.errors import DriverError
 from tests.conftest import BIN, ApiConnection, result_code, sox_info, write_toml
 from tests.contract import RecordingSink

@@ -24,16 +24,16 @@ import pytest
 import soundfile
 
 from recorder.errors import StoreError
-from recorder.recovery import STOP_RECOVERED
-from recorder.store import (
+from recorder.store.directory import UserFields
+from recorder.store.records import (
+    STOP_RECOVERED,
     FinishedRecording,
     NewRecording,
     RecordingQuery,
     RecordingUpdate,
-    SpoolingStore,
-    SqliteStore,
-    UserFields,
 )
+from recorder.store.spool import SpoolingStore
+from recorder.store.sqlite import SqliteStore
 from tests.apiexpect import expect, fields
 from tests.conftest import RecorderProcess, start_recorderd
 from tests.exportsupport import PREROLL, dominant_hz, tone_boards
@@ -268,7 +268,9 @@ def test_recordids_handed_out_while_away_survive_a_restart_with_the_spool_full(
 _CRASHING_REPLAY = """
 import json, os, signal, sys
 from pathlib import Path
-from recorder.store import RecordingUpdate, SpoolingStore, SqliteStore
+from recorder.store.records import RecordingUpdate
+from recorder.store.spool import SpoolingStore
+from recorder.store.sqlite import SqliteStore
 from tests.test_spool import BUSY, done, new_rec
 
 data = Path(sys.argv[1])
@@ -330,23 +332,26 @@ def test_a_crash_in_the_middle_of_a_replay_neither_loses_nor_duplicates(
 
 def test_directory_writes_are_refused_not_spooled_and_chats_wait_for_the_spool(
         tmp_path: Path) -> None:
-    from recorder.store.directory import ChatStart  # noqa: PLC0415 - only this test
+    from recorder.store.records import ChatStart  # noqa: PLC0415 - only this test
 
     database = tmp_path / "recorder.sqlite3"
-    store = open_spooling(tmp_path)
+    # As open_store builds it: the spool wraps the recordings; the directory is the database's.
+    directory = SqliteStore(database, BUSY)
+    store = SpoolingStore(directory, tmp_path / "store-spool.jsonl", 600.0)
+    store.open()
     try:
         with locked(database) as lock:
             store.insert_recording(new_rec("1001", 1000.0))
             with pytest.raises(StoreError, match="locked"):
-                store.add_user(UserFields(first_name="Ann", last_name="Lee"), now=1.0)
-            assert store.list_users() == []  # directory reads still answer
+                directory.add_user(UserFields(first_name="Ann", last_name="Lee"), now=1.0)
+            assert directory.list_users() == []  # directory reads still answer
             lock.release()
             # The database is back, but a chat would take the RECORDID the spool gave out.
             with pytest.raises(StoreError, match="1 change"):
                 store.start_chat(ChatStart(session_id="s1", agent_id=1, device_id="",
                                            start_time=1001.0, core_ident=1))
             assert store.replay()
-        user = store.add_user(UserFields(first_name="Ann", last_name="Lee"), now=1.0)
+        user = directory.add_user(UserFields(first_name="Ann", last_name="Lee"), now=1.0)
         ident, _ = store.start_chat(ChatStart(session_id="s1", agent_id=user, device_id="",
                                               start_time=1001.0, core_ident=1))
         assert ident == 2

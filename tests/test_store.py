@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from recorder.errors import StoreError
-from recorder.store import (
+from recorder.store.records import (
     FILTER_FIELDS,
     FinishedRecording,
     NewRecording,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.store import FILTER_FIELDS, NewRecording, RecordingQuery, RecordingRow
+from recorder.store.records import FILTER_FIELDS, NewRecording, RecordingQuery, RecordingRow
 from recorder.store.schema import CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
 

@@ -8,17 +8,15 @@ from typing import Any
 
 import pytest
 
-from recorder.store import (
+from recorder.store.directory import (
     AgentWindow,
-    ChatStart,
-    NewRecording,
     PhoneInUse,
-    RecordingQuery,
     StationRow,
     UserExists,
     UserFields,
     UserQuery,
 )
+from recorder.store.records import ChatStart, NewRecording, RecordingQuery
 from recorder.store.schema import CREATE_V1, MIGRATIONS, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from recorder.codecs import probe
-from recorder.config import config_from_dict, to_toml
+from recorder.codecs.convert import probe
+from recorder.config.loader import config_from_dict
+from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
-from recorder.store import RecordingQuery
+from recorder.store.records import RecordingQuery
 from recorder.store.sqlite import SqliteStore
 from tests.conftest import RecorderProcess, base_config, result_code, sox_info, write_toml
 

@@ -17,9 +17,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from recorder.codecs import open_writer, vox
+from recorder.codecs import vox
+from recorder.codecs.formats import open_writer
 from recorder.errors import CodecError
-from recorder.transcode import Transcoder, find_unfinished, transcode_file
+from recorder.recording.transcode import Transcoder, find_unfinished, transcode_file
 from tests.codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
 
 Call = tuple[Path, Path, int, str]
@@ -169,7 +170,7 @@ def test_submitting_twice_and_refused_targets(tmp_path: Path) -> None:
 CHILD = textwrap.dedent("""
     import logging, sys
     from pathlib import Path
-    from recorder.transcode import Transcoder
+    from recorder.recording.transcode import Transcoder
 
     logging.basicConfig(level=logging.INFO)
     root = Path(sys.argv[1])

@@ -11,18 +11,16 @@ import numpy as np
 import pytest
 import soundfile
 
-from recorder.calls import DeviceQuery
-from recorder.capture import CaptureBoard, CaptureCore, StampedEvent
-from recorder.config import FileBoardConfig
-from recorder.drivers import LineEvent, LineEventKind, create_driver
-from recorder.scheduler import Scheduler
-from recorder.store import RecordingQuery, RecordingRow
-from recorder.store.sqlite import SqliteStore
-from recorder.triggers import (
+from recorder.calls.requests import DeviceQuery
+from recorder.calls.triggers import TriggerLoop
+from recorder.capture.core import CaptureBoard, CaptureCore
+from recorder.drivers.file import FileBoardConfig
+from recorder.drivers.lineevents import LineEvent, LineEventKind, StampedEvent
+from recorder.drivers.registry import create_driver
+from recorder.rules.triggers import (
     Action,
     Activity,
     LineState,
-    TriggerLoop,
     VoxParams,
     VoxState,
     combine,
@@ -30,8 +28,10 @@ from recorder.triggers import (
     vox_decide,
     vox_step,
 )
-from recorder.writer import WriterLoop
+from recorder.store.records import RecordingQuery, RecordingRow
+from recorder.store.sqlite import SqliteStore
 from tests.conftest import result_code
+from tests.helpers.calls import make_calls
 
 RATE = 8000
 W = 160
@@ -157,10 +157,9 @@ class Rig:
                                    triggers=[[trigger]])
         self.store = SqliteStore(tmp_path / "db.sqlite3")
         self.store.open()
-        self.writer = WriterLoop(interval=0.01)
-        self.scheduler = Scheduler(capture=self.capture, store=self.store, writer=self.writer,
-                                   recordings_dir=tmp_path / "rec", core_ident=1,
-                                   preroll_seconds=0.5)
+        calls = make_calls(self.capture, self.store, tmp_path / "rec", preroll_seconds=0.5)
+        self.writer = calls.writer
+        self.scheduler = calls.scheduler
         self.triggers = TriggerLoop(self.capture, self.scheduler,
                                     vox=[VoxParams(round(0.2 * RATE), round(1.0 * RATE))])
 
@@ -278,8 +277,7 @@ def test_vox_on_a_two_direction_device_hears_either_side(tmp_path: Path) -> None
                           triggers=[["vox", "vox"]])
     store = SqliteStore(tmp_path / "db.sqlite3")
     store.open()
-    scheduler = Scheduler(capture=capture, store=store, writer=WriterLoop(),
-                          recordings_dir=tmp_path / "rec", core_ident=1, preroll_seconds=0.5)
+    scheduler = make_calls(capture, store, tmp_path / "rec", preroll_seconds=0.5).scheduler
     loop = TriggerLoop(capture, scheduler, vox=[VoxParams(1600, 8000)] * 2)
     try:
         for _ in range(round(6.0 * RATE / W)):

@@ -15,8 +15,10 @@ import pytest
 import soundfile
 
 from recorder.app import Recorder
-from recorder.config import VoiceModemBoardConfig, config_from_dict
-from recorder.drivers import Driver, DriverState, LineEvent, LineEventKind, create_driver
+from recorder.config.loader import config_from_dict
+from recorder.drivers.base import Driver, DriverState
+from recorder.drivers.lineevents import LineEvent, LineEventKind
+from recorder.drivers.registry import create_driver
 from recorder.drivers.v253 import (
     ULAW_TO_INT16,
     AudioFormat,
@@ -25,8 +27,9 @@ from recorder.drivers.v253 import (
     choose_format,
     parse_vsm_list,
 )
+from recorder.drivers.voicemodem import VoiceModemBoardConfig
 from recorder.errors import ConfigError, DriverError
-from recorder.store import RecordingQuery
+from recorder.store.records import RecordingQuery
 from tests.conftest import sox_info
 from tests.modem_emulator import (
     Audio,
@@ -452,7 +455,7 @@ def test_a_call_on_the_line_is_recorded_end_to_end(tmp_path: Path,
         assert board.driver_state is DriverState.RUNNING
         emulator.play(incoming_call(Audio.from_wav(tmp_path / "speech.wav").samples, CALLER))
         assert emulator.wait_done(20), emulator.errors
-        store = recorder.store
+        store = recorder.store.recordings
         deadline = time.monotonic() + 15
         rows = []
         while time.monotonic() < deadline:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from recorder.codecs import open_writer
+from recorder.codecs.formats import open_writer
 from recorder.codecs.wav import WavWriter
 from tests.conftest import sox_info
 

@@ -19,8 +19,9 @@ import soundfile
 from lxml import etree
 
 from recorder.app import Recorder
-from recorder.codecs.cav import CavPasswordError, extract_audio, read_cav
-from recorder.config import config_from_dict, to_toml
+from recorder.archive.cav import CavPasswordError, extract_audio, read_cav
+from recorder.config.loader import config_from_dict
+from recorder.config.printing import to_toml
 from recorder.errors import ConfigError, StartupError
 from tests.apiexpect import expect
 from tests.conftest import RecorderProcess, Running, base_config, write_toml

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from recorder.api.protocol.webparams import DUPLICATES_MESSAGE, merge_params
 from recorder.api.request import RequestError
-from recorder.api.webparams import DUPLICATES_MESSAGE, merge_params
 
 
 def test_repeated_name_is_joined_with_commas() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from recorder.api.protocol.xmlcodec import parse_request, render_result
 from recorder.api.request import ApiResult, RequestError
-from recorder.api.xmlcodec import parse_request, render_result
 from recorder.resultcodes import ResultCode
 
 

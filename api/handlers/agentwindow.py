@@ -13,11 +13,11 @@ import logging
 
 from recorder.api.context import ApiContext
 from recorder.api.handlers.common import BLANK, action
-from recorder.api.handlers.datetimes import window_datetime
-from recorder.api.params import Params
+from recorder.api.protocol.datetimes import window_datetime
+from recorder.api.protocol.params import Params
 from recorder.api.request import ApiResult, Node, RequestError
 from recorder.resultcodes import ResultCode
-from recorder.store import AgentWindow
+from recorder.store.directory import AgentWindow
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def agent_window(ctx: ApiContext, params: Params) -> ApiResult:
         raise RequestError(BLANK, "COMPUTERNAME or USERNAME is required")
     if verb == "UPDATE":
         return _report(ctx, params, computer or "", user or "")
-    window = ctx.store.latest_agent_window(computer_name=computer, user_name=user)
+    window = ctx.store.directory.latest_agent_window(computer_name=computer, user_name=user)
     if window is None:
         which = " or ".join(f"{label} {value}" for label, value in (
             ("COMPUTERNAME", computer), ("USERNAME", user)) if value is not None)
@@ -59,7 +59,7 @@ def _report(ctx: ApiContext, params: Params, computer: str, user: str) -> ApiRes
         application_title=params.text("APPLICATIONTITLE") or "",
         last_update=ctx.clock(),
     )
-    ctx.store.report_agent_window(window)
+    ctx.store.directory.report_agent_window(window)
     logger.debug("AGENTWINDOW report from %r/%r: %s", computer, user, window.status)
     return ApiResult(ResultCode.API_OK, "API_OK",
                      [("LASTUPDATE", window_datetime(window.last_update))])

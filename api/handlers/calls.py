@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from recorder.api.context import ApiContext
-from recorder.api.params import Params
+from recorder.api.protocol.params import Params
 from recorder.api.request import ApiResult, RequestError
-from recorder.calls import CallStart, CallUpdate
+from recorder.calls.requests import CallStart, CallUpdate
 from recorder.resultcodes import ResultCode
 
 
@@ -45,9 +45,9 @@ def call_update(ctx: ApiContext, params: Params) -> ApiResult:
     )
     record_id = params.integer("RECORDID")
     if record_id is not None:
-        ctx.scheduler.update_recording(record_id, update)
+        ctx.scheduler.updates.recording(record_id, update)
         return ApiResult(ResultCode.API_OK, "Updated recording in database")
-    updated = ctx.scheduler.call_update(
+    updated = ctx.scheduler.updates.call(
         params.device(), params.text("CALLINSTANCE"), update,
         if_not_recording=params.flag("UPDATE_IF_NOT_RECORDING") == "Y",
     )
@@ -67,26 +67,26 @@ def record_stop(ctx: ApiContext, params: Params) -> ApiResult:
 
 
 def blackout_start(ctx: ApiContext, params: Params) -> ApiResult:
-    ctx.scheduler.blackout_start(params.device(), params.text("CALLINSTANCE"),
-                                 params.integer("TIMEOFFSET") or 0)
+    ctx.scheduler.blackouts.start(params.device(), params.text("CALLINSTANCE"),
+                                  params.integer("TIMEOFFSET") or 0)
     return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("BLACKOUTSTART"))
 
 
 def blackout_stop(ctx: ApiContext, params: Params) -> ApiResult:
-    ctx.scheduler.blackout_stop(params.device(), params.text("CALLINSTANCE"),
-                                params.integer("TIMEOFFSET") or 0)
+    ctx.scheduler.blackouts.stop(params.device(), params.text("CALLINSTANCE"),
+                                 params.integer("TIMEOFFSET") or 0)
     return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("BLACKOUTSTOP"))
 
 
 def agent_blackout_start(ctx: ApiContext, params: Params) -> ApiResult:
-    ctx.scheduler.agent_blackout_start(_agent_devices(ctx, params),
-                                       params.integer("TIMEOFFSET") or 0)
+    ctx.scheduler.blackouts.agent_start(_agent_devices(ctx, params),
+                                        params.integer("TIMEOFFSET") or 0)
     return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("AGENTBLACKOUTSTART"))
 
 
 def agent_blackout_stop(ctx: ApiContext, params: Params) -> ApiResult:
-    ctx.scheduler.agent_blackout_stop(_agent_devices(ctx, params),
-                                      params.integer("TIMEOFFSET") or 0)
+    ctx.scheduler.blackouts.agent_stop(_agent_devices(ctx, params),
+                                       params.integer("TIMEOFFSET") or 0)
     return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("AGENTBLACKOUTSTOP"))
 
 
@@ -97,8 +97,8 @@ def _agent_devices(ctx: ApiContext, params: Params) -> list[str]:
         raise RequestError(ResultCode.API_INVALID_MESSAGE_FORMAT, "one of DEVICEID, "
                            "DEVICEALIAS, CRM_USER or SYS_USER is required")
     if query.device_id or query.alias or query.station:
-        return [device.device_id for device in ctx.scheduler.device_status(query)]
-    devices = ctx.scheduler.agent_devices(query.sys_user, query.crm_user)
+        return [device.device_id for device in ctx.scheduler.status.device_status(query)]
+    devices = ctx.scheduler.lookup.agent_devices(query.sys_user, query.crm_user)
     if not devices:
         who = f"SYS_USER {query.sys_user!r}" if query.sys_user else f"CRM_USER {query.crm_user!r}"
         raise RequestError(ResultCode.API_AGENT_NOT_FOUND,

@@ -7,17 +7,17 @@ numeric STATE code, the channel's trigger, its newest levels and its lost-audio 
 from __future__ import annotations
 
 from recorder.api.context import ApiContext
-from recorder.api.params import Params
+from recorder.api.protocol.params import Params
 from recorder.api.request import ApiResult, Node
-from recorder.api.timefmt import manual_datetime
-from recorder.channels import STATE_NAMES
-from recorder.devicestatus import ChannelInfo
+from recorder.calls.status import ChannelInfo
+from recorder.capture.channels import STATE_NAMES
 from recorder.resultcodes import ResultCode
+from recorder.timefmt import manual_datetime
 
 
 def channels(ctx: ApiContext, params: Params) -> ApiResult:
     detail = params.flag("DETAIL") == "Y"
-    infos = ctx.scheduler.channels()
+    infos = ctx.scheduler.status.channels()
     body: list[Node] = [
         ("COUNT", str(len(infos))),
         ("CHANNELS", [("CHANNEL", _channel(info, detail)) for info in infos]),

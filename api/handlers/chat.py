@@ -14,10 +14,11 @@ from collections.abc import Callable
 from recorder.api.context import ApiContext
 from recorder.api.handlers.common import agent_id, one_user
 from recorder.api.handlers.events import chat_event
-from recorder.api.params import Params
+from recorder.api.protocol.params import Params
 from recorder.api.request import ApiResult, RequestError, invalid
 from recorder.resultcodes import ResultCode
-from recorder.store import USER_FIELDS, ChatStart, UserQuery, UserRow
+from recorder.store.directory import UserQuery, UserRow
+from recorder.store.records import USER_FIELDS, ChatStart
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def _agent(ctx: ApiContext, params: Params) -> tuple[UserRow, str | None]:
     keyname_sent, keyvalue = params.text("KEYNAME") or None, params.text("KEYVALUE") or None
     phone: str | None = None
     if by_id is not None:
-        user = one_user(ctx.store.find_users(UserQuery(user_id=by_id)), f"with AGENTID {by_id}")
+        user = one_user(ctx.store.directory.find_users(UserQuery(user_id=by_id)),
+                        f"with AGENTID {by_id}")
     elif keyname_sent or keyvalue:
         if keyname_sent is None:
             raise invalid("KEYNAME is required with KEYVALUE")
@@ -62,7 +64,7 @@ def _agent(ctx: ApiContext, params: Params) -> tuple[UserRow, str | None]:
         if keyvalue is None:
             raise invalid("KEYVALUE is required with KEYNAME")
         query = KEYNAMES[keyname](keyvalue)
-        user = one_user(ctx.store.find_users(query), f"with {keyname} {keyvalue}")
+        user = one_user(ctx.store.directory.find_users(query), f"with {keyname} {keyvalue}")
         phone = keyvalue if keyname == "DEVICEALIAS" else None
     else:
         raise RequestError(ResultCode.API_AGENT_NOT_FOUND,
@@ -84,7 +86,7 @@ def chat_start(ctx: ApiContext, params: Params) -> ApiResult:
         if value:
             meta.setdefault(name, value)
     device_id = phone or (agent.phones[0] if agent.phones else "")
-    ident, replaced = ctx.store.start_chat(ChatStart(
+    ident, replaced = ctx.store.recordings.start_chat(ChatStart(
         session_id=session_id, agent_id=agent.user_id, device_id=device_id,
         start_time=ctx.clock(), core_ident=ctx.core_ident, meta=meta))
     if replaced is not None:
@@ -98,7 +100,7 @@ def chat_start(ctx: ApiContext, params: Params) -> ApiResult:
 
 def chat_stop(ctx: ApiContext, params: Params) -> ApiResult:
     session_id = _session_id(params)
-    ident = ctx.store.stop_chat(session_id, ctx.clock())
+    ident = ctx.store.recordings.stop_chat(session_id, ctx.clock())
     if ident is None:
         raise RequestError(ResultCode.API_SESSIONID_UNSPECIFIED,
                            f"no chat session with SESSIONID {session_id} is open")
@@ -109,7 +111,7 @@ def chat_stop(ctx: ApiContext, params: Params) -> ApiResult:
 
 def chat_update(ctx: ApiContext, params: Params) -> ApiResult:
     session_id = _session_id(params)
-    ident = ctx.store.update_chat(session_id, params.metadata(CHAT_FIELDS))
+    ident = ctx.store.recordings.update_chat(session_id, params.metadata(CHAT_FIELDS))
     if ident is None:
         raise RequestError(ResultCode.API_SESSIONID_UNSPECIFIED,
                            f"no chat session with SESSIONID {session_id}; send CHATSTART first")
@@ -120,7 +122,7 @@ def chat_update(ctx: ApiContext, params: Params) -> ApiResult:
 def _publish(ctx: ApiContext, event_type: str, ident: int, session_id: str) -> None:
     """Tell event subscribers; the session has changed whether or not this succeeds."""
     try:
-        row = ctx.store.get_recording(ident)
+        row = ctx.store.recordings.get_recording(ident)
         if row is not None:
             ctx.events.publish(chat_event(ctx, event_type, row, session_id))
     except Exception:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from recorder.api.context import ApiContext
-from recorder.api.params import Params
+from recorder.api.protocol.params import Params
 from recorder.api.request import RequestError
 from recorder.resultcodes import ResultCode
-from recorder.store import UserQuery, UserRow
+from recorder.store.directory import UserQuery, UserRow
 
 MISSING = ResultCode.API_INVALID_MESSAGE_FORMAT
 BLANK = ResultCode.API_BLANK_REQUIRED_VALUE
@@ -92,10 +92,11 @@ def find_agent(ctx: ApiContext, params: Params, *, names_first: bool,
     by_id = agent_id(params)
     first, last = params.text("FIRSTNAME") or "", params.text("LASTNAME") or ""
     if first and last and (names_first or by_id is None):
-        return one_user(ctx.store.find_users(UserQuery(first_name=first, last_name=last)),
+        return one_user(ctx.store.directory.find_users(UserQuery(first_name=first, last_name=last)),
                         f"named {first} {last}")
     if by_id is not None:
-        return one_user(ctx.store.find_users(UserQuery(user_id=by_id)), f"with AGENTID {by_id}")
+        return one_user(ctx.store.directory.find_users(UserQuery(user_id=by_id)),
+                        f"with AGENTID {by_id}")
     if first or last:
         given, absent = ("FIRSTNAME", "LASTNAME") if first else ("LASTNAME", "FIRSTNAME")
         raise RequestError(missing, f"{absent} is required with {given}")

@@ -17,10 +17,10 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from recorder.api.context import ApiContext
-from recorder.api.handlers.export import (
+from recorder.api.handlers.media import (
     by_ident as rows_by_ident,
 )
-from recorder.api.handlers.export import (
+from recorder.api.handlers.media import (
     combined_name,
     exportable,
     find,
@@ -31,11 +31,9 @@ from recorder.api.handlers.export import (
     unique_field,
     work_dir,
 )
-from recorder.api.params import Params
+from recorder.api.protocol.params import Params
 from recorder.api.request import ApiResult, RequestError, invalid
-from recorder.api.timefmt import manual_datetime
-from recorder.errors import CodecError
-from recorder.export import (
+from recorder.archive.export import (
     MEDIA_TYPES,
     export_combined,
     export_name,
@@ -43,17 +41,19 @@ from recorder.export import (
     export_zip,
     extension,
 )
-from recorder.mailer import (
+from recorder.archive.mailer import (
     Attachment,
     Mailer,
     MailRefused,
     MailUnavailable,
-    address_problem,
     build_message,
     split_addresses,
 )
+from recorder.config.values import address_problem
+from recorder.errors import CodecError
 from recorder.resultcodes import ResultCode
-from recorder.store import RecordingRow
+from recorder.store.records import RecordingRow
+from recorder.timefmt import manual_datetime
 
 logger = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from lxml import etree
 
 from recorder.api.context import ApiContext
-from recorder.api.fields import FIELDS
-from recorder.api.params import Params
+from recorder.api.protocol.fields import FIELDS
+from recorder.api.protocol.params import Params
+from recorder.api.protocol.xmlcodec import NOT_XML
 from recorder.api.request import ApiResult, RequestError, invalid
-from recorder.api.timefmt import manual_datetime
-from recorder.api.xmlcodec import NOT_XML
-from recorder.events import CALL, CHAT, EVENT_CLASSES, RECORD, Event
+from recorder.events.types import CALL, CHAT, EVENT_CLASSES, RECORD, Event
 from recorder.resultcodes import ResultCode
-from recorder.store import USER_FIELDS, RecordingRow
+from recorder.store.records import USER_FIELDS, RecordingRow
+from recorder.timefmt import manual_datetime
 
 # EVENTCLASS as a client may send it (any case) -> the event classes it receives.
 CLASSES: dict[str, frozenset[str]] = {

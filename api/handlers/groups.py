@@ -6,10 +6,10 @@ import logging
 
 from recorder.api.context import ApiContext
 from recorder.api.handlers.common import BLANK, action, find_agent, required
-from recorder.api.params import Params
+from recorder.api.protocol.params import Params
 from recorder.api.request import ApiResult, Node, RequestError, invalid
 from recorder.resultcodes import ResultCode
-from recorder.store import GroupRow
+from recorder.store.directory import GroupRow
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def add_group(ctx: ApiContext, params: Params) -> ApiResult:
     name = required(params, "GROUPNAME")
     # "If a group with the same name already exists, the function will still return as normal
     # without modifying any data": same code and body, with a message that says so.
-    group, created = ctx.store.add_group(name)
+    group, created = ctx.store.directory.add_group(name)
     if created:
         logger.info("ADDGROUP: group %d %r added", group.group_id, group.group_name)
         message = f"group: {group.group_name} has been added"
@@ -36,7 +36,7 @@ def find_group(ctx: ApiContext, params: Params, missing: ResultCode) -> GroupRow
     group_id = params.integer("GROUPID")
     if name is None and group_id is None:
         raise RequestError(missing, "GROUPNAME or GROUPID is required")
-    group = ctx.store.find_group(group_id=group_id, name=name)
+    group = ctx.store.directory.find_group(group_id=group_id, name=name)
     if group is None:
         which = f"named {name}" if name is not None else f"with GROUPID {group_id}"
         raise RequestError(ResultCode.API_NO_GROUP, f"no group {which}")
@@ -52,7 +52,7 @@ def modify_group_permission(ctx: ApiContext, params: Params) -> ApiResult:
         raise invalid("PHONEID and DEVICEID name different devices; send one of them")
     device_id = phone or device
     adding = verb == "ADD"
-    changed = ctx.store.set_group_member(group.group_id, agent.user_id, device_id, adding)
+    changed = ctx.store.directory.set_group_member(group.group_id, agent.user_id, device_id, adding)
     what = f"Agent {agent.user_id}" + (f" and device {device_id}" if device_id else "")
     if changed:
         logger.info("MODIFYGROUPPERMISSION: %s %s group %d", what,

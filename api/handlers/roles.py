@@ -7,11 +7,11 @@ import logging
 
 from recorder.api.context import ApiContext
 from recorder.api.handlers.common import action, one_user, required
-from recorder.api.handlers.permission_names import REQUIRES, permission_name
-from recorder.api.params import Params
+from recorder.api.protocol.params import Params
+from recorder.api.protocol.permissions import REQUIRES, permission_name
 from recorder.api.request import ApiResult, Node, RequestError, invalid
 from recorder.resultcodes import ResultCode
-from recorder.store import RoleRow, UserQuery
+from recorder.store.directory import RoleRow, UserQuery
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def find_role(ctx: ApiContext, params: Params) -> RoleRow:
     name = params.text("ROLENAME") or None
     if role_id is None and name is None:
         raise invalid("ROLEID or ROLENAME is required")
-    role = ctx.store.find_role(role_id=role_id, name=name)
+    role = ctx.store.directory.find_role(role_id=role_id, name=name)
     if role is None:
         which = f"with ROLEID {role_id}" if role_id is not None else f"named {name}"
         raise RequestError(ResultCode.API_ROLE_NOT_FOUND, f"no role {which}")
@@ -41,7 +41,7 @@ def modify_role(ctx: ApiContext, params: Params) -> ApiResult:
     description = params.text("DESCRIPTION")
     if verb == "ADD":
         name = required(params, "ROLENAME")
-        added = ctx.store.add_role(name, description or "")
+        added = ctx.store.directory.add_role(name, description or "")
         if added is None:
             raise RequestError(ResultCode.API_ROLE_ALREADY_EXISTS, f"role {name} already exists")
         logger.info("MODIFYROLE: role %d %r added", added.role_id, added.role_name)
@@ -52,11 +52,11 @@ def modify_role(ctx: ApiContext, params: Params) -> ApiResult:
         if description is None:
             raise invalid("DESCRIPTION is required to MODIFY a role (it is all a role has to "
                           "change)")
-        ctx.store.modify_role(role.role_id, description)
+        ctx.store.directory.modify_role(role.role_id, description)
         logger.info("MODIFYROLE: role %d modified", role.role_id)
         return ApiResult(ResultCode.API_OK, "Role Modified",
                          [*_role_body(verb, role), ("DESCRIPTION", description)])
-    ctx.store.delete_role(role.role_id)
+    ctx.store.directory.delete_role(role.role_id)
     logger.info("MODIFYROLE: role %d %r deleted", role.role_id, role.role_name)
     return ApiResult(ResultCode.API_OK, "Role Deleted",
                      [*_role_body(verb, role), ("DESCRIPTION", role.description)])
@@ -67,14 +67,14 @@ def modify_role_group_permission(ctx: ApiContext, params: Params) -> ApiResult:
     role = find_role(ctx, params)
     group_name = required(params, "GROUPNAME")
     body = _role_body(verb, role)
-    group = ctx.store.find_group(name=group_name)
+    group = ctx.store.directory.find_group(name=group_name)
     if group is None:
         # The manual's own example answers an unknown group this way: API_OK, nothing changed.
         return ApiResult(ResultCode.API_OK,
                          f"Group {group_name} does not exist or it is not active",
                          [*body, ("GROUPNAME", group_name)])
     adding = verb == "ADD"
-    if ctx.store.set_role_group(role.role_id, group.group_id, adding):
+    if ctx.store.directory.set_role_group(role.role_id, group.group_id, adding):
         logger.info("MODIFYROLEGROUPPERMISSION: group %d %s role %d", group.group_id,
                     "added to" if adding else "removed from", role.role_id)
     link = "is assigned to" if adding else "is no longer assigned to"
@@ -99,10 +99,10 @@ def modify_user_role(ctx: ApiContext, params: Params) -> ApiResult:
     if not query:
         raise invalid("one of USERID, USERNAME, SYSTEMUSERNAME, FIRSTNAME or LASTNAME is "
                       "required")
-    user = one_user(ctx.store.find_users(query), f"matching {_described(query)}",
+    user = one_user(ctx.store.directory.find_users(query), f"matching {_described(query)}",
                     ResultCode.API_USER_NOT_FOUND)
     adding = verb == "ADD"
-    if ctx.store.set_user_role(user.user_id, role.role_id, adding):
+    if ctx.store.directory.set_user_role(user.user_id, role.role_id, adding):
         logger.info("MODIFYUSERROLE: user %d %s role %d", user.user_id,
                     "given" if adding else "relieved of", role.role_id)
     link = "is assigned role" if adding else "is no longer assigned role"
@@ -140,7 +140,7 @@ def modify_role_permission(ctx: ApiContext, params: Params) -> ApiResult:
                                f"{permission} cannot be removed while role {role.role_name} "
                                f"has {', '.join(needing)}, which needs it")
     body = [*_role_body(verb, role), ("PERMISSIONNAME", permission)]
-    if ctx.store.set_role_permission(role.role_id, permission, granting):
+    if ctx.store.directory.set_role_permission(role.role_id, permission, granting):
         logger.info("MODIFYROLEPERMISSION: role %d %s %s", role.role_id,
                     "granted" if granting else "revoked", permission)
         return ApiResult(ResultCode.API_OK,

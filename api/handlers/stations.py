@@ -6,10 +6,10 @@ import logging
 
 from recorder.api.context import ApiContext
 from recorder.api.handlers.common import required, required_int
-from recorder.api.params import Params
+from recorder.api.protocol.params import Params
 from recorder.api.request import ApiResult, Node
 from recorder.resultcodes import ResultCode
-from recorder.store import StationRow
+from recorder.store.directory import StationRow
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def import_workstation(ctx: ApiContext, params: Params) -> ApiResult:
     location_id = required_int(params, "LOCATIONID")
     # The store first deletes every mapping holding this DEVICEID or STATIONNAME, so each
     # station and each device appears in at most one.
-    stored = ctx.store.replace_station(StationRow(station_name, device_id, location_id))
+    stored = ctx.store.directory.replace_station(StationRow(station_name, device_id, location_id))
     logger.info("IMPORTWORKSTATION: %s -> device %s (location %d)", stored.station_name,
                 stored.device_id, stored.location_id)
     # The manual: STATIONNAME as sent, DEVICEID as stored.
@@ -29,7 +29,7 @@ def import_workstation(ctx: ApiContext, params: Params) -> ApiResult:
 
 
 def stations(ctx: ApiContext, params: Params) -> ApiResult:
-    rows = ctx.store.list_stations()
+    rows = ctx.store.directory.list_stations()
     body: list[Node] = [
         ("COUNT", str(len(rows))),
         ("STATIONS", [("STATION", [("STATIONNAME", s.station_name), ("DEVICEID", s.device_id)])

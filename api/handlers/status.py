@@ -4,14 +4,15 @@ DEVICERECORDINGSTATUS (live devices)."""
 from __future__ import annotations
 
 from recorder.api.context import ApiContext
-from recorder.api.params import Params
+from recorder.api.protocol.params import Params
 from recorder.api.request import ApiResult, Node, RequestError, invalid
-from recorder.api.timefmt import manual_datetime
-from recorder.calls import DeviceQuery
-from recorder.devicestatus import NORMAL_STOPS, CallStatus, DeviceStatus
+from recorder.calls.requests import DeviceQuery
+from recorder.calls.status import NORMAL_STOPS, CallStatus, DeviceStatus
 from recorder.errors import StoreError
 from recorder.resultcodes import ResultCode
-from recorder.store import FILTER_FIELDS, USER_FIELDS, RecordingQuery, RecordingRow, Store
+from recorder.store.factory import Store
+from recorder.store.records import FILTER_FIELDS, USER_FIELDS, RecordingQuery, RecordingRow
+from recorder.timefmt import manual_datetime
 
 
 def call_list(ctx: ApiContext, params: Params) -> ApiResult:
@@ -29,7 +30,7 @@ def stored_calls(store: Store, params: Params, max_rows: int, now: float) -> Api
     count = params.integer("CALLCOUNT")
     limit = min(count or max_rows, max_rows)
     try:
-        rows = store.list_recordings(
+        rows = store.recordings.list_recordings(
             RecordingQuery(equals=equals, start=start, end=end, limit=limit))
     except StoreError as exc:
         raise RequestError(ResultCode.API_DATABASE_QUERY_ERROR, str(exc)) from exc
@@ -69,7 +70,7 @@ def _search_result(number: int, row: RecordingRow, now: float) -> list[Node]:
 
 
 def device_status(ctx: ApiContext, params: Params) -> ApiResult:
-    devices = ctx.scheduler.device_status(params.device(call_id=True))
+    devices = ctx.scheduler.status.device_status(params.device(call_id=True))
     body: list[Node] = [("DEVICES", [
         ("COUNT", str(len(devices))),
         *(("DEVICE", _device(ctx, d)) for d in devices),
@@ -79,7 +80,7 @@ def device_status(ctx: ApiContext, params: Params) -> ApiResult:
 
 def device_list(ctx: ApiContext, params: Params) -> ApiResult:
     """Every device the recorder knows, each with its most recently active call."""
-    devices = ctx.scheduler.device_status(DeviceQuery())
+    devices = ctx.scheduler.status.device_status(DeviceQuery())
     body: list[Node] = [("DEVICES", [
         ("COUNT", str(len(devices))),
         *(("DEVICE", _device(ctx, d)) for d in devices),
@@ -94,7 +95,7 @@ RECORDING_STATUS_MESSAGE = ("Following active call instances found for specified
 def device_recording_status(ctx: ApiContext, params: Params) -> ApiResult:
     """Every open call instance of a device (of every device with one, for no device)."""
     query = params.device()
-    devices = ctx.scheduler.device_status(query)
+    devices = ctx.scheduler.status.device_status(query)
     if not query:
         devices = [d for d in devices if d.open_calls]
     body: list[Node] = [("DEVICE", [

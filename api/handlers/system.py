@@ -1,15 +1,21 @@
-"""Status functions about the recorder itself: SYSTEMSTATUS and FETCHTERMINOLOGY."""
+"""Requests about the recorder itself: TEST (the manual's echo), SYSTEMSTATUS and
+FETCHTERMINOLOGY."""
 
 from __future__ import annotations
 
 import re
 
 from recorder.api.context import ApiContext
-from recorder.api.handlers import hostinfo
-from recorder.api.handlers.hostinfo import GIB, MIB
-from recorder.api.params import Params
+from recorder.api.protocol.params import Params
 from recorder.api.request import ApiResult, Node
 from recorder.resultcodes import ResultCode
+from recorder.telemetry import hostinfo
+from recorder.telemetry.hostinfo import GIB, MIB
+
+
+def test(ctx: ApiContext, params: Params) -> ApiResult:
+    """TEST: the manual's echo request, for checking the API is up."""
+    return ApiResult(ResultCode.API_OK, "API_OK")
 
 
 def system_status(ctx: ApiContext, params: Params) -> ApiResult:

@@ -8,11 +8,12 @@ from contextlib import contextmanager
 
 from recorder.api.context import ApiContext
 from recorder.api.handlers.common import BLANK, action, find_agent, required
-from recorder.api.handlers.datetimes import parse_user_datetime, user_datetime
-from recorder.api.params import Params, parse_int
+from recorder.api.protocol.datetimes import parse_user_datetime, user_datetime
+from recorder.api.protocol.params import Params, parse_int
 from recorder.api.request import ApiResult, Node, RequestError, invalid
 from recorder.resultcodes import ResultCode
-from recorder.store import PhoneInUse, UserExists, UserFields, UserRow, hash_password
+from recorder.store.directory import PhoneInUse, UserExists, UserFields, UserRow
+from recorder.store.passwords import hash_password
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +34,14 @@ def import_user(ctx: ApiContext, params: Params) -> ApiResult:
         raise invalid(f"USERID is required to {verb} a user")
     now = ctx.clock()
     if verb == "DELETE":
-        if not ctx.store.delete_user(user_id, now=now):
+        if not ctx.store.directory.delete_user(user_id, now=now):
             raise RequestError(ResultCode.API_USER_NOT_FOUND, f"no user with USERID {user_id}")
         logger.info("IMPORTUSER: user %d deleted", user_id)
         return ApiResult(ResultCode.API_OK, f"User {user_id} deleted",
                          [("USERID", str(user_id))])
     fields = _fields(params, adding=False)
     with _conflicts():
-        found = ctx.store.modify_user(user_id, fields, now=now)
+        found = ctx.store.directory.modify_user(user_id, fields, now=now)
     if not found:
         raise RequestError(ResultCode.API_USER_NOT_FOUND, f"no user with USERID {user_id}")
     logger.info("IMPORTUSER: user %d modified", user_id)
@@ -51,7 +52,7 @@ def _add(ctx: ApiContext, params: Params) -> ApiResult:
     # "The field USERID is ignored when the action is ADD."
     fields = _fields(params, adding=True)
     with _conflicts():
-        user_id = ctx.store.add_user(fields, now=ctx.clock(),
+        user_id = ctx.store.directory.add_user(fields, now=ctx.clock(),
                                      allow_duplicate_name=params.flag("ALLOWDUPLICATE") == "Y")
     logger.info("IMPORTUSER: user %d added (%s %s)", user_id, fields.first_name,
                 fields.last_name)
@@ -129,7 +130,7 @@ def _phones(params: Params) -> tuple[str, ...] | None:
 
 
 def _list(ctx: ApiContext) -> ApiResult:
-    users = ctx.store.list_users()
+    users = ctx.store.directory.list_users()
     body: list[Node] = [("USERS", [
         ("COUNT", str(len(users))),
         *(("USER", _user(u)) for u in users),
@@ -172,11 +173,11 @@ def import_agent_phone(ctx: ApiContext, params: Params) -> ApiResult:
     body: list[Node] = [("AGENTID", str(agent.user_id)), ("PHONEID", phone)]
     with _conflicts():
         if verb == "ADD":
-            done = ctx.store.assign_phone(agent.user_id, phone, now=ctx.clock())
+            done = ctx.store.directory.assign_phone(agent.user_id, phone, now=ctx.clock())
             message = (f"Phone {phone} assigned to agent {agent.user_id}" if done
                        else f"Phone {phone} was already assigned to agent {agent.user_id}")
         else:
-            done = ctx.store.unassign_phone(agent.user_id, phone)
+            done = ctx.store.directory.unassign_phone(agent.user_id, phone)
             message = (f"Phone {phone} removed from agent {agent.user_id}" if done
                        else f"Phone {phone} was not assigned to agent {agent.user_id}")
     if done:

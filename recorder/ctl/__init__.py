@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 
-from recorder.client import ClientError
 from recorder.ctl import (
     calls,
     cav,
@@ -29,6 +28,7 @@ from recorder.ctl import (
     send,
     status,
 )
+from recorder.ctl.client import ClientError
 from recorder.ctl.common import EXIT_UNREACHABLE, FORMATTER, CtlError, connection_options
 
 EPILOG = """commands that talk to recorderd find it from --host, --port (socket API) and

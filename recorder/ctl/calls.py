@@ -115,9 +115,9 @@ def _params(args: argparse.Namespace) -> dict[str, str | int]:
 def _offline(args: argparse.Namespace, params: dict[str, str | int]) -> etree._Element:
     """CALLLIST answered from the database itself, as the service would answer it."""
     from recorder.api.handlers.status import stored_calls  # noqa: PLC0415
-    from recorder.api.params import Params  # noqa: PLC0415
+    from recorder.api.protocol.params import Params  # noqa: PLC0415
+    from recorder.api.protocol.xmlcodec import render_result  # noqa: PLC0415
     from recorder.api.request import ApiResult  # noqa: PLC0415
-    from recorder.api.xmlcodec import render_result  # noqa: PLC0415
     from recorder.errors import ResultError  # noqa: PLC0415
 
     config = offline_config(args)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from recorder.ctl.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FORMATTER, SubParsers
 
 if TYPE_CHECKING:
-    from recorder.codecs.cav import CavAudio, CavInfo
+    from recorder.archive.cav import CavAudio, CavInfo
 
 EPILOG = """The password of an encrypted file is read from --password-file, else from the
 environment variable named by --password-env ($RECORDER_CAV_PASSWORD by default), else asked
@@ -58,7 +58,7 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
 
 def _password(args: argparse.Namespace) -> str | None:
     """The password for ``args.file`` if it is encrypted (None if it is not)."""
-    from recorder.codecs import cav  # noqa: PLC0415 - numpy and lameenc: not for `send`
+    from recorder.archive import cav  # noqa: PLC0415 - numpy and lameenc: not for `send`
 
     if not cav.is_encrypted(args.file):
         return None
@@ -94,7 +94,7 @@ def _print_info(path: Path, info: CavInfo) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.codecs import cav  # noqa: PLC0415 - numpy and lameenc: not for `send`
+    from recorder.archive import cav  # noqa: PLC0415 - numpy and lameenc: not for `send`
 
     try:
         password = _password(args)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from recorder.config import resolve_config_path
-from recorder.configcheck import check_config, print_problems
+from recorder.config.model import resolve_config_path
 from recorder.ctl.common import EXIT_OK, EXIT_USAGE, SubParsers, command
+from recorder.service.checkconfig import check_config, print_problems
 
 EPILOG = """Validates the configuration (--config, else $RECORDER_CONFIG, else
 /etc/recorder/recorder.toml if it exists, else the embedded defaults), opens every board's

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from lxml import etree
 
-from recorder.client import ClientError, send_request
-from recorder.config import Config, load_config, resolve_config_path
+from recorder.config.loader import load_config
+from recorder.config.model import Config, resolve_config_path
+from recorder.ctl.client import ClientError, send_request
 from recorder.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from recorder.store import Store
+    from recorder.store.factory import Store
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the service answered an error, or a check failed
@@ -135,7 +136,9 @@ def require_database(config: Config) -> None:
 def open_offline_store(config: Config) -> Store:
     """The store of the configuration's data directory, opened here rather than through the
     service; CtlError 2 when there is no database, 1 when it cannot be opened."""
-    from recorder.store import open_store  # noqa: PLC0415 - only the offline commands need it
+    from recorder.store.factory import (  # noqa: PLC0415 - only the offline commands need it
+        open_store,
+    )
 
     require_database(config)
     try:

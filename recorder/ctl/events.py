@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from recorder.client import ApiConnection, ClientError, ClientTimeout, ConnectionClosed
+from recorder.ctl.client import ApiConnection, ClientError, ClientTimeout, ConnectionClosed
 from recorder.ctl.common import (
     EXIT_OK,
     EXIT_UNREACHABLE,

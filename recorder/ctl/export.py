@@ -145,13 +145,13 @@ def download(where: Target, recordid: int, fmt: str, output: Path | None, *,
 
 def export_offline(args: argparse.Namespace) -> tuple[Path, int]:
     """Export from the data directory's database and files, as EXPORT would."""
+    from recorder.archive.export import export_name, export_recording  # noqa: PLC0415 - codecs
     from recorder.errors import CodecError, StoreError  # noqa: PLC0415
-    from recorder.export import export_name, export_recording  # noqa: PLC0415 - codecs
-    from recorder.store.base import STATUS_COMPLETE  # noqa: PLC0415
+    from recorder.store.records import STATUS_COMPLETE  # noqa: PLC0415
 
     store = open_offline_store(offline_config(args))
     try:
-        row = store.get_recording(args.recordid)
+        row = store.recordings.get_recording(args.recordid)
     except StoreError as exc:
         raise CtlError(str(exc), EXIT_FAILED) from exc
     finally:

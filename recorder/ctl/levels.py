@@ -8,8 +8,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from recorder.client import ApiConnection, ClientError
 from recorder.ctl.channels import ChannelRow, parse_channels
+from recorder.ctl.client import ApiConnection, ClientError
 from recorder.ctl.common import (
     EXIT_CODES,
     EXIT_OK,

@@ -21,7 +21,7 @@ from recorder.ctl.common import (
 )
 
 if TYPE_CHECKING:
-    from recorder.retention import PurgeOutcome, PurgeReport
+    from recorder.archive.retention import PurgeOutcome, PurgeReport
 
 EPILOG = """Purges now what the daily purge would: the recordings whose retention
 ([retention] in the configuration, see docs/retention.md) has expired. Their files are deleted
@@ -69,8 +69,8 @@ def _report_json(report: PurgeReport, outcomes: list[PurgeOutcome]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: retention reaches the codecs (numpy, lameenc), which `send` does not need.
+    from recorder.archive.retention import FAILED, RetentionJob, summary  # noqa: PLC0415
     from recorder.errors import StoreError  # noqa: PLC0415
-    from recorder.retention import FAILED, RetentionJob, summary  # noqa: PLC0415
 
     config = offline_config(args)
     require_database(config)
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = open_offline_store(config)
     try:
-        job = RetentionJob.from_config(store, config)
+        job = RetentionJob.from_config(store.recordings, config)
         report = job.run_now(bar.update if bar is not None else None, dry_run=args.dry_run,
                              on_outcome=on_outcome)
     except StoreError as exc:

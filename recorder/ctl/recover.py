@@ -22,8 +22,8 @@ from recorder.ctl.common import (
     open_offline_store,
     require_database,
 )
-from recorder.datalock import DataDirBusy, DataDirLock
 from recorder.errors import StoreError
+from recorder.service.datalock import DataDirBusy, DataDirLock
 
 EPILOG = """Recordings a killed or crashed recorderd left in progress are completed from what
 their files hold: a WAV header is made to count every frame on disk, a pending blackout is
@@ -60,8 +60,8 @@ def _file_size(filename: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.journal import Journal  # noqa: PLC0415 - reaches the codecs
-    from recorder.recovery import complete_interrupted  # noqa: PLC0415
+    from recorder.recording.journal import Journal  # noqa: PLC0415 - reaches the codecs
+    from recorder.recording.recovery import complete_interrupted  # noqa: PLC0415
 
     config = offline_config(args)
     data_dir = config.storage.data_dir
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = open_offline_store(config)
         try:
-            rows = complete_interrupted(store, journal, dry_run=args.dry_run)
+            rows = complete_interrupted(store.recordings, journal, dry_run=args.dry_run)
             if not args.dry_run:
                 # The service sends their RECORDINGSTOPPED when it next starts.
                 for done in rows:

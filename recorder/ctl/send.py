@@ -7,7 +7,7 @@ import sys
 
 from lxml import etree
 
-from recorder.client import ClientError, send_request
+from recorder.ctl.client import ClientError, send_request
 from recorder.ctl.common import (
     API_OK,
     EXIT_FAILED,

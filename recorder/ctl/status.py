@@ -24,7 +24,7 @@ from recorder.ctl.common import (
     target,
     web_json,
 )
-from recorder.datalock import running_holder
+from recorder.service.datalock import running_holder
 
 EPILOG = """Reads GET /status on the web port (--web-port, else api.web_port of the
 configuration); the document is described in docs/metrics.md.

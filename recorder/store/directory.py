@@ -9,8 +9,7 @@ directory systems they come from do; identifiers (phone and device IDs) exactly.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from recorder.errors import RecorderError
 
@@ -141,18 +140,6 @@ class RoleRow:
 
 
 @dataclass(frozen=True)
-class ChatStart:
-    """A screen-capture-only session began (CHATSTART): stored as a recording with no audio."""
-
-    session_id: str
-    agent_id: int
-    device_id: str  # the agent's phone, or "" when they have none
-    start_time: float
-    core_ident: int
-    meta: Mapping[str, str] = field(default_factory=dict)  # METADATA_FIELDS name -> value
-
-
-@dataclass(frozen=True)
 class AgentWindow:
     """What a desktop agent last reported about the window in front of its user."""
 
@@ -166,7 +153,7 @@ class AgentWindow:
 
 
 class DirectoryStore(ABC):
-    """Users, phones, stations, groups, roles, chat sessions and agent windows."""
+    """Users, phones, stations, groups, roles and agent windows."""
 
     # --- users and phones ----------------------------------------------------------------------
 
@@ -264,22 +251,6 @@ class DirectoryStore(ABC):
     @abstractmethod
     def set_role_permission(self, role_id: int, permission: str, granted: bool) -> bool:
         """Grant (or revoke) a permission by its API name; True if anything changed."""
-
-    # --- screen-capture (chat) sessions --------------------------------------------------------
-
-    @abstractmethod
-    def start_chat(self, chat: ChatStart) -> tuple[int, int | None]:
-        """Store the session as a screen-only recording; returns its RECORDID and that of an
-        open session with the same SESSIONID that it ended ("replaced"), if any."""
-
-    @abstractmethod
-    def stop_chat(self, session_id: str, stop_time: float) -> int | None:
-        """Complete the open session's recording; its RECORDID, or None if none is open."""
-
-    @abstractmethod
-    def update_chat(self, session_id: str, meta: Mapping[str, str]) -> int | None:
-        """Update the open session's recording, else the newest with that SESSIONID; its
-        RECORDID, or None if there is none."""
 
     # --- agent windows -------------------------------------------------------------------------
 

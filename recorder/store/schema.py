@@ -10,7 +10,7 @@ version 5 for the rest of them (USER1-USER15, GROUP, GATE, DNIS).
 
 from __future__ import annotations
 
-from recorder.store.base import FILTER_FIELDS, METADATA_FIELDS
+from recorder.store.records import FILTER_FIELDS, METADATA_FIELDS
 
 SCHEMA_VERSION = 5
 

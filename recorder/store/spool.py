@@ -1,7 +1,8 @@
 """The database-outage spool: recording goes on while the store cannot be written.
 
-``SpoolingStore`` wraps the real store (``SqliteStore``) and delegates every call to it. The
-writes that recording makes (a row started, finished, updated by CALLUPDATE, pointed at its
+``SpoolingStore`` wraps the recordings' part of the real store (``SqliteStore``) and delegates
+every call to it; the directory (``DirectoryStore``) is not its business. The writes that
+recording makes (a row started, finished, updated by CALLUPDATE, pointed at its
 after-call file) are the exception: when the database refuses one (locked by another process,
 made read-only, a disk error; later a server that is down), it is appended instead to a local
 spool file, one JSON line per change with a sequence number, fsynced before the call returns.
@@ -31,11 +32,12 @@ under a new RECORDID and the spool's later changes follow it; an error is logged
 While changes wait in the spool, reads of recordings (CALLLIST, EXPORT, ...) and the other
 writes that touch recordings (chat sessions, retention) raise ``StoreError`` ("database
 unavailable: N changes waiting in the spool"), so the API answers 23 rather than a list that
-misses calls. Directory reads and writes go to the database as they always do and fail, or not,
-with it. A non-empty spool left by an earlier run is replayed by ``open()``, before start-up
-recovery lists the recordings a crash interrupted. A database that cannot be opened at all at
-start (missing and not creatable, or locked while its schema needs an upgrade) is a
-``StoreError`` from ``open()``: recorderd does not start, saying why, and systemd restarts it.
+misses calls. Directory reads and writes do not pass through here: they go to the database as
+they always do and fail, or not, with it. A non-empty spool left by an earlier run is replayed
+by ``open()``, before start-up recovery lists the recordings a crash interrupted. A database
+that cannot be opened at all at start (missing and not creatable, or locked while its schema
+needs an upgrade) is a ``StoreError`` from ``open()``: recorderd does not start, saying why,
+and systemd restarts it.
 
 A second process opening the same data directory (``recorderctl calls --offline`` while
 recorderd runs) cannot take the spool's lock: it never replays nor spools, and its reads of
@@ -56,9 +58,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from recorder.durable import fsync_directory, give_to_directory_owner
 from recorder.errors import StoreError
-from recorder.paths import fsync_directory, give_to_directory_owner
-from recorder.store.base import (
+from recorder.store.recordings import RecordingStore
+from recorder.store.records import (
+    ChatStart,
     ExpiryRule,
     FinishedRecording,
     NewRecording,
@@ -66,18 +70,8 @@ from recorder.store.base import (
     RecordingRow,
     RecordingUpdate,
     ScanCursor,
-    Store,
 )
-from recorder.store.directory import (
-    AgentWindow,
-    ChatStart,
-    GroupRow,
-    RoleRow,
-    StationRow,
-    UserFields,
-    UserQuery,
-    UserRow,
-)
+from recorder.worker import PeriodicWorker
 
 logger = logging.getLogger(__name__)
 
@@ -228,10 +222,10 @@ def _same_recording(row: RecordingRow, rec: NewRecording) -> bool:
         rec.device_id, rec.call_instance, rec.start_time)
 
 
-class SpoolingStore(Store):
-    """A ``Store`` whose recording writes wait in a local spool while the database is away."""
+class SpoolingStore(RecordingStore):
+    """A ``RecordingStore`` whose writes wait in a local spool while the database is away."""
 
-    def __init__(self, inner: Store, spool_path: Path, retry_seconds: float = 2.0) -> None:
+    def __init__(self, inner: RecordingStore, spool_path: Path, retry_seconds: float = 2.0) -> None:
         self._inner = inner
         self._spool = SpoolFile(spool_path)
         self._retry = retry_seconds
@@ -243,8 +237,7 @@ class SpoolingStore(Store):
         self._remap: dict[int, int] = {}  # RECORDIDs another recording had taken (see above)
         self._spooling_since: float | None = None
         self._errors = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._replayer: _Replayer | None = None
         self.backend = inner.backend
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -273,18 +266,16 @@ class SpoolingStore(Store):
                            "writing them into the database", len(entries), self._spool.path)
             self._spooling_since = time.monotonic()
             self.replay()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="store-spool", daemon=True)
-        self._thread.start()
+        self._replayer = _Replayer(self, self._retry)
+        self._replayer.start()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(JOIN_TIMEOUT)
-            if self._thread.is_alive():
+        if self._replayer is not None:
+            self._replayer.stop()
+            if not self._replayer.join(JOIN_TIMEOUT):
                 logger.error("store: the spool's replay did not stop within %.0f s",
                              JOIN_TIMEOUT)
-            self._thread = None
+            self._replayer = None
         if self._pending and self._spool.owned:
             self.replay()  # a last chance, so a clean stop leaves the database complete
             if self._pending:
@@ -292,14 +283,6 @@ class SpoolingStore(Store):
                                len(self._pending), self._spool.path)
         self._spool.close()
         self._inner.close()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._retry):
-            if self._pending:
-                try:
-                    self.replay()
-                except Exception:
-                    logger.exception("store: replaying the spool failed")
 
     # --- the spool -----------------------------------------------------------------------------
 
@@ -559,79 +542,18 @@ class SpoolingStore(Store):
     def errors(self) -> int:
         return self._inner.errors + self._errors
 
-    # --- the directory: straight to the database -----------------------------------------------
 
-    def add_user(self, fields: UserFields, *, now: float, allow_duplicate_name: bool = False
-                 ) -> int:
-        return self._inner.add_user(fields, now=now, allow_duplicate_name=allow_duplicate_name)
+class _Replayer(PeriodicWorker):
+    """Writes the spool into the database every ``storage.spool_retry_seconds`` while it holds
+    changes."""
 
-    def modify_user(self, user_id: int, fields: UserFields, *, now: float) -> bool:
-        return self._inner.modify_user(user_id, fields, now=now)
+    def __init__(self, store: SpoolingStore, interval: float) -> None:
+        super().__init__("store-spool", interval)
+        self._store = store
 
-    def delete_user(self, user_id: int, *, now: float) -> bool:
-        return self._inner.delete_user(user_id, now=now)
-
-    def get_user(self, user_id: int) -> UserRow | None:
-        return self._inner.get_user(user_id)
-
-    def find_users(self, query: UserQuery) -> list[UserRow]:
-        return self._inner.find_users(query)
-
-    def list_users(self) -> list[UserRow]:
-        return self._inner.list_users()
-
-    def assign_phone(self, user_id: int, phone_id: str, *, now: float) -> bool:
-        return self._inner.assign_phone(user_id, phone_id, now=now)
-
-    def unassign_phone(self, user_id: int, phone_id: str) -> bool:
-        return self._inner.unassign_phone(user_id, phone_id)
-
-    def replace_station(self, station: StationRow) -> StationRow:
-        return self._inner.replace_station(station)
-
-    def list_stations(self) -> list[StationRow]:
-        return self._inner.list_stations()
-
-    def add_group(self, name: str) -> tuple[GroupRow, bool]:
-        return self._inner.add_group(name)
-
-    def find_group(self, *, group_id: int | None = None, name: str | None = None
-                   ) -> GroupRow | None:
-        return self._inner.find_group(group_id=group_id, name=name)
-
-    def set_group_member(self, group_id: int, user_id: int, device_id: str | None,
-                         member: bool) -> bool:
-        return self._inner.set_group_member(group_id, user_id, device_id, member)
-
-    def add_role(self, name: str, description: str) -> RoleRow | None:
-        return self._inner.add_role(name, description)
-
-    def find_role(self, *, role_id: int | None = None, name: str | None = None
-                  ) -> RoleRow | None:
-        return self._inner.find_role(role_id=role_id, name=name)
-
-    def modify_role(self, role_id: int, description: str) -> bool:
-        return self._inner.modify_role(role_id, description)
-
-    def delete_role(self, role_id: int) -> bool:
-        return self._inner.delete_role(role_id)
-
-    def set_role_group(self, role_id: int, group_id: int, member: bool) -> bool:
-        return self._inner.set_role_group(role_id, group_id, member)
-
-    def set_user_role(self, user_id: int, role_id: int, member: bool) -> bool:
-        return self._inner.set_user_role(user_id, role_id, member)
-
-    def set_role_permission(self, role_id: int, permission: str, granted: bool) -> bool:
-        return self._inner.set_role_permission(role_id, permission, granted)
-
-    def report_agent_window(self, window: AgentWindow) -> None:
-        self._inner.report_agent_window(window)
-
-    def latest_agent_window(self, *, computer_name: str | None = None,
-                            user_name: str | None = None) -> AgentWindow | None:
-        return self._inner.latest_agent_window(computer_name=computer_name,
-                                               user_name=user_name)
+    def turn(self) -> None:
+        if self._store.spooled:
+            self._store.replay()
 
 
 def _new_recording(doc: Mapping[str, Any]) -> NewRecording:

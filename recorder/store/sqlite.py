@@ -12,7 +12,8 @@ from dataclasses import fields
 from typing import Any
 
 from recorder.errors import StoreError
-from recorder.store.base import (
+from recorder.store.recordings import RecordingStore
+from recorder.store.records import (
     DAY_SECONDS,
     FILTER_FIELDS,
     STATUS_COMPLETE,
@@ -26,9 +27,9 @@ from recorder.store.base import (
     RecordingRow,
     RecordingUpdate,
     ScanCursor,
-    Store,
 )
 from recorder.store.schema import FILTER_COLUMNS, MANUAL_COLUMNS, META_COLUMNS, PARTIAL_INDEXED
+from recorder.store.sqlite_chat import SqliteChat
 from recorder.store.sqlite_directory import SqliteDirectory
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ if sorted(_LEAD_ORDER) != sorted(FILTER_FIELDS):
     raise TypeError("recorder.store.sqlite._LEAD_ORDER must rank every CALLLIST filter")
 
 
-class SqliteStore(SqliteDirectory, Store):
+class SqliteStore(SqliteDirectory, SqliteChat, RecordingStore):
     """Recording rows and the directory in a SQLite database file."""
 
     def insert_recording(self, rec: NewRecording, ident: int | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The directory in SQLite: users, phones, stations, groups, roles, chat sessions, agent windows.
+"""The directory in SQLite: users, phones, stations, groups, roles, agent windows.
 
 Every change that checks before it writes (a name already taken, a phone already assigned) runs
 in one transaction, so a refused request changes nothing and two requests cannot both pass the
@@ -8,15 +8,13 @@ same check.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from recorder.errors import StoreError
-from recorder.store.base import STATUS_COMPLETE, STATUS_RECORDING, TYPE_SCREEN
 from recorder.store.directory import (
     USER_ACTIVE,
     AgentWindow,
-    ChatStart,
     DirectoryStore,
     GroupRow,
     PhoneInUse,
@@ -27,11 +25,7 @@ from recorder.store.directory import (
     UserQuery,
     UserRow,
 )
-from recorder.store.schema import META_COLUMNS
 from recorder.store.sqlite_conn import SqliteConnection
-
-CHAT_STOPPED = "chatstop"
-CHAT_REPLACED = "replaced"  # a new CHATSTART came with the same SESSIONID
 
 _USER_SELECT = (
     "SELECT user_id, username, employee_id, first_name, last_name, status, deleted, add_time,"
@@ -80,7 +74,7 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
             cursor = conn.execute(
                 f"INSERT INTO users ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
                 tuple(values.values()))
-            user_id = _rowid(cursor, "add user")
+            user_id = rowid(cursor, "add user")
             self._set_phones(conn, user_id, fields.phones or (), now)
         return user_id
 
@@ -262,7 +256,7 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
             if existing is not None:
                 return existing, False
             cursor = conn.execute("INSERT INTO agent_groups (group_name) VALUES (?)", (name,))
-            return GroupRow(_rowid(cursor, "add group"), name), True
+            return GroupRow(rowid(cursor, "add group"), name), True
 
     def find_group(self, *, group_id: int | None = None, name: str | None = None
                    ) -> GroupRow | None:
@@ -308,7 +302,7 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
                 return None
             cursor = conn.execute("INSERT INTO roles (role_name, description) VALUES (?, ?)",
                                   (name, description))
-            return RoleRow(_rowid(cursor, "add role"), name, description)
+            return RoleRow(rowid(cursor, "add role"), name, description)
 
     def find_role(self, *, role_id: int | None = None, name: str | None = None
                   ) -> RoleRow | None:
@@ -366,72 +360,6 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
             return _set_pair(conn, "role_permissions", ("role_id", "permission"),
                              (role_id, permission), granted)
 
-    # --- screen-capture (chat) sessions --------------------------------------------------------
-
-    def start_chat(self, chat: ChatStart) -> tuple[int, int | None]:
-        with self._tx(f"start chat {chat.session_id}") as conn:
-            replaced = self._open_chat(conn, chat.session_id)
-            if replaced is not None:
-                self._end_chat(conn, replaced, chat.start_time, CHAT_REPLACED)
-            values: dict[str, Any] = {
-                "device_id": chat.device_id,
-                "call_instance": chat.session_id,
-                "filename": "",
-                "media_format": "",
-                "sample_rate": 0,
-                "recording_time": int(chat.start_time),
-                "start_time": chat.start_time,
-                "status": STATUS_RECORDING,
-                "core_ident": chat.core_ident,
-                "agent_id": chat.agent_id,
-                "recording_type": TYPE_SCREEN,
-                "screen_capture": 1,
-            }
-            values.update({META_COLUMNS[k]: v for k, v in chat.meta.items()})
-            cursor = conn.execute(
-                f"INSERT INTO recordings ({', '.join(values)}) "
-                f"VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
-            ident = _rowid(cursor, "start chat")
-            conn.execute("INSERT INTO chat_sessions (ident, session_id, open) VALUES (?, ?, 1)",
-                         (ident, chat.session_id))
-        return ident, replaced
-
-    def stop_chat(self, session_id: str, stop_time: float) -> int | None:
-        with self._tx(f"stop chat {session_id}") as conn:
-            ident = self._open_chat(conn, session_id)
-            if ident is not None:
-                self._end_chat(conn, ident, stop_time, CHAT_STOPPED)
-        return ident
-
-    def update_chat(self, session_id: str, meta: Mapping[str, str]) -> int | None:
-        with self._tx(f"update chat {session_id}") as conn:
-            row = conn.execute("SELECT ident FROM chat_sessions WHERE session_id = ?"
-                               " ORDER BY open DESC, ident DESC LIMIT 1",
-                               (session_id,)).fetchone()
-            if row is None:
-                return None
-            ident = int(row[0])
-            if meta:
-                values = {META_COLUMNS[k]: v for k, v in meta.items()}
-                assignments = ", ".join(f"{column} = ?" for column in values)
-                conn.execute(f"UPDATE recordings SET {assignments} WHERE ident = ?",
-                             (*values.values(), ident))
-        return ident
-
-    @staticmethod
-    def _open_chat(conn: sqlite3.Connection, session_id: str) -> int | None:
-        row = conn.execute("SELECT ident FROM chat_sessions WHERE session_id = ? AND open = 1"
-                           " ORDER BY ident DESC LIMIT 1", (session_id,)).fetchone()
-        return int(row[0]) if row else None
-
-    @staticmethod
-    def _end_chat(conn: sqlite3.Connection, ident: int, stop_time: float, reason: str) -> None:
-        conn.execute(
-            "UPDATE recordings SET stop_time = ?, duration = MAX(0, ? - start_time), status = ?,"
-            " stop_reason = ? WHERE ident = ?",
-            (stop_time, stop_time, STATUS_COMPLETE, reason, ident))
-        conn.execute("UPDATE chat_sessions SET open = 0 WHERE ident = ?", (ident,))
-
     # --- agent windows -------------------------------------------------------------------------
 
     def report_agent_window(self, window: AgentWindow) -> None:
@@ -469,7 +397,7 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
         return AgentWindow(*row) if row else None
 
 
-def _rowid(cursor: sqlite3.Cursor, what: str) -> int:
+def rowid(cursor: sqlite3.Cursor, what: str) -> int:
     if cursor.lastrowid is None:
         raise StoreError(f"{what}: no row id assigned")
     return cursor.lastrowid
@@ -487,4 +415,4 @@ def _set_pair(conn: sqlite3.Connection, table: str, columns: tuple[str, str],
     return cursor.rowcount > 0
 
 
-__all__ = ["CHAT_REPLACED", "CHAT_STOPPED", "SqliteDirectory"]
+__all__ = ["SqliteDirectory", "rowid"]

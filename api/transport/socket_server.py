@@ -1,0 +1,416 @@
+"""The XML socket API: a TCP server answering each message with a RESULT line (CRLF-ended).
+
+A client may send many requests on one connection, pretty-printed or on one line, or drop after
+one. Requests on a connection are answered in order; handlers run on the API worker threads so
+the event loop never waits for a disk or the database, except those of the few request types
+that only read memory (dispatcher.INLINE_TYPES), answered on the loop while a worker is idle.
+
+EVENTS turns a connection into an event subscriber (the manual's Event Interface): after its
+RESULT, every matching event is written to it as one ``<CALLCOPYEVENT>`` line, and the
+connection goes on answering requests, their RESULT lines among the events. A subscriber that
+falls behind (its queue on the event bus fills) is disconnected. See docs/events.md.
+
+Limits (docs/api-notes.md, "Limits"): a message over ``max_message_bytes`` is answered 16 and
+the connection closed; a message left unfinished for ``message_timeout`` is answered 16 and
+the connection kept; one still arriving ``message_deadline`` after its first byte (a slow
+sender) is answered 16 and the connection closed; a connection that sends no message for
+``idle_timeout`` is closed, unless it receives events; a client over the client limit is
+answered 48 and closed; a request finding the command queue full is answered 47 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import socket
+import struct
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
+
+from recorder.api.context import ApiContext
+from recorder.api.dispatcher import INLINE_TYPES, Dispatcher, Handler
+from recorder.api.handlers.events import params_filter, render_event, subscribed
+from recorder.api.protocol.params import Params
+from recorder.api.protocol.xmlcodec import render_result
+from recorder.api.request import ApiResult, RequestError
+from recorder.api.transport.framing import MessageFramer, MessageTooLarge
+from recorder.api.transport.loadlimits import ClientLimit, CommandQueue, QueueFull
+from recorder.events.bus import EventBus, Subscription
+from recorder.resultcodes import ResultCode
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+CRLF = b"\r\n"
+# A client that stops reading must not hold a connection, or shutdown, open for long.
+CLOSE_TIMEOUT = 2.0
+# The kernel's send buffer of an event subscriber's connection (Linux doubles it). Left alone it
+# grows to megabytes for a client that has stopped reading, which would then take thousands of
+# events to be found out; this holds hundreds, plenty for a burst to a client that reads.
+EVENT_SEND_BUFFER = 128 * 1024
+
+
+@dataclass
+class _Connection:
+    """One client: where to write, and its event subscription once it has sent EVENTS."""
+
+    writer: asyncio.StreamWriter
+    name: str
+    subscription: Subscription | None = None
+    stream: asyncio.Task[None] | None = None
+    handlers: dict[str, Handler] | None = None  # the connection's own (EVENTS), made once
+
+
+class _Watchdog:
+    """Ends a connection's wait for data at its deadline, without a timer per read.
+
+    One timer, armed for the earliest deadline and re-armed when it fires early (the deadline
+    moved later since, as it does with every message of a busy connection): setting a later
+    deadline costs nothing. At the deadline it cancels the connection's task, which is only
+    ever waiting for data then (the deadline is cleared while a message is answered); the
+    task tells that cancellation from a shutdown's with ``expired``.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
+        self._loop = loop
+        self._task = task
+        self.deadline: float | None = None  # loop.time() when the read gives up; None: never
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = math.inf  # when the timer fires
+        self._fired = False
+
+    def deadline_at(self, when: float) -> None:
+        self.deadline = when
+        if when < self._armed:
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._fire)
+        self._armed = when
+
+    def _fire(self) -> None:
+        self._timer, self._armed = None, math.inf
+        if self.deadline is None:
+            return  # answering, or read what it waited for: nothing to end
+        if self._loop.time() < self.deadline:
+            self._arm(self.deadline)
+            return
+        self.deadline = None
+        self._fired = True
+        self._task.cancel()
+
+    def expired(self, task: asyncio.Task[None]) -> bool:
+        """After a CancelledError: True if it was this watchdog's alone (then taken back)."""
+        if not self._fired:
+            return False
+        self._fired = False
+        return task.uncancel() == 0
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class Timeouts(NamedTuple):
+    """How long a socket client may take (seconds; idle 0 = no limit)."""
+
+    message: float  # quiet time within a message before it is answered as it stands (16)
+    deadline: float  # a message's first byte to its last (slow sender: 16 and closed)
+    idle: float = 0.0  # no message at all: closed
+
+
+class SocketApi:
+    """Serves the XML socket API on one listening socket.
+
+    ``queue`` and ``clients`` are the limits it shares with the WebAPI; without them, requests
+    run on ``executor`` unbounded and clients are not counted.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, executor: Executor, max_message_bytes: int,
+                 message_timeout: float, events: EventBus | None = None, *,
+                 message_deadline: float | None = None, idle_timeout: float = 0.0,
+                 queue: CommandQueue | None = None, clients: ClientLimit | None = None,
+                 ) -> None:
+        self._dispatcher = dispatcher
+        self._max_message_bytes = max_message_bytes
+        self._timeouts = Timeouts(message_timeout, message_deadline or message_timeout * 6,
+                                  idle_timeout)
+        self._queue = queue or CommandQueue(executor, 1 << 30, 0)
+        self._limit = clients
+        self._events = events
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        self._server = await asyncio.start_server(self._serve, host, port,
+                                                  reuse_address=True)
+        address = self._server.sockets[0].getsockname()
+        return str(address[0]), int(address[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()  # stop accepting
+        # Connections go before wait_closed(): since Python 3.12 it waits for all of them.
+        for task in list(self._clients):
+            task.cancel()
+        if self._clients:
+            await asyncio.gather(*self._clients, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        peer = writer.get_extra_info("peername")
+        conn = _Connection(writer, _peer_name(peer))
+        if self._limit is not None and not self._limit.acquire():
+            await self._refuse_client(conn)
+            return
+        self._clients.add(task)
+        aborting = False
+        try:
+            await self._converse(reader, conn)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away; nothing of ours is lost with it
+        except asyncio.CancelledError:
+            aborting = True  # shutting down: answers the client has not read are dropped
+        except Exception:
+            logger.exception("socket API: connection from %s failed", conn.name)
+        finally:
+            self._clients.discard(task)
+            if self._limit is not None:
+                self._limit.release()
+            await self._unsubscribe(conn)
+            await _close(conn.writer, aborting or (conn.subscription is not None
+                                                   and conn.subscription.dropped))
+
+    async def _converse(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
+        """Read and answer messages until the client leaves or breaks a limit."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        framer = MessageFramer(self._max_message_bytes)
+        timeouts = self._timeouts
+        watchdog = _Watchdog(loop, task)
+        last_message = loop.time()  # when the last whole message was answered
+        began = 0.0  # when the message being received (framer.pending) began
+        try:
+            while True:
+                # A partial message that stays incomplete (no closing tag ever comes) is
+                # answered after a quiet period instead of leaving the client waiting forever;
+                # one that keeps trickling in is cut off at its deadline; a connection that
+                # sends nothing is closed when idle (but never one that is receiving events).
+                if framer.pending:
+                    now = loop.time()
+                    watchdog.deadline_at(min(now + timeouts.message, began + timeouts.deadline))
+                elif timeouts.idle and conn.subscription is None:
+                    watchdog.deadline_at(last_message + timeouts.idle)
+                try:
+                    data = await reader.read(READ_SIZE)
+                except asyncio.CancelledError:
+                    if not watchdog.expired(task):
+                        raise
+                    now = loop.time()
+                    if not framer.pending:
+                        if conn.subscription is None:
+                            logger.info("socket API: %s sent nothing for %.0f s; disconnected",
+                                        conn.name, timeouts.idle)
+                            return
+                        continue  # subscribed meanwhile: no longer idle
+                    if now - began >= timeouts.deadline:
+                        framer.flush()
+                        await self._send(conn.writer, render_result("", None, ApiResult(
+                            ResultCode.API_INVALID_MESSAGE_FORMAT,
+                            f"message not complete within {timeouts.deadline:g} s of its first "
+                            "byte; closing the connection")))
+                        logger.warning("socket API: %s sent a message too slowly; disconnected",
+                                       conn.name)
+                        return
+                    await self._answer_partial(conn, framer)
+                    last_message = loop.time()
+                    continue
+                watchdog.deadline = None  # answering is never cut short
+                if not data:
+                    await self._answer_partial(conn, framer)
+                    return
+                was_pending = framer.pending
+                try:
+                    messages = framer.feed(data)
+                except MessageTooLarge as exc:
+                    for message in exc.complete:
+                        await self._answer(conn, message)
+                    await self._send(conn.writer, render_result("", None, ApiResult(
+                        ResultCode.API_INVALID_MESSAGE_FORMAT,
+                        f"message longer than {exc.limit} bytes; closing the connection")))
+                    logger.warning("socket API: %s sent a message over %d bytes; disconnected",
+                                   conn.name, exc.limit)
+                    return
+                if framer.pending and (messages or not was_pending):
+                    began = loop.time()  # a new message began in this chunk
+                for message in messages:
+                    await self._answer(conn, message)
+                if messages:
+                    last_message = loop.time()
+        finally:
+            watchdog.close()
+
+    async def _refuse_client(self, conn: _Connection) -> None:
+        """Answer 48 to a client over the limit, and close its connection."""
+        assert self._limit is not None
+        logger.debug("socket API: %s refused: %d clients connected", conn.name,
+                     self._limit.count)
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            conn.writer.write(render_result("", None, ApiResult(
+                ResultCode.API_TOO_MANY_CLIENTS,
+                f"the recorder already serves {self._limit.limit} clients; try again later"))
+                + CRLF)
+            await asyncio.wait_for(conn.writer.drain(), CLOSE_TIMEOUT)
+        await _close(conn.writer, False)
+
+    async def _answer_partial(self, conn: _Connection, framer: MessageFramer) -> None:
+        pending = framer.flush()
+        if pending is not None:
+            await self._answer(conn, pending)
+
+    async def _answer(self, conn: _Connection, message: bytes) -> None:
+        if conn.handlers is None:
+            # EVENTS subscribes this connection: a handler of its own, run with the
+            # dispatcher's checks like any other.
+            conn.handlers = {"EVENTS": partial(self._subscribe, conn,
+                                               asyncio.get_running_loop())}
+        dispatcher = self._dispatcher
+        # Read here when that is cheap: a request that only reads memory is then answered at
+        # once, and any other reaches its worker parsed.
+        request = dispatcher.read_flat(message)
+        try:
+            if request is None:
+                result = await self._queue.run(partial(dispatcher.handle_xml, message,
+                                                       conn.handlers))
+            elif request.type in INLINE_TYPES and self._queue.take_idle():
+                try:
+                    result = dispatcher.handle(request, conn.handlers)
+                finally:
+                    self._queue.give_back()
+            else:
+                result = await self._queue.run(partial(dispatcher.handle, request,
+                                                       conn.handlers))
+        except QueueFull:
+            # Parsed here on the loop (bounded by max_message_bytes, and rare) so the refusal
+            # still carries the request's TYPE and REQUESTID.
+            result = self._dispatcher.refuse_xml(message, ApiResult(
+                ResultCode.API_COMMAND_QUEUE_FULL,
+                f"the recorder has {self._queue.capacity} requests running or waiting; "
+                "try again later"))
+        await self._send(conn.writer, result)
+        if conn.subscription is not None and conn.stream is None:
+            # Only now, so the RESULT goes out before the first event.
+            conn.stream = asyncio.create_task(self._stream(conn, conn.subscription))
+
+    def _subscribe(self, conn: _Connection, loop: asyncio.AbstractEventLoop, ctx: ApiContext,
+                   params: Params) -> ApiResult:
+        """EVENTS on this connection (runs on a worker thread, like every handler)."""
+        wanted = params_filter(params)
+        if self._events is None:
+            raise RequestError(ResultCode.API_COMMAND_NOT_SUPPORTED,
+                               "the event interface is not running")
+        if conn.subscription is not None:
+            raise RequestError(ResultCode.API_ERROR_ALREADY_MONITORING,
+                               f"this connection already receives events (EVENTXREF "
+                               f"{conn.subscription.xref}); open another connection to "
+                               "subscribe again")
+        transport = conn.writer.transport
+        limit_send_buffer(transport)
+        conn.subscription = self._events.subscribe(
+            wanted.classes, wanted.devices, name=f"socket {conn.name}", loop=loop,
+            on_drop=partial(cut, transport))
+        logger.info("socket API: %s subscribed to %s events%s (EVENTXREF %d)", conn.name,
+                    wanted.event_class, _devices(wanted.devices), conn.subscription.xref)
+        return subscribed(wanted, conn.subscription.xref)
+
+    async def _stream(self, conn: _Connection, subscription: Subscription) -> None:
+        """Write the subscription's events to the connection until it ends."""
+        try:
+            while (event := await subscription.get()) is not None:
+                try:
+                    line = render_event(event, subscription.xref)
+                except ValueError:
+                    logger.exception("event %s could not be written as XML", event.event_type)
+                    continue
+                await self._send(conn.writer, line)
+        except ConnectionError:
+            pass  # the client went away, or was cut off for falling behind
+        except Exception:
+            logger.exception("socket API: events to %s failed", conn.name)
+        finally:
+            if subscription.dropped or not subscription.closed:
+                # Dropped, or this stream failed: the connection goes too, so the client
+                # notices it is no longer receiving events.
+                cut(conn.writer.transport)
+            else:
+                # The bus ended it (shutdown) after its last event: close once that is sent,
+                # so the client reads every event and then the end of the stream.
+                conn.writer.close()
+
+    async def _unsubscribe(self, conn: _Connection) -> None:
+        if conn.subscription is None:
+            return
+        conn.subscription.close()
+        if conn.stream is not None:
+            conn.stream.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await conn.stream
+        if not conn.subscription.dropped:
+            logger.info("socket API: %s unsubscribed (EVENTXREF %d)", conn.name,
+                        conn.subscription.xref)
+
+    async def _send(self, writer: asyncio.StreamWriter, result: bytes) -> None:
+        writer.write(result + CRLF)
+        await writer.drain()
+
+
+def cut(transport: asyncio.WriteTransport) -> None:
+    """Close a connection at once, with a reset: what its client has not read is discarded.
+
+    A plain close would queue the end of the stream behind the unsent data of a client that
+    stopped reading, so it would never see the end and the kernel would keep the data for it.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def limit_send_buffer(transport: asyncio.BaseTransport, size: int = EVENT_SEND_BUFFER) -> None:
+    """Cap the kernel's send buffer of an event subscriber (see EVENT_SEND_BUFFER)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+def _peer_name(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+def _devices(devices: frozenset[str]) -> str:
+    return f" of device {', '.join(sorted(devices))}" if devices else ""
+
+
+async def _close(writer: asyncio.StreamWriter, abort: bool) -> None:
+    """Close a connection, flushing what is queued unless told not to or the peer won't read."""
+    if not abort:
+        writer.close()
+        with contextlib.suppress(ConnectionError, TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+            return
+    writer.transport.abort()

@@ -1,0 +1,418 @@
+"""The WebAPI: every request type over HTTP (and HTTPS), at /webAPI.aspx and /webAPI.php in any
+case, plus the event interface as Server-Sent Events at /events.
+
+Parameters come from the query string and, for POST, a form body; names are case-insensitive.
+The answer is the same RESULT the socket API gives, through the same dispatcher, except for the
+media functions (EXPORT, COMBINEDEXPORT/COMBINEEXPORT, MULTIEXPORT): their answer is the media
+itself, exported on a worker thread into a temporary file that is then streamed (with HTTP Range
+support) and deleted; only their errors are a RESULT. EVENTS answers its RESULT and then keeps
+the response open with the events, a line each, as the socket does. See docs/events.md.
+
+For monitoring, ``/metrics`` answers the Prometheus text format and ``/status`` a JSON document
+of the service's state (docs/metrics.md), from providers the composition root hands in.
+
+Limits (docs/api-notes.md, "Limits"): a form body over ``max_body`` bytes is answered 16 with
+HTTP 413; a request finding the command queue full is answered 47 at once; an event stream
+over the client limit is answered 48. /metrics and /status are exempt from all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_exceptions import HttpProcessingError
+
+from recorder.api.context import ApiContext
+from recorder.api.dispatcher import Dispatcher, Handler
+from recorder.api.handlers.events import (
+    SSE_PATH,
+    EventFilter,
+    event_filter,
+    params_filter,
+    render_event,
+    subscribed,
+)
+from recorder.api.handlers.media import MEDIA_REQUESTS, Media, media_handlers
+from recorder.api.protocol.params import Params
+from recorder.api.protocol.webparams import lookup, merge_params
+from recorder.api.protocol.xmlcodec import render_result
+from recorder.api.request import ApiResult, RequestError, invalid
+from recorder.api.transport.loadlimits import ClientLimit, CommandQueue, QueueFull
+from recorder.api.transport.socket_server import cut, limit_send_buffer
+from recorder.events.bus import EventBus, Subscription
+from recorder.events.types import Event
+from recorder.resultcodes import ResultCode
+from recorder.telemetry.prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
+logger = logging.getLogger(__name__)
+
+PAGES = frozenset({"/webapi.aspx", "/webapi.php"})
+# On shutdown, connections still busy after this long (a client that stopped reading) are cut.
+SHUTDOWN_TIMEOUT = 2.0
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+MAX_BODY = 1 << 20
+# An idle keep-alive connection is closed after this long (aiohttp's own default is an hour):
+# the client limit does not count plain HTTP connections, so they must not linger.
+KEEPALIVE_SECONDS = 75.0
+# An idle event stream gets a comment this often, so proxies keep it open and a client that
+# has gone away is noticed.
+HEARTBEAT_SECONDS = 15.0
+CHECK_SECONDS = 1.0  # how soon a stream notices its client has gone
+SSE_RETRY_MS = 3000
+METRICS_PATH = "/metrics"
+STATUS_PATH = "/status"
+
+
+
+class _MalformedHttp(logging.Filter):
+    """aiohttp logs a request it cannot even parse (a line over 8190 bytes, a broken header)
+    with a traceback. That is a client's mistake or an attack, not the recorder's error: one
+    warning line says what was refused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "WebAPI: refused a malformed HTTP request (%d): %s"
+            record.args = (exc.code, str(exc.message)[:200])
+            record.exc_info = record.exc_text = None
+        return True
+
+
+# aiohttp's server log, as the recorder wants it (given to the AppRunner).
+HTTP_LOG = logging.getLogger(f"{__name__}.http")
+HTTP_LOG.addFilter(_MalformedHttp())
+
+# The text of /metrics, and the JSON-able document of /status; each runs on a worker thread.
+MetricsProvider = Callable[[], str]
+StatusProvider = Callable[[], Mapping[str, Any]]
+
+
+class WebApi:
+    """Serves the WebAPI over HTTP, and over HTTPS on a second port when given a TLS context."""
+
+    def __init__(self, dispatcher: Dispatcher, executor: Executor,
+                 events: EventBus | None = None,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, *,
+                 metrics: MetricsProvider | None = None, status: StatusProvider | None = None,
+                 diagnostics_executor: Executor | None = None,
+                 queue: CommandQueue | None = None, clients: ClientLimit | None = None,
+                 max_body: int = MAX_BODY) -> None:
+        self._dispatcher = dispatcher
+        self._queue = queue or CommandQueue(executor, 1 << 30, 0)
+        self._clients = clients
+        self._max_body = max_body
+        self._metrics = metrics
+        self._status = status
+        self._diagnostics = diagnostics_executor or executor
+        self._events = events
+        self._heartbeat = heartbeat_seconds
+        self._streams: set[Subscription] = set()
+        app = web.Application(client_max_size=max_body)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=SHUTDOWN_TIMEOUT, logger=HTTP_LOG,
+                                     keepalive_timeout=KEEPALIVE_SECONDS)
+        self._set_up = False
+
+    async def start(self, host: str, port: int,
+                    ssl_context: ssl.SSLContext | None = None) -> tuple[str, int]:
+        """Listen on ``host``:``port`` (HTTPS with ``ssl_context``); may be called per port."""
+        if not self._set_up:
+            await self._runner.setup()
+            self._set_up = True
+        before = len(self._runner.addresses)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True,
+                           ssl_context=ssl_context)
+        await site.start()
+        address = self._runner.addresses[before]
+        return str(address[0]), int(address[1])
+
+    async def close(self) -> None:
+        for subscription in list(self._streams):
+            subscription.close()  # ends the event streams, so shutdown need not cut them
+        await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.lower()
+        if path == SSE_PATH:
+            return await self._event_stream(request)
+        if path == METRICS_PATH and self._metrics is not None:
+            return await self._diagnostic(request, self._metrics, _metrics_response)
+        if path == STATUS_PATH and self._status is not None:
+            return await self._diagnostic(request, self._status, _status_response)
+        if path not in PAGES:
+            raise web.HTTPNotFound(text="the WebAPI is at /webAPI.aspx or /webAPI.php, its "
+                                   f"event stream at {SSE_PATH}\n")
+        if request.method not in ("GET", "POST", "HEAD"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST", "HEAD"])
+        pairs = list(request.query.items())
+        try:
+            if request.method == "POST" and request.content_type in FORM_TYPES:
+                for name, value in (await request.post()).items():
+                    if not isinstance(value, str):
+                        raise invalid(f"{name[:40]}: file uploads are not WebAPI parameters")
+                    pairs.append((name, value))
+            params = merge_params(pairs)
+        except web.HTTPRequestEntityTooLarge:
+            # The manual's answer, with the status an HTTP client understands.
+            return self._xml(self._refused(pairs, invalid(
+                f"the request body is longer than {self._max_body} bytes or holds too many "
+                "fields")), status=413)
+        except RequestError as exc:
+            return self._xml(self._refused(pairs, exc))
+        request_type = (lookup(params, "TYPE") or lookup(params, "REQUESTTYPE") or "")
+        if request_type.strip().upper() in MEDIA_REQUESTS:
+            return await self._media(request, params)
+        if request_type.strip().upper() == "EVENTS":
+            return await self._events_page(request, params)
+        return self._xml(await self._run(params))
+
+    async def _run(self, params: list[tuple[str, str]],
+                   handlers: Mapping[str, Handler] | None = None) -> bytes:
+        """The dispatcher's answer, worked out on an API worker; 47 when none is free soon."""
+        try:
+            return await self._queue.run(partial(self._dispatcher.handle_params, params,
+                                                 handlers))
+        except QueueFull:
+            return self._dispatcher.refuse_params(params, ApiResult(
+                ResultCode.API_COMMAND_QUEUE_FULL,
+                f"the recorder has {self._queue.capacity} requests running or waiting; "
+                "try again later"))
+
+    async def _media(self, request: web.Request,
+                     params: list[tuple[str, str]]) -> web.StreamResponse:
+        """A media function: the exported file as the body, or the RESULT of its error."""
+        delivered: list[Media] = []
+        body = await self._run(params, media_handlers(delivered.append))
+        if not delivered:
+            return self._xml(body)
+        media = delivered[0]
+        return _TemporaryFileResponse(media.path, headers={
+            "Content-Type": media.content_type,
+            "Content-Disposition": f'attachment; filename="{media.filename}"',
+            # Recordings are personal data: no cache on the way keeps a copy.
+            "Cache-Control": "private, no-store",
+        })
+
+    async def _event_stream(self, request: web.Request) -> web.StreamResponse:
+        """``GET /events?class=ALL&value=1001``: the event interface as Server-Sent Events."""
+        if request.method != "GET":
+            raise web.HTTPMethodNotAllowed(request.method, ["GET"])
+        pairs = list(request.query.items())
+        try:
+            params = merge_params(pairs)
+            wanted = event_filter(
+                lookup(params, "CLASS") or lookup(params, "EVENTCLASS") or "ALL",
+                lookup(params, "VALUE") or lookup(params, "EVENTVALUE"))
+        except RequestError as exc:
+            return self._xml(render_result("EVENTS", "", ApiResult(exc.code, exc.message)),
+                             status=400)
+        if self._events is None:
+            return self._xml(render_result("EVENTS", "", ApiResult(
+                ResultCode.API_COMMAND_NOT_SUPPORTED, "the event interface is not running")),
+                status=503)
+        if not self._take_client():
+            return self._xml(render_result("EVENTS", "", self._too_many()), status=503)
+        try:
+            subscription = self._subscribe(request, wanted, "SSE")
+        except BaseException:
+            self._release_client()
+            raise
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # a proxy must pass each event on as it comes
+        })
+        result = render_result("EVENTS", "", subscribed(wanted, subscription.xref))
+        return await self._stream(
+            request, response, subscription,
+            first=b"retry: %d\nevent: RESULT\ndata: %s\n\n" % (SSE_RETRY_MS, result),
+            frame=lambda event: b"event: %s\ndata: %s\n\n" % (
+                event.event_type.encode(), render_event(event, subscription.xref)),
+            heartbeat=b": keep-alive\n\n")
+
+    async def _events_page(self, request: web.Request,
+                           params: list[tuple[str, str]]) -> web.StreamResponse:
+        """EVENTS on the request page: the RESULT line, then the events as the socket API
+        sends them (one ``<CALLCOPYEVENT>`` per CRLF-ended line) for as long as the client
+        keeps the response open. Its checks and refusals are the dispatcher's, as for every
+        request."""
+        loop = asyncio.get_running_loop()
+        made: list[Subscription] = []
+
+        wanted_by: list[EventFilter] = []
+
+        def subscribe(ctx: ApiContext, request_params: Params) -> ApiResult:
+            # On a worker thread: only what is thread-safe (the bus); the rest on the loop.
+            wanted = params_filter(request_params)
+            if self._events is None:
+                raise RequestError(ResultCode.API_COMMAND_NOT_SUPPORTED,
+                                   "the event interface is not running")
+            made.append(self._events.subscribe(
+                wanted.classes, wanted.devices, name=f"WebAPI {request.remote}", loop=loop,
+                on_drop=partial(cut, request.transport) if request.transport else None))
+            wanted_by.append(wanted)
+            return subscribed(wanted, made[0].xref)
+
+        if not self._take_client():
+            return self._xml(self._dispatcher.refuse_params(params, self._too_many()))
+        try:
+            body = await self._run(params, {"EVENTS": subscribe})
+        except BaseException:
+            self._release_client()
+            raise
+        if not made:
+            self._release_client()
+            return self._xml(body)
+        subscription = made[0]
+        self._track(request, subscription, wanted_by[0], "WebAPI")
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/xml; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        })
+        return await self._stream(
+            request, response, subscription, first=body + b"\r\n",
+            frame=lambda event: render_event(event, subscription.xref) + b"\r\n")
+
+    def _subscribe(self, request: web.Request, wanted: EventFilter, kind: str,
+                   ) -> Subscription:
+        assert self._events is not None
+        transport = request.transport
+        subscription = self._events.subscribe(
+            wanted.classes, wanted.devices, name=f"{kind} {request.remote}",
+            loop=asyncio.get_running_loop(),
+            on_drop=partial(cut, transport) if transport is not None else None)
+        self._track(request, subscription, wanted, kind)
+        return subscription
+
+    def _track(self, request: web.Request, subscription: Subscription, wanted: EventFilter,
+               kind: str) -> None:
+        """A new stream's connection set up (on the loop): small send buffer, known to close."""
+        if request.transport is not None:
+            limit_send_buffer(request.transport)
+        self._streams.add(subscription)
+        logger.info("WebAPI: %s subscribed to %s events (%s, EVENTXREF %d)", request.remote,
+                    wanted.event_class, kind, subscription.xref)
+
+    async def _stream(self, request: web.Request, response: web.StreamResponse,
+                      subscription: Subscription, *, first: bytes,
+                      frame: Callable[[Event], bytes],
+                      heartbeat: bytes | None = None) -> web.StreamResponse:
+        """Write ``first``, then each event framed, until the client leaves or is cut off."""
+        loop = asyncio.get_running_loop()
+        try:
+            await response.prepare(request)
+            await response.write(first)
+            quiet_since = loop.time()
+            while True:
+                try:
+                    event = await asyncio.wait_for(subscription.get(), CHECK_SECONDS)
+                except TimeoutError:
+                    # aiohttp does not interrupt a handler whose client left: look.
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    if heartbeat is not None and loop.time() - quiet_since >= self._heartbeat:
+                        await response.write(heartbeat)
+                        quiet_since = loop.time()
+                    continue
+                if event is None:
+                    break
+                quiet_since = loop.time()
+                await response.write(frame(event))
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()
+        except ConnectionError:
+            pass  # the client left, or was cut off for falling behind
+        finally:
+            subscription.close()
+            self._streams.discard(subscription)
+            self._release_client()
+            if not subscription.dropped:
+                logger.info("WebAPI: %s unsubscribed (EVENTXREF %d)", request.remote,
+                            subscription.xref)
+        return response
+
+    async def _diagnostic(self, request: web.Request, provide: Callable[[], Any],
+                          respond: Callable[[Any], web.Response]) -> web.Response:
+        """/metrics or /status: the provider's answer, gathered on a diagnostics thread."""
+        if request.method not in ("GET", "HEAD"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+        loop = asyncio.get_running_loop()
+        try:
+            return respond(await loop.run_in_executor(self._diagnostics, provide))
+        except Exception:
+            logger.exception("WebAPI: %s failed", request.path)
+            raise web.HTTPInternalServerError(
+                text=f"{request.path} could not be gathered; see the recorder's log\n"
+            ) from None
+
+    def _take_client(self) -> bool:
+        """A place for one more event stream among the clients; False when all are taken."""
+        return self._clients is None or self._clients.acquire()
+
+    def _release_client(self) -> None:
+        if self._clients is not None:
+            self._clients.release()
+
+    def _too_many(self) -> ApiResult:
+        limit = self._clients.limit if self._clients is not None else 0
+        return ApiResult(ResultCode.API_TOO_MANY_CLIENTS,
+                         f"the recorder already serves {limit} clients; try again later")
+
+    @staticmethod
+    def _refused(pairs: list[tuple[str, str]], exc: RequestError) -> bytes:
+        request_type = (lookup(pairs, "TYPE") or lookup(pairs, "REQUESTTYPE") or "").upper()
+        return render_result(request_type[:64], (lookup(pairs, "REQUESTID") or "")[:64],
+                             ApiResult(exc.code, exc.message))
+
+    @staticmethod
+    def _xml(body: bytes, status: int = 200) -> web.Response:
+        return web.Response(body=body, status=status, content_type="text/xml",
+                            charset="utf-8")
+
+
+def _metrics_response(text: str) -> web.Response:
+    return web.Response(body=text.encode("utf-8"),
+                        headers={"Content-Type": METRICS_CONTENT_TYPE,
+                                 "Cache-Control": "no-cache"})
+
+
+def _status_response(document: Mapping[str, Any]) -> web.Response:
+    # allow_nan=False: an infinity or NaN that slipped through is a bug to see, not invalid
+    # JSON to send.
+    body = json.dumps(document, allow_nan=False, indent=1)
+    return web.Response(body=(body + "\n").encode("utf-8"),
+                        headers={"Content-Type": "application/json; charset=utf-8",
+                                 "Cache-Control": "no-cache"})
+
+
+class _TemporaryFileResponse(web.FileResponse):
+    """A file sent (whole, or the Range asked for) and then deleted.
+
+    FileResponse sends everything within ``prepare``, which aiohttp calls once the handler has
+    returned; the file goes as soon as that is over, sent or not. (One whose client vanished
+    before even that is removed from the work directory at the next start.)
+    """
+
+    def __init__(self, path: Path, headers: Mapping[str, str]) -> None:
+        super().__init__(path, headers=headers)
+        self._temporary = path
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        try:
+            return await super().prepare(request)
+        finally:
+            self._temporary.unlink(missing_ok=True)

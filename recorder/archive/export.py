@@ -1,0 +1,264 @@
+"""Export: a stored recording, whatever its stored format, as the format a client asks for.
+
+``wav``, ``wav-ulaw``, ``wav-alaw``, ``mp3`` and ``vox`` are converted from the stored file;
+``cav`` wraps the stored file as it is with the recording's metadata (encrypted when a password is
+given, see docs/cav.md). The result is written next to its final name and renamed into place, so
+a reader never sees half an export. An unknown format is a CodecError naming the known ones.
+
+``export_combined`` plays several recordings one after the other into one file (COMBINEDEXPORT,
+COMBINEDEMAIL), bringing them to one rate and channel count first; ``export_zip`` puts the
+single exports of several recordings in one ZIP file (MULTIEXPORT, EMAIL of several IDENTs).
+Both stream: no recording is ever held in memory whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from recorder.archive.cav import write_cav
+from recorder.codecs.convert import convert, iter_audio
+from recorder.codecs.formats import FORMATS, get_format, open_writer
+from recorder.codecs.resample import Resampler
+from recorder.errors import CodecError
+from recorder.store.records import RecordingRow
+
+EXPORT_FORMATS = ("wav", "wav-ulaw", "wav-alaw", "mp3", "vox", "cav")
+# What an HTTP response or a mail attachment of each format says it is. VOX has no media type
+# of its own, and CAV is ours (docs/cav.md): both are opaque bytes to anything but a reader of
+# the format.
+MEDIA_TYPES: dict[str, str] = {
+    "wav": "audio/wav", "wav-ulaw": "audio/wav", "wav-alaw": "audio/wav", "mp3": "audio/mpeg",
+    "vox": "application/octet-stream", "cav": "application/octet-stream",
+    "zip": "application/zip",
+}
+# Formats whose bytes still shrink in a ZIP (PCM and G.711 do; MP3, ADPCM and CAV hardly).
+_DEFLATE = frozenset({"wav", "wav-ulaw", "wav-alaw"})
+_VOX_RATES = (6000, 8000)
+
+
+def extension(fmt: str) -> str:
+    """The file extension of an export in ``fmt`` ("wav" for the G.711 WAVs too)."""
+    return "cav" if fmt == "cav" else get_format(fmt).extension
+
+
+def export_name(row: RecordingRow, fmt: str) -> str:
+    """A download name for ``row`` in ``fmt``: RECORDID and the stored file's name, e.g.
+    ``42-1001-09-50-08.mp3``, holding only characters every file system and browser takes."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(row.filename).stem).strip("._") or "recording"
+    return f"{row.ident}-{stem[:80]}.{extension(fmt)}"
+
+
+def _source(row: RecordingRow) -> tuple[Path, str | None, int]:
+    """The stored file of ``row``, its format (None: tell from the file) and, for VOX, rate."""
+    source = Path(row.filename)
+    if not row.filename or not source.is_file():
+        raise CodecError(f"recording {row.ident} has no file ({source} is missing)")
+    stored = row.media_format if row.media_format in FORMATS else None
+    # A recording still waiting for after-call encoding is a WAV whatever its row says.
+    if source.suffix.lower() == ".wav" and stored not in ("wav", "wav-ulaw", "wav-alaw"):
+        stored = None
+    return source, stored, _vox_rate(row, source)
+
+
+def _vox_rate(row: RecordingRow, source: Path) -> int:
+    """The rate of a stored VOX file, which does not say it: 8000 or 6000 (storage.vox_rate),
+    whichever its size over the recording's duration is nearer (two samples a byte)."""
+    if source.suffix.lower() != ".vox" or not row.duration:
+        return row.sample_rate if row.sample_rate in _VOX_RATES else 8000
+    measured = 2 * source.stat().st_size / row.duration
+    return min(_VOX_RATES, key=lambda rate: abs(rate - measured))
+
+
+def recording_metadata(row: RecordingRow) -> dict[str, object]:
+    """What a CAV carries about its recording: the row's identity, times and call metadata."""
+    return {
+        "RECORDID": row.ident,
+        "DEVICEID": row.device_id,
+        "CALLINSTANCE": row.call_instance,
+        "CHANNEL": row.channel if row.channel is not None else "",
+        "STARTTIME": row.start_time,
+        "STOPTIME": row.stop_time if row.stop_time is not None else "",
+        "DURATION": row.duration if row.duration is not None else "",
+        "MEDIAFORMAT": row.media_format,
+        "STOPREASON": row.stop_reason or "",
+        **{name: value for name, value in row.meta.items() if value},
+    }
+
+
+def export_recording(row: RecordingRow, fmt: str, out: Path, *, password: str | None = None,
+                     options: Mapping[str, Any] | None = None) -> Path:
+    """Write recording ``row`` to ``out`` as ``fmt``; returns ``out``."""
+    if fmt not in EXPORT_FORMATS:
+        raise CodecError(f"cannot export as {fmt!r} (formats: {', '.join(EXPORT_FORMATS)})")
+    source, stored, vox_rate = _source(row)
+    part = out.with_name(out.name + ".part")
+    try:
+        if fmt == "cav":
+            with part.open("wb") as f:
+                write_cav(f, source, recording_metadata(row), password=password)
+                f.flush()
+                os.fsync(f.fileno())
+        elif stored == fmt and not options:
+            # Already in that format: the stored bytes, not a decode and re-encode (which would
+            # cost a lossy format a generation and every Range request a transcode).
+            _link_or_copy(source, part)
+        else:
+            spec = get_format(fmt)
+            chosen = {k: v for k, v in (options or {}).items() if k in spec.options}
+            convert(source, part.open("wb"), fmt, source_format=stored, vox_rate=vox_rate,
+                    **chosen)
+        part.replace(out)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` with ``source``'s bytes: a hard link when both are on one file system (the
+    recording is never written to again once complete), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def export_sealed(row: RecordingRow, fmt: str, out: Path, password: str, work_dir: Path, *,
+                  options: Mapping[str, Any] | None = None) -> Path:
+    """An encrypted CAV of ``row`` whose audio is in ``fmt`` (EXPORT with ENCRYPT=Y and an audio
+    MEDIA_FORMAT: the manual's example asks for an encrypted MP3, and CAV is how the recorder
+    encrypts). ``fmt`` "cav" is the stored file as it is, as ``export_recording`` does."""
+    if fmt == "cav":
+        return export_recording(row, "cav", out, password=password)
+    with _scratch(work_dir, extension(fmt)) as audio:
+        converted = export_recording(row, fmt, audio, options=options)
+        part = out.with_name(out.name + ".part")
+        try:
+            with part.open("wb") as f:
+                write_cav(f, converted, recording_metadata(row), audio_format=fmt,
+                          password=password)
+            part.replace(out)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+    return out
+
+
+def export_combined(rows: Sequence[RecordingRow], fmt: str, out: Path, *,
+                    options: Mapping[str, Any] | None = None) -> Path:
+    """``rows`` played one after the other, in order, as one ``fmt`` file at ``out``.
+
+    Recordings of different rates or channel counts are brought to the highest of each (a mono
+    recording among stereo ones is heard on both sides), so nothing is lost in the joining.
+    """
+    if fmt not in EXPORT_FORMATS or fmt == "cav":
+        audio = [f for f in EXPORT_FORMATS if f != "cav"]
+        raise CodecError(f"cannot combine into {fmt!r} (formats: {', '.join(audio)}; a CAV "
+                         "holds one recording)")
+    if not rows:
+        raise CodecError("no recordings to combine")
+    sources = [_source(row) for row in rows]
+    infos = [iter_audio(path, stored, vox_rate)[0] for path, stored, vox_rate in sources]
+    rate = max(info.sample_rate for info in infos)
+    channels = max(info.channels for info in infos)
+    spec = get_format(fmt)
+    chosen = {k: v for k, v in (options or {}).items() if k in spec.options}
+    part = out.with_name(out.name + ".part")
+    try:
+        writer = open_writer(fmt, part.open("wb"), rate, channels, **chosen)
+        try:
+            for path, stored, vox_rate in sources:
+                info, blocks = iter_audio(path, stored, vox_rate)
+                for block in _conform(blocks, info.sample_rate, info.channels, rate, channels):
+                    writer.write(block if channels > 1 else block[:, 0])
+        finally:
+            writer.close()
+        part.replace(out)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _conform(blocks: Iterator[npt.NDArray[np.int16]], in_rate: int, in_channels: int,
+             rate: int, channels: int) -> Iterator[npt.NDArray[np.int16]]:
+    """``blocks`` (frames, in_channels) at ``rate`` with ``channels`` channels."""
+    resamplers = ([Resampler(in_rate, rate) for _ in range(in_channels)]
+                  if in_rate != rate else None)
+
+    def widen(block: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        if in_channels == channels:
+            return block
+        # Only ever mono among stereo: the one channel on every side.
+        return np.repeat(block[:, :1], channels, axis=1)
+
+    for block in blocks:
+        out = block if resamplers is None else np.stack(
+            [r.process(block[:, c]) for c, r in enumerate(resamplers)], axis=1)
+        if len(out):
+            yield widen(out)
+    if resamplers is not None:
+        tail = np.stack([r.flush() for r in resamplers], axis=1)
+        if len(tail):
+            yield widen(tail)
+
+
+def export_zip(rows: Sequence[RecordingRow], fmt: str, out: Path, work_dir: Path, *,
+               options: Mapping[str, Any] | None = None) -> Path:
+    """A ZIP at ``out`` holding each of ``rows`` exported as ``fmt`` (named by
+    ``export_name``; a recording listed twice is stored once)."""
+    if fmt not in EXPORT_FORMATS:
+        raise CodecError(f"cannot export as {fmt!r} (formats: {', '.join(EXPORT_FORMATS)})")
+    part = out.with_name(out.name + ".part")
+    seen: set[int] = set()
+    compression = zipfile.ZIP_DEFLATED if fmt in _DEFLATE else zipfile.ZIP_STORED
+    try:
+        with zipfile.ZipFile(part, "w", compression=compression) as archive:
+            for row in rows:
+                if row.ident in seen:
+                    continue
+                seen.add(row.ident)
+                with _scratch(work_dir, extension(fmt)) as single:
+                    export_recording(row, fmt, single, options=options)
+                    archive.write(single, export_name(row, fmt))
+        part.replace(out)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return out
+
+
+@contextlib.contextmanager
+def _scratch(directory: Path, suffix: str) -> Iterator[Path]:
+    """A temporary file name in ``directory``, removed (with its ``.part``) on exit."""
+    fd, name = tempfile.mkstemp(prefix="export-", suffix=f".{suffix}", dir=directory)
+    os.close(fd)
+    path = Path(name)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".part").unlink(missing_ok=True)
+
+
+def clean_work_dir(directory: Path) -> int:
+    """Create ``directory`` (where exports are written before they are sent) and remove what a
+    stopped or crashed recorder left in it; returns how many files were removed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    removed = 0
+    for leftover in directory.glob("export-*"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            removed += 1
+    return removed

@@ -1,0 +1,363 @@
+"""The scheduler: keeps the call table and turns call events into recordings.
+
+For each CALLSTART it finds the device and the channel tapping it, asks ``decide`` whether to
+record (schedules, blocked filters, priority and capacity, the free-space floor), and if so
+opens the recording (``recorder.recording.files``). CALLSTOP ends the recording at the sample
+the stop arrived at; the completion worker then completes its row and publishes how it ended.
+RECORDSTART/RECORDSTOP add partial recordings to a call. The pieces around it: ``lookup``
+(which device a request means), ``blackouts``, ``status`` (the status requests' snapshots) and
+the limits watch (``recorder.calls.watch``), which ends recordings at their limits.
+
+Locks, in the order they may be taken (docs/architecture.md): the table's lock (short: lookups
+and updates of the table only), then a call's lock (held while its recordings start or end, so
+calls on different devices never wait for each other's disk), then a session's lock and the
+writer's. Nobody waits for the completion worker while holding the table's lock; the worker
+takes none of these locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from recorder.calls.blackouts import BlackoutControl
+from recorder.calls.events import CallEvents
+from recorder.calls.lookup import DeviceLookup
+from recorder.calls.model import LiveCall, Recording
+from recorder.calls.requests import CallError, CallStart, DeviceQuery
+from recorder.calls.status import NORMAL_STOPS, StatusViews
+from recorder.calls.table import CallTable
+from recorder.calls.updates import CallUpdates
+from recorder.capture.core import CaptureCore, Channel
+from recorder.events.types import EventSink, NoEvents
+from recorder.recording.completion import Closing
+from recorder.recording.files import OpenFailed, RecordingFiles, wait_completed
+from recorder.resultcodes import ResultCode
+from recorder.rules.decision import CallFacts, Decision, Policy, decide
+from recorder.store.factory import Store
+from recorder.store.records import (
+    STOP_CALL_ENDED,
+    STOP_CALLSTOP,
+    STOP_PREEMPTED,
+    STOP_RECORDSTOP,
+    STOP_REPLACED,
+    STOP_SHUTDOWN,
+    NewRecording,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Owns the call table and every recording in progress."""
+
+    def __init__(self, *, capture: CaptureCore, store: Store, files: RecordingFiles,
+                 core_ident: int, preroll_seconds: float = 0.0, policy: Policy | None = None,
+                 events: EventSink | None = None, disk_ok: Callable[[], bool] | None = None,
+                 max_tracked_devices: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._capture = capture
+        self._store = store
+        self._files = files
+        self._core_ident = core_ident
+        self._clock = clock
+        self._preroll_seconds = preroll_seconds
+        self._policy = policy or Policy()
+        self._disk_ok = disk_ok or (lambda: True)
+        self.table = (CallTable(core_ident) if max_tracked_devices is None
+                      else CallTable(core_ident, max_tracked_devices))
+        for channel in capture.channels:
+            self.table.devices.add(channel.device_id, channel.id)
+        self.events = CallEvents(events or NoEvents(), core_ident)
+        self.lookup = DeviceLookup(self.table, store.directory)
+        self.blackouts = BlackoutControl(self.table, self.lookup, capture, self.events)
+        self.status = StatusViews(self.table, self.lookup, capture, clock)
+        self.updates = CallUpdates(self.table, self.lookup, store.recordings, self.events)
+        self.stats = files.stats
+        self._running = True
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Refuse new calls and finish every recording in progress (file closed, row complete)."""
+        with self.table.lock:
+            self._running = False
+            calls = self.table.open_calls()
+            for dev in self.table.devices.all():
+                dev.active.clear()
+        now = self._clock()
+        closings: list[Closing] = []
+        for call in calls:
+            call.stop_time = now
+            # The recorder stops following the call: subscribers hear so, as for a CALLSTOP.
+            self.events.publish("CALLSTOP", call)
+            with call.lock:
+                closings += self._end_call_recordings(call, STOP_SHUTDOWN, self._position(call))
+        wait_completed(closings)
+        if calls:
+            logger.info("scheduler: %d call(s) ended by shutdown", len(calls))
+
+    def set_policy(self, policy: Policy) -> None:
+        """New schedules, filters and limits (a reload); calls in progress keep theirs."""
+        with self.table.lock:
+            self._policy = policy
+        logger.info("scheduler: recording policy replaced")
+
+    # --- call events -------------------------------------------------------------------------
+
+    def call_start(self, start: CallStart) -> LiveCall:
+        """A call began: track it and record it if ``decide`` says so."""
+        disk_ok = self._disk_ok()  # outside the lock: it may look at the disk
+        self._check_running()
+        device_id = self.lookup.resolve(start.device)
+        agent_id, agent_name = self.lookup.agent_of(device_id)
+        channel = self._capture.channel_for_device(device_id)
+        with self.table.lock:
+            self._check_running()
+            # The recording begins at the sample the call began at (the CALLSTART's arrival,
+            # or the trigger's own sample), however long the file and the row then take.
+            position = self._start_position(start, channel)
+            device = self.table.devices.add(device_id, channel.id if channel else None)
+            replaced = device.active.pop(start.instance, None)
+            call = LiveCall(
+                device_id=device_id, instance=start.instance, meta=dict(start.meta),
+                start_time=self._clock(), priority=start.priority,
+                max_record_time=start.max_record_time,
+                max_record_silence=start.max_record_silence, keep_days=start.keep_days,
+                archive_action=start.archive_action, cti_initiated=start.cti_initiated,
+                agent_initiated=start.agent_initiated,
+                channel=channel.id if channel else None,
+                global_id=self.table.next_global_id(), agent_id=agent_id,
+            )
+            facts = CallFacts.of(start, device_id, call.channel, agent=agent_name,
+                                 at=datetime.fromtimestamp(call.start_time),
+                                 call_key=call.global_id)
+            decision = decide(facts, self._policy, self.table.active_recordings(),
+                              disk_ok=disk_ok)
+            self.stats.decided(decision.record, decision.reason.label)
+            call.decision = decision
+            call.priority = decision.priority
+            call.keep_days = decision.keep_days
+            call.archive_action = decision.archive_action
+            preempted = (self.table.find_by_global_id(decision.preempt) if decision.preempt
+                         else None)
+            if device_id in self.table.agent_blackouts:
+                call.blackouts.start(position)
+            call.lock.acquire()  # released once the recording has begun (or failed to)
+            device.active[start.instance] = call
+            device.last = call
+        try:
+            self.events.publish("CALLSTART", call)
+            if replaced is not None:
+                replaced.stop_time = call.start_time
+                with replaced.lock:
+                    wait_completed(self._end_call_recordings(replaced, STOP_REPLACED, position))
+                self.events.publish("CALLSTOP", replaced)
+            if preempted is not None and preempted.main is not None:
+                logger.info("recording of %s (priority %s) preempted by %s (priority %d)",
+                            preempted.device_id, preempted.priority, device_id,
+                            decision.priority)
+                with preempted.lock:
+                    wait_completed(self._end(preempted, preempted.main, STOP_PREEMPTED,
+                                             self._position(preempted)))
+            if decision.record and channel is not None:
+                call.main = self._begin(call, position, partial=False,
+                                        max_time=decision.max_record_time,
+                                        max_silence=decision.max_record_silence)
+            else:
+                logger.info("call on %s (instance %r) not recorded: %s (%s)", device_id,
+                            call.instance, decision.reason.label, decision.detail)
+                self.events.publish("RECORDINGSTARTED", call, reason=decision.reason.label)
+            if call.main is None:
+                self.stats.count("refused")
+        finally:
+            call.lock.release()
+        return call
+
+    def call_stop(self, device: DeviceQuery, instance: str | None,
+                  position: int | None = None, reason: str = STOP_CALLSTOP) -> LiveCall:
+        """A call ended: stop its recordings at ``position``, else where the stop arrived."""
+        self._check_running()
+        device_id = self.lookup.resolve(device)
+        with self.table.lock:
+            self._check_running()
+            call = self.table.find_call(device_id, instance)
+            del self.table.devices.get(call.device_id).active[call.instance]  # type: ignore[union-attr]
+            call.stop_time = self._clock()
+            end = self._position(call)
+            if position is not None:
+                end = min(end, position)
+        self.events.publish("CALLSTOP", call)
+        with call.lock:
+            closings = self._end_call_recordings(call, reason, end)
+        wait_completed(closings)
+        return call
+
+    def record_start(self, start: CallStart) -> Recording:
+        """RECORDSTART: an additional, partial recording of a call in progress (own file, row)."""
+        call = self._open_call(start.device, start.instance)
+        channel = self._capture.channel_for_device(call.device_id)
+        if channel is None:
+            raise CallError(ResultCode.API_DEVICE_INVALID,
+                            f"device {call.device_id} is not tapped by any channel")
+        if not self._disk_ok():
+            raise CallError(ResultCode.API_ERROR_OUT_OF_DISK_SPACE,
+                            "free space is below storage's floor; nothing new is recorded")
+        policy = self._policy
+        with call.lock:
+            recording = self._begin(
+                call, channel.position, partial=True, meta={**call.meta, **start.meta},
+                max_time=start.max_record_time or policy.max_record_time,
+                max_silence=start.max_record_silence or policy.max_record_silence)
+            if recording is None:
+                raise CallError(ResultCode.API_ERROR_NO_DEFAULT_RECORDING_PATH,
+                                f"cannot create a file for {call.device_id}; see the log")
+            call.partials.append(recording)
+        return recording
+
+    def record_stop(self, device: DeviceQuery, instance: str | None,
+                    meta: Mapping[str, str] | None = None) -> Recording:
+        """RECORDSTOP: end the call's newest partial recording still running."""
+        call = self._open_call(device, instance)
+        end = self._position(call)
+        with call.lock:
+            running = [r for r in call.partials if r.active]
+            if not running:
+                raise CallError(ResultCode.API_DEVICE_NOT_RECORDING,
+                                f"device {call.device_id} has no RECORDSTART recording running")
+            recording = running[-1]
+            if meta:
+                recording.meta.update(meta)
+            closings = self._end(call, recording, STOP_RECORDSTOP, end)
+        wait_completed(closings)
+        return recording
+
+    # --- for the limits watch ----------------------------------------------------------------
+
+    def end_recording(self, call: LiveCall, recording: Recording, reason: str,
+                      end: int) -> None:
+        """End one recording of ``call`` at sample ``end`` (a limit, a full disk)."""
+        with call.lock:
+            self._end(call, recording, reason, end)
+
+    def continue_recording(self, call: LiveCall) -> None:
+        """A new partial recording of ``call`` from now, with its metadata and its limits
+        (after a full disk cut its recording short)."""
+        with call.lock:
+            channel = self._capture.channel_for_device(call.device_id)
+            if call.stop_time is not None or channel is None or any(
+                    r.active for r in call.recordings()):
+                return
+            cut = call.partials[-1] if call.partials else call.main
+            assert cut is not None
+            max_time = cut.max_record_time
+            if max_time:
+                # MAXRECORDTIME bounds the call's recording, not each file of it.
+                elapsed = (channel.position - cut.session.start) // channel.sample_rate
+                max_time -= int(elapsed)
+                if max_time <= 0:
+                    return
+            recording = self._begin(call, channel.position, partial=True, meta=dict(call.meta),
+                                    max_time=max_time, max_silence=cut.max_record_silence)
+            if recording is not None:
+                call.partials.append(recording)
+                logger.info("%s: recording continues after the full disk in %s (RECORDID %s)",
+                            call.device_id, recording.filename, recording.record_id)
+
+    # --- recordings --------------------------------------------------------------------------
+
+    def _begin(self, call: LiveCall, position: int, *, partial: bool, max_time: int,
+               max_silence: int, meta: dict[str, str] | None = None) -> Recording | None:
+        """Open a recording of ``call`` from ``position`` (under the call's lock)."""
+        taps = self._capture.channels_for_device(call.device_id)
+        meta = dict(meta if meta is not None else call.meta)
+        started = self._clock() if partial else call.start_time
+        label = call.device_id + (" (RECORDSTART)" if partial else "")
+        try:
+            opened = self._files.open(taps, position, started=started,
+                                      row=new_row(call, meta, started, self._core_ident),
+                                      blackouts=call.blackouts, max_time=max(0, max_time),
+                                      label=label)
+        except OpenFailed as exc:
+            if not partial:
+                call.decision = Decision(False, exc.code, str(exc))
+            self.events.publish("RECORDINGSTARTED", call, reason=exc.code.label)
+            return None
+        recording = Recording(file=opened, partial=partial, meta=meta,
+                              max_record_time=max(0, max_time),
+                              max_record_silence=max(0, max_silence))
+        self.events.publish("RECORDINGSTARTED", call, recording)
+        if call.blackouts.active:
+            self.events.publish("RECORDINGPAUSED", call, recording)
+        return recording
+
+    def _end_call_recordings(self, call: LiveCall, reason: str, end: int) -> list[Closing]:
+        """The call ended: its main recording stops with ``reason``, its partials with it."""
+        closings: list[Closing] = []
+        for recording in call.partials:
+            closings += self._end(call, recording,
+                                  STOP_CALL_ENDED if reason == STOP_CALLSTOP else reason, end)
+        if call.main is not None:
+            closings += self._end(call, call.main, reason, end)
+        return closings
+
+    def _end(self, call: LiveCall, recording: Recording, reason: str,
+             end: int) -> list[Closing]:
+        """End ``recording`` at ``end`` (under the call's lock); its closing, if it ran."""
+        if recording.session.closed or recording.ending:
+            return []
+        recording.ending = True
+        recording.reason = reason
+        label = call.device_id + (" (RECORDSTART)" if recording.partial else "")
+        return [self._files.close(
+            recording.file, end, reason=reason,
+            error_reason="NONE" if reason in NORMAL_STOPS else reason.upper(),
+            stop_time=call.stop_time, label=label,
+            stopped=self.events.event("RECORDINGSTOPPED", call, recording),
+            update=self.events.event("RECORDINGUPDATE", call, recording))]
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise CallError(ResultCode.API_ERROR_SCHEDULER_NOT_RUNNING,
+                            "the recorder is shutting down")
+
+    def _open_call(self, device: DeviceQuery, instance: str | None) -> LiveCall:
+        self._check_running()
+        device_id = self.lookup.resolve(device)
+        with self.table.lock:
+            self._check_running()
+            return self.table.find_call(device_id, instance)
+
+    def _start_position(self, start: CallStart, channel: Channel | None) -> int:
+        if channel is None:
+            return 0
+        now = channel.position
+        at = now if start.position is None else min(start.position, now)
+        preroll = round(self._preroll_seconds * channel.sample_rate)
+        # Never further back than the ring still holds, nor before the board started.
+        return max(at - preroll, channel.oldest)
+
+    def _position(self, call: LiveCall) -> int:
+        # From the channel, not the session: a CALLSTOP can arrive while the session is still
+        # being created, and must still end the recording at the sample it arrived at.
+        channel = self._capture.channel_for_device(call.device_id)
+        return channel.position if channel is not None else 0
+
+
+def new_row(call: LiveCall, meta: dict[str, str], started: float,
+            core_ident: int) -> NewRecording:
+    """The call's part of a new recording's row (the files fill in the file's part)."""
+    return NewRecording(
+        device_id=call.device_id, call_instance=call.instance, channel=call.channel,
+        filename="", media_format="", sample_rate=0, start_time=started,
+        core_ident=core_ident, meta=meta, priority=call.priority,
+        keep_days=call.keep_days, archive_action=call.archive_action,
+        cti_initiated=call.cti_initiated, agent_initiated=call.agent_initiated,
+        global_id=call.global_id)
+
+
+__all__ = ["Scheduler", "new_row"]

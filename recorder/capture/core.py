@@ -1,0 +1,317 @@
+"""The capture core: drivers write into per-channel rings; everything else reads from them.
+
+The driver's thread only copies its block into the board's ring (and counts what was lost).
+Everything slower happens elsewhere and reads the rings by absolute sample position: the
+monitor thread measures levels 50 times a second, the writer loop moves audio to files, so a
+stalled disk or a busy database can never stall capture.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from recorder.capture.channels import ChannelState, ChannelStatus
+from recorder.capture.clock import BoardClock
+from recorder.capture.levels import LevelMeter
+from recorder.capture.ring import BoardRing, ReadResult
+from recorder.drivers.base import Block, Driver, DriverState
+from recorder.drivers.lineevents import LineEvent, LineEventKind, StampedEvent
+from recorder.worker import PeriodicWorker
+
+logger = logging.getLogger(__name__)
+
+MONITOR_INTERVAL = 0.02
+DEFAULT_SILENCE_DBFS = -45.0
+
+
+@dataclass(frozen=True)
+class ChannelLevels:
+    """One channel's newest 20 ms window and its counters, as diagnostics show them."""
+
+    peak_dbfs: float
+    rms_dbfs: float
+    silent: bool
+    gaps: int
+    gap_frames: int
+    overruns: int
+    overrun_frames: int
+
+
+class CaptureBoard:
+    """One driver, the ring its channels are written into, and what is known about them.
+
+    It is the driver's sink: ``audio``, ``line`` and ``state`` run on the driver's thread.
+    """
+
+    def __init__(self, driver: Driver, devices: Sequence[str], lookback_seconds: float,
+                 silence_threshold_dbfs: float = DEFAULT_SILENCE_DBFS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if len(devices) != driver.channels:
+            raise ValueError(f"{driver.key}: {len(devices)} devices for {driver.channels} "
+                             "channels")
+        self.driver = driver
+        self.devices = tuple(devices)
+        capacity = max(1, math.ceil(lookback_seconds * driver.sample_rate))
+        self.ring = BoardRing(driver.channels, capacity)
+        self.clock = BoardClock(driver.sample_rate)
+        self.meter = LevelMeter(driver.channels, driver.sample_rate, silence_threshold_dbfs)
+        self.meter_lock = threading.Lock()
+        self.statuses = [ChannelStatus() for _ in devices]
+        self.events: queue.SimpleQueue[StampedEvent] = queue.SimpleQueue()
+        self.first_channel_id = 1  # set by the core
+        self.driver_state = DriverState.STARTING
+        self.driver_detail = ""  # why the driver is in ERROR or RESETTING
+        c = driver.channels
+        self.gaps = np.zeros(c, dtype=np.int64)
+        self.gap_frames = np.zeros(c, dtype=np.int64)
+        self.overruns = np.zeros(c, dtype=np.int64)
+        self.overrun_frames = np.zeros(c, dtype=np.int64)
+        self._monotonic = clock
+
+    @property
+    def key(self) -> str:
+        return self.driver.key
+
+    # --- the driver's sink (driver thread) ---------------------------------------------------
+
+    def audio(self, block: Block, lost_frames: int = 0) -> None:
+        if lost_frames > 0:
+            self._gap(lost_frames, "reported by the driver")
+        self.ring.write(block)
+        if self.driver.realtime:
+            missing = self.clock.observe(self.ring.write_pos, self._monotonic())
+            if missing:
+                self._gap(missing, "found by the board clock")
+
+    on_block = audio  # the name tests feeding blocks by hand use
+
+    def line(self, event: LineEvent) -> None:
+        if not 0 <= event.channel < self.driver.channels:
+            logger.error("%s: line event for channel %d of %d ignored", self.key,
+                         event.channel + 1, self.driver.channels)
+            return
+        status = self.statuses[event.channel]
+        if event.kind is LineEventKind.OFF_HOOK:
+            status.set_hook(True)
+        elif event.kind in (LineEventKind.ON_HOOK, LineEventKind.LOOP_DROP):
+            status.set_hook(False)
+        self.events.put(StampedEvent(self.first_channel_id + event.channel, event,
+                                     self.ring.write_pos, time.time()))
+
+    def state(self, state: DriverState, detail: str = "") -> None:
+        self.driver_state = state
+        self.driver_detail = detail
+        fault = {DriverState.ERROR: ChannelState.ERROR,
+                 DriverState.RESETTING: ChannelState.RESETTING}.get(state)
+        for status in self.statuses:
+            status.set_fault(fault, detail)
+        if state is DriverState.ERROR:
+            logger.error("%s: device error: %s", self.key, detail or "no detail")
+        elif state is DriverState.RESETTING:
+            logger.warning("%s: reopening the device: %s", self.key, detail or "no detail")
+
+    def _gap(self, frames: int, how: str) -> None:
+        # Silence keeps every later sample at the position its capture time says.
+        self.ring.write_silence(frames)
+        self.gaps += 1
+        self.gap_frames += frames
+        logger.warning("%s: %d frames (%.3f s) of input lost, %s; written as silence",
+                       self.key, frames, frames / self.driver.sample_rate, how)
+
+    # --- readers (any thread) ----------------------------------------------------------------
+
+    def measure(self) -> None:
+        """Run the level meter over every whole window captured since the last call."""
+        with self.meter_lock:
+            meter = self.meter
+            end = self.ring.write_pos
+            start = max(meter.analyzed, self.ring.oldest)
+            end -= (end - start) % meter.window
+            if end <= start:
+                return
+            # A meter a whole look-back behind (a stalled machine) resumes at the oldest audio
+            # still held; the windows it skipped were never measured, and runs restart there.
+            got = self.ring.frames(start, end)
+            meter.feed(got.frames, got.start)
+
+    def count_overrun(self, index: int, frames: int) -> None:
+        """A reader found ``frames`` of channel ``index`` overwritten before it read them."""
+        self.overruns[index] += 1
+        self.overrun_frames[index] += frames
+
+    def levels(self, index: int) -> ChannelLevels:
+        with self.meter_lock:
+            m = self.meter
+            return ChannelLevels(
+                peak_dbfs=float(m.peak_dbfs[index]), rms_dbfs=float(m.rms_dbfs[index]),
+                silent=bool(m.silent[index]), gaps=int(self.gaps[index]),
+                gap_frames=int(self.gap_frames[index]), overruns=int(self.overruns[index]),
+                overrun_frames=int(self.overrun_frames[index]))
+
+    def activity(self) -> tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.int64],
+                                npt.NDArray[np.int64]]:
+        """(measured up to, silent, speech_since, silence_since) of every channel, consistent."""
+        with self.meter_lock:
+            m = self.meter
+            return m.analyzed, m.silent.copy(), m.speech_since.copy(), m.silence_since.copy()
+
+
+@dataclass(frozen=True, eq=False)
+class Channel:
+    """One tapped line: channel ``id`` (1-based, across all boards) records ``device_id``."""
+
+    id: int
+    device_id: str
+    board: CaptureBoard
+    index: int  # 0-based channel of the board
+    trigger: str = "api"
+
+    @property
+    def sample_rate(self) -> int:
+        return self.board.driver.sample_rate
+
+    @property
+    def position(self) -> int:
+        """Absolute index of the next sample this channel will capture."""
+        return self.board.ring.write_pos
+
+    @property
+    def oldest(self) -> int:
+        """The oldest position a recording starting now can still include."""
+        ring = self.board.ring
+        if ring.write_pos <= ring.capacity:
+            return 0  # nothing overwritten yet
+        # 100 ms of margin: the driver may be about to overwrite the very oldest.
+        return ring.oldest + self.board.meter.window * 5
+
+    @property
+    def status(self) -> ChannelStatus:
+        return self.board.statuses[self.index]
+
+    def read(self, start: int, end: int) -> ReadResult:
+        got = self.board.ring.read(self.index, start, end)
+        if got.lost:
+            self.board.count_overrun(self.index, got.lost)
+        return got
+
+    def levels(self) -> ChannelLevels:
+        return self.board.levels(self.index)
+
+
+class CaptureCore:
+    """All boards of the recorder, the channel each device is tapped by, and the level monitor."""
+
+    def __init__(self, boards: Sequence[CaptureBoard],
+                 triggers: Sequence[Sequence[str]] | None = None) -> None:
+        self.boards = list(boards)
+        self.channels: list[Channel] = []
+        # A device is tapped by one channel, or by two (its two directions) on one board.
+        self._by_device: dict[str, list[Channel]] = {}
+        for b, board in enumerate(self.boards):
+            board.first_channel_id = len(self.channels) + 1
+            for index, device in enumerate(board.devices):
+                trigger = triggers[b][index] if triggers else "api"
+                channel = Channel(len(self.channels) + 1, device, board, index, trigger)
+                self.channels.append(channel)
+                self._by_device.setdefault(device, []).append(channel)
+        self.monitor = LevelMonitor(self)
+
+    @property
+    def heartbeat(self) -> float:
+        """time.monotonic() of the level monitor's last turn (Recorder.health watches it)."""
+        return self.monitor.heartbeat
+
+    @property
+    def monitor_alive(self) -> bool:
+        """The level monitor's thread is running."""
+        return self.monitor.alive
+
+    @classmethod
+    def simple(cls, boards: Sequence[tuple[Driver, Sequence[str]]],
+               lookback_seconds: float) -> CaptureCore:
+        """A core of boards with default silence thresholds and every channel on ``api``."""
+        return cls([CaptureBoard(d, devices, lookback_seconds) for d, devices in boards])
+
+    def channel_for_device(self, device_id: str) -> Channel | None:
+        """The (first) channel tapping ``device_id``."""
+        taps = self._by_device.get(device_id)
+        return taps[0] if taps else None
+
+    def channels_for_device(self, device_id: str) -> tuple[Channel, ...]:
+        """Every channel tapping ``device_id``: none, one, or its two directions."""
+        return tuple(self._by_device.get(device_id, ()))
+
+    def channel(self, channel_id: int) -> Channel | None:
+        return self.channels[channel_id - 1] if 0 < channel_id <= len(self.channels) else None
+
+    def events(self) -> list[StampedEvent]:
+        """Every line event since the last call, in order per board."""
+        out: list[StampedEvent] = []
+        for board in self.boards:
+            while True:
+                try:
+                    out.append(board.events.get_nowait())
+                except queue.Empty:
+                    break
+        return out
+
+    def measure(self) -> None:
+        for board in self.boards:
+            board.measure()
+
+    def start(self) -> None:
+        started: list[CaptureBoard] = []
+        try:
+            for board in self.boards:
+                board.driver.start(board)
+                started.append(board)
+                logger.info("%s: %d channel(s) at %d Hz (%s)", board.key, board.driver.channels,
+                            board.driver.sample_rate, type(board.driver).__name__)
+        except Exception:
+            for board in reversed(started):
+                board.driver.stop()
+            raise
+        self.monitor.start()
+
+    def wait_running(self, timeout: float, poll: float = 0.02) -> list[CaptureBoard]:
+        """Wait up to ``timeout`` s for every board's driver to run; the boards that do not.
+
+        Drivers open their devices on their own threads (a modem's set-up takes a while), so
+        ``start`` returning does not mean capture has begun.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = [b for b in self.boards if b.driver_state is not DriverState.RUNNING]
+            if not waiting or time.monotonic() >= deadline or self.monitor.stopping:
+                return waiting
+            time.sleep(poll)
+
+    def stop(self) -> None:
+        self.monitor.stop()
+        for board in reversed(self.boards):
+            board.driver.stop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        drivers = all(board.driver.join(timeout) for board in reversed(self.boards))
+        return self.monitor.join(timeout) and drivers
+
+
+class LevelMonitor(PeriodicWorker):
+    """Measures every board's levels every MONITOR_INTERVAL, so meters, CHANNELS and the
+    silence limits stay current even when no trigger asks."""
+
+    def __init__(self, core: CaptureCore) -> None:
+        super().__init__("capture-monitor", MONITOR_INTERVAL)
+        self._core = core
+
+    def turn(self) -> None:
+        self._core.measure()

@@ -1,0 +1,44 @@
+"""What every ``[[boards]]`` table has, whatever its driver; each driver adds its own keys.
+
+A driver's settings are declared next to its code (``recorder.drivers.synthetic`` has
+``SyntheticBoardConfig``, ...), as a subclass of ``BoardCommon`` with its own checks
+(``checked``); the loader finds it by the table's ``driver`` name through
+``recorder.drivers.registry``, importing only that driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recorder.config.setting import setting
+
+TRIGGERS = ("api", "vox", "line", "always")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BoardCommon:
+    """Keys every board has, whatever its driver; a driver's schema subclasses it."""
+
+    driver: str = setting(doc="board driver: the module in recorder.drivers that runs it")
+    devices: tuple[str, ...] = setting(doc="DEVICEID tapped by channel 1..N")
+    silence_threshold_dbfs: float = setting(
+        -45.0, "a 20 ms window quieter than this (RMS) is silence; louder is speech for vox",
+        min=-120.0, max=0.0)
+    trigger: str = setting(
+        "api", "what starts and stops recordings on the board's channels: api (CTI and the "
+        "API), vox (voice activity), line (the board's off-hook/on-hook), always",
+        choices=TRIGGERS)
+    triggers: tuple[str, ...] = setting(
+        (), "per-channel override of trigger, one entry per channel")
+    vox_start_seconds: float = setting(
+        0.2, "vox: speech this long starts a recording", min=0.02, max=10.0)
+    vox_hold_seconds: float = setting(
+        2.0, "vox: silence this long stops it", min=0.1, max=600.0)
+
+    def channel_trigger(self, index: int) -> str:
+        return self.triggers[index] if self.triggers else self.trigger
+
+    def checked(self, where: str, problems: list[str]) -> BoardCommon:
+        """The board after its driver's own checks across its keys (problems appended, each
+        naming its key under ``where``); the keys every board has are checked by the loader."""
+        return self

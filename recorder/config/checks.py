@@ -1,0 +1,220 @@
+"""The checks across keys: what no single setting's type or range can say (a board's devices
+and channels agree, two rules do not share a name, HTTPS has both its files, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from recorder.config.boards import TRIGGERS, BoardCommon
+from recorder.config.recording import (
+    BlockedFilterConfig,
+    RecordingConfig,
+    RetentionConfig,
+    ScheduleConfig,
+)
+from recorder.config.sections import ApiConfig, CaptureConfig, SmtpConfig, StorageConfig
+from recorder.config.values import (
+    DAY_NAMES,
+    DEVICEID_MAX_LEN,
+    address_problem,
+    parse_clock,
+    parse_day,
+    parse_direction,
+)
+
+
+class CrossChecks:
+    """The checks of each table, run as soon as it has loaded (``checks()`` says which table
+    gets which), so a mistake in one section never hides the mistakes in another. Problems are
+    appended to ``problems``, each naming its key."""
+
+    def __init__(self, problems: list[str], base_dir: Path) -> None:
+        self.problems = problems
+        self.base_dir = base_dir
+        self.tapped: dict[str, list[str]] = {}  # DEVICEID -> the board channels that tap it
+
+    def checks(self) -> dict[type[Any], Callable[[Any, str], Any]]:
+        """The check of each table type; a board's is found by its base class."""
+        return {
+            ApiConfig: self.check_api,
+            SmtpConfig: self.check_smtp,
+            CaptureConfig: self.check_capture,
+            StorageConfig: self.check_storage,
+            RecordingConfig: self.check_recording,
+            ScheduleConfig: self.check_schedule,
+            BlockedFilterConfig: self.check_blocked,
+            RetentionConfig: self.check_retention,
+            BoardCommon: self.check_board,
+        }
+
+    def check_board(self, board: BoardCommon, where: str) -> BoardCommon:
+        board = board.checked(where, self.problems)  # the driver's own keys first
+        if not board.devices:
+            self.problems.append(f"{where}.devices: a board needs at least one channel")
+        if board.triggers:
+            if len(board.triggers) != len(board.devices):
+                self.problems.append(
+                    f"{where}.triggers: {len(board.triggers)} trigger(s) for "
+                    f"{len(board.devices)} channel(s); list one per channel or use trigger")
+            for i, name in enumerate(board.triggers):
+                if name not in TRIGGERS:
+                    self.problems.append(f"{where}.triggers[{i}]: {name!r} is not one of "
+                                         f"{', '.join(TRIGGERS)}")
+        for c, device in enumerate(board.devices):
+            key = f"{where}.devices[{c}]"
+            if not device.strip() or device != device.strip():
+                self.problems.append(f"{key}: {device!r} is not a DEVICEID (blank or padded)")
+            elif len(device) > DEVICEID_MAX_LEN:
+                self.problems.append(f"{key}: longer than {DEVICEID_MAX_LEN} characters")
+            elif device not in self.tapped:
+                self.tapped[device] = [f"{where} channel {c + 1}"]
+            elif len(self.tapped[device]) == 1 and self.tapped[device][0].startswith(f"{where} "):
+                # Its other direction: the two are recorded together (storage.stereo).
+                self.tapped[device].append(f"{where} channel {c + 1}")
+            else:
+                taps = " and ".join(self.tapped[device])
+                why = ("a device has two directions at most" if len(self.tapped[device]) == 2
+                       else "both directions of a device must be on one board")
+                self.problems.append(f"{key}: device {device} is already tapped by {taps} "
+                                     f"({why})")
+        return board
+
+    def check_storage(self, storage: StorageConfig, where: str) -> StorageConfig:
+        if storage.vox_rate not in (6000, 8000):
+            self.problems.append(f"{where}.vox_rate: {storage.vox_rate} is not 6000 or 8000")
+        if storage.encode == "after-call" and storage.format in ("wav-ulaw", "wav-alaw"):
+            self.problems.append(
+                f"{where}.encode: {storage.format} is as crash-safe as PCM and cheap to write; "
+                "record it live (encode = \"live\")")
+        return storage
+
+    def check_capture(self, capture: CaptureConfig, where: str) -> CaptureConfig:
+        needed = capture.preroll_seconds + capture.commit_delay_seconds + 1.0
+        if needed > capture.lookback_seconds:
+            self.problems.append(
+                f"{where}.lookback_seconds: {capture.lookback_seconds} s cannot hold "
+                f"preroll_seconds + commit_delay_seconds + 1 s of margin ({needed} s)")
+        return capture
+
+    def check_api(self, api: ApiConfig, where: str) -> ApiConfig:
+        if not api.host.strip():
+            self.problems.append(f"{where}.host: must not be empty")
+        if api.socket_port and api.socket_port == api.web_port:
+            self.problems.append(f"{where}.web_port: {api.web_port} is also {where}.socket_port")
+        if bool(api.tls_cert) != bool(api.tls_key):
+            given, missing = ("tls_cert", "tls_key") if api.tls_cert else ("tls_key", "tls_cert")
+            self.problems.append(f"{where}.{missing}: required with {where}.{given} (HTTPS "
+                                 "needs both)")
+            return api
+        if not api.tls_cert:
+            return api
+        if api.tls_port and api.tls_port in (api.socket_port, api.web_port):
+            other = "socket_port" if api.tls_port == api.socket_port else "web_port"
+            self.problems.append(f"{where}.tls_port: {api.tls_port} is also {where}.{other}")
+        # Relative to the config file, like every other path.
+        cert, key = (self.existing_file(getattr(api, name), f"{where}.{name}")
+                     for name in ("tls_cert", "tls_key"))
+        return replace(api, tls_cert=cert, tls_key=key)
+
+    def existing_file(self, raw: str, key: str) -> str:
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else self.base_dir / path
+        if not path.is_file():
+            self.problems.append(f"{key}: no such file: {path}")
+        return str(path)
+
+    def check_smtp(self, smtp: SmtpConfig, where: str) -> SmtpConfig:
+        if bool(smtp.username) != bool(smtp.password):
+            given, missing = ("username", "password") if smtp.username else ("password",
+                                                                               "username")
+            self.problems.append(f"{where}.{missing}: required with {where}.{given}")
+        if smtp.sender:
+            problem = address_problem(smtp.sender)
+            if problem is not None:
+                self.problems.append(f"{where}.sender: {problem}")
+        if smtp.host != smtp.host.strip():
+            self.problems.append(f"{where}.host: {smtp.host!r} has spaces around it")
+        return smtp
+
+    def check_call_match(self, rule: ScheduleConfig | BlockedFilterConfig,
+                         where: str) -> tuple[str, ...]:
+        """The rule's directions in upper case, after checking them and its name."""
+        if not rule.name.strip():
+            self.problems.append(f"{where}.name: must not be blank")
+        directions: list[str] = []
+        for i, value in enumerate(rule.directions):
+            try:
+                directions.append(parse_direction(value))
+            except ValueError as exc:
+                self.problems.append(f"{where}.directions[{i}]: {exc}")
+        return tuple(directions)
+
+    def check_schedule(self, schedule: ScheduleConfig, where: str) -> ScheduleConfig:
+        directions = self.check_call_match(schedule, where)
+        days: list[str] = []
+        for i, day in enumerate(schedule.days):
+            try:
+                days.append(DAY_NAMES[parse_day(day)])
+            except ValueError as exc:
+                self.problems.append(f"{where}.days[{i}]: {exc}")
+        minutes: dict[str, int] = {}
+        for name, value in (("start", schedule.start), ("end", schedule.end)):
+            try:
+                if value:
+                    minutes[name] = parse_clock(value)
+            except ValueError as exc:
+                self.problems.append(f"{where}.{name}: {exc}")
+        if bool(schedule.start) != bool(schedule.end):
+            given, missing = ("start", "end") if schedule.start else ("end", "start")
+            self.problems.append(f"{where}.{missing}: required with {given} (leave both empty "
+                                 "for all day)")
+        elif len(minutes) == 2 and minutes["start"] == minutes["end"]:
+            self.problems.append(f"{where}.end: equals start (leave both empty for all day)")
+        return replace(schedule, days=tuple(days), directions=directions)
+
+    def check_blocked(self, blocked: BlockedFilterConfig, where: str) -> BlockedFilterConfig:
+        directions = self.check_call_match(blocked, where)
+        keys = ("devices", "groups", "gates", "ani", "dnis", "agents", "directions")
+        if not any(getattr(blocked, key) for key in keys):
+            # Almost certainly a typo'd or forgotten key, and it would stop all recording.
+            self.problems.append(f"{where}: gives none of {', '.join(keys)}, so it would block "
+                                 "every call")
+        return replace(blocked, directions=directions)
+
+    def check_recording(self, recording: RecordingConfig, where: str) -> RecordingConfig:
+        # Names identify rules in the log and DEVICESTATUS; two alike would be ambiguous.
+        rules: tuple[tuple[str, tuple[ScheduleConfig | BlockedFilterConfig, ...]], ...] = (
+            ("schedules", recording.schedules), ("blocked", recording.blocked))
+        for key, entries in rules:
+            seen: dict[str, int] = {}
+            for i, rule in enumerate(entries):
+                folded = rule.name.strip().casefold()
+                if folded in seen:
+                    self.problems.append(
+                        f"{where}.{key}[{i}].name: {rule.name!r} is already the name of "
+                        f"{where}.{key}[{seen[folded]}]")
+                else:
+                    seen[folded] = i
+        return recording
+
+    def check_retention(self, retention: RetentionConfig, where: str) -> RetentionConfig:
+        try:
+            parse_clock(retention.purge_time)
+        except ValueError as exc:
+            self.problems.append(f"{where}.purge_time: {exc}")
+        seen: dict[int, int] = {}
+        for i, action in enumerate(retention.archive_actions):
+            key = f"{where}.archive_actions[{i}]"
+            if action.id in seen:
+                self.problems.append(f"{key}.id: {action.id} is already the id of "
+                                     f"{where}.archive_actions[{seen[action.id]}]")
+            else:
+                seen[action.id] = i
+            if action.purge and action.keep_days:
+                self.problems.append(f"{key}.purge: give keep_days or purge = true, not both")
+        return retention
+
+

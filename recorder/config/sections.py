@@ -1,0 +1,176 @@
+"""The settings of the service's sections: [core], [storage], [capture], [api], [smtp], [log]."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from recorder.config.setting import setting
+
+
+def default_data_dir() -> Path:
+    """Where recordings and the database live when the config does not say.
+
+    systemd's StateDirectory= wins (it exports STATE_DIRECTORY); root gets the FHS location; an
+    ordinary user trying the demo gets a directory of their own instead of a permission error.
+    """
+    state_dirs = os.environ.get("STATE_DIRECTORY", "")
+    if state_dirs:
+        return Path(state_dirs.split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/recorder")
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "recorder"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoreConfig:
+    ident: int = setting(1, "COREIDENT reported in results and events", min=1, max=2147483647)
+
+
+STORED_FORMATS = ("wav", "wav-ulaw", "wav-alaw", "mp3", "vox")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageConfig:
+    data_dir: Path = setting(
+        doc="recordings/ and the SQLite database live here; created if missing",
+        factory=default_data_dir,
+    )
+
+    stereo: bool = setting(
+        True, "a device tapped by two channels (its two directions) is recorded as one stereo "
+        "file, one party per side; false: the two are mixed into one mono file")
+    format: str = setting(
+        "wav", "stored format: wav (PCM), wav-ulaw, wav-alaw (G.711), mp3, vox (OKI ADPCM)",
+        choices=STORED_FORMATS)
+    encode: str = setting(
+        "live", "live: encode while recording; after-call: record crash-safe PCM WAV, then "
+        "transcode it when the call ends (mp3 and vox only)", choices=("live", "after-call"))
+    mp3_bitrate: int = setting(
+        0, "MP3 kbit/s; 0 picks 16 per channel, plenty for 8 kHz telephone speech",
+        min=0, max=320)
+    mp3_quality: int = setting(5, "LAME quality, 0 (best, slowest) to 9 (fastest)", min=0,
+                               max=9)
+    vox_rate: int = setting(8000, "VOX sample rate: 8000 (the recording's) or 6000",
+                            min=6000, max=8000)
+    transcode_workers: int = setting(
+        2, "threads transcoding recordings after their call (encode = after-call)", min=1,
+        max=64)
+    fsync_interval_seconds: float = setting(
+        5.0, "each open recording is fsynced (put on the disk, so a power loss cannot take "
+        "it) at most this often, and when it closes; 0: never, the OS writes files back in "
+        "its own time (about 30 s on Linux) at no cost to the writer loop", min=0.0,
+        max=3600.0)
+    disk_full_resume_seconds: float = setting(
+        120.0, "after a write failed for lack of space (recordings cut short, truncated), new "
+        "recordings wait until the free space holds this many seconds of what the cut "
+        "recordings write (and retention.min_free_mb); 0: as soon as any space is back",
+        min=0.0, max=86400.0)
+    spool_retry_seconds: float = setting(
+        2.0, "while the database cannot be written, recording rows wait in a spool file in "
+        "data_dir; how often the spool tries to write them in", min=0.1, max=600.0)
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "recorder.sqlite3"
+
+    @property
+    def spool_path(self) -> Path:
+        return self.data_dir / "store-spool.jsonl"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureConfig:
+    lookback_seconds: float = setting(
+        10.0, "audio kept per channel in its ring buffer", min=1.0, max=3600.0
+    )
+    preroll_seconds: float = setting(
+        0.5, "audio from before a recording's start that it includes (covers CTI latency)",
+        min=0.0, max=600.0)
+    commit_delay_seconds: float = setting(
+        0.0, "audio reaches the file this long after capture, so it can still be changed",
+        min=0.0, max=600.0)
+    board_start_seconds: float = setting(
+        15.0, "at start, how long recorderd waits for every board to run before it reports "
+        "itself ready (to systemd) anyway, naming the boards that do not", min=0.0, max=600.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiConfig:
+    host: str = setting("127.0.0.1", "address the socket API and the WebAPI listen on")
+    socket_port: int = setting(5620, "XML socket API port; 0 picks a free port", min=0, max=65535)
+    web_port: int = setting(2012, "WebAPI (HTTP) port; 0 picks a free port", min=0, max=65535)
+    max_message_bytes: int = setting(
+        1 << 20, "longest socket API message or WebAPI form body; longer ones get code 16 "
+        "(the socket connection is closed)", min=1024, max=64 << 20
+    )
+    calllist_max_rows: int = setting(
+        10000, "most rows one CALLLIST returns (CALLCOUNT cannot exceed it)", min=1, max=1_000_000
+    )
+    workers: int = setting(8, "threads that execute API requests", min=1, max=256)
+    message_timeout_seconds: float = setting(
+        5.0, "a socket message left incomplete this long is answered with code 16",
+        min=0.1, max=600.0,
+    )
+    message_deadline_seconds: float = setting(
+        30.0, "a socket message still arriving this long after its first byte (a slow "
+        "sender) is answered with code 16 and the connection closed", min=0.1, max=3600.0)
+    idle_timeout_seconds: float = setting(
+        3600.0, "a socket connection that sends no message for this long is closed; event "
+        "subscribers never are; 0: never", min=0.0, max=604800.0)
+    max_clients: int = setting(
+        256, "socket connections and WebAPI event streams open at once; the next gets code "
+        "48 and is closed", min=1, max=65536)
+    command_queue_size: int = setting(
+        64, "requests waiting for a free API worker; beyond it a request is answered 47 at "
+        "once", min=0, max=100_000)
+    tls_port: int = setting(
+        2013, "WebAPI over HTTPS port, served when tls_cert and tls_key are set; 0 picks a "
+        "free port", min=0, max=65535)
+    tls_cert: str = setting("", "PEM certificate (with its chain) for HTTPS; empty: no HTTPS")
+    tls_key: str = setting("", "PEM private key of tls_cert (unencrypted)")
+    event_queue_size: int = setting(
+        1000, "events waiting for one event subscriber; a subscriber that falls this far "
+        "behind is disconnected", min=1, max=1_000_000)
+
+
+SMTP_SECURITY = ("none", "starttls", "tls")
+# The port each SMTP security mode is usually served on, used when smtp.port is 0.
+SMTP_DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmtpConfig:
+    host: str = setting("", "SMTP server EMAIL and COMBINEDEMAIL send through; empty: e-mail "
+                        "is not configured (those requests answer 31)")
+    port: int = setting(0, "SMTP port; 0: 25, 587 or 465 according to security", min=0,
+                        max=65535)
+    security: str = setting("none", "none (plain SMTP), starttls (upgrade with STARTTLS) or "
+                            "tls (TLS from the first byte); certificates are verified",
+                            choices=SMTP_SECURITY)
+    username: str = setting("", "login name; empty: send without logging in")
+    password: str = setting("", "password of username", secret=True)
+    sender: str = setting("", "From address of EMAIL; empty: recorder@<this host's name>")
+    timeout_seconds: float = setting(30.0, "how long the SMTP server may take to answer",
+                                     min=1.0, max=600.0)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or SMTP_DEFAULT_PORTS[self.security]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogConfig:
+    level: str = setting(
+        "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    )

@@ -1,0 +1,80 @@
+"""After-call encoding: recordings are made as crash-safe PCM WAV, then become the stored format.
+
+With ``storage.encode = "after-call"`` every call is recorded into PCM WAV (its row already says
+the stored format) and handed here when it ends. A bounded pool (recorder.transcode) converts it
+and replaces the file atomically; the row is then pointed at the new file. At start-up, the
+recordings the store still lists as WAV although stored as another format (the service stopped
+or crashed before their turn) are queued again, so no recording is ever left without a playable
+file, and none stays a WAV for good.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from recorder.errors import StoreError
+from recorder.recording.transcode import Transcoder, find_unfinished
+from recorder.store.recordings import RecordingStore
+
+logger = logging.getLogger(__name__)
+
+
+class AfterCallEncoder:
+    def __init__(self, store: RecordingStore, fmt: str, recordings_dir: Path, workers: int,
+                 options: Mapping[str, Any] | None = None) -> None:
+        self._store = store
+        self.format = fmt
+        self._recordings_dir = recordings_dir
+        self._transcoder = Transcoder(fmt, self._done, workers, options)
+
+    @property
+    def pending(self) -> int:
+        return self._transcoder.pending
+
+    def start(self) -> None:
+        """Start the pool and queue what an earlier run left unconverted."""
+        self._transcoder.start()
+        try:
+            rows = self._store.untranscoded_recordings([self.format])
+        except StoreError as exc:
+            # Expected while the database is away (its changes wait in the spool).
+            logger.warning("cannot list the recordings still to transcode (%s); they stay WAV "
+                           "until the next start", exc)
+            return
+        wanted = {Path(row.filename) for row in rows}
+        if self._recordings_dir.is_dir():
+            # Removes half-written .part files; lists the WAVs on disk.
+            for wav in find_unfinished(self._recordings_dir, self.format):
+                final = wav.with_suffix("." + self._transcoder.extension)
+                if wav not in wanted and final.exists():
+                    # Converted and its row pointed at the result, then the process died
+                    # before it could remove the WAV: finish that last step.
+                    logger.info("after-call: removing %s, already converted to %s", wav,
+                                final.name)
+                    wav.unlink(missing_ok=True)
+        queued = sum(self._transcoder.submit(Path(row.filename)) for row in rows)
+        if queued:
+            logger.info("after-call: %d recording(s) from before the start queued for %s",
+                        queued, self.format)
+
+    def submit(self, wav: Path) -> None:
+        self._transcoder.submit(wav)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return self._transcoder.wait_idle(timeout)
+
+    def stop(self) -> None:
+        self._transcoder.stop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self._transcoder.join(timeout)
+
+    def _done(self, wav: Path, result: Path, size: int, sha256: str) -> None:
+        # Raising keeps the WAV (transcode_file deletes it only after this succeeds), so a
+        # store that is away loses nothing: the next start converts it again.
+        if not self._store.replace_recording_file(str(wav), str(result), self.format, size,
+                                                  sha256):
+            logger.warning("after-call: no recording row has %s; converted anyway", wav)

@@ -1,0 +1,142 @@
+"""A call's blackouts as the threads share them, and silencing them in files already written.
+
+``Blackouts`` holds one call's ranges (``recorder.rules.blackout`` says what they mean): the API
+opens and closes them, the sessions read them as they write. Audio that had already reached a
+file when a blackout reaching back in time arrived is silenced in the file itself
+(``silence_file``): in place for PCM and G.711 WAV, by decoding and re-encoding for MP3 and VOX.
+A live MP3 or VOX keeps what it must silence in a pending file beside it until its close, so a
+crash cannot leave that audio in the file (``write_pending``, ``apply_pending``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from recorder.codecs.convert import read_audio
+from recorder.codecs.formats import open_writer
+from recorder.codecs.wav import WAVE_FORMAT_ALAW, WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM, read_wav_info
+from recorder.errors import CodecError
+from recorder.rules.blackout import Range, running, started, stopped, zero_ranges
+
+logger = logging.getLogger(__name__)
+
+# Next to a live MP3 or VOX file whose written audio a blackout covers until the file is closed
+# and re-encoded: what to silence, so a crash before then cannot leave the audio in the file.
+PENDING_SUFFIX = ".blackout.json"
+
+
+class Blackouts:
+    """A call's blacked-out ranges; thread-safe (the API adds, the writer reads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ranges: list[list[int]] = []  # [start, end]; end OPEN while running
+
+    @property
+    def active(self) -> bool:
+        with self._lock:
+            return running(self._ranges)
+
+    def start(self, position: int) -> None:
+        with self._lock:
+            started(self._ranges, position)
+
+    def stop(self, position: int) -> Range:
+        """End the running blackout at ``position``, never before its start (the manual)."""
+        with self._lock:
+            return stopped(self._ranges, position)
+
+    def ranges(self) -> list[Range]:
+        with self._lock:
+            return [(a, b) for a, b in self._ranges if b > a]
+
+
+def silence_file(path: Path, fmt: str, ranges: Sequence[Range], *, options: dict[str, object]
+                 | None = None) -> None:
+    """Make ``ranges`` (frame offsets from the file's first frame) digital silence in ``path``.
+
+    WAV files are patched in place. Other formats are decoded, silenced and re-encoded to a
+    temporary file that replaces the original atomically.
+    """
+    ranges = [(max(0, a), b) for a, b in ranges if b > max(0, a)]
+    if not ranges:
+        return
+    if path.suffix.lower() == ".wav":
+        _patch_wav(path, ranges)
+        return
+    opts = dict(options or {})
+    vox_rate = opts.get("rate") if fmt == "vox" else None
+    audio, rate = read_audio(path, fmt, **({"vox_rate": vox_rate} if isinstance(vox_rate, int)
+                                            else {}))
+    samples = audio.reshape(len(audio), -1) if audio.ndim == 1 else audio
+    zero_ranges(samples, 0, ranges)
+    part = path.with_name(path.name + ".blackout")
+    try:
+        writer = open_writer(fmt, part.open("wb"), rate, samples.shape[1], **opts)
+        writer.write(samples if samples.shape[1] > 1 else samples[:, 0])
+        writer.close()  # it owns the file and closes it
+        with part.open("rb") as f:
+            os.fsync(f.fileno())
+        part.replace(path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+_SILENCE_BYTE = {WAVE_FORMAT_MULAW: b"\xff", WAVE_FORMAT_ALAW: b"\xd5"}
+
+
+def _patch_wav(path: Path, ranges: Sequence[Range]) -> None:
+    info = read_wav_info(path)
+    if info.format_tag not in (WAVE_FORMAT_PCM, *_SILENCE_BYTE):
+        raise CodecError(f"{path}: cannot silence WAV format {info.format_tag}")
+    fill = b"\x00\x00" if info.format_tag == WAVE_FORMAT_PCM else _SILENCE_BYTE[info.format_tag]
+    frame_bytes = info.block_align
+    with path.open("r+b") as f:
+        for a, b in ranges:
+            end = min(b, info.frames)
+            if end <= a:
+                continue
+            f.seek(info.data_offset + a * frame_bytes)
+            f.write(fill * (info.channels * (end - a)))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def pending_path(path: Path) -> Path:
+    return path.with_name(path.name + PENDING_SUFFIX)
+
+
+def write_pending(path: Path, fmt: str, ranges: Sequence[Range],
+                  options: Mapping[str, Any] | None = None) -> None:
+    """Record durably that ``ranges`` (file frames) of ``path`` must become silence."""
+    pending = pending_path(path)
+    part = pending.with_name(pending.name + ".part")
+    document = {"format": fmt, "options": dict(options or {}),
+                "ranges": [[a, b] for a, b in ranges]}
+    with part.open("w", encoding="utf-8") as f:
+        json.dump(document, f)
+        f.flush()
+        os.fsync(f.fileno())
+    part.replace(pending)
+
+
+def apply_pending(path: Path) -> bool:
+    """Silence what a crash left pending for ``path`` (recovery); True if there was any."""
+    pending = pending_path(path)
+    try:
+        document = json.loads(pending.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as exc:
+        raise CodecError(f"{pending}: cannot read the pending blackout: {exc}") from exc
+    ranges = [(int(a), int(b)) for a, b in document["ranges"]]
+    silence_file(path, str(document["format"]), ranges, options=dict(document["options"]))
+    pending.unlink()
+    return True

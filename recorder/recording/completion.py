@@ -1,0 +1,197 @@
+"""Completion: what happens once a recording's file is closed, by one worker from one queue.
+
+Whoever closes a file (an API worker at a CALLSTOP, the writer loop after the commit delay, the
+limits watch) hands it over as a ``Closing``; the completion worker then, in order:
+
+1. takes the stop reason as final, unless a full disk cut the file short (``truncated``, and the
+   disk guard is told how fast the file was growing);
+2. completes the row (stores it first if the store could not take it at the start) and ends the
+   recording's crash-journal entry;
+3. publishes RECORDINGSTOPPED (and RECORDINGUPDATE once the row is stored) with the RECORDID;
+4. hands the file to after-call encoding when the stored format is encoded after the call;
+5. sets ``done``.
+
+So the writer loop never touches the database, the journal or the events, and a closing's
+steps never run on two threads at once (as in Oreka's tape processor chain). ``stop()``
+finishes every closing already queued before the thread ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from recorder.errors import StoreError
+from recorder.events.types import Event, EventSink, NoEvents
+from recorder.recording.journal import Journal
+from recorder.recording.session import SessionResult
+from recorder.recording.stats import RecordingStats
+from recorder.store.recordings import RecordingStore
+from recorder.store.records import STOP_TRUNCATED, FinishedRecording
+from recorder.worker import Worker
+
+if TYPE_CHECKING:
+    from recorder.recording.files import OpenRecording
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 1.0
+ERROR_TRUNCATED = "TRUNCATED"
+
+
+class AfterCall(Protocol):
+    """Where finished PCM WAV recordings go to become the stored format (recorder.recording.
+    aftercall)."""
+
+    def submit(self, wav: Path) -> None: ...
+
+
+@dataclass(eq=False)
+class Closing:
+    """One recording on its way out: its file (closed once ``result`` is set) and what its
+    completion needs. Made by ``RecordingFiles.close``."""
+
+    opened: OpenRecording
+    reason: str  # why it ended, as its row keeps it
+    error_reason: str  # ERRORREASON of its RECORDINGSTOPPED ("NONE" for a normal end)
+    stop_time: float  # unix time
+    stopped: Event  # RECORDINGSTOPPED; RECORDID and (after a full disk) ERRORREASON filled in
+    update: Event | None  # RECORDINGUPDATE once the row is complete
+    after_call: bool  # the file goes on to after-call encoding
+    label: str  # names it in the log: the device, " (RECORDSTART)" for a partial one
+    result: SessionResult | None = None  # the closed file
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def final_reason(self) -> str:
+        """The stop reason kept in its row: ``truncated`` for a file a full disk cut short,
+        whatever ended it."""
+        return STOP_TRUNCATED if self.opened.session.out_of_space else self.reason
+
+
+class Completion(Worker):
+    """The completion worker: one thread finishing each ``Closing`` in the order handed over."""
+
+    def __init__(self, store: RecordingStore, *, journal: Journal | None = None,
+                 events: EventSink | None = None, after_call: AfterCall | None = None,
+                 stats: RecordingStats | None = None,
+                 disk_full: Callable[[Path, float], None] | None = None) -> None:
+        super().__init__("completion")
+        self._store = store
+        self._journal = journal
+        self._events: EventSink = events or NoEvents()
+        self._after_call = after_call
+        self.stats = stats or RecordingStats()
+        # A file was cut short by a full disk: (its path, its bytes a second) to the disk guard.
+        self._disk_full = disk_full or (lambda path, rate: None)
+        self._queue: queue.SimpleQueue[Closing | None] = queue.SimpleQueue()
+        # Taken to queue a closing and to close the queue, so that none is put after the
+        # thread's last look at the queue.
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, closing: Closing) -> None:
+        """Queue a closed file; never blocks. Before ``start`` (and once the thread is ending)
+        the closing is completed on the caller's thread, so none is ever left undone."""
+        with self._lock:
+            if self._thread is not None and not self._closed:
+                self._queue.put(closing)
+                return
+        self._complete(closing)
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the thread."""
+        super().stop()
+        self._queue.put(None)
+
+    def run(self) -> None:
+        while True:
+            # Waking at least every HEARTBEAT_SECONDS while idle, so a heartbeat that stops
+            # moving means a completion is stuck (a database that does not answer).
+            self.heartbeat = time.monotonic()
+            try:
+                closing = self._queue.get(timeout=HEARTBEAT_SECONDS)
+            except queue.Empty:
+                continue
+            if closing is None:
+                if self.stopping:
+                    break
+                continue
+            self._complete(closing)
+        with self._lock:
+            self._closed = True
+        # Closings queued behind the stop are still completed; none can be queued now.
+        while True:
+            try:
+                closing = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if closing is not None:
+                self._complete(closing)
+
+    def _complete(self, closing: Closing) -> None:
+        try:
+            self._finish(closing)
+        except Exception:
+            logger.exception("completing %s failed", closing.opened.filename)
+        finally:
+            closing.done.set()
+
+    def _finish(self, closing: Closing) -> None:
+        opened, result = closing.opened, closing.result
+        assert result is not None, "a closing is handed over once its file is closed"
+        session = opened.session
+        reason = closing.final_reason
+        error_reason = closing.error_reason
+        if reason == STOP_TRUNCATED:
+            error_reason = ERROR_TRUNCATED
+            # Refuse new recordings until there is room for this many seconds of them.
+            self._disk_full(session.path, session.bytes_per_second)
+        done = FinishedRecording(
+            stop_time=closing.stop_time, duration=result.duration, audio_size=result.size,
+            audio_hash=result.sha256, stop_reason=reason, lost_samples=result.lost_samples)
+        saved = False
+        try:
+            if opened.record_id is None:
+                opened.record_id = self._store.insert_recording(opened.row)
+            self._store.finish_recording(opened.record_id, done)
+            saved = True
+            self._journal_end(opened)
+        except StoreError:
+            # Start-up completes the row from the file and transcodes it then.
+            logger.exception("recording %s is complete but its row could not be written",
+                             result.path)
+        self.stats.count("completed")
+        record_id = str(opened.record_id) if opened.record_id else ""
+        self._publish(closing.stopped.with_values(RECORDID=record_id,
+                                                  ERRORREASON=error_reason))
+        if saved:
+            if closing.update is not None:
+                self._publish(closing.update.with_values(RECORDID=record_id))
+            if self._after_call is not None and closing.after_call and not session.failed:
+                self._after_call.submit(result.path)
+        logger.info("recorded %s on channel %d to %s: %.2f s, %d bytes, %s (RECORDID %s)",
+                    closing.label, session.channel.id, result.path, result.duration,
+                    result.size, reason, opened.record_id)
+
+    def _journal_end(self, opened: OpenRecording) -> None:
+        if self._journal is None or opened.journal_key is None:
+            return
+        try:
+            self._journal.end(opened.journal_key)
+        except OSError:
+            # Harmless: the next start finds the row complete and leaves it.
+            logger.exception("%s: cannot end its crash journal entry", opened.filename)
+        opened.journal_key = None
+
+    def _publish(self, event: Event) -> None:
+        try:
+            self._events.publish(event)
+        except Exception:
+            logger.exception("publishing %s failed", event.event_type)

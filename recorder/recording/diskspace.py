@@ -1,0 +1,179 @@
+"""The free-space floor: new recordings are refused while the recordings' disk is nearly full.
+
+The scheduler asks ``DiskGuard.ok()`` at every call start, so the answer is cached for about a
+second: a burst of CALLSTARTs costs one ``statvfs``. Below the floor, recordings already in
+progress go on (their calls were accepted; cutting them would lose audio the site expects to
+have) and new ones are refused with API_ERROR_OUT_OF_DISK_SPACE by the caller. ``ok()`` never
+deletes anything itself: it raises ``short_of_space``, which the retention job's thread watches
+when the configuration allows it to make room (``retention.delete_oldest_when_full``).
+
+The disk can also fill up for real (the floor is 0, or something else filled it): a write then
+fails with ENOSPC, the recording is cut short (``truncated``) and the scheduler tells the guard
+(``disk_full``). From then on new recordings are refused until the free space is back above
+the resume threshold: the floor, and at least ``resume_seconds`` (storage.
+disk_full_resume_seconds, 120 by default) of what the recordings the full disk cut write, so
+recording does not resume into a disk that fills again a moment later (hysteresis). The
+scheduler asks ``ok()`` every second meanwhile, so the state ends by itself once there is room.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from recorder.config.model import Config
+
+logger = logging.getLogger(__name__)
+
+MIB = 1 << 20  # the config's MB, as SYSTEMSTATUS counts them
+CACHE_SECONDS = 1.0
+DEFAULT_RESUME_SECONDS = 120.0  # two minutes of the cut recordings' writing
+
+Usage = Callable[[Path], int]
+
+
+def free_space(path: Path) -> int:
+    """Bytes the recorder may still write on the file system holding ``path`` (or, while it
+    does not exist yet, its nearest existing parent). Raises OSError if it cannot be read."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    # disk_usage().free is f_bavail: what an unprivileged writer gets, as SYSTEMSTATUS reports.
+    return shutil.disk_usage(probe).free
+
+
+class DiskGuard:
+    """Answers "is there room for a new recording?" against ``min_free_mb`` (0 = no floor)."""
+
+    def __init__(self, recordings_dir: Path, min_free_mb: int, *, usage: Usage = free_space,
+                 clock: Callable[[], float] = time.monotonic,
+                 cache_seconds: float = CACHE_SECONDS,
+                 resume_seconds: float = DEFAULT_RESUME_SECONDS) -> None:
+        self.recordings_dir = recordings_dir
+        self.floor_bytes = min_free_mb * MIB
+        self.resume_seconds = resume_seconds
+        # While the disk is full (a write failed with ENOSPC): the files it cut, with the bytes
+        # a second each took, until there is room again. Empty otherwise.
+        self._cut: dict[Path, float] = {}
+        self.truncated = 0  # recordings cut short by a full disk since start
+        self._usage = usage
+        self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._reading: tuple[float, int] | None = None  # (clock, free bytes)
+        self._low = False
+        self._unreadable = False
+        # Set whenever ok() finds the disk below the floor; the retention job clears it.
+        self.short_of_space = threading.Event()
+
+    @classmethod
+    def from_config(cls, config: Config) -> DiskGuard:
+        return cls(config.storage.recordings_dir, config.retention.min_free_mb,
+                   resume_seconds=config.storage.disk_full_resume_seconds)
+
+    @property
+    def full(self) -> bool:
+        """A write failed for lack of space and there has not been room again since."""
+        return bool(self._cut)
+
+    @property
+    def resume_bytes(self) -> int:
+        """Free bytes needed before new recordings are accepted again after a full disk."""
+        with self._lock:
+            return self._resume_bytes()
+
+    def _resume_bytes(self) -> int:
+        need = math.ceil(self.resume_seconds * sum(self._cut.values()))
+        return max(self.floor_bytes, need, 1)
+
+    def disk_full(self, path: Path, bytes_per_second: float) -> None:
+        """A write to ``path`` failed for lack of space: refuse new recordings until the
+        resume threshold is free (``bytes_per_second``: what that recording writes)."""
+        with self._lock:
+            first = not self._cut
+            if path not in self._cut:
+                self.truncated += 1
+            self._cut[path] = max(0.0, bytes_per_second)
+            self._reading = None  # the last reading predates the failure
+            need = self._resume_bytes()
+        if first:
+            logger.warning("the disk holding %s is full: recordings in progress are cut short "
+                           "(truncated) and new ones refused until %s are free",
+                           self.recordings_dir, _size(need))
+        self.short_of_space.set()
+
+    def free_bytes(self, fresh: bool = False) -> int:
+        """Free bytes for the recordings, read at most once a second unless ``fresh``.
+
+        Raises OSError if the file system cannot be queried."""
+        with self._lock:
+            return self._free(fresh)
+
+    def _free(self, fresh: bool) -> int:
+        now = self._clock()
+        if (not fresh and self._reading is not None
+                and now - self._reading[0] < self._cache_seconds):
+            return self._reading[1]
+        free = self._usage(self.recordings_dir)
+        self._reading = (now, free)
+        return free
+
+    def ok(self, fresh: bool = False) -> bool:
+        """True if a new recording may start: no floor, or at least the floor is free, and
+        after a full disk at least the resume threshold."""
+        if self.floor_bytes <= 0 and not self._cut:
+            return True
+        with self._lock:
+            try:
+                free = self._free(fresh)
+            except OSError:
+                # Refusing every call because statvfs failed would lose more than it
+                # protects: the writer still reports a really full disk (ENOSPC).
+                if not self._unreadable:
+                    self._unreadable = True
+                    logger.exception("cannot read the free space on %s; recording anyway",
+                                     self.recordings_dir)
+                self._cut.clear()
+                return True
+            self._unreadable = False
+            if self._cut:
+                need = self._resume_bytes()
+                if free < need:
+                    self.short_of_space.set()
+                    return False
+                self._cut.clear()
+                logger.info("%s free on %s again (resume threshold %s): recording resumes",
+                            _size(free), self.recordings_dir, _size(need))
+            low = free < self.floor_bytes
+            if low != self._low:
+                self._low = low
+                if low:
+                    logger.warning("only %d MB free on %s, below retention.min_free_mb %d: "
+                                   "new recordings are refused", free // MIB,
+                                   self.recordings_dir, self.floor_bytes // MIB)
+                else:
+                    logger.warning("%d MB free on %s again: new recordings are accepted",
+                                   free // MIB, self.recordings_dir)
+        if low:
+            self.short_of_space.set()
+        return not low
+
+    def explain(self) -> str:
+        """Why new recordings are refused, for the decision's message (the last reading)."""
+        reading = self._reading
+        free = "unknown" if reading is None else f"{reading[1] // MIB} MB"
+        if self._cut:
+            return (f"the disk holding {self.recordings_dir} filled up; new recordings wait "
+                    f"until {_size(self.resume_bytes)} are free (free: {free})")
+        return (f"free space on {self.recordings_dir} ({free}) is below retention.min_free_mb "
+                f"({self.floor_bytes // MIB} MB)")
+
+
+def _size(count: int) -> str:
+    """Bytes for the log: MB when there are megabytes, else kB (small test file systems)."""
+    return f"{count / MIB:.1f} MB" if count >= MIB else f"{count / 1024:.0f} kB"

@@ -1,0 +1,257 @@
+"""The journal of open recordings: what a crash must not make the recorder forget.
+
+Every recording is entered here, and the entry is on disk (fsynced), before its first sample
+reaches its file and so before the request that started it is answered. It is ended here once
+its row is complete in the store (or in the store's spool). After a crash, the entries left open
+are exactly the recordings to repair and complete (recorder/recovery.py), whether or not their
+row ever reached the database: an entry carries everything the row needs.
+
+The file is JSON lines, appended with one ``write`` each:
+
+- ``{"op": "open", "key": 7, ...}`` a recording started (see ``JournalEntry``);
+- ``{"op": "end", "key": 7}`` its row is complete;
+- ``{"op": "announce", "type": ..., "fields": {...}}`` a recording ``recorderctl recover``
+  completed offline, whose RECORDINGSTOPPED the next start of the service still has to send.
+
+A line cut short by the crash is ignored: its fsync never returned, so nothing was acknowledged
+on it. End lines are not fsynced (a lost one makes recovery look at a row that is already
+complete, which it leaves alone). Concurrent starts share one fsync (group commit), so a burst
+of CALLSTARTs costs a few syncs, not one each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from recorder.durable import fsync_directory, give_to_directory_owner
+from recorder.store.records import NewRecording
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_NAME = "open-recordings.journal"
+# The file is rewritten with only the open entries once it grows past this (at a few hundred
+# bytes per recording, after some thousands of calls).
+COMPACT_BYTES = 1 << 20
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(NewRecording))
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One open recording: its file, how it is encoded, and its row."""
+
+    key: int
+    path: str
+    fmt: str  # the format written during the call (wav, mp3, vox...)
+    sample_rate: int
+    channels: int
+    row: NewRecording
+    record_id: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        # By hand, not dataclasses.asdict (which deep-copies every value): this runs in every
+        # call start, before the answer.
+        row = self.row
+        return {"key": self.key, "path": self.path, "fmt": self.fmt,
+                "sample_rate": self.sample_rate, "channels": self.channels,
+                "row": {**{name: getattr(row, name) for name in _ROW_FIELDS},
+                        "meta": dict(row.meta)},
+                "record_id": self.record_id, "options": dict(self.options)}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> JournalEntry:
+        row = dict(doc["row"])
+        row["meta"] = {str(k): str(v) for k, v in dict(row.get("meta") or {}).items()}
+        return cls(key=int(doc["key"]), path=str(doc["path"]), fmt=str(doc["fmt"]),
+                   sample_rate=int(doc["sample_rate"]), channels=int(doc["channels"]),
+                   row=NewRecording(**row),
+                   record_id=None if doc.get("record_id") is None else int(doc["record_id"]),
+                   options=dict(doc.get("options") or {}))
+
+
+@dataclass
+class JournalContents:
+    """What a journal file holds: recordings still open, and events still to announce."""
+
+    open: dict[int, JournalEntry] = field(default_factory=dict)
+    announce: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (type, fields)
+
+
+def read_journal(path: Path) -> JournalContents:
+    """The open entries and pending announcements in ``path`` (empty if there is none)."""
+    contents = JournalContents()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return contents
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+            op = doc["op"]
+            if op == "open":
+                entry = JournalEntry.from_json(doc)
+                contents.open[entry.key] = entry
+            elif op == "end":
+                contents.open.pop(int(doc["key"]), None)
+            elif op == "announce":
+                contents.announce.append((str(doc["type"]), {
+                    str(k): str(v) for k, v in doc["fields"].items()}))
+        except (ValueError, KeyError, TypeError) as exc:
+            # The last line may be cut short by the crash; any other bad line is damage,
+            # worth a warning, but the lines around it still count.
+            if number < len(lines) - 1 or line.endswith(b"}"):
+                logger.warning("%s line %d unreadable (%s); skipped", path, number, exc)
+    return contents
+
+
+class Journal:
+    """The open-recordings journal in ``directory``; open with ``open()`` (which reads what a
+    previous run left), then ``begin``/``end`` from any thread."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / JOURNAL_NAME
+        self._lock = threading.Lock()  # the file and the counters below
+        self._sync_lock = threading.Lock()  # one fsync at a time; later callers share it
+        self._fd = -1
+        self._next_key = 1
+        self._open: dict[int, JournalEntry] = {}
+        self._written = 0  # lines appended
+        self._synced = 0  # lines known to be on disk
+        self._size = 0
+        self.syncs = 0  # fsyncs done (group commit makes this less than the lines)
+
+    def open(self) -> JournalContents:
+        """Open the file for appending; returns what a previous run left in it (to recover:
+        then ``rewrite`` keeps what is still to do)."""
+        contents = read_journal(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                           0o640)
+        give_to_directory_owner(self._fd, self.path.parent)  # recorderctl recover runs as root
+        self._size = os.fstat(self._fd).st_size
+        with self._lock:
+            self._open = dict(contents.open)
+            self._next_key = max(self._open, default=0) + 1
+        return contents
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def begin(self, *, path: Path, fmt: str, sample_rate: int, channels: int, row: NewRecording,
+              record_id: int | None, options: Mapping[str, Any] | None = None) -> int:
+        """Enter an open recording and wait until the entry is on disk; returns its key.
+
+        Raises OSError if it cannot be written: the caller must then not record on the promise
+        of a journal it does not have (it logs and records anyway, see the scheduler)."""
+        with self._lock:
+            key = self._next_key
+            self._next_key += 1
+            entry = JournalEntry(key=key, path=str(path), fmt=fmt, sample_rate=sample_rate,
+                                 channels=channels, row=row, record_id=record_id,
+                                 options=dict(options or {}))
+            self._append({"op": "open", **entry.to_json()})
+            self._open[key] = entry
+            ticket = self._written
+        self._sync_to(ticket)
+        return key
+
+    def end(self, key: int) -> None:
+        """The recording's row is complete: recovery no longer needs it."""
+        with self._lock:
+            if self._open.pop(key, None) is None:
+                return
+            self._append({"op": "end", "key": key})
+            compact = self._size > COMPACT_BYTES
+        if compact:
+            self.rewrite()
+
+    def forget(self, key: int) -> None:
+        """Drop an entry without a line in the file (recovery completed it; ``rewrite`` next)."""
+        with self._lock:
+            self._open.pop(key, None)
+
+    def announce(self, event_type: str, fields: Mapping[str, str]) -> None:
+        """Keep an event for the next start of the service to send (offline recovery)."""
+        with self._lock:
+            self._append({"op": "announce", "type": event_type, "fields": dict(fields)})
+            ticket = self._written
+        self._sync_to(ticket)
+
+    def rewrite(self) -> None:
+        """Replace the file with the open entries only, atomically (a crash leaves the old
+        file or the new one): it drops ended entries and announcements already made."""
+        # The sync lock first, as in _sync_to: no fsync may be under way on the old file.
+        with self._sync_lock, self._lock:
+            self._compact()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1
+
+    # --- under self._lock ------------------------------------------------------------------
+
+    def _append(self, doc: Mapping[str, Any]) -> None:
+        if self._fd < 0:
+            raise OSError(f"{self.path}: journal is not open")
+        line = (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+        written = os.write(self._fd, line)
+        if written != len(line):  # a full disk can cut a write short
+            raise OSError(f"{self.path}: short write ({written} of {len(line)} bytes)")
+        self._written += 1
+        self._size += written
+
+    def _compact(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".new")
+        data = b"".join((json.dumps({"op": "open", **e.to_json()}, separators=(",", ":"))
+                         + "\n").encode() for e in self._open.values())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        try:
+            give_to_directory_owner(fd, self.path.parent)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        fsync_directory(self.path.parent)
+        old, self._fd = self._fd, os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        if old >= 0:
+            os.close(old)
+        self._size = len(data)
+        self._synced = self._written
+
+    # --- group commit ----------------------------------------------------------------------
+
+    def _sync_to(self, ticket: int) -> None:
+        """Return once line ``ticket`` is on disk; one fsync covers every line written
+        before it started, so callers arriving meanwhile wait for it instead of syncing."""
+        with self._sync_lock:
+            if self._synced >= ticket:
+                return
+            with self._lock:
+                upto, fd = self._written, self._fd
+            os.fdatasync(fd)
+            self._synced = max(self._synced, upto)
+            self.syncs += 1
+
+
+
+__all__ = ["COMPACT_BYTES", "JOURNAL_NAME", "Journal", "JournalContents", "JournalEntry",
+           "read_journal"]

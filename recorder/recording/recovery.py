@@ -1,0 +1,212 @@
+"""Start-up after a crash: recordings a killed process left open become complete ones.
+
+The crash journal (recorder/journal.py) lists every recording that was open, with its file and
+everything its row needs, durable before the first sample was written. Before anything records,
+each one is repaired and completed:
+
+- its file is made to play: a WAV header made to count every whole frame on disk (including
+  those written after the last sync), a live MP3 cut back to whole frames with its tag counting
+  them (codecs/mp3repair.py); a VOX file is a plain stream and needs nothing. A blackout still
+  waiting to be silenced in a live MP3 or VOX file is silenced. (An after-call encode the crash
+  interrupted is redone by the after-call encoder, which finds the WAV still there.)
+- its row is completed with what the file holds, stop reason ``recovered``; a row that never
+  reached the database (it was away, and the spool lost too) is inserted from the journal.
+- a RECORDINGSTOPPED with ERRORREASON RECOVERED is made for it, which the service publishes to
+  the subscribers that connect after the start (recorder/eventbus.py ``hold``).
+
+Rows still marked in progress that the journal does not know (written by a version without the
+journal) are completed from their files the same way. Nothing on disk is thrown away, and at
+most the audio handed to the OS in the last moments before the crash is missing (the session
+hands it over every half second; see recorder/session.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recorder.codecs.convert import DEFAULT_VOX_RATE, probe
+from recorder.codecs.mp3repair import repair_mp3
+from recorder.codecs.wav import read_wav_info, wav_header
+from recorder.errors import CodecError, StoreError
+from recorder.events.rows import recovered_event
+from recorder.events.types import Event
+from recorder.recording.blackouts import apply_pending
+from recorder.recording.journal import Journal, JournalContents, JournalEntry, read_journal
+from recorder.recording.paths import sha256_file
+from recorder.store.recordings import RecordingStore
+from recorder.store.records import STOP_RECOVERED, FinishedRecording, NewRecording, RecordingRow
+
+logger = logging.getLogger(__name__)
+
+STATUS_COMPLETE = "complete"
+
+
+def repair_wav(path: Path) -> None:
+    """Make a crashed WAV's header count every whole frame in the file; drop a partial frame."""
+    info = read_wav_info(path)
+    header = wav_header(info.sample_rate, info.channels, info.data_bytes, info.format_tag)
+    if len(header) != info.data_offset:
+        raise CodecError(f"{path}: header of {info.data_offset} bytes is not one of ours")
+    with path.open("r+b") as f:
+        f.write(header)
+        f.truncate(info.data_offset + info.data_bytes)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@dataclass
+class Recovered:
+    """One recording recovery completed (or would, or could not)."""
+
+    record_id: int | None
+    device_id: str
+    start_time: float
+    filename: str
+    result: str  # "completed", "would complete", "failed"
+    duration: float | None = None
+    stop_reason: str | None = None
+    event: Event | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class _FileState:
+    duration: float
+    size: int
+    digest: str
+
+
+def recover(store: RecordingStore, journal: Journal, contents: JournalContents, *,
+            dry_run: bool = False) -> list[Recovered]:
+    """Repair and complete every recording ``contents`` (what ``journal.open()`` returned)
+    left open, then every row still in progress the journal does not know of.
+
+    Completed entries leave the journal (rewritten at the end); ``dry_run`` changes nothing."""
+    done: list[Recovered] = []
+    seen: set[int] = set()
+    for key, entry in sorted(contents.open.items()):
+        if entry.record_id is not None:
+            seen.add(entry.record_id)
+        if dry_run:
+            done.append(Recovered(entry.record_id, entry.row.device_id, entry.row.start_time,
+                                  entry.path, "would complete"))
+            continue
+        outcome = _recover_entry(store, entry)
+        if outcome.result != "failed":  # else the journal keeps it for the next start
+            journal.forget(key)
+        if outcome.result != "done":
+            done.append(outcome)
+    try:
+        rows = [row for row in store.interrupted_recordings() if row.ident not in seen]
+    except StoreError as exc:
+        # Expected while the database is away; the journal's entries are done regardless.
+        logger.warning("cannot list the rows a crash left in progress (%s); the next start "
+                       "tries again", exc)
+        rows = []
+    for row in rows:
+        if dry_run:
+            done.append(Recovered(row.ident, row.device_id, row.start_time, row.filename,
+                                  "would complete"))
+        else:
+            done.append(_recover_row(store, row))
+    if not dry_run:
+        journal.rewrite()
+    if any(r.result == "completed" for r in done):
+        logger.warning("%d recording(s) were interrupted by a crash or power loss and have been "
+                       "completed from their files", len(done))
+    return done
+
+
+def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
+    """Complete one journal entry: "completed", "done" (its row already was), or "failed"
+    (the store refused; the entry stays in the journal)."""
+    row = entry.row
+    record_id = entry.record_id
+    if record_id is not None:
+        try:
+            stored = store.get_recording(record_id)
+        except StoreError:
+            stored = None  # unreadable now (e.g. its insert waits in the spool): complete it
+        if stored is not None and stored.status == STATUS_COMPLETE:
+            # Its row was completed and only the journal's end line was lost.
+            return Recovered(record_id, row.device_id, row.start_time, entry.path, "done",
+                             stored.duration, stored.stop_reason)
+    state = _repair(Path(entry.path), entry.fmt, entry.sample_rate, entry.channels,
+                    options=entry.options, record_id=record_id)
+    try:
+        if record_id is None:
+            record_id = store.insert_recording(row)
+        store.finish_recording(record_id, _finished(row.start_time, state))
+    except StoreError:
+        logger.exception("RECORDID %s (%s): cannot complete its row; the journal keeps it for "
+                         "the next start", record_id, entry.path)
+        return Recovered(record_id, row.device_id, row.start_time, entry.path, "failed")
+    return _completed(record_id, row, entry.path, state)
+
+
+def _recover_row(store: RecordingStore, row: RecordingRow) -> Recovered:
+    state = _repair(Path(row.filename), row.media_format, row.sample_rate, 1, options={},
+                    record_id=row.ident)
+    try:
+        store.finish_recording(row.ident, _finished(row.start_time, state))
+    except StoreError:
+        logger.exception("RECORDID %d: cannot complete its row", row.ident)
+        return Recovered(row.ident, row.device_id, row.start_time, row.filename, "failed")
+    new = NewRecording(
+        device_id=row.device_id, call_instance=row.call_instance, channel=row.channel,
+        filename=row.filename, media_format=row.media_format, sample_rate=row.sample_rate,
+        start_time=row.start_time, core_ident=row.core_ident, meta=row.meta,
+        keep_days=row.keep_days, archive_action=row.archive_action, global_id=row.global_id)
+    return _completed(row.ident, new, row.filename, state)
+
+
+def _completed(record_id: int, row: NewRecording, path: str, state: _FileState) -> Recovered:
+    logger.info("RECORDID %d (%s): %.2f s recovered from %s", record_id, row.device_id,
+                state.duration, path)
+    return Recovered(record_id, row.device_id, row.start_time, path, "completed",
+                     state.duration, STOP_RECOVERED, recovered_event(row, record_id))
+
+
+def _finished(start_time: float, state: _FileState) -> FinishedRecording:
+    return FinishedRecording(stop_time=start_time + state.duration, duration=state.duration,
+                             audio_size=state.size, audio_hash=state.digest,
+                             stop_reason=STOP_RECOVERED, lost_samples=0)
+
+
+def _repair(path: Path, fmt: str, sample_rate: int, channels: int, *,
+            options: Mapping[str, Any], record_id: int | None) -> _FileState:
+    """Make the file play and measure it; an unreadable file is logged and counts as empty
+    (its row is still completed: the call happened, and the row says what is left of it)."""
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".wav":
+            repair_wav(path)
+        elif suffix == ".mp3":
+            repair_mp3(path, sample_rate, channels, options.get("bitrate"),
+                       options.get("quality"))
+        if apply_pending(path):
+            logger.info("RECORDID %s: a blackout the crash interrupted is now silence in %s",
+                        record_id, path)
+        vox_rate = int(options.get("rate") or DEFAULT_VOX_RATE)
+        info = probe(path, vox_rate=vox_rate)
+        return _FileState(info.duration, path.stat().st_size, sha256_file(path))
+    except (OSError, CodecError):
+        logger.exception("RECORDID %s: %s (%s) cannot be read back; its row is completed empty",
+                         record_id, path, fmt)
+        return _FileState(0.0, 0, "")
+
+
+def complete_interrupted(store: RecordingStore, journal: Journal,
+                         dry_run: bool = False) -> list[Recovered]:
+    """Open ``journal``, recover what it and the store hold, and return what was done
+    (``dry_run``: only read the journal, and list)."""
+    if dry_run:
+        return recover(store, journal, read_journal(journal.path), dry_run=True)
+    return recover(store, journal, journal.open(), dry_run=False)
+
+
+__all__ = ["Recovered", "complete_interrupted", "recover", "repair_wav"]

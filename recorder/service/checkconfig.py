@@ -1,0 +1,86 @@
+"""``--check-config``: validate a configuration, open every board, and summarise what it sets up.
+
+Shared by ``recorderd --check-config`` and ``recorderctl check-config``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from recorder.config.loader import load_config
+from recorder.config.model import Config
+from recorder.drivers.registry import create_driver
+from recorder.errors import ConfigError, DriverError
+
+
+def print_problems(program: str, source: Path | None, problems: list[str]) -> None:
+    """The problems of an invalid configuration on stderr, one a line, under a heading."""
+    print(f"{program}: invalid configuration ({source or 'embedded defaults'}):",
+          file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def check_config(source: Path | None) -> tuple[list[str], str]:
+    """(problems, summary) of the configuration at ``source`` (None: the embedded defaults).
+
+    Opens every board's device or files too, without starting capture: a board that cannot
+    open would stop recorderd from starting. No problems means the summary is meaningful.
+    """
+    try:
+        config = load_config(source)
+    except ConfigError as exc:
+        return list(exc.problems), ""
+    problems = []
+    for i, board in enumerate(config.boards):
+        try:
+            create_driver(f"boards[{i}]", board)
+        except DriverError as exc:
+            problems.append(str(exc))
+    return problems, summary(config, source) if not problems else ""
+
+
+def summary(config: Config, source: Path | None) -> str:
+    channels = sum(len(board.devices) for board in config.boards)
+    api = config.api
+    lines = [
+        f"configuration OK ({source or 'embedded defaults'})",
+        f"  data_dir:   {config.storage.data_dir}",
+        f"  socket API: {api.host}:{api.socket_port}",
+        f"  WebAPI:     {api.host}:{api.web_port}"
+        + (f", HTTPS {api.host}:{api.tls_port}" if api.tls_cert else ""),
+        f"  recording:  {_policy_summary(config, channels)}",
+        f"  retention:  {_retention_summary(config)}",
+        f"  e-mail:     {_smtp_summary(config)}",
+        f"  boards:     {len(config.boards)} with {channels} channel(s)",
+    ]
+    lines += [f"    boards[{i}]: {b.driver}, devices {', '.join(b.devices)}"
+              for i, b in enumerate(config.boards)]
+    if not config.boards:
+        lines.append("  warning: no boards, so nothing can be recorded")
+    return "\n".join(lines)
+
+
+def _policy_summary(config: Config, channels: int) -> str:
+    rec = config.recording
+    schedules = (f"{len(rec.schedules)} schedule(s), first match decides" if rec.schedules
+                 else "every call (no schedules)")
+    limit = rec.max_concurrent or channels
+    return (f"{schedules}; {len(rec.blocked)} blocked filter(s); at most {limit} at once")
+
+
+def _retention_summary(config: Config) -> str:
+    ret = config.retention
+    keep = f"{ret.default_keep_days} day(s)" if ret.default_keep_days else "forever"
+    floor = (f"new recordings need {ret.min_free_mb} MB free" if ret.min_free_mb
+             else "no free-space floor")
+    return (f"kept {keep} by default, {len(ret.archive_actions)} archive action(s), purge "
+            f"daily at {ret.purge_time}; {floor}")
+
+
+def _smtp_summary(config: Config) -> str:
+    smtp = config.smtp
+    if not smtp.configured:
+        return "not configured (EMAIL answers 31)"
+    return f"{smtp.host}:{smtp.effective_port} ({smtp.security})"

@@ -1,0 +1,172 @@
+"""``recorderd``: the recording service, in the foreground.
+
+SIGTERM or Ctrl-C stops it after finishing every recording; SIGHUP reloads the schedules,
+filters, limits and terminology; SIGUSR1 logs every thread's stack. Under systemd it notifies
+readiness, status and watchdog pings (recorder/lifecycle.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from recorder import __version__
+from recorder.app import Recorder
+from recorder.config.loader import load_config
+from recorder.config.model import Config, resolve_config_path
+from recorder.config.printing import to_toml
+from recorder.errors import ConfigError, DriverError, RecorderError
+from recorder.service.checkconfig import check_config, print_problems
+from recorder.service.datalock import DataDirBusy, DataDirLock
+from recorder.service.lifecycle import ServiceLoop, log_thread_stacks
+from recorder.service.logsetup import configure_logging
+from recorder.service.sdnotify import Notifier
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 78  # EX_CONFIG; the systemd unit does not restart on it
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recorderd", description="Call-recording service: capture, record, serve the API.",
+        epilog="Without --config: $RECORDER_CONFIG, else /etc/recorder/recorder.toml if it "
+               "exists, else the embedded defaults (demo board, SQLite, API on 127.0.0.1).",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration, print a summary and exit")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the effective configuration as TOML and exit")
+    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        type=str.upper, help="overrides [log] level")
+    parser.add_argument("--version", action="version", version=f"recorderd {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    source = resolve_config_path(args.config)
+    try:
+        config = load_config(source)
+    except ConfigError as exc:
+        print_problems("recorderd", source, list(exc.problems))
+        return EXIT_CONFIG
+    if args.check_config:
+        problems, text = check_config(source)
+        if problems:
+            print_problems("recorderd", source, problems)
+            return EXIT_CONFIG
+        print(text)
+        return EXIT_OK
+    if args.print_config:
+        print(to_toml(config, mask_secrets=True), end="")
+        return EXIT_OK
+
+    # Under systemd: the journal, each line at its priority; else stderr with timestamps.
+    destination = configure_logging(args.log_level or config.log.level)
+    logger.info("recorderd %s starting with %s (logging to %s)", __version__,
+                source or "embedded defaults", destination)
+    return _serve(config, source)
+
+
+def _serve(config: Config, source: Path | None) -> int:
+    notifier = Notifier()
+    recorder = Recorder(config)
+    loop = ServiceLoop(recorder, notifier, lambda: _reload(recorder, source))
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        logger.info("%s received: stopping", signal.Signals(signum).name)
+        loop.request_stop()
+
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        loop.request_reload()
+
+    def on_usr1(signum: int, frame: FrameType | None) -> None:
+        # Here, not in the main loop: the point is to see where things hang, the main loop
+        # included. The handler runs on the main thread, between its bytecodes.
+        log_thread_stacks()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hangup)
+    signal.signal(signal.SIGUSR1, on_usr1)
+
+    lock = DataDirLock(config.storage.data_dir)
+    try:
+        config.storage.data_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except DataDirBusy as exc:
+        logger.error("cannot start: %s", exc)
+        return EXIT_FAILED
+    except OSError as exc:
+        logger.error("cannot start: storage.data_dir: %s: %s", config.storage.data_dir,
+                     exc.strerror or exc)
+        return EXIT_FAILED
+    try:
+        try:
+            recorder.start()
+        except DriverError as exc:
+            # A board that cannot open is a configuration problem; restarting will not fix it.
+            logger.error("cannot start: %s", exc)
+            return EXIT_CONFIG
+        except RecorderError as exc:
+            logger.error("cannot start: %s", exc)
+            return EXIT_FAILED
+        except Exception:
+            logger.exception("cannot start")
+            return EXIT_FAILED
+        down = _wait_for_boards(recorder, notifier, loop, config.capture.board_start_seconds)
+        if loop.stopping:  # SIGTERM during start-up: do not claim to be ready
+            loop.shutdown()
+        else:
+            for problem in down:
+                logger.warning("not capturing after %g s: %s",
+                               config.capture.board_start_seconds, problem)
+            logger.info("recorderd ready")
+            loop.started()
+            loop.run()
+        logger.info("recorderd stopped")
+        return EXIT_OK
+    finally:
+        lock.release()
+
+
+def _wait_for_boards(recorder: Recorder, notifier: Notifier, loop: ServiceLoop,
+                     timeout: float) -> list[str]:
+    """READY means recording works, so wait (bounded) for the boards to capture too; a board
+    that does not is reported, not fatal: the others must record meanwhile. Returns the
+    boards still not capturing."""
+    deadline = time.monotonic() + timeout
+    down = recorder.wait_boards_running(0)
+    if down:
+        notifier.status("starting: waiting for " + "; ".join(down))
+    while down and not loop.stopping and time.monotonic() < deadline:
+        down = recorder.wait_boards_running(min(0.2, deadline - time.monotonic()))
+    return down
+
+
+def _reload(recorder: Recorder, source: Path | None) -> str | None:
+    """SIGHUP: schedules, filters, limits and terminology from the config file again; a bad
+    file changes nothing and says why (the returned problem, also logged)."""
+    try:
+        config = load_config(source)
+    except ConfigError as exc:
+        problems = "; ".join(exc.problems)
+        logger.error("SIGHUP: %s not reloaded, it is invalid: %s", source, problems)
+        return problems
+    recorder.reload(config)
+    logger.info("SIGHUP: reloaded schedules, filters, limits and terminology from %s",
+                source or "embedded defaults")
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The store the configuration asks for, opened: its recordings behind the outage spool, and
+its directory."""
+
+from __future__ import annotations
+
+from recorder.config.sections import StorageConfig
+from recorder.store.directory import DirectoryStore
+from recorder.store.recordings import RecordingStore
+from recorder.store.spool import SpoolingStore
+from recorder.store.sqlite import SqliteStore
+
+# With the spool behind it, a write that meets another process's lock need not wait long: it is
+# spooled and replayed later, while a call start waiting on it would be answered late.
+BUSY_TIMEOUT_SECONDS = 1.0
+
+
+class Store:
+    """One database, seen as its two parts: ``recordings`` (rows of recordings and chat
+    sessions; their writes wait in the spool while the database is away) and ``directory``
+    (users, phones, stations, groups, roles, agent windows; straight to the database)."""
+
+    def __init__(self, recordings: RecordingStore, directory: DirectoryStore) -> None:
+        self.recordings = recordings
+        self.directory = directory
+
+    @property
+    def backend(self) -> str:
+        return self.recordings.backend
+
+    @property
+    def location(self) -> str:
+        return self.recordings.location
+
+    @property
+    def errors(self) -> int:
+        return self.recordings.errors
+
+    def close(self) -> None:
+        """Close the database (both parts share one connection)."""
+        self.recordings.close()
+
+
+def open_store(config: StorageConfig) -> Store:
+    """The store the config asks for (today: SQLite in the data directory), opened, its
+    recordings behind the outage spool (``recorder.store.spool``, in
+    ``<data_dir>/store-spool.jsonl``)."""
+    database = SqliteStore(config.database_path, BUSY_TIMEOUT_SECONDS)
+    recordings = SpoolingStore(database, config.spool_path, config.spool_retry_seconds)
+    recordings.open()
+    return Store(recordings, database)

@@ -1,0 +1,1 @@
+"""What the tests share: helpers that build the recorder's parts, run it, and check what it did."""
