@@ -25,14 +25,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from recorder.config.boards import BoardCommon
+from recorder.config.boards import BoardCommon, one_channel_per_device
 from recorder.config.setting import setting
 from recorder.drivers.base import DriverSink, DriverState, ThreadedDriver
 from recorder.errors import DriverError
@@ -80,12 +80,7 @@ class SoundDeviceBoardConfig(BoardCommon):
         max=3600.0)
 
     def checked(self, where: str, problems: list[str]) -> SoundDeviceBoardConfig:
-        if self.channels == 0:
-            return replace(self, channels=len(self.devices))
-        if self.channels != len(self.devices):
-            problems.append(f"{where}.devices: {len(self.devices)} device(s) for "
-                            f"{self.channels} channel(s); list one DEVICEID per channel")
-        return self
+        return one_channel_per_device(self, where, problems)
 
 
 def _portaudio(key: str) -> ModuleType:

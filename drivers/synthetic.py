@@ -8,11 +8,11 @@ any hardware.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from recorder.config.boards import BoardCommon
+from recorder.config.boards import BoardCommon, one_channel_per_device
 from recorder.config.setting import setting
 from recorder.drivers.base import Block, PacedDriver
 
@@ -38,12 +38,7 @@ class SyntheticBoardConfig(BoardCommon):
                              "(benchmarks)")
 
     def checked(self, where: str, problems: list[str]) -> SyntheticBoardConfig:
-        if self.channels == 0:
-            return replace(self, channels=len(self.devices))
-        if self.channels != len(self.devices):
-            problems.append(f"{where}.devices: {len(self.devices)} device(s) for "
-                            f"{self.channels} channel(s); list one DEVICEID per channel")
-        return self
+        return one_channel_per_device(self, where, problems)
 
 
 class SyntheticDriver(PacedDriver):

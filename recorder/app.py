@@ -60,7 +60,8 @@ from recorder.recording.writer import WriterLoop
 from recorder.rules.decision import Policy
 from recorder.rules.triggers import VoxParams
 from recorder.store.factory import Store, open_store
-from recorder.telemetry.reporter import HUNG_AFTER_SECONDS, Components, Telemetry
+from recorder.telemetry.components import Components
+from recorder.telemetry.reporter import HUNG_AFTER_SECONDS, Telemetry
 
 logger = logging.getLogger(__name__)
 

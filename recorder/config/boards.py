@@ -8,7 +8,8 @@ A driver's settings are declared next to its code (``recorder.drivers.synthetic`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 from recorder.config.setting import setting
 
@@ -42,3 +43,25 @@ class BoardCommon:
         """The board after its driver's own checks across its keys (problems appended, each
         naming its key under ``where``); the keys every board has are checked by the loader."""
         return self
+
+
+class _Counted(Protocol):
+    @property
+    def channels(self) -> int: ...
+
+    @property
+    def devices(self) -> tuple[str, ...]: ...
+
+
+_C = TypeVar("_C", bound=_Counted)
+
+
+def one_channel_per_device(board: _C, where: str, problems: list[str]) -> _C:
+    """For a board whose ``channels`` may be left 0: one channel per DEVICEID; any other count
+    must match the devices listed."""
+    if board.channels == 0:
+        return replace(board, channels=len(board.devices))  # type: ignore[type-var]
+    if board.channels != len(board.devices):
+        problems.append(f"{where}.devices: {len(board.devices)} device(s) for "
+                        f"{board.channels} channel(s); list one DEVICEID per channel")
+    return board

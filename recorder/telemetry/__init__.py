@@ -1,4 +1,5 @@
-"""Telemetry: what the running service says about itself: Prometheus ``/metrics``
-(``prometheus`` is the exposition format), the ``/status`` document and health (``reporter``),
-and the host's figures SYSTEMSTATUS reports (``hostinfo``).
+"""Telemetry: what the running service says about itself. ``reporter`` answers ``/status``,
+health and systemd's status line; ``metrics`` collects the Prometheus ``/metrics`` (written by
+``prometheus``) from the ``components`` the composition root has started; ``hostinfo`` reads the
+host's figures SYSTEMSTATUS reports.
 """

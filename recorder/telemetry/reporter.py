@@ -27,20 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from recorder import __version__
-from recorder.api.dispatcher import Dispatcher
-from recorder.api.transport.server import ApiServer
-from recorder.calls.scheduler import Scheduler
-from recorder.calls.watch import LimitsWatch
 from recorder.capture.channels import STATE_NAMES, ChannelState
-from recorder.capture.core import CaptureCore
-from recorder.config.model import Config
 from recorder.drivers.base import DriverState
-from recorder.events.bus import EventBus
-from recorder.recording.completion import Completion
-from recorder.recording.diskspace import DiskGuard
-from recorder.recording.writer import WriterLoop
-from recorder.store.factory import Store
-from recorder.telemetry.prometheus import MetricFamily, render
+from recorder.telemetry.components import Components
+from recorder.telemetry.metrics import collect
+from recorder.telemetry.prometheus import render
 
 HUNG_AFTER_SECONDS = 10.0
 # How long /status waits for the scheduler's lock before it leaves "active" out (null): a
@@ -49,24 +40,6 @@ LOCK_TIMEOUT_SECONDS = 1.0
 GIB = 1 << 30
 
 NOT_RUNNING = "the recorder is not running"
-
-
-@dataclass
-class Components:
-    """What the composition root has started; None until (unless) it has."""
-
-    config: Config
-    store: Store | None = None
-    capture: CaptureCore | None = None
-    writer: WriterLoop | None = None
-    completion: Completion | None = None
-    scheduler: Scheduler | None = None
-    watch: LimitsWatch | None = None
-    events: EventBus | None = None
-    disk: DiskGuard | None = None
-    dispatcher: Dispatcher | None = None
-    api: ApiServer | None = None
-    running: bool = False  # every component started, and stopping has not begun
 
 
 @dataclass(frozen=True)
@@ -336,147 +309,9 @@ class Telemetry:
 
     def render_metrics(self) -> str:
         """The Prometheus text exposition of every metric (docs/metrics.md)."""
-        return render(self.collect())
-
-    def collect(self) -> list[MetricFamily]:
-        p = self.parts
-        families: list[MetricFamily] = []
-
-        info = MetricFamily("recorder_build_info", "The recorder's version (always 1)", "gauge")
-        info.add(1, version=__version__)
-        families.append(info)
-        start = MetricFamily("process_start_time_seconds",
-                             "Start time of the process since the unix epoch in seconds",
-                             "gauge")
-        start.add(self._process_started)
-        families.append(start)
-        healthy = MetricFamily("recorder_healthy",
-                               "1 when every loop of the core is turning, else 0 (see /status)",
-                               "gauge")
-        healthy.add(0 if self.health() else 1)
-        families.append(healthy)
-
-        families += self._capture_families()
-        families += self._recording_families()
-        families += self._device_families()
-
-        written = MetricFamily("recorder_bytes_written_total",
-                               "Bytes written into recording files while recording", "counter")
-        written.add(p.writer.bytes_written.total if p.writer is not None else 0)
-        families.append(written)
-
-        free = self._free_bytes()
-        disk = MetricFamily("recorder_disk_free_bytes",
-                            "Free bytes on the file system holding the recordings", "gauge")
-        if free is not None:
-            disk.add(free)
-        families.append(disk)
-        floor = MetricFamily("recorder_disk_min_free_bytes",
-                             "The free-space floor below which new recordings are refused "
-                             "(0: none)", "gauge")
-        floor.add(p.disk.floor_bytes if p.disk is not None else 0)
-        families.append(floor)
-        full = MetricFamily("recorder_disk_full",
-                            "1 while new recordings are refused because a write found the disk "
-                            "full, until the resume threshold is free again", "gauge")
-        full.add(1 if p.disk is not None and p.disk.full else 0)
-        families.append(full)
-        truncated = MetricFamily("recorder_recordings_truncated_total",
-                                 "Recordings cut short by a full disk (stop reason truncated)",
-                                 "counter")
-        truncated.add(p.disk.truncated if p.disk is not None else 0)
-        families.append(truncated)
-
-        if p.dispatcher is not None:
-            families.append(p.dispatcher.stats.requests.collect())
-            families.append(p.dispatcher.stats.latency.collect())
-            families.append(p.dispatcher.stats.pending.collect())
-            families.append(p.dispatcher.stats.clients.collect())
-        subscribers = MetricFamily("recorder_event_subscribers",
-                                   "Event subscribers connected (socket EVENTS, WebAPI EVENTS, "
-                                   "Server-Sent Events)", "gauge")
-        subscribers.add(p.events.subscribers if p.events is not None else 0)
-        families.append(subscribers)
-        errors = MetricFamily("recorder_store_errors_total",
-                              "Errors the database store has raised, whoever called", "counter")
-        errors.add(p.store.errors if p.store is not None else 0)
-        families.append(errors)
-        spooled = MetricFamily("recorder_store_spooled_changes",
-                               "Recording rows' changes waiting in the spool for the database "
-                               "to take them", "gauge")
-        spooled.add(p.store.recordings.spooled if p.store is not None else 0)
-        families.append(spooled)
-        return families
-
-    def _capture_families(self) -> list[MetricFamily]:
-        capture = self.parts.capture
-        channels = capture.channels if capture is not None else []
-        boards = MetricFamily("recorder_board_up", "1 when the board's driver is running",
-                              "gauge")
-        by_state = MetricFamily("recorder_channels", "Channels by state (as CHANNELS names "
-                                "it)", "gauge")
-        dropped = MetricFamily("recorder_dropped_samples_total",
-                               "Samples lost per channel: gap (never captured, written as "
-                               "silence) or overrun (overwritten before a reader got them)",
-                               "counter")
-        if capture is not None:
-            for i, board in enumerate(capture.boards):
-                config = self.parts.config.boards
-                boards.add(1 if board.driver_state is DriverState.RUNNING else 0, board=board.key,
-                           driver=config[i].driver if i < len(config) else "")
-        counts = dict.fromkeys(STATE_NAMES.values(), 0)
-        for channel in channels:
-            counts[STATE_NAMES[channel.status.snapshot().state]] += 1
-            levels = channel.levels()
-            labels = {"channel": str(channel.id), "device": channel.device_id}
-            dropped.add(levels.gap_frames, **labels, kind="gap")
-            dropped.add(levels.overrun_frames, **labels, kind="overrun")
-        for state, count in counts.items():
-            by_state.add(count, state=state)
-        return [boards, by_state, dropped]
-
-    def _recording_families(self) -> list[MetricFamily]:
-        scheduler = self.parts.scheduler
-        active = MetricFamily("recorder_recordings_active",
-                              "Recordings whose file is open", "gauge")
-        totals = {
-            what: MetricFamily(f"recorder_recordings_{what}_total", text, "counter")
-            for what, text in (
-                ("started", "Recordings started (calls and RECORDSTART)"),
-                ("completed", "Recordings completed (file closed, row written)"),
-                ("refused", "Calls not recorded (refused by the rules, or no file could be "
-                            "made)"))
-        }
-        decisions = MetricFamily("recorder_decisions_total",
-                                 "Recording decisions at CALLSTART, by outcome and the "
-                                 "reason's RESULTTYPE", "counter")
-        if scheduler is not None:
-            stats = scheduler.stats
-            active.add(stats.active)
-            totals["started"].add(stats.started)
-            totals["completed"].add(stats.completed)
-            totals["refused"].add(stats.refused)
-            for (record, reason), count in sorted(stats.decisions().items()):
-                decisions.add(count, decision="record" if record else "refuse", reason=reason)
-        return [active, *totals.values(), decisions]
-
-    def _device_families(self) -> list[MetricFamily]:
-        scheduler = self.parts.scheduler
-        devices = MetricFamily("recorder_devices", "Devices in the live device table: tapped "
-                               "by a channel, or tracked from their calls", "gauge")
-        limit = MetricFamily("recorder_devices_max_tracked",
-                             "recording.max_tracked_devices: tracked devices beyond it are "
-                             "forgotten, least recently used first", "gauge")
-        evicted = MetricFamily("recorder_devices_evicted_total",
-                               "Tracked devices forgotten to keep the table at its limit",
-                               "counter")
-        if scheduler is not None:
-            size = scheduler.status.device_table_size()
-            devices.add(size.tapped, kind="tapped")
-            devices.add(size.tracked, kind="tracked")
-            limit.add(size.max_tracked)
-            evicted.add(size.evicted)
-        return [devices, limit, evicted]
+        return render(collect(self.parts, healthy=not self.health(),
+                              free_bytes=self._free_bytes(),
+                              process_started=self._process_started))
 
 
 __all__ = ["HUNG_AFTER_SECONDS", "Components", "Telemetry", "process_start_time"]
