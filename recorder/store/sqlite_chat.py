@@ -9,8 +9,7 @@ from typing import Any
 
 from recorder.store.records import STATUS_COMPLETE, STATUS_RECORDING, TYPE_SCREEN, ChatStart
 from recorder.store.schema import META_COLUMNS
-from recorder.store.sqlite_conn import SqliteConnection
-from recorder.store.sqlite_directory import rowid
+from recorder.store.sqlite_conn import SqliteConnection, rowid
 
 CHAT_STOPPED = "chatstop"
 CHAT_REPLACED = "replaced"  # a new CHATSTART came with the same SESSIONID

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from recorder.errors import StoreError
 from recorder.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -129,3 +130,26 @@ class SqliteConnection:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+
+def fold(value: str) -> str:
+    """A name as the store compares it: without case (what the SQL function casefold does)."""
+    return value.casefold()
+
+
+def rowid(cursor: sqlite3.Cursor, what: str) -> int:
+    if cursor.lastrowid is None:
+        raise StoreError(f"{what}: no row id assigned")
+    return cursor.lastrowid
+
+
+def set_pair(conn: sqlite3.Connection, table: str, columns: tuple[str, str],
+              values: tuple[Any, Any], present: bool) -> bool:
+    """Make the row (a, b) of a two-column link table present or absent; True if it changed."""
+    if present:
+        cursor = conn.execute(f"INSERT INTO {table} ({columns[0]}, {columns[1]}) VALUES (?, ?)"
+                              " ON CONFLICT DO NOTHING", values)
+    else:
+        cursor = conn.execute(f"DELETE FROM {table} WHERE {columns[0]} = ? AND {columns[1]} = ?",
+                              values)
+    return cursor.rowcount > 0

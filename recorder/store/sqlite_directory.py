@@ -11,21 +11,19 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from recorder.errors import StoreError
 from recorder.store.directory import (
     USER_ACTIVE,
     AgentWindow,
     DirectoryStore,
-    GroupRow,
     PhoneInUse,
-    RoleRow,
     StationRow,
     UserExists,
     UserFields,
     UserQuery,
     UserRow,
 )
-from recorder.store.sqlite_conn import SqliteConnection
+from recorder.store.sqlite_conn import fold, rowid
+from recorder.store.sqlite_roles import SqliteRoles
 
 _USER_SELECT = (
     "SELECT user_id, username, employee_id, first_name, last_name, status, deleted, add_time,"
@@ -47,11 +45,7 @@ _QUERY_COLUMNS = {
 }
 
 
-def _fold(value: str) -> str:
-    return value.casefold()
-
-
-class SqliteDirectory(SqliteConnection, DirectoryStore):
+class SqliteDirectory(SqliteRoles, DirectoryStore):
     """``DirectoryStore`` on the shared SQLite connection."""
 
     # --- users and phones ----------------------------------------------------------------------
@@ -85,8 +79,8 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
                 return False
             first = fields.first_name if fields.first_name is not None else current.first_name
             last = fields.last_name if fields.last_name is not None else current.last_name
-            if (_fold(first), _fold(last)) != (_fold(current.first_name),
-                                                _fold(current.last_name)):
+            if (fold(first), fold(last)) != (fold(current.first_name),
+                                                fold(current.last_name)):
                 self._check_name_free(conn, first, last, user_id)
             if fields.username:
                 self._check_username_free(conn, fields.username, user_id)
@@ -128,7 +122,7 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
             value = getattr(query, attr)
             if value is not None:
                 where.append(f"casefold({column}) = ?")
-                args.append(_fold(value))
+                args.append(fold(value))
         if query.phone_id is not None:
             where.append("user_id IN (SELECT user_id FROM agent_phones WHERE phone_id = ?)")
             args.append(query.phone_id)
@@ -189,7 +183,7 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
         row = conn.execute(
             "SELECT user_id FROM users WHERE deleted = 0 AND casefold(first_name) = ?"
             " AND casefold(last_name) = ? AND user_id IS NOT ? ORDER BY user_id LIMIT 1",
-            (_fold(first), _fold(last), user_id)).fetchone()
+            (fold(first), fold(last), user_id)).fetchone()
         if row:
             raise UserExists(int(row[0]), f"a user named {first} {last} already exists "
                                           f"(USERID {row[0]})")
@@ -200,7 +194,7 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
         row = conn.execute(
             "SELECT user_id FROM users WHERE deleted = 0 AND casefold(username) = ?"
             " AND user_id IS NOT ? ORDER BY user_id LIMIT 1",
-            (_fold(username), user_id)).fetchone()
+            (fold(username), user_id)).fetchone()
         if row:
             raise UserExists(int(row[0]), f"USERNAME {username} is already taken "
                                           f"(USERID {row[0]})")
@@ -234,7 +228,7 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
     def replace_station(self, station: StationRow) -> StationRow:
         with self._tx(f"import workstation {station.station_name}") as conn:
             conn.execute("DELETE FROM stations WHERE device_id = ? OR casefold(station_name) = ?",
-                         (station.device_id, _fold(station.station_name)))
+                         (station.device_id, fold(station.station_name)))
             cursor = conn.execute(
                 "INSERT INTO stations (station_name, device_id, location_id) VALUES (?, ?, ?)",
                 (station.station_name, station.device_id, station.location_id))
@@ -247,118 +241,6 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
             rows = conn.execute("SELECT station_name, device_id, location_id FROM stations"
                                 " ORDER BY casefold(station_name), rowid").fetchall()
         return [StationRow(r[0], r[1], r[2]) for r in rows]
-
-    # --- groups --------------------------------------------------------------------------------
-
-    def add_group(self, name: str) -> tuple[GroupRow, bool]:
-        with self._tx(f"add group {name}") as conn:
-            existing = self._group(conn, None, name)
-            if existing is not None:
-                return existing, False
-            cursor = conn.execute("INSERT INTO agent_groups (group_name) VALUES (?)", (name,))
-            return GroupRow(rowid(cursor, "add group"), name), True
-
-    def find_group(self, *, group_id: int | None = None, name: str | None = None
-                   ) -> GroupRow | None:
-        with self._db("find group") as conn:
-            return self._group(conn, group_id, name)
-
-    @staticmethod
-    def _group(conn: sqlite3.Connection, group_id: int | None, name: str | None
-               ) -> GroupRow | None:
-        if name is not None:
-            row = conn.execute("SELECT group_id, group_name FROM agent_groups WHERE"
-                               " casefold(group_name) = ? ORDER BY group_id LIMIT 1",
-                               (_fold(name),)).fetchone()
-        elif group_id is not None:
-            row = conn.execute("SELECT group_id, group_name FROM agent_groups WHERE"
-                               " group_id = ?", (group_id,)).fetchone()
-        else:
-            return None
-        if row is None:
-            return None
-        users = tuple(r[0] for r in conn.execute(
-            "SELECT user_id FROM group_users WHERE group_id = ? ORDER BY user_id", (row[0],)))
-        devices = tuple(r[0] for r in conn.execute(
-            "SELECT device_id FROM group_devices WHERE group_id = ? ORDER BY device_id",
-            (row[0],)))
-        return GroupRow(row[0], row[1], users, devices)
-
-    def set_group_member(self, group_id: int, user_id: int, device_id: str | None,
-                         member: bool) -> bool:
-        with self._tx(f"group {group_id} membership") as conn:
-            changed = _set_pair(conn, "group_users", ("group_id", "user_id"),
-                                (group_id, user_id), member)
-            if device_id is not None:
-                changed |= _set_pair(conn, "group_devices", ("group_id", "device_id"),
-                                     (group_id, device_id), member)
-        return changed
-
-    # --- roles and permissions -----------------------------------------------------------------
-
-    def add_role(self, name: str, description: str) -> RoleRow | None:
-        with self._tx(f"add role {name}") as conn:
-            if self._role(conn, None, name) is not None:
-                return None
-            cursor = conn.execute("INSERT INTO roles (role_name, description) VALUES (?, ?)",
-                                  (name, description))
-            return RoleRow(rowid(cursor, "add role"), name, description)
-
-    def find_role(self, *, role_id: int | None = None, name: str | None = None
-                  ) -> RoleRow | None:
-        with self._db("find role") as conn:
-            return self._role(conn, role_id, name)
-
-    @staticmethod
-    def _role(conn: sqlite3.Connection, role_id: int | None, name: str | None
-              ) -> RoleRow | None:
-        if role_id is not None:
-            row = conn.execute("SELECT role_id, role_name, description FROM roles"
-                               " WHERE role_id = ?", (role_id,)).fetchone()
-        elif name is not None:
-            row = conn.execute("SELECT role_id, role_name, description FROM roles WHERE"
-                               " casefold(role_name) = ? ORDER BY role_id LIMIT 1",
-                               (_fold(name),)).fetchone()
-        else:
-            return None
-        if row is None:
-            return None
-        rid = row[0]
-        permissions = frozenset(r[0] for r in conn.execute(
-            "SELECT permission FROM role_permissions WHERE role_id = ?", (rid,)))
-        groups = tuple(r[0] for r in conn.execute(
-            "SELECT group_id FROM role_groups WHERE role_id = ? ORDER BY group_id", (rid,)))
-        users = tuple(r[0] for r in conn.execute(
-            "SELECT user_id FROM user_roles WHERE role_id = ? ORDER BY user_id", (rid,)))
-        return RoleRow(rid, row[1], row[2], permissions, groups, users)
-
-    def modify_role(self, role_id: int, description: str) -> bool:
-        with self._tx(f"modify role {role_id}") as conn:
-            cursor = conn.execute("UPDATE roles SET description = ? WHERE role_id = ?",
-                                  (description, role_id))
-            return cursor.rowcount > 0
-
-    def delete_role(self, role_id: int) -> bool:
-        with self._tx(f"delete role {role_id}") as conn:
-            for table in ("role_permissions", "role_groups", "user_roles"):
-                conn.execute(f"DELETE FROM {table} WHERE role_id = ?", (role_id,))
-            return conn.execute("DELETE FROM roles WHERE role_id = ?",
-                                (role_id,)).rowcount > 0
-
-    def set_role_group(self, role_id: int, group_id: int, member: bool) -> bool:
-        with self._tx(f"role {role_id} groups") as conn:
-            return _set_pair(conn, "role_groups", ("role_id", "group_id"), (role_id, group_id),
-                             member)
-
-    def set_user_role(self, user_id: int, role_id: int, member: bool) -> bool:
-        with self._tx(f"user {user_id} roles") as conn:
-            return _set_pair(conn, "user_roles", ("user_id", "role_id"), (user_id, role_id),
-                             member)
-
-    def set_role_permission(self, role_id: int, permission: str, granted: bool) -> bool:
-        with self._tx(f"role {role_id} permissions") as conn:
-            return _set_pair(conn, "role_permissions", ("role_id", "permission"),
-                             (role_id, permission), granted)
 
     # --- agent windows -------------------------------------------------------------------------
 
@@ -373,8 +255,8 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
                 " domain = excluded.domain, ip_address = excluded.ip_address,"
                 " status = excluded.status, application_title = excluded.application_title,"
                 " last_update = excluded.last_update",
-                (window.computer_name, window.user_name, _fold(window.computer_name),
-                 _fold(window.user_name), window.domain, window.ip_address, window.status,
+                (window.computer_name, window.user_name, fold(window.computer_name),
+                 fold(window.user_name), window.domain, window.ip_address, window.status,
                  window.application_title, window.last_update))
 
     def latest_agent_window(self, *, computer_name: str | None = None,
@@ -383,10 +265,10 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
         args: list[str] = []
         if computer_name:
             where.append("computer_key = ?")
-            args.append(_fold(computer_name))
+            args.append(fold(computer_name))
         if user_name:
             where.append("user_key = ?")
-            args.append(_fold(user_name))
+            args.append(fold(user_name))
         if not where:
             return None
         with self._db("read agent window") as conn:
@@ -397,22 +279,4 @@ class SqliteDirectory(SqliteConnection, DirectoryStore):
         return AgentWindow(*row) if row else None
 
 
-def rowid(cursor: sqlite3.Cursor, what: str) -> int:
-    if cursor.lastrowid is None:
-        raise StoreError(f"{what}: no row id assigned")
-    return cursor.lastrowid
-
-
-def _set_pair(conn: sqlite3.Connection, table: str, columns: tuple[str, str],
-              values: tuple[Any, Any], present: bool) -> bool:
-    """Make the row (a, b) of a two-column link table present or absent; True if it changed."""
-    if present:
-        cursor = conn.execute(f"INSERT INTO {table} ({columns[0]}, {columns[1]}) VALUES (?, ?)"
-                              " ON CONFLICT DO NOTHING", values)
-    else:
-        cursor = conn.execute(f"DELETE FROM {table} WHERE {columns[0]} = ? AND {columns[1]} = ?",
-                              values)
-    return cursor.rowcount > 0
-
-
-__all__ = ["SqliteDirectory", "rowid"]
+__all__ = ["SqliteDirectory"]
