@@ -44,7 +44,7 @@ import soundfile
 from recorder.codecs.convert import convert
 from recorder.codecs.formats import AudioWriter, open_writer
 from recorder.codecs.mp3 import DEFAULT_KBPS_PER_CHANNEL, DEFAULT_QUALITY
-from recorder.codecs.vox import VoxWriter, encode_pending
+from recorder.codecs.voxwriter import VoxWriter, encode_pending
 
 RATE = 8000
 PUMP = 400  # 50 ms, the writer loop's pump interval

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recorder.codecs.mp3 import Mp3Writer
-from recorder.codecs.vox import VoxWriter
+from recorder.codecs.voxwriter import VoxWriter
 from recorder.codecs.wav import AlawWavWriter, UlawWavWriter, WavWriter
 from recorder.errors import CodecError
 

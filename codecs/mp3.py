@@ -14,7 +14,7 @@ lameenc releases the GIL while encoding, so writers in different threads encode 
 Blocks are handed to it half a second's worth at a time (or at ``sync()``), which costs less
 than one call per 50 ms block; LAME itself holds back a frame or two (about 0.15 s at 8 kHz).
 
-A full disk (ENOSPC, EDQUOT) is handled as in ``recorder.codecs.wav``: ``close()`` cuts the file
+A full disk (ENOSPC, EDQUOT) is handled by ``recorder.codecs.buffered``: ``close()`` cuts the file
 after the last MPEG frame that reached the disk whole and rewrites the Info tag for exactly those
 frames, so decoders play what is there and nothing more.
 """
@@ -31,13 +31,7 @@ import lameenc
 import numpy as np
 import numpy.typing as npt
 
-from recorder.codecs.wav import (
-    KeepsWriteFailure,
-    abandon_buffer,
-    descriptor,
-    fsync_file,
-    rewrite_at_start,
-)
+from recorder.codecs.buffered import StreamingWriter, fsync_file, rewrite_at_start
 from recorder.errors import CodecError
 
 logger = logging.getLogger(__name__)
@@ -145,8 +139,12 @@ class _FrameCounter:
             self.frames += 1
 
 
-class Mp3Writer(KeepsWriteFailure):
-    """Encodes int16 samples into an MP3 file it owns: CBR ``bitrate`` kbit/s, LAME ``quality``."""
+class Mp3Writer(StreamingWriter):
+    """Encodes int16 samples into an MP3 file it owns: CBR ``bitrate`` kbit/s, LAME ``quality``.
+
+    After a full disk, ``close()`` cuts the file after its last whole frame and rewrites the tag
+    for those frames (``frames`` is then what a decoder plays).
+    """
 
     extension = "mp3"
 
@@ -166,14 +164,10 @@ class Mp3Writer(KeepsWriteFailure):
                              f"not {kbps}")
         if not 0 <= quality <= 9:
             raise CodecError(f"LAME quality is 0 (slowest) to 9 (fastest), not {quality}")
-        self._file = file
-        self.sample_rate = sample_rate
-        self.channels = channels
+        super().__init__(file, sample_rate, channels, sample_rate // 2)
         self.bitrate = kbps
         self.quality = quality
         self._frames = 0
-        self._pending: list[npt.NDArray[np.int16]] = []
-        self._pending_frames = 0
         self._encoder = lameenc.Encoder()
         try:
             self._encoder.set_in_sample_rate(sample_rate)
@@ -188,39 +182,21 @@ class Mp3Writer(KeepsWriteFailure):
         self._tag_bytes = len(self._tag(0, 0, 0))
         self.data_bytes = self._tag_bytes
         self._synced = (-1, -1)
-        self.closed = False
-        # The first write error; later calls raise it again, close() acts on it.
-        self.failure: OSError | None = None
-        try:
-            file.write(self._tag(0, 0, 0))
-        except OSError as exc:
-            abandon_buffer(file)  # closing it must not write the rest of the tag
-            raise CodecError(f"cannot write MP3 tag frame: {exc}") from exc
+        self._begin(self._tag(0, 0, 0), "MP3 tag frame")
 
     @property
     def frames(self) -> int:
         return self._frames
 
-    def write(self, samples: npt.NDArray[np.int16]) -> None:
-        """Append samples: shape ``(frames,)`` for mono or ``(frames, channels)``.
-
-        After a write error they are dropped: the error was raised where it happened and
-        ``sync()`` and ``close()`` raise it again."""
-        if self.failure is not None:
-            return
-        block = np.asarray(samples, dtype="<i2")  # kept until encoded (AudioWriter.write)
+    def _accept(self, samples: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        block = np.asarray(samples, dtype="<i2")
         self._frames += block.shape[0]
-        self._pending.append(block)
-        self._pending_frames += block.shape[0]
-        if self._pending_frames >= self.sample_rate // 2:
-            self._failing(self._encode_pending)
+        return block
 
     def _encode_pending(self) -> None:
         if not self._pending:
             return
-        pcm = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
-        self._pending.clear()
-        self._pending_frames = 0
+        pcm = self._take_pending()
         try:
             out = self._encoder.encode(pcm)  # takes the array's buffer as it is
         except RuntimeError as exc:
@@ -278,28 +254,10 @@ class Mp3Writer(KeepsWriteFailure):
         rewrite_at_start(self._file, self._tag(self._counter.frames, self.data_bytes, key[1]))
         self._synced = key
 
-    def sync(self) -> None:
-        """Make the tag describe every frame written so far and hand the data to the OS."""
-        self._check()
-        self._failing(self._sync)
-
     def _sync(self) -> None:
+        """Make the tag describe every frame written so far and hand the data to the OS."""
         self._encode_pending()
         self._rewrite_tag(finished=False)
-
-    def fsync(self) -> None:
-        """``sync()``, then have the OS put the file on the disk (survives a power loss)."""
-        self.sync()
-        self._failing(lambda: fsync_file(self._file))
-
-    def close(self, fsync: bool = False) -> None:
-        """Encode what is left, write the final tag (with ``fsync``, make it durable), close.
-
-        After a full disk the file is cut after its last whole frame and the tag rewritten for
-        those frames (``frames`` is then what a decoder plays); the OSError is raised once the
-        file is closed valid. Any other write error closes the file as it is and is raised.
-        """
-        self._close(lambda: self._finish(fsync), lambda: self._cut_to_disk(fsync))
 
     def _finish(self, fsync: bool) -> None:
         self._encode_pending()
@@ -312,19 +270,14 @@ class Mp3Writer(KeepsWriteFailure):
         if fsync:
             fsync_file(self._file)
 
-    def _cut_to_disk(self, fsync: bool) -> None:
+    def _keep_on_disk(self, fd: int) -> str | None:
         """Keep the frames that reached the disk whole; the tag counts exactly those."""
-        self._pending.clear()
-        self._pending_frames = 0
-        fd = descriptor(self._file)
-        if fd < 0:
-            return  # an in-memory file: nothing was lost on its way to a disk
         size = os.fstat(fd).st_size
         if size < self._tag_bytes:
             # Not even the tag frame made it: an empty file is what there is to keep.
             os.ftruncate(fd, 0)
             self._counter.frames = self._frames = self.data_bytes = 0
-            return
+            return None
         # The writer's descriptor is write-only: the frames are read through a second one.
         name = getattr(self._file, "name", None)
         source = name if isinstance(name, str) else f"/proc/self/fd/{fd}"
@@ -338,10 +291,7 @@ class Mp3Writer(KeepsWriteFailure):
         self._frames = min(self._frames, max(
             0, frames * self._layout.samples_per_frame - ENCODER_DELAY - DECODER_DELAY))
         os.pwrite(fd, self._tag(frames, end, DECODER_DELAY), 0)  # allocated bytes: no room needed
-        if fsync:
-            os.fsync(fd)
-        logger.info("%s: cut at %d MPEG frames by the full disk",
-                    getattr(self._file, "name", "?"), frames)
+        return f"{frames} MPEG frames"
 
     def _whole_frames(self, reading: BinaryIO, size: int) -> tuple[int, int]:
         """(frames, end): the MPEG frames after the tag frame that lie wholly in ``size``."""

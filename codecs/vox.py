@@ -1,4 +1,4 @@
-"""Dialogic/OKI 4-bit ADPCM in raw ``.vox`` files, bit-exact with sox and libsndfile.
+"""Dialogic/OKI 4-bit ADPCM, the codec of raw ``.vox`` files, bit-exact with sox and libsndfile.
 
 The codec is sox's (``src/adpcms.c``, type OKI): the 49-entry OKI step table scaled to 16 bits,
 the step-index changes (-1, -1, -1, -1, 2, 4, 6, 8), decoded deltas rounded down to a multiple
@@ -18,10 +18,10 @@ stepping costs seven numpy calls whatever the number of streams.
 
 Two ways to use that:
 
-- live, many calls at once: each ``VoxWriter`` buffers what it is given, and ``encode_pending``
-  encodes the buffers of all of them in one pass (7,000-8,500 channel-seconds per CPU-second at
-  3,000 channels, BENCHMARKS.md). A writer left to itself encodes its own buffer at ``sync()``
-  and ``close()``, as one stream.
+- live, many calls at once: each ``VoxWriter`` (``recorder.codecs.voxwriter``) buffers what it
+  is given, and ``encode_pending`` encodes the buffers of all of them in one pass (7,000-8,500
+  channel-seconds per CPU-second at 3,000 channels, BENCHMARKS.md). A writer left to itself
+  encodes its own buffer at ``sync()`` and ``close()``, as one stream.
 - one stream (a writer on its own, after-call transcoding): ``encode_stream`` cuts it into
   segments encoded side by side, each from a few guessed states after a short warm-up. ADPCM
   trajectories that meet stay together, so a segment is right as soon as the true state,
@@ -39,18 +39,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
-
-from recorder.codecs.resample import Resampler
-from recorder.codecs.stereo import mix_to_mono
-from recorder.codecs.wav import KeepsWriteFailure, descriptor, fsync_file
-from recorder.errors import CodecError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +70,7 @@ _MAX_SEGMENTS = 512
 # segments but costs every segment; measured, this length was the faster trade.
 _WARMUP = 256
 _REPAIR_BLOCK = 128
-_CHUNK = 1 << 20  # samples per speculative pass; bounds memory to ~50 MB
+CHUNK = 1 << 20  # samples per speculative pass; bounds memory to ~50 MB
 _CONVERT_ROWS = 256
 # Guessed start states: both phases of both limit cycles a silent (or constant) input settles
 # into (last output alternating 0/32 or -16/16 at step index 0), so segments starting inside
@@ -194,7 +187,7 @@ def _encode_scalar(x: Sequence[int], state: int, t: _Tables,
 
 
 def encode_stream(x: npt.NDArray[np.int16], state: int = INITIAL_STATE,
-                  chunk: int = _CHUNK) -> tuple[npt.NDArray[np.uint8], int]:
+                  chunk: int = CHUNK) -> tuple[npt.NDArray[np.uint8], int]:
     """Encode one stream from ``state``: its codes (one per sample) and the state after it."""
     samples = np.asarray(x, dtype=np.int16).reshape(-1)
     t = _tables()
@@ -417,184 +410,3 @@ def decode(data: bytes) -> npt.NDArray[np.int16]:
     """VOX bytes as samples (two per byte)."""
     samples, _ = decode_codes(unpack_codes(data))
     return samples
-
-
-# --- the writer -----------------------------------------------------------------------------
-
-
-class VoxWriter(KeepsWriteFailure):
-    """Writes int16 samples to a raw VOX file it owns, at ``rate`` (default: the input's).
-
-    VOX is mono: stereo input is mixed down. ``frames`` counts input frames. Samples are buffered
-    until ``sync()``, ``close()``, a full buffer or ``encode_pending``; what a crash loses is what
-    was not synced, as with WAV. After a full disk, ``close()`` keeps the bytes that reached it
-    (every byte is two whole samples) and ``frames`` counts what they hold.
-    """
-
-    extension = "vox"
-
-    def __init__(self, file: BinaryIO, sample_rate: int, channels: int = 1,
-                 rate: int | None = None) -> None:
-        if channels not in (1, 2):
-            raise CodecError(f"VOX takes 1 or 2 input channels, not {channels}")
-        self._file = file
-        self.sample_rate = sample_rate
-        self.channels = channels
-        self.rate = rate or sample_rate
-        self._resampler = Resampler(sample_rate, self.rate) if self.rate != sample_rate else None
-        self.data_bytes = 0
-        self._frames = 0
-        self.state = INITIAL_STATE
-        self._pending: list[npt.NDArray[np.int16]] = []
-        self.pending_samples = 0
-        self.odd_code: int | None = None  # a first nibble waiting for its byte's second
-        self.closed = False
-        # The first write error; later calls raise it again, close() acts on it.
-        self.failure: OSError | None = None
-
-    @property
-    def frames(self) -> int:
-        return self._frames
-
-    def write(self, samples: npt.NDArray[np.int16]) -> None:
-        """Append samples: shape ``(frames,)`` for mono or ``(frames, channels)``.
-
-        After a write error they are dropped: the error was raised where it happened and
-        ``sync()`` and ``close()`` raise it again."""
-        if self.failure is not None:
-            return
-        # Kept until encoded, not copied (AudioWriter.write's contract).
-        block = np.asarray(samples, dtype=np.int16)
-        if block.ndim == 2:
-            block = mix_to_mono(block) if block.shape[1] == 2 else block[:, 0]
-        self._frames += len(block)
-        if self._resampler is not None:
-            block = self._resampler.process(block)
-        if len(block):
-            self._pending.append(block)
-            self.pending_samples += len(block)
-        if self.pending_samples >= _CHUNK:
-            self._failing(self._encode_own)
-
-    def take_pending(self, count: int) -> npt.NDArray[np.int16]:
-        """Remove and return the first ``count`` buffered samples (for ``encode_pending``)."""
-        data = np.concatenate(self._pending) if len(self._pending) != 1 else self._pending[0]
-        rest = data[count:]
-        self._pending = [rest] if len(rest) else []
-        self.pending_samples = len(rest)
-        return data[:count]
-
-    def put_codes(self, codes: npt.NDArray[np.uint8]) -> None:
-        """Write encoded codes (two per byte, an odd one kept for the next call)."""
-        if self.odd_code is not None:
-            codes = np.concatenate([np.array([self.odd_code], dtype=np.uint8), codes])
-            self.odd_code = None
-        if len(codes) % 2:
-            self.odd_code = int(codes[-1])
-            codes = codes[:-1]
-        if len(codes):
-            self.put_packed(np.frombuffer(pack_codes(codes), dtype=np.uint8))
-
-    def put_packed(self, data: npt.NDArray[np.uint8]) -> None:
-        """Write whole bytes of codes (no odd code may be waiting)."""
-        self._check()
-        try:
-            self._file.write(data.data)
-        except OSError as exc:
-            self.failure = exc
-            raise
-        self.data_bytes += len(data)
-
-    def _encode_own(self) -> None:
-        if self.pending_samples:
-            codes, self.state = encode_stream(self.take_pending(self.pending_samples), self.state)
-            self.put_codes(codes)
-
-    def sync(self) -> None:
-        """Encode and hand everything buffered to the OS (but a dangling odd sample)."""
-        self._check()
-        self._failing(self._sync)
-
-    def _sync(self) -> None:
-        self._encode_own()
-        self._file.flush()
-
-    def fsync(self) -> None:
-        """``sync()``, then have the OS put the file on the disk (survives a power loss)."""
-        self.sync()
-        self._failing(lambda: fsync_file(self._file))
-
-    def close(self, fsync: bool = False) -> None:
-        """Encode what is left, flush (with ``fsync``, make it durable) and close the file.
-
-        After a full disk the file keeps the bytes that reached it and ``frames`` counts the
-        samples they hold; the OSError is raised once the file is closed. Any other write error
-        closes the file as it is and is raised.
-        """
-        self._close(lambda: self._finish(fsync), lambda: self._keep_what_is_on_disk(fsync))
-
-    def _finish(self, fsync: bool) -> None:
-        if self._resampler is not None:
-            tail = self._resampler.flush()
-            if len(tail):
-                self._pending.append(tail)
-                self.pending_samples += len(tail)
-        self._encode_own()
-        if self.odd_code is not None:
-            data = bytes([self.odd_code << 4])  # sox pads an odd count with a zero nibble
-            self._file.write(data)
-            self.data_bytes += 1
-            self.odd_code = None
-        if fsync:
-            fsync_file(self._file)
-        else:
-            self._file.flush()
-
-    def _keep_what_is_on_disk(self, fsync: bool) -> None:
-        self._pending.clear()
-        self.pending_samples = 0
-        self.odd_code = None
-        fd = descriptor(self._file)
-        if fd < 0:
-            return  # an in-memory file: nothing was lost on its way to a disk
-        self.data_bytes = os.fstat(fd).st_size
-        # Two samples a byte at the file's rate; frames counts input frames.
-        self._frames = min(self._frames, 2 * self.data_bytes * self.sample_rate // self.rate)
-        if fsync:
-            os.fsync(fd)
-        logger.info("%s: cut at %d bytes by the full disk", getattr(self._file, "name", "?"),
-                    self.data_bytes)
-
-
-def encode_pending(writers: Sequence[VoxWriter]) -> int:
-    """Encode the buffered samples of many writers in one vectorised pass; returns samples done.
-
-    Every writer gets as many samples encoded as the one with the fewest has buffered (writers
-    fed in step, as the capture core feeds channels, are emptied); the rest waits for next time.
-    """
-    live = [w for w in writers if not w.closed and w.failure is None and w.pending_samples]
-    if not live:
-        return 0
-    count = min(w.pending_samples for w in live)
-    rows = np.empty((len(live), count), dtype=np.int16)
-    for i, w in enumerate(live):
-        rows[i] = w.take_pending(count)
-    states = np.fromiter((w.state for w in live), dtype=np.int32, count=len(live))
-    codes = encode_columns(rows.T, states)
-    packed = (np.ascontiguousarray(((codes[0::2] << 4) | codes[1::2]).T)
-              if count % 2 == 0 and all(w.odd_code is None for w in live) else None)
-    # One file failing to take its bytes (a full disk) must not cost the others theirs: every
-    # writer gets its state and bytes, then the first failure is raised.
-    failure: Exception | None = None
-    for i, w in enumerate(live):
-        w.state = int(states[i])
-        try:
-            if packed is not None:  # the usual case: writers fed whole blocks
-                w.put_packed(packed[i])
-            else:
-                w.put_codes(codes[:, i])
-        except (OSError, ValueError) as exc:
-            failure = failure or exc
-    if failure is not None:
-        raise failure
-    return count * len(live)

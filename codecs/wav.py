@@ -12,11 +12,9 @@ PCM uses the canonical 44-byte header. G.711 (format tags 7 and 6) uses an 18-by
 and a ``fact`` chunk holding the frame count, as the RIFF rules ask of every non-PCM format and as
 sox writes it: 58 bytes, all of them rewritten by each sync.
 
-A full disk (ENOSPC, or EDQUOT for a quota) is not a broken file: the writer remembers the error,
-drops later samples, raises it again from ``sync()``, and ``close()`` cuts the file to the whole
-frames that reached the disk and makes the header count exactly those, then raises the error
-once more so the caller knows the recording was cut short. The helpers for that
-(``out_of_space``, ``abandon``, ``fsync_file``) serve the MP3 and VOX writers too.
+A full disk (ENOSPC, or EDQUOT for a quota) is handled by the core the writers share
+(``recorder.codecs.buffered``): ``close()`` cuts the file to the whole frames that reached the
+disk and makes the header count exactly those, then raises the error.
 
 ``read_wav_info``/``iter_wav_blocks`` read these files back, including one left by a crash: audio
 written after the last sync (present in the file, not yet counted by the header) is kept.
@@ -24,12 +22,10 @@ written after the last sync (present in the file, not yet counted by the header)
 
 from __future__ import annotations
 
-import errno
-import io
 import logging
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -38,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recorder.codecs import g711
+from recorder.codecs.buffered import StreamingWriter, rewrite_at_start
 from recorder.errors import CodecError
 
 logger = logging.getLogger(__name__)
@@ -47,8 +44,6 @@ G711_HEADER_BYTES = 58
 WAVE_FORMAT_PCM = 1
 WAVE_FORMAT_ALAW = 6
 WAVE_FORMAT_MULAW = 7
-# A write refused for lack of room: the file is closed valid at what reached the disk.
-NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # RIFF sizes are 32-bit. Past 4 GiB (about 74 hours of 8 kHz mono) the header saturates instead
 # of wrapping, so players still read the file up to where the header stops counting.
 MAX_RIFF_SIZE = 0xFFFFFFFF
@@ -77,92 +72,27 @@ def wav_header(sample_rate: int, channels: int, data_bytes: int,
     )
 
 
-class KeepsWriteFailure:
-    """What every recording writer does with a write error (WAV, MP3, VOX).
+class WavWriter(StreamingWriter):
+    """Appends int16 samples to a PCM16 WAV file it owns.
 
-    The first OSError is kept in ``failure``: the file is not written past it, and every later
-    call raises it again. ``_close`` then closes the file: as it is for an ordinary error, and
-    for a full disk (ENOSPC, EDQUOT) cut back to what really reached the disk, so it stays
-    valid, before raising it. Subclasses set ``_file``, ``failure`` and ``closed``.
+    After a full disk, ``close()`` cuts the file to the whole frames that reached it and makes
+    the header count exactly those (``frames`` and ``data_bytes`` then describe the file).
     """
-
-    _file: BinaryIO
-    failure: OSError | None
-    closed: bool
-
-    def _check(self) -> None:
-        if self.failure is not None:
-            raise self.failure
-
-    def _failing(self, step: Callable[[], None]) -> None:
-        """Run ``step``; a write error it raises is kept as the writer's failure."""
-        try:
-            step()
-        except OSError as exc:
-            self.failure = self.failure or exc
-            raise
-
-    def _close(self, finish: Callable[[], None], cut_to_disk: Callable[[], None]) -> None:
-        """Close after ``finish`` (the last encode, header or tag, flush); after a full disk,
-        ``cut_to_disk`` makes the file valid first. Raises the kept failure, if any."""
-        if self.closed:
-            return
-        if self.failure is None:
-            try:
-                self._failing(finish)
-            except OSError:
-                pass  # kept in self.failure, acted on below
-            except BaseException:
-                self.closed = True
-                self._file.close()
-                raise
-        failure = self.failure
-        if failure is None or not out_of_space(failure):
-            self.closed = True
-            self._file.close()
-            if failure is not None:
-                raise failure
-            return
-        try:
-            cut_to_disk()
-        finally:
-            self.closed = True
-            abandon(self._file)
-        raise failure
-
-
-class WavWriter(KeepsWriteFailure):
-    """Appends int16 samples to a PCM16 WAV file it owns."""
 
     extension = "wav"
     format_tag = WAVE_FORMAT_PCM
     bytes_per_sample = 2
 
     def __init__(self, file: BinaryIO, sample_rate: int, channels: int = 1) -> None:
-        self._file = file
-        self.sample_rate = sample_rate
-        self.channels = channels
-        self.data_bytes = 0  # in the file, or waiting in _pending to be encoded into it
-        self._pending: list[npt.NDArray[np.int16]] = []
-        self._pending_frames = 0
         # Half a second: what a killed process can lose of what was handed to this writer.
-        self._flush_frames = max(1, sample_rate // 2)
+        super().__init__(file, sample_rate, channels, max(1, sample_rate // 2))
+        self.data_bytes = 0  # in the file, or waiting in _pending to be encoded into it
         self._synced_bytes = -1
-        self.closed = False
-        # The first write error; every later call raises it again (the file is not written
-        # past a failure) and close() acts on it (a full disk: cut to whole frames).
-        self.failure: OSError | None = None
         header = self._header()
         self._header_bytes = len(header)
-        try:
-            file.write(header)
-            # On disk at once, so the file is a valid (empty) WAV from its first moment: a
-            # reader, or recovery after a crash in the first second, never meets an empty file.
-            file.flush()
-        except OSError as exc:
-            # The buffer's unwritten bytes must not reach the file when the caller closes it.
-            abandon_buffer(file)
-            raise CodecError(f"cannot write WAV header: {exc}") from exc
+        # Flushed at once, so the file is a valid (empty) WAV from its first moment: a reader,
+        # or recovery after a crash in the first second, never meets an empty file.
+        self._begin(header, "WAV header", flush=True)
 
     def _header(self) -> bytes:
         return wav_header(self.sample_rate, self.channels, self.data_bytes, self.format_tag)
@@ -178,133 +108,38 @@ class WavWriter(KeepsWriteFailure):
     def _block_align(self) -> int:
         return self.bytes_per_sample * self.channels
 
-    def write(self, samples: npt.NDArray[np.int16]) -> None:
-        """Append samples: shape ``(frames,)`` for mono or ``(frames, channels)``.
-
-        After a write error they are dropped: the error was raised where it happened and
-        ``sync()`` and ``close()`` raise it again."""
-        if self.failure is not None:
-            return
-        # Kept, not copied, until encoded: callers hand over blocks they do not change again
-        # (AudioWriter.write's contract; the ring's reads are fresh arrays).
+    def _accept(self, samples: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
         block = np.asarray(samples, dtype=np.int16)
-        frames = block.shape[0]
-        self._pending.append(block)
-        self._pending_frames += frames
-        self.data_bytes += frames * self.channels * self.bytes_per_sample
-        if self._pending_frames >= self._flush_frames:
-            self._failing(self._write_pending)
+        self.data_bytes += block.shape[0] * self.channels * self.bytes_per_sample
+        return block
 
-    def _write_pending(self) -> None:
+    def _encode_pending(self) -> None:
         if not self._pending:
             return
-        block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
-        self._pending.clear()
-        self._pending_frames = 0
-        self._file.write(self._encode(block).data)  # the array's buffer, not a bytes copy
-
-    def sync(self) -> None:
-        """Make the header describe everything written so far and hand the data to the OS."""
-        self._check()
-        if self._synced_bytes == self.data_bytes:
-            return
-        self._failing(self._sync)
+        self._file.write(self._encode(self._take_pending()).data)  # the buffer, not a copy
 
     def _sync(self) -> None:
-        self._write_pending()
+        """Make the header describe everything written so far and hand the data to the OS."""
+        if self._synced_bytes == self.data_bytes:
+            return
+        self._encode_pending()
         self._file.flush()
         rewrite_at_start(self._file, self._header())
         self._synced_bytes = self.data_bytes
 
-    def fsync(self) -> None:
-        """``sync()``, then have the OS put the file on the disk (survives a power loss)."""
-        self.sync()
-        self._failing(lambda: fsync_file(self._file))
+    def _finish(self, fsync: bool) -> None:
+        if fsync:
+            self.fsync()
+        else:
+            self.sync()
 
-    def close(self, fsync: bool = False) -> None:
-        """Sync (and with ``fsync`` make durable) and close the file.
-
-        After a full disk the file is cut to the whole frames that reached it and the header
-        made to count exactly those (``frames`` and ``data_bytes`` then describe the file);
-        the OSError is raised once the file is closed valid. Any other write error closes the
-        file as it is and is raised.
-        """
-        self._close(self.fsync if fsync else self.sync, lambda: self._cut_to_disk(fsync))
-
-    def _cut_to_disk(self, fsync: bool) -> None:
-        """Make the file whole frames, counted by its header, from what is really on disk."""
-        self._pending.clear()
-        self._pending_frames = 0
-        fd = descriptor(self._file)
-        if fd < 0:
-            return  # an in-memory file: nothing was lost on its way to a disk
+    def _keep_on_disk(self, fd: int) -> str:
+        """Whole frames, counted by the header, of what is really on disk."""
         on_disk = max(0, os.fstat(fd).st_size - self._header_bytes)
         self.data_bytes = on_disk - on_disk % self._block_align
         os.ftruncate(fd, self._header_bytes + self.data_bytes)  # a partly written frame goes
         os.pwrite(fd, self._header(), 0)  # bytes already allocated: no room needed
-        if fsync:
-            os.fsync(fd)
-        logger.info("%s: cut at %d frames by the full disk", getattr(self._file, "name", "?"),
-                    self.frames)
-
-
-def out_of_space(exc: BaseException | None) -> bool:
-    """Whether ``exc`` is the file system refusing more data (ENOSPC, or EDQUOT: a quota)."""
-    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
-
-
-def descriptor(file: BinaryIO) -> int:
-    """The file's descriptor, or -1 for a file without one (an in-memory file)."""
-    try:
-        return file.fileno()
-    except (OSError, io.UnsupportedOperation, ValueError):
-        return -1
-
-
-def fsync_file(file: BinaryIO) -> None:
-    """Hand ``file``'s buffer to the OS and have the OS put it on the disk."""
-    file.flush()
-    fd = descriptor(file)
-    if fd >= 0:
-        os.fsync(fd)
-
-
-def abandon_buffer(file: BinaryIO) -> None:
-    """Close the descriptor under a buffered ``file`` so closing it writes nothing more.
-
-    After a refused write a buffered file keeps the bytes that did not fit and would retry
-    them on ``close()``; once a writer has cut the file to whole frames (freeing room), they
-    would land after the cut. With its raw file closed, the buffered file closes silently.
-    """
-    raw = getattr(file, "raw", None)
-    if raw is not None:
-        raw.close()
-
-
-def abandon(file: BinaryIO) -> None:
-    """Close ``file`` without writing what its buffer still holds (see ``abandon_buffer``)."""
-    try:
-        abandon_buffer(file)
-    finally:
-        file.close()
-
-
-def rewrite_at_start(file: BinaryIO, header: bytes) -> None:
-    """Overwrite the first bytes of a flushed ``file`` without moving its write position.
-
-    ``pwrite`` does it in one system call where seek-write-seek would take three and flush
-    twice; it matters at thousands of files synced every second. Files without a descriptor
-    (in-memory ones) get the seeks.
-    """
-    fd = descriptor(file)
-    if fd >= 0:
-        os.pwrite(fd, header, 0)
-        return
-    end = file.tell()
-    file.seek(0)
-    file.write(header)
-    file.seek(end)
-    file.flush()
+        return f"{self.frames} frames"
 
 
 class G711WavWriter(WavWriter):

@@ -10,8 +10,9 @@ or silence is a DriverError naming the command. Echoed commands (E1, the default
 ignored. The set-up runs once in the constructor too, so a wrong port or a modem that is not a
 voice modem stops the recorder from starting (and fails ``--check-config``).
 
-The conversation itself (how a call is followed, the DLE event codes, pacing) is in
-``recorder.drivers.v253``.
+The conversation itself (how a call is followed, the DLE event codes) is in
+``recorder.drivers.v253``; decoding the voice stream and pacing it, in
+``recorder.drivers.v253stream``.
 
 A port that vanishes is reported as ERROR and reopened with exponential back-off up to
 ``reopen_max_seconds`` (RESETTING while it is set up again, RUNNING after); the first block
@@ -41,14 +42,16 @@ from recorder.drivers.base import Block, DriverSink, DriverState, ThreadedDriver
 from recorder.drivers.lineevents import LineEvent
 from recorder.drivers.v253 import (
     RECEIVE_ABORT,
-    SAMPLE_RATE,
     TICK_SECONDS,
-    AudioFormat,
     Mode,
     ModemError,
     Stopped,
-    Timeline,
     V253Protocol,
+)
+from recorder.drivers.v253stream import (
+    SAMPLE_RATE,
+    AudioFormat,
+    Timeline,
     choose_format,
     parse_vsm_list,
 )

@@ -17,7 +17,7 @@ from recorder.codecs import vox
 from recorder.codecs.convert import read_audio
 from recorder.codecs.formats import open_writer
 from recorder.codecs.resample import resample
-from recorder.codecs.vox import VoxWriter, encode_pending
+from recorder.codecs.voxwriter import VoxWriter, encode_pending
 from tests.codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
 
 OKI_FFMPEG = ("-c:a", "adpcm_ima_oki", "-f", "s8", "-ac", "1")
@@ -197,7 +197,7 @@ def test_one_file_failing_in_the_shared_pass_costs_the_others_nothing(
     assert failures
     assert set(failures) == {errno.ENOSPC}
     for i in (0, 2, 3):  # the files after the failing one too: every byte, the right state
-        writers[i]._encode_own()
+        writers[i]._encode_pending()
         assert files[i].getvalue() == sox_encode(tmp_path, streams[i])
 
 

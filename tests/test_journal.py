@@ -101,7 +101,7 @@ def test_begin_returns_only_once_the_entry_is_on_disk(tmp_path: Path,
         real(fd)
         synced_sizes.append(os.fstat(fd).st_size)
 
-    monkeypatch.setattr(journal_module.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     _begin(journal, tmp_path / "a.wav", 1)
     # The entry's line was in the file when it was synced, before begin returned.
     assert synced_sizes == [(tmp_path / journal_module.JOURNAL_NAME).stat().st_size]

@@ -19,11 +19,11 @@ from recorder.config.loader import config_from_dict
 from recorder.drivers.base import Driver, DriverState
 from recorder.drivers.lineevents import LineEvent, LineEventKind
 from recorder.drivers.registry import create_driver
-from recorder.drivers.v253 import (
+from recorder.drivers.v253 import V253Protocol
+from recorder.drivers.v253stream import (
     ULAW_TO_INT16,
     AudioFormat,
     Timeline,
-    V253Protocol,
     choose_format,
     parse_vsm_list,
 )

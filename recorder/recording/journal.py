@@ -14,7 +14,9 @@ The file is JSON lines, appended with one ``write`` each:
   completed offline, whose RECORDINGSTOPPED the next start of the service still has to send.
 
 A line cut short by the crash is ignored: its fsync never returned, so nothing was acknowledged
-on it. End lines are not fsynced (a lost one makes recovery look at a row that is already
+on it. The file's mechanics (appending, reading back, compacting atomically) are
+``recorder.durable.JsonLinesFile``'s; what the lines mean is this module's. End lines are not
+fsynced (a lost one makes recovery look at a row that is already
 complete, which it leaves alone). Concurrent starts share one fsync (group commit), so a burst
 of CALLSTARTs costs a few syncs, not one each.
 """
@@ -24,14 +26,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from recorder.durable import fsync_directory, give_to_directory_owner
+from recorder.durable import JsonLinesFile
 from recorder.store.records import NewRecording
 
 logger = logging.getLogger(__name__)
@@ -90,16 +91,9 @@ class JournalContents:
 def read_journal(path: Path) -> JournalContents:
     """The open entries and pending announcements in ``path`` (empty if there is none)."""
     contents = JournalContents()
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return contents
-    lines = data.split(b"\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for line in JsonLinesFile.lines(JsonLinesFile.read_path(path)):
         try:
-            doc = json.loads(line)
+            doc = json.loads(line.text)
             op = doc["op"]
             if op == "open":
                 entry = JournalEntry.from_json(doc)
@@ -112,8 +106,8 @@ def read_journal(path: Path) -> JournalContents:
         except (ValueError, KeyError, TypeError) as exc:
             # The last line may be cut short by the crash; any other bad line is damage,
             # worth a warning, but the lines around it still count.
-            if number < len(lines) - 1 or line.endswith(b"}"):
-                logger.warning("%s line %d unreadable (%s); skipped", path, number, exc)
+            if not line.last or line.text.endswith(b"}"):
+                logger.warning("%s line %d unreadable (%s); skipped", path, line.number, exc)
     return contents
 
 
@@ -123,14 +117,13 @@ class Journal:
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / JOURNAL_NAME
+        self._file = JsonLinesFile(self.path)
         self._lock = threading.Lock()  # the file and the counters below
         self._sync_lock = threading.Lock()  # one fsync at a time; later callers share it
-        self._fd = -1
         self._next_key = 1
         self._open: dict[int, JournalEntry] = {}
         self._written = 0  # lines appended
         self._synced = 0  # lines known to be on disk
-        self._size = 0
         self.syncs = 0  # fsyncs done (group commit makes this less than the lines)
 
     def open(self) -> JournalContents:
@@ -138,10 +131,7 @@ class Journal:
         then ``rewrite`` keeps what is still to do)."""
         contents = read_journal(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                           0o640)
-        give_to_directory_owner(self._fd, self.path.parent)  # recorderctl recover runs as root
-        self._size = os.fstat(self._fd).st_size
+        self._file.open()
         with self._lock:
             self._open = dict(contents.open)
             self._next_key = max(self._open, default=0) + 1
@@ -175,7 +165,7 @@ class Journal:
             if self._open.pop(key, None) is None:
                 return
             self._append({"op": "end", "key": key})
-            compact = self._size > COMPACT_BYTES
+            compact = self._file.size > COMPACT_BYTES
         if compact:
             self.rewrite()
 
@@ -196,46 +186,20 @@ class Journal:
         file or the new one): it drops ended entries and announcements already made."""
         # The sync lock first, as in _sync_to: no fsync may be under way on the old file.
         with self._sync_lock, self._lock:
-            self._compact()
+            self._file.replace({"op": "open", **e.to_json()} for e in self._open.values())
+            self._synced = self._written
 
     def close(self) -> None:
         with self._lock:
-            if self._fd >= 0:
+            if self._file.is_open:
                 with contextlib.suppress(OSError):
-                    os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
-
-    # --- under self._lock ------------------------------------------------------------------
+                    self._file.sync()
+                self._file.close()
 
     def _append(self, doc: Mapping[str, Any]) -> None:
-        if self._fd < 0:
-            raise OSError(f"{self.path}: journal is not open")
-        line = (json.dumps(doc, separators=(",", ":")) + "\n").encode()
-        written = os.write(self._fd, line)
-        if written != len(line):  # a full disk can cut a write short
-            raise OSError(f"{self.path}: short write ({written} of {len(line)} bytes)")
+        """Under ``_lock``."""
+        self._file.append(doc)
         self._written += 1
-        self._size += written
-
-    def _compact(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".new")
-        data = b"".join((json.dumps({"op": "open", **e.to_json()}, separators=(",", ":"))
-                         + "\n").encode() for e in self._open.values())
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-        try:
-            give_to_directory_owner(fd, self.path.parent)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        fsync_directory(self.path.parent)
-        old, self._fd = self._fd, os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        if old >= 0:
-            os.close(old)
-        self._size = len(data)
-        self._synced = self._written
 
     # --- group commit ----------------------------------------------------------------------
 
@@ -246,11 +210,12 @@ class Journal:
             if self._synced >= ticket:
                 return
             with self._lock:
-                upto, fd = self._written, self._fd
-            os.fdatasync(fd)
+                upto = self._written
+            # Outside _lock, so appends go on meanwhile; the file cannot be replaced under
+            # it (rewrite takes _sync_lock first).
+            self._file.sync()
             self._synced = max(self._synced, upto)
             self.syncs += 1
-
 
 
 __all__ = ["COMPACT_BYTES", "JOURNAL_NAME", "Journal", "JournalContents", "JournalEntry",

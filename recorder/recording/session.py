@@ -30,8 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from recorder.capture.core import Channel
+from recorder.codecs.buffered import out_of_space
 from recorder.codecs.formats import AudioWriter
-from recorder.codecs.wav import out_of_space
 from recorder.recording.blackouts import Blackouts, pending_path, silence_file, write_pending
 from recorder.recording.paths import sha256_file
 from recorder.rules.blackout import overlapping, zero_ranges

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 
 from recorder.capture.channels import Phase
-from recorder.codecs.vox import VoxWriter, encode_pending
-from recorder.codecs.wav import out_of_space
+from recorder.codecs.buffered import out_of_space
+from recorder.codecs.voxwriter import VoxWriter, encode_pending
 from recorder.recording.completion import Closing, Completion
 from recorder.recording.session import ByteCounter, RecordingSession
 from recorder.worker import PeriodicWorker

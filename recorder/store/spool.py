@@ -9,7 +9,8 @@ spool file, one JSON line per change with a sequence number, fsynced before the 
 From then on every such write goes straight to the spool, behind the ones already there (so
 their order holds and a slow lock stalls no call start), until a background thread has written
 them all into the database, in order, every ``storage.spool_retry_seconds``. The spool file is
-then truncated. The spool holds no SQL: it replays through the same ``Store`` methods.
+then truncated. The spool holds no SQL: it replays through the same ``Store`` methods. The file
+itself (its lock, its lines, what a damaged one means) is ``recorder.store.spoolfile``'s.
 
 RECORDIDs: a recording started while the database is away still needs its RECORDID at once (the
 API answers with it, events carry it, CALLUPDATE names it). The spool keeps the highest RECORDID
@@ -46,19 +47,15 @@ recordings fail while the spool file is not empty.
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
-from recorder.durable import fsync_directory, give_to_directory_owner
 from recorder.errors import StoreError
 from recorder.store.recordings import RecordingStore
 from recorder.store.records import (
@@ -71,143 +68,21 @@ from recorder.store.records import (
     RecordingUpdate,
     ScanCursor,
 )
+from recorder.store.spoolfile import (
+    OP_FINISH,
+    OP_INSERT,
+    OP_REPLACE_FILE,
+    OP_UPDATE,
+    SpoolEntry,
+    SpoolFile,
+)
 from recorder.worker import PeriodicWorker
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-OP_INSERT = "insert"
-OP_FINISH = "finish"
-OP_UPDATE = "update"
-OP_REPLACE_FILE = "replace_file"
-_OPS = frozenset({OP_INSERT, OP_FINISH, OP_UPDATE, OP_REPLACE_FILE})
-
 JOIN_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True)
-class SpoolEntry:
-    """One change waiting for the database: a ``Store`` write and its arguments (JSON-able)."""
-
-    seq: int
-    op: str
-    args: Mapping[str, Any]
-
-    def line(self) -> bytes:
-        return (json.dumps({"seq": self.seq, "op": self.op, **self.args},
-                           separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-
-
-class SpoolFile:
-    """The spool's durable part: JSON lines appended and fsynced, read back at open.
-
-    Owned by one process at a time (an exclusive ``flock``); ``owned`` says whether this one.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.owned = False
-        self._file: IO[bytes] | None = None
-        self._size = 0
-
-    def open(self) -> list[SpoolEntry]:
-        """Open (creating) the file, try to own it; the entries it holds, in order."""
-        try:
-            created = not self.path.exists()
-            # Call metadata, like the database: not for every user of the machine.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-            self._file = os.fdopen(fd, "a+b")
-            if created:
-                # As SQLite does for its WAL files (see give_to_directory_owner).
-                give_to_directory_owner(fd, self.path.parent)
-                fsync_directory(self.path.parent)  # the name must survive a power cut too
-            try:
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.owned = True
-            except BlockingIOError:
-                self.owned = False
-            self._file.seek(0)
-            data = self._file.read()
-        except OSError as exc:
-            self.close()
-            raise StoreError(f"cannot open the spool {self.path}: {exc.strerror or exc}"
-                             ) from exc
-        self._size = len(data)
-        try:
-            return self._parse(data)
-        except BaseException:
-            self.close()
-            raise
-
-    def _parse(self, data: bytes) -> list[SpoolEntry]:
-        entries: list[SpoolEntry] = []
-        lines = data.split(b"\n")
-        for number, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            try:
-                doc = json.loads(raw)
-                seq, op = int(doc.pop("seq")), str(doc.pop("op"))
-                if op not in _OPS:
-                    raise ValueError(f"unknown change {op!r}")
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                if number == len(lines):
-                    # The last line, without its line end: a write cut short by a crash
-                    # before its call returned, so nobody was told it was kept.
-                    logger.warning("spool %s: dropping an unfinished last line", self.path)
-                    if self.owned:
-                        self._cut(data.rfind(b"\n") + 1)
-                    break
-                raise StoreError(f"spool {self.path} line {number} cannot be read ({exc}); "
-                                 "it holds recording rows not yet in the database: "
-                                 "repair or move it aside, then start again") from exc
-            entries.append(SpoolEntry(seq, op, doc))
-        return entries
-
-    def append(self, entry: SpoolEntry) -> None:
-        """Write ``entry`` and fsync it; StoreError, leaving the file as it was, if it fails."""
-        assert self._file is not None
-        assert self.owned
-        try:
-            self._file.write(entry.line())
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        except OSError as exc:
-            # A change half-written would replay although its caller was told it failed.
-            try:
-                self._cut(self._size)
-            except OSError:
-                logger.exception("spool %s: cannot take back a failed write", self.path)
-            raise StoreError(f"cannot write the spool {self.path}: {exc.strerror or exc}"
-                             ) from exc
-        self._size = self._file.tell()
-
-    def clear(self) -> None:
-        """Every entry is in the database: empty the file, durably."""
-        self._cut(0)
-
-    def _cut(self, size: int) -> None:
-        assert self._file is not None
-        self._file.flush()
-        self._file.truncate(size)
-        os.fsync(self._file.fileno())
-        self._file.seek(size)
-        self._size = size
-
-    def is_empty(self) -> bool:
-        """Whether the file holds nothing (what a process not owning it can tell)."""
-        try:
-            return self.path.stat().st_size == 0
-        except FileNotFoundError:
-            return True
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()  # drops the flock
-            self._file = None
-        self.owned = False
-
 
 
 def _plain(obj: Any) -> dict[str, Any]:
