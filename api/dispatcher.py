@@ -128,7 +128,8 @@ class RequestStats:
         self.latency = Histogram("recorder_api_request_duration_seconds",
                                  "Time from receiving a request to its RESULT, by TYPE",
                                  ("type",))
-        # Kept by the transports' limits (recorder.api.limits), which share this object.
+        # Kept by the transports' limits (recorder.api.transport.loadlimits), which share this
+        # object.
         self.pending = Gauge("recorder_api_requests_pending",
                              "API requests running on a worker or waiting for one (socket "
                              "and WebAPI); more than api.workers + api.command_queue_size "

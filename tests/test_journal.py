@@ -1,4 +1,5 @@
-"""The crash journal (recorder/journal.py) and recovery from it (recorder/recovery.py), on real
+"""The crash journal (recorder/recording/journal.py) and recovery from it
+(recorder/recording/recovery.py), on real
 files and a real SQLite store."""
 
 from __future__ import annotations

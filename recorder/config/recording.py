@@ -78,7 +78,7 @@ class RecordingConfig:
     max_record_silence_seconds: int = setting(
         0, "MAXRECORDSILENCE of calls that send none and whose schedule sets none; 0 = off",
         min=0, max=INT32_MAX)
-    # The default is recorder.devices.DEFAULT_MAX_TRACKED_DEVICES (not imported: config stays
+    # The default is recorder.calls.devices.DEFAULT_MAX_TRACKED_DEVICES (not imported: config stays
     # free of the call model); tests/test_devices.py checks the two agree.
     max_tracked_devices: int = setting(
         10_000, "devices no channel taps that are remembered from their calls (DEVICESTATUS, "
@@ -90,7 +90,7 @@ class RecordingConfig:
         (), "filters of calls never recorded; they win over schedules")
 
 
-# --- [retention]: when recordings are purged, and the free-space floor (recorder.retention) --
+# --- [retention]: when recordings are purged, the free-space floor (recorder.rules.retention) -
 
 
 @dataclass(frozen=True, kw_only=True)

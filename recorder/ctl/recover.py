@@ -1,6 +1,7 @@
-"""``recorderctl recover``: offline, what start-up recovery does (recorder/recovery.py) on the
-configuration's data directory: recordings a crash left in progress get their files repaired
-and their rows completed. Refused while recorderd runs on that directory (recorder/datalock)."""
+"""``recorderctl recover``: offline, what start-up recovery does (recorder/recording/recovery.py)
+on the configuration's data directory: recordings a crash left in progress get their files
+repaired and their rows completed. Refused while recorderd runs on that directory
+(recorder/service/datalock.py)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """After-call encoding: recordings are made as crash-safe PCM WAV, then become the stored format.
 
-With ``storage.encode = "after-call"`` every call is recorded into PCM WAV (its row already says
-the stored format) and handed here when it ends. A bounded pool (recorder.transcode) converts it
-and replaces the file atomically; the row is then pointed at the new file. At start-up, the
-recordings the store still lists as WAV although stored as another format (the service stopped
-or crashed before their turn) are queued again, so no recording is ever left without a playable
-file, and none stays a WAV for good.
+With ``storage.encode = "after-call"`` every call is recorded into PCM WAV (its row already says the
+stored format) and handed here when it ends. A bounded pool (recorder.recording.transcode) converts
+it and replaces the file atomically; the row is then pointed at the new file. At start-up, the
+recordings the store still lists as WAV although stored as another format (the service stopped or
+crashed before their turn) are queued again, so no recording is ever left without a playable file,
+and none stays a WAV for good.
 """
 
 from __future__ import annotations

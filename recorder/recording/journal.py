@@ -1,10 +1,10 @@
 """The journal of open recordings: what a crash must not make the recorder forget.
 
-Every recording is entered here, and the entry is on disk (fsynced), before its first sample
-reaches its file and so before the request that started it is answered. It is ended here once
-its row is complete in the store (or in the store's spool). After a crash, the entries left open
-are exactly the recordings to repair and complete (recorder/recovery.py), whether or not their
-row ever reached the database: an entry carries everything the row needs.
+Every recording is entered here, and the entry is on disk (fsynced), before its first sample reaches
+its file and so before the request that started it is answered. It is ended here once its row is
+complete in the store (or in the store's spool). After a crash, the entries left open are exactly
+the recordings to repair and complete (recorder/recording/recovery.py), whether or not their row
+ever reached the database: an entry carries everything the row needs.
 
 The file is JSON lines, appended with one ``write`` each:
 

@@ -1,7 +1,7 @@
 """Start-up after a crash: recordings a killed process left open become complete ones.
 
-The crash journal (recorder/journal.py) lists every recording that was open, with its file and
-everything its row needs, durable before the first sample was written. Before anything records,
+The crash journal (recorder/recording/journal.py) lists every recording that was open, with its file
+and everything its row needs, durable before the first sample was written. Before anything records,
 each one is repaired and completed:
 
 - its file is made to play: a WAV header made to count every whole frame on disk (including
@@ -12,12 +12,12 @@ each one is repaired and completed:
 - its row is completed with what the file holds, stop reason ``recovered``; a row that never
   reached the database (it was away, and the spool lost too) is inserted from the journal.
 - a RECORDINGSTOPPED with ERRORREASON RECOVERED is made for it, which the service publishes to
-  the subscribers that connect after the start (recorder/eventbus.py ``hold``).
+  the subscribers that connect after the start (recorder/events/bus.py ``hold``).
 
 Rows still marked in progress that the journal does not know (written by a version without the
 journal) are completed from their files the same way. Nothing on disk is thrown away, and at
 most the audio handed to the OS in the last moments before the crash is missing (the session
-hands it over every half second; see recorder/session.py).
+hands it over every half second; see recorder/recording/session.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A rule names the calls it is about with patterns on the call's fields (DEVICEID, GROUP, GATE,
 ANI, DNIS, the agent's user name), a set of CALLDIRECTION values, and, for schedules, days of
 the week, a time window and a sampling percentage. Every field a rule gives must match; a field
-it leaves empty matches any call. ``recorder.decision`` applies the rules in order.
+it leaves empty matches any call. ``recorder.rules.decision`` applies the rules in order.
 
 Patterns are shell-style wildcards (``fnmatch``): ``*`` any run of characters, ``?`` one,
 ``[0-4]`` one of a set. They match the whole value, so ``614*`` is "starts with 614". DEVICEID,

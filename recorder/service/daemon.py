@@ -2,7 +2,7 @@
 
 SIGTERM or Ctrl-C stops it after finishing every recording; SIGHUP reloads the schedules,
 filters, limits and terminology; SIGUSR1 logs every thread's stack. Under systemd it notifies
-readiness, status and watchdog pings (recorder/lifecycle.py).
+readiness, status and watchdog pings (recorder/service/lifecycle.py).
 """
 
 from __future__ import annotations

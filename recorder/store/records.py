@@ -133,7 +133,7 @@ class ExpiryRule:
 
     A recording is kept for a number of days from its start: its own KEEPDAYS when above 0,
     else its ARCHIVEACTION's entry in ``archive_keep_days``, else ``default_keep_days``.
-    0 days: due as soon as it is complete; None: kept forever. ``recorder.retention`` builds
+    0 days: due as soon as it is complete; None: kept forever. ``recorder.rules.retention`` builds
     this from the configuration and owns the rule; the store only evaluates it in bulk.
     """
 

@@ -183,10 +183,10 @@ CREATE TABLE agent_windows (
 CREATE INDEX recordings_by_agent ON recordings (agent_id);
 """
 
-# Retention (recorder.retention). The partial index holds only the rows a purge can still touch,
-# so it shrinks as recordings are purged. It holds every column the expiry query reads (SQLite
-# does not count a partial index's own WHERE columns as covered), so rows that are not due are
-# rejected without reading the table.
+# Retention (recorder.rules.retention). The partial index holds only the rows a purge can still
+# touch, so it shrinks as recordings are purged. It holds every column the expiry query reads
+# (SQLite does not count a partial index's own WHERE columns as covered), so rows that are not due
+# are rejected without reading the table.
 CREATE_V3 = """
 ALTER TABLE recordings ADD COLUMN purged_time REAL;
 CREATE INDEX recordings_unpurged
