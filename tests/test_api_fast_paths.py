@@ -28,8 +28,8 @@ from recorder.api.request import ApiResult, Node, RequestError
 from recorder.api.transport.framing import MessageFramer, MessageTooLarge
 from recorder.calls.lookup import AgentCache
 from recorder.resultcodes import ResultCode
-from tests.apiexpect import IN_PROCESS, add_user, expect
-from tests.conftest import ApiConnection, Running, request_xml
+from tests.helpers.api import ApiConnection, add_user, expect, request_xml
+from tests.helpers.recorders import Running
 
 CHECKS = settings(max_examples=300, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -290,7 +290,6 @@ class Calls:
         return self.start()["CALLSTART"]
 
 
-@IN_PROCESS
 def test_every_directory_change_reaches_the_next_callstart(running: Running) -> None:
     calls = Calls(running, "1002")
     conn: ApiConnection = running.connect()

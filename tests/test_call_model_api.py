@@ -17,8 +17,9 @@ from lxml import etree
 
 from recorder.config.loader import config_from_dict
 from recorder.config.printing import to_toml
-from tests.apiexpect import IN_PROCESS
-from tests.conftest import RecorderProcess, Running, base_config, result_code, write_toml
+from tests.helpers.api import result_code
+from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
+from tests.helpers.waiting import wait_for
 
 RATE = 8000
 PREROLL = 0.5
@@ -62,13 +63,6 @@ def device(running: Running, device_id: str) -> etree._Element:
     found = result.find("DEVICES/DEVICE")
     assert found is not None
     return found
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_maxrecordtime_gives_a_file_of_that_length(recorder: Callable[..., Running]) -> None:
@@ -254,7 +248,6 @@ def test_below_the_free_space_floor_calls_are_refused(start_recorder: Callable[.
     assert result_code(running.request("RECORDSTART", DEVICEID="1001")) == 2
 
 
-@IN_PROCESS
 def test_an_archive_action_that_purges_empties_the_file_at_the_next_purge(
         start_recorder: Callable[..., Running]) -> None:
     running = start_recorder(retention={"archive_actions": [

@@ -16,9 +16,9 @@ from recorder.drivers.file import FileBoardConfig
 from recorder.drivers.registry import create_driver
 from recorder.drivers.synthetic import SyntheticBoardConfig
 from recorder.errors import DriverError
-from tests.contract import Harness, RecordingSink
-from tests.harness_sounddevice import pulseaudio_session, sounddevice_board  # noqa: F401
-from tests.harness_voicemodem import voicemodem
+from tests.helpers.contract import Harness, RecordingSink
+from tests.helpers.modem_emulator import voicemodem
+from tests.helpers.pulseaudio import sounddevice_board
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 8000) -> Path:

@@ -26,9 +26,10 @@ from lxml import etree
 from recorder.config.loader import config_from_dict
 from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
-from tests.apiexpect import IN_PROCESS, expect
-from tests.conftest import RecorderProcess, Running, base_config, write_toml
-from tests.exportsupport import decode, dominant_hz, free_port, record, self_signed, tone_boards
+from tests.helpers.api import expect
+from tests.helpers.exports import decode, dominant_hz, record, tone_boards
+from tests.helpers.net import free_port, self_signed
+from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
 
 WAIT = 10.0
 
@@ -260,7 +261,6 @@ def test_refusals(setup: Setup) -> None:
     assert len(setup.mailbox.received) == before  # none of them sent anything
 
 
-@IN_PROCESS
 def test_no_mail_server_configured_or_reachable_is_31(start_recorder: Any,
                                                       tmp_path: Path) -> None:
     running = start_recorder(boards=tone_boards(tmp_path))
@@ -297,7 +297,6 @@ def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: 
     return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
-@IN_PROCESS
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_starttls_with_a_login(start_recorder: Any, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -336,7 +335,6 @@ def test_starttls_with_a_login(start_recorder: Any, tmp_path: Path,
             conn.close()
 
 
-@IN_PROCESS
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tls_from_the_first_byte(start_recorder: Any, tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:

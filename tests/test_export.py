@@ -15,7 +15,7 @@ from recorder.archive.export import export_recording
 from recorder.errors import CodecError
 from recorder.store.records import FinishedRecording, NewRecording, RecordingRow
 from recorder.store.sqlite import SqliteStore
-from tests.conftest import sox_info
+from tests.helpers.audio import sox_info
 
 
 def speechlike(seconds: float = 1.5) -> np.ndarray:

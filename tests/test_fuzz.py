@@ -43,8 +43,10 @@ from recorder.api.transport.framing import MAX_MARKUP, MessageFramer, MessageToo
 from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.resultcodes import ResultCode
-from tests.conftest import BIN, Running, base_config, request_xml, result_code
-from tests.exportsupport import free_port, record
+from tests.helpers.api import request_xml, result_code
+from tests.helpers.exports import record
+from tests.helpers.net import free_port
+from tests.helpers.recorders import BIN, IN_PROCESS_AND_RECORDERD, Running, base_config
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 FUZZ_SECONDS = int(os.environ.get("FUZZ_SECONDS", "8"))
@@ -439,6 +441,7 @@ def web_tricks(ident: str, tricks: list[str]) -> list[dict[str, str]]:
     return out
 
 
+@IN_PROCESS_AND_RECORDERD
 @pytest.mark.timeout(240)
 def test_the_attack_corpus_is_answered_and_nothing_escapes(
         start_recorder: Any, tmp_path: Path, mailbox: tuple[Mailbox, int]) -> None:

@@ -16,8 +16,10 @@ import pytest
 
 from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
-from tests.apiexpect import expect
-from tests.conftest import ApiConnection, base_config, sox_info
+from tests.helpers.api import ApiConnection, expect
+from tests.helpers.audio import sox_info
+from tests.helpers.recorders import base_config
+from tests.helpers.waiting import wait_for
 
 HUNG_AFTER = 1.0  # the test's threshold; the service's is HUNG_AFTER_SECONDS (10 s)
 SUMMARY = re.compile(r"^recording (\d+) of 4 channels; (\d+) recordings since start; "
@@ -30,13 +32,6 @@ def summary(recorder: Recorder) -> tuple[str, ...]:
     match = SUMMARY.match(line)
     assert match, line
     return match.groups()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -22,8 +22,9 @@ from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.service.lifecycle import ServiceLoop
 from recorder.service.sdnotify import Notifier
-from tests.conftest import BIN, RecorderProcess, Running, request_xml
-from tests.modem_emulator import ModemEmulator
+from tests.helpers.api import request_xml
+from tests.helpers.modem_emulator import ModemEmulator
+from tests.helpers.recorders import BIN, RecorderProcess, Running
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "recorder.service"

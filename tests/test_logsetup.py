@@ -20,7 +20,7 @@ import pytest
 
 from recorder.config.loader import config_from_dict
 from recorder.config.printing import to_toml
-from tests.conftest import BIN, base_config, write_toml
+from tests.helpers.recorders import BIN, base_config, write_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMESTAMPED = re.compile(

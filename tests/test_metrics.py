@@ -22,9 +22,9 @@ from recorder import __version__
 from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.telemetry.prometheus import Counter, Gauge, Histogram, render
-from tests.apiexpect import IN_PROCESS, expect
-from tests.conftest import Running, base_config
-from tests.exportsupport import self_signed
+from tests.helpers.api import expect
+from tests.helpers.net import self_signed
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running, base_config
 
 # --- a strict reader of the exposition format ------------------------------------------------
 
@@ -187,6 +187,7 @@ def status(running: Running) -> dict[str, Any]:
     return document
 
 
+@IN_PROCESS_AND_RECORDERD
 def test_metrics_move_as_calls_are_recorded_refused_and_subscribed_to(
         start_recorder: Callable[..., Running]) -> None:
     running = start_recorder(recording={"blocked": [{"name": "legal", "ani": [BLOCKED_ANI]}]})
@@ -275,7 +276,6 @@ def test_metrics_move_as_calls_are_recorded_refused_and_subscribed_to(
     assert after.types["recorder_api_request_duration_seconds"] == "histogram"
 
 
-@IN_PROCESS
 def test_requests_of_unknown_or_no_type_are_counted_without_new_series(
         start_recorder: Callable[..., Running]) -> None:
     running = start_recorder()

@@ -23,18 +23,18 @@ from recorder.drivers.base import Block, DriverState
 from recorder.drivers.registry import create_driver
 from recorder.drivers.sounddevice import SETTLE_SECONDS, SoundDeviceBoardConfig, _Capture
 from recorder.errors import DriverError
-from tests.conftest import BIN, ApiConnection, result_code, sox_info, write_toml
-from tests.contract import RecordingSink
-from tests.harness_sounddevice import (
+from tests.helpers.api import ApiConnection, result_code
+from tests.helpers.audio import sox_info
+from tests.helpers.contract import RecordingSink
+from tests.helpers.pulseaudio import (
     PulseServer,
     peak_hz,
-    pulse_fixture,  # noqa: F401 - the fixture named pulse
-    pulseaudio_session,  # noqa: F401 - stops the daemon at the end of the session
     rms_dbfs,
     tone_part,
     without_portaudio,
     write_tone,
 )
+from tests.helpers.recorders import BIN, write_toml
 
 RATE = 8000
 TONE_HZ = 1000.0

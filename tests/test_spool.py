@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,10 @@ from recorder.store.records import (
 )
 from recorder.store.spool import SpoolingStore
 from recorder.store.sqlite import SqliteStore
-from tests.apiexpect import expect, fields
-from tests.conftest import RecorderProcess, start_recorderd
-from tests.exportsupport import PREROLL, dominant_hz, tone_boards
+from tests.helpers.api import expect, fields
+from tests.helpers.exports import PREROLL, dominant_hz, tone_boards
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, RecorderProcess, start_recorderd
+from tests.helpers.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 BUSY = 0.3  # the database's busy timeout in the unit tests: how long a write waits for a lock
@@ -410,13 +411,7 @@ def test_a_second_process_on_the_data_directory_neither_replays_nor_reads_stale_
 
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
+@IN_PROCESS_AND_RECORDERD
 def test_calls_made_while_another_process_locks_the_database_are_all_recorded_and_stored(
         start_recorder: Any, tmp_path: Path) -> None:
     running = start_recorder(
@@ -463,8 +458,8 @@ def test_calls_made_while_another_process_locks_the_database_are_all_recorded_an
             expect(conn.request("CALLLIST", 10, deviceid="2002"), 23)
             assert running.status()["database"]["spooled"] >= 7
             lock.release()
-            _wait("the spool to be replayed",
-                  lambda: running.status()["database"]["spooled"] == 0)
+            wait_for(lambda: running.status()["database"]["spooled"] == 0, 15.0, step=0.1,
+                     what="the spool to be replayed")
         listed = expect(conn.request("CALLLIST", 11), 20).findall("SEARCHRESULT")
     finally:
         conn.close()
@@ -509,8 +504,8 @@ def test_a_crash_while_spooling_is_recovered_at_the_next_start_though_still_lock
         assert restarted.status()["database"]["spooled"] == 2
         expect(restarted.request("CALLLIST", 2), 23)
         lock.release()
-        _wait("the spool to be replayed",
-              lambda: restarted.status()["database"]["spooled"] == 0)
+        wait_for(lambda: restarted.status()["database"]["spooled"] == 0, 15.0, step=0.1,
+                 what="the spool to be replayed")
     (row,) = rows_in(database)
     assert (row["ident"], row["ani"], row["status"], row["stop_reason"]) == (
         active["recordid"], "6145550009", "complete", STOP_RECOVERED)

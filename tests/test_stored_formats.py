@@ -18,7 +18,9 @@ from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
 from recorder.store.records import RecordingQuery
 from recorder.store.sqlite import SqliteStore
-from tests.conftest import RecorderProcess, base_config, result_code, sox_info, write_toml
+from tests.helpers.api import result_code
+from tests.helpers.audio import sox_info
+from tests.helpers.recorders import RecorderProcess, base_config, write_toml
 
 
 def ffprobe_seconds(path: str) -> float:

@@ -21,7 +21,7 @@ from recorder.codecs import vox
 from recorder.codecs.formats import open_writer
 from recorder.errors import CodecError
 from recorder.recording.transcode import Transcoder, find_unfinished, transcode_file
-from tests.codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
+from tests.helpers.audio import ffmpeg_decode, make_speech, run, snr_db, write_wav
 
 Call = tuple[Path, Path, int, str]
 

@@ -30,8 +30,8 @@ from recorder.drivers.v253 import (
 from recorder.drivers.voicemodem import VoiceModemBoardConfig
 from recorder.errors import ConfigError, DriverError
 from recorder.store.records import RecordingQuery
-from tests.conftest import sox_info
-from tests.modem_emulator import (
+from tests.helpers.audio import sox_info
+from tests.helpers.modem_emulator import (
     Audio,
     CallerId,
     EndStream,
