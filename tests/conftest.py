@@ -17,7 +17,8 @@ from tests.helpers.pulseaudio import PulseServer, shared_pulse, stop_shared_puls
 from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
 
 # Fixtures that start a real process (recorderd, PulseAudio): a test that uses one is marked
-# ``process``, as is the ``recorderd`` variant of ``start_recorder``.
+# ``process``, as is the ``recorderd`` variant of ``start_recorder``. A test module names its
+# own such fixtures in a PROCESS_FIXTURES of its own.
 PROCESS_FIXTURES = frozenset({"processes", "pulse"})
 
 
@@ -25,7 +26,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         variant = callspec.params.get("start_recorder") if callspec is not None else None
-        if variant == "recorderd" or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        starting = PROCESS_FIXTURES | set(getattr(getattr(item, "module", None),
+                                                  "PROCESS_FIXTURES", ()))
+        if variant == "recorderd" or starting & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.process)
 
 

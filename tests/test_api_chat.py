@@ -29,6 +29,7 @@ def listed(conn: ApiConnection, **params: Any) -> list[dict[str, str]]:
     return [fields(r) for r in result.findall("SEARCHRESULT")]
 
 
+@pytest.mark.slow
 def test_a_chat_session_is_a_recording_without_audio(running: Running) -> None:
     conn = running.connect()
     jdoe = add_user(conn, "John", "Doe", username="JDOE", sys_user="corp.jdoe",

@@ -88,6 +88,7 @@ def frame(framer: MessageFramer, pieces: Sequence[bytes]) -> list[object]:
     return seen
 
 
+@pytest.mark.slow
 @CHECKS
 @given(CHUNKS, st.data())
 def test_the_flat_split_frames_as_the_general_rules_do(chunks: list[bytes],
@@ -113,6 +114,7 @@ def test_one_line_requests_take_the_flat_split() -> None:
 # --- parsing ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @CHECKS
 @given(near_flat())
 def test_the_flat_parser_reads_what_lxml_reads(message: bytes) -> None:

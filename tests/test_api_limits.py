@@ -32,8 +32,6 @@ def closed_within(conn: ApiConnection, seconds: float) -> float:
     return time.monotonic() - began
 
 
-
-
 def wait_for_metric(running: Running, name: str, value: float) -> None:
     deadline = time.monotonic() + WAIT
     while (got := running.metric(name)) != value:
@@ -79,6 +77,7 @@ def test_a_message_over_the_size_limit_gets_16_and_the_connection_closes(
     still_serves(running)
 
 
+@pytest.mark.slow
 @IN_PROCESS_AND_RECORDERD
 def test_a_slow_sender_gets_16_and_the_connection_closes(start_recorder: Any) -> None:
     running = start_recorder(api={**API, "message_timeout_seconds": 0.5,
@@ -115,6 +114,7 @@ def test_a_quiet_unfinished_message_gets_16_and_the_connection_stays(
     assert result_code(conn.request("TEST", 2)) == 20
 
 
+@pytest.mark.slow
 @IN_PROCESS_AND_RECORDERD
 def test_an_idle_connection_is_closed_but_not_a_busy_one_or_a_subscriber(
         start_recorder: Any) -> None:
@@ -134,6 +134,7 @@ def test_an_idle_connection_is_closed_but_not_a_busy_one_or_a_subscriber(
     still_serves(running)
 
 
+@pytest.mark.slow
 @IN_PROCESS_AND_RECORDERD
 def test_clients_over_the_limit_get_48_and_event_streams_count(start_recorder: Any) -> None:
     running = start_recorder(api={**API, "max_clients": 3})

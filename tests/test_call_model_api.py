@@ -65,6 +65,7 @@ def device(running: Running, device_id: str) -> etree._Element:
     return found
 
 
+@pytest.mark.slow
 def test_maxrecordtime_gives_a_file_of_that_length(recorder: Callable[..., Running]) -> None:
     running = recorder()
     ok(running.request("CALLSTART", DEVICEID="2001", MAXRECORDTIME=2))
@@ -75,6 +76,7 @@ def test_maxrecordtime_gives_a_file_of_that_length(recorder: Callable[..., Runni
     ok(running.request("CALLSTOP", DEVICEID="2001"))
 
 
+@pytest.mark.slow
 def test_maxrecordsilence_ends_a_recording_on_a_silent_line(
         recorder: Callable[..., Running]) -> None:
     running = recorder()
@@ -125,6 +127,7 @@ def longest_zero_run(samples: np.ndarray) -> tuple[int, int]:
     return int(starts[longest]), int(ends[longest] - starts[longest])
 
 
+@pytest.mark.slow
 def test_a_blackout_with_timeoffset_minus_2_silences_that_range_of_the_file(
         recorder: Callable[..., Running]) -> None:
     running = recorder()
@@ -188,6 +191,7 @@ def test_devicelist_lists_every_device_once(recorder: Callable[..., Running]) ->
     assert by_id["2002"].findtext("RECORDING/CALLINSTANCE") == "2"
 
 
+@pytest.mark.slow
 def test_recordstart_and_recordstop_make_a_partial_recording(
         recorder: Callable[..., Running]) -> None:
     running = recorder()

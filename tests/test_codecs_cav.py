@@ -61,6 +61,7 @@ def test_plain_round_trip(tmp_path: Path, recording: Path) -> None:
     assert len(ffmpeg_decode(out)) == 24000
 
 
+@pytest.mark.slow
 def test_encrypted_round_trip_with_the_default_work_factor(tmp_path: Path,
                                                            recording: Path) -> None:
     path = export(tmp_path, recording, "test")
@@ -87,6 +88,7 @@ def test_a_wrong_or_missing_password_fails_cleanly(tmp_path: Path, recording: Pa
     assert cav.read_cav(accented, "cafe\u0301").metadata["RECORDID"] == "42"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("password", [None, "pw"])
 def test_every_flipped_byte_is_detected(tmp_path: Path, recording: Path,
                                         password: str | None) -> None:
@@ -146,6 +148,7 @@ def cav_command(*args: str | Path, password: str | None = None, cwd: Path | None
     return recorderctl("cav", *args, env=env, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_recorderctl_cav_inspects_and_decrypts(tmp_path: Path, recording: Path) -> None:
     path = export(tmp_path, recording, "s3cret", scrypt_log_n=FAST)
     shown = cav_command("inspect", path, password="s3cret")

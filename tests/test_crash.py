@@ -149,6 +149,7 @@ def _check_recovered(data: Path, fmt: str, lasted: dict[str, float],
 
 @pytest.mark.skipif(shutil.which("sox") is None or shutil.which("ffmpeg") is None,
                     reason="needs sox and ffmpeg")
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "vox"])
 def test_kill_9_with_six_recordings_open_recovers_every_one_at_the_next_start(
         tmp_path: Path, processes: list[RecorderProcess], fmt: str) -> None:
@@ -180,6 +181,7 @@ def test_kill_9_with_six_recordings_open_recovers_every_one_at_the_next_start(
     assert len(_rows(data / "recorder.sqlite3")) == len(DEVICES) + 1
 
 
+@pytest.mark.slow
 def test_recorderctl_recover_offline_and_the_events_at_the_next_start(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
     config = _config(tmp_path, "wav")

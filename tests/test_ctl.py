@@ -72,6 +72,7 @@ def test_channels_shows_every_channel_and_the_one_recording(running: Running) ->
     assert any(c["peak_dbfs"] is not None and c["peak_dbfs"] > -40 for c in busy)
 
 
+@pytest.mark.slow
 def test_levels_samples_for_the_time_asked(running: Running) -> None:
     started = time.monotonic()
     lines = ok(recorderctl(running, "levels", "--seconds", "1", "--interval", "0.25",
@@ -104,6 +105,7 @@ def test_levels_redraws_in_place_on_a_terminal(running: Running) -> None:
 
 # --- calls and export ------------------------------------------------------------------------
 
+@pytest.mark.slow
 @IN_PROCESS_AND_RECORDERD
 def test_calls_lists_the_recording_just_made(running: Running) -> None:
     found = call(running, "1001", 2.0, ani="6145551212", dnis="8005551234", sys_user="ceddy")
@@ -124,7 +126,7 @@ def test_calls_lists_the_recording_just_made(running: Running) -> None:
         (recordid, "1001", found.findtext("DURATION"))]
     assert ok(recorderctl(running, "calls", "--device", "1002")).stdout.strip() == "no calls match"
     assert len(table(ok(recorderctl(running, "calls", "--from", "1h", "--to",
-                            str(int(time.time()) + 60))).stdout)) == 1
+                                    str(int(time.time()) + 60))).stdout)) == 1
     today = datetime.now().date().isoformat()
     assert len(table(ok(recorderctl(running, "calls", "--from", today, "--to", today)).stdout)) == 1
     assert ok(recorderctl(running, "calls", "--to", "2h")).stdout.strip() == "no calls match"
@@ -136,6 +138,7 @@ def test_calls_lists_the_recording_just_made(running: Running) -> None:
     assert "CALLLIST answered 16" in refused.stderr
 
 
+@pytest.mark.slow
 def test_export_mp3_gives_a_file_ffmpeg_decodes_to_the_right_duration(
         running: Running, tmp_path: Path) -> None:
     found = call(running, "1003", 2.0)
@@ -186,6 +189,7 @@ def test_export_refuses_a_call_in_progress_and_names_the_file_as_offered(
     assert written.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_export_draws_a_progress_bar_on_a_terminal(running: Running, tmp_path: Path) -> None:
     recordid = call(running, "1002", 1.0).findtext("RECORDID") or ""
     proc, text = on_terminal(
@@ -232,6 +236,7 @@ def test_events_prints_a_calls_start_as_it_happens(running: Running) -> None:
     assert "reason=NONE" in second
 
 
+@pytest.mark.slow
 def test_events_json_filters_and_stops_after_the_seconds_asked(running: Running) -> None:
     proc = _events(running, "--class", "record", "--device", "1004", "--json", "--seconds", "3")
     started = time.monotonic()
@@ -251,6 +256,7 @@ def test_events_json_filters_and_stops_after_the_seconds_asked(running: Running)
     assert events[1]["data"]["RECORDID"].isdigit()
 
 
+@pytest.mark.slow
 def test_events_exits_0_at_ctrl_c_and_3_when_the_service_ends_the_stream(tmp_path: Path,
                                                          processes: list[RecorderProcess]) -> None:
     config = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
@@ -275,6 +281,7 @@ def test_events_exits_0_at_ctrl_c_and_3_when_the_service_ends_the_stream(tmp_pat
 
 # --- status ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @IN_PROCESS_AND_RECORDERD
 def test_status_shows_the_active_recording_during_a_call(running: Running) -> None:
     idle = json.loads(ok(recorderctl(running, "status", "--json")).stdout)
@@ -318,6 +325,7 @@ def test_status_exits_1_when_the_disk_is_below_the_floor_and_selftest_fails(
 
 # --- selftest --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_selftest_passes_on_the_synthetic_board(running: Running) -> None:
     assert running.request("CALLSTART", 1, deviceid="1001").findtext("RESULTCODE") == "20"
     try:
@@ -334,13 +342,14 @@ def test_selftest_passes_on_the_synthetic_board(running: Running) -> None:
         "pick channel", "start call", "record", "stop call", "export WAV", "decode",
         "duration", "sample rate", "level")}
     report = json.loads(ok(recorderctl(running, "selftest", "--device", "1003", "--seconds", "1",
-                               "--json")).stdout)
+                                       "--json")).stdout)
     assert (report["result"], report["channel"], report["device"]) == ("PASS", 3, "1003")
     (row,) = running.request("CALLLIST", 3, deviceid="1003").findall("SEARCHRESULT")
     assert row.findtext("RECORDID") == str(report["recordid"])
     assert 0.95 <= float(sox_info(row.findtext("FILENAME") or "")["-D"]) <= 1.8
 
 
+@pytest.mark.slow
 def test_selftest_warns_on_digital_silence_and_fails_if_a_signal_is_required(
         start_recorder: Any, tmp_path: Path) -> None:
     silence = tmp_path / "silence.wav"

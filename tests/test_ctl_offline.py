@@ -36,6 +36,7 @@ def test_every_service_command_exits_3_against_a_closed_port(command: list[str],
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_every_commands_help_lists_its_exit_codes() -> None:
     top = recorderctl("--help")
     assert top.returncode == 0
@@ -52,6 +53,7 @@ def test_every_commands_help_lists_its_exit_codes() -> None:
 
 # --- devices -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_devices_lists_serial_ports_and_the_configured_pty_without_sound_hardware(
         tmp_path: Path) -> None:
     leader, follower = os.openpty()
@@ -107,6 +109,8 @@ def test_devices_lists_a_sound_servers_input(pulse: PulseServer) -> None:
 
 # --- check-config ------------------------------------------------------------------------------
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_check_config_does_what_recorderd_check_config_does(tmp_path: Path) -> None:
     good = write_toml(tmp_path / "good.toml", f'[storage]\ndata_dir = "{tmp_path / "d"}"\n'
                       '[[boards]]\ndriver = "synthetic"\ndevices = ["1001", "1002"]\n')
@@ -132,6 +136,7 @@ def test_check_config_does_what_recorderd_check_config_does(tmp_path: Path) -> N
 
 # --- recover -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_recover_refuses_while_recorderd_runs_and_completes_a_killed_call(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
     config, data, running = start_recorderd(tmp_path, processes, ("1001", "1002"))
@@ -199,6 +204,7 @@ def test_recover_refuses_a_bad_config_or_a_missing_database(tmp_path: Path) -> N
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.slow
 def test_calls_offline_answers_from_the_database_as_the_service_did(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
     config, data, running = start_recorderd(tmp_path, processes, ("1001", "1002"))
@@ -233,7 +239,7 @@ def test_calls_offline_answers_from_the_database_as_the_service_did(
     assert json.loads(offline.stdout) == json.loads(live.stdout)
     assert len(json.loads(offline.stdout)) == 2
     filtered = recorderctl("calls", "--offline", "--config", str(config), "--ani", "8005550000",
-                   "--json")
+                           "--json")
     assert json.loads(filtered.stdout) == json.loads(by_ani.stdout)
     assert [c["DEVICEID"] for c in json.loads(filtered.stdout)] == ["1002"]
     table = recorderctl("calls", "--offline", "--config", str(config))
@@ -251,7 +257,7 @@ def test_calls_offline_answers_from_the_database_as_the_service_did(
     first = json.loads(offline.stdout)[-1]
     out = tmp_path / "first.mp3"
     exported = recorderctl("export", first["RECORDID"], "--offline", "--config", str(config),
-                   "--format", "mp3", "-o", str(out))
+                           "--format", "mp3", "-o", str(out))
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.startswith(f"{out}: recording {first['RECORDID']} as mp3")
     stored = float(sox_info(first["FILENAME"])["-D"])
@@ -259,11 +265,11 @@ def test_calls_offline_answers_from_the_database_as_the_service_did(
                              capture_output=True, check=True)
     assert abs(len(decoded.stdout) / 2 / 8000 - stored) < 0.1
     again = recorderctl("export", first["RECORDID"], "--offline", "--config", str(config),
-                "-o", str(out))
+                        "-o", str(out))
     assert again.returncode == 2
     assert "exists" in again.stderr
     unknown = recorderctl("export", "999", "--offline", "--config", str(config), "-o",
-                  str(tmp_path / "x.wav"))
+                          str(tmp_path / "x.wav"))
     assert unknown.returncode == 1
     assert "no recording with RECORDID 999" in unknown.stderr
     assert not list(tmp_path.glob("x.wav*"))

@@ -213,10 +213,6 @@ def _ok(result: etree._Element) -> etree._Element:
     return result
 
 
-
-
-
-
 def test_far_more_devices_than_the_limit_keep_the_table_at_it(
         start_recorder: Callable[..., Running]) -> None:
     running = start_recorder(recording={"max_tracked_devices": CAP})

@@ -282,10 +282,6 @@ def check_file(row: sqlite3.Row, source: npt.NDArray[np.int16], hz: float) -> No
     np.testing.assert_array_equal(recorded, np.resize(np.roll(source, -offset), len(recorded)))
 
 
-
-
-
-
 def inject(running: Running, disk: SmallDisk, monkeypatch: pytest.MonkeyPatch) -> None:
     """No tmpfs: the recorder's files spend ``disk``'s budget and its guard reads it."""
     original = paths.create_unique
@@ -323,6 +319,7 @@ class Events:
         self.conn.close()
 
 
+@pytest.mark.slow
 @IN_PROCESS_AND_RECORDERD
 def test_a_full_disk_truncates_refuses_and_resumes_by_itself(
         tmp_path: Path, start_recorder: Callable[..., Running], request: pytest.FixtureRequest,
@@ -433,6 +430,7 @@ def test_a_full_disk_truncates_refuses_and_resumes_by_itself(
 # --- the kill -9 and power-loss bounds ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_audio_reaches_the_os_at_least_every_half_second(
         start_recorder: Callable[..., Running]) -> None:
     running = start_recorder()
@@ -472,6 +470,7 @@ def count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, str, int]
     return calls
 
 
+@pytest.mark.slow
 def test_files_are_fsynced_at_the_interval_and_at_close(
         start_recorder: Callable[..., Running], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
@@ -492,6 +491,7 @@ def test_files_are_fsynced_at_the_interval_and_at_close(
     assert mine[-1][2] == Path(row["filename"]).stat().st_size
 
 
+@pytest.mark.slow
 def test_an_fsync_interval_of_zero_leaves_it_to_the_os(
         start_recorder: Callable[..., Running], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:

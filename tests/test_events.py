@@ -286,6 +286,7 @@ def test_events_on_the_webapi_request_page_stream_as_on_the_socket(running: Runn
     expect(running.web_result(type="events", eventclass="ALL"), 14)
 
 
+@pytest.mark.slow
 def test_a_stalled_subscriber_is_cut_off_and_a_reading_one_keeps_receiving(
         start_recorder: Any, caplog: pytest.LogCaptureFixture) -> None:
     running = start_recorder(api={"socket_port": 0, "web_port": 0, "event_queue_size": 20})
@@ -411,6 +412,7 @@ class EventStream:
         self.http.close()
 
 
+@pytest.mark.slow
 def test_server_sent_events(running: Running) -> None:
     stream = EventStream(running, "class=record&value=1001")
     try:
@@ -479,6 +481,7 @@ PAUSED_SEQUENCE = ["CALLSTART", "RECORDINGSTARTED", "RECORDINGPAUSED", "RECORDIN
                    "CALLSTOP", "RECORDINGSTOPPED", "RECORDINGUPDATE"]
 
 
+@pytest.mark.slow
 @IN_PROCESS_AND_RECORDERD
 def test_a_calls_events_end_to_end_while_a_stalled_subscriber_is_dropped(
         start_recorder: Any) -> None:

@@ -82,6 +82,7 @@ def test_export_from_a_stored_mp3_to_wav(tmp_path: Path) -> None:
     assert (rate, len(back)) == (8000, 12000)
 
 
+@pytest.mark.slow
 def test_cav_round_trips_the_audio_and_metadata_and_refuses_a_wrong_password(
         tmp_path: Path) -> None:
     row = stored_row(tmp_path)

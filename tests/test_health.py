@@ -100,6 +100,7 @@ def _meter_lock(recorder: Recorder) -> threading.Lock:
     ("writer loop", _writer_lock),
     ("capture monitor", _meter_lock),
 ])
+@pytest.mark.slow
 def test_a_hung_loop_is_reported_after_the_threshold_and_clears(
         recorder: Recorder, loop: str, lock_of: Callable[[Recorder], threading.Lock]) -> None:
     lock = lock_of(recorder)
@@ -121,6 +122,7 @@ def test_a_hung_loop_is_reported_after_the_threshold_and_clears(
     assert recorder.summary_line().endswith("; healthy")
 
 
+@pytest.mark.slow
 def test_a_blocked_api_event_loop_is_reported(recorder: Recorder) -> None:
     assert recorder.api is not None
     assert recorder.api.loop is not None
@@ -176,6 +178,7 @@ def test_the_database_going_away_shows_in_status_not_in_health(recorder: Recorde
     assert int(errors.group(1)) >= 3
 
 
+@pytest.mark.slow
 def test_reload_changes_the_terminology_while_a_call_keeps_recording(tmp_path: Path) -> None:
     doc = base_config(tmp_path)
     recorder = Recorder(config_from_dict(doc, base_dir=tmp_path))

@@ -187,6 +187,7 @@ def status(running: Running) -> dict[str, Any]:
     return document
 
 
+@pytest.mark.slow
 @IN_PROCESS_AND_RECORDERD
 def test_metrics_move_as_calls_are_recorded_refused_and_subscribed_to(
         start_recorder: Callable[..., Running]) -> None:
@@ -301,6 +302,7 @@ def test_requests_of_unknown_or_no_type_are_counted_without_new_series(
         "UNKNOWN", "NONE", "IMPORTAGENT"}
 
 
+@pytest.mark.slow
 def test_status_shows_a_call_in_progress(running: Running) -> None:
     conn = running.connect()
     try:

@@ -335,6 +335,7 @@ def test_commit_delay_holds_audio_back_and_finishes_the_file_after_it(tmp_path: 
         bench.close()
 
 
+@pytest.mark.slow
 def test_shutdown_inside_the_commit_delay_keeps_what_was_captured(tmp_path: Path) -> None:
     bench = Bench(tmp_path, delay=0.5)
     bench.writer.start()

@@ -25,6 +25,9 @@ from tests.helpers.recorders import BIN, RecorderProcess, write_toml
 REPO = Path(__file__).resolve().parent.parent
 PREROLL = 0.5  # capture.preroll_seconds' default
 
+# Every test here starts recorderd (as a service, or to check or print a configuration).
+pytestmark = pytest.mark.process
+
 
 def config_file(tmp_path: Path, extra: str = "") -> Path:
     return write_toml(tmp_path / "recorder.toml", f"""
@@ -190,6 +193,7 @@ def test_recorderctl_finds_the_port_in_the_config(tmp_path: Path,
     assert proc.stop() == 0
 
 
+@pytest.mark.slow
 def test_check_config(tmp_path: Path) -> None:
     good = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config",
                            str(config_file(tmp_path))], capture_output=True, text=True, check=False)

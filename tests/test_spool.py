@@ -244,6 +244,7 @@ def test_the_background_replay_writes_the_spool_in_once_the_lock_is_gone(
         store.close()
 
 
+@pytest.mark.slow
 def test_recordids_handed_out_while_away_survive_a_restart_with_the_spool_full(
         tmp_path: Path) -> None:
     database, spool = tmp_path / "recorder.sqlite3", tmp_path / "store-spool.jsonl"
@@ -292,6 +293,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # dies mid-replay: no close, the spool unt
 """
 
 
+@pytest.mark.slow
 def test_a_crash_in_the_middle_of_a_replay_neither_loses_nor_duplicates(
         tmp_path: Path) -> None:
     database, spool = tmp_path / "recorder.sqlite3", tmp_path / "store-spool.jsonl"
@@ -407,10 +409,7 @@ def test_a_second_process_on_the_data_directory_neither_replays_nor_reads_stale_
 # --- the service ---------------------------------------------------------------------------------
 
 
-
-
-
-
+@pytest.mark.slow
 @IN_PROCESS_AND_RECORDERD
 def test_calls_made_while_another_process_locks_the_database_are_all_recorded_and_stored(
         start_recorder: Any, tmp_path: Path) -> None:
@@ -485,6 +484,7 @@ def test_calls_made_while_another_process_locks_the_database_are_all_recorded_an
         assert os.path.getsize(row["filename"]) == row["audio_size"]
 
 
+@pytest.mark.slow
 def test_a_crash_while_spooling_is_recovered_at_the_next_start_though_still_locked(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
     config, data, running = start_recorderd(tmp_path, processes)

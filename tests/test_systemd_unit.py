@@ -318,6 +318,7 @@ class SandboxedRecorder(RecorderProcess):
         self._reader.start()
 
 
+@pytest.mark.slow
 @needs_root
 def test_recorderd_records_from_a_sound_card_under_the_units_hardening(
         pulse: PulseServer, tmp_path: Path) -> None:
@@ -390,6 +391,7 @@ print("opened")
 """
 
 
+@pytest.mark.slow
 @needs_root
 def test_memory_deny_write_execute_would_break_the_sound_card(pulse: PulseServer,
                                                               tmp_path: Path) -> None:

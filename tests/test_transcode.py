@@ -182,6 +182,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_kill_9_in_the_middle_of_a_long_file_then_recover(
         tmp_path: Path, speech: npt.NDArray[np.int16]) -> None:
     root = tmp_path / "recordings"

@@ -243,6 +243,7 @@ RUNNING_LAYOUT = [("pause", 0.5), ("talk", 1.0), ("pause", 1.5), ("talk", 0.6), 
                   ("talk", 1.2), ("pause", 1.2)]
 
 
+@pytest.mark.slow
 def test_a_vox_channel_of_a_running_recorder_records_only_the_talk_spurts(
         tmp_path: Path, start_recorder: Any) -> None:
     soundfile.write(tmp_path / "spurts.wav", spurts(RUNNING_LAYOUT), RATE, subtype="PCM_16")

@@ -29,6 +29,9 @@ from tests.helpers.net import self_signed
 from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
 
 TLS_PORT = re.compile(r"WebAPI listening on https://[^:]+:(\d+)/")
+PROCESS_FIXTURES = {"recorded"}  # its recorderd serves the module's tests (conftest.py)
+# One worker runs the module, so only one recorderd is started for it (scripts/test).
+pytestmark = pytest.mark.xdist_group("webapi-export")
 
 
 @dataclass

@@ -514,7 +514,6 @@ class ModemEmulator:
             self._stop.wait(min(0.01, deadline - now))
 
 
-
 # --- the driver contract suite's harness -----------------------------------------------------
 
 
