@@ -19,6 +19,7 @@ from lxml import etree
 from tests.helpers.api import ApiConnection, expect, request_xml, result_code
 from tests.helpers.exports import record
 from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running
+from tests.helpers.waiting import wait_for
 
 WAIT = 15.0
 API = {"socket_port": 0, "web_port": 0}
@@ -33,10 +34,8 @@ def closed_within(conn: ApiConnection, seconds: float) -> float:
 
 
 def wait_for_metric(running: Running, name: str, value: float) -> None:
-    deadline = time.monotonic() + WAIT
-    while (got := running.metric(name)) != value:
-        assert time.monotonic() < deadline, f"{name} stayed {got}, not {value}"
-        time.sleep(0.02)
+    wait_for(lambda: running.metric(name) == value, WAIT, step=0.02,
+             what=lambda: f"{name} to be {value}, not {running.metric(name)}")
 
 
 def http_get(port: int, target: str) -> socket.socket:

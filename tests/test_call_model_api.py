@@ -1,6 +1,7 @@
-"""The call model end to end over the socket API, in-process and against a real recorderd:
+"""The call model end to end over the socket API, against an in-process recorder:
 MAXRECORDTIME, MAXRECORDSILENCE, preemption, blocked filters, blackouts, DEVICERECORDINGSTATUS,
-DEVICELIST and RECORDSTART/RECORDSTOP, checked in the files and the answers."""
+DEVICELIST and RECORDSTART/RECORDSTOP, checked in the files and the answers; and a real
+recorderd reloading its recording policy on SIGHUP."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""``recorderctl`` against a live service (in-process and ``recorderd``), run as a real process
-the way a field engineer runs it: what each command prints is checked against what happened."""
+"""``recorderctl`` against a live service (in-process; the main commands against ``recorderd``
+too), run as a real process the way a field engineer runs it: what each command prints is
+checked against what happened."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """/metrics (Prometheus text format 0.0.4) and /status on the web port, scraped from a live
-recorder (in-process and recorderd) while calls are recorded, refused and subscribed to."""
+recorder (in-process, and recorderd for the main walk) while calls are recorded, refused and
+subscribed to."""
 
 from __future__ import annotations
 

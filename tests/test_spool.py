@@ -487,7 +487,8 @@ def test_calls_made_while_another_process_locks_the_database_are_all_recorded_an
 @pytest.mark.slow
 def test_a_crash_while_spooling_is_recovered_at_the_next_start_though_still_locked(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
-    config, data, running = start_recorderd(tmp_path, processes)
+    config, data, running = start_recorderd(tmp_path, processes,
+                                            storage="spool_retry_seconds = 0.2\n")
     database = data / "recorder.sqlite3"
     with locked(database) as lock:
         expect(running.request("CALLSTART", 1, deviceid="1001", ani="6145550009"), 20)
