@@ -7,8 +7,8 @@ import pytest
 
 from recorder.api.protocol.permissions import CORRECTED, PERMISSIONS
 from recorder.store.directory import DirectoryStore
-from tests.apiexpect import IN_PROCESS, add_user, expect, fields
-from tests.conftest import ApiConnection, Running
+from tests.helpers.api import ApiConnection, add_user, expect, fields
+from tests.helpers.recorders import Running
 
 # Every PERMISSION NAME in the manual's table, in its order and spelling.
 MANUAL_PERMISSIONS = [
@@ -57,7 +57,6 @@ def test_addgroup_is_idempotent_and_keeps_names_exactly(running: Running) -> Non
     expect(conn.request("ADDGROUP", 7, groupname="g" * 256), 16, starts="GROUPNAME is 256")
 
 
-@IN_PROCESS
 def test_modifygrouppermission_adds_and_removes_agents_and_devices(running: Running) -> None:
     conn = running.connect()
     john = add_user(conn, "John", "Doe", phones="1234")
@@ -85,7 +84,6 @@ def test_modifygrouppermission_adds_and_removes_agents_and_devices(running: Runn
     assert (group.user_ids, group.device_ids) == ((), ())
 
 
-@IN_PROCESS
 @pytest.mark.parametrize(("params", "code", "starts"), [
     ({"groupname": "G", "agentid": "1"}, 26, "ACTION is required"),
     ({"action": "MODIFY", "groupname": "G", "agentid": "1"}, 21, "ACTION must be ADD or DELETE"),
@@ -150,7 +148,6 @@ def test_roles_from_creation_to_deletion(running: Running) -> None:
                         username="TestUser"), 52)
 
 
-@IN_PROCESS
 def test_assignments_are_kept_and_removed(running: Running) -> None:
     conn = running.connect()
     store = store_of(running)
@@ -182,7 +179,6 @@ def test_assignments_are_kept_and_removed(running: Running) -> None:
         (), (), frozenset({"ALLOWQAVIEW"}))
 
 
-@IN_PROCESS
 def test_every_permission_name_in_the_manual_is_accepted(running: Running) -> None:
     assert list(PERMISSIONS) == MANUAL_PERMISSIONS
     conn = running.connect()
@@ -204,7 +200,6 @@ def test_every_permission_name_in_the_manual_is_accepted(running: Running) -> No
     assert role.permissions == frozenset(MANUAL_PERMISSIONS)
 
 
-@IN_PROCESS
 @pytest.mark.parametrize(("request_type", "params", "code", "starts"), [
     ("MODIFYROLE", {"rolename": "R"}, 16, "ACTION is required"),
     ("MODIFYROLE", {"action": "RENAME", "rolename": "R"}, 21,

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Running, result_code
+from tests.helpers.api import result_code
+from tests.helpers.recorders import Running
 
 CHANNEL_FIELDS = ["ID", "STATE", "PLAYBACKEXTENSION", "RECORDINGDEVICEALIAS", "RECORDINGDEVICE",
                   "LASTSTATECHANGE", "LASTSTATECHANGEUNIXTIME"]

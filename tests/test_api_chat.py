@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.apiexpect import IN_PROCESS, add_user, expect, fields
-from tests.conftest import ApiConnection, Running
+from tests.helpers.api import ApiConnection, add_user, expect, fields
+from tests.helpers.recorders import Running
 
 TRICKY = 'a & b <c> "d" Zoë 東京'
 
@@ -29,6 +29,7 @@ def listed(conn: ApiConnection, **params: Any) -> list[dict[str, str]]:
     return [fields(r) for r in result.findall("SEARCHRESULT")]
 
 
+@pytest.mark.slow
 def test_a_chat_session_is_a_recording_without_audio(running: Running) -> None:
     conn = running.connect()
     jdoe = add_user(conn, "John", "Doe", username="JDOE", sys_user="corp.jdoe",
@@ -58,7 +59,6 @@ def test_a_chat_session_is_a_recording_without_audio(running: Running) -> None:
     assert listed(conn)[0]["USER1"] == "late"
 
 
-@IN_PROCESS
 @pytest.mark.parametrize(("key", "value"), [
     ("USERNAME", "jdoe"), ("SYS_USER", "CORP.JDOE"), ("EMPLOYEEID", "E-7"),
     ("EMPLOYEE_ID", "E-7"), ("CRM_USER", "crmj"), ("DEVICEALIAS", "4321"), ("phoneid", "4321"),
@@ -75,7 +75,6 @@ def test_every_way_to_name_the_agent(running: Running, key: str, value: str | No
     assert [r[1] for r in chat_rows(running)] == [jdoe]
 
 
-@IN_PROCESS
 def test_sessions_are_kept_apart_and_a_repeated_start_replaces(running: Running) -> None:
     conn = running.connect()
     agent = add_user(conn, "John", "Doe")
@@ -88,7 +87,6 @@ def test_sessions_are_kept_apart_and_a_repeated_start_replaces(running: Running)
     expect(conn.request("CHATSTOP", 3, sessionid="b"), 20)
 
 
-@IN_PROCESS
 def test_a_session_outlives_a_restart_of_the_recorder(start_recorder: Any) -> None:
     first = start_recorder()
     conn = first.connect()
@@ -103,7 +101,6 @@ def test_a_session_outlives_a_restart_of_the_recorder(start_recorder: Any) -> No
     assert [r[4:6] for r in chat_rows(second)] == [("complete", "chatstop")]
 
 
-@IN_PROCESS
 @pytest.mark.parametrize(("request_type", "params", "code", "starts"), [
     ("CHATSTART", {"agentid": "1"}, 33, "SESSIONID is required"),
     ("CHATSTART", {"sessionid": "", "agentid": "1"}, 33, "SESSIONID is required"),

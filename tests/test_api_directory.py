@@ -10,8 +10,8 @@ import pytest
 from lxml import etree
 
 from recorder.store.passwords import verify_password
-from tests.apiexpect import IN_PROCESS, add_user, expect, fields
-from tests.conftest import ApiConnection, Running, result_code
+from tests.helpers.api import ApiConnection, add_user, expect, fields, result_code
+from tests.helpers.recorders import Running
 
 # "10/30/2006 4:05:38 PM -05:00"
 MANUAL_TIME = re.compile(r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2} [AP]M [+-]\d{2}:\d{2}")
@@ -67,7 +67,6 @@ def test_importuser_add_list_modify_delete(running: Running) -> None:
     assert [u["USER_ID"] for u in users(conn)] == [str(tricky)]
 
 
-@IN_PROCESS
 def test_add_with_the_names_of_an_existing_user_changes_nothing(running: Running) -> None:
     conn = running.connect()
     sally = add_user(conn, "Sally", "Smith", email="first@example.com", username="ssmith")
@@ -84,7 +83,6 @@ def test_add_with_the_names_of_an_existing_user_changes_nothing(running: Running
     assert twin != sally
 
 
-@IN_PROCESS
 def test_userid_is_ignored_on_add(running: Running) -> None:
     conn = running.connect()
     first = add_user(conn, "A", "One", userid="77")
@@ -92,7 +90,6 @@ def test_userid_is_ignored_on_add(running: Running) -> None:
     assert (first, second) == (1, 2)
 
 
-@IN_PROCESS
 def test_delete_flags_the_user_frees_its_phones_and_keeps_the_row(running: Running) -> None:
     conn = running.connect()
     sally = add_user(conn, "Sally", "Smith", phones="1123,3343")
@@ -108,7 +105,6 @@ def test_delete_flags_the_user_frees_its_phones_and_keeps_the_row(running: Runni
     assert row == ("Sally", 1)
 
 
-@IN_PROCESS
 def test_password_is_kept_only_as_a_salted_slow_hash(running: Running) -> None:
     conn = running.connect()
     secret = "pässwörd-&-<s3cret>"
@@ -130,7 +126,6 @@ def test_password_is_kept_only_as_a_salted_slow_hash(running: Running) -> None:
         == rows[a]  # a blank PASSWORD leaves it as it was
 
 
-@IN_PROCESS
 def test_both_spellings_of_the_manuals_user_fields(running: Running) -> None:
     conn = running.connect()
     a = add_user(conn, "A", "One", employeeid="E1")
@@ -147,7 +142,6 @@ def test_both_spellings_of_the_manuals_user_fields(running: Running) -> None:
         result.findtext("RESULTMSG") or "")
 
 
-@IN_PROCESS
 @pytest.mark.parametrize(("params", "code", "starts"), [
     ({}, 16, "ACTION is required"),
     ({"action": "PURGE"}, 21, "ACTION must be ADD, MODIFY, DELETE or LIST"),
@@ -182,7 +176,6 @@ def test_importuser_refusals_name_what_is_wrong(running: Running, params: dict[s
     expect(running.request("IMPORTUSER", 9, **params), code, starts=starts)
 
 
-@IN_PROCESS
 def test_modify_changes_what_is_sent_and_refuses_clashes(running: Running) -> None:
     conn = running.connect()
     sally = add_user(conn, "Sally", "Smith", email="s@example.com", phones="100,101",
@@ -230,7 +223,6 @@ def test_importagentphone_by_id_or_name(running: Running) -> None:
     assert [u["PHONES"] for u in users(conn)] == ["", "1234"]
 
 
-@IN_PROCESS
 @pytest.mark.parametrize(("params", "code", "starts"), [
     ({"phoneid": "1", "agentid": "1"}, 26, "ACTION is required"),
     ({"action": "MOVE", "phoneid": "1", "agentid": "1"}, 21, "ACTION must be ADD or DELETE"),
@@ -279,7 +271,6 @@ def test_importworkstation_replaces_by_device_or_station(running: Running) -> No
     assert listed() == [("computer1", "4321"), ("Zoë's PC & Co", "7007")]
 
 
-@IN_PROCESS
 @pytest.mark.parametrize(("params", "starts"), [
     ({"stationname": "PC", "locationid": "1"}, "DEVICEID is required"),
     ({"deviceid": "1", "locationid": "1"}, "STATIONNAME is required"),
@@ -295,7 +286,6 @@ def test_importworkstation_refusals(running: Running, params: dict[str, str],
     assert running.request("STATIONS", 2).findtext("COUNT") == "0"
 
 
-@IN_PROCESS
 def test_a_database_that_fails_answers_23_and_the_service_goes_on(running: Running) -> None:
     assert running.recorder is not None
     store = running.recorder.store

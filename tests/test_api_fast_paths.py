@@ -28,8 +28,8 @@ from recorder.api.request import ApiResult, Node, RequestError
 from recorder.api.transport.framing import MessageFramer, MessageTooLarge
 from recorder.calls.lookup import AgentCache
 from recorder.resultcodes import ResultCode
-from tests.apiexpect import IN_PROCESS, add_user, expect
-from tests.conftest import ApiConnection, Running, request_xml
+from tests.helpers.api import ApiConnection, add_user, expect, request_xml
+from tests.helpers.recorders import Running
 
 CHECKS = settings(max_examples=300, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -88,6 +88,7 @@ def frame(framer: MessageFramer, pieces: Sequence[bytes]) -> list[object]:
     return seen
 
 
+@pytest.mark.slow
 @CHECKS
 @given(CHUNKS, st.data())
 def test_the_flat_split_frames_as_the_general_rules_do(chunks: list[bytes],
@@ -113,6 +114,7 @@ def test_one_line_requests_take_the_flat_split() -> None:
 # --- parsing ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @CHECKS
 @given(near_flat())
 def test_the_flat_parser_reads_what_lxml_reads(message: bytes) -> None:
@@ -290,7 +292,6 @@ class Calls:
         return self.start()["CALLSTART"]
 
 
-@IN_PROCESS
 def test_every_directory_change_reaches_the_next_callstart(running: Running) -> None:
     calls = Calls(running, "1002")
     conn: ApiConnection = running.connect()

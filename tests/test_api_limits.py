@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from tests.apiexpect import expect
-from tests.conftest import ApiConnection, Running, request_xml, result_code
-from tests.exportsupport import record
+from tests.helpers.api import ApiConnection, expect, request_xml, result_code
+from tests.helpers.exports import record
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running
+from tests.helpers.waiting import wait_for
 
 WAIT = 15.0
 API = {"socket_port": 0, "web_port": 0}
@@ -32,13 +33,9 @@ def closed_within(conn: ApiConnection, seconds: float) -> float:
     return time.monotonic() - began
 
 
-
-
 def wait_for_metric(running: Running, name: str, value: float) -> None:
-    deadline = time.monotonic() + WAIT
-    while (got := running.metric(name)) != value:
-        assert time.monotonic() < deadline, f"{name} stayed {got}, not {value}"
-        time.sleep(0.02)
+    wait_for(lambda: running.metric(name) == value, WAIT, step=0.02,
+             what=lambda: f"{name} to be {value}, not {running.metric(name)}")
 
 
 def http_get(port: int, target: str) -> socket.socket:
@@ -61,6 +58,7 @@ def still_serves(running: Running) -> None:
     assert result_code(running.web_result(type="TEST", requestid=98)) == 20
 
 
+@IN_PROCESS_AND_RECORDERD
 def test_a_message_over_the_size_limit_gets_16_and_the_connection_closes(
         start_recorder: Any) -> None:
     running = start_recorder(api={**API, "max_message_bytes": 2048})
@@ -78,6 +76,8 @@ def test_a_message_over_the_size_limit_gets_16_and_the_connection_closes(
     still_serves(running)
 
 
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 def test_a_slow_sender_gets_16_and_the_connection_closes(start_recorder: Any) -> None:
     running = start_recorder(api={**API, "message_timeout_seconds": 0.5,
                                   "message_deadline_seconds": 1.0})
@@ -103,6 +103,7 @@ def test_a_slow_sender_gets_16_and_the_connection_closes(start_recorder: Any) ->
     still_serves(running)
 
 
+@IN_PROCESS_AND_RECORDERD
 def test_a_quiet_unfinished_message_gets_16_and_the_connection_stays(
         start_recorder: Any) -> None:
     running = start_recorder(api={**API, "message_timeout_seconds": 0.3})
@@ -112,6 +113,8 @@ def test_a_quiet_unfinished_message_gets_16_and_the_connection_stays(
     assert result_code(conn.request("TEST", 2)) == 20
 
 
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 def test_an_idle_connection_is_closed_but_not_a_busy_one_or_a_subscriber(
         start_recorder: Any) -> None:
     running = start_recorder(api={**API, "idle_timeout_seconds": 0.6})
@@ -130,6 +133,8 @@ def test_an_idle_connection_is_closed_but_not_a_busy_one_or_a_subscriber(
     still_serves(running)
 
 
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 def test_clients_over_the_limit_get_48_and_event_streams_count(start_recorder: Any) -> None:
     running = start_recorder(api={**API, "max_clients": 3})
     conns = [running.connect() for _ in range(3)]
@@ -171,6 +176,7 @@ def stalled_smtp() -> Iterator[socket.socket]:
         listener.close()
 
 
+@IN_PROCESS_AND_RECORDERD
 def test_requests_beyond_the_command_queue_get_47_at_once(start_recorder: Any) -> None:
     with stalled_smtp() as smtp:
         running = start_recorder(

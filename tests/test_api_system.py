@@ -15,8 +15,8 @@ from recorder.config.loader import config_from_dict, load_config
 from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
 from recorder.telemetry import hostinfo
-from tests.apiexpect import IN_PROCESS, expect, fields
-from tests.conftest import Running, base_config
+from tests.helpers.api import expect, fields
+from tests.helpers.recorders import Running, base_config
 
 MANUAL_TERMINOLOGY = [
     ("agent", "Agent"), ("ani", "CallerID ANI"), ("callcopygroup", "CallCopy group"),
@@ -110,7 +110,6 @@ def test_fetchterminology_answers_the_manuals_defaults(running: Running) -> None
     assert pairs == MANUAL_TERMINOLOGY
 
 
-@IN_PROCESS
 def test_terminology_is_overridable_in_the_config(start_recorder: Any) -> None:
     running = start_recorder(terminology={"user1": "Policy & <No.>", "USER10": "Région",
                                           "user3": "Case"})
@@ -165,7 +164,6 @@ def test_agentwindow_reports_and_answers_the_latest(running: Running) -> None:
             "BUSY", title, "")
 
 
-@IN_PROCESS
 @pytest.mark.parametrize(("params", "code", "starts"), [
     ({}, 26, "COMPUTERNAME or USERNAME is required"),
     ({"computername": "", "username": ""}, 26, "COMPUTERNAME or USERNAME is required"),

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from recorder.store.records import RecordingQuery
 from recorder.store.schema import CREATE_V1, CREATE_V2, CREATE_V3, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
@@ -27,6 +29,9 @@ def bench(script: str, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.bench
+@pytest.mark.slow
+@pytest.mark.process
 def test_api_benchmark_measures_every_case(tmp_path: Path) -> None:
     out = tmp_path / "api.json"
     stdout = bench("api.py", "--seconds", "0.5", "--clients", "1,2", "--server", "both",
@@ -49,6 +54,8 @@ def test_api_benchmark_measures_every_case(tmp_path: Path) -> None:
     assert "recordings written by in-process" in stdout
 
 
+@pytest.mark.bench
+@pytest.mark.slow
 def test_calllist_benchmark_measures_every_filter_and_reuses_its_data(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     out = tmp_path / "calllist.json"

@@ -17,7 +17,7 @@ from recorder.recording.files import StoredFormat
 from recorder.resultcodes import ResultCode
 from recorder.rules.decision import Policy
 from recorder.store.directory import UserFields
-from tests.test_scheduler import BLOCK, Bench
+from tests.helpers.calls import BLOCK, Bench
 
 RATE = 8000
 DEV = DeviceQuery(device_id="1001")

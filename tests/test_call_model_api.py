@@ -1,6 +1,7 @@
-"""The call model end to end over the socket API, in-process and against a real recorderd:
+"""The call model end to end over the socket API, against an in-process recorder:
 MAXRECORDTIME, MAXRECORDSILENCE, preemption, blocked filters, blackouts, DEVICERECORDINGSTATUS,
-DEVICELIST and RECORDSTART/RECORDSTOP, checked in the files and the answers."""
+DEVICELIST and RECORDSTART/RECORDSTOP, checked in the files and the answers; and a real
+recorderd reloading its recording policy on SIGHUP."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from lxml import etree
 
 from recorder.config.loader import config_from_dict
 from recorder.config.printing import to_toml
-from tests.apiexpect import IN_PROCESS
-from tests.conftest import RecorderProcess, Running, base_config, result_code, write_toml
+from tests.helpers.api import result_code
+from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
+from tests.helpers.waiting import wait_for
 
 RATE = 8000
 PREROLL = 0.5
@@ -64,13 +66,7 @@ def device(running: Running, device_id: str) -> etree._Element:
     return found
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
+@pytest.mark.slow
 def test_maxrecordtime_gives_a_file_of_that_length(recorder: Callable[..., Running]) -> None:
     running = recorder()
     ok(running.request("CALLSTART", DEVICEID="2001", MAXRECORDTIME=2))
@@ -81,6 +77,7 @@ def test_maxrecordtime_gives_a_file_of_that_length(recorder: Callable[..., Runni
     ok(running.request("CALLSTOP", DEVICEID="2001"))
 
 
+@pytest.mark.slow
 def test_maxrecordsilence_ends_a_recording_on_a_silent_line(
         recorder: Callable[..., Running]) -> None:
     running = recorder()
@@ -131,6 +128,7 @@ def longest_zero_run(samples: np.ndarray) -> tuple[int, int]:
     return int(starts[longest]), int(ends[longest] - starts[longest])
 
 
+@pytest.mark.slow
 def test_a_blackout_with_timeoffset_minus_2_silences_that_range_of_the_file(
         recorder: Callable[..., Running]) -> None:
     running = recorder()
@@ -194,6 +192,7 @@ def test_devicelist_lists_every_device_once(recorder: Callable[..., Running]) ->
     assert by_id["2002"].findtext("RECORDING/CALLINSTANCE") == "2"
 
 
+@pytest.mark.slow
 def test_recordstart_and_recordstop_make_a_partial_recording(
         recorder: Callable[..., Running]) -> None:
     running = recorder()
@@ -254,7 +253,6 @@ def test_below_the_free_space_floor_calls_are_refused(start_recorder: Callable[.
     assert result_code(running.request("RECORDSTART", DEVICEID="1001")) == 2
 
 
-@IN_PROCESS
 def test_an_archive_action_that_purges_empties_the_file_at_the_next_purge(
         start_recorder: Callable[..., Running]) -> None:
     running = start_recorder(retention={"archive_actions": [

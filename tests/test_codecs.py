@@ -17,7 +17,7 @@ from recorder.codecs.formats import FORMATS, file_extension, open_writer
 from recorder.codecs.stereo import interleave, mix_to_mono
 from recorder.codecs.wav import read_wav_info
 from recorder.errors import CodecError
-from tests.codecs_support import (
+from tests.helpers.audio import (
     ffmpeg_decode,
     ffprobe,
     make_speech,

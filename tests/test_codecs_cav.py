@@ -3,9 +3,7 @@ truncated or reordered file fail cleanly and leave nothing behind; ``recorderctl
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +12,14 @@ from lxml import etree
 
 from recorder.archive import cav
 from recorder.codecs.formats import open_writer
-from tests.codecs_support import ffmpeg_decode, make_speech
+from tests.helpers.audio import ffmpeg_decode, make_speech
+from tests.helpers.ctl import recorderctl
 
 FAST = 12  # scrypt N=2^12 where a test derives many keys; the default (2^17) is tested once
 METADATA = {
     "RECORDID": "42", "DEVICEID": "1001", "ANI": "6145551212", "DNIS": "2012",
     "USER1": "Ümlaut & <not a tag>", "USER2": "bell\x07char", "odd key!": "kept",
 }
-RECORDERCTL = Path(sys.executable).parent / "recorderctl"
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +61,7 @@ def test_plain_round_trip(tmp_path: Path, recording: Path) -> None:
     assert len(ffmpeg_decode(out)) == 24000
 
 
+@pytest.mark.slow
 def test_encrypted_round_trip_with_the_default_work_factor(tmp_path: Path,
                                                            recording: Path) -> None:
     path = export(tmp_path, recording, "test")
@@ -89,6 +88,7 @@ def test_a_wrong_or_missing_password_fails_cleanly(tmp_path: Path, recording: Pa
     assert cav.read_cav(accented, "cafe\u0301").metadata["RECORDID"] == "42"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("password", [None, "pw"])
 def test_every_flipped_byte_is_detected(tmp_path: Path, recording: Path,
                                         password: str | None) -> None:
@@ -141,43 +141,42 @@ def test_truncated_extended_or_reordered_files_are_detected(tmp_path: Path,
         cav.read_cav(tmp_path / "junk.cav")
 
 
-def ctl(*args: str | Path, password: str | None = None, cwd: Path | None = None,
+def cav_command(*args: str | Path, password: str | None = None, cwd: Path | None = None,
         ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "RECORDER_CAV_PASSWORD"}
-    if password is not None:
-        env["RECORDER_CAV_PASSWORD"] = password
-    return subprocess.run([str(RECORDERCTL), "cav", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL, timeout=60,
-                          check=False)
+    """``recorderctl cav ARGS``, given ``password`` the way a script gives it."""
+    env = None if password is None else {"RECORDER_CAV_PASSWORD": password}
+    return recorderctl("cav", *args, env=env, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_recorderctl_cav_inspects_and_decrypts(tmp_path: Path, recording: Path) -> None:
     path = export(tmp_path, recording, "s3cret", scrypt_log_n=FAST)
-    shown = ctl("inspect", path, password="s3cret")
+    shown = cav_command("inspect", path, password="s3cret")
     assert shown.returncode == 0, shown.stderr
     assert "encrypted:  yes (AES-256-GCM, scrypt N=2^12 r=8 p=1)" in shown.stdout
     assert "audio:      mp3, 8000 Hz, 1 channel, 3.000 s (24000 frames)" in shown.stdout
     assert "ANI       6145551212" in shown.stdout
-    xml = ctl("inspect", "--xml", path, password="s3cret")
+    xml = cav_command("inspect", "--xml", path, password="s3cret")
     assert etree.fromstring(xml.stdout.encode()).findtext("AUDIO/FORMAT") == "mp3"
 
-    wrong = ctl("inspect", path, password="guess")
+    wrong = cav_command("inspect", path, password="guess")
     assert wrong.returncode == 1
     assert "wrong password" in wrong.stderr
-    missing = ctl("inspect", path)
+    missing = cav_command("inspect", path)
     assert missing.returncode == 2
     assert "is encrypted" in missing.stderr
-    assert ctl("inspect").returncode == 2
+    assert cav_command("inspect").returncode == 2
 
     secret = tmp_path / "pw.txt"
     secret.write_text("s3cret\n", encoding="utf-8")
     out = tmp_path / "work"
     out.mkdir()
-    done = ctl("decrypt", path, "--password-file", secret, "--xml", out / "meta.xml", cwd=out)
+    done = cav_command("decrypt", path, "--password-file", secret, "--xml", out / "meta.xml",
+                       cwd=out)
     assert done.returncode == 0, done.stderr
     assert (out / recording.name).read_bytes() == recording.read_bytes()  # its stored name
     assert etree.parse(out / "meta.xml").findtext("RECORDING/DEVICEID") == "1001"
-    again = ctl("decrypt", path, "--password-file", secret, cwd=out)
+    again = cav_command("decrypt", path, "--password-file", secret, cwd=out)
     assert again.returncode == 2  # will not overwrite without --force
     assert "exists" in again.stderr
 
@@ -185,7 +184,7 @@ def test_recorderctl_cav_inspects_and_decrypts(tmp_path: Path, recording: Path) 
     data[len(data) // 2] ^= 0x10
     damaged = tmp_path / "damaged.cav"
     damaged.write_bytes(data)
-    bad = ctl("decrypt", damaged, "-o", out / "bad.mp3", password="s3cret")
+    bad = cav_command("decrypt", damaged, "-o", out / "bad.mp3", password="s3cret")
     assert bad.returncode == 1
     assert "damaged" in bad.stderr
     assert not (out / "bad.mp3").exists()
@@ -193,4 +192,4 @@ def test_recorderctl_cav_inspects_and_decrypts(tmp_path: Path, recording: Path) 
     plain = tmp_path / "plain.cav"
     with plain.open("wb") as f:
         cav.write_cav(f, recording, {"RECORDID": "7"})
-    assert ctl("inspect", plain).returncode == 0  # no password needed, none asked for
+    assert cav_command("inspect", plain).returncode == 0  # no password needed, none asked for

@@ -18,7 +18,7 @@ from recorder.codecs.convert import read_audio
 from recorder.codecs.formats import open_writer
 from recorder.codecs.resample import resample
 from recorder.codecs.voxwriter import VoxWriter, encode_pending
-from tests.codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
+from tests.helpers.audio import ffmpeg_decode, make_speech, run, snr_db, write_wav
 
 OKI_FFMPEG = ("-c:a", "adpcm_ima_oki", "-f", "s8", "-ac", "1")
 

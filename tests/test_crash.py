@@ -24,8 +24,9 @@ import soundfile
 from lxml import etree
 
 from recorder.recording.journal import JOURNAL_NAME, read_journal
-from tests.codecs_support import ffmpeg_decode
-from tests.conftest import BIN, RecorderProcess, Running, write_toml
+from tests.helpers.audio import ffmpeg_decode
+from tests.helpers.ctl import recorderctl
+from tests.helpers.recorders import RecorderProcess, Running, write_toml
 
 RATE = 8000
 TONES = (300.0, 450.0, 600.0, 750.0, 900.0, 1050.0)  # one per line
@@ -148,6 +149,7 @@ def _check_recovered(data: Path, fmt: str, lasted: dict[str, float],
 
 @pytest.mark.skipif(shutil.which("sox") is None or shutil.which("ffmpeg") is None,
                     reason="needs sox and ffmpeg")
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "vox"])
 def test_kill_9_with_six_recordings_open_recovers_every_one_at_the_next_start(
         tmp_path: Path, processes: list[RecorderProcess], fmt: str) -> None:
@@ -179,14 +181,14 @@ def test_kill_9_with_six_recordings_open_recovers_every_one_at_the_next_start(
     assert len(_rows(data / "recorder.sqlite3")) == len(DEVICES) + 1
 
 
+@pytest.mark.slow
 def test_recorderctl_recover_offline_and_the_events_at_the_next_start(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
     config = _config(tmp_path, "wav")
     data = tmp_path / "data"
     lasted = _kill_mid_call(config, processes)
 
-    done = subprocess.run([str(BIN / "recorderctl"), "recover", "--config", str(config)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = recorderctl("recover", "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert f"completed {len(DEVICES)} interrupted recording(s)" in done.stdout
     rows = _rows(data / "recorder.sqlite3")

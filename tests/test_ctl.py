@@ -1,10 +1,10 @@
-"""``recorderctl`` against a live service (in-process and ``recorderd``), run as a real process
-the way a field engineer runs it: what each command prints is checked against what happened."""
+"""``recorderctl`` against a live service (in-process; the main commands against ``recorderd``
+too), run as a real process the way a field engineer runs it: what each command prints is
+checked against what happened."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -17,27 +17,16 @@ import pytest
 import soundfile
 from lxml import etree
 
-from tests.conftest import (
-    BIN,
+from tests.helpers.audio import sox_info
+from tests.helpers.ctl import RECORDERCTL, ctl_env, recorderctl
+from tests.helpers.recorders import (
+    IN_PROCESS_AND_RECORDERD,
     RecorderProcess,
     Running,
-    on_terminal,
-    sox_info,
     start_recorderd,
     write_toml,
 )
-
-RECORDERCTL = BIN / "recorderctl"
-# recorderctl reads $RECORDER_CONFIG when no option says where the service is; the tests
-# always say, and must not pick up a configuration of the machine.
-ENV = {k: v for k, v in os.environ.items() if k != "RECORDER_CONFIG"}
-
-
-def ctl(running: Running, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(RECORDERCTL), "--host", "127.0.0.1", "--port", str(running.socket_port),
-         "--web-port", str(running.web_port), *args],
-        capture_output=True, text=True, timeout=timeout, env=ENV, check=False)
+from tests.helpers.terminal import on_terminal
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -66,7 +55,7 @@ def table(stdout: str) -> list[list[str]]:
 # --- channels and levels ---------------------------------------------------------------------
 
 def test_channels_shows_every_channel_and_the_one_recording(running: Running) -> None:
-    idle = ok(ctl(running, "channels"))
+    idle = ok(recorderctl(running, "channels"))
     header = idle.stdout.splitlines()[0].split()
     assert header[:4] == ["ID", "DEVICE", "STATE", "TRIGGER"]
     rows = table(idle.stdout)
@@ -74,7 +63,7 @@ def test_channels_shows_every_channel_and_the_one_recording(running: Running) ->
     assert all(r[6] == "0/0" and r[7] == "0/0" for r in rows)  # nothing lost on a fresh board
     assert running.request("CALLSTART", 1, deviceid="1002").findtext("RESULTCODE") == "20"
     try:
-        busy = json.loads(ok(ctl(running, "channels", "--json")).stdout)
+        busy = json.loads(ok(recorderctl(running, "channels", "--json")).stdout)
     finally:
         running.request("CALLSTOP", 2, deviceid="1002")
     assert [c["device"] for c in busy] == ["1001", "1002", "1003", "1004"]
@@ -84,10 +73,11 @@ def test_channels_shows_every_channel_and_the_one_recording(running: Running) ->
     assert any(c["peak_dbfs"] is not None and c["peak_dbfs"] > -40 for c in busy)
 
 
+@pytest.mark.slow
 def test_levels_samples_for_the_time_asked(running: Running) -> None:
     started = time.monotonic()
-    lines = ok(ctl(running, "levels", "--seconds", "1", "--interval", "0.25", "--channel", "2",
-                   "3")).stdout.splitlines()
+    lines = ok(recorderctl(running, "levels", "--seconds", "1", "--interval", "0.25",
+                           "--channel", "2", "3")).stdout.splitlines()
     took = time.monotonic() - started
     assert len(lines) == 4  # one line per sample when not on a terminal: at 0, .25, .5, .75 s
     assert 0.75 <= took < 6.0
@@ -95,12 +85,12 @@ def test_levels_samples_for_the_time_asked(running: Running) -> None:
         assert "2:1002 [" in line
         assert "3:1003 [" in line
         assert "1:1001" not in line
-    samples = [json.loads(line) for line in ok(ctl(
+    samples = [json.loads(line) for line in ok(recorderctl(
         running, "levels", "--seconds", "0.5", "--interval", "0.25", "--json")).stdout.splitlines()]
     assert len(samples) == 2
     assert [c["device"] for c in samples[0]["channels"]] == ["1001", "1002", "1003", "1004"]
     assert samples[1]["time"] > samples[0]["time"]
-    unknown = ctl(running, "levels", "--seconds", "0.5", "--channel", "9")
+    unknown = recorderctl(running, "levels", "--seconds", "0.5", "--channel", "9")
     assert unknown.returncode == 2
     assert "no channel 9" in unknown.stderr
 
@@ -108,7 +98,7 @@ def test_levels_samples_for_the_time_asked(running: Running) -> None:
 def test_levels_redraws_in_place_on_a_terminal(running: Running) -> None:
     proc, text = on_terminal(
         [str(RECORDERCTL), "--port", str(running.socket_port), "levels", "--seconds", "0.5",
-         "--interval", "0.25"], "stdout", ENV)
+         "--interval", "0.25"], "stdout", ctl_env())
     assert proc.returncode == 0, proc.stderr
     assert text.count("\x1b[4F") == 1  # the second sample went back up over the 4 meters
     assert text.count("1001") == 2
@@ -116,10 +106,12 @@ def test_levels_redraws_in_place_on_a_terminal(running: Running) -> None:
 
 # --- calls and export ------------------------------------------------------------------------
 
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 def test_calls_lists_the_recording_just_made(running: Running) -> None:
     found = call(running, "1001", 2.0, ani="6145551212", dnis="8005551234", sys_user="ceddy")
     recordid = found.findtext("RECORDID")
-    listed = table(ok(ctl(running, "calls", "--device", "1001")).stdout)
+    listed = table(ok(recorderctl(running, "calls", "--device", "1001")).stdout)
     assert len(listed) == 1
     row = listed[0]
     assert row[0] == recordid
@@ -130,30 +122,31 @@ def test_calls_lists_the_recording_just_made(running: Running) -> None:
     # the call, and up to half a second of pre-roll (less when the board has just started)
     assert 1.95 <= float(sox_info(row[6])["-D"]) <= 2.8
 
-    by_agent = json.loads(ok(ctl(running, "calls", "--agent", "ceddy", "--json")).stdout)
+    by_agent = json.loads(ok(recorderctl(running, "calls", "--agent", "ceddy", "--json")).stdout)
     assert [(c["RECORDID"], c["DEVICEID"], c["DURATION"]) for c in by_agent] == [
         (recordid, "1001", found.findtext("DURATION"))]
-    assert ok(ctl(running, "calls", "--device", "1002")).stdout.strip() == "no calls match"
-    assert len(table(ok(ctl(running, "calls", "--from", "1h", "--to",
-                            str(int(time.time()) + 60))).stdout)) == 1
+    assert ok(recorderctl(running, "calls", "--device", "1002")).stdout.strip() == "no calls match"
+    assert len(table(ok(recorderctl(running, "calls", "--from", "1h", "--to",
+                                    str(int(time.time()) + 60))).stdout)) == 1
     today = datetime.now().date().isoformat()
-    assert len(table(ok(ctl(running, "calls", "--from", today, "--to", today)).stdout)) == 1
-    assert ok(ctl(running, "calls", "--to", "2h")).stdout.strip() == "no calls match"
-    bad = ctl(running, "calls", "--from", "last tuesday")
+    assert len(table(ok(recorderctl(running, "calls", "--from", today, "--to", today)).stdout)) == 1
+    assert ok(recorderctl(running, "calls", "--to", "2h")).stdout.strip() == "no calls match"
+    bad = recorderctl(running, "calls", "--from", "last tuesday")
     assert bad.returncode == 2
     assert "'last tuesday' is not a time" in bad.stderr
-    refused = ctl(running, "calls", "--from", "2h", "--to", "3h")  # start after end: 16
+    refused = recorderctl(running, "calls", "--from", "2h", "--to", "3h")  # start after end: 16
     assert refused.returncode == 1
     assert "CALLLIST answered 16" in refused.stderr
 
 
+@pytest.mark.slow
 def test_export_mp3_gives_a_file_ffmpeg_decodes_to_the_right_duration(
         running: Running, tmp_path: Path) -> None:
     found = call(running, "1003", 2.0)
     recordid = found.findtext("RECORDID") or ""
     stored = float(sox_info(found.findtext("FILENAME") or "")["-D"])
     target = tmp_path / "call.mp3"
-    done = ok(ctl(running, "export", recordid, "--format", "mp3", "-o", str(target)))
+    done = ok(recorderctl(running, "export", recordid, "--format", "mp3", "-o", str(target)))
     assert done.stdout.startswith(f"{target}: recording {recordid} as mp3")
     assert not (tmp_path / "call.mp3.part").exists()
     decoded = tmp_path / "decoded.wav"
@@ -163,13 +156,13 @@ def test_export_mp3_gives_a_file_ffmpeg_decodes_to_the_right_duration(
     assert rate == 8000
     assert len(audio) / rate == pytest.approx(stored, abs=0.08)  # MP3 frames pad a little
 
-    again = ctl(running, "export", recordid, "--format", "mp3", "-o", str(target))
+    again = recorderctl(running, "export", recordid, "--format", "mp3", "-o", str(target))
     assert again.returncode == 2
     assert "exists" in again.stderr
-    ok(ctl(running, "export", recordid, "--format", "wav", "-o", str(target), "--force"))
+    ok(recorderctl(running, "export", recordid, "--format", "wav", "-o", str(target), "--force"))
     assert soundfile.info(target).format == "WAV"  # replaced, whatever its name says
 
-    missing = ctl(running, "export", "999", "-o", str(tmp_path / "none.wav"))
+    missing = recorderctl(running, "export", "999", "-o", str(tmp_path / "none.wav"))
     assert missing.returncode == 1
     assert "41 API_FILE_NOT_FOUND" in missing.stderr
     assert list(tmp_path.glob("none.wav*")) == []  # neither the file nor a .part
@@ -183,19 +176,13 @@ def test_export_refuses_a_call_in_progress_and_names_the_file_as_offered(
     try:
         (live,) = running.request("CALLLIST", 2, deviceid="1004").findall("SEARCHRESULT")
         recordid = live.findtext("RECORDID") or ""
-        busy = subprocess.run(
-            [str(RECORDERCTL), "--port", str(running.socket_port), "--web-port",
-             str(running.web_port), "export", recordid], cwd=work, capture_output=True,
-            text=True, timeout=60, env=ENV, check=False)
+        busy = recorderctl(running, "export", recordid, cwd=work)
         assert busy.returncode == 1
         assert "still in progress" in busy.stderr
         assert list(work.iterdir()) == []
     finally:
         running.request("CALLSTOP", 3, deviceid="1004")
-    named = subprocess.run(
-        [str(RECORDERCTL), "--port", str(running.socket_port), "--web-port",
-         str(running.web_port), "export", recordid, "--format", "vox"], cwd=work,
-        capture_output=True, text=True, timeout=60, env=ENV, check=False)
+    named = recorderctl(running, "export", recordid, "--format", "vox", cwd=work)
     assert named.returncode == 0, named.stderr
     (written,) = work.iterdir()
     stem = Path(live.findtext("FILENAME") or "").stem
@@ -203,11 +190,13 @@ def test_export_refuses_a_call_in_progress_and_names_the_file_as_offered(
     assert written.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_export_draws_a_progress_bar_on_a_terminal(running: Running, tmp_path: Path) -> None:
     recordid = call(running, "1002", 1.0).findtext("RECORDID") or ""
     proc, text = on_terminal(
         [str(RECORDERCTL), "--port", str(running.socket_port), "--web-port",
-         str(running.web_port), "export", recordid, "-o", str(tmp_path / "a.wav")], "stderr", ENV)
+         str(running.web_port), "export", recordid, "-o", str(tmp_path / "a.wav")], "stderr",
+        ctl_env())
     assert proc.returncode == 0
     size = (tmp_path / "a.wav").stat().st_size
     assert f"\r[{'#' * 30}] " in text
@@ -217,16 +206,20 @@ def test_export_draws_a_progress_bar_on_a_terminal(running: Running, tmp_path: P
 # --- events ----------------------------------------------------------------------------------
 
 def _events(running: Running, *args: str) -> subprocess.Popen[str]:
-    """``recorderctl events`` started and subscribed (its line on stderr says so)."""
+    """``recorderctl events`` started and subscribed (its line on stderr says so). SIGINT has
+    its default action in it, as in a terminal's foreground job, even when this test run
+    ignores SIGINT (a shell ignores it in the jobs it starts in the background)."""
     proc = subprocess.Popen(
-        [str(RECORDERCTL), "--port", str(running.socket_port), "events", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        ["env", "--default-signal=INT", str(RECORDERCTL), "--port", str(running.socket_port),
+         "events", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ctl_env())
     assert proc.stderr is not None
     line = proc.stderr.readline()
     assert "subscribed to" in line, line + proc.stderr.read()
     return proc
 
 
+@IN_PROCESS_AND_RECORDERD
 def test_events_prints_a_calls_start_as_it_happens(running: Running) -> None:
     proc = _events(running, "--count", "2")
     try:
@@ -244,6 +237,7 @@ def test_events_prints_a_calls_start_as_it_happens(running: Running) -> None:
     assert "reason=NONE" in second
 
 
+@pytest.mark.slow
 def test_events_json_filters_and_stops_after_the_seconds_asked(running: Running) -> None:
     proc = _events(running, "--class", "record", "--device", "1004", "--json", "--seconds", "3")
     started = time.monotonic()
@@ -263,6 +257,7 @@ def test_events_json_filters_and_stops_after_the_seconds_asked(running: Running)
     assert events[1]["data"]["RECORDID"].isdigit()
 
 
+@pytest.mark.slow
 def test_events_exits_0_at_ctrl_c_and_3_when_the_service_ends_the_stream(tmp_path: Path,
                                                          processes: list[RecorderProcess]) -> None:
     config = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
@@ -287,15 +282,17 @@ def test_events_exits_0_at_ctrl_c_and_3_when_the_service_ends_the_stream(tmp_pat
 
 # --- status ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 def test_status_shows_the_active_recording_during_a_call(running: Running) -> None:
-    idle = json.loads(ok(ctl(running, "status", "--json")).stdout)
+    idle = json.loads(ok(recorderctl(running, "status", "--json")).stdout)
     assert idle["health"] == {"ok": True, "problems": []}
     assert idle["active"] == []
     assert running.request("CALLSTART", 1, deviceid="1004").findtext("RESULTCODE") == "20"
     try:
         time.sleep(0.5)
-        busy = json.loads(ok(ctl(running, "status", "--json")).stdout)
-        human = ok(ctl(running, "status")).stdout
+        busy = json.loads(ok(recorderctl(running, "status", "--json")).stdout)
+        human = ok(recorderctl(running, "status")).stdout
     finally:
         running.request("CALLSTOP", 2, deviceid="1004")
     (active,) = busy["active"]
@@ -314,25 +311,26 @@ def test_status_exits_1_when_the_disk_is_below_the_floor_and_selftest_fails(
         start_recorder: Any) -> None:
     # A floor no disk meets: the service runs, refuses to record, and says why.
     running = start_recorder(retention={"min_free_mb": 1 << 40})
-    done = ctl(running, "status")
+    done = recorderctl(running, "status")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "health:     UNHEALTHY" in done.stdout
     assert any(line.startswith("  - disk:") and "below the floor" in line
                for line in done.stdout.splitlines())
-    selftest = ctl(running, "selftest", "--seconds", "1")
+    selftest = recorderctl(running, "selftest", "--seconds", "1")
     assert selftest.returncode == 1, selftest.stdout
     assert "API_ERROR_OUT_OF_DISK_SPACE" in selftest.stdout
     assert selftest.stdout.splitlines()[-1] == "FAIL"
     # and the test call was not left running
-    assert json.loads(ok(ctl(running, "channels", "--json")).stdout)[0]["state"] == "Idle"
+    assert json.loads(ok(recorderctl(running, "channels", "--json")).stdout)[0]["state"] == "Idle"
 
 
 # --- selftest --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_selftest_passes_on_the_synthetic_board(running: Running) -> None:
     assert running.request("CALLSTART", 1, deviceid="1001").findtext("RESULTCODE") == "20"
     try:
-        done = ok(ctl(running, "selftest", "--seconds", "2"))
+        done = ok(recorderctl(running, "selftest", "--seconds", "2"))
     finally:
         running.request("CALLSTOP", 2, deviceid="1001")
     lines = done.stdout.splitlines()
@@ -344,14 +342,15 @@ def test_selftest_passes_on_the_synthetic_board(running: Running) -> None:
     assert steps == {name: "PASS" for name in (
         "pick channel", "start call", "record", "stop call", "export WAV", "decode",
         "duration", "sample rate", "level")}
-    report = json.loads(ok(ctl(running, "selftest", "--device", "1003", "--seconds", "1",
-                               "--json")).stdout)
+    report = json.loads(ok(recorderctl(running, "selftest", "--device", "1003", "--seconds", "1",
+                                       "--json")).stdout)
     assert (report["result"], report["channel"], report["device"]) == ("PASS", 3, "1003")
     (row,) = running.request("CALLLIST", 3, deviceid="1003").findall("SEARCHRESULT")
     assert row.findtext("RECORDID") == str(report["recordid"])
     assert 0.95 <= float(sox_info(row.findtext("FILENAME") or "")["-D"]) <= 1.8
 
 
+@pytest.mark.slow
 def test_selftest_warns_on_digital_silence_and_fails_if_a_signal_is_required(
         start_recorder: Any, tmp_path: Path) -> None:
     silence = tmp_path / "silence.wav"
@@ -360,18 +359,19 @@ def test_selftest_warns_on_digital_silence_and_fails_if_a_signal_is_required(
         {"driver": "synthetic", "devices": ["1001"]},
         {"driver": "file", "devices": ["2001"], "files": [str(silence)]},
     ])
-    quiet = ok(ctl(running, "selftest", "--device", "2001", "--seconds", "1"))
+    quiet = ok(recorderctl(running, "selftest", "--device", "2001", "--seconds", "1"))
     lines = quiet.stdout.splitlines()
     assert lines[-1] == "PASS"
     assert any(line.startswith("WARN  level") and "digital silence" in line for line in lines)
     # channel 2 is the file board's, at the file's rate, not the first board's
     assert any(line.startswith("PASS  sample rate") and "16000 Hz; boards[1] runs at 16000 Hz"
                in line for line in lines)
-    strict = ctl(running, "selftest", "--channel", "2", "--seconds", "1", "--require-signal")
+    strict = recorderctl(running, "selftest", "--channel", "2", "--seconds", "1",
+                         "--require-signal")
     assert strict.returncode == 1
     assert any(line.startswith("FAIL  level") for line in strict.stdout.splitlines())
     assert strict.stdout.splitlines()[-1] == "FAIL"
-    unknown = ctl(running, "selftest", "--device", "9999")
+    unknown = recorderctl(running, "selftest", "--device", "9999")
     assert unknown.returncode == 2
     assert "no device 9999" in unknown.stderr
 
@@ -383,7 +383,7 @@ def test_selftest_fails_on_a_broken_recording_path(tmp_path: Path,
     # Where today's recordings go is a file, so no recording can be created.
     for day in (datetime.now(), datetime.now() + timedelta(days=1)):
         (data / "recordings" / day.strftime("%Y%m%d")).write_text("in the way")
-    done = ctl(running, "selftest", "--seconds", "1")
+    done = recorderctl(running, "selftest", "--seconds", "1")
     assert done.returncode == 1, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[-1] == "FAIL"

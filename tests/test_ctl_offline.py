@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -15,29 +14,11 @@ from pathlib import Path
 import pytest
 from serial.tools import list_ports
 
-from tests.conftest import BIN, RecorderProcess, sox_info, start_recorderd, write_toml
-from tests.harness_sounddevice import (
-    PulseServer,
-    pulse_fixture,  # noqa: F401 - the fixture named pulse
-    pulseaudio_session,  # noqa: F401 - stops the daemon at the end of the session
-    without_portaudio,
-)
-
-RECORDERCTL = BIN / "recorderctl"
-ENV = {k: v for k, v in os.environ.items() if k != "RECORDER_CONFIG"}
-
-
-def ctl(*args: str, env: dict[str, str] | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(RECORDERCTL), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env or ENV, check=False)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+from tests.helpers.audio import sox_info
+from tests.helpers.ctl import ctl_env, recorderctl
+from tests.helpers.net import closed_port
+from tests.helpers.pulseaudio import PulseServer, without_portaudio
+from tests.helpers.recorders import BIN, RecorderProcess, start_recorderd, write_toml
 
 # --- exit codes --------------------------------------------------------------------------------
 
@@ -46,32 +27,33 @@ def closed_port() -> int:
     ["export", "1", "-o", "x.wav"], ["selftest"], ["send", "<REQUEST/>"]])
 def test_every_service_command_exits_3_against_a_closed_port(command: list[str],
                                                              tmp_path: Path) -> None:
-    port = closed_port()
-    done = subprocess.run([str(RECORDERCTL), "--port", str(port), "--web-port", str(port),
-                           *command], capture_output=True, text=True, timeout=30, env=ENV,
-                          cwd=tmp_path, check=False)
+    with closed_port() as port:
+        done = recorderctl("--port", str(port), "--web-port", str(port), *command, cwd=tmp_path,
+                           timeout=30)
     assert done.returncode == 3, done.stdout + done.stderr
     assert f"127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_every_commands_help_lists_its_exit_codes() -> None:
-    top = ctl("--help")
+    top = recorderctl("--help")
     assert top.returncode == 0
     commands = ["status", "channels", "levels", "calls", "events", "export", "send",
                 "selftest", "devices", "check-config", "recover", "purge", "cav"]
     for name in commands:
         assert name in top.stdout
-        done = ctl(name, "--help")
+        done = recorderctl(name, "--help")
         assert done.returncode == 0, name
         assert "exit status:\n  0  " in done.stdout, name
-    assert "3  the recorder could not be reached" in ctl("status", "--help").stdout
-    assert ctl("status", "--bogus").returncode == 2
+    assert "3  the recorder could not be reached" in recorderctl("status", "--help").stdout
+    assert recorderctl("status", "--bogus").returncode == 2
 
 
 # --- devices -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_devices_lists_serial_ports_and_the_configured_pty_without_sound_hardware(
         tmp_path: Path) -> None:
     leader, follower = os.openpty()
@@ -80,8 +62,8 @@ def test_devices_lists_serial_ports_and_the_configured_pty_without_sound_hardwar
                         f'[[boards]]\ndriver = "voicemodem"\nport = "{pty_name}"\n'
                         'devices = ["3001"]\n')
     try:
-        done = ctl("devices", "--config", str(config), "--json")
-        human = ctl("devices", "--config", str(config))
+        done = recorderctl("devices", "--config", str(config), "--json")
+        human = recorderctl("devices", "--config", str(config))
     finally:
         os.close(follower)
         os.close(leader)
@@ -100,7 +82,7 @@ def test_devices_lists_serial_ports_and_the_configured_pty_without_sound_hardwar
     assert "serial ports:" in human.stdout
     assert f"  boards[0]  {pty_name}  present" in human.stdout
 
-    gone = json.loads(ctl("devices", "--config", str(config), "--json").stdout)
+    gone = json.loads(recorderctl("devices", "--config", str(config), "--json").stdout)
     (port,) = gone["configured_serial_ports"]
     assert not port["present"]
     assert port["detail"].startswith("missing")
@@ -110,16 +92,16 @@ def test_devices_says_when_portaudio_is_missing_and_still_lists_serial_ports(
         tmp_path: Path) -> None:
     # A machine without libportaudio2, as test_sounddevice makes one: ctypes finds no library.
     env = without_portaudio(tmp_path)
-    done = ctl("devices", env=env)
+    done = recorderctl("devices", env=env)
     assert done.returncode == 0, done.stderr
     assert "PortAudio cannot be loaded" in done.stdout
     assert "libportaudio2" in done.stdout
     assert "serial ports:" in done.stdout
-    assert json.loads(ctl("devices", "--json", env=env).stdout)["portaudio"]["ok"] is False
+    assert json.loads(recorderctl("devices", "--json", env=env).stdout)["portaudio"]["ok"] is False
 
 
 def test_devices_lists_a_sound_servers_input(pulse: PulseServer) -> None:
-    done = ctl("devices", "--json", env={**ENV, **pulse.client_env})
+    done = recorderctl("devices", "--json", env=pulse.client_env)
     assert done.returncode == 0, done.stderr
     names = [d["name"] for d in json.loads(done.stdout)["portaudio"]["input_devices"]]
     assert "pulse" in names
@@ -127,30 +109,34 @@ def test_devices_lists_a_sound_servers_input(pulse: PulseServer) -> None:
 
 # --- check-config ------------------------------------------------------------------------------
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_check_config_does_what_recorderd_check_config_does(tmp_path: Path) -> None:
     good = write_toml(tmp_path / "good.toml", f'[storage]\ndata_dir = "{tmp_path / "d"}"\n'
                       '[[boards]]\ndriver = "synthetic"\ndevices = ["1001", "1002"]\n')
-    ours = ctl("check-config", "--config", str(good))
+    ours = recorderctl("check-config", "--config", str(good))
     theirs = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(good)],
-                            capture_output=True, text=True, timeout=60, env=ENV, check=False)
+                            capture_output=True, text=True, timeout=60, env=ctl_env(),
+                            check=False)
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout == theirs.stdout
     assert "configuration OK" in ours.stdout
     bad = write_toml(tmp_path / "bad.toml", '[api]\nsocket_prt = 5620\n[[boards]]\n'
                      'driver = "file"\nfiles = ["/nonexistent/a.wav"]\ndevices = ["2001"]\n')
-    refused = ctl("--config", str(bad), "check-config")  # the option before the command too
+    refused = recorderctl("--config", str(bad), "check-config")  # the option before the command too
     assert refused.returncode == 2
     assert "api.socket_prt: unknown key (did you mean 'socket_port'?)" in refused.stderr
     assert refused.stdout == ""
     missing_file = write_toml(tmp_path / "nofile.toml", '[[boards]]\ndriver = "file"\n'
                               'files = ["/nonexistent/a.wav"]\ndevices = ["2001"]\n')
-    opened = ctl("check-config", "--config", str(missing_file))
+    opened = recorderctl("check-config", "--config", str(missing_file))
     assert opened.returncode == 2  # valid, but a board cannot open
     assert "/nonexistent/a.wav" in opened.stderr
 
 
 # --- recover -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_recover_refuses_while_recorderd_runs_and_completes_a_killed_call(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
     config, data, running = start_recorderd(tmp_path, processes, ("1001", "1002"))
@@ -159,7 +145,7 @@ def test_recover_refuses_while_recorderd_runs_and_completes_a_killed_call(
     started = time.monotonic()
     time.sleep(2.5)
 
-    busy = ctl("recover", "--config", str(config))
+    busy = recorderctl("recover", "--config", str(config))
     assert busy.returncode == 2
     assert f"in use by process {proc.proc.pid}" in busy.stderr
 
@@ -178,7 +164,7 @@ def test_recover_refuses_while_recorderd_runs_and_completes_a_killed_call(
 
     ((ident, status, _, _, filename),) = rows()
     assert status == "recording"
-    dry = ctl("recover", "--config", str(config), "--dry-run")
+    dry = recorderctl("recover", "--config", str(config), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     first, summary = dry.stdout.splitlines()
     assert first.startswith(f"would complete\tRECORDID {ident}\t1002\tstarted ")
@@ -186,7 +172,7 @@ def test_recover_refuses_while_recorderd_runs_and_completes_a_killed_call(
     assert summary == "would complete 1 interrupted recording(s)"
     assert rows()[0][1] == "recording"  # nothing changed
 
-    done = ctl("recover", "--config", str(config), "--json")
+    done = recorderctl("recover", "--config", str(config), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     (recovered,) = report["recordings"]
@@ -201,23 +187,24 @@ def test_recover_refuses_while_recorderd_runs_and_completes_a_killed_call(
     # The call's audio from its 0.5 s pre-roll to the kill, but for at most the last second.
     assert elapsed - 1.0 <= duration <= elapsed + 0.5 + 0.1
 
-    again = ctl("recover", "--config", str(config))
+    again = recorderctl("recover", "--config", str(config))
     assert again.returncode == 0
     assert again.stdout.strip() == f"no interrupted recordings in {data}"
 
 
 def test_recover_refuses_a_bad_config_or_a_missing_database(tmp_path: Path) -> None:
     bad = write_toml(tmp_path / "bad.toml", '[storage]\nformat = "ogg"\n')
-    done = ctl("recover", "--config", str(bad))
+    done = recorderctl("recover", "--config", str(bad))
     assert done.returncode == 2
     assert "storage.format" in done.stderr
     empty = write_toml(tmp_path / "empty.toml", f'[storage]\ndata_dir = "{tmp_path / "none"}"\n')
-    done = ctl("recover", "--config", str(empty))
+    done = recorderctl("recover", "--config", str(empty))
     assert done.returncode == 2
     assert "no database at" in done.stderr
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.slow
 def test_calls_offline_answers_from_the_database_as_the_service_did(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
     config, data, running = start_recorderd(tmp_path, processes, ("1001", "1002"))
@@ -228,57 +215,61 @@ def test_calls_offline_answers_from_the_database_as_the_service_did(
         time.sleep(1.0)
         assert running.request("CALLSTOP", i, deviceid=device).findtext("RESULTCODE") == "20"
     where = ["--port", str(running.socket_port)]
-    live = ctl("calls", *where, "--json")
+    live = recorderctl("calls", *where, "--json")
     assert live.returncode == 0, live.stderr
-    by_ani = ctl("calls", *where, "--ani", "8005550000", "--json")
+    by_ani = recorderctl("calls", *where, "--ani", "8005550000", "--json")
     # A service that does not answer (here: asked on the wrong port): status says whether a
     # recorderd holds the data directory, and which.
-    silent = ctl("status", "--config", str(config), "--web-port", str(closed_port()))
+    with closed_port() as web_port:
+        silent = recorderctl("status", "--config", str(config), "--web-port", str(web_port))
     assert silent.returncode == 3
     assert f"recorderd (pid {proc.proc.pid}) is running on {data} but does not answer" in \
         silent.stderr
     assert proc.stop() == 0
-    gone = ctl("status", "--config", str(config), "--web-port", str(closed_port()))
+    with closed_port() as web_port:
+        gone = recorderctl("status", "--config", str(config), "--web-port", str(web_port))
     assert gone.returncode == 3
     assert f"no recorderd is running on {data}" in gone.stderr
 
     # The service is down: asking it fails, reading its data directory answers the same.
-    assert ctl("calls", *where).returncode == 3
-    offline = ctl("calls", "--offline", "--config", str(config), "--json")
+    with closed_port(running.socket_port):  # nothing else may take the port meanwhile
+        assert recorderctl("calls", *where).returncode == 3
+    offline = recorderctl("calls", "--offline", "--config", str(config), "--json")
     assert offline.returncode == 0, offline.stderr
     assert json.loads(offline.stdout) == json.loads(live.stdout)
     assert len(json.loads(offline.stdout)) == 2
-    filtered = ctl("calls", "--offline", "--config", str(config), "--ani", "8005550000",
-                   "--json")
+    filtered = recorderctl("calls", "--offline", "--config", str(config), "--ani", "8005550000",
+                           "--json")
     assert json.loads(filtered.stdout) == json.loads(by_ani.stdout)
     assert [c["DEVICEID"] for c in json.loads(filtered.stdout)] == ["1002"]
-    table = ctl("calls", "--offline", "--config", str(config))
+    table = recorderctl("calls", "--offline", "--config", str(config))
     assert table.stdout.splitlines()[0].split()[:3] == ["RECORDID", "START", "DURATION"]
-    refused = ctl("calls", "--offline", "--config", str(config), "--from", "1h", "--to", "2h")
+    refused = recorderctl("calls", "--offline", "--config", str(config), "--from", "1h",
+                          "--to", "2h")
     assert refused.returncode == 1
     assert "CALLLIST answered 16" in refused.stderr
     missing = write_toml(tmp_path / "none.toml", f'[storage]\ndata_dir = "{tmp_path / "no"}"\n')
-    nothing = ctl("calls", "--offline", "--config", str(missing))
+    nothing = recorderctl("calls", "--offline", "--config", str(missing))
     assert nothing.returncode == 2
     assert "no database at" in nothing.stderr
 
     # And a recording comes out of it as the service would have sent it.
     first = json.loads(offline.stdout)[-1]
     out = tmp_path / "first.mp3"
-    exported = ctl("export", first["RECORDID"], "--offline", "--config", str(config),
-                   "--format", "mp3", "-o", str(out))
+    exported = recorderctl("export", first["RECORDID"], "--offline", "--config", str(config),
+                           "--format", "mp3", "-o", str(out))
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.startswith(f"{out}: recording {first['RECORDID']} as mp3")
     stored = float(sox_info(first["FILENAME"])["-D"])
     decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "s16le", "-"],
                              capture_output=True, check=True)
     assert abs(len(decoded.stdout) / 2 / 8000 - stored) < 0.1
-    again = ctl("export", first["RECORDID"], "--offline", "--config", str(config),
-                "-o", str(out))
+    again = recorderctl("export", first["RECORDID"], "--offline", "--config", str(config),
+                        "-o", str(out))
     assert again.returncode == 2
     assert "exists" in again.stderr
-    unknown = ctl("export", "999", "--offline", "--config", str(config), "-o",
-                  str(tmp_path / "x.wav"))
+    unknown = recorderctl("export", "999", "--offline", "--config", str(config), "-o",
+                          str(tmp_path / "x.wav"))
     assert unknown.returncode == 1
     assert "no recording with RECORDID 999" in unknown.stderr
     assert not list(tmp_path.glob("x.wav*"))

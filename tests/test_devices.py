@@ -3,7 +3,6 @@ forgotten device gets, as a table of scenarios, through the scheduler, and over 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,10 @@ from recorder.config.loader import config_from_dict
 from recorder.config.recording import RecordingConfig
 from recorder.errors import ConfigError
 from recorder.resultcodes import ResultCode
-from tests.conftest import Running, base_config, result_code
-from tests.test_scheduler import Bench
+from tests.helpers.api import result_code
+from tests.helpers.calls import Bench
+from tests.helpers.recorders import Running, base_config
+from tests.helpers.waiting import wait_for
 
 TAPPED = ("t1", "t2")
 
@@ -154,17 +155,10 @@ def test_a_device_whose_file_is_still_closing_is_busy(tmp_path: Path) -> None:
         assert state.busy
         bench.writer.start()  # the writer passes the end: the file closes
         bench.feed(100)
-        _wait(lambda: call.session is not None and call.session.closed)
+        wait_for(lambda: call.session is not None and call.session.closed)
         assert not state.busy
     finally:
         bench.close()
-
-
-def _wait(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_the_scheduler_forgets_untapped_devices_beyond_its_limit(tmp_path: Path) -> None:
@@ -217,10 +211,6 @@ FLOOD = 300
 def _ok(result: etree._Element) -> etree._Element:
     assert result_code(result) == 20, etree.tostring(result)
     return result
-
-
-
-
 
 
 def test_far_more_devices_than_the_limit_keep_the_table_at_it(

@@ -35,10 +35,11 @@ from recorder.codecs import g711, vox
 from recorder.codecs.formats import open_writer
 from recorder.codecs.wav import read_wav_info
 from recorder.recording import files, paths
-from tests.apiexpect import IN_PROCESS
-from tests.codecs_support import ffmpeg_decode
-from tests.conftest import Running, request_xml, result_code, sox_info
-from tests.exportsupport import dominant_hz, tone
+from tests.helpers.api import request_xml, result_code
+from tests.helpers.audio import ffmpeg_decode, sox_info
+from tests.helpers.exports import dominant_hz, tone
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running
+from tests.helpers.waiting import wait_for
 
 RATE = 8000
 KIB = 1024
@@ -266,15 +267,6 @@ def rows(data: Path, device: str | None = None) -> list[sqlite3.Row]:
         return db.execute(query + " ORDER BY ident").fetchall()
 
 
-def wait_for(what: Callable[[], Any], timeout: float, step: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = what()
-        if got or time.monotonic() >= deadline:
-            return got
-        time.sleep(step)
-
-
 def check_file(row: sqlite3.Row, source: npt.NDArray[np.int16], hz: float) -> None:
     """The file plays to its header's length, that length is the row's, and it is the line's
     tone sample for sample (the looped source from wherever the recording began)."""
@@ -288,10 +280,6 @@ def check_file(row: sqlite3.Row, source: npt.NDArray[np.int16], hz: float) -> No
     offset = next(i for i in range(len(source))
                   if np.array_equal(np.roll(source, -i)[:64], recorded[:64]))
     np.testing.assert_array_equal(recorded, np.resize(np.roll(source, -offset), len(recorded)))
-
-
-
-
 
 
 def inject(running: Running, disk: SmallDisk, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,6 +319,8 @@ class Events:
         self.conn.close()
 
 
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 def test_a_full_disk_truncates_refuses_and_resumes_by_itself(
         tmp_path: Path, start_recorder: Callable[..., Running], request: pytest.FixtureRequest,
         monkeypatch: pytest.MonkeyPatch, disk_path: Callable[[SmallDisk], None]) -> None:
@@ -363,8 +353,7 @@ def test_a_full_disk_truncates_refuses_and_resumes_by_itself(
             def cut() -> list[sqlite3.Row]:
                 found = [r for r in rows(data) if r["stop_reason"] == "truncated"]
                 return found if len(found) == 2 else []
-            truncated = wait_for(cut, 20.0)
-            assert truncated, [dict(r) for r in rows(data)]
+            truncated = wait_for(cut, 20.0, what=lambda: [dict(r) for r in rows(data)])
             for row in truncated:
                 assert row["status"] == "complete"
                 assert row["duration"] > 1.0
@@ -405,9 +394,8 @@ def test_a_full_disk_truncates_refuses_and_resumes_by_itself(
             # Room again: within a few seconds the calls still up continue by themselves...
             disk.free_up()
             freed = time.monotonic()
-            resumed = wait_for(lambda: all(len(rows(data, d)) == 2 for d in ("2001", "2002")),
-                               6.0)
-            assert resumed, [dict(r) for r in rows(data)]
+            wait_for(lambda: all(len(rows(data, d)) == 2 for d in ("2001", "2002")), 6.0,
+                     what=lambda: [dict(r) for r in rows(data)])
             assert time.monotonic() - freed < 6.0
             for device in ("2001", "2002"):
                 events.until(("RECORDINGSTARTED", device, "NONE"))
@@ -442,7 +430,7 @@ def test_a_full_disk_truncates_refuses_and_resumes_by_itself(
 # --- the kill -9 and power-loss bounds ---------------------------------------------------------
 
 
-@IN_PROCESS
+@pytest.mark.slow
 def test_audio_reaches_the_os_at_least_every_half_second(
         start_recorder: Callable[..., Running]) -> None:
     running = start_recorder()
@@ -482,7 +470,7 @@ def count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, str, int]
     return calls
 
 
-@IN_PROCESS
+@pytest.mark.slow
 def test_files_are_fsynced_at_the_interval_and_at_close(
         start_recorder: Callable[..., Running], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
@@ -503,7 +491,7 @@ def test_files_are_fsynced_at_the_interval_and_at_close(
     assert mine[-1][2] == Path(row["filename"]).stat().st_size
 
 
-@IN_PROCESS
+@pytest.mark.slow
 def test_an_fsync_interval_of_zero_leaves_it_to_the_os(
         start_recorder: Callable[..., Running], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,9 +17,9 @@ from recorder.drivers.file import FileBoardConfig
 from recorder.drivers.registry import create_driver
 from recorder.drivers.synthetic import SyntheticBoardConfig
 from recorder.errors import DriverError
-from tests.contract import Harness, RecordingSink
-from tests.harness_sounddevice import pulseaudio_session, sounddevice_board  # noqa: F401
-from tests.harness_voicemodem import voicemodem
+from tests.helpers.contract import Harness, RecordingSink
+from tests.helpers.modem_emulator import voicemodem
+from tests.helpers.pulseaudio import sounddevice_board
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 8000) -> Path:
@@ -45,8 +46,9 @@ def replay(tmp_path: Path) -> Iterator[Harness]:
 
 # Every driver, fake or real, runs the same contract. The real ones bring up their device here:
 # a PulseAudio null sink for sounddevice, a V.253 modem emulator on a pty for voicemodem.
-HARNESSES: list[Callable[[Path], Iterator[Harness]]] = [synthetic, synthetic_fast, replay,
-                                                        sounddevice_board, voicemodem]
+# (The PulseAudio daemon is a process: the fast lane leaves that harness out.)
+HARNESSES: list[Any] = [synthetic, synthetic_fast, replay,
+                        pytest.param(sounddevice_board, marks=pytest.mark.process), voicemodem]
 
 
 @pytest.fixture(params=HARNESSES, ids=lambda f: f.__name__)
@@ -67,6 +69,7 @@ def driver_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t is not threading.main_thread()}
 
 
+@pytest.mark.slow
 def test_contract_blocks_are_int16_frames_by_channels_at_the_sample_rate(
         harness: Harness) -> None:
     driver, sink = harness.driver, RecordingSink()
@@ -117,6 +120,7 @@ def test_contract_stop_right_after_start(harness: Harness) -> None:
     assert driver_threads() - before == set()
 
 
+@pytest.mark.slow
 def test_contract_a_lost_device_shows_error_and_comes_back(harness: Harness) -> None:
     if harness.lose is None or harness.restore is None:
         pytest.skip(f"{type(harness.driver).__name__} has no device to lose")

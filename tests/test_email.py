@@ -19,18 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from lxml import etree
 
 from recorder.config.loader import config_from_dict
 from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
-from tests.apiexpect import IN_PROCESS, expect
-from tests.conftest import RecorderProcess, Running, base_config, write_toml
-from tests.exportsupport import decode, dominant_hz, free_port, record, self_signed, tone_boards
+from tests.helpers.api import expect
+from tests.helpers.exports import decode, dominant_hz, record, tone_boards
+from tests.helpers.net import closed_port, self_signed, smtp_server
+from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
 
 WAIT = 10.0
+PROCESS_FIXTURES = {"setup"}  # its recorderd serves the module's tests (conftest.py)
+# One worker runs the module, so only one recorderd is started for it (scripts/test).
+pytestmark = pytest.mark.xdist_group("email")
 
 
 @dataclass
@@ -86,15 +89,10 @@ class Mailbox:
 
 
 @contextmanager
-def smtp_server(**options: Any) -> Iterator[tuple[Mailbox, int]]:
+def mail_server(**options: Any) -> Iterator[tuple[Mailbox, int]]:
     mailbox = Mailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port, **options)
-    controller.start()
-    try:
+    with smtp_server(mailbox, **options) as port:
         yield mailbox, port
-    finally:
-        controller.stop()
 
 
 @dataclass
@@ -108,7 +106,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     tmp = tmp_path_factory.mktemp("email")
-    with smtp_server() as (mailbox, port):
+    with mail_server() as (mailbox, port):
         config = config_from_dict(base_config(tmp, boards=tone_boards(tmp), smtp={
             "host": "127.0.0.1", "port": port, "sender": "recorder@example.com"}),
             base_dir=tmp)
@@ -260,24 +258,24 @@ def test_refusals(setup: Setup) -> None:
     assert len(setup.mailbox.received) == before  # none of them sent anything
 
 
-@IN_PROCESS
+@pytest.mark.slow
 def test_no_mail_server_configured_or_reachable_is_31(start_recorder: Any,
                                                       tmp_path: Path) -> None:
     running = start_recorder(boards=tone_boards(tmp_path))
     expect(running.request("EMAIL", 1, ident=1, toaddress="x@example.com", media_format="wav"),
            31, "no mail server is configured (the [smtp] section's host)")
-    port = free_port()  # nothing listens there
-    running = start_recorder(boards=tone_boards(tmp_path), storage={
-        "data_dir": str(tmp_path / "second")}, smtp={"host": "127.0.0.1", "port": port})
-    conn = running.connect()
-    try:
-        time.sleep(0.6)
-        row = record(conn, "2001", 0.5)
-        expect(conn.request("EMAIL", 2, ident=row["RECORDID"], toaddress="x@example.com",
-                            media_format="mp3"), 31,
-               f"cannot reach the mail server 127.0.0.1:{port} (none): Connection refused")
-    finally:
-        conn.close()
+    with closed_port() as port:  # nothing listens there
+        running = start_recorder(boards=tone_boards(tmp_path), storage={
+            "data_dir": str(tmp_path / "second")}, smtp={"host": "127.0.0.1", "port": port})
+        conn = running.connect()
+        try:
+            time.sleep(0.6)
+            row = record(conn, "2001", 0.5)
+            expect(conn.request("EMAIL", 2, ident=row["RECORDID"], toaddress="x@example.com",
+                                media_format="mp3"), 31,
+                   f"cannot reach the mail server 127.0.0.1:{port} (none): Connection refused")
+        finally:
+            conn.close()
     assert list((tmp_path / "second" / "tmp").iterdir()) == []
 
 
@@ -297,13 +295,13 @@ def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: 
     return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
-@IN_PROCESS
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_starttls_with_a_login(start_recorder: Any, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     context, cert = server_tls(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the recorder trusts this server's cert
-    with smtp_server(server_kwargs={"tls_context": context, "require_starttls": True,
+    with mail_server(server_kwargs={"tls_context": context, "require_starttls": True,
                                     "auth_required": True, "authenticator": authenticate},
                      ) as (mailbox, port):
         smtp = {"host": "127.0.0.1", "port": port, "security": "starttls",
@@ -336,13 +334,13 @@ def test_starttls_with_a_login(start_recorder: Any, tmp_path: Path,
             conn.close()
 
 
-@IN_PROCESS
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tls_from_the_first_byte(start_recorder: Any, tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     context, cert = server_tls(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    with smtp_server(ssl_context=context) as (mailbox, port):
+    with mail_server(ssl_context=context) as (mailbox, port):
         running = start_recorder(boards=tone_boards(tmp_path), smtp={
             "host": "127.0.0.1", "port": port, "security": "tls"})
         conn = running.connect()

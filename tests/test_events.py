@@ -14,7 +14,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,8 +22,9 @@ from lxml import etree
 
 from recorder.events.bus import EventBus
 from recorder.events.types import CALL, FIELDS, RECORD, Event, make_event
-from tests.apiexpect import IN_PROCESS, add_user, expect, fields
-from tests.conftest import Running, request_xml, result_code
+from tests.helpers.api import add_user, expect, fields, request_xml, result_code
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running
+from tests.helpers.waiting import wait_for
 
 # The manual's "Request Command", verbatim.
 MANUAL_EVENTS = b"""<REQUEST>
@@ -37,13 +38,6 @@ WAIT = 10.0  # seconds any one expected event may take
 
 def call_event(event_type: str, device: str = "1111", **values: str) -> Event:
     return make_event(event_type, {"DEVICEID": device, "AGENTID": "16", **values})
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 # --- the bus, with plain objects -------------------------------------------------------------
@@ -180,7 +174,6 @@ def bus_of(running: Running) -> EventBus:
     return running.recorder.events
 
 
-@IN_PROCESS
 def test_the_manuals_request_then_events_in_the_manuals_layout(
         running: Running, subscribers: list[Subscriber]) -> None:
     subscriber = Subscriber(running)
@@ -213,7 +206,6 @@ def test_the_manuals_request_then_events_in_the_manuals_layout(
         "1111", "16", "Gold & <Level>\nline two", "1/31/2011 2:39:49 PM")
 
 
-@IN_PROCESS
 def test_eventclass_and_eventvalue_choose_the_events(running: Running,
                                                      subscribers: list[Subscriber]) -> None:
     records_of_1001 = Subscriber(running, request_xml("EVENTS", 1, eventclass="record",
@@ -252,7 +244,6 @@ def test_a_bad_eventclass_is_refused_and_the_connection_stays_an_api_connection(
         conn.close()
 
 
-@IN_PROCESS
 def test_requests_on_a_subscribed_connection_are_answered_among_its_events(
         running: Running, subscribers: list[Subscriber]) -> None:
     subscriber = Subscriber(running)
@@ -265,6 +256,7 @@ def test_requests_on_a_subscribed_connection_are_answered_among_its_events(
     assert (result.findtext("REQUESTID"), result_code(result)) == ("77", 20)
 
 
+@IN_PROCESS_AND_RECORDERD
 def test_events_on_the_webapi_request_page_stream_as_on_the_socket(running: Running) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", running.web_port, timeout=WAIT)
     try:
@@ -294,7 +286,7 @@ def test_events_on_the_webapi_request_page_stream_as_on_the_socket(running: Runn
     expect(running.web_result(type="events", eventclass="ALL"), 14)
 
 
-@IN_PROCESS
+@pytest.mark.slow
 def test_a_stalled_subscriber_is_cut_off_and_a_reading_one_keeps_receiving(
         start_recorder: Any, caplog: pytest.LogCaptureFixture) -> None:
     running = start_recorder(api={"socket_port": 0, "web_port": 0, "event_queue_size": 20})
@@ -420,7 +412,7 @@ class EventStream:
         self.http.close()
 
 
-@IN_PROCESS
+@pytest.mark.slow
 def test_server_sent_events(running: Running) -> None:
     stream = EventStream(running, "class=record&value=1001")
     try:
@@ -489,6 +481,8 @@ PAUSED_SEQUENCE = ["CALLSTART", "RECORDINGSTARTED", "RECORDINGPAUSED", "RECORDIN
                    "CALLSTOP", "RECORDINGSTOPPED", "RECORDINGUPDATE"]
 
 
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 def test_a_calls_events_end_to_end_while_a_stalled_subscriber_is_dropped(
         start_recorder: Any) -> None:
     running = start_recorder(api={"socket_port": 0, "web_port": 0, "event_queue_size": 20})

@@ -15,7 +15,7 @@ from recorder.archive.export import export_recording
 from recorder.errors import CodecError
 from recorder.store.records import FinishedRecording, NewRecording, RecordingRow
 from recorder.store.sqlite import SqliteStore
-from tests.conftest import sox_info
+from tests.helpers.audio import sox_info
 
 
 def speechlike(seconds: float = 1.5) -> np.ndarray:
@@ -82,6 +82,7 @@ def test_export_from_a_stored_mp3_to_wav(tmp_path: Path) -> None:
     assert (rate, len(back)) == (8000, 12000)
 
 
+@pytest.mark.slow
 def test_cav_round_trips_the_audio_and_metadata_and_refuses_a_wrong_password(
         tmp_path: Path) -> None:
     row = stored_row(tmp_path)

@@ -27,7 +27,6 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -43,8 +42,10 @@ from recorder.api.transport.framing import MAX_MARKUP, MessageFramer, MessageToo
 from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.resultcodes import ResultCode
-from tests.conftest import BIN, Running, base_config, request_xml, result_code
-from tests.exportsupport import free_port, record
+from tests.helpers.api import request_xml, result_code
+from tests.helpers.exports import record
+from tests.helpers.net import smtp_server
+from tests.helpers.recorders import BIN, IN_PROCESS_AND_RECORDERD, Running, base_config
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 FUZZ_SECONDS = int(os.environ.get("FUZZ_SECONDS", "8"))
@@ -308,13 +309,8 @@ class Mailbox:
 @pytest.fixture
 def mailbox() -> Iterator[tuple[Mailbox, int]]:
     box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(box) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 def exchange(port: int, data: bytes) -> list[bytes]:
@@ -439,6 +435,8 @@ def web_tricks(ident: str, tricks: list[str]) -> list[dict[str, str]]:
     return out
 
 
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 @pytest.mark.timeout(240)
 def test_the_attack_corpus_is_answered_and_nothing_escapes(
         start_recorder: Any, tmp_path: Path, mailbox: tuple[Mailbox, int]) -> None:
@@ -511,6 +509,7 @@ def test_the_attack_corpus_is_answered_and_nothing_escapes(
 
 # --- atheris ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_atheris_harness_finds_no_crash_in_a_short_run(tmp_path: Path) -> None:
     pytest.importorskip("atheris")
     proc = subprocess.run(

@@ -16,8 +16,10 @@ import pytest
 
 from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
-from tests.apiexpect import expect
-from tests.conftest import ApiConnection, base_config, sox_info
+from tests.helpers.api import ApiConnection, expect
+from tests.helpers.audio import sox_info
+from tests.helpers.recorders import base_config
+from tests.helpers.waiting import wait_for
 
 HUNG_AFTER = 1.0  # the test's threshold; the service's is HUNG_AFTER_SECONDS (10 s)
 SUMMARY = re.compile(r"^recording (\d+) of 4 channels; (\d+) recordings since start; "
@@ -30,13 +32,6 @@ def summary(recorder: Recorder) -> tuple[str, ...]:
     match = SUMMARY.match(line)
     assert match, line
     return match.groups()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -105,6 +100,7 @@ def _meter_lock(recorder: Recorder) -> threading.Lock:
     ("writer loop", _writer_lock),
     ("capture monitor", _meter_lock),
 ])
+@pytest.mark.slow
 def test_a_hung_loop_is_reported_after_the_threshold_and_clears(
         recorder: Recorder, loop: str, lock_of: Callable[[Recorder], threading.Lock]) -> None:
     lock = lock_of(recorder)
@@ -126,6 +122,7 @@ def test_a_hung_loop_is_reported_after_the_threshold_and_clears(
     assert recorder.summary_line().endswith("; healthy")
 
 
+@pytest.mark.slow
 def test_a_blocked_api_event_loop_is_reported(recorder: Recorder) -> None:
     assert recorder.api is not None
     assert recorder.api.loop is not None
@@ -181,6 +178,7 @@ def test_the_database_going_away_shows_in_status_not_in_health(recorder: Recorde
     assert int(errors.group(1)) >= 3
 
 
+@pytest.mark.slow
 def test_reload_changes_the_terminology_while_a_call_keeps_recording(tmp_path: Path) -> None:
     doc = base_config(tmp_path)
     recorder = Recorder(config_from_dict(doc, base_dir=tmp_path))

@@ -22,13 +22,15 @@ from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.service.lifecycle import ServiceLoop
 from recorder.service.sdnotify import Notifier
-from tests.conftest import BIN, RecorderProcess, Running, request_xml
-from tests.modem_emulator import ModemEmulator
+from tests.helpers.api import request_xml
+from tests.helpers.modem_emulator import ModemEmulator
+from tests.helpers.recorders import BIN, RecorderProcess, Running
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "recorder.service"
 INSTALLED_BIN = "/opt/recorder/bin/"  # where docs/systemd.md installs the venv
 WAIT = 20.0
+PROCESS_FIXTURES = {"units"}  # recorderd started as the unit starts it (conftest.py)
 
 CONFIG = """\
 [api]
@@ -169,6 +171,7 @@ def units(tmp_path: Path) -> Iterator[Callable[..., Unit]]:
         unit.notify.close()
 
 
+@pytest.mark.slow
 def test_ready_comes_once_everything_listens_then_watchdog_pings_and_stopping(
         units: Callable[..., Unit]) -> None:
     unit = units(watchdog_usec=2_000_000)
@@ -235,6 +238,7 @@ class SilentAfterSetUpProbe(dict[str, str | None]):
         return None
 
 
+@pytest.mark.slow
 def test_ready_waits_for_a_slow_modem_to_capture(units: Callable[..., Unit],
                                                  tmp_path: Path) -> None:
     with ModemEmulator(tmp_path / "modem") as modem:
@@ -260,6 +264,7 @@ def test_ready_waits_for_a_slow_modem_to_capture(units: Callable[..., Unit],
         assert unit.wait_exit() == 0, unit.process.log
 
 
+@pytest.mark.slow
 def test_a_board_that_never_runs_delays_ready_only_so_long_and_says_which(
         units: Callable[..., Unit], tmp_path: Path) -> None:
     with ModemEmulator(tmp_path / "modem") as modem:
@@ -304,6 +309,7 @@ def _fields(event: etree._Element) -> dict[str, str]:
     return {child.tag: child.text or "" for child in data}
 
 
+@pytest.mark.slow
 def test_sigterm_in_the_middle_of_a_call_finishes_the_recording(
         units: Callable[..., Unit]) -> None:
     unit = units(watchdog_usec=5_000_000)
@@ -354,6 +360,7 @@ def test_sigterm_in_the_middle_of_a_call_finishes_the_recording(
     assert "Traceback" not in unit.process.log
 
 
+@pytest.mark.slow
 def test_sigterm_with_every_channel_recording_mp3_leaves_every_file_whole(
         units: Callable[..., Unit]) -> None:
     unit = units(watchdog_usec=5_000_000, extra='[storage]\nformat = "mp3"\n\n')
@@ -380,6 +387,7 @@ def test_sigterm_with_every_channel_recording_mp3_leaves_every_file_whole(
         assert 1.8 <= row["duration"] <= 4.0
 
 
+@pytest.mark.slow
 def test_sighup_reloads_terminology_and_filters_without_dropping_the_call(
         units: Callable[..., Unit]) -> None:
     unit = units(watchdog_usec=5_000_000, agent="Agent")
@@ -479,6 +487,7 @@ def recorder(tmp_path: Path) -> Iterator[Recorder]:
     rec.stop()
 
 
+@pytest.mark.slow
 def test_a_hung_scheduler_stops_the_watchdog_pings_and_they_resume_when_it_recovers(
         recorder: Recorder, tmp_path: Path) -> None:
     notify = NotifySocket(tmp_path / "notify")
@@ -523,6 +532,7 @@ def test_a_hung_scheduler_stops_the_watchdog_pings_and_they_resume_when_it_recov
     notify.close()
 
 
+@pytest.mark.slow
 def test_a_shutdown_stuck_past_its_deadline_logs_every_stack_and_gives_up(
         recorder: Recorder, caplog: pytest.LogCaptureFixture) -> None:
     assert recorder.scheduler is not None

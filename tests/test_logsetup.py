@@ -20,7 +20,7 @@ import pytest
 
 from recorder.config.loader import config_from_dict
 from recorder.config.printing import to_toml
-from tests.conftest import BIN, base_config, write_toml
+from tests.helpers.recorders import BIN, base_config, write_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMESTAMPED = re.compile(
@@ -129,6 +129,7 @@ def test_configuring_twice_does_not_double_the_lines(tmp_path: Path) -> None:
     assert sum(line.endswith("warning line") for line in lines) == 1
 
 
+@pytest.mark.process
 def test_recorderd_under_systemd_logs_with_priorities(tmp_path: Path) -> None:
     config = write_toml(tmp_path / "recorder.toml",
                         to_toml(config_from_dict(base_config(tmp_path), base_dir=tmp_path)))

@@ -27,7 +27,8 @@ import pytest
 from lxml import etree
 
 from recorder.api.dispatcher import DEPRECATED, HANDLERS, PLANNED
-from tests.conftest import Running, result_code
+from tests.helpers.api import result_code
+from tests.helpers.recorders import RECORDERD_ONLY, Running
 
 Want = str | re.Pattern[str]
 
@@ -583,7 +584,7 @@ def check(step: Step, result: etree._Element, captured: Mapping[str, str]) -> No
             assert got == want.format_map(captured), f"{path}={got!r} in {shown}"
 
 
-@pytest.mark.parametrize("start_recorder", ["recorderd"], indirect=True)
+@RECORDERD_ONLY
 @pytest.mark.parametrize("transport", ["socket", "web"])
 def test_the_manual_top_to_bottom(start_recorder: Any, transport: str) -> None:
     running = start_recorder(boards=[{"driver": "synthetic", "devices": DEVICES}])

@@ -1,5 +1,6 @@
 """/metrics (Prometheus text format 0.0.4) and /status on the web port, scraped from a live
-recorder (in-process and recorderd) while calls are recorded, refused and subscribed to."""
+recorder (in-process, and recorderd for the main walk) while calls are recorded, refused and
+subscribed to."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from recorder import __version__
 from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.telemetry.prometheus import Counter, Gauge, Histogram, render
-from tests.apiexpect import IN_PROCESS, expect
-from tests.conftest import Running, base_config
-from tests.exportsupport import self_signed
+from tests.helpers.api import expect
+from tests.helpers.net import self_signed
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running, base_config
 
 # --- a strict reader of the exposition format ------------------------------------------------
 
@@ -187,6 +188,8 @@ def status(running: Running) -> dict[str, Any]:
     return document
 
 
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 def test_metrics_move_as_calls_are_recorded_refused_and_subscribed_to(
         start_recorder: Callable[..., Running]) -> None:
     running = start_recorder(recording={"blocked": [{"name": "legal", "ani": [BLOCKED_ANI]}]})
@@ -275,7 +278,6 @@ def test_metrics_move_as_calls_are_recorded_refused_and_subscribed_to(
     assert after.types["recorder_api_request_duration_seconds"] == "histogram"
 
 
-@IN_PROCESS
 def test_requests_of_unknown_or_no_type_are_counted_without_new_series(
         start_recorder: Callable[..., Running]) -> None:
     running = start_recorder()
@@ -301,6 +303,7 @@ def test_requests_of_unknown_or_no_type_are_counted_without_new_series(
         "UNKNOWN", "NONE", "IMPORTAGENT"}
 
 
+@pytest.mark.slow
 def test_status_shows_a_call_in_progress(running: Running) -> None:
     conn = running.connect()
     try:

@@ -7,11 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import soundfile
 
-from tests.conftest import result_code
+from tests.helpers.api import result_code
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD
 
 
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 def test_a_file_board_is_recorded_bit_exact(tmp_path: Path, start_recorder: Any) -> None:
     rng = np.random.default_rng(7)
     source = rng.integers(-20000, 20000, 4000, dtype=np.int16)  # 0.5 s of unique noise

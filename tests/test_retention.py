@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -43,11 +40,11 @@ from recorder.store.records import (
 )
 from recorder.store.schema import CREATE_V1, CREATE_V2, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
-from tests.conftest import on_terminal
+from tests.helpers.ctl import RECORDERCTL, recorderctl
+from tests.helpers.terminal import on_terminal
 
 DAY = DAY_SECONDS
 NOW = 1_750_000_000.0
-RECORDERCTL = Path(sys.executable).parent / "recorderctl"
 
 # Archive actions as a site would configure them: 7 keeps a week, 8 purges at once, 9 forever.
 POLICY = RetentionPolicy(default_keep_days=90, archive_keep_days={7: 7, 8: 0, 9: None},
@@ -677,11 +674,6 @@ def test_the_job_thread_makes_room_not_the_callers(store: SqliteStore,
 
 # --- recorderctl purge -------------------------------------------------------------------------
 
-def ctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(RECORDERCTL), "purge", *args], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **(env or {})}, check=False)
-
-
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[Path, Path, SqliteStore]]:
     data = tmp_path / "data"
@@ -704,7 +696,7 @@ def test_recorderctl_purge_dry_run_then_for_real(site: tuple[Path, Path, SqliteS
     b = add(store, done, now - 3600, archive=8)
     add(store, young, now - 2 * DAY)
 
-    dry = ctl("--config", str(config), "--dry-run")
+    dry = recorderctl("purge", "--config", str(config), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
     assert any(line.startswith("would purge\tRECORDID " + str(a)) and str(old) in line
@@ -715,7 +707,7 @@ def test_recorderctl_purge_dry_run_then_for_real(site: tuple[Path, Path, SqliteS
     assert old.exists()
     assert done.exists()
 
-    real = ctl("--config", str(config))
+    real = recorderctl("purge", "--config", str(config))
     assert real.returncode == 0, real.stderr
     assert real.stdout.splitlines()[-1] == "purged 2 of 2 recording(s) examined, 120 bytes freed"
     assert not old.exists()
@@ -735,7 +727,7 @@ def test_recorderctl_purge_json_and_failures(site: tuple[Path, Path, SqliteStore
     write(stuck / "inside", 1)
     a = add(store, old, now - 40 * DAY)
     b = add(store, stuck, now - 50 * DAY)
-    result = ctl("--json", env={"RECORDER_CONFIG": str(config)})
+    result = recorderctl("purge", "--json", env={"RECORDER_CONFIG": str(config)})
     assert result.returncode == 1, result.stderr
     answer = json.loads(result.stdout)
     assert (answer["purged"], answer["failures"], answer["bytes_freed"]) == (1, 1, 100)
@@ -748,16 +740,16 @@ def test_recorderctl_purge_json_and_failures(site: tuple[Path, Path, SqliteStore
 def test_recorderctl_purge_refuses_a_bad_config_or_a_missing_database(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[retention]\npurge_time = "25:00"\n')
-    result = ctl("--config", str(bad))
+    result = recorderctl("purge", "--config", str(bad))
     assert result.returncode == 2
     assert "retention.purge_time: '25:00' is not a time" in result.stderr
     empty = tmp_path / "empty.toml"
     empty.write_text(f'[storage]\ndata_dir = "{tmp_path / "nothing"}"\n')
-    result = ctl("--config", str(empty))
+    result = recorderctl("purge", "--config", str(empty))
     assert result.returncode == 2
     assert "no database at" in result.stderr
     assert not (tmp_path / "nothing").exists()  # looking did not create one
-    assert ctl("--bogus").returncode == 2
+    assert recorderctl("purge", "--bogus").returncode == 2
 
 
 def test_recorderctl_purge_shows_a_progress_bar_on_a_terminal(

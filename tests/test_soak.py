@@ -32,14 +32,11 @@ from recorder.config.loader import config_from_dict
 from recorder.config.printing import to_toml
 from recorder.store.records import RecordingQuery
 from recorder.store.sqlite import SqliteStore
-from tests.conftest import (
-    ApiConnection,
-    RecorderProcess,
-    Running,
-    base_config,
-    result_code,
-    write_toml,
-)
+from tests.helpers.api import ApiConnection, result_code
+from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
+
+pytestmark = [pytest.mark.soak, pytest.mark.slow, pytest.mark.process]
+
 
 DEVICES = tuple(str(2001 + i) for i in range(8))
 CLIENTS = 4  # each drives two of DEVICES, one call at a time
@@ -200,8 +197,6 @@ def run_round(running: Running, calls: int, seconds: float) -> Tally:
         for future in futures:
             total.add(future.result())
     return total
-
-
 
 
 @pytest.fixture

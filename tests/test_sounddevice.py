@@ -23,18 +23,18 @@ from recorder.drivers.base import Block, DriverState
 from recorder.drivers.registry import create_driver
 from recorder.drivers.sounddevice import SETTLE_SECONDS, SoundDeviceBoardConfig, _Capture
 from recorder.errors import DriverError
-from tests.conftest import BIN, ApiConnection, result_code, sox_info, write_toml
-from tests.contract import RecordingSink
-from tests.harness_sounddevice import (
+from tests.helpers.api import ApiConnection, result_code
+from tests.helpers.audio import sox_info
+from tests.helpers.contract import RecordingSink
+from tests.helpers.pulseaudio import (
     PulseServer,
     peak_hz,
-    pulse_fixture,  # noqa: F401 - the fixture named pulse
-    pulseaudio_session,  # noqa: F401 - stops the daemon at the end of the session
     rms_dbfs,
     tone_part,
     without_portaudio,
     write_tone,
 )
+from tests.helpers.recorders import BIN, write_toml
 
 RATE = 8000
 TONE_HZ = 1000.0
@@ -57,6 +57,7 @@ def played_level(path: Path) -> float:
     return rms_dbfs(tone_part(samples, RATE))
 
 
+@pytest.mark.slow
 def test_a_tone_played_into_the_sink_is_captured_at_its_frequency_and_level(
         pulse: PulseServer, tmp_path: Path) -> None:
     tone = write_tone(tmp_path / "tone.wav", TONE_HZ, TONE_DBFS, seconds=1.5)
@@ -83,6 +84,7 @@ def test_a_tone_played_into_the_sink_is_captured_at_its_frequency_and_level(
     assert sum(sink.lost) == 0
 
 
+@pytest.mark.slow
 def test_the_device_can_be_named_by_index(pulse: PulseServer) -> None:
     import sounddevice  # noqa: PLC0415 - the list as the driver left it, after its refresh
 
@@ -134,6 +136,7 @@ devices = ["3001"]
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.process
 def test_a_missing_portaudio_library_is_a_driver_error_naming_libportaudio2(
         tmp_path: Path) -> None:
     # A machine without libportaudio2: ctypes finds no library, so importing sounddevice
@@ -171,6 +174,7 @@ class StallingSink(RecordingSink):
             time.sleep(self.seconds)
 
 
+@pytest.mark.slow
 def test_a_stall_that_pulseaudio_buffers_loses_nothing(pulse: PulseServer) -> None:
     # PulseAudio keeps what the stalled client did not read, so nothing may be reported lost,
     # and the audio delivered still adds up to the time that passed.
@@ -203,6 +207,7 @@ class FailingSink(RecordingSink):
         super().audio(block, lost_frames)
 
 
+@pytest.mark.slow
 def test_a_failing_callback_ends_the_stream_and_the_driver_reopens_it(
         pulse: PulseServer) -> None:
     before = set(threading.enumerate())
@@ -320,6 +325,7 @@ def test_a_sink_error_aborts_the_stream_and_is_kept_for_the_supervisor() -> None
 # --- the whole recorder ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_recorder_records_a_tone_from_the_sound_card(pulse: PulseServer,
                                                          tmp_path: Path) -> None:
     tone = write_tone(tmp_path / "tone.wav", TONE_HZ, TONE_DBFS, seconds=2.0)

@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,10 @@ from recorder.store.records import (
 )
 from recorder.store.spool import SpoolingStore
 from recorder.store.sqlite import SqliteStore
-from tests.apiexpect import expect, fields
-from tests.conftest import RecorderProcess, start_recorderd
-from tests.exportsupport import PREROLL, dominant_hz, tone_boards
+from tests.helpers.api import expect, fields
+from tests.helpers.exports import PREROLL, dominant_hz, tone_boards
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, RecorderProcess, start_recorderd
+from tests.helpers.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 BUSY = 0.3  # the database's busy timeout in the unit tests: how long a write waits for a lock
@@ -243,6 +244,7 @@ def test_the_background_replay_writes_the_spool_in_once_the_lock_is_gone(
         store.close()
 
 
+@pytest.mark.slow
 def test_recordids_handed_out_while_away_survive_a_restart_with_the_spool_full(
         tmp_path: Path) -> None:
     database, spool = tmp_path / "recorder.sqlite3", tmp_path / "store-spool.jsonl"
@@ -291,6 +293,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # dies mid-replay: no close, the spool unt
 """
 
 
+@pytest.mark.slow
 def test_a_crash_in_the_middle_of_a_replay_neither_loses_nor_duplicates(
         tmp_path: Path) -> None:
     database, spool = tmp_path / "recorder.sqlite3", tmp_path / "store-spool.jsonl"
@@ -406,17 +409,8 @@ def test_a_second_process_on_the_data_directory_neither_replays_nor_reads_stale_
 # --- the service ---------------------------------------------------------------------------------
 
 
-
-
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
 def test_calls_made_while_another_process_locks_the_database_are_all_recorded_and_stored(
         start_recorder: Any, tmp_path: Path) -> None:
     running = start_recorder(
@@ -463,8 +457,8 @@ def test_calls_made_while_another_process_locks_the_database_are_all_recorded_an
             expect(conn.request("CALLLIST", 10, deviceid="2002"), 23)
             assert running.status()["database"]["spooled"] >= 7
             lock.release()
-            _wait("the spool to be replayed",
-                  lambda: running.status()["database"]["spooled"] == 0)
+            wait_for(lambda: running.status()["database"]["spooled"] == 0, 15.0, step=0.1,
+                     what="the spool to be replayed")
         listed = expect(conn.request("CALLLIST", 11), 20).findall("SEARCHRESULT")
     finally:
         conn.close()
@@ -490,9 +484,11 @@ def test_calls_made_while_another_process_locks_the_database_are_all_recorded_an
         assert os.path.getsize(row["filename"]) == row["audio_size"]
 
 
+@pytest.mark.slow
 def test_a_crash_while_spooling_is_recovered_at_the_next_start_though_still_locked(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
-    config, data, running = start_recorderd(tmp_path, processes)
+    config, data, running = start_recorderd(tmp_path, processes,
+                                            storage="spool_retry_seconds = 0.2\n")
     database = data / "recorder.sqlite3"
     with locked(database) as lock:
         expect(running.request("CALLSTART", 1, deviceid="1001", ani="6145550009"), 20)
@@ -509,8 +505,8 @@ def test_a_crash_while_spooling_is_recovered_at_the_next_start_though_still_lock
         assert restarted.status()["database"]["spooled"] == 2
         expect(restarted.request("CALLLIST", 2), 23)
         lock.release()
-        _wait("the spool to be replayed",
-              lambda: restarted.status()["database"]["spooled"] == 0)
+        wait_for(lambda: restarted.status()["database"]["spooled"] == 0, 15.0, step=0.1,
+                 what="the spool to be replayed")
     (row,) = rows_in(database)
     assert (row["ident"], row["ani"], row["status"], row["stop_reason"]) == (
         active["recordid"], "6145550009", "complete", STOP_RECOVERED)

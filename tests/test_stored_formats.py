@@ -18,7 +18,9 @@ from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
 from recorder.store.records import RecordingQuery
 from recorder.store.sqlite import SqliteStore
-from tests.conftest import RecorderProcess, base_config, result_code, sox_info, write_toml
+from tests.helpers.api import result_code
+from tests.helpers.audio import sox_info
+from tests.helpers.recorders import RecorderProcess, base_config, write_toml
 
 
 def ffprobe_seconds(path: str) -> float:
@@ -38,6 +40,7 @@ def one_call(running: Any, seconds: float, device: str = "1001") -> Any:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fmt", "encoding"), [("wav-ulaw", "u-law"), ("wav-alaw", "A-law")])
 def test_a_live_g711_recording_is_in_the_stored_format(
         tmp_path: Path, start_recorder: Any, fmt: str, encoding: str) -> None:
@@ -52,6 +55,7 @@ def test_a_live_g711_recording_is_in_the_stored_format(
     assert float(info["-D"]) == pytest.approx(2.0, abs=0.35)
 
 
+@pytest.mark.slow
 def test_a_live_mp3_recording(tmp_path: Path, start_recorder: Any) -> None:
     running = start_recorder(storage={"data_dir": str(tmp_path / "d"), "format": "mp3",
                                       "mp3_bitrate": 24})
@@ -64,6 +68,7 @@ def test_a_live_mp3_recording(tmp_path: Path, start_recorder: Any) -> None:
     assert ffprobe_seconds(filename) == pytest.approx(2.0, abs=0.4)
 
 
+@pytest.mark.slow
 def test_vox_at_6_khz(tmp_path: Path, start_recorder: Any) -> None:
     running = start_recorder(storage={"data_dir": str(tmp_path / "d"), "format": "vox",
                                       "vox_rate": 6000})
@@ -77,6 +82,7 @@ def test_vox_at_6_khz(tmp_path: Path, start_recorder: Any) -> None:
     assert decoded.returncode == 0, decoded.stderr
 
 
+@pytest.mark.slow
 def test_after_call_encoding_replaces_the_wav_with_an_mp3(tmp_path: Path,
                                                           start_recorder: Any) -> None:
     running = start_recorder(storage={"data_dir": str(tmp_path / "d"), "format": "mp3",
@@ -100,6 +106,7 @@ def test_after_call_encoding_replaces_the_wav_with_an_mp3(tmp_path: Path,
     assert np.abs(data).max() > 1000  # the demo board's speech, not silence
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "vox"])
 def test_a_killed_recorder_leaves_every_recording_playable_and_complete(
         tmp_path: Path, processes: list[RecorderProcess], fmt: str) -> None:
@@ -144,6 +151,7 @@ def test_a_killed_recorder_leaves_every_recording_playable_and_complete(
         store.close()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffmpeg")
 def test_after_call_work_left_by_a_kill_is_done_at_the_next_start(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:

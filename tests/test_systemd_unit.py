@@ -3,8 +3,8 @@ run under the unit's hardening.
 
 systemd is not PID 1 here (nor on CI), so nothing can start the unit for real: ``systemd-analyze
 verify`` and ``security --offline=true`` read it as systemd would, ``systemd-sysusers`` creates
-the account in a scratch root, and tests/unitsandbox.py applies the unit's seccomp filters,
-privilege limits and read-only file system to a real recorderd recording from a real
+the account in a scratch root, and tests/helpers/unitsandbox.py applies the unit's seccomp
+filters, privilege limits and read-only file system to a real recorderd recording from a real
 (PulseAudio) sound card.
 """
 
@@ -24,17 +24,11 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from tests.conftest import BIN, RecorderProcess, result_code, sox_info, write_toml
-from tests.harness_sounddevice import (
-    PulseServer,
-    peak_hz,
-    pulse_fixture,  # noqa: F401 - the fixture named pulse
-    pulseaudio_session,  # noqa: F401 - stops the daemon at the end of the session
-    rms_dbfs,
-    tone_part,
-    write_tone,
-)
-from tests.unitsandbox import service_settings
+from tests.helpers.api import result_code
+from tests.helpers.audio import sox_info
+from tests.helpers.pulseaudio import PulseServer, peak_hz, rms_dbfs, tone_part, write_tone
+from tests.helpers.recorders import BIN, RecorderProcess, write_toml
+from tests.helpers.unitsandbox import service_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "recorder.service"
@@ -63,8 +57,8 @@ TONE_DBFS = -12.0
 RATE = 8000
 
 needs_root = pytest.mark.skipif(
-    os.geteuid() != 0, reason="tests/unitsandbox.py needs root (CAP_SYS_ADMIN) for its mount "
-    "namespace; CI runs scripts/test as root")
+    os.geteuid() != 0, reason="tests/helpers/unitsandbox.py needs root (CAP_SYS_ADMIN) for its "
+    "mount namespace; CI runs scripts/test as root")
 
 
 def analyze() -> str:
@@ -286,7 +280,7 @@ def test_the_sandbox_applies_the_units_hardening(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "tests.unitsandbox", str(UNIT), str(state), "--",
+        [sys.executable, "-m", "tests.helpers.unitsandbox", str(UNIT), str(state), "--",
          sys.executable, "-c", PROBE, str(state)],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
@@ -309,14 +303,14 @@ def test_the_sandbox_applies_the_units_hardening(tmp_path: Path) -> None:
 
 
 class SandboxedRecorder(RecorderProcess):
-    """recorderd started through tests/unitsandbox.py, its log collected."""
+    """recorderd started through tests/helpers/unitsandbox.py, its log collected."""
 
     def __init__(self, unit: Path, state_dir: Path, args: list[str]) -> None:
         # As under the unit, HOME is the service user's home, its state directory (libpulse
         # keeps its client files there).
         env = {**os.environ, "HOME": str(state_dir)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.unitsandbox", str(unit), str(state_dir), "--",
+            [sys.executable, "-m", "tests.helpers.unitsandbox", str(unit), str(state_dir), "--",
              str(BIN / "recorderd"), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, cwd=ROOT)
         self.lines: list[str] = []
@@ -324,6 +318,7 @@ class SandboxedRecorder(RecorderProcess):
         self._reader.start()
 
 
+@pytest.mark.slow
 @needs_root
 def test_recorderd_records_from_a_sound_card_under_the_units_hardening(
         pulse: PulseServer, tmp_path: Path) -> None:
@@ -396,6 +391,7 @@ print("opened")
 """
 
 
+@pytest.mark.slow
 @needs_root
 def test_memory_deny_write_execute_would_break_the_sound_card(pulse: PulseServer,
                                                               tmp_path: Path) -> None:
@@ -407,7 +403,7 @@ def test_memory_deny_write_execute_would_break_the_sound_card(pulse: PulseServer
     for setting in ("no", "yes"):
         unit = dev_copy(tmp_path, MemoryDenyWriteExecute=f"MemoryDenyWriteExecute={setting}")
         runs[setting] = subprocess.run(
-            [sys.executable, "-m", "tests.unitsandbox", str(unit), str(state), "--",
+            [sys.executable, "-m", "tests.helpers.unitsandbox", str(unit), str(state), "--",
              sys.executable, "-c", SOUNDCARD_PROBE],
             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert runs["no"].returncode == 0, runs["no"].stderr

@@ -21,7 +21,7 @@ from recorder.codecs import vox
 from recorder.codecs.formats import open_writer
 from recorder.errors import CodecError
 from recorder.recording.transcode import Transcoder, find_unfinished, transcode_file
-from tests.codecs_support import ffmpeg_decode, make_speech, run, snr_db, write_wav
+from tests.helpers.audio import ffmpeg_decode, make_speech, run, snr_db, write_wav
 
 Call = tuple[Path, Path, int, str]
 
@@ -182,6 +182,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_kill_9_in_the_middle_of_a_long_file_then_recover(
         tmp_path: Path, speech: npt.NDArray[np.int16]) -> None:
     root = tmp_path / "recordings"

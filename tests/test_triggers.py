@@ -30,7 +30,7 @@ from recorder.rules.triggers import (
 )
 from recorder.store.records import RecordingQuery, RecordingRow
 from recorder.store.sqlite import SqliteStore
-from tests.conftest import result_code
+from tests.helpers.api import result_code
 from tests.helpers.calls import make_calls
 
 RATE = 8000
@@ -237,14 +237,21 @@ def test_always_records_from_the_start_and_restarts_after_a_stop(tmp_path: Path)
 # --- the whole recorder, in real time ---------------------------------------------------------
 
 
+# Played in real time: short spurts and pauses, a short pre-roll and hold, so the line is done
+# in 7.5 s.
+RUNNING_LAYOUT = [("pause", 0.5), ("talk", 1.0), ("pause", 1.5), ("talk", 0.6), ("pause", 1.5),
+                  ("talk", 1.2), ("pause", 1.2)]
+
+
+@pytest.mark.slow
 def test_a_vox_channel_of_a_running_recorder_records_only_the_talk_spurts(
         tmp_path: Path, start_recorder: Any) -> None:
-    soundfile.write(tmp_path / "spurts.wav", spurts(LAYOUT), RATE, subtype="PCM_16")
+    soundfile.write(tmp_path / "spurts.wav", spurts(RUNNING_LAYOUT), RATE, subtype="PCM_16")
     running = start_recorder(
-        capture={"preroll_seconds": 0.3},
+        capture={"preroll_seconds": 0.2},
         boards=[{"driver": "file", "files": ["spurts.wav"], "devices": ["6001"],
                  "loop": False, "trigger": "vox", "vox_start_seconds": 0.2,
-                 "vox_hold_seconds": 0.8}])
+                 "vox_hold_seconds": 0.5}])
     deadline = time.monotonic() + 30
     results: list[Any] = []
     while time.monotonic() < deadline:
@@ -255,13 +262,13 @@ def test_a_vox_channel_of_a_running_recorder_records_only_the_talk_spurts(
             states = running.request("CHANNELS", 2)
             if states.findtext("CHANNELS/CHANNEL/STATE") == "Idle":
                 break
-        time.sleep(0.5)
+        time.sleep(0.2)
     assert len(results) == 3
     durations = sorted(soundfile.info(r.findtext("FILENAME")).duration for r in results)
-    # Talk spurts of 0.8, 1.5 and 2 s, each with 0.3 s pre-roll and 0.8 s hold; the 2-3 s
+    # Talk spurts of 0.6, 1 and 1.2 s, each with 0.2 s pre-roll and 0.5 s hold; the 1.5 s
     # pauses between them are not recorded.
-    for got, talk in zip(durations, [0.8, 1.5, 2.0], strict=True):
-        assert got == pytest.approx(talk + 0.3 + 0.8, abs=0.15)
+    for got, talk in zip(durations, [0.6, 1.0, 1.2], strict=True):
+        assert got == pytest.approx(talk + 0.2 + 0.5, abs=0.15)
 
 
 def test_vox_on_a_two_direction_device_hears_either_side(tmp_path: Path) -> None:

@@ -30,8 +30,8 @@ from recorder.drivers.v253stream import (
 from recorder.drivers.voicemodem import VoiceModemBoardConfig
 from recorder.errors import ConfigError, DriverError
 from recorder.store.records import RecordingQuery
-from tests.conftest import sox_info
-from tests.modem_emulator import (
+from tests.helpers.audio import sox_info
+from tests.helpers.modem_emulator import (
     Audio,
     CallerId,
     EndStream,
@@ -270,6 +270,7 @@ def test_compression_is_chosen_by_name(name: str) -> None:
 # --- whole calls on the emulated modem ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_whole_call_arrives_in_order_with_the_speech_exact(
         tmp_path: Path, emulator: ModemEmulator, started: Any) -> None:
     speech = write_speech(tmp_path / "speech.wav", 2.0)
@@ -302,6 +303,7 @@ def test_a_whole_call_arrives_in_order_with_the_speech_exact(
     assert all(s is not DriverState.ERROR for s, _ in sink.states)
 
 
+@pytest.mark.slow
 def test_linear_audio_is_chosen_from_the_list_and_arrives_unchanged(
         emulator: ModemEmulator, started: Any) -> None:
     speech = speech_like(1.0)
@@ -315,6 +317,7 @@ def test_linear_audio_is_chosen_from_the_list_and_arrives_unchanged(
     np.testing.assert_array_equal(between(sink, K.OFF_HOOK, K.ON_HOOK), speech)
 
 
+@pytest.mark.slow
 def test_line_codes_map_to_events(emulator: ModemEmulator, started: Any) -> None:
     """Silence and quiet are reported; an extension joining and leaving a call in progress
     changes nothing; dial tone ends the call; the line stays silent until the next ring."""
@@ -333,6 +336,7 @@ def test_line_codes_map_to_events(emulator: ModemEmulator, started: Any) -> None
     assert emulator.commands.count("AT+VRX") == 1, "the first ring starts receive without CID"
 
 
+@pytest.mark.slow
 def test_an_unanswered_call_is_given_up(emulator: ModemEmulator, started: Any) -> None:
     _, sink = started(ring_timeout_seconds=1.0)
     emulator.play([Ring(), Pause(0.2), CALLER, WaitForStream(), Pause(0.4), Ring()])
@@ -346,6 +350,7 @@ def test_an_unanswered_call_is_given_up(emulator: ModemEmulator, started: Any) -
     assert 0.3 * RATE < sink.position - frames < 0.8 * RATE
 
 
+@pytest.mark.slow
 def test_a_stream_the_modem_ends_mid_call_is_restarted(
         emulator: ModemEmulator, started: Any) -> None:
     _, sink = started(caller_id=False)
@@ -360,6 +365,7 @@ def test_a_stream_the_modem_ends_mid_call_is_restarted(
     assert emulator.commands.count("AT+VRX") == 2
 
 
+@pytest.mark.slow
 def test_a_modem_lost_during_a_call_ends_the_stream_and_comes_back(
         emulator: ModemEmulator, started: Any) -> None:
     _, sink = started(caller_id=False, reopen_max_seconds=0.5)
@@ -416,6 +422,7 @@ def test_a_port_that_does_not_exist_is_refused(tmp_path: Path) -> None:
             port=str(tmp_path / "nothing-here"), devices=("1",)))
 
 
+@pytest.mark.slow
 def test_an_at_error_after_reopening_is_reported_and_retried(
         emulator: ModemEmulator, started: Any) -> None:
     _, sink = started(reopen_max_seconds=0.5)
@@ -434,6 +441,7 @@ def test_an_at_error_after_reopening_is_reported_and_retried(
 # --- end to end: a call recorded by the line trigger ------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_call_on_the_line_is_recorded_end_to_end(tmp_path: Path,
                                                     emulator: ModemEmulator) -> None:
     speech = write_speech(tmp_path / "speech.wav", 2.0)

@@ -9,7 +9,7 @@ import soundfile
 
 from recorder.codecs.formats import open_writer
 from recorder.codecs.wav import WavWriter
-from tests.conftest import sox_info
+from tests.helpers.audio import sox_info
 
 
 def tone(frames: int, rate: int = 8000) -> np.ndarray:

@@ -7,7 +7,8 @@ import urllib.parse
 import pytest
 from lxml import etree
 
-from tests.conftest import Running, request_xml, result_code
+from tests.helpers.api import request_xml, result_code
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running
 
 
 @pytest.mark.parametrize("path", ["/webAPI.aspx", "/webAPI.php", "/Webapi.aspx", "/WEBAPI.PHP",
@@ -18,6 +19,7 @@ def test_both_pages_in_any_case(running: Running, path: str) -> None:
     assert result_code(etree.fromstring(body)) == 20
 
 
+@IN_PROCESS_AND_RECORDERD
 def test_same_result_bytes_as_the_socket(running: Running) -> None:
     conn = running.connect()
     conn.send(request_xml("CALLSTART", 5, deviceid="1002", user1="a&b") + b"\r\n")
@@ -82,6 +84,7 @@ def test_bad_requests_get_the_same_codes_as_on_the_socket(running: Running) -> N
         assert (status, result_code(etree.fromstring(body))) == (200, code), query
 
 
+@IN_PROCESS_AND_RECORDERD
 def test_other_paths_and_methods(running: Running) -> None:
     status, _ = running.web("type=test&requestid=1", path="/index.html")
     assert status == 404

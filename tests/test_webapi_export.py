@@ -23,11 +23,15 @@ from recorder.archive.cav import CavPasswordError, extract_audio, read_cav
 from recorder.config.loader import config_from_dict
 from recorder.config.printing import to_toml
 from recorder.errors import ConfigError, StartupError
-from tests.apiexpect import expect
-from tests.conftest import RecorderProcess, Running, base_config, write_toml
-from tests.exportsupport import decode, dominant_hz, record, self_signed, tone_boards
+from tests.helpers.api import expect
+from tests.helpers.exports import decode, dominant_hz, record, tone_boards
+from tests.helpers.net import self_signed
+from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
 
 TLS_PORT = re.compile(r"WebAPI listening on https://[^:]+:(\d+)/")
+PROCESS_FIXTURES = {"recorded"}  # its recorderd serves the module's tests (conftest.py)
+# One worker runs the module, so only one recorderd is started for it (scripts/test).
+pytestmark = pytest.mark.xdist_group("webapi-export")
 
 
 @dataclass

@@ -1,16 +1,24 @@
 """A scheduler with everything it records through, built the way the composition root builds
-it, for tests that drive the call table by hand."""
+it, for tests that drive the call table by hand; ``Bench`` feeds its capture core by hand."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import soundfile
+
+from recorder.calls.requests import CallStart, DeviceQuery
 from recorder.calls.scheduler import Scheduler
 from recorder.calls.watch import LimitsWatch
 from recorder.capture.core import CaptureCore
+from recorder.drivers.registry import create_driver
+from recorder.drivers.synthetic import SyntheticBoardConfig
 from recorder.events.types import EventSink
 from recorder.recording.completion import AfterCall, Completion
 from recorder.recording.files import RecordingFiles, StoredFormat
@@ -18,6 +26,7 @@ from recorder.recording.journal import Journal
 from recorder.recording.writer import WriterLoop
 from recorder.rules.decision import Policy
 from recorder.store.factory import Store
+from recorder.store.records import RecordingQuery, RecordingRow
 from recorder.store.sqlite import SqliteStore
 
 
@@ -57,3 +66,82 @@ def make_calls(capture: CaptureCore, store: SqliteStore, recordings_dir: Path, *
     watch = LimitsWatch(scheduler, scheduler.table, capture, disk_ok=disk_ok,
                         disk_full=disk_full)
     return Calls(scheduler, writer, completion, watch, files)
+
+
+BLOCK = 160  # frames a Bench feeds at a time: 20 ms at 8 kHz
+
+
+class Bench:
+    """A scheduler whose capture core is fed by hand."""
+
+    def __init__(self, tmp_path: Path, devices: tuple[str, ...] = ("1001", "1002"),
+                 preroll: float = 0.0, delay: float = 0.0, **scheduler: Any) -> None:
+        self.driver = create_driver("boards[0]", SyntheticBoardConfig(
+            devices=devices, channels=len(devices)))
+        self.capture = CaptureCore.simple([(self.driver, devices)], lookback_seconds=10)
+        self.store = SqliteStore(tmp_path / "recorder.sqlite3")
+        self.store.open()
+        self.now = 1_700_000_000.0
+        self.recordings = tmp_path / "recordings"
+        self.calls = make_calls(self.capture, self.store, self.recordings, core_ident=3,
+                                preroll_seconds=preroll, commit_delay_seconds=delay,
+                                clock=lambda: self.now, **scheduler)
+        self.scheduler = self.calls.scheduler
+        self.writer = self.calls.writer
+        self.watch = self.calls.watch
+        self.captured: list[np.ndarray] = []
+
+    def feed(self, blocks: int) -> None:
+        for _ in range(blocks):
+            block = self.driver.next_block(BLOCK)
+            self.capture.boards[0].on_block(block)
+            self.captured.append(block)
+            self.now += BLOCK / 8000
+
+    def audio(self, channel: int, start: int, end: int) -> np.ndarray:
+        return np.concatenate(self.captured)[start:end, channel]
+
+    def start(self, device: str | None = "1001", instance: str = "", **meta: str) -> None:
+        self.scheduler.call_start(CallStart(device=DeviceQuery(device_id=device),
+                                            instance=instance, meta=meta))
+
+    def stop(self, device: str = "1001", instance: str | None = None) -> None:
+        self.scheduler.call_stop(DeviceQuery(device_id=device), instance)
+
+    def rows(self, **equals: str) -> list[RecordingRow]:
+        return self.store.list_recordings(RecordingQuery(equals=equals, limit=10_000))
+
+    def race(self, workers: list[Callable[[], None]]) -> None:
+        """Run ``workers`` in threads at once while a feeder thread keeps capture going."""
+        self.writer.start()
+        done = threading.Event()
+
+        def feed() -> None:
+            while not done.is_set():
+                self.feed(1)
+                time.sleep(0.001)
+
+        threads = [threading.Thread(target=feed), *(threading.Thread(target=w) for w in workers)]
+        for t in threads:
+            t.start()
+        for t in threads[1:]:
+            t.join(60)
+        done.set()
+        threads[0].join(10)
+
+    def check_files(self) -> list[RecordingRow]:
+        """Every row complete with a file of its own, holding what the row says; no stray file."""
+        rows = self.rows()
+        assert {r.status for r in rows} == {"complete"}
+        assert len({r.filename for r in rows}) == len(rows)
+        for row in rows:
+            assert soundfile.info(row.filename).frames * 2 + 44 == row.audio_size
+        on_disk = {str(p) for p in self.recordings.rglob("*.wav")}
+        assert on_disk == {r.filename for r in rows}
+        return rows
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        self.writer.stop()
+        self.writer.join(5)
+        self.store.close()

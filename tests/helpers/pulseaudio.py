@@ -11,10 +11,11 @@ Being the daemon's parent (rather than ``pulseaudio -D``) lets the tests kill it
 once: a killed daemon is the device loss of the contract suite, and a new one can start right
 away without tripping over the old one's pid file.
 
-One daemon serves the whole session. ``pulseaudio_session`` (session scope, autouse where
-imported) stops it at the end if any test started it; ``pulse`` (imported as ``pulse_fixture``)
-is the fixture tests ask for. A daemon that cannot start fails the test with its log: CI must
-really record through it, never skip.
+One daemon serves each test process: the whole session, or one xdist worker (each worker
+starts its own, in a directory of its own, so they never share a sink). conftest.py's
+``pulse`` fixture gives it to a test, starting it on first use; ``stop_shared_pulse`` stops it
+at the end of the session if any test started it. A daemon that cannot start fails the test
+with its log: CI must really record through it, never skip.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import soundfile
 
 from recorder.drivers.registry import create_driver
 from recorder.drivers.sounddevice import SoundDeviceBoardConfig
-from tests.contract import Harness
+from tests.helpers.contract import Harness
 
 SINK = "nullsink"
 SOURCE = f"{SINK}.monitor"
@@ -173,7 +174,7 @@ class PulseServer:
             raise PulseError(f"paplay {path}: {done.stderr.strip()}\n{self.log()}")
 
 
-# --- the session's daemon --------------------------------------------------------------------
+# --- this process's daemon --------------------------------------------------------------------
 
 _shared: PulseServer | None = None
 _saved_env: dict[str, str | None] = {}
@@ -208,19 +209,6 @@ def stop_shared_pulse() -> None:
             os.environ[name] = value
     _saved_env.clear()
     shutil.rmtree(server.root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def pulseaudio_session() -> Iterator[None]:
-    """Stops the session's PulseAudio daemon at the end, if any test started it."""
-    yield
-    stop_shared_pulse()
-
-
-@pytest.fixture(name="pulse")
-def pulse_fixture(pulseaudio_session: None) -> PulseServer:
-    """The session's PulseAudio daemon with its null sink, running (restarted if need be)."""
-    return shared_pulse()
 
 
 # --- audio the tests play and check ----------------------------------------------------------

@@ -23,8 +23,8 @@ and the namespaces that only hide things (``ProtectHome=``, ``PrivateTmp=``'s se
 the ``Protect{Kernel*,ControlGroups,Clock,Hostname}=`` and ``Restrict{Namespaces,SUIDSGID}=``
 switches): the daemon uses none of what they hide.
 
-Usage: ``python -m tests.unitsandbox UNIT STATE_DIR -- COMMAND [ARGS...]`` (as root: it needs
-CAP_SYS_ADMIN for the mounts). It prints what it applied to stderr and execs COMMAND.
+Usage: ``python -m tests.helpers.unitsandbox UNIT STATE_DIR -- COMMAND [ARGS...]`` (as root: it
+needs CAP_SYS_ADMIN for the mounts). It prints what it applied to stderr and execs COMMAND.
 """
 
 from __future__ import annotations

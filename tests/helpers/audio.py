@@ -1,4 +1,5 @@
-"""Shared by the codec tests: speech to encode and the independent tools that check the result.
+"""Audio for the tests and the independent tools that check what the recorder wrote: speech to
+encode, sox, ffmpeg, ffprobe.
 
 No tests here. The speech is espeak-ng's, resampled to 8 kHz by sox, with a little noise added
 the way a phone line has some (digital silence is tested on its own, where it matters).
@@ -83,7 +84,8 @@ def ffprobe(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def sox_info(path: Path, *options: str) -> dict[str, str]:
-    """``sox --i`` on ``path``: rate (-r), channels (-c), samples (-s), encoding (-e)."""
+def sox_info(path: str | Path, *options: str) -> dict[str, str]:
+    """What ``sox --i`` reports about a file: rate (-r), channels (-c), bits (-b), samples
+    (-s), duration in seconds (-D), encoding (-e)."""
     return {flag: run("sox", "--i", flag, *options, path).decode().strip()
-            for flag in ("-r", "-c", "-s", "-e")}
+            for flag in ("-r", "-c", "-b", "-s", "-D", "-e")}

@@ -28,12 +28,16 @@ import select
 import threading
 import time
 import tty
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile
+
+from recorder.drivers.registry import create_driver
+from recorder.drivers.voicemodem import VoiceModemBoardConfig
+from tests.helpers.contract import Harness
 
 logger = logging.getLogger(__name__)
 
@@ -510,6 +514,21 @@ class ModemEmulator:
             self._stop.wait(min(0.01, deadline - now))
 
 
+# --- the driver contract suite's harness -----------------------------------------------------
+
+
+def voicemodem(tmp_path: Path) -> Iterator[Harness]:
+    """An idle line on an emulated modem; losing the device unplugs the emulated modem."""
+    emulator = ModemEmulator(tmp_path / "modem").start()
+    try:
+        driver = create_driver("boards[0]", VoiceModemBoardConfig(
+            port=emulator.port, devices=("4001",), reopen_max_seconds=1.0))
+        yield Harness(driver, lose=emulator.lose, restore=emulator.restore,
+                      close=emulator.close)
+    finally:
+        emulator.close()
+
+
 __all__ = ["DEFAULT_VSM", "Audio", "CallerId", "EndStream", "Event", "ModemEmulator", "Pause",
            "Ring", "Step", "WaitForStream", "incoming_call", "read_wav", "shield",
-           "ulaw_encode"]
+           "ulaw_encode", "voicemodem"]

@@ -1,0 +1,84 @@
+"""Ports on 127.0.0.1, a mail server in a thread, and a self-signed certificate.
+
+Everything the tests start listens on a port the system picked: port 0 where the server takes
+it, or a free port tried again when another test (another xdist worker) took it first."""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import ipaddress
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+BIND_ATTEMPTS = 10
+
+
+def free_port() -> int:
+    """A port nothing listens on at the moment (for servers that cannot take port 0); another
+    process may take it before the caller does, so callers try again on EADDRINUSE."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def closed_port(port: int = 0) -> Iterator[int]:
+    """A port (``port``, or one the system picks) where nothing listens for as long as the
+    block runs: it is bound here and never listened on, so a connection to it is refused and
+    no other process can take it."""
+    with socket.socket() as sock:
+        if port:  # a server's port just closed: its connections may linger in TIME_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        yield int(sock.getsockname()[1])
+
+
+@contextmanager
+def smtp_server(handler: Any, **options: Any) -> Iterator[int]:
+    """An aiosmtpd mail server in a thread on a free port of 127.0.0.1; its port."""
+    for attempt in range(BIND_ATTEMPTS):
+        port = free_port()
+        controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
+        try:
+            controller.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or attempt == BIND_ATTEMPTS - 1:
+                raise
+            continue
+        break
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+def self_signed(directory: Path, name: str = "recorder") -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key (PEM files)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path

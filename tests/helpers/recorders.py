@@ -1,0 +1,171 @@
+"""A recorder under test: its configuration, ``recorderd`` as a real process, and ``Running``,
+where a started recorder's APIs listen and its data lives."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from recorder.app import Recorder
+from tests.helpers.api import ApiConnection
+
+BIN = Path(sys.executable).parent
+
+# The ``start_recorder`` fixture runs its recorder in this process. A test where the real
+# process adds something (its sockets, signals, logging, exit status) asks for both variants;
+# both, or the real process alone, are marked ``process`` by conftest.py.
+IN_PROCESS_AND_RECORDERD = pytest.mark.parametrize(
+    "start_recorder", ["in-process", "recorderd"], indirect=True)
+RECORDERD_ONLY = pytest.mark.parametrize("start_recorder", ["recorderd"], indirect=True)
+
+
+@dataclass
+class Running:
+    """A recorder under test: where its API listens and where its data lives."""
+
+    socket_port: int
+    web_port: int
+    data_dir: Path
+    recorder: Recorder | None = None
+
+    def connect(self) -> ApiConnection:
+        return ApiConnection(self.socket_port)
+
+    def request(self, request_type: str, request_id: str | int | None = 1,
+                **params: Any) -> etree._Element:
+        conn = self.connect()
+        try:
+            return conn.request(request_type, request_id, **params)
+        finally:
+            conn.close()
+
+    def web(self, query: str, *, path: str = "/webAPI.aspx", method: str = "GET",
+            body: bytes | None = None,
+            content_type: str = "application/x-www-form-urlencoded") -> tuple[int, bytes]:
+        url = f"http://127.0.0.1:{self.web_port}{path}" + (f"?{query}" if query else "")
+        req = urllib.request.Request(url, data=body, method=method)
+        if body is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def status(self) -> dict[str, Any]:
+        """The /status document."""
+        code, body = self.web("", path="/status")
+        assert code == 200, body
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    def metric(self, sample: str) -> float:
+        """One /metrics sample's value: a name, or a name with its labels as exported
+        (``recorder_devices{kind="tracked"}``)."""
+        code, body = self.web("", path="/metrics")
+        assert code == 200, body
+        found = re.search(rb"^" + re.escape(sample.encode()) + rb" (\S+)$", body, re.MULTILINE)
+        assert found is not None, f"{sample} not in /metrics"
+        return float(found.group(1))
+
+    def web_result(self, **params: Any) -> etree._Element:
+        status, body = self.web(urllib.parse.urlencode(params))
+        assert status == 200, body
+        return etree.fromstring(body)
+
+
+def base_config(tmp_path: Path, **sections: Any) -> dict[str, Any]:
+    """A config document on free ports in ``tmp_path``; ``sections`` replace whole tables."""
+    doc: dict[str, Any] = {
+        "storage": {"data_dir": str(tmp_path / "data")},
+        "api": {"socket_port": 0, "web_port": 0},
+        "boards": [{"driver": "synthetic", "devices": ["1001", "1002", "1003", "1004"]}],
+    }
+    doc.update(sections)
+    return doc
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+READY = re.compile(r"recorderd ready")
+SOCKET_PORT = re.compile(r"socket API listening on [^:]+:(\d+)")
+WEB_PORT = re.compile(r"WebAPI listening on http://[^:]+:(\d+)/")
+
+
+class RecorderProcess:
+    """``recorderd`` as a real process (the installed console script), its log collected."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN / "recorderd"), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}, text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_ready(self, timeout: float = 30.0) -> Running:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if READY.search(self.log):
+                socket_port = SOCKET_PORT.search(self.log)
+                web_port = WEB_PORT.search(self.log)
+                assert socket_port, self.log
+                assert web_port, self.log
+                return Running(int(socket_port.group(1)), int(web_port.group(1)), Path())
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                raise AssertionError(f"recorderd exited {self.proc.returncode}:\n{self.log}")
+            time.sleep(0.05)
+        raise AssertionError(f"recorderd not ready within {timeout} s:\n{self.log}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+
+def start_recorderd(tmp_path: Path, processes: list[RecorderProcess],
+                    devices: tuple[str, ...] = ("1001",), storage: str = "",
+                    ) -> tuple[Path, Path, Running]:
+    """A real recorderd on a synthetic board, its data in ``tmp_path/data``, the configuration
+    in ``tmp_path/r.toml`` (for the offline commands); (config, data_dir, running).
+    ``storage`` is more of the [storage] table, as TOML lines."""
+    data = tmp_path / "data"
+    listed = ", ".join(f'"{d}"' for d in devices)
+    config = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{data}"\n{storage}'
+                        '[api]\nsocket_port = 0\nweb_port = 0\n[[boards]]\n'
+                        f'driver = "synthetic"\ndevices = [{listed}]\n')
+    proc = RecorderProcess(["--config", str(config)])
+    processes.append(proc)
+    running = proc.wait_ready()
+    running.data_dir = data
+    return config, data, running
