@@ -1,7 +1,10 @@
 """The store: the only package that knows SQL or which database is in use.
 
 ``records`` and ``directory`` are the row types and interfaces callers speak (recordings and API
-field names, never SQL); ``recordings`` is the recordings' interface; ``sqlite*`` the embedded
-backend, ``schema`` its migrations; ``spool`` keeps recording going while the database is away;
-``factory`` opens the store the configuration asks for.
+field names, never SQL); ``recordings`` is the recordings' interface; ``factory`` opens the
+store the configuration asks for: its recordings behind the outage spool (``spool``, its file
+``spoolfile``), its directory straight to the database. ``sqlite`` (recordings), ``sqlite_chat``
+(screen sessions), ``sqlite_directory`` (users, phones, stations, agent windows) and
+``sqlite_roles`` (groups, roles, permissions) share one connection (``sqlite_conn``);
+``schema`` holds the migrations; ``passwords`` the password hashes.
 """
