@@ -5,11 +5,13 @@ recorderd reloading its recording policy on SIGHUP."""
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from lxml import etree
 
 from recorder.config.loader import config_from_dict
 from recorder.config.printing import to_toml
+from recorder.recording import files
 from tests.helpers.api import result_code
 from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
 from tests.helpers.waiting import wait_for
@@ -107,8 +110,13 @@ def test_a_priority_90_call_preempts_a_priority_10_one_at_the_limit(
 
 def test_a_blocked_ani_is_not_recorded(recorder: Callable[..., Running]) -> None:
     running = recorder(blocked=[{"name": "legal", "ani": ["6145551212"]}])
-    ok(running.request("CALLSTART", DEVICEID="2001", ANI="6145551212"))
-    ok(running.request("CALLSTART", DEVICEID="2002", ANI="6145550000"))
+    blocked = ok(running.request("CALLSTART", DEVICEID="2001", ANI="6145551212"))
+    recorded = ok(running.request("CALLSTART", DEVICEID="2002", ANI="6145550000"))
+    # The answer says why a call is not recorded, after the manual's text; a recorded call's
+    # answer is the manual's text alone.
+    assert blocked.findtext("RESULTMSG") == ("CALLSTART sent to all of the following cores: 1; "
+                                             "not recorded: API_ERROR_BLOCKED_RECORDING_FILTER")
+    assert recorded.findtext("RESULTMSG") == "CALLSTART sent to all of the following cores: 1"
     assert device(running, "2001").findtext("RECORDING/ISRECORDING") == "N"
     assert device(running, "2001").findtext("RECORDING/ERRORREASON") == \
         "API_ERROR_BLOCKED_RECORDING_FILTER"
@@ -246,11 +254,46 @@ def test_sighup_reloads_the_recording_policy_without_dropping_a_call(
 def test_below_the_free_space_floor_calls_are_refused(start_recorder: Callable[..., Running],
                                                       tmp_path: Path) -> None:
     running = start_recorder(retention={"min_free_mb": 1 << 40})  # more than any disk has
-    ok(running.request("CALLSTART", DEVICEID="1001"))
+    # Refused by the decision, before any file is tried: the call is tracked, API_OK says why.
+    assert ok(running.request("CALLSTART", DEVICEID="1001")).findtext("RESULTMSG").endswith(
+        "; not recorded: API_ERROR_OUT_OF_DISK_SPACE")
     assert device(running, "1001").findtext("RECORDING/ISRECORDING") == "N"
     assert device(running, "1001").findtext("RECORDING/ERRORREASON") == \
         "API_ERROR_OUT_OF_DISK_SPACE"
     assert result_code(running.request("RECORDSTART", DEVICEID="1001")) == 2
+
+
+@pytest.mark.parametrize(("error", "code", "label"), [
+    (errno.EMFILE, 18, "API_ERROR_NO_DEFAULT_RECORDING_PATH"),  # no descriptor left
+    (errno.ENOSPC, 2, "API_ERROR_OUT_OF_DISK_SPACE"),  # the disk filled just then
+])
+def test_a_callstart_whose_file_cannot_be_made_is_answered_with_the_error(
+        start_recorder: Callable[..., Running], monkeypatch: pytest.MonkeyPatch, error: int,
+        code: int, label: str) -> None:
+    running = start_recorder()
+
+    def refuse(path: Path) -> tuple[Path, BinaryIO]:
+        raise OSError(error, os.strerror(error), str(path))
+
+    monkeypatch.setattr(files, "create_unique", refuse)
+    refused = running.request("CALLSTART", DEVICEID="1001")
+    assert result_code(refused) == code, etree.tostring(refused)
+    assert refused.findtext("RESULTTYPE") == label
+    assert "could not be opened" in (refused.findtext("RESULTMSG") or "")
+    # The call is tracked all the same, not recorded, and says why where the status is read.
+    assert device(running, "1001").findtext("RECORDING/ISRECORDING") == "N"
+    assert device(running, "1001").findtext("RECORDING/ERRORREASON") == label
+    ok(running.request("CALLSTOP", DEVICEID="1001"))
+    assert ok(running.request("CALLLIST")).findall("SEARCHRESULT") == []
+
+
+def test_an_untapped_device_is_tracked_and_the_answer_says_it_is_not_recorded(
+        start_recorder: Callable[..., Running]) -> None:
+    running = start_recorder()
+    answer = ok(running.request("CALLSTART", DEVICEID="7777"))
+    assert answer.findtext("RESULTMSG") == ("CALLSTART sent to all of the following cores: 1; "
+                                            "not recorded: API_DEVICE_INVALID")
+    ok(running.request("CALLSTOP", DEVICEID="7777"))
 
 
 def test_an_archive_action_that_purges_empties_the_file_at_the_next_purge(

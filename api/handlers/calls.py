@@ -27,9 +27,18 @@ def _call_start(params: Params) -> CallStart:
 def call_start(ctx: ApiContext, params: Params) -> ApiResult:
     start = _call_start(params)
     # The manual's API_OK means "the cores have the call"; whether it is recorded is the
-    # scheduler's decision, visible in DEVICESTATUS and the log.
-    ctx.scheduler.call_start(start)
-    return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("CALLSTART"))
+    # scheduler's decision, also in DEVICESTATUS and the log. A call that is not recorded says
+    # why after the manual's text; one this core meant to record but could not (no file could
+    # be made: a full disk, no descriptors left) is the error, as RECORDSTART answers it.
+    call = ctx.scheduler.call_start(start)
+    decision = call.decision
+    if call.open_failed and decision is not None:
+        raise RequestError(decision.reason, f"CALLSTART: the call on {call.device_id} is "
+                           f"tracked but its recording could not be opened: {decision.detail}")
+    message = ctx.sent_to_cores("CALLSTART")
+    if call.main is None and decision is not None:
+        message += f"; not recorded: {decision.reason.label}"
+    return ApiResult(ResultCode.API_OK, message)
 
 
 def call_stop(ctx: ApiContext, params: Params) -> ApiResult:

@@ -69,6 +69,9 @@ class LiveCall:
     agent_initiated: str = ""
     stop_time: float | None = None
     decision: Decision | None = None
+    # The decision was to record, but the file could not be made (``decision`` then says why):
+    # the CALLSTART is answered with that error rather than API_OK.
+    open_failed: bool = False
     channel: int | None = None
     global_id: str = ""  # GLOBALCALLID: unique across restarts and cores
     agent_id: str = ""  # AGENTID of the agent whose phone the device is ("" unknown)

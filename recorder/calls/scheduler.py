@@ -283,6 +283,7 @@ class Scheduler:
         except OpenFailed as exc:
             if not partial:
                 call.decision = Decision(False, exc.code, str(exc))
+                call.open_failed = True
             self.events.publish("RECORDINGSTARTED", call, reason=exc.code.label)
             return None
         recording = Recording(file=opened, partial=partial, meta=meta,
