@@ -1,0 +1,358 @@
+"""A per-stream playout buffer: RTP packets in, a sample-exact int16 timeline out.
+
+Packets are held in sequence-number order (16-bit sequence numbers and 32-bit timestamps are
+extended across their wraps) and played once ``depth`` of newer audio has arrived
+(``ready``), up to an RTP time the caller names (``drain_until``), or all at the end
+(``flush``). Output is at the stored rate and every sample sits where its RTP timestamp puts
+it: output position = segment origin + (timestamp - segment's first timestamp) x rate / RTP
+clock, computed from the absolute timestamp each time, so nothing drifts (G.722: 8 kHz clock
+for 16 kHz audio; Opus: 48 kHz clock).
+
+- A lost packet becomes silence of exactly the RTP time that is missing; so do gaps the SRC
+  leaves on purpose (silence suppression, comfort noise, the time a telephone-event covers).
+  Both are counted, apart (``lost_samples``, ``gap_samples``).
+- Duplicates are dropped; a packet that arrives after its time has been played is dropped
+  and counted as late. A packet that overlaps audio already played keeps only its new part.
+- Comfort noise (PT 13, or the CN the answer took) is silence; telephone-events are counted
+  and their payload dropped at once; both still count in the sequence, so they are not loss.
+
+Segments (the rule that keeps time neither squashed nor stretched): a stream starts a new
+segment when its SSRC changes, when its sequence number jumps outside RFC 3550's window
+(-100..+3000) or when its timestamp jumps by more than ``jump_seconds`` either way while the
+arrival clock does not agree (within ``jump_seconds``). Timestamps of two segments have no
+relation, so the new one is placed by arrival time: it starts where the old one's last packet
+ended plus the arrival time that passed beyond that packet's length, never earlier than what
+has been played. Only the silence between segments is estimated; audio is never overlapped
+or resampled. As in RFC 3550 §A.1, a packet that fits no segment starts one only when the next
+packet follows it; a lone stray is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from recorder.drivers.siprec.rtp import RtpPacket
+from recorder.drivers.siprec.rtpcodecs import Decoder
+
+logger = logging.getLogger(__name__)
+
+Samples = npt.NDArray[np.int16]
+MAX_DROPOUT = 3000  # RFC 3550 §A.1
+MAX_MISORDER = 100
+MAX_PENDING = 1000  # packets held at most; beyond, the oldest are played at once
+CN_PT = 13
+
+
+@dataclass(slots=True)
+class Counts:
+    """What happened to a stream's packets and samples (cumulative, or since a call)."""
+
+    packets: int = 0  # audio packets played
+    lost_packets: int = 0
+    lost_samples: int = 0  # silence for packets that never came
+    gap_samples: int = 0  # silence the SRC left on purpose, or a drain asked for
+    late: int = 0
+    duplicates: int = 0
+    events: int = 0  # RFC 4733 packets (payload dropped)
+    comfort_noise: int = 0
+    unknown_pt: int = 0
+    strays: int = 0  # packets that fitted no segment and were not followed
+    segments: int = 0  # segments begun after the first
+    segment_samples: int = 0  # silence placed between segments from arrival times
+
+    # By name, not dataclasses.astuple: this runs on every playout call of every stream.
+    def minus(self, other: Counts) -> Counts:
+        return Counts(*[getattr(self, n) - getattr(other, n) for n in _COUNT_FIELDS])
+
+    def copy(self) -> Counts:
+        return Counts(*[getattr(self, n) for n in _COUNT_FIELDS])
+
+
+_COUNT_FIELDS = tuple(f.name for f in dataclasses.fields(Counts))
+
+
+@dataclass
+class Playout:
+    samples: Samples
+    counts: Counts
+
+
+@dataclass(slots=True)
+class _Item:
+    seq: int  # extended
+    ts: int  # extended
+    audio: bool
+    payload: bytes
+    arrival: float
+
+
+@dataclass
+class _Segment:
+    ssrc: int
+    max_seq: int
+    max_ts: int
+    max_arrival: float
+    pending: dict[int, _Item] = field(default_factory=dict)
+    heap: list[int] = field(default_factory=list)
+    cursor: int | None = None  # RTP time played up to; set when the first item plays
+    ts_origin: int = 0
+    out_origin: int = 0
+    last_seq: int = 0
+    played: set[int] = field(default_factory=set)
+    audio_end: int = 0  # output position where the last played audio ended
+    audio_arrival: float = 0.0
+    audio_ticks: int = 0
+
+
+def _unwrap(value: int, reference: int, bits: int) -> int:
+    modulus = 1 << bits
+    delta = (value - reference) % modulus
+    return reference + (delta - modulus if delta >= modulus >> 1 else delta)
+
+
+class _Fitter:
+    """Cuts decoded audio to exact slot lengths. A decoder's output runs a few samples behind
+    (the resampler's delay): a short slot is padded in front, so the stream keeps that small
+    constant delay instead of a hole; audio beyond a slot (and beyond ``slack``, the
+    resampler's rounding) overlaps the next slot and is dropped."""
+
+    def __init__(self, slack: int) -> None:
+        self.slack = slack
+        self._fifo: Samples = np.zeros(0, dtype=np.int16)
+
+    def push(self, samples: Samples) -> None:
+        self._fifo = np.concatenate((self._fifo, samples)) if len(self._fifo) else samples
+
+    def drop(self, count: int) -> None:
+        self._fifo = self._fifo[count:]
+
+    def take(self, count: int, pad_front: bool) -> Samples:
+        have = self._fifo[:count]
+        self._fifo = self._fifo[count:][: self.slack]
+        if len(have) == count:
+            return have
+        zeros = np.zeros(count - len(have), dtype=np.int16)
+        return np.concatenate((zeros, have) if pad_front else (have, zeros))
+
+
+class JitterBuffer:
+    """One stream's playout buffer; ``push`` packets, take audio from ``ready``,
+    ``drain_until`` or ``flush``. Not thread-safe: one driver thread (or loop) owns it."""
+
+    def __init__(self, decoder: Decoder, *, depth_ms: int = 60, events_pt: int | None = None,
+                 cn_pt: int | None = None, jump_seconds: float = 1.0) -> None:
+        self.decoder = decoder
+        self.rate = decoder.rate
+        self.clock = decoder.fmt.clock_rate
+        self.depth_ticks = depth_ms * self.clock // 1000
+        self.events_pt = events_pt
+        self.cn_pts = {CN_PT} | ({cn_pt} if cn_pt is not None else set())
+        self.jump_ticks = round(jump_seconds * self.clock)
+        self.jump_seconds = jump_seconds
+        self.position = 0  # output samples produced so far
+        self.stats = Counts()
+        self._reported = Counts()
+        self._segment: _Segment | None = None
+        self._candidate: tuple[RtpPacket, float] | None = None
+        self._out: list[Samples] = []
+        self._fitter = _Fitter(max(1, self.rate // 500))
+
+    # --- packets in -----------------------------------------------------------------------
+
+    def push(self, packet: RtpPacket, arrival: float) -> None:
+        """Take one packet of this stream; ``arrival`` is when it came (monotonic seconds)."""
+        if packet.payload_type == self.events_pt:
+            self.stats.events += 1  # the digits are never kept: only the fact of an event
+            packet = dataclasses.replace(packet, payload=b"")
+        elif packet.payload_type in self.cn_pts:
+            self.stats.comfort_noise += 1
+        elif packet.payload_type != self.decoder.fmt.pt:
+            self.stats.unknown_pt += 1
+        segment = self._segment
+        if segment is None:
+            self._begin(packet, arrival)
+        elif self._fits(segment, packet, arrival):
+            if self._candidate is not None:
+                self.stats.strays += 1
+                self._candidate = None
+            self._insert(segment, packet, arrival)
+        elif self._candidate is not None and self._follows(self._candidate[0], packet):
+            first, first_arrival = self._candidate
+            self._candidate = None
+            self._begin(first, first_arrival)
+            assert self._segment is not None
+            self._insert(self._segment, packet, arrival)
+        else:
+            if self._candidate is not None:
+                self.stats.strays += 1
+            self._candidate = (packet, arrival)
+
+    def _fits(self, segment: _Segment, packet: RtpPacket, arrival: float) -> bool:
+        if packet.ssrc != segment.ssrc:
+            return False
+        d_seq = _unwrap(packet.sequence, segment.max_seq, 16) - segment.max_seq
+        if not -MAX_MISORDER <= d_seq <= MAX_DROPOUT:
+            return False
+        d_ts = _unwrap(packet.timestamp, segment.max_ts, 32) - segment.max_ts
+        if abs(d_ts) <= self.jump_ticks:
+            return True
+        # A long jump is real time passing only if the arrival clock says so too.
+        return abs(d_ts / self.clock - (arrival - segment.max_arrival)) <= self.jump_seconds
+
+    def _follows(self, first: RtpPacket, packet: RtpPacket) -> bool:
+        d_ts = (packet.timestamp - first.timestamp) % (1 << 32)
+        return (packet.ssrc == first.ssrc and packet.sequence == (first.sequence + 1) % 65536
+                and d_ts <= self.jump_ticks)
+
+    def _begin(self, packet: RtpPacket, arrival: float) -> None:
+        old = self._segment
+        if old is not None:
+            self._play(old, None)
+            if old.cursor is not None:
+                # Where the new segment starts: after the old one's last audio, plus the
+                # arrival time that passed beyond that packet's own length.
+                passed = arrival - old.audio_arrival - old.audio_ticks / self.clock
+                start = max(self.position, old.audio_end + max(0, round(passed * self.rate)))
+                silence = start - self.position
+                self._emit(np.zeros(silence, dtype=np.int16))
+                self.stats.segment_samples += silence
+            self.stats.segments += 1
+            self.decoder.reset()
+            logger.debug("new RTP segment: SSRC %08x seq %d ts %d", packet.ssrc,
+                         packet.sequence, packet.timestamp)
+        # Extended values start one wrap up, so a packet reordered before the first one
+        # still unwraps to a positive number.
+        seq = packet.sequence + (1 << 16)
+        ts = packet.timestamp + (1 << 32)
+        self._segment = _Segment(packet.ssrc, seq, ts, arrival)
+        self._insert(self._segment, packet, arrival)
+
+    def _insert(self, segment: _Segment, packet: RtpPacket, arrival: float) -> None:
+        seq = _unwrap(packet.sequence, segment.max_seq, 16)
+        ts = _unwrap(packet.timestamp, segment.max_ts, 32)
+        if (segment.cursor is not None and seq <= segment.last_seq) or seq in segment.pending:
+            if seq in segment.played or seq in segment.pending:
+                self.stats.duplicates += 1
+            else:
+                self.stats.late += 1
+            return
+        audio = packet.payload_type == self.decoder.fmt.pt
+        segment.pending[seq] = _Item(seq, ts, audio, packet.payload if audio else b"", arrival)
+        heapq.heappush(segment.heap, seq)
+        segment.max_seq = max(segment.max_seq, seq)
+        if ts >= segment.max_ts:
+            segment.max_ts, segment.max_arrival = ts, arrival
+        while len(segment.pending) > MAX_PENDING:
+            self._play_next(segment)
+
+    # --- audio out ------------------------------------------------------------------------
+
+    def ready(self) -> Playout:
+        """Audio for every packet with at least ``depth`` of newer audio behind it."""
+        segment = self._segment
+        if segment is not None:
+            self._play(segment, segment.max_ts - self.depth_ticks)
+        return self._collect()
+
+    def drain_until(self, rtp_time: int) -> Playout:
+        """Audio up to RTP time ``rtp_time`` (of the current segment), silence where nothing
+        came; packets for that time arriving later are late. Needs one packet played."""
+        segment = self._segment
+        if segment is not None:
+            reference = segment.cursor if segment.cursor is not None else segment.max_ts
+            target = _unwrap(rtp_time, reference, 32)
+            self._play(segment, target)
+            if segment.cursor is not None and target > segment.cursor:
+                self._silence(segment, target, lost=False)
+        return self._collect()
+
+    def flush(self) -> Playout:
+        """Everything held, played out (the stream has ended)."""
+        if self._candidate is not None:
+            packet, arrival = self._candidate
+            self._candidate = None
+            self._begin(packet, arrival)
+        if self._segment is not None:
+            self._play(self._segment, None)
+        return self._collect()
+
+    def _collect(self) -> Playout:
+        samples = np.concatenate(self._out) if self._out else np.zeros(0, dtype=np.int16)
+        self._out = []
+        counts = self.stats.minus(self._reported)
+        self._reported = self.stats.copy()
+        return Playout(samples, counts)
+
+    def _emit(self, samples: Samples) -> None:
+        if len(samples):
+            self._out.append(samples)
+            self.position += len(samples)
+
+    def _out_pos(self, segment: _Segment, ts: int) -> int:
+        return segment.out_origin + (ts - segment.ts_origin) * self.rate // self.clock
+
+    def _play(self, segment: _Segment, target: int | None) -> None:
+        while segment.heap and (target is None or segment.pending[segment.heap[0]].ts < target):
+            self._play_next(segment)
+
+    def _play_next(self, segment: _Segment) -> None:
+        item = segment.pending.pop(heapq.heappop(segment.heap))
+        if segment.cursor is None:
+            segment.cursor = segment.ts_origin = item.ts
+            segment.out_origin = self.position
+            segment.last_seq = item.seq - 1
+        lost = item.seq - segment.last_seq - 1
+        segment.last_seq = item.seq
+        segment.played.add(item.seq)
+        if len(segment.played) > 4 * MAX_PENDING:
+            floor = item.seq - 2 * MAX_PENDING
+            segment.played = {s for s in segment.played if s > floor}
+        self.stats.lost_packets += lost
+        if item.ts > segment.cursor:
+            self._silence(segment, item.ts, lost=lost > 0)
+        if item.audio:
+            self._play_audio(segment, item)
+
+    def _play_audio(self, segment: _Segment, item: _Item) -> None:
+        assert segment.cursor is not None
+        duration = self.decoder.ticks(item.payload)
+        if duration == 0:
+            return  # an empty or unreadable payload holds no time
+        end = item.ts + duration
+        if end <= segment.cursor:
+            self.stats.late += 1  # its time is already played (a drain passed it)
+            return
+        samples, ticks = self.decoder.decode(item.payload)
+        if segment.heap:
+            following = segment.pending[segment.heap[0]].ts
+            if item.ts < following < end:
+                end = following  # the next packet starts earlier: it wins the overlap
+        self._fitter.push(samples)
+        start = max(item.ts, segment.cursor)
+        if start > item.ts:
+            self._fitter.drop(self._out_pos(segment, start) - self._out_pos(segment, item.ts))
+        count = self._out_pos(segment, end) - self._out_pos(segment, start)
+        self._emit(self._fitter.take(count, pad_front=True))
+        segment.cursor = end
+        segment.audio_end = self.position
+        segment.audio_arrival = item.arrival
+        segment.audio_ticks = ticks
+        self.stats.packets += 1
+
+    def _silence(self, segment: _Segment, until: int, lost: bool) -> None:
+        assert segment.cursor is not None
+        count = self._out_pos(segment, until) - self._out_pos(segment, segment.cursor)
+        # The decoder's resampler rings out its last packet over the first few milliseconds.
+        self._fitter.push(self.decoder.silence(min(until - segment.cursor, self.clock // 50)))
+        self._emit(self._fitter.take(count, pad_front=False))
+        if lost:
+            self.stats.lost_samples += count
+        else:
+            self.stats.gap_samples += count
+        segment.cursor = until
