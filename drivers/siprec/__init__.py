@@ -1,13 +1,21 @@
-"""SIPREC (RFC 7865/7866): the protocol pieces of a recording server, pure and testable alone.
+"""SIPREC (RFC 7865/7866): the recording server of a ``siprec`` board, in layers testable alone.
 
-Plain functions and small classes over bytes: no sockets, no threads, nothing of the
-scheduler or the capture core, so a driver thread or an asyncio loop can use them alike.
+Protocol pieces, plain functions and small classes over bytes (no sockets, no threads, nothing
+of the scheduler or the capture core): ``sipmessage`` (parse a datagram, frame a TCP stream,
+build and serialise responses) with ``sipheaders`` (header names, lists, From/To, Via, CSeq);
+``sdp`` (read an offer, build the recorder's answer, which streams are paused);
+``multipart`` (split a body into its SDP and metadata parts); ``metadata`` (RFC 7865 XML,
+hardened, and partial updates); ``vendor`` (parties and call ids of plain-SDP SRCs from
+Cisco/Avaya/Genesys headers).
 
-Signalling: ``sipmessage`` (parse a datagram, frame a TCP stream, build and serialise
-responses) with ``sipheaders`` (header names, lists, From/To, Via, CSeq); ``sdp`` (read an
-offer, build the recorder's answer, which streams are paused); ``multipart`` (split a body into
-its SDP and metadata parts); ``metadata`` (RFC 7865 XML, hardened, and partial updates);
-``vendor`` (parties and call ids of plain-SDP SRCs from Cisco/Avaya/Genesys headers).
+Signalling, driven by an injectable clock (``timers``): ``transactions`` (server
+transactions, retransmissions, ACK and CANCEL matching; RFC 3261 §17) with ``clients`` (the
+BYE and UPDATE we send) over ``flows``; ``uas`` (requests to recording sessions, one handler
+per method) with ``dialogs``, ``offers`` (bodies to streams and the SDP answer), ``answers``
+(capabilities, Contact, refusals), ``sessiontimer`` (RFC 4028 rules) and ``ports`` (the RTP
+port range); ``transport`` and ``connections`` (the asyncio SIP server on UDP, TCP and TLS,
+thread ``siprec-sip-<key>``); ``events`` (what the recorder hears: ``SessionListener``,
+``RecordingSession``). ``config`` holds the board's settings.
 
 Media: ``rtp`` (RTP/RTCP packets, RFC 4733 events), ``srtp`` (SDES keys, libsrtp), ``payloads``
 (the RFC 3551 table, what we decode, RTP clocks), ``rtpcodecs`` (G.711, G.722, G.729, Opus to

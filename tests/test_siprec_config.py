@@ -1,0 +1,149 @@
+"""A siprec board's settings (issue 22's keys and defaults, each mistake named by its key), the
+RTP port allocator, and the session-timer rules (RFC 4028 §9, §10) as tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorder.config.loader import config_from_dict
+from recorder.drivers import registry
+from recorder.drivers.siprec.config import SiprecBoardConfig
+from recorder.drivers.siprec.ports import PortAllocator, PortsExhausted
+from recorder.drivers.siprec.sessiontimer import (
+    SessionTimerError,
+    TimerAnswer,
+    expiry_delay,
+    negotiate,
+)
+from recorder.drivers.siprec.sipheaders import Headers
+from recorder.errors import ConfigError
+from tests.helpers.recorders import base_config
+
+ISSUE_DEFAULTS = {
+    "sip_host": "127.0.0.1", "sip_port": 5060, "rtp_host": "", "rtp_port_min": 20000,
+    "rtp_port_max": 29999, "devices": (), "allow": ("127.0.0.1/32",), "max_sessions": 500,
+    "media_timeout_seconds": 30, "sample_rate": 8000, "tls_port": 0, "tls_cert": "",
+    "tls_key": "",
+}
+
+
+def test_the_defaults_are_the_issues() -> None:
+    board = SiprecBoardConfig()
+    assert {key: getattr(board, key) for key in ISSUE_DEFAULTS} == ISSUE_DEFAULTS
+    problems: list[str] = []
+    board.checked("boards[0]", problems)
+    assert problems == []
+    assert (board.rtp_address, board.advertised_host) == ("127.0.0.1", "127.0.0.1")
+
+
+@pytest.fixture
+def registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The driver class comes later; the loader only needs the schema to be found.
+    monkeypatch.setitem(registry.DRIVERS, "siprec", (
+        "recorder.drivers.siprec.config", "SiprecDriver", "SiprecBoardConfig"))
+
+
+def load(tmp_path: Path, **keys: Any) -> SiprecBoardConfig:
+    board = {"driver": "siprec", "devices": ["1001"], **keys}
+    config = config_from_dict(base_config(tmp_path, boards=[board]), base_dir=tmp_path)
+    loaded = config.boards[0]
+    assert isinstance(loaded, SiprecBoardConfig)
+    return loaded
+
+
+@pytest.mark.usefixtures("registered")
+def test_a_board_loads_from_toml_values(tmp_path: Path) -> None:
+    board = load(tmp_path, sip_host="0.0.0.0", sip_port=5070, rtp_host="192.0.2.5",
+                 rtp_port_min=30000, rtp_port_max=30999, allow=["10.1.0.0/16", "192.0.2.7"],
+                 max_sessions=20, media_timeout_seconds=12, sample_rate=16000)
+    assert board.allow == ("10.1.0.0/16", "192.0.2.7")
+    assert board.media_timeout_seconds == 12.0
+    assert [str(n) for n in board.networks()] == ["10.1.0.0/16", "192.0.2.7/32"]
+    assert board.advertised_host == "192.0.2.5"  # a wildcard sip_host is not an address
+
+
+@pytest.mark.usefixtures("registered")
+@pytest.mark.parametrize(("keys", "problem"), [
+    ({"rtp_port_min": 20001}, "boards[0].rtp_port_min: 20001 is odd"),
+    ({"rtp_port_min": 30000, "rtp_port_max": 29999},
+     "boards[0].rtp_port_max: 29999 is not above rtp_port_min (30000)"),
+    ({"rtp_port_min": 30000, "rtp_port_max": 30001}, None),
+    ({"sip_port": 20500}, "boards[0].sip_port: 20500 is inside the RTP range 20000-29999"),
+    ({"tls_port": 5061}, "boards[0].tls_cert: required with tls_port (5061)"),
+    ({"tls_port": 5061}, "boards[0].tls_key: required with tls_port (5061)"),
+    ({"tls_port": 5060, "tls_cert": "c.pem", "tls_key": "k.pem"},
+     "boards[0].tls_port: 5060 is also sip_port"),
+    ({"tls_cert": "c.pem"}, "boards[0].tls_cert: set, but tls_port is 0"),
+    ({"allow": ["10.0.0.0/33"]}, "boards[0].allow[0]: '10.0.0.0/33' is not a network"),
+    ({"allow": ["ok", "10.0.0.1/24"]},
+     "boards[0].allow[1]: '10.0.0.1/24' has host bits set; did you mean 10.0.0.0/24?"),
+    ({"allow": []}, "boards[0].allow: empty"),
+    ({"sip_host": "recorder.example.com"},
+     "boards[0].sip_host: 'recorder.example.com' is not an IP address"),
+    ({"sip_host": "0.0.0.0"}, "boards[0].rtp_host: required when sip_host is 0.0.0.0"),
+    ({"rtp_host": "0.0.0.0"}, "boards[0].rtp_host: 0.0.0.0 cannot be offered"),
+    ({"max_sessions": 0}, "boards[0].max_sessions: 0 is out of range"),
+    ({"sample_rate": 4000}, "boards[0].sample_rate: 4000 is out of range"),
+    ({"allow": "10.0.0.0/8"}, "boards[0].allow: expected an array"),
+    ({"rtp_port": 20000}, "boards[0].rtp_port: unknown key (did you mean 'rtp_port_min'?)"),
+])
+def test_mistakes_are_named_by_their_key(tmp_path: Path, keys: dict[str, Any],
+                                         problem: str | None) -> None:
+    if problem is None:
+        load(tmp_path, **keys)  # one RTP/RTCP pair is enough
+        return
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, **keys)
+    assert any(p.startswith(problem) for p in raised.value.problems), raised.value.problems
+
+
+def test_ports_are_even_with_rtcp_above_and_reused_least_recently() -> None:
+    ports = PortAllocator(20001, 20008)  # pairs 20002/3, 20004/5, 20006/7
+    assert ports.capacity == 3
+    taken = [ports.allocate() for _ in range(3)]
+    assert taken == [20002, 20004, 20006]
+    with pytest.raises(PortsExhausted) as exhausted:
+        ports.allocate()
+    assert exhausted.value.status == 503
+    ports.release(20004)
+    ports.release(20002)
+    ports.release(30000)  # not ours: nothing happens
+    assert [ports.allocate(), ports.allocate()] == [20004, 20002]
+    assert ports.in_use == 3
+
+
+def headers(*items: tuple[str, str]) -> Headers:
+    return Headers(list(items))
+
+
+@pytest.mark.parametrize(("request_headers", "answer"), [
+    ((), TimerAnswer()),
+    ((("Supported", "timer"),), TimerAnswer()),  # supported but not asked for: none
+    ((("Session-Expires", "1800"),), TimerAnswer()),  # the SRC does not know timers
+    ((("Supported", "timer"), ("Session-Expires", "1800")), TimerAnswer(1800, "uac")),
+    ((("Supported", "timer"), ("x", "1800;refresher=uas")), TimerAnswer(1800, "uas")),
+    ((("Require", "timer"), ("Session-Expires", "600;refresher=uac")),
+     TimerAnswer(600, "uac")),
+    ((("Supported", "timer"), ("Session-Expires", "60"), ("Min-SE", "60")),
+     TimerAnswer(too_small=90)),
+])
+def test_session_timer_negotiation(request_headers: tuple[tuple[str, str], ...],
+                                   answer: TimerAnswer) -> None:
+    assert negotiate(headers(*request_headers)) == answer
+
+
+def test_session_timer_answers_and_deadlines() -> None:
+    assert TimerAnswer(1800, "uac").headers == [("Session-Expires", "1800;refresher=uac"),
+                                               ("Require", "timer")]
+    assert TimerAnswer(1800, "uas").headers == [("Session-Expires", "1800;refresher=uas")]
+    assert TimerAnswer(too_small=90).headers == [("Min-SE", "90")]
+    # §10: the side that waits gives up min(32 s, a third) before the end.
+    assert expiry_delay(1800, "uac") == 1768
+    assert expiry_delay(90, "uac") == 60
+    assert expiry_delay(90, "uas") == 90
+    for bad in ("soon", "90;refresher=both"):
+        with pytest.raises(SessionTimerError):
+            negotiate(headers(("Supported", "timer"), ("Session-Expires", bad)))
