@@ -96,7 +96,9 @@ def recover(store: RecordingStore, journal: Journal, contents: JournalContents, 
                                   entry.path, "would complete"))
             continue
         outcome = _recover_entry(store, entry)
-        if outcome.result != "failed":  # else the journal keeps it for the next start
+        # A failed one stays in the journal for the next start; so does one whose row the
+        # store holds in memory only (a full disk), until a start finds it on disk.
+        if outcome.result != "failed" and not store.held:
             journal.forget(key)
         if outcome.result != "done":
             done.append(outcome)
@@ -114,7 +116,13 @@ def recover(store: RecordingStore, journal: Journal, contents: JournalContents, 
         else:
             done.append(_recover_row(store, row))
     if not dry_run:
-        journal.rewrite()
+        try:
+            journal.rewrite()
+        except OSError as exc:
+            # A full disk: the old file stays, whole; what it still lists is complete already
+            # and left alone by the next start.
+            logger.warning("cannot rewrite the crash journal %s (%s); the next start reads the "
+                           "recordings just completed again and leaves them", journal.path, exc)
     if any(r.result == "completed" for r in done):
         logger.warning("%d recording(s) were interrupted by a crash or power loss and have been "
                        "completed from their files", len(done))
@@ -126,6 +134,7 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
     (the store refused; the entry stays in the journal)."""
     row = entry.row
     record_id = entry.record_id
+    stored = None
     if record_id is not None:
         try:
             stored = store.get_recording(record_id)
@@ -138,8 +147,12 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
     state = _repair(Path(entry.path), entry.fmt, entry.sample_rate, entry.channels,
                     options=entry.options, record_id=record_id)
     try:
-        if record_id is None:
-            record_id = store.insert_recording(row)
+        if stored is None:
+            # Never stored, or its RECORDID was handed out while the database and the spool
+            # had no room and the insert held in memory died with the process: stored under
+            # that RECORDID (a spooled insert of the same recording is not stored twice).
+            record_id = store.insert_recording(row, record_id)
+        assert record_id is not None
         store.finish_recording(record_id, _finished(row.start_time, state))
     except StoreError:
         logger.exception("RECORDID %s (%s): cannot complete its row; the journal keeps it for "

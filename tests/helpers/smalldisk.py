@@ -113,10 +113,10 @@ class SmallDisk:
     def free_up(self) -> None:
         """Delete the filler (and the second one)."""
         if self.mode == "tmpfs":
-            assert self.filler is not None
-            self.filler.unlink()
-            if self.filler_rest is not None:
-                self.filler_rest.unlink()
+            assert self.filler is not None or self.filler_rest is not None
+            for filler in (self.filler, self.filler_rest):
+                if filler is not None:
+                    filler.unlink()
         else:
             with self.lock:
                 self.left += self.filled
