@@ -1,0 +1,119 @@
+"""After a full disk: recording resumes on a small volume.
+
+The recordings directory is a small tmpfs (tests/helpers/smalldisk.py); the database stays on
+the ordinary disk. Without the right to mount, the fault is injected in-process only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile
+
+from tests.helpers.api import result_code
+from tests.helpers.exports import tone
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running
+from tests.helpers.smalldisk import (
+    KIB,
+    Events,
+    SmallDisk,
+    check_file,
+    inject,
+    rows,
+    small_disk,
+)
+from tests.helpers.waiting import wait_for
+
+MIB = 1 << 20
+TONES = {"2001": 440.0, "2002": 1000.0, "2003": 660.0, "2004": 550.0, "2005": 770.0,
+         "2006": 880.0}
+
+
+def _start(tmp_path: Path, disk: SmallDisk, start_recorder: Callable[..., Running],
+           request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, *,
+           leave: int) -> Running:
+    """A recorder on six tone lines with ``leave`` bytes of the small disk free."""
+    if disk.mode == "injected" and request.node.callspec.params["start_recorder"] != \
+            "in-process":
+        pytest.skip("without a tmpfs the fault is injected in-process only")
+    lines = tmp_path / "lines"
+    lines.mkdir()
+    disk.fill(leave)
+    running = start_recorder(
+        boards=[{"driver": "file", "devices": list(TONES), "files": [
+            str(tone(lines / f"{d}.wav", hz)) for d, hz in TONES.items()]}],
+        retention={"min_free_mb": 0})
+    if disk.mode == "injected":
+        inject(running, disk, monkeypatch)
+    return running
+
+
+def _source(tmp_path: Path, device: str) -> Any:
+    return soundfile.read(tmp_path / "lines" / f"{device}.wav", dtype="int16")[0]
+
+
+def _truncated(data: Path, devices: tuple[str, ...]) -> None:
+    def cut() -> bool:
+        return {r["device_id"] for r in rows(data) if r["stop_reason"] == "truncated"} == \
+            set(devices)
+    wait_for(cut, 20.0, what=lambda: [dict(r) for r in rows(data)])
+
+
+def _stop(running: Running) -> None:
+    """End every call and recording before the file system goes away (a test that failed
+    midway leaves them open)."""
+    if running.recorder is not None:
+        running.recorder.stop()
+        return
+    conn = running.connect()
+    try:
+        for device in TONES:
+            conn.request("CALLSTOP", 99, DEVICEID=device)
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
+def test_six_calls_cut_on_an_8_mib_volume_resume_once_half_of_it_is_free(
+        tmp_path: Path, start_recorder: Callable[..., Running], request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch, disk_path: Callable[[SmallDisk], None]) -> None:
+    data = tmp_path / "data"
+    devices = tuple(TONES)
+    with small_disk(data / "recordings", 8 * MIB) as disk:
+        disk_path(disk)
+        running = _start(tmp_path, disk, start_recorder, request, monkeypatch, leave=192 * KIB)
+        events = Events(running)
+        conn = running.connect()
+        try:
+            for device in devices:
+                assert result_code(conn.request("CALLSTART", 1, DEVICEID=device)) == 20
+            _truncated(data, devices)
+            # Two minutes of six calls' writing would be 11.5 MB, more than the volume: the
+            # threshold is half the volume instead.
+            status = running.status()["disk"]
+            assert status["full"] is True
+            assert 0 < status["resume_free_bytes"] <= 4 * MIB
+
+            disk.free_up()  # 97% of the volume free
+            wait_for(lambda: all(len(rows(data, d)) == 2 for d in devices), 6.0,
+                     what=lambda: [dict(r) for r in rows(data)])
+            for device in devices:
+                events.until(("RECORDINGSTARTED", device, "NONE"))
+            assert running.status()["disk"]["full"] is False
+            time.sleep(1.0)
+            for device in devices:
+                assert result_code(conn.request("CALLSTOP", 2, DEVICEID=device)) == 20
+            for device in devices:
+                first, continued = rows(data, device)
+                assert (first["stop_reason"], continued["stop_reason"]) == (
+                    "truncated", "callended")
+                check_file(continued, _source(tmp_path, device), TONES[device])
+        finally:
+            conn.close()
+            events.close()
+            _stop(running)
