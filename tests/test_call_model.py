@@ -326,6 +326,25 @@ def test_a_partial_recording_ends_with_its_call(tmp_path: Path) -> None:
     assert all(r.status == "complete" for r in bench.rows())
 
 
+def test_a_call_recorded_only_by_recordstart_is_shown_as_recording(tmp_path: Path) -> None:
+    """ISRECORDING says whether any recording of the call runs, not only its main one."""
+    bench, _ = make_bench(tmp_path, policy=policy(blocked=[{"name": "no", "ani": ["555"]}]))
+    start(bench, meta={"ANI": "555"})
+    (status,) = bench.scheduler.status.device_status(DEV)
+    assert status.current is not None
+    assert not status.current.recording
+    partial = bench.scheduler.record_start(CallStart(device=DEV))
+    feed_seconds(bench, 0.5)
+    (status,) = bench.scheduler.status.device_status(DEV)
+    assert status.current is not None
+    assert (status.current.recording, status.current.filename) == (True, partial.filename)
+    bench.scheduler.record_stop(DEV, None)
+    (status,) = bench.scheduler.status.device_status(DEV)
+    assert status.current is not None
+    assert (status.current.recording, status.current.filename) == (False, "")
+    bench.stop()
+
+
 def test_recordstart_needs_a_call(tmp_path: Path) -> None:
     bench, _ = make_bench(tmp_path)
     with pytest.raises(CallError) as no_call:

@@ -1,4 +1,5 @@
-"""After a full disk: recording resumes on a small volume.
+"""After a full disk: recording resumes on a small volume, and the status says a resumed call
+is recorded.
 
 The recordings directory is a small tmpfs (tests/helpers/smalldisk.py); the database stays on
 the ordinary disk. Without the right to mount, the fault is injected in-process only.
@@ -116,4 +117,48 @@ def test_six_calls_cut_on_an_8_mib_volume_resume_once_half_of_it_is_free(
         finally:
             conn.close()
             events.close()
+            _stop(running)
+
+
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
+def test_a_call_whose_recording_resumed_is_shown_as_recording(
+        tmp_path: Path, start_recorder: Callable[..., Running], request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch, disk_path: Callable[[SmallDisk], None]) -> None:
+    data = tmp_path / "data"
+    with small_disk(data / "recordings", 6 * MIB) as disk:
+        disk_path(disk)
+        running = _start(tmp_path, disk, start_recorder, request, monkeypatch, leave=48 * KIB)
+        conn = running.connect()
+        try:
+            assert result_code(conn.request("CALLSTART", 1, DEVICEID="2001")) == 20
+            _truncated(data, ("2001",))
+            state = conn.request("DEVICESTATUS", 2, DEVICEID="2001")
+            assert state.findtext("DEVICES/DEVICE/RECORDING/ISRECORDING") == "N"
+            assert state.findtext("DEVICES/DEVICE/RECORDING/ERRORREASON") == "TRUNCATED"
+
+            disk.free_up()
+            wait_for(lambda: len(rows(data, "2001")) == 2, 6.0,
+                     what=lambda: [dict(r) for r in rows(data)])
+            continued = rows(data, "2001")[1]
+            state = conn.request("DEVICESTATUS", 3, DEVICEID="2001")
+            assert state.findtext("DEVICES/DEVICE/RECORDING/ISRECORDING") == "Y"
+            assert state.findtext("DEVICES/DEVICE/RECORDING/ERRORREASON") == "NONE"
+            assert state.findtext("DEVICES/DEVICE/RECORDING/FILENAME") == continued["filename"]
+            instance = conn.request("DEVICERECORDINGSTATUS", 4, DEVICEID="2001").find(
+                "DEVICE/RECORDING")
+            assert instance is not None
+            assert (instance.findtext("ISRECORDING"), instance.findtext("STATUS")) == (
+                "Y", "recording")
+            listed = conn.request("DEVICELIST", 5)
+            (device,) = [d for d in listed.iter("DEVICE") if d.findtext("DEVICEID") == "2001"]
+            assert device.findtext("RECORDING/ISRECORDING") == "Y"
+
+            assert result_code(conn.request("CALLSTOP", 6, DEVICEID="2001")) == 20
+            state = conn.request("DEVICESTATUS", 7, DEVICEID="2001")
+            assert state.findtext("DEVICES/DEVICE/RECORDING/ISRECORDING") == "N"
+            # Part of the call was lost to the full disk: the reason stays after it ended.
+            assert state.findtext("DEVICES/DEVICE/RECORDING/ERRORREASON") == "TRUNCATED"
+        finally:
+            conn.close()
             _stop(running)
