@@ -1,5 +1,5 @@
-"""After a full disk: recording resumes on a small volume, and the status says a resumed call
-is recorded.
+"""After a full disk: recording resumes on a small volume, calls started while it was full are
+recorded once there is room, and the status says a resumed call is recorded.
 
 The recordings directory is a small tmpfs (tests/helpers/smalldisk.py); the database stays on
 the ordinary disk. Without the right to mount, the fault is injected in-process only.
@@ -16,10 +16,11 @@ import pytest
 import soundfile
 
 from tests.helpers.api import result_code
-from tests.helpers.exports import tone
+from tests.helpers.exports import PREROLL, tone
 from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running
 from tests.helpers.smalldisk import (
     KIB,
+    RATE,
     Events,
     SmallDisk,
     check_file,
@@ -114,6 +115,59 @@ def test_six_calls_cut_on_an_8_mib_volume_resume_once_half_of_it_is_free(
                 assert (first["stop_reason"], continued["stop_reason"]) == (
                     "truncated", "callended")
                 check_file(continued, _source(tmp_path, device), TONES[device])
+        finally:
+            conn.close()
+            events.close()
+            _stop(running)
+
+
+@pytest.mark.slow
+@IN_PROCESS_AND_RECORDERD
+def test_a_call_started_while_the_disk_is_full_is_recorded_once_there_is_room(
+        tmp_path: Path, start_recorder: Callable[..., Running], request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch, disk_path: Callable[[SmallDisk], None]) -> None:
+    data = tmp_path / "data"
+    with small_disk(data / "recordings", 6 * MIB) as disk:
+        disk_path(disk)
+        running = _start(tmp_path, disk, start_recorder, request, monkeypatch, leave=48 * KIB)
+        events = Events(running)
+        conn = running.connect()
+        try:
+            time.sleep(PREROLL + 0.2)  # the lines have captured a whole pre-roll
+            assert result_code(conn.request("CALLSTART", 1, DEVICEID="2001")) == 20
+            _truncated(data, ("2001",))
+            called = time.time()
+            assert result_code(conn.request("CALLSTART", 2, DEVICEID="2003", ANI="555")) == 20
+            events.until(("RECORDINGSTARTED", "2003", "API_ERROR_OUT_OF_DISK_SPACE"))
+            time.sleep(1.0)  # a second of the call with nowhere to put it
+            assert rows(data, "2003") == []
+
+            disk.free_up()
+            wait_for(lambda: len(rows(data, "2003")) == 1, 6.0,
+                     what=lambda: [dict(r) for r in rows(data)])
+            events.until(("RECORDINGSTARTED", "2003", "NONE"))
+            state = conn.request("DEVICESTATUS", 3, DEVICEID="2003")
+            assert state.findtext("DEVICES/DEVICE/RECORDING/ISRECORDING") == "Y"
+            assert state.findtext("DEVICES/DEVICE/RECORDING/ERRORREASON") == "NONE"
+            time.sleep(1.5)
+            for device in ("2001", "2003"):
+                assert result_code(conn.request("CALLSTOP", 4, DEVICEID=device)) == 20
+            events.until(("RECORDINGSTOPPED", "2003", "NONE"))
+
+            (late,) = rows(data, "2003")
+            assert (late["status"], late["stop_reason"], late["ani"]) == (
+                "complete", "callstop", "555")
+            assert late["duration"] >= 1.4
+            check_file(late, _source(tmp_path, "2003"), TONES["2003"])
+            # The call's audio from its start (pre-roll included) to the recording's is lost
+            # audio of the call, and the row counts it.
+            missed = late["start_time"] - called + PREROLL
+            assert missed > 1.0
+            assert late["lost_samples"] / RATE == pytest.approx(missed, abs=0.15)
+            # The cut call's continuation counts the audio between the cut and itself too.
+            first, continued = rows(data, "2001")
+            gap = continued["start_time"] - (first["start_time"] - PREROLL + first["duration"])
+            assert continued["lost_samples"] / RATE == pytest.approx(gap, abs=0.15)
         finally:
             conn.close()
             events.close()

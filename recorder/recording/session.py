@@ -81,7 +81,7 @@ class RecordingSession:
     def __init__(self, channel: Channel | Sequence[Channel], writer: AudioWriter, path: Path,
                  start: int, delay_frames: int = 0, *, blackouts: Blackouts | None = None,
                  fmt: str = "wav", options: Mapping[str, Any] | None = None,
-                 written: ByteCounter | None = None) -> None:
+                 written: ByteCounter | None = None, lost_before: int = 0) -> None:
         # Two channels are one device's two directions (on one board, so their positions
         # line up): one side each of a stereo file, or mixed into mono, as the writer has
         # one or two channels.
@@ -98,7 +98,9 @@ class RecordingSession:
         self._lock = threading.Lock()
         self._synced_frames = 0
         self._sync_frames = max(1, round(SYNC_SECONDS * self.channel.sample_rate))
-        self.lost_samples = 0
+        # Audio of the call lost before the file begins (a recording that could only start
+        # late: the disk was full), then every gap the ring or the capture lost on the way.
+        self.lost_samples = lost_before
         self.failed: str | None = None
         # The disk was full (ENOSPC, EDQUOT): the file ends where the disk did.
         self.out_of_space = False
