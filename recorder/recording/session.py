@@ -266,11 +266,16 @@ class RecordingSession:
             reads = [channel.read(self._pos, end) for channel in self.channels]
             lost = max(got.lost for got in reads)
             if lost:
-                # The ring was lapped before we read it (the disk stalled for longer than the
-                # look-back). Keep the timeline: the gap is written as silence, and counted.
+                # The ring was lapped before we read it (the disk or the process stalled for
+                # longer than the look-back). Keep the timeline: the gap is written as
+                # silence, and counted.
                 self.lost_samples += lost
                 logger.warning("%s: %d samples lost before they reached the file (ring lapped)",
                                self.path.name, lost)
+            # Input the board lost (a stalled process, a driver's own loss) is in the ring as
+            # silence: lost audio of this call too. Counted once: what the ring lapped is
+            # counted above, whatever it held. The board logged the gap when it found it.
+            self.lost_samples += self.channel.board.gap_frames_in(self._pos + lost, end)
             samples = self._combine([got.samples for got in reads])
             zero_ranges(samples, self._pos, self.blackouts.ranges())
             self._writer.write(samples)
