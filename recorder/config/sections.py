@@ -66,7 +66,8 @@ class StorageConfig:
     disk_full_resume_seconds: float = setting(
         120.0, "after a write failed for lack of space (recordings cut short, truncated), new "
         "recordings wait until the free space holds this many seconds of what the cut "
-        "recordings write (and retention.min_free_mb); 0: as soon as any space is back",
+        "recordings write, at most half the volume (and retention.min_free_mb); 0: as soon as "
+        "any space is back",
         min=0.0, max=86400.0)
     spool_retry_seconds: float = setting(
         2.0, "while the database cannot be written, recording rows wait in a spool file in "
