@@ -213,6 +213,76 @@ class DiskGuard:
         return (f"free space on {self.recordings_dir} ({free}) is below retention.min_free_mb "
                 f"({self.floor_bytes // MIB} MB)")
 
+    # --- room for other work on the recordings' disk (exports, after-call encoding) --------
+    #
+    # Work beside the recordings writes files on their disk too; it must never take the room
+    # the recordings need. It claims its bytes before it writes (``claim``) and gives them
+    # back once written or abandoned (``release``): what is written is then in the free space
+    # itself. Only new methods here, so the floor's and the resume threshold's own rules stay
+    # where they are above.
+
+    # What every recording in progress writes a second, all together (count_live); None: 0.
+    _live_rate: Callable[[], float] | None = None
+    # Bytes claimed by work still writing them (not yet in the free space).
+    _claimed: int = 0
+
+    def count_live(self, rate: Callable[[], float]) -> None:
+        """Learn where to read what the recordings in progress write a second (the writer
+        loop's sum): the room kept for them grows with them."""
+        self._live_rate = rate
+
+    def live_room_bytes(self) -> int:
+        """The room the recordings in progress are kept: ``resume_seconds`` of what they write
+        now, counted as the resume threshold counts the recordings a full disk cut."""
+        rate = self._live_rate() if self._live_rate is not None else 0.0
+        return math.ceil(self.resume_seconds * max(0.0, rate))
+
+    def kept_free_bytes(self) -> int:
+        """Free space that work beside the recordings must leave: the floor plus the live
+        recordings' room; after a full disk, at least the resume threshold."""
+        kept = self.floor_bytes + self.live_room_bytes()
+        return max(kept, self.resume_bytes) if self.full else kept
+
+    def claim(self, nbytes: int, what: str) -> str | None:
+        """Claim ``nbytes`` of the recordings' disk for ``what`` (an export, an encoding):
+        None if they fit beside the room kept for the recordings (``kept_free_bytes``) and
+        what others claimed before, and are now claimed; else why not, in words. Give them
+        back with ``release`` once written (or abandoned)."""
+        kept = self.kept_free_bytes()  # outside the lock: it asks the writer loop
+        with self._lock:
+            try:
+                free = self._free(True)
+            except OSError as exc:
+                return (f"the free space on {self.recordings_dir} cannot be read "
+                        f"({exc.strerror or exc}), so {what} might take the recordings' room")
+            available = free - self._claimed  # what others claimed is theirs already
+            if available - nbytes < kept:
+                return (f"{what} needs about {_size(nbytes)}; the recordings' disk has "
+                        f"{_size(max(0, available))} free, of which {_size(kept)} are kept "
+                        f"for the recordings ({self._kept_for()})")
+            self._claimed += nbytes
+        return None
+
+    def release(self, nbytes: int) -> None:
+        """Give back bytes ``claim`` granted."""
+        with self._lock:
+            self._claimed = max(0, self._claimed - nbytes)
+
+    @property
+    def claimed_bytes(self) -> int:
+        """Bytes claimed by work that is still writing them."""
+        with self._lock:
+            return self._claimed
+
+    def _kept_for(self) -> str:
+        """What the kept room is made of, for the refusals' messages."""
+        parts = [f"retention.min_free_mb {self.floor_bytes // MIB}"]
+        if self._live_rate is not None:
+            parts.append(f"{self.resume_seconds:.0f} s of the recordings in progress")
+        if self.full:
+            parts.append("the resume threshold after a full disk")
+        return ", ".join(parts)
+
 
 def _size(count: int) -> str:
     """Bytes for the log: MB when there are megabytes, else kB (small test file systems)."""
