@@ -72,6 +72,16 @@ def test_a_claim_leaves_the_floor_and_two_minutes_of_the_live_recordings(tmp_pat
     assert disk.claim(spare, "an export") is None
 
 
+def test_the_room_kept_for_live_recordings_is_at_most_half_the_volume(tmp_path: Path) -> None:
+    # 64 calls write 1 MB a second: two minutes of that is far more than an 8 MiB volume holds.
+    disk = DiskGuard(tmp_path / "recordings", 0, usage=Disk(7 * MIB), resume_seconds=120,
+                     size=lambda path: 8 * MIB)
+    disk.count_live(lambda: 64 * 16000.0)
+    assert disk.live_room_bytes() == 4 * MIB
+    assert disk.claim(3 * MIB - 1, "an export") is None
+    assert disk.claim(2, "an export") is not None
+
+
 def test_after_a_full_disk_a_claim_leaves_the_resume_threshold(tmp_path: Path) -> None:
     disk = guard(tmp_path, free=5 * MIB)
     assert disk.claim(4 * MIB, "an export") is None

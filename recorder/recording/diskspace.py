@@ -235,7 +235,20 @@ class DiskGuard:
         """The room the recordings in progress are kept: ``resume_seconds`` of what they write
         now, counted as the resume threshold counts the recordings a full disk cut."""
         rate = self._live_rate() if self._live_rate is not None else 0.0
-        return math.ceil(self.resume_seconds * max(0.0, rate))
+        room = math.ceil(self.resume_seconds * max(0.0, rate))
+        # Capped as the resume threshold is: many calls on a small volume would otherwise keep
+        # more than it holds, and every export would be refused however empty the disk.
+        volume = self._volume_bytes()
+        return min(room, math.floor(volume * RESUME_SHARE)) if volume else room
+
+    def _volume_bytes(self) -> int | None:
+        """The volume's size (read once; None while it cannot be read)."""
+        if self._volume is None:
+            try:
+                self._volume = self._size(self.recordings_dir)
+            except OSError:
+                return None
+        return self._volume
 
     def kept_free_bytes(self) -> int:
         """Free space that work beside the recordings must leave: the floor plus the live
