@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recorder.archive.mailer import Mailer
+from recorder.archive.workspace import ExportWorkspace
 from recorder.calls.scheduler import Scheduler
 from recorder.config.model import DEFAULT_TERMINOLOGY
 from recorder.events.types import EventSink, NoEvents
@@ -27,6 +28,9 @@ class ApiContext:
     terminology: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TERMINOLOGY))
     # Where handlers publish what they change (CHATSTART...): the event bus of the recorder.
     events: EventSink = field(default_factory=NoEvents)
+    # Admits each export into the work area (its budget, concurrency and the recordings'
+    # room: recorder.archive.workspace); None: nothing is limited.
+    exports: ExportWorkspace | None = None
     # EMAIL and COMBINEDEMAIL send through it; None (or not configured): they answer 31.
     mailer: Mailer | None = None
     # Exports are written here before they are sent (data_dir/tmp); None: the system's.

@@ -25,6 +25,7 @@ format.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
@@ -32,9 +33,15 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from recorder.codecs.mp3 import Mp3Writer
+from recorder.codecs.mp3 import DEFAULT_KBPS_PER_CHANNEL, Mp3Writer
 from recorder.codecs.voxwriter import VoxWriter
-from recorder.codecs.wav import AlawWavWriter, UlawWavWriter, WavWriter
+from recorder.codecs.wav import (
+    G711_HEADER_BYTES,
+    HEADER_BYTES,
+    AlawWavWriter,
+    UlawWavWriter,
+    WavWriter,
+)
 from recorder.errors import CodecError
 
 logger = logging.getLogger(__name__)
@@ -115,3 +122,33 @@ def open_writer(fmt: str, file: BinaryIO, sample_rate: int, channels: int = 1,
         raise CodecError(f"{fmt} takes no option {', '.join(sorted(unknown))}"
                          f" (it takes: {', '.join(sorted(spec.options)) or 'none'})")
     return spec.writer(file, sample_rate, channels, **given)
+
+
+# MP3's size beyond its bit rate: the Info tag frame, a padding byte in some frames, the
+# encoder's delay and its last partial frame. A generous bound: a second of audio, and 2 %.
+_MP3_SLACK_SECONDS = 1.0
+_MP3_SLACK_RATIO = 1.02
+
+
+def encoded_size(fmt: str, frames: int, sample_rate: int, channels: int = 1,
+                 **options: Any) -> int:
+    """At most how many bytes a ``fmt`` file of ``frames`` frames at ``sample_rate`` takes.
+
+    Work that writes beside live recordings (exports, after-call encoding) reserves this much
+    of the disk before it writes anything, so the bound must never fall short; it may be a
+    little over (MP3's is its constant bit rate, with room for the frames around the audio).
+    """
+    spec = get_format(fmt)
+    frames, channels = max(0, frames), max(1, channels)
+    if spec.name == "wav":
+        return HEADER_BYTES + 2 * channels * frames
+    if spec.name in ("wav-ulaw", "wav-alaw"):
+        return G711_HEADER_BYTES + channels * frames
+    if spec.name == "mp3":
+        kbps = options.get("bitrate") or DEFAULT_KBPS_PER_CHANNEL * min(channels, 2)
+        seconds = frames / max(1, sample_rate) + _MP3_SLACK_SECONDS
+        return math.ceil(kbps * 125 * seconds * _MP3_SLACK_RATIO) + 4096
+    # VOX: two samples a byte, mono, at its own rate (the recording's unless given).
+    rate = options.get("rate") or sample_rate
+    return math.ceil(frames * rate / max(1, sample_rate) / 2) + 64
+

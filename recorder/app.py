@@ -39,6 +39,7 @@ from recorder.api.transport.server import ApiServer
 from recorder.archive.export import clean_work_dir
 from recorder.archive.mailer import Mailer
 from recorder.archive.retention import RetentionJob
+from recorder.archive.workspace import ExportWorkspace
 from recorder.calls.scheduler import Scheduler
 from recorder.calls.triggers import TriggerLoop
 from recorder.calls.watch import LimitsWatch
@@ -102,6 +103,7 @@ class Recorder:
         self.api: ApiServer | None = None
         self.events: EventBus | None = None
         self.disk: DiskGuard | None = None
+        self.after_call: AfterCallEncoder | None = None
         self.retention: RetentionJob | None = None
         self.files: RecordingFiles | None = None
         self._drivers: list[Driver] = []
@@ -236,18 +238,21 @@ class Recorder:
         elif storage.format == "vox":
             options = {"rate": storage.vox_rate}
         stored = StoredFormat(storage.format, storage.encode == "after-call", options)
+        disk = self.disk = self.telemetry.parts.disk = DiskGuard.from_config(config)
         after_call: AfterCallEncoder | None = None
         if stored.after_call and storage.format != "wav":
-            after_call = AfterCallEncoder(self.store.recordings, storage.format,
-                                          storage.recordings_dir, storage.transcode_workers,
-                                          options)
-        disk = self.disk = self.telemetry.parts.disk = DiskGuard.from_config(config)
+            # Encodes only what fits beside the recordings' room; the rest waits as WAV.
+            after_call = self.after_call = AfterCallEncoder(
+                self.store.recordings, storage.format, storage.recordings_dir,
+                storage.transcode_workers, options, room=disk)
         stats = RecordingStats()
         completion = self.completion = self.telemetry.parts.completion = Completion(
             self.store.recordings, journal=self.journal, events=self.events,
             after_call=after_call, stats=stats, disk_full=disk.disk_full)
         writer = self.writer = self.telemetry.parts.writer = WriterLoop(
             completion, fsync_interval=storage.fsync_interval_seconds)
+        # The room kept for the recordings in progress grows with what they write.
+        disk.count_live(writer.bytes_per_second)
         self.files = RecordingFiles(
             recordings_dir=storage.recordings_dir, store=self.store.recordings, writer=writer,
             completion=completion, stored=stored, stereo=storage.stereo,
@@ -342,7 +347,10 @@ class Recorder:
                              calllist_max_rows=config.api.calllist_max_rows,
                              recordings_dir=config.storage.recordings_dir,
                              terminology=config.terminology, events=self.events,
-                             mailer=Mailer(config.smtp), work_dir=work_dir)
+                             mailer=Mailer(config.smtp), work_dir=work_dir,
+                             exports=ExportWorkspace(work_dir, config.api.export_max_bytes,
+                                                     config.api.export_concurrency,
+                                                     guard=self.disk))
         dispatcher = self.dispatcher = self.telemetry.parts.dispatcher = Dispatcher(context)
         api = self.api = ApiServer(config.api, dispatcher, self.events,
                                    metrics=self.telemetry.render_metrics, status=self.status)

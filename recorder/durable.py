@@ -6,6 +6,7 @@ the spool both keep (``JsonLinesFile``).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -133,8 +134,15 @@ class JsonLinesFile:
             raise OSError(f"{self.path}: not open")
         line = self.encode(doc)
         written = os.write(self._fd, line)
-        if written != len(line):  # a full disk can cut a write short
-            raise OSError(f"{self.path}: short write ({written} of {len(line)} bytes)")
+        if written != len(line):
+            # A full disk cut the write short: take the partial line back, or the next line
+            # appended would be glued to it and be unreadable too (an entry lost).
+            try:
+                os.ftruncate(self._fd, self.size)
+            except OSError:
+                logger.exception("%s: cannot take back a line cut short", self.path)
+            raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)",
+                          str(self.path))
         self.size += written
 
     def sync(self) -> None:
@@ -157,11 +165,19 @@ class JsonLinesFile:
         data = b"".join(self.encode(doc) for doc in docs)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
         try:
-            give_to_directory_owner(fd, self.path.parent)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                give_to_directory_owner(fd, self.path.parent)
+                written = os.write(fd, data)
+                if written != len(data):
+                    # A full disk: the old file, whole, must stay rather than this part of it.
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)",
+                                  str(tmp))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # the room it took, on a disk that may be full
+            raise
         os.replace(tmp, self.path)
         fsync_directory(self.path.parent)
         old, self._fd = self._fd, os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)

@@ -3,7 +3,7 @@ tests/helpers/."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from recorder.config.model import Config
 from recorder.config.printing import to_toml
 from tests.helpers.pulseaudio import PulseServer, shared_pulse, stop_shared_pulse
 from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
+from tests.helpers.smalldisk import SmallDisk
 
 # Fixtures that start a real process (recorderd, PulseAudio): a test that uses one is marked
 # ``process``, as is the ``recorderd`` variant of ``start_recorder``. A test module names its
@@ -82,6 +83,16 @@ def processes() -> Iterator[list[RecorderProcess]]:
         if proc.proc.poll() is None:
             proc.proc.kill()
             proc.proc.wait(10)
+
+
+@pytest.fixture
+def disk_path(record_property: Callable[[str, object], None]) -> Callable[[SmallDisk], None]:
+    """Notes how a full-disk test filled its disk (tests/helpers/smalldisk.py): the ``disk``
+    user property, and a line on stdout."""
+    def note(disk: SmallDisk) -> None:
+        record_property("disk", disk.mode)
+        print(f"disk full produced by: {disk.mode}")
+    return note
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
+import recorder.calls.watch as watch_module
 from recorder.calls.requests import CallError, CallStart, DeviceQuery
 from recorder.codecs.convert import read_audio
 from recorder.config.loader import config_from_dict
@@ -176,6 +177,66 @@ def test_below_the_free_space_floor_new_calls_are_refused_and_running_ones_finis
     assert status.decision.reason is ResultCode.API_ERROR_OUT_OF_DISK_SPACE
 
 
+def test_a_call_refused_for_disk_space_is_recorded_once_there_is_room(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watch_module, "ROOM_CHECK_SECONDS", 0.0)
+    room = [False]
+    bench, events = make_bench(tmp_path, disk_ok=lambda: room[0])
+    feed_seconds(bench, 1.0)
+    start(bench, "1001", meta={"ANI": "100"})  # at 1 s
+    feed_seconds(bench, 2.0)
+    bench.watch.resume_after_disk_full()  # still no room
+    assert bench.rows() == []
+    room[0] = True
+    resumed_at = bench.now
+    bench.watch.resume_after_disk_full()  # at 3 s
+    status = bench.scheduler.status.device_status(DEV)[0].current
+    assert status is not None
+    assert status.recording
+    assert status.decision is not None
+    assert status.decision.reason is ResultCode.API_RECORDING_STARTED
+    feed_seconds(bench, 1.0)
+    bench.stop("1001")
+    [row] = bench.rows()
+    assert (row.status, row.stop_reason, row.meta["ANI"]) == ("complete", "callstop", "100")
+    assert row.start_time == resumed_at
+    # The file from the moment there was room; the two seconds before it are lost audio.
+    assert np.array_equal(frames(row.filename), bench.audio(0, 3 * RATE, 4 * RATE))
+    assert row.lost_samples == 2 * RATE
+    started = [e.get("ERRORREASON") for e in events.events
+               if e.event_type == "RECORDINGSTARTED"]
+    assert started == ["API_ERROR_OUT_OF_DISK_SPACE", "NONE"]
+    assert events.types("1001")[-2:] == ["RECORDINGSTOPPED", "RECORDINGUPDATE"]
+
+
+def test_a_call_refused_for_disk_space_is_decided_again_when_there_is_room(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full disk was the first reason found, not the only one: its filters and the capacity
+    still apply. A call that ended meanwhile is not recorded at all."""
+    monkeypatch.setattr(watch_module, "ROOM_CHECK_SECONDS", 0.0)
+    room = [False]
+    bench, events = make_bench(tmp_path, disk_ok=lambda: room[0],
+                               policy=policy(blocked=[{"name": "no", "ani": ["555"]}]))
+    start(bench, "1001", meta={"ANI": "555"})
+    start(bench, "1002")
+    bench.stop("1002")
+    feed_seconds(bench, 0.5)
+    room[0] = True
+    bench.watch.resume_after_disk_full()
+    feed_seconds(bench, 0.5)
+    assert bench.rows() == []
+    status = bench.scheduler.status.device_status(DEV)[0].current
+    assert status is not None
+    assert status.decision is not None
+    assert status.decision.reason is ResultCode.API_ERROR_BLOCKED_RECORDING_FILTER
+    assert [e.get("ERRORREASON") for e in events.events
+            if e.event_type == "RECORDINGSTARTED" and e.device_id == "1001"] == [
+        "API_ERROR_OUT_OF_DISK_SPACE", "API_ERROR_BLOCKED_RECORDING_FILTER"]
+    bench.watch.resume_after_disk_full()  # decided once: no more events
+    assert events.types("1001").count("RECORDINGSTARTED") == 2
+    bench.stop("1001")
+
+
 @pytest.mark.parametrize("delay", [0.0, 3.0], ids=["standard", "real-time"])
 def test_a_blackout_reaching_back_silences_exactly_its_range(tmp_path: Path,
                                                              delay: float) -> None:
@@ -324,6 +385,25 @@ def test_a_partial_recording_ends_with_its_call(tmp_path: Path) -> None:
     bench.stop()
     assert sorted(r.stop_reason for r in bench.rows()) == ["callended", "callstop"]
     assert all(r.status == "complete" for r in bench.rows())
+
+
+def test_a_call_recorded_only_by_recordstart_is_shown_as_recording(tmp_path: Path) -> None:
+    """ISRECORDING says whether any recording of the call runs, not only its main one."""
+    bench, _ = make_bench(tmp_path, policy=policy(blocked=[{"name": "no", "ani": ["555"]}]))
+    start(bench, meta={"ANI": "555"})
+    (status,) = bench.scheduler.status.device_status(DEV)
+    assert status.current is not None
+    assert not status.current.recording
+    partial = bench.scheduler.record_start(CallStart(device=DEV))
+    feed_seconds(bench, 0.5)
+    (status,) = bench.scheduler.status.device_status(DEV)
+    assert status.current is not None
+    assert (status.current.recording, status.current.filename) == (True, partial.filename)
+    bench.scheduler.record_stop(DEV, None)
+    (status,) = bench.scheduler.status.device_status(DEV)
+    assert status.current is not None
+    assert (status.current.recording, status.current.filename) == (False, "")
+    bench.stop()
 
 
 def test_recordstart_needs_a_call(tmp_path: Path) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile
 
 from recorder.capture.channels import ChannelState
-from recorder.capture.core import CaptureBoard, CaptureCore
+from recorder.capture.core import MAX_GAP_RANGES, CaptureBoard, CaptureCore, gap_frames_in
+from recorder.codecs.formats import open_writer
 from recorder.drivers.base import DriverState
 from recorder.drivers.lineevents import LineEvent, LineEventKind
 from recorder.drivers.registry import create_driver
 from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.recording.session import RecordingSession
 
 RATE = 8000
 BLOCK = 160
@@ -78,6 +83,95 @@ def test_a_reader_lapped_by_the_ring_counts_an_overrun_on_its_channel() -> None:
     assert (core.channels[1].levels().overruns, core.channels[1].levels().overrun_frames) == \
         (1, RATE)
     assert core.channels[0].levels().overruns == 0
+
+
+@pytest.mark.parametrize(("start", "end", "expected"), [
+    (0, 50, 0),         # before any gap
+    (100, 200, 50),     # the first gap's second half
+    (60, 70, 10),       # inside a gap
+    (0, 10_000, 150),   # across both
+    (100, 320, 70),     # from inside the first into the second
+    (400, 1000, 0),     # after both
+    (200, 300, 0),      # between them
+], ids=["before", "tail", "inside", "across", "from-inside", "after", "between"])
+def test_the_gap_frames_of_a_stretch_of_positions(start: int, end: int, expected: int) -> None:
+    assert gap_frames_in(((50, 150), (300, 350)), start, end) == expected
+
+
+def test_a_board_remembers_its_newest_gaps_by_position() -> None:
+    b = board()
+    for _ in range(MAX_GAP_RANGES + 2):
+        b.audio(ones(10), lost_frames=5)
+    # Each turn: 5 frames of silence, then 10 of audio.
+    assert b.gap_frames_in(0, b.ring.write_pos) == 5 * MAX_GAP_RANGES
+    assert b.gap_frames_in(b.ring.write_pos - 15, b.ring.write_pos) == 5
+    assert b.levels(0).gap_frames == 5 * (MAX_GAP_RANGES + 2)
+
+
+def test_a_reader_lapped_across_a_gap_counts_as_overrun_only_the_audio_it_missed() -> None:
+    b = board(lookback=1.0)  # a ring of RATE frames
+    core = CaptureCore([b])
+    b.audio(ones(RATE // 2))
+    b.audio(ones(RATE // 2), lost_frames=RATE + RATE // 4)  # a stall longer than the ring
+    got = core.channels[0].read(0, b.ring.write_pos)
+    levels = core.channels[0].levels()
+    # The reader lost everything before the ring's oldest position: half a second of audio
+    # it never read (an overrun), then the gap's first three quarters of a second.
+    assert got.lost == RATE // 2 + 3 * RATE // 4
+    assert (levels.overruns, levels.overrun_frames) == (1, RATE // 2)
+    assert levels.gap_frames == RATE + RATE // 4
+    # Every position counted once, as one or the other.
+    assert levels.overrun_frames + levels.gap_frames == 2 * RATE + RATE // 4 - RATE // 2
+
+
+def _session(b: CaptureBoard, tmp_path: Path) -> RecordingSession:
+    core = CaptureCore([b])
+    path = tmp_path / "call.wav"
+    writer = open_writer("wav", path.open("xb"), RATE, 1)
+    return RecordingSession(core.channels[0], writer, path, b.ring.write_pos)
+
+
+@pytest.mark.parametrize("lookback", [10.0, 1.0], ids=["within-the-ring", "ring-lapped"])
+def test_a_gap_a_recording_reads_is_lost_audio_of_its_row_counted_once(
+        tmp_path: Path, lookback: float) -> None:
+    b = board(lookback=lookback)
+    session = _session(b, tmp_path)
+    b.audio(ones(RATE // 2))
+    session.pump()
+    gap = 3 * RATE // 2  # longer than the 1 s ring: the writer is lapped too
+    b.audio(ones(RATE // 2), lost_frames=gap)  # a stalled process: the writer did not run
+    b.audio(ones(RATE // 2))
+    session.pump()
+    result = session.finish(b.ring.write_pos)
+    levels = b.levels(0)
+    assert levels.gap_frames == gap
+    # The file keeps the timeline: the stall is silence at its place, at its length.
+    audio, _ = soundfile.read(result.path, dtype="int16")
+    assert len(audio) == RATE // 2 + gap + RATE
+    assert (audio[:RATE // 2] == 1).all()
+    assert (audio[RATE // 2:RATE // 2 + gap] == 0).all()
+    assert (audio[-RATE // 2:] == 1).all()
+    # The row counts every silent position as lost, once, and agrees with the channel's
+    # figures (and so with /metrics, CHANNELS and recorderctl channels, which show them).
+    assert result.lost_samples == gap
+    assert levels.overrun_frames == 0
+    assert result.lost_samples == levels.gap_frames + levels.overrun_frames
+
+
+def test_a_recording_lapped_before_a_gap_counts_the_missed_audio_and_the_gap_once(
+        tmp_path: Path) -> None:
+    b = board(lookback=1.0)
+    session = _session(b, tmp_path)
+    b.audio(ones(RATE // 4))  # never read before the ring laps it
+    b.audio(ones(RATE // 2), lost_frames=3 * RATE // 2)
+    session.pump()
+    result = session.finish(b.ring.write_pos)
+    levels = b.levels(0)
+    assert (levels.gap_frames, levels.overrun_frames) == (3 * RATE // 2, RATE // 4)
+    assert result.lost_samples == levels.gap_frames + levels.overrun_frames
+    audio, _ = soundfile.read(result.path, dtype="int16")
+    assert (audio[:-RATE // 2] == 0).all()
+    assert (audio[-RATE // 2:] == 1).all()
 
 
 def test_line_events_are_stamped_with_the_sample_they_happened_at() -> None:

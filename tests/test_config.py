@@ -73,6 +73,11 @@ def test_embedded_defaults_are_the_demo_board_on_the_manual_ports() -> None:
     assert board.channels == 4
 
 
+def test_exports_default_to_four_at_once_and_one_gibibyte() -> None:
+    config = embedded_config()
+    assert (config.api.export_concurrency, config.api.export_max_bytes) == (4, 1 << 30)
+
+
 def test_printable_unicode_is_not_a_control_character() -> None:
     config = config_from_dict({"boards": [{"driver": "synthetic",
                                            "devices": ["1001\u00a0A", "Zo\u00eb\u200d"]}]})
@@ -113,6 +118,12 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("same ports", {"api": {"socket_port": 9000, "web_port": 9000}},
      "api.web_port: 9000 is also api.socket_port"),
     ("table expected", {"api": 5}, "api: expected a table, got an integer"),
+    ("export budget below 1 MiB", {"api": {"export_max_bytes": 1000}},
+     "api.export_max_bytes: 1000 is out of range [1048576, 1125899906842624]"),
+    ("no export at all", {"api": {"export_concurrency": 0}},
+     "api.export_concurrency: 0 is out of range [1, 256]"),
+    ("export budget as text", {"api": {"export_max_bytes": "1G"}},
+     "api.export_max_bytes: expected an integer, got a string '1G'"),
     ("empty data_dir", {"storage": {"data_dir": ""}}, "storage.data_dir: must not be empty"),
     ("log level", {"log": {"level": "chatty"}},
      "log.level: 'chatty' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),

@@ -4,6 +4,7 @@ files and a real SQLite store."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ import pytest
 import soundfile
 
 import recorder.recording.journal as journal_module
+from recorder.codecs import vox
 from recorder.codecs.formats import open_writer
 from recorder.recording.journal import Journal, read_journal
 from recorder.recording.recovery import recover
 from recorder.store.records import FinishedRecording, NewRecording, RecordingQuery
 from recorder.store.sqlite import SqliteStore
+from tests.helpers.smalldisk import small_disk
 
 RATE = 8000
 
@@ -214,3 +217,119 @@ def test_an_entry_stays_while_the_store_refuses(tmp_path: Path) -> None:
     assert failed.result == "failed"
     journal.close()
     assert list(read_journal(journal.path).open) == [key]
+
+
+# --- the format is known, never guessed ------------------------------------------------------
+
+
+def _vox_like_mp3(path: Path, seconds: float) -> bytes:
+    """A VOX file (headerless ADPCM) whose first bytes are ``FF E3``, an MPEG sync word: about
+    one VOX recording in fifty starts so, and guessing from the bytes calls it MP3."""
+    audio = (8000 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * RATE)) / RATE)).astype(
+        np.int16)
+    data = b"\xff\xe3" + vox.encode(audio)[2:]
+    path.write_bytes(data)
+    return data
+
+
+def test_a_vox_recording_that_starts_like_mp3_is_recovered_as_vox(
+        tmp_path: Path, store: SqliteStore) -> None:
+    path = tmp_path / "call.vox"
+    data = _vox_like_mp3(path, 3.0)
+    journal = Journal(tmp_path)
+    journal.open()
+    journal.begin(path=path, fmt="vox", sample_rate=RATE, channels=1,
+                  row=_row(path), record_id=None)
+    journal.close()
+
+    journal = Journal(tmp_path)
+    (recovered,) = recover(store, journal, journal.open())
+    assert recovered.result == "completed"
+    assert recovered.record_id is not None
+    row = store.get_recording(recovered.record_id)
+    assert row is not None
+    assert row.duration == pytest.approx(2 * len(data) / RATE)
+    assert (row.audio_size, row.audio_hash) == (len(data), _sha256(data))
+    assert path.read_bytes() == data  # nothing "repaired" away
+
+
+def test_a_vox_row_without_a_journal_entry_goes_by_its_extension_not_its_bytes(
+        tmp_path: Path, store: SqliteStore) -> None:
+    path = tmp_path / "old.vox"
+    data = _vox_like_mp3(path, 2.0)
+    ident = store.insert_recording(NewRecording(
+        device_id="1001", call_instance="1", channel=0, filename=str(path), media_format="vox",
+        sample_rate=RATE, start_time=1_700_000_000.0, core_ident=1, meta={}))
+    journal = Journal(tmp_path)
+    (recovered,) = recover(store, journal, journal.open())
+    assert (recovered.result, recovered.record_id) == ("completed", ident)
+    row = store.get_recording(ident)
+    assert row is not None
+    assert row.duration == pytest.approx(2 * len(data) / RATE)
+    assert row.audio_hash == _sha256(data)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_row_whose_insert_died_in_memory_is_stored_under_its_recordid(
+        tmp_path: Path, store: SqliteStore) -> None:
+    """The spool handed out RECORDID 7 but held the insert in memory (a full disk), and the
+    process stopped before there was room: recovery stores the row under 7, complete."""
+    path = tmp_path / "held.wav"
+    _crashed_wav(path, 2.0, 1.0)
+    journal = Journal(tmp_path)
+    journal.open()
+    _begin(journal, path, 7)
+    journal.close()
+
+    journal = Journal(tmp_path)
+    (recovered,) = recover(store, journal, journal.open())
+    assert (recovered.result, recovered.record_id) == ("completed", 7)
+    row = store.get_recording(7)
+    assert row is not None
+    assert (row.status, row.stop_reason, row.device_id) == ("complete", "recovered", "1001")
+    assert row.duration == pytest.approx(2.0)
+    assert not read_journal(journal.path).open
+
+
+# --- a full disk under the journal -----------------------------------------------------------
+
+
+def test_a_line_the_full_disk_cut_short_is_taken_back(tmp_path: Path) -> None:
+    """A begin the disk refuses midway leaves nothing behind: the next entry, once there is
+    room, is not glued to half a line (and lost with it). A rewrite that does not fit leaves
+    the old file whole."""
+    with small_disk(tmp_path / "fs", 1 << 20) as disk:
+        if disk.mode != "tmpfs":
+            pytest.skip("needs the right to mount a tmpfs")
+        journal = Journal(disk.root)
+        journal.open()
+        begun = [_begin(journal, disk.root / "a.wav", 1)]
+        disk.fill_up()  # the journal's last page still has room for a line or part of one
+        failure = None
+        for n in range(20):
+            try:
+                begun.append(_begin(journal, disk.root / f"full-{n}.wav", 100 + n))
+            except OSError as exc:
+                failure = exc
+                break
+        assert failure is not None
+        before = journal.path.read_bytes()
+        assert before.endswith(b"\n")  # whole lines only
+        assert list(read_journal(journal.path).open) == begun
+        rewrite = None
+        try:
+            journal.rewrite()
+        except OSError as exc:
+            rewrite = exc
+        assert rewrite is not None
+        assert journal.path.read_bytes() == before
+        assert not list(disk.root.glob("*.new"))
+        disk.free_up()
+        begun.append(_begin(journal, disk.root / "b.wav", 2))
+        journal.close()
+        entries = read_journal(journal.path).open
+        assert list(entries) == begun
+        assert entries[begun[-1]].path == str(disk.root / "b.wav")

@@ -28,7 +28,7 @@ from recorder.archive.retention import (
 from recorder.config.loader import config_from_dict, load_config
 from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
-from recorder.recording.diskspace import MIB, DiskGuard, free_space
+from recorder.recording.diskspace import MIB, DiskGuard, free_space, resume_threshold
 from recorder.rules.retention import RetentionPolicy, due_for_purge, expiry, next_run
 from recorder.store.records import (
     DAY_SECONDS,
@@ -41,6 +41,7 @@ from recorder.store.records import (
 from recorder.store.schema import CREATE_V1, CREATE_V2, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
 from tests.helpers.ctl import RECORDERCTL, recorderctl
+from tests.helpers.smalldisk import small_disk
 from tests.helpers.terminal import on_terminal
 
 DAY = DAY_SECONDS
@@ -607,6 +608,37 @@ def test_the_real_floor_reads_the_file_system(tmp_path: Path) -> None:
     assert DiskGuard(root, min_free_mb=1).ok()
     everything = (shutil.disk_usage(tmp_path).total // MIB) + 1
     assert not DiskGuard(root, min_free_mb=everything).ok()
+
+
+def test_after_a_full_disk_a_small_volume_resumes_at_half_its_size(tmp_path: Path) -> None:
+    """Six 8 kHz calls cut on an 8 MiB volume: two minutes of their writing (11.5 MB) is more
+    than the volume holds, so the threshold is capped at half the volume (4 MiB), and recording
+    resumes once that much is free."""
+    with small_disk(tmp_path / "fs", 8 * MIB) as disk:
+        if disk.mode != "tmpfs":
+            pytest.skip("needs the right to mount a tmpfs")
+        guard = DiskGuard(disk.root, min_free_mb=0, cache_seconds=0.0)
+        disk.fill(64 << 10)
+        for n in range(6):
+            guard.disk_full(disk.root / f"{n}.wav", 16000.0)
+        assert guard.resume_bytes == 4 * MIB
+        assert not guard.ok()
+        disk.free_up()  # 97% of the volume free
+        assert guard.ok()
+        assert not guard.full
+
+
+@pytest.mark.parametrize(("floor", "rates", "volume", "expected"), [
+    (0, [16000.0] * 2, 16 * MIB, 3_840_000),  # two minutes of two calls: under half the volume
+    (0, [16000.0] * 2, 6 * MIB, 3 * MIB),  # the same on 6 MiB: half of it
+    (0, [16000.0] * 6, 8 * MIB, 4 * MIB),  # 11.5 MB of six calls: capped at half of 8 MiB
+    (0, [16000.0] * 6, None, 11_520_000),  # the volume's size unknown: no cap
+    (5 * MIB, [16000.0] * 6, 8 * MIB, 5 * MIB),  # the floor is the site's own rule: never capped
+    (0, [], 8 * MIB, 1),  # a file that could not even be made (0 B/s): any room at all
+])
+def test_the_resume_threshold(floor: int, rates: list[float], volume: int | None,
+                              expected: int) -> None:
+    assert resume_threshold(floor, 120.0, rates, volume) == expected
 
 
 def full_disk(store: SqliteStore, tmp_path: Path) -> tuple[Path, list[Path], list[int], int]:

@@ -37,6 +37,7 @@ from recorder.store.sqlite import SqliteStore
 from tests.helpers.api import expect, fields
 from tests.helpers.exports import PREROLL, dominant_hz, tone_boards
 from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, RecorderProcess, start_recorderd
+from tests.helpers.smalldisk import small_disk
 from tests.helpers.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -242,6 +243,51 @@ def test_the_background_replay_writes_the_spool_in_once_the_lock_is_gone(
         assert (row["ident"], row["status"], row["duration"]) == (ident, "complete", 1.5)
     finally:
         store.close()
+
+
+def test_a_full_disk_under_the_database_and_the_spool_holds_rows_and_refuses_updates(
+        tmp_path: Path) -> None:
+    """The database and its spool on one tmpfs with not a byte left: a row started or finished
+    is held in memory (the crash journal covers it), an update is refused; all of it reaches
+    the database once there is room, and nothing is written twice."""
+    with small_disk(tmp_path / "fs", 1 << 20) as disk:
+        if disk.mode != "tmpfs":
+            pytest.skip("needs the right to mount a tmpfs")
+        store = open_spooling(disk.root)
+        try:
+            first = store.insert_recording(new_rec("1001", 1000.0, ANI="100"))
+            disk.fill_up()
+            store.finish_recording(first, done(2.5, "truncated"))
+            second = store.insert_recording(new_rec("1002", 1001.0))
+            store.finish_recording(second, done(1.25))
+            assert (first, second) == (1, 2)
+            assert (store.spooled, store.held) == (3, 3)
+            with pytest.raises(StoreError, match="wait for room"):
+                store.update_recording(first, RecordingUpdate(meta={"DNIS": "lost"}))
+            with pytest.raises(StoreError, match="3 change"):
+                store.list_recordings(RecordingQuery())
+            assert not store.replay()  # still no room anywhere
+            assert (store.spooled, store.held) == (3, 3)
+            with locked(disk.root / "recorder.sqlite3") as lock:
+                # Room again while the database stays locked: the held changes go to the spool
+                # file, on disk at last.
+                disk.free_up()
+                assert not store.replay()
+                assert (store.spooled, store.held) == (3, 0)
+                assert [e["op"] for e in spool_lines(disk.root / "store-spool.jsonl")] == [
+                    "finish", "insert", "finish"]
+                lock.release()
+            assert store.replay()
+            assert (store.spooled, store.held) == (0, 0)
+            rows = {r.ident: r for r in store.list_recordings(RecordingQuery())}
+            assert sorted(rows) == [1, 2]
+            assert (rows[1].status, rows[1].stop_reason, rows[1].duration,
+                    rows[1].meta["ANI"]) == ("complete", "truncated", 2.5, "100")
+            assert "DNIS" not in rows[1].meta or rows[1].meta["DNIS"] == ""
+            assert (rows[2].device_id, rows[2].status, rows[2].duration) == (
+                "1002", "complete", 1.25)
+        finally:
+            store.close()
 
 
 @pytest.mark.slow

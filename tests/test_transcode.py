@@ -167,6 +167,58 @@ def test_submitting_twice_and_refused_targets(tmp_path: Path) -> None:
     assert pool.pending == 1
 
 
+class Room:
+    """The disk guard's claims, as a test sets them: room for ``free`` bytes, or none."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+        self.claimed: list[int] = []
+        self.released: list[int] = []
+
+    def claim(self, nbytes: int, what: str) -> str | None:
+        if nbytes > self.free:
+            return f"{what} needs {nbytes} bytes; {self.free} may be used"
+        self.claimed.append(nbytes)
+        return None
+
+    def release(self, nbytes: int) -> None:
+        self.released.append(nbytes)
+
+
+def test_without_room_the_wav_waits_and_is_encoded_once_there_is(
+        tmp_path: Path, speech: npt.NDArray[np.int16]) -> None:
+    wav = write_wav(tmp_path / "call.wav", speech[:16000])  # 2 s: an MP3 of about 4 kB
+    before = wav.read_bytes()
+    calls, room = Calls(), Room(free=0)
+    pool = Transcoder("mp3", calls, workers=1, room=room, retry_seconds=0.05)
+    pool.start()
+    try:
+        assert pool.submit(wav)
+        assert pool.wait_idle(60)
+        # Deferred: the WAV as it was, nothing written beside it, the call not reported.
+        assert (pool.deferred, pool.pending, pool.converted, pool.failed) == (1, 1, 0, 0)
+        assert wav.read_bytes() == before
+        assert sorted(tmp_path.iterdir()) == [wav]
+        assert calls.calls == []
+        assert not pool.submit(wav)  # already waiting
+        # Room again: a later pass (every retry_seconds) converts it.
+        room.free = 1 << 20
+        deadline = time.monotonic() + 60
+        while pool.converted == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pool.wait_idle(60)
+    finally:
+        pool.stop()
+        assert pool.join(30)
+    assert (pool.deferred, pool.converted) == (0, 1)
+    (call,) = calls.calls
+    check_reported(call)
+    assert not wav.exists()
+    # It claimed at least what it wrote, and gave the claim back.
+    assert room.claimed == room.released
+    assert call[2] <= room.claimed[0]
+
+
 CHILD = textwrap.dedent("""
     import logging, sys
     from pathlib import Path

@@ -14,15 +14,13 @@ import re
 from collections.abc import Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
-from pathlib import Path
 
 from recorder.api.context import ApiContext
 from recorder.api.handlers.media import (
-    by_ident as rows_by_ident,
-)
-from recorder.api.handlers.media import (
+    admit,
     combined_name,
     exportable,
+    exported,
     find,
     media_format,
     parse_idents,
@@ -31,15 +29,21 @@ from recorder.api.handlers.media import (
     unique_field,
     work_dir,
 )
+from recorder.api.handlers.media import (
+    by_ident as rows_by_ident,
+)
 from recorder.api.protocol.params import Params
 from recorder.api.request import ApiResult, RequestError, invalid
 from recorder.archive.export import (
     MEDIA_TYPES,
+    combined_bytes,
+    export_bytes,
     export_combined,
     export_name,
     export_recording,
     export_zip,
     extension,
+    zip_bytes,
 )
 from recorder.archive.mailer import (
     Attachment,
@@ -50,7 +54,6 @@ from recorder.archive.mailer import (
     split_addresses,
 )
 from recorder.config.values import address_problem
-from recorder.errors import CodecError
 from recorder.resultcodes import ResultCode
 from recorder.store.records import RecordingRow
 from recorder.timefmt import manual_datetime
@@ -72,17 +75,20 @@ def email(ctx: ApiContext, params: Params) -> ApiResult:
     mailer = _mailer(ctx)
     rows = [exportable(row) for row in rows_by_ident(ctx, idents)]
     single = len({row.ident for row in rows}) == 1
-    with temporary(ctx, extension(fmt) if single else "zip") as path:
-        try:
-            if single:
-                export_recording(rows[0], fmt, path)
-                attachment = Attachment(path, export_name(rows[0], fmt), MEDIA_TYPES[fmt])
-            else:
-                export_zip(rows, fmt, path, work_dir(ctx))
-                attachment = Attachment(path, f"recordings-{rows[0].ident}-{rows[-1].ident}.zip",
-                                        MEDIA_TYPES["zip"])
-        except CodecError as exc:
-            raise _not_exported(rows, exc) from exc
+    what = (f"EMAIL of recording {rows[0].ident} as {fmt.upper()}" if single
+            else f"EMAIL of {len(rows)} recordings as {fmt.upper()} in a ZIP")
+    estimate = exported(rows, what, lambda: export_bytes(rows[0], fmt) if single
+                        else zip_bytes(rows, fmt))
+    # The attachment is made in the work area under its budget, like an export, and removed
+    # once the message is sent or has failed.
+    with admit(ctx, what, estimate), temporary(ctx, extension(fmt) if single else "zip") as path:
+        if single:
+            exported(rows, what, lambda: export_recording(rows[0], fmt, path))
+            attachment = Attachment(path, export_name(rows[0], fmt), MEDIA_TYPES[fmt])
+        else:
+            exported(rows, what, lambda: export_zip(rows, fmt, path, work_dir(ctx)))
+            attachment = Attachment(path, f"recordings-{rows[0].ident}-{rows[-1].ident}.zip",
+                                    MEDIA_TYPES["zip"])
         subject = (f"Recording {rows[0].ident}" if single
                    else f"Recordings {', '.join(str(row.ident) for row in rows)}")
         _send(mailer, build_message(mailer.sender, recipients, subject, _body(rows),
@@ -117,11 +123,11 @@ def combined_email(ctx: ApiContext, params: Params) -> ApiResult:
                                   addr_spec=mailer.sender.addr_spec)
     rows = [exportable(find(ctx, column, value, f"{field_name.upper()} {value!r}"))
             for value in values]
-    with temporary(ctx, extension(fmt)) as path:
-        try:
-            export_combined(rows, fmt, path)
-        except CodecError as exc:
-            raise _not_exported(rows, exc) from exc
+    what = (f"COMBINEDEMAIL of recording {rows[0].ident}" if len(rows) == 1
+            else f"COMBINEDEMAIL of {len(rows)} recordings") + f" as {fmt.upper()}"
+    estimate = exported(rows, what, lambda: combined_bytes(rows, fmt))
+    with admit(ctx, what, estimate), temporary(ctx, extension(fmt)) as path:
+        exported(rows, what, lambda: export_combined(rows, fmt, path))
         attachment = Attachment(path, combined_name(rows, fmt), MEDIA_TYPES[fmt])
         subject = ("Recording " if len(rows) == 1 else "Recordings ") + ", ".join(
             str(row.ident) for row in rows)
@@ -182,17 +188,6 @@ def _send(mailer: Mailer, message: EmailMessage) -> None:
     except MailUnavailable as exc:
         logger.warning("mail to %s not sent: %s", message["To"], exc)
         raise RequestError(ResultCode.API_ERROR_CLIENT_NOT_FOUND, str(exc)) from exc
-
-
-def _not_exported(rows: Sequence[RecordingRow], exc: CodecError) -> RequestError:
-    missing = next((row for row in rows if not Path(row.filename).is_file()), None)
-    if missing is not None:
-        return RequestError(ResultCode.API_FILE_NOT_FOUND,
-                            f"the file of recording {missing.ident} is missing")
-    logger.error("mail export of recordings %s failed: %s",
-                 ", ".join(str(row.ident) for row in rows), exc)
-    return RequestError(ResultCode.API_ERROR_PROCESSING_MESSAGE,
-                        f"the recordings could not be exported: {exc}")
 
 
 def _body(rows: Sequence[RecordingRow], *, combined: bool = False) -> str:

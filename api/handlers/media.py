@@ -3,6 +3,10 @@ answer to a WebAPI request.
 
 The handlers export into a temporary file in the work directory and hand it to the transport
 (``deliver``), which sends it as the response body and deletes it; only errors become a RESULT.
+Each export is admitted by the work area (``ApiContext.exports``, recorder.archive.workspace)
+before it writes anything, with the most it takes: too many at once or the budget in use → 47,
+no room beside the live recordings → 2; a disk that fills up anyway while it is written → 2,
+with nothing of it left behind.
 The manual calls these functions "unique to the WebAPI": over the socket API they answer 15
 API_INVALID_REQUEST_TYPE, pointing at the WebAPI. What EMAIL and COMBINEDEMAIL share with them
 (finding recordings, MEDIA_FORMAT) is here too.
@@ -18,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from recorder.api.context import ApiContext
 from recorder.api.protocol.fields import INT64_MAX
@@ -25,19 +30,26 @@ from recorder.api.protocol.params import Params, parse_int
 from recorder.api.request import ApiResult, RequestError, invalid
 from recorder.archive.export import (
     MEDIA_TYPES,
+    combined_bytes,
+    export_bytes,
     export_combined,
     export_name,
     export_recording,
     export_sealed,
     export_zip,
     extension,
+    zip_bytes,
 )
+from recorder.archive.workspace import Export, ExportWorkspace
+from recorder.codecs.buffered import out_of_space
 from recorder.errors import CodecError
 from recorder.resultcodes import ResultCode
 from recorder.store.records import STATUS_RECORDING, TYPE_SCREEN, RecordingRow
 from recorder.store.schema import MANUAL_COLUMNS
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MEDIA_REQUESTS = ("EXPORT", "COMBINEDEXPORT", "COMBINEEXPORT", "MULTIEXPORT")
 MAX_IDENTS = 200  # one request's recordings; more is a batch job, not a download
@@ -106,14 +118,18 @@ def export(deliver: Deliver, ctx: ApiContext, params: Params) -> ApiResult:
     row = exportable(find(ctx, column, value, f"UNIQUEFIELD {column} = {value!r}"))
     # ENCRYPT=Y with an audio format is an encrypted CAV holding that audio (docs/api-notes.md)
     sent_as = "cav" if password is not None else fmt
-    with temporary(ctx, extension(sent_as)) as path:
+    what = f"EXPORT of recording {row.ident} as {sent_as.upper()}"
+    estimate = exported([row], what, lambda: export_bytes(row, fmt,
+                                                          sealed=password is not None))
+    with admit(ctx, what, estimate) as held, temporary(ctx, extension(sent_as)) as path:
 
         def work() -> Path:
             if password is None:
                 return export_recording(row, fmt, path)
             return export_sealed(row, fmt, path, password, work_dir(ctx))
 
-        _convert(row, work)
+        exported([row], what, work)
+        held.hand_over(path)
         deliver(Media(path, MEDIA_TYPES[sent_as], export_name(row, sent_as)))
     logger.info("EXPORT: recording %d as %s%s", row.ident, fmt,
                 " in an encrypted CAV" if password is not None and fmt != "cav" else "")
@@ -126,8 +142,11 @@ def combined_export(deliver: Deliver, ctx: ApiContext, params: Params) -> ApiRes
     idents = parse_idents(params.text("IDENT") or "")
     fmt = media_format(params.text("MEDIA_FORMAT"), combined=True)
     rows = [exportable(row) for row in by_ident(ctx, idents)]
-    with temporary(ctx, extension(fmt)) as path:
-        _convert(rows[0], lambda: export_combined(rows, fmt, path))
+    what = f"COMBINEDEXPORT of {_counted(rows)} as {fmt.upper()}"
+    estimate = exported(rows, what, lambda: combined_bytes(rows, fmt))
+    with admit(ctx, what, estimate) as held, temporary(ctx, extension(fmt)) as path:
+        exported(rows, what, lambda: export_combined(rows, fmt, path))
+        held.hand_over(path)
         deliver(Media(path, MEDIA_TYPES[fmt], combined_name(rows, fmt)))
     logger.info("COMBINEDEXPORT: recordings %s as one %s", _listed(rows), fmt)
     return ApiResult(ResultCode.API_OK, "API_OK")
@@ -139,11 +158,19 @@ def multi_export(deliver: Deliver, ctx: ApiContext, params: Params) -> ApiResult
     idents = parse_idents(params.text("IDENT") or "")
     fmt = media_format(params.text("MEDIA_FORMAT"))
     rows = [exportable(row) for row in by_ident(ctx, idents)]
-    with temporary(ctx, "zip") as path:
-        _convert(rows[0], lambda: export_zip(rows, fmt, path, work_dir(ctx)))
+    what = f"MULTIEXPORT of {_counted(rows)} as {fmt.upper()}"
+    estimate = exported(rows, what, lambda: zip_bytes(rows, fmt))
+    with admit(ctx, what, estimate) as held, temporary(ctx, "zip") as path:
+        exported(rows, what, lambda: export_zip(rows, fmt, path, work_dir(ctx)))
+        held.hand_over(path)
         deliver(Media(path, MEDIA_TYPES["zip"], zip_name(rows)))
     logger.info("MULTIEXPORT: recordings %s as %s in a ZIP", _listed(rows), fmt)
     return ApiResult(ResultCode.API_OK, "API_OK")
+
+
+def _counted(rows: Sequence[RecordingRow]) -> str:
+    """The recordings of a request, for its refusals: "recording 12" or "3 recordings"."""
+    return f"recording {rows[0].ident}" if len(rows) == 1 else f"{len(rows)} recordings"
 
 
 def _listed(rows: Sequence[RecordingRow]) -> str:
@@ -263,18 +290,50 @@ def temporary(ctx: ApiContext, suffix: str) -> Iterator[Path]:
         raise
 
 
-def _convert(row: RecordingRow, work: Callable[[], Path]) -> None:
-    """Run an export; a file that vanished meanwhile (retention) is 41, one that cannot be
-    decoded 11 with the reason (and the details in the log)."""
+def admit(ctx: ApiContext, what: str, estimate: int) -> Export:
+    """A place for ``what`` in the work area, holding ``estimate`` bytes; 47 or 2 if there
+    is none (recorder.archive.workspace). A context built without a work area (tests that
+    make one by hand) limits nothing."""
+    workspace = ctx.exports if ctx.exports is not None else ExportWorkspace(work_dir(ctx))
+    return workspace.admit(what, estimate)
+
+
+def exported(rows: Sequence[RecordingRow], what: str, work: Callable[[], T]) -> T:
+    """Run one step of an export (its estimate, its writing): a disk that fills up while it
+    writes is 2 (the step's files are gone by then), a file that vanished meanwhile
+    (retention) 41, one that cannot be decoded 11 with the reason (details in the log)."""
     try:
-        work()
-    except CodecError as exc:
-        if not Path(row.filename).is_file():
+        return work()
+    except (CodecError, OSError) as exc:
+        if _out_of_space(exc):
+            logger.warning("%s: the disk filled up while it was written; nothing of it is "
+                           "kept", what)
+            raise RequestError(ResultCode.API_ERROR_OUT_OF_DISK_SPACE,
+                               f"{what} was stopped: the disk filled up while it was written "
+                               "and the live recordings come first; nothing of it is kept, "
+                               "try again later") from exc
+        missing = next((row for row in rows if not Path(row.filename).is_file()), None)
+        if missing is not None:
             raise RequestError(ResultCode.API_FILE_NOT_FOUND,
-                               f"the file of recording {row.ident} is missing") from exc
-        logger.exception("export of recording %d failed", row.ident)
+                               f"the file of recording {missing.ident} is missing") from exc
+        if not isinstance(exc, CodecError):
+            raise
+        logger.exception("%s failed", what)
         raise RequestError(ResultCode.API_ERROR_PROCESSING_MESSAGE,
                            f"the recording could not be exported: {exc}") from exc
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """``exc`` or what it was raised from is the disk refusing data (ENOSPC, EDQUOT): the
+    writers name it in their own CodecError ("cannot write WAV header: ...")."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if out_of_space(cause):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _password(params: Params, fmt: str) -> str | None:

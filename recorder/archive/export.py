@@ -9,6 +9,10 @@ a reader never sees half an export. An unknown format is a CodecError naming the
 COMBINEDEMAIL), bringing them to one rate and channel count first; ``export_zip`` puts the
 single exports of several recordings in one ZIP file (MULTIEXPORT, EMAIL of several IDENTs).
 Both stream: no recording is ever held in memory whole.
+
+``export_bytes``, ``combined_bytes`` and ``zip_bytes`` say, from the stored files' headers and
+before anything is written, at most how much of the disk each export takes while it is made
+(its scratch files included): the work area's budget reserves that much (docs/api-notes.md).
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recorder.archive.cav import write_cav
-from recorder.codecs.convert import convert, iter_audio
-from recorder.codecs.formats import FORMATS, get_format, open_writer
+from recorder.archive.cav import SEGMENT_BYTES, TAG_BYTES, write_cav
+from recorder.codecs.convert import AudioInfo, convert, iter_audio, probe
+from recorder.codecs.formats import FORMATS, encoded_size, get_format, open_writer
 from recorder.codecs.resample import Resampler
 from recorder.errors import CodecError
 from recorder.store.records import RecordingRow
@@ -250,6 +254,76 @@ def _scratch(directory: Path, suffix: str) -> Iterator[Path]:
     finally:
         path.unlink(missing_ok=True)
         path.with_name(path.name + ".part").unlink(missing_ok=True)
+
+
+# --- how much of the disk an export takes ------------------------------------------------------
+
+# A CAV's header, metadata and length fields; a ZIP's entry headers and directory, per entry.
+_CAV_OVERHEAD = 64 * 1024
+_ZIP_ENTRY_OVERHEAD = 256
+# A combined export's resamplers may give a few frames more than the exact ratio.
+_RESAMPLER_SLACK_FRAMES = 1024
+
+
+def _probed(row: RecordingRow, cache: dict[Path, AudioInfo]) -> tuple[Path, str | None,
+                                                                      AudioInfo]:
+    """``row``'s stored file, its format, and what it holds (read once per file)."""
+    source, stored, vox_rate = _source(row)
+    if source not in cache:
+        cache[source] = probe(source, stored, vox_rate)
+    return source, stored, cache[source]
+
+
+def _single_bytes(row: RecordingRow, fmt: str, cache: dict[Path, AudioInfo], *,
+                  options: Mapping[str, Any] | None = None) -> int:
+    source, stored, info = _probed(row, cache)
+    if fmt == "cav":
+        size = source.stat().st_size
+        return size + (size // SEGMENT_BYTES + 1) * TAG_BYTES + _CAV_OVERHEAD
+    if stored == fmt and not options:
+        # A hard link takes nothing, but may fall back to a copy: count the copy.
+        return source.stat().st_size
+    chosen = {k: v for k, v in (options or {}).items() if k in get_format(fmt).options}
+    return encoded_size(fmt, info.frames, info.sample_rate, info.channels, **chosen)
+
+
+def export_bytes(row: RecordingRow, fmt: str, *, sealed: bool = False,
+                 options: Mapping[str, Any] | None = None) -> int:
+    """At most the bytes ``export_recording`` (or, ``sealed``, ``export_sealed``) of ``row``
+    as ``fmt`` takes. Raises CodecError if the stored file is missing or unreadable."""
+    cache: dict[Path, AudioInfo] = {}
+    audio = _single_bytes(row, fmt, cache, options=options)
+    if not sealed or fmt == "cav":
+        return audio
+    # The audio in a scratch file, and the CAV made of it beside it.
+    return audio + audio + (audio // SEGMENT_BYTES + 1) * TAG_BYTES + _CAV_OVERHEAD
+
+
+def combined_bytes(rows: Sequence[RecordingRow], fmt: str, *,
+                   options: Mapping[str, Any] | None = None) -> int:
+    """At most the bytes ``export_combined`` of ``rows`` as ``fmt`` takes."""
+    cache: dict[Path, AudioInfo] = {}
+    infos = [_probed(row, cache)[2] for row in rows]
+    if not infos:
+        return 0
+    rate = max(info.sample_rate for info in infos)
+    channels = max(info.channels for info in infos)
+    frames = sum(info.frames if info.sample_rate == rate
+                 else -(-info.frames * rate // info.sample_rate) + _RESAMPLER_SLACK_FRAMES
+                 for info in infos)
+    chosen = {k: v for k, v in (options or {}).items() if k in get_format(fmt).options}
+    return encoded_size(fmt, frames, rate, channels, **chosen)
+
+
+def zip_bytes(rows: Sequence[RecordingRow], fmt: str, *,
+              options: Mapping[str, Any] | None = None) -> int:
+    """At most the bytes ``export_zip`` of ``rows`` as ``fmt`` takes: every single export
+    stored (deflating never grows them by more than its block headers), and the scratch file
+    of the largest beside the ZIP while it is added."""
+    cache: dict[Path, AudioInfo] = {}
+    singles = {row.ident: _single_bytes(row, fmt, cache, options=options) for row in rows}
+    stored = sum(size + size // 1000 + _ZIP_ENTRY_OVERHEAD for size in singles.values())
+    return stored + max(singles.values(), default=0) + _ZIP_ENTRY_OVERHEAD
 
 
 def clean_work_dir(directory: Path) -> int:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from recorder.recording.blackouts import Blackouts
 from recorder.recording.files import OpenRecording
 from recorder.recording.session import RecordingSession
-from recorder.rules.decision import Decision
+from recorder.resultcodes import ResultCode
+from recorder.rules.decision import CallFacts, Decision
 from recorder.store.records import STOP_TRUNCATED
 
 
@@ -69,9 +70,15 @@ class LiveCall:
     agent_initiated: str = ""
     stop_time: float | None = None
     decision: Decision | None = None
+    # What the decision was made on (the CALLSTART's facts), to decide again when a call refused
+    # for lack of disk space can be recorded after all.
+    facts: CallFacts | None = None
     # The decision was to record, but the file could not be made (``decision`` then says why):
     # the CALLSTART is answered with that error rather than API_OK.
     open_failed: bool = False
+    # The sample its recording begins at (its start, pre-roll included): a recording that
+    # begins later counts the audio from here to its own start as lost.
+    start_position: int = 0
     channel: int | None = None
     global_id: str = ""  # GLOBALCALLID: unique across restarts and cores
     agent_id: str = ""  # AGENTID of the agent whose phone the device is ("" unknown)
@@ -115,3 +122,12 @@ class LiveCall:
 
     def recordings(self) -> list[Recording]:
         return ([self.main] if self.main is not None else []) + list(self.partials)
+
+
+def refused_for_disk(call: LiveCall) -> bool:
+    """The call is up on a tapped device and has no main recording because the disk was full
+    or below the floor (decided so, or its file could not be made for lack of space)."""
+    decision = call.decision
+    return (call.stop_time is None and call.main is None and call.channel is not None
+            and decision is not None and not decision.record
+            and decision.reason is ResultCode.API_ERROR_OUT_OF_DISK_SPACE)

@@ -25,7 +25,7 @@ from datetime import datetime
 from recorder.calls.blackouts import BlackoutControl
 from recorder.calls.events import CallEvents
 from recorder.calls.lookup import DeviceLookup
-from recorder.calls.model import LiveCall, Recording
+from recorder.calls.model import LiveCall, Recording, refused_for_disk
 from recorder.calls.requests import CallError, CallStart, DeviceQuery
 from recorder.calls.status import NORMAL_STOPS, StatusViews
 from recorder.calls.table import CallTable
@@ -137,10 +137,9 @@ class Scheduler:
             decision = decide(facts, self._policy, self.table.active_recordings(),
                               disk_ok=disk_ok)
             self.stats.decided(decision.record, decision.reason.label)
-            call.decision = decision
-            call.priority = decision.priority
-            call.keep_days = decision.keep_days
-            call.archive_action = decision.archive_action
+            call.facts = facts
+            call.start_position = position
+            self._apply(call, decision)
             preempted = (self.table.find_by_global_id(decision.preempt) if decision.preempt
                          else None)
             if device_id in self.table.agent_blackouts:
@@ -259,27 +258,89 @@ class Scheduler:
                 max_time -= int(elapsed)
                 if max_time <= 0:
                     return
+            # The audio between the end of the cut file and now is lost audio of the call.
+            session = cut.session
+            lost = channel.position - (session.start + session.writer.frames)
             recording = self._begin(call, channel.position, partial=True, meta=dict(call.meta),
-                                    max_time=max_time, max_silence=cut.max_record_silence)
+                                    max_time=max_time, max_silence=cut.max_record_silence,
+                                    lost=lost)
             if recording is not None:
                 call.partials.append(recording)
                 logger.info("%s: recording continues after the full disk in %s (RECORDID %s)",
                             call.device_id, recording.filename, recording.record_id)
 
+    def record_after_disk_full(self, call: LiveCall) -> None:
+        """Record ``call`` from now as its main recording: it was refused because the disk was
+        full (or below the floor), and there is room now.
+
+        Decided again on the facts of its CALLSTART (its schedule, blocked filters, capacity
+        and preemption, as at its start); the audio from its start to now is counted as lost in
+        the row. Takes no call lock while holding another.
+        """
+        channel = self._capture.channel_for_device(call.device_id)
+        if channel is None or call.facts is None:
+            return
+        with self.table.lock:
+            if not self._running or not refused_for_disk(call):
+                return
+            decision = decide(call.facts, self._policy, self.table.active_recordings())
+            preempted = (self.table.find_by_global_id(decision.preempt) if decision.preempt
+                         else None)
+        # Not counted again in the decisions' statistics: they count calls, at their start.
+        if preempted is not None and preempted.main is not None:
+            logger.info("recording of %s (priority %s) preempted by %s (priority %d), whose "
+                        "call waited for disk space", preempted.device_id, preempted.priority,
+                        call.device_id, decision.priority)
+            with preempted.lock:
+                wait_completed(self._end(preempted, preempted.main, STOP_PREEMPTED,
+                                         self._position(preempted)))
+        with call.lock:
+            # A CALLSTOP sets the stop time before it takes the call's lock: seen unset here,
+            # that CALLSTOP ends the recording begun now.
+            if call.stop_time is not None or not refused_for_disk(call):
+                return
+            self._apply(call, decision)
+            if not decision.record:
+                logger.info("call on %s (instance %r), refused while the disk was full, still "
+                            "not recorded: %s (%s)", call.device_id, call.instance,
+                            decision.reason.label, decision.detail)
+                self.events.publish("RECORDINGSTARTED", call, reason=decision.reason.label)
+                return
+            position = channel.position
+            call.main = self._begin(call, position, partial=False,
+                                    max_time=decision.max_record_time,
+                                    max_silence=decision.max_record_silence,
+                                    started=self._clock(), lost=position - call.start_position)
+            if call.main is not None:
+                logger.info("%s: recorded from now on, its call having started while the disk "
+                            "was full (%.1f s of it lost)", call.device_id,
+                            (position - call.start_position) / channel.sample_rate)
+
     # --- recordings --------------------------------------------------------------------------
 
+    def _apply(self, call: LiveCall, decision: Decision) -> None:
+        """``decision`` and the terms it gives the call (under the table's or the call's lock)."""
+        call.decision = decision
+        call.priority = decision.priority
+        call.keep_days = decision.keep_days
+        call.archive_action = decision.archive_action
+
     def _begin(self, call: LiveCall, position: int, *, partial: bool, max_time: int,
-               max_silence: int, meta: dict[str, str] | None = None) -> Recording | None:
-        """Open a recording of ``call`` from ``position`` (under the call's lock)."""
+               max_silence: int, meta: dict[str, str] | None = None,
+               started: float | None = None, lost: int = 0) -> Recording | None:
+        """Open a recording of ``call`` from ``position`` (under the call's lock); ``started``:
+        its start time (a partial one's: now; a main one's: its call's); ``lost``: samples of
+        the call lost before ``position``."""
         taps = self._capture.channels_for_device(call.device_id)
         meta = dict(meta if meta is not None else call.meta)
-        started = self._clock() if partial else call.start_time
+        if started is None:
+            started = self._clock() if partial else call.start_time
         label = call.device_id + (" (RECORDSTART)" if partial else "")
         try:
             opened = self._files.open(taps, position, started=started,
                                       row=new_row(call, meta, started, self._core_ident),
                                       blackouts=call.blackouts, max_time=max(0, max_time),
-                                      label=label)
+                                      label=label, lost_before=lost)
         except OpenFailed as exc:
             if not partial:
                 call.decision = Decision(False, exc.code, str(exc))

@@ -67,11 +67,20 @@ class ChannelInfo:
 
 
 def call_status_of(call: LiveCall) -> CallStatus:
+    """The call as the status requests show it: recorded while any recording of it runs (its
+    main one, a RECORDSTART, the continuation after a full disk), with that recording's file;
+    the main recording's file and stop reason once none runs."""
+    running = [r for r in call.recordings() if not r.session.closed]
+    shown = call.main
+    if running and (shown is None or shown.session.closed):
+        shown = running[-1]  # the newest: a continuation follows the recording it continues
     return CallStatus(
         instance=call.instance, meta=dict(call.meta), start_time=call.start_time,
-        stop_time=call.stop_time, recording=call.recording, filename=call.filename,
-        record_id=call.record_id, decision=call.decision, paused=call.paused,
-        stop_reason=call.stop_reason, global_id=call.global_id,
+        stop_time=call.stop_time, recording=bool(running),
+        filename=shown.filename if shown is not None else "",
+        record_id=shown.record_id if shown is not None else None, decision=call.decision,
+        paused=call.paused, stop_reason="" if running else call.stop_reason,
+        global_id=call.global_id,
     )
 
 

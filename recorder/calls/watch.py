@@ -8,10 +8,11 @@ Every ``LIMIT_INTERVAL`` it
   however late the check runs);
 - ends each recording a full disk stopped writing (stop reason ``truncated``);
 - once a second, when the disk guard has room again, starts a new recording (as RECORDSTART
-  would) for each call still up whose recording a full disk cut.
+  would) for each call still up whose recording a full disk cut, and records each call still
+  up that was refused because the disk was full (or below the floor) when it started.
 
-It changes recordings only through the scheduler's ``end_recording`` and
-``continue_recording``, which take the locks in their documented order.
+It changes recordings only through the scheduler's ``end_recording``, ``continue_recording``
+and ``record_after_disk_full``, which take the locks in their documented order.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recorder.calls.model import LiveCall, Recording
+from recorder.calls.model import LiveCall, Recording, refused_for_disk
 from recorder.calls.table import CallTable
 from recorder.capture.core import CaptureCore
 from recorder.rules.limits import Limits, Side, limit_reached
@@ -112,15 +113,20 @@ class LimitsWatch(PeriodicWorker):
 
     def resume_after_disk_full(self) -> None:
         """Once a second: when the disk guard has room again, every call still up whose
-        recording a full disk cut gets a new one."""
+        recording a full disk cut gets a new one, and every call still up that a full disk
+        kept from being recorded is recorded from then on."""
         now = time.monotonic()
         if now < self._next_room_check:
             return
         self._next_room_check = now + ROOM_CHECK_SECONDS
-        waiting = [call for call in self._table.snapshot() if cut_by_full_disk(call)]
-        if waiting and self._disk_ok():
-            for call in waiting:
+        calls = self._table.snapshot()
+        cut = [call for call in calls if cut_by_full_disk(call)]
+        refused = [call for call in calls if refused_for_disk(call)]
+        if (cut or refused) and self._disk_ok():
+            for call in cut:
                 self._scheduler.continue_recording(call)
+            for call in refused:
+                self._scheduler.record_after_disk_full(call)
 
 
 def cut_by_full_disk(call: LiveCall) -> bool:

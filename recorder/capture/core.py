@@ -31,6 +31,19 @@ logger = logging.getLogger(__name__)
 
 MONITOR_INTERVAL = 0.02
 DEFAULT_SILENCE_DBFS = -45.0
+# Gaps a board remembers by position. A lapped reader further behind than this many gaps
+# counts the older ones as overruns in the channel's figures (its row still counts each once).
+MAX_GAP_RANGES = 64
+
+
+def gap_frames_in(ranges: Sequence[tuple[int, int]], start: int, end: int) -> int:
+    """How many of positions [start, end) fall in ``ranges`` (disjoint, oldest first)."""
+    total = 0
+    for a, b in reversed(ranges):
+        if b <= start:
+            break  # the rest are older still: a reader near the present stops at once
+        total += max(0, min(b, end) - max(a, start))
+    return total
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,12 @@ class CaptureBoard:
         self.gap_frames = np.zeros(c, dtype=np.int64)
         self.overruns = np.zeros(c, dtype=np.int64)
         self.overrun_frames = np.zeros(c, dtype=np.int64)
+        # The newest MAX_GAP_RANGES stretches [start, end) written as silence for lost input,
+        # oldest first: a recording reading across one counts it as lost audio of its call,
+        # and a reader the ring lapped does not count it again as an overrun. Kept by count,
+        # not by what the ring still holds, since a lapped reader may be any distance behind.
+        # Replaced whole by the driver thread (one reference store), so readers need no lock.
+        self._gap_ranges: tuple[tuple[int, int], ...] = ()
         self._monotonic = clock
 
     @property
@@ -121,6 +140,10 @@ class CaptureBoard:
 
     def _gap(self, frames: int, how: str) -> None:
         # Silence keeps every later sample at the position its capture time says.
+        # Published before the silence is: a reader that finds the new positions readable
+        # must also find them counted.
+        start = self.ring.write_pos
+        self._gap_ranges = (*self._gap_ranges[1 - MAX_GAP_RANGES:], (start, start + frames))
         self.ring.write_silence(frames)
         self.gaps += 1
         self.gap_frames += frames
@@ -143,10 +166,18 @@ class CaptureBoard:
             got = self.ring.frames(start, end)
             meter.feed(got.frames, got.start)
 
-    def count_overrun(self, index: int, frames: int) -> None:
-        """A reader found ``frames`` of channel ``index`` overwritten before it read them."""
-        self.overruns[index] += 1
-        self.overrun_frames[index] += frames
+    def gap_frames_in(self, start: int, end: int) -> int:
+        """How many of positions [start, end) were written as silence for lost input (a gap
+        the driver reported or the board clock found); 0 almost always."""
+        return gap_frames_in(self._gap_ranges, start, end)
+
+    def count_overrun(self, index: int, start: int, frames: int) -> None:
+        """A reader found ``frames`` of channel ``index`` from ``start`` overwritten before it
+        read them. Positions that were a gap are counted as the gap already, not again."""
+        overwritten = frames - self.gap_frames_in(start, start + frames)
+        if overwritten > 0:
+            self.overruns[index] += 1
+            self.overrun_frames[index] += overwritten
 
     def levels(self, index: int) -> ChannelLevels:
         with self.meter_lock:
@@ -200,7 +231,7 @@ class Channel:
     def read(self, start: int, end: int) -> ReadResult:
         got = self.board.ring.read(self.index, start, end)
         if got.lost:
-            self.board.count_overrun(self.index, got.lost)
+            self.board.count_overrun(self.index, start, got.lost)
         return got
 
     def levels(self) -> ChannelLevels:

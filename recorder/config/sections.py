@@ -66,7 +66,8 @@ class StorageConfig:
     disk_full_resume_seconds: float = setting(
         120.0, "after a write failed for lack of space (recordings cut short, truncated), new "
         "recordings wait until the free space holds this many seconds of what the cut "
-        "recordings write (and retention.min_free_mb); 0: as soon as any space is back",
+        "recordings write, at most half the volume (and retention.min_free_mb); 0: as soon as "
+        "any space is back",
         min=0.0, max=86400.0)
     spool_retry_seconds: float = setting(
         2.0, "while the database cannot be written, recording rows wait in a spool file in "
@@ -113,6 +114,15 @@ class ApiConfig:
     calllist_max_rows: int = setting(
         10000, "most rows one CALLLIST returns (CALLCOUNT cannot exceed it)", min=1, max=1_000_000
     )
+    # Exports (EXPORT, COMBINEDEXPORT, MULTIEXPORT, the e-mail attachments) in the work area
+    # data_dir/tmp; they never take the recordings' room either (retention.min_free_mb).
+    export_max_bytes: int = setting(
+        1 << 30, "bytes all exports being made or sent may hold in data_dir/tmp at once; each "
+        "reserves its estimated size first, and one that does not fit is answered 47 (2 if "
+        "it is bigger than the whole budget)", min=1 << 20, max=1 << 50)
+    export_concurrency: int = setting(
+        4, "exports being made at once (each holds an API worker meanwhile); the next is "
+        "answered 47", min=1, max=256)
     workers: int = setting(8, "threads that execute API requests", min=1, max=256)
     message_timeout_seconds: float = setting(
         5.0, "a socket message left incomplete this long is answered with code 16",

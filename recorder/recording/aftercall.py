@@ -4,8 +4,9 @@ With ``storage.encode = "after-call"`` every call is recorded into PCM WAV (its 
 stored format) and handed here when it ends. A bounded pool (recorder.recording.transcode) converts
 it and replaces the file atomically; the row is then pointed at the new file. At start-up, the
 recordings the store still lists as WAV although stored as another format (the service stopped or
-crashed before their turn) are queued again, so no recording is ever left without a playable file,
-and none stays a WAV for good.
+crashed before their turn, or their encoding waited for room on the disk) are queued again, so no
+recording is ever left without a playable file, and none stays a WAV for good. A recording whose
+encoding would take the room the live recordings need waits as a WAV (``room``, the disk guard).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.errors import StoreError
-from recorder.recording.transcode import Transcoder, find_unfinished
+from recorder.recording.transcode import Room, Transcoder, find_unfinished
 from recorder.store.recordings import RecordingStore
 
 logger = logging.getLogger(__name__)
@@ -24,15 +25,26 @@ logger = logging.getLogger(__name__)
 
 class AfterCallEncoder:
     def __init__(self, store: RecordingStore, fmt: str, recordings_dir: Path, workers: int,
-                 options: Mapping[str, Any] | None = None) -> None:
+                 options: Mapping[str, Any] | None = None, *, room: Room | None = None) -> None:
         self._store = store
         self.format = fmt
         self._recordings_dir = recordings_dir
-        self._transcoder = Transcoder(fmt, self._done, workers, options)
+        # ``room`` (the disk guard): a file is encoded only when its result fits beside the
+        # live recordings' room; until then it stays a WAV (recording/transcode.py).
+        self._transcoder = Transcoder(fmt, self._done, workers, options, room=room)
 
     @property
     def pending(self) -> int:
         return self._transcoder.pending
+
+    @property
+    def deferred(self) -> int:
+        """Recordings left as WAV until there is room to encode them."""
+        return self._transcoder.deferred
+
+    def retry_deferred(self) -> int:
+        """Try the deferred recordings again now (they are also tried every few seconds)."""
+        return self._transcoder.retry_deferred()
 
     def start(self) -> None:
         """Start the pool and queue what an earlier run left unconverted."""

@@ -6,7 +6,9 @@ limits watch) hands it over as a ``Closing``; the completion worker then, in ord
 1. takes the stop reason as final, unless a full disk cut the file short (``truncated``, and the
    disk guard is told how fast the file was growing);
 2. completes the row (stores it first if the store could not take it at the start) and ends the
-   recording's crash-journal entry;
+   recording's crash-journal entry: at once if the row is on disk, in the database or its
+   spool, else (a full disk held it in memory, ``RecordingStore.held``) once the store has put
+   every held change on disk, so a crash meanwhile still finds the recording in the journal;
 3. publishes RECORDINGSTOPPED (and RECORDINGUPDATE once the row is stored) with the RECORDID;
 4. hands the file to after-call encoding when the stored format is encoded after the call;
 5. sets ``done``.
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from recorder.codecs.buffered import out_of_space
 from recorder.errors import StoreError
 from recorder.events.types import Event, EventSink, NoEvents
 from recorder.recording.journal import Journal
@@ -92,9 +95,12 @@ class Completion(Worker):
         self._disk_full = disk_full or (lambda path, rate: None)
         self._queue: queue.SimpleQueue[Closing | None] = queue.SimpleQueue()
         # Taken to queue a closing and to close the queue, so that none is put after the
-        # thread's last look at the queue.
+        # thread's last look at the queue; and for the list below.
         self._lock = threading.Lock()
         self._closed = False
+        # Journal entries of completed rows the store holds in memory only: (key, file name),
+        # ended once it has them on disk.
+        self._unsaved: list[tuple[int, str]] = []
 
     def submit(self, closing: Closing) -> None:
         """Queue a closed file; never blocks. Before ``start`` (and once the thread is ending)
@@ -115,6 +121,7 @@ class Completion(Worker):
             # Waking at least every HEARTBEAT_SECONDS while idle, so a heartbeat that stops
             # moving means a completion is stuck (a database that does not answer).
             self.heartbeat = time.monotonic()
+            self._end_saved()
             try:
                 closing = self._queue.get(timeout=HEARTBEAT_SECONDS)
             except queue.Empty:
@@ -134,6 +141,7 @@ class Completion(Worker):
                 break
             if closing is not None:
                 self._complete(closing)
+        self._end_saved()
 
     def _complete(self, closing: Closing) -> None:
         try:
@@ -181,14 +189,38 @@ class Completion(Worker):
                     result.size, reason, opened.record_id)
 
     def _journal_end(self, opened: OpenRecording) -> None:
-        if self._journal is None or opened.journal_key is None:
+        key = opened.journal_key
+        if self._journal is None or key is None:
             return
-        try:
-            self._journal.end(opened.journal_key)
-        except OSError:
-            # Harmless: the next start finds the row complete and leaves it.
-            logger.exception("%s: cannot end its crash journal entry", opened.filename)
         opened.journal_key = None
+        if self._store.held:
+            # The row is complete in memory only (a full disk): the journal entry is what
+            # completes it if the process dies before the store has it on disk.
+            with self._lock:
+                self._unsaved.append((key, opened.filename))
+            return
+        self._end_entry(key, opened.filename)
+
+    def _end_saved(self) -> None:
+        """End the journal entries of rows the store held in memory, once it has them on
+        disk."""
+        with self._lock:
+            if not self._unsaved or self._store.held:
+                return
+            saved, self._unsaved = self._unsaved, []
+        for key, filename in saved:
+            self._end_entry(key, filename)
+
+    def _end_entry(self, key: int, filename: str) -> None:
+        assert self._journal is not None
+        try:
+            self._journal.end(key)
+        except OSError as exc:
+            # Harmless: the next start finds the row complete and leaves it.
+            if out_of_space(exc):
+                logger.warning("%s: cannot end its crash journal entry: %s", filename, exc)
+            else:
+                logger.exception("%s: cannot end its crash journal entry", filename)
 
     def _publish(self, event: Event) -> None:
         try:

@@ -105,18 +105,19 @@ class RecordingFiles:
 
     def open(self, taps: tuple[Channel, ...], position: int, *, started: float,
              row: NewRecording, blackouts: Blackouts, max_time: int = 0,
-             label: str = "") -> OpenRecording:
+             label: str = "", lost_before: int = 0) -> OpenRecording:
         """Record ``taps`` (one channel, or a device's two directions) from ``position``.
 
         ``started`` names the file (unix time); ``row`` is the call's part of the row (this
-        fills in the file, format, rate and channel). Raises ``OpenFailed`` when the file
-        cannot be made.
+        fills in the file, format, rate and channel); ``lost_before``: samples of the call lost
+        before ``position`` (counted in the row's lost samples). Raises ``OpenFailed`` when the
+        file cannot be made.
         """
         for tap in taps:
             tap.status.enter(Phase.PREPARING)
         try:
             opened = self._open(taps, position, started=started, row=row, blackouts=blackouts,
-                                max_time=max_time, label=label)
+                                max_time=max_time, label=label, lost_before=lost_before)
         finally:
             for tap in taps:
                 tap.status.leave(Phase.PREPARING)
@@ -126,7 +127,7 @@ class RecordingFiles:
 
     def _open(self, taps: tuple[Channel, ...], position: int, *, started: float,
               row: NewRecording, blackouts: Blackouts, max_time: int,
-              label: str) -> OpenRecording:
+              label: str, lost_before: int) -> OpenRecording:
         channel = taps[0]
         sides = 2 if len(taps) == 2 and self._stereo else 1
         fmt = self.stored.recorded_as
@@ -153,7 +154,8 @@ class RecordingFiles:
                              f"cannot create {wanted}: {exc}") from exc
         delay = round(self._commit_delay_seconds * channel.sample_rate)
         session = RecordingSession(taps, writer, path, position, delay, blackouts=blackouts,
-                                   fmt=fmt, options=options, written=self._writer.bytes_written)
+                                   fmt=fmt, options=options, written=self._writer.bytes_written,
+                                   lost_before=max(0, lost_before))
         if max_time:
             session.stop_at = position + max_time * channel.sample_rate
         row = replace(row, channel=channel.id, filename=str(path),

@@ -96,7 +96,9 @@ def recover(store: RecordingStore, journal: Journal, contents: JournalContents, 
                                   entry.path, "would complete"))
             continue
         outcome = _recover_entry(store, entry)
-        if outcome.result != "failed":  # else the journal keeps it for the next start
+        # A failed one stays in the journal for the next start; so does one whose row the
+        # store holds in memory only (a full disk), until a start finds it on disk.
+        if outcome.result != "failed" and not store.held:
             journal.forget(key)
         if outcome.result != "done":
             done.append(outcome)
@@ -114,7 +116,13 @@ def recover(store: RecordingStore, journal: Journal, contents: JournalContents, 
         else:
             done.append(_recover_row(store, row))
     if not dry_run:
-        journal.rewrite()
+        try:
+            journal.rewrite()
+        except OSError as exc:
+            # A full disk: the old file stays, whole; what it still lists is complete already
+            # and left alone by the next start.
+            logger.warning("cannot rewrite the crash journal %s (%s); the next start reads the "
+                           "recordings just completed again and leaves them", journal.path, exc)
     if any(r.result == "completed" for r in done):
         logger.warning("%d recording(s) were interrupted by a crash or power loss and have been "
                        "completed from their files", len(done))
@@ -126,6 +134,7 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
     (the store refused; the entry stays in the journal)."""
     row = entry.row
     record_id = entry.record_id
+    stored = None
     if record_id is not None:
         try:
             stored = store.get_recording(record_id)
@@ -138,8 +147,12 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
     state = _repair(Path(entry.path), entry.fmt, entry.sample_rate, entry.channels,
                     options=entry.options, record_id=record_id)
     try:
-        if record_id is None:
-            record_id = store.insert_recording(row)
+        if stored is None:
+            # Never stored, or its RECORDID was handed out while the database and the spool
+            # had no room and the insert held in memory died with the process: stored under
+            # that RECORDID (a spooled insert of the same recording is not stored twice).
+            record_id = store.insert_recording(row, record_id)
+        assert record_id is not None
         store.finish_recording(record_id, _finished(row.start_time, state))
     except StoreError:
         logger.exception("RECORDID %s (%s): cannot complete its row; the journal keeps it for "
@@ -149,8 +162,9 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
 
 
 def _recover_row(store: RecordingStore, row: RecordingRow) -> Recovered:
-    state = _repair(Path(row.filename), row.media_format, row.sample_rate, 1, options={},
-                    record_id=row.ident)
+    path = Path(row.filename)
+    state = _repair(path, format_of_row(path, row.media_format), row.sample_rate, 1,
+                    options={}, record_id=row.ident)
     try:
         store.finish_recording(row.ident, _finished(row.start_time, state))
     except StoreError:
@@ -177,22 +191,33 @@ def _finished(start_time: float, state: _FileState) -> FinishedRecording:
                              stop_reason=STOP_RECOVERED, lost_samples=0)
 
 
+def format_of_row(path: Path, media_format: str) -> str:
+    """The format a row's file was written in, for a row the journal does not know: by the
+    file's extension (an after-call row names its WAV while its media format is already the
+    encoded one), else by the row's media format. Never by the file's first bytes: a VOX file
+    is headerless ADPCM, and one whose first bytes happen to be ``FF Ex`` looks like MP3."""
+    by_extension = {".wav": "wav", ".mp3": "mp3", ".vox": "vox"}
+    return by_extension.get(path.suffix.lower(), media_format)
+
+
 def _repair(path: Path, fmt: str, sample_rate: int, channels: int, *,
             options: Mapping[str, Any], record_id: int | None) -> _FileState:
-    """Make the file play and measure it; an unreadable file is logged and counts as empty
-    (its row is still completed: the call happened, and the row says what is left of it)."""
+    """Make the file (written as ``fmt``) play and measure it; an unreadable file is logged
+    and counts as empty (its row is still completed: the call happened, and the row says what
+    is left of it)."""
     try:
-        suffix = path.suffix.lower()
-        if suffix == ".wav":
+        if fmt.startswith("wav"):
             repair_wav(path)
-        elif suffix == ".mp3":
+        elif fmt == "mp3":
             repair_mp3(path, sample_rate, channels, options.get("bitrate"),
                        options.get("quality"))
         if apply_pending(path):
             logger.info("RECORDID %s: a blackout the crash interrupted is now silence in %s",
                         record_id, path)
-        vox_rate = int(options.get("rate") or DEFAULT_VOX_RATE)
-        info = probe(path, vox_rate=vox_rate)
+        # A VOX file is at its writer's rate option, else the channel's (VoxWriter's rule).
+        vox_rate = int(options.get("rate") or sample_rate or DEFAULT_VOX_RATE)
+        # The format as it was written, never guessed from the file's content (see above).
+        info = probe(path, "wav" if fmt.startswith("wav") else fmt, vox_rate=vox_rate)
         return _FileState(info.duration, path.stat().st_size, sha256_file(path))
     except (OSError, CodecError):
         logger.exception("RECORDID %s: %s (%s) cannot be read back; its row is completed empty",
@@ -209,4 +234,4 @@ def complete_interrupted(store: RecordingStore, journal: Journal,
     return recover(store, journal, journal.open(), dry_run=False)
 
 
-__all__ = ["Recovered", "complete_interrupted", "recover", "repair_wav"]
+__all__ = ["Recovered", "complete_interrupted", "format_of_row", "recover", "repair_wav"]

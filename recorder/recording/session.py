@@ -81,7 +81,7 @@ class RecordingSession:
     def __init__(self, channel: Channel | Sequence[Channel], writer: AudioWriter, path: Path,
                  start: int, delay_frames: int = 0, *, blackouts: Blackouts | None = None,
                  fmt: str = "wav", options: Mapping[str, Any] | None = None,
-                 written: ByteCounter | None = None) -> None:
+                 written: ByteCounter | None = None, lost_before: int = 0) -> None:
         # Two channels are one device's two directions (on one board, so their positions
         # line up): one side each of a stereo file, or mixed into mono, as the writer has
         # one or two channels.
@@ -98,7 +98,9 @@ class RecordingSession:
         self._lock = threading.Lock()
         self._synced_frames = 0
         self._sync_frames = max(1, round(SYNC_SECONDS * self.channel.sample_rate))
-        self.lost_samples = 0
+        # Audio of the call lost before the file begins (a recording that could only start
+        # late: the disk was full), then every gap the ring or the capture lost on the way.
+        self.lost_samples = lost_before
         self.failed: str | None = None
         # The disk was full (ENOSPC, EDQUOT): the file ends where the disk did.
         self.out_of_space = False
@@ -264,11 +266,16 @@ class RecordingSession:
             reads = [channel.read(self._pos, end) for channel in self.channels]
             lost = max(got.lost for got in reads)
             if lost:
-                # The ring was lapped before we read it (the disk stalled for longer than the
-                # look-back). Keep the timeline: the gap is written as silence, and counted.
+                # The ring was lapped before we read it (the disk or the process stalled for
+                # longer than the look-back). Keep the timeline: the gap is written as
+                # silence, and counted.
                 self.lost_samples += lost
                 logger.warning("%s: %d samples lost before they reached the file (ring lapped)",
                                self.path.name, lost)
+            # Input the board lost (a stalled process, a driver's own loss) is in the ring as
+            # silence: lost audio of this call too. Counted once: what the ring lapped is
+            # counted above, whatever it held. The board logged the gap when it found it.
+            self.lost_samples += self.channel.board.gap_frames_in(self._pos + lost, end)
             samples = self._combine([got.samples for got in reads])
             zero_ranges(samples, self._pos, self.blackouts.ranges())
             self._writer.write(samples)

@@ -17,6 +17,12 @@ which replaces that file atomically and calls ``done`` again, so ``done`` must b
 Stopping does not wait for the queue: what was not converted is still a WAV, and ``recover``
 picks it up at the next start.
 
+Encoding writes beside the live recordings, on their disk: before each file the pool claims
+the most its result can take from the disk guard (``room``). If that would leave less free
+than the floor and the room the recordings in progress need, the file is deferred: it stays a
+playable WAV and is tried again every ``DEFER_RETRY_SECONDS`` (``retry_deferred``), or at the
+next start. The live recordings always win.
+
 Targets whose extension is also ``.wav`` (G.711) are refused: they would replace their source
 under the same name, and the crash windows above could not be told apart. G.711 is cheap and as
 crash-safe as PCM, so such recordings are written in G.711 while they are recorded.
@@ -31,10 +37,11 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from recorder.codecs.convert import convert
-from recorder.codecs.formats import get_format
+from recorder.codecs.formats import encoded_size, get_format
+from recorder.codecs.wav import read_wav_info
 from recorder.durable import fsync_directory
 from recorder.errors import CodecError
 from recorder.recording.paths import sha256_file
@@ -46,6 +53,16 @@ Done = Callable[[Path, Path, int, str], None]
 PART_SUFFIX = ".part"
 SOURCE_SUFFIX = ".wav"
 DEFAULT_WORKERS = 2
+DEFER_RETRY_SECONDS = 10.0  # how often files deferred for lack of room are tried again
+
+
+class Room(Protocol):
+    """Where an encoding claims its bytes before it writes (the disk guard)."""
+
+    def claim(self, nbytes: int, what: str) -> str | None:
+        """None if ``nbytes`` are now claimed; else why they cannot be, in words."""
+
+    def release(self, nbytes: int) -> None: ...
 
 
 class _SyncedFile(io.BufferedWriter):
@@ -114,7 +131,8 @@ class Transcoder:
     """A bounded pool of threads converting finished WAVs to ``fmt``; see the module docstring."""
 
     def __init__(self, fmt: str, done: Done, workers: int = DEFAULT_WORKERS,
-                 options: Mapping[str, Any] | None = None) -> None:
+                 options: Mapping[str, Any] | None = None, *, room: Room | None = None,
+                 retry_seconds: float = DEFER_RETRY_SECONDS) -> None:
         spec = get_format(fmt)
         if spec.extension == SOURCE_SUFFIX[1:]:
             raise CodecError(f"cannot transcode WAV recordings to {fmt} after the call")
@@ -128,6 +146,10 @@ class Transcoder:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._wanted: set[Path] = set()  # queued or being converted
+        self._room = room
+        self._retry_seconds = retry_seconds
+        self._deferred: dict[Path, str] = {}  # waiting for room, and why
+        self._told: set[Path] = set()  # deferred files the log has named (once each)
         self._stopping = False
         self.failed = 0
         self.converted = 0
@@ -141,11 +163,29 @@ class Transcoder:
     def submit(self, wav: Path) -> bool:
         """Queue ``wav``; False if it is already queued or being converted, or if stopping."""
         with self._lock:
-            if self._stopping or wav in self._wanted:
+            if self._stopping or wav in self._wanted or wav in self._deferred:
                 return False
             self._wanted.add(wav)
         self._queue.put(wav)
         return True
+
+    def retry_deferred(self) -> int:
+        """Queue again every file deferred for lack of room; returns how many."""
+        with self._lock:
+            if self._stopping:
+                return 0
+            again = list(self._deferred)
+            self._deferred.clear()
+            self._wanted.update(again)
+        for wav in again:
+            self._queue.put(wav)
+        return len(again)
+
+    @property
+    def deferred(self) -> int:
+        """Files waiting as WAV until there is room to encode them."""
+        with self._lock:
+            return len(self._deferred)
 
     def recover(self, directory: Path) -> list[Path]:
         """After a crash or restart: clean ``directory`` up and queue what it still needs."""
@@ -157,11 +197,12 @@ class Transcoder:
 
     @property
     def pending(self) -> int:
+        """Files queued, being converted or deferred."""
         with self._lock:
-            return len(self._wanted)
+            return len(self._wanted) + len(self._deferred)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until nothing is queued or being converted."""
+        """Wait until nothing is queued or being converted (deferred files wait for room)."""
         with self._idle:
             return self._idle.wait_for(lambda: not self._wanted, timeout)
 
@@ -180,7 +221,14 @@ class Transcoder:
 
     def _run(self) -> None:
         while True:
-            wav = self._queue.get()
+            with self._lock:
+                waiting = bool(self._deferred)
+            try:
+                # While files wait for room, a worker wakes now and then to try them again.
+                wav = self._queue.get(timeout=self._retry_seconds if waiting else None)
+            except queue.Empty:
+                self.retry_deferred()
+                continue
             if wav is None:
                 return
             with self._lock:
@@ -197,9 +245,47 @@ class Transcoder:
         if not wav.exists():
             logger.warning("%s vanished before it could be transcoded", wav)
             return
+        claimed = 0
+        if self._room is not None:
+            claimed = self._estimate(wav)
+            why = self._room.claim(claimed, f"encoding {wav.name} to {self.format}")
+            if why is not None:
+                self._defer(wav, why)
+                return
+            with self._lock:
+                waited = wav in self._told
+                self._told.discard(wav)
+            if waited:
+                logger.info("after-call: there is room again to encode %s", wav.name)
         try:
             transcode_file(wav, self.format, self._done, self._options)
             self.converted += 1
         except Exception:
             self.failed += 1
             logger.exception("transcoding %s to %s failed; the WAV stays", wav, self.format)
+        finally:
+            if self._room is not None:
+                self._room.release(claimed)
+
+    def _estimate(self, wav: Path) -> int:
+        """The most the encoded file can take (its WAV's size if the header is unreadable:
+        MP3 and VOX are smaller than the PCM they come from)."""
+        try:
+            info = read_wav_info(wav)
+            return encoded_size(self.format, info.frames, info.sample_rate, info.channels,
+                                **self._options)
+        except (CodecError, OSError):
+            return wav.stat().st_size if wav.exists() else 0
+
+    def _defer(self, wav: Path, why: str) -> None:
+        """Keep ``wav`` as it is until there is room (the live recordings come first)."""
+        with self._lock:
+            if self._stopping:
+                return  # the next start finds it
+            self._deferred[wav] = why
+            told = wav in self._told
+            self._told.add(wav)
+        # Once per file: it is tried again every few seconds for as long as the disk is short.
+        if not told:
+            logger.warning("after-call encoding waits for room: %s; %s stays a WAV for now "
+                           "(tried again every %.0f s)", why, wav.name, self._retry_seconds)

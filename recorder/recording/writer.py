@@ -75,6 +75,13 @@ class WriterLoop(PeriodicWorker):
         with self._lock:
             return len(self._endings)
 
+    def bytes_per_second(self) -> float:
+        """What every recording still being written writes a second, all together: the room
+        the disk guard keeps for them grows with it (DiskGuard.count_live)."""
+        with self._lock:
+            sessions = [*self._sessions, *(ending.session for ending in self._endings)]
+        return sum(session.bytes_per_second for session in sessions)
+
     def join(self, timeout: float | None = None) -> bool:
         if self._thread is None:
             self._finish_endings(force=True)  # never started: nothing else will

@@ -57,6 +57,12 @@ class RecordingStore(ABC):
         """Changes waiting in the outage spool for the database to come back (0: none)."""
         return 0
 
+    @property
+    def held(self) -> int:
+        """Changes accepted but kept in memory only, as neither the database nor the spool had
+        room for them (0: every accepted change is on disk; ``recorder.store.spool``)."""
+        return 0
+
     @abstractmethod
     def insert_recording(self, rec: NewRecording, ident: int | None = None) -> int:
         """Store a starting recording; returns its RECORDID.

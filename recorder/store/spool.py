@@ -4,13 +4,26 @@
 every call to it; the directory (``DirectoryStore``) is not its business. The writes that
 recording makes (a row started, finished, updated by CALLUPDATE, pointed at its
 after-call file) are the exception: when the database refuses one (locked by another process,
-made read-only, a disk error; later a server that is down), it is appended instead to a local
-spool file, one JSON line per change with a sequence number, fsynced before the call returns.
-From then on every such write goes straight to the spool, behind the ones already there (so
-their order holds and a slow lock stalls no call start), until a background thread has written
-them all into the database, in order, every ``storage.spool_retry_seconds``. The spool file is
-then truncated. The spool holds no SQL: it replays through the same ``Store`` methods. The file
-itself (its lock, its lines, what a damaged one means) is ``recorder.store.spoolfile``'s.
+made read-only, its disk full, a disk error; later a server that is down), it is appended
+instead to a local spool file, one JSON line per change with a sequence number, fsynced before
+the call returns. From then on every such write goes straight to the spool, behind the ones
+already there (so their order holds and a slow lock stalls no call start), until a background
+thread has written them all into the database, in order, every ``storage.spool_retry_seconds``.
+The spool file is then truncated.
+
+The spool file usually shares its disk with the database, so a full disk refuses both. A row
+started or finished (what a recording's start and its completion write) is then *held* in
+memory, in order, behind the changes already waiting (``SpoolFile``), and the call returns as if
+spooled: ``held`` counts them. They reach the file, or the database, as soon as either has room
+(every retry), and a clean stop tries both once more. Until ``held`` is 0 the completion worker
+keeps the recordings' crash-journal entries open, so a crash (or a stop while the disk is still
+full) loses no row: the next start completes them from the journal and their files. An update
+(CALLUPDATE) or a file change (after-call encoding) that cannot reach the disk is refused
+(StoreError) instead, as the journal does not cover it: the client is answered 23, the
+transcoder keeps its WAV for the next start.
+
+The spool holds no SQL: it replays through the same ``Store`` methods. The file itself (its
+lock, its lines, what a damaged one means, the held changes) is ``recorder.store.spoolfile``'s.
 
 RECORDIDs: a recording started while the database is away still needs its RECORDID at once (the
 API answers with it, events carry it, CALLUPDATE names it). The spool keeps the highest RECORDID
@@ -153,7 +166,12 @@ class SpoolingStore(RecordingStore):
             self._replayer = None
         if self._pending and self._spool.owned:
             self.replay()  # a last chance, so a clean stop leaves the database complete
-            if self._pending:
+            if self._spool.held:
+                logger.warning("store: %d change(s) could be written neither into the database "
+                               "nor into the spool %s (no room): the next start completes "
+                               "their recordings from the crash journal", self._spool.held,
+                               self._spool.path)
+            elif self._pending:
                 logger.warning("store: %d change(s) stay in the spool %s for the next start",
                                len(self._pending), self._spool.path)
         self._spool.close()
@@ -168,6 +186,14 @@ class SpoolingStore(RecordingStore):
         return 0
 
     @property
+    def held(self) -> int:
+        """Changes accepted but kept in memory only: neither the database nor the spool file
+        had room for them (0: every accepted change is on disk)."""
+        if self._spool.owned:
+            return self._spool.held
+        return 0
+
+    @property
     def spool_path(self) -> Path:
         return self._spool.path
 
@@ -175,8 +201,17 @@ class SpoolingStore(RecordingStore):
         """Write the waiting changes into the database, in order (at most ``limit`` of them);
         True once none wait.
 
-        Stops at the first change the database refuses, leaving it and those after it.
+        Stops at the first change the database refuses, leaving it and those after it; changes
+        held in memory are then written into the spool file, if it has room now.
         """
+        if self._replay(limit):
+            return True
+        with self._lock:
+            if self._spool.held:
+                self._spool.write_held()
+        return False
+
+    def _replay(self, limit: int | None) -> bool:
         with self._replay_lock:
             done = 0
             while True:
@@ -276,11 +311,11 @@ class SpoolingStore(RecordingStore):
         if waiting:
             raise self._refuse()
 
-    def _append(self, op: str, args: dict[str, Any]) -> None:
-        """Spool a change (under ``_lock``)."""
+    def _append(self, op: str, args: dict[str, Any], *, may_hold: bool = False) -> None:
+        """Spool a change (under ``_lock``); ``may_hold``: in memory if the file has no room."""
         entry = SpoolEntry(self._next_seq, op, args)
         try:
-            self._spool.append(entry)
+            self._spool.append(entry, may_hold=may_hold)
         except StoreError:
             self._errors += 1
             raise
@@ -295,9 +330,9 @@ class SpoolingStore(RecordingStore):
         logger.debug("store: first spooled change: %s", what)
 
     def _write(self, what: str, op: str, args: dict[str, Any], direct: Callable[[], _T],
-               spooled: _T) -> _T:
+               spooled: _T, *, may_hold: bool = False) -> _T:
         """``direct()`` when nothing waits and the database takes it; else spool the change
-        and return ``spooled``."""
+        (``may_hold``: in memory if the spool file has no room) and return ``spooled``."""
         if not self._spool.owned:
             self._check_current()
             return direct()
@@ -307,7 +342,7 @@ class SpoolingStore(RecordingStore):
                     return direct()
                 except StoreError as exc:
                     self._start_spooling(what, exc)
-            self._append(op, args)
+            self._append(op, args, may_hold=may_hold)
             return spooled
 
     # --- the recording writes that are spooled -------------------------------------------------
@@ -324,15 +359,20 @@ class SpoolingStore(RecordingStore):
                     return stored
                 except StoreError as exc:
                     self._start_spooling(f"insert recording {rec.filename}", exc)
+            if ident is not None and any(e.op == OP_INSERT and int(e.args["ident"]) == ident
+                                         for e in self._pending):
+                return ident  # recovery storing a row the spool already holds: once is enough
             given = ident if ident is not None else self._highest + 1
-            self._append(OP_INSERT, {"ident": given, "rec": _plain(rec)})
+            # May be held: the crash journal has the row (recovery inserts it under ``given``).
+            self._append(OP_INSERT, {"ident": given, "rec": _plain(rec)}, may_hold=True)
             self._highest = max(self._highest, given)
             return given
 
     def finish_recording(self, ident: int, done: FinishedRecording) -> None:
+        # May be held: the completion worker keeps the journal entry until it is on disk.
         self._write(f"finish recording {ident}", OP_FINISH,
                     {"ident": ident, "done": _plain(done)},
-                    lambda: self._inner.finish_recording(ident, done), None)
+                    lambda: self._inner.finish_recording(ident, done), None, may_hold=True)
 
     def update_recording(self, ident: int, update: RecordingUpdate) -> bool:
         # Spooled, the row cannot be looked at: any RECORDID handed out counts as existing.

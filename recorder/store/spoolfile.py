@@ -8,6 +8,11 @@ changes do to the database is ``recorder.store.spool``'s.
   ``owned`` says whether this one does; only the owner appends, cuts or replays.
 - Every change is fsynced before its call returns; a change that could not be written whole is
   taken back, so nothing replays that its caller was told had failed.
+- A change the file cannot take (its disk is full, like the database's) may be *held*: kept in
+  memory, in order, behind any held before, and written into the file by a later append or
+  ``write_held`` once there is room. Only changes whose recordings the crash journal still
+  covers are held (a row started or finished; ``recorder.store.spool`` decides): a crash loses
+  the held ones, and start-up recovery completes those rows from the journal instead.
 - At open, a last line without its line end that cannot be read is a write a crash cut short
   before its call returned: it is dropped (and cut off, by the owner). Any other line that cannot
   be read stops the start with a ``StoreError``: it holds recording rows not yet in the
@@ -59,6 +64,13 @@ class SpoolFile:
         self.path = path
         self.owned = False
         self._file = JsonLinesFile(path, ascii_only=False)
+        # Changes the file could not take, oldest first; always after every change in the file.
+        self._held: list[SpoolEntry] = []
+
+    @property
+    def held(self) -> int:
+        """Changes kept in memory only, waiting for room in the file (0: all are on disk)."""
+        return len(self._held)
 
     def open(self) -> list[SpoolEntry]:
         """Open (creating) the file, try to own it; the entries it holds, in order."""
@@ -102,9 +114,45 @@ class SpoolFile:
             entries.append(SpoolEntry(seq, op, doc))
         return entries
 
-    def append(self, entry: SpoolEntry) -> None:
-        """Write ``entry`` and fsync it; StoreError, leaving the file as it was, if it fails."""
+    def append(self, entry: SpoolEntry, *, may_hold: bool = False) -> bool:
+        """Write ``entry`` and fsync it, behind any held changes; True once it is on disk.
+
+        If the file cannot take it and ``may_hold``, the entry is held (False); else StoreError,
+        leaving the file as it was and keeping nothing.
+        """
         assert self.owned
+        if self._held and not self.write_held():
+            if not may_hold:
+                raise StoreError(f"cannot write the spool {self.path}: {len(self._held)} "
+                                 "change(s) before this one wait for room in it")
+            self._held.append(entry)
+            return False
+        try:
+            self._write(entry)
+            return True
+        except StoreError as exc:
+            if not may_hold:
+                raise
+            logger.warning("%s; the change waits in memory, and the changes after it, until "
+                           "there is room (the crash journal keeps their recordings)", exc)
+            self._held.append(entry)
+            return False
+
+    def write_held(self) -> bool:
+        """Write the held changes into the file, oldest first, while it takes them; True once
+        none is held."""
+        while self._held:
+            try:
+                self._write(self._held[0])
+            except StoreError:
+                return False
+            self._held.pop(0)
+            if not self._held:
+                logger.info("spool %s: the changes held in memory are on disk now", self.path)
+        return True
+
+    def _write(self, entry: SpoolEntry) -> None:
+        """Write ``entry`` and fsync it; StoreError, leaving the file as it was, if it fails."""
         before = self._file.size
         try:
             self._file.append(entry.doc())
@@ -119,7 +167,8 @@ class SpoolFile:
                              ) from exc
 
     def clear(self) -> None:
-        """Every entry is in the database: empty the file, durably."""
+        """Every entry is in the database: empty the file, durably (and forget the held)."""
+        self._held.clear()
         self._file.truncate(0)
 
     def is_empty(self) -> bool:
