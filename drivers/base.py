@@ -11,6 +11,15 @@ things to the board's ``DriverSink``, always from that thread:
   stream order (a voice modem's DLE codes between audio bytes) gets them at the exact sample.
 - ``state(state, detail)``: the device is running, lost (ERROR) or being reopened (RESETTING).
 
+A board whose channels carry independent streams (SIPREC: one party of one call per channel)
+loses audio per channel, not per board. Its driver writes the silence into the block itself
+and says where with ``channel_lost(losses)``, a method of the sink beside the three above
+(``ChannelLossSink``; the capture core's board has it): each ``(channel, start, frames)`` is a
+stretch of absolute positions of one channel that hold silence for lost input. It is called
+before the block holding those positions is delivered, or later, when the loss is only found
+out afterwards (the packet after an outage tells how many were missing); the recordings of the
+channel count it either way.
+
 The audio path must stay cheap: the sink only copies into the ring buffer.
 """
 
@@ -21,6 +30,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -31,6 +41,8 @@ from recorder.drivers.lineevents import LineEvent
 logger = logging.getLogger(__name__)
 
 Block = npt.NDArray[np.int16]
+# (0-based channel of the board, first absolute position, frames): silence for lost input.
+ChannelLoss = tuple[int, int, int]
 
 # A paced driver that falls this far behind wall-clock time (a stalled VM, a suspended laptop)
 # starts afresh instead of bursting out the backlog; what it skipped is reported as lost.
@@ -53,6 +65,12 @@ class DriverSink(Protocol):
     def line(self, event: LineEvent) -> None: ...
 
     def state(self, state: DriverState, detail: str = "") -> None: ...
+
+
+class ChannelLossSink(DriverSink, Protocol):
+    """A sink that also counts audio lost on single channels (see the module docstring)."""
+
+    def channel_lost(self, losses: Sequence[ChannelLoss]) -> None: ...
 
 
 class Driver(ABC):
@@ -161,4 +179,5 @@ class PacedDriver(ThreadedDriver):
             sent += 1
 
 
-__all__ = ["Block", "Driver", "DriverSink", "DriverState", "PacedDriver", "ThreadedDriver"]
+__all__ = ["Block", "ChannelLoss", "ChannelLossSink", "Driver", "DriverSink", "DriverState",
+           "PacedDriver", "ThreadedDriver"]

@@ -7,15 +7,19 @@ it, ``allow`` is a list of networks, and SIP over TLS has its certificate and ke
 
 The certificate's files are opened when the SIP server starts (a StartupError naming
 ``tls_cert``): a board's check has no config directory to resolve a relative path against.
-``devices = []`` (record any participant) is the issue's default, but the loader's check of
-every board still asks for at least one device; the driver, which registers the board, has to
-settle how a SIPREC board counts its channels.
+
+The board's channels are not its devices: it has two per session (``channels``, one per party
+of the call), bound to each session's device while it lasts. ``devices`` only filters which
+calls it records (``[]``: any participant); the loader checks them as DEVICEIDs that no other
+board taps. Its channels start and stop recording with their sessions, so ``trigger`` stays
+``api`` (CTI may still act on the calls).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import ClassVar
 
 from recorder.config.boards import BoardCommon
 from recorder.config.setting import setting
@@ -27,6 +31,8 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 @dataclass(frozen=True, kw_only=True)
 class SiprecBoardConfig(BoardCommon):
     """A SIPREC recording server (RFC 7866): SRCs send it calls over SIP, their audio over RTP."""
+
+    devices_are_channels: ClassVar[bool] = False
 
     driver: str = setting("siprec", "board driver")
     sip_host: str = setting("127.0.0.1", "address SIP listens on (UDP and TCP, same port)")
@@ -58,6 +64,11 @@ class SiprecBoardConfig(BoardCommon):
 
     def checked(self, where: str, problems: list[str]) -> SiprecBoardConfig:
         before = len(problems)
+        if self.trigger != "api" or self.triggers:
+            key = "trigger" if self.trigger != "api" else "triggers"
+            problems.append(f"{where}.{key}: a siprec board's calls start and end with their "
+                            "SIPREC sessions; leave trigger at api")
+            before = len(problems)
         _check_hosts(self, where, problems)
         _check_ports(self, where, problems)
         _check_tls(self, where, problems)
@@ -68,6 +79,11 @@ class SiprecBoardConfig(BoardCommon):
         if not self.allow and len(problems) == before:
             problems.append(f"{where}.allow: empty, so no SRC could reach the recorder")
         return self
+
+    @property
+    def channels(self) -> int:
+        """Two channels per session: the recorded device's party and the other one."""
+        return 2 * self.max_sessions
 
     @property
     def rtp_address(self) -> str:

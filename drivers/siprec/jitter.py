@@ -2,17 +2,22 @@
 
 Packets are held in sequence-number order (16-bit sequence numbers and 32-bit timestamps are
 extended across their wraps) and played once ``depth`` of newer audio has arrived
-(``ready``), up to an RTP time the caller names (``drain_until``), or all at the end
-(``flush``). Output is at the stored rate and every sample sits where its RTP timestamp puts
-it: output position = segment origin + (timestamp - segment's first timestamp) x rate / RTP
-clock, computed from the absolute timestamp each time, so nothing drifts (G.722: 8 kHz clock
-for 16 kHz audio; Opus: 48 kHz clock).
+(``ready``), up to an RTP time the caller names (``drain_until``), up to an output position
+(``play_to``: a timeline that must advance in real time, as the media thread's does), or all
+at the end (``flush``). Output is at the stored rate and every sample sits where its RTP
+timestamp puts it: output position = segment origin + (timestamp - segment's first
+timestamp) x rate / RTP clock, computed from the absolute timestamp each time, so nothing
+drifts (G.722: 8 kHz clock for 16 kHz audio; Opus: 48 kHz clock).
 
 - A lost packet becomes silence of exactly the RTP time that is missing; so do gaps the SRC
   leaves on purpose (silence suppression, comfort noise, the time a telephone-event covers).
   Both are counted, apart (``lost_samples``, ``gap_samples``).
 - Duplicates are dropped; a packet that arrives after its time has been played is dropped
   and counted as late. A packet that overlaps audio already played keeps only its new part.
+- ``play_to`` plays silence for a time nothing has come for yet: a gap, unless the next packet
+  shows it was not (a jump in sequence numbers: packets were lost; or the packet itself is
+  for that time: it came too late). That silence is then lost audio after all, and
+  ``Playout.lost`` says where, even though it was handed out before.
 - Comfort noise (PT 13, or the CN the answer took) is silence; telephone-events are counted
   and their payload dropped at once; both still count in the sequence, so they are not loss.
 
@@ -81,6 +86,9 @@ _COUNT_FIELDS = tuple(f.name for f in dataclasses.fields(Counts))
 class Playout:
     samples: Samples
     counts: Counts
+    # Output positions [start, end) that are silence for lost audio, oldest first: in these
+    # samples, or (found out now) in samples handed out before.
+    lost: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -108,6 +116,9 @@ class _Segment:
     audio_end: int = 0  # output position where the last played audio ended
     audio_arrival: float = 0.0
     audio_ticks: int = 0
+    # RTP times [from, to) ``play_to`` filled with silence because nothing had come for them
+    # (since the last packet played): a gap, unless a later packet says otherwise.
+    forced: tuple[int, int] | None = None
 
 
 def _unwrap(value: int, reference: int, bits: int) -> int:
@@ -161,6 +172,7 @@ class JitterBuffer:
         self._segment: _Segment | None = None
         self._candidate: tuple[RtpPacket, float] | None = None
         self._out: list[Samples] = []
+        self._lost: list[tuple[int, int]] = []
         self._fitter = _Fitter(max(1, self.rate // 500))
 
     # --- packets in -----------------------------------------------------------------------
@@ -272,6 +284,25 @@ class JitterBuffer:
                 self._silence(segment, target, lost=False)
         return self._collect()
 
+    def play_to(self, position: int) -> Playout:
+        """Audio until output ``position`` at least: the packets for that time are played,
+        silence stands in for those that have not come (module docstring). Nothing before the
+        first packet: the caller knows where the stream begins."""
+        segment = self._segment
+        if segment is not None and position > self.position:
+            if segment.cursor is None and segment.heap:
+                self._play_next(segment)  # the first packet sets the segment's origin
+            if segment.cursor is not None and position > self.position:
+                ahead = position - segment.out_origin
+                target = segment.ts_origin + -(-ahead * self.clock // self.rate)
+                self._play(segment, target)
+                if self.position < position and target > segment.cursor:
+                    begun = segment.cursor
+                    self._silence(segment, target, lost=False)
+                    forced = segment.forced
+                    segment.forced = (forced[0] if forced else begun, target)
+        return self._collect()
+
     def flush(self) -> Playout:
         """Everything held, played out (the stream has ended)."""
         if self._candidate is not None:
@@ -287,7 +318,8 @@ class JitterBuffer:
         self._out = []
         counts = self.stats.minus(self._reported)
         self._reported = self.stats.copy()
-        return Playout(samples, counts)
+        lost, self._lost = self._lost, []
+        return Playout(samples, counts, lost)
 
     def _emit(self, samples: Samples) -> None:
         if len(samples):
@@ -314,6 +346,8 @@ class JitterBuffer:
             floor = item.seq - 2 * MAX_PENDING
             segment.played = {s for s in segment.played if s > floor}
         self.stats.lost_packets += lost
+        if segment.forced is not None:
+            self._judge_forced(segment, item, lost)
         if item.ts > segment.cursor:
             self._silence(segment, item.ts, lost=lost > 0)
         if item.audio:
@@ -345,13 +379,30 @@ class JitterBuffer:
         segment.audio_ticks = ticks
         self.stats.packets += 1
 
+    def _judge_forced(self, segment: _Segment, item: _Item, lost: int) -> None:
+        """What the silence ``play_to`` put in before ``item`` was: lost audio where packets
+        were missing (``lost`` of them) or where ``item`` itself came too late; else a gap."""
+        assert segment.forced is not None
+        begun, until = segment.forced
+        end = item.ts + (self.decoder.ticks(item.payload) if item.audio else 0)
+        first = begun if lost else max(item.ts, begun)
+        last = min(until, end)
+        if last > first:
+            a, b = self._out_pos(segment, first), self._out_pos(segment, last)
+            self._lost.append((a, b))
+            self.stats.lost_samples += b - a
+            self.stats.gap_samples -= b - a
+        segment.forced = None if item.ts >= until or last >= until else (max(begun, last), until)
+
     def _silence(self, segment: _Segment, until: int, lost: bool) -> None:
         assert segment.cursor is not None
         count = self._out_pos(segment, until) - self._out_pos(segment, segment.cursor)
         # The decoder's resampler rings out its last packet over the first few milliseconds.
         self._fitter.push(self.decoder.silence(min(until - segment.cursor, self.clock // 50)))
+        begun = self.position
         self._emit(self._fitter.take(count, pad_front=False))
         if lost:
+            self._lost.append((begun, self.position))
             self.stats.lost_samples += count
         else:
             self.stats.gap_samples += count

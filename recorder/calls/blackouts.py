@@ -113,8 +113,23 @@ class BlackoutControl:
         for recording in call.recordings():
             recording.session.blackout_reached_back()
 
+    def pause(self, call: LiveCall, position: int) -> bool:
+        """The call's SIPREC session paused at ``position``: blacked out from there, as
+        BLACKOUTSTART does; False if a blackout already runs (it covers the pause)."""
+        with call.lock:
+            if call.blackouts.active:
+                return False
+            self._start(call, position)
+            return True
+
+    def resume(self, call: LiveCall, position: int) -> None:
+        """The session's pause (``pause`` returned True) ended at ``position``."""
+        with call.lock:
+            if call.blackouts.active:
+                self._stop(call, position)
+
     def _position(self, call: LiveCall, offset_seconds: int) -> int:
-        channel = self._capture.channel_for_device(call.device_id)
+        channel = call.taps[0] if call.taps else None
         if channel is None:
             return 0
         return max(0, channel.position + offset_seconds * channel.sample_rate)

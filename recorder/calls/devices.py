@@ -42,7 +42,11 @@ class DeviceState:
         left empty.
         """
         if instance is not None and (instance or instance in self.active):
-            return self.active.get(instance)
+            found = self.active.get(instance)
+            if found is None and instance:
+                # A CTI's CALLINSTANCE attached to a SIPREC session's call.
+                found = next((c for c in self.active.values() if instance in c.aliases), None)
+            return found
         if self.last is not None and self.last.stop_time is None:
             return self.last
         return next(reversed(self.active.values()), None)

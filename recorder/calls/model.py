@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from recorder.capture.core import Channel
 from recorder.recording.blackouts import Blackouts
 from recorder.recording.files import OpenRecording
 from recorder.recording.session import RecordingSession
@@ -80,6 +81,13 @@ class LiveCall:
     # begins later counts the audio from here to its own start as lost.
     start_position: int = 0
     channel: int | None = None
+    # The channels it is recorded from (its device's, or a SIPREC session's two parties), as
+    # they were when it started.
+    taps: tuple[Channel, ...] = ()
+    # A SIPREC session's key: the session's BYE ends the call, not a CALLSTOP; the CTI's own
+    # CALLINSTANCEs of it, which find it as its own does (docs/siprec.md).
+    siprec: str = ""
+    aliases: set[str] = field(default_factory=set)
     global_id: str = ""  # GLOBALCALLID: unique across restarts and cores
     agent_id: str = ""  # AGENTID of the agent whose phone the device is ("" unknown)
     main: Recording | None = None

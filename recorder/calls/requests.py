@@ -49,7 +49,14 @@ class CallStart:
     # Where on the channel the call began (a trigger knows the sample its speech or off-hook
     # was at); None: where the channel is when the scheduler receives it.
     position: int | None = None
-    trigger: str = "api"  # what produced the call: api, vox, line, always
+    trigger: str = "api"  # what produced the call: api, vox, line, always, siprec
+    # A SIPREC session's call (recorder.calls.sessions): its key on the board, the channels
+    # recording it (ids; its two parties), and the SRC's id for the call (GLOBALCALLID; ""
+    # for one of the recorder's). It begins exactly at ``position``, without pre-roll: its
+    # channels carried another call just before.
+    siprec: str = ""
+    channels: tuple[int, ...] = ()
+    global_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from recorder.calls.blackouts import BlackoutControl
 from recorder.calls.events import CallEvents
 from recorder.calls.lookup import DeviceLookup
 from recorder.calls.model import LiveCall, Recording, refused_for_disk
-from recorder.calls.requests import CallError, CallStart, DeviceQuery
+from recorder.calls.requests import CallError, CallStart, CallUpdate, DeviceQuery
 from recorder.calls.status import NORMAL_STOPS, StatusViews
 from recorder.calls.table import CallTable
 from recorder.calls.updates import CallUpdates
@@ -69,7 +69,8 @@ class Scheduler:
         self.table = (CallTable(core_ident) if max_tracked_devices is None
                       else CallTable(core_ident, max_tracked_devices))
         for channel in capture.channels:
-            self.table.devices.add(channel.device_id, channel.id)
+            if channel.device_id:  # not a channel bound to calls as they come (SIPREC)
+                self.table.devices.add(channel.device_id, channel.id)
         self.events = CallEvents(events or NoEvents(), core_ident)
         self.lookup = DeviceLookup(self.table, store.directory)
         self.blackouts = BlackoutControl(self.table, self.lookup, capture, self.events)
@@ -112,14 +113,22 @@ class Scheduler:
         disk_ok = self._disk_ok()  # outside the lock: it may look at the disk
         self._check_running()
         device_id = self.lookup.resolve(start.device)
+        if not start.siprec:
+            attached = self._attach(device_id, start)
+            if attached is not None:
+                return attached
         agent_id, agent_name = self.lookup.agent_of(device_id)
-        channel = self._capture.channel_for_device(device_id)
+        taps = self._taps(start, device_id)
+        channel = taps[0] if taps else None
         with self.table.lock:
             self._check_running()
             # The recording begins at the sample the call began at (the CALLSTART's arrival,
             # or the trigger's own sample), however long the file and the row then take.
             position = self._start_position(start, channel)
-            device = self.table.devices.add(device_id, channel.id if channel else None)
+            tapped = channel.id if channel is not None and not start.channels else None
+            device = self.table.devices.add(device_id, tapped)
+            if start.channels and channel is not None:
+                device.channel = channel.id  # while its session lasts (end_call)
             replaced = device.active.pop(start.instance, None)
             call = LiveCall(
                 device_id=device_id, instance=start.instance, meta=dict(start.meta),
@@ -128,8 +137,8 @@ class Scheduler:
                 max_record_silence=start.max_record_silence, keep_days=start.keep_days,
                 archive_action=start.archive_action, cti_initiated=start.cti_initiated,
                 agent_initiated=start.agent_initiated,
-                channel=channel.id if channel else None,
-                global_id=self.table.next_global_id(), agent_id=agent_id,
+                channel=channel.id if channel else None, taps=taps, siprec=start.siprec,
+                global_id=start.global_id or self.table.next_global_id(), agent_id=agent_id,
             )
             facts = CallFacts.of(start, device_id, call.channel, agent=agent_name,
                                  at=datetime.fromtimestamp(call.start_time),
@@ -183,21 +192,69 @@ class Scheduler:
         with self.table.lock:
             self._check_running()
             call = self.table.find_call(device_id, instance)
-            del self.table.devices.get(call.device_id).active[call.instance]  # type: ignore[union-attr]
-            call.stop_time = self._clock()
+            if call.siprec:
+                # A SIPREC session's call: the CTI's CALLSTOP is heard, its BYE ends it.
+                if instance:
+                    call.aliases.discard(instance)
+                logger.info("CALLSTOP for %s: its SIPREC session %s goes on until its BYE",
+                            device_id, call.siprec)
+                return call
+            self._close_entry(call)
             end = self._position(call)
             if position is not None:
                 end = min(end, position)
+        self._stop_call(call, reason, end)
+        return call
+
+    def end_call(self, call: LiveCall, position: int, reason: str = STOP_CALLSTOP) -> None:
+        """End ``call`` itself at ``position`` (its SIPREC session is over); nothing if it has
+        ended already (a shutdown, or a CALLSTART that replaced it)."""
+        with self.table.lock:
+            state = self.table.devices.get(call.device_id)
+            if state is None or state.active.get(call.instance) is not call:
+                return
+            self._close_entry(call)
+            end = min(self._position(call), position)
+        self._stop_call(call, reason, end)
+
+    def _close_entry(self, call: LiveCall) -> None:
+        """Take the call off its device (under the table's lock)."""
+        state = self.table.devices.get(call.device_id)
+        assert state is not None
+        del state.active[call.instance]
+        call.stop_time = self._clock()
+        if call.siprec and state.channel == call.channel:
+            # The device keeps the channel of a SIPREC call still up on it, if any.
+            state.channel = next((c.channel for c in reversed(state.active.values())
+                                  if c.siprec), None)
+
+    def _stop_call(self, call: LiveCall, reason: str, end: int) -> None:
         self.events.publish("CALLSTOP", call)
         with call.lock:
             closings = self._end_call_recordings(call, reason, end)
         wait_completed(closings)
+
+    def _attach(self, device_id: str, start: CallStart) -> LiveCall | None:
+        """A CTI CALLSTART for a device with a SIPREC call up: its fields go to that call and
+        its rows (RECORDINGUPDATE), its CALLINSTANCE names that call too; None if none is up."""
+        with self.table.lock:
+            state = self.table.devices.get(device_id)
+            sessions = [c for c in state.active.values() if c.siprec] if state else []
+            if not sessions:
+                return None
+            call = next((c for c in sessions if c.instance == start.instance), sessions[-1])
+            if start.instance:
+                call.aliases.add(start.instance)
+        logger.info("CALLSTART for %s attached to its SIPREC session %s", device_id,
+                    call.siprec)
+        self.updates.apply(call, CallUpdate(meta=start.meta, keep_days=start.keep_days,
+                                            archive_action=start.archive_action))
         return call
 
     def record_start(self, start: CallStart) -> Recording:
         """RECORDSTART: an additional, partial recording of a call in progress (own file, row)."""
         call = self._open_call(start.device, start.instance)
-        channel = self._capture.channel_for_device(call.device_id)
+        channel = call.taps[0] if call.taps else None
         if channel is None:
             raise CallError(ResultCode.API_DEVICE_INVALID,
                             f"device {call.device_id} is not tapped by any channel")
@@ -245,7 +302,7 @@ class Scheduler:
         """A new partial recording of ``call`` from now, with its metadata and its limits
         (after a full disk cut its recording short)."""
         with call.lock:
-            channel = self._capture.channel_for_device(call.device_id)
+            channel = call.taps[0] if call.taps else None
             if call.stop_time is not None or channel is None or any(
                     r.active for r in call.recordings()):
                 return
@@ -277,7 +334,7 @@ class Scheduler:
         and preemption, as at its start); the audio from its start to now is counted as lost in
         the row. Takes no call lock while holding another.
         """
-        channel = self._capture.channel_for_device(call.device_id)
+        channel = call.taps[0] if call.taps else None
         if channel is None or call.facts is None:
             return
         with self.table.lock:
@@ -331,7 +388,7 @@ class Scheduler:
         """Open a recording of ``call`` from ``position`` (under the call's lock); ``started``:
         its start time (a partial one's: now; a main one's: its call's); ``lost``: samples of
         the call lost before ``position``."""
-        taps = self._capture.channels_for_device(call.device_id)
+        taps = call.taps
         meta = dict(meta if meta is not None else call.meta)
         if started is None:
             started = self._clock() if partial else call.start_time
@@ -394,20 +451,25 @@ class Scheduler:
             self._check_running()
             return self.table.find_call(device_id, instance)
 
+    def _taps(self, start: CallStart, device_id: str) -> tuple[Channel, ...]:
+        if not start.channels:
+            return self._capture.channels_for_device(device_id)
+        found = [self._capture.channel(i) for i in start.channels]
+        return tuple(c for c in found if c is not None)
+
     def _start_position(self, start: CallStart, channel: Channel | None) -> int:
         if channel is None:
             return 0
         now = channel.position
         at = now if start.position is None else min(start.position, now)
-        preroll = round(self._preroll_seconds * channel.sample_rate)
+        preroll = 0 if start.siprec else round(self._preroll_seconds * channel.sample_rate)
         # Never further back than the ring still holds, nor before the board started.
         return max(at - preroll, channel.oldest)
 
     def _position(self, call: LiveCall) -> int:
         # From the channel, not the session: a CALLSTOP can arrive while the session is still
         # being created, and must still end the recording at the sample it arrived at.
-        channel = self._capture.channel_for_device(call.device_id)
-        return channel.position if channel is not None else 0
+        return call.taps[0].position if call.taps else 0
 
 
 def new_row(call: LiveCall, meta: dict[str, str], started: float,

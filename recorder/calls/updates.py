@@ -7,6 +7,7 @@ import logging
 
 from recorder.calls.events import CallEvents
 from recorder.calls.lookup import DeviceLookup
+from recorder.calls.model import LiveCall
 from recorder.calls.requests import CallError, CallUpdate, DeviceQuery
 from recorder.calls.table import CallTable
 from recorder.errors import StoreError
@@ -39,17 +40,7 @@ class CallUpdates:
             state = self._table.devices.get(device_id)
             call = state.find(instance) if state else None
         if call is not None:
-            with call.lock:
-                call.meta.update(update.meta)
-                if update.keep_days is not None:
-                    call.keep_days = update.keep_days
-                if update.archive_action is not None:
-                    call.archive_action = update.archive_action
-                for recording in call.recordings():
-                    recording.meta.update(update.meta)
-                    if recording.record_id is not None:
-                        self._update_row(recording.record_id, update)
-                        self._events.publish("RECORDINGUPDATE", call, recording)
+            self.apply(call, update)
             return "call"
         if not if_not_recording:
             raise CallError(ResultCode.API_DEVICE_NOT_IN_CALL, f"device {device_id} is not in a "
@@ -63,6 +54,20 @@ class CallUpdates:
                             f"device {device_id} has no recording to update")
         self.recording(record_id, update)
         return "recording"
+
+    def apply(self, call: LiveCall, update: CallUpdate) -> None:
+        """Update a call in progress and the rows of its recordings (RECORDINGUPDATE each)."""
+        with call.lock:
+            call.meta.update(update.meta)
+            if update.keep_days is not None:
+                call.keep_days = update.keep_days
+            if update.archive_action is not None:
+                call.archive_action = update.archive_action
+            for recording in call.recordings():
+                recording.meta.update(update.meta)
+                if recording.record_id is not None:
+                    self._update_row(recording.record_id, update)
+                    self._events.publish("RECORDINGUPDATE", call, recording)
 
     def recording(self, record_id: int, update: CallUpdate) -> None:
         """Update a stored recording by RECORDID (CALLUPDATE post-recording)."""

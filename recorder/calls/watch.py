@@ -107,7 +107,7 @@ class LimitsWatch(PeriodicWorker):
                     # Refuse new recordings at once, before the file is even closed.
                     session = recording.session
                     self._disk_full(session.path, session.bytes_per_second)
-                    channel = self._capture.channel_for_device(call.device_id)
+                    channel = call.taps[0] if call.taps else None
                     end = channel.position if channel is not None else 0
                     self._scheduler.end_recording(call, recording, STOP_TRUNCATED, end)
 

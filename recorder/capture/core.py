@@ -23,7 +23,7 @@ from recorder.capture.channels import ChannelState, ChannelStatus
 from recorder.capture.clock import BoardClock
 from recorder.capture.levels import LevelMeter
 from recorder.capture.ring import BoardRing, ReadResult
-from recorder.drivers.base import Block, Driver, DriverState
+from recorder.drivers.base import Block, ChannelLoss, Driver, DriverState
 from recorder.drivers.lineevents import LineEvent, LineEventKind, StampedEvent
 from recorder.worker import PeriodicWorker
 
@@ -34,6 +34,9 @@ DEFAULT_SILENCE_DBFS = -45.0
 # Gaps a board remembers by position. A lapped reader further behind than this many gaps
 # counts the older ones as overruns in the channel's figures (its row still counts each once).
 MAX_GAP_RANGES = 64
+# Losses of one channel a board remembers (a SIPREC stream's missing packets). A recording
+# reads them every pump of the writer loop, far more often than a channel loses this many.
+MAX_CHANNEL_LOSSES = 64
 
 
 def gap_frames_in(ranges: Sequence[tuple[int, int]], start: int, end: int) -> int:
@@ -94,6 +97,11 @@ class CaptureBoard:
         # not by what the ring still holds, since a lapped reader may be any distance behind.
         # Replaced whole by the driver thread (one reference store), so readers need no lock.
         self._gap_ranges: tuple[tuple[int, int], ...] = ()
+        # Each channel's own losses, newest MAX_CHANNEL_LOSSES: (serial, start, end), serials
+        # growing across the board, so a reader asks for what is new since the last it saw.
+        # Each channel's tuple is replaced whole by the driver thread, as the gaps are.
+        self._channel_losses: list[tuple[tuple[int, int, int], ...]] = [()] * c
+        self._loss_serial = 0
         self._monotonic = clock
 
     @property
@@ -112,6 +120,17 @@ class CaptureBoard:
                 self._gap(missing, "found by the board clock")
 
     on_block = audio  # the name tests feeding blocks by hand use
+
+    def channel_lost(self, losses: Sequence[ChannelLoss]) -> None:
+        """Stretches of single channels written as silence for lost input (drivers/base.py)."""
+        for index, start, frames in losses:
+            if frames <= 0 or not 0 <= index < self.driver.channels:
+                continue
+            self._loss_serial += 1
+            kept = self._channel_losses[index][1 - MAX_CHANNEL_LOSSES:]
+            self._channel_losses[index] = (*kept, (self._loss_serial, start, start + frames))
+            self.gaps[index] += 1
+            self.gap_frames[index] += frames
 
     def line(self, event: LineEvent) -> None:
         if not 0 <= event.channel < self.driver.channels:
@@ -171,6 +190,14 @@ class CaptureBoard:
         the driver reported or the board clock found); 0 almost always."""
         return gap_frames_in(self._gap_ranges, start, end)
 
+    def channel_losses(self, index: int, after: int = 0) -> tuple[tuple[int, int, int], ...]:
+        """Channel ``index``'s own losses with a serial above ``after``: (serial, start, end),
+        oldest first; empty almost always."""
+        found = self._channel_losses[index]
+        if not found or found[-1][0] <= after:
+            return ()
+        return tuple(loss for loss in found if loss[0] > after)
+
     def count_overrun(self, index: int, start: int, frames: int) -> None:
         """A reader found ``frames`` of channel ``index`` from ``start`` overwritten before it
         read them. Positions that were a gap are counted as the gap already, not again."""
@@ -196,9 +223,14 @@ class CaptureBoard:
             return m.analyzed, m.silent.copy(), m.speech_since.copy(), m.silence_since.copy()
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Channel:
-    """One tapped line: channel ``id`` (1-based, across all boards) records ``device_id``."""
+    """One tapped line: channel ``id`` (1-based, across all boards) records ``device_id``.
+
+    A channel of a board whose channels are bound to calls as they come (a SIPREC session's
+    party) has the device of its current call, "" while it has none (``CaptureCore.bind``);
+    every other field never changes.
+    """
 
     id: int
     device_id: str
@@ -247,13 +279,18 @@ class CaptureCore:
         self.channels: list[Channel] = []
         # A device is tapped by one channel, or by two (its two directions) on one board.
         self._by_device: dict[str, list[Channel]] = {}
+        # Devices bound to channels for the length of a call (SIPREC sessions), each binding
+        # a tuple of channels, oldest first; changed under _bind_lock (a leaf lock).
+        self._bound: dict[str, list[tuple[Channel, ...]]] = {}
+        self._bind_lock = threading.Lock()
         for b, board in enumerate(self.boards):
             board.first_channel_id = len(self.channels) + 1
             for index, device in enumerate(board.devices):
                 trigger = triggers[b][index] if triggers else "api"
                 channel = Channel(len(self.channels) + 1, device, board, index, trigger)
                 self.channels.append(channel)
-                self._by_device.setdefault(device, []).append(channel)
+                if device:  # "": a channel bound to calls as they come
+                    self._by_device.setdefault(device, []).append(channel)
         self.monitor = LevelMonitor(self)
 
     @property
@@ -274,12 +311,38 @@ class CaptureCore:
 
     def channel_for_device(self, device_id: str) -> Channel | None:
         """The (first) channel tapping ``device_id``."""
-        taps = self._by_device.get(device_id)
+        taps = self.channels_for_device(device_id)
         return taps[0] if taps else None
 
     def channels_for_device(self, device_id: str) -> tuple[Channel, ...]:
-        """Every channel tapping ``device_id``: none, one, or its two directions."""
-        return tuple(self._by_device.get(device_id, ()))
+        """Every channel tapping ``device_id``: none, one, or its two directions; for a device
+        that only calls bind, the channels of its newest call."""
+        taps = self._by_device.get(device_id)
+        if taps:
+            return tuple(taps)
+        bound = self._bound.get(device_id)
+        return bound[-1] if bound else ()
+
+    def bind(self, device_id: str, channels: Sequence[Channel]) -> None:
+        """``channels`` record a call of ``device_id`` until ``unbind`` (a SIPREC session's
+        two parties); a device may have several such calls at once."""
+        with self._bind_lock:
+            for channel in channels:
+                channel.device_id = device_id
+            self._bound.setdefault(device_id, []).append(tuple(channels))
+
+    def unbind(self, device_id: str, channels: Sequence[Channel]) -> None:
+        """The call ``bind`` bound to ``channels`` is over; they record nothing now."""
+        wanted = tuple(channels)
+        with self._bind_lock:
+            bound = self._bound.get(device_id, [])
+            if wanted in bound:
+                bound.remove(wanted)
+            if not bound:
+                self._bound.pop(device_id, None)
+            for channel in wanted:
+                if channel.device_id == device_id:
+                    channel.device_id = ""
 
     def channel(self, channel_id: int) -> Channel | None:
         return self.channels[channel_id - 1] if 0 < channel_id <= len(self.channels) else None

@@ -9,7 +9,7 @@ A driver's settings are declared next to its code (``recorder.drivers.synthetic`
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import ClassVar, Protocol, TypeVar
 
 from recorder.config.setting import setting
 
@@ -19,6 +19,10 @@ TRIGGERS = ("api", "vox", "line", "always")
 @dataclass(frozen=True, kw_only=True)
 class BoardCommon:
     """Keys every board has, whatever its driver; a driver's schema subclasses it."""
+
+    # False for a board whose channels are bound to calls as they come (SIPREC): its
+    # ``devices`` then name the devices it may record, not one per channel, and may be empty.
+    devices_are_channels: ClassVar[bool] = True
 
     driver: str = setting(doc="board driver: the module in recorder.drivers that runs it")
     devices: tuple[str, ...] = setting(doc="DEVICEID tapped by channel 1..N")

@@ -35,6 +35,8 @@ class CrossChecks:
         self.problems = problems
         self.base_dir = base_dir
         self.tapped: dict[str, list[str]] = {}  # DEVICEID -> the board channels that tap it
+        # DEVICEID -> the board that records its calls on channels bound as they come (SIPREC)
+        self.bound: dict[str, str] = {}
 
     def checks(self) -> dict[type[Any], Callable[[Any, str], Any]]:
         """The check of each table type; a board's is found by its base class."""
@@ -52,6 +54,9 @@ class CrossChecks:
 
     def check_board(self, board: BoardCommon, where: str) -> BoardCommon:
         board = board.checked(where, self.problems)  # the driver's own keys first
+        if not board.devices_are_channels:
+            self.check_bound_devices(board, where)
+            return board
         if not board.devices:
             self.problems.append(f"{where}.devices: a board needs at least one channel")
         if board.triggers:
@@ -69,6 +74,9 @@ class CrossChecks:
                 self.problems.append(f"{key}: {device!r} is not a DEVICEID (blank or padded)")
             elif len(device) > DEVICEID_MAX_LEN:
                 self.problems.append(f"{key}: longer than {DEVICEID_MAX_LEN} characters")
+            elif device in self.bound:
+                self.problems.append(f"{key}: device {device} is recorded by the calls of "
+                                     f"{self.bound[device]}; a device is tapped by one board")
             elif device not in self.tapped:
                 self.tapped[device] = [f"{where} channel {c + 1}"]
             elif len(self.tapped[device]) == 1 and self.tapped[device][0].startswith(f"{where} "):
@@ -81,6 +89,26 @@ class CrossChecks:
                 self.problems.append(f"{key}: device {device} is already tapped by {taps} "
                                      f"({why})")
         return board
+
+    def check_bound_devices(self, board: BoardCommon, where: str) -> None:
+        """The devices a board records on channels bound to calls as they come: DEVICEIDs,
+        each once, tapped by no other board."""
+        for c, device in enumerate(board.devices):
+            key = f"{where}.devices[{c}]"
+            if not device.strip() or device != device.strip():
+                self.problems.append(f"{key}: {device!r} is not a DEVICEID (blank or padded)")
+            elif len(device) > DEVICEID_MAX_LEN:
+                self.problems.append(f"{key}: longer than {DEVICEID_MAX_LEN} characters")
+            elif device in self.tapped:
+                taps = " and ".join(self.tapped[device])
+                self.problems.append(f"{key}: device {device} is already tapped by {taps}; a "
+                                     "device is tapped by one board")
+            elif device in self.bound:
+                other = self.bound[device]
+                self.problems.append(f"{key}: device {device} is " + (
+                    "listed twice" if other == where else f"already recorded by {other}"))
+            else:
+                self.bound[device] = where
 
     def check_storage(self, storage: StorageConfig, where: str) -> StorageConfig:
         if storage.vox_rate not in (6000, 8000):

@@ -101,6 +101,10 @@ class RecordingSession:
         # Audio of the call lost before the file begins (a recording that could only start
         # late: the disk was full), then every gap the ring or the capture lost on the way.
         self.lost_samples = lost_before
+        # The losses of single channels read so far (by serial, per channel), and those that
+        # reach past what is written yet (counted as the file reaches them).
+        self._losses_seen = [0] * len(self.channels)
+        self._losses_pending: list[tuple[int, int]] = []
         self.failed: str | None = None
         # The disk was full (ENOSPC, EDQUOT): the file ends where the disk did.
         self.out_of_space = False
@@ -276,6 +280,7 @@ class RecordingSession:
             # silence: lost audio of this call too. Counted once: what the ring lapped is
             # counted above, whatever it held. The board logged the gap when it found it.
             self.lost_samples += self.channel.board.gap_frames_in(self._pos + lost, end)
+            self.lost_samples += self._channel_losses(end)
             samples = self._combine([got.samples for got in reads])
             zero_ranges(samples, self._pos, self.blackouts.ranges())
             self._writer.write(samples)
@@ -285,6 +290,27 @@ class RecordingSession:
             self._count_written()
         except OSError as exc:
             self._write_failed(exc)
+
+    def _channel_losses(self, end: int) -> int:
+        """Frames from the start up to ``end`` that one of its channels lost on its own (a
+        SIPREC party's missing packets), each counted once, also those the driver only found
+        out after they were written; the channels' losses add up."""
+        for i, tap in enumerate(self.channels):
+            found = tap.board.channel_losses(tap.index, self._losses_seen[i])
+            if found:
+                self._losses_seen[i] = found[-1][0]
+                self._losses_pending += [(a, b) for _, a, b in found]
+        if not self._losses_pending:
+            return 0
+        total = 0
+        later: list[tuple[int, int]] = []
+        for first, b in self._losses_pending:
+            a = max(first, self.start)
+            total += max(0, min(b, end) - a)
+            if b > end:
+                later.append((max(a, end), b))
+        self._losses_pending = later
+        return total
 
     def _sync_if_due(self) -> None:
         try:
