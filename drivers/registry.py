@@ -21,6 +21,7 @@ DRIVERS: dict[str, tuple[str, str, str]] = {
     "sounddevice": ("recorder.drivers.sounddevice", "SoundDeviceDriver",
                     "SoundDeviceBoardConfig"),
     "voicemodem": ("recorder.drivers.voicemodem", "VoiceModemDriver", "VoiceModemBoardConfig"),
+    "siprec": ("recorder.drivers.siprec.driver", "SiprecDriver", "SiprecBoardConfig"),
 }
 
 

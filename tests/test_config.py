@@ -141,10 +141,10 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("boards not an array", {"boards": {"driver": "synthetic"}},
      "boards: expected an array, got a table"),
     ("board without driver", {"boards": [{"devices": ["1"]}]},
-     "boards[0].driver: required (one of: file, sounddevice, synthetic, voicemodem)"),
+     "boards[0].driver: required (one of: file, siprec, sounddevice, synthetic, voicemodem)"),
     ("unknown driver", {"boards": [{"driver": "dialogic", "devices": ["1"]}]},
      "boards[0].driver: unknown driver 'dialogic' "
-     "(one of: file, sounddevice, synthetic, voicemodem)"),
+     "(one of: file, siprec, sounddevice, synthetic, voicemodem)"),
     ("devices missing", {"boards": [{"driver": "synthetic"}]}, "boards[0].devices: required"),
     ("device not a string", {"boards": [{"driver": "synthetic", "devices": [1001]}]},
      "boards[0].devices[0]: expected a string, got an integer 1001"),

@@ -40,10 +40,8 @@ def test_the_defaults_are_the_issues() -> None:
 
 
 @pytest.fixture
-def registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The driver class comes later; the loader only needs the schema to be found.
-    monkeypatch.setitem(registry.DRIVERS, "siprec", (
-        "recorder.drivers.siprec.config", "SiprecDriver", "SiprecBoardConfig"))
+def registered() -> None:
+    assert registry.board_schema("siprec") is SiprecBoardConfig
 
 
 def load(tmp_path: Path, **keys: Any) -> SiprecBoardConfig:
@@ -97,6 +95,33 @@ def test_mistakes_are_named_by_their_key(tmp_path: Path, keys: dict[str, Any],
         return
     with pytest.raises(ConfigError) as raised:
         load(tmp_path, **keys)
+    assert any(p.startswith(problem) for p in raised.value.problems), raised.value.problems
+
+
+def test_devices_are_a_filter_not_channels(tmp_path: Path) -> None:
+    board = load(tmp_path, devices=[], max_sessions=3)
+    assert (board.devices, board.channels) == ((), 6)
+    assert load(tmp_path, devices=["1001", "1002", "1003"]).channels == 1000
+
+
+@pytest.mark.parametrize(("boards", "problem"), [
+    ([{"driver": "siprec", "devices": ["1001", "1001"]}],
+     "boards[0].devices[1]: device 1001 is listed twice"),
+    ([{"driver": "siprec", "devices": [" 1001"]}],
+     "boards[0].devices[0]: ' 1001' is not a DEVICEID"),
+    ([{"driver": "synthetic", "devices": ["1001"]}, {"driver": "siprec", "devices": ["1001"]}],
+     "boards[1].devices[0]: device 1001 is already tapped by boards[0] channel 1"),
+    ([{"driver": "siprec", "devices": ["1001"]}, {"driver": "synthetic", "devices": ["1001"]}],
+     "boards[1].devices[0]: device 1001 is recorded by the calls of boards[0]"),
+    ([{"driver": "siprec", "devices": ["1001"]},
+      {"driver": "siprec", "devices": ["1001"], "sip_port": 5070}],
+     "boards[1].devices[0]: device 1001 is already recorded by boards[0]"),
+    ([{"driver": "siprec", "trigger": "vox"}], "boards[0].trigger: a siprec board's calls"),
+])
+def test_a_device_is_recorded_by_one_board(tmp_path: Path, boards: list[dict[str, Any]],
+                                           problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_from_dict(base_config(tmp_path, boards=boards), base_dir=tmp_path)
     assert any(p.startswith(problem) for p in raised.value.problems), raised.value.problems
 
 

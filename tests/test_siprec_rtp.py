@@ -224,6 +224,50 @@ def test_drain_until_fills_silence_up_to_the_time_asked() -> None:
     assert jb.flush().counts.late == 1  # its time was drained already
 
 
+def test_play_to_plays_on_time_and_fills_what_has_not_come() -> None:
+    jb = buffer()
+    stream = packets([marked(i) for i in range(6)], ticks=160)
+    for i in (0, 1, 3, 2):  # 2 and 3 swapped: both there in time
+        jb.push(stream[i], i * 0.02)
+    first = jb.play_to(4 * 160)
+    np.testing.assert_array_equal(first.samples, expected(4))
+    assert first.lost == []
+    more = jb.play_to(6 * 160)  # 4 and 5 have not come: silence, a gap for now
+    assert (len(more.samples), more.counts.gap_samples, more.lost) == (320, 320, [])
+    jb.push(stream[5], 0.2)  # 4 never comes, 5 comes too late: both were lost audio
+    later = jb.play_to(7 * 160)
+    assert later.lost == [(4 * 160, 6 * 160)]
+    assert (jb.stats.lost_samples, jb.stats.gap_samples, jb.stats.late) == (320, 160, 1)
+
+
+def test_silence_play_to_filled_stays_a_gap_when_nothing_was_missing() -> None:
+    jb = buffer()
+    before = packets([marked(i) for i in range(3)], ticks=160)
+    for i, packet in enumerate(before):
+        jb.push(packet, i * 0.02)
+    jb.play_to(3 * 160 + 800)  # the SRC sends nothing for 100 ms
+    after = RtpPacket(0, before[-1].sequence + 1, before[-1].timestamp + 160 + 800,
+                      before[-1].ssrc, marked(3))
+    jb.push(after, 0.2)
+    out = jb.play_to(4 * 160 + 800)
+    np.testing.assert_array_equal(out.samples, expected(4)[-160:])
+    assert (out.lost, jb.stats.lost_samples, jb.stats.gap_samples) == ([], 0, 800)
+
+
+def test_a_loss_found_after_its_silence_was_played_is_reported_there() -> None:
+    jb = buffer()
+    before = packets([marked(i) for i in range(3)], ticks=160)
+    for i, packet in enumerate(before):
+        jb.push(packet, i * 0.02)
+    jb.play_to(3 * 160 + 480)  # three packets' time with nothing
+    after = RtpPacket(0, before[-1].sequence + 5, before[-1].timestamp + 5 * 160,
+                      before[-1].ssrc, marked(7))  # four packets were lost, one is still ahead
+    jb.push(after, 0.2)
+    out = jb.play_to(8 * 160)
+    assert out.lost == [(480, 960), (960, 1120)]  # the silence played, then the part ahead
+    assert (jb.stats.lost_packets, jb.stats.lost_samples, jb.stats.gap_samples) == (4, 640, 0)
+
+
 @pytest.mark.parametrize("lost", [False, True])
 def test_a_two_second_gap_is_exactly_two_seconds(lost: bool) -> None:
     jb = buffer()

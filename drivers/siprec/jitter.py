@@ -297,10 +297,16 @@ class JitterBuffer:
                 target = segment.ts_origin + -(-ahead * self.clock // self.rate)
                 self._play(segment, target)
                 if self.position < position and target > segment.cursor:
-                    begun = segment.cursor
-                    self._silence(segment, target, lost=False)
-                    forced = segment.forced
-                    segment.forced = (forced[0] if forced else begun, target)
+                    # A packet already here after a jump in sequence numbers: the ones
+                    # between are lost, not late. Otherwise it is a gap until a packet says.
+                    waiting = segment.pending[segment.heap[0]] if segment.heap else None
+                    if waiting is not None and waiting.seq > segment.last_seq + 1:
+                        self._silence(segment, target, lost=True)
+                    else:
+                        begun = segment.cursor
+                        self._silence(segment, target, lost=False)
+                        forced = segment.forced
+                        segment.forced = (forced[0] if forced else begun, target)
         return self._collect()
 
     def flush(self) -> Playout:

@@ -34,6 +34,7 @@ class CallParties:
     """What the recorder needs of a session's parties."""
 
     device: str | None  # DEVICEID; None: no party of the session is this board's to record
+    device_aor: str | None  # the device's party (None when it is not a party we know)
     ani: str
     dnis: str
     direction: str  # "I", "O" or "?"
@@ -90,7 +91,7 @@ def call_parties(session: RecordingSession, devices: tuple[str, ...]) -> CallPar
         wanted = set(devices)
         index = next((i for i, u in enumerate(users) if u and u in wanted), None)
         if index is None:
-            return CallParties(None, *_numbers(session, users), "?", (), ())
+            return CallParties(None, None, *_numbers(session, users), "?", (), ())
         device_aor, device = aors[index], users[index]
         direction = "O" if index == 0 else "I" if index == 1 else "?"
     else:
@@ -101,8 +102,8 @@ def call_parties(session: RecordingSession, devices: tuple[str, ...]) -> CallPar
             device = (users[0] if users and users[0] else _user_of(session.to)
                       or session.to.uri[:MAX_FIELD])
     ani, dnis = _numbers(session, users)
-    first, second = _plan(session, device_aor)
-    return CallParties(device, ani, dnis, direction, first, second)
+    first, second = channel_plan(session, device_aor)
+    return CallParties(device, device_aor, ani, dnis, direction, first, second)
 
 
 def _numbers(session: RecordingSession, users: list[str]) -> tuple[str, str]:
@@ -111,8 +112,9 @@ def _numbers(session: RecordingSession, users: list[str]) -> tuple[str, str]:
     return _user_of(session.from_), _user_of(session.to)
 
 
-def _plan(session: RecordingSession,
-          device_aor: str | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def channel_plan(session: RecordingSession,
+                 device_aor: str | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The m-line indexes of the device's channel and of the other parties' (module doc)."""
     streams = session.streams
     known = [s for s in streams if s.participant and not _is_mix(session, s)]
     if not known:

@@ -257,6 +257,20 @@ class SipServer(Worker):
         """End a session with a BYE (the recorder's media timeout, say); False if none."""
         return self.call(lambda: self.uas.end_session(call_id, reason) if self.uas else False)
 
+    def end_session_soon(self, call_id: str, reason: EndReason = EndReason.LOCAL) -> None:
+        """``end_session`` without waiting for it: for a thread that must never wait for this
+        one (the media thread's timeout)."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        def end() -> None:
+            if self.uas is not None:
+                self.uas.end_session(call_id, reason)
+
+        with contextlib.suppress(RuntimeError):  # the loop has ended already
+            loop.call_soon_threadsafe(end)
+
     # --- receiving ----------------------------------------------------------------------
 
     def allowed(self, host: str) -> bool:

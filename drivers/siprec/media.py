@@ -1,0 +1,495 @@
+"""The media thread of a siprec board, ``siprec-media-<key>``: every stream's RTP socket, and
+one ``(frames, channels)`` block to the board's sink every 20 ms.
+
+The board has two channels per session slot: slot ``n`` is channels ``2n`` (the recorded
+device's party) and ``2n + 1`` (the other parties). The SIP thread's listener (the driver)
+hands each session here and waits for the answer (``start_session``, ``update_session``,
+``end_session``; each runs on this thread, which owns every socket, so a port the UAS frees
+is closed before anyone can take it again). A session that none of the board's devices is
+in gets no slot: its streams are read and discarded.
+
+Each pass waits in ``select`` on the streams' sockets (non-blocking, bound to their RTP port
+on ``rtp_host``) and a wake-up pipe until the next block is due, paced on the monotonic clock
+as ``PacedDriver`` is (a thread that falls more than ``MAX_CATCH_UP_SECONDS`` behind starts
+afresh and reports the skipped frames as lost). A block holds each stream's audio at its
+place (``mediastream``), several streams of one side added up, silence on idle slots; the
+losses of single streams go to the sink's ``channel_lost`` first.
+
+A session's line events (``SESSION_START`` on its first channel, ...) are given to the sink
+from this thread at the board position they belong to: the audio reaches the board
+``delay`` after it arrives, so a session's start, pause and resume are placed ``delay`` after
+they happen, and its end once its last audio is in the ring; its slot is free after that.
+A session none of whose unpaused streams has sent for ``media_timeout_seconds`` is ended
+with a BYE (``end_call``, never waiting for the SIP thread).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import errno
+import ipaddress
+import itertools
+import logging
+import queue
+import selectors
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+
+from recorder.drivers.base import MAX_CATCH_UP_SECONDS, ChannelLoss, DriverSink, DriverState
+from recorder.drivers.lineevents import LineEvent, LineEventKind
+from recorder.drivers.siprec.config import SiprecBoardConfig
+from recorder.drivers.siprec.events import (
+    AnsweredStream,
+    CapacityExceeded,
+    DialogId,
+    RecordingSession,
+    SessionChange,
+)
+from recorder.drivers.siprec.mediastream import StreamMedia
+from recorder.drivers.siprec.parties import CallParties, call_parties, channel_plan
+from recorder.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+BLOCK_MS = 20
+DEFAULT_DELAY_SECONDS = 0.1  # the jitter (and reordering) a stream may have
+COMMAND_TIMEOUT = 5.0
+MAX_READS = 64  # datagrams read from one socket in one pass, so none starves the others
+RECV_BYTES = 4096
+RETRY_AFTER_SECONDS = 5  # no slot free: the sessions ending now free theirs within a second
+
+
+@dataclass(eq=False)
+class SessionMedia:
+    """One session on this thread: its slot, its streams, its line events to come."""
+
+    key: str
+    call_id: str
+    slot: int | None  # None: not recorded here (no party is the board's)
+    parties: CallParties
+    data: dict[str, str]  # the SESSION_FIELDS of its line events
+    streams: dict[int, StreamMedia] = field(default_factory=dict)  # by m-line index
+    retired: list[StreamMedia] = field(default_factory=list)  # removed: draining their audio
+    paused: bool = False
+    events: list[tuple[int, LineEvent]] = field(default_factory=list)  # (due position, event)
+    end: int | None = None  # ended: the position its last audio ends at
+    timing_out: bool = False
+
+    def all_streams(self) -> list[StreamMedia]:
+        return [*self.streams.values(), *self.retired]
+
+
+class MediaEngine(Worker):
+    """The media side of one siprec board; see the module docstring."""
+
+    def __init__(self, key: str, config: SiprecBoardConfig, *,
+                 delay_seconds: float = DEFAULT_DELAY_SECONDS,
+                 end_call: Callable[[str], None] = lambda call_id: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(f"siprec-media-{key}")
+        self.key = key
+        self.config = config
+        self.rate = config.sample_rate
+        self.channels = config.channels
+        self.block = max(1, self.rate * BLOCK_MS // 1000)
+        self.delay = round(delay_seconds * self.rate)
+        self.end_call = end_call
+        self.realtime = True
+        self._clock = clock
+        self._networks = config.networks()
+        self._sink: DriverSink | None = None
+        self._report_losses: Callable[[Sequence[ChannelLoss]], None] | None = None
+        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._sessions: dict[DialogId, SessionMedia] = {}
+        self._ending: list[SessionMedia] = []  # over, their last audio still to be written
+        self._free: deque[int] = deque(range(config.max_sessions))
+        self._keys = itertools.count(1)
+        self.position = 0  # board position after the last block delivered
+        self._last_tick = clock()
+        self.stats = {"blocks": 0, "lost_frames": 0, "bind_failures": 0}
+
+    # --- the listener's calls (SIP thread): run here, waited for -------------------------
+
+    def start_session(self, session: RecordingSession) -> None:
+        """Take a new session (raises CapacityExceeded: no slot, or a port cannot be bound)."""
+        parties = call_parties(session, self.config.devices)
+        self._run(lambda: self._start(session, parties))
+
+    def update_session(self, session: RecordingSession, change: SessionChange) -> None:
+        self._run(lambda: self._update(session, change))
+
+    def end_session(self, session: RecordingSession) -> None:
+        self._run(lambda: self._end(session.dialog))
+
+    def _run(self, command: Callable[[], T]) -> T:
+        if not self.alive:
+            # Not running (tests drive it by hand, or it is stopping): run it here.
+            return command()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(command())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._commands.put(run)
+        with contextlib.suppress(OSError):  # the pipe is full: the thread is awake already
+            self._wake_w.send(b"\0")
+        try:
+            return future.result(COMMAND_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            raise CapacityExceeded("the media thread does not answer", RETRY_AFTER_SECONDS
+                                   ) from None
+
+    # --- sessions (media thread) ----------------------------------------------------------
+
+    def _start(self, session: RecordingSession, parties: CallParties) -> None:
+        slot: int | None = None
+        if parties.device is not None:
+            if not self._free:
+                raise CapacityExceeded(f"all {self.config.max_sessions} session slots are in "
+                                       "use", RETRY_AFTER_SECONDS)
+            slot = self._free.popleft()
+        key = str(next(self._keys))
+        media = SessionMedia(key, session.call_id, slot, parties,
+                             self._event_data(key, slot, session, parties))
+        try:
+            self._attach_streams(media, session.streams, parties.first, parties.second, ())
+        except OSError as exc:
+            for stream in media.all_streams():
+                self._close(stream)
+            if slot is not None:
+                self._free.appendleft(slot)
+            raise CapacityExceeded(f"cannot bind an RTP port: {exc}", RETRY_AFTER_SECONDS
+                                   ) from exc
+        self._sessions[session.dialog] = media
+        media.paused = session.paused
+        if slot is None:
+            logger.info("%s: session %s records none of this board's devices (parties %s); "
+                        "answered, its media discarded", self.key, session.call_id,
+                        ", ".join(filter(None, (parties.ani, parties.dnis))) or "unknown")
+            return
+        self._schedule(media, LineEventKind.SESSION_START)
+        if media.paused:
+            self._schedule(media, LineEventKind.SESSION_PAUSE)
+        logger.info("%s: session %s records %s on channels %d-%d", self.key, session.call_id,
+                    parties.device, 2 * slot + 1, 2 * slot + 2)
+
+    def _update(self, session: RecordingSession, change: SessionChange) -> None:
+        media = self._sessions.get(session.dialog)
+        if media is None:
+            return
+        if change.streams or change.paused or change.resumed:
+            first, second = channel_plan(session, media.parties.device_aor)
+            kept = {i: s for i, s in media.streams.items()
+                    if (m := next((n for n in session.streams if n.index == i), None))
+                    is not None and _same_media(s.stream, m)}
+            try:
+                self._attach_streams(media, session.streams, first, second, tuple(kept))
+            except OSError as exc:
+                self.stats["bind_failures"] += 1
+                logger.error("%s: session %s: a new RTP port cannot be bound (%s); that stream "
+                             "is not recorded", self.key, session.call_id, exc)
+        if media.slot is None:
+            return
+        if change.metadata:
+            parties = call_parties(session, self.config.devices)
+            media.parties = CallParties(media.parties.device, media.parties.device_aor,
+                                        parties.ani, parties.dnis, media.parties.direction,
+                                        media.parties.first, media.parties.second)
+            media.data = self._event_data(media.key, media.slot, session, media.parties)
+            self._schedule(media, LineEventKind.SESSION_UPDATE)
+        if session.paused != media.paused:
+            media.paused = session.paused
+            self._schedule(media, LineEventKind.SESSION_PAUSE if media.paused
+                           else LineEventKind.SESSION_RESUME)
+
+    def _end(self, dialog: DialogId) -> None:
+        media = self._sessions.pop(dialog, None)
+        if media is None:
+            return
+        ends = [self._position_now() + self.delay]
+        for stream in media.all_streams():
+            self._close(stream)
+            end = stream.finish()
+            if end is not None:
+                ends.append(end)
+        if media.slot is None:
+            return
+        media.end = max(ends)
+        self._ending.append(media)
+
+    def _attach_streams(self, media: SessionMedia, streams: Sequence[AnsweredStream],
+                        first: tuple[int, ...], second: tuple[int, ...],
+                        kept: tuple[int, ...]) -> None:
+        """Make ``media``'s streams ``streams``: those in ``kept`` stay (their direction and
+        side brought up to date), the others are opened; any left over are retired."""
+        old = media.streams
+        media.streams = {}
+        now = self._clock()
+        for answered in streams:
+            channel = None
+            if media.slot is not None:
+                channel = (2 * media.slot if answered.index in first else
+                           2 * media.slot + 1 if answered.index in second else None)
+            stream = old.pop(answered.index, None) if answered.index in kept else None
+            if stream is not None:
+                if stream.paused and not answered.paused:
+                    stream.last_packet = now  # the media timeout starts over at a resume
+                stream.stream, stream.channel = answered, channel
+            else:
+                previous = old.pop(answered.index, None)
+                sock = None
+                if previous is not None and previous.port == answered.port:
+                    # Same port, new codec or key: the socket stays, the buffer is new.
+                    sock, previous.sock = previous.sock, None
+                    self._retire(media, previous, unregister=sock)
+                if sock is None:
+                    sock = self._bind(answered.port)
+                stream = StreamMedia(answered, sock, channel, self.rate,
+                                     allowed=self._allowed, now=now)
+                self._selector.register(sock, selectors.EVENT_READ, stream)
+            media.streams[answered.index] = stream
+        for stream in old.values():
+            self._retire(media, stream)
+
+    def _retire(self, media: SessionMedia, stream: StreamMedia,
+                unregister: socket.socket | None = None) -> None:
+        if unregister is not None:
+            self._selector.unregister(unregister)
+        self._close(stream)
+        stream.finish()
+        if media.slot is not None and not stream.drained:
+            media.retired.append(stream)
+
+    def _bind(self, port: int) -> socket.socket:
+        sock = socket.socket(_family(self.config.rtp_address), socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.config.rtp_address, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _close(self, stream: StreamMedia) -> None:
+        if stream.sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(stream.sock)
+            stream.close()
+
+    def _schedule(self, media: SessionMedia, kind: LineEventKind) -> None:
+        assert media.slot is not None
+        due = self._position_now() + self.delay
+        media.events.append((due, LineEvent(2 * media.slot, kind, dict(media.data))))
+
+    def _event_data(self, key: str, slot: int | None, session: RecordingSession,
+                    parties: CallParties) -> dict[str, str]:
+        return {"SESSION": key, "CHANNEL2": str(2 * slot + 1) if slot is not None else "",
+                "DEVICEID": parties.device or "", "ANI": parties.ani, "DNIS": parties.dnis,
+                "CALLDIRECTION": parties.direction, "CALLID": session.call_id[:128],
+                "GLOBALCALLID": (session.global_call_id or "")[:64]}
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            address = _ip(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+    def _position_now(self) -> int:
+        """The board position the present moment will be written at."""
+        return self.position + max(0, round((self._clock() - self._last_tick) * self.rate))
+
+    # --- the thread -----------------------------------------------------------------------
+
+    def attach(self, sink: DriverSink) -> None:
+        """Where blocks, line events and losses go; before ``start``."""
+        self._sink = sink
+        self._report_losses = getattr(sink, "channel_lost", None)
+
+    def run(self) -> None:
+        sink = self._sink
+        assert sink is not None
+        period = self.block / self.rate
+        origin = self._last_tick = self._clock()
+        sent = 0
+        lost = 0
+        sink.state(DriverState.RUNNING)
+        try:
+            while not self.stopping:
+                now = self._clock()
+                due = origin + (sent + 1) * period
+                if self.realtime and now < due:
+                    self._poll(due - now)
+                    continue
+                if self.realtime and now - due > MAX_CATCH_UP_SECONDS:
+                    logger.warning("%s: the media thread fell %.1f s behind real time; resuming "
+                                   "from now", self.key, now - due)
+                    lost += round((now - due) * self.rate)
+                    origin, sent = now - period, 0
+                self._poll(0)
+                self.tick(sink, lost)
+                self.heartbeat = self._clock()
+                lost = 0
+                sent += 1
+        except Exception as exc:
+            # A bug, not a network problem: say so loudly, and show the channels in Error.
+            logger.exception("%s: the media thread failed; this board records no more audio",
+                             self.key)
+            sink.state(DriverState.ERROR, f"media thread failed: {exc}")
+            return
+        finally:
+            self._shutdown()
+        sink.state(DriverState.STOPPED)
+
+    def _poll(self, timeout: float) -> None:
+        """Read what has come, and run the listener's commands, for up to ``timeout`` s."""
+        for key, _ in self._selector.select(timeout):
+            stream = key.data
+            if stream is None:
+                self._commands_now()
+            else:
+                self._read(stream)
+        self._commands_now()
+
+    def _commands_now(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command()
+
+    def _read(self, stream: StreamMedia) -> None:
+        sock = stream.sock
+        if sock is None:
+            return
+        arrival = self._clock()
+        position = self._position_now()
+        for _ in range(MAX_READS):
+            try:
+                data, source = sock.recvfrom(RECV_BYTES)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    continue  # an ICMP error for a datagram of ours: nothing to read
+                return
+            stream.receive(data, source, arrival, position, self.delay)
+
+    def tick(self, sink: DriverSink, lost: int = 0) -> None:
+        """One block: the line events due, the streams' audio, the sessions that are over."""
+        start = self.position + lost
+        end = start + self.block
+        for media in (*self._sessions.values(), *self._ending):
+            while media.events and media.events[0][0] < end:
+                sink.line(media.events.pop(0)[1])
+        block = np.zeros((self.block, self.channels), dtype=np.int16)
+        losses: list[ChannelLoss] = []
+        mixed: set[int] = set()
+        for media in (*self._sessions.values(), *self._ending):
+            if media.slot is None:
+                continue
+            for stream in media.all_streams():
+                self._place(stream, start, block, losses, mixed)
+            media.retired = [s for s in media.retired if not s.drained]
+        if losses and self._report_losses is not None:
+            self._report_losses(losses)
+        sink.audio(block, lost)
+        self.stats["blocks"] += 1
+        self.stats["lost_frames"] += lost
+        self.position = end
+        self._last_tick = self._clock()
+        self._finish_ended(sink)
+        self._check_timeouts()
+
+    def _place(self, stream: StreamMedia, start: int, block: np.ndarray,
+               losses: list[ChannelLoss], mixed: set[int]) -> None:
+        channel = stream.channel
+        if channel is None:
+            return
+        samples, lost = stream.take(start, self.block)
+        losses += [(channel, a, n) for a, n in lost]
+        if samples is None:
+            return
+        if channel in mixed:
+            # A second stream of the same side (a party's two streams, a conference): the
+            # parties add up, clipped at full scale.
+            total = block[:, channel].astype(np.int32) + samples
+            block[:, channel] = np.clip(total, -32768, 32767)
+        else:
+            block[:, channel] = samples
+            mixed.add(channel)
+
+    def _finish_ended(self, sink: DriverSink) -> None:
+        done = [m for m in self._ending if m.end is not None and self.position >= m.end]
+        for media in done:
+            self._ending.remove(media)
+            for _, event in media.events:  # a pause or update still waiting: its time passed
+                sink.line(event)
+            assert media.slot is not None
+            sink.line(LineEvent(2 * media.slot, LineEventKind.SESSION_END, dict(media.data)))
+            self._free.append(media.slot)
+            logger.info("%s: session %s over; channels %d-%d free", self.key, media.call_id,
+                        2 * media.slot + 1, 2 * media.slot + 2)
+
+    def _check_timeouts(self) -> None:
+        if self.stats["blocks"] % 25:
+            return  # twice a second is plenty for a timeout counted in seconds
+        now = self._clock()
+        limit = self.config.media_timeout_seconds
+        for media in self._sessions.values():
+            live = [s.last_packet for s in media.streams.values() if not s.paused]
+            if media.timing_out or not live or now - max(live) < limit:
+                continue
+            media.timing_out = True
+            logger.warning("%s: session %s sent no RTP for %.0f s; ending it", self.key,
+                           media.call_id, now - max(live))
+            self.end_call(media.call_id)
+
+    def _shutdown(self) -> None:
+        for media in (*self._sessions.values(), *self._ending):
+            for stream in media.all_streams():
+                self._close(stream)
+        self._sessions.clear()
+        self._ending.clear()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def _same_media(old: AnsweredStream, new: AnsweredStream) -> bool:
+    """A re-offer that leaves a stream's socket and buffer as they are."""
+    return (old.port, old.remote, old.codec, old.crypto) == (new.port, new.remote, new.codec,
+                                                             new.crypto)
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET

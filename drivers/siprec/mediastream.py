@@ -1,0 +1,197 @@
+"""One answered stream's media on the media thread: who may send on it, SRTP, its jitter buffer,
+and where its audio lands on the board's timeline.
+
+- **Who may send.** RTP must come from the address the SRC's SDP names for the stream (any
+  port of it: many SBCs send from another port than they offer) and from a network in
+  ``allow``; the first source that qualifies is latched, and from then on only that
+  address and port are heard. When the SDP's address is unusable (a host name, or none), the
+  first allowed source is latched. Everything else is dropped and counted: a recording is
+  evidence.
+- **SRTP**: with a negotiated ``a=crypto`` key every packet is authenticated and decrypted
+  (``srtp``); what fails is dropped and counted. RTCP (its own port is never opened; with
+  rtcp-mux it shares the RTP port) is recognised and ignored.
+- **The timeline.** The first packet anchors the stream: its audio is placed ``delay``
+  frames after the board position it arrived at, and every later sample sits where its RTP
+  timestamp puts it after that (the jitter buffer keeps the time exact; ``delay`` is the
+  reordering and jitter the stream may have). ``take`` gives the stream's samples for one
+  board block, asking the jitter buffer to play up to the block's end, and the board
+  positions that are silence for lost audio.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from recorder.drivers.siprec.events import AnsweredStream
+from recorder.drivers.siprec.jitter import JitterBuffer
+from recorder.drivers.siprec.rtp import Kind, classify, parse_rtp
+from recorder.drivers.siprec.rtpcodecs import create_decoder
+from recorder.drivers.siprec.srtp import SrtpReceiver
+
+logger = logging.getLogger(__name__)
+
+Samples = npt.NDArray[np.int16]
+_EMPTY: Samples = np.zeros(0, dtype=np.int16)
+
+
+@dataclass
+class StreamCounts:
+    """What a stream's socket received, beyond what the jitter buffer counts."""
+
+    packets: int = 0  # RTP packets taken
+    wrong_source: int = 0  # from an address that may not send on it
+    rtcp: int = 0
+    malformed: int = 0
+    srtp_dropped: int = 0
+
+
+def usable_host(remote: tuple[str, int] | None) -> str | None:
+    """The SDP's address for the stream, if it names one we can hold packets to."""
+    if remote is None:
+        return None
+    try:
+        address = ipaddress.ip_address(remote[0])
+    except ValueError:
+        return None  # a host name: we do not resolve names for a media check
+    return None if address.is_unspecified else str(address)
+
+
+class StreamMedia:
+    """One stream: its socket (owned by the media thread), its buffer and its place on the
+    board. ``channel`` is the board channel it is written to; None: read and discarded."""
+
+    def __init__(self, stream: AnsweredStream, sock: socket.socket | None, channel: int | None,
+                 rate: int, *, allowed: Callable[[str], bool], now: float) -> None:
+        self.stream = stream
+        self.sock = sock
+        self.channel = channel
+        self._allowed = allowed
+        self._expected = usable_host(stream.remote)
+        self.source: tuple[str, int] | None = None
+        self.srtp = SrtpReceiver(stream.crypto) if stream.crypto is not None else None
+        decoder = create_decoder(stream.codec, rate)
+        if decoder is None:  # the answer only takes codecs we decode
+            raise ValueError(f"no decoder for {stream.codec.name}")
+        self.jitter = JitterBuffer(
+            decoder, events_pt=stream.telephone_event.pt if stream.telephone_event else None,
+            cn_pt=stream.comfort_noise.pt if stream.comfort_noise else None)
+        self.counts = StreamCounts()
+        self.last_packet = now  # monotonic: the media timeout counts from here
+        self.anchor: int | None = None  # board position of the jitter buffer's sample 0
+        self.finished = False  # flushed: what is left is in the queue
+        self._queue: Samples = _EMPTY  # played, not yet taken: output positions from _taken
+        self._taken = 0
+
+    @property
+    def paused(self) -> bool:
+        return self.stream.paused
+
+    @property
+    def port(self) -> int:
+        return self.stream.port
+
+    # --- packets in ---------------------------------------------------------------------
+
+    def accepts(self, source: tuple[str, int]) -> bool:
+        """Whether a packet from ``source`` may reach the recording (latching the first)."""
+        if self.source is not None:
+            return source[:2] == self.source
+        host = source[0]
+        if self._expected is not None and host != self._expected:
+            return False
+        if not self._allowed(host):
+            return False
+        self.source = (host, source[1])
+        return True
+
+    def receive(self, data: bytes, source: tuple[str, int], arrival: float,
+                position: int, delay: int) -> None:
+        """A datagram from ``source`` at monotonic ``arrival``, the board being at
+        ``position``; a first packet anchors the stream ``delay`` frames later."""
+        if self.finished:
+            return
+        if not self.accepts(source):
+            self.counts.wrong_source += 1
+            return
+        if self.channel is None:
+            self.counts.packets += 1  # a session not recorded here: heard, never kept
+            self.last_packet = arrival
+            return
+        kind = classify(data)
+        if kind is Kind.RTCP:
+            self.counts.rtcp += 1
+            return
+        if self.srtp is not None:
+            clear = self.srtp.unprotect(data)
+            if clear is None:
+                self.counts.srtp_dropped += 1
+                return
+            data = clear
+        packet = parse_rtp(data)
+        if packet is None:
+            self.counts.malformed += 1
+            return
+        self.counts.packets += 1
+        self.last_packet = arrival
+        if self.anchor is None:
+            self.anchor = position + delay
+        self.jitter.push(packet, arrival)
+
+    # --- audio out ----------------------------------------------------------------------
+
+    def take(self, start: int, frames: int) -> tuple[Samples | None, list[tuple[int, int]]]:
+        """The stream's samples for board positions [start, start + frames) (None: it has
+        nothing there), and the board stretches (start, frames) found to be lost audio."""
+        anchor = self.anchor
+        if anchor is None or anchor >= start + frames:
+            return None, []
+        losses: list[tuple[int, int]] = []
+        if not self.finished:
+            playout = self.jitter.play_to(start + frames - anchor)
+            self._push(playout.samples)
+            losses = [(anchor + a, b - a) for a, b in playout.lost]
+        first = start - anchor  # output position of the block's first frame
+        if first > self._taken:
+            self._drop(first - self._taken)  # a block the board skipped (it fell behind)
+        out: Samples = np.zeros(frames, dtype=np.int16)
+        offset = max(0, self._taken - first)  # the stream begins inside the block
+        count = min(frames - offset, len(self._queue))
+        if count <= 0:
+            return None, losses
+        out[offset:offset + count] = self._queue[:count]
+        self._drop(count)
+        return out, losses
+
+    def finish(self) -> int | None:
+        """The stream is over: everything held is played; the board position its audio ends
+        at (None if it never sent)."""
+        if not self.finished:
+            self.finished = True
+            self._push(self.jitter.flush().samples)
+        return None if self.anchor is None else self.anchor + self._taken + len(self._queue)
+
+    @property
+    def drained(self) -> bool:
+        """Finished and every sample taken."""
+        return self.finished and not len(self._queue)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def _push(self, samples: Samples) -> None:
+        if len(samples):
+            self._queue = np.concatenate((self._queue, samples)) if len(self._queue) else samples
+
+    def _drop(self, count: int) -> None:
+        dropped = min(count, len(self._queue))
+        self._queue = self._queue[dropped:]
+        self._taken += count
