@@ -41,9 +41,11 @@ from recorder.archive.mailer import Mailer
 from recorder.archive.retention import RetentionJob
 from recorder.archive.workspace import ExportWorkspace
 from recorder.calls.scheduler import Scheduler
+from recorder.calls.sessions import SessionCalls
 from recorder.calls.triggers import TriggerLoop
 from recorder.calls.watch import LimitsWatch
 from recorder.capture.core import CaptureBoard, CaptureCore
+from recorder.config.boards import BoardCommon
 from recorder.config.model import Config
 from recorder.drivers.base import Driver
 from recorder.drivers.registry import create_driver
@@ -280,11 +282,11 @@ class Recorder:
         drivers = [create_driver(f"boards[{i}]", board) for i, board in enumerate(config.boards)]
         self._drivers = drivers
         capture = self.capture = CaptureCore(
-            [CaptureBoard(driver, board.devices, config.capture.lookback_seconds,
-                          board.silence_threshold_dbfs)
+            [CaptureBoard(driver, _channel_devices(driver, board),
+                          config.capture.lookback_seconds, board.silence_threshold_dbfs)
              for driver, board in zip(drivers, config.boards, strict=True)],
-            triggers=[[board.channel_trigger(i) for i in range(len(board.devices))]
-                      for board in config.boards],
+            triggers=[[board.channel_trigger(i) for i in range(driver.channels)]
+                      for driver, board in zip(drivers, config.boards, strict=True)],
         )
         capture.start()
         self.telemetry.parts.capture = capture
@@ -316,7 +318,7 @@ class Recorder:
             VoxParams(round(board.vox_start_seconds * driver.sample_rate),
                       round(board.vox_hold_seconds * driver.sample_rate))
             for driver, board in zip(self._drivers, config.boards, strict=True)
-            for _ in board.devices])
+            for _ in range(driver.channels)], sessions=SessionCalls(capture, scheduler))
 
         def drain() -> None:
             _halt("triggers", triggers.stop, triggers.join)  # no new calls from the lines
@@ -359,6 +361,12 @@ class Recorder:
         # Stopped in the second pass: while the other stages drain, requests are answered (a
         # new call is refused with "shutting down") and subscribers get the last events.
         stage.stop = lambda: _halt("api", api.stop, api.join)
+
+
+def _channel_devices(driver: Driver, board: BoardCommon) -> tuple[str, ...]:
+    """The device of each of the board's channels; "" for a channel bound to calls as they
+    come (a siprec board's)."""
+    return board.devices if board.devices_are_channels else ("",) * driver.channels
 
 
 def _halt(name: str, stop: Callable[[], None], join: Callable[[float], bool]) -> None:

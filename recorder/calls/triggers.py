@@ -6,6 +6,9 @@
 - ``always``: every channel records all the time; a recording ended by anyone else is started
   again.
 
+The loop is also the one reader of the capture core's event queue: SIPREC sessions' events go
+on to ``recorder.calls.sessions``.
+
 A trigger produces the same CallStart and call stop the API would, with CTIINITIATED and
 AGENTINITIATED both N, so the scheduler sees one kind of call.
 """
@@ -21,7 +24,9 @@ import numpy as np
 from recorder.calls.model import LiveCall
 from recorder.calls.requests import CallStart, DeviceQuery
 from recorder.calls.scheduler import Scheduler
+from recorder.calls.sessions import SessionCalls
 from recorder.capture.core import CaptureBoard, CaptureCore, Channel
+from recorder.drivers.lineevents import SESSION_KINDS
 from recorder.errors import ResultError
 from recorder.rules.triggers import (
     RING_MEMORY_SECONDS,
@@ -85,17 +90,23 @@ class TriggerLoop(PeriodicWorker):
     """Applies every channel's trigger every TICK_SECONDS, on its own thread."""
 
     def __init__(self, capture: CaptureCore, scheduler: Scheduler,
-                 vox: Sequence[VoxParams | None] | None = None) -> None:
+                 vox: Sequence[VoxParams | None] | None = None,
+                 sessions: SessionCalls | None = None) -> None:
         super().__init__("triggers", TICK_SECONDS)
         self._capture = capture
         self._scheduler = scheduler
+        # The SIPREC sessions' events come through the same queue as the lines': this loop is
+        # its one reader, and hands them on by kind.
+        self._sessions = sessions
         # Keyed by the id of every channel tapping the device, so a line event of either
         # direction reaches the device's one trigger.
         self._tracked: dict[int, _Tracked] = {}
         self._devices: list[_Tracked] = []
         for channel in capture.channels:
+            if channel.trigger == "api" or not channel.device_id:
+                continue
             taps = capture.channels_for_device(channel.device_id)
-            if channel is taps[0] and channel.trigger != "api":
+            if channel is taps[0]:
                 tracked = _Tracked(taps)
                 self._devices.append(tracked)
                 self._tracked.update((tap.id, tracked) for tap in taps)
@@ -126,6 +137,10 @@ class TriggerLoop(PeriodicWorker):
     def tick(self) -> None:
         """One pass: line events first (they are exact), then voice activity, then always."""
         for event in self._capture.events():
+            if event.event.kind in SESSION_KINDS:
+                if self._sessions is not None:
+                    self._sessions.handle(event)
+                continue
             tracked = self._tracked.get(event.channel)
             if tracked is None or tracked.channel.trigger != "line":
                 continue
