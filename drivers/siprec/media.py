@@ -228,10 +228,22 @@ class MediaEngine(Worker):
             end = stream.finish()
             if end is not None:
                 ends.append(end)
+            self._log_counts(media, stream)
         if media.slot is None:
             return
         media.end = max(ends)
         self._ending.append(media)
+
+    def _log_counts(self, media: SessionMedia, stream: StreamMedia) -> None:
+        counts, jitter = stream.counts, stream.jitter.stats
+        source = f"{stream.source[0]}:{stream.source[1]}" if stream.source else "nobody"
+        logger.info("%s: session %s, stream %s on port %d from %s: %d packets, %d lost, %d late, "
+                    "%d duplicates, %d from elsewhere dropped, %d SRTP refused, %d malformed, "
+                    "%d of another payload type, %d telephone-events", self.key, media.call_id,
+                    stream.stream.label or stream.stream.index, stream.port, source,
+                    counts.packets, jitter.lost_packets, jitter.late, jitter.duplicates,
+                    counts.wrong_source, counts.srtp_dropped, counts.malformed,
+                    jitter.unknown_pt, jitter.events)
 
     def _attach_streams(self, media: SessionMedia, streams: Sequence[AnsweredStream],
                         first: tuple[int, ...], second: tuple[int, ...],
