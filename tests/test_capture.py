@@ -174,6 +174,46 @@ def test_a_recording_lapped_before_a_gap_counts_the_missed_audio_and_the_gap_onc
     assert (audio[-RATE // 2:] == 1).all()
 
 
+def test_a_channels_own_losses_count_in_its_recordings_once_even_when_found_late(
+        tmp_path: Path) -> None:
+    b = board()
+    core = CaptureCore([b])
+    path = tmp_path / "both.wav"
+    # A recording of both channels (a SIPREC call's two parties) and one of channel 2 alone.
+    both = RecordingSession(core.channels, open_writer("wav", path.open("xb"), RATE, 2), path, 0)
+    other = tmp_path / "two.wav"
+    second = RecordingSession(core.channels[1], open_writer("wav", other.open("xb"), RATE, 1),
+                              other, 0)
+    b.channel_lost([(0, 100, 60)])  # in the block about to come
+    b.audio(ones(RATE // 4))
+    both.pump()
+    second.pump()
+    b.channel_lost([(0, 500, 40), (1, 1000, 20)])  # found after it was written and read
+    b.channel_lost([(1, RATE // 4, 30)])  # reaching into the next block
+    b.audio(ones(RATE // 4))
+    assert both.finish(b.ring.write_pos).lost_samples == 60 + 40 + 20 + 30
+    assert second.finish(b.ring.write_pos).lost_samples == 20 + 30
+    assert (b.levels(0).gaps, b.levels(0).gap_frames) == (2, 100)
+    assert (b.levels(1).gaps, b.levels(1).gap_frames) == (2, 50)
+
+
+def test_channels_bound_to_calls_as_they_come() -> None:
+    driver = create_driver("boards[0]", SyntheticBoardConfig(devices=("a", "b", "c", "d"),
+                                                             channels=4))
+    core = CaptureCore([CaptureBoard(driver, ("", "", "", ""), 10.0)])
+    first, second = core.channels[:2], core.channels[2:]
+    assert core.channels_for_device("1001") == ()
+    core.bind("1001", first)
+    core.bind("1001", second)  # a second call of the device at once
+    assert [c.device_id for c in core.channels] == ["1001"] * 4
+    assert core.channels_for_device("1001") == tuple(second)
+    core.unbind("1001", second)
+    assert core.channels_for_device("1001") == tuple(first)
+    assert [c.device_id for c in core.channels] == ["1001", "1001", "", ""]
+    core.unbind("1001", first)
+    assert core.channel_for_device("1001") is None
+
+
 def test_line_events_are_stamped_with_the_sample_they_happened_at() -> None:
     b = board()
     core = CaptureCore([CaptureBoard(create_driver("boards[0]", SyntheticBoardConfig(
