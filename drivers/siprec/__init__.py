@@ -19,7 +19,14 @@ thread ``siprec-sip-<key>``); ``events`` (what the recorder hears: ``SessionList
 
 Media: ``rtp`` (RTP/RTCP packets, RFC 4733 events), ``srtp`` (SDES keys, libsrtp), ``payloads``
 (the RFC 3551 table, what we decode, RTP clocks), ``rtpcodecs`` (G.711, G.722, G.729, Opus to
-int16 at the stored rate), ``jitter`` (per-stream playout buffer with a sample-exact timeline).
+int16 at the stored rate), ``jitter`` (per-stream playout buffer with a sample-exact timeline);
+``parties`` (a session's DEVICEID, ANI, DNIS and which stream goes to which channel),
+``mediastream`` (one stream: who may send, SRTP, its place on the board's timeline),
+``slots`` (a session's two channels and its line events to come) and
+``media`` (the media thread ``siprec-media-<key>``: sockets, 20 ms blocks, session events).
+
+``driver`` is the board: ``SiprecDriver`` runs the SIP server and the media thread and is the
+SIP server's listener (docs/siprec.md).
 
 ``errors`` holds ``ProtocolError``, the base of every parser's error, with the SIP status to
 answer.

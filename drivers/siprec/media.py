@@ -28,7 +28,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import errno
-import ipaddress
 import itertools
 import logging
 import queue
@@ -37,7 +36,6 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -54,6 +52,14 @@ from recorder.drivers.siprec.events import (
 )
 from recorder.drivers.siprec.mediastream import StreamMedia
 from recorder.drivers.siprec.parties import CallParties, call_parties, channel_plan
+from recorder.drivers.siprec.slots import (
+    SessionMedia,
+    event_data,
+    family,
+    ip_address,
+    log_counts,
+    same_media,
+)
 from recorder.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -65,26 +71,6 @@ COMMAND_TIMEOUT = 5.0
 MAX_READS = 64  # datagrams read from one socket in one pass, so none starves the others
 RECV_BYTES = 4096
 RETRY_AFTER_SECONDS = 5  # no slot free: the sessions ending now free theirs within a second
-
-
-@dataclass(eq=False)
-class SessionMedia:
-    """One session on this thread: its slot, its streams, its line events to come."""
-
-    key: str
-    call_id: str
-    slot: int | None  # None: not recorded here (no party is the board's)
-    parties: CallParties
-    data: dict[str, str]  # the SESSION_FIELDS of its line events
-    streams: dict[int, StreamMedia] = field(default_factory=dict)  # by m-line index
-    retired: list[StreamMedia] = field(default_factory=list)  # removed: draining their audio
-    paused: bool = False
-    events: list[tuple[int, LineEvent]] = field(default_factory=list)  # (due position, event)
-    end: int | None = None  # ended: the position its last audio ends at
-    timing_out: bool = False
-
-    def all_streams(self) -> list[StreamMedia]:
-        return [*self.streams.values(), *self.retired]
 
 
 class MediaEngine(Worker):
@@ -166,7 +152,7 @@ class MediaEngine(Worker):
             slot = self._free.popleft()
         key = str(next(self._keys))
         media = SessionMedia(key, session.call_id, slot, parties,
-                             self._event_data(key, slot, session, parties))
+                             event_data(key, slot, session, parties))
         try:
             self._attach_streams(media, session.streams, parties.first, parties.second, ())
         except OSError as exc:
@@ -197,7 +183,7 @@ class MediaEngine(Worker):
             first, second = channel_plan(session, media.parties.device_aor)
             kept = {i: s for i, s in media.streams.items()
                     if (m := next((n for n in session.streams if n.index == i), None))
-                    is not None and _same_media(s.stream, m)}
+                    is not None and same_media(s.stream, m)}
             try:
                 self._attach_streams(media, session.streams, first, second, tuple(kept))
             except OSError as exc:
@@ -211,7 +197,7 @@ class MediaEngine(Worker):
             media.parties = CallParties(media.parties.device, media.parties.device_aor,
                                         parties.ani, parties.dnis, media.parties.direction,
                                         media.parties.first, media.parties.second)
-            media.data = self._event_data(media.key, media.slot, session, media.parties)
+            media.data = event_data(media.key, media.slot, session, media.parties)
             self._schedule(media, LineEventKind.SESSION_UPDATE)
         if session.paused != media.paused:
             media.paused = session.paused
@@ -228,22 +214,11 @@ class MediaEngine(Worker):
             end = stream.finish()
             if end is not None:
                 ends.append(end)
-            self._log_counts(media, stream)
+            log_counts(self.key, media, stream)
         if media.slot is None:
             return
         media.end = max(ends)
         self._ending.append(media)
-
-    def _log_counts(self, media: SessionMedia, stream: StreamMedia) -> None:
-        counts, jitter = stream.counts, stream.jitter.stats
-        source = f"{stream.source[0]}:{stream.source[1]}" if stream.source else "nobody"
-        logger.info("%s: session %s, stream %s on port %d from %s: %d packets, %d lost, %d late, "
-                    "%d duplicates, %d from elsewhere dropped, %d SRTP refused, %d malformed, "
-                    "%d of another payload type, %d telephone-events", self.key, media.call_id,
-                    stream.stream.label or stream.stream.index, stream.port, source,
-                    counts.packets, jitter.lost_packets, jitter.late, jitter.duplicates,
-                    counts.wrong_source, counts.srtp_dropped, counts.malformed,
-                    jitter.unknown_pt, jitter.events)
 
     def _attach_streams(self, media: SessionMedia, streams: Sequence[AnsweredStream],
                         first: tuple[int, ...], second: tuple[int, ...],
@@ -289,7 +264,7 @@ class MediaEngine(Worker):
             media.retired.append(stream)
 
     def _bind(self, port: int) -> socket.socket:
-        sock = socket.socket(_family(self.config.rtp_address), socket.SOCK_DGRAM)
+        sock = socket.socket(family(self.config.rtp_address), socket.SOCK_DGRAM)
         try:
             sock.bind((self.config.rtp_address, port))
             sock.setblocking(False)
@@ -309,16 +284,9 @@ class MediaEngine(Worker):
         due = self._position_now() + self.delay
         media.events.append((due, LineEvent(2 * media.slot, kind, dict(media.data))))
 
-    def _event_data(self, key: str, slot: int | None, session: RecordingSession,
-                    parties: CallParties) -> dict[str, str]:
-        return {"SESSION": key, "CHANNEL2": str(2 * slot + 1) if slot is not None else "",
-                "DEVICEID": parties.device or "", "ANI": parties.ani, "DNIS": parties.dnis,
-                "CALLDIRECTION": parties.direction, "CALLID": session.call_id[:128],
-                "GLOBALCALLID": (session.global_call_id or "")[:64]}
-
     def _allowed(self, host: str) -> bool:
         try:
-            address = _ip(host)
+            address = ip_address(host)
         except ValueError:
             return False
         return any(address in network for network in self._networks)
@@ -488,20 +456,3 @@ class MediaEngine(Worker):
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
-
-
-def _same_media(old: AnsweredStream, new: AnsweredStream) -> bool:
-    """A re-offer that leaves a stream's socket and buffer as they are."""
-    return (old.port, old.remote, old.codec, old.crypto) == (new.port, new.remote, new.codec,
-                                                             new.crypto)
-
-
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    address = ipaddress.ip_address(host.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -6,5 +6,6 @@ RECORDSTART and RECORDSTOP; around it, ``lookup`` finds the device a request mea
 status requests' snapshots, ``events`` the manual's events about calls; ``requests`` is what it
 is asked (``CallStart``, ...), ``model`` the live call and its recordings, ``devices`` the device
 table; ``watch`` ends recordings at their limits and brings them back after a full disk;
-``triggers`` is the loop that starts and stops calls from vox, line and always triggers.
+``triggers`` is the loop that starts and stops calls from vox, line and always triggers, and
+hands SIPREC session events to ``sessions``, which makes each session a call.
 """
