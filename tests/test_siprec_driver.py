@@ -437,3 +437,34 @@ def test_srtp_is_decrypted_and_a_forged_packet_dropped(start: Callable[..., Boar
     first = start_of(left)
     np.testing.assert_array_equal(left[first:first + 20 * FRAME], decoded)
     src.close()
+
+
+def test_junk_on_a_media_port_disturbs_nothing(start: Callable[..., Board]) -> None:
+    board = start()
+    src = Src(board, streams=1)
+    other = Src(board, streams=1)
+    payloads, decoded = ulaw(speech(20, seed=8))
+    junk = [b"", b"\x00", b"\xff" * 11, b"\x80\x00\x00", rtp(b"", 1, 0, 9)[:11],
+            bytes([0x80 | 0x0F]) + b"\x00" * 11,  # fifteen CSRCs promised, none there
+            bytes([0xA0, 0]) + b"\x00" * 10 + b"\x00",  # padding of 0
+            bytes([0x80, 200]) + b"\x00" * 30,  # RTCP
+            rtp(b"\x55" * 3000, 7, 0, 9, pt=96)]  # a payload type nobody offered
+    schedule = [(i * 0.02, rtp(p, 40 + i, i * FRAME, 0x77)) for i, p in enumerate(payloads)]
+    schedule += [(0.1 + i * 0.001, j) for i, j in enumerate(junk)]
+    schedule.sort(key=lambda item: item[0])
+    threads = [send_paced(src.sockets[0], src.targets[0], schedule),
+               send_paced(other.sockets[0], other.targets[0],
+                          [(i * 0.02, rtp(p, i, i * FRAME, 5)) for i, p in enumerate(payloads)])]
+    for thread in threads:
+        thread.join()
+    time.sleep(0.3)
+    src.bye()
+    other.bye()
+    board.sink.wait(LineEventKind.SESSION_END, 2)
+    for channel in (0, 2):
+        samples = board.sink.channel(channel)
+        first = start_of(samples)
+        np.testing.assert_array_equal(samples[first:first + 20 * FRAME], decoded)
+    assert board.sink.losses == []
+    src.close()
+    other.close()
