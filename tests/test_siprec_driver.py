@@ -468,3 +468,22 @@ def test_junk_on_a_media_port_disturbs_nothing(start: Callable[..., Board]) -> N
     assert board.sink.losses == []
     src.close()
     other.close()
+
+
+def test_a_port_another_process_holds_gets_503_and_frees_the_slot(
+        start: Callable[..., Board]) -> None:
+    low, _ = rtp_range()
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind(("127.0.0.1", low))
+    board = start(rtp_port_min=low, rtp_port_max=low + 3, max_sessions=1)
+    call = board.call()
+    content_type, body = multipart(offer([4000, 4002]), metadata([(DEVICE, "1"), (OTHER, "2")]))
+    refused = call.invite(content_type, body)
+    assert refused.status == 503
+    assert refused.headers.get("retry-after")
+    squatter.close()
+    src = Src(board)  # the slot and both ports are free again
+    src.bye()
+    board.sink.wait(LineEventKind.SESSION_END)
+    src.close()
+    call.client.close()

@@ -184,12 +184,8 @@ class MediaEngine(Worker):
             kept = {i: s for i, s in media.streams.items()
                     if (m := next((n for n in session.streams if n.index == i), None))
                     is not None and same_media(s.stream, m)}
-            try:
-                self._attach_streams(media, session.streams, first, second, tuple(kept))
-            except OSError as exc:
-                self.stats["bind_failures"] += 1
-                logger.error("%s: session %s: a new RTP port cannot be bound (%s); that stream "
-                             "is not recorded", self.key, session.call_id, exc)
+            self._attach_streams(media, session.streams, first, second, tuple(kept),
+                                 strict=False)
         if media.slot is None:
             return
         if change.metadata:
@@ -222,9 +218,11 @@ class MediaEngine(Worker):
 
     def _attach_streams(self, media: SessionMedia, streams: Sequence[AnsweredStream],
                         first: tuple[int, ...], second: tuple[int, ...],
-                        kept: tuple[int, ...]) -> None:
+                        kept: tuple[int, ...], *, strict: bool = True) -> None:
         """Make ``media``'s streams ``streams``: those in ``kept`` stay (their direction and
-        side brought up to date), the others are opened; any left over are retired."""
+        side brought up to date), the others are opened; any left over are retired. A port
+        that cannot be bound raises OSError when ``strict`` (a new session: refused), else
+        its stream is left out and counted (an update cannot be refused any more)."""
         old = media.streams
         media.streams = {}
         now = self._clock()
@@ -246,7 +244,16 @@ class MediaEngine(Worker):
                     sock, previous.sock = previous.sock, None
                     self._retire(media, previous, unregister=sock)
                 if sock is None:
-                    sock = self._bind(answered.port)
+                    try:
+                        sock = self._bind(answered.port)
+                    except OSError as exc:
+                        if strict:
+                            raise
+                        self.stats["bind_failures"] += 1
+                        logger.error("%s: session %s: RTP port %d cannot be bound (%s); its "
+                                     "stream is not recorded", self.key, media.call_id,
+                                     answered.port, exc)
+                        continue
                 stream = StreamMedia(answered, sock, channel, self.rate,
                                      allowed=self._allowed, now=now)
                 self._selector.register(sock, selectors.EVENT_READ, stream)
