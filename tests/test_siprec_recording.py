@@ -323,6 +323,7 @@ def test_twenty_sessions_at_once(srs: Srs, events: Events, tmp_path: Path) -> No
         assert abs(seconds - 1.5) < 0.1, agent
 
 
+@pytest.mark.process
 def test_a_recorderd_killed_mid_session_recovers_the_recording(tmp_path: Path) -> None:
     srs = start_srs(tmp_path / "killed")
     audio = speech(6.0, seed=5)
@@ -333,9 +334,9 @@ def test_a_recorderd_killed_mid_session_recovers_the_recording(tmp_path: Path) -
         reader.wait("751", "RECORDINGSTARTED")
         reader.close()
         time.sleep(2.0)
+    finally:
         srs.proc.proc.send_signal(signal.SIGKILL)
         srs.proc.proc.wait(10)
-    finally:
         proc.kill()
         proc.communicate(timeout=10)
     again = start_srs(tmp_path / "killed")
