@@ -10,7 +10,6 @@ decrypted, and the session's line events carry what the calls layer needs."""
 from __future__ import annotations
 
 import base64
-import random
 import socket
 import threading
 import time
@@ -31,6 +30,7 @@ from recorder.drivers.siprec.rtp import RtpPacket
 from recorder.drivers.siprec.sdp import parse_sdp
 from recorder.drivers.siprec.sipmessage import SipResponse
 from recorder.drivers.siprec.timers import SipTimers
+from tests.helpers.net import rtp_test_range
 from tests.helpers.sipclient import Call, SipClient, multipart
 
 pytestmark = pytest.mark.slow
@@ -42,15 +42,8 @@ DEVICE, OTHER = "1001", "2002"
 
 
 def rtp_range() -> tuple[int, int]:
-    """A random 40-port RTP range on 127.0.0.1 (xdist workers must not share one)."""
-    while True:
-        low = random.randrange(42000, 60000, 2)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                probe.bind(("127.0.0.1", low))
-        except OSError:
-            continue
-        return low, low + 39
+    """A 40-port RTP range of this xdist worker's own (tests.helpers.net)."""
+    return rtp_test_range(40)
 
 
 class Sink:

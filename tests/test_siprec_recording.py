@@ -12,7 +12,6 @@ has its recording recovered at the next start; twenty sessions at once are all r
 
 from __future__ import annotations
 
-import random
 import re
 import shutil
 import signal
@@ -32,7 +31,7 @@ from lxml import etree
 
 from recorder.codecs import g711
 from tests.helpers.api import expect, fields
-from tests.helpers.net import free_port
+from tests.helpers.net import free_port, rtp_test_range
 from tests.helpers.recorders import RecorderProcess, Running, write_toml
 from tests.helpers.waiting import wait_for
 
@@ -76,7 +75,7 @@ class Srs:
 
 
 def start_srs(directory: Path) -> Srs:
-    low = random.randrange(42000, 60000, 2)
+    low, _ = rtp_test_range(400)
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"
     config = write_toml(directory / "r.toml", f'''

@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime
 import errno
 import ipaddress
+import os
+import random
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,3 +84,20 @@ def self_signed(directory: Path, name: str = "recorder") -> tuple[Path, Path]:
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
+
+
+# RTP ranges for test SRSs: below the kernel's ephemeral ports (32768 and up on Linux), which
+# any client socket of a parallel test may take, and a slice of their own per xdist worker.
+RTP_TEST_BASE = 20000
+RTP_SLICE = 1200
+
+
+def rtp_test_range(ports: int) -> tuple[int, int]:
+    """An even-based range of ``ports`` UDP ports on 127.0.0.1 for one test SRS, inside this
+    xdist worker's slice, so that parallel workers and their clients never take its ports."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    base = RTP_TEST_BASE + (index % 10) * RTP_SLICE
+    assert ports <= RTP_SLICE // 2
+    low = base + random.randrange(0, RTP_SLICE - ports, 2)
+    return low, low + ports - 1
