@@ -42,9 +42,20 @@ class Running:
     web_port: int
     data_dir: Path
     recorder: Recorder | None = None
+    process: RecorderProcess | None = None  # recorderd, when it runs as a process
 
-    def connect(self) -> ApiConnection:
-        return ApiConnection(self.socket_port)
+    @property
+    def pid(self) -> int | None:
+        return self.process.proc.pid if self.process is not None else None
+
+    def log(self) -> str:
+        """What recorderd has logged so far (a process's only)."""
+        assert self.process is not None, "only a recorderd process has a log to read"
+        return self.process.log
+
+    def connect(self, source: str | None = None) -> ApiConnection:
+        """A socket API connection, from ``source`` (an address of 127.0.0.0/8) if given."""
+        return ApiConnection(self.socket_port, source=source)
 
     def request(self, request_type: str, request_id: str | int | None = 1,
                 **params: Any) -> etree._Element:
@@ -138,7 +149,8 @@ class RecorderProcess:
                 web_port = WEB_PORT.search(self.log)
                 assert socket_port, self.log
                 assert web_port, self.log
-                return Running(int(socket_port.group(1)), int(web_port.group(1)), Path())
+                return Running(int(socket_port.group(1)), int(web_port.group(1)), Path(),
+                               process=self)
             if self.proc.poll() is not None:
                 self._reader.join(5)
                 raise AssertionError(f"recorderd exited {self.proc.returncode}:\n{self.log}")
