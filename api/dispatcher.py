@@ -114,10 +114,16 @@ CALL_CONTROL_TYPES: frozenset[str] = frozenset({
 LOOP_PARSE_MAX = 64 * 1024
 
 # Requests that change users or their phones. The scheduler keeps each device's agent in memory
-# (Scheduler.directory_changed); after one of these, whatever its outcome, it reads them again.
-# Every handler that writes users or phones (store.add_user, modify_user, delete_user,
-# assign_phone, unassign_phone) must be listed here; tests/test_api_fast_paths.py checks it.
+# (Scheduler.directory_changed); after one of these it reads them again, unless the request
+# cannot have moved or renamed an agent (agents_may_have_moved). Every handler that writes users
+# or phones (store.add_user, modify_user, delete_user, assign_phone, unassign_phone) must be
+# listed here; tests/test_api_fast_paths.py checks it.
 DIRECTORY_CHANGES: frozenset[str] = frozenset({"IMPORTUSER", "IMPORTAGENTPHONE"})
+# The answers of a directory change that may have written it: done, or failed part way.
+# Every other answer refuses the request as it stood (a full queue, a busy password hasher,
+# a bad field, a name taken), the store's writes changing nothing.
+_MAY_HAVE_WRITTEN = frozenset({ResultCode.API_OK, ResultCode.API_DATABASE_QUERY_ERROR,
+                               ResultCode.API_ERROR_PROCESSING_MESSAGE})
 
 REQUESTID_MAX = 2147483647
 ECHO_MAX = 64
@@ -126,6 +132,20 @@ ECHO_MAX = 64
 # become new time series.
 UNKNOWN_TYPE = "UNKNOWN"
 NO_TYPE = "NONE"
+
+
+def agents_may_have_moved(request: ApiRequest, result: ApiResult) -> bool:
+    """Whether a directory change (DIRECTORY_CHANGES) may have changed the agent of a device.
+
+    Not when it was refused, nor for a user added without phones (on no device yet): each of
+    those would otherwise make the next CALLSTART on every device read the directory, behind
+    the administration's writes, and a flood of IMPORTUSER would keep call control waiting.
+    """
+    if result.code not in _MAY_HAVE_WRITTEN:
+        return False
+    return not (request.type == "IMPORTUSER"
+                and request.params.get("ACTION", "").strip().upper() == "ADD"
+                and not request.params.get("PHONES", "").strip())
 
 
 class RequestStats:
@@ -304,14 +324,17 @@ class Dispatcher:
         if request.type not in DIRECTORY_CHANGES:
             return self._dispatch(request, handlers)
         ctx = self._ctx
+        result: ApiResult | None = None
         try:
-            return self._dispatch(request, handlers)
+            result = self._dispatch(request, handlers)
+            return result
         finally:
-            try:
-                ctx.scheduler.lookup.directory_changed()
-            except Exception:
-                logger.exception("%s: the scheduler could not be told of the directory change",
-                                 request.type)
+            if result is None or agents_may_have_moved(request, result):
+                try:
+                    ctx.scheduler.lookup.directory_changed()
+                except Exception:
+                    logger.exception("%s: the scheduler could not be told of the directory "
+                                     "change", request.type)
 
     def _dispatch(self, request: ApiRequest,
                   handlers: Mapping[str, Handler] | None) -> ApiResult:

@@ -16,10 +16,10 @@ _N, _R, _P, _LEN = 2**14, 8, 1, 32
 _SCHEME = "scrypt"
 
 # One hash at a time: each takes a core and 16 MiB for its ~60 ms, so a flood of IMPORTUSER
-# with passwords costs one core and 16 MiB at most, however many arrive at once, and the
-# allocator keeps one hash's buffer rather than one per API worker (which it does not give
-# back). A few more may wait; beyond them, one is refused at once (HashingBusy), so waiting
-# hashes do not hold every API worker either.
+# with passwords costs one core and 16 MiB at most, however many arrive at once (recorderd
+# gives those 16 MiB back after each hash: recorder/service/allocator.py). A few more may
+# wait; beyond them, one is refused at once (HashingBusy), so waiting hashes do not hold every
+# API worker either.
 HASH_THREADS = 1
 HASH_WAITING = 4
 

@@ -1,6 +1,7 @@
 """Load on a recorder as a hostile or a busy client makes it, bounded in count and time: a CTI
 link timing its calls, floods of IMPORTUSER, idle connections, HTTP requests whose body (or
-header) trickles in a byte at a time; and a real recorderd's figures from /proc.
+header) trickles in a byte at a time, and the three at once in a process of their own
+(``flood``); and a real recorderd's figures from /proc.
 
 Every client here runs on 127.0.0.0/8; ``source`` picks the client's own address in it, so
 one machine plays several clients (127.0.0.2 is another client than 127.0.0.1)."""
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -93,6 +95,7 @@ class ImportUserFlood(threading.Thread):
         self._tag = tag
         self.codes: Counter[int] = Counter()
         self.refused = 0  # connections closed by the recorder
+        self.connected = threading.Event()  # every connection made
         self._halt = threading.Event()
 
     def stop(self) -> None:
@@ -116,6 +119,7 @@ class ImportUserFlood(threading.Thread):
                 sock.sendall(self._request(conn, 0))
                 buffers[sock] = (conn, bytearray(), sent)
                 selector.register(sock, selectors.EVENT_READ)
+            self.connected.set()
             while buffers and not self._halt.is_set() and time.monotonic() < self._deadline:
                 for key, _ in selector.select(0.1):
                     sock = key.fileobj
@@ -158,6 +162,66 @@ def hold_connections(port: int, source: str, count: int) -> list[socket.socket]:
     return held
 
 
+class IdleFlood(threading.Thread):
+    """``per_source`` socket connections from each of ``sources`` that never send a byte, each
+    one the recorder closes (or refuses) opened again, until stopped or ``deadline``.
+    ``opened`` counts the connections made, ``closed`` those the recorder ended."""
+
+    def __init__(self, port: int, sources: tuple[str, ...], per_source: int,
+                 deadline: float, *, every: float = 0.2) -> None:
+        super().__init__(name="idle-flood", daemon=True)
+        self._port = port
+        self._sources = sources
+        self._per_source = per_source
+        self._deadline = deadline
+        self._every = every
+        self.opened = 0
+        self.closed = 0
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(30)
+
+    def run(self) -> None:
+        held: dict[str, list[socket.socket]] = {source: [] for source in self._sources}
+        try:
+            while not self._halt.is_set() and time.monotonic() < self._deadline:
+                for source, socks in held.items():
+                    for sock in list(socks):
+                        if _closed_by_peer(sock):
+                            self.closed += 1
+                            socks.remove(sock)
+                            sock.close()
+                    while len(socks) < self._per_source:
+                        try:
+                            sock = socket.create_connection(
+                                ("127.0.0.1", self._port), timeout=5,
+                                source_address=(source, 0))
+                        except OSError:
+                            break
+                        sock.setblocking(False)
+                        socks.append(sock)
+                        self.opened += 1
+                self._halt.wait(self._every)
+        finally:
+            for socks in held.values():
+                for sock in socks:
+                    sock.close()
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the server has closed ``sock`` (non-blocking; what it said is dropped)."""
+    try:
+        while True:
+            if not sock.recv(65536):
+                return True
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
 def answer_or_open(sock: socket.socket, wait: float) -> bytes | None:
     """What the server sent on ``sock`` within ``wait`` seconds until it closed it (b"" for a
     plain close); None if it is still open with nothing to say."""
@@ -176,22 +240,25 @@ def answer_or_open(sock: socket.socket, wait: float) -> bytes | None:
 
 
 class SlowHttpBodies(threading.Thread):
-    """``count`` WebAPI POSTs from ``source`` whose headers arrive at once and whose form body
-    then comes one byte every ``interval`` seconds, until the recorder closes the connection
-    or ``deadline``. ``closed_after`` holds, per connection the recorder ended, the seconds
-    from its headers to the end; ``answers`` what it said first."""
+    """``count`` WebAPI POSTs from ``source`` (or each of several in turn) whose headers arrive
+    at once and whose form body then comes one byte every ``interval`` seconds, until the
+    recorder answers or closes the connection, or ``deadline``; with ``reopen``, each one ended
+    is opened again. ``closed_after`` holds, per connection the recorder ended, the seconds from
+    its opening to its end; ``answers`` what it said."""
 
     BODY = b"user1=" + b"z" * 400
 
-    def __init__(self, port: int, count: int, deadline: float, *, source: str = "127.0.0.1",
-                 interval: float = 0.5, headers_too: bool = False) -> None:
+    def __init__(self, port: int, count: int, deadline: float, *,
+                 source: str | tuple[str, ...] = "127.0.0.1", interval: float = 0.5,
+                 headers_too: bool = False, reopen: bool = False) -> None:
         super().__init__(name="slow-http", daemon=True)
         self._port = port
         self._count = count
         self._deadline = deadline
-        self._source = source
+        self._sources = (source,) if isinstance(source, str) else source
         self._interval = interval
         self._headers_too = headers_too  # the request line and headers trickle too
+        self._reopen = reopen  # each connection the recorder ends is opened again
         self.closed_after: list[float] = []
         self.answers: list[bytes] = []
         self.opened = 0
@@ -207,25 +274,33 @@ class SlowHttpBodies(threading.Thread):
                 b"Content-Type: application/x-www-form-urlencoded\r\n"
                 b"Content-Length: %d\r\n\r\n" % len(self.BODY))
 
+    def _open(self, n: int, live: dict[socket.socket, tuple[float, bytes]]) -> None:
+        source = self._sources[n % len(self._sources)]
+        try:
+            sock = socket.create_connection(("127.0.0.1", self._port), timeout=10,
+                                            source_address=(source, 0))
+        except OSError:
+            self.connect_failures += 1
+            return
+        self.opened += 1
+        if self._headers_too:
+            pending = self._head() + self.BODY
+        else:
+            sock.sendall(self._head())
+            pending = self.BODY
+        sock.setblocking(False)
+        live[sock] = (time.monotonic(), pending)
+
     def run(self) -> None:
         live: dict[socket.socket, tuple[float, bytes]] = {}
         try:
-            for _ in range(self._count):
-                try:
-                    sock = socket.create_connection(("127.0.0.1", self._port), timeout=10,
-                                                    source_address=(self._source, 0))
-                except OSError:
-                    self.connect_failures += 1
-                    continue
-                self.opened += 1
-                if self._headers_too:
-                    pending = self._head() + self.BODY
-                else:
-                    sock.sendall(self._head())
-                    pending = self.BODY
-                sock.setblocking(False)
-                live[sock] = (time.monotonic(), pending)
-            while live and not self._halt.is_set() and time.monotonic() < self._deadline:
+            for n in range(self._count):
+                self._open(n, live)
+            while ((live or self._reopen) and not self._halt.is_set()
+                   and time.monotonic() < self._deadline):
+                if self._reopen:
+                    for n in range(self._count - len(live)):
+                        self._open(self.opened + n, live)
                 for sock, (began, pending) in list(live.items()):
                     ended = self._ended(sock)
                     if ended is None and pending:
@@ -256,12 +331,78 @@ class SlowHttpBodies(threading.Thread):
                     return data
                 data += chunk
         except (BlockingIOError, InterruptedError):
-            # Open. An answer before the close (a 408, a 503) is kept for when it closes.
-            if data:
-                sock.setblocking(True)
-                sock.settimeout(5)
-                rest = answer_or_open(sock, 5)
-                return data + (rest or b"")
-            return None
+            # Open; but an answer (a 408, a 503: one small write) ends the request, and the
+            # recorder closes the connection after it.
+            return data or None
         except ConnectionError:
             return data
+
+
+@dataclass(frozen=True)
+class FloodPlan:
+    """The floods one process makes at once, each from addresses of its own (none the CTI's):
+    IMPORTUSER on ``import_connections`` connections, ``idle_per_source`` idle socket
+    connections from each idle source, ``slow_bodies`` HTTP requests trickling in."""
+
+    socket_port: int
+    web_port: int
+    seconds: float  # the longest the floods run, stopped or not
+    import_sources: tuple[str, ...] = ("127.0.0.10", "127.0.0.11", "127.0.0.12", "127.0.0.13")
+    import_connections: int = 64
+    idle_sources: tuple[str, ...] = tuple(f"127.0.0.{20 + n}" for n in range(6))
+    idle_per_source: int = 32
+    slow_sources: tuple[str, ...] = ("127.0.0.30", "127.0.0.31", "127.0.0.32", "127.0.0.33")
+    slow_bodies: int = 128
+    slow_interval: float = 0.5
+
+
+@dataclass
+class FloodReport:
+    """What the floods of a FloodPlan saw."""
+
+    import_codes: Counter[int] = field(default_factory=Counter)
+    idle_opened: int = 0
+    idle_closed: int = 0
+    slow_opened: int = 0
+    slow_statuses: Counter[str] = field(default_factory=Counter)  # "408", "503", "closed"
+
+
+def flood(plan: FloodPlan, commands: Any) -> None:
+    """Serve flood phases on ``commands`` (a multiprocessing Connection) until told "quit" or
+    left without a command for ``plan.seconds``: on "start", the floods of ``plan`` begin and
+    "started" is sent once every flood has opened its connections; on "stop" (or after
+    ``plan.seconds``) they end, and their FloodReport is sent.
+
+    Run in a process of its own: the floods' client threads would otherwise take the CTI
+    client's interpreter lock, and a latency the recorder did not cause would be measured.
+    One process serves every phase, so that a phase starts in well under a second.
+    """
+    phase = 0
+    while commands.poll(plan.seconds) and commands.recv() == "start":
+        phase += 1
+        deadline = time.monotonic() + plan.seconds
+        # The IMPORTUSER connections first: once the idle flood has taken every other
+        # place, they would be answered 48. Each phase's users have names of their own (a
+        # name taken is answered 54 before any hashing).
+        imports = ImportUserFlood(plan.socket_port, plan.import_sources,
+                                  plan.import_connections, deadline, tag=f"p{phase}")
+        imports.start()
+        imports.connected.wait(10.0)
+        idle = IdleFlood(plan.socket_port, plan.idle_sources, plan.idle_per_source, deadline)
+        slow = SlowHttpBodies(plan.web_port, plan.slow_bodies, deadline,
+                              source=plan.slow_sources, interval=plan.slow_interval,
+                              reopen=True)
+        idle.start()
+        slow.start()
+        time.sleep(0.5)  # each flood opens its connections in well under that
+        commands.send("started")
+        if commands.poll(max(0.0, deadline - time.monotonic())):
+            commands.recv()  # "stop"
+        for thread in (slow, idle, imports):
+            thread.stop()
+        statuses: Counter[str] = Counter()
+        for answer in slow.answers:
+            statuses[answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else
+                     "closed"] += 1
+        commands.send(FloodReport(imports.codes, idle.opened, idle.closed, slow.opened,
+                                  statuses))
