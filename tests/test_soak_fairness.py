@@ -32,8 +32,9 @@ the field they run elsewhere), and the recorder does hash the passwords that rea
 at most, by design), on one disk and one database. On the two-core development VM, shared with
 other work, the CTI's p99 alone was 6 to 8 ms and under the floods 12 to 15 ms (a ratio of 1.8
 to 2.1 in five runs) while the machine was otherwise lightly loaded; a few milliseconds more
-whenever other work woke up during a flooded phase. Within 10 ms of the baseline is still a CTI that does not
-wait behind the floods: waiting behind them (before issue 18) meant 47s after seconds.
+whenever other work woke up during a flooded phase. Within 10 ms of the baseline is still a
+CTI that does not wait behind the floods: waiting behind them (before issue 18) meant 47s
+after seconds.
 FAIRNESS_SOAK_FLOOR_MS=0 holds the run to the ratio alone.
 """
 
