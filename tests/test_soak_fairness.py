@@ -51,7 +51,6 @@ from pathlib import Path
 import pytest
 
 from recorder.config.loader import config_from_dict
-from recorder.config.printing import to_toml
 from tests.helpers.load import (
     CtiTally,
     FloodPlan,
@@ -61,7 +60,7 @@ from tests.helpers.load import (
     open_fds,
     percentile,
 )
-from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
+from tests.helpers.recorders import RecorderProcess, Running, base_config, recorderd_of
 from tests.helpers.waiting import wait_for
 
 CTI = "127.0.0.2"
@@ -87,16 +86,8 @@ def recorderd(tmp_path: Path) -> Iterator[tuple[RecorderProcess, Running]]:
         boards=[{"driver": "synthetic", "devices": list(DEVICES)}],
         api={"socket_port": 0, "web_port": 0, "cti_addresses": [CTI]},
     ), base_dir=tmp_path)
-    proc = RecorderProcess(["--config", str(write_toml(tmp_path / "soak.toml",
-                                                       to_toml(config)))])
-    try:
-        running = proc.wait_ready()
-        running.data_dir = config.storage.data_dir
-        yield proc, running
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait(10)
+    with recorderd_of(config, tmp_path / "soak.toml") as started:
+        yield started
 
 
 class Floods:

@@ -3,6 +3,7 @@ where a started recorder's APIs listen and its data lives."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ import pytest
 from lxml import etree
 
 from recorder.app import Recorder
+from recorder.config.model import Config
+from recorder.config.printing import to_toml
 from tests.helpers.api import ApiConnection
 
 BIN = Path(sys.executable).parent
@@ -181,3 +185,18 @@ def start_recorderd(tmp_path: Path, processes: list[RecorderProcess],
     running = proc.wait_ready()
     running.data_dir = data
     return config, data, running
+
+
+@contextlib.contextmanager
+def recorderd_of(config: Config, path: Path) -> Iterator[tuple[RecorderProcess, Running]]:
+    """A real recorderd on ``config``, written as TOML to ``path``, while the block runs;
+    killed at its end if it is still up (the test judged it already)."""
+    proc = RecorderProcess(["--config", str(write_toml(path, to_toml(config)))])
+    try:
+        running = proc.wait_ready()
+        running.data_dir = config.storage.data_dir
+        yield proc, running
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait(10)
