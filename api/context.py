@@ -13,6 +13,7 @@ from recorder.calls.scheduler import Scheduler
 from recorder.config.model import DEFAULT_TERMINOLOGY
 from recorder.events.types import EventSink, NoEvents
 from recorder.store.factory import Store
+from recorder.store.passwords import PasswordHasher
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ApiContext:
     mailer: Mailer | None = None
     # Exports are written here before they are sent (data_dir/tmp); None: the system's.
     work_dir: Path | None = None
+    # IMPORTUSER hashes passwords on its thread; None: on the handler's own thread.
+    passwords: PasswordHasher | None = None
 
     def sent_to_cores(self, request_type: str) -> str:
         """The manual's API_OK message for requests forwarded to the recording cores."""

@@ -63,6 +63,7 @@ from recorder.recording.writer import WriterLoop
 from recorder.rules.decision import Policy
 from recorder.rules.triggers import VoxParams
 from recorder.store.factory import Store, open_store
+from recorder.store.passwords import PasswordHasher
 from recorder.telemetry.components import Components
 from recorder.telemetry.reporter import HUNG_AFTER_SECONDS, Telemetry
 
@@ -344,6 +345,7 @@ class Recorder:
                                f"{exc.strerror or exc}") from exc
         if removed:
             logger.info("removed %d unfinished export(s) from %s", removed, work_dir)
+        passwords = PasswordHasher()
         context = ApiContext(scheduler=self.scheduler, store=self.store,
                              core_ident=config.core.ident,
                              calllist_max_rows=config.api.calllist_max_rows,
@@ -352,15 +354,25 @@ class Recorder:
                              mailer=Mailer(config.smtp), work_dir=work_dir,
                              exports=ExportWorkspace(work_dir, config.api.export_max_bytes,
                                                      config.api.export_concurrency,
-                                                     guard=self.disk))
+                                                     guard=self.disk),
+                             passwords=passwords)
         dispatcher = self.dispatcher = self.telemetry.parts.dispatcher = Dispatcher(context)
         api = self.api = ApiServer(config.api, dispatcher, self.events,
                                    metrics=self.telemetry.render_metrics, status=self.status)
-        api.start()
+        try:
+            api.start()
+        except BaseException:
+            passwords.close()
+            raise
         self.telemetry.parts.api = api
+
+        def stop() -> None:
+            _halt("api", api.stop, api.join)
+            passwords.close()  # after the API's workers, the only ones that hash
+
         # Stopped in the second pass: while the other stages drain, requests are answered (a
         # new call is refused with "shutting down") and subscribers get the last events.
-        stage.stop = lambda: _halt("api", api.stop, api.join)
+        stage.stop = stop
 
 
 def _channel_devices(driver: Driver, board: BoardCommon) -> tuple[str, ...]:

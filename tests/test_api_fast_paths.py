@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from recorder.api.dispatcher import DIRECTORY_CHANGES, HANDLERS
+from recorder.api.dispatcher import DIRECTORY_CHANGES, HANDLERS, agents_may_have_moved
 from recorder.api.protocol.xmlcodec import (
     FLAT_MAX_BYTES,
     NOT_XML,
@@ -24,7 +24,7 @@ from recorder.api.protocol.xmlcodec import (
     parse_tree,
     render_result,
 )
-from recorder.api.request import ApiResult, Node, RequestError
+from recorder.api.request import ApiRequest, ApiResult, Node, RequestError
 from recorder.api.transport.framing import MessageFramer, MessageTooLarge
 from recorder.calls.lookup import AgentCache
 from recorder.resultcodes import ResultCode
@@ -258,6 +258,32 @@ def test_every_request_that_writes_the_directory_clears_the_agents() -> None:
                if DIRECTORY_WRITES.search(inspect.getsource(inspect.getmodule(handler)))}
     assert writers == {"IMPORTUSER", "IMPORTAGENTPHONE"}
     assert writers <= DIRECTORY_CHANGES
+
+
+OK, QUEUE_FULL = ResultCode.API_OK, ResultCode.API_COMMAND_QUEUE_FULL
+
+
+@pytest.mark.parametrize(("request_type", "params", "code", "moved"), [
+    # A user added without phones is on no device: no agent moved (an IMPORTUSER flood is
+    # mostly these, and must not make every CALLSTART read the directory again).
+    ("IMPORTUSER", {"ACTION": "ADD", "FIRSTNAME": "A", "LASTNAME": "B"}, OK, False),
+    ("IMPORTUSER", {"ACTION": "add", "PHONES": " "}, OK, False),
+    ("IMPORTUSER", {"ACTION": "ADD", "PHONES": "1002"}, OK, True),
+    ("IMPORTUSER", {"ACTION": "MODIFY", "USERID": "4", "USERNAME": "x"}, OK, True),
+    ("IMPORTUSER", {"ACTION": "DELETE", "USERID": "4"}, OK, True),
+    ("IMPORTAGENTPHONE", {"ACTION": "ADD", "AGENTID": "4", "PHONEID": "1002"}, OK, True),
+    # Refused as it stood: nothing was written.
+    ("IMPORTUSER", {"ACTION": "MODIFY", "USERID": "4"}, QUEUE_FULL, False),
+    ("IMPORTUSER", {"ACTION": "MODIFY", "USERID": "4"}, ResultCode.API_USER_NOT_FOUND, False),
+    ("IMPORTAGENTPHONE", {"ACTION": "ADD"}, ResultCode.API_INVALID_MESSAGE_FORMAT, False),
+    # Failed part way, perhaps after a write.
+    ("IMPORTUSER", {"ACTION": "MODIFY"}, ResultCode.API_DATABASE_QUERY_ERROR, True),
+    ("IMPORTAGENTPHONE", {"ACTION": "DELETE"}, ResultCode.API_ERROR_PROCESSING_MESSAGE, True),
+])
+def test_which_directory_changes_make_callstart_read_the_agents_again(
+        request_type: str, params: dict[str, str], code: ResultCode, moved: bool) -> None:
+    request = ApiRequest(request_type, "1", params)
+    assert agents_may_have_moved(request, ApiResult(code, "")) is moved
 
 
 class Calls:

@@ -192,16 +192,23 @@ def test_requests_beyond_the_command_queue_get_47_at_once(start_recorder: Any) -
         assert select.select([smtp], [], [], WAIT)[0], "EMAIL never reached the mail server"
         session, _ = smtp.accept()
         try:
+            # DEVICELIST, not TEST: TEST runs in the call-control lane with CALLSTART (the CTI
+            # link's keep-alive), which this queue does not hold up.
             waiting = [running.connect(), running.connect()]
             for n, queued in enumerate(waiting):
-                queued.send(request_xml("TEST", 10 + n) + b"\r\n")
+                queued.send(request_xml("DEVICELIST", 10 + n) + b"\r\n")
             wait_for_metric(running, "recorder_api_requests_pending", 3)
 
             began = time.monotonic()
-            expect(conn.request("TEST", 4), 47, starts="the recorder has 3 requests running")
-            full = running.web_result(type="TEST", requestid=5)  # the WebAPI shares the queue
+            expect(conn.request("DEVICELIST", 4), 47,
+                   starts="the recorder has 3 requests running")
+            # The WebAPI shares the queue.
+            full = running.web_result(type="DEVICELIST", requestid=5)
             expect(full, 47)
             assert full.findtext("REQUESTID") == "5"
+            # Call control has its own lane: answered while the general one is full.
+            expect(conn.request("TEST", 9), 20)
+            expect(running.web_result(type="TEST", requestid=10), 20)
             # Pipelined requests get no further: each one is refused in turn.
             conn.send(b"".join(request_xml("DEVICESTATUS", n, deviceid="1001") + b"\r\n"
                                for n in (6, 7, 8)))

@@ -528,8 +528,11 @@ def test_a_calls_events_end_to_end_while_a_stalled_subscriber_is_dropped(
 
 
 def test_many_subscribers_at_once_each_get_a_calls_events(
-        running: Running, subscribers: list[Subscriber]) -> None:
+        start_recorder: Any, subscribers: list[Subscriber]) -> None:
     count = 60
+    # All from one address (and a request after them), more than its default share (32).
+    running = start_recorder(api={"socket_port": 0, "web_port": 0,
+                                  "max_clients_per_address": count + 1})
     subscribers += [Subscriber(running) for _ in range(count)]
     assert all(s.result.findtext("RESULTCODE") == "20" for s in subscribers)
     assert len({s.result.findtext("EVENTXREF") for s in subscribers}) == count

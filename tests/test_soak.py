@@ -29,11 +29,10 @@ from typing import Any
 import pytest
 
 from recorder.config.loader import config_from_dict
-from recorder.config.printing import to_toml
 from recorder.store.records import RecordingQuery
 from recorder.store.sqlite import SqliteStore
 from tests.helpers.api import ApiConnection, result_code
-from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
+from tests.helpers.recorders import RecorderProcess, Running, base_config, recorderd_of
 
 pytestmark = [pytest.mark.soak, pytest.mark.slow, pytest.mark.process]
 
@@ -210,16 +209,8 @@ def recorderd(tmp_path: Path) -> Iterator[tuple[RecorderProcess, Running]]:
         # end is one left behind, not a worker the warm-up happened not to need.
         api={"socket_port": 0, "web_port": 0, "workers": 2},
     ), base_dir=tmp_path)
-    proc = RecorderProcess(["--config", str(write_toml(tmp_path / "soak.toml",
-                                                       to_toml(config)))])
-    try:
-        running = proc.wait_ready()
-        running.data_dir = config.storage.data_dir
-        yield proc, running
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait(10)
+    with recorderd_of(config, tmp_path / "soak.toml") as started:
+        yield started
 
 
 def test_thousands_of_calls_leave_fds_threads_and_memory_flat(

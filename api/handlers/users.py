@@ -13,7 +13,7 @@ from recorder.api.protocol.params import Params, parse_int
 from recorder.api.request import ApiResult, Node, RequestError, invalid
 from recorder.resultcodes import ResultCode
 from recorder.store.directory import PhoneInUse, UserExists, UserFields, UserRow
-from recorder.store.passwords import hash_password
+from recorder.store.passwords import HashingBusy, hash_password
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def import_user(ctx: ApiContext, params: Params) -> ApiResult:
         logger.info("IMPORTUSER: user %d deleted", user_id)
         return ApiResult(ResultCode.API_OK, f"User {user_id} deleted",
                          [("USERID", str(user_id))])
-    fields = _fields(params, adding=False)
+    fields = _fields(ctx, params, adding=False)
     with _conflicts():
         found = ctx.store.directory.modify_user(user_id, fields, now=now)
     if not found:
@@ -50,7 +50,7 @@ def import_user(ctx: ApiContext, params: Params) -> ApiResult:
 
 def _add(ctx: ApiContext, params: Params) -> ApiResult:
     # "The field USERID is ignored when the action is ADD."
-    fields = _fields(params, adding=True)
+    fields = _fields(ctx, params, adding=True)
     with _conflicts():
         user_id = ctx.store.directory.add_user(fields, now=ctx.clock(),
                                      allow_duplicate_name=params.flag("ALLOWDUPLICATE") == "Y")
@@ -70,7 +70,7 @@ def _conflicts() -> Iterator[None]:
         raise RequestError(ResultCode.API_PHONEID_IN_USE, str(exc)) from exc
 
 
-def _fields(params: Params, *, adding: bool) -> UserFields:
+def _fields(ctx: ApiContext, params: Params, *, adding: bool) -> UserFields:
     first, last = params.text("FIRSTNAME"), params.text("LASTNAME")
     for name, value in (("FIRSTNAME", first), ("LASTNAME", last)):
         if adding and not value:
@@ -90,13 +90,24 @@ def _fields(params: Params, *, adding: bool) -> UserFields:
         crm_user=params.text("CRM_USER"),
         site_id=_site_id(params),
         # A blank PASSWORD leaves the password as it is rather than removing it.
-        password_hash=hash_password(password) if password else None,
+        password_hash=_hash(ctx, password) if password else None,
         allow_self_record=params.text("ALLOWSELFRECORD") or None,
         allow_self_download=params.text("ALLOWSELFDOWNLOAD") or None,
         add_time=_time(params, "ADD_TIME"),
         mod_time=_time(params, "MOD_TIME"),
         phones=_phones(params),
     )
+
+
+def _hash(ctx: ApiContext, password: str) -> str:
+    """The password's hash, made on the hashing thread (a flood of IMPORTUSER then costs one
+    core, and waits there rather than on every API worker); 47 when too many wait for it."""
+    if ctx.passwords is None:
+        return hash_password(password)
+    try:
+        return ctx.passwords.hash(password)
+    except HashingBusy as exc:
+        raise RequestError(ResultCode.API_COMMAND_QUEUE_FULL, str(exc)) from exc
 
 
 def _site_id(params: Params) -> int | None:

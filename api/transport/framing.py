@@ -111,7 +111,8 @@ class MessageFramer:
                 if line_end is None:
                     pos = len(buf)
                     break
-                out.append(bytes(buf[self._start : line_end.start()]))
+                # Trailing blanks are no part of a line, whichever way it was cut.
+                out.append(bytes(buf[self._start : line_end.start()]).rstrip())
                 pos = line_end.end()
                 self._reset()
             elif buf[pos] == _LT:

@@ -1,5 +1,7 @@
-"""The API's load limits shared by the socket API and the WebAPI: the command queue (code 47)
-and the number of clients (code 48). docs/api-notes.md, "Limits", lists every limit."""
+"""The API's command queues (code 47), shared by the socket API and the WebAPI, in two lanes:
+call control on workers of its own, every other request on the general workers, so that no
+amount of administration, export or e-mail can keep a CTI's CALLSTART waiting. The clients'
+places (code 48) are in ``clients``; docs/api-notes.md, "Limits", lists every limit."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+from recorder.api.dispatcher import CALL_CONTROL_TYPES
+from recorder.resultcodes import ResultCode
 from recorder.telemetry.prometheus import Gauge
 
 logger = logging.getLogger(__name__)
@@ -20,6 +24,20 @@ T = TypeVar("T")
 
 # A flood of refusals must not flood the log as well: one line per this many seconds.
 REFUSAL_LOG_INTERVAL = 10.0
+# A connection answered 47 (a full queue, a busy password hasher) makes its next request only
+# after this pause (the answer itself goes at once), so a client that retries at once cannot
+# keep the event loop and the workers busy refusing it: each refusal costs as much as a cheap
+# request. At 0.25 s, 64 connections of IMPORTUSER drew about 250 refusals a second, and the
+# CTI's p99 latency under every flood at once (tests/test_soak_fairness.py) was 2.5 times its
+# p99 alone; at 1 s, 65 a second and about 2 times. The CTI links are never paused.
+REFUSED_PAUSE = 1.0
+_QUEUE_FULL = b"</RESULTTYPE><RESULTCODE>%d</RESULTCODE>" % ResultCode.API_COMMAND_QUEUE_FULL
+
+
+def refused_for_load(answer: bytes) -> bool:
+    """Whether a rendered RESULT is a 47 (text in a RESULT is escaped, so only its header can
+    hold these tags)."""
+    return _QUEUE_FULL in answer
 
 
 class QueueFull(Exception):
@@ -27,24 +45,32 @@ class QueueFull(Exception):
 
 
 class CommandQueue:
-    """Runs requests on the API workers, refusing one at once when too many wait for a worker.
+    """Runs requests on one lane's workers, refusing one at once when too many wait for them.
 
     At most ``workers`` requests run and ``queue_size`` more wait, counted over every connection
     and both transports; the next is refused (QueueFull) instead of queueing without end. A
     request holds its place until its work has finished on the worker, even if the client that
-    sent it has gone, so the count is what the workers really have to do.
+    sent it has gone, so the count is what the workers really have to do. ``gauges`` are
+    raised and lowered with the count (several lanes may share one: the total).
     """
 
     def __init__(self, executor: Executor, workers: int, queue_size: int,
-                 gauge: Gauge | None = None) -> None:
+                 *gauges: Gauge, kind: str = "") -> None:
         self._executor = executor
-        self._gauge = gauge or Gauge("recorder_api_requests_pending", "")
+        self._gauges = gauges or (Gauge("recorder_api_requests_pending", ""),)
         self.capacity = workers + queue_size
         self._workers = workers
+        self.kind = kind  # how a refusal names the lane's requests ("call-control")
         self._lock = threading.Lock()  # released from worker threads
         self._taken = 0
-        self._refusals = _RefusalLog("API command queue full (%d requests running or "
-                                     "waiting); %d request(s) answered 47")
+        self._refusals = RefusalLog(f"API {kind + ' ' if kind else ''}command queue full "
+                                    "(%d requests running or waiting); %d request(s) answered 47")
+
+    def full_message(self) -> str:
+        """RESULTMSG of a request this lane refuses (47)."""
+        kind = f"{self.kind} " if self.kind else ""
+        return (f"the recorder has {self.capacity} {kind}requests running or waiting; "
+                "try again later")
 
     @property
     def taken(self) -> int:
@@ -60,7 +86,7 @@ class CommandQueue:
             if self._taken >= self._workers:
                 return False
             self._taken += 1
-            self._gauge.set(self._taken)
+            self._count(1)
             return True
 
     def give_back(self) -> None:
@@ -75,7 +101,7 @@ class CommandQueue:
             else:
                 full = False
                 self._taken += 1
-                self._gauge.set(self._taken)
+                self._count(1)
         if full:
             self._refusals.note(self.capacity)
             raise QueueFull
@@ -112,7 +138,32 @@ class CommandQueue:
     def _release(self) -> None:
         with self._lock:
             self._taken -= 1
-            self._gauge.set(self._taken)
+            self._count(-1)
+
+    def _count(self, change: int) -> None:
+        for gauge in self._gauges:
+            gauge.inc(change)
+
+
+class Lanes:
+    """Which command queue a request runs in: call control (dispatcher.CALL_CONTROL_TYPES) in
+    its own, everything else in the general one. Each lane has its workers and its bound, so
+    a lane that is full or slow (a flood of IMPORTUSER, an export, a mail server that does not
+    answer) never holds up the other."""
+
+    def __init__(self, calls: CommandQueue, general: CommandQueue) -> None:
+        self.calls = calls
+        self.general = general
+
+    @classmethod
+    def unbounded(cls, executor: Executor) -> Lanes:
+        """One executor, no limit: for a transport run without the server's limits."""
+        queue = CommandQueue(executor, 1 << 30, 0)
+        return cls(queue, queue)
+
+    def of(self, request_type: str) -> CommandQueue:
+        """The lane of a request of this TYPE (upper case, as the dispatcher reads it)."""
+        return self.calls if request_type in CALL_CONTROL_TYPES else self.general
 
 
 def _hand_over(loop: asyncio.AbstractEventLoop,
@@ -133,34 +184,7 @@ def _set_exception(future: asyncio.Future[T], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-class ClientLimit:
-    """How many clients may be connected at once (socket connections and WebAPI event streams).
-
-    Used on the event loop only, so a plain count suffices.
-    """
-
-    def __init__(self, limit: int, gauge: Gauge | None = None) -> None:
-        self.limit = limit
-        self.count = 0
-        self._gauge = gauge or Gauge("recorder_api_clients", "")
-        self._refusals = _RefusalLog("API client limit reached (%d clients); %d client(s) "
-                                     "answered 48")
-
-    def acquire(self) -> bool:
-        """Take a place; False (and nothing taken) when every place is taken."""
-        if self.count >= self.limit:
-            self._refusals.note(self.limit)
-            return False
-        self.count += 1
-        self._gauge.set(self.count)
-        return True
-
-    def release(self) -> None:
-        self.count -= 1
-        self._gauge.set(self.count)
-
-
-class _RefusalLog:
+class RefusalLog:
     """Logs refusals as a warning at most once per REFUSAL_LOG_INTERVAL, with their count."""
 
     def __init__(self, message: str) -> None:

@@ -12,7 +12,8 @@ from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 
 from recorder.api.dispatcher import Dispatcher
-from recorder.api.transport.loadlimits import ClientLimit, CommandQueue
+from recorder.api.transport.clients import ClientLimit, CtiNetworks
+from recorder.api.transport.loadlimits import CommandQueue, Lanes
 from recorder.api.transport.socket_server import SocketApi
 from recorder.api.transport.webapi import MetricsProvider, StatusProvider, WebApi
 from recorder.config.sections import ApiConfig
@@ -44,21 +45,38 @@ class ApiServer(Worker):
         super().__init__("api-loop")
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="api")
+        self._calls = ThreadPoolExecutor(config.call_control_workers,
+                                         thread_name_prefix="api-call")
         self._diagnostics = ThreadPoolExecutor(DIAGNOSTIC_WORKERS,
                                                thread_name_prefix="api-diag")
-        # One command queue and one client count for both transports: the limits are the
-        # recorder's, whichever way a client comes in.
-        queue = CommandQueue(self._executor, config.workers, config.command_queue_size,
-                             dispatcher.stats.pending)
-        clients = ClientLimit(config.max_clients, dispatcher.stats.clients)
+        # One pair of command queues and one client count for both transports: the limits are
+        # the recorder's, whichever way a client comes in. Call control has its own workers
+        # and queue, so no other request can hold it up (loadlimits.Lanes).
+        stats = dispatcher.stats
+        lanes = Lanes(
+            CommandQueue(self._calls, config.call_control_workers,
+                         config.call_control_queue_size, stats.pending, stats.call_pending,
+                         kind="call-control"),
+            CommandQueue(self._executor, config.workers, config.command_queue_size,
+                         stats.pending))
+        cti = CtiNetworks(config.cti_addresses)
+        clients = ClientLimit(config.max_clients, stats.clients,
+                              per_address=config.max_clients_per_address, cti=cti,
+                              reserved=config.cti_reserved_clients)
+        connections = ClientLimit(config.max_http_connections, stats.http_connections,
+                                  per_address=config.max_clients_per_address, cti=cti,
+                                  reserved=config.cti_reserved_clients,
+                                  what="HTTP connections")
         self._socket = SocketApi(dispatcher, self._executor, config.max_message_bytes,
                                  config.message_timeout_seconds, events,
                                  message_deadline=config.message_deadline_seconds,
-                                 idle_timeout=config.idle_timeout_seconds, queue=queue,
+                                 idle_timeout=config.idle_timeout_seconds, lanes=lanes,
                                  clients=clients)
         self._web = WebApi(dispatcher, self._executor, events, metrics=metrics, status=status,
-                           diagnostics_executor=self._diagnostics, queue=queue,
-                           clients=clients, max_body=config.max_message_bytes)
+                           diagnostics_executor=self._diagnostics, lanes=lanes,
+                           clients=clients, connections=connections,
+                           request_deadline=config.message_deadline_seconds,
+                           max_body=config.max_message_bytes)
         self._tls: ssl.SSLContext | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -89,8 +107,8 @@ class ApiServer(Worker):
                                f"{START_TIMEOUT:.0f} s")
         if self._error is not None:
             super().join()
-            self._executor.shutdown(wait=False)
-            self._diagnostics.shutdown(wait=False)
+            for pool in (self._executor, self._calls, self._diagnostics):
+                pool.shutdown(wait=False)
             raise self._error
         host, port = self.socket_address
         logger.info("socket API listening on %s:%d", host, port)
@@ -108,8 +126,8 @@ class ApiServer(Worker):
 
     def join(self, timeout: float | None = None) -> bool:
         ended = super().join(timeout)
-        self._executor.shutdown(wait=True)
-        self._diagnostics.shutdown(wait=True)
+        for pool in (self._executor, self._calls, self._diagnostics):
+            pool.shutdown(wait=True)
         return ended
 
     def run(self) -> None:

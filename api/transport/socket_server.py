@@ -1,9 +1,11 @@
 """The XML socket API: a TCP server answering each message with a RESULT line (CRLF-ended).
 
 A client may send many requests on one connection, pretty-printed or on one line, or drop after
-one. Requests on a connection are answered in order; handlers run on the API worker threads so
-the event loop never waits for a disk or the database, except those of the few request types
-that only read memory (dispatcher.INLINE_TYPES), answered on the loop while a worker is idle.
+one. Requests on a connection are answered in order, one at a time: a connection never holds
+more than one request in progress, however many it pipelines. Handlers run on the API worker
+threads so the event loop never waits for a disk or the database, call control in its own lane
+(loadlimits.Lanes), except those of the few request types that only read memory
+(dispatcher.INLINE_TYPES), answered on the loop while a worker of their lane is idle.
 
 EVENTS turns a connection into an event subscriber (the manual's Event Interface): after its
 RESULT, every matching event is written to it as one ``<CALLCOPYEVENT>`` line, and the
@@ -13,9 +15,11 @@ falls behind (its queue on the event bus fills) is disconnected. See docs/events
 Limits (docs/api-notes.md, "Limits"): a message over ``max_message_bytes`` is answered 16 and
 the connection closed; a message left unfinished for ``message_timeout`` is answered 16 and
 the connection kept; one still arriving ``message_deadline`` after its first byte (a slow
-sender) is answered 16 and the connection closed; a connection that sends no message for
-``idle_timeout`` is closed, unless it receives events; a client over the client limit is
-answered 48 and closed; a request finding the command queue full is answered 47 at once.
+sender) is answered 16 and the connection closed; a connection that has sent no whole message
+``message_deadline`` after it opened, or none for ``idle_timeout`` since, is closed, unless it
+receives events or comes from a CTI address; a client over the client limits (in all, per
+address) is answered 48 and closed; a request finding its lane's queue full is answered 47 at
+once.
 """
 
 from __future__ import annotations
@@ -37,8 +41,14 @@ from recorder.api.handlers.events import params_filter, render_event, subscribed
 from recorder.api.protocol.params import Params
 from recorder.api.protocol.xmlcodec import render_result
 from recorder.api.request import ApiResult, RequestError
+from recorder.api.transport.clients import ClientLimit, client_address
 from recorder.api.transport.framing import MessageFramer, MessageTooLarge
-from recorder.api.transport.loadlimits import ClientLimit, CommandQueue, QueueFull
+from recorder.api.transport.loadlimits import (
+    REFUSED_PAUSE,
+    Lanes,
+    QueueFull,
+    refused_for_load,
+)
 from recorder.events.bus import EventBus, Subscription
 from recorder.resultcodes import ResultCode
 
@@ -60,6 +70,8 @@ class _Connection:
 
     writer: asyncio.StreamWriter
     name: str
+    address: str = ""
+    cti: bool = False  # from a CTI address: never closed for being idle
     subscription: Subscription | None = None
     stream: asyncio.Task[None] | None = None
     handlers: dict[str, Handler] | None = None  # the connection's own (EVENTS), made once
@@ -122,27 +134,28 @@ class Timeouts(NamedTuple):
     """How long a socket client may take (seconds; idle 0 = no limit)."""
 
     message: float  # quiet time within a message before it is answered as it stands (16)
-    deadline: float  # a message's first byte to its last (slow sender: 16 and closed)
+    deadline: float  # a message's first byte to its last (slow sender: 16 and closed); also
+    # the connection's opening to its first whole message (closed)
     idle: float = 0.0  # no message at all: closed
 
 
 class SocketApi:
     """Serves the XML socket API on one listening socket.
 
-    ``queue`` and ``clients`` are the limits it shares with the WebAPI; without them, requests
-    run on ``executor`` unbounded and clients are not counted.
+    ``lanes`` and ``clients`` are the limits it shares with the WebAPI; without them, requests
+    run on ``executor`` unbounded and clients are not counted (nor any address a CTI's).
     """
 
     def __init__(self, dispatcher: Dispatcher, executor: Executor, max_message_bytes: int,
                  message_timeout: float, events: EventBus | None = None, *,
                  message_deadline: float | None = None, idle_timeout: float = 0.0,
-                 queue: CommandQueue | None = None, clients: ClientLimit | None = None,
+                 lanes: Lanes | None = None, clients: ClientLimit | None = None,
                  ) -> None:
         self._dispatcher = dispatcher
         self._max_message_bytes = max_message_bytes
         self._timeouts = Timeouts(message_timeout, message_deadline or message_timeout * 6,
                                   idle_timeout)
-        self._queue = queue or CommandQueue(executor, 1 << 30, 0)
+        self._lanes = lanes or Lanes.unbounded(executor)
         self._limit = clients
         self._events = events
         self._server: asyncio.Server | None = None
@@ -169,10 +182,12 @@ class SocketApi:
         task = asyncio.current_task()
         assert task is not None
         peer = writer.get_extra_info("peername")
-        conn = _Connection(writer, _peer_name(peer))
-        if self._limit is not None and not self._limit.acquire():
-            await self._refuse_client(conn)
-            return
+        conn = _Connection(writer, _peer_name(peer), client_address(peer))
+        if self._limit is not None:
+            conn.cti = self._limit.is_cti(conn.address)
+            if not self._limit.acquire(conn.address):
+                await self._refuse_client(conn)
+                return
         self._clients.add(task)
         aborting = False
         try:
@@ -186,7 +201,7 @@ class SocketApi:
         finally:
             self._clients.discard(task)
             if self._limit is not None:
-                self._limit.release()
+                self._limit.release(conn.address)
             await self._unsubscribe(conn)
             await _close(conn.writer, aborting or (conn.subscription is not None
                                                    and conn.subscription.dropped))
@@ -199,19 +214,25 @@ class SocketApi:
         framer = MessageFramer(self._max_message_bytes)
         timeouts = self._timeouts
         watchdog = _Watchdog(loop, task)
-        last_message = loop.time()  # when the last whole message was answered
+        opened = last_message = loop.time()  # last_message: when the last whole one was answered
         began = 0.0  # when the message being received (framer.pending) began
+        whole = False  # a whole message has come (not just a partial one answered when quiet)
         try:
             while True:
                 # A partial message that stays incomplete (no closing tag ever comes) is
                 # answered after a quiet period instead of leaving the client waiting forever;
                 # one that keeps trickling in is cut off at its deadline; a connection that
-                # sends nothing is closed when idle (but never one that is receiving events).
+                # sends nothing is closed when idle, or at the deadline if it has never sent a
+                # whole message (but never one that is receiving events, nor a CTI link).
                 if framer.pending:
                     now = loop.time()
                     watchdog.deadline_at(min(now + timeouts.message, began + timeouts.deadline))
-                elif timeouts.idle and conn.subscription is None:
-                    watchdog.deadline_at(last_message + timeouts.idle)
+                elif conn.subscription is None and not conn.cti:
+                    if not whole:
+                        watchdog.deadline_at(min(opened + timeouts.deadline,
+                                                 opened + (timeouts.idle or math.inf)))
+                    elif timeouts.idle:
+                        watchdog.deadline_at(last_message + timeouts.idle)
                 try:
                     data = await reader.read(READ_SIZE)
                 except asyncio.CancelledError:
@@ -219,11 +240,15 @@ class SocketApi:
                         raise
                     now = loop.time()
                     if not framer.pending:
-                        if conn.subscription is None:
+                        if conn.subscription is not None:
+                            continue  # subscribed meanwhile: no longer idle
+                        if not whole:
+                            logger.info("socket API: %s sent no whole message within %.0f s of "
+                                        "connecting; disconnected", conn.name, now - opened)
+                        else:
                             logger.info("socket API: %s sent nothing for %.0f s; disconnected",
                                         conn.name, timeouts.idle)
-                            return
-                        continue  # subscribed meanwhile: no longer idle
+                        return
                     if now - began >= timeouts.deadline:
                         framer.flush()
                         await self._send(conn.writer, render_result("", None, ApiResult(
@@ -257,6 +282,7 @@ class SocketApi:
                 for message in messages:
                     await self._answer(conn, message)
                 if messages:
+                    whole = True
                     last_message = loop.time()
         finally:
             watchdog.close()
@@ -268,9 +294,7 @@ class SocketApi:
                      self._limit.count)
         with contextlib.suppress(ConnectionError, TimeoutError):
             conn.writer.write(render_result("", None, ApiResult(
-                ResultCode.API_TOO_MANY_CLIENTS,
-                f"the recorder already serves {self._limit.limit} clients; try again later"))
-                + CRLF)
+                ResultCode.API_TOO_MANY_CLIENTS, self._limit.refusal(conn.address))) + CRLF)
             await asyncio.wait_for(conn.writer.drain(), CLOSE_TIMEOUT)
         await _close(conn.writer, False)
 
@@ -286,32 +310,31 @@ class SocketApi:
             conn.handlers = {"EVENTS": partial(self._subscribe, conn,
                                                asyncio.get_running_loop())}
         dispatcher = self._dispatcher
-        # Read here when that is cheap: a request that only reads memory is then answered at
-        # once, and any other reaches its worker parsed.
-        request = dispatcher.read_flat(message)
+        # Read here when that is cheap: its TYPE says its lane, a request that only reads
+        # memory is then answered at once, and any other reaches its worker parsed.
+        request = dispatcher.read_bounded(message)
+        lane = self._lanes.general if request is None else self._lanes.of(request.type)
         try:
             if request is None:
-                result = await self._queue.run(partial(dispatcher.handle_xml, message,
-                                                       conn.handlers))
-            elif request.type in INLINE_TYPES and self._queue.take_idle():
+                result = await lane.run(partial(dispatcher.handle_xml, message, conn.handlers))
+            elif request.type in INLINE_TYPES and lane.take_idle():
                 try:
                     result = dispatcher.handle(request, conn.handlers)
                 finally:
-                    self._queue.give_back()
+                    lane.give_back()
             else:
-                result = await self._queue.run(partial(dispatcher.handle, request,
-                                                       conn.handlers))
+                result = await lane.run(partial(dispatcher.handle, request, conn.handlers))
         except QueueFull:
             # Parsed here on the loop (bounded by max_message_bytes, and rare) so the refusal
             # still carries the request's TYPE and REQUESTID.
             result = self._dispatcher.refuse_xml(message, ApiResult(
-                ResultCode.API_COMMAND_QUEUE_FULL,
-                f"the recorder has {self._queue.capacity} requests running or waiting; "
-                "try again later"))
+                ResultCode.API_COMMAND_QUEUE_FULL, lane.full_message()))
         await self._send(conn.writer, result)
         if conn.subscription is not None and conn.stream is None:
             # Only now, so the RESULT goes out before the first event.
             conn.stream = asyncio.create_task(self._stream(conn, conn.subscription))
+        if not conn.cti and refused_for_load(result):
+            await asyncio.sleep(REFUSED_PAUSE)
 
     def _subscribe(self, conn: _Connection, loop: asyncio.AbstractEventLoop, ctx: ApiContext,
                    params: Params) -> ApiResult:

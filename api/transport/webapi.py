@@ -12,8 +12,10 @@ For monitoring, ``/metrics`` answers the Prometheus text format and ``/status`` 
 of the service's state (docs/metrics.md), from providers the composition root hands in.
 
 Limits (docs/api-notes.md, "Limits"): a form body over ``max_body`` bytes is answered 16 with
-HTTP 413; a request finding the command queue full is answered 47 at once; an event stream
-over the client limit is answered 48. /metrics and /status are exempt from all of them.
+HTTP 413; one not whole by its deadline (httpguard) 16 with HTTP 408; a request finding its
+lane's command queue full is answered 47 at once; an event stream over the client limits is
+answered 48, and so is a connection over the HTTP connections' limits (httpguard). /metrics and
+/status are exempt from the command queues and the client limits.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 
 from recorder.api.context import ApiContext
 from recorder.api.dispatcher import Dispatcher, Handler
@@ -48,7 +51,16 @@ from recorder.api.protocol.params import Params
 from recorder.api.protocol.webparams import lookup, merge_params
 from recorder.api.protocol.xmlcodec import render_result
 from recorder.api.request import ApiResult, RequestError, invalid
-from recorder.api.transport.loadlimits import ClientLimit, CommandQueue, QueueFull
+from recorder.api.transport.clients import ClientLimit
+from recorder.api.transport.httpguard import (
+    HTTP_LOG,
+    GuardedServer,
+    HttpGuard,
+    guard_of,
+    read_form,
+    request_address,
+)
+from recorder.api.transport.loadlimits import REFUSED_PAUSE, Lanes, QueueFull, refused_for_load
 from recorder.api.transport.socket_server import cut, limit_send_buffer
 from recorder.events.bus import EventBus, Subscription
 from recorder.events.types import Event
@@ -65,6 +77,10 @@ MAX_BODY = 1 << 20
 # An idle keep-alive connection is closed after this long (aiohttp's own default is an hour):
 # the client limit does not count plain HTTP connections, so they must not linger.
 KEEPALIVE_SECONDS = 75.0
+# A request the WebAPI answered without reading its whole body (a body too slow or not a
+# form) is read on for at most this long, so that the client sees the answer rather than a
+# reset (aiohttp's own default is 10 s, which a slow body would use to the full).
+LINGER_SECONDS = 1.0
 # An idle event stream gets a comment this often, so proxies keep it open and a client that
 # has gone away is noticed.
 HEARTBEAT_SECONDS = 15.0
@@ -75,42 +91,29 @@ STATUS_PATH = "/status"
 
 
 
-class _MalformedHttp(logging.Filter):
-    """aiohttp logs a request it cannot even parse (a line over 8190 bytes, a broken header)
-    with a traceback. That is a client's mistake or an attack, not the recorder's error: one
-    warning line says what was refused."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg = "WebAPI: refused a malformed HTTP request (%d): %s"
-            record.args = (exc.code, str(exc.message)[:200])
-            record.exc_info = record.exc_text = None
-        return True
-
-
-# aiohttp's server log, as the recorder wants it (given to the AppRunner).
-HTTP_LOG = logging.getLogger(f"{__name__}.http")
-HTTP_LOG.addFilter(_MalformedHttp())
-
 # The text of /metrics, and the JSON-able document of /status; each runs on a worker thread.
 MetricsProvider = Callable[[], str]
 StatusProvider = Callable[[], Mapping[str, Any]]
 
 
 class WebApi:
-    """Serves the WebAPI over HTTP, and over HTTPS on a second port when given a TLS context."""
+    """Serves the WebAPI over HTTP, and over HTTPS on a second port when given a TLS context.
+
+    ``lanes`` and ``clients`` are the limits it shares with the socket API, ``connections``
+    those of its own HTTP connections; without them, requests run on ``executor`` unbounded and
+    nothing is counted.
+    """
 
     def __init__(self, dispatcher: Dispatcher, executor: Executor,
                  events: EventBus | None = None,
                  heartbeat_seconds: float = HEARTBEAT_SECONDS, *,
                  metrics: MetricsProvider | None = None, status: StatusProvider | None = None,
                  diagnostics_executor: Executor | None = None,
-                 queue: CommandQueue | None = None, clients: ClientLimit | None = None,
+                 lanes: Lanes | None = None, clients: ClientLimit | None = None,
+                 connections: ClientLimit | None = None, request_deadline: float = 30.0,
                  max_body: int = MAX_BODY) -> None:
         self._dispatcher = dispatcher
-        self._queue = queue or CommandQueue(executor, 1 << 30, 0)
+        self._lanes = lanes or Lanes.unbounded(executor)
         self._clients = clients
         self._max_body = max_body
         self._metrics = metrics
@@ -119,32 +122,53 @@ class WebApi:
         self._events = events
         self._heartbeat = heartbeat_seconds
         self._streams: set[Subscription] = set()
-        app = web.Application(client_max_size=max_body)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=SHUTDOWN_TIMEOUT, logger=HTTP_LOG,
-                                     keepalive_timeout=KEEPALIVE_SECONDS)
-        self._set_up = False
+        self._guard = HttpGuard(connections or ClientLimit(1 << 30, what="HTTP connections"),
+                                request_deadline)
+        self._runner: web.ServerRunner | None = None
+
+    def _make_request(self, message: RawRequestMessage, payload: StreamReader,
+                      protocol: web.RequestHandler, writer: AbstractStreamWriter,
+                      task: asyncio.Task[None]) -> web.BaseRequest:
+        return web.BaseRequest(message, payload, protocol, writer, task,
+                               asyncio.get_running_loop(), client_max_size=self._max_body)
 
     async def start(self, host: str, port: int,
                     ssl_context: ssl.SSLContext | None = None) -> tuple[str, int]:
         """Listen on ``host``:``port`` (HTTPS with ``ssl_context``); may be called per port."""
-        if not self._set_up:
+        if self._runner is None:
+            # aiohttp's low-level server, every path to _handle, its connections guarded.
+            server = GuardedServer(self._handle, guard=self._guard,
+                                   loop=asyncio.get_running_loop(),
+                                   request_factory=self._make_request, access_log=None,
+                                   logger=HTTP_LOG, keepalive_timeout=KEEPALIVE_SECONDS,
+                                   lingering_time=LINGER_SECONDS)
+            self._runner = web.ServerRunner(server, handle_signals=False,
+                                            shutdown_timeout=SHUTDOWN_TIMEOUT)
             await self._runner.setup()
-            self._set_up = True
-        before = len(self._runner.addresses)
-        site = web.TCPSite(self._runner, host, port, reuse_address=True,
-                           ssl_context=ssl_context)
+        runner = self._runner
+        before = len(runner.addresses)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
-        address = self._runner.addresses[before]
+        address = runner.addresses[before]
         return str(address[0]), int(address[1])
 
     async def close(self) -> None:
         for subscription in list(self._streams):
             subscription.close()  # ends the event streams, so shutdown need not cut them
-        await self._runner.cleanup()
+        if self._runner is not None:
+            await self._runner.cleanup()
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        guard = guard_of(request)
+        if guard is None:
+            return await self._serve(request)
+        guard.request_began(request.body_exists)
+        try:
+            return await self._serve(request)
+        finally:
+            guard.request_ended()
+
+    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path.lower()
         if path == SSE_PATH:
             return await self._event_stream(request)
@@ -160,7 +184,15 @@ class WebApi:
         pairs = list(request.query.items())
         try:
             if request.method == "POST" and request.content_type in FORM_TYPES:
-                for name, value in (await request.post()).items():
+                try:
+                    form = await read_form(request)
+                except TimeoutError:
+                    return self._too_slow(request, pairs)
+                except ConnectionError:
+                    # The client left before its body was whole: there is nobody to answer,
+                    # and nothing for the log (aiohttp would log it with its traceback).
+                    return web.Response(status=400, text="the request body was cut off\n")
+                for name, value in form.items():
                     if not isinstance(value, str):
                         raise invalid(f"{name[:40]}: file uploads are not WebAPI parameters")
                     pairs.append((name, value))
@@ -177,21 +209,39 @@ class WebApi:
             return await self._media(request, params)
         if request_type.strip().upper() == "EVENTS":
             return await self._events_page(request, params)
-        return self._xml(await self._run(params))
+        body = await self._run(params)
+        response = self._xml(body)
+        if refused_for_load(body) and not self._guard.limit.is_cti(request_address(request)):
+            # Answered at once; the connection's next request waits (loadlimits.REFUSED_PAUSE).
+            await response.prepare(request)
+            await response.write_eof()
+            await asyncio.sleep(REFUSED_PAUSE)
+        return response
 
     async def _run(self, params: list[tuple[str, str]],
                    handlers: Mapping[str, Handler] | None = None) -> bytes:
-        """The dispatcher's answer, worked out on an API worker; 47 when none is free soon."""
+        """The dispatcher's answer, worked out on a worker of the request's lane; 47 when none
+        is free soon."""
+        request_type = (lookup(params, "TYPE") or lookup(params, "REQUESTTYPE") or "")
+        lane = self._lanes.of(request_type.strip().upper())
         try:
-            return await self._queue.run(partial(self._dispatcher.handle_params, params,
-                                                 handlers))
+            return await lane.run(partial(self._dispatcher.handle_params, params, handlers))
         except QueueFull:
             return self._dispatcher.refuse_params(params, ApiResult(
-                ResultCode.API_COMMAND_QUEUE_FULL,
-                f"the recorder has {self._queue.capacity} requests running or waiting; "
-                "try again later"))
+                ResultCode.API_COMMAND_QUEUE_FULL, lane.full_message()))
 
-    async def _media(self, request: web.Request,
+    def _too_slow(self, request: web.BaseRequest, pairs: list[tuple[str, str]]) -> web.Response:
+        """16 with HTTP 408 for a body that did not come whole by its deadline; the connection
+        is closed, as what is left of the body would otherwise be taken for a request."""
+        deadline = self._guard.deadline
+        self._guard.timeouts.note(round(deadline))
+        response = self._xml(self._refused(pairs, invalid(
+            f"the request did not arrive whole within {deadline:g} s of its first byte; "
+            "closing the connection")), status=408)
+        response.force_close()
+        return response
+
+    async def _media(self, request: web.BaseRequest,
                      params: list[tuple[str, str]]) -> web.StreamResponse:
         """A media function: the exported file as the body, or the RESULT of its error."""
         delivered: list[Media] = []
@@ -206,7 +256,7 @@ class WebApi:
             "Cache-Control": "private, no-store",
         })
 
-    async def _event_stream(self, request: web.Request) -> web.StreamResponse:
+    async def _event_stream(self, request: web.BaseRequest) -> web.StreamResponse:
         """``GET /events?class=ALL&value=1001``: the event interface as Server-Sent Events."""
         if request.method != "GET":
             raise web.HTTPMethodNotAllowed(request.method, ["GET"])
@@ -223,12 +273,12 @@ class WebApi:
             return self._xml(render_result("EVENTS", "", ApiResult(
                 ResultCode.API_COMMAND_NOT_SUPPORTED, "the event interface is not running")),
                 status=503)
-        if not self._take_client():
-            return self._xml(render_result("EVENTS", "", self._too_many()), status=503)
+        if not self._take_client(request):
+            return self._xml(render_result("EVENTS", "", self._too_many(request)), status=503)
         try:
             subscription = self._subscribe(request, wanted, "SSE")
         except BaseException:
-            self._release_client()
+            self._release_client(request)
             raise
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -243,7 +293,7 @@ class WebApi:
                 event.event_type.encode(), render_event(event, subscription.xref)),
             heartbeat=b": keep-alive\n\n")
 
-    async def _events_page(self, request: web.Request,
+    async def _events_page(self, request: web.BaseRequest,
                            params: list[tuple[str, str]]) -> web.StreamResponse:
         """EVENTS on the request page: the RESULT line, then the events as the socket API
         sends them (one ``<CALLCOPYEVENT>`` per CRLF-ended line) for as long as the client
@@ -266,15 +316,15 @@ class WebApi:
             wanted_by.append(wanted)
             return subscribed(wanted, made[0].xref)
 
-        if not self._take_client():
-            return self._xml(self._dispatcher.refuse_params(params, self._too_many()))
+        if not self._take_client(request):
+            return self._xml(self._dispatcher.refuse_params(params, self._too_many(request)))
         try:
             body = await self._run(params, {"EVENTS": subscribe})
         except BaseException:
-            self._release_client()
+            self._release_client(request)
             raise
         if not made:
-            self._release_client()
+            self._release_client(request)
             return self._xml(body)
         subscription = made[0]
         self._track(request, subscription, wanted_by[0], "WebAPI")
@@ -287,7 +337,7 @@ class WebApi:
             request, response, subscription, first=body + b"\r\n",
             frame=lambda event: render_event(event, subscription.xref) + b"\r\n")
 
-    def _subscribe(self, request: web.Request, wanted: EventFilter, kind: str,
+    def _subscribe(self, request: web.BaseRequest, wanted: EventFilter, kind: str,
                    ) -> Subscription:
         assert self._events is not None
         transport = request.transport
@@ -298,7 +348,7 @@ class WebApi:
         self._track(request, subscription, wanted, kind)
         return subscription
 
-    def _track(self, request: web.Request, subscription: Subscription, wanted: EventFilter,
+    def _track(self, request: web.BaseRequest, subscription: Subscription, wanted: EventFilter,
                kind: str) -> None:
         """A new stream's connection set up (on the loop): small send buffer, known to close."""
         if request.transport is not None:
@@ -307,7 +357,7 @@ class WebApi:
         logger.info("WebAPI: %s subscribed to %s events (%s, EVENTXREF %d)", request.remote,
                     wanted.event_class, kind, subscription.xref)
 
-    async def _stream(self, request: web.Request, response: web.StreamResponse,
+    async def _stream(self, request: web.BaseRequest, response: web.StreamResponse,
                       subscription: Subscription, *, first: bytes,
                       frame: Callable[[Event], bytes],
                       heartbeat: bytes | None = None) -> web.StreamResponse:
@@ -339,13 +389,13 @@ class WebApi:
         finally:
             subscription.close()
             self._streams.discard(subscription)
-            self._release_client()
+            self._release_client(request)
             if not subscription.dropped:
                 logger.info("WebAPI: %s unsubscribed (EVENTXREF %d)", request.remote,
                             subscription.xref)
         return response
 
-    async def _diagnostic(self, request: web.Request, provide: Callable[[], Any],
+    async def _diagnostic(self, request: web.BaseRequest, provide: Callable[[], Any],
                           respond: Callable[[Any], web.Response]) -> web.Response:
         """/metrics or /status: the provider's answer, gathered on a diagnostics thread."""
         if request.method not in ("GET", "HEAD"):
@@ -359,18 +409,18 @@ class WebApi:
                 text=f"{request.path} could not be gathered; see the recorder's log\n"
             ) from None
 
-    def _take_client(self) -> bool:
+    def _take_client(self, request: web.BaseRequest) -> bool:
         """A place for one more event stream among the clients; False when all are taken."""
-        return self._clients is None or self._clients.acquire()
+        return self._clients is None or self._clients.acquire(request_address(request))
 
-    def _release_client(self) -> None:
+    def _release_client(self, request: web.BaseRequest) -> None:
         if self._clients is not None:
-            self._clients.release()
+            self._clients.release(request_address(request))
 
-    def _too_many(self) -> ApiResult:
-        limit = self._clients.limit if self._clients is not None else 0
-        return ApiResult(ResultCode.API_TOO_MANY_CLIENTS,
-                         f"the recorder already serves {limit} clients; try again later")
+    def _too_many(self, request: web.BaseRequest) -> ApiResult:
+        message = (self._clients.refusal(request_address(request)) if self._clients is not None
+                   else "the recorder serves no more clients; try again later")
+        return ApiResult(ResultCode.API_TOO_MANY_CLIENTS, message)
 
     @staticmethod
     def _refused(pairs: list[tuple[str, str]], exc: RequestError) -> bytes:

@@ -3,6 +3,7 @@ and channels agree, two rules do not share a name, HTTPS has both its files, ...
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -132,6 +133,18 @@ class CrossChecks:
             self.problems.append(f"{where}.host: must not be empty")
         if api.socket_port and api.socket_port == api.web_port:
             self.problems.append(f"{where}.web_port: {api.web_port} is also {where}.socket_port")
+        for n, address in enumerate(api.cti_addresses):
+            try:
+                ipaddress.ip_network(address.strip(), strict=False)
+            except ValueError:
+                self.problems.append(f"{where}.cti_addresses[{n}]: {address!r} is not an IP "
+                                     "address or a network (CIDR, e.g. 10.1.2.0/28)")
+        if api.cti_addresses:
+            for name in ("max_clients", "max_http_connections"):
+                if api.cti_reserved_clients >= getattr(api, name):
+                    self.problems.append(
+                        f"{where}.cti_reserved_clients: {api.cti_reserved_clients} would leave "
+                        f"no place of {where}.{name} ({getattr(api, name)}) to other clients")
         if bool(api.tls_cert) != bool(api.tls_key):
             given, missing = ("tls_cert", "tls_key") if api.tls_cert else ("tls_key", "tls_cert")
             self.problems.append(f"{where}.{missing}: required with {where}.{given} (HTTPS "

@@ -132,8 +132,8 @@ class ApiConfig:
         30.0, "a socket message still arriving this long after its first byte (a slow "
         "sender) is answered with code 16 and the connection closed", min=0.1, max=3600.0)
     idle_timeout_seconds: float = setting(
-        3600.0, "a socket connection that sends no message for this long is closed; event "
-        "subscribers never are; 0: never", min=0.0, max=604800.0)
+        300.0, "a socket connection that sends no message for this long is closed; event "
+        "subscribers and cti_addresses never are; 0: never", min=0.0, max=604800.0)
     max_clients: int = setting(
         256, "socket connections and WebAPI event streams open at once; the next gets code "
         "48 and is closed", min=1, max=65536)
@@ -148,6 +148,30 @@ class ApiConfig:
     event_queue_size: int = setting(
         1000, "events waiting for one event subscriber; a subscriber that falls this far "
         "behind is disconnected", min=1, max=1_000_000)
+    # Fairness between clients (docs/api-notes.md, "Limits"): call control in a lane of its
+    # own, the CTI links' allow-list, limits per client address and on HTTP connections.
+    call_control_workers: int = setting(
+        4, "threads that execute call control (CALLSTART, CALLSTOP, CALLUPDATE, RECORDSTART, "
+        "RECORDSTOP, the blackouts) and TEST, apart from the workers of every other request",
+        min=1, max=256)
+    call_control_queue_size: int = setting(
+        64, "call-control requests waiting for a free call-control worker; beyond it one is "
+        "answered 47 at once", min=0, max=100_000)
+    cti_addresses: tuple[str, ...] = setting(
+        (), "addresses or networks (CIDR, e.g. 10.1.2.0/28) of the CTI links: not held to "
+        "max_clients_per_address, given the cti_reserved_clients places, never closed for "
+        "being idle")
+    cti_reserved_clients: int = setting(
+        8, "places within max_clients and within max_http_connections that only cti_addresses "
+        "may take (none when cti_addresses is empty)", min=0, max=65536)
+    max_clients_per_address: int = setting(
+        32, "socket connections (and WebAPI event streams) one client address may hold at "
+        "once, and as many HTTP connections; the next gets code 48 (cti_addresses excepted)",
+        min=1, max=65536)
+    max_http_connections: int = setting(
+        128, "WebAPI (HTTP and HTTPS) connections open at once, so also requests in progress "
+        "(a connection carries one at a time); the next gets code 48 with HTTP 503",
+        min=1, max=65536)
 
 
 SMTP_SECURITY = ("none", "starttls", "tls")

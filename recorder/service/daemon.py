@@ -21,6 +21,7 @@ from recorder.config.loader import load_config
 from recorder.config.model import Config, resolve_config_path
 from recorder.config.printing import to_toml
 from recorder.errors import ConfigError, DriverError, RecorderError
+from recorder.service.allocator import return_large_blocks
 from recorder.service.checkconfig import check_config, print_problems
 from recorder.service.datalock import DataDirBusy, DataDirLock
 from recorder.service.lifecycle import ServiceLoop, log_thread_stacks
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     destination = configure_logging(args.log_level or config.log.level)
     logger.info("recorderd %s starting with %s (logging to %s)", __version__,
                 source or "embedded defaults", destination)
+    # Before any thread starts: what a flood of password hashes allocates is given back.
+    return_large_blocks()
     return _serve(config, source)
 
 

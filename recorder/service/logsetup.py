@@ -7,7 +7,8 @@ each line itself, so no time is written. Every line of a record carries the pref
 traceback's lines are stored at its record's priority instead of falling back to the unit's
 default (info).
 
-Anywhere else (a terminal, a test, ``nohup``) stderr gets the usual timestamped lines.
+Anywhere else (a terminal, a test, ``nohup``) stderr gets the usual timestamped lines. Either
+way, warnings and errors that repeat are held back past a few per interval (``logrepeat``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 import sys
 from collections.abc import Mapping
 from typing import TextIO
+
+from recorder.service.logrepeat import RepeatFilter
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,7 @@ def configure_logging(level: str) -> str:
     handler = _RecorderHandler(sys.stderr)
     handler.setFormatter(JournalFormatter() if target == "journal"
                          else logging.Formatter(STDERR_FORMAT))
+    handler.addFilter(RepeatFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
     skip_unused_record_fields()

@@ -64,6 +64,8 @@ def collect(p: Components, *, healthy: bool, free_bytes: int | None,
         families.append(p.dispatcher.stats.latency.collect())
         families.append(p.dispatcher.stats.pending.collect())
         families.append(p.dispatcher.stats.clients.collect())
+        families.append(p.dispatcher.stats.call_pending.collect())
+        families.append(p.dispatcher.stats.http_connections.collect())
     subscribers = MetricFamily("recorder_event_subscribers",
                                "Event subscribers connected (socket EVENTS, WebAPI EVENTS, "
                                "Server-Sent Events)", "gauge")

@@ -25,8 +25,12 @@ def result_code(result: etree._Element) -> int:
 class ApiConnection:
     """One TCP connection to the socket API."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, *,
+                 source: str | None = None) -> None:
+        # ``source``: the client's own address, another of 127.0.0.0/8 to be another client.
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout,
+            source_address=(source, 0) if source is not None else None)
         self._buf = b""
 
     def send(self, data: bytes) -> None:

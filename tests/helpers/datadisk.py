@@ -15,7 +15,6 @@ import errno
 import io
 import os
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import pytest
 
 from recorder.recording import files, paths
 from tests.helpers.recorders import Running
+from tests.helpers.smalldisk import tmpfs_mount
 
 
 @dataclass
@@ -96,23 +96,8 @@ class _Modelled(io.FileIO):
             return super().write(view[:allowed]) or 0
 
 
-def can_mount() -> bool:
-    return os.geteuid() == 0 and not os.environ.get("RECORDER_TEST_NO_MOUNT") and bool(
-        shutil.which("mount"))
-
-
 @contextlib.contextmanager
 def small_data_disk(root: Path, size: int) -> Iterator[DataDisk]:
     """``root`` on a tmpfs of ``size`` bytes while the block runs, else a modelled disk."""
-    root.mkdir(parents=True, exist_ok=True)
-    mounted = False
-    if can_mount():
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)],
-                              capture_output=True, text=True, check=False)
-        mounted = done.returncode == 0
-    try:
+    with tmpfs_mount(root, size) as mounted:
         yield DataDisk(root, "tmpfs" if mounted else "modelled", size)
-    finally:
-        if mounted:
-            # Lazy: a file a failed test left open must not keep the mount (or the test) alive.
-            subprocess.run(["umount", "-l", str(root)], check=False)

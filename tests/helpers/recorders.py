@@ -3,6 +3,7 @@ where a started recorder's APIs listen and its data lives."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ import pytest
 from lxml import etree
 
 from recorder.app import Recorder
+from recorder.config.model import Config
+from recorder.config.printing import to_toml
 from tests.helpers.api import ApiConnection
 
 BIN = Path(sys.executable).parent
@@ -42,9 +46,20 @@ class Running:
     web_port: int
     data_dir: Path
     recorder: Recorder | None = None
+    process: RecorderProcess | None = None  # recorderd, when it runs as a process
 
-    def connect(self) -> ApiConnection:
-        return ApiConnection(self.socket_port)
+    @property
+    def pid(self) -> int | None:
+        return self.process.proc.pid if self.process is not None else None
+
+    def log(self) -> str:
+        """What recorderd has logged so far (a process's only)."""
+        assert self.process is not None, "only a recorderd process has a log to read"
+        return self.process.log
+
+    def connect(self, source: str | None = None) -> ApiConnection:
+        """A socket API connection, from ``source`` (an address of 127.0.0.0/8) if given."""
+        return ApiConnection(self.socket_port, source=source)
 
     def request(self, request_type: str, request_id: str | int | None = 1,
                 **params: Any) -> etree._Element:
@@ -138,7 +153,8 @@ class RecorderProcess:
                 web_port = WEB_PORT.search(self.log)
                 assert socket_port, self.log
                 assert web_port, self.log
-                return Running(int(socket_port.group(1)), int(web_port.group(1)), Path())
+                return Running(int(socket_port.group(1)), int(web_port.group(1)), Path(),
+                               process=self)
             if self.proc.poll() is not None:
                 self._reader.join(5)
                 raise AssertionError(f"recorderd exited {self.proc.returncode}:\n{self.log}")
@@ -169,3 +185,18 @@ def start_recorderd(tmp_path: Path, processes: list[RecorderProcess],
     running = proc.wait_ready()
     running.data_dir = data
     return config, data, running
+
+
+@contextlib.contextmanager
+def recorderd_of(config: Config, path: Path) -> Iterator[tuple[RecorderProcess, Running]]:
+    """A real recorderd on ``config``, written as TOML to ``path``, while the block runs;
+    killed at its end if it is still up (the test judged it already)."""
+    proc = RecorderProcess(["--config", str(write_toml(path, to_toml(config)))])
+    try:
+        running = proc.wait_ready()
+        running.data_dir = config.storage.data_dir
+        yield proc, running
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait(10)

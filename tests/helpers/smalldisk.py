@@ -122,25 +122,33 @@ class SmallDisk:
                 self.left += self.filled
 
 
-def _can_mount() -> bool:
+def can_mount() -> bool:
     return os.geteuid() == 0 and not os.environ.get("RECORDER_TEST_NO_MOUNT") and bool(
         shutil.which("mount"))
 
 
 @contextlib.contextmanager
-def small_disk(root: Path, size: int) -> Iterator[SmallDisk]:
+def tmpfs_mount(root: Path, size: int) -> Iterator[bool]:
+    """``root`` (made if missing) on a tmpfs of ``size`` bytes while the block runs; yields
+    whether it could be mounted (False: not root, no mount, or RECORDER_TEST_NO_MOUNT=1)."""
     root.mkdir(parents=True, exist_ok=True)
     mounted = False
-    if _can_mount():
+    if can_mount():
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)],
                               capture_output=True, text=True, check=False)
         mounted = done.returncode == 0
     try:
-        yield SmallDisk(root, "tmpfs" if mounted else "injected", size, left=size)
+        yield mounted
     finally:
         if mounted:
             # Lazy: a file a failed test left open must not keep the mount (or the test) alive.
             subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+@contextlib.contextmanager
+def small_disk(root: Path, size: int) -> Iterator[SmallDisk]:
+    with tmpfs_mount(root, size) as mounted:
+        yield SmallDisk(root, "tmpfs" if mounted else "injected", size, left=size)
 
 
 def rows(data: Path, device: str | None = None) -> list[sqlite3.Row]:
