@@ -21,6 +21,25 @@ from recorder.store.sqlite import SqliteStore
 from tests.helpers.api import result_code
 from tests.helpers.audio import sox_info
 from tests.helpers.recorders import RecorderProcess, base_config, write_toml
+from tests.helpers.waiting import wait_for
+
+PREROLL_SECONDS = 0.5  # capture.preroll_seconds' default: a recording starts this early
+# What one second of the demo board's 8 kHz audio takes in a file being written: 16-bit WAV,
+# 4-bit VOX, MP3 at 16 kbit/s.
+ON_DISK_BYTES_PER_SECOND = {"wav": 16000, "vox": 4000, "mp3": 2000}
+
+
+def _recording_file(data: Path, fmt: str) -> Path | None:
+    found = sorted((data / "recordings").rglob(f"*.{fmt}")) if (data / "recordings").exists() \
+        else []
+    return found[0] if found else None
+
+
+def decoded_by_ffmpeg(path: Path) -> np.ndarray:
+    """The 8 kHz mono samples ffmpeg decodes from ``path``, whatever its tag says."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1",
+                          "-ar", "8000", "-"], capture_output=True, check=True, timeout=30)
+    return np.frombuffer(out.stdout, dtype="<i2")
 
 
 def ffprobe_seconds(path: str) -> float:
@@ -118,8 +137,20 @@ def test_a_killed_recorder_leaves_every_recording_playable_and_complete(
     processes.append(first)
     running = first.wait_ready()
     assert result_code(running.request("CALLSTART", 1, deviceid="1002", ani="5551234")) == 20
-    time.sleep(2.6)
+    started = time.monotonic()
+    # Killed once two seconds of the call are on disk, however slowly a loaded machine writes
+    # them: what was on disk before the kill is what the next start must keep.
+    rate = ON_DISK_BYTES_PER_SECOND[fmt]
+    written = wait_for(lambda: _recording_file(tmp_path / "data", fmt), timeout=30,
+                       what="the recording's file")
+    size = wait_for(lambda: (n := written.stat().st_size) >= 2.0 * rate and n, timeout=30,
+                    what=lambda: f"2 s of audio in {written} ({written.stat().st_size} bytes)")
+    # MP3's bytes are not proportional to its audio (a tag, LAME's delay): a copy of the file
+    # as it was at the kill, decoded by ffprobe, says how much audio it held.
+    snapshot = tmp_path / "at-the-kill.mp3"
+    snapshot.write_bytes(written.read_bytes()[:size])
     first.proc.kill()
+    killed = time.monotonic()
     first.proc.wait(10)
 
     second = RecorderProcess(["--config", str(path)])
@@ -130,10 +161,13 @@ def test_a_killed_recorder_leaves_every_recording_playable_and_complete(
     assert found.findtext("ANI") == "5551234"
     filename = found.findtext("FILENAME")
     assert filename.endswith("." + fmt)
-    # Everything on disk counts: about 2.6 s + 0.5 s pre-roll, less what had not been written
-    # (at most the second since the last sync).
+    # Everything on disk counts (MP3 may drop its last, unfinished frame), and nothing more
+    # than the call's pre-roll and the time up to the kill.
     seconds = probe(Path(filename)).duration
-    assert 1.5 < seconds <= 3.2
+    # ffmpeg decodes an MP3 frame cut off mid-write too: one frame (72 ms at 8 kHz) of slack.
+    on_disk = len(decoded_by_ffmpeg(snapshot)) / 8000 - 0.072 if fmt == "mp3" else size / rate
+    assert seconds >= on_disk - 0.01, (seconds, on_disk)
+    assert seconds <= killed - started + PREROLL_SECONDS + 0.1
     if fmt == "wav":
         assert float(sox_info(filename)["-D"]) == pytest.approx(seconds, abs=0.01)
     elif fmt == "mp3":
