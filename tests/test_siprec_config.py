@@ -3,6 +3,7 @@ RTP port allocator, and the session-timer rules (RFC 4028 §9, §10) as tables."
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,31 @@ def test_ports_are_even_with_rtcp_above_and_reused_least_recently() -> None:
     ports.release(30000)  # not ours: nothing happens
     assert [ports.allocate(), ports.allocate()] == [20004, 20002]
     assert ports.in_use == 3
+
+
+def test_a_pair_another_program_holds_is_skipped_and_tried_again_later() -> None:
+    held = {20004}
+
+    def probe(port: int) -> None:
+        if port in held:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+
+    ports = PortAllocator(20002, 20007, probe=probe)  # pairs 20002, 20004, 20006
+    assert [ports.allocate(), ports.allocate()] == [20002, 20006]
+    with pytest.raises(PortsExhausted) as exhausted:
+        ports.allocate()  # the one pair left is held elsewhere
+    assert exhausted.value.status == 503
+    assert ports.skipped == 2
+    held.clear()
+    assert ports.allocate() == 20004  # let go by the other program: ours again
+
+
+def test_a_port_that_cannot_be_bound_for_another_reason_is_503_at_once() -> None:
+    def probe(port: int) -> None:
+        raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+
+    with pytest.raises(PortsExhausted, match="cannot be bound"):
+        PortAllocator(20002, 20007, probe=probe).allocate()
 
 
 def headers(*items: tuple[str, str]) -> Headers:
