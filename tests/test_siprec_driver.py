@@ -464,6 +464,39 @@ def test_junk_on_a_media_port_disturbs_nothing(start: Callable[..., Board]) -> N
     other.close()
 
 
+def rtcp_receiver_report(ssrc: int) -> bytes:
+    """An empty RTCP receiver report (RFC 3550 §6.4.2)."""
+    return bytes([0x80, 201, 0, 1]) + ssrc.to_bytes(4, "big")
+
+
+def test_rtcp_on_the_port_above_is_read_and_no_icmp_error_goes_back(
+        start: Callable[..., Board], caplog: pytest.LogCaptureFixture) -> None:
+    board = start()
+    src = Src(board, streams=1)
+    host, port = src.targets[0]
+    # A connected UDP socket hears an ICMP port-unreachable as ConnectionRefusedError on its
+    # next call: what a closed RTCP port would give the SRC.
+    reports = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    reports.connect((host, port + 1))
+    reports.settimeout(0.3)
+    payloads, _ = ulaw(speech(5, seed=9))
+    for i, payload in enumerate(payloads):
+        src.sockets[0].sendto(rtp(payload, i, i * FRAME, 0x99), src.targets[0])
+        reports.send(rtcp_receiver_report(0x42))
+        time.sleep(0.05)
+    with pytest.raises(TimeoutError):  # nothing comes back, neither data nor an ICMP error
+        reports.recv(100)
+    with caplog.at_level(logging.INFO, logger="recorder.drivers.siprec.slots"):
+        src.bye()
+        board.sink.wait(LineEventKind.SESSION_END)
+    counts = [r.getMessage() for r in caplog.records if f"on port {port} " in r.getMessage()]
+    assert len(counts) == 1, counts
+    assert "5 packets" in counts[0]
+    assert counts[0].endswith(", 5 RTCP")
+    reports.close()
+    src.close()
+
+
 def test_a_port_another_process_holds_is_skipped_with_one_warning(
         start: Callable[..., Board], caplog: pytest.LogCaptureFixture) -> None:
     low, _ = rtp_range()
