@@ -18,6 +18,10 @@ and where its audio lands on the board's timeline.
   reordering and jitter the stream may have). ``take`` gives the stream's samples for one
   board block, asking the jitter buffer to play up to the block's end, and the board
   positions that are silence for lost audio.
+- **Clock drift.** A sender whose clock runs slow or fast against ours would drift off its
+  anchor; ``drift.DriftTracker`` watches how far ahead each packet lands and moves the anchor
+  by a few milliseconds at a block seam when that has changed (silence inserted, or audio left
+  out), counted in ``StreamCounts``.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from recorder.drivers.siprec.drift import DriftTracker
 from recorder.drivers.siprec.events import AnsweredStream
 from recorder.drivers.siprec.jitter import JitterBuffer
-from recorder.drivers.siprec.rtp import Kind, classify, parse_rtp
+from recorder.drivers.siprec.rtp import Kind, RtpPacket, classify, parse_rtp
 from recorder.drivers.siprec.rtpcodecs import create_decoder
 from recorder.drivers.siprec.srtp import SrtpReceiver
 
@@ -52,6 +57,9 @@ class StreamCounts:
     rtcp: int = 0  # on the RTCP port or muxed on the RTP port; read and dropped
     malformed: int = 0
     srtp_dropped: int = 0
+    drift_moves: int = 0  # anchor moves for clock drift
+    drift_inserted: int = 0  # frames of silence those moves put in (a slow sender)
+    drift_dropped: int = 0  # frames of audio they left out (a fast sender)
 
 
 def bind_pair(family: socket.AddressFamily, address: str, port: int
@@ -105,6 +113,8 @@ class StreamMedia:
             decoder, events_pt=stream.telephone_event.pt if stream.telephone_event else None,
             cn_pt=stream.comfort_noise.pt if stream.comfort_noise else None)
         self.counts = StreamCounts()
+        self.drift = DriftTracker(rate)
+        self._segments = 0
         self.last_packet = now  # monotonic: the media timeout counts from here
         self.anchor: int | None = None  # board position of the jitter buffer's sample 0
         self.finished = False  # flushed: what is left is in the queue
@@ -175,6 +185,27 @@ class StreamMedia:
         if self.anchor is None:
             self.anchor = position + delay
         self.jitter.push(packet, arrival)
+        self._follow_clock(packet, position)
+
+    def _follow_clock(self, packet: RtpPacket, position: int) -> None:
+        """Move the anchor when the sender's clock drifts from ours (module docstring)."""
+        assert self.anchor is not None
+        if self.jitter.stats.segments != self._segments:
+            self._segments = self.jitter.stats.segments
+            self.drift.reset()  # a new segment is placed afresh by the jitter buffer
+        placed = self.jitter.placed(packet)
+        if placed is None:
+            return
+        shift = self.drift.observe(self.anchor + placed - position, position)
+        if shift:
+            # ``take`` does the rest: a later anchor leaves the next block's first ``shift``
+            # frames silent; an earlier one drops that much of what was played.
+            self.anchor += shift
+            self.counts.drift_moves += 1
+            if shift > 0:
+                self.counts.drift_inserted += shift
+            else:
+                self.counts.drift_dropped -= shift
 
     # --- audio out ----------------------------------------------------------------------
 
