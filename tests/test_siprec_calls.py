@@ -123,6 +123,51 @@ def test_the_ctis_calls_attach_to_the_session(tmp_path: Path) -> None:
     assert b.events.types("1001").count("RECORDINGUPDATE") >= 2
 
 
+def test_a_cti_call_that_began_before_its_session_is_the_sessions_call(
+        tmp_path: Path) -> None:
+    b = Board(tmp_path)
+    cti = b.scheduler.call_start(CallStart(
+        device=DeviceQuery(device_id="1001"), instance="cti-7", global_id="ucid-0042",
+        meta={"USER1": "gold", "ANI": "5551234"}))
+    assert cti.main is None  # no channel taps 1001 yet: tracked, not recorded
+    b.feed(5)
+    b.event(LineEventKind.SESSION_START)
+    b.feed(25, left=3000, right=-3000)
+    assert b.scheduler.call_stop(DeviceQuery(device_id="1001"), "cti-7").stop_time is None
+    b.feed(5, left=3000, right=-3000)  # the CTI's CALLSTOP ends nothing: the BYE does
+    b.event(LineEventKind.SESSION_END)
+    b.feed(5)
+    (row,) = b.rows()  # one row, the CTI call's
+    assert (row.call_instance, row.global_id, row.status) == ("cti-7", "ucid-0042",
+                                                              "complete")
+    # The CTI's fields are kept; the session's fill in what the CTI did not send.
+    assert (row.meta["USER1"], row.meta["ANI"], row.meta["DNIS"]) == ("gold", "5551234",
+                                                                      "5550")
+    audio, _ = soundfile.read(row.filename, dtype="int16")
+    assert audio.shape == (30 * BLOCK, 2)  # from the session's start, not the CTI's
+    assert (audio[:, 0] == 3000).all()
+    assert (audio[:, 1] == -3000).all()
+    types = b.events.types("1001")
+    assert (types.count("CALLSTART"), types.count("CALLSTOP")) == (1, 1)
+    assert types.index("CALLSTART") < types.index("CALLSTOP")
+    started = [e for e in b.events.events if e.event_type == "RECORDINGSTARTED"]
+    assert {e.get("CALLINSTANCE") for e in started} == {"cti-7"}
+    (recorded,) = [e.get("FILENAME") for e in started if e.get("FILENAME")]
+    assert Path(row.filename).name == Path(recorded).name
+    assert [c.device_id for c in b.capture.channels] == [""] * 4
+
+
+def test_a_cti_call_stopped_before_the_session_starts_is_not_adopted(tmp_path: Path) -> None:
+    b = Board(tmp_path)
+    b.scheduler.call_start(CallStart(device=DeviceQuery(device_id="1001"), instance="cti-7"))
+    b.scheduler.call_stop(DeviceQuery(device_id="1001"), "cti-7")
+    b.event(LineEventKind.SESSION_START)
+    b.feed(5)
+    b.event(LineEventKind.SESSION_END)
+    (row,) = b.rows()
+    assert row.call_instance == "call-1@src"
+
+
 def test_a_pause_is_a_blackout_from_its_sample_to_the_resume(tmp_path: Path) -> None:
     b = Board(tmp_path)
     b.event(LineEventKind.SESSION_START)

@@ -3,6 +3,8 @@ RTP port allocator, and the session-timer rules (RFC 4028 §9, §10) as tables."
 
 from __future__ import annotations
 
+import errno
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 
 from recorder.config.loader import config_from_dict
 from recorder.drivers import registry
-from recorder.drivers.siprec.config import SiprecBoardConfig
+from recorder.drivers.siprec.config import SiprecBoardConfig, ephemeral_overlap, ephemeral_range
 from recorder.drivers.siprec.ports import PortAllocator, PortsExhausted
 from recorder.drivers.siprec.sessiontimer import (
     SessionTimerError,
@@ -20,7 +22,7 @@ from recorder.drivers.siprec.sessiontimer import (
 )
 from recorder.drivers.siprec.sipheaders import Headers
 from recorder.errors import ConfigError
-from tests.helpers.recorders import base_config
+from tests.helpers.recorders import BIN, base_config, write_toml
 
 ISSUE_DEFAULTS = {
     "sip_host": "127.0.0.1", "sip_port": 5060, "rtp_host": "", "rtp_port_min": 20000,
@@ -140,6 +142,31 @@ def test_ports_are_even_with_rtcp_above_and_reused_least_recently() -> None:
     assert ports.in_use == 3
 
 
+def test_a_pair_another_program_holds_is_skipped_and_tried_again_later() -> None:
+    held = {20004}
+
+    def probe(port: int) -> None:
+        if port in held:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+
+    ports = PortAllocator(20002, 20007, probe=probe)  # pairs 20002, 20004, 20006
+    assert [ports.allocate(), ports.allocate()] == [20002, 20006]
+    with pytest.raises(PortsExhausted) as exhausted:
+        ports.allocate()  # the one pair left is held elsewhere
+    assert exhausted.value.status == 503
+    assert ports.skipped == 2
+    held.clear()
+    assert ports.allocate() == 20004  # let go by the other program: ours again
+
+
+def test_a_port_that_cannot_be_bound_for_another_reason_is_503_at_once() -> None:
+    def probe(port: int) -> None:
+        raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+
+    with pytest.raises(PortsExhausted, match="cannot be bound"):
+        PortAllocator(20002, 20007, probe=probe).allocate()
+
+
 def headers(*items: tuple[str, str]) -> Headers:
     return Headers(list(items))
 
@@ -172,3 +199,63 @@ def test_session_timer_answers_and_deadlines() -> None:
     for bad in ("soon", "90;refresher=both"):
         with pytest.raises(SessionTimerError):
             negotiate(headers(("Supported", "timer"), ("Session-Expires", bad)))
+
+
+@pytest.mark.parametrize(("low", "high", "ephemeral", "warned"), [
+    (20000, 29999, (32768, 60999), False),  # Linux's default: below it
+    (30000, 32767, (32768, 60999), False),  # up to its first port
+    (30000, 32768, (32768, 60999), True),  # one port in
+    (40000, 40999, (32768, 60999), True),  # inside
+    (60999, 61999, (32768, 60999), True),  # its last port
+    (61000, 62999, (32768, 60999), False),  # above it
+    (20000, 29999, (1024, 65535), True),  # a host that gave every port to clients
+    (40000, 40999, None, False),  # unknown (no /proc): nothing said
+])
+def test_an_rtp_range_in_the_ephemeral_ports_is_warned_about(
+        low: int, high: int, ephemeral: tuple[int, int] | None, warned: bool) -> None:
+    warning = ephemeral_overlap("boards[2]", low, high, ephemeral)
+    assert (warning is not None) is warned
+    if warning is not None:
+        assert warning.startswith("boards[2].rtp_port_min..rtp_port_max: ")
+        assert f"{low}-{high}" in warning
+        assert ephemeral is not None
+        assert f"{ephemeral[0]}-{ephemeral[1]}" in warning
+        assert "client sockets of other programs may hold ports of the range" in warning
+
+
+def test_the_ephemeral_range_is_read_from_the_kernel_file(tmp_path: Path) -> None:
+    (tmp_path / "range").write_text("32768\t60999\n")
+    assert ephemeral_range(tmp_path / "range") == (32768, 60999)
+    (tmp_path / "bad").write_text("nonsense\n")
+    assert ephemeral_range(tmp_path / "bad") is None
+    assert ephemeral_range(tmp_path / "missing") is None
+
+
+@pytest.mark.skipif(ephemeral_range() is None, reason="no /proc ip_local_port_range here")
+def test_check_config_warns_of_an_rtp_range_in_the_ephemeral_ports(tmp_path: Path) -> None:
+    ephemeral = ephemeral_range()
+    assert ephemeral is not None
+    low = ephemeral[0] + ephemeral[0] % 2
+    path = write_toml(tmp_path / "r.toml", f"""
+[storage]
+data_dir = "{tmp_path}/d"
+[[boards]]
+driver = "siprec"
+sip_port = 0
+rtp_port_min = {low}
+rtp_port_max = {low + 99}
+[[boards]]
+driver = "siprec"
+sip_port = 0
+rtp_port_min = 2000
+rtp_port_max = 2099
+""")
+    done = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "configuration OK" in done.stdout
+    warnings = [line.strip() for line in done.stdout.splitlines() if "warning:" in line]
+    assert len(warnings) == 1, done.stdout  # the second board's range is clear of them
+    assert warnings[0].startswith("warning: boards[0].rtp_port_min..rtp_port_max: "
+                                  f"{low}-{low + 99} overlaps the kernel's ephemeral ports "
+                                  f"{ephemeral[0]}-{ephemeral[1]}")

@@ -10,6 +10,7 @@ decrypted, and the session's line events carry what the calls layer needs."""
 from __future__ import annotations
 
 import base64
+import logging
 import socket
 import threading
 import time
@@ -463,18 +464,74 @@ def test_junk_on_a_media_port_disturbs_nothing(start: Callable[..., Board]) -> N
     other.close()
 
 
-def test_a_port_another_process_holds_gets_503_and_frees_the_slot(
-        start: Callable[..., Board]) -> None:
+def rtcp_receiver_report(ssrc: int) -> bytes:
+    """An empty RTCP receiver report (RFC 3550 §6.4.2)."""
+    return bytes([0x80, 201, 0, 1]) + ssrc.to_bytes(4, "big")
+
+
+def test_rtcp_on_the_port_above_is_read_and_no_icmp_error_goes_back(
+        start: Callable[..., Board], caplog: pytest.LogCaptureFixture) -> None:
+    board = start()
+    src = Src(board, streams=1)
+    host, port = src.targets[0]
+    # A connected UDP socket hears an ICMP port-unreachable as ConnectionRefusedError on its
+    # next call: what a closed RTCP port would give the SRC.
+    reports = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    reports.connect((host, port + 1))
+    reports.settimeout(0.3)
+    payloads, _ = ulaw(speech(5, seed=9))
+    for i, payload in enumerate(payloads):
+        src.sockets[0].sendto(rtp(payload, i, i * FRAME, 0x99), src.targets[0])
+        reports.send(rtcp_receiver_report(0x42))
+        time.sleep(0.05)
+    with pytest.raises(TimeoutError):  # nothing comes back, neither data nor an ICMP error
+        reports.recv(100)
+    with caplog.at_level(logging.INFO, logger="recorder.drivers.siprec.slots"):
+        src.bye()
+        board.sink.wait(LineEventKind.SESSION_END)
+    counts = [r.getMessage() for r in caplog.records if f"on port {port} " in r.getMessage()]
+    assert len(counts) == 1, counts
+    assert "5 packets" in counts[0]
+    assert ", 5 RTCP," in counts[0]
+    reports.close()
+    src.close()
+
+
+def test_a_port_another_process_holds_is_skipped_with_one_warning(
+        start: Callable[..., Board], caplog: pytest.LogCaptureFixture) -> None:
     low, _ = rtp_range()
     squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     squatter.bind(("127.0.0.1", low))
+    board = start(rtp_port_min=low, rtp_port_max=low + 5, max_sessions=1)  # 3 pairs
+    with caplog.at_level(logging.WARNING, logger="recorder.drivers.siprec.ports"):
+        for _ in range(2):  # the held port is passed over again, warned about once
+            src = Src(board)
+            assert [port for _, port in src.targets] == [low + 2, low + 4]
+            src.bye()
+            board.sink.wait(LineEventKind.SESSION_END, board.sink.kinds().count(
+                LineEventKind.SESSION_END) + 1)
+            src.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert str(low) in warnings[0]
+    squatter.close()
+
+
+def test_a_range_other_processes_hold_entirely_gets_503_and_frees_the_slot(
+        start: Callable[..., Board]) -> None:
+    low, _ = rtp_range()
+    # One squatter on the first pair's RTP port, one on the second pair's RTCP port.
+    squatters = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    squatters[0].bind(("127.0.0.1", low))
+    squatters[1].bind(("127.0.0.1", low + 3))
     board = start(rtp_port_min=low, rtp_port_max=low + 3, max_sessions=1)
     call = board.call()
     content_type, body = multipart(offer([4000, 4002]), metadata([(DEVICE, "1"), (OTHER, "2")]))
     refused = call.invite(content_type, body)
     assert refused.status == 503
     assert refused.headers.get("retry-after")
-    squatter.close()
+    for squatter in squatters:
+        squatter.close()
     src = Src(board)  # the slot and both ports are free again
     src.bye()
     board.sink.wait(LineEventKind.SESSION_END)

@@ -277,6 +277,30 @@ def test_the_ctis_calls_attach_to_the_sessions_row(srs: Srs, events: Events,
     assert events.types(agent).count("CALLSTART") == 1
 
 
+def test_a_cti_callstart_before_the_session_is_the_sessions_one_row(
+        srs: Srs, events: Events, tmp_path: Path) -> None:
+    agent = "741"
+    api = srs.running
+    api.request("CALLSTART", DEVICEID=agent, CALLINSTANCE="cti-9",
+                USER1="gold")  # no channel taps it yet: tracked, not recorded
+    cti = events.wait(agent, "CALLSTART")
+    audio = speech(2.0, seed=3)
+    sipp("siprec_audio_uac.xml", srs, tmp_path, audio, device="74", pause_ms=2300)
+    stopped = events.wait(agent, "RECORDINGSTOPPED")
+    rows = calllist(srs, DEVICEID=agent)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["CALLINSTANCE"], row["USER1"], row["RECORDID"]) == ("cti-9", "gold",
+                                                                   stopped["RECORDID"])
+    assert stopped["GLOBALCALLID"] == cti["GLOBALCALLID"]  # the CTI call's, not the SRC's
+    reference = g711.decode(g711.encode(audio, "alaw"), "alaw")  # type: ignore[arg-type]
+    _, corr, seconds = matches(left(Path(row["FILENAME"])), reference)
+    assert corr > 0.99
+    assert abs(seconds - len(audio) / RATE) < 0.1
+    assert events.types(agent).count("CALLSTART") == 1
+    assert events.types(agent).count("CALLSTOP") == 1
+
+
 def test_the_srcs_pause_is_silence_and_recordingpaused(srs: Srs, events: Events,
                                                       tmp_path: Path) -> None:
     audio = speech(3.6, seed=3)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from recorder.config.boards import BoardCommon
@@ -26,6 +27,7 @@ from recorder.config.setting import setting
 from recorder.drivers.siprec.ports import port_pairs
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +82,11 @@ class SiprecBoardConfig(BoardCommon):
             problems.append(f"{where}.allow: empty, so no SRC could reach the recorder")
         return self
 
+    def host_warnings(self, where: str) -> list[str]:
+        warning = ephemeral_overlap(where, self.rtp_port_min, self.rtp_port_max,
+                                    ephemeral_range())
+        return [warning] if warning else []
+
     @property
     def channels(self) -> int:
         """Two channels per session: the recorded device's party and the other one."""
@@ -98,6 +105,32 @@ class SiprecBoardConfig(BoardCommon):
     def networks(self) -> list[IpNetwork]:
         """``allow`` as networks (after ``checked`` passed)."""
         return [ipaddress.ip_network(entry.strip()) for entry in self.allow]
+
+
+def ephemeral_range(path: Path = EPHEMERAL_PORTS) -> tuple[int, int] | None:
+    """The kernel's ephemeral ports (net.ipv4.ip_local_port_range), None where unknown."""
+    try:
+        low, high = (int(field) for field in path.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def ephemeral_overlap(where: str, low: int, high: int,
+                      ephemeral: tuple[int, int] | None) -> str | None:
+    """The warning for an RTP range ``low..high`` that overlaps the ephemeral ports, or None.
+
+    Not an error: the allocator skips a port another program holds. But every client socket
+    on the host (DNS lookups, database and HTTP clients) takes a random ephemeral port, so
+    sessions may find ports of the range taken and, on a busy host, the range short.
+    """
+    if ephemeral is None or high < ephemeral[0] or low > ephemeral[1]:
+        return None
+    return (f"{where}.rtp_port_min..rtp_port_max: {low}-{high} overlaps the kernel's ephemeral "
+            f"ports {ephemeral[0]}-{ephemeral[1]} (net.ipv4.ip_local_port_range): client "
+            "sockets of other programs may hold ports of the range, which the recorder then "
+            "skips; move the range below it, or reserve it with "
+            "net.ipv4.ip_local_reserved_ports")
 
 
 def _is_wildcard(host: str) -> bool:

@@ -263,6 +263,17 @@ class JitterBuffer:
         while len(segment.pending) > MAX_PENDING:
             self._play_next(segment)
 
+    def placed(self, packet: RtpPacket) -> int | None:
+        """The output position ``packet``'s audio starts at in the current segment; None when
+        it belongs to none or the segment has played nothing yet (no origin)."""
+        segment = self._segment
+        if segment is None or segment.cursor is None or packet.ssrc != segment.ssrc:
+            return None
+        ts = _unwrap(packet.timestamp, segment.max_ts, 32)
+        if abs(ts - segment.max_ts) > self.jump_ticks:
+            return None
+        return self._out_pos(segment, ts)
+
     # --- audio out ------------------------------------------------------------------------
 
     def ready(self) -> Playout:

@@ -8,12 +8,12 @@ hands each session here and waits for the answer (``start_session``, ``update_se
 is closed before anyone can take it again). A session that none of the board's devices is
 in gets no slot: its streams are read and discarded.
 
-Each pass waits in ``select`` on the streams' sockets (non-blocking, bound to their RTP port
-on ``rtp_host``) and a wake-up pipe until the next block is due, paced on the monotonic clock
-as ``PacedDriver`` is (a thread that falls more than ``MAX_CATCH_UP_SECONDS`` behind starts
-afresh and reports the skipped frames as lost). A block holds each stream's audio at its
-place (``mediastream``), several streams of one side added up, silence on idle slots; the
-losses of single streams go to the sink's ``channel_lost`` first.
+Each pass waits in ``select`` on the streams' sockets (non-blocking, bound to their RTP port on
+``rtp_host``, and the RTCP port above it, drained) and a wake-up pipe until the next block is
+due, paced on the monotonic clock as ``PacedDriver`` is (a thread that falls more than
+``MAX_CATCH_UP_SECONDS`` behind starts afresh and reports the skipped frames as lost). A block
+holds each stream's audio at its place (``mediastream``), several streams of one side added up,
+silence on idle slots; the losses of single streams go to the sink's ``channel_lost`` first.
 
 A session's line events (``SESSION_START`` on its first channel, ...) are given to the sink
 from this thread at the board position they belong to: the audio reaches the board
@@ -35,7 +35,7 @@ import selectors
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -50,7 +50,7 @@ from recorder.drivers.siprec.events import (
     RecordingSession,
     SessionChange,
 )
-from recorder.drivers.siprec.mediastream import StreamMedia
+from recorder.drivers.siprec.mediastream import RtcpPort, StreamMedia, bind_pair
 from recorder.drivers.siprec.parties import CallParties, call_parties, channel_plan
 from recorder.drivers.siprec.slots import (
     SessionMedia,
@@ -238,14 +238,16 @@ class MediaEngine(Worker):
                 stream.stream, stream.channel = answered, channel
             else:
                 previous = old.pop(answered.index, None)
-                sock = None
+                sock = rtcp = None
                 if previous is not None and previous.port == answered.port:
-                    # Same port, new codec or key: the socket stays, the buffer is new.
-                    sock, previous.sock = previous.sock, None
-                    self._retire(media, previous, unregister=sock)
+                    # Same port, new codec or key: the sockets stay, the buffer is new.
+                    sock, rtcp = previous.sock, previous.rtcp
+                    previous.sock = previous.rtcp = None
+                    self._retire(media, previous, unregister=(sock, rtcp))
                 if sock is None:
                     try:
-                        sock = self._bind(answered.port)
+                        sock, rtcp = bind_pair(family(self.config.rtp_address),
+                                               self.config.rtp_address, answered.port)
                     except OSError as exc:
                         if strict:
                             raise
@@ -255,36 +257,30 @@ class MediaEngine(Worker):
                                      answered.port, exc)
                         continue
                 stream = StreamMedia(answered, sock, channel, self.rate,
-                                     allowed=self._allowed, now=now)
+                                     allowed=self._allowed, now=now, rtcp=rtcp)
                 self._selector.register(sock, selectors.EVENT_READ, stream)
+                if rtcp is not None:
+                    self._selector.register(rtcp, selectors.EVENT_READ, RtcpPort(stream))
             media.streams[answered.index] = stream
         for stream in old.values():
             self._retire(media, stream)
 
     def _retire(self, media: SessionMedia, stream: StreamMedia,
-                unregister: socket.socket | None = None) -> None:
-        if unregister is not None:
-            self._selector.unregister(unregister)
+                unregister: Sequence[socket.socket | None] = ()) -> None:
+        for sock in unregister:
+            if sock is not None:
+                self._selector.unregister(sock)
         self._close(stream)
         stream.finish()
         if media.slot is not None and not stream.drained:
             media.retired.append(stream)
 
-    def _bind(self, port: int) -> socket.socket:
-        sock = socket.socket(family(self.config.rtp_address), socket.SOCK_DGRAM)
-        try:
-            sock.bind((self.config.rtp_address, port))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
     def _close(self, stream: StreamMedia) -> None:
-        if stream.sock is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(stream.sock)
-            stream.close()
+        for sock in (stream.sock, stream.rtcp):
+            if sock is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.unregister(sock)
+        stream.close()
 
     def _schedule(self, media: SessionMedia, kind: LineEventKind) -> None:
         assert media.slot is not None
@@ -347,11 +343,15 @@ class MediaEngine(Worker):
     def _poll(self, timeout: float) -> None:
         """Read what has come, and run the listener's commands, for up to ``timeout`` s."""
         for key, _ in self._selector.select(timeout):
-            stream = key.data
-            if stream is None:
+            tag = key.data
+            if tag is None:
                 self._commands_now()
+            elif isinstance(tag, RtcpPort):
+                if tag.stream.rtcp is not None:
+                    for _, source in _datagrams(tag.stream.rtcp):
+                        tag.stream.receive_rtcp(source)
             else:
-                self._read(stream)
+                self._read(tag)
         self._commands_now()
 
     def _commands_now(self) -> None:
@@ -373,15 +373,7 @@ class MediaEngine(Worker):
             return
         arrival = self._clock()
         position = self._position_now()
-        for _ in range(MAX_READS):
-            try:
-                data, source = sock.recvfrom(RECV_BYTES)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                    continue  # an ICMP error for a datagram of ours: nothing to read
-                return
+        for data, source in _datagrams(sock):
             stream.receive(data, source, arrival, position, self.delay)
 
     def tick(self, sink: DriverSink, lost: int = 0) -> None:
@@ -463,3 +455,18 @@ class MediaEngine(Worker):
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def _datagrams(sock: socket.socket) -> Iterator[tuple[bytes, tuple[str, int]]]:
+    """What has come on ``sock``, at most MAX_READS datagrams (so no socket starves the
+    others)."""
+    for _ in range(MAX_READS):
+        try:
+            data, source = sock.recvfrom(RECV_BYTES)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                continue  # an ICMP error for a datagram of ours: nothing to read
+            return
+        yield data, source

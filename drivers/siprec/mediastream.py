@@ -8,14 +8,20 @@ and where its audio lands on the board's timeline.
   first allowed source is latched. Everything else is dropped and counted: a recording is
   evidence.
 - **SRTP**: with a negotiated ``a=crypto`` key every packet is authenticated and decrypted
-  (``srtp``); what fails is dropped and counted. RTCP (its own port is never opened; with
-  rtcp-mux it shares the RTP port) is recognised and ignored.
+  (``srtp``); what fails is dropped and counted.
+- **RTCP** is read and counted, never used: on the port above the RTP port (bound with it, so
+  the SRC's reports meet an open port rather than an ICMP port-unreachable, which some SBCs
+  take for a dead recorder), or, with rtcp-mux, told apart on the RTP port itself.
 - **The timeline.** The first packet anchors the stream: its audio is placed ``delay``
   frames after the board position it arrived at, and every later sample sits where its RTP
   timestamp puts it after that (the jitter buffer keeps the time exact; ``delay`` is the
   reordering and jitter the stream may have). ``take`` gives the stream's samples for one
   board block, asking the jitter buffer to play up to the block's end, and the board
   positions that are silence for lost audio.
+- **Clock drift.** A sender whose clock runs slow or fast against ours would drift off its
+  anchor; ``drift.DriftTracker`` watches how far ahead each packet lands and moves the anchor
+  by a few milliseconds at a block seam when that has changed (silence inserted, or audio left
+  out), counted in ``StreamCounts``.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from recorder.drivers.siprec.drift import DriftTracker
 from recorder.drivers.siprec.events import AnsweredStream
 from recorder.drivers.siprec.jitter import JitterBuffer
-from recorder.drivers.siprec.rtp import Kind, classify, parse_rtp
+from recorder.drivers.siprec.rtp import Kind, RtpPacket, classify, parse_rtp
 from recorder.drivers.siprec.rtpcodecs import create_decoder
 from recorder.drivers.siprec.srtp import SrtpReceiver
 
@@ -47,9 +54,30 @@ class StreamCounts:
 
     packets: int = 0  # RTP packets taken
     wrong_source: int = 0  # from an address that may not send on it
-    rtcp: int = 0
+    rtcp: int = 0  # on the RTCP port or muxed on the RTP port; read and dropped
     malformed: int = 0
     srtp_dropped: int = 0
+    drift_moves: int = 0  # anchor moves for clock drift
+    drift_inserted: int = 0  # frames of silence those moves put in (a slow sender)
+    drift_dropped: int = 0  # frames of audio they left out (a fast sender)
+
+
+def bind_pair(family: socket.AddressFamily, address: str, port: int
+              ) -> tuple[socket.socket, socket.socket]:
+    """Non-blocking UDP sockets bound to ``port`` (RTP) and ``port + 1`` (RTCP); OSError if
+    either cannot be bound (neither is left open then)."""
+    bound: list[socket.socket] = []
+    try:
+        for number in (port, port + 1):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            bound.append(sock)
+            sock.bind((address, number))
+            sock.setblocking(False)
+    except OSError:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound[0], bound[1]
 
 
 def usable_host(remote: tuple[str, int] | None) -> str | None:
@@ -68,9 +96,11 @@ class StreamMedia:
     board. ``channel`` is the board channel it is written to; None: read and discarded."""
 
     def __init__(self, stream: AnsweredStream, sock: socket.socket | None, channel: int | None,
-                 rate: int, *, allowed: Callable[[str], bool], now: float) -> None:
+                 rate: int, *, allowed: Callable[[str], bool], now: float,
+                 rtcp: socket.socket | None = None) -> None:
         self.stream = stream
         self.sock = sock
+        self.rtcp = rtcp
         self.channel = channel
         self._allowed = allowed
         self._expected = usable_host(stream.remote)
@@ -83,6 +113,8 @@ class StreamMedia:
             decoder, events_pt=stream.telephone_event.pt if stream.telephone_event else None,
             cn_pt=stream.comfort_noise.pt if stream.comfort_noise else None)
         self.counts = StreamCounts()
+        self.drift = DriftTracker(rate)
+        self._segments = 0
         self.last_packet = now  # monotonic: the media timeout counts from here
         self.anchor: int | None = None  # board position of the jitter buffer's sample 0
         self.finished = False  # flushed: what is left is in the queue
@@ -110,6 +142,16 @@ class StreamMedia:
             return False
         self.source = (host, source[1])
         return True
+
+    def receive_rtcp(self, source: tuple[str, int]) -> None:
+        """A datagram on the RTCP port: counted (from the stream's sender's address) and
+        dropped; it never latches the RTP source."""
+        host = source[0]
+        sender = self.source[0] if self.source is not None else self._expected
+        if (sender is None or host == sender) and self._allowed(host):
+            self.counts.rtcp += 1
+        else:
+            self.counts.wrong_source += 1
 
     def receive(self, data: bytes, source: tuple[str, int], arrival: float,
                 position: int, delay: int) -> None:
@@ -143,6 +185,27 @@ class StreamMedia:
         if self.anchor is None:
             self.anchor = position + delay
         self.jitter.push(packet, arrival)
+        self._follow_clock(packet, position)
+
+    def _follow_clock(self, packet: RtpPacket, position: int) -> None:
+        """Move the anchor when the sender's clock drifts from ours (module docstring)."""
+        assert self.anchor is not None
+        if self.jitter.stats.segments != self._segments:
+            self._segments = self.jitter.stats.segments
+            self.drift.reset()  # a new segment is placed afresh by the jitter buffer
+        placed = self.jitter.placed(packet)
+        if placed is None:
+            return
+        shift = self.drift.observe(self.anchor + placed - position, position)
+        if shift:
+            # ``take`` does the rest: a later anchor leaves the next block's first ``shift``
+            # frames silent; an earlier one drops that much of what was played.
+            self.anchor += shift
+            self.counts.drift_moves += 1
+            if shift > 0:
+                self.counts.drift_inserted += shift
+            else:
+                self.counts.drift_dropped -= shift
 
     # --- audio out ----------------------------------------------------------------------
 
@@ -183,9 +246,10 @@ class StreamMedia:
         return self.finished and not len(self._queue)
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        for sock in (self.sock, self.rtcp):
+            if sock is not None:
+                sock.close()
+        self.sock = self.rtcp = None
 
     def _push(self, samples: Samples) -> None:
         if len(samples):
@@ -195,3 +259,10 @@ class StreamMedia:
         dropped = min(count, len(self._queue))
         self._queue = self._queue[dropped:]
         self._taken += count
+
+
+@dataclass(frozen=True, eq=False)
+class RtcpPort:
+    """What the media thread's selector holds for a stream's RTCP socket."""
+
+    stream: StreamMedia

@@ -56,11 +56,13 @@ def log_counts(key: str, media: SessionMedia, stream: StreamMedia) -> None:
     source = f"{stream.source[0]}:{stream.source[1]}" if stream.source else "nobody"
     logger.info("%s: session %s, stream %s on port %d from %s: %d packets, %d lost, %d late, "
                 "%d duplicates, %d from elsewhere dropped, %d SRTP refused, %d malformed, "
-                "%d of another payload type, %d telephone-events", key, media.call_id,
+                "%d of another payload type, %d telephone-events, %d RTCP, %d clock drift "
+                "moves (+%d/-%d frames)", key, media.call_id,
                 stream.stream.label or stream.stream.index, stream.port, source,
                 counts.packets, jitter.lost_packets, jitter.late, jitter.duplicates,
                 counts.wrong_source, counts.srtp_dropped, counts.malformed,
-                jitter.unknown_pt, jitter.events)
+                jitter.unknown_pt, jitter.events, counts.rtcp, counts.drift_moves,
+                counts.drift_inserted, counts.drift_dropped)
 
 
 def same_media(old: AnsweredStream, new: AnsweredStream) -> bool:

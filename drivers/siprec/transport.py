@@ -37,7 +37,7 @@ from recorder.drivers.siprec.config import SiprecBoardConfig
 from recorder.drivers.siprec.connections import Connection, Datagrams
 from recorder.drivers.siprec.events import EndReason, RecordingSession, SessionListener
 from recorder.drivers.siprec.flows import Flow
-from recorder.drivers.siprec.ports import PortAllocator
+from recorder.drivers.siprec.ports import PortAllocator, bind_probe
 from recorder.drivers.siprec.sipheaders import Via, response_address, stamp_received
 from recorder.drivers.siprec.sipmessage import (
     DEFAULT_LIMITS,
@@ -92,7 +92,8 @@ class SipServer(Worker):
         self.key = key
         self.config = config
         self.listener = listener
-        self.ports = ports or PortAllocator(config.rtp_port_min, config.rtp_port_max)
+        self.ports = ports or PortAllocator(config.rtp_port_min, config.rtp_port_max,
+                                            probe=bind_probe(config.rtp_address))
         self.sip_timers = sip_timers
         self.min_se = min_se
         self.limits = limits

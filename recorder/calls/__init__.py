@@ -7,5 +7,6 @@ status requests' snapshots, ``events`` the manual's events about calls; ``reques
 is asked (``CallStart``, ...), ``model`` the live call and its recordings, ``devices`` the device
 table; ``watch`` ends recordings at their limits and brings them back after a full disk;
 ``triggers`` is the loop that starts and stops calls from vox, line and always triggers, and
-hands SIPREC session events to ``sessions``, which makes each session a call.
+hands SIPREC session events to ``sessions``, which makes each session a call (``adoption``:
+the CTI call of a device that began before its session becomes the session's call).
 """

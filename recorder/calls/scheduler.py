@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from recorder.calls.adoption import adopt, early_cti_call
 from recorder.calls.blackouts import BlackoutControl
 from recorder.calls.events import CallEvents
 from recorder.calls.lookup import DeviceLookup
@@ -109,7 +110,8 @@ class Scheduler:
     # --- call events -------------------------------------------------------------------------
 
     def call_start(self, start: CallStart) -> LiveCall:
-        """A call began: track it and record it if ``decide`` says so."""
+        """A call began: track it and record it if ``decide`` says so. A SIPREC session's call
+        adopts the device's CTI call that began first, if any (``adoption``)."""
         disk_ok = self._disk_ok()  # outside the lock: it may look at the disk
         self._check_running()
         device_id = self.lookup.resolve(start.device)
@@ -129,8 +131,9 @@ class Scheduler:
             device = self.table.devices.add(device_id, tapped)
             if start.channels and channel is not None:
                 device.channel = channel.id  # while its session lasts (end_call)
-            replaced = device.active.pop(start.instance, None)
-            call = LiveCall(
+            early = early_cti_call(device) if start.siprec and channel is not None else None
+            replaced = None if early else device.active.pop(start.instance, None)
+            call = early or LiveCall(
                 device_id=device_id, instance=start.instance, meta=dict(start.meta),
                 start_time=self._clock(), priority=start.priority,
                 max_record_time=start.max_record_time,
@@ -140,24 +143,31 @@ class Scheduler:
                 channel=channel.id if channel else None, taps=taps, siprec=start.siprec,
                 global_id=start.global_id or self.table.next_global_id(), agent_id=agent_id,
             )
-            facts = CallFacts.of(start, device_id, call.channel, agent=agent_name,
-                                 at=datetime.fromtimestamp(call.start_time),
-                                 call_key=call.global_id)
+            facts = (adopt(call, start, taps, position) if early else
+                     CallFacts.of(start, device_id, call.channel, agent=agent_name,
+                                  at=datetime.fromtimestamp(call.start_time),
+                                  call_key=call.global_id))
             decision = decide(facts, self._policy, self.table.active_recordings(),
                               disk_ok=disk_ok)
-            self.stats.decided(decision.record, decision.reason.label)
+            if not early:  # the statistics count calls, at their start
+                self.stats.decided(decision.record, decision.reason.label)
             call.facts = facts
             call.start_position = position
             self._apply(call, decision)
             preempted = (self.table.find_by_global_id(decision.preempt) if decision.preempt
                          else None)
-            if device_id in self.table.agent_blackouts:
+            if device_id in self.table.agent_blackouts and not call.blackouts.active:
                 call.blackouts.start(position)
-            call.lock.acquire()  # released once the recording has begun (or failed to)
-            device.active[start.instance] = call
+            if not early:  # (an early call's lock is taken already)
+                call.lock.acquire()  # released once the recording has begun (or failed to)
+                device.active[start.instance] = call
             device.last = call
         try:
-            self.events.publish("CALLSTART", call)
+            if early:
+                logger.info("SIPREC session %s of %s adopts its CTI call %r", start.siprec,
+                            device_id, call.instance)
+            else:
+                self.events.publish("CALLSTART", call)
             if replaced is not None:
                 replaced.stop_time = call.start_time
                 with replaced.lock:
@@ -173,12 +183,13 @@ class Scheduler:
             if decision.record and channel is not None:
                 call.main = self._begin(call, position, partial=False,
                                         max_time=decision.max_record_time,
-                                        max_silence=decision.max_record_silence)
+                                        max_silence=decision.max_record_silence,
+                                        started=self._clock() if early else None)
             else:
                 logger.info("call on %s (instance %r) not recorded: %s (%s)", device_id,
                             call.instance, decision.reason.label, decision.detail)
                 self.events.publish("RECORDINGSTARTED", call, reason=decision.reason.label)
-            if call.main is None:
+            if call.main is None and not early:
                 self.stats.count("refused")
         finally:
             call.lock.release()

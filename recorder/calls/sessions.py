@@ -18,8 +18,9 @@ the triggers loop (the queue's one consumer, which routes them by kind):
   the channels.
 
 The CTI may report the same calls: its CALLSTART and CALLUPDATE attach to the session's call
-and row, its CALLSTOP does not end it (``Scheduler._attach``, docs/siprec.md). Runs on the
-triggers thread only.
+and row, its CALLSTOP does not end it (``Scheduler._attach``, docs/siprec.md); a CALLSTART
+that came first is adopted by the session's start (``calls/adoption``). Runs on the triggers
+thread only.
 """
 
 from __future__ import annotations

@@ -48,6 +48,11 @@ class BoardCommon:
         naming its key under ``where``); the keys every board has are checked by the loader."""
         return self
 
+    def host_warnings(self, where: str) -> list[str]:
+        """What is allowed but risky on this host (``--check-config`` prints each, naming its
+        key under ``where``); never a reason to refuse the configuration."""
+        return []
+
 
 class _Counted(Protocol):
     @property

@@ -59,6 +59,8 @@ def summary(config: Config, source: Path | None) -> str:
               for i, b in enumerate(config.boards)]
     if not config.boards:
         lines.append("  warning: no boards, so nothing can be recorded")
+    lines += [f"  warning: {warning}" for i, board in enumerate(config.boards)
+              for warning in board.host_warnings(f"boards[{i}]")]
     return "\n".join(lines)
 
 
