@@ -1,7 +1,8 @@
 """Documented promises of the API and of ``recorderctl`` that no other test held the code to:
 ``api.idle_timeout_seconds`` (its default, and 0 = never), ``api.calllist_max_rows``,
-``recorderctl status`` exiting 1 for a board that is down, and ``recorderctl export`` exiting 3
-when the transfer breaks off. Real recorders, real sockets on 127.0.0.1."""
+``recorderctl status`` exiting 1 for a board that is down, ``recorderctl export`` exiting 3
+when the transfer breaks off, and digital silence read as -inf. Real recorders, real sockets
+on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile
 
 from tests.helpers.api import ApiConnection, expect, fields, result_code
 from tests.helpers.ctl import recorderctl
+from tests.helpers.exports import tone
 from tests.helpers.modem_emulator import ModemEmulator
 from tests.helpers.recorders import (
     IN_PROCESS_AND_RECORDERD,
@@ -258,3 +262,33 @@ def test_export_exits_3_when_the_transfer_breaks_off_and_leaves_no_file(
         broken.stderr)
     assert not target.exists()
     assert not target.with_name("call.wav.part").exists()
+
+
+# --- digital silence is -inf (docs/capture.md, docs/recorderctl.md, docs/metrics.md) -------
+
+@IN_PROCESS_AND_RECORDERD
+def test_digital_silence_reads_minus_infinity_everywhere(start_recorder: Any,
+                                                         tmp_path: Path) -> None:
+    zeros = tmp_path / "zeros.wav"
+    soundfile.write(zeros, np.zeros(16000, np.int16), 8000, subtype="PCM_16")
+    running = start_recorder(boards=[{"driver": "file", "devices": ["2001", "2002"],
+                                      "files": [str(tone(tmp_path / "a.wav", 440)),
+                                                str(zeros)]}])
+
+    def channels() -> list[dict[str, str]]:
+        found = running.request("CHANNELS", 1, detail="Y").findall("CHANNELS/CHANNEL")
+        return [fields(c) for c in found]
+
+    # Once the meter has measured the tone, it has measured the zeros too.
+    wait_for(lambda: channels()[0]["PEAKDBFS"] != "-inf", WAIT, what="the tone's level")
+    tone_line, silent = channels()
+    assert float(tone_line["PEAKDBFS"]) == pytest.approx(-12.3, abs=0.2)  # 8000 of 32768
+    assert (silent["PEAKDBFS"], silent["RMSDBFS"], silent["SILENT"]) == ("-inf", "-inf", "Y")
+    (status_silent,) = [c for c in running.status()["channels"] if c["device"] == "2002"]
+    assert (status_silent["peak_dbfs"], status_silent["rms_dbfs"]) == (None, None)
+    shown = recorderctl(running, "channels")
+    assert shown.returncode == 0, shown.stderr
+    (row,) = [line.split() for line in shown.stdout.splitlines()[1:] if " 2002 " in line]
+    assert row[4:6] == ["-inf", "-inf"], row
+    as_json = json.loads(recorderctl(running, "channels", "--json").stdout)
+    assert (as_json[1]["peak_dbfs"], as_json[1]["rms_dbfs"]) == (None, None)

@@ -1,10 +1,12 @@
 """Documented promises of the service itself that no other test held it to: Ctrl-C (SIGINT)
 stops recorderd as SIGTERM does, finishing the recording in progress; the configuration is
-read from /etc/recorder/recorder.toml when nothing else names one; and exports a stopped
-recorder left in ``<data_dir>/tmp`` are removed at the next start."""
+read from /etc/recorder/recorder.toml when nothing else names one; exports a stopped recorder
+left in ``<data_dir>/tmp`` are removed at the next start; and systemd's STATUS= line says DISK
+FULL."""
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import tempfile
@@ -14,12 +16,15 @@ from typing import Any
 
 import pytest
 
+from recorder.app import Recorder
 from recorder.config import model
+from recorder.config.loader import config_from_dict
 from recorder.service import daemon
 from tests.helpers.audio import sox_info
 from tests.helpers.recorders import (
     IN_PROCESS_AND_RECORDERD,
     RecorderProcess,
+    base_config,
     start_recorderd,
 )
 
@@ -126,3 +131,24 @@ def test_exports_a_stopped_recorder_left_are_removed_at_start(start_recorder: An
     assert list(work.iterdir()) == []
     if running.process is not None:
         assert f"removed 3 unfinished export(s) from {work}" in running.log()
+
+
+# --- systemd's STATUS= line on a full disk (docs/faults.md, A full disk) --------------------
+
+def test_the_status_line_says_disk_full_in_its_disk_part(tmp_path: Path) -> None:
+    # A floor no disk meets keeps the guard from finding room again while the test reads it.
+    config = config_from_dict(base_config(tmp_path, retention={"min_free_mb": 1 << 40}),
+                              base_dir=tmp_path)
+    recorder = Recorder(config)
+    recorder.start()
+    try:
+        assert recorder.disk is not None
+        assert "DISK FULL" not in recorder.summary_line()
+        # What a recording's write meeting ENOSPC reports (recorder/recording/files.py).
+        recorder.disk.disk_full(config.storage.recordings_dir, 16000.0)
+        parts = recorder.summary_line().split("; ")
+    finally:
+        recorder.stop()
+    assert parts[0] == "recording 0 of 4 channels"
+    assert re.fullmatch(r"DISK FULL, new recordings refused \(disk \d+\.\d GB free\)",
+                        parts[2]), parts
