@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recorder.capture.levels import FLOOR_DBFS, LevelMeter, to_dbfs, window_power
+from recorder.capture.levels import LevelMeter, to_dbfs, window_power
 
 RATE = 8000
 W = 160
@@ -37,10 +37,14 @@ def test_full_scale_negative_peak_does_not_overflow() -> None:
     assert to_dbfs(np.sqrt(power[0] / W))[0] == pytest.approx(0.0)
 
 
-def test_digital_silence_is_the_floor_not_minus_infinity() -> None:
+def test_digital_silence_is_minus_infinity() -> None:
+    # docs/capture.md, docs/recorderctl.md: -inf, not a floor a quiet line could also reach.
     meter = LevelMeter(2, RATE, -45.0)
     meter.feed(np.zeros((W * 2, 2), np.int16), 0)
-    assert (meter.rms_dbfs == FLOOR_DBFS).all()
+    assert (meter.rms_dbfs == -np.inf).all()
+    assert (meter.peak_dbfs == -np.inf).all()
+    meter.feed(np.ones((W, 2), np.int16), W * 2)  # the quietest signal there is: finite
+    assert np.isfinite(meter.peak_dbfs).all()
     assert meter.silent.all()
 
 

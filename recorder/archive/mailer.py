@@ -153,7 +153,10 @@ def _text(reply: bytes | str) -> str:
 
 
 def _describe_os_error(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
+    # smtplib turns a read that timed out into SMTPServerDisconnected ("Connection
+    # unexpectedly closed: timed out"), the timeout left as its context: the server did not
+    # close anything, it said nothing within smtp.timeout_seconds.
+    if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
         return "no answer in time"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror

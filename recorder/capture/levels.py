@@ -14,7 +14,10 @@ import numpy.typing as npt
 
 WINDOW_SECONDS = 0.02
 FULL_SCALE = 32768.0
-FLOOR_DBFS = -120.0  # what digital silence shows as, rather than minus infinity
+# Digital silence (nothing but zeros) is minus infinity, not a floor such as -120: a field
+# engineer must tell a dead tap, a gap or a blackout from a quiet line, and every reader shows
+# it as such (CHANNELS "-inf", /status and --json null, recorderctl "-inf").
+SILENCE_DBFS = -np.inf
 
 Int16Frames = npt.NDArray[np.int16]
 Floats = npt.NDArray[np.float64]
@@ -40,10 +43,10 @@ def window_power(frames: Int16Frames, window: int) -> tuple[Floats, npt.NDArray[
 
 
 def to_dbfs(value: Floats) -> Floats:
-    """Amplitude (0..32768) to dBFS, with FLOOR_DBFS for zero."""
+    """Amplitude (0..32768) to dBFS; zero is minus infinity (SILENCE_DBFS)."""
     with np.errstate(divide="ignore"):
-        db = 20.0 * np.log10(np.asarray(value, dtype=np.float64) / FULL_SCALE)
-    return np.maximum(db, FLOOR_DBFS)
+        db: Floats = 20.0 * np.log10(np.asarray(value, dtype=np.float64) / FULL_SCALE)
+    return db
 
 
 class LevelMeter:
@@ -55,8 +58,8 @@ class LevelMeter:
         amplitude = FULL_SCALE * 10.0 ** (silence_threshold_dbfs / 20.0)
         self._silence_power = amplitude * amplitude * self.window
         self.analyzed = 0  # position up to which whole windows have been measured
-        self.peak_dbfs: Floats = np.full(channels, FLOOR_DBFS)
-        self.rms_dbfs: Floats = np.full(channels, FLOOR_DBFS)
+        self.peak_dbfs: Floats = np.full(channels, SILENCE_DBFS)
+        self.rms_dbfs: Floats = np.full(channels, SILENCE_DBFS)
         self.silent = np.ones(channels, dtype=bool)
         # Position where the current speech run began (meaningful while not silent), and where
         # the current silence began (meaningful while silent). A line starts silent at 0.
