@@ -22,15 +22,21 @@ What the standard says, as these tests use it:
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from recorder.drivers.base import DriverState
 from recorder.drivers.lineevents import LineEvent, LineEventKind
+from recorder.drivers.registry import create_driver
 from recorder.drivers.v253 import V253Protocol
 from recorder.drivers.v253stream import Timeline, choose_format, parse_vsm_list
+from recorder.drivers.voicemodem import VoiceModemBoardConfig
 from tests.helpers import g711ref
+from tests.helpers.v253dce import V253Dce
 
 RATE = 8000
 K = LineEventKind
@@ -214,3 +220,95 @@ def test_formatted_caller_id_between_rings_starts_receive_with_the_number() -> N
     assert caller.kind is K.CALLER_ID
     assert dict(caller.data) == {"DATE": "0321", "TIME": "1405", "NMBR": "6145551212",
                                  "NAME": "DOE JOHN"}
+
+
+# --- the whole driver on a pty, against a DCE that holds it to the standard -----------------
+
+
+class Sink:
+    """What the driver delivers: samples and events, the events at their sample position."""
+
+    def __init__(self) -> None:
+        self.samples: list[npt.NDArray[np.int16]] = []
+        self.position = 0
+        self.events: list[tuple[int, LineEvent]] = []
+        self.states: list[DriverState] = []
+        self.changed = threading.Condition()
+
+    def audio(self, block: npt.NDArray[np.int16], lost_frames: int = 0) -> None:
+        with self.changed:
+            if lost_frames:
+                self.samples.append(np.zeros(lost_frames, np.int16))
+            self.samples.append(block[:, 0].copy())
+            self.position += lost_frames + block.shape[0]
+
+    def line(self, item: LineEvent) -> None:
+        with self.changed:
+            self.events.append((self.position, item))
+            self.changed.notify_all()
+
+    def state(self, state: DriverState, detail: str = "") -> None:
+        with self.changed:
+            self.states.append(state)
+            self.changed.notify_all()
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        with self.changed:
+            return self.changed.wait_for(predicate, timeout)
+
+    def kinds(self) -> list[LineEventKind]:
+        return [e.kind for _, e in self.events]
+
+    def between(self, first: LineEventKind, last: LineEventKind) -> npt.NDArray[np.int16]:
+        with self.changed:
+            begin = next(p for p, e in self.events if e.kind is first)
+            end = next(p for p, e in self.events if e.kind is last and p >= begin)
+            return np.concatenate(self.samples)[begin:end]
+
+
+@pytest.fixture
+def on_a_v253_modem() -> Iterator[tuple[V253Dce, Sink]]:
+    """The driver, set up and following calls on a pty DCE (caller ID off)."""
+    with V253Dce() as dce:
+        driver = create_driver("boards[0]", VoiceModemBoardConfig(
+            port=dce.path, devices=("4001",), caller_id=False))
+        sink = Sink()
+        driver.start(sink)
+        try:
+            assert sink.wait(lambda: DriverState.RUNNING in sink.states), sink.states
+            yield dce, sink
+        finally:
+            driver.stop()
+            assert driver.join(10)
+
+
+def test_the_set_up_selects_voice_mode_before_any_voice_command(
+        on_a_v253_modem: tuple[V253Dce, Sink]) -> None:
+    dce, _ = on_a_v253_modem
+    assert dce.violations == []
+    commands = dce.commands
+    fclass = commands.index("AT+FCLASS=8")
+    assert all(i > fclass for i, c in enumerate(commands) if c.startswith("AT+V")), commands
+    # The mu-law method of the +VSM=? list, at 8 kHz, and the line as the source.
+    assert commands.index("AT+VSM=?") < commands.index("AT+VSM=4,8000")
+    assert dce.method == (4, 8000)
+    assert dce.source == 1
+
+
+def test_a_call_on_a_v253_modem_end_to_end(on_a_v253_modem: tuple[V253Dce, Sink]) -> None:
+    """RING, AT+VRX / CONNECT, <DLE>H, shielded mu-law voice, <DLE>b, the DTE's <DLE>!, the
+    DCE's <DLE><ETX> OK: the events in order and the voice sample for sample."""
+    dce, sink = on_a_v253_modem
+    speech = VOICE * 80  # 800 characters, DLE and DLE ETX among them
+    dce.result("RING")
+    assert dce.wait("AT+VRX"), dce.commands
+    assert dce.receiving
+    dce.send(DLE + b"H")
+    dce.stream(speech)
+    dce.send(DLE + b"b")
+    assert dce.wait("<DLE>!"), dce.commands
+    assert sink.wait(lambda: K.END_OF_STREAM in sink.kinds()), sink.kinds()
+    assert sink.kinds() == [K.RING, K.OFF_HOOK, K.BUSY, K.END_OF_STREAM]
+    np.testing.assert_array_equal(sink.between(K.OFF_HOOK, K.BUSY),
+                                  g711ref.ulaw_decode(speech))
+    assert dce.violations == []
