@@ -7,6 +7,7 @@ the ordinary disk. Without the right to mount, the fault is injected in-process 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -213,6 +214,72 @@ def test_a_call_whose_recording_resumed_is_shown_as_recording(
             assert state.findtext("DEVICES/DEVICE/RECORDING/ISRECORDING") == "N"
             # Part of the call was lost to the full disk: the reason stays after it ended.
             assert state.findtext("DEVICES/DEVICE/RECORDING/ERRORREASON") == "TRUNCATED"
+        finally:
+            conn.close()
+            _stop(running)
+
+
+def _leave_free(disk: SmallDisk, target: int) -> None:
+    """Make the disk hold about ``target`` free bytes by shrinking the filler (tmpfs) or
+    giving back part of the budget (injected): free space comes back a little at a time."""
+    if disk.mode == "tmpfs":
+        assert disk.filler is not None
+        size = disk.filler.stat().st_size
+        os.truncate(disk.filler, max(0, size - (target - disk.free())))
+    else:
+        with disk.lock:
+            grant = min(disk.filled, max(0, target - disk.left))
+            disk.filled -= grant
+            disk.left += grant
+
+
+PCM_RATE = 2 * RATE  # bytes a second of an 8 kHz 16-bit mono recording (the stored format)
+WATCH_ROUNDS = 3.0  # the limits watch asks the guard every second: three chances to resume
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resume_seconds", [60.0, 0.0])
+def test_recording_resumes_at_the_configured_threshold_not_before(
+        tmp_path: Path, start_recorder: Callable[..., Running],
+        monkeypatch: pytest.MonkeyPatch, disk_path: Callable[[SmallDisk], None],
+        resume_seconds: float) -> None:
+    """storage.disk_full_resume_seconds: one cut 8 kHz PCM call waits for that many seconds of
+    its writing (60 s: 960,000 bytes) before it is recorded again; with 0, any room will do.
+    Free space comes back in two steps, 500 kB (not enough for 60 s) then 1.5 MB: a guard
+    that ignores the setting, or resumes at once, or never, records at the wrong step."""
+    data = tmp_path / "data"
+    threshold = max(1, round(resume_seconds * PCM_RATE))
+    with small_disk(data / "recordings", 8 * MIB) as disk:
+        disk_path(disk)
+        lines = tmp_path / "lines"
+        lines.mkdir()
+        disk.fill(48 * KIB)
+        running = start_recorder(
+            boards=[{"driver": "file", "devices": ["2001"],
+                     "files": [str(tone(lines / "2001.wav", TONES["2001"]))]}],
+            retention={"min_free_mb": 0},
+            storage={"data_dir": str(data), "disk_full_resume_seconds": resume_seconds})
+        if disk.mode == "injected":
+            inject(running, disk, monkeypatch)
+        conn = running.connect()
+        try:
+            assert result_code(conn.request("CALLSTART", 1, DEVICEID="2001")) == 20
+            _truncated(data, ("2001",))
+            status = running.status()["disk"]
+            assert (status["full"], status["resume_free_bytes"]) == (True, threshold)
+
+            _leave_free(disk, 500_000)
+            if resume_seconds:
+                time.sleep(WATCH_ROUNDS)
+                assert len(rows(data, "2001")) == 1, "resumed below the threshold"
+                assert running.status()["disk"]["full"] is True
+                _leave_free(disk, 1_500_000)
+            wait_for(lambda: len(rows(data, "2001")) == 2, 6.0,
+                     what=lambda: [dict(r) for r in rows(data)])
+            assert running.status()["disk"]["full"] is False
+            assert result_code(conn.request("CALLSTOP", 2, DEVICEID="2001")) == 20
+            first, continued = rows(data, "2001")
+            assert (first["stop_reason"], continued["stop_reason"]) == ("truncated", "callended")
         finally:
             conn.close()
             _stop(running)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import soundfile
 
@@ -20,6 +21,7 @@ from recorder.store.records import RecordingQuery
 from recorder.store.sqlite import SqliteStore
 from tests.helpers.api import result_code
 from tests.helpers.audio import sox_info
+from tests.helpers.exports import dominant_hz, tone_boards
 from tests.helpers.recorders import RecorderProcess, base_config, write_toml
 from tests.helpers.waiting import wait_for
 
@@ -87,18 +89,36 @@ def test_a_live_mp3_recording(tmp_path: Path, start_recorder: Any) -> None:
     assert ffprobe_seconds(filename) == pytest.approx(2.0, abs=0.4)
 
 
+def sox_raw(path: Path, *args: str) -> npt.NDArray[np.int16]:
+    """What sox decodes from ``path`` (read as ``args`` say) as 16-bit little-endian samples."""
+    out = subprocess.run(["sox", *args, str(path), "-t", "raw", "-e", "signed", "-b", "16",
+                          "-L", "-"], capture_output=True, check=True, timeout=30)
+    return np.frombuffer(out.stdout, dtype="<i2")
+
+
 @pytest.mark.slow
 def test_vox_at_6_khz(tmp_path: Path, start_recorder: Any) -> None:
+    """The line's 440 Hz tone at amplitude 8000 (tests/helpers/exports.py), stored as VOX at
+    6 kHz: sox must hear that tone, at its level, all through the file. sox decodes anything
+    as VOX (random bytes, text) and says nothing, so its exit status alone proves nothing."""
     running = start_recorder(storage={"data_dir": str(tmp_path / "d"), "format": "vox",
-                                      "vox_rate": 6000})
-    found = one_call(running, 1.0)
+                                      "vox_rate": 6000}, boards=tone_boards(tmp_path))
+    found = one_call(running, 1.0, device="2001")
     filename = found.findtext("FILENAME")
     assert filename.endswith(".vox")
-    seconds = Path(filename).stat().st_size * 2 / 6000
-    assert seconds == pytest.approx(1.5, abs=0.35)
-    decoded = subprocess.run(["sox", "-t", "vox", "-r", "6000", filename, "-n", "stat"],
-                             check=False, capture_output=True, text=True, timeout=30)
-    assert decoded.returncode == 0, decoded.stderr
+    size = Path(filename).stat().st_size
+    samples = sox_raw(Path(filename), "-t", "vox", "-r", "6000")
+    assert len(samples) == 2 * size  # two 4-bit codes a byte
+    assert len(samples) / 6000 == pytest.approx(1.5, abs=0.35)  # the call and its pre-roll
+    assert dominant_hz(samples, 6000) == pytest.approx(440, abs=2)
+    # Every tenth of a second after the first (where ADPCM's step size is still growing to
+    # the tone's level) is the tone: its pitch, and the RMS of a sine of amplitude 8000.
+    window = 600
+    for start in range(window, len(samples) - window + 1, window):
+        part = samples[start:start + window]
+        assert dominant_hz(part, 6000) == pytest.approx(440, abs=10), start
+        rms = float(np.sqrt(np.mean(part.astype(np.float64) ** 2)))
+        assert rms == pytest.approx(8000 / np.sqrt(2), rel=0.1), start
 
 
 @pytest.mark.slow

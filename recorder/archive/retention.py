@@ -123,11 +123,16 @@ class RetentionJob(Worker):
 
     @classmethod
     def from_config(cls, store: RecordingStore, config: Config,
-                    guard: DiskGuard | None = None) -> RetentionJob:
+                    guard: DiskGuard | None = None, *,
+                    clock: Callable[[], float] = time.time, tz: tzinfo | None = None,
+                    poll_seconds: float = POLL_SECONDS) -> RetentionJob:
+        """The job a configuration asks for; ``clock``, ``tz`` and ``poll_seconds`` let a test
+        put the job built from a site's settings at any hour of the night."""
         retention = config.retention
         return cls(store, RetentionPolicy.from_config(retention), config.storage.recordings_dir,
                    purge_time=retention.purge_time, guard=guard,
-                   delete_oldest_when_full=retention.delete_oldest_when_full)
+                   delete_oldest_when_full=retention.delete_oldest_when_full, clock=clock,
+                   tz=tz, poll_seconds=poll_seconds)
 
     # --- the loop ----------------------------------------------------------------------------
 
