@@ -126,10 +126,6 @@ def cores() -> tuple[int, int]:
     return allowed[0], allowed[-1]
 
 
-def pinned(core: int) -> Any:
-    return lambda: os.sched_setaffinity(0, {core})
-
-
 def sender(args: argparse.Namespace, streams: int, target: list[str]) -> subprocess.Popen[str]:
     sender_core, _ = cores()
     return subprocess.Popen(
@@ -188,9 +184,10 @@ def start_recorderd(work: Path, streams: int, log: IO[bytes]) -> tuple[subproces
     config = work / "recorder.toml"
     config.write_text(to_toml(config_from_dict(recorder_doc(work, streams))), encoding="utf-8")
     _, core = cores()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "recorderd"), "--config",
-                             str(config)], stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=pinned(core))
+    # taskset execs recorderd: the pid is recorderd's, and every thread it starts is pinned.
+    proc = subprocess.Popen(["taskset", "-c", str(core),
+                             str(Path(sys.executable).parent / "recorderd"), "--config",
+                             str(config)], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = (work / "recorderd.log").read_text(errors="replace")
@@ -268,7 +265,8 @@ def run_bare(args: argparse.Namespace, streams: int, work: Path) -> Run:
     proc = subprocess.Popen([sys.executable, str(LOAD), "bare", "--streams", str(streams),
                              "--directory", str(work / "wav"), "--core", str(core)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     try:
         ports = json.loads(proc.stdout.readline())["ports"]
         (work / "ports.json").write_text(json.dumps(ports))

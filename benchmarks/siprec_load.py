@@ -28,6 +28,7 @@ their neighbours), so a zero sample in a recording is silence the recorder put i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -37,6 +38,7 @@ import struct
 import sys
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,8 +154,8 @@ class Signalling:
 
         self._exchange([s for s in sessions if s.ports], "BYE", send, answered, deadline)
 
-    def _exchange(self, sessions: list[Session], method: str, send: Any, answered: Any,
-                  deadline: float) -> None:
+    def _exchange(self, sessions: list[Session], method: str, send: Callable[[Session], None],
+                  answered: Callable[[Session, SipResponse], None], deadline: float) -> None:
         """Send ``method`` for every session, ``SIP_WINDOW`` waiting at once, until each has
         its final answer (or ``deadline``); requests without one are sent again."""
         by_id = {s.call_id: s for s in sessions}
@@ -180,12 +182,12 @@ class Signalling:
                 continue
             if not isinstance(message, SipResponse) or message.status < 200:
                 continue
-            session = by_id.get(message.call_id)
-            if (session is None or message.cseq.method != method
+            found = by_id.get(message.call_id)
+            if (found is None or message.cseq.method != method
                     or message.call_id not in waiting):
                 continue
             del waiting[message.call_id]
-            answered(session, message)
+            answered(found, message)
 
 
 # --- RTP ------------------------------------------------------------------------------------
@@ -272,34 +274,40 @@ def bare_main(args: argparse.Namespace) -> int:
     """N sockets, recvfrom until EAGAIN, numpy G.711 decode, WAV append; see module doc."""
     if args.core is not None:
         os.sched_setaffinity(0, {args.core})
-    table = g711._DECODE["ulaw"]  # the 256-entry table the recorder's decoder uses
-    selector = selectors.DefaultSelector()
-    socks: list[socket.socket] = []
-    files: list[wave.Wave_write] = []
     directory = Path(args.directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for i in range(args.streams):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((HOST, 0))
-        sock.setblocking(False)
-        socks.append(sock)
-        out = wave.open(str(directory / f"stream-{i:05d}.wav"), "wb")
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        files.append(out)
-        selector.register(sock, selectors.EVENT_READ, i)
-    selector.register(sys.stdin, selectors.EVENT_READ, -1)
-    received = [0] * args.streams
-    say(ports=[int(s.getsockname()[1]) for s in socks])
-    deadline = time.monotonic() + args.max_seconds
-    running = True
-    while running and time.monotonic() < deadline:
+    with contextlib.ExitStack() as stack:
+        selector = stack.enter_context(selectors.DefaultSelector())
+        socks: list[socket.socket] = []
+        files: list[wave.Wave_write] = []
+        for i in range(args.streams):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            sock.bind((HOST, 0))
+            sock.setblocking(False)
+            socks.append(sock)
+            out = stack.enter_context(wave.open(str(directory / f"stream-{i:05d}.wav"), "wb"))
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(RATE)
+            files.append(out)
+            selector.register(sock, selectors.EVENT_READ, i)
+        selector.register(sys.stdin, selectors.EVENT_READ, -1)
+        say(ports=[int(s.getsockname()[1]) for s in socks])
+        received = receive_bare(selector, socks, files, time.monotonic() + args.max_seconds)
+    say(received=received)
+    return 0
+
+
+def receive_bare(selector: selectors.BaseSelector, socks: list[socket.socket],
+                 files: list[wave.Wave_write], deadline: float) -> list[int]:
+    """The bare receiver's loop, until a line on stdin (or ``deadline``): packets per stream."""
+    table = g711.decode_table("ulaw")  # the table the recorder's decoder uses
+    received = [0] * len(socks)
+    while time.monotonic() < deadline:
         for key, _ in selector.select(1.0):
             index: int = key.data
             if index < 0:
-                running = False
-                break
+                return received
             recvfrom, out = socks[index].recvfrom, files[index]
             while True:
                 try:
@@ -309,12 +317,7 @@ def bare_main(args: argparse.Namespace) -> int:
                 samples = table[np.frombuffer(data, dtype=np.uint8, offset=12)]
                 out.writeframesraw(samples.tobytes())
                 received[index] += 1
-    for out in files:
-        out.close()
-    for sock in socks:
-        sock.close()
-    say(received=received)
-    return 0
+    return received
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -330,6 +330,7 @@ class MediaEngine(Worker):
                     lost += round((now - due) * self.rate)
                     origin, sent = now - period, 0
                 self._poll(0)
+                self._commands_now()  # at least once a block, whatever the selector said
                 self.tick(sink, lost)
                 self.heartbeat = self._clock()
                 lost = 0
@@ -346,13 +347,21 @@ class MediaEngine(Worker):
 
     def _poll(self, timeout: float) -> None:
         """Read what has come, and run the listener's commands, for up to ``timeout`` s."""
-        for key, _ in self._selector.select(timeout):
+        ready = self._selector.select(timeout)
+        if not ready:
+            return
+        # One arrival time for everything this wake-up found: it all came before it.
+        arrival = self._clock()
+        position = self.position + max(0, round((arrival - self._last_tick) * self.rate))
+        commands = False
+        for key, _ in ready:
             stream = key.data
             if stream is None:
-                self._commands_now()
+                commands = True
             else:
-                self._read(stream)
-        self._commands_now()
+                self._read(stream, arrival, position)
+        if commands:
+            self._commands_now()
 
     def _commands_now(self) -> None:
         try:
@@ -367,22 +376,21 @@ class MediaEngine(Worker):
                 return
             command()
 
-    def _read(self, stream: StreamMedia) -> None:
+    def _read(self, stream: StreamMedia, arrival: float, position: int) -> None:
         sock = stream.sock
         if sock is None:
             return
-        arrival = self._clock()
-        position = self._position_now()
+        recvfrom, receive, delay = sock.recvfrom, stream.receive, self.delay
         for _ in range(MAX_READS):
             try:
-                data, source = sock.recvfrom(RECV_BYTES)
+                data, source = recvfrom(RECV_BYTES)
             except BlockingIOError:
                 return
             except OSError as exc:
                 if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                     continue  # an ICMP error for a datagram of ours: nothing to read
                 return
-            stream.receive(data, source, arrival, position, self.delay)
+            receive(data, source, arrival, position, delay)
 
     def tick(self, sink: DriverSink, lost: int = 0) -> None:
         """One block: the line events due, the streams' audio, the sessions that are over."""
@@ -397,9 +405,12 @@ class MediaEngine(Worker):
         for media in (*self._sessions.values(), *self._ending):
             if media.slot is None:
                 continue
-            for stream in media.all_streams():
+            for stream in media.streams.values():
                 self._place(stream, start, block, losses, mixed)
-            media.retired = [s for s in media.retired if not s.drained]
+            if media.retired:
+                for stream in media.retired:
+                    self._place(stream, start, block, losses, mixed)
+                media.retired = [s for s in media.retired if not s.drained]
         if losses and self._report_losses is not None:
             self._report_losses(losses)
         sink.audio(block, lost)
@@ -416,7 +427,8 @@ class MediaEngine(Worker):
         if channel is None:
             return
         samples, lost = stream.take(start, self.block)
-        losses += [(channel, a, n) for a, n in lost]
+        if lost:
+            losses += [(channel, a, n) for a, n in lost]
         if samples is None:
             return
         if channel in mixed:

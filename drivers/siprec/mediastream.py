@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ import numpy.typing as npt
 
 from recorder.drivers.siprec.events import AnsweredStream
 from recorder.drivers.siprec.jitter import JitterBuffer
-from recorder.drivers.siprec.rtp import Kind, classify, parse_rtp
+from recorder.drivers.siprec.rtp import HEADER_BYTES, RTCP_TYPES, Kind, classify, parse_rtp
 from recorder.drivers.siprec.rtpcodecs import create_decoder
 from recorder.drivers.siprec.srtp import SrtpReceiver
 
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 Samples = npt.NDArray[np.int16]
 _EMPTY: Samples = np.zeros(0, dtype=np.int16)
+_PLAIN_RTP = 0x80  # version 2, no padding, no extension, no CSRCs
+_PLAIN_HEADER = struct.Struct("!xBHII")  # marker and payload type, sequence, timestamp, SSRC
+_RTCP_FIRST, _RTCP_LAST = RTCP_TYPES[0], RTCP_TYPES[-1]
 
 
 @dataclass
@@ -117,12 +121,23 @@ class StreamMedia:
         ``position``; a first packet anchors the stream ``delay`` frames later."""
         if self.finished:
             return
-        if not self.accepts(source):
+        if source != self.source and not self.accepts(source):
             self.counts.wrong_source += 1
             return
         if self.channel is None:
             self.counts.packets += 1  # a session not recorded here: heard, never kept
             self.last_packet = arrival
+            return
+        if (self.srtp is None and len(data) >= HEADER_BYTES and data[0] == _PLAIN_RTP
+                and not _RTCP_FIRST <= data[1] <= _RTCP_LAST):
+            # Nearly every packet: plain RTP with no padding, CSRCs or extension. What
+            # classify and parse_rtp would find, read here without making an RtpPacket.
+            self.counts.packets += 1
+            self.last_packet = arrival
+            if self.anchor is None:
+                self.anchor = position + delay
+            self.jitter.push_fields(_PLAIN_HEADER.unpack_from(data), data[HEADER_BYTES:],
+                                    arrival)
             return
         kind = classify(data)
         if kind is Kind.RTCP:
@@ -154,19 +169,30 @@ class StreamMedia:
             return None, []
         losses: list[tuple[int, int]] = []
         if not self.finished:
-            playout = self.jitter.play_to(start + frames - anchor)
-            self._push(playout.samples)
-            losses = [(anchor + a, b - a) for a, b in playout.lost]
+            pieces, lost = self.jitter.play_until(start + frames - anchor)
+            if pieces:
+                queue = self._queue
+                self._queue = (np.concatenate((queue, *pieces)) if len(queue) or len(pieces) > 1
+                               else pieces[0])
+            if lost:
+                losses = [(anchor + a, b - a) for a, b in lost]
         first = start - anchor  # output position of the block's first frame
         if first > self._taken:
             self._drop(first - self._taken)  # a block the board skipped (it fell behind)
-        out: Samples = np.zeros(frames, dtype=np.int16)
+        queue = self._queue
         offset = max(0, self._taken - first)  # the stream begins inside the block
-        count = min(frames - offset, len(self._queue))
+        count = min(frames - offset, len(queue))
         if count <= 0:
             return None, losses
-        out[offset:offset + count] = self._queue[:count]
-        self._drop(count)
+        if count == frames:
+            # The whole block: a view of the queue, which the caller copies at once (nothing
+            # writes into the queue's arrays: they are only ever replaced).
+            out = queue[:frames]
+        else:
+            out = np.zeros(frames, dtype=np.int16)
+            out[offset:offset + count] = queue[:count]
+        self._queue = queue[count:]
+        self._taken += count
         return out, losses
 
     def finish(self) -> int | None:
