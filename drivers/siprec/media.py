@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import errno
 import itertools
 import logging
 import queue
@@ -68,7 +67,7 @@ T = TypeVar("T")
 BLOCK_MS = 20
 DEFAULT_DELAY_SECONDS = 0.1  # the jitter (and reordering) a stream may have
 COMMAND_TIMEOUT = 5.0
-MAX_READS = 64  # datagrams read from one socket in one pass, so none starves the others
+MAX_PASSES = 64  # passes over the ready sockets before a block: a datagram each, at most
 RECV_BYTES = 4096
 RETRY_AFTER_SECONDS = 5  # no slot free: the sessions ending now free theirs within a second
 
@@ -329,7 +328,7 @@ class MediaEngine(Worker):
                                    "from now", self.key, now - due)
                     lost += round((now - due) * self.rate)
                     origin, sent = now - period, 0
-                self._poll(0)
+                self._drain()
                 self._commands_now()  # at least once a block, whatever the selector said
                 self.tick(sink, lost)
                 self.heartbeat = self._clock()
@@ -345,11 +344,23 @@ class MediaEngine(Worker):
             self._shutdown()
         sink.state(DriverState.STOPPED)
 
-    def _poll(self, timeout: float) -> None:
-        """Read what has come, and run the listener's commands, for up to ``timeout`` s."""
+    def _drain(self) -> None:
+        """Read everything that has come (before a block is made), a bounded number of
+        passes."""
+        for _ in range(MAX_PASSES):
+            if not self._poll(0):
+                return
+
+    def _poll(self, timeout: float) -> bool:
+        """Read a datagram from each socket that has one, and run the listener's commands,
+        waiting up to ``timeout`` s for something to come; whether anything had.
+
+        One datagram per socket per pass, not until it would block: the selector is level-
+        triggered, so a socket with more is ready again at the next pass, and the read that
+        would only find nothing (an exception in Python) is not paid for every packet."""
         ready = self._selector.select(timeout)
         if not ready:
-            return
+            return False
         # One arrival time for everything this wake-up found: it all came before it.
         arrival = self._clock()
         position = self.position + max(0, round((arrival - self._last_tick) * self.rate))
@@ -362,6 +373,7 @@ class MediaEngine(Worker):
                 self._read(stream, arrival, position)
         if commands:
             self._commands_now()
+        return True
 
     def _commands_now(self) -> None:
         try:
@@ -380,17 +392,13 @@ class MediaEngine(Worker):
         sock = stream.sock
         if sock is None:
             return
-        recvfrom, receive, delay = sock.recvfrom, stream.receive, self.delay
-        for _ in range(MAX_READS):
-            try:
-                data, source = recvfrom(RECV_BYTES)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                    continue  # an ICMP error for a datagram of ours: nothing to read
-                return
-            receive(data, source, arrival, position, delay)
+        try:
+            data, source = sock.recvfrom(RECV_BYTES)
+        except OSError:
+            # Nothing after all, or an ICMP error for a datagram of ours (ECONNREFUSED...):
+            # nothing to read either way; what else is queued is read at the next pass.
+            return
+        stream.receive(data, source, arrival, position, self.delay)
 
     def tick(self, sink: DriverSink, lost: int = 0) -> None:
         """One block: the line events due, the streams' audio, the sessions that are over."""
