@@ -35,6 +35,7 @@ and filled before that first reading, is not in it (its share is printed apart).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -91,6 +92,7 @@ class Run:
     sender_worst_ms: float
     sender_cpu: float
     refused: int  # sessions not set up
+    waited: float  # the receiver's threads' run-queue wait per wall-clock second
 
     @property
     def us_per_packet(self) -> float:
@@ -104,6 +106,18 @@ class Run:
 def proc_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def proc_waited(pid: int) -> float:
+    """Seconds the process's threads have waited for a CPU while runnable (schedstat): how
+    much other work on its core held it back."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
 
 
 def proc_rss_kib(pid: int) -> int:
@@ -131,7 +145,7 @@ def sender(args: argparse.Namespace, streams: int, target: list[str]) -> subproc
     return subprocess.Popen(
         [sys.executable, str(LOAD), "src", "--streams", str(streams), "--seconds",
          str(args.seconds), "--warmup", str(args.warmup), "--core", str(sender_core), *target],
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
 class Window:
@@ -141,12 +155,12 @@ class Window:
         self.proc, self.pid = proc, pid
         self.setup: dict[str, Any] = {}
         self.done: dict[str, Any] = {}
-        self.cpu = self.wall = 0.0
+        self.cpu = self.wall = self.waited = 0.0
         self.rss_end = 0
 
     def follow(self, timeout: float) -> None:
         assert self.proc.stdout is not None
-        cpu0 = wall0 = 0.0
+        cpu0 = wall0 = waited0 = 0.0
         deadline = time.monotonic() + timeout
         for line in self.proc.stdout:
             if time.monotonic() > deadline:
@@ -157,13 +171,17 @@ class Window:
                 self.setup = message
             elif event == "steady":
                 cpu0, wall0 = proc_cpu(self.pid), time.monotonic()
+                waited0 = proc_waited(self.pid)
             elif event == "end":
                 self.cpu, self.wall = proc_cpu(self.pid) - cpu0, time.monotonic() - wall0
+                self.waited = proc_waited(self.pid) - waited0
                 self.rss_end = proc_rss_kib(self.pid)
             elif event == "done":
                 self.done = message
         if self.proc.wait(60) != 0 or not self.done:
             raise RuntimeError(f"the sender failed ({self.proc.returncode})")
+        if not self.setup.get("prioritised"):
+            print("  (the sender could not raise its priority: it may fall behind)")
 
 
 def recorder_doc(work: Path, streams: int) -> dict[str, Any]:
@@ -179,15 +197,31 @@ def recorder_doc(work: Path, streams: int) -> dict[str, Any]:
     }
 
 
-def start_recorderd(work: Path, streams: int, log: IO[bytes]) -> tuple[subprocess.Popen[bytes],
-                                                                       int]:
+def niced(nice: int) -> list[str]:
+    """The command prefix that runs a receiver at niceness ``nice`` (0: as it is)."""
+    return ["nice", "-n", str(nice)] if nice else []
+
+
+def group_niceness(pid: int, nice: int) -> None:
+    """Give a receiver started in a session of its own (``start_new_session``) the niceness
+    for its autogroup too: with autogroup scheduling, a niceness counts only inside its
+    session, and the machine's other work is in other sessions."""
+    if nice:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+
+
+def start_recorderd(work: Path, streams: int, log: IO[bytes], nice: int
+                    ) -> tuple[subprocess.Popen[bytes], int]:
     config = work / "recorder.toml"
     config.write_text(to_toml(config_from_dict(recorder_doc(work, streams))), encoding="utf-8")
     _, core = cores()
     # taskset execs recorderd: the pid is recorderd's, and every thread it starts is pinned.
-    proc = subprocess.Popen(["taskset", "-c", str(core),
+    proc = subprocess.Popen([*niced(nice), "taskset", "-c", str(core),
                              str(Path(sys.executable).parent / "recorderd"), "--config",
-                             str(config)], stdout=log, stderr=subprocess.STDOUT)
+                             str(config)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=bool(nice))
+    group_niceness(proc.pid, nice)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = (work / "recorderd.log").read_text(errors="replace")
@@ -222,7 +256,7 @@ def read_files(directory: Path, per_stream: int) -> tuple[int, int, int]:
 def run_recorderd(args: argparse.Namespace, streams: int, work: Path) -> Run:
     work.mkdir(parents=True)
     with (work / "recorderd.log").open("wb") as log:
-        proc, sip_port = start_recorderd(work, streams, log)
+        proc, sip_port = start_recorderd(work, streams, log, args.nice)
         try:
             time.sleep(LOOKBACK_SECONDS + 0.5)  # the ring filled: its pages are all resident
             rss0 = proc_rss_kib(proc.pid)
@@ -256,15 +290,18 @@ def run_recorderd(args: argparse.Namespace, streams: int, work: Path) -> Run:
                silence, short, files, drops, window.rss_end / 1024,
                (window.rss_end - rss0) / sessions, int(window.done["late_packets"]),
                float(window.done["worst_late_ms"]), float(window.done["sender_cpu"]),
-               int(window.setup["refused"]))
+               int(window.setup["refused"]), window.waited / window.wall)
 
 
 def run_bare(args: argparse.Namespace, streams: int, work: Path) -> Run:
     work.mkdir(parents=True)
     _, core = cores()
-    proc = subprocess.Popen([sys.executable, str(LOAD), "bare", "--streams", str(streams),
+    proc = subprocess.Popen([*niced(args.nice), sys.executable, str(LOAD), "bare",
+                             "--streams", str(streams),
                              "--directory", str(work / "wav"), "--core", str(core)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            start_new_session=bool(args.nice))
+    group_niceness(proc.pid, args.nice)
     assert proc.stdin is not None
     assert proc.stdout is not None
     try:
@@ -291,13 +328,13 @@ def run_bare(args: argparse.Namespace, streams: int, work: Path) -> Run:
                sum(1 for r in received if r != window.done["per_stream"]), streams, drops,
                window.rss_end / 1024, (window.rss_end - rss0) / sessions,
                int(window.done["late_packets"]), float(window.done["worst_late_ms"]),
-               float(window.done["sender_cpu"]), 0)
+               float(window.done["sender_cpu"]), 0, window.waited / window.wall)
 
 
 HEADER = (f"{'receiver':<9} {'streams':>7} {'CPU':>6} {'µs/pkt':>7} {'str/core':>8} "
           f"{'of bare':>7} {'sent':>9} {'received':>9} {'lost':>5} {'silence':>7} "
           f"{'short':>5} {'files':>5} {'kdrops':>6} {'RSS MiB':>7} {'KiB/sess':>8} "
-          f"{'setup s':>7} {'snd late':>8} {'snd worst':>9} {'snd CPU':>7}")
+          f"{'setup s':>7} {'snd late':>8} {'snd worst':>9} {'snd CPU':>7} {'waited':>6}")
 
 
 def bare_cpu(run: Run, runs: list[Run]) -> float | None:
@@ -312,7 +349,8 @@ def report(run: Run, runs: list[Run]) -> None:
           f"{run.streams_per_core:>8,.0f} {ratio:>7} {run.sent:>9,} {run.received:>9,} "
           f"{run.lost:>5} {run.silence:>7} {run.short:>5} {run.files:>5} {run.kernel_drops:>6} "
           f"{run.rss_mib:>7.0f} {run.rss_per_session_kib:>8.0f} {run.setup_seconds:>7.1f} "
-          f"{run.sender_late:>8} {run.sender_worst_ms:>7.1f}ms {run.sender_cpu:>7.0%}",
+          f"{run.sender_late:>8} {run.sender_worst_ms:>7.1f}ms {run.sender_cpu:>7.0%} "
+          f"{run.waited:>6.0%}",
           flush=True)
 
 
@@ -345,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of sending before the CPU window opens")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each pair")
     parser.add_argument("--receiver", choices=("recorderd", "bare", "both"), default="both")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="the receivers' niceness: -10 runs them ahead of other work on a "
+                        "shared machine (root only; the sender always asks for -10)")
     parser.add_argument("--quick", action="store_true", help="100 streams, 6 s: a smoke run")
     parser.add_argument("--json", type=Path, help="also write every run to this file")
     parser.add_argument("--keep", type=Path, help="keep the runs' files in this directory")
@@ -355,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     sender_core, receiver_core = cores()
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, receiver on CPU "
           f"{receiver_core}, sender on CPU {sender_core}; {args.seconds:g} s of sending, CPU "
-          f"measured after {args.warmup:g} s; load average {os.getloadavg()[0]:.2f}")
+          f"measured after {args.warmup:g} s; receivers at niceness {args.nice}; load "
+          f"average {os.getloadavg()[0]:.2f}")
     if sender_core == receiver_core:
         print("WARNING: one CPU only: sender and receiver share it")
     print(HEADER)
