@@ -17,9 +17,10 @@ the sending, where the parent starts measuring), ``end`` (the last packet sent),
 
 **bare**: N UDP sockets on 127.0.0.1, one epoll selector, each ready socket drained with
 ``recvfrom`` until it would block, each packet's payload decoded by a numpy table lookup
-(G.711 μ-law, codecs/g711's table) and appended to that stream's mono WAV file. It prints its
-ports as a JSON line, runs until a line arrives on stdin, then closes its files and prints
-what it received.
+(G.711 μ-law, codecs/g711's table) and appended to that stream's mono WAV file; after a wake-up
+that read something it waits ``--gather-ms`` (2 ms, as recorderd's media thread does) so that
+the next wake-up finds many packets. It prints its ports as a JSON line, runs until a line
+arrives on stdin, then closes its files and prints what it received.
 
 The audio is a tone whose μ-law codes never decode to zero (0xFF and 0x7F are replaced by
 their neighbours), so a zero sample in a recording is silence the recorder put in.
@@ -297,18 +298,20 @@ def bare_main(args: argparse.Namespace) -> int:
             selector.register(sock, selectors.EVENT_READ, i)
         selector.register(sys.stdin, selectors.EVENT_READ, -1)
         say(ports=[int(s.getsockname()[1]) for s in socks])
-        received = receive_bare(selector, socks, files, time.monotonic() + args.max_seconds)
+        received = receive_bare(selector, socks, files, time.monotonic() + args.max_seconds,
+                                args.gather_ms / 1000)
     say(received=received)
     return 0
 
 
 def receive_bare(selector: selectors.BaseSelector, socks: list[socket.socket],
-                 files: list[wave.Wave_write], deadline: float) -> list[int]:
+                 files: list[wave.Wave_write], deadline: float, gather: float) -> list[int]:
     """The bare receiver's loop, until a line on stdin (or ``deadline``): packets per stream."""
     table = g711.decode_table("ulaw")  # the table the recorder's decoder uses
     received = [0] * len(socks)
     while time.monotonic() < deadline:
-        for key, _ in selector.select(1.0):
+        ready = selector.select(1.0)
+        for key, _ in ready:
             index: int = key.data
             if index < 0:
                 return received
@@ -321,6 +324,8 @@ def receive_bare(selector: selectors.BaseSelector, socks: list[socket.socket],
                 samples = table[np.frombuffer(data, dtype=np.uint8, offset=12)]
                 out.writeframesraw(samples.tobytes())
                 received[index] += 1
+        if gather and ready:
+            time.sleep(gather)  # what recorderd's media thread does (media._gather)
     return received
 
 
@@ -335,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--directory", help="where the bare receiver writes (bare)")
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--core", type=int, help="the CPU to run on")
+    parser.add_argument("--gather-ms", type=float, default=2.0,
+                        help="after a wake-up that read something, wait this long (bare)")
     parser.add_argument("--nice", type=int, default=-10, help="the sender's niceness (src)")
     args = parser.parse_args(argv)
     return src_main(args) if args.mode == "src" else bare_main(args)

@@ -102,6 +102,9 @@ class _Item(NamedTuple):
     arrival: float
 
 
+_new_item = tuple.__new__
+
+
 @dataclass
 class _Segment:
     ssrc: int
@@ -137,20 +140,20 @@ class _Fitter:
 
     def __init__(self, slack: int) -> None:
         self.slack = slack
-        self._fifo: Samples = np.zeros(0, dtype=np.int16)
+        self.held: Samples = _EMPTY  # decoded audio not handed out yet
 
     def push(self, samples: Samples) -> None:
-        self._fifo = np.concatenate((self._fifo, samples)) if len(self._fifo) else samples
+        self.held = np.concatenate((self.held, samples)) if len(self.held) else samples
 
     def drop(self, count: int) -> None:
-        self._fifo = self._fifo[count:]
+        self.held = self.held[count:]
 
     def take(self, count: int, pad_front: bool) -> Samples:
-        if len(self._fifo) == count:  # the usual case: a packet's audio exactly fills its slot
-            have, self._fifo = self._fifo, _EMPTY
+        if len(self.held) == count:  # the usual case: a packet's audio exactly fills its slot
+            have, self.held = self.held, _EMPTY
             return have
-        have = self._fifo[:count]
-        self._fifo = self._fifo[count:][: self.slack]
+        have = self.held[:count]
+        self.held = self.held[count:][: self.slack]
         if len(have) == count:
             return have
         zeros = np.zeros(count - len(have), dtype=np.int16)
@@ -304,8 +307,9 @@ class JitterBuffer:
             else:
                 self.stats.late += 1
             return
-        pending[seq] = (_Item(seq, ts, True, payload, arrival) if payload is not None else
-                        _Item(seq, ts, False, b"", arrival))
+        # tuple.__new__: the named tuple made in C, not through its Python-level __new__.
+        pending[seq] = _new_item(_Item, (seq, ts, True, payload, arrival) if payload is not None
+                                 else (seq, ts, False, b"", arrival))
         heapq.heappush(segment.heap, seq)
         segment.max_seq = max(segment.max_seq, seq)
         if ts >= segment.max_ts:
@@ -441,16 +445,23 @@ class JitterBuffer:
             if ts < following < end:
                 end = following  # the next packet starts earlier: it wins the overlap
         fitter = self._fitter
-        fitter.push(samples)
         start = max(ts, cursor)
         if self.rate == self.clock:  # output positions are RTP ticks: no rounding to do
             skip, count = start - ts, end - start
         else:
             skip = self._out_pos(segment, start) - self._out_pos(segment, ts)
             count = self._out_pos(segment, end) - self._out_pos(segment, start)
-        if skip:
-            fitter.drop(skip)
-        self._emit(fitter.take(count, pad_front=True))
+        if not skip and len(samples) == count and not len(fitter.held):
+            # The usual packet: its audio exactly fills its slot and nothing is held from
+            # before, which is what the fitter would hand out, without its calls.
+            if count:
+                self._out.append(samples)
+                self.position += count
+        else:
+            fitter.push(samples)
+            if skip:
+                fitter.drop(skip)
+            self._emit(fitter.take(count, pad_front=True))
         segment.cursor = end
         segment.audio_end = self.position
         segment.audio_arrival = item.arrival

@@ -67,6 +67,7 @@ T = TypeVar("T")
 BLOCK_MS = 20
 DEFAULT_DELAY_SECONDS = 0.1  # the jitter (and reordering) a stream may have
 COMMAND_TIMEOUT = 5.0
+GATHER_SECONDS = 0.002  # see _gather
 MAX_PASSES = 64  # passes over the ready sockets before a block: a datagram each, at most
 RECV_BYTES = 4096
 RETRY_AFTER_SECONDS = 5  # no slot free: the sessions ending now free theirs within a second
@@ -321,7 +322,8 @@ class MediaEngine(Worker):
                 now = self._clock()
                 due = origin + (sent + 1) * period
                 if self.realtime and now < due:
-                    self._poll(due - now)
+                    if self._poll(due - now):
+                        self._gather(due)
                     continue
                 if self.realtime and now - due > MAX_CATCH_UP_SECONDS:
                     logger.warning("%s: the media thread fell %.1f s behind real time; resuming "
@@ -343,6 +345,16 @@ class MediaEngine(Worker):
         finally:
             self._shutdown()
         sink.state(DriverState.STOPPED)
+
+    def _gather(self, due: float) -> None:
+        """After a wake-up that read something, let the next datagrams gather for up to
+        ``GATHER_SECONDS`` (never past the next block) before looking again: one wake-up then
+        reads many, where waking for each would cost more than reading it. The price: a
+        datagram's arrival is taken up to that much late, a small part of the playout delay
+        (``DEFAULT_DELAY_SECONDS``) that only shifts a stream's anchor by as much."""
+        wait = min(GATHER_SECONDS, due - self._clock())
+        if wait > 0:
+            time.sleep(wait)
 
     def _drain(self) -> None:
         """Read everything that has come (before a block is made), a bounded number of
