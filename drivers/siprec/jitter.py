@@ -43,54 +43,20 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from recorder.drivers.siprec.playout import Counts, Fitter, Playout
 from recorder.drivers.siprec.rtp import RtpPacket
-from recorder.drivers.siprec.rtpcodecs import Decoder
+from recorder.drivers.siprec.rtpcodecs import Decoder, G711Decoder
 
 logger = logging.getLogger(__name__)
 
 Samples = npt.NDArray[np.int16]
-_EMPTY: Samples = np.zeros(0, dtype=np.int16)
+# What play_until hands out: audio, or G.711 codes at 8 kHz whose decoding is left to the
+# caller (``JitterBuffer.codes``: one table lookup for many streams at once).
+Piece = Samples | bytes
 MAX_DROPOUT = 3000  # RFC 3550 §A.1
 MAX_MISORDER = 100
 MAX_PENDING = 1000  # packets held at most; beyond, the oldest are played at once
 CN_PT = 13
-
-
-@dataclass(slots=True)
-class Counts:
-    """What happened to a stream's packets and samples (cumulative, or since a call)."""
-
-    packets: int = 0  # audio packets played
-    lost_packets: int = 0
-    lost_samples: int = 0  # silence for packets that never came
-    gap_samples: int = 0  # silence the SRC left on purpose, or a drain asked for
-    late: int = 0
-    duplicates: int = 0
-    events: int = 0  # RFC 4733 packets (payload dropped)
-    comfort_noise: int = 0
-    unknown_pt: int = 0
-    strays: int = 0  # packets that fitted no segment and were not followed
-    segments: int = 0  # segments begun after the first
-    segment_samples: int = 0  # silence placed between segments from arrival times
-
-    # By name, not dataclasses.astuple: this runs on every playout call of every stream.
-    def minus(self, other: Counts) -> Counts:
-        return Counts(*[getattr(self, n) - getattr(other, n) for n in _COUNT_FIELDS])
-
-    def copy(self) -> Counts:
-        return Counts(*[getattr(self, n) for n in _COUNT_FIELDS])
-
-
-_COUNT_FIELDS = tuple(f.name for f in dataclasses.fields(Counts))
-
-
-@dataclass
-class Playout:
-    samples: Samples
-    counts: Counts
-    # Output positions [start, end) that are silence for lost audio, oldest first: in these
-    # samples, or (found out now) in samples handed out before.
-    lost: list[tuple[int, int]] = field(default_factory=list)
 
 
 class _Item(NamedTuple):
@@ -132,34 +98,6 @@ def _unwrap(value: int, reference: int, bits: int) -> int:
     return reference + (delta - modulus if delta >= modulus >> 1 else delta)
 
 
-class _Fitter:
-    """Cuts decoded audio to exact slot lengths. A decoder's output runs a few samples behind
-    (the resampler's delay): a short slot is padded in front, so the stream keeps that small
-    constant delay instead of a hole; audio beyond a slot (and beyond ``slack``, the
-    resampler's rounding) overlaps the next slot and is dropped."""
-
-    def __init__(self, slack: int) -> None:
-        self.slack = slack
-        self.held: Samples = _EMPTY  # decoded audio not handed out yet
-
-    def push(self, samples: Samples) -> None:
-        self.held = np.concatenate((self.held, samples)) if len(self.held) else samples
-
-    def drop(self, count: int) -> None:
-        self.held = self.held[count:]
-
-    def take(self, count: int, pad_front: bool) -> Samples:
-        if len(self.held) == count:  # the usual case: a packet's audio exactly fills its slot
-            have, self.held = self.held, _EMPTY
-            return have
-        have = self.held[:count]
-        self.held = self.held[count:][: self.slack]
-        if len(have) == count:
-            return have
-        zeros = np.zeros(count - len(have), dtype=np.int16)
-        return np.concatenate((zeros, have) if pad_front else (have, zeros))
-
-
 class JitterBuffer:
     """One stream's playout buffer; ``push`` packets, take audio from ``ready``,
     ``drain_until`` or ``flush``. Not thread-safe: one driver thread (or loop) owns it."""
@@ -179,10 +117,12 @@ class JitterBuffer:
         self._reported = Counts()
         self._segment: _Segment | None = None
         self._candidate: tuple[RtpPacket, float] | None = None
-        self._out: list[Samples] = []
+        self._out: list[Piece] = []
         self._lost: list[tuple[int, int]] = []
-        self._fitter = _Fitter(max(1, self.rate // 500))
+        self._fitter = Fitter(max(1, self.rate // 500))
         self._audio_pt = decoder.fmt.pt
+        # The table a payload's codes decode through, when that is all its decoding is.
+        self.codes = decoder.table if isinstance(decoder, G711Decoder) else None
         # An audio payload type that is not also the events' or CN's (push's fast path).
         self._plain_audio = self._audio_pt != events_pt and self._audio_pt not in self.cn_pts
         # Bound once: called for every packet.
@@ -345,10 +285,11 @@ class JitterBuffer:
         self._advance(position)
         return self._collect()
 
-    def play_until(self, position: int) -> tuple[list[Samples], list[tuple[int, int]]]:
-        """``play_to`` for the media thread: the samples as the pieces they were made in, and
-        ``Playout.lost``, without the counts (``stats`` has them). Counts a ``Playout`` gives
-        later still cover what was played here."""
+    def play_until(self, position: int) -> tuple[list[Piece], list[tuple[int, int]]]:
+        """``play_to`` for the media thread: the samples as the pieces they were made in (a
+        packet's G.711 codes as they came, when ``codes`` is its table), and ``Playout.lost``,
+        without the counts (``stats`` has them). Counts a ``Playout`` gives later still cover
+        what was played here."""
         self._advance(position)
         out, self._out = self._out, []
         lost, self._lost = self._lost, []
@@ -386,12 +327,20 @@ class JitterBuffer:
         return self._collect()
 
     def _collect(self) -> Playout:
-        samples = np.concatenate(self._out) if self._out else np.zeros(0, dtype=np.int16)
+        pieces = [self.decode_piece(p) for p in self._out]
+        samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
         self._out = []
         counts = self.stats.minus(self._reported)
         self._reported = self.stats.copy()
         lost, self._lost = self._lost, []
         return Playout(samples, counts, lost)
+
+    def decode_piece(self, piece: Piece) -> Samples:
+        """A piece of ``play_until`` as audio."""
+        if isinstance(piece, bytes):
+            assert self.codes is not None
+            return self.codes.take(np.frombuffer(piece, dtype=np.uint8))
+        return piece
 
     def _emit(self, samples: Samples) -> None:
         if len(samples):
@@ -439,7 +388,6 @@ class JitterBuffer:
         if end <= cursor:
             self.stats.late += 1  # its time is already played (a drain passed it)
             return
-        samples, ticks = self._decode(item.payload)
         if segment.heap:
             following = segment.pending[segment.heap[0]].ts
             if ts < following < end:
@@ -451,17 +399,24 @@ class JitterBuffer:
         else:
             skip = self._out_pos(segment, start) - self._out_pos(segment, ts)
             count = self._out_pos(segment, end) - self._out_pos(segment, start)
-        if not skip and len(samples) == count and not len(fitter.held):
-            # The usual packet: its audio exactly fills its slot and nothing is held from
-            # before, which is what the fitter would hand out, without its calls.
-            if count:
-                self._out.append(samples)
-                self.position += count
+        if self.codes is not None and not skip and duration == count and not len(fitter.held):
+            # The usual G.711 packet: its audio would exactly fill its slot with nothing held
+            # from before; its codes are handed out undecoded (see ``codes``).
+            self._out.append(item.payload)
+            self.position += count
+            ticks = duration
         else:
-            fitter.push(samples)
-            if skip:
-                fitter.drop(skip)
-            self._emit(fitter.take(count, pad_front=True))
+            samples, ticks = self._decode(item.payload)
+            if not skip and len(samples) == count and not len(fitter.held):
+                # Audio that exactly fills its slot: what the fitter would hand out.
+                if count:
+                    self._out.append(samples)
+                    self.position += count
+            else:
+                fitter.push(samples)
+                if skip:
+                    fitter.drop(skip)
+                self._emit(fitter.take(count, pad_front=True))
         segment.cursor = end
         segment.audio_end = self.position
         segment.audio_arrival = item.arrival

@@ -50,6 +50,7 @@ from recorder.drivers.siprec.events import (
     SessionChange,
 )
 from recorder.drivers.siprec.mediastream import StreamMedia
+from recorder.drivers.siprec.mixing import Taken, place
 from recorder.drivers.siprec.parties import CallParties, call_parties, channel_plan
 from recorder.drivers.siprec.slots import (
     SessionMedia,
@@ -421,18 +422,19 @@ class MediaEngine(Worker):
                 sink.line(media.events.pop(0)[1])
         block = np.zeros((self.block, self.channels), dtype=np.int16)
         losses: list[ChannelLoss] = []
-        mixed: set[int] = set()
+        taken: list[Taken] = []
         for media in (*self._sessions.values(), *self._ending):
             if media.slot is None:
                 continue
             for stream in media.streams.values():
-                self._place(stream, start, block, losses, mixed)
+                self._take(stream, start, taken, losses)
             if media.retired:
                 for stream in media.retired:
-                    self._place(stream, start, block, losses, mixed)
+                    self._take(stream, start, taken, losses)
                 media.retired = [s for s in media.retired if not s.drained]
         if losses and self._report_losses is not None:
             self._report_losses(losses)
+        place(block, taken)
         sink.audio(block, lost)
         self.stats["blocks"] += 1
         self.stats["lost_frames"] += lost
@@ -441,24 +443,16 @@ class MediaEngine(Worker):
         self._finish_ended(sink)
         self._check_timeouts()
 
-    def _place(self, stream: StreamMedia, start: int, block: np.ndarray,
-               losses: list[ChannelLoss], mixed: set[int]) -> None:
+    def _take(self, stream: StreamMedia, start: int,
+              taken: list[Taken], losses: list[ChannelLoss]) -> None:
         channel = stream.channel
         if channel is None:
             return
         samples, lost = stream.take(start, self.block)
         if lost:
             losses += [(channel, a, n) for a, n in lost]
-        if samples is None:
-            return
-        if channel in mixed:
-            # A second stream of the same side (a party's two streams, a conference): the
-            # parties add up, clipped at full scale.
-            total = block[:, channel].astype(np.int32) + samples
-            block[:, channel] = np.clip(total, -32768, 32767)
-        else:
-            block[:, channel] = samples
-            mixed.add(channel)
+        if samples is not None:
+            taken.append((channel, samples, stream))
 
     def _finish_ended(self, sink: DriverSink) -> None:
         done = [m for m in self._ending if m.end is not None and self.position >= m.end]

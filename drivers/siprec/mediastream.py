@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recorder.drivers.siprec.events import AnsweredStream
-from recorder.drivers.siprec.jitter import JitterBuffer
+from recorder.drivers.siprec.jitter import JitterBuffer, Piece
 from recorder.drivers.siprec.rtp import HEADER_BYTES, RTCP_TYPES, Kind, classify, parse_rtp
 from recorder.drivers.siprec.rtpcodecs import create_decoder
 from recorder.drivers.siprec.srtp import SrtpReceiver
@@ -39,7 +39,6 @@ from recorder.drivers.siprec.srtp import SrtpReceiver
 logger = logging.getLogger(__name__)
 
 Samples = npt.NDArray[np.int16]
-_EMPTY: Samples = np.zeros(0, dtype=np.int16)
 _PLAIN_RTP = 0x80  # version 2, no padding, no extension, no CSRCs
 _PLAIN_HEADER = struct.Struct("!xBHII")  # marker and payload type, sequence, timestamp, SSRC
 _RTCP_FIRST, _RTCP_LAST = RTCP_TYPES[0], RTCP_TYPES[-1]
@@ -90,7 +89,7 @@ class StreamMedia:
         self.last_packet = now  # monotonic: the media timeout counts from here
         self.anchor: int | None = None  # board position of the jitter buffer's sample 0
         self.finished = False  # flushed: what is left is in the queue
-        self._queue: Samples = _EMPTY  # played, not yet taken: output positions from _taken
+        self._queue: Piece = b""  # played, not yet taken: output positions from _taken
         self._taken = 0
 
     @property
@@ -161,9 +160,10 @@ class StreamMedia:
 
     # --- audio out ----------------------------------------------------------------------
 
-    def take(self, start: int, frames: int) -> tuple[Samples | None, list[tuple[int, int]]]:
+    def take(self, start: int, frames: int) -> tuple[Piece | None, list[tuple[int, int]]]:
         """The stream's samples for board positions [start, start + frames) (None: it has
-        nothing there), and the board stretches (start, frames) found to be lost audio."""
+        nothing there; bytes: a whole block of G.711 codes, ``codes`` decodes them), and the
+        board stretches (start, frames) found to be lost audio."""
         anchor = self.anchor
         if anchor is None or anchor >= start + frames:
             return None, []
@@ -171,9 +171,7 @@ class StreamMedia:
         if not self.finished:
             pieces, lost = self.jitter.play_until(start + frames - anchor)
             if pieces:
-                queue = self._queue
-                self._queue = (np.concatenate((queue, *pieces)) if len(queue) or len(pieces) > 1
-                               else pieces[0])
+                self._push_pieces(pieces)
             if lost:
                 losses = [(anchor + a, b - a) for a, b in lost]
         first = start - anchor  # output position of the block's first frame
@@ -184,13 +182,14 @@ class StreamMedia:
         count = min(frames - offset, len(queue))
         if count <= 0:
             return None, losses
+        out: Piece
         if count == frames:
-            # The whole block: a view of the queue, which the caller copies at once (nothing
-            # writes into the queue's arrays: they are only ever replaced).
+            # The whole block: a view of the queue (or its codes), which the caller copies at
+            # once (nothing writes into the queue's arrays: they are only ever replaced).
             out = queue[:frames]
         else:
             out = np.zeros(frames, dtype=np.int16)
-            out[offset:offset + count] = queue[:count]
+            out[offset:offset + count] = self.jitter.decode_piece(queue[:count])
         self._queue = queue[count:]
         self._taken += count
         return out, losses
@@ -213,9 +212,27 @@ class StreamMedia:
             self.sock.close()
             self.sock = None
 
+    @property
+    def codes(self) -> Samples | None:
+        """The table ``take``'s bytes decode through (one ``take`` of their codes)."""
+        return self.jitter.codes
+
     def _push(self, samples: Samples) -> None:
-        if len(samples):
-            self._queue = np.concatenate((self._queue, samples)) if len(self._queue) else samples
+        self._push_pieces([samples])
+
+    def _push_pieces(self, pieces: list[Piece]) -> None:
+        """Queue what the jitter buffer played. The queue stays G.711 codes while nothing but
+        codes comes (so the media thread decodes many streams' blocks at once), and is audio
+        from the first piece that is not until it runs empty."""
+        queue = self._queue
+        codes = [p for p in pieces if isinstance(p, bytes)]
+        if len(codes) == len(pieces) and (isinstance(queue, bytes) or not len(queue)):
+            self._queue = bytes(queue) + b"".join(codes)
+            return
+        decode = self.jitter.decode_piece
+        parts = [decode(p) for p in (queue, *pieces) if len(p)]
+        if parts:
+            self._queue = parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _drop(self, count: int) -> None:
         dropped = min(count, len(self._queue))
