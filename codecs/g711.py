@@ -80,6 +80,11 @@ def encode(samples: npt.NDArray[np.int16], law: Law) -> npt.NDArray[np.uint8]:
     return _ENCODE[law].take(pattern)
 
 
+def decode_table(law: Law) -> npt.NDArray[np.int16]:
+    """The 256 samples the codes of ``law`` decode to (``table.take(codes)`` decodes)."""
+    return _DECODE[law]
+
+
 def decode(codes: npt.NDArray[np.uint8], law: Law) -> npt.NDArray[np.int16]:
     """The 16-bit sample for each code, same shape."""
     return _DECODE[law].take(np.asarray(codes, dtype=np.uint8))

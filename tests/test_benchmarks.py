@@ -56,6 +56,26 @@ def test_api_benchmark_measures_every_case(tmp_path: Path) -> None:
 
 @pytest.mark.bench
 @pytest.mark.slow
+@pytest.mark.process
+def test_siprec_benchmark_measures_recorderd_and_the_bare_receiver(tmp_path: Path) -> None:
+    out = tmp_path / "siprec.json"
+    stdout = bench("siprec.py", "--streams", "20", "--seconds", "2", "--warmup", "1",
+                   "--json", str(out))
+    runs = json.loads(out.read_text())
+    assert [(r["receiver"], r["streams"]) for r in runs] == [("bare", 20), ("recorderd", 20)]
+    for run in runs:
+        assert run["sent"] == 20 * 100, run  # 2 s of 20 ms packets, every stream
+        assert run["received"] > 0, run
+        assert run["cpu"] > 0, run
+    bare, recorderd = runs
+    assert bare["files"] == 20
+    assert recorderd["files"] == 10  # one stereo file per two-stream session
+    assert recorderd["refused"] == 0
+    assert "targets:" in stdout
+
+
+@pytest.mark.bench
+@pytest.mark.slow
 def test_calllist_benchmark_measures_every_filter_and_reuses_its_data(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     out = tmp_path / "calllist.json"

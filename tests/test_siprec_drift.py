@@ -16,6 +16,7 @@ import pytest
 from recorder.codecs import g711
 from recorder.drivers.siprec.drift import DriftTracker
 from recorder.drivers.siprec.events import AnsweredStream
+from recorder.drivers.siprec.jitter import Piece
 from recorder.drivers.siprec.mediastream import StreamMedia
 from recorder.drivers.siprec.payloads import PayloadFormat
 from recorder.drivers.siprec.rtp import RtpPacket
@@ -41,6 +42,12 @@ class Recorded:
     lost: list[tuple[int, int]]
 
 
+def _audio(stream: StreamMedia, piece: Piece | None) -> Samples:
+    """A block as the board gets it: silence where the stream has nothing, G.711 codes (what
+    ``take`` gives for packets in order) decoded as the media thread's ``place`` does."""
+    return np.zeros(FRAME, np.int16) if piece is None else stream.jitter.decode_piece(piece)
+
+
 def simulate(ppm: float, seconds: float, *, jitter_ms: float = 8.0, seed: int = 1
              ) -> Recorded:
     """A sender whose clock runs ``ppm`` fast (negative: slow) sends ``seconds`` of its own
@@ -63,7 +70,7 @@ def simulate(ppm: float, seconds: float, *, jitter_ms: float = 8.0, seed: int = 
         while (block + 1) * 0.02 <= arrival:  # the blocks due before this packet comes
             samples, losses = stream.take(block * FRAME, FRAME)
             lost += losses
-            out.append(np.zeros(FRAME, np.int16) if samples is None else samples)
+            out.append(_audio(stream, samples))
             block += 1
         i = int(k) % 50
         data = RtpPacket(0, int(k) % 65536, (int(k) * FRAME) % 2**32, 0x1234,
@@ -73,7 +80,7 @@ def simulate(ppm: float, seconds: float, *, jitter_ms: float = 8.0, seed: int = 
     while not stream.drained:
         samples, losses = stream.take(block * FRAME, FRAME)
         lost += losses
-        out.append(np.zeros(FRAME, np.int16) if samples is None else samples)
+        out.append(_audio(stream, samples))
         block += 1
     assert stream.anchor is not None
     audio = np.concatenate(out)[stream.anchor - stream.counts.drift_inserted

@@ -38,66 +38,37 @@ import dataclasses
 import heapq
 import logging
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from recorder.drivers.siprec.playout import Counts, Fitter, Playout
 from recorder.drivers.siprec.rtp import RtpPacket
-from recorder.drivers.siprec.rtpcodecs import Decoder
+from recorder.drivers.siprec.rtpcodecs import Decoder, G711Decoder
 
 logger = logging.getLogger(__name__)
 
 Samples = npt.NDArray[np.int16]
+# What play_until hands out: audio, or G.711 codes at 8 kHz whose decoding is left to the
+# caller (``JitterBuffer.codes``: one table lookup for many streams at once).
+Piece = Samples | bytes
 MAX_DROPOUT = 3000  # RFC 3550 §A.1
 MAX_MISORDER = 100
 MAX_PENDING = 1000  # packets held at most; beyond, the oldest are played at once
 CN_PT = 13
 
 
-@dataclass(slots=True)
-class Counts:
-    """What happened to a stream's packets and samples (cumulative, or since a call)."""
-
-    packets: int = 0  # audio packets played
-    lost_packets: int = 0
-    lost_samples: int = 0  # silence for packets that never came
-    gap_samples: int = 0  # silence the SRC left on purpose, or a drain asked for
-    late: int = 0
-    duplicates: int = 0
-    events: int = 0  # RFC 4733 packets (payload dropped)
-    comfort_noise: int = 0
-    unknown_pt: int = 0
-    strays: int = 0  # packets that fitted no segment and were not followed
-    segments: int = 0  # segments begun after the first
-    segment_samples: int = 0  # silence placed between segments from arrival times
-
-    # By name, not dataclasses.astuple: this runs on every playout call of every stream.
-    def minus(self, other: Counts) -> Counts:
-        return Counts(*[getattr(self, n) - getattr(other, n) for n in _COUNT_FIELDS])
-
-    def copy(self) -> Counts:
-        return Counts(*[getattr(self, n) for n in _COUNT_FIELDS])
-
-
-_COUNT_FIELDS = tuple(f.name for f in dataclasses.fields(Counts))
-
-
-@dataclass
-class Playout:
-    samples: Samples
-    counts: Counts
-    # Output positions [start, end) that are silence for lost audio, oldest first: in these
-    # samples, or (found out now) in samples handed out before.
-    lost: list[tuple[int, int]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Item:
+class _Item(NamedTuple):
+    # A tuple: one is made for every packet, and a tuple is the cheapest object to make.
     seq: int  # extended
     ts: int  # extended
     audio: bool
     payload: bytes
     arrival: float
+
+
+_new_item = tuple.__new__
 
 
 @dataclass
@@ -127,31 +98,6 @@ def _unwrap(value: int, reference: int, bits: int) -> int:
     return reference + (delta - modulus if delta >= modulus >> 1 else delta)
 
 
-class _Fitter:
-    """Cuts decoded audio to exact slot lengths. A decoder's output runs a few samples behind
-    (the resampler's delay): a short slot is padded in front, so the stream keeps that small
-    constant delay instead of a hole; audio beyond a slot (and beyond ``slack``, the
-    resampler's rounding) overlaps the next slot and is dropped."""
-
-    def __init__(self, slack: int) -> None:
-        self.slack = slack
-        self._fifo: Samples = np.zeros(0, dtype=np.int16)
-
-    def push(self, samples: Samples) -> None:
-        self._fifo = np.concatenate((self._fifo, samples)) if len(self._fifo) else samples
-
-    def drop(self, count: int) -> None:
-        self._fifo = self._fifo[count:]
-
-    def take(self, count: int, pad_front: bool) -> Samples:
-        have = self._fifo[:count]
-        self._fifo = self._fifo[count:][: self.slack]
-        if len(have) == count:
-            return have
-        zeros = np.zeros(count - len(have), dtype=np.int16)
-        return np.concatenate((zeros, have) if pad_front else (have, zeros))
-
-
 class JitterBuffer:
     """One stream's playout buffer; ``push`` packets, take audio from ``ready``,
     ``drain_until`` or ``flush``. Not thread-safe: one driver thread (or loop) owns it."""
@@ -171,14 +117,54 @@ class JitterBuffer:
         self._reported = Counts()
         self._segment: _Segment | None = None
         self._candidate: tuple[RtpPacket, float] | None = None
-        self._out: list[Samples] = []
+        self._out: list[Piece] = []
         self._lost: list[tuple[int, int]] = []
-        self._fitter = _Fitter(max(1, self.rate // 500))
+        self._fitter = Fitter(max(1, self.rate // 500))
+        self._audio_pt = decoder.fmt.pt
+        # The table a payload's codes decode through, when that is all its decoding is.
+        self.codes = decoder.table if isinstance(decoder, G711Decoder) else None
+        # An audio payload type that is not also the events' or CN's (push's fast path).
+        self._plain_audio = self._audio_pt != events_pt and self._audio_pt not in self.cn_pts
+        # Bound once: called for every packet.
+        self._ticks = decoder.ticks
+        self._decode = decoder.decode
 
     # --- packets in -----------------------------------------------------------------------
 
     def push(self, packet: RtpPacket, arrival: float) -> None:
         """Take one packet of this stream; ``arrival`` is when it came (monotonic seconds)."""
+        self.push_fields((packet.payload_type, packet.sequence, packet.timestamp, packet.ssrc),
+                         packet.payload, arrival, packet)
+
+    def push_fields(self, header: tuple[int, int, int, int], payload: bytes, arrival: float,
+                    packet: RtpPacket | None = None) -> None:
+        """``push`` of a packet given by its header's (payload type, the marker bit allowed
+        above it; sequence; timestamp; SSRC) and its payload (``packet``: the same, if already
+        made). The usual packet, audio that fits the current segment, is taken here without
+        an ``RtpPacket``: this runs for every packet of every stream."""
+        marked_pt, sequence, timestamp, ssrc = header
+        pt = marked_pt & 0x7F
+        segment = self._segment
+        if (pt == self._audio_pt and self._plain_audio and segment is not None
+                and ssrc == segment.ssrc and self._candidate is None):
+            # _fits, computed in place (same arithmetic as _unwrap).
+            d_seq = (sequence - segment.max_seq) & 0xFFFF
+            if d_seq >= 0x8000:
+                d_seq -= 0x10000
+            d_ts = (timestamp - segment.max_ts) & 0xFFFFFFFF
+            if d_ts >= 0x80000000:
+                d_ts -= 0x100000000
+            if (-MAX_MISORDER <= d_seq <= MAX_DROPOUT and (
+                    abs(d_ts) <= self.jump_ticks or abs(d_ts / self.clock - (
+                        arrival - segment.max_arrival)) <= self.jump_seconds)):
+                self._insert_at(segment, segment.max_seq + d_seq, segment.max_ts + d_ts,
+                                payload, arrival)
+                return
+        if packet is None:
+            packet = RtpPacket(pt, sequence, timestamp, ssrc, payload)
+        self._push_packet(packet, arrival)
+
+    def _push_packet(self, packet: RtpPacket, arrival: float) -> None:
         if packet.payload_type == self.events_pt:
             self.stats.events += 1  # the digits are never kept: only the fact of an event
             packet = dataclasses.replace(packet, payload=b"")
@@ -248,28 +234,37 @@ class JitterBuffer:
     def _insert(self, segment: _Segment, packet: RtpPacket, arrival: float) -> None:
         seq = _unwrap(packet.sequence, segment.max_seq, 16)
         ts = _unwrap(packet.timestamp, segment.max_ts, 32)
-        if (segment.cursor is not None and seq <= segment.last_seq) or seq in segment.pending:
-            if seq in segment.played or seq in segment.pending:
+        audio = packet.payload_type == self._audio_pt
+        self._insert_at(segment, seq, ts, packet.payload if audio else None, arrival)
+
+    def _insert_at(self, segment: _Segment, seq: int, ts: int, payload: bytes | None,
+                   arrival: float) -> None:
+        """Hold the packet ``seq`` (extended) of ``segment``; ``payload`` None: not audio."""
+        pending = segment.pending
+        if (segment.cursor is not None and seq <= segment.last_seq) or seq in pending:
+            if seq in segment.played or seq in pending:
                 self.stats.duplicates += 1
             else:
                 self.stats.late += 1
             return
-        audio = packet.payload_type == self.decoder.fmt.pt
-        segment.pending[seq] = _Item(seq, ts, audio, packet.payload if audio else b"", arrival)
+        # tuple.__new__: the named tuple made in C, not through its Python-level __new__.
+        pending[seq] = _new_item(_Item, (seq, ts, True, payload, arrival) if payload is not None
+                                 else (seq, ts, False, b"", arrival))
         heapq.heappush(segment.heap, seq)
         segment.max_seq = max(segment.max_seq, seq)
         if ts >= segment.max_ts:
             segment.max_ts, segment.max_arrival = ts, arrival
-        while len(segment.pending) > MAX_PENDING:
+        while len(pending) > MAX_PENDING:
             self._play_next(segment)
 
-    def placed(self, packet: RtpPacket) -> int | None:
-        """The output position ``packet``'s audio starts at in the current segment; None when
-        it belongs to none or the segment has played nothing yet (no origin)."""
+    def placed(self, ssrc: int, timestamp: int) -> int | None:
+        """The output position where the audio of the packet with ``ssrc`` and ``timestamp``
+        starts in the current segment; None when it belongs to none or the segment has played
+        nothing yet (no origin)."""
         segment = self._segment
-        if segment is None or segment.cursor is None or packet.ssrc != segment.ssrc:
+        if segment is None or segment.cursor is None or ssrc != segment.ssrc:
             return None
-        ts = _unwrap(packet.timestamp, segment.max_ts, 32)
+        ts = _unwrap(timestamp, segment.max_ts, 32)
         if abs(ts - segment.max_ts) > self.jump_ticks:
             return None
         return self._out_pos(segment, ts)
@@ -299,6 +294,20 @@ class JitterBuffer:
         """Audio until output ``position`` at least: the packets for that time are played,
         silence stands in for those that have not come (module docstring). Nothing before the
         first packet: the caller knows where the stream begins."""
+        self._advance(position)
+        return self._collect()
+
+    def play_until(self, position: int) -> tuple[list[Piece], list[tuple[int, int]]]:
+        """``play_to`` for the media thread: the samples as the pieces they were made in (a
+        packet's G.711 codes as they came, when ``codes`` is its table), and ``Playout.lost``,
+        without the counts (``stats`` has them). Counts a ``Playout`` gives later still cover
+        what was played here."""
+        self._advance(position)
+        out, self._out = self._out, []
+        lost, self._lost = self._lost, []
+        return out, lost
+
+    def _advance(self, position: int) -> None:
         segment = self._segment
         if segment is not None and position > self.position:
             if segment.cursor is None and segment.heap:
@@ -318,7 +327,6 @@ class JitterBuffer:
                         self._silence(segment, target, lost=False)
                         forced = segment.forced
                         segment.forced = (forced[0] if forced else begun, target)
-        return self._collect()
 
     def flush(self) -> Playout:
         """Everything held, played out (the stream has ended)."""
@@ -331,12 +339,20 @@ class JitterBuffer:
         return self._collect()
 
     def _collect(self) -> Playout:
-        samples = np.concatenate(self._out) if self._out else np.zeros(0, dtype=np.int16)
+        pieces = [self.decode_piece(p) for p in self._out]
+        samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
         self._out = []
         counts = self.stats.minus(self._reported)
         self._reported = self.stats.copy()
         lost, self._lost = self._lost, []
         return Playout(samples, counts, lost)
+
+    def decode_piece(self, piece: Piece) -> Samples:
+        """A piece of ``play_until`` as audio."""
+        if isinstance(piece, bytes):
+            assert self.codes is not None
+            return self.codes.take(np.frombuffer(piece, dtype=np.uint8))
+        return piece
 
     def _emit(self, samples: Samples) -> None:
         if len(samples):
@@ -352,17 +368,20 @@ class JitterBuffer:
 
     def _play_next(self, segment: _Segment) -> None:
         item = segment.pending.pop(heapq.heappop(segment.heap))
+        seq = item.seq
         if segment.cursor is None:
             segment.cursor = segment.ts_origin = item.ts
             segment.out_origin = self.position
-            segment.last_seq = item.seq - 1
-        lost = item.seq - segment.last_seq - 1
-        segment.last_seq = item.seq
-        segment.played.add(item.seq)
-        if len(segment.played) > 4 * MAX_PENDING:
-            floor = item.seq - 2 * MAX_PENDING
-            segment.played = {s for s in segment.played if s > floor}
-        self.stats.lost_packets += lost
+            segment.last_seq = seq - 1
+        lost = seq - segment.last_seq - 1
+        segment.last_seq = seq
+        played = segment.played
+        played.add(seq)
+        if len(played) > 4 * MAX_PENDING:
+            floor = seq - 2 * MAX_PENDING
+            segment.played = {s for s in played if s > floor}
+        if lost:
+            self.stats.lost_packets += lost
         if segment.forced is not None:
             self._judge_forced(segment, item, lost)
         if item.ts > segment.cursor:
@@ -371,25 +390,45 @@ class JitterBuffer:
             self._play_audio(segment, item)
 
     def _play_audio(self, segment: _Segment, item: _Item) -> None:
-        assert segment.cursor is not None
-        duration = self.decoder.ticks(item.payload)
+        cursor = segment.cursor
+        assert cursor is not None
+        ts = item.ts
+        duration = self._ticks(item.payload)
         if duration == 0:
             return  # an empty or unreadable payload holds no time
-        end = item.ts + duration
-        if end <= segment.cursor:
+        end = ts + duration
+        if end <= cursor:
             self.stats.late += 1  # its time is already played (a drain passed it)
             return
-        samples, ticks = self.decoder.decode(item.payload)
         if segment.heap:
             following = segment.pending[segment.heap[0]].ts
-            if item.ts < following < end:
+            if ts < following < end:
                 end = following  # the next packet starts earlier: it wins the overlap
-        self._fitter.push(samples)
-        start = max(item.ts, segment.cursor)
-        if start > item.ts:
-            self._fitter.drop(self._out_pos(segment, start) - self._out_pos(segment, item.ts))
-        count = self._out_pos(segment, end) - self._out_pos(segment, start)
-        self._emit(self._fitter.take(count, pad_front=True))
+        fitter = self._fitter
+        start = max(ts, cursor)
+        if self.rate == self.clock:  # output positions are RTP ticks: no rounding to do
+            skip, count = start - ts, end - start
+        else:
+            skip = self._out_pos(segment, start) - self._out_pos(segment, ts)
+            count = self._out_pos(segment, end) - self._out_pos(segment, start)
+        if self.codes is not None and not skip and duration == count and not len(fitter.held):
+            # The usual G.711 packet: its audio would exactly fill its slot with nothing held
+            # from before; its codes are handed out undecoded (see ``codes``).
+            self._out.append(item.payload)
+            self.position += count
+            ticks = duration
+        else:
+            samples, ticks = self._decode(item.payload)
+            if not skip and len(samples) == count and not len(fitter.held):
+                # Audio that exactly fills its slot: what the fitter would hand out.
+                if count:
+                    self._out.append(samples)
+                    self.position += count
+            else:
+                fitter.push(samples)
+                if skip:
+                    fitter.drop(skip)
+                self._emit(fitter.take(count, pad_front=True))
         segment.cursor = end
         segment.audio_end = self.position
         segment.audio_arrival = item.arrival

@@ -51,6 +51,7 @@ from recorder.drivers.siprec.events import (
     SessionChange,
 )
 from recorder.drivers.siprec.mediastream import RtcpPort, StreamMedia, bind_pair
+from recorder.drivers.siprec.mixing import Taken, place
 from recorder.drivers.siprec.parties import CallParties, call_parties, channel_plan
 from recorder.drivers.siprec.slots import (
     SessionMedia,
@@ -68,8 +69,10 @@ T = TypeVar("T")
 BLOCK_MS = 20
 DEFAULT_DELAY_SECONDS = 0.1  # the jitter (and reordering) a stream may have
 COMMAND_TIMEOUT = 5.0
-MAX_READS = 64  # datagrams read from one socket in one pass, so none starves the others
+GATHER_SECONDS = 0.002  # see _gather
+MAX_PASSES = 64  # passes over the ready sockets before a block: a datagram each, at most
 RECV_BYTES = 4096
+MAX_READS = 64  # RTCP datagrams read from one socket in one pass, so none starves the others
 RETRY_AFTER_SECONDS = 5  # no slot free: the sessions ending now free theirs within a second
 
 
@@ -318,14 +321,16 @@ class MediaEngine(Worker):
                 now = self._clock()
                 due = origin + (sent + 1) * period
                 if self.realtime and now < due:
-                    self._poll(due - now)
+                    if self._poll(due - now):
+                        self._gather(due)
                     continue
                 if self.realtime and now - due > MAX_CATCH_UP_SECONDS:
                     logger.warning("%s: the media thread fell %.1f s behind real time; resuming "
                                    "from now", self.key, now - due)
                     lost += round((now - due) * self.rate)
                     origin, sent = now - period, 0
-                self._poll(0)
+                self._drain()
+                self._commands_now()  # at least once a block, whatever the selector said
                 self.tick(sink, lost)
                 self.heartbeat = self._clock()
                 lost = 0
@@ -340,19 +345,51 @@ class MediaEngine(Worker):
             self._shutdown()
         sink.state(DriverState.STOPPED)
 
-    def _poll(self, timeout: float) -> None:
-        """Read what has come, and run the listener's commands, for up to ``timeout`` s."""
-        for key, _ in self._selector.select(timeout):
+    def _gather(self, due: float) -> None:
+        """After a wake-up that read something, let the next datagrams gather for up to
+        ``GATHER_SECONDS`` (never past the next block) before looking again: one wake-up then
+        reads many, where waking for each would cost more than reading it. The price: a
+        datagram's arrival is taken up to that much late, a small part of the playout delay
+        (``DEFAULT_DELAY_SECONDS``) that only shifts a stream's anchor by as much."""
+        wait = min(GATHER_SECONDS, due - self._clock())
+        if wait > 0:
+            time.sleep(wait)
+
+    def _drain(self) -> None:
+        """Read everything that has come (before a block is made), a bounded number of
+        passes."""
+        for _ in range(MAX_PASSES):
+            if not self._poll(0):
+                return
+
+    def _poll(self, timeout: float) -> bool:
+        """Read a datagram from each socket that has one, and run the listener's commands,
+        waiting up to ``timeout`` s for something to come; whether anything had.
+
+        One datagram per socket per pass, not until it would block: the selector is level-
+        triggered, so a socket with more is ready again at the next pass, and the read that
+        would only find nothing (an exception in Python) is not paid for every packet."""
+        ready = self._selector.select(timeout)
+        if not ready:
+            return False
+        # One arrival time for everything this wake-up found: it all came before it.
+        arrival = self._clock()
+        position = self.position + max(0, round((arrival - self._last_tick) * self.rate))
+        commands = False
+        for key, _ in ready:
             tag = key.data
             if tag is None:
-                self._commands_now()
+                commands = True
             elif isinstance(tag, RtcpPort):
+                # RTCP is only drained and counted (module docstring): read all there is.
                 if tag.stream.rtcp is not None:
                     for _, source in _datagrams(tag.stream.rtcp):
                         tag.stream.receive_rtcp(source)
             else:
-                self._read(tag)
-        self._commands_now()
+                self._read(tag, arrival, position)
+        if commands:
+            self._commands_now()
+        return True
 
     def _commands_now(self) -> None:
         try:
@@ -367,14 +404,17 @@ class MediaEngine(Worker):
                 return
             command()
 
-    def _read(self, stream: StreamMedia) -> None:
+    def _read(self, stream: StreamMedia, arrival: float, position: int) -> None:
         sock = stream.sock
         if sock is None:
             return
-        arrival = self._clock()
-        position = self._position_now()
-        for data, source in _datagrams(sock):
-            stream.receive(data, source, arrival, position, self.delay)
+        try:
+            data, source = sock.recvfrom(RECV_BYTES)
+        except OSError:
+            # Nothing after all, or an ICMP error for a datagram of ours (ECONNREFUSED...):
+            # nothing to read either way; what else is queued is read at the next pass.
+            return
+        stream.receive(data, source, arrival, position, self.delay)
 
     def tick(self, sink: DriverSink, lost: int = 0) -> None:
         """One block: the line events due, the streams' audio, the sessions that are over."""
@@ -385,15 +425,19 @@ class MediaEngine(Worker):
                 sink.line(media.events.pop(0)[1])
         block = np.zeros((self.block, self.channels), dtype=np.int16)
         losses: list[ChannelLoss] = []
-        mixed: set[int] = set()
+        taken: list[Taken] = []
         for media in (*self._sessions.values(), *self._ending):
             if media.slot is None:
                 continue
-            for stream in media.all_streams():
-                self._place(stream, start, block, losses, mixed)
-            media.retired = [s for s in media.retired if not s.drained]
+            for stream in media.streams.values():
+                self._take(stream, start, taken, losses)
+            if media.retired:
+                for stream in media.retired:
+                    self._take(stream, start, taken, losses)
+                media.retired = [s for s in media.retired if not s.drained]
         if losses and self._report_losses is not None:
             self._report_losses(losses)
+        place(block, taken)
         sink.audio(block, lost)
         self.stats["blocks"] += 1
         self.stats["lost_frames"] += lost
@@ -402,23 +446,16 @@ class MediaEngine(Worker):
         self._finish_ended(sink)
         self._check_timeouts()
 
-    def _place(self, stream: StreamMedia, start: int, block: np.ndarray,
-               losses: list[ChannelLoss], mixed: set[int]) -> None:
+    def _take(self, stream: StreamMedia, start: int,
+              taken: list[Taken], losses: list[ChannelLoss]) -> None:
         channel = stream.channel
         if channel is None:
             return
         samples, lost = stream.take(start, self.block)
-        losses += [(channel, a, n) for a, n in lost]
-        if samples is None:
-            return
-        if channel in mixed:
-            # A second stream of the same side (a party's two streams, a conference): the
-            # parties add up, clipped at full scale.
-            total = block[:, channel].astype(np.int32) + samples
-            block[:, channel] = np.clip(total, -32768, 32767)
-        else:
-            block[:, channel] = samples
-            mixed.add(channel)
+        if lost:
+            losses += [(channel, a, n) for a, n in lost]
+        if samples is not None:
+            taken.append((channel, samples, stream))
 
     def _finish_ended(self, sink: DriverSink) -> None:
         done = [m for m in self._ending if m.end is not None and self.position >= m.end]

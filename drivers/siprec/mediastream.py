@@ -29,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,15 +38,23 @@ import numpy.typing as npt
 
 from recorder.drivers.siprec.drift import DriftTracker
 from recorder.drivers.siprec.events import AnsweredStream
-from recorder.drivers.siprec.jitter import JitterBuffer
-from recorder.drivers.siprec.rtp import Kind, RtpPacket, classify, parse_rtp
+from recorder.drivers.siprec.jitter import JitterBuffer, Piece
+from recorder.drivers.siprec.rtp import (
+    HEADER_BYTES,
+    RTCP_TYPES,
+    Kind,
+    classify,
+    parse_rtp,
+)
 from recorder.drivers.siprec.rtpcodecs import create_decoder
 from recorder.drivers.siprec.srtp import SrtpReceiver
 
 logger = logging.getLogger(__name__)
 
 Samples = npt.NDArray[np.int16]
-_EMPTY: Samples = np.zeros(0, dtype=np.int16)
+_PLAIN_RTP = 0x80  # version 2, no padding, no extension, no CSRCs
+_PLAIN_HEADER = struct.Struct("!xBHII")  # marker and payload type, sequence, timestamp, SSRC
+_RTCP_FIRST, _RTCP_LAST = RTCP_TYPES[0], RTCP_TYPES[-1]
 
 
 @dataclass
@@ -118,7 +127,7 @@ class StreamMedia:
         self.last_packet = now  # monotonic: the media timeout counts from here
         self.anchor: int | None = None  # board position of the jitter buffer's sample 0
         self.finished = False  # flushed: what is left is in the queue
-        self._queue: Samples = _EMPTY  # played, not yet taken: output positions from _taken
+        self._queue: Piece = b""  # played, not yet taken: output positions from _taken
         self._taken = 0
 
     @property
@@ -159,12 +168,24 @@ class StreamMedia:
         ``position``; a first packet anchors the stream ``delay`` frames later."""
         if self.finished:
             return
-        if not self.accepts(source):
+        if source != self.source and not self.accepts(source):
             self.counts.wrong_source += 1
             return
         if self.channel is None:
             self.counts.packets += 1  # a session not recorded here: heard, never kept
             self.last_packet = arrival
+            return
+        if (self.srtp is None and len(data) >= HEADER_BYTES and data[0] == _PLAIN_RTP
+                and not _RTCP_FIRST <= data[1] <= _RTCP_LAST):
+            # Nearly every packet: plain RTP with no padding, CSRCs or extension. What
+            # classify and parse_rtp would find, read here without making an RtpPacket.
+            self.counts.packets += 1
+            self.last_packet = arrival
+            if self.anchor is None:
+                self.anchor = position + delay
+            header = _PLAIN_HEADER.unpack_from(data)
+            self.jitter.push_fields(header, data[HEADER_BYTES:], arrival)
+            self._follow_clock(header[3], header[2], position)
             return
         kind = classify(data)
         if kind is Kind.RTCP:
@@ -185,15 +206,15 @@ class StreamMedia:
         if self.anchor is None:
             self.anchor = position + delay
         self.jitter.push(packet, arrival)
-        self._follow_clock(packet, position)
+        self._follow_clock(packet.ssrc, packet.timestamp, position)
 
-    def _follow_clock(self, packet: RtpPacket, position: int) -> None:
+    def _follow_clock(self, ssrc: int, timestamp: int, position: int) -> None:
         """Move the anchor when the sender's clock drifts from ours (module docstring)."""
         assert self.anchor is not None
         if self.jitter.stats.segments != self._segments:
             self._segments = self.jitter.stats.segments
             self.drift.reset()  # a new segment is placed afresh by the jitter buffer
-        placed = self.jitter.placed(packet)
+        placed = self.jitter.placed(ssrc, timestamp)
         if placed is None:
             return
         shift = self.drift.observe(self.anchor + placed - position, position)
@@ -209,27 +230,38 @@ class StreamMedia:
 
     # --- audio out ----------------------------------------------------------------------
 
-    def take(self, start: int, frames: int) -> tuple[Samples | None, list[tuple[int, int]]]:
+    def take(self, start: int, frames: int) -> tuple[Piece | None, list[tuple[int, int]]]:
         """The stream's samples for board positions [start, start + frames) (None: it has
-        nothing there), and the board stretches (start, frames) found to be lost audio."""
+        nothing there; bytes: a whole block of G.711 codes, ``codes`` decodes them), and the
+        board stretches (start, frames) found to be lost audio."""
         anchor = self.anchor
         if anchor is None or anchor >= start + frames:
             return None, []
         losses: list[tuple[int, int]] = []
         if not self.finished:
-            playout = self.jitter.play_to(start + frames - anchor)
-            self._push(playout.samples)
-            losses = [(anchor + a, b - a) for a, b in playout.lost]
+            pieces, lost = self.jitter.play_until(start + frames - anchor)
+            if pieces:
+                self._push_pieces(pieces)
+            if lost:
+                losses = [(anchor + a, b - a) for a, b in lost]
         first = start - anchor  # output position of the block's first frame
         if first > self._taken:
             self._drop(first - self._taken)  # a block the board skipped (it fell behind)
-        out: Samples = np.zeros(frames, dtype=np.int16)
+        queue = self._queue
         offset = max(0, self._taken - first)  # the stream begins inside the block
-        count = min(frames - offset, len(self._queue))
+        count = min(frames - offset, len(queue))
         if count <= 0:
             return None, losses
-        out[offset:offset + count] = self._queue[:count]
-        self._drop(count)
+        out: Piece
+        if count == frames:
+            # The whole block: a view of the queue (or its codes), which the caller copies at
+            # once (nothing writes into the queue's arrays: they are only ever replaced).
+            out = queue[:frames]
+        else:
+            out = np.zeros(frames, dtype=np.int16)
+            out[offset:offset + count] = self.jitter.decode_piece(queue[:count])
+        self._queue = queue[count:]
+        self._taken += count
         return out, losses
 
     def finish(self) -> int | None:
@@ -251,9 +283,27 @@ class StreamMedia:
                 sock.close()
         self.sock = self.rtcp = None
 
+    @property
+    def codes(self) -> Samples | None:
+        """The table ``take``'s bytes decode through (one ``take`` of their codes)."""
+        return self.jitter.codes
+
     def _push(self, samples: Samples) -> None:
-        if len(samples):
-            self._queue = np.concatenate((self._queue, samples)) if len(self._queue) else samples
+        self._push_pieces([samples])
+
+    def _push_pieces(self, pieces: list[Piece]) -> None:
+        """Queue what the jitter buffer played. The queue stays G.711 codes while nothing but
+        codes comes (so the media thread decodes many streams' blocks at once), and is audio
+        from the first piece that is not until it runs empty."""
+        queue = self._queue
+        codes = [p for p in pieces if isinstance(p, bytes)]
+        if len(codes) == len(pieces) and (isinstance(queue, bytes) or not len(queue)):
+            self._queue = bytes(queue) + b"".join(codes)
+            return
+        decode = self.jitter.decode_piece
+        parts = [decode(p) for p in (queue, *pieces) if len(p)]
+        if parts:
+            self._queue = parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _drop(self, count: int) -> None:
         dropped = min(count, len(self._queue))
