@@ -1,6 +1,8 @@
 """Encoders for the SRC side of the codec tests, none of them ours: G.722 is FFmpeg's encoder
 (through PyAV), G.729 is Belledonne's bcg729 (Debian's libbcg729-0) through ctypes. The
-recorder decodes both with FFmpeg's decoders, so G.729 at least crosses two implementations."""
+recorder decodes both with FFmpeg's decoders. G.729 keeps a voice's spectrum rather than its
+waveform, so what a G.729 recording is compared with is bcg729's own decoding of the same
+frames: two implementations that must agree."""
 
 from __future__ import annotations
 
@@ -53,6 +55,16 @@ def bcg729() -> ctypes.CDLL | None:
                                   ctypes.POINTER(ctypes.c_uint8)]
     lib.closeBcg729EncoderChannel.restype = None
     lib.closeBcg729EncoderChannel.argtypes = [ctypes.c_void_p]
+    # initBcg729DecoderChannel(void); bcg729Decoder(ctx, const uint8_t in[], uint8_t length,
+    # uint8_t frameErasure, uint8_t SIDFrame, uint8_t rfc3389Payload, int16_t out[80]).
+    lib.initBcg729DecoderChannel.restype = ctypes.c_void_p
+    lib.initBcg729DecoderChannel.argtypes = []
+    lib.bcg729Decoder.restype = None
+    lib.bcg729Decoder.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8),
+                                  ctypes.c_uint8, ctypes.c_uint8, ctypes.c_uint8,
+                                  ctypes.c_uint8, ctypes.POINTER(ctypes.c_int16)]
+    lib.closeBcg729DecoderChannel.restype = None
+    lib.closeBcg729DecoderChannel.argtypes = [ctypes.c_void_p]
     return lib
 
 
@@ -77,3 +89,22 @@ def g729_payloads(lib: ctypes.CDLL, samples: Samples, frames_per_packet: int = 2
         lib.closeBcg729EncoderChannel(channel)
     size = G729_FRAME_BYTES * frames_per_packet
     return [bytes(stream[i:i + size]) for i in range(0, len(stream), size)]
+
+
+def g729_decode(lib: ctypes.CDLL, payloads: list[bytes]) -> Samples:
+    """What bcg729's decoder makes of G.729 payloads (whole speech frames only)."""
+    channel = lib.initBcg729DecoderChannel()
+    assert channel, "bcg729 gave no decoder"
+    out: list[Samples] = []
+    try:
+        for payload in payloads:
+            for start in range(0, len(payload) - G729_FRAME_BYTES + 1, G729_FRAME_BYTES):
+                bits = (ctypes.c_uint8 * G729_FRAME_BYTES).from_buffer_copy(
+                    payload[start:start + G729_FRAME_BYTES])
+                audio = np.zeros(G729_FRAME, np.int16)
+                lib.bcg729Decoder(channel, bits, G729_FRAME_BYTES, 0, 0, 0,
+                                  audio.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)))
+                out.append(audio)
+    finally:
+        lib.closeBcg729DecoderChannel(channel)
+    return np.concatenate(out) if out else np.zeros(0, np.int16)
