@@ -128,6 +128,11 @@ class Events:
     def types(self, device: str) -> list[str]:
         return [t for t, _ in self.of(device)]
 
+    def sequence(self) -> list[tuple[str, str]]:
+        """Every event so far, in the order heard: (type, DEVICEID)."""
+        with self._lock:
+            return [(t, f.get("DEVICEID", "")) for t, f in self._events]
+
     def wait(self, device: str, event_type: str, timeout: float = 15.0) -> dict[str, str]:
         found = wait_for(lambda: [f for t, f in self.of(device) if t == event_type],
                          timeout, what=lambda: f"{event_type} of {device}: heard "
