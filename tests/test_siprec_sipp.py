@@ -16,7 +16,7 @@ import pytest
 from recorder.drivers.siprec.config import SiprecBoardConfig
 from recorder.drivers.siprec.events import EndReason
 from recorder.drivers.siprec.transport import SipServer
-from tests.helpers.net import free_port
+from tests.helpers.net import free_port, rtp_test_range
 from tests.helpers.sipclient import Listener
 
 SCENARIOS = Path(__file__).resolve().parent / "fixtures" / "siprec" / "sipp"
@@ -32,7 +32,8 @@ pytestmark = [
 @pytest.fixture
 def server() -> Iterator[tuple[SipServer, Listener]]:
     listener = Listener()
-    config = SiprecBoardConfig(sip_port=0, rtp_port_min=40000, rtp_port_max=40099)
+    low, high = rtp_test_range(100)
+    config = SiprecBoardConfig(sip_port=0, rtp_port_min=low, rtp_port_max=high)
     sip = SipServer("boards[0]", config, listener)
     sip.start()
     yield sip, listener
