@@ -17,7 +17,7 @@ from lxml import etree
 
 from recorder.codecs import g711
 from tests.helpers.api import expect, fields
-from tests.helpers.net import free_port, rtp_test_range
+from tests.helpers.net import rtp_test_range, sipp_ports
 from tests.helpers.recorders import RecorderProcess, Running, write_toml
 from tests.helpers.waiting import wait_for
 
@@ -151,10 +151,10 @@ def sipp_command(scenario: str, srs: Srs, *, transport: str = "UDP", pause_ms: i
     """sipp playing ``scenario`` against ``srs``: ``calls`` calls, ``rate`` a second, all of
     them allowed at once, ``-d pause_ms``, each of ``variables`` as a ``-set``."""
     sets = [arg for name, value in (variables or {}).items() for arg in ("-set", name, value)]
-    # The media port is even: sipp offers [media_port] and [media_port+2].
+    sip_port, media_port = sipp_ports()  # sipp offers [media_port] and [media_port+2]
     return ["sipp", "-sf", str(SCENARIOS / scenario), "-m", str(calls), "-r", str(rate),
-            "-l", str(calls), "-i", "127.0.0.1", "-p", str(free_port()),
-            "-mp", str(free_port() & ~1), "-t", {"UDP": "u1", "TCP": "t1"}[transport],
+            "-l", str(calls), "-i", "127.0.0.1", "-p", str(sip_port),
+            "-mp", str(media_port), "-t", {"UDP": "u1", "TCP": "t1"}[transport],
             "-nostdin", *sets, *extra, "-d", str(pause_ms), "-timeout", "30s",
             "-timeout_error", "-trace_err", "-error_file", "errors.log",
             f"127.0.0.1:{srs.sip_port}"]
@@ -191,6 +191,12 @@ def finish(proc: subprocess.Popen[str], directory: Path, timeout: float = 40.0) 
     errors = directory / "errors.log"
     log = errors.read_text(errors="replace") if errors.exists() else ""
     assert proc.returncode == 0, f"sipp exited {proc.returncode}\n{out[-2000:]}\n{log}"
+
+
+def session_log(srs: Srs, call_id: str) -> str:
+    """The recorder's log lines about one session (its per-stream counts at its end: packets,
+    lost, late ...), for a failing test to show."""
+    return "\n".join(line for line in srs.proc.log.splitlines() if f" {call_id}" in line)
 
 
 def calllist(srs: Srs, **query: str) -> list[dict[str, str]]:
