@@ -195,8 +195,9 @@ def finish(proc: subprocess.Popen[str], directory: Path, timeout: float = 40.0) 
 
 def session_log(srs: Srs, call_id: str) -> str:
     """The recorder's log lines about one session (its per-stream counts at its end: packets,
-    lost, late ...), for a failing test to show."""
-    return "\n".join(line for line in srs.proc.log.splitlines() if f" {call_id}" in line)
+    lost, late ...) and the media thread's stalls, for a failing test to show."""
+    return "\n".join(line for line in srs.proc.log.splitlines()
+                     if f" {call_id}" in line or "behind real time" in line)
 
 
 def calllist(srs: Srs, **query: str) -> list[dict[str, str]]:
