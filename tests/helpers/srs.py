@@ -243,6 +243,9 @@ def sound_seconds(recorded: Samples) -> float:
 def matches(recorded: Samples, source: Samples) -> tuple[int, float, float]:
     """Where ``source`` begins in ``recorded``, their normalised correlation there, and how
     long the audio runs from there to the recording's last sound (seconds)."""
+    sound = np.flatnonzero(recorded)
+    if not len(sound):
+        return 0, 0.0, 0.0  # digital silence: nothing of the source
     a = recorded.astype(np.float64)
     b = source.astype(np.float64)
     size = 1 << int(np.ceil(np.log2(len(a) + len(b))))
@@ -251,5 +254,4 @@ def matches(recorded: Samples, source: Samples) -> tuple[int, float, float]:
     piece = a[lag:lag + len(b)]
     corr = float(np.dot(piece, b[:len(piece)]) /
                  (np.linalg.norm(piece) * np.linalg.norm(b[:len(piece)]) or 1.0))
-    last = int(np.flatnonzero(recorded)[-1])
-    return lag, corr, (last + 1 - lag) / RATE
+    return lag, corr, (int(sound[-1]) + 1 - lag) / RATE
