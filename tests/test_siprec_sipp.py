@@ -16,7 +16,7 @@ import pytest
 from recorder.drivers.siprec.config import SiprecBoardConfig
 from recorder.drivers.siprec.events import EndReason
 from recorder.drivers.siprec.transport import SipServer
-from tests.helpers.net import free_port
+from tests.helpers.net import rtp_test_range, sipp_ports
 from tests.helpers.sipclient import Listener
 
 SCENARIOS = Path(__file__).resolve().parent / "fixtures" / "siprec" / "sipp"
@@ -32,7 +32,8 @@ pytestmark = [
 @pytest.fixture
 def server() -> Iterator[tuple[SipServer, Listener]]:
     listener = Listener()
-    config = SiprecBoardConfig(sip_port=0, rtp_port_min=40000, rtp_port_max=40099)
+    low, high = rtp_test_range(100)
+    config = SiprecBoardConfig(sip_port=0, rtp_port_min=low, rtp_port_max=high)
     sip = SipServer("boards[0]", config, listener)
     sip.start()
     yield sip, listener
@@ -44,8 +45,9 @@ def sipp(scenario: str, transport: str, port: int, directory: Path) -> None:
     """Run one call of ``scenario`` against 127.0.0.1:``port``; fail with sipp's log unless
     it exits 0."""
     errors = directory / "errors.log"
+    sip_port, media_port = sipp_ports()
     command = ["sipp", "-sf", str(SCENARIOS / scenario), "-m", "1", "-i", "127.0.0.1",
-               "-p", str(free_port()), "-mp", str(free_port()),
+               "-p", str(sip_port), "-mp", str(media_port),
                "-t", {"UDP": "u1", "TCP": "t1"}[transport], "-nostdin",
                "-timeout", f"{SIPP_SECONDS}s", "-timeout_error", "-trace_err",
                "-error_file", str(errors), f"127.0.0.1:{port}"]

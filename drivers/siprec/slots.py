@@ -54,13 +54,15 @@ def log_counts(key: str, media: SessionMedia, stream: StreamMedia) -> None:
     """One line per stream at a session's end: what came, what was lost and dropped."""
     counts, jitter = stream.counts, stream.jitter.stats
     source = f"{stream.source[0]}:{stream.source[1]}" if stream.source else "nobody"
+    # Samples lost as well as packets: a packet that comes after part of its time was
+    # written loses that part, which no packet count shows.
     logger.info("%s: session %s, stream %s on port %d from %s: %d packets, %d lost, %d late, "
-                "%d duplicates, %d from elsewhere dropped, %d SRTP refused, %d malformed, "
-                "%d of another payload type, %d telephone-events, %d RTCP, %d clock drift "
-                "moves (+%d/-%d frames)", key, media.call_id,
-                stream.stream.label or stream.stream.index, stream.port, source,
-                counts.packets, jitter.lost_packets, jitter.late, jitter.duplicates,
-                counts.wrong_source, counts.srtp_dropped, counts.malformed,
+                "%d samples of audio lost, %d duplicates, %d from elsewhere dropped, "
+                "%d SRTP refused, %d malformed, %d of another payload type, "
+                "%d telephone-events, %d RTCP, %d clock drift moves (+%d/-%d frames)",
+                key, media.call_id, stream.stream.label or stream.stream.index, stream.port,
+                source, counts.packets, jitter.lost_packets, jitter.late, jitter.lost_samples,
+                jitter.duplicates, counts.wrong_source, counts.srtp_dropped, counts.malformed,
                 jitter.unknown_pt, jitter.events, counts.rtcp, counts.drift_moves,
                 counts.drift_inserted, counts.drift_dropped)
 

@@ -159,3 +159,20 @@ def rtp_test_range(ports: int) -> tuple[int, int]:
     assert ports <= RTP_SLICE // 2
     low = base + random.randrange(0, RTP_SLICE - ports, 2)
     return low, low + ports - 1
+
+
+# sipp's own ports: below the ephemeral ports as well (sipp binds -p and -mp as given, once:
+# a port a client socket of another test took meanwhile fails the run), above the RTP
+# slices, a few blocks of four per xdist worker.
+SIPP_BASE = RTP_TEST_BASE + 10 * RTP_SLICE
+SIPP_SLICE = 76
+
+
+def sipp_ports() -> tuple[int, int]:
+    """(SIP port, media port) for one sipp run of this xdist worker: the media port even (its
+    video port is two above), the SIP port the odd one between, which sipp's media never
+    binds (it opens no RTCP)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    media = SIPP_BASE + (index % 10) * SIPP_SLICE + 4 * random.randrange(SIPP_SLICE // 4)
+    return media + 1, media
