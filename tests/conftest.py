@@ -15,6 +15,7 @@ from recorder.config.model import Config
 from recorder.config.printing import to_toml
 from tests.helpers.pulseaudio import PulseServer, shared_pulse, stop_shared_pulse
 from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
+from tests.helpers.skips import SkipWatch, forbidden
 from tests.helpers.smalldisk import SmallDisk
 
 # Fixtures that start a real process (recorderd, PulseAudio): a test that uses one is marked
@@ -31,6 +32,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                                                   "PROCESS_FIXTURES", ()))
         if variant == "recorderd" or starting & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.process)
+
+
+# --- no silent skips (tests/helpers/skips.py) ---------------------------------------------------
+# Only the process that reports the run watches: under pytest-xdist that is the controller, to
+# which every worker's reports come; a worker (``workerinput``) leaves it alone. The report
+# hooks get no config, hence the module-level watch.
+_skip_watch: SkipWatch | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _skip_watch  # noqa: PLW0603 - one watch per pytest run, read by the report hooks
+    _skip_watch = SkipWatch() if forbidden() and not hasattr(config, "workerinput") else None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _skip_watch is not None:
+        _skip_watch.note(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # A module-level importorskip skips at collection, not in a test.
+    if _skip_watch is not None:
+        _skip_watch.note(report)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _skip_watch is not None and _skip_watch.unexpected \
+            and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _skip_watch is not None and _skip_watch.unexpected:
+        terminalreporter.section("unexpected skips", sep="=", red=True, bold=True)
+        terminalreporter.line(_skip_watch.message(), red=True)
 
 
 @pytest.fixture(params=["in-process"])

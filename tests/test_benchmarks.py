@@ -32,6 +32,7 @@ def bench(script: str, *args: str) -> str:
 @pytest.mark.bench
 @pytest.mark.slow
 @pytest.mark.process
+@pytest.mark.timeout(400)  # bench() allows the script 300 s: a loaded machine runs it slowly
 def test_api_benchmark_measures_every_case(tmp_path: Path) -> None:
     out = tmp_path / "api.json"
     stdout = bench("api.py", "--seconds", "0.5", "--clients", "1,2", "--server", "both",
@@ -97,6 +98,15 @@ def test_calllist_benchmark_measures_every_filter_and_reuses_its_data(tmp_path: 
     again = bench("calllist.py", *args)
     assert "building" not in again
     assert "cached database" in again
+
+
+@pytest.mark.bench
+@pytest.mark.slow
+def test_writer_lag_benchmark_measures_and_reports_against_its_target() -> None:
+    stdout = bench("writerlag.py", "--calls", "2", "--seconds", "1")
+    assert "2 calls, 1 s" in stdout
+    assert "largest lag" in stdout
+    assert "target under 0.65 s" in stdout
 
 
 def test_a_version_3_database_gains_the_calllist_indexes(tmp_path: Path) -> None:

@@ -89,7 +89,9 @@ def test_maxrecordsilence_ends_a_recording_on_a_silent_line(
     found = device(running, SILENT_DEVICE)
     assert found.findtext("RECORDING/ERRORREASON") == "MAXRECORDSILENCE"
     duration = soundfile.info(found.findtext("RECORDING/FILENAME")).duration
-    assert duration == pytest.approx(1.0, abs=0.05)
+    # Not before a second of silence; after it as soon as the silence check runs, which a
+    # loaded machine may run late (a limit read as 2 s still fails).
+    assert 1.0 - 0.05 <= duration <= 1.0 + 0.75, duration
 
 
 def test_a_priority_90_call_preempts_a_priority_10_one_at_the_limit(
@@ -142,23 +144,30 @@ def test_a_blackout_with_timeoffset_minus_2_silences_that_range_of_the_file(
     running = recorder()
     time.sleep(PREROLL + 0.3)  # so the file has its whole pre-roll
     ok(running.request("CALLSTART", DEVICEID="2001"))
-    began = time.monotonic()
-    time.sleep(3.0)
+    # Where each request fell in the call is read off the call's own audio (its seconds so
+    # far, by /status) just before and just after it: a loaded machine may take its time over
+    # a request, but the range must lie between those readings.
+    running.wait_recorded("2001", PREROLL + 3.0)
+    before_start = running.seconds_recorded("2001")
     ok(running.request("BLACKOUTSTART", DEVICEID="2001", TIMEOFFSET=-2))
-    blackout = time.monotonic() - began
+    after_start = running.seconds_recorded("2001")
     assert device(running, "2001").findtext("RECORDING/ISRECORDING") == "Y"
-    time.sleep(1.0)
+    running.wait_recorded("2001", after_start + 1.0)
+    before_stop = running.seconds_recorded("2001")
     ok(running.request("BLACKOUTSTOP", DEVICEID="2001"))
-    unblackout = time.monotonic() - began
-    time.sleep(1.0)
+    after_stop = running.seconds_recorded("2001")
+    running.wait_recorded("2001", after_stop + 1.0)
     ok(running.request("CALLSTOP", DEVICEID="2001"))
     path = device(running, "2001").findtext("RECORDING/FILENAME")
     samples, _ = soundfile.read(path, dtype="int16")
     start, length = longest_zero_run(samples)
-    # The range starts 2 s before the BLACKOUTSTART arrived and ends when the STOP did; the
-    # request round trips are the only slack.
-    assert start / RATE == pytest.approx(PREROLL + blackout - 2.0, abs=0.15)
-    assert length / RATE == pytest.approx(unblackout - blackout + 2.0, abs=0.15)
+    # The range starts 2 s before the BLACKOUTSTART arrived and ends when the STOP did (a
+    # capture block either way).
+    slack = 0.05
+    assert before_start - 2.0 - slack <= start / RATE <= after_start - 2.0 + slack, (
+        start / RATE, before_start, after_start)
+    assert before_stop - slack <= (start + length) / RATE <= after_stop + slack, (
+        (start + length) / RATE, before_stop, after_stop)
     before, after = samples[:start], samples[start + length:]
     assert longest_zero_run(before)[1] < 5
     assert longest_zero_run(after)[1] < 5

@@ -75,10 +75,17 @@ def test_contract_blocks_are_int16_frames_by_channels_at_the_sample_rate(
     driver, sink = harness.driver, RecordingSink()
     driver.start(sink)
     assert sink.wait_for(lambda: bool(sink.blocks), 10), "no audio within 10 s"
-    first = sink.frames()
+    # Counted until an amount of audio has come, not over a fixed sleep: on a loaded machine a
+    # real-time driver may fall behind (and catch up, or report the frames lost), which is no
+    # fault of its own. ``began`` before ``first`` and ``took`` after the last count, so the
+    # window holds every frame counted.
     began = time.monotonic()
-    time.sleep(1.0)
-    got, took = sink.frames() - first, time.monotonic() - began
+    first = sink.frames()
+    want = (3.0 if driver.realtime else 6.0) * driver.sample_rate
+    assert sink.wait_for(lambda: sink.frames() - first >= want, 30), \
+        f"{want} frames within 30 s, not {sink.frames() - first}"
+    got = sink.frames() - first
+    took = time.monotonic() - began
     driver.stop()
     assert driver.join(10)
     assert all(b.dtype == np.int16 and b.ndim == 2 and b.shape[1] == driver.channels
@@ -86,10 +93,17 @@ def test_contract_blocks_are_int16_frames_by_channels_at_the_sample_rate(
     assert threading.get_ident() not in sink.threads, "delivered from the driver's threads"
     seconds = got / driver.sample_rate
     if driver.realtime:
-        # Real time: as much audio as wall-clock time passed, give or take a few blocks.
-        assert 0.7 * took < seconds < took + 0.3, (seconds, took)
+        # Real time: never ahead of the wall clock, but for a few blocks a device may buffer;
+        # and not far behind it, counting what it says it lost (a driver at half speed fails,
+        # one a loaded machine holds up for two seconds does not).
+        lost = sum(sink.lost) / driver.sample_rate
+        assert seconds < took + 0.3, (seconds, took)
+        assert seconds + lost > 0.6 * took, (seconds, lost, took)
     else:
-        assert seconds > 5 * took, "a non-realtime driver runs faster than real time"
+        # Faster than real time, by more than a paced driver ever runs ahead (a generous
+        # margin: a starved CPU makes the speech-like audio slowly).
+        assert seconds > took + 0.3, ("a non-realtime driver runs faster than real time",
+                                      seconds, took)
     assert sink.states
     assert sink.states[0][0] in (DriverState.STARTING, DriverState.RUNNING)
     assert DriverState.RUNNING in [s for s, _ in sink.states]

@@ -6,9 +6,9 @@ CALLUPDATEs, calls on random new DEVICEIDs (never recorded: no channel taps them
 device table past its limit), short event subscriptions, WebAPI requests, and connections
 dropped mid-message or before their answer. A warm-up round first brings every pool (API
 workers, diagnostics threads, the SQLite connection, the allocator's arenas) to its working
-size; then the main round runs until it has made its calls or its time is up, and the process
-is sampled from /proc along the way. Bounded: the whole test takes well under two minutes on
-two cores, and asserts on what ran (at least ``MIN_CALLS``) if the machine is slow.
+size; then the main round makes all its calls, however long a loaded machine takes (its time
+bound only catches a hang), and the process is sampled from /proc along the way. About 35 s on
+an idle two-core machine; how many calls a second it carries is benchmarks/api.py's to say.
 """
 
 from __future__ import annotations
@@ -34,19 +34,19 @@ from recorder.store.sqlite import SqliteStore
 from tests.helpers.api import ApiConnection, result_code
 from tests.helpers.recorders import RecorderProcess, Running, base_config, recorderd_of
 
-pytestmark = [pytest.mark.soak, pytest.mark.slow, pytest.mark.process]
+# The main round's calls are counted, not timed: on a loaded machine the test takes longer
+# rather than checking fewer calls, so it has more than the suite's two minutes.
+pytestmark = [pytest.mark.soak, pytest.mark.slow, pytest.mark.process, pytest.mark.timeout(900)]
 
 
 DEVICES = tuple(str(2001 + i) for i in range(8))
 CLIENTS = 4  # each drives two of DEVICES, one call at a time
 WARMUP_CALLS = 250  # per client
 MAIN_CALLS = 750  # per client: with the warm-up, 4,000 recorded calls in all
-# Each round stops at its time bound, done or not: with the start, the settling and the
-# checks, the test stays well under two minutes even on a busy two-core machine (here it
-# takes about 35 s).
+# The warm-up stops at its time bound, done or not: it only has to start every pool. The main
+# round makes all its calls (the leak bounds below count on them); its bound is for a hang.
 WARMUP_SECONDS = 20.0
-MAIN_SECONDS = 45.0
-MIN_CALLS = 800  # recorded calls the main round must reach for its figures to mean anything
+MAIN_SECONDS = 600.0
 MAX_TRACKED = 100  # recording.max_tracked_devices: the random devices go far past it
 SAMPLE_EVERY = 2.0  # seconds between /proc samples during the main round
 SETTLE_SECONDS = 10.0  # how long the figures may take to come back once the load stops
@@ -245,7 +245,7 @@ def test_thousands_of_calls_leave_fds_threads_and_memory_flat(
     total = Tally()
     total.add(warmup)
     total.add(main)
-    assert main.calls >= MIN_CALLS, f"only {main.calls} calls in {MAIN_SECONDS} s"
+    assert main.calls == CLIENTS * MAIN_CALLS, f"only {main.calls} calls in {MAIN_SECONDS} s"
     assert main.random_calls > MAX_TRACKED
     assert main.subscriptions > 0
     assert main.drops > 0

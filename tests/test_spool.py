@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import soundfile
 
+from recorder.drivers.base import MAX_CATCH_UP_SECONDS
 from recorder.errors import StoreError
 from recorder.store.directory import UserFields
 from recorder.store.records import (
@@ -118,10 +119,10 @@ def done(seconds: float, reason: str = "callstop") -> FinishedRecording:
                              stop_reason=reason)
 
 
-def open_spooling(tmp_path: Path, retry: float = 600.0) -> SpoolingStore:
+def open_spooling(tmp_path: Path, retry: float = 600.0, busy: float = BUSY) -> SpoolingStore:
     """A spooling store over ``tmp_path``'s database; with the default ``retry`` its
     background replay never runs within a test, so the tests replay when they choose."""
-    store = SpoolingStore(SqliteStore(tmp_path / "recorder.sqlite3", BUSY),
+    store = SpoolingStore(SqliteStore(tmp_path / "recorder.sqlite3", busy),
                           tmp_path / "store-spool.jsonl", retry)
     store.open()
     return store
@@ -147,13 +148,16 @@ def spool_lines(path: Path) -> list[dict[str, Any]]:
 def test_a_locked_database_spools_recording_writes_and_replays_them_in_order(
         tmp_path: Path) -> None:
     database, spool = tmp_path / "recorder.sqlite3", tmp_path / "store-spool.jsonl"
-    store = open_spooling(tmp_path)
+    # A busy timeout long beside what a loaded machine takes for a few fsynced writes, so the
+    # times below tell a wait for the lock from slowness: one wait takes ``busy`` at least.
+    busy = 3.0
+    store = open_spooling(tmp_path, busy=busy)
     try:
         first = store.insert_recording(new_rec("1001", 1000.0, ANI="100"))
         with locked(database) as lock:
             began = time.monotonic()
             second = store.insert_recording(new_rec("1002", 1001.0, ANI="200"))
-            assert time.monotonic() - began < BUSY + 1.0
+            assert time.monotonic() - began < 2 * busy  # one wait, not two
             # Once spooling, nothing waits for the lock again: a call start is not held up.
             began = time.monotonic()
             assert store.update_recording(second, RecordingUpdate(meta={"DNIS": "first"}))
@@ -163,7 +167,7 @@ def test_a_locked_database_spools_recording_writes_and_replays_them_in_order(
             store.finish_recording(second, done(3.5))
             third = store.insert_recording(new_rec("1003", 1002.0))
             store.finish_recording(first, done(7.25, "replaced"))
-            assert time.monotonic() - began < BUSY
+            assert time.monotonic() - began < busy
             assert [first, second, third] == [1, 2, 3]
             assert store.spooled == 7
             assert [(e["seq"], e["op"]) for e in spool_lines(spool)] == [
@@ -467,12 +471,14 @@ def test_calls_made_while_another_process_locks_the_database_are_all_recorded_an
     conn = running.connect()
     began: dict[str, float] = {}
     lasted: dict[str, float] = {}
+    held: dict[str, float] = {}  # seconds of audio the call had just before its CALLSTOP
 
     def start(request_id: int, device: str, **meta: str) -> None:
         began[device] = time.monotonic()
         expect(conn.request("CALLSTART", request_id, deviceid=device, **meta), 20)
 
     def stop(request_id: int, device: str) -> None:
+        held[device] = running.seconds_recorded(device)
         expect(conn.request("CALLSTOP", request_id, deviceid=device), 20)
         lasted[device] = time.monotonic() - began[device]
 
@@ -524,8 +530,12 @@ def test_calls_made_while_another_process_locks_the_database_are_all_recorded_an
         audio, rate = soundfile.read(row["filename"], dtype="int16")
         seconds = len(audio) / rate
         assert seconds == pytest.approx(row["duration"], abs=0.01), device
-        # The pre-roll plus the time between CALLSTART and CALLSTOP (the answers' latency).
-        assert seconds == pytest.approx(lasted[device] + PREROLL, abs=0.5), device
+        # All the audio the call had before its CALLSTOP, and no more than the pre-roll plus
+        # the time from CALLSTART to CALLSTOP's answer, but for what a board behind the clock
+        # at the CALLSTART (a loaded machine) caught up before the CALLSTOP.
+        assert held[device] - 0.01 <= seconds <= (
+            lasted[device] + PREROLL + MAX_CATCH_UP_SECONDS + 0.1), (
+            device, held[device], seconds, lasted[device])
         assert dominant_hz(audio, rate) == pytest.approx(tones[device], abs=10), device
         assert os.path.getsize(row["filename"]) == row["audio_size"]
 

@@ -304,10 +304,13 @@ def test_a_whole_call_arrives_in_order_with_the_speech_exact(
     # on-hook code, after it, never came.
     assert "DLE !" in emulator.commands
     assert emulator.commands.count("AT+VRX") == 1
-    # Audio kept pace with the clock all along, call or no call.
+    # Audio kept pace with the clock all along, call or no call: as much of it as time passed
+    # up to the end of the call (once a loaded machine has delivered it), never more.
     took = time.monotonic() - began
+    assert sink.wait_for(lambda: sink.position - position0 >= (took - 0.3) * RATE, 10), (
+        (sink.position - position0) / RATE, took)
     seconds = (sink.position - position0) / RATE
-    assert took - 0.3 < seconds < took + 0.3, (seconds, took)
+    assert seconds < time.monotonic() - began + 0.3, (seconds, took)
     assert sum(sink.lost) == 0
     assert all(s is not DriverState.ERROR for s, _ in sink.states)
 
@@ -353,10 +356,11 @@ def test_an_unanswered_call_is_given_up(emulator: ModemEmulator, started: Any) -
     assert sink.wait_for(lambda: K.END_OF_STREAM in sink.kinds(), 5), sink.kinds()
     assert sink.kinds() == [K.RING, K.CALLER_ID, K.RING, K.END_OF_STREAM]
     assert "DLE !" in emulator.commands
-    # The stream gave way to silence paced by the clock.
-    frames = sink.position
-    time.sleep(0.5)
-    assert 0.3 * RATE < sink.position - frames < 0.8 * RATE
+    # The stream gave way to silence paced by the clock: it keeps coming, and never faster
+    # than the clock (a loaded machine may only make it come later).
+    began, frames = time.monotonic(), sink.position
+    assert sink.wait_for(lambda: sink.position - frames >= RATE // 2, 10), sink.position
+    assert time.monotonic() - began > 0.5 - 0.15
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import soundfile
 from recorder.calls.requests import CallStart, DeviceQuery
 from recorder.calls.scheduler import Scheduler
 from recorder.calls.watch import LimitsWatch
-from recorder.capture.core import CaptureCore
+from recorder.capture.core import CaptureBoard, CaptureCore
 from recorder.drivers.registry import create_driver
 from recorder.drivers.synthetic import SyntheticBoardConfig
 from recorder.events.types import EventSink
@@ -78,10 +78,13 @@ class Bench:
                  preroll: float = 0.0, delay: float = 0.0, **scheduler: Any) -> None:
         self.driver = create_driver("boards[0]", SyntheticBoardConfig(
             devices=devices, channels=len(devices)))
-        self.capture = CaptureCore.simple([(self.driver, devices)], lookback_seconds=10)
+        self.now = 1_700_000_000.0
+        # The board's clock is the bench's, which moves with the samples fed: a loaded machine
+        # that feeds slowly must not look to the board clock like lost input (silence).
+        self.capture = CaptureCore([CaptureBoard(self.driver, devices, 10,
+                                                 clock=lambda: self.now)])
         self.store = SqliteStore(tmp_path / "recorder.sqlite3")
         self.store.open()
-        self.now = 1_700_000_000.0
         self.recordings = tmp_path / "recordings"
         self.calls = make_calls(self.capture, self.store, self.recordings, core_ident=3,
                                 preroll_seconds=preroll, commit_delay_seconds=delay,

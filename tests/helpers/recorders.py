@@ -88,6 +88,23 @@ class Running:
         assert code == 200, body
         return json.loads(body)  # type: ignore[no-any-return]
 
+    def seconds_recorded(self, device: str) -> float:
+        """Seconds of audio (pre-roll included) the recordings in progress on ``device`` have
+        so far, by /status: the longest if several, 0 if none."""
+        active = self.status()["active"] or []
+        return max((float(a["seconds"]) for a in active if a["device"] == device), default=0.0)
+
+    def wait_recorded(self, device: str, seconds: float, timeout: float = 30.0) -> float:
+        """Wait until the call in progress on ``device`` has ``seconds`` of audio (pre-roll
+        included) and return how many it has: a test then knows what the file must hold,
+        however slowly a loaded machine captures, where sleeping would only hope so."""
+        deadline = time.monotonic() + timeout
+        while (got := self.seconds_recorded(device)) < seconds:
+            assert time.monotonic() < deadline, \
+                f"{device} recorded {got} s, not {seconds} s, within {timeout} s"
+            time.sleep(0.05)
+        return got
+
     def metric(self, sample: str) -> float:
         """One /metrics sample's value: a name, or a name with its labels as exported
         (``recorder_devices{kind="tracked"}``)."""
@@ -145,7 +162,8 @@ class RecorderProcess:
     def log(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_ready(self, timeout: float = 30.0) -> Running:
+    # Only a hang bound: on a loaded two-core machine recorderd has taken over 30 s to start.
+    def wait_ready(self, timeout: float = 90.0) -> Running:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if READY.search(self.log):
