@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import errno
 import itertools
 import logging
 import queue
@@ -35,7 +34,7 @@ import selectors
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -72,7 +71,6 @@ COMMAND_TIMEOUT = 5.0
 GATHER_SECONDS = 0.002  # see _gather
 MAX_PASSES = 64  # passes over the ready sockets before a block: a datagram each, at most
 RECV_BYTES = 4096
-MAX_READS = 64  # RTCP datagrams read from one socket in one pass, so none starves the others
 RETRY_AFTER_SECONDS = 5  # no slot free: the sessions ending now free theirs within a second
 
 
@@ -381,10 +379,7 @@ class MediaEngine(Worker):
             if tag is None:
                 commands = True
             elif isinstance(tag, RtcpPort):
-                # RTCP is only drained and counted (module docstring): read all there is.
-                if tag.stream.rtcp is not None:
-                    for _, source in _datagrams(tag.stream.rtcp):
-                        tag.stream.receive_rtcp(source)
+                tag.stream.drain_rtcp()
             else:
                 self._read(tag, arrival, position)
         if commands:
@@ -493,17 +488,3 @@ class MediaEngine(Worker):
         self._wake_r.close()
         self._wake_w.close()
 
-
-def _datagrams(sock: socket.socket) -> Iterator[tuple[bytes, tuple[str, int]]]:
-    """What has come on ``sock``, at most MAX_READS datagrams (so no socket starves the
-    others)."""
-    for _ in range(MAX_READS):
-        try:
-            data, source = sock.recvfrom(RECV_BYTES)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                continue  # an ICMP error for a datagram of ours: nothing to read
-            return
-        yield data, source

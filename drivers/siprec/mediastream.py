@@ -26,6 +26,7 @@ and where its audio lands on the board's timeline.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 Samples = npt.NDArray[np.int16]
 _PLAIN_RTP = 0x80  # version 2, no padding, no extension, no CSRCs
+MAX_RTCP_READS = 64  # datagrams read from an RTCP socket in one pass
+RTCP_RECV_BYTES = 4096
 _PLAIN_HEADER = struct.Struct("!xBHII")  # marker and payload type, sequence, timestamp, SSRC
 _RTCP_FIRST, _RTCP_LAST = RTCP_TYPES[0], RTCP_TYPES[-1]
 
@@ -151,6 +154,23 @@ class StreamMedia:
             return False
         self.source = (host, source[1])
         return True
+
+    def drain_rtcp(self) -> None:
+        """Read what has come on the RTCP port (a bounded number of datagrams, so no socket
+        starves the others): RTCP is only counted, never used."""
+        sock = self.rtcp
+        if sock is None:
+            return
+        for _ in range(MAX_RTCP_READS):
+            try:
+                _, source = sock.recvfrom(RTCP_RECV_BYTES)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    continue  # an ICMP error for a datagram of ours: nothing to read
+                return
+            self.receive_rtcp(source)
 
     def receive_rtcp(self, source: tuple[str, int]) -> None:
         """A datagram on the RTCP port: counted (from the stream's sender's address) and
