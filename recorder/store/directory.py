@@ -186,6 +186,15 @@ class DirectoryStore(ABC):
         """Every live user, by USERID."""
 
     @abstractmethod
+    def password_hash(self, user_id: int) -> str | None:
+        """The live user's stored password hash (``recorder.store.passwords``); None if the
+        user is deleted, unknown, or has no password. Only sign-in reads it."""
+
+    @abstractmethod
+    def user_permissions(self, user_id: int) -> frozenset[str]:
+        """Every permission the user's roles grant (MODIFYUSERROLE, MODIFYROLEPERMISSION)."""
+
+    @abstractmethod
     def assign_phone(self, user_id: int, phone_id: str, *, now: float) -> bool:
         """Give the phone to the user; False if it already had it. Raises PhoneInUse."""
 

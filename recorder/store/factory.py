@@ -4,6 +4,7 @@ its directory."""
 from __future__ import annotations
 
 from recorder.config.sections import StorageConfig
+from recorder.store.audit import AuditStore
 from recorder.store.directory import DirectoryStore
 from recorder.store.recordings import RecordingStore
 from recorder.store.spool import SpoolingStore
@@ -15,13 +16,17 @@ BUSY_TIMEOUT_SECONDS = 1.0
 
 
 class Store:
-    """One database, seen as its two parts: ``recordings`` (rows of recordings and chat
-    sessions; their writes wait in the spool while the database is away) and ``directory``
-    (users, phones, stations, groups, roles, agent windows; straight to the database)."""
+    """One database, seen as its parts: ``recordings`` (rows of recordings and chat
+    sessions; their writes wait in the spool while the database is away), ``directory``
+    (users, phones, stations, groups, roles, agent windows; straight to the database) and
+    ``audit`` (the append-only audit trail; straight to the database)."""
 
-    def __init__(self, recordings: RecordingStore, directory: DirectoryStore) -> None:
+    def __init__(self, recordings: RecordingStore, directory: DirectoryStore,
+                 audit: AuditStore | None = None) -> None:
         self.recordings = recordings
         self.directory = directory
+        # Tests build a Store from parts; one without an audit trail audits nowhere.
+        self.audit = audit
 
     @property
     def backend(self) -> str:
@@ -47,4 +52,4 @@ def open_store(config: StorageConfig) -> Store:
     database = SqliteStore(config.database_path, BUSY_TIMEOUT_SECONDS)
     recordings = SpoolingStore(database, config.spool_path, config.spool_retry_seconds)
     recordings.open()
-    return Store(recordings, database)
+    return Store(recordings, database, database)

@@ -1,0 +1,52 @@
+"""Every path the portal serves and what it needs, in one table: a newcomer finds any page in
+one hop, and the tests walk it to build the permission matrix (tests/test_portal_access.py).
+
+``requires`` is checked by the server before the handler runs (``recorder.rules.access``):
+each clause is met by any one of its permissions, the manual's names. ``public`` routes are
+served to anyone; every other route needs a signed-in user, and every POST the form's CSRF
+token (the sign-in form's is bound to its pre-session cookie, ``csrf="signin"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from recorder.api.portal import assets, recordings, search, signin
+from recorder.api.portal.context import PortalRequest
+from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
+
+PortalHandler = Callable[[PortalRequest], Awaitable[web.StreamResponse]]
+
+RECORDING = r"/recordings/{ident:\d{1,18}}"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # an aiohttp route pattern
+    handler: PortalHandler
+    requires: Requirement = SIGNED_IN
+    public: bool = False
+    csrf: str = "session"  # POST only: "session" (the session's token) or "signin"
+    # Answers with recording audio (the permission matrix checks no media bytes leak).
+    media: bool = False
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/signin", signin.form, public=True),
+    Route("POST", "/signin", signin.submit, public=True, csrf="signin"),
+    Route("POST", "/signout", signin.signout),
+    Route("GET", "/", search.home),
+    Route("GET", "/recordings", search.search, needs(VIEW)),
+    Route("GET", RECORDING, recordings.show, needs(VIEW)),
+    Route("GET", RECORDING + "/audio", recordings.audio, needs(VIEW), media=True),
+    Route("GET", RECORDING + "/download", recordings.download,
+          needs(VIEW, "ALLOWEXPORTDOWNLOAD"), media=True),
+    Route("GET", RECORDING + "/delete", recordings.confirm_delete,
+          needs(VIEW, "ALLOWFILEDELETE")),
+    Route("POST", RECORDING + "/delete", recordings.delete, needs(VIEW, "ALLOWFILEDELETE")),
+    Route("GET", "/static/{name}", assets.static_file, public=True),
+)
