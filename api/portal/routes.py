@@ -20,7 +20,9 @@ from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
 
 PortalHandler = Callable[[PortalRequest], Awaitable[web.StreamResponse]]
 
-RECORDING = r"/recordings/{ident:\d{1,18}}"
+# A RECORDID in a path: at most 18 digits, so it is always a 64-bit integer for the store.
+IDENT = r"{ident:\d{1,18}}"
+RECORDING = "/recordings/" + IDENT
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,141 @@
+"""The web portal under test: an in-process recorder with the portal on, users with the roles
+a test asks for, recordings with real files, and a client that keeps its cookies the way a
+browser would (without following redirects, so a test sees each answer)."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import time
+import urllib.parse
+import wave
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+from recorder.app import Recorder
+from recorder.store.directory import UserFields
+from recorder.store.passwords import hash_password
+from recorder.store.records import FinishedRecording, NewRecording
+
+PASSWORD = "correct horse battery"
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    @property
+    def location(self) -> str:
+        return self.headers.get("Location", "")
+
+
+@dataclass
+class PortalClient:
+    """One browser: its cookies, sent back to the portal it got them from."""
+
+    port: int
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def request(self, method: str, path: str, form: Mapping[str, str] | None = None,
+                headers: Mapping[str, str] | None = None) -> Answer:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        sent = dict(headers or {})
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            conn.request(method, path, body=body, headers=sent)
+            response = conn.getresponse()
+            answer = Answer(response.status, response.headers, response.read())
+        finally:
+            conn.close()
+        for header in answer.headers.get_all("Set-Cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                if morsel["max-age"] == "0" or morsel.value == "":
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+        return answer
+
+    def get(self, path: str, **headers: str) -> Answer:
+        return self.request("GET", path, headers=headers)
+
+    def post(self, path: str, form: Mapping[str, str]) -> Answer:
+        return self.request("POST", path, form=form)
+
+    def csrf(self, path: str = "/") -> str:
+        """The CSRF token of a page's forms (following its redirects)."""
+        answer = self.get(path)
+        for _ in range(3):
+            if answer.status != 303:
+                break
+            answer = self.get(answer.location)
+        found = _CSRF.search(answer.text)
+        assert found is not None, f"no form on {path}"
+        return found.group(1)
+
+    def sign_in(self, username: str, password: str = PASSWORD) -> Answer:
+        page = self.get("/signin")
+        found = _CSRF.search(page.text)
+        assert found is not None, page.text
+        return self.post("/signin", {"username": username, "password": password,
+                                     "csrf": found.group(1), "next": "/"})
+
+
+def portal_port(recorder: Recorder) -> int:
+    assert recorder.portal is not None
+    return recorder.portal.address[1]
+
+
+def add_user(recorder: Recorder, username: str, permissions: Collection[str], *,
+             password: str = PASSWORD, first: str = "", last: str = "Agent") -> int:
+    """A user with a role of their own holding ``permissions``; their USERID."""
+    assert recorder.store is not None
+    directory = recorder.store.directory
+    user_id = directory.add_user(UserFields(
+        username=username, first_name=first or username, last_name=last,
+        password_hash=hash_password(password)), now=time.time())
+    role = directory.add_role(f"role of {username}", "")
+    assert role is not None
+    for permission in permissions:
+        directory.set_role_permission(role.role_id, permission, True)
+    directory.set_user_role(user_id, role.role_id, True)
+    return user_id
+
+
+def add_recording(recorder: Recorder, *, agent_id: int | None, seconds: float = 1.0,
+                  meta: Mapping[str, str] | None = None, device: str = "1001",
+                  keep_days: int | None = None, start: float | None = None) -> tuple[int, Path]:
+    """A complete recording with a real 8 kHz PCM WAV file; its RECORDID and file."""
+    assert recorder.store is not None
+    recordings_dir = recorder.config.storage.recordings_dir
+    start = time.time() - 60 if start is None else start
+    frames = round(seconds * 8000)
+    path = recordings_dir / "portal" / f"{device}-{time.monotonic_ns()}.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(bytes((i * 7) % 256 for i in range(frames * 2)))
+    store = recorder.store.recordings
+    ident = store.insert_recording(NewRecording(
+        device_id=device, call_instance="", channel=0, filename=str(path), media_format="wav",
+        sample_rate=8000, start_time=start, core_ident=1, meta=dict(meta or {}),
+        keep_days=keep_days, agent_id=agent_id if agent_id is not None else -1))
+    store.finish_recording(ident, FinishedRecording(
+        stop_time=start + seconds, duration=seconds, audio_size=path.stat().st_size,
+        audio_hash="", stop_reason="callstop"))
+    return ident, path
