@@ -12,21 +12,22 @@ import pytest
 
 from recorder.api.portal.routes import IDENT, ROUTES, Route
 from recorder.app import Recorder
-from recorder.config.loader import config_from_dict
 from recorder.rules.access import VIEW_OWN
-from tests.helpers.portal import PortalClient, add_recording, add_user, portal_port
-from tests.helpers.recorders import base_config
+from tests.helpers.portal import (
+    PortalClient,
+    add_recording,
+    add_user,
+    portal_port,
+    portal_recorder,
+)
 
 GUARDED = [r for r in ROUTES if not r.public]
 
 
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
-    tmp = tmp_path_factory.mktemp("portal")
-    config = config_from_dict(base_config(tmp, portal={
-        "enabled": True, "port": 0, "signin_attempts_per_minute": 10000}), base_dir=tmp)
-    recorder = Recorder(config)
-    recorder.start()
+    recorder = portal_recorder(tmp_path_factory.mktemp("portal"),
+                               signin_attempts_per_minute=10000)
     yield recorder
     recorder.stop()
     _clients.clear()

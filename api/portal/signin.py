@@ -16,7 +16,12 @@ from recorder.api.portal.sessions import (
     SESSION_COOKIE,
     password_mark,
 )
-from recorder.store.audit import AUDIT_SIGNIN, AUDIT_SIGNIN_FAILED, AUDIT_SIGNOUT
+from recorder.store.audit import (
+    AUDIT_SIGNIN,
+    AUDIT_SIGNIN_FAILED,
+    AUDIT_SIGNOUT,
+    AuditEntry,
+)
 from recorder.store.directory import UserQuery
 from recorder.store.passwords import hash_password, verify_password
 
@@ -77,8 +82,7 @@ async def submit(req: PortalRequest) -> web.StreamResponse:
         return _form(req, 401, WRONG, username, next_page)
     locked = ctx.throttle.locked(username, now)
     if locked:
-        await ctx.run(lambda: ctx.audit(req.entry(AUDIT_SIGNIN_FAILED, username,
-                                                  "locked out")))
+        await ctx.run(lambda: ctx.audit(_failed(req, username, "locked out")))
         minutes = max(1, round(locked / 60))
         return _form(req, 403, f"Too many failed sign-ins: {username} is locked out for "
                      f"about {minutes} minute(s).", username, next_page)
@@ -98,7 +102,7 @@ async def submit(req: PortalRequest) -> web.StreamResponse:
             logger.warning("portal: %r locked out for %.0f s after %d failed sign-ins from %s",
                            username, ctx.config.lockout_seconds, ctx.config.max_failed_signins,
                            req.address)
-        await ctx.run(lambda: ctx.audit(req.entry(AUDIT_SIGNIN_FAILED, username)))
+        await ctx.run(lambda: ctx.audit(_failed(req, username)))
         return _form(req, 401, WRONG, username, next_page)
     user_id, name, stored = found
     ctx.throttle.succeeded(username)
@@ -109,6 +113,12 @@ async def submit(req: PortalRequest) -> web.StreamResponse:
     set_cookie(ctx, response, SESSION_COOKIE, cookie)
     response.del_cookie(PRESESSION_COOKIE, path="/")
     raise response
+
+
+def _failed(req: PortalRequest, username: str, detail: str = "") -> AuditEntry:
+    # Under the name that was tried (no user id: nobody signed in), so the trail of a user
+    # name shows the attempts on it.
+    return replace(req.entry(AUDIT_SIGNIN_FAILED, username, detail), username=username)
 
 
 async def signout(req: PortalRequest) -> web.StreamResponse:

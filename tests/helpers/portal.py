@@ -4,7 +4,10 @@ browser would (without following redirects, so a test sees each answer)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
+import os
 import re
 import time
 import urllib.parse
@@ -16,10 +19,20 @@ from pathlib import Path
 
 from recorder.app import Recorder
 from recorder.store.directory import UserFields
-from recorder.store.passwords import hash_password
 from recorder.store.records import FinishedRecording, NewRecording
 
 PASSWORD = "correct horse battery"
+# Test users' hashes use scrypt at N=2^10 instead of 2^14: the portal checks a password with
+# the parameters its stored hash names, so the check is the same code, 16 times cheaper on
+# a machine the whole suite shares.
+CHEAP_N = 2**10
+
+
+def cheap_hash(password: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=CHEAP_N, r=8, p=1, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${CHEAP_N}$8$1${b64(salt).decode()}${b64(digest).decode()}"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -106,7 +119,7 @@ def add_user(recorder: Recorder, username: str, permissions: Collection[str], *,
     directory = recorder.store.directory
     user_id = directory.add_user(UserFields(
         username=username, first_name=first or username, last_name=last,
-        password_hash=hash_password(password)), now=time.time())
+        password_hash=cheap_hash(password)), now=time.time())
     role = directory.add_role(f"role of {username}", "")
     assert role is not None
     for permission in permissions:
@@ -139,3 +152,16 @@ def add_recording(recorder: Recorder, *, agent_id: int | None, seconds: float = 
         stop_time=start + seconds, duration=seconds, audio_size=path.stat().st_size,
         audio_hash="", stop_reason="callstop"))
     return ident, path
+
+
+def portal_recorder(tmp: Path, **portal: object) -> Recorder:
+    """An in-process recorder in ``tmp`` with the portal on a free port, started; ``portal``
+    is more of the [portal] table."""
+    from recorder.config.loader import config_from_dict  # noqa: PLC0415
+    from tests.helpers.recorders import base_config  # noqa: PLC0415
+
+    config = config_from_dict(base_config(tmp, portal={"enabled": True, "port": 0, **portal}),
+                              base_dir=tmp)
+    recorder = Recorder(config)
+    recorder.start()
+    return recorder

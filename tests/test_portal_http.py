@@ -1,0 +1,294 @@
+"""The portal over HTTP against a real in-process recorder: signing in and its limits, the
+session cookie and CSRF tokens, sessions that end with their user, hostile metadata rendered
+escaped, Range requests for the player, download, delete, and the audit trail of it all."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from recorder.api.portal.sessions import SESSION_COOKIE, Signer
+from recorder.app import Recorder
+from recorder.store.audit import AuditEntry, AuditQuery
+from recorder.store.directory import UserFields
+from tests.helpers.portal import (
+    PortalClient,
+    add_recording,
+    add_user,
+    cheap_hash,
+    portal_port,
+    portal_recorder,
+)
+
+EVERYTHING = ("ALLOWVIEWALLRECORDS", "ALLOWEXPORTDOWNLOAD", "ALLOWFILEDELETE")
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
+    recorder = portal_recorder(tmp_path_factory.mktemp("portal"), max_failed_signins=3,
+                               signin_attempts_per_minute=10000)
+    yield recorder
+    recorder.stop()
+
+
+def client_of(portal: Recorder) -> PortalClient:
+    return PortalClient(portal_port(portal))
+
+
+def audit(portal: Recorder, **query: object) -> list[AuditEntry]:
+    assert portal.store is not None
+    assert portal.store.audit is not None
+    return portal.store.audit.list_audit(AuditQuery(**query))  # type: ignore[arg-type]
+
+
+def test_signing_in_sets_a_strict_httponly_cookie_and_a_wrong_password_does_not(
+        portal: Recorder) -> None:
+    add_user(portal, "sam", EVERYTHING)
+    client = client_of(portal)
+    wrong = client.sign_in("sam", "not the password")
+    assert wrong.status == 401
+    assert "Wrong user name or password" in wrong.text
+    assert SESSION_COOKIE not in client.cookies
+    assert client.sign_in("nobody-at-all", "whatever it is").status == 401
+    right = client.sign_in("SAM")  # user names match without case, as IMPORTUSER's do
+    assert right.status == 303
+    cookie = next(c for c in right.headers.get_all("Set-Cookie") or []
+                  if c.startswith(SESSION_COOKIE))
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert "Path=/" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; under HTTPS it is Secure
+    assert client.get("/recordings").status == 200
+    actions = [(e.action, e.username) for e in audit(portal, limit=4)]
+    assert actions == [("search", "sam"), ("signin", "sam"),
+                       ("signin-failed", "nobody-at-all"), ("signin-failed", "sam")]
+    failed = audit(portal, action="signin-failed", limit=2)
+    assert [e.target for e in failed] == ["nobody-at-all", "sam"]
+    assert failed[0].address == "127.0.0.1"
+
+
+def test_a_name_is_locked_out_after_repeated_failures_even_with_the_right_password(
+        portal: Recorder) -> None:
+    add_user(portal, "lou", EVERYTHING)
+    client = client_of(portal)
+    for _ in range(3):  # portal.max_failed_signins
+        assert client.sign_in("lou", "guess guess").status == 401
+    locked = client.sign_in("lou")
+    assert locked.status == 403
+    assert "locked out" in locked.text
+    assert SESSION_COOKIE not in client.cookies
+    assert audit(portal, username="lou", limit=1)[0].detail == "locked out"
+    # Another name is not held up by it.
+    add_user(portal, "lia", EVERYTHING)
+    assert client.sign_in("lia").status == 303
+
+
+def test_a_form_without_its_csrf_token_is_refused(portal: Recorder) -> None:
+    add_user(portal, "cora", EVERYTHING)
+    client = client_of(portal)
+    client.get("/signin")
+    refused = client.post("/signin", {"username": "cora", "password": "correct horse battery"})
+    assert refused.status == 403
+    assert SESSION_COOKIE not in client.cookies
+    assert client.sign_in("cora").status == 303
+    ident, path = add_recording(portal, agent_id=None)
+    assert client.post(f"/recordings/{ident}/delete", {}).status == 403
+    assert client.post(f"/recordings/{ident}/delete", {"csrf": "forged"}).status == 403
+    other = client_of(portal)
+    other.sign_in("cora")
+    # Another session's token is no good either.
+    assert client.post(f"/recordings/{ident}/delete", {"csrf": other.csrf()}).status == 403
+    assert client.post("/signout", {}).status == 403
+    assert path.exists()
+    assert client.get("/recordings").status == 200  # still signed in
+
+
+def test_a_session_cookie_signed_with_another_key_is_refused(portal: Recorder) -> None:
+    add_user(portal, "kim", EVERYTHING)
+    client = client_of(portal)
+    client.sign_in("kim")
+    session_id = client.cookies[SESSION_COOKIE].rpartition(".")[0]
+    forged = client_of(portal)
+    forged.cookies[SESSION_COOKIE] = Signer(b"another appliance's key!" * 2).sign(
+        "session", session_id)
+    answer = forged.get("/recordings")
+    assert answer.status == 303
+    assert answer.location.startswith("/signin")
+    assert forged.get("/recordings/1/audio").status == 403
+    assert client.get("/recordings").status == 200
+
+
+def test_signing_out_ends_the_session(portal: Recorder) -> None:
+    add_user(portal, "otto", EVERYTHING)
+    client = client_of(portal)
+    client.sign_in("otto")
+    cookie = client.cookies[SESSION_COOKIE]
+    assert client.post("/signout", {"csrf": client.csrf()}).status == 303
+    replay = client_of(portal)
+    replay.cookies[SESSION_COOKIE] = cookie  # a copy kept from before the sign-out
+    assert replay.get("/recordings").status == 303
+    assert audit(portal, username="otto", limit=1)[0].action == "signout"
+
+
+def test_a_deleted_users_live_session_ends_at_its_next_request(portal: Recorder) -> None:
+    assert portal.store is not None
+    user_id = add_user(portal, "dee", EVERYTHING)
+    client = client_of(portal)
+    client.sign_in("dee")
+    ident, _ = add_recording(portal, agent_id=None)
+    assert client.get(f"/recordings/{ident}").status == 200
+    portal.store.directory.delete_user(user_id, now=time.time())
+    assert client.get(f"/recordings/{ident}").status == 303
+    assert client.get(f"/recordings/{ident}/audio").status == 403
+
+
+def test_a_changed_password_ends_the_users_sessions(portal: Recorder) -> None:
+    assert portal.store is not None
+    user_id = add_user(portal, "pat", EVERYTHING)
+    client = client_of(portal)
+    client.sign_in("pat")
+    portal.store.directory.modify_user(
+        user_id, UserFields(password_hash=cheap_hash("a new password")), now=time.time())
+    assert client.get("/recordings").status == 303
+
+
+def test_a_revoked_permission_takes_effect_at_the_next_request(portal: Recorder) -> None:
+    assert portal.store is not None
+    add_user(portal, "rev", EVERYTHING)
+    client = client_of(portal)
+    client.sign_in("rev")
+    role = portal.store.directory.find_role(name="role of rev")
+    assert role is not None
+    ident, _ = add_recording(portal, agent_id=None)
+    assert client.get(f"/recordings/{ident}/download").status == 200
+    portal.store.directory.set_role_permission(role.role_id, "ALLOWEXPORTDOWNLOAD", False)
+    assert client.get(f"/recordings/{ident}/download").status == 403
+
+
+HOSTILE = {"ANI": "<script>alert('ani')</script>",
+           "USER1": '"><img src=x onerror=alert(1)>',
+           "USER15": "{{ 7*7 }}</td><script>alert(15)</script>",
+           "DNIS": "javascript:alert(1)", "GROUP": "&amp;<b>bold</b>"}
+
+
+def test_what_callers_typed_is_rendered_escaped(portal: Recorder) -> None:
+    agent = add_user(portal, "<b>eve</b>", EVERYTHING, first="<i>Eve</i>")
+    ident, _ = add_recording(portal, agent_id=agent, meta=HOSTILE)
+    client = client_of(portal)
+    client.sign_in("<b>eve</b>")
+    pages = [client.get(f"/recordings?group={HOSTILE['GROUP'].replace('&', '%26')}"),
+             client.get(f"/recordings/{ident}"), client.get(f"/recordings/{ident}/delete")]
+    for page in pages:
+        assert page.status == 200
+        assert "<script>" not in page.text
+        assert "<img" not in page.text
+        assert "<b>" not in page.text
+        assert "<i>" not in page.text
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    shown = pages[1].text
+    assert "&lt;script&gt;alert(&#39;ani&#39;)&lt;/script&gt;" in shown
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in shown
+    assert "{{ 7*7 }}" in shown  # shown as typed, never evaluated as a template
+    assert "&amp;amp;&lt;b&gt;bold&lt;/b&gt;" in shown
+    assert f"Open {ident}" in pages[0].text  # the search found it by its hostile GROUP
+    assert "&lt;i&gt;Eve&lt;/i&gt;" in pages[0].text
+
+
+def test_the_player_gets_range_requests_and_playing_sets_listenedto(portal: Recorder) -> None:
+    assert portal.store is not None
+    add_user(portal, "ray", ("ALLOWVIEWALLRECORDS",))
+    ident, path = add_recording(portal, agent_id=None, seconds=2.0)
+    data = path.read_bytes()
+    client = client_of(portal)
+    client.sign_in("ray")
+    page = client.get(f"/recordings/{ident}").text
+    assert f'<audio controls preload="metadata" src="/recordings/{ident}/audio"' in page
+    seek = client.get(f"/recordings/{ident}/audio", Range="bytes=1000-1999")
+    assert seek.status == 206
+    assert seek.body == data[1000:2000]
+    assert seek.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+    assert seek.headers["Content-Type"] == "audio/wav"
+    row = portal.store.recordings.get_recording(ident)
+    assert row is not None
+    assert not row.listened_to  # a seek is not a new listening
+    assert not [e for e in audit(portal, username="ray") if e.action == "play"]
+    tail = client.get(f"/recordings/{ident}/audio", Range="bytes=-100")
+    assert tail.status == 206
+    assert tail.body == data[-100:]
+    start = client.get(f"/recordings/{ident}/audio", Range="bytes=0-")
+    assert start.status == 206
+    assert start.body == data
+    row = portal.store.recordings.get_recording(ident)
+    assert row is not None
+    assert row.listened_to
+    assert [(e.action, e.target) for e in audit(portal, username="ray", limit=1)] == [
+        ("play", str(ident))]
+    assert "Download" not in page  # ALLOWEXPORTDOWNLOAD is not ray's
+    assert "Delete" not in page
+
+
+def test_download_is_the_stored_file_as_an_attachment(portal: Recorder) -> None:
+    add_user(portal, "dot", ("ALLOWVIEWALLRECORDS", "ALLOWEXPORTDOWNLOAD"))
+    ident, path = add_recording(portal, agent_id=None)
+    client = client_of(portal)
+    client.sign_in("dot")
+    answer = client.get(f"/recordings/{ident}/download")
+    assert answer.status == 200
+    assert answer.body == path.read_bytes()
+    assert answer.headers["Content-Disposition"] == \
+        f'attachment; filename="recording-{ident}-{path.name}"'
+    assert audit(portal, username="dot", limit=1)[0].action == "download"
+
+
+def _lock(portal: Recorder, ident: int) -> None:
+    # No request sets LOCKED yet; the test sets it as an integration would.
+    conn = sqlite3.connect(portal.config.storage.database_path)
+    with conn:
+        conn.execute("UPDATE recordings SET locked = 1 WHERE ident = ?", (ident,))
+    conn.close()
+
+
+def test_delete_asks_first_and_refuses_locked_and_held_recordings(portal: Recorder) -> None:
+    assert portal.store is not None
+    add_user(portal, "del", ("ALLOWVIEWALLRECORDS", "ALLOWFILEDELETE"))
+    client = client_of(portal)
+    client.sign_in("del")
+    locked, locked_path = add_recording(portal, agent_id=None)
+    _lock(portal, locked)
+    held, held_path = add_recording(portal, agent_id=None, keep_days=30)
+    for ident, reason in ((locked, "it is locked"), (held, "its KEEPDAYS (30) holds it")):
+        assert reason in client.get(f"/recordings/{ident}/delete").text
+        refused = client.post(f"/recordings/{ident}/delete", {"csrf": client.csrf()})
+        assert refused.status == 409
+        assert reason in refused.text
+    assert locked_path.exists()
+    assert held_path.exists()
+    ident, path = add_recording(portal, agent_id=None)
+    confirm = client.get(f"/recordings/{ident}/delete")
+    assert "will be deleted for good" in confirm.text
+    assert path.exists()  # asking is not deleting
+    done = client.post(f"/recordings/{ident}/delete", {"csrf": client.csrf()})
+    assert done.status == 303
+    assert not path.exists()
+    assert portal.store.recordings.get_recording(ident) is None
+    assert client.get(f"/recordings/{ident}").status == 404
+    entry = audit(portal, username="del", limit=1)[0]
+    assert (entry.action, entry.target, entry.detail) == ("delete", str(ident), str(path))
+
+
+def test_searching_is_audited_with_its_filters(portal: Recorder) -> None:
+    add_user(portal, "sue", ("ALLOWVIEWALLRECORDS",))
+    add_recording(portal, agent_id=None, meta={"ANI": "6145551212", "USER7": "acct-7"})
+    client = client_of(portal)
+    client.sign_in("sue")
+    found = client.get("/recordings?ani=6145551212&user7=acct-7&order=oldest")
+    assert found.status == 200
+    assert "6145551212" in found.text
+    assert "No recordings match" in client.get("/recordings?ani=0000").text
+    bad = client.get("/recordings?from=yesterday")
+    assert "from: not a date and time" in bad.text
+    entries = [e for e in audit(portal, username="sue") if e.action == "search"]
+    assert entries[-1].detail == "ani=6145551212&user7=acct-7&order=oldest"
