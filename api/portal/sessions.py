@@ -27,9 +27,9 @@ logger = logging.getLogger(__name__)
 
 KEY_FILE = "portal-key"
 KEY_BYTES = 32
-SESSION_COOKIE = "recorder_session"
+SESSION_COOKIE = "portal_session"
 # Before sign-in: binds the sign-in form's CSRF token to this browser.
-PRESESSION_COOKIE = "recorder_signin"
+PRESESSION_COOKIE = "portal_signin"
 # Sessions kept at most; beyond it the least recently used is ended (a flood of sign-ins
 # cannot grow memory without bound).
 MAX_SESSIONS = 10000
