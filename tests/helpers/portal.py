@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import os
 import re
+import ssl
 import time
 import urllib.parse
 import wave
@@ -57,10 +58,19 @@ class PortalClient:
 
     port: int
     cookies: dict[str, str] = field(default_factory=dict)
+    tls: bool = False  # HTTPS, the portal's self-signed certificate accepted
 
     def request(self, method: str, path: str, form: Mapping[str, str] | None = None,
                 headers: Mapping[str, str] | None = None) -> Answer:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn: http.client.HTTPConnection
+        if self.tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
+                                               context=context)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         sent = dict(headers or {})
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
