@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
+# Password checks at once: each is a scrypt hash (a core and 16 MiB for ~60 ms). More sign-ins
+# wait their turn on the event loop, holding no thread, so a flood of them cannot take every
+# worker from the pages (and max_clients bounds how many wait).
+PASSWORD_CHECKS = 2
+
 
 @dataclass
 class PortalContext:
@@ -38,6 +43,8 @@ class PortalContext:
     recordings_dir: Path
     secure: bool  # served over HTTPS: the cookies are Secure
     clock: Callable[[], float] = field(default=time.time)
+    password_checks: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(PASSWORD_CHECKS))
 
     async def run(self, call: Callable[[], _T]) -> _T:
         """``call()`` on a portal worker: the database and password hashes never block the

@@ -96,7 +96,8 @@ async def submit(req: PortalRequest) -> web.StreamResponse:
             return None
         return user.user_id, user.username, stored
 
-    found = await ctx.run(check)
+    async with ctx.password_checks:
+        found = await ctx.run(check)
     if found is None:
         if ctx.throttle.failed(username, now):
             logger.warning("portal: %r locked out for %.0f s after %d failed sign-ins from %s",
