@@ -292,3 +292,32 @@ def test_searching_is_audited_with_its_filters(portal: Recorder) -> None:
     assert "from: not a date and time" in bad.text
     entries = [e for e in audit(portal, username="sue") if e.action == "search"]
     assert entries[-1].detail == "ani=6145551212&user7=acct-7&order=oldest"
+
+
+def test_groups_narrow_what_view_all_shows(portal: Recorder) -> None:
+    assert portal.store is not None
+    directory = portal.store.directory
+    boss = add_user(portal, "gil", ("ALLOWVIEWALLRECORDS", "VIEWOWNRECORDS"))
+    member = add_user(portal, "gwen", ())
+    group, _ = directory.add_group("Sales & <Marketing>")
+    directory.set_group_member(group.group_id, member, "2001", True)
+    role = directory.find_role(name="role of gil")
+    assert role is not None
+    directory.set_role_group(role.role_id, group.group_id, True)
+    on_device, _ = add_recording(portal, agent_id=None, device="2001", meta={"ANI": "g-dev"})
+    by_agent, _ = add_recording(portal, agent_id=member, device="3001", meta={"ANI": "g-agt"})
+    own, _ = add_recording(portal, agent_id=boss, device="3002", meta={"ANI": "g-own"})
+    outside, _ = add_recording(portal, agent_id=None, device="3003", meta={"ANI": "g-out"})
+    client = client_of(portal)
+    client.sign_in("gil")
+    listing = client.get("/recordings").text
+    for ani in ("g-dev", "g-agt", "g-own"):
+        assert ani in listing
+    assert "g-out" not in listing
+    for ident in (on_device, by_agent, own):
+        assert client.get(f"/recordings/{ident}").status == 200
+    assert client.get(f"/recordings/{outside}").status == 404
+    assert client.get(f"/recordings/{outside}/audio").status == 404
+    # Taking the group from the role widens the view again at the next request.
+    directory.set_role_group(role.role_id, group.group_id, False)
+    assert client.get(f"/recordings/{outside}").status == 200

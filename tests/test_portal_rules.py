@@ -20,13 +20,16 @@ from recorder.config.loader import config_from_dict
 from recorder.errors import ConfigError, StartupError
 from recorder.rules.access import (
     VIEW,
+    Principal,
     Scope,
+    Within,
     agent_filter,
     deletion_refused,
     may_see,
     needs,
     permits,
     record_scope,
+    view_groups,
 )
 from recorder.store.records import STATUS_COMPLETE, STATUS_RECORDING, RecordingRow
 
@@ -193,3 +196,32 @@ def test_portal_settings_are_checked_each_naming_its_key(tmp_path: Path):
     assert "portal.session_idle_seconds: 7200.0 is longer than portal.session_max_seconds" \
         in problems
     assert config_from_dict({}).portal.enabled is False
+
+
+@pytest.mark.parametrize(("roles", "groups"), [
+    ([], frozenset()),
+    ([({"ALLOWVIEWALLRECORDS"}, ())], None),
+    ([({"ALLOWVIEWALLRECORDS"}, (1, 2))], {1, 2}),
+    ([({"ALLOWVIEWALLRECORDS"}, (1,)), ({"ALLOWVIEWALLRECORDS"}, (3,))], {1, 3}),
+    ([({"ALLOWVIEWALLRECORDS"}, (1,)), ({"ALLOWVIEWALLRECORDS"}, ())], None),
+    # A role's groups narrow only what that role grants.
+    ([({"ALLOWVIEWALLRECORDS"}, (1,)), ({"ALLOWCOMMENT"}, (2,))], {1}),
+])
+def test_groups_narrow_view_all_role_by_role(roles, groups):
+    assert view_groups(roles) == groups
+
+
+@pytest.mark.parametrize(("granted", "device", "agent", "sees"), [
+    ({"ALLOWVIEWALLRECORDS"}, "2001", None, True),
+    ({"ALLOWVIEWALLRECORDS"}, "3001", 5, True),  # an agent of the group, on any device
+    ({"ALLOWVIEWALLRECORDS"}, "3001", 6, False),
+    ({"ALLOWVIEWALLRECORDS"}, "3001", 7, False),
+    ({"ALLOWVIEWALLRECORDS", "VIEWOWNRECORDS"}, "3001", 7, True),  # their own call
+])
+def test_a_narrowed_view_all_sees_its_groups_devices_and_agents(granted, device, agent, sees):
+    within = Within(frozenset({"2001"}), frozenset({5}))
+    assert may_see(granted, 7, _row(device_id=device, agent_id=agent), within) is sees
+    principal = Principal(7, "ann", frozenset(granted), within)
+    expected = (5, 7) if "VIEWOWNRECORDS" in granted else (5,)
+    assert principal.visible() == (("2001",), expected)
+    assert Principal(7, "ann", frozenset(granted)).visible() == (None, ())

@@ -75,6 +75,11 @@ def test_the_portals_filters_and_pages(store: SqliteStore) -> None:
     assert ids(max_duration=90) == [b, a]
     assert ids(limit=1, offset=1) == [b]
     assert ids(limit=2, offset=1, oldest_first=True) == [b, c]
+    # A user's groups: their devices (all three are on 1001 here) or their agents.
+    assert ids(within_devices=("1001",)) == [c, b, a]
+    assert ids(within_devices=("2001",), within_agents=(8,)) == [b]
+    assert ids(within_devices=(), within_agents=(7,)) == [c, a]
+    assert ids(within_devices=()) == []
 
 
 def test_listened_to_and_deleting_a_row(store: SqliteStore, tmp_path: Path) -> None:

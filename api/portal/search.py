@@ -35,7 +35,9 @@ async def search(req: PortalRequest) -> web.StreamResponse:
     anything, agent_id = agent_filter(user.granted, user.user_id, form.agent_id)
     rows: list[RecordingRow] = []
     if not form.problems and anything:
-        query = dataclasses.replace(form.query, agent_id=agent_id)
+        devices, agents = user.visible()
+        query = dataclasses.replace(form.query, agent_id=agent_id, within_devices=devices,
+                                    within_agents=agents)
         detail = urlencode({k: v for k, v in form.values.items() if v})
 
         def run() -> list[RecordingRow]:

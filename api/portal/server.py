@@ -38,7 +38,7 @@ from recorder.api.portal.sessions import (
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.config.portal import PortalConfig
 from recorder.errors import StartupError
-from recorder.rules.access import Principal, missing
+from recorder.rules.access import Principal, Within, missing, view_groups
 from recorder.store.factory import Store
 from recorder.worker import Worker
 
@@ -217,22 +217,31 @@ class PortalServer(Worker):
             return
         directory = ctx.store.directory
 
-        def load() -> frozenset[str] | None:
+        def load() -> Principal | None:
             user = directory.get_user(session.user_id)
             stored = directory.password_hash(session.user_id)
             if user is None or user.deleted or stored is None or \
                     password_mark(stored) != session.password_mark:
                 return None
-            return directory.user_permissions(session.user_id)
+            roles = directory.user_roles(session.user_id)
+            granted = frozenset(p for role in roles for p in role.permissions)
+            groups = view_groups((role.permissions, role.group_ids) for role in roles)
+            within = None
+            if groups is not None:
+                found = [g for gid in sorted(groups)
+                         if (g := directory.find_group(group_id=gid)) is not None]
+                within = Within(frozenset(d for g in found for d in g.device_ids),
+                                frozenset(u for g in found for u in g.user_ids))
+            return Principal(session.user_id, session.username, granted, within)
 
-        granted = await ctx.run(load)
-        if granted is None:
+        principal = await ctx.run(load)
+        if principal is None:
             logger.info("portal: ended the session of %s (user deleted or password changed)",
                         session.username)
             ctx.sessions.end_user(session.user_id)
             return
         req.session = session
-        req.principal = Principal(session.user_id, session.username, granted)
+        req.principal = principal
 
     async def _csrf_ok(self, route: Route, req: PortalRequest) -> bool:
         data = await req.request.post()

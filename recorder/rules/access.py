@@ -4,12 +4,15 @@ Permissions are MODIFYROLEPERMISSION's names (``recorder.api.protocol.permission
 the union of their roles'. A requirement is a tuple of clauses, each met by any one of its
 permissions, all of them needed: downloading needs (VIEWOWNRECORDS or ALLOWVIEWALLRECORDS) and
 ALLOWEXPORTDOWNLOAD. Which recordings a user sees is a scope: all (ALLOWVIEWALLRECORDS), those
-whose agent at call time is the user (VIEWOWNRECORDS), or none. Pure functions of plain values.
+whose agent at call time is the user (VIEWOWNRECORDS), or none. Groups narrow ALLOWVIEWALLRECORDS
+(MODIFYGROUPPERMISSION puts agents and devices in groups, MODIFYROLEGROUPPERMISSION gives
+groups to roles): a role granting it with groups sees the recordings of those groups' devices
+and agents; a role granting it with no group sees all. Pure functions of plain values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -57,13 +60,41 @@ def record_scope(granted: Collection[str]) -> Scope:
     return Scope.NONE
 
 
-def may_see(granted: Collection[str], user_id: int, row: RecordingRow) -> bool:
-    """Whether the user may see the recording: all of them, or those whose agent is them.
+@dataclass(frozen=True)
+class Within:
+    """The groups ALLOWVIEWALLRECORDS is narrowed to: their devices and their agents."""
+
+    devices: frozenset[str] = frozenset()
+    agents: frozenset[int] = frozenset()
+
+    def holds(self, row: RecordingRow) -> bool:
+        return row.device_id in self.devices or (
+            row.agent_id is not None and row.agent_id in self.agents)
+
+
+def view_groups(roles: Iterable[tuple[Collection[str], Collection[int]]]
+                ) -> frozenset[int] | None:
+    """The groups the user's ALLOWVIEWALLRECORDS is narrowed to, from each role's
+    (permissions, groups); None when it is not narrowed (a role grants it with no group)."""
+    groups: set[int] = set()
+    for permissions, role_groups in roles:
+        if VIEW_ALL in permissions:
+            if not role_groups:
+                return None
+            groups.update(role_groups)
+    return frozenset(groups)
+
+
+def may_see(granted: Collection[str], user_id: int, row: RecordingRow,
+            within: Within | None = None) -> bool:
+    """Whether the user may see the recording: all of them (or all of their groups'), or those
+    whose agent is them.
 
     The row's agent is the one fixed when it was recorded (the phone's owner then), so a phone
     handed to someone else later does not hand them its history."""
-    scope = record_scope(granted)
-    return scope is Scope.ALL or (scope is Scope.OWN and row.agent_id == user_id)
+    if VIEW_ALL in granted and (within is None or within.holds(row)):
+        return True
+    return VIEW_OWN in granted and row.agent_id == user_id
 
 
 def agent_filter(granted: Collection[str], user_id: int, wanted: int | None
@@ -103,9 +134,21 @@ class Principal:
     user_id: int
     username: str
     granted: frozenset[str]
+    within: Within | None = None  # the groups ALLOWVIEWALLRECORDS is narrowed to, if any
 
     def permits(self, requirement: Requirement) -> bool:
         return permits(self.granted, requirement)
 
     def may_see(self, row: RecordingRow) -> bool:
-        return may_see(self.granted, self.user_id, row)
+        return may_see(self.granted, self.user_id, row, self.within)
+
+    def visible(self) -> tuple[tuple[str, ...] | None, tuple[int, ...]]:
+        """A search's limit to the user's groups, as the store's RecordingQuery takes it
+        (within_devices, within_agents): None when the user sees all; their own calls count
+        when VIEWOWNRECORDS is theirs too."""
+        if self.within is None or record_scope(self.granted) is not Scope.ALL:
+            return None, ()
+        agents = set(self.within.agents)
+        if VIEW_OWN in self.granted:
+            agents.add(self.user_id)
+        return tuple(sorted(self.within.devices)), tuple(sorted(agents))

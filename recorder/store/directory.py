@@ -250,6 +250,10 @@ class DirectoryStore(ABC):
         """Remove the role and every assignment of it."""
 
     @abstractmethod
+    def user_roles(self, user_id: int) -> list[RoleRow]:
+        """Every role assigned to the user, with its permissions and groups."""
+
+    @abstractmethod
     def set_role_group(self, role_id: int, group_id: int, member: bool) -> bool:
         """Assign (or unassign) the group to the role; True if anything changed."""
 

@@ -157,6 +157,10 @@ class RecordingQuery:
     max_duration: float | None = None
     offset: int = 0  # rows skipped before the first one listed
     oldest_first: bool = False
+    # Only rows recorded on one of these devices or with one of these agents (the groups a
+    # user's roles narrow ALLOWVIEWALLRECORDS to); None: no such limit.
+    within_devices: tuple[str, ...] | None = None
+    within_agents: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

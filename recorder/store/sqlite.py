@@ -191,6 +191,12 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, RecordingStore):
             # "+" unless it is the only filter: recordings_by_agent is not in time order.
             where.append(f"{'+' if query.equals else ''}r.agent_id = ?")
             args.append(query.agent_id)
+        if query.within_devices is not None:
+            devices, agents = query.within_devices, query.within_agents
+            terms = [f"+r.device_id IN ({', '.join('?' * len(devices))})"] if devices else []
+            terms += [f"+r.agent_id IN ({', '.join('?' * len(agents))})"] if agents else []
+            where.append(f"({' OR '.join(terms)})" if terms else "0")
+            args += [*devices, *agents]
         for op, bound in ((">=", query.min_duration), ("<=", query.max_duration)):
             if bound is not None:
                 where.append(f"r.duration {op} ?")

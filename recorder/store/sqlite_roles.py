@@ -96,6 +96,13 @@ class SqliteRoles(SqliteConnection):
             "SELECT user_id FROM user_roles WHERE role_id = ? ORDER BY user_id", (rid,)))
         return RoleRow(rid, row[1], row[2], permissions, groups, users)
 
+    def user_roles(self, user_id: int) -> list[RoleRow]:
+        with self._db(f"read the roles of user {user_id}") as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT role_id FROM user_roles WHERE user_id = ? ORDER BY role_id",
+                (user_id,))]
+            return [role for rid in ids if (role := self._role(conn, rid, None)) is not None]
+
     def modify_role(self, role_id: int, description: str) -> bool:
         with self._tx(f"modify role {role_id}") as conn:
             cursor = conn.execute("UPDATE roles SET description = ? WHERE role_id = ?",
