@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,13 @@ from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.errors import StartupError
 from tests.helpers.net import self_signed
-from tests.helpers.portal import PortalClient, add_user, portal_port, portal_recorder
+from tests.helpers.portal import (
+    PortalClient,
+    add_recording,
+    add_user,
+    portal_port,
+    portal_recorder,
+)
 from tests.helpers.recorders import base_config
 
 
@@ -75,3 +82,26 @@ def test_a_port_already_taken_stops_the_start_naming_the_key(tmp_path: Path) -> 
             recorder.start()
     assert recorder.api is not None
     assert not recorder.api.alive  # every stage that had started was stopped
+
+
+def test_max_clients_counts_a_stream_until_it_has_gone(tmp_path: Path) -> None:
+    recorder = portal_recorder(tmp_path, max_clients=1)
+    try:
+        add_user(recorder, "max", ("ALLOWVIEWALLRECORDS",))
+        # 16 MB: more than the socket buffers hold, so the stream waits for its reader.
+        ident, _ = add_recording(recorder, agent_id=None, seconds=1000)
+        client = PortalClient(portal_port(recorder))
+        client.sign_in("max")
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        with socket.create_connection(("127.0.0.1", portal_port(recorder))) as stalled:
+            stalled.sendall(f"GET /recordings/{ident}/audio HTTP/1.1\r\nHost: x\r\n"
+                            f"Cookie: {cookie}\r\n\r\n".encode())
+            assert stalled.recv(12) == b"HTTP/1.1 200"  # and reads no more
+            busy = client.get("/recordings")
+            assert busy.status == 503
+        deadline = time.monotonic() + 10
+        while client.get("/recordings").status == 503:  # the place comes back
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        recorder.stop()

@@ -176,7 +176,13 @@ class PortalServer(Worker):
                 return web.Response(status=503, text="The portal is busy; try again shortly.")
             self._in_flight += 1
             try:
-                return await self._serve(route, request, ctx)
+                response = await self._serve(route, request, ctx)
+                if route.media:
+                    # Sent here, so the place is held until the file has gone (or the client
+                    # has): a stream is a client as much as a page is.
+                    await response.prepare(request)
+                    await response.write_eof()
+                return response
             finally:
                 self._in_flight -= 1
 

@@ -140,7 +140,8 @@ def add_user(recorder: Recorder, username: str, permissions: Collection[str], *,
 
 def add_recording(recorder: Recorder, *, agent_id: int | None, seconds: float = 1.0,
                   meta: Mapping[str, str] | None = None, device: str = "1001",
-                  keep_days: int | None = None, start: float | None = None) -> tuple[int, Path]:
+                  keep_days: int | None = None, start: float | None = None
+                  ) -> tuple[int, Path]:
     """A complete recording with a real 8 kHz PCM WAV file; its RECORDID and file."""
     assert recorder.store is not None
     recordings_dir = recorder.config.storage.recordings_dir
@@ -152,7 +153,8 @@ def add_recording(recorder: Recorder, *, agent_id: int | None, seconds: float = 
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(8000)
-        out.writeframes(bytes((i * 7) % 256 for i in range(frames * 2)))
+        pattern = bytes((i * 7) % 256 for i in range(256))
+        out.writeframes((pattern * (frames * 2 // 256 + 1))[:frames * 2])
     store = recorder.store.recordings
     ident = store.insert_recording(NewRecording(
         device_id=device, call_instance="", channel=0, filename=str(path), media_format="wav",
