@@ -4,6 +4,8 @@ escaped, Range requests for the player, download, delete, and the audit trail of
 
 from __future__ import annotations
 
+import csv
+import io
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -321,3 +323,48 @@ def test_groups_narrow_what_view_all_shows(portal: Recorder) -> None:
     # Taking the group from the role widens the view again at the next request.
     directory.set_role_group(role.role_id, group.group_id, False)
     assert client.get(f"/recordings/{outside}").status == 200
+
+
+def test_changing_ones_password_keeps_this_session_and_ends_the_others(
+        portal: Recorder) -> None:
+    add_user(portal, "cap", ("ALLOWCHANGEPASSWORD", "ALLOWVIEWALLRECORDS"))
+    client, other = client_of(portal), client_of(portal)
+    client.sign_in("cap")
+    other.sign_in("cap")
+    token = client.csrf("/password")
+    wrong = client.post("/password", {"csrf": token, "current": "not it at all",
+                                      "new": "a brand new secret", "again": "a brand new secret"})
+    assert wrong.status == 403
+    differ = client.post("/password", {"csrf": token, "current": "correct horse battery",
+                                       "new": "a brand new secret", "again": "another one"})
+    assert differ.status == 400
+    done = client.post("/password", {"csrf": token, "current": "correct horse battery",
+                                     "new": "a brand new secret", "again": "a brand new secret"})
+    assert done.status == 200
+    assert "has been changed" in done.text
+    assert client.get("/recordings").status == 200
+    assert other.get("/recordings").status == 303
+    assert client_of(portal).sign_in("cap", "a brand new secret").status == 303
+    assert audit(portal, username="cap", action="password", limit=1)
+
+
+def test_the_audit_page_and_its_csv_defuse_what_callers_typed(portal: Recorder) -> None:
+    add_user(portal, "aud", ("AUDITREPORTING",))
+    client_of(portal).sign_in("=HYPERLINK(\"http://evil\")", "whatever it is")
+    client_of(portal).sign_in("<script>x</script>", "whatever it is")
+    client = client_of(portal)
+    client.sign_in("aud")
+    page = client.get("/audit?action=signin-failed")
+    assert page.status == 200
+    assert "<script>x" not in page.text
+    assert "&lt;script&gt;x&lt;/script&gt;" in page.text
+    assert "signin" in client.get("/audit?user=aud").text
+    sheet = client.get("/audit.csv?action=signin-failed")
+    assert sheet.status == 200
+    assert sheet.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(sheet.text)))
+    assert rows[0] == ["time_utc", "user_id", "user", "action", "target", "detail", "address"]
+    users = [row[2] for row in rows[1:]]
+    assert "'=HYPERLINK(\"http://evil\")" in users  # text to a spreadsheet, not a formula
+    assert "<script>x</script>" in users
+    assert not [cell for row in rows[1:] for cell in row if cell.startswith(("=", "+", "@"))]

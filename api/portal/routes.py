@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from recorder.api.portal import assets, recordings, search, signin
+from recorder.api.portal import account, assets, recordings, search, signin
 from recorder.api.portal.context import PortalRequest
 from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
 
@@ -50,5 +50,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", RECORDING + "/delete", recordings.confirm_delete,
           needs(VIEW, "ALLOWFILEDELETE")),
     Route("POST", RECORDING + "/delete", recordings.delete, needs(VIEW, "ALLOWFILEDELETE")),
+    Route("GET", "/password", account.password_form, needs("ALLOWCHANGEPASSWORD")),
+    Route("POST", "/password", account.change_password, needs("ALLOWCHANGEPASSWORD")),
+    Route("GET", "/audit", account.audit_page, needs("AUDITREPORTING")),
+    Route("GET", "/audit.csv", account.audit_csv, needs("AUDITREPORTING")),
     Route("GET", "/static/{name}", assets.static_file, public=True),
 )

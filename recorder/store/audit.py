@@ -14,6 +14,7 @@ AUDIT_SEARCH = "search"
 AUDIT_PLAY = "play"
 AUDIT_DOWNLOAD = "download"
 AUDIT_DELETE = "delete"
+AUDIT_PASSWORD = "password"  # a user changed their own password
 
 
 @dataclass(frozen=True)
