@@ -5,7 +5,9 @@ escaped, Range requests for the player, download, delete, and the audit trail of
 from __future__ import annotations
 
 import csv
+import http.client
 import io
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -292,6 +294,8 @@ def test_searching_is_audited_with_its_filters(portal: Recorder) -> None:
     assert "No recordings match" in client.get("/recordings?ani=0000").text
     bad = client.get("/recordings?from=yesterday")
     assert "from: not a date and time" in bad.text
+    assert "agent: no user named nobody-here" in client.get("/recordings?agent=nobody-here").text
+    assert "No recordings match" in client.get("/recordings?agent=SUE&ani=6145551212").text
     entries = [e for e in audit(portal, username="sue") if e.action == "search"]
     assert entries[-1].detail == "ani=6145551212&user7=acct-7&order=oldest"
 
@@ -368,3 +372,28 @@ def test_the_audit_page_and_its_csv_defuse_what_callers_typed(portal: Recorder) 
     assert "'=HYPERLINK(\"http://evil\")" in users  # text to a spreadsheet, not a formula
     assert "<script>x</script>" in users
     assert not [cell for row in rows[1:] for cell in row if cell.startswith(("=", "+", "@"))]
+
+
+def test_a_kept_alive_connection_plays_and_downloads_in_turn_without_an_error(
+        portal: Recorder, caplog: pytest.LogCaptureFixture) -> None:
+    add_user(portal, "kay", ("ALLOWVIEWALLRECORDS", "ALLOWEXPORTDOWNLOAD"))
+    ident, path = add_recording(portal, agent_id=None)
+    client = client_of(portal)
+    client.sign_in("kay")
+    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    conn = http.client.HTTPConnection("127.0.0.1", portal_port(portal), timeout=10)
+    try:
+        for target, headers in ((f"/recordings/{ident}/audio", {"Range": "bytes=0-"}),
+                                (f"/recordings/{ident}/audio", {"Range": "bytes=10-19"}),
+                                (f"/recordings/{ident}/download", {}),
+                                (f"/recordings/{ident}", {})):
+            conn.request("GET", target, headers={"Cookie": cookie, **headers})
+            response = conn.getresponse()
+            body = response.read()
+            assert response.status in (200, 206), target
+            if "Range" in headers and headers["Range"] == "bytes=10-19":
+                assert body == path.read_bytes()[10:20]
+    finally:
+        conn.close()
+    assert "Unhandled exception" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -182,7 +182,8 @@ def test_the_search_form_becomes_the_stores_query_and_names_its_mistakes():
     assert q.start == 1767258000  # 10:00 at UTC+1 is 09:00 UTC
     assert (q.min_duration, q.oldest_first, q.offset, q.limit) == (60, True, 100, 51)
     bad = read_search({"from": "yesterday", "page": "0", "agent": "x", "max_duration": "z"})
-    assert [p.split(":")[0] for p in bad.problems] == ["from", "max_duration", "agent", "page"]
+    assert [p.split(":")[0] for p in bad.problems] == ["from", "max_duration", "page"]
+    assert (bad.agent_id, bad.agent_name) == (None, "x")  # a user name, looked up by the page
 
 
 def test_portal_settings_are_checked_each_naming_its_key(tmp_path: Path):

@@ -31,6 +31,7 @@ class SearchForm:
     values: dict[str, str]  # what was sent, to show in the form again
     query: RecordingQuery
     agent_id: int | None
+    agent_name: str | None  # an agent given by user name, for the caller to look up
     page: int
     problems: list[str] = field(default_factory=list)
 
@@ -87,12 +88,12 @@ def read_search(raw: Mapping[str, str], page_size: int = PAGE_SIZE) -> SearchFor
                 durations[name] = parse_duration(values[name])
             except ValueError:
                 problems.append(f"{name}: not a duration (seconds, m:ss or h:mm:ss)")
-    agent_id = None
+    agent_id, agent_name = None, None
     if values["agent"]:
         if values["agent"].isascii() and values["agent"].isdigit():
             agent_id = int(values["agent"])
         else:
-            problems.append("agent: not a user id")
+            agent_name = values["agent"]
     page = 1
     if values["page"]:
         if values["page"].isascii() and values["page"].isdigit() and \
@@ -111,4 +112,4 @@ def read_search(raw: Mapping[str, str], page_size: int = PAGE_SIZE) -> SearchFor
                            max_duration=durations["max_duration"],
                            offset=(page - 1) * page_size,
                            oldest_first=values["order"] == "oldest")
-    return SearchForm(values, query, agent_id, page, problems)
+    return SearchForm(values, query, agent_id, agent_name, page, problems)

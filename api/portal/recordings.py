@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from recorder.api.portal.context import PortalRequest
 from recorder.rules.access import deletion_refused, permits
@@ -28,6 +29,17 @@ PLAYABLE = {"wav": "audio/wav", "wav-ulaw": "audio/wav", "wav-alaw": "audio/wav"
 DOWNLOAD_TYPES = {**PLAYABLE, "vox": "application/octet-stream"}
 BLACKOUT_SUFFIX = ".blackout.json"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class MediaResponse(web.FileResponse):
+    """A recording's file, which the server sends itself, so that its place among
+    ``portal.max_clients`` is held until the file has gone; aiohttp's own later prepare is
+    then a no-op (FileResponse's would send it again)."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
 
 
 async def _visible(req: PortalRequest) -> RecordingRow:
@@ -84,7 +96,7 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
             ctx.audit(req.entry(AUDIT_PLAY, str(row.ident)))
 
         await ctx.run(listened)
-    return web.FileResponse(path, headers={"Content-Type": content_type,
+    return MediaResponse(path, headers={"Content-Type": content_type,
                                            "Cache-Control": "private, no-store"})
 
 
@@ -94,7 +106,7 @@ async def download(req: PortalRequest) -> web.StreamResponse:
     ctx = req.ctx
     await ctx.run(lambda: ctx.audit(req.entry(AUDIT_DOWNLOAD, str(row.ident), path.name)))
     name = _SAFE_NAME.sub("_", f"recording-{row.ident}-{path.name}")
-    return web.FileResponse(path, headers={
+    return MediaResponse(path, headers={
         "Content-Type": DOWNLOAD_TYPES.get(row.media_format, "application/octet-stream"),
         "Content-Disposition": f'attachment; filename="{name}"',
         "Cache-Control": "private, no-store"})

@@ -13,6 +13,7 @@ from recorder.api.portal.context import PortalRequest
 from recorder.api.portal.forms import PAGE_SIZE, TEXT_FILTERS, read_search
 from recorder.rules.access import VIEW, Scope, agent_filter, record_scope
 from recorder.store.audit import AUDIT_SEARCH
+from recorder.store.directory import UserQuery
 from recorder.store.records import RecordingRow
 
 # Search form fields by label, in the order shown.
@@ -32,6 +33,16 @@ async def search(req: PortalRequest) -> web.StreamResponse:
     ctx, user = req.ctx, req.user
     form = read_search(req.request.query)
     scope = record_scope(user.granted)
+    directory = ctx.store.directory
+    if form.agent_name is not None and not form.problems:
+        # A name, not a list to pick from: a directory of thousands of agents would make
+        # every search page carry them all (and read them all).
+        name = form.agent_name
+        found = await ctx.run(lambda: directory.find_users(UserQuery(username=name)))
+        if len(found) == 1:
+            form.agent_id = found[0].user_id
+        else:
+            form.problems.append(f"agent: no user named {name}")
     anything, agent_id = agent_filter(user.granted, user.user_id, form.agent_id)
     rows: list[RecordingRow] = []
     if not form.problems and anything:
@@ -46,12 +57,10 @@ async def search(req: PortalRequest) -> web.StreamResponse:
             return found
 
         rows = await ctx.run(run)
-    users = []
-    if scope is Scope.ALL:
-        users = await ctx.run(ctx.store.directory.list_users)
     more = len(rows) > PAGE_SIZE
     return req.page(
         "search.html", form=form, rows=rows[:PAGE_SIZE], labels=LABELS,
-        text_fields=list(TEXT_FILTERS), users=users, own_only=scope is Scope.OWN,
+        text_fields=list(TEXT_FILTERS), pick_agent=scope is Scope.ALL,
+        own_only=scope is Scope.OWN,
         previous=urlencode(form.link(form.page - 1)) if form.page > 1 else "",
         following=urlencode(form.link(form.page + 1)) if more else "")

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from recorder.api.portal.context import PortalContext, PortalRequest
+from recorder.api.portal.recordings import MediaResponse
 from recorder.api.portal.render import Templates
 from recorder.api.portal.routes import ROUTES, Route
 from recorder.api.portal.sessions import (
@@ -177,7 +178,7 @@ class PortalServer(Worker):
             self._in_flight += 1
             try:
                 response = await self._serve(route, request, ctx)
-                if route.media:
+                if isinstance(response, MediaResponse):
                     # Sent here, so the place is held until the file has gone (or the client
                     # has): a stream is a client as much as a page is.
                     await response.prepare(request)
