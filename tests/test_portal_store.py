@@ -9,6 +9,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from recorder.store.directory import UserFields
 from recorder.store.records import FinishedRecording, NewRecording, RecordingQuery
 from recorder.store.sqlite import SqliteStore
 from tests.helpers.ctl import recorderctl
-from tests.helpers.portal import PortalClient, portal_port
+from tests.helpers.portal import PortalClient, add_recording, portal_port
 from tests.helpers.recorders import write_toml
 
 NOW = 1_700_000_000.0
@@ -148,3 +149,26 @@ def test_recorderctl_makes_the_first_administrator_who_can_sign_in_and_reads_the
     assert main(["audit", "--json", "--config", str(config)]) == 0
     actions = [(e["action"], e["username"]) for e in json.loads(capsys.readouterr().out)]
     assert actions == [("search", "root-admin"), ("signin", "root-admin")]
+
+
+def test_exports_by_the_webapi_and_by_recorderctl_offline_are_audited(
+        running: Any, tmp_path: Path) -> None:
+    recorder = running.recorder
+    ident, _ = add_recording(recorder, agent_id=None)
+    status, body = running.web(
+        f"type=export&requestid=1&uniquefield=ident&uniqueid={ident}&media_format=WAV")
+    assert status == 200
+    assert body[:4] == b"RIFF", body[:400]
+    trail = recorder.store.audit
+    entry = trail.list_audit(AuditQuery(action="export", limit=1))[0]
+    assert (entry.target, entry.address, entry.user_id) == (str(ident), "127.0.0.1", None)
+    assert entry.detail.startswith("WebAPI EXPORT ")
+    config = write_toml(tmp_path / "offline.toml",
+                        f'[storage]\ndata_dir = "{running.data_dir}"\n')
+    out = tmp_path / "copy.wav"
+    assert main(["export", str(ident), "--offline", "--config", str(config), "-o",
+                 str(out)]) == 0
+    assert out.read_bytes()[:4] == b"RIFF"
+    entry = trail.list_audit(AuditQuery(action="export", limit=1))[0]
+    assert entry.address == "local"
+    assert entry.detail == f"recorderctl export --offline {out}"

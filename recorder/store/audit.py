@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-# What the portal writes (docs/portal.md, "Audit"); other writers add their own.
+# What the portal, the WebAPI's exports and recorderctl write (docs/portal.md, "Audit").
 AUDIT_SIGNIN = "signin"
 AUDIT_SIGNIN_FAILED = "signin-failed"
 AUDIT_SIGNOUT = "signout"
@@ -15,6 +15,7 @@ AUDIT_PLAY = "play"
 AUDIT_DOWNLOAD = "download"
 AUDIT_DELETE = "delete"
 AUDIT_PASSWORD = "password"  # a user changed their own password
+AUDIT_EXPORT = "export"  # the WebAPI's media functions, recorderctl export --offline
 
 
 @dataclass(frozen=True)
