@@ -105,7 +105,7 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
     assert row.listened_to
 
     with page.expect_download() as download:
-        page.click("text=Download")
+        page.click("p.actions >> text=Download")
     saved = tmp_path / "download.wav"
     download.value.save_as(saved)
     assert saved.read_bytes() == path.read_bytes()

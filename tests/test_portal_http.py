@@ -397,3 +397,43 @@ def test_a_kept_alive_connection_plays_and_downloads_in_turn_without_an_error(
         conn.close()
     assert "Unhandled exception" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_vox_recording_plays_from_a_wav_rendition_with_range(portal: Recorder) -> None:
+    add_user(portal, "vic", ("ALLOWVIEWALLRECORDS",))
+    ident, path = add_recording(portal, agent_id=None, seconds=2.0, media_format="vox")
+    assert path.suffix == ".vox"
+    client = client_of(portal)
+    client.sign_in("vic")
+    assert f'src="/recordings/{ident}/audio"' in client.get(f"/recordings/{ident}").text
+    whole = client.get(f"/recordings/{ident}/audio")
+    assert whole.status == 200
+    assert whole.headers["Content-Type"] == "audio/wav"
+    assert whole.body[:4] == b"RIFF"
+    assert len(whole.body) == 44 + 2 * 8000 * 2  # 2 s of 16-bit PCM at 8 kHz
+    seek = client.get(f"/recordings/{ident}/audio", Range="bytes=8044-8143")
+    assert seek.status == 206
+    assert seek.body == whole.body[8044:8144]
+    renditions = list((portal.config.storage.data_dir / "tmp" / "portal").glob("play-*"))
+    assert [p.name.split("-")[1] for p in renditions].count(str(ident)) == 1
+
+
+def test_a_download_in_another_format_is_made_for_it_and_removed(portal: Recorder) -> None:
+    add_user(portal, "fay", ("ALLOWVIEWALLRECORDS", "ALLOWEXPORTDOWNLOAD"))
+    ident, _ = add_recording(portal, agent_id=None, seconds=1.0)
+    client = client_of(portal)
+    client.sign_in("fay")
+    assert '<option value="mp3">' in client.get(f"/recordings/{ident}").text
+    mp3 = client.get(f"/recordings/{ident}/download?format=mp3")
+    assert mp3.status == 200
+    assert mp3.headers["Content-Type"] == "audio/mpeg"
+    assert mp3.body[:3] == b"ID3" or mp3.body[0] == 0xFF
+    assert mp3.headers["Content-Disposition"].endswith('.mp3"')
+    vox = client.get(f"/recordings/{ident}/download?format=vox")
+    assert vox.status == 200
+    assert len(vox.body) == 4000  # 4 bits a sample
+    assert client.get(f"/recordings/{ident}/download?format=cav").status == 400
+    assert client.get(f"/recordings/{ident}/download?format=../../etc").status == 400
+    left = list((portal.config.storage.data_dir / "tmp" / "portal").glob("download-*"))
+    assert left == []
+    assert audit(portal, username="fay", limit=1)[0].detail.startswith("vox ")

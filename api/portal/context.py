@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from recorder.api.portal.render import Templates
+from recorder.api.portal.renditions import Renditions
 from recorder.api.portal.sessions import Session, Sessions
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.config.portal import PortalConfig
@@ -41,6 +42,7 @@ class PortalContext:
     templates: Templates
     executor: Executor
     recordings_dir: Path
+    renditions: Renditions
     secure: bool  # served over HTTPS: the cookies are Secure
     clock: Callable[[], float] = field(default=time.time)
     password_checks: asyncio.Semaphore = field(

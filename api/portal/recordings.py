@@ -16,17 +16,17 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from recorder.api.portal.context import PortalRequest
+from recorder.api.portal.renditions import DOWNLOAD_FORMATS
+from recorder.archive.export import MEDIA_TYPES, export_name
+from recorder.errors import CodecError
 from recorder.rules.access import deletion_refused, permits
 from recorder.store.audit import AUDIT_DELETE, AUDIT_DOWNLOAD, AUDIT_PLAY
 from recorder.store.records import TYPE_AUDIO, USER_FIELDS, RecordingRow
 
 logger = logging.getLogger(__name__)
 
-# What the browser's audio element is given for each stored format. VOX (OKI ADPCM) has no
-# browser decoder: it needs a transcoded rendition (docs/portal.md, not yet).
-PLAYABLE = {"wav": "audio/wav", "wav-ulaw": "audio/wav", "wav-alaw": "audio/wav",
-            "mp3": "audio/mpeg"}
-DOWNLOAD_TYPES = {**PLAYABLE, "vox": "application/octet-stream"}
+# The stored file as downloaded; other formats are made on request (renditions.download).
+DOWNLOAD_TYPES = {**MEDIA_TYPES, "vox": "application/octet-stream"}
 BLACKOUT_SUFFIX = ".blackout.json"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -36,10 +36,19 @@ class MediaResponse(web.FileResponse):
     ``portal.max_clients`` is held until the file has gone; aiohttp's own later prepare is
     then a no-op (FileResponse's would send it again)."""
 
+    def __init__(self, path: Path, headers: dict[str, str], *, temporary: bool = False
+                 ) -> None:
+        super().__init__(path, headers=headers)
+        self._temporary = path if temporary else None
+
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
             return None
-        return await super().prepare(request)
+        try:
+            return await super().prepare(request)
+        finally:
+            if self._temporary is not None:  # a download made for this response alone
+                self._temporary.unlink(missing_ok=True)
 
 
 async def _visible(req: PortalRequest) -> RecordingRow:
@@ -68,8 +77,8 @@ async def show(req: PortalRequest) -> web.StreamResponse:
     granted = req.user.granted
     return req.page(
         "recording.html", row=row, meta=row.meta, user_fields=USER_FIELDS,
-        playable=row.media_format in PLAYABLE and bool(row.filename)
-        and row.purged_time is None,
+        playable=row.recording_type == TYPE_AUDIO and bool(row.filename)
+        and row.purged_time is None, formats=DOWNLOAD_FORMATS,
         may_download=permits(granted, ((frozenset({"ALLOWEXPORTDOWNLOAD"}),))),
         may_delete=permits(granted, ((frozenset({"ALLOWFILEDELETE"}),))))
 
@@ -82,14 +91,14 @@ def _from_start(request: web.Request) -> bool:
 
 async def audio(req: PortalRequest) -> web.StreamResponse:
     row = await _visible(req)
-    content_type = PLAYABLE.get(row.media_format)
-    if content_type is None:
-        raise web.HTTPUnsupportedMediaType(
-            text=f"{row.media_format} recordings cannot be played in a browser yet; download "
-                 "the file instead.")
-    path = _stored_file(req, row)
+    stored = _stored_file(req, row)
+    ctx = req.ctx
+    try:
+        path, content_type = await ctx.run(lambda: ctx.renditions.playable(row, stored))
+    except (OSError, CodecError) as exc:
+        logger.error("portal: cannot make recording %d playable: %s", row.ident, exc)
+        raise web.HTTPInternalServerError(text="The recording cannot be played.") from exc
     if _from_start(req.request):
-        ctx = req.ctx
 
         def listened() -> None:
             ctx.store.recordings.mark_listened(row.ident)
@@ -101,14 +110,29 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
 
 
 async def download(req: PortalRequest) -> web.StreamResponse:
+    """The stored file, or with ``?format=`` the recording converted (an export format)."""
     row = await _visible(req)
     path = _stored_file(req, row)
     ctx = req.ctx
-    await ctx.run(lambda: ctx.audit(req.entry(AUDIT_DOWNLOAD, str(row.ident), path.name)))
-    name = _SAFE_NAME.sub("_", f"recording-{row.ident}-{path.name}")
-    return MediaResponse(path, headers={
-        "Content-Type": DOWNLOAD_TYPES.get(row.media_format, "application/octet-stream"),
-        "Content-Disposition": f'attachment; filename="{name}"',
+    fmt = req.request.query.get("format", "").strip().lower()
+    if fmt and fmt not in DOWNLOAD_FORMATS:
+        raise web.HTTPBadRequest(text=f"format: one of {', '.join(DOWNLOAD_FORMATS)}")
+    if fmt:
+        try:
+            made = await ctx.run(lambda: ctx.renditions.download(row, fmt))
+        except (OSError, CodecError) as exc:
+            logger.error("portal: cannot export recording %d as %s: %s", row.ident, fmt, exc)
+            raise web.HTTPInternalServerError(text="The recording cannot be converted.") from exc
+        name, content_type = export_name(row, fmt), MEDIA_TYPES.get(fmt, "audio/wav")
+    else:
+        made = path
+        name = f"recording-{row.ident}-{path.name}"
+        content_type = DOWNLOAD_TYPES.get(row.media_format, "application/octet-stream")
+    await ctx.run(lambda: ctx.audit(req.entry(AUDIT_DOWNLOAD, str(row.ident),
+                                              f"{fmt or 'stored'} {name}")))
+    return MediaResponse(made, temporary=made != path, headers={
+        "Content-Type": content_type,
+        "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}"',
         "Cache-Control": "private, no-store"})
 
 

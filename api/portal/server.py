@@ -27,6 +27,7 @@ from aiohttp import web
 from recorder.api.portal.context import PortalContext, PortalRequest
 from recorder.api.portal.recordings import MediaResponse
 from recorder.api.portal.render import Templates
+from recorder.api.portal.renditions import Renditions
 from recorder.api.portal.routes import ROUTES, Route
 from recorder.api.portal.sessions import (
     PRESESSION_COOKIE,
@@ -88,7 +89,8 @@ class PortalServer(Worker):
             throttle=SignInThrottle(config.signin_attempts_per_minute,
                                     config.max_failed_signins, config.lockout_seconds),
             templates=Templates(), executor=self._executor, recordings_dir=recordings_dir,
-            secure=self._tls is not None, clock=clock)
+            renditions=Renditions(data_dir / "tmp" / "portal"), secure=self._tls is not None,
+            clock=clock)
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

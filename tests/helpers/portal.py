@@ -140,9 +140,10 @@ def add_user(recorder: Recorder, username: str, permissions: Collection[str], *,
 
 def add_recording(recorder: Recorder, *, agent_id: int | None, seconds: float = 1.0,
                   meta: Mapping[str, str] | None = None, device: str = "1001",
-                  keep_days: int | None = None, start: float | None = None
-                  ) -> tuple[int, Path]:
-    """A complete recording with a real 8 kHz PCM WAV file; its RECORDID and file."""
+                  keep_days: int | None = None, start: float | None = None,
+                  media_format: str = "wav") -> tuple[int, Path]:
+    """A complete recording with a real 8 kHz file (PCM WAV, or converted from one to
+    ``media_format``); its RECORDID and file."""
     assert recorder.store is not None
     recordings_dir = recorder.config.storage.recordings_dir
     start = time.time() - 60 if start is None else start
@@ -155,9 +156,18 @@ def add_recording(recorder: Recorder, *, agent_id: int | None, seconds: float = 
         out.setframerate(8000)
         pattern = bytes((i * 7) % 256 for i in range(256))
         out.writeframes((pattern * (frames * 2 // 256 + 1))[:frames * 2])
+    if media_format != "wav":
+        from recorder.codecs.convert import convert  # noqa: PLC0415
+        from recorder.codecs.formats import file_extension  # noqa: PLC0415
+
+        stored = path.with_suffix("." + file_extension(media_format))
+        convert(path, stored.open("wb"), media_format, source_format="wav")
+        path.unlink()
+        path = stored
     store = recorder.store.recordings
     ident = store.insert_recording(NewRecording(
-        device_id=device, call_instance="", channel=0, filename=str(path), media_format="wav",
+        device_id=device, call_instance="", channel=0, filename=str(path),
+        media_format=media_format,
         sample_rate=8000, start_time=start, core_ident=1, meta=dict(meta or {}),
         keep_days=keep_days, agent_id=agent_id if agent_id is not None else -1))
     store.finish_recording(ident, FinishedRecording(
