@@ -1,6 +1,7 @@
 """The portal in a real browser: Debian's Chromium driven by Playwright (the system browser,
 never a downloaded one). Sign in, search, open a recording, play it to its end (the server
-sees Range requests and sets LISTENEDTO), download it and check it with ffprobe, sign out.
+sees Range requests and sets LISTENEDTO), bookmark it at the player's time, download it and
+check it with ffprobe, sign out.
 No console errors (a Content-Security-Policy violation would be one). Screenshots of each
 page go to $PORTAL_ARTIFACTS (else the test's temporary directory)."""
 
@@ -51,7 +52,8 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
     assert portal.store is not None
     artifacts = Path(os.environ.get("PORTAL_ARTIFACTS", tmp_path / "artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
-    add_user(portal, "bea", ("ALLOWVIEWALLRECORDS", "ALLOWEXPORTDOWNLOAD", "ALLOWFILEDELETE"))
+    add_user(portal, "bea", ("ALLOWVIEWALLRECORDS", "ALLOWEXPORTDOWNLOAD", "ALLOWFILEDELETE",
+                             "ALLOWCOMMENT"))
     ident, path = add_recording(portal, agent_id=None, seconds=1.5,
                                 meta={"ANI": "6145551212", "USER1": "<b>acct</b>"})
     add_recording(portal, agent_id=None, meta={"ANI": "5550000"})
@@ -104,6 +106,14 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
     assert row is not None
     assert row.listened_to
 
+    # A bookmark at the player's time (the script keeps the field at it: 1 s, where it ended).
+    assert page.input_value("input[name=offset]") == "0:01"
+    page.fill("input[name=comment]", "customer <asks> for a refund")
+    page.click("text=Add bookmark")
+    page.wait_for_url(f"{base}/recordings/{ident}#bookmarks")
+    assert "0:00:01 customer <asks> for a refund" in page.inner_text("ul.bookmarks")
+    page.screenshot(path=str(artifacts / "bookmark.png"), full_page=True)
+
     with page.expect_download() as download:
         page.click("p.actions >> text=Download")
     saved = tmp_path / "download.wav"
@@ -122,5 +132,5 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
     assert errors == []
     assert portal.store.audit is not None
     actions = [e.action for e in portal.store.audit.list_audit(AuditQuery(username="bea"))]
-    assert actions[:4] == ["signout", "download", "play", "search"]
+    assert actions[:5] == ["signout", "download", "bookmark", "play", "search"]
     context.close()

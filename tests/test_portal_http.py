@@ -437,3 +437,36 @@ def test_a_download_in_another_format_is_made_for_it_and_removed(portal: Recorde
     left = list((portal.config.storage.data_dir / "tmp" / "portal").glob("download-*"))
     assert left == []
     assert audit(portal, username="fay", limit=1)[0].detail.startswith("vox ")
+
+
+def test_bookmarks_are_listed_in_time_order_escaped_and_go_with_their_recording(
+        portal: Recorder) -> None:
+    assert portal.store is not None
+    assert portal.store.bookmarks is not None
+    add_user(portal, "bo", ("ALLOWVIEWALLRECORDS", "ALLOWCOMMENT", "ALLOWFILEDELETE"))
+    add_user(portal, "reader", ("ALLOWVIEWALLRECORDS",))
+    ident, _ = add_recording(portal, agent_id=None, seconds=90)
+    client = client_of(portal)
+    client.sign_in("bo")
+    token = client.csrf(f"/recordings/{ident}")
+    for offset, comment in (("1:05", "<script>alert('mark')</script>"), ("7", "greeting")):
+        done = client.post(f"/recordings/{ident}/bookmarks",
+                           {"csrf": token, "offset": offset, "comment": comment})
+        assert done.status == 303
+        assert done.location == f"/recordings/{ident}#bookmarks"
+    assert client.post(f"/recordings/{ident}/bookmarks",
+                       {"csrf": token, "offset": "5:00", "comment": "past the end"}
+                       ).status == 400
+    assert client.post(f"/recordings/{ident}/bookmarks",
+                       {"csrf": token, "offset": "0:10", "comment": ""}).status == 400
+    reader = client_of(portal)
+    reader.sign_in("reader")
+    page = reader.get(f"/recordings/{ident}").text
+    assert page.index("greeting") < page.index("&lt;script&gt;alert(&#39;mark&#39;)")
+    assert "<script>alert" not in page
+    assert 'data-offset="65.0">0:01:05</a>' in page
+    assert 'action="/recordings/' not in page.split("bookmarks-title", 1)[1].split(
+        "</section>", 1)[0]  # no ALLOWCOMMENT: no form to add one
+    assert audit(portal, username="bo", action="bookmark", limit=1)[0].target == str(ident)
+    assert client.post(f"/recordings/{ident}/delete", {"csrf": token}).status == 303
+    assert portal.store.bookmarks.list_bookmarks(ident) == []

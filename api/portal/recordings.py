@@ -51,7 +51,7 @@ class MediaResponse(web.FileResponse):
                 self._temporary.unlink(missing_ok=True)
 
 
-async def _visible(req: PortalRequest) -> RecordingRow:
+async def visible(req: PortalRequest) -> RecordingRow:
     """The recording the URL names, if the user may see it; 404 otherwise."""
     ident = int(req.request.match_info["ident"])
     row = await req.ctx.run(lambda: req.ctx.store.recordings.get_recording(ident))
@@ -73,10 +73,13 @@ def _stored_file(req: PortalRequest, row: RecordingRow) -> Path:
 
 
 async def show(req: PortalRequest) -> web.StreamResponse:
-    row = await _visible(req)
+    row = await visible(req)
     granted = req.user.granted
+    trail = req.ctx.store.bookmarks
+    marks = await req.ctx.run(lambda: trail.list_bookmarks(row.ident)) if trail else []
     return req.page(
-        "recording.html", row=row, meta=row.meta, user_fields=USER_FIELDS,
+        "recording.html", row=row, meta=row.meta, user_fields=USER_FIELDS, bookmarks=marks,
+        may_comment=permits(granted, ((frozenset({"ALLOWCOMMENT"}),))),
         playable=row.recording_type == TYPE_AUDIO and bool(row.filename)
         and row.purged_time is None, formats=DOWNLOAD_FORMATS,
         may_download=permits(granted, ((frozenset({"ALLOWEXPORTDOWNLOAD"}),))),
@@ -90,7 +93,7 @@ def _from_start(request: web.Request) -> bool:
 
 
 async def audio(req: PortalRequest) -> web.StreamResponse:
-    row = await _visible(req)
+    row = await visible(req)
     stored = _stored_file(req, row)
     ctx = req.ctx
     try:
@@ -111,7 +114,7 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
 
 async def download(req: PortalRequest) -> web.StreamResponse:
     """The stored file, or with ``?format=`` the recording converted (an export format)."""
-    row = await _visible(req)
+    row = await visible(req)
     path = _stored_file(req, row)
     ctx = req.ctx
     fmt = req.request.query.get("format", "").strip().lower()
@@ -137,12 +140,12 @@ async def download(req: PortalRequest) -> web.StreamResponse:
 
 
 async def confirm_delete(req: PortalRequest) -> web.StreamResponse:
-    row = await _visible(req)
+    row = await visible(req)
     return req.page("delete.html", row=row, refused=deletion_refused(row, req.ctx.clock()))
 
 
 async def delete(req: PortalRequest) -> web.StreamResponse:
-    row = await _visible(req)
+    row = await visible(req)
     ctx = req.ctx
     refused = deletion_refused(row, ctx.clock())
     if refused is not None:

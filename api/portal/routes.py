@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from recorder.api.portal import account, assets, recordings, search, signin
+from recorder.api.portal import account, assets, bookmarks, recordings, search, signin
 from recorder.api.portal.context import PortalRequest
 from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
 
@@ -47,6 +47,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", RECORDING + "/audio", recordings.audio, needs(VIEW), media=True),
     Route("GET", RECORDING + "/download", recordings.download,
           needs(VIEW, "ALLOWEXPORTDOWNLOAD"), media=True),
+    Route("POST", RECORDING + "/bookmarks", bookmarks.add, needs(VIEW, "ALLOWCOMMENT")),
     Route("GET", RECORDING + "/delete", recordings.confirm_delete,
           needs(VIEW, "ALLOWFILEDELETE")),
     Route("POST", RECORDING + "/delete", recordings.delete, needs(VIEW, "ALLOWFILEDELETE")),

@@ -15,6 +15,7 @@ AUDIT_PLAY = "play"
 AUDIT_DOWNLOAD = "download"
 AUDIT_DELETE = "delete"
 AUDIT_PASSWORD = "password"  # a user changed their own password
+AUDIT_BOOKMARK = "bookmark"
 AUDIT_EXPORT = "export"  # the WebAPI's media functions, recorderctl export --offline
 
 

@@ -6,7 +6,8 @@ directly. Version 2 adds the directory: users and their phones, workstations, gr
 permissions, chat sessions and agent windows. Version 3 adds retention: when a recording's files
 were purged (the row itself stays). Version 4 adds indexes for CALLLIST's selective filters,
 version 5 for the rest of them (USER1-USER15, GROUP, GATE, DNIS). Version 6 adds the audit
-trail (the portal's sign-ins, searches, plays, downloads and deletes), append-only.
+trail (the portal's sign-ins, searches, plays, downloads and deletes), append-only, and the
+portal's bookmarks.
 """
 
 from __future__ import annotations
@@ -282,6 +283,16 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TABLE bookmarks (
+    bookmark_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ident INTEGER NOT NULL REFERENCES recordings (ident),
+    user_id INTEGER NOT NULL,
+    username TEXT NOT NULL DEFAULT '',
+    offset_seconds REAL NOT NULL,
+    comment TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX bookmarks_by_recording ON bookmarks (ident, offset_seconds);
 """
 
 # MIGRATIONS[n] takes a database from version n to n + 1.

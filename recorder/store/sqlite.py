@@ -30,6 +30,7 @@ from recorder.store.records import (
 )
 from recorder.store.schema import FILTER_COLUMNS, MANUAL_COLUMNS, META_COLUMNS, PARTIAL_INDEXED
 from recorder.store.sqlite_audit import SqliteAudit
+from recorder.store.sqlite_bookmarks import SqliteBookmarks
 from recorder.store.sqlite_chat import SqliteChat
 from recorder.store.sqlite_directory import SqliteDirectory
 
@@ -79,8 +80,9 @@ if sorted(_LEAD_ORDER) != sorted(FILTER_FIELDS):
     raise TypeError("recorder.store.sqlite._LEAD_ORDER must rank every CALLLIST filter")
 
 
-class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, RecordingStore):
-    """Recording rows, the directory and the audit trail in a SQLite database file."""
+class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, RecordingStore):
+    """Recording rows, the directory, the audit trail and bookmarks in a SQLite database
+    file."""
 
     def insert_recording(self, rec: NewRecording, ident: int | None = None) -> int:
         values: dict[str, Any] = {
@@ -226,6 +228,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, RecordingStore):
             if cursor.rowcount == 0:
                 return False
             conn.execute("DELETE FROM chat_sessions WHERE ident = ?", (ident,))
+            conn.execute("DELETE FROM bookmarks WHERE ident = ?", (ident,))
             return True
 
     def interrupted_recordings(self) -> list[RecordingRow]:

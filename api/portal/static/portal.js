@@ -9,4 +9,19 @@ document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("input[data-tz]").forEach(function (el) {
     el.value = String(new Date().getTimezoneOffset());
   });
+  // Bookmarks: a new one is at the player's time; clicking one's time seeks the player there.
+  var audio = document.querySelector("audio");
+  if (!audio) { return; }
+  document.querySelectorAll("input[data-player-time]").forEach(function (el) {
+    audio.addEventListener("timeupdate", function () {
+      var s = Math.floor(audio.currentTime);
+      el.value = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+    });
+  });
+  document.querySelectorAll("a[data-offset]").forEach(function (el) {
+    el.addEventListener("click", function () {
+      audio.currentTime = parseFloat(el.getAttribute("data-offset"));
+      audio.play();
+    });
+  });
 });
