@@ -385,7 +385,7 @@ class Recorder:
             return
         assert self.store is not None
         portal = self.portal = PortalServer(config.portal, self.store, config.storage.data_dir,
-                                            config.storage.recordings_dir)
+                                            config.storage.recordings_dir, status=self.status)
         portal.start()
         # Stopped in the second pass, after the recordings have drained (pages still answer
         # meanwhile), before the store closes.

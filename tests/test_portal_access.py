@@ -50,6 +50,8 @@ def signed_in(recorder: Recorder, permissions: frozenset[str]) -> tuple[PortalCl
 
 def call(client: PortalClient, route: Route, ident: int) -> tuple[int, bytes]:
     path = route.path.replace(IDENT, str(ident))
+    if route.stream:
+        return client.first_event(path)
     if route.method == "POST":
         answer = client.post(path, {"csrf": client.csrf("/")})
     else:

@@ -1,7 +1,7 @@
 """The portal in a real browser: Debian's Chromium driven by Playwright (the system browser,
 never a downloaded one). Sign in, search, open a recording, play it to its end (the server
 sees Range requests and sets LISTENEDTO), bookmark it at the player's time, download it and
-check it with ffprobe, sign out.
+check it with ffprobe, watch the live view's meters move and a call appear, sign out.
 No console errors (a Content-Security-Policy violation would be one). Screenshots of each
 page go to $PORTAL_ARTIFACTS (else the test's temporary directory)."""
 
@@ -18,6 +18,7 @@ import pytest
 
 from recorder.app import Recorder
 from recorder.store.audit import AuditQuery
+from tests.helpers.api import ApiConnection
 from tests.helpers.portal import PASSWORD, add_recording, add_user, portal_port, portal_recorder
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,7 +54,7 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
     artifacts = Path(os.environ.get("PORTAL_ARTIFACTS", tmp_path / "artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
     add_user(portal, "bea", ("ALLOWVIEWALLRECORDS", "ALLOWEXPORTDOWNLOAD", "ALLOWFILEDELETE",
-                             "ALLOWCOMMENT"))
+                             "ALLOWCOMMENT", "ALLOWLIVEMONITOR"))
     ident, path = add_recording(portal, agent_id=None, seconds=1.5,
                                 meta={"ANI": "6145551212", "USER1": "<b>acct</b>"})
     add_recording(portal, agent_id=None, meta={"ANI": "5550000"})
@@ -124,6 +125,26 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
                                 "stream=codec_name,sample_rate,channels", "-of", "csv=p=0",
                                 str(saved)], capture_output=True, text=True, check=True)
         assert probe.stdout.strip() == "pcm_s16le,8000,1"
+
+    # The live view: the meters move while the synthetic board talks, and a call started
+    # meanwhile shows up among the calls being recorded, without reloading the page.
+    page.click("text=Live")
+    page.wait_for_url(base + "/live")
+    meter = page.locator('tr[data-channel="1"] meter')
+    levels = set()
+    for _ in range(8):
+        levels.add(meter.evaluate("m => m.value"))
+        page.wait_for_timeout(300)
+    assert len(levels) > 1
+    assert portal.api is not None
+    conn = ApiConnection(portal.api.socket_address[1])
+    try:
+        conn.request("CALLSTART", 1, DEVICEID="1003")
+        page.wait_for_selector("#live-calls >> text=on 1003", timeout=5000)
+        page.screenshot(path=str(artifacts / "live.png"), full_page=True)
+    finally:
+        conn.request("CALLSTOP", 2, DEVICEID="1003")
+        conn.close()
 
     page.click("text=Sign out")
     page.wait_for_url(base + "/signin")

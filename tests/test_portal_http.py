@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import http.client
 import io
+import json
 import logging
 import sqlite3
 import time
@@ -18,6 +19,7 @@ from recorder.api.portal.sessions import SESSION_COOKIE, Signer
 from recorder.app import Recorder
 from recorder.store.audit import AuditEntry, AuditQuery
 from recorder.store.directory import UserFields
+from tests.helpers.api import ApiConnection
 from tests.helpers.portal import (
     PortalClient,
     add_recording,
@@ -470,3 +472,29 @@ def test_bookmarks_are_listed_in_time_order_escaped_and_go_with_their_recording(
     assert audit(portal, username="bo", action="bookmark", limit=1)[0].target == str(ident)
     assert client.post(f"/recordings/{ident}/delete", {"csrf": token}).status == 303
     assert portal.store.bookmarks.list_bookmarks(ident) == []
+
+
+def test_the_live_view_shows_channels_levels_and_calls_in_progress(portal: Recorder) -> None:
+    assert portal.scheduler is not None
+    add_user(portal, "liv", ("ALLOWLIVEMONITOR",))
+    client = client_of(portal)
+    client.sign_in("liv")
+    page = client.get("/live")
+    assert page.status == 200
+    for device in ("1001", "1002", "1003", "1004"):
+        assert f"<td>{device}</td>" in page.text
+    assert 'data-field="level"' in page.text
+    assert portal.api is not None
+    conn = ApiConnection(portal.api.socket_address[1])
+    try:
+        conn.request("CALLSTART", 1, DEVICEID="1002", ANI="<live>")
+        status, body = client.first_event("/live/stream")
+    finally:
+        conn.request("CALLSTOP", 2, DEVICEID="1002")
+        conn.close()
+    assert status == 200
+    view = json.loads(body.split(b"data: ", 1)[1])
+    assert {c["device"] for c in view["channels"]} == {"1001", "1002", "1003", "1004"}
+    assert all(-60.0 <= c["level"] <= 0.0 for c in view["channels"])
+    assert [c["device"] for c in view["calls"]] == ["1002"]
+    assert "filename" not in body.decode()  # only what the view shows reaches the browser

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,8 @@ class PortalContext:
     renditions: Renditions
     secure: bool  # served over HTTPS: the cookies are Secure
     clock: Callable[[], float] = field(default=time.time)
+    # The recorder's status document (Recorder.status), for the live view; None: no live view.
+    status: Callable[[], Mapping[str, Any]] | None = None
     password_checks: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(PASSWORD_CHECKS))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from recorder.api.portal import account, assets, bookmarks, recordings, search, signin
+from recorder.api.portal import account, assets, bookmarks, live, recordings, search, signin
 from recorder.api.portal.context import PortalRequest
 from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
 
@@ -35,6 +35,8 @@ class Route:
     csrf: str = "session"  # POST only: "session" (the session's token) or "signin"
     # Answers with recording audio (the permission matrix checks no media bytes leak).
     media: bool = False
+    # An event stream that stays open (tests read its first event only).
+    stream: bool = False
 
 
 ROUTES: tuple[Route, ...] = (
@@ -51,6 +53,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", RECORDING + "/delete", recordings.confirm_delete,
           needs(VIEW, "ALLOWFILEDELETE")),
     Route("POST", RECORDING + "/delete", recordings.delete, needs(VIEW, "ALLOWFILEDELETE")),
+    Route("GET", "/live", live.page, needs("ALLOWLIVEMONITOR")),
+    Route("GET", "/live/stream", live.stream, needs("ALLOWLIVEMONITOR"), stream=True),
     Route("GET", "/password", account.password_form, needs("ALLOWCHANGEPASSWORD")),
     Route("POST", "/password", account.change_password, needs("ALLOWCHANGEPASSWORD")),
     Route("GET", "/audit", account.audit_page, needs("AUDITREPORTING")),

@@ -17,9 +17,10 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -77,7 +78,8 @@ class PortalServer(Worker):
     """The portal; ``start`` returns once it listens (``address``), or raises StartupError."""
 
     def __init__(self, config: PortalConfig, store: Store, data_dir: Path,
-                 recordings_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+                 recordings_dir: Path, *, clock: Callable[[], float] = time.time,
+                 status: Callable[[], Mapping[str, Any]] | None = None) -> None:
         super().__init__("portal-loop")
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="portal")
@@ -90,7 +92,7 @@ class PortalServer(Worker):
                                     config.max_failed_signins, config.lockout_seconds),
             templates=Templates(), executor=self._executor, recordings_dir=recordings_dir,
             renditions=Renditions(data_dir / "tmp" / "portal"), secure=self._tls is not None,
-            clock=clock)
+            clock=clock, status=status)
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

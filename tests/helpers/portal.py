@@ -92,6 +92,26 @@ class PortalClient:
                     self.cookies[name] = morsel.value
         return answer
 
+    def first_event(self, path: str) -> tuple[int, bytes]:
+        """An event stream's status and what it sends up to its first data event (or the
+        whole body of a refusal), without waiting for the stream to end."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        cookies = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        try:
+            conn.request("GET", path, headers={"Cookie": cookies} if cookies else {})
+            response = conn.getresponse()
+            if response.status != 200:
+                return response.status, response.read()
+            body = b""
+            while b"data: " not in body or not body.endswith(b"\n\n"):
+                line = response.fp.readline()
+                if not line:
+                    break
+                body += line
+            return response.status, body
+        finally:
+            conn.close()
+
     def get(self, path: str, **headers: str) -> Answer:
         return self.request("GET", path, headers=headers)
 
