@@ -385,7 +385,8 @@ class Recorder:
             return
         assert self.store is not None
         portal = self.portal = PortalServer(config.portal, self.store, config.storage.data_dir,
-                                            config.storage.recordings_dir, status=self.status)
+                                            config.storage.recordings_dir, status=self.status,
+                                            directory_changed=self._directory_changed)
         portal.start()
         # Stopped in the second pass, after the recordings have drained (pages still answer
         # meanwhile), before the store closes.
@@ -394,6 +395,11 @@ class Recorder:
             logger.warning("portal: no user can sign in yet (there is no default password); "
                            "create the first administrator with: recorderctl user add --admin "
                            "USERNAME")
+
+
+    def _directory_changed(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.lookup.directory_changed()
 
 
 def _channel_devices(driver: Driver, board: BoardCommon) -> tuple[str, ...]:

@@ -155,3 +155,55 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
     actions = [e.action for e in portal.store.audit.list_audit(AuditQuery(username="bea"))]
     assert actions[:5] == ["signout", "download", "bookmark", "play", "search"]
     context.close()
+
+
+def test_an_administrator_creates_a_user_and_a_role_in_the_browser(browser: Any,
+                                                                  portal: Recorder,
+                                                                  tmp_path: Path) -> None:
+    artifacts = Path(os.environ.get("PORTAL_ARTIFACTS", tmp_path / "artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    add_user(portal, "root", ("ALLOWAGENTADMIN", "ALLOWVIEWALLRECORDS", "AUDITREPORTING"))
+    base = f"http://127.0.0.1:{portal_port(portal)}"
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(base + "/signin")
+    page.fill("#username", "root")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/recordings**")
+    page.click("header >> text=Users")
+    page.click("text=Roles and their permissions")
+    page.fill("#role-name", "Supervisors")
+    page.click("text=Add role")
+    page.wait_for_url(base + "/admin/roles")
+    section = page.locator("section.role", has_text="Supervisors")
+    assert section.locator("input[value=ALLOWFILEDELETE]").is_disabled()  # not root's to give
+    section.locator("input[value=ALLOWVIEWALLRECORDS]").check()
+    section.locator("text=Save Supervisors").click()
+    page.wait_for_url(base + "/admin/roles")
+    page.screenshot(path=str(artifacts / "admin-roles.png"), full_page=True)
+    page.goto(base + "/admin/users")
+    page.fill("#new-username", "sup")
+    page.fill("#new-first", "Sue")
+    page.fill("#new-last", "Pervisor")
+    page.fill("#new-password", "supervising well")
+    page.click("text=Add user")
+    page.wait_for_url(base + "/admin/users")
+    row = page.locator("tr", has_text="Sue Pervisor")
+    row.locator("label", has_text="Supervisors").locator("input").check()
+    row.locator("text=Set roles").click()
+    page.wait_for_url(base + "/admin/users")
+    page.screenshot(path=str(artifacts / "admin-users.png"), full_page=True)
+    page.goto(base + "/audit?user=root")
+    assert page.locator("table.results tbody tr").count() >= 4
+    page.screenshot(path=str(artifacts / "audit.png"), full_page=True)
+    other = browser.new_context().new_page()
+    other.goto(base + "/signin")
+    other.fill("#username", "sup")
+    other.fill("#password", "supervising well")
+    other.click("button[type=submit]")
+    other.wait_for_url(base + "/recordings**")
+    assert errors == []
+    context.close()

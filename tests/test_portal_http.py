@@ -18,7 +18,7 @@ import pytest
 from recorder.api.portal.sessions import SESSION_COOKIE, Signer
 from recorder.app import Recorder
 from recorder.store.audit import AuditEntry, AuditQuery
-from recorder.store.directory import UserFields
+from recorder.store.directory import UserFields, UserQuery
 from tests.helpers.api import ApiConnection
 from tests.helpers.portal import (
     PortalClient,
@@ -498,3 +498,48 @@ def test_the_live_view_shows_channels_levels_and_calls_in_progress(portal: Recor
     assert all(-60.0 <= c["level"] <= 0.0 for c in view["channels"])
     assert [c["device"] for c in view["calls"]] == ["1002"]
     assert "filename" not in body.decode()  # only what the view shows reaches the browser
+
+
+def test_an_administrator_adds_a_user_and_a_role_and_hands_out_only_what_they_hold(
+        portal: Recorder) -> None:
+    add_user(portal, "ada", ("ALLOWAGENTADMIN", "ALLOWVIEWALLRECORDS", "ALLOWEXPORTDOWNLOAD"))
+    admin = client_of(portal)
+    admin.sign_in("ada")
+    token = admin.csrf("/admin/users")
+    assert admin.post("/admin/users", {"csrf": token, "username": "newbie"}).status == 400
+    added = admin.post("/admin/users", {
+        "csrf": token, "action": "add", "username": "newbie", "first_name": "<b>New</b>",
+        "last_name": "Bie", "password": "a fresh password"})
+    assert added.status == 303
+    assert admin.post("/admin/roles", {"csrf": token, "action": "add",
+                                       "role_name": "Listeners"}).status == 303
+    assert portal.store is not None
+    role = portal.store.directory.find_role(name="Listeners")
+    assert role is not None
+    denied = admin.post(f"/admin/roles/{role.role_id}/permissions", {
+        "csrf": token, "action": "permissions",
+        "permission": "ALLOWFILEDELETE"})  # not ada's to give
+    assert denied.status == 403
+    assert "ALLOWFILEDELETE" in denied.text
+    granted = admin.post(f"/admin/roles/{role.role_id}/permissions", {
+        "csrf": token, "action": "permissions", "permission": "ALLOWVIEWALLRECORDS"})
+    assert granted.status == 303
+    newbie_id = portal.store.directory.find_users(UserQuery(username="newbie"))[0].user_id
+    assert admin.post(f"/admin/users/{newbie_id}/roles", {
+        "csrf": token, "action": "roles", "role": str(role.role_id)}).status == 303
+    listing = admin.get("/admin/users").text
+    assert "&lt;b&gt;New&lt;/b&gt; Bie" in listing
+    newbie = client_of(portal)
+    assert newbie.sign_in("newbie", "a fresh password").status == 303
+    assert newbie.get("/recordings").status == 200
+    assert newbie.get("/admin/users").status == 403
+    ada_id = portal.store.directory.find_users(UserQuery(username="ada"))[0].user_id
+    assert admin.post(f"/admin/users/{ada_id}/delete",
+                      {"csrf": token, "action": "delete"}).status == 409
+    assert admin.post(f"/admin/users/{newbie_id}/delete",
+                      {"csrf": token, "action": "delete"}).status == 303
+    assert newbie.get("/recordings").status == 303  # their session ended with them
+    actions = [(e.action, e.target, e.detail) for e in audit(portal, username="ada", limit=5)]
+    assert actions[:5] == [("user", "newbie", "deleted"), ("user", "newbie", "roles Listeners"),
+                           ("role", "Listeners", "permissions ALLOWVIEWALLRECORDS"),
+                           ("role", "Listeners", "added"), ("user", "newbie", "added")]

@@ -29,6 +29,7 @@ from recorder.rules.access import (
     needs,
     permits,
     record_scope,
+    ungrantable,
     view_groups,
 )
 from recorder.store.records import STATUS_COMPLETE, STATUS_RECORDING, RecordingRow
@@ -226,3 +227,12 @@ def test_a_narrowed_view_all_sees_its_groups_devices_and_agents(granted, device,
     expected = (5, 7) if "VIEWOWNRECORDS" in granted else (5,)
     assert principal.visible() == (("2001",), expected)
     assert Principal(7, "ann", frozenset(granted)).visible() == (None, ())
+
+
+@pytest.mark.parametrize(("granted", "wanted", "beyond"), [
+    ({"ALLOWAGENTADMIN"}, set(), set()),
+    ({"ALLOWAGENTADMIN", "ALLOWCOMMENT"}, {"ALLOWCOMMENT"}, set()),
+    ({"ALLOWAGENTADMIN"}, {"ALLOWCOMMENT", "ALLOWFILEDELETE"}, {"ALLOWCOMMENT", "ALLOWFILEDELETE"}),
+])
+def test_nobody_hands_out_more_than_they_hold(granted, wanted, beyond):
+    assert ungrantable(granted, wanted) == beyond

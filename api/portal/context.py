@@ -47,6 +47,8 @@ class PortalContext:
     clock: Callable[[], float] = field(default=time.time)
     # The recorder's status document (Recorder.status), for the live view; None: no live view.
     status: Callable[[], Mapping[str, Any]] | None = None
+    # Tells the scheduler users or their phones changed (a user deleted frees their phones).
+    directory_changed: Callable[[], None] = field(default=lambda: None)
     password_checks: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(PASSWORD_CHECKS))
 

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from recorder.api.portal import account, assets, bookmarks, live, recordings, search, signin
+from recorder.api.portal import (
+    account,
+    admin,
+    assets,
+    bookmarks,
+    live,
+    recordings,
+    search,
+    signin,
+)
 from recorder.api.portal.context import PortalRequest
 from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
 
@@ -59,5 +68,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/password", account.change_password, needs("ALLOWCHANGEPASSWORD")),
     Route("GET", "/audit", account.audit_page, needs("AUDITREPORTING")),
     Route("GET", "/audit.csv", account.audit_csv, needs("AUDITREPORTING")),
+    Route("GET", "/admin/users", admin.users, needs("ALLOWAGENTADMIN")),
+    Route("POST", "/admin/users", admin.add_user, needs("ALLOWAGENTADMIN")),
+    Route("POST", "/admin/users/" + IDENT + "/roles", admin.user_roles,
+          needs("ALLOWAGENTADMIN")),
+    Route("POST", "/admin/users/" + IDENT + "/delete", admin.delete_user,
+          needs("ALLOWAGENTADMIN")),
+    Route("GET", "/admin/roles", admin.roles, needs("ALLOWAGENTADMIN")),
+    Route("POST", "/admin/roles", admin.add_role, needs("ALLOWAGENTADMIN")),
+    Route("POST", "/admin/roles/" + IDENT + "/permissions", admin.role_permissions,
+          needs("ALLOWAGENTADMIN")),
     Route("GET", "/static/{name}", assets.static_file, public=True),
 )

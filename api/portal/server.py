@@ -79,7 +79,8 @@ class PortalServer(Worker):
 
     def __init__(self, config: PortalConfig, store: Store, data_dir: Path,
                  recordings_dir: Path, *, clock: Callable[[], float] = time.time,
-                 status: Callable[[], Mapping[str, Any]] | None = None) -> None:
+                 status: Callable[[], Mapping[str, Any]] | None = None,
+                 directory_changed: Callable[[], None] | None = None) -> None:
         super().__init__("portal-loop")
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="portal")
@@ -93,6 +94,8 @@ class PortalServer(Worker):
             templates=Templates(), executor=self._executor, recordings_dir=recordings_dir,
             renditions=Renditions(data_dir / "tmp" / "portal"), secure=self._tls is not None,
             clock=clock, status=status)
+        if directory_changed is not None:
+            self.ctx.directory_changed = directory_changed
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

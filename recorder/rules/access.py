@@ -127,6 +127,12 @@ def deletion_refused(row: RecordingRow, now: float) -> str | None:
     return None
 
 
+def ungrantable(granted: Collection[str], wanted: Collection[str]) -> frozenset[str]:
+    """Of the permissions ``wanted`` (in a role being changed, or the roles of a user being
+    assigned), those the administrator does not hold: nobody hands out more than they have."""
+    return frozenset(wanted) - frozenset(granted)
+
+
 @dataclass(frozen=True)
 class Principal:
     """A signed-in user as the checks see them: who, and what they may do."""

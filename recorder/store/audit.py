@@ -16,6 +16,8 @@ AUDIT_DOWNLOAD = "download"
 AUDIT_DELETE = "delete"
 AUDIT_PASSWORD = "password"  # a user changed their own password
 AUDIT_BOOKMARK = "bookmark"
+AUDIT_USER = "user"  # a user added, deleted or given roles (the portal's administration)
+AUDIT_ROLE = "role"  # a role added or its permissions changed
 AUDIT_EXPORT = "export"  # the WebAPI's media functions, recorderctl export --offline
 
 

@@ -250,6 +250,10 @@ class DirectoryStore(ABC):
         """Remove the role and every assignment of it."""
 
     @abstractmethod
+    def list_roles(self) -> list[RoleRow]:
+        """Every role, by ROLEID, with its permissions, groups and users."""
+
+    @abstractmethod
     def user_roles(self, user_id: int) -> list[RoleRow]:
         """Every role assigned to the user, with its permissions and groups."""
 

@@ -96,6 +96,11 @@ class SqliteRoles(SqliteConnection):
             "SELECT user_id FROM user_roles WHERE role_id = ? ORDER BY user_id", (rid,)))
         return RoleRow(rid, row[1], row[2], permissions, groups, users)
 
+    def list_roles(self) -> list[RoleRow]:
+        with self._db("list roles") as conn:
+            ids = [r[0] for r in conn.execute("SELECT role_id FROM roles ORDER BY role_id")]
+            return [role for rid in ids if (role := self._role(conn, rid, None)) is not None]
+
     def user_roles(self, user_id: int) -> list[RoleRow]:
         with self._db(f"read the roles of user {user_id}") as conn:
             ids = [r[0] for r in conn.execute(

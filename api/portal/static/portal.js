@@ -9,6 +9,13 @@ document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("input[data-tz]").forEach(function (el) {
     el.value = String(new Date().getTimezoneOffset());
   });
+  // A form that changes something for good asks first (the server needs its "action" field
+  // either way, so without this script nothing is lost but the question).
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
+    });
+  });
   live();
   // Bookmarks: a new one is at the player's time; clicking one's time seeks the player there.
   var audio = document.querySelector("audio");
