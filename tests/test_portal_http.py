@@ -543,3 +543,16 @@ def test_an_administrator_adds_a_user_and_a_role_and_hands_out_only_what_they_ho
     assert actions[:5] == [("user", "newbie", "deleted"), ("user", "newbie", "roles Listeners"),
                            ("role", "Listeners", "permissions ALLOWVIEWALLRECORDS"),
                            ("role", "Listeners", "added"), ("user", "newbie", "added")]
+
+
+def test_the_system_page_shows_health_disk_database_and_boards(portal: Recorder) -> None:
+    add_user(portal, "sys", ("ALLOWSYSTEMCONFIG",))
+    client = client_of(portal)
+    client.sign_in("sys")
+    page = client.get("/system")
+    assert page.status == 200
+    assert "Healthy." in page.text
+    assert "free of" in page.text
+    assert "boards[0]" in page.text
+    assert "synthetic" in page.text
+    assert str(portal.config.storage.data_dir) not in page.text  # no paths to the browser

@@ -8,7 +8,8 @@ own event loop and workers; ``sessions`` the signing key, cookies, CSRF tokens a
 ``throttle`` the sign-in limits; ``context`` what handlers may use. The pages: ``signin``,
 ``search`` (with ``forms``, the search form), ``recordings`` (a recording, its audio,
 download, delete), ``renditions`` (what a browser cannot play as stored, downloads in other
-formats), ``bookmarks``, ``live``, ``account`` (own password, audit trail), ``assets`` (static
+formats), ``bookmarks``, ``live``, ``system`` (status, disk, health), ``admin`` (users and roles),
+``account`` (own password, audit trail), ``assets`` (static
 files). ``render`` loads the templates (``templates/``, autoescaped); ``static/`` is what the
 browser loads; both ship as package data.
 """

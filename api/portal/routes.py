@@ -23,6 +23,7 @@ from recorder.api.portal import (
     recordings,
     search,
     signin,
+    system,
 )
 from recorder.api.portal.context import PortalRequest
 from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
@@ -46,6 +47,8 @@ class Route:
     media: bool = False
     # An event stream that stays open (tests read its first event only).
     stream: bool = False
+    # Whether the server looks up the request's session first (static files need none).
+    identify: bool = True
 
 
 ROUTES: tuple[Route, ...] = (
@@ -64,6 +67,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", RECORDING + "/delete", recordings.delete, needs(VIEW, "ALLOWFILEDELETE")),
     Route("GET", "/live", live.page, needs("ALLOWLIVEMONITOR")),
     Route("GET", "/live/stream", live.stream, needs("ALLOWLIVEMONITOR"), stream=True),
+    Route("GET", "/system", system.page, needs("ALLOWSYSTEMCONFIG")),
     Route("GET", "/password", account.password_form, needs("ALLOWCHANGEPASSWORD")),
     Route("POST", "/password", account.change_password, needs("ALLOWCHANGEPASSWORD")),
     Route("GET", "/audit", account.audit_page, needs("AUDITREPORTING")),
@@ -78,5 +82,5 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/admin/roles", admin.add_role, needs("ALLOWAGENTADMIN")),
     Route("POST", "/admin/roles/" + IDENT + "/permissions", admin.role_permissions,
           needs("ALLOWAGENTADMIN")),
-    Route("GET", "/static/{name}", assets.static_file, public=True),
+    Route("GET", "/static/{name}", assets.static_file, public=True, identify=False),
 )

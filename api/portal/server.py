@@ -199,7 +199,8 @@ class PortalServer(Worker):
     async def _serve(self, route: Route, request: web.Request, ctx: PortalContext
                      ) -> web.StreamResponse:
         req = PortalRequest(request, ctx, request.remote or "")
-        await self._identify(req)
+        if route.identify:
+            await self._identify(req)
         if not route.public:
             if req.principal is None:
                 if request.method == "GET" and not route.media:
