@@ -556,3 +556,50 @@ def test_the_system_page_shows_health_disk_database_and_boards(portal: Recorder)
     assert "boards[0]" in page.text
     assert "synthetic" in page.text
     assert str(portal.config.storage.data_dir) not in page.text  # no paths to the browser
+
+
+def test_a_group_administrator_narrows_roles_they_fully_hold(portal: Recorder) -> None:
+    assert portal.store is not None
+    directory = portal.store.directory
+    add_user(portal, "gus", ("ALLOWGROUPADMIN", "ALLOWVIEWALLRECORDS"))
+    viewer = add_user(portal, "vera", ("ALLOWVIEWALLRECORDS",))
+    add_user(portal, "boss2", ("ALLOWVIEWALLRECORDS", "ALLOWFILEDELETE"))
+    client = client_of(portal)
+    client.sign_in("gus")
+    token = client.csrf("/admin/groups")
+    assert client.post("/admin/groups", {"csrf": token, "action": "add",
+                                         "group_name": "Team <A>"}).status == 303
+    group = directory.find_group(name="Team <A>")
+    assert group is not None
+    assert client.post(f"/admin/groups/{group.group_id}/members", {
+        "csrf": token, "action": "members", "op": "add", "username": "vera",
+        "device": "4001"}).status == 303
+    group = directory.find_group(group_id=group.group_id)
+    assert group is not None
+    assert (group.user_ids, group.device_ids) == ((viewer,), ("4001",))
+    vera_role = directory.find_role(name="role of vera")
+    boss_role = directory.find_role(name="role of boss2")
+    assert vera_role is not None
+    assert boss_role is not None
+    assert client.post(f"/admin/groups/{group.group_id}/roles", {
+        "csrf": token, "action": "roles", "role": str(vera_role.role_id)}).status == 303
+    # boss2's role holds ALLOWFILEDELETE, which gus does not: not his to narrow (or widen).
+    refused = client.post(f"/admin/groups/{group.group_id}/roles", {
+        "csrf": token, "action": "roles", "role": [str(vera_role.role_id),
+                                                   str(boss_role.role_id)]})
+    assert refused.status == 403
+    role = directory.find_role(role_id=vera_role.role_id)
+    assert role is not None
+    assert role.group_ids == (group.group_id,)
+    page = client.get("/admin/groups").text
+    assert "Team &lt;A&gt;" in page
+    assert "Agents: vera." in page
+    add_recording(portal, agent_id=None, device="4001", meta={"ANI": "in-team"})
+    add_recording(portal, agent_id=None, device="4002", meta={"ANI": "off-team"})
+    vera = client_of(portal)
+    vera.sign_in("vera")
+    listing = vera.get("/recordings").text
+    assert "in-team" in listing
+    assert "off-team" not in listing
+    assert audit(portal, username="gus", action="group", limit=1)[0].detail == \
+        "roles role of vera"

@@ -25,7 +25,7 @@ MIN_PASSWORD = 10
 MAX_NAME = 255
 
 
-class _Form:
+class Form:
     """A posted form's text fields."""
 
     def __init__(self, fields: dict[str, list[str]]) -> None:
@@ -38,13 +38,13 @@ class _Form:
         return self.fields.get(name, [])
 
 
-async def _form(req: PortalRequest, action: str) -> _Form:
+async def post_form(req: PortalRequest, action: str) -> Form:
     data = await req.request.post()
     fields: dict[str, list[str]] = {}
     for name, value in data.items():
         if isinstance(value, str):
             fields.setdefault(name, []).append(value)
-    form = _Form(fields)
+    form = Form(fields)
     if form.get("action") != action:
         raise web.HTTPBadRequest(text=f"this form does {action!r}; nothing was changed")
     return form
@@ -71,7 +71,7 @@ async def users(req: PortalRequest, status: int = 200, message: str = "") -> web
 
 
 async def add_user(req: PortalRequest) -> web.StreamResponse:
-    data = await _form(req, "add")
+    data = await post_form(req, "add")
     username = data.get("username").strip()
     first = data.get("first_name").strip() or username
     last = data.get("last_name").strip()
@@ -101,7 +101,7 @@ async def add_user(req: PortalRequest) -> web.StreamResponse:
 
 
 async def delete_user(req: PortalRequest) -> web.StreamResponse:
-    await _form(req, "delete")
+    await post_form(req, "delete")
     user_id, ctx = _number(req), req.ctx
     if user_id == req.user.user_id:
         return await users(req, 409, "You cannot delete yourself.")
@@ -122,7 +122,7 @@ async def delete_user(req: PortalRequest) -> web.StreamResponse:
 
 
 async def user_roles(req: PortalRequest) -> web.StreamResponse:
-    data = await _form(req, "roles")
+    data = await post_form(req, "roles")
     user_id, ctx = _number(req), req.ctx
     wanted = {int(v) for v in data.getall("role") if v.isascii() and v.isdigit()}
     directory = ctx.store.directory
@@ -157,7 +157,7 @@ async def roles(req: PortalRequest, status: int = 200, message: str = "") -> web
 
 
 async def add_role(req: PortalRequest) -> web.StreamResponse:
-    data = await _form(req, "add")
+    data = await post_form(req, "add")
     name = data.get("role_name").strip()
     description = data.get("description").strip()
     if not name or len(name) > MAX_NAME or len(description) > 1024:
@@ -176,7 +176,7 @@ async def add_role(req: PortalRequest) -> web.StreamResponse:
 
 
 async def role_permissions(req: PortalRequest) -> web.StreamResponse:
-    data = await _form(req, "permissions")
+    data = await post_form(req, "permissions")
     role_id, ctx = _number(req), req.ctx
     wanted = {name for v in data.getall("permission")
               if (name := permission_name(v)) is not None}

@@ -18,6 +18,7 @@ AUDIT_PASSWORD = "password"  # a user changed their own password
 AUDIT_BOOKMARK = "bookmark"
 AUDIT_USER = "user"  # a user added, deleted or given roles (the portal's administration)
 AUDIT_ROLE = "role"  # a role added or its permissions changed
+AUDIT_GROUP = "group"  # a group added, its members or the roles it narrows changed
 AUDIT_EXPORT = "export"  # the WebAPI's media functions, recorderctl export --offline
 
 

@@ -226,6 +226,10 @@ class DirectoryStore(ABC):
         """The group by name if given, else by id."""
 
     @abstractmethod
+    def list_groups(self) -> list[GroupRow]:
+        """Every group, by GROUPID, with its members."""
+
+    @abstractmethod
     def set_group_member(self, group_id: int, user_id: int, device_id: str | None,
                          member: bool) -> bool:
         """Add (or remove) the user, and the device if given, to (from) the group; True if

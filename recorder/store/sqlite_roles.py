@@ -48,6 +48,12 @@ class SqliteRoles(SqliteConnection):
             (row[0],)))
         return GroupRow(row[0], row[1], users, devices)
 
+    def list_groups(self) -> list[GroupRow]:
+        with self._db("list groups") as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT group_id FROM agent_groups ORDER BY group_id")]
+            return [group for gid in ids if (group := self._group(conn, gid, None)) is not None]
+
     def set_group_member(self, group_id: int, user_id: int, device_id: str | None,
                          member: bool) -> bool:
         with self._tx(f"group {group_id} membership") as conn:

@@ -17,6 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import Any
 
 from recorder.app import Recorder
 from recorder.store.directory import UserFields
@@ -60,7 +61,7 @@ class PortalClient:
     cookies: dict[str, str] = field(default_factory=dict)
     tls: bool = False  # HTTPS, the portal's self-signed certificate accepted
 
-    def request(self, method: str, path: str, form: Mapping[str, str] | None = None,
+    def request(self, method: str, path: str, form: Mapping[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None) -> Answer:
         conn: http.client.HTTPConnection
         if self.tls:
@@ -76,7 +77,7 @@ class PortalClient:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         body = None
         if form is not None:
-            body = urllib.parse.urlencode(form).encode()
+            body = urllib.parse.urlencode(form, doseq=True).encode()
             sent["Content-Type"] = "application/x-www-form-urlencoded"
         try:
             conn.request(method, path, body=body, headers=sent)
@@ -115,7 +116,7 @@ class PortalClient:
     def get(self, path: str, **headers: str) -> Answer:
         return self.request("GET", path, headers=headers)
 
-    def post(self, path: str, form: Mapping[str, str]) -> Answer:
+    def post(self, path: str, form: Mapping[str, Any]) -> Answer:
         return self.request("POST", path, form=form)
 
     def csrf(self, path: str = "/") -> str:
