@@ -388,6 +388,7 @@ class Recorder:
                                             config.storage.recordings_dir, status=self.status,
                                             directory_changed=self._directory_changed)
         portal.start()
+        self.telemetry.parts.portal = portal
         # Stopped in the second pass, after the recordings have drained (pages still answer
         # meanwhile), before the store closes.
         stage.stop = lambda: _halt("portal", portal.stop, portal.join)

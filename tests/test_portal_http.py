@@ -17,6 +17,7 @@ import pytest
 
 from recorder.api.portal.sessions import SESSION_COOKIE, Signer
 from recorder.app import Recorder
+from recorder.errors import StoreError
 from recorder.store.audit import AuditEntry, AuditQuery
 from recorder.store.directory import UserFields, UserQuery
 from tests.helpers.api import ApiConnection
@@ -603,3 +604,22 @@ def test_a_group_administrator_narrows_roles_they_fully_hold(portal: Recorder) -
     assert "off-team" not in listing
     assert audit(portal, username="gus", action="group", limit=1)[0].detail == \
         "roles role of vera"
+
+
+def test_a_database_failure_is_a_503_page_not_a_traceback(
+        portal: Recorder, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    assert portal.store is not None
+    add_user(portal, "dora", ("ALLOWVIEWALLRECORDS",))
+    client = client_of(portal)
+    client.sign_in("dora")
+
+    def fails(query: object) -> None:
+        raise StoreError("list recordings: disk I/O error")
+
+    monkeypatch.setattr(portal.store.recordings, "list_recordings", fails)
+    answer = client.get("/recordings")
+    assert answer.status == 503
+    assert "database cannot be read" in answer.text
+    assert "Traceback" not in caplog.text
+    assert "the database failed: list recordings: disk I/O error" in caplog.text

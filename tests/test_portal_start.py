@@ -105,3 +105,16 @@ def test_max_clients_counts_a_stream_until_it_has_gone(tmp_path: Path) -> None:
             time.sleep(0.05)
     finally:
         recorder.stop()
+
+
+def test_health_watches_the_portals_event_loop(tmp_path: Path) -> None:
+    recorder = portal_recorder(tmp_path)
+    try:
+        assert recorder.portal is not None
+        time.sleep(0.6)  # a few heartbeats
+        assert recorder.health() == []
+        recorder.portal.stop()
+        assert recorder.portal.join(10)
+        assert recorder.health() == ["portal event loop has stopped: its thread is not running"]
+    finally:
+        recorder.stop()

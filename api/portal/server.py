@@ -40,7 +40,7 @@ from recorder.api.portal.sessions import (
 )
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.config.portal import PortalConfig
-from recorder.errors import StartupError
+from recorder.errors import StartupError, StoreError
 from recorder.rules.access import Principal, Within, missing, view_groups
 from recorder.store.factory import Store
 from recorder.worker import Worker
@@ -184,7 +184,15 @@ class PortalServer(Worker):
                 return web.Response(status=503, text="The portal is busy; try again shortly.")
             self._in_flight += 1
             try:
-                response = await self._serve(route, request, ctx)
+                try:
+                    response = await self._serve(route, request, ctx)
+                except StoreError as exc:
+                    # The database away (a disk, a lock held too long): a page saying so,
+                    # not a traceback; recording goes on regardless (the outage spool).
+                    logger.error("portal: %s %s: the database failed: %s", request.method,
+                                 request.path, exc)
+                    return web.Response(status=503, text="The recorder's database cannot be "
+                                        "read just now; try again shortly.")
                 if isinstance(response, MediaResponse):
                     # Sent here, so the place is held until the file has gone (or the client
                     # has): a stream is a client as much as a page is.
