@@ -10,7 +10,8 @@ events         the event bus (holding the recovered recordings' RECORDINGSTOPPED
 recording      after-call encoding, the completion worker, the writer loop, the disk guard
 capture        the drivers and the capture core
 calls          the scheduler and its limits watch, the retention job, the triggers
-api            the dispatcher, the socket API and the WebAPI (the portal will be one more)
+api            the dispatcher, the socket API and the WebAPI
+portal         the web portal's listener, when ``[portal] enabled`` (docs/portal.md)
 =============  ==============================================================================
 
 Stopping goes over the stages twice, newest first. The first pass drains: the triggers stop
@@ -35,6 +36,7 @@ from typing import Any
 
 from recorder.api.context import ApiContext
 from recorder.api.dispatcher import Dispatcher
+from recorder.api.portal.server import PortalServer
 from recorder.api.transport.server import ApiServer
 from recorder.archive.export import clean_work_dir
 from recorder.archive.mailer import Mailer
@@ -104,6 +106,7 @@ class Recorder:
         self.watch: LimitsWatch | None = None
         self.dispatcher: Dispatcher | None = None
         self.api: ApiServer | None = None
+        self.portal: PortalServer | None = None
         self.events: EventBus | None = None
         self.disk: DiskGuard | None = None
         self.after_call: AfterCallEncoder | None = None
@@ -130,7 +133,7 @@ class Recorder:
             for name, start in (("storage", self._start_storage), ("events", self._start_events),
                                 ("recording", self._start_recording),
                                 ("capture", self._start_capture), ("calls", self._start_calls),
-                                ("api", self._start_api)):
+                                ("api", self._start_api), ("portal", self._start_portal)):
                 stage = Stage(name)
                 self._stages.append(stage)
                 start(stage)
@@ -373,6 +376,31 @@ class Recorder:
         # Stopped in the second pass: while the other stages drain, requests are answered (a
         # new call is refused with "shutting down") and subscribers get the last events.
         stage.stop = stop
+
+
+    def _start_portal(self, stage: Stage) -> None:
+        config = self.config
+        if not config.portal.enabled:
+            logger.info("web portal off ([portal] enabled = true turns it on; docs/portal.md)")
+            return
+        assert self.store is not None
+        portal = self.portal = PortalServer(config.portal, self.store, config.storage.data_dir,
+                                            config.storage.recordings_dir, status=self.status,
+                                            directory_changed=self._directory_changed)
+        portal.start()
+        self.telemetry.parts.portal = portal
+        # Stopped in the second pass, after the recordings have drained (pages still answer
+        # meanwhile), before the store closes.
+        stage.stop = lambda: _halt("portal", portal.stop, portal.join)
+        if not any(user.has_password for user in self.store.directory.list_users()):
+            logger.warning("portal: no user can sign in yet (there is no default password); "
+                           "create the first administrator with: recorderctl user add --admin "
+                           "USERNAME")
+
+
+    def _directory_changed(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.lookup.directory_changed()
 
 
 def _channel_devices(driver: Driver, board: BoardCommon) -> tuple[str, ...]:

@@ -109,6 +109,23 @@ def test_writer_lag_benchmark_measures_and_reports_against_its_target() -> None:
     assert "target under 0.65 s" in stdout
 
 
+@pytest.mark.bench
+@pytest.mark.slow
+def test_portal_benchmark_measures_the_search_page_against_calllist(tmp_path: Path) -> None:
+    out = tmp_path / "portal.json"
+    stdout = bench("portal.py", "--rows", "2000", "--repeats", "3", "--cache",
+                   str(tmp_path / "cache"), "--json", str(out))
+    figures = json.loads(out.read_text())
+    assert len(figures["filters"]) == 6
+    for f in figures["filters"]:
+        assert f["runs"] == 3, f
+        assert f["page_ms"] > 0, f
+        assert f["api_ms"] > 0, f
+    assert figures["recording_page_ms"] > 0
+    assert figures["first_byte_ms"] > 0
+    assert "first byte of playback" in stdout
+
+
 def test_a_version_3_database_gains_the_calllist_indexes(tmp_path: Path) -> None:
     path = tmp_path / "v3.sqlite3"
     conn = sqlite3.connect(path)

@@ -23,7 +23,8 @@ from tests.helpers.recorders import Running
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-SECTIONS = ("core", "storage", "capture", "api", "smtp", "log", "recording", "retention")
+SECTIONS = ("core", "storage", "capture", "api", "smtp", "log", "recording", "retention",
+            "portal")
 
 
 def text_of(path: Path) -> str:

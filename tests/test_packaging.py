@@ -24,3 +24,15 @@ def test_every_package_of_the_tree_is_listed_for_installation() -> None:
             in_tree.add(".".join([name, *relative.parts]))
     assert in_tree == listed
     assert {"recorder", "recorder.ctl", "recorder.api.handlers"} <= in_tree
+
+
+def test_every_file_the_portal_serves_is_shipped_as_package_data() -> None:
+    # A page or script left out of package-data works from a checkout and fails installed.
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["recorder.api.portal"]
+    portal = ROOT / "api" / "portal"
+    files = [p.relative_to(portal) for sub in ("templates", "static")
+             for p in (portal / sub).iterdir() if p.is_file()]
+    assert files
+    unshipped = [str(f) for f in files if not any(f.match(pattern) for pattern in data)]
+    assert unshipped == []

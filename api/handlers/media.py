@@ -44,6 +44,7 @@ from recorder.archive.workspace import Export, ExportWorkspace
 from recorder.codecs.buffered import out_of_space
 from recorder.errors import CodecError
 from recorder.resultcodes import ResultCode
+from recorder.store.audit import AUDIT_EXPORT, AuditEntry
 from recorder.store.records import STATUS_RECORDING, TYPE_SCREEN, RecordingRow
 from recorder.store.schema import MANUAL_COLUMNS
 
@@ -87,6 +88,27 @@ Deliver = Callable[[Media], None]
 
 
 # --- over the socket API ---------------------------------------------------------------------
+
+
+def audit_export(ctx: ApiContext, address: str, params: Sequence[tuple[str, str]],
+                 media: Media) -> None:
+    """The audit trail's entry for an export the WebAPI sends (it knows no user: the client's
+    address says who). A trail that cannot be written is logged: the export is made."""
+    trail = ctx.store.audit
+    if trail is None:
+        return
+    named = {name.upper(): value for name, value in params}
+    kind = (named.get("TYPE") or named.get("REQUESTTYPE") or "").strip().upper()
+    field = (named.get("UNIQUEFIELD") or "IDENT").strip()
+    value = named.get("UNIQUEID") or named.get("IDENT") or ""
+    target = value if field.upper() == "IDENT" else f"{field}={value}"
+    try:
+        trail.append_audit(AuditEntry(
+            time=ctx.clock(), user_id=None, username="", action=AUDIT_EXPORT,
+            target=target[:255], detail=f"WebAPI {kind} {media.filename}"[:255],
+            address=address))
+    except Exception:
+        logger.exception("cannot write the audit entry of an export")
 
 
 def webapi_only(ctx: ApiContext, params: Params) -> ApiResult:

@@ -46,7 +46,7 @@ from recorder.api.handlers.events import (
     render_event,
     subscribed,
 )
-from recorder.api.handlers.media import MEDIA_REQUESTS, Media, media_handlers
+from recorder.api.handlers.media import MEDIA_REQUESTS, Media, audit_export, media_handlers
 from recorder.api.protocol.params import Params
 from recorder.api.protocol.webparams import lookup, merge_params
 from recorder.api.protocol.xmlcodec import render_result
@@ -249,6 +249,9 @@ class WebApi:
         if not delivered:
             return self._xml(body)
         media = delivered[0]
+        await asyncio.get_running_loop().run_in_executor(
+            None, audit_export, self._dispatcher.context, request_address(request), params,
+            media)
         return _TemporaryFileResponse(media.path, headers={
             "Content-Type": media.content_type,
             "Content-Disposition": f'attachment; filename="{media.filename}"',

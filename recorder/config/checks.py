@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.config.boards import TRIGGERS, BoardCommon
+from recorder.config.portal import PortalConfig
 from recorder.config.recording import (
     BlockedFilterConfig,
     RecordingConfig,
@@ -43,6 +44,7 @@ class CrossChecks:
         """The check of each table type; a board's is found by its base class."""
         return {
             ApiConfig: self.check_api,
+            PortalConfig: self.check_portal,
             SmtpConfig: self.check_smtp,
             CaptureConfig: self.check_capture,
             StorageConfig: self.check_storage,
@@ -159,6 +161,25 @@ class CrossChecks:
         cert, key = (self.existing_file(getattr(api, name), f"{where}.{name}")
                      for name in ("tls_cert", "tls_key"))
         return replace(api, tls_cert=cert, tls_key=key)
+
+    def check_portal(self, portal: PortalConfig, where: str) -> PortalConfig:
+        if not portal.host.strip():
+            self.problems.append(f"{where}.host: must not be empty")
+        if portal.session_idle_seconds > portal.session_max_seconds:
+            self.problems.append(
+                f"{where}.session_idle_seconds: {portal.session_idle_seconds} is longer than "
+                f"{where}.session_max_seconds ({portal.session_max_seconds})")
+        if bool(portal.tls_cert) != bool(portal.tls_key):
+            given, missing = (("tls_cert", "tls_key") if portal.tls_cert
+                              else ("tls_key", "tls_cert"))
+            self.problems.append(f"{where}.{missing}: required with {where}.{given} (HTTPS "
+                                 "needs both)")
+            return portal
+        if not portal.tls_cert:
+            return portal
+        cert, key = (self.existing_file(getattr(portal, name), f"{where}.{name}")
+                     for name in ("tls_cert", "tls_key"))
+        return replace(portal, tls_cert=cert, tls_key=key)
 
     def existing_file(self, raw: str, key: str) -> str:
         path = Path(raw).expanduser()

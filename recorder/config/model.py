@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.config.boards import BoardCommon
+from recorder.config.portal import PortalConfig
 from recorder.config.recording import RecordingConfig, RetentionConfig
 from recorder.config.sections import (
     ApiConfig,
@@ -58,6 +59,7 @@ class Config:
     log: LogConfig = setting(factory=LogConfig)
     recording: RecordingConfig = setting(factory=RecordingConfig)
     retention: RetentionConfig = setting(factory=RetentionConfig)
+    portal: PortalConfig = setting(factory=PortalConfig)
     boards: tuple[BoardCommon, ...] = setting(
         doc="capture boards, in channel order", factory=tuple
     )

@@ -2,7 +2,8 @@
 
 One module per command (or group); ``common`` holds what they share. Commands that talk to the
 service find it from --host/--port/--web-port, else from the configuration recorderd reads;
-offline commands (purge, recover, check-config, cav, devices) work on this machine directly.
+offline commands (purge, recover, check-config, cav, devices, user, audit) work on this
+machine directly.
 docs/recorderctl.md describes every command.
 """
 
@@ -14,6 +15,7 @@ import os
 import sys
 
 from recorder.ctl import (
+    audit,
     calls,
     cav,
     channels,
@@ -27,6 +29,7 @@ from recorder.ctl import (
     selftest,
     send,
     status,
+    user,
 )
 from recorder.ctl.client import ClientError
 from recorder.ctl.common import EXIT_UNREACHABLE, FORMATTER, CtlError, connection_options
@@ -44,7 +47,7 @@ exit status (every command; details in its --help):
 
 # In --help's order: looking, then doing, then offline work.
 COMMANDS = (status, channels, levels, calls, events, export, send, selftest, devices,
-            checkconfig, recover, purge, cav)
+            checkconfig, recover, purge, cav, user, audit)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import http.client
 import os
 import re
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
@@ -31,6 +34,9 @@ from recorder.ctl.common import (
     target,
     web_get,
 )
+
+if TYPE_CHECKING:
+    from recorder.store.factory import Store
 
 EPILOG = """Asks the WebAPI (--web-port, else api.web_port of the configuration) for
 EXPORT UNIQUEFIELD=ident UNIQUEID=RECORDID MEDIA_FORMAT=FORMAT and streams the answer into
@@ -145,17 +151,24 @@ def download(where: Target, recordid: int, fmt: str, output: Path | None, *,
 
 def export_offline(args: argparse.Namespace) -> tuple[Path, int]:
     """Export from the data directory's database and files, as EXPORT would."""
-    from recorder.archive.export import export_name, export_recording  # noqa: PLC0415 - codecs
-    from recorder.errors import CodecError, StoreError  # noqa: PLC0415
-    from recorder.store.records import STATUS_COMPLETE  # noqa: PLC0415
 
     store = open_offline_store(offline_config(args))
+    try:
+        return _export_from(store, args)
+    finally:
+        store.close()
+
+
+def _export_from(store: Store, args: argparse.Namespace) -> tuple[Path, int]:
+    from recorder.archive.export import export_name, export_recording  # noqa: PLC0415 - codecs
+    from recorder.errors import CodecError, StoreError  # noqa: PLC0415
+    from recorder.store.audit import AUDIT_EXPORT, AuditEntry  # noqa: PLC0415
+    from recorder.store.records import STATUS_COMPLETE  # noqa: PLC0415
+
     try:
         row = store.recordings.get_recording(args.recordid)
     except StoreError as exc:
         raise CtlError(str(exc), EXIT_FAILED) from exc
-    finally:
-        store.close()
     if row is None:
         raise CtlError(f"no recording with RECORDID {args.recordid}", EXIT_FAILED)
     if row.status != STATUS_COMPLETE:
@@ -173,6 +186,17 @@ def export_offline(args: argparse.Namespace) -> tuple[Path, int]:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise CtlError(f"cannot export recording {args.recordid}: {detail}",
                        EXIT_FAILED) from exc
+    if store.audit is not None:
+        # Straight from the files, past the service: the trail still says who took a copy.
+        try:
+            store.audit.append_audit(AuditEntry(
+                time=time.time(), user_id=None, username=getpass.getuser(),
+                action=AUDIT_EXPORT, target=str(args.recordid),
+                detail=f"recorderctl export --offline {path.resolve()}"[:1024],
+                address="local"))
+        except StoreError as exc:
+            raise CtlError(f"exported to {path}, but the audit trail cannot be written: "
+                           f"{exc}", EXIT_FAILED) from exc
     return path, path.stat().st_size
 
 

@@ -186,6 +186,15 @@ class DirectoryStore(ABC):
         """Every live user, by USERID."""
 
     @abstractmethod
+    def password_hash(self, user_id: int) -> str | None:
+        """The live user's stored password hash (``recorder.store.passwords``); None if the
+        user is deleted, unknown, or has no password. Only sign-in reads it."""
+
+    @abstractmethod
+    def user_permissions(self, user_id: int) -> frozenset[str]:
+        """Every permission the user's roles grant (MODIFYUSERROLE, MODIFYROLEPERMISSION)."""
+
+    @abstractmethod
     def assign_phone(self, user_id: int, phone_id: str, *, now: float) -> bool:
         """Give the phone to the user; False if it already had it. Raises PhoneInUse."""
 
@@ -217,6 +226,10 @@ class DirectoryStore(ABC):
         """The group by name if given, else by id."""
 
     @abstractmethod
+    def list_groups(self) -> list[GroupRow]:
+        """Every group, by GROUPID, with its members."""
+
+    @abstractmethod
     def set_group_member(self, group_id: int, user_id: int, device_id: str | None,
                          member: bool) -> bool:
         """Add (or remove) the user, and the device if given, to (from) the group; True if
@@ -239,6 +252,14 @@ class DirectoryStore(ABC):
     @abstractmethod
     def delete_role(self, role_id: int) -> bool:
         """Remove the role and every assignment of it."""
+
+    @abstractmethod
+    def list_roles(self) -> list[RoleRow]:
+        """Every role, by ROLEID, with its permissions, groups and users."""
+
+    @abstractmethod
+    def user_roles(self, user_id: int) -> list[RoleRow]:
+        """Every role assigned to the user, with its permissions and groups."""
 
     @abstractmethod
     def set_role_group(self, role_id: int, group_id: int, member: bool) -> bool:

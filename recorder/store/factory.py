@@ -4,6 +4,8 @@ its directory."""
 from __future__ import annotations
 
 from recorder.config.sections import StorageConfig
+from recorder.store.audit import AuditStore
+from recorder.store.bookmarks import BookmarkStore
 from recorder.store.directory import DirectoryStore
 from recorder.store.recordings import RecordingStore
 from recorder.store.spool import SpoolingStore
@@ -15,13 +17,20 @@ BUSY_TIMEOUT_SECONDS = 1.0
 
 
 class Store:
-    """One database, seen as its two parts: ``recordings`` (rows of recordings and chat
-    sessions; their writes wait in the spool while the database is away) and ``directory``
-    (users, phones, stations, groups, roles, agent windows; straight to the database)."""
+    """One database, seen as its parts: ``recordings`` (rows of recordings and chat
+    sessions; their writes wait in the spool while the database is away), ``directory``
+    (users, phones, stations, groups, roles, agent windows; straight to the database) and
+    ``audit`` (the append-only audit trail) and ``bookmarks`` (the portal's; both straight to
+    the database)."""
 
-    def __init__(self, recordings: RecordingStore, directory: DirectoryStore) -> None:
+    def __init__(self, recordings: RecordingStore, directory: DirectoryStore,
+                 audit: AuditStore | None = None, bookmarks: BookmarkStore | None = None
+                 ) -> None:
         self.recordings = recordings
         self.directory = directory
+        # Tests build a Store from parts; one without these audits nowhere, bookmarks nothing.
+        self.audit = audit
+        self.bookmarks = bookmarks
 
     @property
     def backend(self) -> str:
@@ -47,4 +56,4 @@ def open_store(config: StorageConfig) -> Store:
     database = SqliteStore(config.database_path, BUSY_TIMEOUT_SECONDS)
     recordings = SpoolingStore(database, config.spool_path, config.spool_retry_seconds)
     recordings.open()
-    return Store(recordings, database)
+    return Store(recordings, database, database, database)

@@ -100,6 +100,15 @@ class RecordingStore(ABC):
     def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]: ...
 
     @abstractmethod
+    def mark_listened(self, ident: int) -> bool:
+        """Set the recording's LISTENEDTO; False if there is no recording ``ident``."""
+
+    @abstractmethod
+    def delete_recording(self, ident: int) -> bool:
+        """Delete the row of a complete, unlocked recording (its file is the caller's); False,
+        changing nothing, if there is no such row."""
+
+    @abstractmethod
     def interrupted_recordings(self) -> list[RecordingRow]:
         """Recordings still marked in progress: at start-up, those a crash interrupted."""
 

@@ -119,6 +119,8 @@ class RecordingRow:
     recording_type: str = TYPE_AUDIO
     purged_time: float | None = None  # when retention deleted its files (the row stays)
     global_id: str = ""  # GLOBALCALLID of the call it recorded
+    locked: bool = False  # the manual's LOCKED: kept from deletion
+    listened_to: bool = False  # the manual's LISTENEDTO: someone has played it
 
 
 DAY_SECONDS = 86400.0
@@ -149,6 +151,16 @@ class RecordingQuery:
     start: int | None = None  # recording_time >= start (unix seconds)
     end: int | None = None  # recording_time <= end
     limit: int = 100
+    # The portal's further filters and paging (CALLLIST sends none of them).
+    agent_id: int | None = None  # the agent at call time (the row's agent_id)
+    min_duration: float | None = None  # seconds; a recording still in progress has none
+    max_duration: float | None = None
+    offset: int = 0  # rows skipped before the first one listed
+    oldest_first: bool = False
+    # Only rows recorded on one of these devices or with one of these agents (the groups a
+    # user's roles narrow ALLOWVIEWALLRECORDS to); None: no such limit.
+    within_devices: tuple[str, ...] | None = None
+    within_agents: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,16 @@ recorder's own. Column names are the manual's (lower case), so EXPORT's UNIQUEFI
 directly. Version 2 adds the directory: users and their phones, workstations, groups, roles and
 permissions, chat sessions and agent windows. Version 3 adds retention: when a recording's files
 were purged (the row itself stays). Version 4 adds indexes for CALLLIST's selective filters,
-version 5 for the rest of them (USER1-USER15, GROUP, GATE, DNIS).
+version 5 for the rest of them (USER1-USER15, GROUP, GATE, DNIS). Version 6 adds the audit
+trail (the portal's sign-ins, searches, plays, downloads and deletes), append-only, and the
+portal's bookmarks.
 """
 
 from __future__ import annotations
 
 from recorder.store.records import FILTER_FIELDS, METADATA_FIELDS
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # API field name -> column, for the call metadata a recording keeps: the lower-case name, but
 # where the manual's table spells the column otherwise.
@@ -263,5 +265,36 @@ CREATE INDEX recordings_by_dnis
     ON recordings (dnis, recording_time DESC, ident DESC) WHERE dnis != '';
 """
 
+# The audit trail (recorder.store.audit). Append-only in the database itself: the triggers
+# refuse any UPDATE or DELETE, whoever runs it.
+CREATE_V6 = """
+CREATE TABLE audit (
+    entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    user_id INTEGER,
+    username TEXT NOT NULL DEFAULT '',
+    action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    address TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_by_time ON audit (time);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TABLE bookmarks (
+    bookmark_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ident INTEGER NOT NULL REFERENCES recordings (ident),
+    user_id INTEGER NOT NULL,
+    username TEXT NOT NULL DEFAULT '',
+    offset_seconds REAL NOT NULL,
+    comment TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX bookmarks_by_recording ON bookmarks (ident, offset_seconds);
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, CREATE_V5)
+MIGRATIONS: tuple[str, ...] = (CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, CREATE_V5,
+                               CREATE_V6)

@@ -418,6 +418,12 @@ class SpoolingStore(RecordingStore):
     def interrupted_recordings(self) -> list[RecordingRow]:
         return self._current(self._inner.interrupted_recordings)
 
+    def mark_listened(self, ident: int) -> bool:
+        return self._current(lambda: self._inner.mark_listened(ident))
+
+    def delete_recording(self, ident: int) -> bool:
+        return self._current(lambda: self._inner.delete_recording(ident))
+
     def untranscoded_recordings(self, audio_formats: Sequence[str]) -> list[RecordingRow]:
         return self._current(lambda: self._inner.untranscoded_recordings(audio_formats))
 

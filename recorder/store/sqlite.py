@@ -29,6 +29,8 @@ from recorder.store.records import (
     ScanCursor,
 )
 from recorder.store.schema import FILTER_COLUMNS, MANUAL_COLUMNS, META_COLUMNS, PARTIAL_INDEXED
+from recorder.store.sqlite_audit import SqliteAudit
+from recorder.store.sqlite_bookmarks import SqliteBookmarks
 from recorder.store.sqlite_chat import SqliteChat
 from recorder.store.sqlite_directory import SqliteDirectory
 
@@ -43,7 +45,7 @@ _ROW_COLUMNS = (
 # The agent's names come from the directory as it is now; agent_id was fixed when the recording
 # started, so a phone given to someone else later does not rename old calls.
 _EXTRA_COLUMNS = ("r.agent_id", "r.recording_type", "u.first_name", "u.last_name",
-                  "r.purged_time", "r.globalid")
+                  "r.purged_time", "r.globalid", "r.locked", "r.listenedto")
 _SELECT = (f"SELECT {', '.join('r.' + c for c in _ROW_COLUMNS)}, {', '.join(_EXTRA_COLUMNS)}"
            " FROM recordings r LEFT JOIN users u ON u.user_id = r.agent_id")
 # Where each part of a selected row starts: the RecordingRow fields named in _ROW_FIELDS (in the
@@ -58,7 +60,7 @@ _META_NAMES = tuple(META_COLUMNS)
 _META_AT = len(_ROW_FIELDS)
 _EXTRA_AT = len(_ROW_COLUMNS)
 _FILLED = {*_ROW_FIELDS, "meta", "agent_id", "recording_type", "agent_first_name",
-           "agent_last_name", "purged_time", "global_id"}
+           "agent_last_name", "purged_time", "global_id", "locked", "listened_to"}
 # _row fills a RecordingRow's __dict__ itself (see there); that is only right while it sets
 # every field and the class has nothing its __init__ would do besides.
 if ({f.name for f in fields(RecordingRow)} != _FILLED
@@ -78,8 +80,9 @@ if sorted(_LEAD_ORDER) != sorted(FILTER_FIELDS):
     raise TypeError("recorder.store.sqlite._LEAD_ORDER must rank every CALLLIST filter")
 
 
-class SqliteStore(SqliteDirectory, SqliteChat, RecordingStore):
-    """Recording rows and the directory in a SQLite database file."""
+class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, RecordingStore):
+    """Recording rows, the directory, the audit trail and bookmarks in a SQLite database
+    file."""
 
     def insert_recording(self, rec: NewRecording, ident: int | None = None) -> int:
         values: dict[str, Any] = {
@@ -186,14 +189,47 @@ class SqliteStore(SqliteDirectory, SqliteChat, RecordingStore):
         if query.end is not None:
             where.append("r.recording_time <= ?")
             args.append(query.end)
+        if query.agent_id is not None:
+            # "+" unless it is the only filter: recordings_by_agent is not in time order.
+            where.append(f"{'+' if query.equals else ''}r.agent_id = ?")
+            args.append(query.agent_id)
+        if query.within_devices is not None:
+            devices, agents = query.within_devices, query.within_agents
+            terms = [f"+r.device_id IN ({', '.join('?' * len(devices))})"] if devices else []
+            terms += [f"+r.agent_id IN ({', '.join('?' * len(agents))})"] if agents else []
+            where.append(f"({' OR '.join(terms)})" if terms else "0")
+            args += [*devices, *agents]
+        for op, bound in ((">=", query.min_duration), ("<=", query.max_duration)):
+            if bound is not None:
+                where.append(f"r.duration {op} ?")
+                args.append(bound)
         sql = _SELECT
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY r.recording_time DESC, r.ident DESC LIMIT ?"
-        args.append(query.limit)
+        order = "ASC" if query.oldest_first else "DESC"
+        sql += f" ORDER BY r.recording_time {order}, r.ident {order} LIMIT ? OFFSET ?"
+        args += [query.limit, query.offset]
         with self._db("list recordings") as conn:
             rows = conn.execute(sql, args).fetchall()
         return [_row(r) for r in rows]
+
+    def mark_listened(self, ident: int) -> bool:
+        with self._db(f"mark recording {ident} listened to") as conn:
+            cursor = conn.execute("UPDATE recordings SET listenedto = 1 WHERE ident = ?",
+                                  (ident,))
+            return cursor.rowcount > 0
+
+    def delete_recording(self, ident: int) -> bool:
+        with self._tx(f"delete recording {ident}") as conn:
+            # Checked again here, in the transaction: a LOCKED set since the caller looked
+            # still keeps the row.
+            cursor = conn.execute("DELETE FROM recordings WHERE ident = ? AND locked = 0"
+                                  " AND status = ?", (ident, STATUS_COMPLETE))
+            if cursor.rowcount == 0:
+                return False
+            conn.execute("DELETE FROM chat_sessions WHERE ident = ?", (ident,))
+            conn.execute("DELETE FROM bookmarks WHERE ident = ?", (ident,))
+            return True
 
     def interrupted_recordings(self) -> list[RecordingRow]:
         with self._db("list interrupted recordings") as conn:
@@ -320,11 +356,14 @@ def _row(r: tuple[Any, ...]) -> RecordingRow:
     # Lengths checked at import; strict=False: zip stops at the end of _ROW_FIELDS.
     attrs.update(zip(_ROW_FIELDS, r, strict=False))
     attrs["meta"] = dict(zip(_META_NAMES, r[_META_AT:_EXTRA_AT], strict=False))
-    agent_id, recording_type, first_name, last_name, purged_time, global_id = r[_EXTRA_AT:]
+    (agent_id, recording_type, first_name, last_name, purged_time, global_id, locked,
+     listened) = r[_EXTRA_AT:]
     attrs["agent_id"] = agent_id
     attrs["recording_type"] = recording_type
     attrs["agent_first_name"] = first_name or ""
     attrs["agent_last_name"] = last_name or ""
     attrs["purged_time"] = purged_time
     attrs["global_id"] = global_id or ""
+    attrs["locked"] = bool(locked)
+    attrs["listened_to"] = bool(listened)
     return row

@@ -130,6 +130,19 @@ class SqliteDirectory(SqliteRoles, DirectoryStore):
             return self._users(conn, f"{_USER_SELECT} WHERE {' AND '.join(where)}"
                                      " ORDER BY user_id", args)
 
+    def password_hash(self, user_id: int) -> str | None:
+        with self._db(f"read the password of user {user_id}") as conn:
+            row = conn.execute("SELECT password_hash FROM users WHERE user_id = ?"
+                               " AND deleted = 0", (user_id,)).fetchone()
+        return row[0] if row and row[0] else None
+
+    def user_permissions(self, user_id: int) -> frozenset[str]:
+        with self._db(f"read the permissions of user {user_id}") as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT p.permission FROM user_roles u JOIN role_permissions p"
+                " ON p.role_id = u.role_id WHERE u.user_id = ?", (user_id,)).fetchall()
+        return frozenset(r[0] for r in rows)
+
     def list_users(self) -> list[UserRow]:
         with self._db("list users") as conn:
             return self._users(conn, f"{_USER_SELECT} WHERE deleted = 0 ORDER BY user_id", ())

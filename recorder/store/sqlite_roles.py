@@ -48,6 +48,12 @@ class SqliteRoles(SqliteConnection):
             (row[0],)))
         return GroupRow(row[0], row[1], users, devices)
 
+    def list_groups(self) -> list[GroupRow]:
+        with self._db("list groups") as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT group_id FROM agent_groups ORDER BY group_id")]
+            return [group for gid in ids if (group := self._group(conn, gid, None)) is not None]
+
     def set_group_member(self, group_id: int, user_id: int, device_id: str | None,
                          member: bool) -> bool:
         with self._tx(f"group {group_id} membership") as conn:
@@ -95,6 +101,18 @@ class SqliteRoles(SqliteConnection):
         users = tuple(r[0] for r in conn.execute(
             "SELECT user_id FROM user_roles WHERE role_id = ? ORDER BY user_id", (rid,)))
         return RoleRow(rid, row[1], row[2], permissions, groups, users)
+
+    def list_roles(self) -> list[RoleRow]:
+        with self._db("list roles") as conn:
+            ids = [r[0] for r in conn.execute("SELECT role_id FROM roles ORDER BY role_id")]
+            return [role for rid in ids if (role := self._role(conn, rid, None)) is not None]
+
+    def user_roles(self, user_id: int) -> list[RoleRow]:
+        with self._db(f"read the roles of user {user_id}") as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT role_id FROM user_roles WHERE user_id = ? ORDER BY role_id",
+                (user_id,))]
+            return [role for rid in ids if (role := self._role(conn, rid, None)) is not None]
 
     def modify_role(self, role_id: int, description: str) -> bool:
         with self._tx(f"modify role {role_id}") as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from recorder.api.dispatcher import Dispatcher
+from recorder.api.portal.server import PortalServer
 from recorder.api.transport.server import ApiServer
 from recorder.calls.scheduler import Scheduler
 from recorder.calls.watch import LimitsWatch
@@ -32,4 +33,5 @@ class Components:
     disk: DiskGuard | None = None
     dispatcher: Dispatcher | None = None
     api: ApiServer | None = None
+    portal: PortalServer | None = None  # when [portal] enabled
     running: bool = False  # every component started, and stopping has not begun

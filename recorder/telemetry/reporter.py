@@ -118,6 +118,8 @@ class Telemetry:
                                p.completion.alive))
         if p.api is not None:
             loops.append(_Loop("API event loop", p.api.heartbeat, p.api.loop_alive))
+        if p.portal is not None:
+            loops.append(_Loop("portal event loop", p.portal.heartbeat, p.portal.alive))
         return loops
 
     def health(self) -> list[str]:

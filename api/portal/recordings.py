@@ -1,0 +1,174 @@
+"""One recording: its page, its audio for the player (HTTP Range, so the browser can seek),
+the download of the stored file, and deleting it (with confirmation).
+
+A recording the user may not see answers 404, as one that does not exist: the page does not
+tell whether it is there. Playing from the start sets LISTENEDTO and is audited; the Range
+requests of a seek are not (one entry per listening, not per chunk).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+
+from recorder.api.portal.context import PortalRequest
+from recorder.api.portal.renditions import DOWNLOAD_FORMATS
+from recorder.archive.export import MEDIA_TYPES, export_name
+from recorder.errors import CodecError
+from recorder.rules.access import deletion_refused, permits
+from recorder.store.audit import AUDIT_DELETE, AUDIT_DOWNLOAD, AUDIT_PLAY
+from recorder.store.records import TYPE_AUDIO, USER_FIELDS, RecordingRow
+
+logger = logging.getLogger(__name__)
+
+# The stored file as downloaded; other formats are made on request (renditions.download).
+DOWNLOAD_TYPES = {**MEDIA_TYPES, "vox": "application/octet-stream"}
+BLACKOUT_SUFFIX = ".blackout.json"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class MediaResponse(web.FileResponse):
+    """A recording's file, which the server sends itself, so that its place among
+    ``portal.max_clients`` is held until the file has gone; aiohttp's own later prepare is
+    then a no-op (FileResponse's would send it again)."""
+
+    def __init__(self, path: Path, headers: dict[str, str], *, temporary: bool = False
+                 ) -> None:
+        super().__init__(path, headers=headers)
+        self._temporary = path if temporary else None
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        try:
+            return await super().prepare(request)
+        finally:
+            if self._temporary is not None:  # a download made for this response alone
+                self._temporary.unlink(missing_ok=True)
+
+
+async def visible(req: PortalRequest) -> RecordingRow:
+    """The recording the URL names, if the user may see it; 404 otherwise."""
+    ident = int(req.request.match_info["ident"])
+    row = await req.ctx.run(lambda: req.ctx.store.recordings.get_recording(ident))
+    if row is None or not req.user.may_see(row):
+        raise web.HTTPNotFound(text="No such recording.")
+    return row
+
+
+def _stored_file(req: PortalRequest, row: RecordingRow) -> Path:
+    """The recording's file, if it has one still and it lies under the recordings directory
+    (a row is never trusted to point elsewhere); 404 otherwise."""
+    if row.recording_type != TYPE_AUDIO or not row.filename or row.purged_time is not None:
+        raise web.HTTPNotFound(text="This recording has no audio file (purged or screen only).")
+    root = req.ctx.recordings_dir.resolve()
+    path = Path(row.filename).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise web.HTTPNotFound(text="The recording's file is missing.")
+    return path
+
+
+async def show(req: PortalRequest) -> web.StreamResponse:
+    row = await visible(req)
+    granted = req.user.granted
+    trail = req.ctx.store.bookmarks
+    marks = await req.ctx.run(lambda: trail.list_bookmarks(row.ident)) if trail else []
+    return req.page(
+        "recording.html", row=row, meta=row.meta, user_fields=USER_FIELDS, bookmarks=marks,
+        may_comment=permits(granted, ((frozenset({"ALLOWCOMMENT"}),))),
+        playable=row.recording_type == TYPE_AUDIO and bool(row.filename)
+        and row.purged_time is None, formats=DOWNLOAD_FORMATS,
+        may_download=permits(granted, ((frozenset({"ALLOWEXPORTDOWNLOAD"}),))),
+        may_delete=permits(granted, ((frozenset({"ALLOWFILEDELETE"}),))))
+
+
+def _from_start(request: web.Request) -> bool:
+    """A request for the audio from its first byte (a new listening, not a seek)."""
+    spec = request.headers.get("Range", "").replace(" ", "")
+    return spec in ("", "bytes=0-") or spec.startswith("bytes=0-")
+
+
+async def audio(req: PortalRequest) -> web.StreamResponse:
+    row = await visible(req)
+    stored = _stored_file(req, row)
+    ctx = req.ctx
+    try:
+        path, content_type = await ctx.run(lambda: ctx.renditions.playable(row, stored))
+    except (OSError, CodecError) as exc:
+        logger.error("portal: cannot make recording %d playable: %s", row.ident, exc)
+        raise web.HTTPInternalServerError(text="The recording cannot be played.") from exc
+    if _from_start(req.request):
+
+        def listened() -> None:
+            ctx.store.recordings.mark_listened(row.ident)
+            ctx.audit(req.entry(AUDIT_PLAY, str(row.ident)))
+
+        await ctx.run(listened)
+    return MediaResponse(path, headers={"Content-Type": content_type,
+                                           "Cache-Control": "private, no-store"})
+
+
+async def download(req: PortalRequest) -> web.StreamResponse:
+    """The stored file, or with ``?format=`` the recording converted (an export format)."""
+    row = await visible(req)
+    path = _stored_file(req, row)
+    ctx = req.ctx
+    fmt = req.request.query.get("format", "").strip().lower()
+    if fmt and fmt not in DOWNLOAD_FORMATS:
+        raise web.HTTPBadRequest(text=f"format: one of {', '.join(DOWNLOAD_FORMATS)}")
+    if fmt:
+        try:
+            made = await ctx.run(lambda: ctx.renditions.download(row, fmt))
+        except (OSError, CodecError) as exc:
+            logger.error("portal: cannot export recording %d as %s: %s", row.ident, fmt, exc)
+            raise web.HTTPInternalServerError(text="The recording cannot be converted.") from exc
+        name, content_type = export_name(row, fmt), MEDIA_TYPES.get(fmt, "audio/wav")
+    else:
+        made = path
+        name = f"recording-{row.ident}-{path.name}"
+        content_type = DOWNLOAD_TYPES.get(row.media_format, "application/octet-stream")
+    await ctx.run(lambda: ctx.audit(req.entry(AUDIT_DOWNLOAD, str(row.ident),
+                                              f"{fmt or 'stored'} {name}")))
+    return MediaResponse(made, temporary=made != path, headers={
+        "Content-Type": content_type,
+        "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}"',
+        "Cache-Control": "private, no-store"})
+
+
+async def confirm_delete(req: PortalRequest) -> web.StreamResponse:
+    row = await visible(req)
+    return req.page("delete.html", row=row, refused=deletion_refused(row, req.ctx.clock()))
+
+
+async def delete(req: PortalRequest) -> web.StreamResponse:
+    row = await visible(req)
+    ctx = req.ctx
+    refused = deletion_refused(row, ctx.clock())
+    if refused is not None:
+        return req.page("delete.html", status=409, row=row, refused=refused)
+
+    def remove() -> str | None:
+        # The file first: once the page says "deleted", the audio is gone, even if the row
+        # cannot be removed after it (the row then lists a recording without a file).
+        if row.filename:
+            path = Path(row.filename)
+            if path.resolve().is_relative_to(ctx.recordings_dir.resolve()):
+                try:
+                    path.unlink(missing_ok=True)
+                    Path(row.filename + BLACKOUT_SUFFIX).unlink(missing_ok=True)
+                except OSError as exc:
+                    logger.error("portal: cannot delete %s: %s", path, exc)
+                    return f"the file cannot be deleted: {exc.strerror or exc}"
+        if not ctx.store.recordings.delete_recording(row.ident):
+            return "it was locked or changed meanwhile"
+        ctx.audit(req.entry(AUDIT_DELETE, str(row.ident), row.filename))
+        return None
+
+    problem = await ctx.run(remove)
+    if problem is not None:
+        return req.page("delete.html", status=409, row=row, refused=problem)
+    raise web.HTTPSeeOther(f"/recordings?deleted={row.ident}")

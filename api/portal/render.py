@@ -1,0 +1,42 @@
+"""The portal's templates: Jinja2, autoescaped everywhere, loaded from the package's
+``templates/``; and the filters pages share (durations as h:mm:ss, times for the browser)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def duration(seconds: float | None) -> str:
+    """h:mm:ss, as people read call lengths."""
+    if seconds is None:
+        return ""
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def iso_time(timestamp: float | None) -> str:
+    """UTC ISO 8601, which the page's script shows in the browser's local time."""
+    if timestamp is None:
+        return ""
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Templates:
+    def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
+        # Autoescape on for every template, whatever its name: everything a caller typed (ANI,
+        # USER fields, names) reaches these pages.
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(directory), autoescape=True,
+            undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self._env.filters["duration"] = duration
+        self._env.filters["iso_time"] = iso_time
+
+    def render(self, name: str, **values: Any) -> str:
+        return self._env.get_template(name).render(**values)
