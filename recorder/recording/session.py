@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recorder.capture.core import Channel
+from recorder.capture.core import CaptureBoard, Channel
 from recorder.codecs.buffered import out_of_space
 from recorder.codecs.formats import AudioWriter
 from recorder.recording.blackouts import Blackouts, pending_path, silence_file, write_pending
@@ -89,6 +89,15 @@ class RecordingSession:
         if not 1 <= len(self.channels) <= 2:
             raise ValueError("a recording takes one channel or a device's two directions")
         self.channel = self.channels[0]
+        # A call whose two channels sit side by side on the board (a SIPREC session's
+        # parties) is read in one 2-D copy: (board, its first column, whether the columns are
+        # the other way round from this recording's left and right).
+        self._adjacent: tuple[CaptureBoard, int, bool] | None = None
+        if len(self.channels) == 2:
+            left, right = self.channels
+            if left.board is right.board and abs(left.index - right.index) == 1:
+                self._adjacent = (left.board, min(left.index, right.index),
+                                  left.index > right.index)
         self.path = path
         self.start = start
         self._writer = writer
@@ -267,8 +276,7 @@ class RecordingSession:
         if end <= self._pos:
             return
         try:
-            reads = [channel.read(self._pos, end) for channel in self.channels]
-            lost = max(got.lost for got in reads)
+            samples, lost = self._read(end)
             if lost:
                 # The ring was lapped before we read it (the disk or the process stalled for
                 # longer than the look-back). Keep the timeline: the gap is written as
@@ -281,7 +289,6 @@ class RecordingSession:
             # counted above, whatever it held. The board logged the gap when it found it.
             self.lost_samples += self.channel.board.gap_frames_in(self._pos + lost, end)
             self.lost_samples += self._channel_losses(end)
-            samples = self._combine([got.samples for got in reads])
             zero_ranges(samples, self._pos, self.blackouts.ranges())
             self._writer.write(samples)
             self._pos = end
@@ -344,6 +351,24 @@ class RecordingSession:
         if data > self._counted:
             self._written.add(data - self._counted)
             self._counted = data
+
+    def _read(self, end: int) -> tuple[npt.NDArray[np.int16], int]:
+        """Audio [pos, end) as the writer takes it (one channel, stereo or mixed to mono), and
+        how many of its first frames the ring had lost (zero in it)."""
+        if self._adjacent is not None:
+            board, first, swapped = self._adjacent
+            got = board.read_adjacent(first, 2, self._pos, end)
+            block = got.samples[:, ::-1] if swapped else got.samples
+            if self._writer.channels == 2:
+                return block, got.lost
+            # Mixed to mono as _combine mixes, without splitting the columns first (and
+            # clipped in place: np.clip's own overhead is most of it at 400 samples).
+            mixed = np.add(block[:, 0], block[:, 1], dtype=np.int32)
+            np.minimum(mixed, 32767, out=mixed)
+            np.maximum(mixed, -32768, out=mixed)
+            return mixed.astype(np.int16), got.lost
+        reads = [channel.read(self._pos, end) for channel in self.channels]
+        return self._combine([got.samples for got in reads]), max(got.lost for got in reads)
 
     def _combine(self, parts: list[npt.NDArray[np.int16]]) -> npt.NDArray[np.int16]:
         if len(parts) == 1:
