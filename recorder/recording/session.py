@@ -161,15 +161,19 @@ class RecordingSession:
         with self._lock:
             yield self._result is None and self.failed is None
 
-    def pump(self, sync: bool = True) -> None:
+    def pump(self, sync: bool = True, now: float | None = None) -> None:
         """Write whatever the channel has captured since the last pump.
 
-        ``sync=False`` leaves the once-a-second sync to a ``sync_if_due`` call, so the writer
-        loop can first encode every VOX session's buffered audio in one vectorized pass.
+        ``sync=False`` leaves the half-second sync to a ``sync_if_due`` call, so the writer
+        loop can first encode every VOX session's buffered audio in one vectorized pass. With
+        ``now`` (monotonic), the file is also fsynced if due (``fsync_if_due``), under the
+        same lock.
         """
         with self._lock:
             if self._result is None and self.failed is None:
                 self._write_until(self.channel.position - self.delay_frames, sync)
+                if now is not None:
+                    self._fsync_if_due(now)
 
     def sync_if_due(self) -> None:
         """Sync the file if half a second or more has been written since the last sync."""
@@ -180,14 +184,17 @@ class RecordingSession:
     def fsync_if_due(self, now: float) -> None:
         """fsync the file if ``fsync_interval`` seconds (monotonic ``now``) have passed."""
         with self._lock:
-            if (self._result is not None or self.failed is not None or self.fsync_interval <= 0
-                    or now - self._fsynced_at < self.fsync_interval):
-                return
-            self._fsynced_at = now
-            try:
-                self._writer.fsync()
-            except OSError as exc:
-                self._write_failed(exc)
+            if self._result is None and self.failed is None:
+                self._fsync_if_due(now)
+
+    def _fsync_if_due(self, now: float) -> None:
+        if self.fsync_interval <= 0 or now - self._fsynced_at < self.fsync_interval:
+            return
+        self._fsynced_at = now
+        try:
+            self._writer.fsync()
+        except OSError as exc:
+            self._write_failed(exc)
 
     def blackout_reached_back(self) -> None:
         """A blackout now covers audio already written: silence it in the file.
@@ -290,6 +297,14 @@ class RecordingSession:
             self.lost_samples += self.channel.board.gap_frames_in(self._pos + lost, end)
             self.lost_samples += self._channel_losses(end)
             zero_ranges(samples, self._pos, self.blackouts.ranges())
+            # The writer loop pumps pieces longer than 50 ms: one reaching past the next
+            # half second is written in two, synced in between, so the file is still handed
+            # to the OS at every SYNC_SECONDS of audio, not at the first pump after it.
+            due = self._synced_frames + self._sync_frames - self._writer.frames
+            if sync and 0 < due < len(samples):
+                self._writer.write(samples[:due])
+                self._sync_if_due()
+                samples = samples[due:]
             self._writer.write(samples)
             self._pos = end
             if sync:
