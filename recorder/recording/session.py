@@ -296,7 +296,8 @@ class RecordingSession:
             # counted above, whatever it held. The board logged the gap when it found it.
             self.lost_samples += self.channel.board.gap_frames_in(self._pos + lost, end)
             self.lost_samples += self._channel_losses(end)
-            zero_ranges(samples, self._pos, self.blackouts.ranges())
+            if not self.blackouts.never:
+                zero_ranges(samples, self._pos, self.blackouts.ranges())
             # The writer loop pumps pieces longer than 50 ms: one reaching past the next
             # half second is written in two, synced in between, so the file is still handed
             # to the OS at every SYNC_SECONDS of audio, not at the first pump after it.
@@ -308,8 +309,9 @@ class RecordingSession:
             self._writer.write(samples)
             self._pos = end
             if sync:
-                self._sync_if_due()
-            self._count_written()
+                self._sync_if_due()  # counts what was written too
+            else:
+                self._count_written()
         except OSError as exc:
             self._write_failed(exc)
 
