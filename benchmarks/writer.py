@@ -16,7 +16,8 @@ simulated clock, so a 20 s run makes as many fsyncs as 20 s of service.
 The audio is a fixed pseudo-random pattern (``--silent``: zeros, as a session without RTP
 writes), every 10th call has a blackout, and every 7th channel reports a loss, so the
 blackout and loss paths run too. The digest (SHA-256 of every file, and every session's lost
-count) must not change with an optimisation: the same bytes in the same files.
+count) must not change with an optimisation, nor with ``--period``: the same bytes in the
+same files.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from recorder.drivers.synthetic import SyntheticBoardConfig, SyntheticDriver
 from recorder.recording.blackouts import Blackouts
 from recorder.recording.completion import Completion
 from recorder.recording.session import RecordingSession
-from recorder.recording.writer import WriterLoop
+from recorder.recording.writer import PUMP_PERIOD, WriterLoop
 
 RATE = 8000
 BLOCK = 160  # 20 ms, what the media thread writes at a time
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace, directory: Path) -> tuple[float, float, str]:
     pool = block_pool(2 * args.sessions, args.silent)
     clock = SimClock()
     loop = WriterLoop(Completion(None), fsync_interval=args.fsync,  # type: ignore[arg-type]
-                      clock=clock)
+                      period=args.period, clock=clock)
     fed = feed(core, pool, RATE // 2, 0)
     sessions = open_sessions(core, loop, directory, not args.mono)
     step = round(loop.interval * RATE)
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=250, help="recordings (2 channels each)")
     parser.add_argument("--seconds", type=float, default=20.0, help="audio timed, per session")
     parser.add_argument("--fsync", type=float, default=5.0, help="fsync interval (0: none)")
+    parser.add_argument("--period", type=float, default=PUMP_PERIOD,
+                        help="seconds between pumps of a recording (0.05: every turn)")
     parser.add_argument("--mono", action="store_true", help="mix each call into mono")
     parser.add_argument("--silent", action="store_true", help="zeros, as sessions without RTP")
     parser.add_argument("--runs", type=int, default=1)
@@ -162,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 hard))
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}; {args.sessions} "
           f"{'mono' if args.mono else 'stereo'} WAV recordings of 2 channels, "
-          f"{'silence' if args.silent else 'noise'}, fsync every {args.fsync:g} s, "
+          f"{'silence' if args.silent else 'noise'}, fsync every {args.fsync:g} s, each "
+          f"pumped every {args.period:g} s, "
           f"{args.seconds:g} s of audio timed")
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="writer-bench-") as tmp:
