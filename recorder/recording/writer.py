@@ -49,7 +49,8 @@ class _Ending:
 
 
 class WriterLoop(PeriodicWorker):
-    """Pumps every registered session every PUMP_INTERVAL seconds."""
+    """Turns every PUMP_INTERVAL seconds and pumps each registered session every PUMP_PERIOD
+    seconds (VOX sessions at every turn)."""
 
     def __init__(self, completion: Completion, interval: float = PUMP_INTERVAL, *,
                  fsync_interval: float = 0.0, period: float = PUMP_PERIOD,
