@@ -76,6 +76,19 @@ def test_siprec_benchmark_measures_recorderd_and_the_bare_receiver(tmp_path: Pat
 
 
 @pytest.mark.bench
+@pytest.mark.parametrize("mix", [[], ["--mono"]], ids=["stereo", "mono"])
+def test_writer_benchmark_writes_the_same_files_whatever_the_pump_period(
+        mix: list[str]) -> None:
+    digests = set()
+    for period in ("0.05", "0.2", "0.35"):
+        stdout = bench("writer.py", "--sessions", "6", "--seconds", "6", "--period", period,
+                       *mix)
+        assert "% of a core for 6 recordings" in stdout, stdout
+        digests.add(stdout.rsplit("digest ", 1)[1].strip())
+    assert len(digests) == 1, digests
+
+
+@pytest.mark.bench
 @pytest.mark.slow
 def test_calllist_benchmark_measures_every_filter_and_reuses_its_data(tmp_path: Path) -> None:
     cache = tmp_path / "cache"

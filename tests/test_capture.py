@@ -197,6 +197,37 @@ def test_a_channels_own_losses_count_in_its_recordings_once_even_when_found_late
     assert (b.levels(1).gaps, b.levels(1).gap_frames) == (2, 50)
 
 
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)], ids=["in-order", "swapped"])
+@pytest.mark.parametrize("stereo", [True, False], ids=["stereo", "mono"])
+def test_a_calls_adjacent_channels_read_together_write_what_each_alone_would(
+        tmp_path: Path, order: tuple[int, int], stereo: bool) -> None:
+    """The writer reads a SIPREC call's two adjacent channels in one copy: the file is the
+    same as from the channels read one by one, left and right in the recording's order, the
+    mono mix clipped, and a lapped ring counted on both channels."""
+    b = board(lookback=1.0)
+    core = CaptureCore([b])
+    taps = [core.channels[i] for i in order]
+    path = tmp_path / "call.wav"
+    session = RecordingSession(taps, open_writer("wav", path.open("xb"), RATE, 1 + stereo),
+                               path, 0)
+    rng = np.random.default_rng(7)
+    audio = rng.integers(-32768, 32767, size=(3 * RATE, 2), dtype=np.int16)
+    b.audio(audio[:RATE // 2])
+    session.pump()
+    b.audio(audio[RATE // 2:])  # 2.5 s more: the 1 s ring laps the writer
+    result = session.finish(b.ring.write_pos)
+    lost = 3 * RATE // 2
+    assert result.lost_samples == lost
+    assert [b.levels(i).overrun_frames for i in (0, 1)] == [lost, lost]
+    expected = audio[:, list(order)].copy()
+    expected[RATE // 2:RATE // 2 + lost] = 0
+    if not stereo:
+        expected = np.clip(expected[:, 0].astype(np.int32) + expected[:, 1], -32768,
+                           32767).astype(np.int16)
+    written, _ = soundfile.read(path, dtype="int16")
+    np.testing.assert_array_equal(written, expected)
+
+
 def test_channels_bound_to_calls_as_they_come() -> None:
     driver = create_driver("boards[0]", SyntheticBoardConfig(devices=("a", "b", "c", "d"),
                                                              channels=4))

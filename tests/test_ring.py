@@ -62,6 +62,8 @@ def test_bad_shapes_and_future_reads_are_refused() -> None:
         ring.write(np.zeros((4, 3), np.int16))
     with pytest.raises(ValueError, match="only 0 samples"):
         ring.read(0, 0, 1)
+    with pytest.raises(ValueError, match="no channels 1 to 2"):
+        ring.read_adjacent(1, 2, 0, 0)
 
 
 @settings(max_examples=200, deadline=None)
@@ -78,14 +80,24 @@ def test_matches_a_model_that_keeps_everything(capacity: int, channels: int,
         pos += frames
     everything = block(0, pos, channels)
     start, end = sorted(w % (pos + 1) for w in window)
+    expected_lost = max(0, min(end, pos - capacity) - start)
     for ch in range(channels):
         got = ring.read(ch, start, end)
-        expected_lost = max(0, min(end, pos - capacity) - start)
         assert got.lost == expected_lost
         assert len(got.samples) == end - start
         np.testing.assert_array_equal(got.samples[expected_lost:],
                                       everything[start + expected_lost:end, ch])
         assert not got.samples[:expected_lost].any()
+    # Adjacent channels read together (a SIPREC call's two parties) are the same samples.
+    for first in range(channels):
+        for count in range(1, channels - first + 1):
+            both = ring.read_adjacent(first, count, start, end)
+            assert both.lost == expected_lost
+            assert both.samples.shape == (end - start, count)
+            np.testing.assert_array_equal(both.samples[expected_lost:],
+                                          everything[start + expected_lost:end,
+                                                     first:first + count])
+            assert not both.samples[:expected_lost].any()
 
 
 def test_a_reader_lapped_while_the_writer_is_still_copying_counts_the_samples_lost() -> None:

@@ -198,6 +198,16 @@ class CaptureBoard:
             return ()
         return tuple(loss for loss in found if loss[0] > after)
 
+    def read_adjacent(self, first: int, count: int, start: int, end: int) -> ReadResult:
+        """Channels ``first`` to ``first + count - 1``, positions [start, end), as ``(frames,
+        count)`` in one copy; what the ring lapped is counted as each channel's overrun, as
+        ``Channel.read`` counts it."""
+        got = self.ring.read_adjacent(first, count, start, end)
+        if got.lost:
+            for index in range(first, first + count):
+                self.count_overrun(index, start, got.lost)
+        return got
+
     def count_overrun(self, index: int, start: int, frames: int) -> None:
         """A reader found ``frames`` of channel ``index`` from ``start`` overwritten before it
         read them. Positions that were a gap are counted as the gap already, not again."""

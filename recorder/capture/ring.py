@@ -3,7 +3,8 @@
 A board's channels share one frame-major ``(capacity, channels)`` array: column ``c`` is channel
 ``c``'s ring. A captured ``(frames, channels)`` block lands in all of them with one contiguous
 copy, and level meters reduce whole windows across every channel at once; a recording reads its
-one column with a strided copy, which costs little at 8000 samples a second. Positions are
+one column (or its call's adjacent columns together) with a strided copy, which costs little at
+8000 samples a second. Positions are
 absolute sample counts since the board started, so a reader can say "give me samples 16000 to
 16400 of channel 3" without knowing where the ring wrapped.
 
@@ -26,7 +27,8 @@ Samples = npt.NDArray[np.int16]
 
 @dataclass(frozen=True)
 class ReadResult:
-    """Samples ``[start, start + len(samples))`` of one channel; ``lost`` leading ones are zero."""
+    """Samples ``[start, start + len(samples))`` of one channel, or ``(frames, channels)`` of
+    adjacent ones; ``lost`` leading frames are zero."""
 
     start: int
     samples: Samples
@@ -110,14 +112,28 @@ class BoardRing:
 
     def read(self, channel: int, start: int, end: int) -> ReadResult:
         """Copy samples ``[start, end)`` of ``channel`` (0-based); ``end`` must be <= write_pos."""
+        return self._read(channel, start, end)
+
+    def read_adjacent(self, first: int, count: int, start: int, end: int) -> ReadResult:
+        """Copy samples ``[start, end)`` of channels ``first`` to ``first + count - 1`` as
+        ``(frames, count)``: a call whose parties sit side by side (a SIPREC session's two
+        channels) is read with one strided copy, already in the stereo layout."""
+        if first < 0 or count < 1 or first + count > self.channels:
+            raise ValueError(f"no channels {first} to {first + count - 1} in {self.channels}")
+        return self._read(slice(first, first + count), start, end)
+
+    def _read(self, columns: int | slice, start: int, end: int) -> ReadResult:
         if end > self.write_pos:
             raise ValueError(f"cannot read up to {end}: only {self.write_pos} samples written")
         count = max(0, end - start)
-        out: Samples = np.zeros(count, dtype=np.int16)
+        shape = (count,) if isinstance(columns, int) else (count, columns.stop - columns.start)
+        # Not zeroed first: every sample is either copied below or counted lost and zeroed
+        # (the writer has always claimed at least up to the oldest position read here).
+        out: Samples = np.empty(shape, dtype=np.int16)
         oldest = self.write_pos - self.capacity
         first_kept = max(start, oldest)
         if first_kept < end:
-            self._copy(channel, first_kept, end, out[first_kept - start :])
+            self._copy(columns, first_kept, end, out[first_kept - start :])
         # The writer may have lapped us while we copied, and may be copying right now: whatever
         # it has claimed over is not ours.
         overwritten_to = min(end, self._claimed - self.capacity)
@@ -126,8 +142,8 @@ class BoardRing:
             out[:lost] = 0
         return ReadResult(start=start, samples=out, lost=lost)
 
-    def _copy(self, channel: int, start: int, end: int, out: Samples) -> None:
-        row = self._data[:, channel]
+    def _copy(self, columns: int | slice, start: int, end: int, out: Samples) -> None:
+        row = self._data[:, columns]
         i = start % self.capacity
         n = end - start
         first = min(n, self.capacity - i)

@@ -43,6 +43,14 @@ class Blackouts:
         with self._lock:
             return running(self._ranges)
 
+    @property
+    def never(self) -> bool:
+        """No blackout was ever started: the writer skips the ranges (and their lock) then.
+        Read without the lock: a blackout started just after is silenced in the file by the
+        session's ``blackout_reached_back``, as one started just after ``ranges()`` was read
+        always was."""
+        return not self._ranges
+
     def start(self, position: int) -> None:
         with self._lock:
             started(self._ranges, position)

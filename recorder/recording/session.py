@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recorder.capture.core import Channel
+from recorder.capture.core import CaptureBoard, Channel
 from recorder.codecs.buffered import out_of_space
 from recorder.codecs.formats import AudioWriter
 from recorder.recording.blackouts import Blackouts, pending_path, silence_file, write_pending
@@ -89,6 +89,15 @@ class RecordingSession:
         if not 1 <= len(self.channels) <= 2:
             raise ValueError("a recording takes one channel or a device's two directions")
         self.channel = self.channels[0]
+        # A call whose two channels sit side by side on the board (a SIPREC session's
+        # parties) is read in one 2-D copy: (board, its first column, whether the columns are
+        # the other way round from this recording's left and right).
+        self._adjacent: tuple[CaptureBoard, int, bool] | None = None
+        if len(self.channels) == 2:
+            left, right = self.channels
+            if left.board is right.board and abs(left.index - right.index) == 1:
+                self._adjacent = (left.board, min(left.index, right.index),
+                                  left.index > right.index)
         self.path = path
         self.start = start
         self._writer = writer
@@ -152,15 +161,19 @@ class RecordingSession:
         with self._lock:
             yield self._result is None and self.failed is None
 
-    def pump(self, sync: bool = True) -> None:
+    def pump(self, sync: bool = True, now: float | None = None) -> None:
         """Write whatever the channel has captured since the last pump.
 
-        ``sync=False`` leaves the once-a-second sync to a ``sync_if_due`` call, so the writer
-        loop can first encode every VOX session's buffered audio in one vectorized pass.
+        ``sync=False`` leaves the half-second sync to a ``sync_if_due`` call, so the writer
+        loop can first encode every VOX session's buffered audio in one vectorized pass. With
+        ``now`` (monotonic), the file is also fsynced if due (``fsync_if_due``), under the
+        same lock.
         """
         with self._lock:
             if self._result is None and self.failed is None:
                 self._write_until(self.channel.position - self.delay_frames, sync)
+                if now is not None:
+                    self._fsync_if_due(now)
 
     def sync_if_due(self) -> None:
         """Sync the file if half a second or more has been written since the last sync."""
@@ -171,14 +184,17 @@ class RecordingSession:
     def fsync_if_due(self, now: float) -> None:
         """fsync the file if ``fsync_interval`` seconds (monotonic ``now``) have passed."""
         with self._lock:
-            if (self._result is not None or self.failed is not None or self.fsync_interval <= 0
-                    or now - self._fsynced_at < self.fsync_interval):
-                return
-            self._fsynced_at = now
-            try:
-                self._writer.fsync()
-            except OSError as exc:
-                self._write_failed(exc)
+            if self._result is None and self.failed is None:
+                self._fsync_if_due(now)
+
+    def _fsync_if_due(self, now: float) -> None:
+        if self.fsync_interval <= 0 or now - self._fsynced_at < self.fsync_interval:
+            return
+        self._fsynced_at = now
+        try:
+            self._writer.fsync()
+        except OSError as exc:
+            self._write_failed(exc)
 
     def blackout_reached_back(self) -> None:
         """A blackout now covers audio already written: silence it in the file.
@@ -267,8 +283,7 @@ class RecordingSession:
         if end <= self._pos:
             return
         try:
-            reads = [channel.read(self._pos, end) for channel in self.channels]
-            lost = max(got.lost for got in reads)
+            samples, lost = self._read(end)
             if lost:
                 # The ring was lapped before we read it (the disk or the process stalled for
                 # longer than the look-back). Keep the timeline: the gap is written as
@@ -281,13 +296,22 @@ class RecordingSession:
             # counted above, whatever it held. The board logged the gap when it found it.
             self.lost_samples += self.channel.board.gap_frames_in(self._pos + lost, end)
             self.lost_samples += self._channel_losses(end)
-            samples = self._combine([got.samples for got in reads])
-            zero_ranges(samples, self._pos, self.blackouts.ranges())
+            if not self.blackouts.never:
+                zero_ranges(samples, self._pos, self.blackouts.ranges())
+            # The writer loop pumps pieces longer than 50 ms: one reaching past the next
+            # half second is written in two, synced in between, so the file is still handed
+            # to the OS at every SYNC_SECONDS of audio, not at the first pump after it.
+            due = self._synced_frames + self._sync_frames - self._writer.frames
+            if sync and 0 < due < len(samples):
+                self._writer.write(samples[:due])
+                self._sync_if_due()
+                samples = samples[due:]
             self._writer.write(samples)
             self._pos = end
             if sync:
-                self._sync_if_due()
-            self._count_written()
+                self._sync_if_due()  # counts what was written too
+            else:
+                self._count_written()
         except OSError as exc:
             self._write_failed(exc)
 
@@ -344,6 +368,24 @@ class RecordingSession:
         if data > self._counted:
             self._written.add(data - self._counted)
             self._counted = data
+
+    def _read(self, end: int) -> tuple[npt.NDArray[np.int16], int]:
+        """Audio [pos, end) as the writer takes it (one channel, stereo or mixed to mono), and
+        how many of its first frames the ring had lost (zero in it)."""
+        if self._adjacent is not None:
+            board, first, swapped = self._adjacent
+            got = board.read_adjacent(first, 2, self._pos, end)
+            block = got.samples[:, ::-1] if swapped else got.samples
+            if self._writer.channels == 2:
+                return block, got.lost
+            # Mixed to mono as _combine mixes, without splitting the columns first (and
+            # clipped in place: np.clip's own overhead is most of it at 400 samples).
+            mixed = np.add(block[:, 0], block[:, 1], dtype=np.int32)
+            np.minimum(mixed, 32767, out=mixed)
+            np.maximum(mixed, -32768, out=mixed)
+            return mixed.astype(np.int16), got.lost
+        reads = [channel.read(self._pos, end) for channel in self.channels]
+        return self._combine([got.samples for got in reads]), max(got.lost for got in reads)
 
     def _combine(self, parts: list[npt.NDArray[np.int16]]) -> npt.NDArray[np.int16]:
         if len(parts) == 1:

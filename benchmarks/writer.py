@@ -1,0 +1,183 @@
+"""The writer loop alone: its CPU per recording, and a digest of the files it wrote.
+
+    .venv/bin/python benchmarks/writer.py [--sessions 250] [--seconds 20] [--mono] [--profile]
+
+What ``benchmarks/siprec.py`` found to be most of a silent SIPREC session's cost, measured
+without the network: one board of 2N channels (a SIPREC board's layout: a call's two parties
+on channels 2n and 2n+1), N recordings of two channels each (stereo WAV, or mono with
+``--mono``) opened as ``RecordingFiles`` opens them, and the real ``WriterLoop`` turned by
+hand on a simulated clock: before each turn the ring gets the turn's interval of audio in
+20 ms blocks (what the media thread writes), then one ``turn()``. Only the turns are timed
+(``process_time``, after a second of warm-up), so the figure is the writer thread's CPU per
+second of audio and moves less with the machine's load than a whole recorderd does. The
+fsync cadence (``--fsync``, storage.fsync_interval_seconds, 5 s by default) runs on the same
+simulated clock, so a 20 s run makes as many fsyncs as 20 s of service.
+
+The audio is a fixed pseudo-random pattern (``--silent``: zeros, as a session without RTP
+writes), every 10th call has a blackout, and every 7th channel reports a loss, so the
+blackout and loss paths run too. The digest (SHA-256 of every file, and every session's lost
+count) must not change with an optimisation, nor with ``--period``: the same bytes in the
+same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import os
+import pstats
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from recorder.capture.core import CaptureBoard, CaptureCore
+from recorder.codecs.formats import open_writer
+from recorder.drivers.registry import create_driver
+from recorder.drivers.synthetic import SyntheticBoardConfig, SyntheticDriver
+from recorder.recording.blackouts import Blackouts
+from recorder.recording.completion import Completion
+from recorder.recording.session import RecordingSession
+from recorder.recording.writer import PUMP_PERIOD, WriterLoop
+
+RATE = 8000
+BLOCK = 160  # 20 ms, what the media thread writes at a time
+POOL = 50  # distinct blocks replayed
+LOOKBACK = 2.0  # benchmarks/siprec.py's
+WARMUP_SECONDS = 1.0
+
+
+class SimClock:
+    """A monotonic clock the benchmark moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_core(channels: int) -> CaptureCore:
+    devices = tuple(str(100000 + i) for i in range(channels))
+    driver = create_driver("bench", SyntheticBoardConfig(devices=devices, channels=channels,
+                                                         realtime=False))
+    assert isinstance(driver, SyntheticDriver)
+    return CaptureCore([CaptureBoard(driver, devices, LOOKBACK)])
+
+
+def block_pool(channels: int, silent: bool) -> list[np.ndarray]:
+    if silent:
+        return [np.zeros((BLOCK, channels), dtype=np.int16)]
+    rng = np.random.default_rng(22)
+    return [rng.integers(-12000, 12000, size=(BLOCK, channels), dtype=np.int16)
+            for _ in range(POOL)]
+
+
+def open_sessions(core: CaptureCore, loop: WriterLoop, directory: Path,
+                  stereo: bool) -> list[RecordingSession]:
+    channels = core.channels
+    sessions = []
+    for n in range(len(channels) // 2):
+        pair = (channels[2 * n], channels[2 * n + 1])
+        path = directory / f"{pair[0].device_id}.wav"
+        writer = open_writer("wav", path.open("xb"), RATE, 2 if stereo else 1)
+        blackouts = Blackouts()
+        if n % 10 == 0:
+            # Blacked out from 3 s to 4.5 s into the run: zeroed on its way to the file.
+            blackouts.start(pair[0].position + 3 * RATE)
+            blackouts.stop(pair[0].position + 9 * RATE // 2)
+        session = RecordingSession(pair, writer, path, pair[0].position, blackouts=blackouts,
+                                   written=loop.bytes_written)
+        loop.add(session)
+        sessions.append(session)
+    return sessions
+
+
+def feed(core: CaptureCore, pool: list[np.ndarray], frames: int, fed: int) -> int:
+    """Write ``frames`` more of audio in 20 ms blocks; the number of blocks fed so far."""
+    board = core.boards[0]
+    for _ in range(frames // BLOCK):
+        board.audio(pool[fed % len(pool)])
+        fed += 1
+        if fed % 97 == 0:
+            # Some parties lost a packet: the channel losses a recording counts.
+            start = board.ring.write_pos - BLOCK
+            board.channel_lost([(c, start, 80) for c in range(0, board.driver.channels, 7)])
+    return fed
+
+
+def run(args: argparse.Namespace, directory: Path) -> tuple[float, float, str]:
+    """(CPU seconds of the turns, seconds of audio they wrote, digest)."""
+    core = make_core(2 * args.sessions)
+    pool = block_pool(2 * args.sessions, args.silent)
+    clock = SimClock()
+    loop = WriterLoop(Completion(None), fsync_interval=args.fsync,  # type: ignore[arg-type]
+                      period=args.period, clock=clock)
+    fed = feed(core, pool, RATE // 2, 0)
+    sessions = open_sessions(core, loop, directory, not args.mono)
+    step = round(loop.interval * RATE)
+    turns = round(args.seconds * RATE / step)
+    warmup = round(WARMUP_SECONDS * RATE / step)
+    # CPU time, as the figure: a wall-clock profile would be mostly the fsyncs' I/O wait.
+    profile = cProfile.Profile(time.process_time) if args.profile else None
+    cpu = 0.0
+    for turn in range(warmup + turns):
+        fed = feed(core, pool, step, fed)
+        clock.now += step / RATE
+        began = time.process_time()
+        if profile is not None and turn >= warmup:
+            profile.runcall(loop.turn)
+        else:
+            loop.turn()
+        if turn >= warmup:
+            cpu += time.process_time() - began
+    end = core.channels[0].position
+    digest = hashlib.sha256()
+    for session in sessions:
+        result = session.finish(end)
+        digest.update(f"{result.frames} {result.lost_samples}\n".encode())
+        digest.update(session.path.read_bytes())
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
+    return cpu, turns * step / RATE, digest.hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=250, help="recordings (2 channels each)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="audio timed, per session")
+    parser.add_argument("--fsync", type=float, default=5.0, help="fsync interval (0: none)")
+    parser.add_argument("--period", type=float, default=PUMP_PERIOD,
+                        help="seconds between pumps of a recording (0.05: every turn)")
+    parser.add_argument("--mono", action="store_true", help="mix each call into mono")
+    parser.add_argument("--silent", action="store_true", help="zeros, as sessions without RTP")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="cProfile the timed turns")
+    args = parser.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.sessions + 256)),
+                                                hard))
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}; {args.sessions} "
+          f"{'mono' if args.mono else 'stereo'} WAV recordings of 2 channels, "
+          f"{'silence' if args.silent else 'noise'}, fsync every {args.fsync:g} s, each "
+          f"pumped every {args.period:g} s, "
+          f"{args.seconds:g} s of audio timed")
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="writer-bench-") as tmp:
+            cpu, seconds, digest = run(args, Path(tmp))
+        share = cpu / seconds
+        print(f"writer loop: {100 * share:.1f} % of a core for {args.sessions} recordings "
+              f"({2 * args.sessions} streams), {1e6 * cpu / seconds / args.sessions:.1f} µs "
+              f"CPU per recording per second; {args.sessions / share:,.0f} recordings per "
+              f"core; digest {digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
