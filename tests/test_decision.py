@@ -16,7 +16,7 @@ import pytest
 from recorder.calls.requests import CallStart, DeviceQuery
 from recorder.config.loader import config_from_dict
 from recorder.resultcodes import ResultCode
-from recorder.rules.decision import ActiveRecording, CallFacts, Policy, decide
+from recorder.rules.decision import ActiveRecording, CallFacts, Decision, Policy, decide
 
 R = ResultCode
 MON_10 = datetime(2026, 11, 23, 10, 0)  # a Monday
@@ -258,6 +258,8 @@ TERMS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
         {"name": "long", "max_record_time_seconds": 0}]}, {}, {"max_record_time": 0}),
     ("out-of-range request values are clamped", {}, {"priority": 250, "max_record_time": -5},
      {"priority": 100, "max_record_time": 0}),
+    ("negative request values are clamped to 0", {},
+     {"priority": -5, "max_record_silence": -5}, {"priority": 0, "max_record_silence": 0}),
 ]
 
 
@@ -370,5 +372,16 @@ def test_facts_of_a_callstart() -> None:
 
 
 def test_a_policy_without_capacity_has_no_limit() -> None:
+    # Policy() is also the scheduler's policy when it is given none: no limit of any kind.
     unlimited = decide(facts(), Policy(), active(*[50] * 1000))
     assert (unlimited.record, unlimited.preempt, unlimited.priority) == (True, None, 50)
+    assert (unlimited.max_record_time, unlimited.max_record_silence) == (0, 0)
+
+
+def test_a_refusal_the_scheduler_makes_itself_carries_the_default_terms() -> None:
+    # recorder/calls/scheduler.py refuses a call whose start failed with
+    # Decision(False, code, message): priority 50 and no limits, like a call that sent none.
+    refused = Decision(False, R.API_DEVICE_INVALID, "device 1001 failed to start")
+    assert (refused.priority, refused.max_record_time, refused.max_record_silence,
+            refused.keep_days, refused.archive_action, refused.schedule, refused.preempt) == (
+        50, 0, 0, None, None, "", None)

@@ -293,16 +293,16 @@ def test_audio_reaches_the_os_at_least_every_half_second(
     # Counted in samples after each of the writer loop's rounds, not against the wall clock:
     # how late a loaded machine runs the loop is not the file's buffering.
     lags: list[int] = []
-    sync_if_due = session.sync_if_due
+    pump = session.pump
 
-    def sync_and_look() -> None:
-        sync_if_due()
+    def pump_and_look(sync: bool = True, now: float | None = None) -> None:
+        pump(sync, now)
         # What another process (or the disk after a kill -9) sees of the file, against the
         # audio the writer has taken for it, with no pump in between.
         with session.open_and_held():
             lags.append(session.writer.frames - (session.path.stat().st_size - 44) // 2)
 
-    monkeypatch.setattr(session, "sync_if_due", sync_and_look)
+    monkeypatch.setattr(session, "pump", pump_and_look)
     wait_for(lambda: session.writer.frames >= 3 * RATE, 30,
              what=lambda: f"3 s of the call written ({session.writer.frames} frames)")
     assert result_code(running.request("CALLSTOP", 2, DEVICEID="1001")) == 20

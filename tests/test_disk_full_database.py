@@ -11,7 +11,6 @@ crash journal to complete them at the next start. Needs the right to mount a tmp
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,12 +53,20 @@ def _mounted(disk: SmallDisk) -> None:
         pytest.skip("the database can only be put on a full disk by mounting a tmpfs (root)")
 
 
+def _wait_for_audio(path: Path, seconds: float) -> None:
+    wait_for(lambda: path.exists() and path.stat().st_size >= 44 + seconds * 16000, 30.0,
+             what=lambda: f"{seconds} s of audio in {path}")
+
+
 def _cut_both(conn: ApiConnection, data: Path, disk: SmallDisk, events: Events) -> None:
     """Two calls start with room for their rows; then the disk is filled to the last byte."""
     for device in HZ:
         assert result_code(conn.request("CALLSTART", 1, DEVICEID=device)) == 20
     wait_for(lambda: len(rows(data)) == 2, 10.0, what=lambda: [dict(r) for r in rows(data)])
-    time.sleep(0.5)  # some audio in the files first
+    # Half a second of audio in each file first (16-bit 8 kHz WAV: 16,000 bytes a second),
+    # however late a loaded machine writes it: the truncated recordings keep at least that.
+    for row in rows(data):
+        _wait_for_audio(Path(row["filename"]), 0.5)
     disk.fill_up()
     for device in HZ:
         events.until(("RECORDINGSTOPPED", device, "TRUNCATED"))

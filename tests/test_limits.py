@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from recorder.rules.limits import Limits, Side, limit_reached
@@ -19,8 +21,12 @@ def talking(measured: float) -> Side:
 
 
 @pytest.mark.parametrize(("position", "limits", "sides", "expected"), [
-    # No limits: never.
+    # No limits: never. -1 (a schedule's "not set") that reaches the rule is no limit either.
     (99.0, Limits(), [quiet(0, 99)], None),
+    (99.0, Limits(max_record_time=-1, max_record_silence=-1), [quiet(0, 99)], None),
+    # The shortest limits, one second, count like any other.
+    (11.0, Limits(max_record_time=1), [], ("maxrecordtime", 11.0)),
+    (11.0, Limits(max_record_silence=1), [quiet(10, 11)], ("maxrecordsilence", 11.0)),
     # MAXRECORDTIME: ends exactly max seconds after the start, once captured that far.
     (11.9, Limits(max_record_time=2), [], None),
     (12.0, Limits(max_record_time=2), [], ("maxrecordtime", 12.0)),
@@ -48,3 +54,12 @@ def test_when_a_recording_ends(position: float, limits: Limits, sides: list[Side
     got = limit_reached(START, round(position * R), R, limits, sides)
     want = None if expected is None else (expected[0], round(expected[1] * R))
     assert got == want
+
+
+def test_limits_and_sides_cannot_be_changed_once_made() -> None:
+    # One Limits() is shared as the default of every SIPREC recording: a recording that could
+    # change it would change the limits of all the others.
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Limits().max_record_time = 5  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        talking(1).silent = True  # type: ignore[misc]

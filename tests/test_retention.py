@@ -29,7 +29,13 @@ from recorder.config.loader import config_from_dict, load_config
 from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
 from recorder.recording.diskspace import MIB, DiskGuard, free_space, resume_threshold
-from recorder.rules.retention import RetentionPolicy, due_for_purge, expiry, next_run
+from recorder.rules.retention import (
+    RetentionPolicy,
+    due_for_purge,
+    expiry,
+    kept_for,
+    next_run,
+)
 from recorder.store.records import (
     DAY_SECONDS,
     FinishedRecording,
@@ -68,6 +74,8 @@ POLICY = RetentionPolicy(default_keep_days=90, archive_keep_days={7: 7, 8: 0, 9:
     (-1, -1, POLICY, 90),
     (None, 0, POLICY, 90),
     (None, 12345, POLICY, 90),
+    # An archive action of a single day is a day, not "purge when complete".
+    (None, 1, RetentionPolicy(archive_keep_days={1: 1}), 1),
     (None, None, POLICY, 90),
     # default_keep_days 0 in the config: forever.
     (None, None, RetentionPolicy(), None),
@@ -88,10 +96,29 @@ def test_an_unknown_archive_action_is_logged_once_per_id(
         for _ in range(3):
             expiry(NOW, None, 41, policy)
         expiry(NOW, None, 42, policy)
+        # 0 and -1 are "not set", not an id the table is missing: nothing to warn about.
+        expiry(NOW, None, 0, policy)
+        expiry(NOW, None, -1, policy)
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 2
     assert "ARCHIVEACTION 41" in warned[0]
     assert "ARCHIVEACTION 42" in warned[1]
+
+
+# What `recorderctl purge` prints beside each recording it purges (or would): the setting that
+# decided its expiry.
+@pytest.mark.parametrize(("keep_days", "archive_action", "policy", "expected"), [
+    (30, 7, POLICY, (30, "KEEPDAYS 30")),
+    (None, 7, POLICY, (7, "ARCHIVEACTION 7 (week): 7 days")),
+    (None, 8, POLICY, (0, "ARCHIVEACTION 8: purge when complete")),
+    (None, 9, POLICY, (None, "ARCHIVEACTION 9: forever")),
+    (None, None, POLICY, (90, "retention.default_keep_days 90")),
+    (None, None, RetentionPolicy(), (None, "retention.default_keep_days forever")),
+])
+def test_each_expiry_names_the_setting_that_decided_it(
+        keep_days: int | None, archive_action: int | None, policy: RetentionPolicy,
+        expected: tuple[int | None, str]) -> None:
+    assert kept_for(keep_days, archive_action, policy) == expected
 
 
 def row(*, ident: int = 1, start: float = NOW - 100 * DAY, status: str = "complete",
@@ -109,6 +136,8 @@ def row(*, ident: int = 1, start: float = NOW - 100 * DAY, status: str = "comple
 def test_only_complete_unpurged_expired_recordings_are_due() -> None:
     assert due_for_purge(row(), NOW, POLICY)
     assert not due_for_purge(row(status="recording"), NOW, POLICY)
+    # Any status but complete, whatever it sorts as (a status added later must not be purged).
+    assert not due_for_purge(row(status="aborted"), NOW, POLICY)
     assert not due_for_purge(row(purged=NOW - 1), NOW, POLICY)
     assert not due_for_purge(row(archive=9), NOW, POLICY)
     # Exactly at its expiry it is due; a second earlier it is not.

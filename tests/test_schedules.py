@@ -3,6 +3,7 @@ documented example decides the way docs/scheduling.md says it does."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from recorder.config.recording import BlockedFilterConfig, RecordingConfig, Sche
 from recorder.errors import ConfigError
 from recorder.resultcodes import ResultCode
 from recorder.rules.decision import ActiveRecording, CallFacts, Policy, decide
-from recorder.rules.schedules import Window, sampled_in
+from recorder.rules.schedules import CallMatch, Window, sampled_in
 
 REPO = Path(__file__).resolve().parent.parent
 SYNTH = {"driver": "synthetic", "devices": ["1001", "1002"]}
@@ -201,6 +202,12 @@ def test_a_rule_built_by_hand_is_checked_too() -> None:
     odd = RecordingConfig(blocked=(BlockedFilterConfig(name="x", directions=("sideways",)),))
     with pytest.raises(ValueError, match="'sideways' is not a call direction"):
         Policy.from_config(odd, channels=1)
+    # Half a window, either half, and an empty one (at any time of day, not only midnight).
+    for start, end, message in (("", "06:00", "go together"), ("22:00", "", "go together"),
+                                ("09:00", "09:00", "are equal")):
+        half = RecordingConfig(schedules=(ScheduleConfig(name="x", start=start, end=end),))
+        with pytest.raises(ValueError, match=message):
+            Policy.from_config(half, channels=1)
 
 
 @pytest.mark.parametrize(("percent", "expected"), [(0, 0), (0.01, 20), (100, 200_000)])
@@ -210,12 +217,48 @@ def test_sampling_edges(percent: float, expected: int) -> None:
     assert recorded == pytest.approx(expected, rel=0.35, abs=0)
 
 
+def _bucket(key: str) -> int:
+    # A second copy of the rule, on purpose: the first 8 bytes of the SHA-256 of the call's
+    # GLOBALCALLID, big-endian, modulo 10,000.
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 10_000
+
+
+def test_which_calls_are_sampled_is_the_same_on_every_recorder() -> None:
+    # Recorders of different versions at one site must agree on every call: p % records the
+    # buckets below 100 p, here at the edge of each share (the last bucket in, the first out).
+    keys: dict[int, str] = {}
+    for i in range(100_000):
+        keys.setdefault(_bucket(f"GCID-{i}"), f"GCID-{i}")
+    # 0.57: 0.57 * 10,000 is 5699.999... in floating point; the share must still round to 57.
+    for percent in (0.01, 0.57, 12.5, 50, 99.5, 99.99):
+        edge = round(percent * 100)
+        assert sampled_in(keys[edge - 1], percent), percent
+        assert not sampled_in(keys[edge], percent), percent
+    for i in range(2000):
+        key = f"GCID-{i}"
+        assert sampled_in(key, 50) is (_bucket(key) < 5000), key
+    assert all(sampled_in(key, 100) for key in keys.values())
+
+
+def test_ani_and_dnis_match_case_sensitively_names_do_not() -> None:
+    # As docs/scheduling.md says: identifiers and numbers; names (groups, gates, agents) do not.
+    for field, meta in (("ani", {"ANI": "ANONYMOUS"}), ("dnis", {"DNIS": "ANONYMOUS"})):
+        match = CallMatch.build(**{field: ["Anonymous"]})
+        assert not match.matches("1001", meta, "")
+        assert match.matches("1001", {key: "Anonymous" for key in meta}, "")
+    assert CallMatch.build(groups=["Sales"]).matches("1001", {"GROUP": "SALES"}, "")
+
+
 @pytest.mark.parametrize(("days", "start", "end", "when", "inside"), [
     ((), "", "", datetime(2026, 11, 29, 23, 59), True),
     (("sun",), "23:00", "01:00", datetime(2026, 11, 30, 0, 59), True),  # Sunday night, Monday
     (("sun",), "23:00", "01:00", datetime(2026, 11, 30, 1, 0), False),
     (("mon",), "23:00", "01:00", datetime(2026, 11, 30, 0, 30), False),  # that is Sunday's
     (("mon",), "00:00", "01:00", datetime(2026, 11, 30, 0, 0, 59), True),
+    # Minutes count, not only hours: the window ends at 17:30 sharp.
+    ((), "09:00", "17:30", datetime(2026, 11, 30, 17, 29), True),
+    ((), "09:00", "17:30", datetime(2026, 11, 30, 17, 30), False),
+    ((), "09:00", "17:30", datetime(2026, 11, 30, 18, 0), False),
 ])
 def test_window(days: tuple[str, ...], start: str, end: str, when: datetime,
                 inside: bool) -> None:
