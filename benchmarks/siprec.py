@@ -65,7 +65,7 @@ LOOKBACK_SECONDS = 2.0  # the ring is not what is measured; it is filled before 
 READY = re.compile(r"recorderd ready")
 SIP_PORT = re.compile(r"SIP listening on [^:]+:(\d+)")
 STREAM_LINE = re.compile(r"stream \S+ on port \d+ from \S+: (\d+) packets, (\d+) lost, "
-                         r"(\d+) late, (\d+) duplicates")
+                         r"(\d+) late, \d+ samples of audio lost, (\d+) duplicates")
 TARGET_STREAMS = 1000  # per core, no packet lost
 TARGET_RATIO = 2.0  # recorderd's CPU within 2x of the bare receiver's
 
