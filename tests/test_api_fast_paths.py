@@ -187,6 +187,7 @@ NODES: st.SearchStrategy[list[Node]] = st.recursive(
 @CHECKS
 @given(XML_TEXT, st.one_of(st.none(), XML_TEXT), st.sampled_from(list(ResultCode)), XML_TEXT,
        NODES)
+@pytest.mark.slow
 def test_the_string_renderer_writes_what_lxml_wrote(request_type: str, request_id: str | None,
                                                     code: ResultCode, message: str,
                                                     body: list[Node]) -> None:

@@ -177,6 +177,7 @@ def stalled_smtp() -> Iterator[socket.socket]:
 
 
 @IN_PROCESS_AND_RECORDERD
+@pytest.mark.slow
 def test_requests_beyond_the_command_queue_get_47_at_once(start_recorder: Any) -> None:
     with stalled_smtp() as smtp:
         running = start_recorder(

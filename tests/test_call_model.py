@@ -238,6 +238,7 @@ def test_a_call_refused_for_disk_space_is_decided_again_when_there_is_room(
 
 
 @pytest.mark.parametrize("delay", [0.0, 3.0], ids=["standard", "real-time"])
+@pytest.mark.slow
 def test_a_blackout_reaching_back_silences_exactly_its_range(tmp_path: Path,
                                                              delay: float) -> None:
     bench, events = make_bench(tmp_path, delay=delay)

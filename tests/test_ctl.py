@@ -57,6 +57,7 @@ def table(stdout: str) -> list[list[str]]:
 
 # --- channels and levels ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_channels_shows_every_channel_and_the_one_recording(running: Running) -> None:
     idle = ok(recorderctl(running, "channels"))
     header = idle.stdout.splitlines()[0].split()
@@ -174,6 +175,7 @@ def test_export_mp3_gives_a_file_ffmpeg_decodes_to_the_right_duration(
     assert list(tmp_path.glob("none.wav*")) == []  # neither the file nor a .part
 
 
+@pytest.mark.slow
 def test_export_refuses_a_call_in_progress_and_names_the_file_as_offered(
         running: Running, tmp_path: Path) -> None:
     work = tmp_path / "work"
@@ -313,6 +315,7 @@ def test_status_shows_the_active_recording_during_a_call(running: Running) -> No
                and line.endswith(active["filename"]) for line in lines)
 
 
+@pytest.mark.slow
 def test_status_exits_1_when_the_disk_is_below_the_floor_and_selftest_fails(
         start_recorder: Any) -> None:
     # A floor no disk meets: the service runs, refuses to record, and says why.

@@ -90,6 +90,7 @@ def test_devices_lists_serial_ports_and_the_configured_pty_without_sound_hardwar
     assert port["detail"].startswith("missing")
 
 
+@pytest.mark.slow
 def test_devices_says_when_portaudio_is_missing_and_still_lists_serial_ports(
         tmp_path: Path) -> None:
     # A machine without libportaudio2, as test_sounddevice makes one: ctypes finds no library.
@@ -204,6 +205,7 @@ def test_recover_refuses_while_recorderd_runs_and_completes_a_killed_call(
     assert again.stdout.strip() == f"no interrupted recordings in {data}"
 
 
+@pytest.mark.slow
 def test_recover_refuses_a_bad_config_or_a_missing_database(tmp_path: Path) -> None:
     bad = write_toml(tmp_path / "bad.toml", '[storage]\nformat = "ogg"\n')
     done = recorderctl("recover", "--config", str(bad))

@@ -177,6 +177,7 @@ def rms_dbfs(block: np.ndarray) -> np.ndarray:
     return 20 * np.log10(np.maximum(rms, 1e-9) / 32768)
 
 
+@pytest.mark.slow
 def test_synthetic_alternates_talk_spurts_and_pauses_per_channel() -> None:
     driver = create_driver("b", SyntheticBoardConfig(devices=("1", "2"), channels=2))
     blocks = [driver.next_block(160) for _ in range(1000)]  # 20 s of audio

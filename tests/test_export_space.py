@@ -334,6 +334,7 @@ def web_result(running: Running, query: str) -> etree._Element:
     return answer.result
 
 
+@pytest.mark.slow
 def test_too_many_exports_or_too_many_bytes_are_refused_in_words(
         start_recorder: Callable[..., Running]) -> None:
     running = start_recorder(api={"socket_port": 0, "web_port": 0, "export_concurrency": 2,
@@ -419,6 +420,7 @@ class _Counting:
         return "250 Message accepted for delivery"
 
 
+@pytest.mark.slow
 def test_mail_attachments_never_take_the_recordings_room_either(
         start_recorder: Callable[..., Running], monkeypatch: pytest.MonkeyPatch) -> None:
     handler = _Counting()

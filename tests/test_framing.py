@@ -88,6 +88,7 @@ def test_messages_fed_one_byte_at_a_time(stream: bytes, expected: list[bytes]) -
 @settings(max_examples=300, deadline=None)
 @given(picks=st.lists(st.sampled_from([s for _, s, _ in CASES]), min_size=1, max_size=6),
        cuts=st.lists(st.integers(0, 2000), max_size=10))
+@pytest.mark.slow
 def test_any_split_of_the_stream_gives_the_same_messages(picks: list[bytes],
                                                          cuts: list[int]) -> None:
     stream = b"".join(picks)

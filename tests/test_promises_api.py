@@ -267,6 +267,7 @@ def test_export_exits_3_when_the_transfer_breaks_off_and_leaves_no_file(
 # --- digital silence is -inf (docs/capture.md, docs/recorderctl.md, docs/metrics.md) -------
 
 @IN_PROCESS_AND_RECORDERD
+@pytest.mark.slow
 def test_digital_silence_reads_minus_infinity_everywhere(start_recorder: Any,
                                                          tmp_path: Path) -> None:
     zeros = tmp_path / "zeros.wav"

@@ -747,6 +747,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Path, Path, SqliteStore]]:
     store.close()
 
 
+@pytest.mark.slow
 def test_recorderctl_purge_dry_run_then_for_real(site: tuple[Path, Path, SqliteStore]) -> None:
     config, root, store = site
     now = time.time()
@@ -798,6 +799,7 @@ def test_recorderctl_purge_json_and_failures(site: tuple[Path, Path, SqliteStore
     assert by_id[b]["filename"] == str(stuck)
 
 
+@pytest.mark.slow
 def test_recorderctl_purge_refuses_a_bad_config_or_a_missing_database(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[retention]\npurge_time = "25:00"\n')

@@ -129,6 +129,7 @@ def test_a_site_purge_time_of_0130_purges_at_0130(night: Callable[[dict[str, obj
     assert site.purged_row()
 
 
+@pytest.mark.slow
 def test_a_site_purge_time_of_0130_does_not_purge_at_the_default_0300(
         night: Callable[[dict[str, object]], Night]) -> None:
     """Started after 01:30, the job waits for tomorrow's 01:30; 03:00 passes without a purge."""

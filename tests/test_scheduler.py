@@ -290,6 +290,7 @@ def test_preroll_never_reaches_before_the_board_started(tmp_path: Path) -> None:
         bench.close()
 
 
+@pytest.mark.slow
 def test_preroll_never_reaches_before_what_the_ring_still_holds(tmp_path: Path) -> None:
     bench = Bench(tmp_path, preroll=0.5)
     try:

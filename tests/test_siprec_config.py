@@ -232,6 +232,7 @@ def test_the_ephemeral_range_is_read_from_the_kernel_file(tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(ephemeral_range() is None, reason="no /proc ip_local_port_range here")
+@pytest.mark.slow
 def test_check_config_warns_of_an_rtp_range_in_the_ephemeral_ports(tmp_path: Path) -> None:
     ephemeral = ephemeral_range()
     assert ephemeral is not None

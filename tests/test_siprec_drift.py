@@ -90,6 +90,7 @@ def simulate(ppm: float, seconds: float, *, jitter_ms: float = 8.0, seed: int = 
 
 
 @pytest.mark.parametrize("ppm", [-500, 500])
+@pytest.mark.slow
 def test_a_drifting_sender_loses_nothing_and_keeps_its_delay_over_ten_minutes(
         ppm: float) -> None:
     rec = simulate(ppm, 600.0)
@@ -117,6 +118,7 @@ def test_a_drifting_sender_loses_nothing_and_keeps_its_delay_over_ten_minutes(
     assert moved <= counts.drift_moves * 40  # 5 ms at most at each seam
 
 
+@pytest.mark.slow
 def test_a_sender_on_our_clock_is_recorded_sample_for_sample() -> None:
     rec = simulate(0, 600.0, jitter_ms=15.0, seed=2)
     assert rec.stream.counts.drift_moves == 0

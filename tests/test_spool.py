@@ -145,6 +145,7 @@ def spool_lines(path: Path) -> list[dict[str, Any]]:
 # --- the store -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_locked_database_spools_recording_writes_and_replays_them_in_order(
         tmp_path: Path) -> None:
     database, spool = tmp_path / "recorder.sqlite3", tmp_path / "store-spool.jsonl"
@@ -228,6 +229,7 @@ def test_a_read_only_database_spools_until_it_is_writable_again(tmp_path: Path) 
         store.close()
 
 
+@pytest.mark.slow
 def test_the_background_replay_writes_the_spool_in_once_the_lock_is_gone(
         tmp_path: Path) -> None:
     database = tmp_path / "recorder.sqlite3"

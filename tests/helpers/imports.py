@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,18 +43,26 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _type_checking_only(tree: ast.Module) -> set[int]:
-    """Line numbers of the statements under ``if TYPE_CHECKING:``."""
-    lines: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and (
-                (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
-                or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")):
-            for inner in node.body:
-                for sub in ast.walk(inner):
-                    if hasattr(sub, "lineno"):
-                        lines.add(sub.lineno)
-    return lines
+def _is_type_checking(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"))
+
+
+def _statements(tree: ast.Module) -> Iterator[ast.stmt]:
+    """Every statement that can run, nested ones included (imports are statements, so the
+    expressions, most of a tree, need no visit); the body of ``if TYPE_CHECKING:`` left out."""
+    stack: list[ast.AST] = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.stmt):
+            yield node
+        for attr in ("handlers", "finalbody", "orelse", "body", "cases"):
+            if attr == "body" and isinstance(node, ast.stmt) and _is_type_checking(node):
+                continue
+            children = getattr(node, attr, None)
+            if isinstance(children, list):
+                stack.extend(reversed([c for c in children if isinstance(c, ast.AST)]))
 
 
 def graph() -> dict[str, Module]:
@@ -63,12 +72,9 @@ def graph() -> dict[str, Module]:
     for name, path in paths.items():
         text = path.read_text(encoding="utf-8")
         tree = ast.parse(text)
-        skip = _type_checking_only(tree)
         module = Module(name, path, lines=text.count("\n"))
         is_package = path.name == "__init__.py"
-        for node in ast.walk(tree):
-            if getattr(node, "lineno", None) in skip:
-                continue
+        for node in _statements(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     _add(module, alias.name, paths)
