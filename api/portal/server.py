@@ -43,6 +43,7 @@ from recorder.config.portal import PortalConfig
 from recorder.errors import StartupError, StoreError
 from recorder.rules.access import Principal, Within, missing, view_groups
 from recorder.store.factory import Store
+from recorder.tls import server_context
 from recorder.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -65,13 +66,7 @@ SECURITY_HEADERS = {
 def tls_context(config: PortalConfig) -> ssl.SSLContext | None:
     if not config.tls_cert:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(config.tls_cert, config.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(f"portal.tls_cert: cannot use {config.tls_cert} with the key "
-                           f"{config.tls_key}: {getattr(exc, 'reason', None) or exc}") from exc
-    return context
+    return server_context("portal.tls_cert", config.tls_cert, config.tls_key)
 
 
 class PortalServer(Worker):

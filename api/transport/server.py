@@ -19,6 +19,7 @@ from recorder.api.transport.webapi import MetricsProvider, StatusProvider, WebAp
 from recorder.config.sections import ApiConfig
 from recorder.errors import StartupError
 from recorder.events.bus import EventBus
+from recorder.tls import server_context
 from recorder.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -190,10 +191,4 @@ def tls_context(config: ApiConfig) -> ssl.SSLContext | None:
     """The server side of HTTPS from api.tls_cert and api.tls_key; None when not configured."""
     if not config.tls_cert:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(config.tls_cert, config.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(f"api.tls_cert: cannot use {config.tls_cert} with the key "
-                           f"{config.tls_key}: {getattr(exc, 'reason', None) or exc}") from exc
-    return context
+    return server_context("api.tls_cert", config.tls_cert, config.tls_key)

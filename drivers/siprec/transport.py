@@ -53,6 +53,7 @@ from recorder.drivers.siprec.timers import DEFAULT_SIP_TIMERS, LoopTimers, SipTi
 from recorder.drivers.siprec.transactions import TransactionLayer
 from recorder.drivers.siprec.uas import Uas, UasSettings
 from recorder.errors import StartupError
+from recorder.tls import server_context
 from recorder.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -71,13 +72,7 @@ def tls_context(key: str, config: SiprecBoardConfig) -> ssl.SSLContext | None:
     """The server side of SIP over TLS from tls_cert and tls_key; None when tls_port is 0."""
     if not config.tls_port:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(config.tls_cert, config.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(f"{key}.tls_cert: cannot use {config.tls_cert} with the key "
-                           f"{config.tls_key}: {getattr(exc, 'strerror', None) or exc}") from exc
-    return context
+    return server_context(f"{key}.tls_cert", config.tls_cert, config.tls_key)
 
 
 class SipServer(Worker):
