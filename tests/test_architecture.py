@@ -75,7 +75,7 @@ def test_codecs_import_nothing_of_the_recorder_but_its_errors() -> None:
 def test_drivers_import_only_settings_codecs_and_the_worker() -> None:
     assert _breaking("recorder.drivers", allowed=(
         "recorder.config.boards", "recorder.config.setting", "recorder.codecs",
-        "recorder.errors", "recorder.tls", "recorder.worker")) == []
+        "recorder.errors", "recorder.safexml", "recorder.tls", "recorder.worker")) == []
 
 
 def test_capture_knows_drivers_not_calls_or_files() -> None:

@@ -15,11 +15,11 @@ escaping lxml applies, and refuse what lxml refuses (ValueError).
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Sequence
 
 from lxml import etree
 
+from recorder import safexml
 from recorder.api.request import ApiRequest, ApiResult, Node, RequestError, invalid
 from recorder.resultcodes import ResultCode
 
@@ -27,7 +27,6 @@ _DTD_MARKUP = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 # Characters XML 1.0 cannot carry at all, not even escaped (exactly those lxml refuses).
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _TYPE_TAGS = ("TYPE", "REQUESTTYPE")
-_local = threading.local()  # lxml parsers must not be shared between threads
 
 # The flat one-line request. Names and text are kept far inside libxml2's own limits (names of
 # 50,000 characters, text nodes of 10 MB), so anything this accepts lxml accepts too.
@@ -41,17 +40,6 @@ _FLAT_PARAM = re.compile(rb"<(" + _NAME + rb")>(" + _PLAIN + rb")</")
 
 # (name, text; None for an element that holds elements) of each child of the root.
 _Children = list[tuple[str, str | None]]
-
-
-def _parser() -> etree.XMLParser:
-    parser: etree.XMLParser | None = getattr(_local, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-            huge_tree=False, remove_comments=True, remove_pis=True, collect_ids=False,
-        )
-        _local.parser = parser
-    return parser
 
 
 def _name(tag: object) -> str:
@@ -75,7 +63,7 @@ def parse_tree(data: bytes) -> tuple[str, _Children]:
     if _DTD_MARKUP.search(data):
         raise invalid("DOCTYPE and ENTITY declarations are not accepted")
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, safexml.parser())
     except etree.XMLSyntaxError as exc:
         raise invalid(f"malformed XML: {exc.msg}") from None
     if root.getroottree().docinfo.internalDTD is not None:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from lxml import etree
 
+from recorder import safexml
 from recorder.drivers.siprec.errors import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ _NAMESPACES = (NAMESPACE, "urn:ietf:params:xml:ns:recording", None)
 MAX_METADATA_BYTES = 128 * 1024
 MAX_ELEMENTS = 5000
 _DTD_MARKUP = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
-_local = threading.local()  # lxml parsers must not be shared between threads
 
 
 class MetadataError(ProtocolError):
@@ -132,17 +131,6 @@ class RecordingMetadata:
         return next(iter(self.sessions), None)
 
 
-def _parser() -> etree.XMLParser:
-    parser: etree.XMLParser | None = getattr(_local, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-            huge_tree=False, remove_comments=True, remove_pis=True, collect_ids=False,
-        )
-        _local.parser = parser
-    return parser
-
-
 def _name(element: etree._Element) -> str | None:
     """The lower-cased local name of a recording element; None for extensions."""
     tag: object = element.tag
@@ -192,7 +180,7 @@ def parse_metadata(data: bytes) -> RecordingMetadata:
     if _DTD_MARKUP.search(data):
         raise MetadataError("DOCTYPE and ENTITY declarations are not accepted")
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, safexml.parser())
     except etree.XMLSyntaxError as exc:
         raise MetadataError(f"malformed XML: {exc.msg}") from None
     except ValueError as exc:  # e.g. a unicode string with an encoding declaration
