@@ -39,4 +39,13 @@ class StoreError(RecorderError):
 
 
 class StartupError(RecorderError):
-    """A component could not start (a port in use, a data directory that cannot be created)."""
+    """A component could not start (a port in use, a data directory that cannot be created).
+
+    ``port_busy``: the reason is a port another program holds (EADDRINUSE). That may pass (an
+    old recorderd still stopping, a program started by mistake), so recorderd retries its start
+    for ``core.bind_retry_seconds`` instead of failing at once; any other failure is final.
+    """
+
+    def __init__(self, message: str, *, port_busy: bool = False) -> None:
+        super().__init__(message)
+        self.port_busy = port_busy

@@ -78,8 +78,10 @@ def test_a_port_already_taken_stops_the_start_naming_the_key(tmp_path: Path) -> 
                                                                 "port": port}),
                                   base_dir=tmp_path)
         recorder = Recorder(config)
-        with pytest.raises(StartupError, match=f"portal.port: cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(StartupError,
+                           match=f"portal.port: cannot listen on 127.0.0.1:{port}") as failed:
             recorder.start()
+        assert failed.value.port_busy  # so recorderd retries it (core.bind_retry_seconds)
     assert recorder.api is not None
     assert not recorder.api.alive  # every stage that had started was stopped
 

@@ -259,7 +259,8 @@ def test_a_busy_port_is_an_error_naming_the_key(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        path = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{tmp_path}/d"\n'
+        path = write_toml(tmp_path / "r.toml", "[core]\nbind_retry_seconds = 0\n"
+                          f'[storage]\ndata_dir = "{tmp_path}/d"\n'
                           f"[api]\nsocket_port = 0\nweb_port = {port}\n")
         done = subprocess.run([str(BIN / "recorderd"), "--config", str(path)],
                               capture_output=True, text=True, timeout=60, check=False)

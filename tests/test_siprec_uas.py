@@ -532,6 +532,8 @@ def test_startup_errors_name_their_key(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         busy = SiprecBoardConfig(sip_port=taken.getsockname()[1])
         server = SipServer("boards[0]", busy, Listener())
-        with pytest.raises(StartupError, match=r"boards\[0\]\.sip_port: cannot listen"):
+        with pytest.raises(StartupError,
+                           match=r"boards\[0\]\.sip_port: cannot listen") as failed:
             server.start()
+        assert failed.value.port_busy  # so recorderd retries it (core.bind_retry_seconds)
         assert server.join(2)

@@ -12,6 +12,7 @@ headers that keep pages out of frames, caches and other origins' scripts.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import logging
 import ssl
@@ -153,7 +154,8 @@ class PortalServer(Worker):
         except OSError as exc:
             await runner.cleanup()
             self._error = StartupError(f"portal.port: cannot listen on {config.host}:"
-                                       f"{config.port}: {exc.strerror or exc}")
+                                       f"{config.port}: {exc.strerror or exc}",
+                                       port_busy=exc.errno == errno.EADDRINUSE)
             self._ready.set()
             return
         server = site._server  # aiohttp keeps the bound socket there (port 0 picks one)

@@ -4,6 +4,7 @@ asyncio event loop in a thread of its own. All of them share one dispatcher and 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import ssl
 import threading
@@ -184,7 +185,8 @@ class ApiServer(Worker):
             return await opening
         except OSError as exc:
             raise StartupError(f"{key}: cannot listen on {self._config.host}:{port}: "
-                               f"{exc.strerror or exc}") from exc
+                               f"{exc.strerror or exc}",
+                               port_busy=exc.errno == errno.EADDRINUSE) from exc
 
 
 def tls_context(config: ApiConfig) -> ssl.SSLContext | None:

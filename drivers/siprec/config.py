@@ -87,6 +87,13 @@ class SiprecBoardConfig(BoardCommon):
                                     ephemeral_range())
         return [warning] if warning else []
 
+    def listen_ports(self, where: str) -> list[tuple[str, str, int, bool]]:
+        ports = [(f"{where}.sip_port", self.sip_host, self.sip_port, True),
+                 (f"{where}.sip_port", self.sip_host, self.sip_port, False)]
+        if self.tls_cert and self.tls_port:
+            ports.append((f"{where}.tls_port", self.sip_host, self.tls_port, False))
+        return ports
+
     @property
     def channels(self) -> int:
         """Two channels per session: the recorded device's party and the other one."""

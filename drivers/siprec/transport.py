@@ -194,8 +194,8 @@ class SipServer(Worker):
                     lambda: Datagrams(self), local_addr=(host, self.config.sip_port))
             except OSError as exc:
                 raise StartupError(f"{self.key}.sip_port: cannot listen on {host}:"
-                                   f"{self.config.sip_port} (UDP): {exc.strerror or exc}"
-                                   ) from exc
+                                   f"{self.config.sip_port} (UDP): {exc.strerror or exc}",
+                                   port_busy=exc.errno == errno.EADDRINUSE) from exc
             self._udp = udp
             port = int(udp.get_extra_info("sockname")[1])
             try:
@@ -207,7 +207,8 @@ class SipServer(Worker):
                         and attempt < BIND_ATTEMPTS - 1):
                     continue
                 raise StartupError(f"{self.key}.sip_port: cannot listen on {host}:{port} "
-                                   f"(TCP): {exc.strerror or exc}") from exc
+                                   f"(TCP): {exc.strerror or exc}",
+                                   port_busy=exc.errno == errno.EADDRINUSE) from exc
             self.udp_address = self.tcp_address = (host, port)
             break
         if self._tls is not None:
@@ -218,7 +219,8 @@ class SipServer(Worker):
                     reuse_address=True, ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS)
             except OSError as exc:
                 raise StartupError(f"{self.key}.tls_port: cannot listen on {host}:{port}: "
-                                   f"{exc.strerror or exc}") from exc
+                                   f"{exc.strerror or exc}",
+                                   port_busy=exc.errno == errno.EADDRINUSE) from exc
             self._servers.append(server)
             self.tls_address = (host, port)
 

@@ -53,6 +53,11 @@ class BoardCommon:
         key under ``where``); never a reason to refuse the configuration."""
         return []
 
+    def listen_ports(self, where: str) -> list[tuple[str, str, int, bool]]:
+        """The ports the board's driver listens on, as (key under ``where``, host, port,
+        UDP?), for ``--check-config`` to warn about the busy ones; most boards have none."""
+        return []
+
 
 class _Counted(Protocol):
     @property

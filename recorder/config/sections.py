@@ -27,6 +27,10 @@ def default_data_dir() -> Path:
 @dataclass(frozen=True, kw_only=True)
 class CoreConfig:
     ident: int = setting(1, "COREIDENT reported in results and events", min=1, max=2147483647)
+    bind_retry_seconds: float = setting(
+        30.0, "at start, how long recorderd keeps retrying when a port it must listen on "
+        "(API, portal, SIP) is held by another program, before it exits 1; 0: no retry",
+        min=0.0, max=3600.0)
 
 
 STORED_FORMATS = ("wav", "wav-ulaw", "wav-alaw", "mp3", "vox")

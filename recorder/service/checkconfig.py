@@ -5,6 +5,7 @@ Shared by ``recorderd --check-config`` and ``recorderctl check-config``.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from recorder.config.loader import load_config
 from recorder.config.model import Config
 from recorder.drivers.registry import create_driver
 from recorder.errors import ConfigError, DriverError
+from recorder.service.portcheck import busy_port_warnings
 
 
 def print_problems(program: str, source: Path | None, problems: list[str]) -> None:
@@ -38,7 +40,31 @@ def check_config(source: Path | None) -> tuple[list[str], str]:
             create_driver(f"boards[{i}]", board)
         except DriverError as exc:
             problems.append(str(exc))
-    return problems, summary(config, source) if not problems else ""
+    if problems:
+        return problems, ""
+    # Facts of this host at this moment, not of the file: warnings, after the summary.
+    warnings = busy_port_warnings(config)
+    data_dir = _data_dir_problem(config.storage.data_dir)
+    if data_dir:
+        warnings.append(data_dir)
+    return [], "\n".join([summary(config, source)] + [f"  warning: {w}" for w in warnings])
+
+
+def _data_dir_problem(data_dir: Path) -> str | None:
+    """Why recorderd could not create or write ``data_dir``, as this user sees it (the
+    service may run as another: a warning, not a refusal)."""
+    existing = data_dir
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"storage.data_dir: {existing} is not a directory, so {data_dir} cannot be created"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "written" if existing == data_dir else "created"
+        return (f"storage.data_dir: {data_dir} cannot be {what} by this user "
+                f"({existing} is not writable); recorderd would exit 78")
+    return None
 
 
 def summary(config: Config, source: Path | None) -> str:

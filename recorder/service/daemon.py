@@ -11,6 +11,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -20,7 +21,7 @@ from recorder.app import Recorder
 from recorder.config.loader import load_config
 from recorder.config.model import Config, resolve_config_path
 from recorder.config.printing import to_toml
-from recorder.errors import ConfigError, DriverError, RecorderError
+from recorder.errors import ConfigError, DriverError, RecorderError, StartupError
 from recorder.service.allocator import return_large_blocks
 from recorder.service.checkconfig import check_config, print_problems
 from recorder.service.datalock import DataDirBusy, DataDirLock
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 78  # EX_CONFIG; the systemd unit does not restart on it
+BIND_RETRY_INTERVAL = 1.0  # seconds between two starts while a port is held by another program
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,15 +84,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(config: Config, source: Path | None) -> int:
     notifier = Notifier()
-    recorder = Recorder(config)
-    loop = ServiceLoop(recorder, notifier, lambda: _reload(recorder, source))
+    # Signals may come while the start is still retrying a busy port, before the service loop
+    # exists: they are kept here and handed to the loop when it does.
+    stop_requested = threading.Event()
+    hangup_requested = threading.Event()
+    loop: ServiceLoop | None = None
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         logger.info("%s received: stopping", signal.Signals(signum).name)
-        loop.request_stop()
+        stop_requested.set()
+        if loop is not None:
+            loop.request_stop()
 
     def on_hangup(signum: int, frame: FrameType | None) -> None:
-        loop.request_reload()
+        hangup_requested.set()
+        if loop is not None:
+            loop.request_reload()
 
     def on_usr1(signum: int, frame: FrameType | None) -> None:
         # Here, not in the main loop: the point is to see where things hang, the main loop
@@ -105,6 +114,12 @@ def _serve(config: Config, source: Path | None) -> int:
     lock = DataDirLock(config.storage.data_dir)
     try:
         config.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # Where the data must go is part of the configuration: restarting cannot create it.
+        logger.error("cannot start: storage.data_dir: cannot create %s: %s",
+                     config.storage.data_dir, exc.strerror or exc)
+        return EXIT_CONFIG
+    try:
         lock.acquire()
     except DataDirBusy as exc:
         logger.error("cannot start: %s", exc)
@@ -114,18 +129,15 @@ def _serve(config: Config, source: Path | None) -> int:
                      exc.strerror or exc)
         return EXIT_FAILED
     try:
-        try:
-            recorder.start()
-        except DriverError as exc:
-            # A board that cannot open is a configuration problem; restarting will not fix it.
-            logger.error("cannot start: %s", exc)
-            return EXIT_CONFIG
-        except RecorderError as exc:
-            logger.error("cannot start: %s", exc)
-            return EXIT_FAILED
-        except Exception:
-            logger.exception("cannot start")
-            return EXIT_FAILED
+        started = _start(config, notifier, stop_requested)
+        if isinstance(started, int):
+            return started
+        recorder = started
+        loop = ServiceLoop(recorder, notifier, lambda: _reload(recorder, source))
+        if stop_requested.is_set():
+            loop.request_stop()
+        if hangup_requested.is_set():
+            loop.request_reload()
         down = _wait_for_boards(recorder, notifier, loop, config.capture.board_start_seconds)
         if loop.stopping:  # SIGTERM during start-up: do not claim to be ready
             loop.shutdown()
@@ -140,6 +152,55 @@ def _serve(config: Config, source: Path | None) -> int:
         return EXIT_OK
     finally:
         lock.release()
+
+
+def _start(config: Config, notifier: Notifier, stop_requested: threading.Event,
+           ) -> Recorder | int:
+    """A started Recorder, or the exit status when it cannot start.
+
+    A port held by another program is retried for ``core.bind_retry_seconds``: it is often a
+    moment's overlap (the old recorderd of a restart still draining, a tool left running), and
+    exiting at once would leave the site unrecorded until systemd's restart, or for good
+    after its start limit. Each attempt is a whole start, so a failed one has stopped every
+    stage it started and the next begins clean.
+    """
+    retry_seconds = config.core.bind_retry_seconds
+    deadline = time.monotonic() + retry_seconds
+    attempts = 0
+    while True:
+        attempts += 1
+        recorder = Recorder(config)
+        try:
+            recorder.start()
+            if attempts > 1:
+                logger.info("started on attempt %d: the port is free now", attempts)
+            return recorder
+        except DriverError as exc:
+            # A board that cannot open is a configuration problem; restarting will not fix it.
+            logger.error("cannot start: %s", exc)
+            return EXIT_CONFIG
+        except StartupError as exc:
+            if not exc.port_busy or time.monotonic() >= deadline or stop_requested.is_set():
+                if exc.port_busy and retry_seconds > 0:
+                    logger.error("cannot start: %s (still, after %d attempts in %g s)", exc,
+                                 attempts, retry_seconds)
+                else:
+                    logger.error("cannot start: %s", exc)
+                return EXIT_FAILED
+            if attempts == 1:
+                logger.warning("cannot start yet: %s; retrying for up to %g s "
+                               "(core.bind_retry_seconds)", exc, retry_seconds)
+                notifier.status(f"starting: waiting for a busy port: {exc}")
+        except RecorderError as exc:
+            logger.error("cannot start: %s", exc)
+            return EXIT_FAILED
+        except Exception:
+            logger.exception("cannot start")
+            return EXIT_FAILED
+        # SIGTERM ends the wait at once: stopping a service that is not up yet must not hang.
+        if stop_requested.wait(min(BIND_RETRY_INTERVAL, max(0.0, deadline - time.monotonic()))):
+            logger.info("stopped while waiting for a busy port")
+            return EXIT_OK
 
 
 def _wait_for_boards(recorder: Recorder, notifier: Notifier, loop: ServiceLoop,
