@@ -57,6 +57,7 @@ class AuditStore(ABC):
     @abstractmethod
     def list_audit(self, query: AuditQuery) -> list[AuditEntry]: ...
 
+    @abstractmethod
     def add_head_sink(self, sink: Callable[[int, str], None]) -> None:
         """Also tell ``sink(entry_id, entry_hash)`` the head of the chain after each entry
-        (recorderd: its crash journal); a trail without a chain tells nobody."""
+        (recorderd: its crash journal)."""

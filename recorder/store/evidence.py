@@ -69,12 +69,13 @@ class ChainedEntry:
     entry_hash: str | None
 
     def computed_hash(self) -> str:
-        return audit_hash(self.entry_id, self.time, self.user_id, self.username, self.action,
-                          self.target, self.detail, self.address, self.prev_hash or "")
+        return audit_hash(self.entry_id, self.time, self.user_id, username=self.username,
+                          action=self.action, target=self.target, detail=self.detail,
+                          address=self.address, prev_hash=self.prev_hash or "")
 
 
-def audit_hash(entry_id: int, time: float, user_id: int | None, username: str, action: str,
-               target: str, detail: str, address: str, prev_hash: str) -> str:
+def audit_hash(entry_id: int, time: float, user_id: int | None, *, username: str,
+               action: str, target: str, detail: str, address: str, prev_hash: str) -> str:
     """SHA-256, hex, of ``["recorder-audit/1", entry_id, time, user_id, username, action,
     target, detail, address, prev_hash]`` (time always a float, user_id an int or null)."""
     doc = [AUDIT_TAG, int(entry_id), float(time), None if user_id is None else int(user_id),

@@ -51,8 +51,8 @@ def migrate_evidence(conn: sqlite3.Connection) -> None:
     rows = conn.execute("SELECT entry_id, time, user_id, username, action, target, detail,"
                         " address FROM audit ORDER BY entry_id").fetchall()
     for entry_id, time, user_id, username, action, target, detail, address in rows:
-        entry_hash = audit_hash(entry_id, time, user_id, username, action, target, detail,
-                                address, prev)
+        entry_hash = audit_hash(entry_id, time, user_id, username=username, action=action,
+                                target=target, detail=detail, address=address, prev_hash=prev)
         conn.execute("UPDATE audit SET prev_hash = ?, entry_hash = ? WHERE entry_id = ?",
                      (prev, entry_hash, entry_id))
         prev = entry_hash

@@ -52,9 +52,10 @@ class SqliteAudit(SqliteEvidence, AuditStore):
         with self._audit_lock, writer_lock(self.path):
             with self._tx(f"audit {entry.action}") as conn:
                 entry_id, prev = chain_entry(conn)
-                entry_hash = audit_hash(entry_id, entry.time, entry.user_id, entry.username,
-                                        entry.action, entry.target, entry.detail,
-                                        entry.address, prev)
+                entry_hash = audit_hash(
+                    entry_id, entry.time, entry.user_id, username=entry.username,
+                    action=entry.action, target=entry.target, detail=entry.detail,
+                    address=entry.address, prev_hash=prev)
                 conn.execute(
                     "INSERT INTO audit (entry_id, time, user_id, username, action, target,"
                     " detail, address, prev_hash, entry_hash)"
