@@ -155,7 +155,8 @@ def check_chain(trail: AuditTrailState, heads: Sequence[AuditHead],
                                      "cannot be checked against it"))
     for head in heads:
         if head.entry_id > last_id:
-            findings.append(AuditFinding(head.entry_id, (
+            # The first entry missing is the first bad one.
+            findings.append(AuditFinding(last_id + 1, (
                 f"the trail ends at entry {last_id} but the {head.source} records entry "
                 f"{head.entry_id}: entries after {last_id} were removed (tail truncated)")))
         elif head.entry_id in by_id:
