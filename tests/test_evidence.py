@@ -6,6 +6,7 @@ what was changed, naming it, and exit non-zero; untouched, they must pass."""
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import sqlite3
 import threading
@@ -103,7 +104,8 @@ def test_verify_names_an_edited_file_a_changed_duration_a_missing_file_and_a_str
     assert read_journal(data / JOURNAL_NAME).audit_head is not None
     code, out = _audit_verify(config)
     assert code == 0, out
-    assert "agree" in out and "crash journal" in out and "audit-head file" in out
+    assert out.rstrip().endswith(
+        "the chain and its heads (audit-head file, crash journal) agree"), out
 
     # A byte of one file flipped, another row's duration changed, a third file deleted, and a
     # file no row names dropped among the recordings.
@@ -137,7 +139,9 @@ def test_verify_names_an_edited_file_a_changed_duration_a_missing_file_and_a_str
     (data / "audit-head").unlink()
     code, out = _audit_verify(config)
     assert code == 1, out
-    assert "crash journal records entry" in out and "tail truncated" in out, out
+    assert "FAILED  the audit-head file is missing" in out, out
+    assert "the crash journal records entry" in out, out
+    assert "tail truncated" in out, out
 
 
 @pytest.mark.slow
@@ -150,7 +154,7 @@ def test_a_recording_recovered_after_kill_9_gets_a_hash_verify_accepts(
     assert running.process is not None
     running.process.proc.send_signal(signal.SIGKILL)
     running.process.proc.wait(10)
-    [(ident, (filename, reason, audio_hash, row_hash))] = _rows(data).items()
+    [(_, (filename, reason, audio_hash, row_hash))] = _rows(data).items()
     assert (reason, audio_hash, row_hash) == ("", None, None)  # killed while recording
 
     again = RecorderProcess(["--config", str(config)])
@@ -189,7 +193,7 @@ def _config_of(tmp_path: Path, data: Path) -> Path:
     ("UPDATE audit SET detail = 'nothing to see' WHERE entry_id = 3", 3,
      "entry 3: edited (its contents do not match its hash)"),
     ("DELETE FROM audit WHERE entry_id >= 5", 5, "the trail ends at entry 4 but the "
-     "audit-head file records entry 6: entries after 4 were removed (tail truncated)"),
+     "audit-head file records entry 6: entries 5-6 were removed (tail truncated)"),
     ("DELETE FROM audit WHERE entry_id = 1", 2, "the entry before it was deleted or changed"),
 ])
 def test_audit_verify_names_the_first_deleted_edited_or_truncated_entry(
@@ -236,7 +240,7 @@ def test_concurrent_writers_in_two_connections_never_fork_the_chain(tmp_path: Pa
             for i in range(25):
                 store.append_audit(AuditEntry(time=time.time(), user_id=n, username=f"w{n}",
                                               action="search", detail=str(i)))
-        except BaseException as exc:  # noqa: BLE001 - the test reports it
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=append, args=(stores[n % 2], n)) for n in range(6)]
@@ -251,7 +255,8 @@ def test_concurrent_writers_in_two_connections_never_fork_the_chain(tmp_path: Pa
         store.close()
     assert len(trail.entries) == 150
     assert [e.entry_id for e in trail.entries] == list(range(1, 151))
-    assert head is not None and head.entry_id == 150
+    assert head is not None
+    assert head.entry_id == 150
     assert check_chain(trail, [head], head_file_required=True) == []
     code, out = _audit_verify(_config_of(tmp_path, data))
     assert code == 0, out
@@ -348,3 +353,82 @@ def test_an_older_store_is_chained_and_its_rows_reported_as_not_hashed(tmp_path:
     code, out = _verify(config)
     assert code == 1, out
     assert f"RECORDID {ident}: its row has no seal" in out
+
+
+# --- what the recorder changes itself is sealed again ----------------------------------------
+
+def _recorded(store: SqliteStore, data: Path, name: str, start: float) -> int:
+    from recorder.store.records import FinishedRecording, NewRecording  # noqa: PLC0415
+
+    path = data / "recordings" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"RIFF" + name.encode() * 50)
+    ident = store.insert_recording(NewRecording(
+        device_id="1001", call_instance="", channel=0, filename=str(path), media_format="wav",
+        sample_rate=8000, start_time=start, core_ident=1, meta={"ANI": "6145551212"}))
+    store.finish_recording(ident, FinishedRecording(
+        stop_time=start + 1, duration=1.0, audio_size=path.stat().st_size,
+        audio_hash=hashlib.sha256(path.read_bytes()).hexdigest(), stop_reason="normal",
+        lost_samples=0))
+    return ident
+
+
+def test_changes_the_recorder_makes_itself_are_sealed_and_pass(tmp_path: Path) -> None:
+    from recorder.store.records import RecordingUpdate  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    store = SqliteStore(data / "recorder.sqlite3")
+    store.open()
+    updated = _recorded(store, data, "a.wav", 1000.0)
+    purged = _recorded(store, data, "b.wav", 2000.0)
+    replaced = _recorded(store, data, "c.wav", 3000.0)
+    listened = _recorded(store, data, "d.wav", 4000.0)
+    # CALLUPDATE of a stored row, a purge, a file replaced (after-call encoding), a play.
+    assert store.update_recording(updated, RecordingUpdate(meta={"USER1": "case 77"},
+                                                           keep_days=30))
+    (data / "recordings" / "b.wav").unlink()
+    assert store.mark_purged(purged, 5000.0)
+    mp3 = data / "recordings" / "c.mp3"
+    mp3.write_bytes(b"\xff\xfb" + bytes(300))
+    (data / "recordings" / "c.wav").unlink()
+    assert store.replace_recording_file(str(data / "recordings" / "c.wav"), str(mp3), "mp3",
+                                        mp3.stat().st_size,
+                                        hashlib.sha256(mp3.read_bytes()).hexdigest())
+    assert store.mark_listened(listened)
+    row = store.get_recording(replaced)
+    assert row is not None
+    assert row.filename == str(mp3)
+    store.close()
+    # LOCKED, as integrations set it with plain SQL, is not sealed.
+    _tamper(data, f"UPDATE recordings SET locked = 1 WHERE ident = {listened}")
+
+    code, out = _verify(_config_of(tmp_path, data), "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert (report["checked"], report["good"], report["purged"]) == (4, 3, 1)
+    assert report["findings"] == []
+
+    # The same USER1 changed behind the recorder's back is not.
+    _tamper(data, f"UPDATE recordings SET user1 = 'case 78' WHERE ident = {updated}")
+    code, out = _verify(_config_of(tmp_path, data), "--json")
+    assert code == 1, out
+    [finding] = json.loads(out)["findings"]
+    assert (finding["kind"], finding["ident"]) == ("row changed", updated)
+
+
+def test_the_journal_keeps_the_newest_audit_head_when_it_is_compacted(tmp_path: Path) -> None:
+    from recorder.recording.journal import Journal  # noqa: PLC0415
+
+    journal = Journal(tmp_path)
+    journal.open()
+    journal.note_audit_head(3, "c" * 64)
+    journal.note_audit_head(2, "b" * 64)  # an older head never replaces a newer one
+    assert read_journal(tmp_path / JOURNAL_NAME).audit_head == (3, "c" * 64)
+    journal.rewrite()
+    journal.close()
+    assert read_journal(tmp_path / JOURNAL_NAME).audit_head == (3, "c" * 64)
+    again = Journal(tmp_path)
+    again.open()
+    again.rewrite()  # as recovery does at every start
+    again.close()
+    assert read_journal(tmp_path / JOURNAL_NAME).audit_head == (3, "c" * 64)

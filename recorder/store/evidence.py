@@ -120,7 +120,7 @@ class AuditTrailState:
 def check_chain(trail: AuditTrailState, heads: Sequence[AuditHead],
                 head_file_required: bool) -> list[AuditFinding]:
     """Everything wrong with ``trail`` given the ``heads`` kept outside the database, the
-    first bad entry first. ``head_file_required``: the trail has entries, so the audit-head
+    first bad entry first. ``head_file_required``: entries were written, so the audit-head
     file must exist (it is written with every entry)."""
     findings: list[AuditFinding] = []
     anchor = trail.anchor
@@ -156,9 +156,10 @@ def check_chain(trail: AuditTrailState, heads: Sequence[AuditHead],
     for head in heads:
         if head.entry_id > last_id:
             # The first entry missing is the first bad one.
+            ends = f"ends at entry {last_id}" if last_id else "is empty"
             findings.append(AuditFinding(last_id + 1, (
-                f"the trail ends at entry {last_id} but the {head.source} records entry "
-                f"{head.entry_id}: entries after {last_id} were removed (tail truncated)")))
+                f"the trail {ends} but the {head.source} records entry {head.entry_id}: "
+                f"entries {last_id + 1}-{head.entry_id} were removed (tail truncated)")))
         elif head.entry_id in by_id:
             if by_id[head.entry_id].entry_hash != head.entry_hash:
                 findings.append(AuditFinding(head.entry_id, (
