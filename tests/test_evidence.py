@@ -432,3 +432,34 @@ def test_the_journal_keeps_the_newest_audit_head_when_it_is_compacted(tmp_path: 
     again.rewrite()  # as recovery does at every start
     again.close()
     assert read_journal(tmp_path / JOURNAL_NAME).audit_head == (3, "c" * 64)
+
+
+_APPENDER = """
+import sys, time
+from pathlib import Path
+from recorder.store.audit import AuditEntry
+from recorder.store.sqlite import SqliteStore
+store = SqliteStore(Path(sys.argv[1]))
+store.open()
+for i in range(40):
+    store.append_audit(AuditEntry(time=time.time(), user_id=None, username=sys.argv[2],
+                                  action="export", detail=str(i), address="local"))
+store.close()
+"""
+
+
+def test_writers_in_separate_processes_never_fork_the_chain(tmp_path: Path) -> None:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    _store_with_entries(data, 1).close()
+    writers = [subprocess.Popen([sys.executable, "-c", _APPENDER,
+                                 str(data / "recorder.sqlite3"), f"p{n}"]) for n in range(3)]
+    assert [w.wait(120) for w in writers] == [0, 0, 0]
+    code, out = _audit_verify(_config_of(tmp_path, data))
+    assert code == 0, out
+    # Nothing else said: the audit-head file names the last entry (heads written in order).
+    assert out.splitlines() == [
+        "audit trail: 121 entries (entries 1-121): the chain and its heads (audit-head file) "
+        "agree"], out
