@@ -23,7 +23,7 @@ from recorder.errors import StoreError
 
 EPILOG = """Reads the database of the configuration's data directory (--config) directly,
 whether recorderd runs or not, and hashes every recording's file (a long run on a large
-store: --since limits it to the recordings started, and the files changed, since TIME). Times
+store: --since limits it to the recordings started, and the files changed, since DATE). Times
 as for `recorderctl calls`: UNIX seconds, an ISO 8601 date or date and time in local time, or a
 time ago (90s, 15m, 2h, 7d). Rows recorded before verification existed have no hash: they are
 listed as "not hashed", which is not a failure. Recordings still being recorded, and files
