@@ -49,7 +49,9 @@ def import_user(ctx: ApiContext, params: Params) -> ApiResult:
 
 
 def _add(ctx: ApiContext, params: Params) -> ApiResult:
-    # "The field USERID is ignored when the action is ADD."
+    # "The field USERID is ignored when the action is ADD." Ignored as documented, so not
+    # logged as a parameter that went nowhere.
+    params.ignore("USERID")
     fields = _fields(ctx, params, adding=True)
     with _conflicts():
         user_id = ctx.store.directory.add_user(fields, now=ctx.clock(),

@@ -316,14 +316,16 @@ class SocketApi:
         lane = self._lanes.general if request is None else self._lanes.of(request.type)
         try:
             if request is None:
-                result = await lane.run(partial(dispatcher.handle_xml, message, conn.handlers))
+                result = await lane.run(partial(dispatcher.handle_xml, message, conn.handlers,
+                                                        f"socket API {conn.name}"))
             elif request.type in INLINE_TYPES and lane.take_idle():
                 try:
-                    result = dispatcher.handle(request, conn.handlers)
+                    result = dispatcher.handle(request, conn.handlers, f"socket API {conn.name}")
                 finally:
                     lane.give_back()
             else:
-                result = await lane.run(partial(dispatcher.handle, request, conn.handlers))
+                result = await lane.run(partial(dispatcher.handle, request, conn.handlers,
+                                                        f"socket API {conn.name}"))
         except QueueFull:
             # Parsed here on the loop (bounded by max_message_bytes, and rare) so the refusal
             # still carries the request's TYPE and REQUESTID.

@@ -232,7 +232,7 @@ class WebApi:
             return await self._media(request, params)
         if request_type.strip().upper() == "EVENTS":
             return await self._events_page(request, params)
-        body = await self._run(params)
+        body = await self._run(params, client=f"WebAPI {request_address(request)}")
         response = self._xml(body)
         if refused_for_load(body) and not self._guard.limit.is_cti(request_address(request)):
             # Answered at once; the connection's next request waits (loadlimits.REFUSED_PAUSE).
@@ -242,13 +242,14 @@ class WebApi:
         return response
 
     async def _run(self, params: list[tuple[str, str]],
-                   handlers: Mapping[str, Handler] | None = None) -> bytes:
+                   handlers: Mapping[str, Handler] | None = None, client: str = "") -> bytes:
         """The dispatcher's answer, worked out on a worker of the request's lane; 47 when none
-        is free soon."""
+        is free soon. ``client``: who asked, for the log."""
         request_type = (lookup(params, "TYPE") or lookup(params, "REQUESTTYPE") or "")
         lane = self._lanes.of(request_type.strip().upper())
         try:
-            return await lane.run(partial(self._dispatcher.handle_params, params, handlers))
+            return await lane.run(partial(self._dispatcher.handle_params, params, handlers,
+                                          client))
         except QueueFull:
             return self._dispatcher.refuse_params(params, ApiResult(
                 ResultCode.API_COMMAND_QUEUE_FULL, lane.full_message()))
@@ -268,7 +269,8 @@ class WebApi:
                      params: list[tuple[str, str]]) -> web.StreamResponse:
         """A media function: the exported file as the body, or the RESULT of its error."""
         delivered: list[Media] = []
-        body = await self._run(params, media_handlers(delivered.append))
+        body = await self._run(params, media_handlers(delivered.append),
+                              f"WebAPI {request_address(request)}")
         if not delivered:
             return self._xml(body)
         media = delivered[0]
@@ -348,7 +350,8 @@ class WebApi:
         if not self._take_client(request):
             return self._xml(self._dispatcher.refuse_params(params, self._too_many(request)))
         try:
-            body = await self._run(params, {"EVENTS": subscribe})
+            body = await self._run(params, {"EVENTS": subscribe},
+                                  f"WebAPI {request_address(request)}")
         except BaseException:
             self._release_client(request)
             raise
