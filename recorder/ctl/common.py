@@ -295,6 +295,22 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def elapsed(seconds: float) -> str:
+    """A long span in words, to the two largest units: "16 s", "5 min 3 s", "2 h 5 min",
+    "3 d 4 h" (an uptime; ``clock`` is for call durations)."""
+    whole = max(0, round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
 def size(count: float) -> str:
     """Bytes in the units of `ls -h` (1024-based)."""
     for unit in ("B", "KiB", "MiB", "GiB"):
