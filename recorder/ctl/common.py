@@ -104,7 +104,11 @@ def target(args: argparse.Namespace) -> Target:
         try:
             config = load_config(source)
         except ConfigError as exc:
-            print(f"recorderctl: ignoring {source}: {exc.problems[0]}", file=sys.stderr)
+            # Falling back to the default ports would only end in "unreachable" (exit 3), or
+            # worse, in talking to another recorderd: the file named is the mistake to report.
+            problems = "; ".join(exc.problems)
+            raise CtlError(problems if problems.startswith(str(source))
+                           else f"{source}: {problems}", EXIT_USAGE) from None
     if config is None:
         config = load_config(None)
     host = config.api.host
