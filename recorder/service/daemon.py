@@ -21,6 +21,7 @@ from recorder.app import Recorder
 from recorder.config.loader import load_config
 from recorder.config.model import Config, resolve_config_path
 from recorder.config.printing import to_toml
+from recorder.config.reload import needs_restart
 from recorder.errors import ConfigError, DriverError, RecorderError, StartupError
 from recorder.service.allocator import return_large_blocks
 from recorder.service.checkconfig import check_config, print_problems
@@ -229,6 +230,11 @@ def _reload(recorder: Recorder, source: Path | None) -> str | None:
     recorder.reload(config)
     logger.info("SIGHUP: reloaded schedules, filters, limits and terminology from %s",
                 source or "embedded defaults")
+    # recorder.config is what it started with: the running value of every key not reloaded.
+    kept = needs_restart(recorder.config, config)
+    if kept:
+        logger.warning("SIGHUP: changed, but only a restart applies them (the running values "
+                       "stay): %s", ", ".join(kept))
     return None
 
 
