@@ -51,7 +51,7 @@ from recorder.config.boards import BoardCommon
 from recorder.config.model import Config
 from recorder.drivers.base import Driver
 from recorder.drivers.registry import create_driver
-from recorder.errors import StartupError
+from recorder.errors import DriverError, StartupError
 from recorder.events.bus import EventBus
 from recorder.events.types import Event, make_event
 from recorder.recording.aftercall import AfterCallEncoder
@@ -286,7 +286,15 @@ class Recorder:
 
     def _start_capture(self, stage: Stage) -> None:
         config = self.config
-        drivers = [create_driver(f"boards[{i}]", board) for i, board in enumerate(config.boards)]
+        drivers: list[Driver] = []
+        problems: list[str] = []
+        for i, board in enumerate(config.boards):
+            try:
+                drivers.append(create_driver(f"boards[{i}]", board))
+            except DriverError as exc:
+                problems.append(str(exc))  # every board's, as --check-config says them
+        if problems:
+            raise DriverError("\n".join(problems))
         self._drivers = drivers
         capture = self.capture = CaptureCore(
             [CaptureBoard(driver, _channel_devices(driver, board),

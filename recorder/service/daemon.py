@@ -178,7 +178,9 @@ def _start(config: Config, notifier: Notifier, stop_requested: threading.Event,
             return recorder
         except DriverError as exc:
             # A board that cannot open is a configuration problem; restarting will not fix it.
-            logger.error("cannot start: %s", exc)
+            # Every board's problem, one a line (as --check-config lists them).
+            for problem in str(exc).splitlines():
+                logger.error("cannot start: %s", problem)
             return EXIT_CONFIG
         except StartupError as exc:
             if not exc.port_busy or time.monotonic() >= deadline or stop_requested.is_set():
