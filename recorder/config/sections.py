@@ -39,8 +39,10 @@ STORED_FORMATS = ("wav", "wav-ulaw", "wav-alaw", "mp3", "vox")
 @dataclass(frozen=True, kw_only=True)
 class StorageConfig:
     data_dir: Path = setting(
-        doc="recordings/ and the SQLite database live here; created if missing",
-        factory=default_data_dir,
+        doc="recordings/ and the SQLite database live here; created if missing (default: "
+        "$STATE_DIRECTORY under systemd, /var/lib/recorder as root, else "
+        "~/.local/state/recorder)",
+        factory=default_data_dir, example=Path("/var/lib/recorder"),
     )
 
     stereo: bool = setting(

@@ -8,6 +8,7 @@ readiness, status and watchdog pings (recorder/service/lifecycle.py).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -21,6 +22,7 @@ from recorder.app import Recorder
 from recorder.config.loader import load_config
 from recorder.config.model import Config, resolve_config_path
 from recorder.config.printing import to_toml
+from recorder.config.reference import json_schema
 from recorder.config.reload import needs_restart
 from recorder.errors import ConfigError, DriverError, RecorderError, StartupError
 from recorder.service.allocator import return_large_blocks
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="validate the configuration, print a summary and exit")
     parser.add_argument("--print-config", action="store_true",
                         help="print the effective configuration as TOML and exit")
+    parser.add_argument("--config-schema", action="store_true",
+                        help="print a JSON Schema of the configuration file (for editors) and "
+                        "exit")
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         type=str.upper, help="overrides [log] level")
     parser.add_argument("--version", action="version", version=f"recorderd {__version__}")
@@ -57,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.config_schema:
+        print(json.dumps(json_schema(), indent=1))
+        return EXIT_OK
     source = resolve_config_path(args.config)
     try:
         config = load_config(source)
