@@ -86,6 +86,10 @@ class Denied:
         return ApiResult(NOT_ALLOWED, self.message)
 
 
+CREDENTIALS_REQUIRED = Denied(401, "credentials required: HTTP Basic (user:password) or "
+                                   "Authorization: Bearer <token> (recorderctl token add)")
+
+
 class AddressRefusals:
     """Logs refused addresses as one warning per REFUSED_LOG_INTERVAL at most."""
 
@@ -163,8 +167,7 @@ class ApiAccess:
             if found is None or stored is None or not ok:
                 return Denied(401, "wrong user name or password")
             return self._principal(*found)
-        return Denied(401, "credentials required: HTTP Basic (user:password) or "
-                           "Authorization: Bearer <token> (recorderctl token add)")
+        return CREDENTIALS_REQUIRED
 
     def certificate_user(self, common_name: str) -> Principal | Denied:
         """The user a verified client certificate acts as: the one socket_tls_users maps its

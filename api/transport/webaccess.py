@@ -14,7 +14,12 @@ from aiohttp import web
 from recorder.api.protocol.webparams import lookup
 from recorder.api.protocol.xmlcodec import render_result
 from recorder.api.request import ApiResult
-from recorder.api.transport.access import ApiAccess, Denied, log_request
+from recorder.api.transport.access import (
+    CREDENTIALS_REQUIRED,
+    ApiAccess,
+    Denied,
+    log_request,
+)
 from recorder.api.transport.httpguard import request_address
 from recorder.api.transport.loadlimits import Lanes, QueueFull
 from recorder.resultcodes import ResultCode
@@ -44,7 +49,7 @@ class WebAccess:
             return None
         header = request.headers.get("Authorization", "")
         if not header:
-            return refused(request, access.authenticate(""))  # what to send instead
+            return refused(request, CREDENTIALS_REQUIRED)
         if not request.secure and not is_loopback(address):
             # The credentials have crossed the network in clear already; refusing them tells
             # the integrator at once, before they are relied on.

@@ -2,7 +2,7 @@
 
 One module per command (or group); ``common`` holds what they share. Commands that talk to the
 service find it from --host/--port/--web-port, else from the configuration recorderd reads;
-offline commands (purge, recover, check-config, cav, devices, user, audit) work on this
+offline commands (purge, recover, check-config, cav, devices, user, token, audit) work on this
 machine directly.
 docs/recorderctl.md describes every command.
 """
@@ -29,6 +29,7 @@ from recorder.ctl import (
     selftest,
     send,
     status,
+    token,
     user,
 )
 from recorder.ctl.client import ClientError
@@ -47,7 +48,7 @@ exit status (every command; details in its --help):
 
 # In --help's order: looking, then doing, then offline work.
 COMMANDS = (status, channels, levels, calls, events, export, send, selftest, devices,
-            checkconfig, recover, purge, cav, user, audit)
+            checkconfig, recover, purge, cav, user, token, audit)
 
 
 def _parser() -> argparse.ArgumentParser:
