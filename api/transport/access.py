@@ -244,7 +244,7 @@ class ApiAccess:
         found = _RESULTCODE.search(answer)
         code = found.group(1).decode() if found else "?"
         target = next((f"{name}={params[name]}" for name in (
-            "RECORDID", "USERNAME", "USERID", "ROLENAME", "GROUPNAME", "PHONEID",
+            "RECORDID", "IDENT", "USERNAME", "USERID", "ROLENAME", "GROUPNAME", "PHONEID",
             "STATIONNAME", "UNIQUEID") if params.get(name)), "")
         self.audit(principal, AuditEntry(
             time=time.time(), user_id=None, username="", action=action, target=target[:255],

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         revoked = tokens.revoke_tokens(user_id, args.id, now=now)
         if not revoked:
-            which = f"token {args.id}" if args.id is not None else "a token"
+            which = f"token {args.id}" if args.id is not None else "token"
             raise CtlError(f"{name} has no {which} in force", EXIT_FAILED)
         _audit(store, user_id, name, now,
                f"revoked token {args.id}" if args.id is not None else f"revoked {revoked} "
