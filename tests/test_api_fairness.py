@@ -44,7 +44,8 @@ from tests.helpers.recorders import (
 )
 from tests.helpers.waiting import wait_for
 
-API = {"socket_port": 0, "web_port": 0}
+# The attackers come from other addresses of 127.0.0.0/8: api.allow lets them in.
+API = {"socket_port": 0, "web_port": 0, "allow": ["127.0.0.0/8"]}
 CTI = "127.0.0.2"
 # The attacker: four addresses of its own, none of them the CTI's.
 ATTACKERS = ("127.0.0.10", "127.0.0.11", "127.0.0.12", "127.0.0.13")
