@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.rules.access import API_REQUIRES
+from recorder.rules.access import REQUEST_PERMISSIONS
 from tests.helpers.access import (
     Authority,
     add_api_user,
@@ -96,7 +96,8 @@ devices = ["1001"]
         running = proc.wait_ready()
         tls = SOCKET_TLS_PORT.search(proc.log)
         https = HTTPS_PORT.search(proc.log)
-        assert tls and https, proc.log
+        assert tls, proc.log
+        assert https, proc.log
         database = data / "recorder.sqlite3"
         for name, permissions in {
                 "apiuser": ("ALLOWAPIAUTH",), "noauth": ("ALLOWEXPORTDOWNLOAD",),
@@ -129,7 +130,8 @@ def test_a_request_without_credentials_is_answered_401_saying_how_to_authenticat
     assert answer.code == 44
     assert answer.result.findtext("REQUESTTYPE") == "SYSTEMSTATUS"
     assert answer.result.findtext("REQUESTID") == "7"
-    assert "Bearer" in answer.message and "Basic" in answer.message
+    assert "Bearer" in answer.message
+    assert "Basic" in answer.message
 
 
 def test_a_wrong_password_is_answered_401_and_the_right_one_is_served(
@@ -169,7 +171,8 @@ def test_media_need_their_permission_and_the_download_is_audited_under_the_user(
     assert served.status == 200
     assert served.body.startswith(b"RIFF")
     entries = [e for e in secured.audit("export") if e["username"] == "exporter"]
-    assert entries and entries[-1]["target"] == secured.record_id
+    assert entries
+    assert entries[-1]["target"] == secured.record_id
     assert entries[-1]["address"] == "127.0.0.1"
     assert not [e for e in secured.audit("export") if e["username"] == "apiuser"]
 
@@ -188,14 +191,14 @@ def test_email_needs_allowexportemail(secured: Secured) -> None:
         ("WebAPI EMAIL -> 31", f"IDENT={secured.record_id}")]
 
 
-@pytest.mark.parametrize("request_type", sorted(API_REQUIRES))
+@pytest.mark.parametrize("request_type", sorted(REQUEST_PERMISSIONS))
 def test_every_request_needing_a_permission_is_refused_to_a_user_without_it(
         secured: Secured, request_type: str) -> None:
     # apiuser holds ALLOWAPIAUTH alone: each type of the table needs one more permission.
     answer = web(secured.web_port, {"type": request_type, "requestid": 9},
                  headers=basic("apiuser"))
     assert (answer.status, answer.code) == (403, 44), answer.body
-    needed = " or ".join(sorted(next(iter(API_REQUIRES[request_type]))))
+    needed = " or ".join(sorted(next(iter(REQUEST_PERMISSIONS[request_type]))))
     assert needed in answer.message
 
 
@@ -248,6 +251,18 @@ def test_a_token_works_until_recorderctl_revokes_it(secured: Secured) -> None:
     assert again.stderr.strip() == "recorderctl token: apiuser has no token in force"
 
 
+def test_recorderctl_reaches_a_recorder_that_requires_auth_with_a_token(
+        secured: Secured) -> None:
+    made = recorderctl("token", "add", "admin", "--config", secured.config)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.splitlines()[0]
+    refused = recorderctl(secured.running, "status")
+    assert refused.returncode == 1
+    assert "HTTP 401" in refused.stderr
+    served = recorderctl(secured.running, "status", env={"RECORDER_API_TOKEN": token})
+    assert served.returncode == 0, served.stderr
+
+
 def test_an_unknown_token_is_refused(secured: Secured) -> None:
     answer = web(secured.web_port, {"type": "TEST", "requestid": 1},
                  headers=bearer("rec_made-up"))
@@ -297,7 +312,8 @@ def test_a_client_certificate_mapped_to_a_permitted_user_may_administer(
                          action="ADD", firstname="Ada", lastname="Lovelace")
     expect(result, 20)
     entries = [e for e in secured.audit("api-change") if e["username"] == "ctiadmin"]
-    assert entries and entries[-1]["detail"] == "socket API IMPORTUSER -> 20"
+    assert entries
+    assert entries[-1]["detail"] == "socket API IMPORTUSER -> 20"
 
 
 def test_a_certificate_user_lacking_the_permission_is_refused(secured: Secured) -> None:

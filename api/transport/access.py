@@ -26,7 +26,7 @@ from recorder.api.request import ApiResult
 from recorder.config.sections import ApiConfig
 from recorder.resultcodes import ResultCode
 from recorder.rules.access import (
-    API_REQUIRES,
+    REQUEST_PERMISSIONS,
     Principal,
     api_requirement,
     refusal,
@@ -54,7 +54,7 @@ MEDIA_TYPES = frozenset({"EXPORT", "COMBINEDEXPORT", "COMBINEEXPORT", "MULTIEXPO
 EMAIL_TYPES = frozenset({"EMAIL", "COMBINEDEMAIL"})
 # Changes the audit trail records, whoever makes them: the administration, and CALLUPDATE of a
 # stored recording's ARCHIVEACTION.
-CHANGE_TYPES = frozenset(API_REQUIRES) - MEDIA_TYPES - EMAIL_TYPES
+CHANGE_TYPES = frozenset(REQUEST_PERMISSIONS) - MEDIA_TYPES - EMAIL_TYPES
 _RESULTCODE = re.compile(rb"<RESULTCODE>(\d+)</RESULTCODE>")
 
 

@@ -167,7 +167,7 @@ API_AUTH = "ALLOWAPIAUTH"
 # What each request type needs beyond ALLOWAPIAUTH, in one table a test can walk: the media
 # functions their permission of MODIFYROLEPERMISSION's table, the administration that of the
 # portal's page for the same thing. A type not listed needs ALLOWAPIAUTH alone.
-API_REQUIRES: dict[str, Requirement] = {
+REQUEST_PERMISSIONS: dict[str, Requirement] = {
     **dict.fromkeys(("EXPORT", "COMBINEDEXPORT", "COMBINEEXPORT", "MULTIEXPORT"),
                     needs("ALLOWEXPORTDOWNLOAD")),
     **dict.fromkeys(("EMAIL", "COMBINEDEMAIL"), needs("ALLOWEXPORTEMAIL")),
@@ -183,9 +183,9 @@ ARCHIVE_UPDATE: Requirement = needs("ALLOWARCHIVEADMIN")
 
 
 def api_requirement(request_type: str, archive_action: bool = False) -> Requirement:
-    """What a request needs of an authenticated user: ALLOWAPIAUTH and what API_REQUIRES (or a
-    CALLUPDATE with ARCHIVEACTION) adds."""
-    extra = API_REQUIRES.get(request_type, ())
+    """What a request needs of an authenticated user: ALLOWAPIAUTH and what
+    REQUEST_PERMISSIONS (or a CALLUPDATE with ARCHIVEACTION of a stored recording) adds."""
+    extra = REQUEST_PERMISSIONS.get(request_type, ())
     if request_type == "CALLUPDATE" and archive_action:
         extra = ARCHIVE_UPDATE
     return (*needs(API_AUTH), *extra)
@@ -198,7 +198,7 @@ def socket_needs_identity(request_type: str, archive_action: bool = False) -> bo
     export functions answer 15 on the socket whoever asks.)"""
     if request_type == "CALLUPDATE":
         return archive_action
-    return request_type in API_REQUIRES and request_type not in (
+    return request_type in REQUEST_PERMISSIONS and request_type not in (
         "EXPORT", "COMBINEDEXPORT", "COMBINEEXPORT", "MULTIEXPORT")
 
 
