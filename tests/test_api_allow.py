@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 
+from recorder.api.transport.access import archive_change
 from recorder.config.loader import config_from_dict
 from recorder.errors import ConfigError
+from recorder.rules.access import api_requirement, permits
+from recorder.rules.addresses import Networks
 from tests.helpers.access import add_api_user, basic, web
 from tests.helpers.api import ApiConnection, expect, request_xml
 from tests.helpers.portal import portal_port, portal_recorder
@@ -164,3 +167,42 @@ devices = ["1001"]
     assert done.returncode == 78, done.stderr
     for key in ("api.allow[0]", "api.socket_tls:", "api.socket_tls_users[0]"):
         assert key in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(("networks", "address", "inside"), [
+    (("127.0.0.1/32", "::1/128"), "127.0.0.1", True),
+    (("127.0.0.1/32", "::1/128"), "127.0.0.2", False),
+    (("127.0.0.1/32", "::1/128"), "::1", True),
+    (("10.1.2.0/24",), "::ffff:10.1.2.9", True),  # IPv4 over an IPv6 socket
+    (("10.1.2.0/24",), "10.1.3.1", False),
+    (("fd00:1::/64",), "fd00:1::7", True),
+    (("fd00:1::/64",), "fd00:2::7", False),
+    (("fe80::/10",), "fe80::1%eth0", True),  # a scope is not part of the address
+    (("0.0.0.0/0", "::/0"), "203.0.113.5", True),
+    (("0.0.0.0/0",), "2001:db8::1", False),  # an IPv4 network holds no IPv6 address
+    (("0.0.0.0/0", "::/0"), "", False),  # a Unix socket's peer: no address
+])
+def test_an_address_is_in_a_list_by_its_network(networks: tuple[str, ...], address: str,
+                                                inside: bool) -> None:
+    assert (address in Networks(networks)) is inside
+
+
+@pytest.mark.parametrize(("request_type", "params", "needed"), [
+    ("TEST", {}, {"ALLOWAPIAUTH"}),
+    ("CALLSTART", {}, {"ALLOWAPIAUTH"}),
+    ("EXPORT", {}, {"ALLOWAPIAUTH", "ALLOWEXPORTDOWNLOAD"}),
+    ("COMBINEDEMAIL", {}, {"ALLOWAPIAUTH", "ALLOWEXPORTEMAIL"}),
+    ("IMPORTUSER", {}, {"ALLOWAPIAUTH", "ALLOWAGENTADMIN"}),
+    ("CALLUPDATE", {"ARCHIVEACTION": "2"}, {"ALLOWAPIAUTH"}),  # a live call's: call control
+    ("CALLUPDATE", {"ARCHIVEACTION": "2", "RECORDID": "7"},
+     {"ALLOWAPIAUTH", "ALLOWARCHIVEADMIN"}),
+    ("CALLUPDATE", {"ARCHIVEACTION": "2", "UPDATE_IF_NOT_RECORDING": "y"},
+     {"ALLOWAPIAUTH", "ALLOWARCHIVEADMIN"}),
+    ("CALLUPDATE", {"RECORDID": "7", "USER1": "x"}, {"ALLOWAPIAUTH"}),
+])
+def test_what_each_request_needs(request_type: str, params: dict[str, str],
+                                 needed: set[str]) -> None:
+    requirement = api_requirement(request_type, archive_change(request_type, params))
+    assert permits(needed, requirement)
+    for permission in needed:
+        assert not permits(needed - {permission}, requirement)
