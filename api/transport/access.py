@@ -33,7 +33,7 @@ from recorder.rules.access import (
     socket_needs_identity,
 )
 from recorder.rules.addresses import Networks
-from recorder.store.audit import AUDIT_API_CHANGE, AUDIT_EMAIL, AuditEntry
+from recorder.store.audit import AUDIT_API_CHANGE, AUDIT_EMAIL, AUDIT_EXPORT, AuditEntry
 from recorder.store.directory import UserQuery
 from recorder.store.factory import Store
 from recorder.store.passwords import hash_password, verify_password
@@ -215,9 +215,9 @@ class ApiAccess:
 
     @staticmethod
     def audited(request_type: str, params: Mapping[str, str]) -> bool:
-        """Whether the request goes in the audit trail (a change or an e-mail)."""
-        return (request_type in EMAIL_TYPES or request_type in CHANGE_TYPES
-                or archive_change(request_type, params))
+        """Whether the request goes in the audit trail (media, e-mail, a change)."""
+        return (request_type in MEDIA_TYPES or request_type in EMAIL_TYPES
+                or request_type in CHANGE_TYPES or archive_change(request_type, params))
 
     # --- what is written down ------------------------------------------------------------------
 
@@ -236,11 +236,13 @@ class ApiAccess:
 
     def audit_request(self, principal: Principal | None, address: str, *, via: str,
                       request_type: str, params: Mapping[str, str], answer: bytes) -> None:
-        """The audit entry of a change or an e-mail (answered, refused or failed alike), with
-        its RESULTCODE; nothing for other requests (the media have their own, when sent)."""
+        """The audit entry of a change, an e-mail or an export not sent (answered, refused or
+        failed alike), with its RESULTCODE; nothing for other requests. (An export that is
+        sent has its own entry, naming the file: ``audit_export``.)"""
         if not self.audited(request_type, params):
             return
-        action = AUDIT_EMAIL if request_type in EMAIL_TYPES else AUDIT_API_CHANGE
+        action = (AUDIT_EXPORT if request_type in MEDIA_TYPES
+                  else AUDIT_EMAIL if request_type in EMAIL_TYPES else AUDIT_API_CHANGE)
         found = _RESULTCODE.search(answer)
         code = found.group(1).decode() if found else "?"
         target = next((f"{name}={params[name]}" for name in (

@@ -16,6 +16,7 @@ from recorder.api.protocol.xmlcodec import render_result
 from recorder.api.request import ApiResult
 from recorder.api.transport.access import (
     CREDENTIALS_REQUIRED,
+    REQUEST_LOG,
     ApiAccess,
     Denied,
     log_request,
@@ -49,21 +50,21 @@ class WebAccess:
             return None
         header = request.headers.get("Authorization", "")
         if not header:
-            return refused(request, CREDENTIALS_REQUIRED)
+            return refused(request, CREDENTIALS_REQUIRED)  # not logged: clients try this first
         if not request.secure and not is_loopback(address):
             # The credentials have crossed the network in clear already; refusing them tells
             # the integrator at once, before they are relied on.
-            return refused(request, Denied(403, "credentials are accepted only over HTTPS "
-                                                "(api.tls_port) from another machine"))
+            return logged(request, Denied(403, "credentials are accepted only over HTTPS "
+                                               "(api.tls_port) from another machine"))
         try:
             found = await self._lanes.general.run(partial(access.authenticate, header))
         except QueueFull:
             return xml(request, ApiResult(ResultCode.API_COMMAND_QUEUE_FULL,
                                           self._lanes.general.full_message()), 200)
         if isinstance(found, Denied):
-            return refused(request, found)
+            return logged(request, found)
         denied = access.permits(found, "", {})  # ALLOWAPIAUTH, whatever the request
-        return refused(request, denied) if denied is not None else found
+        return logged(request, denied) if denied is not None else found
 
     def check(self, request: web.BaseRequest, principal: Principal | None,
               params: list[tuple[str, str]]) -> web.Response | None:
@@ -87,6 +88,13 @@ class WebAccess:
         await asyncio.get_running_loop().run_in_executor(None, partial(
             self.access.audit_request, principal, request_address(request), via="WebAPI",
             request_type=request_type, params=named, answer=answer))
+
+
+def logged(request: web.BaseRequest, denied: Denied) -> web.Response:
+    """``refused``, with a line in the request log (a wrong password, a revoked token)."""
+    REQUEST_LOG.info("WebAPI %s: refused (HTTP %d): %s", request_address(request),
+                     denied.status, denied.message)
+    return refused(request, denied)
 
 
 def upper(params: list[tuple[str, str]]) -> dict[str, str]:

@@ -268,6 +268,8 @@ class WebApi:
         delivered: list[Media] = []
         body = await self._run(params, media_handlers(delivered.append))
         if not delivered:
+            if self._access is not None:
+                await self._access.audit(request, principal, params, body)
             return self._xml(body)
         media = delivered[0]
         await asyncio.get_running_loop().run_in_executor(
