@@ -31,6 +31,7 @@ from tests.helpers.ctl import recorderctl
 from tests.helpers.exports import record
 from tests.helpers.portal import PASSWORD
 from tests.helpers.recorders import RecorderProcess, Running, write_toml
+from tests.helpers.waiting import wait_for
 
 PROCESS_FIXTURES = {"secured"}  # its recorderd serves the module's tests (conftest.py)
 pytestmark = pytest.mark.xdist_group("api-access")
@@ -286,8 +287,8 @@ def test_the_event_stream_and_status_need_credentials_too(secured: Secured) -> N
 def test_each_request_is_logged_with_its_client_and_user(secured: Secured) -> None:
     web(secured.web_port, {"type": "SYSTEMSTATUS", "requestid": 4242},
         headers=basic("apiuser"))
-    assert re.search(r"WebAPI 127\.0\.0\.1 user apiuser: SYSTEMSTATUS 4242",
-                     secured.running.log())
+    wait_for(lambda: re.search(r"WebAPI 127\.0\.0\.1 user apiuser: SYSTEMSTATUS 4242",
+                               secured.running.log()), 10, what=secured.running.log)
 
 
 # --- the socket API: plain, and over mutual TLS -------------------------------------------------

@@ -168,6 +168,9 @@ class SocketApi:
     async def start(self, host: str, port: int,
                     ssl_context: ssl.SSLContext | None = None) -> tuple[str, int]:
         """Listen on ``host``:``port`` (over TLS with ``ssl_context``); may be called per port."""
+        # With TLS, asyncio shakes hands before _serve sees the connection, so a stranger's
+        # handshake is made before it is closed: starting TLS in _serve instead would race
+        # the client's hello, which the plain reader may already have taken.
         server = await asyncio.start_server(self._serve, host, port, reuse_address=True,
                                             ssl=ssl_context)
         self._servers.append(server)
