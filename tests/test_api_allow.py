@@ -206,3 +206,20 @@ def test_what_each_request_needs(request_type: str, params: dict[str, str],
     assert permits(needed, requirement)
     for permission in needed:
         assert not permits(needed - {permission}, requirement)
+
+
+def test_an_ipv6_client_is_matched_by_its_network(start_recorder: Any) -> None:
+    # The API on ::1 (IPv6); ::1 in a list of IPv6 networks, then not.
+    for allow, served in ((["fd00::/8", "::1/128"], True), (["fd00::/8"], False)):
+        running: Running = start_recorder(api={"host": "::1", "socket_port": 0,
+                                               "web_port": 0, "allow": allow})
+        sock = socket.create_connection(("::1", running.socket_port), timeout=5)
+        try:
+            sock.sendall(request_xml("TEST", 1) + b"\r\n")
+            try:
+                answer = sock.recv(65536)
+            except ConnectionError:
+                answer = b""
+        finally:
+            sock.close()
+        assert (b"<RESULTCODE>20</RESULTCODE>" in answer) is served, answer
