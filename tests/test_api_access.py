@@ -88,6 +88,7 @@ socket_tls = true
 socket_tls_port = 0
 socket_tls_client_ca = "{ca.cert_path}"
 socket_tls_users = ["cti-host-7=ctiadmin"]
+max_failed_auth = 3
 [[boards]]
 driver = "synthetic"
 devices = ["1001"]
@@ -105,7 +106,7 @@ devices = ["1001"]
                 "exporter": ("ALLOWAPIAUTH", "ALLOWEXPORTDOWNLOAD"),
                 "mailer": ("ALLOWAPIAUTH", "ALLOWEXPORTEMAIL"), "admin": ADMIN,
                 "ctiadmin": ("ALLOWAPIAUTH", "ALLOWAGENTADMIN"),
-                "weak": ("ALLOWAPIAUTH",)}.items():
+                "weak": ("ALLOWAPIAUTH",), "guessed": ("ALLOWAPIAUTH",)}.items():
             add_api_user(database, name, permissions)
         conn = running.connect()
         try:
@@ -148,6 +149,19 @@ def test_a_wrong_password_is_answered_401_and_the_right_one_is_served(
                 headers=basic("apiuser"))
     assert right.status == 200
     assert right.code == 20
+
+
+def test_a_user_name_is_locked_out_after_max_failed_auth_wrong_passwords(
+        secured: Secured) -> None:
+    query = {"type": "SYSTEMSTATUS", "requestid": 1}
+    for _ in range(3):  # max_failed_auth = 3
+        wrong = web(secured.web_port, query, headers=basic("guessed", "a guess"))
+        assert wrong.message == "wrong user name or password"
+    # Now even the right password is refused, saying why; other users are not affected.
+    locked = web(secured.web_port, query, headers=basic("guessed"))
+    assert (locked.status, locked.code) == (401, 44)
+    assert locked.message == "too many wrong passwords: guessed is refused for about 15 minute(s)"
+    assert web(secured.web_port, query, headers=basic("apiuser")).code == 20
 
 
 def test_a_user_without_allowapiauth_is_refused_whatever_else_they_may_do(

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 
+from recorder.api.portal.throttle import SignInThrottle
 from recorder.api.request import ApiResult
 from recorder.config.sections import ApiConfig
 from recorder.resultcodes import ResultCode
@@ -121,6 +122,9 @@ class ApiAccess:
         self._store = store
         self._cert_users = {name.strip(): user.strip() for name, _, user in
                             (entry.partition("=") for entry in config.socket_tls_users)}
+        # Password guessing: a user name is refused for a while after failures in a row, the
+        # portal's rule (its own counts: the portal keeps its sign-ins apart).
+        self._throttle = SignInThrottle(1, config.max_failed_auth, config.auth_lockout_seconds)
         self.socket_refusals = AddressRefusals("socket API", "api.allow")
         self.web_refusals = AddressRefusals("WebAPI", "api.allow")
 
@@ -161,11 +165,21 @@ class ApiAccess:
             if not sep or not username or len(username) > MAX_USERNAME \
                     or len(password) > MAX_PASSWORD:
                 return Denied(401, "wrong user name or password")
+            now = time.monotonic()
+            locked = self._throttle.locked(username, now)
+            if locked:
+                return Denied(401, f"too many wrong passwords: {username} is refused for "
+                                   f"about {max(1, round(locked / 60))} minute(s)")
             found = self._user(username)
             stored = self._store.directory.password_hash(found[0]) if found else None
             ok = verify_password(password, stored or _decoy_hash())
             if found is None or stored is None or not ok:
+                if self._throttle.failed(username, now):
+                    logger.warning("WebAPI: %r locked out for %.0f s after %d wrong passwords",
+                                   username, self._throttle.lockout_seconds,
+                                   self._throttle.max_failures)
                 return Denied(401, "wrong user name or password")
+            self._throttle.succeeded(username)
             return self._principal(*found)
         return CREDENTIALS_REQUIRED
 

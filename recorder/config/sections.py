@@ -154,6 +154,12 @@ class ApiConfig:
         False, "every WebAPI request needs HTTP Basic or a bearer token (recorderctl token) of "
         "a user whose role has ALLOWAPIAUTH, and the socket API's administrative requests a "
         "client certificate mapped to such a user (socket_tls_client_ca)")
+    max_failed_auth: int = setting(
+        5, "failed HTTP Basic passwords in a row after which a user name is refused by the "
+        "WebAPI for auth_lockout_seconds, right password or not", min=1, max=1000)
+    auth_lockout_seconds: float = setting(
+        900.0, "how long a user name locked out by max_failed_auth is refused", min=1.0,
+        max=604800.0)
     socket_tls: bool = setting(
         False, "serve the socket API over TLS too, on socket_tls_port, with tls_cert and tls_key")
     socket_tls_port: int = setting(
