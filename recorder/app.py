@@ -37,6 +37,7 @@ from typing import Any
 from recorder.api.context import ApiContext
 from recorder.api.dispatcher import Dispatcher
 from recorder.api.portal.server import PortalServer
+from recorder.api.transport.access import ApiAccess
 from recorder.api.transport.server import ApiServer
 from recorder.archive.export import clean_work_dir
 from recorder.archive.mailer import Mailer
@@ -372,7 +373,8 @@ class Recorder:
                              passwords=passwords)
         dispatcher = self.dispatcher = self.telemetry.parts.dispatcher = Dispatcher(context)
         api = self.api = ApiServer(config.api, dispatcher, self.events,
-                                   metrics=self.telemetry.render_metrics, status=self.status)
+                                   metrics=self.telemetry.render_metrics, status=self.status,
+                                   access=ApiAccess(config.api, self.store))
         try:
             api.start()
         except BaseException:

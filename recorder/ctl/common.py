@@ -8,6 +8,7 @@ import argparse
 import http.client
 import json
 import math
+import os
 import sys
 import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -209,6 +210,9 @@ def fields(element: etree._Element) -> dict[str, str]:
 # --- the web port ----------------------------------------------------------------------------
 
 
+TOKEN_VARIABLE = "RECORDER_API_TOKEN"
+
+
 def web_get(where: Target, path: str,
             query: Mapping[str, str] | None = None) -> http.client.HTTPResponse:
     """GET ``path`` on the web port; the response is open for reading (close it).
@@ -217,8 +221,12 @@ def web_get(where: Target, path: str,
     """
     url = path + (f"?{urllib.parse.urlencode(query)}" if query else "")
     conn = http.client.HTTPConnection(where.host, where.web_port, timeout=where.timeout)
+    # api.require_auth: a bearer token from the environment, never from the command line,
+    # where every user of the machine could read it (ps).
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        conn.request("GET", url)
+        conn.request("GET", url, headers=headers)
         return conn.getresponse()
     except TimeoutError as exc:
         conn.close()

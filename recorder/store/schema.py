@@ -9,6 +9,7 @@ version 5 for the rest of them (USER1-USER15, GROUP, GATE, DNIS). Version 6 adds
 trail (the portal's sign-ins, searches, plays, downloads and deletes), append-only, and the
 portal's bookmarks. Version 7 adds the evidence that nothing was changed (``evidence_schema``):
 each complete recording's row sealed, the audit trail made a hash chain with a purge anchor.
+Version 8 adds the WebAPI's bearer tokens (hashed).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from recorder.store.evidence_schema import CREATE_EVIDENCE, migrate_evidence
 from recorder.store.records import FILTER_FIELDS, METADATA_FIELDS
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # API field name -> column, for the call metadata a recording keeps: the lower-case name, but
 # where the manual's table spells the column otherwise.
@@ -312,6 +313,22 @@ class Step:
     then: Callable[[Any], None]
 
 
+# The WebAPI's bearer tokens (recorder.store.tokens): only their SHA-256 is kept; revoked ones
+# stay, so the trail of who had which token is not lost.
+CREATE_V8 = """
+CREATE TABLE api_tokens (
+    token_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users (user_id),
+    token_hash TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL DEFAULT '',
+    hint TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    revoked REAL
+);
+CREATE INDEX api_tokens_by_user ON api_tokens (user_id);
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str | Step, ...] = (CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, CREATE_V5,
-                                      CREATE_V6, Step(CREATE_EVIDENCE, migrate_evidence))
+                                      CREATE_V6, Step(CREATE_EVIDENCE, migrate_evidence),
+                                      CREATE_V8)
