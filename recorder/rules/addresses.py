@@ -45,21 +45,24 @@ class Networks:
     def __contains__(self, address: object) -> bool:
         if not self._networks or not isinstance(address, str) or not address:
             return False
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip.version == n.version and ip in n for n in self._networks)
+        ip = client_ip(address)
+        return ip is not None and any(ip.version == n.version and ip in n
+                                      for n in self._networks)
+
+
+def client_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A client's address as the networks are matched against it: an IPv6 zone dropped, an
+    IPv4-mapped IPv6 address (a dual-stack socket's) as the IPv4 one; None if it is none."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def is_loopback(address: str) -> bool:
     """Whether a client's address is this machine's own (127.0.0.0/8, ::1)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+    ip = client_ip(address)
+    return ip is not None and ip.is_loopback
