@@ -386,7 +386,9 @@ class Recorder:
         assert self.store is not None
         portal = self.portal = PortalServer(config.portal, self.store, config.storage.data_dir,
                                             config.storage.recordings_dir, status=self.status,
-                                            directory_changed=self._directory_changed)
+                                            directory_changed=self._directory_changed,
+                                            live_session=self.scheduler.status.live_session
+                                            if self.scheduler is not None else None)
         portal.start()
         self.telemetry.parts.portal = portal
         # Stopped in the second pass, after the recordings have drained (pages still answer

@@ -142,6 +142,33 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
         conn.request("CALLSTART", 1, DEVICEID="1003")
         page.wait_for_selector("#live-calls >> text=on 1003", timeout=5000)
         page.screenshot(path=str(artifacts / "live.png"), full_page=True)
+        # Listening live: the page plays the call's stream through Web Audio as it comes.
+        page.click("#live-calls >> text=Listen")
+        played = page.evaluate("""() => new Promise((resolve) => {
+            const status = document.getElementById("live-listening");
+            const began = performance.now();
+            const timer = setInterval(() => {
+                const context = status.audioContext;
+                const heard = parseFloat(status.getAttribute("data-heard"));
+                const waited = (performance.now() - began) / 1000;
+                if ((context && context.currentTime > 2.0) || waited > 8) {
+                    clearInterval(timer);
+                    resolve({clock: context ? context.currentTime : -1, heard: heard,
+                             state: context ? context.state : "none", waited: waited,
+                             text: status.textContent});
+                }
+            }, 100);
+        })""")
+        # The audio clock ran 2 s playing the call, in real time, and what has arrived is
+        # little ahead of what has played: the stream keeps up with the line.
+        assert played["state"] == "running", played
+        assert played["clock"] > 2.0, played
+        assert played["waited"] < 5.0, played
+        assert 0 < played["heard"] - played["clock"] < 1.5, played
+        assert "Listening to recording" in played["text"]
+        page.screenshot(path=str(artifacts / "listen.png"), full_page=True)
+        page.click("#live-stop")
+        assert page.inner_text("#live-listening") == "Stopped."
     finally:
         conn.request("CALLSTOP", 2, DEVICEID="1003")
         conn.close()
@@ -153,7 +180,7 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
     assert errors == []
     assert portal.store.audit is not None
     actions = [e.action for e in portal.store.audit.list_audit(AuditQuery(username="bea"))]
-    assert actions[:5] == ["signout", "download", "bookmark", "play", "search"]
+    assert actions[:6] == ["signout", "listen", "download", "bookmark", "play", "search"]
     context.close()
 
 

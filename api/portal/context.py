@@ -19,6 +19,7 @@ from recorder.api.portal.renditions import Renditions
 from recorder.api.portal.sessions import Session, Sessions
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.config.portal import PortalConfig
+from recorder.recording.session import RecordingSession
 from recorder.rules.access import Principal
 from recorder.store.audit import AuditEntry
 from recorder.store.factory import Store
@@ -47,6 +48,9 @@ class PortalContext:
     clock: Callable[[], float] = field(default=time.time)
     # The recorder's status document (Recorder.status), for the live view; None: no live view.
     status: Callable[[], Mapping[str, Any]] | None = None
+    # The session of a recording in progress by RECORDID, for listening live; None: no live
+    # audio (the portal reads the capture ring itself: recordings.live).
+    live_session: Callable[[int], RecordingSession | None] | None = None
     # Tells the scheduler users or their phones changed (a user deleted frees their phones).
     directory_changed: Callable[[], None] = field(default=lambda: None)
     password_checks: asyncio.Semaphore = field(

@@ -20,6 +20,7 @@ from recorder.api.portal import (
     assets,
     bookmarks,
     groups,
+    listen,
     live,
     recordings,
     search,
@@ -48,6 +49,8 @@ class Route:
     media: bool = False
     # An event stream that stays open (tests read its first event only).
     stream: bool = False
+    # The audio of a call in progress (the matrix starts a call for it and reads its start).
+    live: bool = False
     # Whether the server looks up the request's session first (static files need none).
     identify: bool = True
 
@@ -68,6 +71,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", RECORDING + "/delete", recordings.delete, needs(VIEW, "ALLOWFILEDELETE")),
     Route("GET", "/live", live.page, needs("ALLOWLIVEMONITOR")),
     Route("GET", "/live/stream", live.stream, needs("ALLOWLIVEMONITOR"), stream=True),
+    Route("GET", RECORDING + "/live", listen.live, needs(VIEW, "ALLOWLIVEMONITOR"), media=True,
+          live=True),
     Route("GET", "/system", system.page, needs("ALLOWSYSTEMCONFIG")),
     Route("GET", "/password", account.password_form, needs("ALLOWCHANGEPASSWORD")),
     Route("POST", "/password", account.change_password, needs("ALLOWCHANGEPASSWORD")),

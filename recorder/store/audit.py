@@ -20,6 +20,8 @@ AUDIT_USER = "user"  # a user added, deleted or given roles (the portal's admini
 AUDIT_ROLE = "role"  # a role added or its permissions changed
 AUDIT_GROUP = "group"  # a group added, its members or the roles it narrows changed
 AUDIT_EXPORT = "export"  # the WebAPI's media functions, recorderctl export --offline
+AUDIT_LISTEN = "listen"  # a call in progress listened to live in the portal
+AUDIT_EMAIL = "email"  # a recording e-mailed from the portal
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,20 @@ class PortalClient:
         finally:
             conn.close()
 
+    def first_bytes(self, path: str, count: int) -> tuple[int, bytes]:
+        """A stream's status and its first ``count`` bytes (or the whole body of a refusal),
+        without waiting for the stream to end."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        cookies = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        try:
+            conn.request("GET", path, headers={"Cookie": cookies} if cookies else {})
+            response = conn.getresponse()
+            if response.status != 200:
+                return response.status, response.read()
+            return response.status, response.read(count)
+        finally:
+            conn.close()
+
     def get(self, path: str, **headers: str) -> Answer:
         return self.request("GET", path, headers=headers)
 
@@ -208,3 +222,15 @@ def portal_recorder(tmp: Path, **portal: object) -> Recorder:
     recorder = Recorder(config)
     recorder.start()
     return recorder
+
+
+def call_in_progress(recorder: Recorder, device: str, timeout: float = 5.0) -> int:
+    """The RECORDID of the recording in progress on ``device`` (once its row is written)."""
+    assert recorder.scheduler is not None
+    ends = time.monotonic() + timeout
+    while time.monotonic() < ends:
+        for found in recorder.scheduler.status.in_progress() or []:
+            if found.device_id == device and found.record_id is not None:
+                return found.record_id
+        time.sleep(0.02)
+    raise AssertionError(f"no recording in progress on {device}")

@@ -41,8 +41,102 @@ function clock(seconds) {
     ":" + String(s % 60).padStart(2, "0");
 }
 
+// Listening live: the call's audio comes as a WAV stream of unknown length; each piece is
+// played through Web Audio as it arrives (an <audio> element would buffer many seconds of it
+// first). Pieces are scheduled back to back a little ahead of the clock; one arriving late
+// starts afresh at the clock, so the delay never grows.
+var LISTEN_AHEAD = 0.15;  // seconds a piece is scheduled ahead of the audio clock
+
+function listen() {
+  var calls = document.getElementById("live-calls");
+  var status = document.getElementById("live-listening");
+  var stop = document.getElementById("live-stop");
+  if (!calls || !status || !stop || !window.AudioContext || !window.fetch) { return; }
+  var current = null;
+  function halt(text) {
+    if (current) {
+      current.controller.abort();
+      current.context.close();
+      current = null;
+    }
+    stop.hidden = true;
+    if (text) { status.textContent = text; }
+  }
+  stop.addEventListener("click", function () { halt("Stopped."); });
+  calls.addEventListener("click", function (event) {
+    var ident = event.target.getAttribute && event.target.getAttribute("data-listen");
+    if (!ident) { return; }
+    halt("");
+    var mine = {controller: new AbortController(), context: new AudioContext(), at: 0,
+                heard: 0};
+    current = mine;
+    status.audioContext = mine.context;  // for the tests: its clock, and whether it runs
+    status.setAttribute("data-heard", "0");
+    status.textContent = "Listening to recording " + Number(ident) + "\u2026";
+    stop.hidden = false;
+    fetch("/recordings/" + Number(ident) + "/live", {signal: mine.controller.signal})
+      .then(function (response) {
+        if (!response.ok) { throw new Error("the portal answered " + response.status); }
+        return play(mine, response.body.getReader(), Number(ident));
+      })
+      .then(function () { if (current === mine) { halt("The call has ended."); } })
+      .catch(function (error) {
+        if (current === mine) { halt("Listening stopped: " + error.message); }
+      });
+  });
+
+  function play(mine, reader, ident) {
+    var format = null;
+    var pending = new Uint8Array(0);
+    function more() {
+      return reader.read().then(function (got) {
+        if (got.done || current !== mine) { return; }
+        var joined = new Uint8Array(pending.length + got.value.length);
+        joined.set(pending);
+        joined.set(got.value, pending.length);
+        pending = joined;
+        if (!format) {
+          if (pending.length < 44) { return more(); }
+          var head = new DataView(pending.buffer, 0, 44);
+          format = {channels: head.getUint16(22, true), rate: head.getUint32(24, true)};
+          pending = pending.slice(44);
+        }
+        var frames = Math.floor(pending.length / (2 * format.channels));
+        if (frames) {
+          schedule(mine, format, new DataView(pending.buffer, 0, frames * 2 * format.channels),
+                   frames);
+          pending = pending.slice(frames * 2 * format.channels);
+          status.setAttribute("data-heard", mine.heard.toFixed(2));
+          status.textContent = "Listening to recording " + ident + ": " + clock(mine.heard);
+        }
+        return more();
+      });
+    }
+    return more();
+  }
+
+  function schedule(mine, format, view, frames) {
+    var buffer = mine.context.createBuffer(format.channels, frames, format.rate);
+    for (var c = 0; c < format.channels; c++) {
+      var data = buffer.getChannelData(c);
+      for (var i = 0; i < frames; i++) {
+        data[i] = view.getInt16((i * format.channels + c) * 2, true) / 32768;
+      }
+    }
+    var source = mine.context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(mine.context.destination);
+    var now = mine.context.currentTime;
+    if (mine.at < now) { mine.at = now + LISTEN_AHEAD; }
+    source.start(mine.at);
+    mine.at += buffer.duration;
+    mine.heard += buffer.duration;
+  }
+}
+
 function live() {
   var table = document.getElementById("live-channels");
+  listen();
   if (!table || !window.EventSource) { return; }
   var source = new EventSource(table.getAttribute("data-stream"));
   source.onmessage = function (event) {
@@ -63,6 +157,13 @@ function live() {
       link.href = "/recordings/" + Number(a.recordid);
       link.textContent = "Recording " + a.recordid;
       item.append(link, " on " + a.device + ", " + clock(a.seconds) + (a.paused ? " (paused)" : ""));
+      if (calls.getAttribute("data-listen")) {
+        var button = document.createElement("button");
+        button.type = "button";
+        button.textContent = "Listen";
+        button.setAttribute("data-listen", String(Number(a.recordid)));
+        item.append(" ", button);
+      }
       calls.append(item);
     });
     if (!view.calls.length) {
