@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -21,6 +23,7 @@ from recorder.archive.export import MEDIA_TYPES, export_name
 from recorder.errors import CodecError
 from recorder.rules.access import deletion_refused, permits
 from recorder.store.audit import AUDIT_DELETE, AUDIT_DOWNLOAD, AUDIT_PLAY
+from recorder.store.bookmarks import Bookmark
 from recorder.store.records import TYPE_AUDIO, USER_FIELDS, RecordingRow
 
 logger = logging.getLogger(__name__)
@@ -75,15 +78,34 @@ def _stored_file(req: PortalRequest, row: RecordingRow) -> Path:
 async def show(req: PortalRequest) -> web.StreamResponse:
     row = await visible(req)
     granted = req.user.granted
-    trail = req.ctx.store.bookmarks
-    marks = await req.ctx.run(lambda: trail.list_bookmarks(row.ident)) if trail else []
+    store = req.ctx.store
+
+    def read() -> tuple[list[Bookmark], tuple[tuple[float, float], ...]]:
+        trail = store.bookmarks
+        return (trail.list_bookmarks(row.ident) if trail else [],
+                store.recordings.recording_blackouts(row.ident))
+
+    marks, blackouts = await req.ctx.run(read)
     return req.page(
         "recording.html", row=row, meta=row.meta, user_fields=USER_FIELDS, bookmarks=marks,
+        blackouts=blackouts, timeline=timeline(row.duration, blackouts),
         may_comment=permits(granted, ((frozenset({"ALLOWCOMMENT"}),))),
         playable=row.recording_type == TYPE_AUDIO and bool(row.filename)
         and row.purged_time is None, formats=DOWNLOAD_FORMATS,
         may_download=permits(granted, ((frozenset({"ALLOWEXPORTDOWNLOAD"}),))),
         may_delete=permits(granted, ((frozenset({"ALLOWFILEDELETE"}),))))
+
+
+def timeline(duration: float | None, blackouts: Sequence[tuple[float, float]]
+             ) -> dict[str, Any] | None:
+    """The player's timeline: its length in milliseconds (the SVG's units, so the marks need
+    no inline style, which the Content-Security-Policy forbids) and each blackout's place."""
+    if not duration or duration <= 0:
+        return None
+    width = max(1, round(duration * 1000))
+    return {"width": width,
+            "blackouts": [{"x": round(a * 1000), "width": max(1, round((b - a) * 1000)),
+                           "start": a, "end": b} for a, b in blackouts]}
 
 
 def _from_start(request: web.Request) -> bool:

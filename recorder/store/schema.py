@@ -7,14 +7,15 @@ permissions, chat sessions and agent windows. Version 3 adds retention: when a r
 were purged (the row itself stays). Version 4 adds indexes for CALLLIST's selective filters,
 version 5 for the rest of them (USER1-USER15, GROUP, GATE, DNIS). Version 6 adds the audit
 trail (the portal's sign-ins, searches, plays, downloads and deletes), append-only, and the
-portal's bookmarks.
+portal's bookmarks. Version 7 keeps a complete recording's blackouts (the portal marks them on
+its player): only the silenced audio showed them before.
 """
 
 from __future__ import annotations
 
 from recorder.store.records import FILTER_FIELDS, METADATA_FIELDS
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # API field name -> column, for the call metadata a recording keeps: the lower-case name, but
 # where the manual's table spells the column otherwise.
@@ -295,6 +296,17 @@ CREATE TABLE bookmarks (
 CREATE INDEX bookmarks_by_recording ON bookmarks (ident, offset_seconds);
 """
 
+# A complete recording's blackouts, seconds from its file's first frame (written with the
+# completed row; recorder.recording.completion).
+CREATE_V7 = """
+CREATE TABLE recording_blackouts (
+    ident INTEGER NOT NULL REFERENCES recordings (ident),
+    start_seconds REAL NOT NULL,
+    end_seconds REAL NOT NULL
+);
+CREATE INDEX recording_blackouts_by_recording ON recording_blackouts (ident, start_seconds);
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str, ...] = (CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, CREATE_V5,
-                               CREATE_V6)
+                               CREATE_V6, CREATE_V7)

@@ -129,7 +129,9 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Rec
         return int(row[0])
 
     def finish_recording(self, ident: int, done: FinishedRecording) -> None:
-        with self._db(f"finish recording {ident}") as conn:
+        # With blackouts, one transaction; without (nearly every call), the one statement
+        # as ever.
+        with (self._tx if done.blackouts else self._db)(f"finish recording {ident}") as conn:
             conn.execute(
                 "UPDATE recordings SET stop_time = ?, duration = ?, audio_size = ?,"
                 " audio_hash = ?, stop_reason = ?, lost_samples = ?, status = ?"
@@ -137,6 +139,19 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Rec
                 (done.stop_time, done.duration, done.audio_size, done.audio_hash,
                  done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
             )
+            if done.blackouts:
+                # Replaced, not added to: a spooled completion replayed, or recovery
+                # completing a row again, leaves each range once.
+                conn.execute("DELETE FROM recording_blackouts WHERE ident = ?", (ident,))
+                conn.executemany("INSERT INTO recording_blackouts (ident, start_seconds,"
+                                 " end_seconds) VALUES (?, ?, ?)",
+                                 [(ident, a, b) for a, b in done.blackouts])
+
+    def recording_blackouts(self, ident: int) -> tuple[tuple[float, float], ...]:
+        with self._db(f"read the blackouts of recording {ident}") as conn:
+            rows = conn.execute("SELECT start_seconds, end_seconds FROM recording_blackouts"
+                                " WHERE ident = ? ORDER BY start_seconds", (ident,)).fetchall()
+        return tuple((float(a), float(b)) for a, b in rows)
 
     def update_recording(self, ident: int, update: RecordingUpdate) -> bool:
         values: dict[str, Any] = {META_COLUMNS[k]: v for k, v in update.meta.items()}
@@ -229,6 +244,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Rec
                 return False
             conn.execute("DELETE FROM chat_sessions WHERE ident = ?", (ident,))
             conn.execute("DELETE FROM bookmarks WHERE ident = ?", (ident,))
+            conn.execute("DELETE FROM recording_blackouts WHERE ident = ?", (ident,))
             return True
 
     def interrupted_recordings(self) -> list[RecordingRow]:

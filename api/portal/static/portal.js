@@ -27,12 +27,31 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
   document.querySelectorAll("a[data-offset]").forEach(function (el) {
-    el.addEventListener("click", function () {
+    el.addEventListener("click", function (event) {
+      if (el.getAttribute("href") === "#") { event.preventDefault(); }
       audio.currentTime = parseFloat(el.getAttribute("data-offset"));
       audio.play();
     });
   });
+  timeline(audio);
 });
+
+// The player's timeline (blackouts marked by the server): the playhead follows the player,
+// and a click plays from that place. Its units are milliseconds of the recording.
+function timeline(audio) {
+  var svg = document.querySelector("svg[data-timeline]");
+  if (!svg) { return; }
+  var width = parseFloat(svg.getAttribute("data-timeline"));
+  var head = svg.querySelector("[data-playhead]");
+  audio.addEventListener("timeupdate", function () {
+    head.setAttribute("x", String(Math.min(width, audio.currentTime * 1000)));
+  });
+  svg.addEventListener("click", function (event) {
+    var box = svg.getBoundingClientRect();
+    audio.currentTime = (event.clientX - box.left) / box.width * width / 1000;
+    audio.play();
+  });
+}
 
 // The live view: the server sends its state twice a second; text goes in as text only.
 function clock(seconds) {
