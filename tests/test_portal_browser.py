@@ -102,6 +102,29 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
     })""")
     assert abs(ended - 1.5) < 0.1
     assert ranges
+    # The waveform drawn from the server's peaks (the test file is a loud pattern throughout),
+    # and a click on the timeline's middle plays from the middle.
+    page.wait_for_selector("canvas[data-drawn='1']", timeout=5000)
+    inked = page.evaluate("""() => {
+        const c = document.querySelector("canvas[data-peaks]");
+        const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let inked = 0;
+        for (let i = 3; i < data.length; i += 4) { if (data[i]) { inked++; } }
+        return inked / (c.width * c.height);
+    }""")
+    assert inked > 0.3
+    box = page.locator("svg[data-timeline]").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("() => !document.querySelector('audio').paused")
+    at = page.evaluate("() => document.querySelector('audio').currentTime")
+    assert 0.6 < at < 1.2, at
+    page.evaluate("""() => new Promise((resolve) => {
+        const audio = document.querySelector("audio");
+        audio.pause();
+        audio.addEventListener("seeked", resolve, {once: true});
+        audio.currentTime = 1.4;  // back near the end, where the bookmark below is made
+    })""")
     assert all(r.startswith("bytes=") for r in ranges)
     row = portal.store.recordings.get_recording(ident)
     assert row is not None

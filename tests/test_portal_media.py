@@ -3,6 +3,7 @@ blackouts marked on the player's timeline where the recorded file is silence."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -110,3 +111,59 @@ def test_a_recording_without_blackouts_has_a_plain_timeline(portal: Recorder) ->
     assert 'data-timeline="2000"' in page
     assert 'class="blackout"' not in page
     assert "Blackouts (silence" not in page
+
+
+def wav_samples(body: bytes) -> tuple[int, np.ndarray]:
+    with wave.open(io.BytesIO(body), "rb") as f:
+        return f.getnchannels(), np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
+
+
+def test_the_waveform_is_the_audios_peaks_computed_once(portal: Recorder) -> None:
+    assert portal.portal is not None
+    client = signed_in(portal, "wave", ("ALLOWVIEWALLRECORDS",))
+    audio = np.zeros((2 * RATE, 1), dtype=np.int16)
+    t = np.arange(RATE) / RATE
+    audio[RATE:, 0] = (16384 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)  # -6 dBFS
+    ident, _ = add_recording(portal, agent_id=None, samples=audio)
+    answer = client.get(f"/recordings/{ident}/peaks")
+    assert answer.status == 200
+    found = json.loads(answer.body)
+    assert found["channels"] == 1
+    assert found["duration"] == pytest.approx(2.0)
+    (levels,) = found["peaks"]
+    assert len(levels) == 1000
+    assert max(levels[:499]) == 0.0  # the silent first second
+    assert all(0.45 < v <= 0.51 for v in levels[501:])  # the tone's peak, 0.5 of full scale
+    computed = portal.portal.ctx.peaks.computed
+    assert json.loads(client.get(f"/recordings/{ident}/peaks").body) == found
+    assert portal.portal.ctx.peaks.computed == computed  # kept, not measured again
+    page = client.get(f"/recordings/{ident}").text
+    assert f'data-peaks="/recordings/{ident}/peaks"' in page
+
+
+def test_a_stereo_recording_plays_either_side_alone(portal: Recorder) -> None:
+    client = signed_in(portal, "side", ("ALLOWVIEWALLRECORDS",))
+    rng = np.random.default_rng(7)
+    audio = rng.integers(-20000, 20000, (RATE, 2), dtype=np.int16)
+    audio[:, 1] //= 4  # the right side quieter
+    ident, _ = add_recording(portal, agent_id=None, samples=audio)
+    page = client.get(f"/recordings/{ident}").text
+    assert 'value="left"> left only' in page
+    for side, column in (("left", 0), ("right", 1)):
+        answer = client.get(f"/recordings/{ident}/audio?side={side}")
+        assert answer.status == 200
+        channels, heard = wav_samples(answer.body)
+        assert channels == 1
+        np.testing.assert_array_equal(heard, audio[:, column])
+    both = client.get(f"/recordings/{ident}/audio")
+    assert wav_samples(both.body)[0] == 2
+    peaks = json.loads(client.get(f"/recordings/{ident}/peaks").body)
+    left, right = peaks["peaks"]
+    # Each side measured apart: the right a quarter of the left (8 random samples a bucket).
+    assert 3.5 < np.mean(left) / np.mean(right) < 4.5
+    assert client.get(f"/recordings/{ident}/audio?side=middle").status == 400
+    mono, _ = add_recording(portal, agent_id=None)
+    refused = client.get(f"/recordings/{mono}/audio?side=left")
+    assert refused.status == 400
+    assert b"RIFF" not in refused.body
+    assert 'name="side"' not in client.get(f"/recordings/{mono}").text

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from recorder.api.portal.peaks import PeakCache
 from recorder.api.portal.render import Templates
 from recorder.api.portal.renditions import Renditions
 from recorder.api.portal.sessions import Session, Sessions
@@ -53,6 +54,7 @@ class PortalContext:
     live_session: Callable[[int], RecordingSession | None] | None = None
     # Tells the scheduler users or their phones changed (a user deleted frees their phones).
     directory_changed: Callable[[], None] = field(default=lambda: None)
+    peaks: PeakCache = field(default_factory=PeakCache)  # the recordings' waveforms
     password_checks: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(PASSWORD_CHECKS))
 

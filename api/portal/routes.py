@@ -26,6 +26,7 @@ from recorder.api.portal import (
     search,
     signin,
     system,
+    waveform,
 )
 from recorder.api.portal.context import PortalRequest
 from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
@@ -63,6 +64,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/recordings", search.search, needs(VIEW)),
     Route("GET", RECORDING, recordings.show, needs(VIEW)),
     Route("GET", RECORDING + "/audio", recordings.audio, needs(VIEW), media=True),
+    Route("GET", RECORDING + "/peaks", waveform.peaks, needs(VIEW)),
     Route("GET", RECORDING + "/download", recordings.download,
           needs(VIEW, "ALLOWEXPORTDOWNLOAD"), media=True),
     Route("POST", RECORDING + "/bookmarks", bookmarks.add, needs(VIEW, "ALLOWCOMMENT")),

@@ -176,21 +176,24 @@ def add_user(recorder: Recorder, username: str, permissions: Collection[str], *,
 def add_recording(recorder: Recorder, *, agent_id: int | None, seconds: float = 1.0,
                   meta: Mapping[str, str] | None = None, device: str = "1001",
                   keep_days: int | None = None, start: float | None = None,
-                  media_format: str = "wav") -> tuple[int, Path]:
+                  media_format: str = "wav", samples: Any = None) -> tuple[int, Path]:
     """A complete recording with a real 8 kHz file (PCM WAV, or converted from one to
-    ``media_format``); its RECORDID and file."""
+    ``media_format``); its RECORDID and file. ``samples``: its audio, an int16 array of
+    (frames, channels), instead of a pattern."""
     assert recorder.store is not None
     recordings_dir = recorder.config.storage.recordings_dir
     start = time.time() - 60 if start is None else start
-    frames = round(seconds * 8000)
+    frames = round(seconds * 8000) if samples is None else len(samples)
+    seconds = frames / 8000
     path = recordings_dir / "portal" / f"{device}-{time.monotonic_ns()}.wav"
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
+        out.setnchannels(1 if samples is None else samples.shape[1])
         out.setsampwidth(2)
         out.setframerate(8000)
         pattern = bytes((i * 7) % 256 for i in range(256))
-        out.writeframes((pattern * (frames * 2 // 256 + 1))[:frames * 2])
+        out.writeframes((pattern * (frames * 2 // 256 + 1))[:frames * 2] if samples is None
+                        else samples.astype("<i2").tobytes())
     if media_format != "wav":
         from recorder.codecs.convert import convert  # noqa: PLC0415
         from recorder.codecs.formats import file_extension  # noqa: PLC0415

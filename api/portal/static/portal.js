@@ -34,7 +34,52 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
   timeline(audio);
+  waveform();
+  sides(audio);
 });
+
+// The waveform: peak levels the server measured, one bar per bucket, each channel in its own
+// band (left above right for a stereo recording).
+function waveform() {
+  var canvas = document.querySelector("canvas[data-peaks]");
+  if (!canvas || !window.fetch) { return; }
+  fetch(canvas.getAttribute("data-peaks"))
+    .then(function (response) { return response.ok ? response.json() : null; })
+    .then(function (found) {
+      if (!found) { return; }
+      var context = canvas.getContext("2d");
+      var band = canvas.height / found.peaks.length;
+      context.fillStyle = "#4a5a8a";
+      found.peaks.forEach(function (levels, c) {
+        var step = canvas.width / levels.length;
+        var middle = band * c + band / 2;
+        levels.forEach(function (level, i) {
+          var half = Math.max(0.5, level * band / 2);
+          context.fillRect(i * step, middle - half, Math.max(1, step), 2 * half);
+        });
+      });
+      canvas.setAttribute("data-drawn", String(found.peaks.length));
+    });
+}
+
+// A stereo recording: play both sides or one alone (a rendition of that side), at the same
+// place and as playing or paused as it was.
+function sides(audio) {
+  var choice = document.querySelector("fieldset[data-sides]");
+  if (!choice) { return; }
+  var base = choice.getAttribute("data-sides");
+  choice.addEventListener("change", function (event) {
+    var at = audio.currentTime;
+    var playing = !audio.paused;
+    var side = event.target.value;
+    audio.src = base + (side ? "?side=" + encodeURIComponent(side) : "");
+    audio.addEventListener("loadedmetadata", function () {
+      audio.currentTime = at;
+      if (playing) { audio.play(); }
+    }, {once: true});
+    audio.load();
+  });
+}
 
 // The player's timeline (blackouts marked by the server): the playhead follows the player,
 // and a click plays from that place. Its units are milliseconds of the recording.
