@@ -388,7 +388,8 @@ class Recorder:
                                             config.storage.recordings_dir, status=self.status,
                                             directory_changed=self._directory_changed,
                                             live_session=self.scheduler.status.live_session
-                                            if self.scheduler is not None else None)
+                                            if self.scheduler is not None else None,
+                                            mailer=Mailer(config.smtp))
         portal.start()
         self.telemetry.parts.portal = portal
         # Stopped in the second pass, after the recordings have drained (pages still answer

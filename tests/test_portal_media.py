@@ -167,3 +167,13 @@ def test_a_stereo_recording_plays_either_side_alone(portal: Recorder) -> None:
     assert refused.status == 400
     assert b"RIFF" not in refused.body
     assert 'name="side"' not in client.get(f"/recordings/{mono}").text
+
+
+def test_mailing_without_a_mail_server_says_so(portal: Recorder) -> None:
+    client = signed_in(portal, "nomail", ("ALLOWVIEWALLRECORDS", "ALLOWEXPORTEMAIL"))
+    ident, _ = add_recording(portal, agent_id=None)
+    answer = client.post(f"/recordings/{ident}/email", {
+        "csrf": client.csrf(f"/recordings/{ident}"), "format": "wav",
+        "to": "sue@example.com"})
+    assert answer.status == 503
+    assert "No mail server is configured" in answer.text

@@ -19,6 +19,7 @@ from recorder.api.portal.render import Templates
 from recorder.api.portal.renditions import Renditions
 from recorder.api.portal.sessions import Session, Sessions
 from recorder.api.portal.throttle import SignInThrottle
+from recorder.archive.mailer import Mailer
 from recorder.config.portal import PortalConfig
 from recorder.recording.session import RecordingSession
 from recorder.rules.access import Principal
@@ -55,6 +56,7 @@ class PortalContext:
     # Tells the scheduler users or their phones changed (a user deleted frees their phones).
     directory_changed: Callable[[], None] = field(default=lambda: None)
     peaks: PeakCache = field(default_factory=PeakCache)  # the recordings' waveforms
+    mailer: Mailer | None = None  # [smtp], for e-mailing a recording (as the API's EMAIL)
     password_checks: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(PASSWORD_CHECKS))
 

@@ -101,6 +101,7 @@ async def show(req: PortalRequest) -> web.StreamResponse:
         may_comment=permits(granted, ((frozenset({"ALLOWCOMMENT"}),))),
         playable=playable, formats=DOWNLOAD_FORMATS,
         may_download=permits(granted, ((frozenset({"ALLOWEXPORTDOWNLOAD"}),))),
+        may_email=permits(granted, ((frozenset({"ALLOWEXPORTEMAIL"}),))),
         may_delete=permits(granted, ((frozenset({"ALLOWFILEDELETE"}),))))
 
 

@@ -40,6 +40,7 @@ from recorder.api.portal.sessions import (
     password_mark,
 )
 from recorder.api.portal.throttle import SignInThrottle
+from recorder.archive.mailer import Mailer
 from recorder.config.portal import PortalConfig
 from recorder.errors import StartupError, StoreError
 from recorder.recording.session import RecordingSession
@@ -78,7 +79,8 @@ class PortalServer(Worker):
                  recordings_dir: Path, *, clock: Callable[[], float] = time.time,
                  status: Callable[[], Mapping[str, Any]] | None = None,
                  directory_changed: Callable[[], None] | None = None,
-                 live_session: Callable[[int], RecordingSession | None] | None = None) -> None:
+                 live_session: Callable[[int], RecordingSession | None] | None = None,
+                 mailer: Mailer | None = None) -> None:
         super().__init__("portal-loop")
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="portal")
@@ -91,7 +93,7 @@ class PortalServer(Worker):
                                     config.max_failed_signins, config.lockout_seconds),
             templates=Templates(), executor=self._executor, recordings_dir=recordings_dir,
             renditions=Renditions(data_dir / "tmp" / "portal"), secure=self._tls is not None,
-            clock=clock, status=status, live_session=live_session)
+            clock=clock, status=status, live_session=live_session, mailer=mailer)
         if directory_changed is not None:
             self.ctx.directory_changed = directory_changed
         self._ready = threading.Event()
