@@ -57,6 +57,9 @@ class PortalContext:
     directory_changed: Callable[[], None] = field(default=lambda: None)
     peaks: PeakCache = field(default_factory=PeakCache)  # the recordings' waveforms
     mailer: Mailer | None = None  # [smtp], for e-mailing a recording (as the API's EMAIL)
+    # Starts (True) or stops a blackout on a device's call, as BLACKOUTSTART/STOP; raises
+    # ResultError with the API's message. None: no blackouts from the portal.
+    blackout: Callable[[str, bool], None] | None = None
     password_checks: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(PASSWORD_CHECKS))
 

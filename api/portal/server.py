@@ -80,7 +80,8 @@ class PortalServer(Worker):
                  status: Callable[[], Mapping[str, Any]] | None = None,
                  directory_changed: Callable[[], None] | None = None,
                  live_session: Callable[[int], RecordingSession | None] | None = None,
-                 mailer: Mailer | None = None) -> None:
+                 mailer: Mailer | None = None,
+                 blackout: Callable[[str, bool], None] | None = None) -> None:
         super().__init__("portal-loop")
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="portal")
@@ -93,7 +94,8 @@ class PortalServer(Worker):
                                     config.max_failed_signins, config.lockout_seconds),
             templates=Templates(), executor=self._executor, recordings_dir=recordings_dir,
             renditions=Renditions(data_dir / "tmp" / "portal"), secure=self._tls is not None,
-            clock=clock, status=status, live_session=live_session, mailer=mailer)
+            clock=clock, status=status, live_session=live_session, mailer=mailer,
+            blackout=blackout)
         if directory_changed is not None:
             self.ctx.directory_changed = directory_changed
         self._ready = threading.Event()

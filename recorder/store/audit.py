@@ -22,6 +22,7 @@ AUDIT_GROUP = "group"  # a group added, its members or the roles it narrows chan
 AUDIT_EXPORT = "export"  # the WebAPI's media functions, recorderctl export --offline
 AUDIT_LISTEN = "listen"  # a call in progress listened to live in the portal
 AUDIT_EMAIL = "email"  # a recording e-mailed from the portal
+AUDIT_BLACKOUT = "blackout"  # a blackout started or stopped in the portal
 
 
 @dataclass(frozen=True)
