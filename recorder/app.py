@@ -221,6 +221,9 @@ class Recorder:
             store.close()
 
         stage.stop = close
+        if store.audit is not None:
+            # The audit chain's head, kept outside the database here too (docs/storage.md).
+            store.audit.add_head_sink(journal.note_audit_head)
         self._recovered = [r.event for r in recover(store.recordings, journal, contents)
                            if r.event is not None]
         self._recovered += [make_event(kind, fields) for kind, fields in contents.announce]
@@ -318,7 +321,7 @@ class Recorder:
         # Purges expired recordings daily (and makes room when the config allows it); only
         # complete rows are ever touched, so it may run beside the scheduler.
         retention = self.retention = RetentionJob.from_config(self.store.recordings, config,
-                                                              disk)
+                                                              disk, audit=self.store.evidence)
         triggers = TriggerLoop(capture, scheduler, vox=[
             VoxParams(round(board.vox_start_seconds * driver.sample_rate),
                       round(board.vox_hold_seconds * driver.sample_rate))

@@ -64,6 +64,14 @@ CASES: list[tuple[str, bytes, list[bytes]]] = [
     ("byte-order mark before an indented request", b"\xef\xbb\xbf" + PRETTY + b"\r\n", [PRETTY]),
     ("a DOCTYPE missing its >", b"<!DOCTYPE x\r\n" + ONE + b"\r\n", [b"<!DOCTYPE x", ONE]),
     ("a lone < is text", b"<<< 3 <\r\n" + ONE + b"\r\n", [b"<<< 3 <", ONE]),
+    # Flash's XMLSocket and many C clients end each message with a NUL.
+    ("NUL-terminated", ONE + b"\0" + ONE + b"\0", [ONE, ONE]),
+    ("NUL and CRLF", ONE + b"\0\r\n" + ONE + b"\0\r\n", [ONE, ONE]),
+    ("CRLF and NUL", ONE + b"\r\n\0" + ONE + b"\r\n\0", [ONE, ONE]),
+    ("pretty-printed, NUL-terminated", PRETTY + b"\0" + ONE + b"\0", [PRETTY, ONE]),
+    ("a junk line ends at a NUL", b"hello\0" + ONE + b"\0", [b"hello", ONE]),
+    ("a parameter left open, then a NUL and a request",
+     b"<REQUEST><TYPE>TEST\0" + ONE + b"\0", [b"<REQUEST><TYPE>TEST", ONE]),
 ]
 
 
@@ -142,3 +150,47 @@ def test_a_huge_unfinished_tag_is_text_and_the_next_request_is_served(opening: b
     got += [m for m in [framer.flush()] if m]
     assert got[-1] == ONE
     assert b"".join(got[:-1]).startswith(opening[:100])
+
+
+def test_the_rest_of_a_flushed_message_is_dropped_not_answered_again() -> None:
+    framer = MessageFramer(1 << 20)
+    assert framer.feed(b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>7</REQ") == []
+    assert framer.flush() == b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>7</REQ"
+    assert not framer.pending  # answered: no timer runs for it any more
+    assert framer.feed(b"UESTID></REQUEST>\r\n") == []  # its end, late: no second answer
+    assert framer.flush() is None
+    assert framer.feed(ONE + b"\r\n") == [ONE]
+
+
+@pytest.mark.parametrize("after", [ONE + b"\r\n", b"\r\n" + ONE + b"\r\n", ONE])
+def test_a_new_request_after_a_flushed_one_is_answered(after: bytes) -> None:
+    framer = MessageFramer(1 << 20)
+    assert framer.feed(b"<REQUEST><TYPE>TEST</TYPE>") == []
+    assert framer.flush() == b"<REQUEST><TYPE>TEST</TYPE>"
+    assert framer.feed(after) == [ONE]  # even on the same line: it starts a new request
+
+
+def test_a_flushed_message_answered_once_even_when_flushed_again() -> None:
+    framer = MessageFramer(1 << 20)
+    framer.feed(b"<REQUEST><TYPE>TEST</TYPE>")
+    assert framer.flush() is not None
+    framer.feed(b"<USER1>x</USER1>")
+    assert framer.flush() is None  # at the next quiet period, or the connection's end
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4096])
+def test_a_utf16_line_is_one_message_not_a_cascade(encoding: str, chunk: int) -> None:
+    framer = MessageFramer(1 << 20)
+    line = (ONE.decode() + "\r\n").encode(encoding)
+    stream = ONE + b"\r\n" + line * 3 + ONE + b"\0"
+    got: list[bytes] = []
+    for i in range(0, len(stream), chunk):
+        got += framer.feed(stream[i:i + chunk])
+    assert got[0] == ONE
+    assert got[-1] == ONE
+    utf16 = got[1:-1]
+    assert len(utf16) == 3  # one message, so one answer, per line sent
+    for message in utf16:  # whole characters, the line end left out
+        assert message.decode("utf-16-be" if encoding == "utf-16-be" else "utf-16-le"
+                              ).removeprefix("\ufeff") == ONE.decode()

@@ -4,8 +4,6 @@ encoders and back) and SRTP (protected by libsrtp here, unprotected by the modul
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import random
 import struct
@@ -37,6 +35,7 @@ from recorder.drivers.siprec.srtp import (
     parse_crypto,
 )
 from tests.helpers.siprec import packets, peak_hz, tone
+from tests.helpers.voicecodecs import bcg729, g729_payloads
 
 # FUZZ_EXAMPLES raises the examples for a longer local run (as in test_fuzz.py).
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "100")), deadline=None,
@@ -461,32 +460,12 @@ def test_a_tone_encoded_by_ffmpeg_decodes_to_its_pitch(fmt: PayloadFormat, rate:
     assert np.abs(samples[rate // 4:]).max() > 3000  # audio, not a whisper
 
 
-def bcg729() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("bcg729")
-    try:
-        return ctypes.CDLL(name or "libbcg729.so.0")
-    except OSError:
-        return None
-
-
 @pytest.mark.skipif(bcg729() is None, reason="FFmpeg has no G.729 encoder and libbcg729 "
                     "(Debian libbcg729-0) is not installed to encode the test tone")
 def test_g729_tone_encoded_by_bcg729() -> None:
     lib = bcg729()
     assert lib is not None
-    lib.initBcg729EncoderChannel.restype = ctypes.c_void_p
-    encoder = lib.initBcg729EncoderChannel(ctypes.c_uint8(0))
-    signal = tone(1000, 8000, 8000)
-    payloads = []
-    for start in range(0, 8000, 160):
-        frames = b""
-        for half in (0, 80):
-            pcm = (ctypes.c_int16 * 80)(*signal[start + half:start + half + 80].tolist())
-            out = (ctypes.c_uint8 * 10)()
-            length = ctypes.c_uint8(0)
-            lib.bcg729Encoder(ctypes.c_void_p(encoder), pcm, out, ctypes.byref(length))
-            frames += bytes(out)
-        payloads.append(frames)
+    payloads = g729_payloads(lib, tone(1000, 8000, 8000))
     samples, ticks = decode_all(G729, payloads, 8000)
     assert (ticks, len(samples)) == (8000, 8000)
     assert abs(peak_hz(samples[2000:], 8000) - 1000) < 15

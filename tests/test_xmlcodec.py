@@ -38,7 +38,9 @@ def test_entities_and_unicode_come_through_exactly() -> None:
 @pytest.mark.parametrize(("message", "reason"), [
     (b"<REQUEST><TYPE>TEST</TYPE>", "malformed XML"),
     (b"hello", "malformed XML"),
-    (b"\xff\xfe<REQUEST/>", "malformed XML"),
+    (b"\xff\xfe<REQUEST/>", "the message is in UTF-16; the socket API reads UTF-8"),
+    ("<REQUEST><TYPE>TEST</TYPE></REQUEST>".encode("utf-16"), "the message is in UTF-16"),
+    ("<REQUEST><TYPE>TEST</TYPE></REQUEST>".encode("utf-16-be"), "the message is in UTF-16"),
     (b"<REQUEST><TYPE>A</TYPE><TYPE>B</TYPE></REQUEST>", "TYPE is given more than once"),
     (b"<REQUEST><USER1><B>x</B></USER1></REQUEST>", "USER1 must hold text, not elements"),
     (b'<!DOCTYPE R [<!ENTITY a "aaaa">]><REQUEST><USER1>&a;</USER1></REQUEST>',
@@ -50,6 +52,58 @@ def test_bad_messages_get_code_16(message: bytes, reason: str) -> None:
         parse_request(message)
     assert err.value.code is ResultCode.API_INVALID_MESSAGE_FORMAT
     assert reason in err.value.message
+
+
+@pytest.mark.parametrize(("message", "words", "ids"), [
+    (b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>7</REQUESTID><X></REQUEST>",
+     "malformed XML at line 1, column 64: <X> is closed by </REQUEST>; every element must end "
+     "with its own end tag", ("TEST", "7")),
+    (b"<REQUEST><TYPE>CALLSTART</TYPE><REQUESTID> 42 </REQUESTID><ANI>1</ANI>",
+     "the message ends before <REQUEST> is closed (its </REQUEST> is missing)",
+     ("CALLSTART", "42")),
+    (b"<CALLSTOP><REQUESTID>9</REQUESTID><DEVICEID>1</DEVICE></CALLSTOP>",
+     "<DEVICEID> is closed by </DEVICE>", ("CALLSTOP", "9")),
+    (b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>8</REQUESTID><USER1>&bogus;</USER1></REQUEST>",
+     "&bogus; is not an XML entity (write &amp; for a literal &)", ("TEST", "8")),
+    (b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>5</REQUESTID><USER1>a < b</USER1></REQUEST>",
+     "a < that starts no element (write &lt; for a literal <)", ("TEST", "5")),
+    (b"hello", "the message is not XML: it must start with an element such as <REQUEST>",
+     ("", None)),
+    (b"<REQUEST><TYPE>TEST</TYPE></REQUEST><REQUEST/>",
+     "something follows the end tag of the root element", ("TEST", None)),
+])
+def test_a_broken_request_is_answered_in_words_with_its_type_and_id(
+        message: bytes, words: str, ids: tuple[str, str | None]) -> None:
+    """An integrator matches answers by REQUESTID, and needs to know what to fix."""
+    with pytest.raises(RequestError) as err:
+        parse_request(message)
+    assert err.value.code is ResultCode.API_INVALID_MESSAGE_FORMAT
+    assert words in err.value.message
+    assert (err.value.request_type, err.value.request_id) == ids
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_is_refused_with_its_type_and_id(encoding: str) -> None:
+    with pytest.raises(RequestError) as err:
+        parse_request("<REQUEST><TYPE>CALLSTART</TYPE><REQUESTID>12</REQUESTID></REQUEST>"
+                      .encode(encoding))
+    assert (err.value.request_type, err.value.request_id) == ("CALLSTART", "12")
+
+
+def test_the_manuals_bare_ampersand_is_read_as_printed() -> None:
+    # ADDGROUP's and MODIFYGROUPPERMISSION's examples in the manual hold a raw "&".
+    req = parse_request(b"<REQUEST>\r\n  <TYPE>ADDGROUP</TYPE>\r\n  <REQUESTID>1</REQUESTID>\r\n"
+                        b"  <GROUPNAME>Sales & Marketing</GROUPNAME>\r\n"
+                        b"  <DESCRIPTION>Q&A &amp; &#38; &#x26; &lt;</DESCRIPTION>\r\n</REQUEST>")
+    assert req.params["GROUPNAME"] == "Sales & Marketing"
+    assert req.params["DESCRIPTION"] == "Q&A & & & <"
+    # Real references still mean what they say; "&D;" is not one XML knows, so it is refused
+    # below rather than guessed at.
+    with pytest.raises(RequestError, match="&D; is not an XML entity"):
+        parse_request(b"<REQUEST><TYPE>X</TYPE><USER1>R&D;</USER1></REQUEST>")
+    req = parse_request(b"<REQUEST><TYPE>X</TYPE><USER1>a & b &amp; &#38;&#x26;&lt;</USER1>"
+                        b"</REQUEST>")
+    assert req.params["USER1"] == "a & b & &&<"
 
 
 def test_an_external_entity_never_reads_a_file(tmp_path: Path) -> None:

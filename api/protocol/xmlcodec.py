@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from lxml import etree
 
 from recorder import safexml
+from recorder.api.protocol.xmlerrors import BARE_AMPERSAND, in_words, recover_ids
 from recorder.api.request import ApiRequest, ApiResult, Node, RequestError, invalid
 from recorder.resultcodes import ResultCode
 
@@ -59,13 +60,23 @@ def parse_flat(data: bytes) -> tuple[str, _Children] | None:
 
 
 def parse_tree(data: bytes) -> tuple[str, _Children]:
-    """(root name, children) of any message, by lxml; raises RequestError (16)."""
+    """(root name, children) of any message, by lxml; raises RequestError (16), with the TYPE
+    and REQUESTID the broken text states when they can be read from it."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in data[:2]:
+        # lxml would read UTF-16 with a byte-order mark; the manual's API is 8-bit, and a
+        # client that sends UTF-16 needs to hear so, not a request half understood.
+        big = data.startswith(b"\xfe\xff") or data[:1] == b"\0"
+        text = data.decode("utf-16-be" if big else "utf-16-le", "replace").lstrip("\ufeff")
+        raise _refused(text.encode(), "the message is in UTF-16; the socket API reads UTF-8 (or "
+                       "the 8-bit encoding an XML declaration names)")
     if _DTD_MARKUP.search(data):
-        raise invalid("DOCTYPE and ENTITY declarations are not accepted")
+        raise _refused(data, "DOCTYPE and ENTITY declarations are not accepted")
+    if b"&" in data:
+        data = BARE_AMPERSAND.sub(b"&amp;", data)
     try:
         root = etree.fromstring(data, safexml.parser())
     except etree.XMLSyntaxError as exc:
-        raise invalid(f"malformed XML: {exc.msg}") from None
+        raise _refused(data, in_words(exc.msg)) from None
     if root.getroottree().docinfo.internalDTD is not None:
         # One the byte check above could not see (a message in UTF-16, say).
         raise invalid("DOCTYPE and ENTITY declarations are not accepted")
@@ -75,6 +86,12 @@ def parse_tree(data: bytes) -> tuple[str, _Children]:
         if name:
             children.append((name, None if len(child) else child.text or ""))
     return _name(root.tag), children
+
+
+def _refused(data: bytes, problem: str) -> RequestError:
+    request_type, request_id = recover_ids(data)
+    return RequestError(ResultCode.API_INVALID_MESSAGE_FORMAT, problem,
+                        request_type=request_type, request_id=request_id)
 
 
 def parse_request(data: bytes) -> ApiRequest:

@@ -14,7 +14,16 @@ lets a broken message end without swallowing the requests behind it:
   that starts with a tag while a parameter is still open (which a flat request never does).
 
 Each of these is answered with code 16 by the parser. A message that never completes is bounded
-by ``max_bytes``, and the server answers a partial one after a quiet period (``flush``).
+by ``max_bytes``, and the server answers a partial one after a quiet period (``flush``). Every
+message gets exactly one answer: when the rest of a flushed message arrives after all, it is
+read to its end as usual and dropped, not answered a second time; a new request (its root's or
+``<REQUEST>`` start tag, wherever it comes) ends the dropped one.
+
+A NUL byte ends a message as CR and LF do: Flash's XMLSocket and many C clients send
+``...</REQUEST>\0``. A message in UTF-16 (a byte-order mark, or ``<`` next to a NUL) would be
+a cascade of broken messages if read byte by byte: it is one message up to its first line
+feed (whose NUL, in little-endian, is then skipped as a line end), which the parser answers 16
+once.
 
 The usual traffic, whole one-line flat requests (``<REQUEST><TYPE>...</TYPE>...</REQUEST>`` and
 a line end), is split by one pattern when nothing is pending: a message of that shape ends at
@@ -29,9 +38,10 @@ from __future__ import annotations
 
 import re
 
-WHITESPACE = b" \t\r\n"
-LINE_ENDS = b"\r\n"
+WHITESPACE = b" \t\r\n\0"
+LINE_ENDS = b"\r\n\0"
 BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _LT = ord("<")
 # One tag: name, then anything but <, > and quotes, and quoted values. Possessive (*+), so a tag
 # that never closes costs one pass, not one per starting point.
@@ -44,7 +54,7 @@ _PARTIAL_ELEMENT = re.compile(
 _DECLARATION = re.compile(rb"<!(?:[^\[<>]++|\[[^\]]*+\])*+>")
 _PARTIAL_DECLARATION = re.compile(rb"<!(?:[^\[<>]++|\[[^\]]*+\])*+(?:\[[^\]]*+)?\Z")
 _DELIMITED = ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?", b"?>"))
-_LINE_END = re.compile(rb"[\r\n]")
+_LINE_END = re.compile(rb"[\r\n\0]")
 _ANGLE = re.compile(rb"[<>]")
 # Longest single tag, comment or declaration; a "<" that opens a longer one is taken as text.
 MAX_MARKUP = 16 * 1024
@@ -54,11 +64,11 @@ RESCAN_FREELY = 256
 
 # A whole flat request on one line: tags without attributes, text without markup or line ends.
 _NAME = rb"[A-Za-z_][A-Za-z0-9_.-]*+"
-_FLAT_MESSAGE = re.compile(rb"[ \t\r\n]*+(<(" + _NAME + rb")>"
+_FLAT_MESSAGE = re.compile(rb"[ \t\r\n\0]*+(<(" + _NAME + rb")>"
                            rb"(?:<(" + _NAME + rb")>[^<>\r\n]*+</\3>)*+</\2>)")
 
 OPEN, CLOSE, EMPTY, OTHER, LONE_LT = range(5)  # kinds of markup; LONE_LT: "<" that is text
-NORMAL, BROKEN, TEXT = range(3)  # states of a message
+NORMAL, BROKEN, TEXT, UTF16 = range(4)  # states of a message
 
 
 class MessageTooLarge(Exception):
@@ -87,14 +97,27 @@ class MessageFramer:
         self._state = NORMAL
         self._line_start = True  # nothing but white space since the last line end
         self._waited = -1  # buffer length when an incomplete markup was last looked at
+        self._answered = False  # flushed already: its end is dropped, not answered again
+        self._little_endian = True  # of a UTF-16 message (state UTF16)
 
     @property
     def pending(self) -> bool:
-        """True while part of a message has arrived but not all of it."""
-        return self._start >= 0
+        """True while part of a message has arrived but not all of it, and it has not been
+        answered yet (the rest of a flushed message is read and dropped)."""
+        return self._start >= 0 and not self._answered
+
+    def _emit(self, out: list[bytes], message: bytes) -> None:
+        if not self._answered:
+            out.append(message)
+        self._reset()
 
     def feed(self, data: bytes) -> list[bytes]:
         out: list[bytes] = []
+        if self._fast_path and self._start < 0 and self._buf == b"\0":
+            # A NUL kept back from the last chunk (it could have begun UTF-16BE "<")
+            data = b"\0" + data
+            self._buf.clear()
+            self._pos = 0
         if self._fast_path and not self._buf:
             data = self._split_flat(data, out)
         self._buf += data
@@ -105,31 +128,56 @@ class MessageFramer:
                 pos, found = self._skip_between_messages(pos)
                 if not found:
                     break
+                utf16 = self._is_utf16(pos)
+                if utf16 is None:
+                    break  # too few bytes yet to tell
                 self._start = pos
+                if utf16:
+                    self._state = UTF16
+                    self._little_endian = not (buf[pos] == 0 or buf.startswith(UTF16_BOMS[1], pos))
+            if self._state == UTF16:
+                # Up to the first line feed, whatever its alignment: no request holds one,
+                # and a byte 0x0A inside another character is far rarer than ASCII text.
+                line_feed = buf.find(b"\n", pos)
+                if line_feed < 0:
+                    pos = len(buf)
+                    break
+                # In little-endian the line feed's NUL comes after it: part of this line end,
+                # or it would look like the first byte of a big-endian "<".
+                if self._little_endian and line_feed + 1 == len(buf):
+                    pos = line_feed
+                    break
+                pos = line_feed + 1
+                message = bytes(buf[self._start : line_feed])
+                if self._little_endian:
+                    if buf[pos] == 0:
+                        pos += 1
+                    message = message.removesuffix(b"\r\0")
+                else:
+                    message = message.removesuffix(b"\0").removesuffix(b"\0\r")
+                self._emit(out, message)  # whole characters, for the parser to name
+                continue
             if self._state == TEXT:
                 line_end = _LINE_END.search(buf, pos)
                 if line_end is None:
                     pos = len(buf)
                     break
                 # Trailing blanks are no part of a line, whichever way it was cut.
-                out.append(bytes(buf[self._start : line_end.start()]).rstrip())
                 pos = line_end.end()
-                self._reset()
+                self._emit(out, bytes(buf[self._start : line_end.start()]).rstrip(WHITESPACE))
             elif buf[pos] == _LT:
                 step = self._markup(pos)
                 if step is None:
                     break  # the markup is not complete yet
                 end, kind, name = step
                 if self._starts_next_message(kind, name):
-                    out.append(bytes(buf[self._start : pos]).rstrip())
-                    self._reset()
+                    self._emit(out, bytes(buf[self._start : pos]).rstrip(WHITESPACE))
                     continue  # the tag at `pos` begins the next message
                 at_line_start = self._line_start
                 self._line_start = False
                 pos = end
                 if self._ends_message(kind, name, at_line_start):
-                    out.append(bytes(buf[self._start : end]))
-                    self._reset()
+                    self._emit(out, bytes(buf[self._start : end]))
             elif not self._open and self._state == NORMAL:
                 if buf[pos] in WHITESPACE:  # between a prolog or comment and the root
                     self._line_start = self._line_start or buf[pos] in LINE_ENDS
@@ -161,18 +209,45 @@ class MessageFramer:
         return data[pos:] if pos else data
 
     def flush(self) -> bytes | None:
-        """Give up waiting: return the partial message (if any) and start afresh."""
-        partial = bytes(self._buf[self._start :]).strip() if self._start >= 0 else b""
-        self._buf.clear()
-        self._pos = 0
-        self._reset()
-        return partial or None
+        """Give up waiting: the partial message to answer now, or None if there is none (or
+        it was answered already). The framer goes on reading that message to its end, and
+        drops it then: the answer given now is its only one."""
+        if self._start < 0 or self._answered:
+            return None
+        partial = bytes(self._buf[self._start :]).strip(WHITESPACE)
+        if not partial:
+            self._buf.clear()
+            self._pos = 0
+            self._reset()
+            return None
+        self._answered = True
+        return partial
+
+    def _is_utf16(self, pos: int) -> bool | None:
+        """Whether the message starting at ``pos`` is UTF-16 (a byte-order mark, "<" then a
+        NUL, or a NUL, "<" and a NUL); None when too few bytes have come to tell."""
+        buf = self._buf
+        if buf.startswith(UTF16_BOMS[0], pos) or buf.startswith(UTF16_BOMS[1], pos):
+            return True
+        if buf[pos] == 0:
+            return True  # _skip_between_messages stops at a NUL only before "<" and a NUL
+        if buf[pos] in (_LT, UTF16_BOMS[0][0], UTF16_BOMS[1][0]) and pos + 1 == len(buf):
+            return None
+        return buf[pos] == _LT and buf[pos + 1] == 0
 
     def _skip_between_messages(self, pos: int) -> tuple[int, bool]:
         """Skip to the next message: (its first byte, True), or (where to resume, False)."""
         buf = self._buf
         while pos < len(buf):
-            if buf[pos] in WHITESPACE:
+            if buf[pos] == 0 and (pos + 1 == len(buf) or buf[pos + 1] == _LT):
+                # A NUL that ends a message, or the first byte of UTF-16BE "<": the bytes
+                # after it tell.
+                if pos + 2 >= len(buf):
+                    return pos, False
+                if buf[pos + 2] == 0:
+                    return pos, True
+                pos += 1
+            elif buf[pos] in WHITESPACE:
                 pos += 1
             elif buf.startswith(BOM, pos):
                 pos += len(BOM)  # what .NET's UTF-8 writers put before their first message
@@ -185,7 +260,7 @@ class MessageFramer:
     def _note_text(self, start: int, end: int) -> None:
         """Follow whether the next tag begins a line, through the text before it."""
         text = self._buf[start:end]
-        last_break = max(text.rfind(b"\n"), text.rfind(b"\r"))
+        last_break = max(text.rfind(b"\n"), text.rfind(b"\r"), text.rfind(b"\0"))
         if last_break >= 0:
             self._line_start = not text[last_break + 1 :].strip()
         elif text.strip():
@@ -193,9 +268,13 @@ class MessageFramer:
 
     def _starts_next_message(self, kind: int, name: bytes) -> bool:
         """Whether a tag at the start of a line shows the message before it never ended."""
-        if kind not in (OPEN, EMPTY) or not self._line_start or not self._open:
+        if kind not in (OPEN, EMPTY) or not self._open:
             return False
         names_a_request = kind == OPEN and name.upper() in (self._root.upper(), b"REQUEST")
+        if self._answered and names_a_request:
+            return True  # what is left of an answered message never holds a new request
+        if not self._line_start:
+            return False
         if self._state == BROKEN:
             return names_a_request
         return names_a_request or len(self._open) >= 2  # a parameter never closed

@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from recorder.api.protocol.webquery import decode_pairs
 from recorder.api.protocol.xmlcodec import render_result
 from recorder.api.request import ApiResult
 from recorder.api.transport.clients import ClientLimit, client_address
@@ -222,18 +223,29 @@ def guard_of(request: web.BaseRequest) -> GuardedRequestHandler | None:
     return protocol if isinstance(protocol, GuardedRequestHandler) else None
 
 
-async def read_form(request: web.BaseRequest) -> Any:
-    """The request's form, read within its connection's deadline (TimeoutError past it)."""
+async def read_form(request: web.BaseRequest) -> list[tuple[str, Any]]:
+    """The request's form fields in order, read within its connection's deadline
+    (TimeoutError past it). A urlencoded body is decoded as the query string is (UTF-8, else
+    Latin-1: api/protocol/webquery.py); multipart by aiohttp (a file part is not a str)."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        return list(decode_pairs(await read_body(request)))
     guard = guard_of(request)
-    deadline = guard.body_deadline if guard is not None else None
-    if deadline is None:
-        form = await request.post()
-    else:
-        async with asyncio.timeout_at(deadline):
-            form = await request.post()
+    async with asyncio.timeout_at(guard.body_deadline if guard is not None else None):
+        fields = list((await request.post()).items())
     if guard is not None:
         guard.body_read()
-    return form
+    return fields
+
+
+async def read_body(request: web.BaseRequest) -> bytes:
+    """The request's body, read within its connection's deadline (TimeoutError past it; 413
+    past the application's client_max_size)."""
+    guard = guard_of(request)
+    async with asyncio.timeout_at(guard.body_deadline if guard is not None else None):
+        body = await request.read()
+    if guard is not None:
+        guard.body_read()
+    return body
 
 
 def request_address(request: web.BaseRequest) -> str:

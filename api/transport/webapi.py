@@ -49,6 +49,7 @@ from recorder.api.handlers.events import (
 from recorder.api.handlers.media import MEDIA_REQUESTS, Media, audit_export, media_handlers
 from recorder.api.protocol.params import Params
 from recorder.api.protocol.webparams import lookup, merge_params
+from recorder.api.protocol.webquery import MAX_FIELDS, TooManyFields, decode_pairs, xml_pairs
 from recorder.api.protocol.xmlcodec import render_result
 from recorder.api.request import ApiResult, RequestError, invalid
 from recorder.api.transport.clients import ClientLimit
@@ -57,6 +58,7 @@ from recorder.api.transport.httpguard import (
     GuardedServer,
     HttpGuard,
     guard_of,
+    read_body,
     read_form,
     request_address,
 )
@@ -73,6 +75,8 @@ PAGES = frozenset({"/webapi.aspx", "/webapi.php"})
 # On shutdown, connections still busy after this long (a client that stopped reading) are cut.
 SHUTDOWN_TIMEOUT = 2.0
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+# A request POSTed as the XML the socket API reads (docs/api-notes.md, WebAPI).
+XML_TYPES = frozenset({"text/xml", "application/xml"})
 MAX_BODY = 1 << 20
 # An idle keep-alive connection is closed after this long (aiohttp's own default is an hour):
 # the client limit does not count plain HTTP connections, so they must not linger.
@@ -181,9 +185,21 @@ class WebApi:
                                    f"event stream at {SSE_PATH}\n")
         if request.method not in ("GET", "POST", "HEAD"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST", "HEAD"])
-        pairs = list(request.query.items())
         try:
-            if request.method == "POST" and request.content_type in FORM_TYPES:
+            # Not request.query: it turns escapes that are not UTF-8 into U+FFFD.
+            pairs = decode_pairs(request.rel_url.raw_query_string)
+        except TooManyFields:
+            return self._xml(self._refused([], invalid(
+                f"the query holds more than {MAX_FIELDS} fields")), status=414)
+        try:
+            if request.method == "POST" and request.content_type in XML_TYPES:
+                try:
+                    pairs += xml_pairs(await read_body(request))
+                except TimeoutError:
+                    return self._too_slow(request, pairs)
+                except ConnectionError:
+                    return web.Response(status=400, text="the request body was cut off\n")
+            elif request.method == "POST" and request.content_type in FORM_TYPES:
                 try:
                     form = await read_form(request)
                 except TimeoutError:
@@ -192,7 +208,11 @@ class WebApi:
                     # The client left before its body was whole: there is nobody to answer,
                     # and nothing for the log (aiohttp would log it with its traceback).
                     return web.Response(status=400, text="the request body was cut off\n")
-                for name, value in form.items():
+                except TooManyFields:
+                    raise web.HTTPRequestEntityTooLarge(
+                        max_size=self._max_body, actual_size=request.content_length or 0
+                    ) from None
+                for name, value in form:
                     if not isinstance(value, str):
                         raise invalid(f"{name[:40]}: file uploads are not WebAPI parameters")
                     pairs.append((name, value))
@@ -203,6 +223,9 @@ class WebApi:
                 f"the request body is longer than {self._max_body} bytes or holds too many "
                 "fields")), status=413)
         except RequestError as exc:
+            if exc.request_type or exc.request_id is not None:  # read from a broken XML body
+                return self._xml(render_result(exc.request_type, exc.request_id,
+                                               ApiResult(exc.code, exc.message)))
             return self._xml(self._refused(pairs, exc))
         request_type = (lookup(params, "TYPE") or lookup(params, "REQUESTTYPE") or "")
         if request_type.strip().upper() in MEDIA_REQUESTS:
@@ -263,12 +286,15 @@ class WebApi:
         """``GET /events?class=ALL&value=1001``: the event interface as Server-Sent Events."""
         if request.method != "GET":
             raise web.HTTPMethodNotAllowed(request.method, ["GET"])
-        pairs = list(request.query.items())
         try:
-            params = merge_params(pairs)
+            params = merge_params(decode_pairs(request.rel_url.raw_query_string))
             wanted = event_filter(
                 lookup(params, "CLASS") or lookup(params, "EVENTCLASS") or "ALL",
                 lookup(params, "VALUE") or lookup(params, "EVENTVALUE"))
+        except TooManyFields:
+            return self._xml(render_result("EVENTS", "", ApiResult(
+                ResultCode.API_INVALID_MESSAGE_FORMAT,
+                f"the query holds more than {MAX_FIELDS} fields")), status=414)
         except RequestError as exc:
             return self._xml(render_result("EVENTS", "", ApiResult(exc.code, exc.message)),
                              status=400)

@@ -62,13 +62,10 @@ class Limits:
 DEFAULT_LIMITS: Final = Limits()
 
 
-@dataclass
-class SipRequest:
-    method: str
-    uri: str
-    headers: Headers = field(default_factory=Headers)
-    body: bytes = b""
-    version: str = SIP_VERSION
+class _Transaction:
+    """What requests and responses both carry to match them to a dialog and transaction."""
+
+    headers: Headers
 
     @property
     def call_id(self) -> str:
@@ -77,6 +74,15 @@ class SipRequest:
     @property
     def cseq(self) -> CSeq:
         return CSeq.parse(self.headers.get("cseq") or "")
+
+
+@dataclass
+class SipRequest(_Transaction):
+    method: str
+    uri: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+    version: str = SIP_VERSION
 
     @property
     def from_(self) -> NameAddr:
@@ -99,20 +105,12 @@ class SipRequest:
 
 
 @dataclass
-class SipResponse:
+class SipResponse(_Transaction):
     status: int
     reason: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
-
-    @property
-    def call_id(self) -> str:
-        return self.headers.get("call-id") or ""
-
-    @property
-    def cseq(self) -> CSeq:
-        return CSeq.parse(self.headers.get("cseq") or "")
 
     def to_bytes(self) -> bytes:
         return _serialise(f"{self.version} {self.status} {self.reason}", self.headers,

@@ -26,6 +26,7 @@ from recorder.config.values import parse_clock
 from recorder.recording.diskspace import DiskGuard
 from recorder.recording.transcode import PART_SUFFIX, SOURCE_SUFFIX
 from recorder.rules.retention import RetentionPolicy, due_for_purge, expiry, kept_for, next_run
+from recorder.store.evidence import EvidenceStore
 from recorder.store.recordings import RecordingStore
 from recorder.store.records import DAY_SECONDS, RecordingRow, ScanCursor
 from recorder.worker import Worker
@@ -91,6 +92,7 @@ class PurgeReport:
     missing: int = 0
     deferred: int = 0
     interrupted: bool = False  # stop() came before the end
+    audit_purged: int = 0  # audit entries older than retention.audit_keep_days removed
 
 
 Outcomes = Callable[[PurgeOutcome], None]
@@ -105,7 +107,8 @@ class RetentionJob(Worker):
                  delete_oldest_when_full: bool = False,
                  clock: Callable[[], float] = time.time, tz: tzinfo | None = None,
                  batch_size: int = BATCH_SIZE, poll_seconds: float = POLL_SECONDS,
-                 disk_check_seconds: float = DISK_CHECK_SECONDS) -> None:
+                 disk_check_seconds: float = DISK_CHECK_SECONDS,
+                 audit: EvidenceStore | None = None, audit_keep_days: int = 400) -> None:
         parse_clock(purge_time)  # a bad time fails here, not at 3 a.m.
         super().__init__("retention")
         self._store = store
@@ -120,19 +123,23 @@ class RetentionJob(Worker):
         self._poll_seconds = poll_seconds
         self._disk_check_seconds = disk_check_seconds
         self._run_lock = threading.Lock()  # one purge at a time, whoever asks
+        self._audit = audit
+        self.audit_keep_days = audit_keep_days
 
     @classmethod
     def from_config(cls, store: RecordingStore, config: Config,
                     guard: DiskGuard | None = None, *,
                     clock: Callable[[], float] = time.time, tz: tzinfo | None = None,
-                    poll_seconds: float = POLL_SECONDS) -> RetentionJob:
+                    poll_seconds: float = POLL_SECONDS,
+                    audit: EvidenceStore | None = None) -> RetentionJob:
         """The job a configuration asks for; ``clock``, ``tz`` and ``poll_seconds`` let a test
         put the job built from a site's settings at any hour of the night."""
         retention = config.retention
         return cls(store, RetentionPolicy.from_config(retention), config.storage.recordings_dir,
                    purge_time=retention.purge_time, guard=guard,
                    delete_oldest_when_full=retention.delete_oldest_when_full, clock=clock,
-                   tz=tz, poll_seconds=poll_seconds)
+                   tz=tz, poll_seconds=poll_seconds, audit=audit,
+                   audit_keep_days=retention.audit_keep_days)
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -182,6 +189,11 @@ class RetentionJob(Worker):
             now = self._clock()
             rule = self.policy.rule
             report = PurgeReport(dry_run=dry_run)
+            if self._audit is not None and self.audit_keep_days and not dry_run:
+                # Only entries older than audit_keep_days, and only a run of the oldest: the
+                # store keeps the last one's hash as the anchor the chain goes on from.
+                report.audit_purged = self._audit.purge_audit(
+                    now - self.audit_keep_days * DAY_SECONDS)
             total = self._store.count_expired(now, rule) if progress is not None else 0
             after: ScanCursor | None = None
             while batch := self._store.expired_recordings(now, rule, self._batch_size, after):
@@ -348,6 +360,9 @@ def summary(report: PurgeReport) -> str:
         parts.append(f"{report.deferred} awaiting after-call encoding")
     if report.failures:
         parts.append(f"{report.failures} could not be deleted")
+    if report.audit_purged:
+        parts.append(f"{report.audit_purged} audit entr{'y' if report.audit_purged == 1 else 'ies'}"
+                     " past retention.audit_keep_days removed")
     if report.interrupted:
         parts.append("stopped before the end")
     return ", ".join(parts)

@@ -121,3 +121,7 @@ class RetentionConfig:
         "there is room again; false: never delete a recording before it expires")
     archive_actions: tuple[ArchiveActionConfig, ...] = setting(
         (), "ARCHIVEACTION ids and how long their recordings are kept")
+    audit_keep_days: int = setting(
+        400, "days the audit trail's entries are kept; the daily purge removes older ones "
+        "(never a younger one), keeping the chain verifiable; 0 = forever", min=0,
+        max=INT32_MAX)

@@ -2,7 +2,7 @@
 
 One module per command (or group); ``common`` holds what they share. Commands that talk to the
 service find it from --host/--port/--web-port, else from the configuration recorderd reads;
-offline commands (purge, recover, check-config, cav, devices, user, audit) work on this
+offline commands (purge, recover, check-config, cav, devices, user, audit, verify) work on this
 machine directly.
 docs/recorderctl.md describes every command.
 """
@@ -30,6 +30,7 @@ from recorder.ctl import (
     send,
     status,
     user,
+    verify,
 )
 from recorder.ctl.client import ClientError
 from recorder.ctl.common import EXIT_UNREACHABLE, FORMATTER, CtlError, connection_options
@@ -47,7 +48,7 @@ exit status (every command; details in its --help):
 
 # In --help's order: looking, then doing, then offline work.
 COMMANDS = (status, channels, levels, calls, events, export, send, selftest, devices,
-            checkconfig, recover, purge, cav, user, audit)
+            checkconfig, recover, purge, cav, user, audit, verify)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
 """``recorderctl audit``: the audit trail (who signed in, searched, played, downloaded,
-deleted what, when, from where), read from this machine's database."""
+deleted what, when, from where), read from this machine's database; ``recorderctl audit
+verify`` checks its hash chain and the heads kept outside the database (docs/storage.md)."""
 
 from __future__ import annotations
 
@@ -21,22 +22,33 @@ from recorder.ctl.common import (
     print_table,
 )
 from recorder.errors import StoreError
+from recorder.recording.journal import JOURNAL_NAME, read_journal
 from recorder.store.audit import AuditQuery
+from recorder.store.audithead import read_head
+from recorder.store.evidence import JOURNAL_SOURCE, AuditFinding, AuditHead, check_chain
 
-EPILOG = """Newest first. Reads the database of the configuration's data directory (--config)
+EPILOG = """`recorderctl audit verify` checks the whole trail instead: every entry's hash, the
+chain from each entry to the one before (or to the anchor a purge left), and the newest entry
+against the two copies of the head kept outside the database (the audit-head file beside it
+and the crash journal). It names the first bad entry.
+
+Newest first. Reads the database of the configuration's data directory (--config)
 directly, whether recorderd runs or not; it never changes it (nothing can: the trail is
 append-only). Times (--since, --until) as for `recorderctl calls`: UNIX seconds, an ISO 8601
 date or date and time in local time, or a time ago (90s, 15m, 2h, 7d).
 
 exit status:
-  0  done
-  1  the database failed
+  0  done (verify: the chain and its heads agree)
+  1  the database failed (verify: an entry was edited or deleted, the tail truncated, or a
+     head is missing or differs)
   2  usage or configuration error, or no database"""
 
 
 def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
     parser = command(commands, "audit", "read the audit trail (portal sign-ins, plays, ...)",
                      EPILOG, run)
+    parser.add_argument("check", nargs="?", choices=["verify"],
+                        help="verify: check the chain instead of listing entries")
     parser.add_argument("--user", help="only this user name's entries")
     parser.add_argument("--action", help="only this action (signin, signin-failed, signout, "
                         "search, play, download, delete)")
@@ -56,6 +68,8 @@ def printable(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.check == "verify":
+        return verify(args)
     try:
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until, end=True) if args.until else None
@@ -82,3 +96,49 @@ def run(args: argparse.Namespace) -> int:
                                                            e.address, e.detail))]
                      for e in entries])
     return EXIT_OK
+
+
+def verify(args: argparse.Namespace) -> int:
+    config = offline_config(args)
+    findings: list[AuditFinding] = []
+    store = open_offline_store(config)
+    try:
+        if store.evidence is None:
+            raise CtlError("this store keeps no audit chain", EXIT_FAILED)
+        # The heads before the table: an entry appended meanwhile is then one after the head,
+        # never a head beyond the table's end.
+        heads: list[AuditHead] = []
+        try:
+            head = read_head(store.evidence.head_path)
+        except ValueError as exc:
+            head = None
+            findings.append(AuditFinding(0, f"the audit-head file is unreadable: {exc}"))
+        if head is not None:
+            heads.append(head)
+        journal = read_journal(config.storage.data_dir / JOURNAL_NAME).audit_head
+        if journal is not None:
+            heads.append(AuditHead(JOURNAL_SOURCE, *journal))
+        trail = store.evidence.audit_trail()
+    except StoreError as exc:
+        raise CtlError(str(exc), EXIT_FAILED) from exc
+    finally:
+        store.close()
+    # The file is written with every entry: once anything was written, it must be there.
+    ever_written = bool(trail.entries) or trail.anchor is not None or bool(heads)
+    findings += check_chain(trail, heads, head_file_required=ever_written and not findings)
+    for finding in findings:
+        print(("FAILED  " if finding.failed else "note    ") + finding.message)
+    first = trail.entries[0].entry_id if trail.entries else None
+    span = (f"entries {first}-{trail.entries[-1].entry_id}" if trail.entries
+            else "no entries")
+    anchored = (f", purged through entry {trail.anchor.entry_id} (anchored)"
+                if trail.anchor is not None else "")
+    bad = next((f for f in findings if f.failed), None)
+    if bad is None:
+        print(f"audit trail: {len(trail.entries)} entries ({span}{anchored}): the chain and "
+              f"its heads ({', '.join(h.source for h in heads) or 'none yet'}) agree")
+        return EXIT_OK
+    where = f"entry {bad.entry_id}" if bad.entry_id else "the heads"
+    print(f"audit trail: {len(trail.entries)} entries ({span}{anchored}): NOT intact; the "
+          f"first bad one: {where}")
+    return EXIT_FAILED

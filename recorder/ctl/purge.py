@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = open_offline_store(config)
     try:
-        job = RetentionJob.from_config(store.recordings, config)
+        job = RetentionJob.from_config(store.recordings, config, audit=store.evidence)
         report = job.run_now(bar.update if bar is not None else None, dry_run=args.dry_run,
                              on_outcome=on_outcome)
     except StoreError as exc:

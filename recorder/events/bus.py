@@ -161,7 +161,7 @@ class EventBus:
         self._lock = threading.Lock()
         # Replaced, never changed in place, so publish reads it without taking the lock.
         self._subscriptions: tuple[Subscription, ...] = ()
-        self._xrefs = itertools.count(1)
+        self._xrefs = itertools.count(0)  # the manual shows 0: the first subscriber gets it
         self._closed = False
         # Events kept for subscribers yet to come: (until, event), see hold().
         self._held: tuple[tuple[float, Event], ...] = ()

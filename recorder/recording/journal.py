@@ -13,7 +13,10 @@ The file is JSON lines, appended with one ``write`` each:
 - ``{"op": "blackouts", "key": 7, "ranges": [[8000, 20000], [40000, null]]}`` its blackouts
   as they are now, in file frames (null: still running), for recovery to keep with the row;
 - ``{"op": "announce", "type": ..., "fields": {...}}`` a recording ``recorderctl recover``
-  completed offline, whose RECORDINGSTOPPED the next start of the service still has to send.
+  completed offline, whose RECORDINGSTOPPED the next start of the service still has to send;
+- ``{"op": "audit-head", "entry_id": 12, "entry_hash": "..."}`` the audit trail's newest entry
+  (one of the two copies of it kept outside the database, docs/storage.md); a compacted file
+  keeps the last one.
 
 A line cut short by the crash is ignored: its fsync never returned, so nothing was acknowledged
 on it. The file's mechanics (appending, reading back, compacting atomically) are
@@ -96,6 +99,7 @@ class JournalContents:
 
     open: dict[int, JournalEntry] = field(default_factory=dict)
     announce: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (type, fields)
+    audit_head: tuple[int, str] | None = None  # (entry_id, entry_hash): the newest recorded
 
 
 def read_journal(path: Path) -> JournalContents:
@@ -115,6 +119,8 @@ def read_journal(path: Path) -> JournalContents:
                 if key in contents.open:
                     contents.open[key] = replace(contents.open[key],
                                                  blackouts=_ranges(doc["ranges"]))
+            elif op == "audit-head":
+                contents.audit_head = (int(doc["entry_id"]), str(doc["entry_hash"]))
             elif op == "announce":
                 contents.announce.append((str(doc["type"]), {
                     str(k): str(v) for k, v in doc["fields"].items()}))
@@ -140,6 +146,7 @@ class Journal:
         self._written = 0  # lines appended
         self._synced = 0  # lines known to be on disk
         self.syncs = 0  # fsyncs done (group commit makes this less than the lines)
+        self._audit_head: tuple[int, str] | None = None
 
     def open(self) -> JournalContents:
         """Open the file for appending; returns what a previous run left in it (to recover:
@@ -149,6 +156,7 @@ class Journal:
         self._file.open()
         with self._lock:
             self._open = dict(contents.open)
+            self._audit_head = contents.audit_head
             self._next_key = max(self._open, default=0) + 1
         return contents
 
@@ -208,12 +216,27 @@ class Journal:
             ticket = self._written
         self._sync_to(ticket)
 
+    def note_audit_head(self, entry_id: int, entry_hash: str) -> None:
+        """The audit trail's newest entry is now ``entry_id``; on disk before it returns."""
+        with self._lock:
+            if self._audit_head is not None and self._audit_head[0] >= entry_id:
+                return
+            self._audit_head = (entry_id, entry_hash)
+            self._append({"op": "audit-head", "entry_id": entry_id, "entry_hash": entry_hash})
+            ticket = self._written
+        self._sync_to(ticket)
+
     def rewrite(self) -> None:
         """Replace the file with the open entries only, atomically (a crash leaves the old
         file or the new one): it drops ended entries and announcements already made."""
         # The sync lock first, as in _sync_to: no fsync may be under way on the old file.
         with self._sync_lock, self._lock:
-            self._file.replace({"op": "open", **e.to_json()} for e in self._open.values())
+            docs: list[dict[str, Any]] = [{"op": "open", **e.to_json()}
+                                          for e in self._open.values()]
+            if self._audit_head is not None:
+                docs.append({"op": "audit-head", "entry_id": self._audit_head[0],
+                             "entry_hash": self._audit_head[1]})
+            self._file.replace(docs)
             self._synced = self._written
 
     def close(self) -> None:

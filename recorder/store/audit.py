@@ -1,9 +1,11 @@
 """The audit trail's interface: who did what, when, from which address. Append-only: the store
-offers no way to change or remove an entry, and the database refuses it too."""
+offers no way to change or remove an entry (but for purging the oldest, ``EvidenceStore``), and
+the database refuses it too; each entry holds the hash of the one before (docs/storage.md)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # What the portal, the WebAPI's exports and recorderctl write (docs/portal.md, "Audit").
@@ -57,3 +59,8 @@ class AuditStore(ABC):
 
     @abstractmethod
     def list_audit(self, query: AuditQuery) -> list[AuditEntry]: ...
+
+    @abstractmethod
+    def add_head_sink(self, sink: Callable[[int, str], None]) -> None:
+        """Also tell ``sink(entry_id, entry_hash)`` the head of the chain after each entry
+        (recorderd: its crash journal)."""

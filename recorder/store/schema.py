@@ -7,15 +7,22 @@ permissions, chat sessions and agent windows. Version 3 adds retention: when a r
 were purged (the row itself stays). Version 4 adds indexes for CALLLIST's selective filters,
 version 5 for the rest of them (USER1-USER15, GROUP, GATE, DNIS). Version 6 adds the audit
 trail (the portal's sign-ins, searches, plays, downloads and deletes), append-only, and the
-portal's bookmarks. Version 7 keeps a complete recording's blackouts (the portal marks them on
-its player): only the silenced audio showed them before.
+portal's bookmarks. Version 7 adds the evidence that nothing was changed (``evidence_schema``):
+each complete recording's row sealed, the audit trail made a hash chain with a purge anchor.
+Version 8 keeps a complete recording's blackouts (the portal marks them on its player): only the
+silenced audio showed them before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from recorder.store.evidence_schema import CREATE_EVIDENCE, migrate_evidence
 from recorder.store.records import FILTER_FIELDS, METADATA_FIELDS
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # API field name -> column, for the call metadata a recording keeps: the lower-case name, but
 # where the manual's table spells the column otherwise.
@@ -296,9 +303,20 @@ CREATE TABLE bookmarks (
 CREATE INDEX bookmarks_by_recording ON bookmarks (ident, offset_seconds);
 """
 
+
+
+@dataclass(frozen=True)
+class Step:
+    """A migration that needs Python after its SQL (hashes SQLite cannot compute): ``then``
+    runs on the connection in the same transaction as ``script``."""
+
+    script: str
+    then: Callable[[Any], None]
+
+
 # A complete recording's blackouts, seconds from its file's first frame (written with the
 # completed row; recorder.recording.completion).
-CREATE_V7 = """
+CREATE_V8 = """
 CREATE TABLE recording_blackouts (
     ident INTEGER NOT NULL REFERENCES recordings (ident),
     start_seconds REAL NOT NULL,
@@ -308,5 +326,6 @@ CREATE INDEX recording_blackouts_by_recording ON recording_blackouts (ident, sta
 """
 
 # MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: tuple[str, ...] = (CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, CREATE_V5,
-                               CREATE_V6, CREATE_V7)
+MIGRATIONS: tuple[str | Step, ...] = (CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, CREATE_V5,
+                                      CREATE_V6, Step(CREATE_EVIDENCE, migrate_evidence),
+                                      CREATE_V8)

@@ -33,6 +33,7 @@ from recorder.store.sqlite_audit import SqliteAudit
 from recorder.store.sqlite_bookmarks import SqliteBookmarks
 from recorder.store.sqlite_chat import SqliteChat
 from recorder.store.sqlite_directory import SqliteDirectory
+from recorder.store.sqlite_evidence import seal_rows
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +130,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Rec
         return int(row[0])
 
     def finish_recording(self, ident: int, done: FinishedRecording) -> None:
-        # With blackouts, one transaction; without (nearly every call), the one statement
-        # as ever.
-        with (self._tx if done.blackouts else self._db)(f"finish recording {ident}") as conn:
+        with self._tx(f"finish recording {ident}") as conn:
             conn.execute(
                 "UPDATE recordings SET stop_time = ?, duration = ?, audio_size = ?,"
                 " audio_hash = ?, stop_reason = ?, lost_samples = ?, status = ?"
@@ -139,6 +138,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Rec
                 (done.stop_time, done.duration, done.audio_size, done.audio_hash,
                  done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
             )
+            seal_rows(conn, (ident,))
             if done.blackouts:
                 # Replaced, not added to: a spooled completion replayed, or recovery
                 # completing a row again, leaves each range once.
@@ -159,13 +159,14 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Rec
             values["keepdays"] = update.keep_days
         if update.archive_action is not None:
             values["archive_action_id"] = update.archive_action
-        with self._db(f"update recording {ident}") as conn:
+        with self._tx(f"update recording {ident}") as conn:
             if not values:
                 found = conn.execute("SELECT 1 FROM recordings WHERE ident = ?", (ident,))
                 return found.fetchone() is not None
             assignments = ", ".join(f"{column} = ?" for column in values)
             cursor = conn.execute(f"UPDATE recordings SET {assignments} WHERE ident = ?",
                                   (*values.values(), ident))
+            seal_rows(conn, (ident,))
             return cursor.rowcount > 0
 
     def get_recording(self, ident: int) -> RecordingRow | None:
@@ -268,11 +269,14 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Rec
 
     def replace_recording_file(self, old: str, new: str, media_format: str, audio_size: int,
                                audio_hash: str) -> bool:
-        with self._db(f"replace the file {old}") as conn:
+        with self._tx(f"replace the file {old}") as conn:
             cursor = conn.execute(
                 "UPDATE recordings SET filename = ?, media_format = ?, audio_size = ?,"
                 " audio_hash = ? WHERE filename IN (?, ?)",
                 (new, media_format, audio_size, audio_hash, old, new))
+            # The stored bytes are now the encoded file's: its row is sealed with its hash.
+            seal_rows(conn, [r[0] for r in conn.execute(
+                "SELECT ident FROM recordings WHERE filename = ?", (new,))])
             return cursor.rowcount > 0
 
     def expired_recordings(self, now: float, rule: ExpiryRule, limit: int,
@@ -288,10 +292,11 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Rec
         return int(row[0])
 
     def mark_purged(self, ident: int, when: float) -> bool:
-        with self._db(f"mark recording {ident} purged") as conn:
+        with self._tx(f"mark recording {ident} purged") as conn:
             cursor = conn.execute(
                 f"UPDATE recordings SET purged_time = ? WHERE ident = ? AND {_purgeable('')}",
                 (when, ident))
+            seal_rows(conn, (ident,))
             return cursor.rowcount > 0
 
     def oldest_unpurged(self, limit: int, after: ScanCursor | None = None) -> list[RecordingRow]:

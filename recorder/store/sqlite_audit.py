@@ -1,23 +1,79 @@
-"""The audit trail in SQLite: table ``audit`` (schema 6), whose triggers refuse UPDATE and
-DELETE, so not even a bug here can rewrite history."""
+"""The audit trail in SQLite: table ``audit``, a hash chain (schema 7, docs/storage.md) whose
+triggers refuse UPDATE, and DELETE but of the entries a purge has anchored, so not even a bug
+here can rewrite history; and a change made around them is found by ``recorderctl audit
+verify``."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from recorder.store.audit import AuditEntry, AuditQuery, AuditStore
-from recorder.store.sqlite_conn import SqliteConnection, fold, rowid
+from recorder.store.audithead import head_path, read_head, write_head, writer_lock
+from recorder.store.evidence import audit_hash
+from recorder.store.sqlite_conn import fold
+from recorder.store.sqlite_evidence import SqliteEvidence, chain_entry
+
+logger = logging.getLogger(__name__)
+
+HeadSink = Callable[[int, str], None]
 
 
-class SqliteAudit(SqliteConnection, AuditStore):
+class SqliteAudit(SqliteEvidence, AuditStore):
+    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+        super().__init__(path, busy_timeout)
+        # One writer: entries are chained and their heads written in one order, whichever
+        # thread (portal workers, API workers) appends.
+        self._audit_lock = threading.Lock()
+        self._head_sinks: list[HeadSink] = []
+
+    @property
+    def head_path(self) -> Path:
+        return head_path(self.path)
+
+    def add_head_sink(self, sink: HeadSink) -> None:
+        """Also tell ``sink(entry_id, entry_hash)`` each new head (recorderd: the journal)."""
+        self._head_sinks.append(sink)
+
+    def open(self) -> None:
+        super().open()
+        if self.stepped:
+            # The existing entries were just chained: their head is the first one written
+            # outside the database (a head file absent later is reported, never remade).
+            trail = self.audit_trail()
+            if trail.entries and read_head(self.head_path) is None:
+                last = trail.entries[-1]
+                write_head(self.head_path, last.entry_id, last.entry_hash or "")
+
     def append_audit(self, entry: AuditEntry) -> int:
-        with self._db(f"audit {entry.action}") as conn:
-            cursor = conn.execute(
-                "INSERT INTO audit (time, user_id, username, action, target, detail, address)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (entry.time, entry.user_id, entry.username, entry.action, entry.target,
-                 entry.detail, entry.address))
-            return rowid(cursor, "audit")
+        with self._audit_lock, writer_lock(self.path):
+            with self._tx(f"audit {entry.action}") as conn:
+                entry_id, prev = chain_entry(conn)
+                entry_hash = audit_hash(
+                    entry_id, entry.time, entry.user_id, username=entry.username,
+                    action=entry.action, target=entry.target, detail=entry.detail,
+                    address=entry.address, prev_hash=prev)
+                conn.execute(
+                    "INSERT INTO audit (entry_id, time, user_id, username, action, target,"
+                    " detail, address, prev_hash, entry_hash)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (entry_id, float(entry.time), entry.user_id, entry.username, entry.action,
+                     entry.target, entry.detail, entry.address, prev, entry_hash))
+            # The entry is in: a head that cannot be written is reported by verify (the
+            # entries after the head), not a reason to refuse the action that was audited.
+            try:
+                write_head(self.head_path, entry_id, entry_hash)
+            except OSError:
+                logger.exception("cannot write the audit head %s", self.head_path)
+            for sink in self._head_sinks:
+                try:
+                    sink(entry_id, entry_hash)
+                except Exception:
+                    logger.exception("cannot record the audit head (entry %d)", entry_id)
+            return entry_id
 
     def list_audit(self, query: AuditQuery) -> list[AuditEntry]:
         where: list[str] = []

@@ -10,6 +10,7 @@ from typing import Any
 from recorder.store.records import STATUS_COMPLETE, STATUS_RECORDING, TYPE_SCREEN, ChatStart
 from recorder.store.schema import META_COLUMNS
 from recorder.store.sqlite_conn import SqliteConnection, rowid
+from recorder.store.sqlite_evidence import seal_rows
 
 CHAT_STOPPED = "chatstop"
 CHAT_REPLACED = "replaced"  # a new CHATSTART came with the same SESSIONID
@@ -66,6 +67,7 @@ class SqliteChat(SqliteConnection):
                 assignments = ", ".join(f"{column} = ?" for column in values)
                 conn.execute(f"UPDATE recordings SET {assignments} WHERE ident = ?",
                              (*values.values(), ident))
+                seal_rows(conn, (ident,))
         return ident
 
     @staticmethod
@@ -81,6 +83,7 @@ class SqliteChat(SqliteConnection):
             " stop_reason = ? WHERE ident = ?",
             (stop_time, stop_time, STATUS_COMPLETE, reason, ident))
         conn.execute("UPDATE chat_sessions SET open = 0 WHERE ident = ?", (ident,))
+        seal_rows(conn, (ident,))
 
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.errors import StoreError
-from recorder.store.schema import MIGRATIONS, SCHEMA_VERSION
+from recorder.store.schema import MIGRATIONS, SCHEMA_VERSION, Step
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ class SqliteConnection:
         self._lock = threading.Lock()
         self._errors = 0
         self._errors_lock = threading.Lock()
+        # A schema step with a Python part ran at open (the evidence's: its audit head is
+        # written once the store is open).
+        self.stepped = False
 
     @property
     def location(self) -> str:
@@ -87,10 +90,18 @@ class SqliteConnection:
                             step + 1)
             # executescript() commits whatever is pending before it runs, so the transaction
             # that makes each step all-or-nothing has to be part of the script itself.
+            migration = MIGRATIONS[step]
             try:
-                conn.executescript(
-                    f"BEGIN;\n{MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;"
-                )
+                if isinstance(migration, Step):
+                    # The script leaves its transaction open for the Python part to finish.
+                    conn.executescript(f"BEGIN;\n{migration.script}")
+                    migration.then(conn)
+                    self.stepped = True
+                    conn.execute(f"PRAGMA user_version = {step + 1}")
+                    conn.execute("COMMIT")
+                else:
+                    conn.executescript(
+                        f"BEGIN;\n{migration}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
             except sqlite3.Error:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

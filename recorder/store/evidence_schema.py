@@ -1,0 +1,62 @@
+"""The schema step that brings in the evidence (docs/storage.md): the rows' seals, the audit
+trail's chain and its purge anchor. Self-contained (its SQL, then ``migrate_evidence`` in the
+same transaction), so it can take whichever number its place among the migrations gives it."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from recorder.store.evidence import GENESIS, audit_hash
+
+# The schema step. Rows that exist already keep a NULL row_hash: they were recorded before
+# verification existed, and sealing them now would vouch for whatever they hold today. The
+# first RECORDID sealed is kept, so a seal removed later from a newer row is not taken for
+# one of those. The audit table's delete trigger now lets a purge remove the entries up to the
+# anchor, and no others.
+CREATE_EVIDENCE = """
+ALTER TABLE recordings ADD COLUMN row_hash TEXT;
+CREATE TABLE evidence (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO evidence (name, value) SELECT 'sealed_from', max(
+    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'recordings'), 0),
+    coalesce((SELECT max(ident) FROM recordings), 0)) + 1;
+CREATE TRIGGER evidence_no_update BEFORE UPDATE ON evidence
+BEGIN SELECT RAISE(ABORT, 'the evidence settings never change'); END;
+ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+ALTER TABLE audit ADD COLUMN entry_hash TEXT;
+CREATE TABLE audit_anchor (
+    only INTEGER PRIMARY KEY CHECK (only = 1),
+    entry_id INTEGER NOT NULL,
+    entry_hash TEXT NOT NULL
+);
+CREATE TRIGGER audit_anchor_forward BEFORE UPDATE ON audit_anchor
+WHEN NEW.entry_id < OLD.entry_id
+BEGIN SELECT RAISE(ABORT, 'the audit purge anchor only moves forward'); END;
+CREATE TRIGGER audit_anchor_no_delete BEFORE DELETE ON audit_anchor
+BEGIN SELECT RAISE(ABORT, 'the audit purge anchor stays'); END;
+DROP TRIGGER audit_no_delete;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+WHEN OLD.entry_id > coalesce((SELECT entry_id FROM audit_anchor), 0)
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+DROP TRIGGER audit_no_update;
+"""
+
+_NO_UPDATE = """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"""
+
+
+def migrate_evidence(conn: sqlite3.Connection) -> None:
+    """After ``CREATE_EVIDENCE``, in its transaction: chain the entries already in the audit
+    table, oldest first from ``GENESIS``, then refuse every UPDATE of it again."""
+    prev = GENESIS
+    rows = conn.execute("SELECT entry_id, time, user_id, username, action, target, detail,"
+                        " address FROM audit ORDER BY entry_id").fetchall()
+    for entry_id, time, user_id, username, action, target, detail, address in rows:
+        entry_hash = audit_hash(entry_id, time, user_id, username=username, action=action,
+                                target=target, detail=detail, address=address, prev_hash=prev)
+        conn.execute("UPDATE audit SET prev_hash = ?, entry_hash = ? WHERE entry_id = ?",
+                     (prev, entry_hash, entry_id))
+        prev = entry_hash
+    conn.execute(_NO_UPDATE)
+
+
+__all__ = ["CREATE_EVIDENCE", "migrate_evidence"]
