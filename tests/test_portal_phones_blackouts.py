@@ -97,12 +97,24 @@ def test_a_phone_given_in_the_portal_makes_the_next_call_on_it_the_agents(
                                         "user_id": str(ann_id), "phone": "1002"}).status == 303
     row = admin.get("/admin/phones").text.split(f'data-user="{ann_id}"', 1)[1].split("</tr>")[0]
     assert "1002" not in row
-    # Given to otto now: the next call on it is his, no longer ann's.
+    # Given to otto now: the next call on it is his, no longer ann's: its row, and the AGENTID
+    # its events carry (the scheduler was told: its agent lookup is kept between changes).
     assert admin.post("/admin/phones", {"csrf": token, "action": "assign",
                                         "user_id": str(other_id), "phone": "1002"}).status == 303
-    api.request("CALLSTART", 3, DEVICEID="1002", ANI="otto-call")
-    after = call_in_progress(portal, "1002")
-    api.request("CALLSTOP", 4, DEVICEID="1002")
+    assert portal.events is not None
+    watch = portal.events.subscribe(["RECORD"], ["1002"])
+    try:
+        api.request("CALLSTART", 3, DEVICEID="1002", ANI="otto-call")
+        after = call_in_progress(portal, "1002")
+        api.request("CALLSTOP", 4, DEVICEID="1002")
+        seen = []
+        while (event := watch.get_nowait()) is not None:
+            seen.append(event)
+    finally:
+        watch.close()
+    started = [e for e in seen if e.event_type == "RECORDINGSTARTED"]
+    assert started
+    assert {e.get("AGENTID") for e in started} == {str(other_id)}
     later = portal.store.recordings.get_recording(after)
     assert later is not None
     assert later.agent_id == other_id
