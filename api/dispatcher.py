@@ -7,7 +7,9 @@ bug, into a RESULT with the manual's code: no request can crash the service or g
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 
 from recorder.api.context import ApiContext
@@ -175,6 +177,10 @@ class RequestStats:
                                   "worker or waiting for one; more than "
                                   "api.call_control_workers + api.call_control_queue_size are "
                                   "answered 47")
+        self.ignored = Counter("recorder_api_ignored_parameters_total",
+                               "Parameters of requests answered API_OK that the request type "
+                               "does not use (a misspelt <USER01>, say): dropped, and logged "
+                               "once per client and name", ("type",))
         self.http_connections = Gauge("recorder_api_http_connections",
                                       "WebAPI (HTTP and HTTPS) connections open; more than "
                                       "api.max_http_connections are answered 48")
@@ -195,6 +201,7 @@ class Dispatcher:
         self._ctx = ctx
         self._handlers = dict(handlers)
         self.stats = RequestStats()
+        self._ignored = IgnoredParameters(self.stats)
 
     @property
     def context(self) -> ApiContext:
@@ -207,8 +214,8 @@ class Dispatcher:
         # next one gets the new one (a reload's terminology, say).
         self._ctx = ctx
 
-    def handle_xml(self, message: bytes,
-                   handlers: Mapping[str, Handler] | None = None) -> bytes:
+    def handle_xml(self, message: bytes, handlers: Mapping[str, Handler] | None = None,
+                   client: str = "") -> bytes:
         """Answer one socket message with its RESULT (UTF-8, one line).
 
         ``handlers`` take the place of the shared ones for this request: how a transport
@@ -224,7 +231,7 @@ class Dispatcher:
             answer = self._render(refused, result)
             self._observe(refused.type, handlers, result, began)
             return answer
-        return self._handle(request, handlers, began)
+        return self._handle(request, handlers, began, client)
 
     def read_flat(self, message: bytes) -> ApiRequest | None:
         """``message`` parsed here if it is a flat one-line request, as most are (cheap and
@@ -248,13 +255,14 @@ class Dispatcher:
             return None
 
     def handle_params(self, pairs: Iterable[tuple[str, str]],
-                      handlers: Mapping[str, Handler] | None = None) -> bytes:
+                      handlers: Mapping[str, Handler] | None = None, client: str = "") -> bytes:
         """Answer a WebAPI call from its (already de-duplicated) name/value pairs."""
         params = {name.upper(): value.strip() for name, value in pairs}
         request_type = params.pop("TYPE", None) or params.pop("REQUESTTYPE", "")
         params.pop("REQUESTTYPE", None)
         request_id = params.pop("REQUESTID", None)
-        return self.handle(ApiRequest(request_type.upper(), request_id, params), handlers)
+        return self.handle(ApiRequest(request_type.upper(), request_id, params), handlers,
+                           client)
 
     def refuse_xml(self, message: bytes, result: ApiResult) -> bytes:
         """Answer a socket message with ``result`` without running it (a limit refused it),
@@ -277,13 +285,15 @@ class Dispatcher:
         self._observe(request.type, None, result, time.perf_counter())
         return answer
 
-    def handle(self, request: ApiRequest,
-               handlers: Mapping[str, Handler] | None = None) -> bytes:
-        return self._handle(request, handlers, time.perf_counter())
+    def handle(self, request: ApiRequest, handlers: Mapping[str, Handler] | None = None,
+               client: str = "") -> bytes:
+        """Answer ``request``; ``client`` names who sent it (for the log of parameters it
+        sent that were not used)."""
+        return self._handle(request, handlers, time.perf_counter(), client)
 
     def _handle(self, request: ApiRequest, handlers: Mapping[str, Handler] | None,
-                began: float) -> bytes:
-        result = self.dispatch(request, handlers)
+                began: float, client: str = "") -> bytes:
+        result = self.dispatch(request, handlers, client)
         logger.debug("%s %s -> %d %s", request.type, request.request_id, result.code,
                      result.message)
         answer = self._render(request, result)
@@ -319,14 +329,14 @@ class Dispatcher:
                 ResultCode.API_ERROR_PROCESSING_MESSAGE,
                 f"{request.type} failed inside the recorder; see its log"))
 
-    def dispatch(self, request: ApiRequest,
-                 handlers: Mapping[str, Handler] | None = None) -> ApiResult:
+    def dispatch(self, request: ApiRequest, handlers: Mapping[str, Handler] | None = None,
+                 client: str = "") -> ApiResult:
         if request.type not in DIRECTORY_CHANGES:
-            return self._dispatch(request, handlers)
+            return self._dispatch(request, handlers, client)
         ctx = self._ctx
         result: ApiResult | None = None
         try:
-            result = self._dispatch(request, handlers)
+            result = self._dispatch(request, handlers, client)
             return result
         finally:
             if result is None or agents_may_have_moved(request, result):
@@ -336,14 +346,18 @@ class Dispatcher:
                     logger.exception("%s: the scheduler could not be told of the directory "
                                      "change", request.type)
 
-    def _dispatch(self, request: ApiRequest,
-                  handlers: Mapping[str, Handler] | None) -> ApiResult:
+    def _dispatch(self, request: ApiRequest, handlers: Mapping[str, Handler] | None,
+                  client: str = "") -> ApiResult:
         try:
             problem = _request_id_problem(request.request_id)
             if problem is not None:
                 raise RequestError(ResultCode.API_REQUESTID_INVALID, problem)
             handler = (handlers or {}).get(request.type) or self._handler(request.type)
-            return handler(self._ctx, Params(request.params, request.type))
+            params = Params(request.params, request.type)
+            result = handler(self._ctx, params)
+            if result.code == ResultCode.API_OK and request.params:
+                self._ignored.note(request.type, params.unread(), client)
+            return result
         except ResultError as exc:
             return ApiResult(exc.code, exc.message)
         except StoreError:
@@ -386,3 +400,37 @@ def _request_id_problem(raw: str | None) -> str | None:
     if raw.startswith("-") or value > REQUESTID_MAX:
         return f"REQUESTID must be between 0 and {REQUESTID_MAX}"
     return None
+
+
+class IgnoredParameters:
+    """Parameters a request sent that its type never used: counted each time, and logged once
+    per client and (type, name) so a CTI link sending <USER01> on every call fills no log.
+
+    The clients remembered are bounded (oldest forgotten first): names come from the network.
+    """
+
+    REMEMBERED = 4096
+
+    def __init__(self, stats: RequestStats) -> None:
+        self._stats = stats
+        self._logged: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def note(self, request_type: str, names: list[str], client: str) -> None:
+        if not names:
+            return
+        self._stats.ignored.inc(len(names), (request_type,))
+        fresh = []
+        with self._lock:
+            for name in names:
+                key = (client, request_type, name)
+                if key in self._logged:
+                    continue
+                self._logged[key] = None
+                if len(self._logged) > self.REMEMBERED:
+                    self._logged.popitem(last=False)
+                fresh.append(name)
+        for name in fresh:
+            logger.warning("%s sent <%s> in %s, which does not use it: ignored (logged once "
+                           "per client and name)", client or "API", name[:ECHO_MAX],
+                           request_type[:ECHO_MAX])

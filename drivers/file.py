@@ -20,7 +20,8 @@ class FileBoardConfig(BoardCommon):
     """Replays one audio file per channel, looped, paced in real time."""
 
     driver: str = setting("file", "board driver")
-    files: tuple[Path, ...] = setting(doc="one audio file per channel (WAV, FLAC, ...)")
+    files: tuple[Path, ...] = setting(doc="one audio file per channel (WAV, FLAC, ...)",
+                                      example=("/srv/test-lines/a.wav",))
     block_ms: int = setting(20, "length of one capture block", min=5, max=200)
     loop: bool = setting(True, "start the files again at their end; false: silence after")
     realtime: bool = setting(True, "false: replay as fast as the capture core takes it")

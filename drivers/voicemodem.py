@@ -71,7 +71,7 @@ class VoiceModemBoardConfig(BoardCommon):
     """An ITU-T V.253 voice modem on a serial port, tapping one line."""
 
     driver: str = setting("voicemodem", "board driver")
-    port: str = setting(doc="serial port of the modem, e.g. /dev/ttyACM0")
+    port: str = setting(doc="serial port of the modem, e.g. /dev/ttyACM0", example="/dev/ttyACM0")
     baudrate: int = setting(115200, "serial speed", min=1200, max=4000000)
     encoding: str = setting("ulaw", "audio format asked with AT+VSM, at 8 kHz: ulaw (G.711 "
                             "mu-law) or linear (PCM); the method number is found with AT+VSM=?",

@@ -37,6 +37,7 @@ from typing import Any
 from recorder.api.context import ApiContext
 from recorder.api.dispatcher import Dispatcher
 from recorder.api.portal.server import PortalServer
+from recorder.api.transport.access import ApiAccess
 from recorder.api.transport.server import ApiServer
 from recorder.archive.export import clean_work_dir
 from recorder.archive.mailer import Mailer
@@ -52,7 +53,7 @@ from recorder.config.boards import BoardCommon
 from recorder.config.model import Config
 from recorder.drivers.base import Driver
 from recorder.drivers.registry import create_driver
-from recorder.errors import StartupError
+from recorder.errors import DriverError, StartupError
 from recorder.events.bus import EventBus
 from recorder.events.types import Event, make_event
 from recorder.recording.aftercall import AfterCallEncoder
@@ -287,7 +288,15 @@ class Recorder:
 
     def _start_capture(self, stage: Stage) -> None:
         config = self.config
-        drivers = [create_driver(f"boards[{i}]", board) for i, board in enumerate(config.boards)]
+        drivers: list[Driver] = []
+        problems: list[str] = []
+        for i, board in enumerate(config.boards):
+            try:
+                drivers.append(create_driver(f"boards[{i}]", board))
+            except DriverError as exc:
+                problems.append(str(exc))  # every board's, as --check-config says them
+        if problems:
+            raise DriverError("\n".join(problems))
         self._drivers = drivers
         capture = self.capture = CaptureCore(
             [CaptureBoard(driver, _channel_devices(driver, board),
@@ -365,7 +374,8 @@ class Recorder:
                              passwords=passwords)
         dispatcher = self.dispatcher = self.telemetry.parts.dispatcher = Dispatcher(context)
         api = self.api = ApiServer(config.api, dispatcher, self.events,
-                                   metrics=self.telemetry.render_metrics, status=self.status)
+                                   metrics=self.telemetry.render_metrics, status=self.status,
+                                   access=ApiAccess(config.api, self.store))
         try:
             api.start()
         except BaseException:

@@ -40,15 +40,20 @@ def test_importuser_add_list_modify_delete(running: Running) -> None:
     listed = users(conn)
     assert [u["USER_ID"] for u in listed] == [str(sally), str(tricky)]
     first = listed[0]
+    # The manual's LIST example: its 15 fields in its order, one spelling each; then the two
+    # the recorder adds.
+    assert list(first) == [
+        "USER_ID", "USERNAME", "EMPLOYEEID", "FIRSTNAME", "LASTNAME", "AGENT", "STATUS",
+        "ADD_TIME", "MOD_TIME", "SYS_USER", "SYS_DOMAIN", "EMAIL", "CRM_USER", "SITE_ID",
+        "PHONES", "ALLOWSELFRECORD", "ALLOWSELFDOWNLOAD"]
     assert {k: first[k] for k in (
-        "USER_ID", "USERID", "USERNAME", "EMPLOYEEID", "EMPLOYEE_ID", "FIRSTNAME", "FIRST_NAME",
-        "LASTNAME", "LAST_NAME", "AGENT", "STATUS", "SYS_USER", "SYS_DOMAIN", "EMAIL",
-        "CRM_USER", "SITE_ID", "PHONES")} == {
-        "USER_ID": str(sally), "USERID": str(sally), "USERNAME": "Sally Smith",
-        "EMPLOYEEID": "5", "EMPLOYEE_ID": "5", "FIRSTNAME": "Sally", "FIRST_NAME": "Sally",
-        "LASTNAME": "Smith", "LAST_NAME": "Smith", "AGENT": "TRUE", "STATUS": "A",
+        "USER_ID", "USERNAME", "EMPLOYEEID", "FIRSTNAME", "LASTNAME", "AGENT", "STATUS",
+        "SYS_USER", "SYS_DOMAIN", "EMAIL", "CRM_USER", "SITE_ID", "PHONES")} == {
+        "USER_ID": str(sally), "USERNAME": "Sally Smith", "EMPLOYEEID": "5",
+        "FIRSTNAME": "Sally", "LASTNAME": "Smith", "AGENT": "TRUE", "STATUS": "A",
         "SYS_USER": "smith.1", "SYS_DOMAIN": "Uptivity", "EMAIL": "ssmith@uptivity.com",
         "CRM_USER": "sally", "SITE_ID": "1", "PHONES": "1123,3343,3234"}
+    assert listed[1]["SITE_ID"] == "-1"  # no site set
     assert MANUAL_TIME.fullmatch(first["ADD_TIME"]), first["ADD_TIME"]
     added = time.strptime(first["ADD_TIME"][:-7], "%m/%d/%Y %I:%M:%S %p")
     assert abs(time.mktime(added) - time.time()) < 120
@@ -135,7 +140,7 @@ def test_both_spellings_of_the_manuals_user_fields(running: Running) -> None:
     expect(conn.request("IMPORTUSER", 3, action="MODIFY", userid=b, site_id="7"), 20)
     listed = users(conn)
     assert [(u["EMPLOYEEID"], u["SYS_DOMAIN"], u["SITE_ID"]) for u in listed] == [
-        ("E1", "DOM", ""), ("E2", "", "7")]
+        ("E1", "DOM", "-1"), ("E2", "", "7")]
     result = expect(conn.request("IMPORTUSER", 4, action="ADD", firstname="C", first_name="C",
                                  lastname="Three"), 16)
     assert "FIRST_NAME and FIRSTNAME are the same parameter" in (

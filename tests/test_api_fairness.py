@@ -44,7 +44,8 @@ from tests.helpers.recorders import (
 )
 from tests.helpers.waiting import wait_for
 
-API = {"socket_port": 0, "web_port": 0}
+# The attackers come from other addresses of 127.0.0.0/8: api.allow lets them in.
+API = {"socket_port": 0, "web_port": 0, "allow": ["127.0.0.0/8"]}
 CTI = "127.0.0.2"
 # The attacker: four addresses of its own, none of them the CTI's.
 ATTACKERS = ("127.0.0.10", "127.0.0.11", "127.0.0.12", "127.0.0.13")
@@ -233,7 +234,8 @@ def test_with_no_descriptor_left_a_callstart_is_refused_never_answered_20_withou
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
     # A real recorderd whose descriptor limit is lowered while it runs, then filled with idle
     # connections, as about 1,010 slow HTTP requests filled the default limit before the fix.
-    _, _, running = start_recorderd(tmp_path, processes, devices=("1001",))
+    _, _, running = start_recorderd(tmp_path, processes, devices=("1001",),
+                                    api='allow = ["127.0.0.0/8"]\n')
     proc = processes[-1]
     pid = proc.proc.pid
     cti = running.connect(source=CTI)

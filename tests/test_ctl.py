@@ -5,6 +5,7 @@ checked against what happened."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -17,6 +18,7 @@ import pytest
 import soundfile
 from lxml import etree
 
+from recorder.ctl.common import elapsed
 from recorder.drivers.base import MAX_CATCH_UP_SECONDS
 from tests.helpers.audio import sox_info
 from tests.helpers.ctl import RECORDERCTL, ctl_env, recorderctl
@@ -50,7 +52,6 @@ def call(running: Running, device: str, seconds: float, **params: Any) -> etree.
 
 def table(stdout: str) -> list[list[str]]:
     """The rows of a table recorderctl printed, split on runs of two or more spaces."""
-    import re  # noqa: PLC0415
 
     return [re.split(r"\s{2,}", line.strip()) for line in stdout.strip().splitlines()[1:]]
 
@@ -133,10 +134,16 @@ def test_calls_lists_the_recording_just_made(running: Running) -> None:
     assert [(c["RECORDID"], c["DEVICEID"], c["DURATION"]) for c in by_agent] == [
         (recordid, "1001", found.findtext("DURATION"))]
     assert ok(recorderctl(running, "calls", "--device", "1002")).stdout.strip() == "no calls match"
+    # The README's first session: the file of the newest call, for sox.
+    assert ok(recorderctl(running, "calls", "--last", "--files")).stdout == f"{row[6]}\n"
+    newer = call(running, "1002", 0.5)
+    assert ok(recorderctl(running, "calls", "--last", "--files")).stdout == (
+        f"{newer.findtext('FILENAME')}\n")
+    assert recorderctl(running, "calls", "--last", "--limit", "3").returncode == 2
     assert len(table(ok(recorderctl(running, "calls", "--from", "1h", "--to",
-                                    str(int(time.time()) + 60))).stdout)) == 1
+                                    str(int(time.time()) + 60))).stdout)) == 2
     today = datetime.now().date().isoformat()
-    assert len(table(ok(recorderctl(running, "calls", "--from", today, "--to", today)).stdout)) == 1
+    assert len(table(ok(recorderctl(running, "calls", "--from", today, "--to", today)).stdout)) == 2
     assert ok(recorderctl(running, "calls", "--to", "2h")).stdout.strip() == "no calls match"
     bad = recorderctl(running, "calls", "--from", "last tuesday")
     assert bad.returncode == 2
@@ -308,6 +315,7 @@ def test_status_shows_the_active_recording_during_a_call(running: Running) -> No
     assert active["seconds"] > 0
     assert [c["state"] for c in busy["channels"]].count("Recording") == 1
     lines = human.splitlines()
+    assert re.search(r", up \d+ s \(since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\)$", lines[0]), lines[0]
     assert lines[1] == "health:     ok"
     assert "channels:   4 (3 Idle, 1 Recording)" in lines
     assert "  boards[0]: synthetic, 8000 Hz, 4 channel(s), running" in lines
@@ -409,3 +417,11 @@ def test_selftest_fails_on_a_broken_recording_path(tmp_path: Path,
     assert running.request("DEVICESTATUS", 1, deviceid="1001").findtext(
         "DEVICES/DEVICE/RECORDING/ISRECORDING") == "N"
     assert proc.stop() == 0
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0, "0 s"), (16.4, "16 s"), (59.6, "1 min 0 s"), (303, "5 min 3 s"), (3600, "1 h 0 min"),
+    (7500, "2 h 5 min"), (86399, "23 h 59 min"), (86400 * 3 + 3600 * 4 + 59, "3 d 4 h"),
+])
+def test_an_uptime_is_said_in_words(seconds: float, shown: str) -> None:
+    assert elapsed(seconds) == shown

@@ -34,8 +34,27 @@ def test_every_service_command_exits_3_against_a_closed_port(command: list[str],
                            timeout=30)
     assert done.returncode == 3, done.stdout + done.stderr
     assert f"127.0.0.1:{port}" in done.stderr
+    # Errors name the command, as docs/recorderctl.md promises.
+    assert done.stderr.startswith(f"recorderctl {command[0]}: "), done.stderr
     assert "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["status"], ["calls"], ["send", "<REQUEST/>"]])
+def test_a_config_file_that_is_missing_or_invalid_is_exit_2_naming_it(
+        command: list[str], tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.toml"
+    done = recorderctl("--config", missing, *command, timeout=30)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"recorderctl {command[0]}: {missing}: cannot read"), done.stderr
+    bad = write_toml(tmp_path / "bad.toml", "[api]\nsocket_prt = 5620\n")
+    done = recorderctl("--config", bad, *command, timeout=30)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (f"recorderctl {command[0]}: {bad}: api.socket_prt: unknown key (did you mean "
+            "'socket_port'?)") in done.stderr
+    # Also from $RECORDER_CONFIG: never a silent fall back to the default ports.
+    done = recorderctl(*command, env={"RECORDER_CONFIG": str(bad)}, timeout=30)
+    assert done.returncode == 2, done.stdout + done.stderr
 
 
 @pytest.mark.slow

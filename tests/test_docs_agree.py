@@ -76,6 +76,8 @@ def readme_rows() -> dict[str, list[str]]:
     table = readme.split("| section | keys |", 1)[1].split("\n\n", 1)[0]
     rows: dict[str, list[str]] = {}
     for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break  # the generated table's end marker
         cells = line.strip().strip("|").split("|", 1)
         section, keys = cells[0].strip(), cells[1]
         names, depth, i = [], 0, 0

@@ -416,6 +416,7 @@ def test_sighup_reloads_terminology_and_filters_without_dropping_the_call(
     reloading = unit.notify.wait_for("RELOADING", "1", after=count)
     unit.notify.wait_for("READY", "1", after=reloading)
     assert terminology()["agent"] == "Representative", unit.process.log
+    assert "only a restart applies" not in unit.process.log  # all of it was applied
 
     # The new blocked filter applies to the next call; the call in progress went on recording.
     assert running.request("CALLSTART", 2, DEVICEID="1002",

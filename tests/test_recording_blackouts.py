@@ -1,4 +1,4 @@
-"""A complete recording keeps its blackouts with its row (schema 8): as the completion worker
+"""A complete recording keeps its blackouts with its row (schema 9): as the completion worker
 writes it, through the outage spool, and through recovery after a crash (the crash journal
 notes each change), each range where the file is silence."""
 

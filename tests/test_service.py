@@ -283,15 +283,26 @@ web_port = 0
 driver = "file"
 files = ["line.wav"]
 devices = ["2001"]
+[[boards]]
+driver = "synthetic"
+devices = ["1001"]
+[[boards]]
+driver = "file"
+files = ["line.wav"]
+devices = ["2002"]
 """)
     done = subprocess.run([str(BIN / "recorderd"), "--config", str(path)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 78  # a configuration problem: systemd must not restart-loop
+    # Every board that cannot open, not only the first: one restart per mistake is too many.
     assert "cannot start: boards[0].files[0]: cannot read audio" in done.stderr
+    assert "cannot start: boards[2].files[0]: cannot read audio" in done.stderr
+    assert "boards[1]" not in done.stderr
     check = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(path)],
                            capture_output=True, text=True, timeout=60, check=False)
     assert check.returncode == 78
     assert "boards[0].files[0]: cannot read audio" in check.stderr
+    assert "boards[2].files[0]: cannot read audio" in check.stderr
 
 
 def test_print_config_masks_secrets(tmp_path: Path) -> None:

@@ -84,7 +84,8 @@ def recorderd(tmp_path: Path) -> Iterator[tuple[RecorderProcess, Running]]:
     config = config_from_dict(base_config(
         tmp_path,
         boards=[{"driver": "synthetic", "devices": list(DEVICES)}],
-        api={"socket_port": 0, "web_port": 0, "cti_addresses": [CTI]},
+        api={"socket_port": 0, "web_port": 0, "cti_addresses": [CTI],
+             "allow": ["127.0.0.0/8"]},
     ), base_dir=tmp_path)
     with recorderd_of(config, tmp_path / "soak.toml") as started:
         yield started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,21 @@ def test_every_schema_version_has_its_migration() -> None:
     assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
-def test_a_version_1_database_is_upgraded_and_keeps_its_recordings(tmp_path: Path) -> None:
+def test_a_new_database_says_it_was_created_not_upgraded(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="recorder.store")
+    store = SqliteStore(tmp_path / "new.sqlite3")
+    store.open()
+    store.close()
+    said = [r.getMessage() for r in caplog.records]
+    assert [m for m in said if "schema" in m] == [
+        f"store: creating {tmp_path / 'new.sqlite3'} at schema {SCHEMA_VERSION}",
+        f"store: SQLite database {tmp_path / 'new.sqlite3'} (schema {SCHEMA_VERSION})"]
+
+
+def test_a_version_1_database_is_upgraded_and_keeps_its_recordings(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="recorder.store")
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path)
     conn.executescript(f"{CREATE_V1}\nPRAGMA user_version = 1;")
@@ -59,6 +74,9 @@ def test_a_version_1_database_is_upgraded_and_keeps_its_recordings(tmp_path: Pat
         store.close()
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
     assert version == SCHEMA_VERSION
+    upgraded = [r.getMessage() for r in caplog.records if "upgrading" in r.getMessage()]
+    assert upgraded == [f"store: upgrading {path} from schema {step} to {step + 1}"
+                        for step in range(1, SCHEMA_VERSION)]
 
 
 def test_names_match_without_regard_to_case_even_beyond_ascii(store: SqliteStore) -> None:

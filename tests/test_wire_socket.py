@@ -4,10 +4,12 @@ One request gets exactly one answer, always, and in step."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from typing import Any
 
+import pytest
 from lxml import etree
 
 from tests.helpers.api import ApiConnection, expect, request_xml, result_code
@@ -118,3 +120,22 @@ def test_a_nul_between_bytes_of_one_message_does_not_desync(start_recorder: Any)
             data += chunk
     ids = [etree.fromstring(line).findtext("REQUESTID") for line in data.split(b"\r\n")[:3]]
     assert ids == ["1", "2", "3"]
+
+
+def test_an_unused_element_is_answered_ok_logged_once_and_counted(
+        start_recorder: Any, caplog: pytest.LogCaptureFixture) -> None:
+    running = start_recorder(api=API)
+    caplog.set_level(logging.WARNING, logger="recorder.api.dispatcher")
+    first, second = running.connect(), running.connect()
+    for conn, request_id in ((first, 1), (first, 2), (second, 3)):
+        # <USER01> for <USER1>, <DEVICE_ALIAS> for <DEVICEALIAS>: the manual's integrations
+        # send extra elements, so still API_OK, but the data went nowhere.
+        expect(conn.request("CALLSTART", request_id, DEVICEID="1001", USER01="vip",
+                            DEVICE_ALIAS="7", ANI="6145551212"), 20)
+        expect(conn.request("CALLSTOP", request_id, DEVICEID="1001"), 20)
+    logged = [r.getMessage() for r in caplog.records if "does not use it" in r.getMessage()]
+    assert len(logged) == 4, logged  # two names, once per connection each
+    assert sum("sent <USER01> in CALLSTART, which does not use it" in m for m in logged) == 2
+    assert sum("sent <DEVICE_ALIAS> in CALLSTART, which does" in m for m in logged) == 2
+    assert all("ANI" not in m and "DEVICEID" not in m for m in logged)
+    assert running.metric('recorder_api_ignored_parameters_total{type="CALLSTART"}') == 6

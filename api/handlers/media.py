@@ -44,6 +44,7 @@ from recorder.archive.workspace import Export, ExportWorkspace
 from recorder.codecs.buffered import out_of_space
 from recorder.errors import CodecError
 from recorder.resultcodes import ResultCode
+from recorder.rules.access import Principal
 from recorder.store.audit import AUDIT_EXPORT, AuditEntry
 from recorder.store.records import STATUS_RECORDING, TYPE_SCREEN, RecordingRow
 from recorder.store.schema import MANUAL_COLUMNS
@@ -91,9 +92,10 @@ Deliver = Callable[[Media], None]
 
 
 def audit_export(ctx: ApiContext, address: str, params: Sequence[tuple[str, str]],
-                 media: Media) -> None:
-    """The audit trail's entry for an export the WebAPI sends (it knows no user: the client's
-    address says who). A trail that cannot be written is logged: the export is made."""
+                 media: Media, principal: Principal | None = None) -> None:
+    """The audit trail's entry for an export the WebAPI sends: the user who asked (with
+    api.require_auth) and the client's address. A trail that cannot be written is logged: the
+    export is made."""
     trail = ctx.store.audit
     if trail is None:
         return
@@ -104,7 +106,8 @@ def audit_export(ctx: ApiContext, address: str, params: Sequence[tuple[str, str]
     target = value if field.upper() == "IDENT" else f"{field}={value}"
     try:
         trail.append_audit(AuditEntry(
-            time=ctx.clock(), user_id=None, username="", action=AUDIT_EXPORT,
+            time=ctx.clock(), user_id=principal.user_id if principal else None,
+            username=principal.username if principal else "", action=AUDIT_EXPORT,
             target=target[:255], detail=f"WebAPI {kind} {media.filename}"[:255],
             address=address))
     except Exception:

@@ -49,7 +49,9 @@ def import_user(ctx: ApiContext, params: Params) -> ApiResult:
 
 
 def _add(ctx: ApiContext, params: Params) -> ApiResult:
-    # "The field USERID is ignored when the action is ADD."
+    # "The field USERID is ignored when the action is ADD." Ignored as documented, so not
+    # logged as a parameter that went nowhere.
+    params.ignore("USERID")
     fields = _fields(ctx, params, adding=True)
     with _conflicts():
         user_id = ctx.store.directory.add_user(fields, now=ctx.clock(),
@@ -150,18 +152,17 @@ def _list(ctx: ApiContext) -> ApiResult:
 
 
 def _user(user: UserRow) -> list[Node]:
-    # The LIST example writes USER_ID, EMPLOYEEID, FIRSTNAME, LASTNAME; the text above it
-    # USERID, EMPLOYEE_ID, FIRST_NAME, LAST_NAME. Both are answered, each pair side by side.
+    # The manual's LIST example: its 15 fields in its order, SITE_ID -1 when no site is set
+    # (as the recorder the example comes from answers). One spelling each, the example's: the
+    # parameter text's USERID / EMPLOYEE_ID / FIRST_NAME / LAST_NAME name request parameters
+    # (read in either spelling), not answer fields. Then, after all of them, the two the
+    # recorder adds (docs/api-notes.md, "Users and phones").
     return [
         ("USER_ID", str(user.user_id)),
-        ("USERID", str(user.user_id)),
         ("USERNAME", user.username),
         ("EMPLOYEEID", user.employee_id),
-        ("EMPLOYEE_ID", user.employee_id),
         ("FIRSTNAME", user.first_name),
-        ("FIRST_NAME", user.first_name),
         ("LASTNAME", user.last_name),
-        ("LAST_NAME", user.last_name),
         ("AGENT", "TRUE" if user.agent else "FALSE"),
         ("STATUS", user.status),
         ("ADD_TIME", user_datetime(user.add_time)),
@@ -170,7 +171,7 @@ def _user(user: UserRow) -> list[Node]:
         ("SYS_DOMAIN", user.domain),
         ("EMAIL", user.email),
         ("CRM_USER", user.crm_user),
-        ("SITE_ID", "" if user.site_id is None else str(user.site_id)),
+        ("SITE_ID", "-1" if user.site_id is None else str(user.site_id)),
         ("PHONES", ",".join(user.phones)),
         ("ALLOWSELFRECORD", user.allow_self_record),
         ("ALLOWSELFDOWNLOAD", user.allow_self_download),

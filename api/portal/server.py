@@ -40,11 +40,13 @@ from recorder.api.portal.sessions import (
     password_mark,
 )
 from recorder.api.portal.throttle import SignInThrottle
+from recorder.api.transport.access import AddressRefusals
 from recorder.archive.mailer import Mailer
 from recorder.config.portal import PortalConfig
 from recorder.errors import StartupError, StoreError
 from recorder.recording.session import RecordingSession
 from recorder.rules.access import Principal, Within, missing, view_groups
+from recorder.rules.addresses import Networks
 from recorder.store.factory import Store
 from recorder.tls import server_context
 from recorder.worker import Worker
@@ -103,6 +105,8 @@ class PortalServer(Worker):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._in_flight = 0
+        self._allowed = Networks(config.allow)
+        self._refusals = AddressRefusals("portal", "portal.allow")
         self.address: tuple[str, int] = ("", 0)
 
     @property
@@ -183,6 +187,11 @@ class PortalServer(Worker):
         ctx = self.ctx
 
         async def handle(request: web.Request) -> web.StreamResponse:
+            address = request.remote or ""
+            if address not in self._allowed:
+                self._refusals.note(address)
+                return web.Response(status=403, text="The portal does not serve this address "
+                                    "(portal.allow).")
             if self._in_flight >= self._config.max_clients:
                 return web.Response(status=503, text="The portal is busy; try again shortly.")
             self._in_flight += 1

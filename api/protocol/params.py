@@ -41,14 +41,27 @@ class Params:
     def __init__(self, raw: Mapping[str, str], request_type: str = "") -> None:
         self._type = request_type
         self._raw: dict[str, str] = {}
+        self._read: set[str] = set()  # names a handler asked for, sent or not
+        self._sent_as: dict[str, str] = {}  # canonical name -> the spelling sent
         for name, value in raw.items():
             canonical = ALIASES.get(name, name)
             if canonical in self._raw:
                 raise invalid(f"{name} and {canonical} are the same parameter; send one")
             self._raw[canonical] = value
+            self._sent_as[canonical] = name
 
     def __contains__(self, name: str) -> bool:
+        self._read.add(name)
         return name in self._raw
+
+    def ignore(self, *names: str) -> None:
+        """Parameters the manual says this request ignores: not reported by ``unread``."""
+        self._read.update(names)
+
+    def unread(self) -> list[str]:
+        """The parameters sent that the handler never looked at: data it dropped (a
+        misspelt ``<USER01>``, a ``<DEVICE_ALIAS>``), in the order they came."""
+        return [self._sent_as[name] for name in self._raw if name not in self._read]
 
     def spec(self, name: str) -> FieldSpec | None:
         """The limits on parameter ``name`` for this request's function."""
@@ -56,6 +69,7 @@ class Params:
 
     def text(self, name: str) -> str | None:
         """The value as sent (None if absent), checked against the field's length or values."""
+        self._read.add(name)
         value = self._raw.get(name)
         if value is None:
             return None
@@ -80,6 +94,7 @@ class Params:
 
     def integer(self, name: str) -> int | None:
         """The value as an integer within the field's range; None if absent or blank."""
+        self._read.add(name)
         value = self._raw.get(name)
         if value is None or value == "":
             return None

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable
 
 from recorder.api.transport.loadlimits import RefusalLog
+from recorder.rules.addresses import Networks
 from recorder.telemetry.prometheus import Gauge
 
 logger = logging.getLogger(__name__)
-
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 
 def client_address(peer: object) -> str:
     """The address of a connection's peer (``getpeername()``), an IPv4 client reached over an
@@ -33,24 +30,8 @@ def client_address(peer: object) -> str:
     return ""
 
 
-class CtiNetworks:
-    """The CTI links' addresses and networks (``api.cti_addresses``, checked by the config)."""
-
-    def __init__(self, addresses: Iterable[str] = ()) -> None:
-        self._networks: tuple[_Network, ...] = tuple(
-            ipaddress.ip_network(a.strip(), strict=False) for a in addresses)
-
-    def __bool__(self) -> bool:
-        return bool(self._networks)
-
-    def __contains__(self, address: object) -> bool:
-        if not self._networks or not isinstance(address, str) or not address:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip.version == n.version and ip in n for n in self._networks)
+# The CTI links' addresses: the same list as every other allow-list (api.allow, portal.allow).
+CtiNetworks = Networks
 
 
 class ClientLimit:

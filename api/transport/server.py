@@ -1,5 +1,6 @@
-"""Runs the socket API and the WebAPI (HTTP, and HTTPS when a certificate is configured) on one
-asyncio event loop in a thread of its own. All of them share one dispatcher and one event bus."""
+"""Runs the socket API (plain, and over TLS when asked for) and the WebAPI (HTTP, and HTTPS when a
+certificate is configured) on one asyncio event loop in a thread of its own. All of them share
+one dispatcher, one event bus and one admission (``access``: api.allow, api.require_auth)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 
 from recorder.api.dispatcher import Dispatcher
+from recorder.api.transport.access import ApiAccess
 from recorder.api.transport.clients import ClientLimit, CtiNetworks
 from recorder.api.transport.loadlimits import CommandQueue, Lanes
 from recorder.api.transport.socket_server import SocketApi
@@ -43,7 +45,8 @@ class ApiServer(Worker):
 
     def __init__(self, config: ApiConfig, dispatcher: Dispatcher,
                  events: EventBus | None = None, *, metrics: MetricsProvider | None = None,
-                 status: StatusProvider | None = None) -> None:
+                 status: StatusProvider | None = None, access: ApiAccess | None = None
+                 ) -> None:
         super().__init__("api-loop")
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="api")
@@ -73,13 +76,14 @@ class ApiServer(Worker):
                                  config.message_timeout_seconds, events,
                                  message_deadline=config.message_deadline_seconds,
                                  idle_timeout=config.idle_timeout_seconds, lanes=lanes,
-                                 clients=clients)
+                                 clients=clients, access=access)
         self._web = WebApi(dispatcher, self._executor, events, metrics=metrics, status=status,
                            diagnostics_executor=self._diagnostics, lanes=lanes,
                            clients=clients, connections=connections,
                            request_deadline=config.message_deadline_seconds,
-                           max_body=config.max_message_bytes)
+                           max_body=config.max_message_bytes, access=access)
         self._tls: ssl.SSLContext | None = None
+        self._socket_tls: ssl.SSLContext | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -87,6 +91,7 @@ class ApiServer(Worker):
         self.socket_address: tuple[str, int] = ("", 0)
         self.web_address: tuple[str, int] = ("", 0)
         self.tls_address: tuple[str, int] | None = None  # set when HTTPS is served
+        self.socket_tls_address: tuple[str, int] | None = None  # set with api.socket_tls
         # The heartbeat is the time of the event loop's last heartbeat callback: a loop blocked
         # by a callback that never returns shows as a heartbeat that stops moving.
         self._beat_handle: asyncio.TimerHandle | None = None
@@ -103,6 +108,7 @@ class ApiServer(Worker):
 
     def start(self) -> None:
         self._tls = tls_context(self._config)
+        self._socket_tls = socket_tls_context(self._config)
         super().start()
         if not self._ready.wait(START_TIMEOUT):
             raise StartupError("the API servers did not start within "
@@ -114,6 +120,11 @@ class ApiServer(Worker):
             raise self._error
         host, port = self.socket_address
         logger.info("socket API listening on %s:%d", host, port)
+        if self.socket_tls_address is not None:
+            host, port = self.socket_tls_address
+            logger.info("socket API over TLS listening on %s:%d%s", host, port,
+                        " (client certificates required)"
+                        if self._config.socket_tls_client_ca else "")
         host, port = self.web_address
         logger.info("WebAPI listening on http://%s:%d/webAPI.aspx", host, port)
         if self.tls_address is not None:
@@ -150,6 +161,11 @@ class ApiServer(Worker):
             port = self._config.socket_port
             self.socket_address = await self._listen(
                 "api.socket_port", port, self._socket.start(host, port))
+            if self._socket_tls is not None:
+                port = self._config.socket_tls_port
+                self.socket_tls_address = await self._listen(
+                    "api.socket_tls_port", port, self._socket.start(host, port,
+                                                                     self._socket_tls))
             port = self._config.web_port
             self.web_address = await self._listen(
                 "api.web_port", port, self._web.start(host, port))
@@ -194,3 +210,13 @@ def tls_context(config: ApiConfig) -> ssl.SSLContext | None:
     if not config.tls_cert:
         return None
     return server_context("api.tls_cert", config.tls_cert, config.tls_key)
+
+
+def socket_tls_context(config: ApiConfig) -> ssl.SSLContext | None:
+    """The server side of the socket API over TLS (api.socket_tls), asking for client
+    certificates of api.socket_tls_client_ca when it is set; None when not served."""
+    if not config.socket_tls or not config.tls_cert:
+        return None
+    return server_context("api.tls_cert", config.tls_cert, config.tls_key,
+                          client_ca=config.socket_tls_client_ca,
+                          client_ca_setting="api.socket_tls_client_ca")

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import math
 import socket
+import ssl
 import struct
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ from recorder.api.context import ApiContext
 from recorder.api.dispatcher import INLINE_TYPES, Dispatcher, Handler
 from recorder.api.handlers.events import params_filter, render_event, subscribed
 from recorder.api.protocol.params import Params
-from recorder.api.protocol.xmlcodec import render_result
-from recorder.api.request import ApiResult, RequestError
+from recorder.api.protocol.xmlcodec import parse_request, render_result
+from recorder.api.request import ApiRequest, ApiResult, RequestError
+from recorder.api.transport.access import ApiAccess, certificate_name, log_request
 from recorder.api.transport.clients import ClientLimit, client_address
 from recorder.api.transport.framing import MessageFramer, MessageTooLarge
 from recorder.api.transport.loadlimits import (
@@ -72,6 +74,7 @@ class _Connection:
     name: str
     address: str = ""
     cti: bool = False  # from a CTI address: never closed for being idle
+    identity: str | None = None  # the subject CN of its verified client certificate (TLS)
     subscription: Subscription | None = None
     stream: asyncio.Task[None] | None = None
     handlers: dict[str, Handler] | None = None  # the connection's own (EVENTS), made once
@@ -150,7 +153,7 @@ class SocketApi:
                  message_timeout: float, events: EventBus | None = None, *,
                  message_deadline: float | None = None, idle_timeout: float = 0.0,
                  lanes: Lanes | None = None, clients: ClientLimit | None = None,
-                 ) -> None:
+                 access: ApiAccess | None = None) -> None:
         self._dispatcher = dispatcher
         self._max_message_bytes = max_message_bytes
         self._timeouts = Timeouts(message_timeout, message_deadline or message_timeout * 6,
@@ -158,31 +161,46 @@ class SocketApi:
         self._lanes = lanes or Lanes.unbounded(executor)
         self._limit = clients
         self._events = events
-        self._server: asyncio.Server | None = None
+        self._access = access  # None: every address served, nobody asked who they are
+        self._servers: list[asyncio.Server] = []
         self._clients: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._serve, host, port,
-                                                  reuse_address=True)
-        address = self._server.sockets[0].getsockname()
+    async def start(self, host: str, port: int,
+                    ssl_context: ssl.SSLContext | None = None) -> tuple[str, int]:
+        """Listen on ``host``:``port`` (over TLS with ``ssl_context``); may be called per port."""
+        # With TLS, asyncio shakes hands before _serve sees the connection, so a stranger's
+        # handshake is made before it is closed: starting TLS in _serve instead would race
+        # the client's hello, which the plain reader may already have taken.
+        server = await asyncio.start_server(self._serve, host, port, reuse_address=True,
+                                            ssl=ssl_context)
+        self._servers.append(server)
+        address = server.sockets[0].getsockname()
         return str(address[0]), int(address[1])
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()  # stop accepting
+        for server in self._servers:
+            server.close()  # stop accepting
         # Connections go before wait_closed(): since Python 3.12 it waits for all of them.
         for task in list(self._clients):
             task.cancel()
         if self._clients:
             await asyncio.gather(*self._clients, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         peer = writer.get_extra_info("peername")
         conn = _Connection(writer, _peer_name(peer), client_address(peer))
+        if self._access is not None and not self._access.admits(conn.address):
+            # Closed before a byte is read or answered: nothing of the API for a stranger.
+            self._access.socket_refusals.note(conn.address)
+            writer.transport.abort()
+            return
+        conn.identity = certificate_name(writer.get_extra_info("peercert"))
+        if conn.identity is not None:
+            conn.name = f"{conn.name} (certificate CN {conn.identity})"
         if self._limit is not None:
             conn.cti = self._limit.is_cti(conn.address)
             if not self._limit.acquire(conn.address):
@@ -315,15 +333,25 @@ class SocketApi:
         request = dispatcher.read_bounded(message)
         lane = self._lanes.general if request is None else self._lanes.of(request.type)
         try:
-            if request is None:
-                result = await lane.run(partial(dispatcher.handle_xml, message, conn.handlers))
+            client = f"socket API {conn.name}"
+            if self._access is not None and (request is None
+                                             or request.type not in INLINE_TYPES):
+                result = await lane.run(partial(self._checked, conn, message, request,
+                                                conn.handlers))
+            elif request is None:
+                result = await lane.run(partial(dispatcher.handle_xml, message, conn.handlers,
+                                                client))
             elif request.type in INLINE_TYPES and lane.take_idle():
                 try:
-                    result = dispatcher.handle(request, conn.handlers)
+                    if self._access is not None:
+                        log_request("socket", conn.name, None, request.type,
+                                    request.request_id)
+                    result = dispatcher.handle(request, conn.handlers, client)
                 finally:
                     lane.give_back()
             else:
-                result = await lane.run(partial(dispatcher.handle, request, conn.handlers))
+                result = await lane.run(partial(dispatcher.handle, request, conn.handlers,
+                                                client))
         except QueueFull:
             # Parsed here on the loop (bounded by max_message_bytes, and rare) so the refusal
             # still carries the request's TYPE and REQUESTID.
@@ -335,6 +363,30 @@ class SocketApi:
             conn.stream = asyncio.create_task(self._stream(conn, conn.subscription))
         if not conn.cti and refused_for_load(result):
             await asyncio.sleep(REFUSED_PAUSE)
+
+    def _checked(self, conn: _Connection, message: bytes, request: ApiRequest | None,
+                 handlers: dict[str, Handler] | None) -> bytes:
+        """On a worker: a request logged with its client, held to api.require_auth (a
+        certificate's user for administration), answered, and audited if it is a change."""
+        access = self._access
+        assert access is not None
+        if request is None:
+            try:
+                request = parse_request(message)
+            except RequestError:
+                # answers the error
+                return self._dispatcher.handle_xml(message, handlers, f"socket API {conn.name}")
+        log_request("socket", conn.name, None, request.type, request.request_id)
+        principal, denied = access.socket_check(conn.identity, request.type, request.params)
+        if denied is not None:
+            logger.warning("socket API: %s refused %s: %s", conn.name, request.type,
+                           denied.message)
+            answer = self._dispatcher.refuse_xml(message, denied.result())
+        else:
+            answer = self._dispatcher.handle(request, handlers, f"socket API {conn.name}")
+        access.audit_request(principal, conn.address, via="socket API",
+                             request_type=request.type, params=request.params, answer=answer)
+        return answer
 
     def _subscribe(self, conn: _Connection, loop: asyncio.AbstractEventLoop, ctx: ApiContext,
                    params: Params) -> ApiResult:

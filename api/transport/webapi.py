@@ -52,6 +52,7 @@ from recorder.api.protocol.webparams import lookup, merge_params
 from recorder.api.protocol.webquery import MAX_FIELDS, TooManyFields, decode_pairs, xml_pairs
 from recorder.api.protocol.xmlcodec import render_result
 from recorder.api.request import ApiResult, RequestError, invalid
+from recorder.api.transport.access import ApiAccess, log_request
 from recorder.api.transport.clients import ClientLimit
 from recorder.api.transport.httpguard import (
     HTTP_LOG,
@@ -64,9 +65,11 @@ from recorder.api.transport.httpguard import (
 )
 from recorder.api.transport.loadlimits import REFUSED_PAUSE, Lanes, QueueFull, refused_for_load
 from recorder.api.transport.socket_server import cut, limit_send_buffer
+from recorder.api.transport.webaccess import WebAccess
 from recorder.events.bus import EventBus, Subscription
 from recorder.events.types import Event
 from recorder.resultcodes import ResultCode
+from recorder.rules.access import Principal
 from recorder.telemetry.prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 logger = logging.getLogger(__name__)
@@ -115,9 +118,11 @@ class WebApi:
                  diagnostics_executor: Executor | None = None,
                  lanes: Lanes | None = None, clients: ClientLimit | None = None,
                  connections: ClientLimit | None = None, request_deadline: float = 30.0,
-                 max_body: int = MAX_BODY) -> None:
+                 max_body: int = MAX_BODY, access: ApiAccess | None = None) -> None:
         self._dispatcher = dispatcher
         self._lanes = lanes or Lanes.unbounded(executor)
+        # None: every address served, nobody asked who they are (tests of the transport).
+        self._access = WebAccess(access, self._lanes) if access is not None else None
         self._clients = clients
         self._max_body = max_body
         self._metrics = metrics
@@ -173,7 +178,15 @@ class WebApi:
             guard.request_ended()
 
     async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
+        principal: Principal | None = None
+        if self._access is not None:
+            admitted = await self._access.admit(request)
+            if isinstance(admitted, web.Response):
+                return admitted
+            principal = admitted
         path = request.path.lower()
+        if path not in PAGES:
+            log_request("WebAPI", request_address(request), principal, path[:64], None)
         if path == SSE_PATH:
             return await self._event_stream(request)
         if path == METRICS_PATH and self._metrics is not None:
@@ -227,12 +240,20 @@ class WebApi:
                 return self._xml(render_result(exc.request_type, exc.request_id,
                                                ApiResult(exc.code, exc.message)))
             return self._xml(self._refused(pairs, exc))
+        if self._access is not None:
+            denied = self._access.check(request, principal, params)
+            if denied is not None:
+                assert isinstance(denied.body, bytes)
+                await self._access.audit(request, principal, params, denied.body)
+                return denied
         request_type = (lookup(params, "TYPE") or lookup(params, "REQUESTTYPE") or "")
         if request_type.strip().upper() in MEDIA_REQUESTS:
-            return await self._media(request, params)
+            return await self._media(request, params, principal)
         if request_type.strip().upper() == "EVENTS":
             return await self._events_page(request, params)
-        body = await self._run(params)
+        body = await self._run(params, client=f"WebAPI {request_address(request)}")
+        if self._access is not None:
+            await self._access.audit(request, principal, params, body)
         response = self._xml(body)
         if refused_for_load(body) and not self._guard.limit.is_cti(request_address(request)):
             # Answered at once; the connection's next request waits (loadlimits.REFUSED_PAUSE).
@@ -242,13 +263,14 @@ class WebApi:
         return response
 
     async def _run(self, params: list[tuple[str, str]],
-                   handlers: Mapping[str, Handler] | None = None) -> bytes:
+                   handlers: Mapping[str, Handler] | None = None, client: str = "") -> bytes:
         """The dispatcher's answer, worked out on a worker of the request's lane; 47 when none
-        is free soon."""
+        is free soon. ``client``: who asked, for the log."""
         request_type = (lookup(params, "TYPE") or lookup(params, "REQUESTTYPE") or "")
         lane = self._lanes.of(request_type.strip().upper())
         try:
-            return await lane.run(partial(self._dispatcher.handle_params, params, handlers))
+            return await lane.run(partial(self._dispatcher.handle_params, params, handlers,
+                                          client))
         except QueueFull:
             return self._dispatcher.refuse_params(params, ApiResult(
                 ResultCode.API_COMMAND_QUEUE_FULL, lane.full_message()))
@@ -264,17 +286,20 @@ class WebApi:
         response.force_close()
         return response
 
-    async def _media(self, request: web.BaseRequest,
-                     params: list[tuple[str, str]]) -> web.StreamResponse:
+    async def _media(self, request: web.BaseRequest, params: list[tuple[str, str]],
+                     principal: Principal | None = None) -> web.StreamResponse:
         """A media function: the exported file as the body, or the RESULT of its error."""
         delivered: list[Media] = []
-        body = await self._run(params, media_handlers(delivered.append))
+        body = await self._run(params, media_handlers(delivered.append),
+                              f"WebAPI {request_address(request)}")
         if not delivered:
+            if self._access is not None:
+                await self._access.audit(request, principal, params, body)
             return self._xml(body)
         media = delivered[0]
         await asyncio.get_running_loop().run_in_executor(
-            None, audit_export, self._dispatcher.context, request_address(request), params,
-            media)
+            None, partial(audit_export, self._dispatcher.context, request_address(request),
+                          params, media, principal))
         return _TemporaryFileResponse(media.path, headers={
             "Content-Type": media.content_type,
             "Content-Disposition": f'attachment; filename="{media.filename}"',
@@ -348,7 +373,8 @@ class WebApi:
         if not self._take_client(request):
             return self._xml(self._dispatcher.refuse_params(params, self._too_many(request)))
         try:
-            body = await self._run(params, {"EVENTS": subscribe})
+            body = await self._run(params, {"EVENTS": subscribe},
+                                  f"WebAPI {request_address(request)}")
         except BaseException:
             self._release_client(request)
             raise

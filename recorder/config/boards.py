@@ -25,7 +25,8 @@ class BoardCommon:
     devices_are_channels: ClassVar[bool] = True
 
     driver: str = setting(doc="board driver: the module in recorder.drivers that runs it")
-    devices: tuple[str, ...] = setting(doc="DEVICEID tapped by channel 1..N")
+    devices: tuple[str, ...] = setting(doc="DEVICEID tapped by channel 1..N",
+                                       example=("1001", "1002", "1003", "1004"))
     silence_threshold_dbfs: float = setting(
         -45.0, "a 20 ms window quieter than this (RMS) is silence; louder is speech for vox",
         min=-120.0, max=0.0)

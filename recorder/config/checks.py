@@ -3,7 +3,6 @@ and channels agree, two rules do not share a name, HTTPS has both its files, ...
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from recorder.config.values import (
     parse_day,
     parse_direction,
 )
+from recorder.rules.addresses import network_problem
 
 
 class CrossChecks:
@@ -135,12 +135,9 @@ class CrossChecks:
             self.problems.append(f"{where}.host: must not be empty")
         if api.socket_port and api.socket_port == api.web_port:
             self.problems.append(f"{where}.web_port: {api.web_port} is also {where}.socket_port")
-        for n, address in enumerate(api.cti_addresses):
-            try:
-                ipaddress.ip_network(address.strip(), strict=False)
-            except ValueError:
-                self.problems.append(f"{where}.cti_addresses[{n}]: {address!r} is not an IP "
-                                     "address or a network (CIDR, e.g. 10.1.2.0/28)")
+        self.check_networks(api.cti_addresses, f"{where}.cti_addresses")
+        self.check_networks(api.allow, f"{where}.allow")
+        api = self.check_socket_tls(api, where)
         if api.cti_addresses:
             for name in ("max_clients", "max_http_connections"):
                 if api.cti_reserved_clients >= getattr(api, name):
@@ -162,7 +159,41 @@ class CrossChecks:
                      for name in ("tls_cert", "tls_key"))
         return replace(api, tls_cert=cert, tls_key=key)
 
+    def check_networks(self, addresses: tuple[str, ...], key: str) -> None:
+        for n, address in enumerate(addresses):
+            problem = network_problem(address)
+            if problem is not None:
+                self.problems.append(f"{key}[{n}]: {problem}")
+
+    def check_socket_tls(self, api: ApiConfig, where: str) -> ApiConfig:
+        """The socket API over TLS: it needs the certificate, and its port its own; a client
+        CA file exists; each certificate user is COMMONNAME=USERNAME."""
+        for n, entry in enumerate(api.socket_tls_users):
+            name, sep, user = entry.partition("=")
+            if not sep or not name.strip() or not user.strip():
+                self.problems.append(f"{where}.socket_tls_users[{n}]: {entry!r} is not "
+                                     "COMMONNAME=USERNAME")
+        if not api.socket_tls:
+            if api.socket_tls_client_ca:
+                self.problems.append(f"{where}.socket_tls_client_ca: needs {where}.socket_tls "
+                                     "= true")
+            return api
+        if not api.tls_cert:
+            self.problems.append(f"{where}.socket_tls: needs {where}.tls_cert and "
+                                 f"{where}.tls_key (the server's certificate)")
+        ports = {"socket_port": api.socket_port, "web_port": api.web_port}
+        if api.tls_cert:
+            ports["tls_port"] = api.tls_port
+        for name, port in ports.items():
+            if api.socket_tls_port and api.socket_tls_port == port:
+                self.problems.append(f"{where}.socket_tls_port: {port} is also {where}.{name}")
+        if api.socket_tls_client_ca:
+            ca = self.existing_file(api.socket_tls_client_ca, f"{where}.socket_tls_client_ca")
+            api = replace(api, socket_tls_client_ca=ca)
+        return api
+
     def check_portal(self, portal: PortalConfig, where: str) -> PortalConfig:
+        self.check_networks(portal.allow, f"{where}.allow")
         if not portal.host.strip():
             self.problems.append(f"{where}.host: must not be empty")
         if portal.session_idle_seconds > portal.session_max_seconds:

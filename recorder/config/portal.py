@@ -20,6 +20,9 @@ class PortalConfig:
     tls_cert: str = setting("", "PEM certificate (with its chain): the portal is then served "
                             "over HTTPS only; empty: plain HTTP")
     tls_key: str = setting("", "PEM private key of tls_cert (unencrypted)")
+    allow: tuple[str, ...] = setting(
+        ("0.0.0.0/0", "::/0"), "addresses or networks (CIDR, IPv4 or IPv6) allowed to reach "
+        "the portal; others are answered 403 (default: everyone, as it has sign-in)")
     max_clients: int = setting(64, "portal requests in progress at once (pages, media); the "
                                "next is answered 503", min=1, max=65536)
     workers: int = setting(4, "threads the portal reads the database and checks passwords on",

@@ -22,8 +22,8 @@ def to_toml(config: Config, *, mask_secrets: bool = False) -> str:
     def shown(table: Any, key: Field[Any]) -> str:
         value = getattr(table, key.name)
         if mask_secrets and key.metadata.get("secret") and value:
-            return _toml_value(SECRET_MASK)
-        return _toml_value(value)
+            return toml_value(SECRET_MASK)
+        return toml_value(value)
 
     lines: list[str] = []
     for f in fields(config):
@@ -32,7 +32,7 @@ def to_toml(config: Config, *, mask_secrets: bool = False) -> str:
             continue
         lines.append(f"[{f.name}]")
         if isinstance(value, dict):
-            lines.extend(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items())
+            lines.extend(f"{toml_value(k)} = {toml_value(v)}" for k, v in value.items())
             lines.append("")
             continue
         lines.extend(f"{k.name} = {shown(value, k)}" for k in fields(value))
@@ -44,16 +44,16 @@ def to_toml(config: Config, *, mask_secrets: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if is_dataclass(value) and not isinstance(value, type):
         # An entry of an array of tables (recording.schedules) as an inline table.
-        return "{" + ", ".join(f"{k.name} = {_toml_value(getattr(value, k.name))}"
+        return "{" + ", ".join(f"{k.name} = {toml_value(getattr(value, k.name))}"
                                for k in fields(value)) + "}"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'

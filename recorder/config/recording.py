@@ -34,7 +34,8 @@ class CallMatchConfig:
 class ScheduleConfig(CallMatchConfig):
     """One recording rule; the first rule (in file order) that is about a call decides."""
 
-    name: str = setting(doc="names the rule in the log and DEVICESTATUS; unique")
+    name: str = setting(doc="names the rule in the log and DEVICESTATUS; unique",
+                        example="office hours")
     record: bool = setting(True, "false: the calls this rule is about are not recorded")
     days: tuple[str, ...] = setting(
         (), "mon .. sun; empty = every day (a window crossing midnight belongs to the day it "
@@ -62,7 +63,8 @@ class ScheduleConfig(CallMatchConfig):
 class BlockedFilterConfig(CallMatchConfig):
     """Calls never recorded, whatever the schedules say (at least one key must be given)."""
 
-    name: str = setting(doc="names the filter in the log and DEVICESTATUS; unique")
+    name: str = setting(doc="names the filter in the log and DEVICESTATUS; unique",
+                        example="toll-free")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +100,7 @@ class ArchiveActionConfig:
     """An ARCHIVEACTION id a client may send, and how long its recordings are kept."""
 
     id: int = setting(doc="the ARCHIVEACTION number clients send; unique", min=1,
-                      max=2**63 - 1)
+                      max=2**63 - 1, example=1)
     name: str = setting("", "what the site calls it (log and documentation only)")
     keep_days: int = setting(0, "days its recordings are kept from their start; 0 = forever",
                              min=0, max=INT32_MAX)

@@ -39,8 +39,10 @@ STORED_FORMATS = ("wav", "wav-ulaw", "wav-alaw", "mp3", "vox")
 @dataclass(frozen=True, kw_only=True)
 class StorageConfig:
     data_dir: Path = setting(
-        doc="recordings/ and the SQLite database live here; created if missing",
-        factory=default_data_dir,
+        doc="recordings/ and the SQLite database live here; created if missing (default: "
+        "$STATE_DIRECTORY under systemd, /var/lib/recorder as root, else "
+        "~/.local/state/recorder)",
+        factory=default_data_dir, example=Path("/var/lib/recorder"),
     )
 
     stereo: bool = setting(
@@ -149,6 +151,32 @@ class ApiConfig:
         "free port", min=0, max=65535)
     tls_cert: str = setting("", "PEM certificate (with its chain) for HTTPS; empty: no HTTPS")
     tls_key: str = setting("", "PEM private key of tls_cert (unencrypted)")
+    # Who may reach the APIs (docs/security.md): addresses first, then (require_auth) who.
+    allow: tuple[str, ...] = setting(
+        ("127.0.0.1/32", "::1/128"), "addresses or networks (CIDR, IPv4 or IPv6) allowed to "
+        "use the socket API and the WebAPI (cti_addresses always are); a socket from elsewhere "
+        "is closed at once, an HTTP request answered 403")
+    require_auth: bool = setting(
+        False, "every WebAPI request needs HTTP Basic or a bearer token (recorderctl token) of "
+        "a user whose role has ALLOWAPIAUTH, and the socket API's administrative requests a "
+        "client certificate mapped to such a user (socket_tls_client_ca)")
+    max_failed_auth: int = setting(
+        5, "failed HTTP Basic passwords in a row after which a user name is refused by the "
+        "WebAPI for auth_lockout_seconds, right password or not", min=1, max=1000)
+    auth_lockout_seconds: float = setting(
+        900.0, "how long a user name locked out by max_failed_auth is refused", min=1.0,
+        max=604800.0)
+    socket_tls: bool = setting(
+        False, "serve the socket API over TLS too, on socket_tls_port, with tls_cert and tls_key")
+    socket_tls_port: int = setting(
+        5621, "socket API over TLS port (with socket_tls); 0 picks a free port", min=0,
+        max=65535)
+    socket_tls_client_ca: str = setting(
+        "", "PEM CA certificate(s) that issue the clients' certificates: the socket API over "
+        "TLS then requires a client certificate it verifies (mutual TLS); empty: none asked")
+    socket_tls_users: tuple[str, ...] = setting(
+        (), "which user a client certificate acts as, \"COMMONNAME=USERNAME\" each; a "
+        "certificate whose subject CN is not listed acts as the user named by its CN")
     event_queue_size: int = setting(
         1000, "events waiting for one event subscriber; a subscriber that falls this far "
         "behind is disconnected", min=1, max=1_000_000)

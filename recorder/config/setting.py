@@ -18,12 +18,16 @@ def setting(
     max: float | None = None,
     choices: tuple[str, ...] | None = None,
     secret: bool = False,
+    example: Any = None,
 ) -> Any:
     """Declare one config key: its default (none = required), range or choices, and meaning.
 
-    A ``secret`` key's value is masked when the effective config is printed.
+    A ``secret`` key's value is masked when the effective config is printed. ``example`` is
+    what examples/recorder.toml shows instead of the default (a required key's, or a default
+    that depends on the machine).
     """
-    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "secret": secret}
+    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "secret": secret,
+            "example": example}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     if default is MISSING:

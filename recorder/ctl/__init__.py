@@ -2,8 +2,8 @@
 
 One module per command (or group); ``common`` holds what they share. Commands that talk to the
 service find it from --host/--port/--web-port, else from the configuration recorderd reads;
-offline commands (purge, recover, check-config, cav, devices, user, audit, verify) work on this
-machine directly.
+offline commands (purge, recover, check-config, cav, devices, user, token, audit, verify)
+work on this machine directly.
 docs/recorderctl.md describes every command.
 """
 
@@ -29,6 +29,7 @@ from recorder.ctl import (
     selftest,
     send,
     status,
+    token,
     user,
     verify,
 )
@@ -48,7 +49,7 @@ exit status (every command; details in its --help):
 
 # In --help's order: looking, then doing, then offline work.
 COMMANDS = (status, channels, levels, calls, events, export, send, selftest, devices,
-            checkconfig, recover, purge, cav, user, audit, verify)
+            checkconfig, recover, purge, cav, user, token, audit, verify)
 
 
 def _parser() -> argparse.ArgumentParser:

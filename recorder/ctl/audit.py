@@ -51,7 +51,7 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
                         help="verify: check the chain instead of listing entries")
     parser.add_argument("--user", help="only this user name's entries")
     parser.add_argument("--action", help="only this action (signin, signin-failed, signout, "
-                        "search, play, download, delete)")
+                        "search, play, download, delete, export, email, api-change, token)")
     parser.add_argument("--since", metavar="TIME", help="at or after TIME")
     parser.add_argument("--until", metavar="TIME", help="at or before TIME")
     parser.add_argument("--limit", type=int, default=100, metavar="N",

@@ -84,6 +84,11 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
                         help="recorded at or after TIME")
     parser.add_argument("--to", dest="end", metavar="TIME", help="recorded at or before TIME")
     parser.add_argument("--limit", type=int, metavar="N", help="at most N calls (CALLCOUNT)")
+    parser.add_argument("--last", action="store_true",
+                        help="only the newest matching call (as --limit 1)")
+    parser.add_argument("--files", action="store_true",
+                        help="print only the recordings' file names, one a line (for scripts: "
+                        'sox --i "$(recorderctl calls --last --files)")')
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of the CALLLIST results, every field")
     parser.add_argument("--offline", action="store_true",
@@ -105,7 +110,11 @@ def _params(args: argparse.Namespace) -> dict[str, str | int]:
             params["CALLDATEEND"] = parse_time(args.end, end=True)
     except ValueError as exc:
         raise CtlError(str(exc), EXIT_USAGE) from exc
-    if args.limit is not None:
+    if args.last:
+        if args.limit is not None and args.limit != 1:
+            raise CtlError("--last is --limit 1; give one or the other", EXIT_USAGE)
+        params["CALLCOUNT"] = 1
+    elif args.limit is not None:
         if args.limit < 1:
             raise CtlError("--limit must be 1 or more", EXIT_USAGE)
         params["CALLCOUNT"] = args.limit
@@ -139,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
     calls = [fields(found) for found in result.iterfind("SEARCHRESULT")]
     if args.json:
         print_json(calls)
+        return EXIT_OK
+    if args.files:
+        for call in calls:
+            print(call.get("FILENAME", ""))
         return EXIT_OK
     message = result.findtext("RESULTMSG") or ""
     if not calls:

@@ -8,6 +8,7 @@ import argparse
 import http.client
 import json
 import math
+import os
 import sys
 import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -104,7 +105,11 @@ def target(args: argparse.Namespace) -> Target:
         try:
             config = load_config(source)
         except ConfigError as exc:
-            print(f"recorderctl: ignoring {source}: {exc.problems[0]}", file=sys.stderr)
+            # Falling back to the default ports would only end in "unreachable" (exit 3), or
+            # worse, in talking to another recorderd: the file named is the mistake to report.
+            problems = "; ".join(exc.problems)
+            raise CtlError(problems if problems.startswith(str(source))
+                           else f"{source}: {problems}", EXIT_USAGE) from None
     if config is None:
         config = load_config(None)
     host = config.api.host
@@ -205,6 +210,9 @@ def fields(element: etree._Element) -> dict[str, str]:
 # --- the web port ----------------------------------------------------------------------------
 
 
+TOKEN_VARIABLE = "RECORDER_API_TOKEN"
+
+
 def web_get(where: Target, path: str,
             query: Mapping[str, str] | None = None) -> http.client.HTTPResponse:
     """GET ``path`` on the web port; the response is open for reading (close it).
@@ -213,8 +221,12 @@ def web_get(where: Target, path: str,
     """
     url = path + (f"?{urllib.parse.urlencode(query)}" if query else "")
     conn = http.client.HTTPConnection(where.host, where.web_port, timeout=where.timeout)
+    # api.require_auth: a bearer token from the environment, never from the command line,
+    # where every user of the machine could read it (ps).
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        conn.request("GET", url)
+        conn.request("GET", url, headers=headers)
         return conn.getresponse()
     except TimeoutError as exc:
         conn.close()
@@ -293,6 +305,22 @@ def clock(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def elapsed(seconds: float) -> str:
+    """A long span in words, to the two largest units: "16 s", "5 min 3 s", "2 h 5 min",
+    "3 d 4 h" (an uptime; ``clock`` is for call durations)."""
+    whole = max(0, round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
 
 
 def size(count: float) -> str:

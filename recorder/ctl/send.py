@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         answer = send_request(where.host, where.socket_port, request.encode("utf-8"),
                               where.timeout)
     except ClientError as exc:
-        print(f"recorderctl: {exc}", file=sys.stderr)
+        print(f"recorderctl send: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     try:
         result = etree.fromstring(answer)

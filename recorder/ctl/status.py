@@ -13,9 +13,9 @@ from recorder.ctl.common import (
     EXIT_UNREACHABLE,
     CtlError,
     SubParsers,
-    clock,
     command,
     connection_options,
+    elapsed,
     local_time,
     offline_config,
     print_json,
@@ -67,7 +67,7 @@ def problems(doc: Mapping[str, Any]) -> list[str]:
 def _show(doc: Mapping[str, Any], found: list[str]) -> None:
     api = doc.get("api", {})
     print(f"recorderd {doc.get('version', '?')}, ident {doc.get('ident', '?')}, pid "
-          f"{doc.get('pid', '?')}, up {clock(float(doc.get('uptime_seconds', 0)))} "
+          f"{doc.get('pid', '?')}, up {elapsed(float(doc.get('uptime_seconds', 0)))} "
           f"(since {local_time(doc.get('started'))})")
     print("health:     " + ("ok" if not found else "UNHEALTHY"))
     for problem in found:

@@ -158,3 +158,55 @@ class Principal:
         if VIEW_OWN in self.granted:
             agents.add(self.user_id)
         return tuple(sorted(self.within.devices)), tuple(sorted(agents))
+
+
+# --- the APIs (api.require_auth; docs/security.md) ---------------------------------------------
+
+API_AUTH = "ALLOWAPIAUTH"
+
+# What each request type needs beyond ALLOWAPIAUTH, in one table a test can walk: the media
+# functions their permission of MODIFYROLEPERMISSION's table, the administration that of the
+# portal's page for the same thing. A type not listed needs ALLOWAPIAUTH alone.
+REQUEST_PERMISSIONS: dict[str, Requirement] = {
+    **dict.fromkeys(("EXPORT", "COMBINEDEXPORT", "COMBINEEXPORT", "MULTIEXPORT"),
+                    needs("ALLOWEXPORTDOWNLOAD")),
+    **dict.fromkeys(("EMAIL", "COMBINEDEMAIL"), needs("ALLOWEXPORTEMAIL")),
+    **dict.fromkeys(("IMPORTUSER", "IMPORTAGENTPHONE", "MODIFYROLE", "MODIFYROLEPERMISSION",
+                     "MODIFYUSERROLE"), needs("ALLOWAGENTADMIN")),
+    **dict.fromkeys(("ADDGROUP", "MODIFYGROUPPERMISSION", "MODIFYROLEGROUPPERMISSION"),
+                    needs("ALLOWGROUPADMIN")),
+    "IMPORTWORKSTATION": needs("ALLOWSYSTEMCONFIG"),
+}
+# CALLUPDATE is call control, open to the CTI links, except when it sets ARCHIVEACTION: that
+# changes a stored recording's fate (its retention), which is the archive's administration.
+ARCHIVE_UPDATE: Requirement = needs("ALLOWARCHIVEADMIN")
+
+
+def api_requirement(request_type: str, archive_action: bool = False) -> Requirement:
+    """What a request needs of an authenticated user: ALLOWAPIAUTH and what
+    REQUEST_PERMISSIONS (or a CALLUPDATE with ARCHIVEACTION of a stored recording) adds."""
+    extra = REQUEST_PERMISSIONS.get(request_type, ())
+    if request_type == "CALLUPDATE" and archive_action:
+        extra = ARCHIVE_UPDATE
+    return (*needs(API_AUTH), *extra)
+
+
+def socket_needs_identity(request_type: str, archive_action: bool = False) -> bool:
+    """Whether a socket API request is administration or sends recordings away (EMAIL), which
+    (with require_auth) needs a client certificate mapped to a user; call control and the rest
+    stay open to the allowed addresses, as the manual's XML has no place for credentials. (The
+    export functions answer 15 on the socket whoever asks.)"""
+    if request_type == "CALLUPDATE":
+        return archive_action
+    return request_type in REQUEST_PERMISSIONS and request_type not in (
+        "EXPORT", "COMBINEDEXPORT", "COMBINEEXPORT", "MULTIEXPORT")
+
+
+def refusal(granted: Collection[str], requirement: Requirement) -> str | None:
+    """Why a user holding ``granted`` may not make a request needing ``requirement`` (the
+    RESULTMSG), or None if they may."""
+    lacking = missing(granted, requirement)
+    if not lacking:
+        return None
+    names = " and ".join(" or ".join(sorted(clause)) for clause in lacking)
+    return f"the user's roles lack {names}"

@@ -8,6 +8,7 @@ readiness, status and watchdog pings (recorder/service/lifecycle.py).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -21,6 +22,8 @@ from recorder.app import Recorder
 from recorder.config.loader import load_config
 from recorder.config.model import Config, resolve_config_path
 from recorder.config.printing import to_toml
+from recorder.config.reference import json_schema
+from recorder.config.reload import needs_restart
 from recorder.errors import ConfigError, DriverError, RecorderError, StartupError
 from recorder.service.allocator import return_large_blocks
 from recorder.service.checkconfig import check_config, print_problems
@@ -48,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="validate the configuration, print a summary and exit")
     parser.add_argument("--print-config", action="store_true",
                         help="print the effective configuration as TOML and exit")
+    parser.add_argument("--config-schema", action="store_true",
+                        help="print a JSON Schema of the configuration file (for editors) and "
+                        "exit")
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         type=str.upper, help="overrides [log] level")
     parser.add_argument("--version", action="version", version=f"recorderd {__version__}")
@@ -56,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.config_schema:
+        print(json.dumps(json_schema(), indent=1))
+        return EXIT_OK
     source = resolve_config_path(args.config)
     try:
         config = load_config(source)
@@ -177,7 +186,9 @@ def _start(config: Config, notifier: Notifier, stop_requested: threading.Event,
             return recorder
         except DriverError as exc:
             # A board that cannot open is a configuration problem; restarting will not fix it.
-            logger.error("cannot start: %s", exc)
+            # Every board's problem, one a line (as --check-config lists them).
+            for problem in str(exc).splitlines():
+                logger.error("cannot start: %s", problem)
             return EXIT_CONFIG
         except StartupError as exc:
             if not exc.port_busy or time.monotonic() >= deadline or stop_requested.is_set():
@@ -229,6 +240,11 @@ def _reload(recorder: Recorder, source: Path | None) -> str | None:
     recorder.reload(config)
     logger.info("SIGHUP: reloaded schedules, filters, limits and terminology from %s",
                 source or "embedded defaults")
+    # recorder.config is what it started with: the running value of every key not reloaded.
+    kept = needs_restart(recorder.config, config)
+    if kept:
+        logger.warning("SIGHUP: changed, but only a restart applies them (the running values "
+                       "stay): %s", ", ".join(kept))
     return None
 
 

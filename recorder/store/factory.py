@@ -11,6 +11,7 @@ from recorder.store.evidence import EvidenceStore
 from recorder.store.recordings import RecordingStore
 from recorder.store.spool import SpoolingStore
 from recorder.store.sqlite import SqliteStore
+from recorder.store.tokens import TokenStore
 
 # With the spool behind it, a write that meets another process's lock need not wait long: it is
 # spooled and replayed later, while a call start waiting on it would be answered late.
@@ -21,12 +22,13 @@ class Store:
     """One database, seen as its parts: ``recordings`` (rows of recordings and chat
     sessions; their writes wait in the spool while the database is away), ``directory``
     (users, phones, stations, groups, roles, agent windows; straight to the database) and
-    ``audit`` (the append-only audit trail) and ``bookmarks`` (the portal's; both straight to
-    the database)."""
+    ``audit`` (the append-only audit trail), ``bookmarks`` (the portal's) and ``tokens`` (the
+    WebAPI's bearer tokens; all three straight to the database)."""
 
     def __init__(self, recordings: RecordingStore, directory: DirectoryStore,
-                 audit: AuditStore | None = None, bookmarks: BookmarkStore | None = None,
-                 evidence: EvidenceStore | None = None) -> None:
+                 audit: AuditStore | None = None, bookmarks: BookmarkStore | None = None, *,
+                 evidence: EvidenceStore | None = None,
+                 tokens: TokenStore | None = None) -> None:
         self.recordings = recordings
         self.directory = directory
         # Tests build a Store from parts; one without these audits nowhere, bookmarks nothing.
@@ -34,6 +36,7 @@ class Store:
         self.bookmarks = bookmarks
         # The rows' seals and the audit chain as the checks read them (docs/storage.md).
         self.evidence = evidence
+        self.tokens = tokens  # None: no token is accepted
 
     @property
     def backend(self) -> str:
@@ -59,4 +62,5 @@ def open_store(config: StorageConfig) -> Store:
     database = SqliteStore(config.database_path, BUSY_TIMEOUT_SECONDS)
     recordings = SpoolingStore(database, config.spool_path, config.spool_retry_seconds)
     recordings.open()
-    return Store(recordings, database, database, database, database)
+    return Store(recordings, database, audit=database, bookmarks=database, evidence=database,
+                 tokens=database)

@@ -34,6 +34,7 @@ from recorder.store.sqlite_bookmarks import SqliteBookmarks
 from recorder.store.sqlite_chat import SqliteChat
 from recorder.store.sqlite_directory import SqliteDirectory
 from recorder.store.sqlite_evidence import seal_rows
+from recorder.store.sqlite_tokens import SqliteTokens
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +82,10 @@ if sorted(_LEAD_ORDER) != sorted(FILTER_FIELDS):
     raise TypeError("recorder.store.sqlite._LEAD_ORDER must rank every CALLLIST filter")
 
 
-class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, RecordingStore):
-    """Recording rows, the directory, the audit trail and bookmarks in a SQLite database
-    file."""
+class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, SqliteTokens,
+                  RecordingStore):
+    """Recording rows, the directory, the audit trail, bookmarks and API tokens in a SQLite
+    database file."""
 
     def insert_recording(self, rec: NewRecording, ident: int | None = None) -> int:
         values: dict[str, Any] = {

@@ -84,8 +84,12 @@ class SqliteConnection:
                 f"database {self.path} has schema {version}, newer than this recorder's "
                 f"{SCHEMA_VERSION}; upgrade the recorder or restore a matching backup"
             )
+        if version == 0 and SCHEMA_VERSION:
+            # A new database is built by the same steps as an upgrade (one history for both),
+            # but it is not an upgrade: one line says what happened.
+            logger.info("store: creating %s at schema %d", self.path, SCHEMA_VERSION)
         for step in range(version, SCHEMA_VERSION):
-            if step:
+            if version:
                 logger.info("store: upgrading %s from schema %d to %d", self.path, step,
                             step + 1)
             # executescript() commits whatever is pending before it runs, so the transaction

@@ -62,6 +62,7 @@ def collect(p: Components, *, healthy: bool, free_bytes: int | None,
     if p.dispatcher is not None:
         families.append(p.dispatcher.stats.requests.collect())
         families.append(p.dispatcher.stats.latency.collect())
+        families.append(p.dispatcher.stats.ignored.collect())
         families.append(p.dispatcher.stats.pending.collect())
         families.append(p.dispatcher.stats.clients.collect())
         families.append(p.dispatcher.stats.call_pending.collect())

@@ -11,7 +11,7 @@ from tests.helpers.recorders import BIN, Running
 RECORDERCTL = BIN / "recorderctl"
 # Where the machine's own set-up could reach recorderctl: the tests always say which service
 # and which password they mean.
-UNSET = ("RECORDER_CONFIG", "RECORDER_CAV_PASSWORD")
+UNSET = ("RECORDER_CONFIG", "RECORDER_CAV_PASSWORD", "RECORDER_API_TOKEN")
 
 
 def ctl_env(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -189,14 +189,14 @@ class RecorderProcess:
 
 def start_recorderd(tmp_path: Path, processes: list[RecorderProcess],
                     devices: tuple[str, ...] = ("1001",), storage: str = "",
-                    ) -> tuple[Path, Path, Running]:
+                    api: str = "") -> tuple[Path, Path, Running]:
     """A real recorderd on a synthetic board, its data in ``tmp_path/data``, the configuration
     in ``tmp_path/r.toml`` (for the offline commands); (config, data_dir, running).
-    ``storage`` is more of the [storage] table, as TOML lines."""
+    ``storage`` and ``api`` are more of the [storage] and [api] tables, as TOML lines."""
     data = tmp_path / "data"
     listed = ", ".join(f'"{d}"' for d in devices)
     config = write_toml(tmp_path / "r.toml", f'[storage]\ndata_dir = "{data}"\n{storage}'
-                        '[api]\nsocket_port = 0\nweb_port = 0\n[[boards]]\n'
+                        f'[api]\nsocket_port = 0\nweb_port = 0\n{api}[[boards]]\n'
                         f'driver = "synthetic"\ndevices = [{listed}]\n')
     proc = RecorderProcess(["--config", str(config)])
     processes.append(proc)
