@@ -227,3 +227,45 @@ def test_a_listener_that_stops_reading_is_dropped_and_the_recording_goes_on(
         assert session.lost_samples == 0
     finally:
         api.request("CALLSTOP", 2, DEVICEID="1002")
+
+
+def read_until_closed(response: http.client.HTTPResponse, timeout: float) -> float:
+    """Read the stream until the server ends it; the seconds that took (fails at timeout)."""
+    began = time.monotonic()
+    try:
+        while response.read(800):
+            assert time.monotonic() - began < timeout, "the stream went on"
+    except (ConnectionResetError, http.client.IncompleteRead):
+        pass  # aborted by the server: the end too
+    return time.monotonic() - began
+
+
+def test_a_revoked_permission_or_a_deleted_user_ends_the_listening(
+        portal: Recorder, api: ApiConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listen, "SESSION_CHECK_SECONDS", 0.5)
+    assert portal.store is not None
+    directory = portal.store.directory
+    revoked = signed_in(portal, "rev", LISTENER)
+    deleted = signed_in(portal, "del", LISTENER)
+    kept = signed_in(portal, "kept", LISTENER)
+    api.request("CALLSTART", 1, DEVICEID="1001")
+    try:
+        ident = call_in_progress(portal, "1001")
+        streams = {name: open_stream(client, ident)
+                   for name, client in (("rev", revoked), ("del", deleted), ("kept", kept))}
+        for _, response in streams.values():
+            assert response.status == 200
+            assert response.read(44 + 1600)[:4] == b"RIFF"
+        (user,) = [u for u in directory.list_users() if u.username == "rev"]
+        (role,) = directory.user_roles(user.user_id)
+        directory.set_role_permission(role.role_id, "ALLOWLIVEMONITOR", False)
+        (gone,) = [u for u in directory.list_users() if u.username == "del"]
+        directory.delete_user(gone.user_id, now=time.time())
+        assert read_until_closed(streams["rev"][1], 5.0) < 5.0
+        assert read_until_closed(streams["del"][1], 5.0) < 5.0
+        # The one still allowed goes on hearing the call.
+        assert len(streams["kept"][1].read(16000)) == 16000
+    finally:
+        api.request("CALLSTOP", 2, DEVICEID="1001")
+        for conn, _ in streams.values():
+            conn.close()

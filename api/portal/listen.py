@@ -12,8 +12,9 @@ a blackout is silence here too. A listener that cannot keep up (a slow network, 
 browser) is dropped once it falls ``MAX_LAG_SECONDS`` behind: its buffers are bounded (a small
 socket send buffer, a small write buffer), and nothing waits for it but its own handler.
 
-The stream ends when the recording does, after ``MAX_SECONDS``, or at the first check after
-its session has ended (sign-out, the user deleted, an idle or absolute expiry).
+The stream ends when the recording does, after ``MAX_SECONDS``, or at the first check (every
+``SESSION_CHECK_SECONDS``) that the guard would now refuse it: its session ended (sign-out,
+expiry), its user deleted or their password changed, a permission it needs revoked.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from aiohttp import web
 
 from recorder.api.portal.context import PortalRequest
 from recorder.api.portal.recordings import visible
-from recorder.api.portal.sessions import SESSION_COOKIE
+from recorder.api.portal.sessions import SESSION_COOKIE, password_mark
+from recorder.errors import StoreError
 from recorder.recording.session import RecordingSession
+from recorder.rules.access import VIEW, needs, permits
 from recorder.rules.blackout import zero_ranges
 from recorder.store.audit import AUDIT_LISTEN
 
@@ -42,6 +45,7 @@ MAX_SECONDS = 4 * 3600.0  # one stream at most this long (a new one goes through
 SESSION_CHECK_SECONDS = 5.0  # how often a stream checks its session still lives
 SEND_BUFFER_BYTES = 32 * 1024  # the socket's send buffer, so a stalled reader backs up fast
 WRITE_BUFFER_BYTES = 16 * 1024  # the transport's, beyond which a write waits
+REQUIRES = needs(VIEW, "ALLOWLIVEMONITOR")  # the route's (routes.ROUTES), checked again
 # A WAV's sizes when its length is unknown: the largest the header holds. Players read on
 # until the stream ends.
 _UNKNOWN = 0xFFFFFFFF
@@ -132,14 +136,41 @@ async def _follow(req: PortalRequest, response: web.StreamResponse,
                 break
             if now - checked > SESSION_CHECK_SECONDS:
                 checked = now
-                if req.ctx.sessions.find(cookie, req.ctx.clock()) is None:
-                    return  # signed out, expired or ended: the guard would refuse it now
+                if not await _still_allowed(req, cookie):
+                    logger.info("portal: ended a live listener of %s (%s): no longer allowed",
+                                session.path.name, req.address)
+                    _drop(req)
+                    return
             await asyncio.sleep(CHUNK_SECONDS)
         await response.write_eof()
     except (ConnectionResetError, TimeoutError):
         logger.info("portal: dropped a live listener of %s (%s): it went or stalled",
                     session.path.name, req.address)
         _drop(req)
+
+
+async def _still_allowed(req: PortalRequest, cookie: str) -> bool:
+    """What the guard checks at a request, again for a stream that outlasts it: the session
+    lives, its user is there, not deleted, their password unchanged, and they still hold what
+    the route needs (a revoked permission ends the listening within SESSION_CHECK_SECONDS)."""
+    ctx = req.ctx
+    found = ctx.sessions.find(cookie, ctx.clock())
+    if found is None:
+        return False
+    directory = ctx.store.directory
+
+    def check() -> bool:
+        user = directory.get_user(found.user_id)
+        stored = directory.password_hash(found.user_id)
+        if user is None or user.deleted or stored is None or \
+                password_mark(stored) != found.password_mark:
+            return False
+        return permits(directory.user_permissions(found.user_id), REQUIRES)
+
+    try:
+        return await ctx.run(check)
+    except StoreError:
+        return True  # the database away for a moment: the next check decides
 
 
 def _drop(req: PortalRequest) -> None:
