@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import ssl
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -66,11 +64,15 @@ from recorder.api.transport.httpguard import (
 from recorder.api.transport.loadlimits import REFUSED_PAUSE, Lanes, QueueFull, refused_for_load
 from recorder.api.transport.socket_server import cut, limit_send_buffer
 from recorder.api.transport.webaccess import WebAccess
+from recorder.api.transport.webresponses import (
+    TemporaryFileResponse,
+    metrics_response,
+    status_response,
+)
 from recorder.events.bus import EventBus, Subscription
 from recorder.events.types import Event
 from recorder.resultcodes import ResultCode
 from recorder.rules.access import Principal
-from recorder.telemetry.prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -190,9 +192,9 @@ class WebApi:
         if path == SSE_PATH:
             return await self._event_stream(request)
         if path == METRICS_PATH and self._metrics is not None:
-            return await self._diagnostic(request, self._metrics, _metrics_response)
+            return await self._diagnostic(request, self._metrics, metrics_response)
         if path == STATUS_PATH and self._status is not None:
-            return await self._diagnostic(request, self._status, _status_response)
+            return await self._diagnostic(request, self._status, status_response)
         if path not in PAGES:
             raise web.HTTPNotFound(text="the WebAPI is at /webAPI.aspx or /webAPI.php, its "
                                    f"event stream at {SSE_PATH}\n")
@@ -300,7 +302,7 @@ class WebApi:
         await asyncio.get_running_loop().run_in_executor(
             None, partial(audit_export, self._dispatcher.context, request_address(request),
                           params, media, principal))
-        return _TemporaryFileResponse(media.path, headers={
+        return TemporaryFileResponse(media.path, headers={
             "Content-Type": media.content_type,
             "Content-Disposition": f'attachment; filename="{media.filename}"',
             # Recordings are personal data: no cache on the way keeps a copy.
@@ -487,37 +489,3 @@ class WebApi:
     def _xml(body: bytes, status: int = 200) -> web.Response:
         return web.Response(body=body, status=status, content_type="text/xml",
                             charset="utf-8")
-
-
-def _metrics_response(text: str) -> web.Response:
-    return web.Response(body=text.encode("utf-8"),
-                        headers={"Content-Type": METRICS_CONTENT_TYPE,
-                                 "Cache-Control": "no-cache"})
-
-
-def _status_response(document: Mapping[str, Any]) -> web.Response:
-    # allow_nan=False: an infinity or NaN that slipped through is a bug to see, not invalid
-    # JSON to send.
-    body = json.dumps(document, allow_nan=False, indent=1)
-    return web.Response(body=(body + "\n").encode("utf-8"),
-                        headers={"Content-Type": "application/json; charset=utf-8",
-                                 "Cache-Control": "no-cache"})
-
-
-class _TemporaryFileResponse(web.FileResponse):
-    """A file sent (whole, or the Range asked for) and then deleted.
-
-    FileResponse sends everything within ``prepare``, which aiohttp calls once the handler has
-    returned; the file goes as soon as that is over, sent or not. (One whose client vanished
-    before even that is removed from the work directory at the next start.)
-    """
-
-    def __init__(self, path: Path, headers: Mapping[str, str]) -> None:
-        super().__init__(path, headers=headers)
-        self._temporary = path
-
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        try:
-            return await super().prepare(request)
-        finally:
-            self._temporary.unlink(missing_ok=True)
