@@ -5,7 +5,9 @@ visitor without a session is refused every route that is not public."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,10 +15,12 @@ import pytest
 from recorder.api.portal.routes import IDENT, ROUTES, Route
 from recorder.app import Recorder
 from recorder.rules.access import VIEW_OWN
+from tests.helpers.api import ApiConnection
 from tests.helpers.portal import (
     PortalClient,
     add_recording,
     add_user,
+    call_in_progress,
     portal_port,
     portal_recorder,
 )
@@ -50,6 +54,8 @@ def signed_in(recorder: Recorder, permissions: frozenset[str]) -> tuple[PortalCl
 
 def call(client: PortalClient, route: Route, ident: int) -> tuple[int, bytes]:
     path = route.path.replace(IDENT, str(ident))
+    if route.live:
+        return client.first_bytes(path, 44 + 1600)
     if route.stream:
         return client.first_event(path)
     if route.method == "POST":
@@ -57,6 +63,31 @@ def call(client: PortalClient, route: Route, ident: int) -> tuple[int, bytes]:
     else:
         answer = client.get(path)
     return answer.status, answer.body
+
+
+@contextmanager
+def live_call(recorder: Recorder, route: Route, agent: int | None) -> Iterator[int | None]:
+    """For a route serving a call in progress (``live``): a call recording on device 1001,
+    its agent ``agent`` (the phone theirs while it lasts); its RECORDID. None for others."""
+    if not route.live:
+        yield None
+        return
+    assert recorder.api is not None
+    assert recorder.store is not None
+    directory = recorder.store.directory
+    if agent is not None:
+        directory.assign_phone(agent, "1001", now=time.time())
+    recorder._directory_changed()
+    conn = ApiConnection(recorder.api.socket_address[1])
+    try:
+        conn.request("CALLSTART", 1, DEVICEID="1001")
+        yield call_in_progress(recorder, "1001")
+    finally:
+        conn.request("CALLSTOP", 2, DEVICEID="1001")
+        conn.close()
+        if agent is not None:
+            directory.unassign_phone(agent, "1001")
+            recorder._directory_changed()
 
 
 def _case_id(route: Route, clause: int) -> str:
@@ -75,7 +106,8 @@ def test_a_user_lacking_a_permission_a_route_needs_is_refused(portal: Recorder, 
                         for i, c in enumerate(route.requires) if i != clause)
     client, _ = signed_in(portal, granted)
     ident, path = add_recording(portal, agent_id=None)
-    status, body = call(client, route, ident)
+    with live_call(portal, route, None) as live:
+        status, body = call(client, route, live or ident)
     assert status == 403, body[:300]
     assert b"RIFF" not in body
     assert path.exists()
@@ -99,11 +131,15 @@ def test_a_user_holding_what_a_route_needs_is_let_through(
     client, user_id = signed_in(portal, granted)
     # VIEWOWNRECORDS alone sees the calls the user took: give them this one.
     ident, path = add_recording(portal, agent_id=user_id if VIEW_OWN in granted else None)
-    status, body = call(client, route, ident)
+    with live_call(portal, route, user_id if VIEW_OWN in granted else None) as live:
+        status, body = call(client, route, live or ident)
     # A POST sends only its token: the handler may refuse what it lacks (400), but not 403.
     assert status in ((200, 206, 303) if route.method == "GET" else (200, 303, 400)), \
         (status, body[:300])
-    if route.media:
+    if route.live:
+        assert body[:4] == b"RIFF"
+        assert len(body) == 44 + 1600
+    elif route.media:
         assert body == path.read_bytes()
 
 
@@ -113,7 +149,8 @@ def test_a_visitor_without_a_session_is_refused_every_guarded_route(portal: Reco
     client = PortalClient(portal_port(portal))
     ident, path = add_recording(portal, agent_id=None)
     if route.method == "GET":
-        status, body = call(client, route, ident)
+        with live_call(portal, route, None) as live:
+            status, body = call(client, route, live or ident)
     else:  # no session, so no CSRF token either
         answer = client.post(route.path.replace(IDENT, str(ident)), {})
         status, body = answer.status, answer.body

@@ -1,7 +1,8 @@
 """The portal in a real browser: Debian's Chromium driven by Playwright (the system browser,
 never a downloaded one). Sign in, search, open a recording, play it to its end (the server
 sees Range requests and sets LISTENEDTO), bookmark it at the player's time, download it and
-check it with ffprobe, watch the live view's meters move and a call appear, sign out.
+check it with ffprobe, watch the live view's meters move and a call appear, listen to it
+live, sign out; a stereo recording's waveform bands and its left side played alone.
 No console errors (a Content-Security-Policy violation would be one). Screenshots of each
 page go to $PORTAL_ARTIFACTS (else the test's temporary directory)."""
 
@@ -102,6 +103,29 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
     })""")
     assert abs(ended - 1.5) < 0.1
     assert ranges
+    # The waveform drawn from the server's peaks (the test file is a loud pattern throughout),
+    # and a click on the timeline's middle plays from the middle.
+    page.wait_for_selector("canvas[data-drawn='1']", timeout=5000)
+    inked = page.evaluate("""() => {
+        const c = document.querySelector("canvas[data-peaks]");
+        const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let inked = 0;
+        for (let i = 3; i < data.length; i += 4) { if (data[i]) { inked++; } }
+        return inked / (c.width * c.height);
+    }""")
+    assert inked > 0.3
+    box = page.locator("svg[data-timeline]").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("() => !document.querySelector('audio').paused")
+    at = page.evaluate("() => document.querySelector('audio').currentTime")
+    assert 0.6 < at < 1.2, at
+    page.evaluate("""() => new Promise((resolve) => {
+        const audio = document.querySelector("audio");
+        audio.pause();
+        audio.addEventListener("seeked", resolve, {once: true});
+        audio.currentTime = 1.4;  // back near the end, where the bookmark below is made
+    })""")
     assert all(r.startswith("bytes=") for r in ranges)
     row = portal.store.recordings.get_recording(ident)
     assert row is not None
@@ -142,6 +166,33 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
         conn.request("CALLSTART", 1, DEVICEID="1003")
         page.wait_for_selector("#live-calls >> text=on 1003", timeout=5000)
         page.screenshot(path=str(artifacts / "live.png"), full_page=True)
+        # Listening live: the page plays the call's stream through Web Audio as it comes.
+        page.click("#live-calls >> text=Listen")
+        played = page.evaluate("""() => new Promise((resolve) => {
+            const status = document.getElementById("live-listening");
+            const began = performance.now();
+            const timer = setInterval(() => {
+                const context = status.audioContext;
+                const heard = parseFloat(status.getAttribute("data-heard"));
+                const waited = (performance.now() - began) / 1000;
+                if ((context && context.currentTime > 2.0) || waited > 8) {
+                    clearInterval(timer);
+                    resolve({clock: context ? context.currentTime : -1, heard: heard,
+                             state: context ? context.state : "none", waited: waited,
+                             text: status.textContent});
+                }
+            }, 100);
+        })""")
+        # The audio clock ran 2 s playing the call, in real time, and what has arrived is
+        # little ahead of what has played: the stream keeps up with the line.
+        assert played["state"] == "running", played
+        assert played["clock"] > 2.0, played
+        assert played["waited"] < 5.0, played
+        assert 0 < played["heard"] - played["clock"] < 1.5, played
+        assert "Listening to recording" in played["text"]
+        page.screenshot(path=str(artifacts / "listen.png"), full_page=True)
+        page.click("#live-stop")
+        assert page.inner_text("#live-listening") == "Stopped."
     finally:
         conn.request("CALLSTOP", 2, DEVICEID="1003")
         conn.close()
@@ -153,7 +204,7 @@ def test_sign_in_search_play_download_and_sign_out(browser: Any, portal: Recorde
     assert errors == []
     assert portal.store.audit is not None
     actions = [e.action for e in portal.store.audit.list_audit(AuditQuery(username="bea"))]
-    assert actions[:5] == ["signout", "download", "bookmark", "play", "search"]
+    assert actions[:6] == ["signout", "listen", "download", "bookmark", "play", "search"]
     context.close()
 
 
@@ -205,5 +256,56 @@ def test_an_administrator_creates_a_user_and_a_role_in_the_browser(browser: Any,
     other.fill("#password", "supervising well")
     other.click("button[type=submit]")
     other.wait_for_url(base + "/recordings**")
+    assert errors == []
+    context.close()
+
+
+def test_a_stereo_recordings_sides_play_alone_in_the_browser(browser: Any, portal: Recorder,
+                                                            tmp_path: Path) -> None:
+    import numpy as np  # noqa: PLC0415
+
+    add_user(portal, "sid", ("ALLOWVIEWALLRECORDS",))
+    t = np.arange(3 * 8000) / 8000
+    audio = np.stack([(12000 * np.sin(2 * np.pi * 440 * t)),
+                      np.zeros_like(t)], axis=1).astype(np.int16)  # left a tone, right silent
+    ident, _ = add_recording(portal, agent_id=None, samples=audio)
+    base = f"http://127.0.0.1:{portal_port(portal)}"
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}")
+            if r.status >= 400 else None)
+    page.goto(base + "/signin")
+    page.fill("#username", "sid")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/recordings**")
+    page.goto(f"{base}/recordings/{ident}")
+    # The waveform shows a stereo file's two bands: the left inked, the right flat.
+    page.wait_for_selector("canvas[data-drawn='2']", timeout=5000)
+    bands = page.evaluate("""() => {
+        const c = document.querySelector("canvas[data-peaks]");
+        const ink = (y0, y1) => {
+            const d = c.getContext("2d").getImageData(0, y0, c.width, y1 - y0).data;
+            let n = 0;
+            for (let i = 3; i < d.length; i += 4) { if (d[i]) { n++; } }
+            return n / (c.width * (y1 - y0));
+        };
+        return [ink(0, c.height / 2), ink(c.height / 2, c.height)];
+    }""")
+    assert 0.3 < bands[0] < 0.45  # the tone's peak is 0.37 of full scale
+    assert bands[1] <= 0.06  # a hairline (one pixel, anti-aliased over two rows): silence
+    page.evaluate("() => document.querySelector('audio').play()")
+    page.wait_for_function("() => document.querySelector('audio').currentTime > 0.5")
+    page.check("input[name=side][value=left]")
+    # The player switches to the left side alone, at the same place, and plays on.
+    page.wait_for_function("""() => {
+        const a = document.querySelector("audio");
+        return a.src.endsWith("?side=left") && !a.paused && a.currentTime > 0.8;
+    }""", timeout=8000)
+    artifacts = Path(os.environ.get("PORTAL_ARTIFACTS", tmp_path / "artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifacts / "stereo.png"), full_page=True)
     assert errors == []
     context.close()

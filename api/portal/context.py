@@ -14,11 +14,14 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from recorder.api.portal.peaks import PeakCache
 from recorder.api.portal.render import Templates
 from recorder.api.portal.renditions import Renditions
 from recorder.api.portal.sessions import Session, Sessions
 from recorder.api.portal.throttle import SignInThrottle
+from recorder.archive.mailer import Mailer
 from recorder.config.portal import PortalConfig
+from recorder.recording.session import RecordingSession
 from recorder.rules.access import Principal
 from recorder.store.audit import AuditEntry
 from recorder.store.factory import Store
@@ -47,8 +50,16 @@ class PortalContext:
     clock: Callable[[], float] = field(default=time.time)
     # The recorder's status document (Recorder.status), for the live view; None: no live view.
     status: Callable[[], Mapping[str, Any]] | None = None
+    # The session of a recording in progress by RECORDID, for listening live; None: no live
+    # audio (the portal reads the capture ring itself: recordings.live).
+    live_session: Callable[[int], RecordingSession | None] | None = None
     # Tells the scheduler users or their phones changed (a user deleted frees their phones).
     directory_changed: Callable[[], None] = field(default=lambda: None)
+    peaks: PeakCache = field(default_factory=PeakCache)  # the recordings' waveforms
+    mailer: Mailer | None = None  # [smtp], for e-mailing a recording (as the API's EMAIL)
+    # Starts (True) or stops a blackout on a device's call, as BLACKOUTSTART/STOP; raises
+    # ResultError with the API's message. None: no blackouts from the portal.
+    blackout: Callable[[str, bool], None] | None = None
     password_checks: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(PASSWORD_CHECKS))
 

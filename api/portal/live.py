@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from recorder.api.portal.context import PortalRequest
+from recorder.rules.access import VIEW, permits
 
 INTERVAL_SECONDS = 0.5
 STREAM_SECONDS = 60.0
@@ -57,7 +58,10 @@ async def _view(req: PortalRequest) -> dict[str, Any]:
 
 
 async def page(req: PortalRequest) -> web.StreamResponse:
-    return req.page("live.html", view=await _view(req), floor=FLOOR_DBFS)
+    # Listening needs to see the recording too (its route's requirement; the server checks).
+    may_listen = permits(req.user.granted, (VIEW,))
+    return req.page("live.html", view=await _view(req), floor=FLOOR_DBFS,
+                    may_listen=may_listen)
 
 
 async def stream(req: PortalRequest) -> web.StreamResponse:

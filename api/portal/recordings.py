@@ -8,19 +8,24 @@ requests of a seek are not (one entry per listening, not per chunk).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from recorder.api.portal.context import PortalRequest
-from recorder.api.portal.renditions import DOWNLOAD_FORMATS
+from recorder.api.portal.renditions import DOWNLOAD_FORMATS, SIDES
 from recorder.archive.export import MEDIA_TYPES, export_name
+from recorder.codecs.convert import probe
 from recorder.errors import CodecError
 from recorder.rules.access import deletion_refused, permits
 from recorder.store.audit import AUDIT_DELETE, AUDIT_DOWNLOAD, AUDIT_PLAY
+from recorder.store.bookmarks import Bookmark
 from recorder.store.records import TYPE_AUDIO, USER_FIELDS, RecordingRow
 
 logger = logging.getLogger(__name__)
@@ -60,7 +65,7 @@ async def visible(req: PortalRequest) -> RecordingRow:
     return row
 
 
-def _stored_file(req: PortalRequest, row: RecordingRow) -> Path:
+def stored_file(req: PortalRequest, row: RecordingRow) -> Path:
     """The recording's file, if it has one still and it lies under the recordings directory
     (a row is never trusted to point elsewhere); 404 otherwise."""
     if row.recording_type != TYPE_AUDIO or not row.filename or row.purged_time is not None:
@@ -75,15 +80,41 @@ def _stored_file(req: PortalRequest, row: RecordingRow) -> Path:
 async def show(req: PortalRequest) -> web.StreamResponse:
     row = await visible(req)
     granted = req.user.granted
-    trail = req.ctx.store.bookmarks
-    marks = await req.ctx.run(lambda: trail.list_bookmarks(row.ident)) if trail else []
+    store = req.ctx.store
+    playable = (row.recording_type == TYPE_AUDIO and bool(row.filename)
+                and row.purged_time is None)
+
+    def read() -> tuple[list[Bookmark], tuple[tuple[float, float], ...], int]:
+        trail = store.bookmarks
+        channels = 1
+        if playable:
+            # A stereo recording offers its sides; one unreadable here, the player reports.
+            with contextlib.suppress(OSError, CodecError):
+                channels = probe(Path(row.filename)).channels
+        return (trail.list_bookmarks(row.ident) if trail else [],
+                store.recordings.recording_blackouts(row.ident), channels)
+
+    marks, blackouts, channels = await req.ctx.run(read)
     return req.page(
         "recording.html", row=row, meta=row.meta, user_fields=USER_FIELDS, bookmarks=marks,
+        blackouts=blackouts, timeline=timeline(row.duration, blackouts), stereo=channels == 2,
         may_comment=permits(granted, ((frozenset({"ALLOWCOMMENT"}),))),
-        playable=row.recording_type == TYPE_AUDIO and bool(row.filename)
-        and row.purged_time is None, formats=DOWNLOAD_FORMATS,
+        playable=playable, formats=DOWNLOAD_FORMATS,
         may_download=permits(granted, ((frozenset({"ALLOWEXPORTDOWNLOAD"}),))),
+        may_email=permits(granted, ((frozenset({"ALLOWEXPORTEMAIL"}),))),
         may_delete=permits(granted, ((frozenset({"ALLOWFILEDELETE"}),))))
+
+
+def timeline(duration: float | None, blackouts: Sequence[tuple[float, float]]
+             ) -> dict[str, Any] | None:
+    """The player's timeline: its length in milliseconds (the SVG's units, so the marks need
+    no inline style, which the Content-Security-Policy forbids) and each blackout's place."""
+    if not duration or duration <= 0:
+        return None
+    width = max(1, round(duration * 1000))
+    return {"width": width,
+            "blackouts": [{"x": round(a * 1000), "width": max(1, round((b - a) * 1000)),
+                           "start": a, "end": b} for a, b in blackouts]}
 
 
 def _from_start(request: web.Request) -> bool:
@@ -93,11 +124,23 @@ def _from_start(request: web.Request) -> bool:
 
 
 async def audio(req: PortalRequest) -> web.StreamResponse:
+    """The audio the player plays; ``?side=left|right``: one side of a stereo recording."""
     row = await visible(req)
-    stored = _stored_file(req, row)
+    stored = stored_file(req, row)
     ctx = req.ctx
+    side = req.request.query.get("side", "")
+    if side and side not in SIDES:
+        raise web.HTTPBadRequest(text=f"side: one of {', '.join(SIDES)}")
+
+    def play() -> tuple[Path, str]:
+        if side:
+            return ctx.renditions.side(row, stored, side), "audio/wav"
+        return ctx.renditions.playable(row, stored)
+
     try:
-        path, content_type = await ctx.run(lambda: ctx.renditions.playable(row, stored))
+        path, content_type = await ctx.run(play)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text="This recording is not stereo.") from exc
     except (OSError, CodecError) as exc:
         logger.error("portal: cannot make recording %d playable: %s", row.ident, exc)
         raise web.HTTPInternalServerError(text="The recording cannot be played.") from exc
@@ -115,7 +158,7 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
 async def download(req: PortalRequest) -> web.StreamResponse:
     """The stored file, or with ``?format=`` the recording converted (an export format)."""
     row = await visible(req)
-    path = _stored_file(req, row)
+    path = stored_file(req, row)
     ctx = req.ctx
     fmt = req.request.query.get("format", "").strip().lower()
     if fmt and fmt not in DOWNLOAD_FORMATS:

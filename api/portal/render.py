@@ -21,6 +21,15 @@ def duration(seconds: float | None) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
+def clock(seconds: float | None) -> str:
+    """h:mm:ss.t: a place in a recording, to the tenth of a second."""
+    if seconds is None:
+        return ""
+    tenths = round(seconds * 10)
+    whole, tenth = divmod(tenths, 10)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}.{tenth}"
+
+
 def iso_time(timestamp: float | None) -> str:
     """UTC ISO 8601, which the page's script shows in the browser's local time."""
     if timestamp is None:
@@ -37,6 +46,7 @@ class Templates:
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self._env.filters["duration"] = duration
         self._env.filters["iso_time"] = iso_time
+        self._env.filters["clock"] = clock
 
     def render(self, name: str, **values: Any) -> str:
         return self._env.get_template(name).render(**values)

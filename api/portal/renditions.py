@@ -16,7 +16,11 @@ import secrets
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from recorder.archive.export import EXPORT_FORMATS, export_recording, extension
+from recorder.codecs.convert import iter_audio
+from recorder.codecs.formats import open_writer
 from recorder.store.records import RecordingRow
 
 logger = logging.getLogger(__name__)
@@ -25,6 +29,7 @@ NATIVE = {"wav": "audio/wav", "mp3": "audio/mpeg"}  # stored formats a browser p
 KEEP = 16  # renditions kept for seeking
 # Download formats offered: the export formats but CAV, whose password the portal does not ask.
 DOWNLOAD_FORMATS = tuple(f for f in EXPORT_FORMATS if f != "cav")
+SIDES = ("left", "right")  # a stereo recording's sides, as its file's channels 0 and 1
 
 
 class Renditions:
@@ -54,6 +59,33 @@ class Renditions:
                 export_recording(row, "wav", path)
                 self._trim()
         return path, "audio/wav"
+
+    def side(self, row: RecordingRow, stored: Path, side: str) -> Path:
+        """One side of a stereo recording (``left`` or ``right``) as a mono PCM WAV;
+        ValueError if the recording is not stereo."""
+        played, content_type = self.playable(row, stored)
+        mark = (row.audio_hash or str(row.audio_size or 0))[:16]
+        path = self.directory / f"play-{row.ident}-{mark}-{side}.wav"
+        with self._lock:
+            if path.exists():
+                os.utime(path)
+                return path
+            info, blocks = iter_audio(played, "mp3" if content_type == "audio/mpeg" else "wav")
+            if info.channels != 2:
+                raise ValueError("the recording is not stereo")
+            column = SIDES.index(side)
+            part = path.with_name(path.name + ".part")
+            try:
+                writer = open_writer("wav", part.open("wb"), info.sample_rate, 1)
+                for block in blocks:
+                    writer.write(np.ascontiguousarray(block[:, column]))
+                writer.close()
+                part.replace(path)
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            self._trim()
+        return path
 
     def download(self, row: RecordingRow, fmt: str) -> Path:
         """The recording converted to ``fmt`` in a file of its own; the caller removes it."""

@@ -18,13 +18,18 @@ from recorder.api.portal import (
     account,
     admin,
     assets,
+    blackouts,
     bookmarks,
     groups,
+    listen,
     live,
+    mail,
+    phones,
     recordings,
     search,
     signin,
     system,
+    waveform,
 )
 from recorder.api.portal.context import PortalRequest
 from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
@@ -48,6 +53,8 @@ class Route:
     media: bool = False
     # An event stream that stays open (tests read its first event only).
     stream: bool = False
+    # The audio of a call in progress (the matrix starts a call for it and reads its start).
+    live: bool = False
     # Whether the server looks up the request's session first (static files need none).
     identify: bool = True
 
@@ -60,14 +67,17 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/recordings", search.search, needs(VIEW)),
     Route("GET", RECORDING, recordings.show, needs(VIEW)),
     Route("GET", RECORDING + "/audio", recordings.audio, needs(VIEW), media=True),
+    Route("GET", RECORDING + "/peaks", waveform.peaks, needs(VIEW)),
     Route("GET", RECORDING + "/download", recordings.download,
           needs(VIEW, "ALLOWEXPORTDOWNLOAD"), media=True),
     Route("POST", RECORDING + "/bookmarks", bookmarks.add, needs(VIEW, "ALLOWCOMMENT")),
+    Route("POST", RECORDING + "/email", mail.send, needs(VIEW, "ALLOWEXPORTEMAIL")),
     Route("GET", RECORDING + "/delete", recordings.confirm_delete,
           needs(VIEW, "ALLOWFILEDELETE")),
     Route("POST", RECORDING + "/delete", recordings.delete, needs(VIEW, "ALLOWFILEDELETE")),
     Route("GET", "/live", live.page, needs("ALLOWLIVEMONITOR")),
     Route("GET", "/live/stream", live.stream, needs("ALLOWLIVEMONITOR"), stream=True),
+    Route("GET", RECORDING + "/live", listen.live, listen.REQUIRES, media=True, live=True),
     Route("GET", "/system", system.page, needs("ALLOWSYSTEMCONFIG")),
     Route("GET", "/password", account.password_form, needs("ALLOWCHANGEPASSWORD")),
     Route("POST", "/password", account.change_password, needs("ALLOWCHANGEPASSWORD")),
@@ -83,6 +93,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/admin/roles", admin.add_role, needs("ALLOWAGENTADMIN")),
     Route("POST", "/admin/roles/" + IDENT + "/permissions", admin.role_permissions,
           needs("ALLOWAGENTADMIN")),
+    Route("GET", "/admin/phones", phones.page, needs("ALLOWAGENTADMIN")),
+    Route("POST", "/admin/phones", phones.change, needs("ALLOWAGENTADMIN")),
+    Route("GET", "/admin/blackouts", blackouts.page, needs("ALLOWBLACKOUT")),
+    Route("POST", "/admin/blackouts", blackouts.change, needs("ALLOWBLACKOUT")),
     Route("GET", "/admin/groups", groups.groups, needs("ALLOWGROUPADMIN")),
     Route("POST", "/admin/groups", groups.add_group, needs("ALLOWGROUPADMIN")),
     Route("POST", "/admin/groups/" + IDENT + "/members", groups.members,

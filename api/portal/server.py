@@ -41,8 +41,10 @@ from recorder.api.portal.sessions import (
 )
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.api.transport.access import AddressRefusals
+from recorder.archive.mailer import Mailer
 from recorder.config.portal import PortalConfig
 from recorder.errors import StartupError, StoreError
+from recorder.recording.session import RecordingSession
 from recorder.rules.access import Principal, Within, missing, view_groups
 from recorder.rules.addresses import Networks
 from recorder.store.factory import Store
@@ -78,7 +80,10 @@ class PortalServer(Worker):
     def __init__(self, config: PortalConfig, store: Store, data_dir: Path,
                  recordings_dir: Path, *, clock: Callable[[], float] = time.time,
                  status: Callable[[], Mapping[str, Any]] | None = None,
-                 directory_changed: Callable[[], None] | None = None) -> None:
+                 directory_changed: Callable[[], None] | None = None,
+                 live_session: Callable[[int], RecordingSession | None] | None = None,
+                 mailer: Mailer | None = None,
+                 blackout: Callable[[str, bool], None] | None = None) -> None:
         super().__init__("portal-loop")
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="portal")
@@ -91,7 +96,8 @@ class PortalServer(Worker):
                                     config.max_failed_signins, config.lockout_seconds),
             templates=Templates(), executor=self._executor, recordings_dir=recordings_dir,
             renditions=Renditions(data_dir / "tmp" / "portal"), secure=self._tls is not None,
-            clock=clock, status=status)
+            clock=clock, status=status, live_session=live_session, mailer=mailer,
+            blackout=blackout)
         if directory_changed is not None:
             self.ctx.directory_changed = directory_changed
         self._ready = threading.Event()

@@ -17,6 +17,7 @@ from recorder.calls.model import LiveCall
 from recorder.calls.requests import CallError, DeviceQuery
 from recorder.calls.table import CallTable
 from recorder.capture.core import CaptureCore
+from recorder.recording.files import OpenRecording
 from recorder.resultcodes import ResultCode
 from recorder.rules.blackout import BlackoutStateError
 
@@ -27,11 +28,15 @@ class BlackoutControl:
     """Starts and stops blackouts; thread-safe (the table's lock, then each call's)."""
 
     def __init__(self, table: CallTable, lookup: DeviceLookup, capture: CaptureCore,
-                 events: CallEvents) -> None:
+                 events: CallEvents,
+                 noted: Callable[[OpenRecording], None] | None = None) -> None:
         self._table = table
         self._lookup = lookup
         self._capture = capture
         self._events = events
+        # Each change goes into the recordings' crash-journal entries (RecordingFiles.
+        # note_blackouts), so a recovered row keeps its blackouts too.
+        self._noted = noted or (lambda opened: None)
 
     def start(self, device: DeviceQuery, instance: str | None,
               offset_seconds: int = 0) -> LiveCall:
@@ -108,10 +113,10 @@ class BlackoutControl:
             if recording.active:
                 self._events.publish("RECORDINGRESUMED", call, recording)
 
-    @staticmethod
-    def _reached_back(call: LiveCall) -> None:
+    def _reached_back(self, call: LiveCall) -> None:
         for recording in call.recordings():
             recording.session.blackout_reached_back()
+            self._noted(recording.file)
 
     def pause(self, call: LiveCall, position: int) -> bool:
         """The call's SIPREC session paused at ``position``: blacked out from there, as

@@ -74,7 +74,8 @@ class Scheduler:
                 self.table.devices.add(channel.device_id, channel.id)
         self.events = CallEvents(events or NoEvents(), core_ident)
         self.lookup = DeviceLookup(self.table, store.directory)
-        self.blackouts = BlackoutControl(self.table, self.lookup, capture, self.events)
+        self.blackouts = BlackoutControl(self.table, self.lookup, capture, self.events,
+                                         noted=files.note_blackouts)
         self.status = StatusViews(self.table, self.lookup, capture, clock)
         self.updates = CallUpdates(self.table, self.lookup, store.recordings, self.events)
         self.stats = files.stats

@@ -18,6 +18,7 @@ from recorder.calls.requests import CallError, DeviceQuery
 from recorder.calls.table import CallTable
 from recorder.capture.channels import StateSnapshot
 from recorder.capture.core import CaptureCore, ChannelLevels
+from recorder.recording.session import RecordingSession
 from recorder.resultcodes import ResultCode
 from recorder.rules.decision import Decision
 from recorder.store.records import STOP_CALL_ENDED, STOP_CALLSTOP, STOP_RECORDSTOP, STOP_TRIGGER
@@ -181,6 +182,17 @@ class StatusViews:
                     seconds=seconds, partial=recording.partial, paused=call.paused,
                     filename=recording.filename))
         return found
+
+    def live_session(self, record_id: int) -> RecordingSession | None:
+        """The session of the recording in progress with ``record_id``, for a live listener
+        (the portal reads its audio from the ring itself); None if none is in progress."""
+        with self._table.lock:
+            calls = self._table.open_calls()
+        for call in calls:
+            for recording in call.recordings():
+                if recording.record_id == record_id and not recording.session.closed:
+                    return recording.session
+        return None
 
 
 __all__ = [

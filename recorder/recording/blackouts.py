@@ -22,7 +22,7 @@ from recorder.codecs.convert import read_audio
 from recorder.codecs.formats import open_writer
 from recorder.codecs.wav import WAVE_FORMAT_ALAW, WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM, read_wav_info
 from recorder.errors import CodecError
-from recorder.rules.blackout import Range, running, started, stopped, zero_ranges
+from recorder.rules.blackout import OPEN, Range, running, started, stopped, zero_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,25 @@ class Blackouts:
     def ranges(self) -> list[Range]:
         with self._lock:
             return [(a, b) for a, b in self._ranges if b > a]
+
+
+def in_file(ranges: Sequence[Range], start: int) -> list[tuple[int, int | None]]:
+    """A call's blackout ranges (absolute positions) as frames of a file beginning at
+    ``start``; a running one's end is None (it lasts to wherever the file ends)."""
+    return [(max(0, a - start), None if b == OPEN else b - start)
+            for a, b in ranges if b > start]
+
+
+def file_seconds(ranges: Sequence[tuple[int, int | None]], frames: int,
+                 sample_rate: int) -> tuple[tuple[float, float], ...]:
+    """File-frame ranges (``in_file``'s) as (start, end) seconds within a file of ``frames``:
+    what the store keeps of a complete recording's blackouts (to the millisecond)."""
+    found = []
+    for a, b in ranges:
+        end = frames if b is None else min(b, frames)
+        if end > a:
+            found.append((round(a / sample_rate, 3), round(end / sample_rate, 3)))
+    return tuple(found)
 
 
 def silence_file(path: Path, fmt: str, ranges: Sequence[Range], *, options: dict[str, object]

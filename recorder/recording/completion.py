@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from recorder.codecs.buffered import out_of_space
 from recorder.errors import StoreError
 from recorder.events.types import Event, EventSink, NoEvents
+from recorder.recording.blackouts import file_seconds, in_file
 from recorder.recording.journal import Journal
 from recorder.recording.session import SessionResult
 from recorder.recording.stats import RecordingStats
@@ -163,7 +164,10 @@ class Completion(Worker):
             self._disk_full(session.path, session.bytes_per_second)
         done = FinishedRecording(
             stop_time=closing.stop_time, duration=result.duration, audio_size=result.size,
-            audio_hash=result.sha256, stop_reason=reason, lost_samples=result.lost_samples)
+            audio_hash=result.sha256, stop_reason=reason, lost_samples=result.lost_samples,
+            blackouts=() if session.blackouts.never else file_seconds(
+                in_file(session.blackouts.ranges(), session.start), result.frames,
+                result.sample_rate))
         saved = False
         try:
             if opened.record_id is None:

@@ -25,7 +25,7 @@ from recorder.capture.core import Channel
 from recorder.codecs.formats import file_extension, open_writer
 from recorder.errors import StoreError
 from recorder.events.types import Event
-from recorder.recording.blackouts import Blackouts
+from recorder.recording.blackouts import Blackouts, in_file
 from recorder.recording.completion import Closing, Completion
 from recorder.recording.journal import Journal
 from recorder.recording.paths import create_unique, recording_path
@@ -192,6 +192,20 @@ class RecordingFiles:
             # Recording it matters more than the promise of recovering it after a crash.
             logger.exception("%s: not in the crash journal; recording anyway", session.path)
             return None
+
+    def note_blackouts(self, opened: OpenRecording) -> None:
+        """The recording's blackouts changed: noted in its journal entry, so a crash before
+        its row is complete still keeps them with the row (recovery)."""
+        key = opened.journal_key
+        if self._journal is None or key is None or opened.session.closed:
+            return
+        session = opened.session
+        try:
+            self._journal.note_blackouts(key, in_file(session.blackouts.ranges(), session.start))
+        except OSError:
+            # The blackout itself holds (the audio is silenced); only a crash's row would
+            # lack the marks.
+            logger.exception("%s: cannot note its blackouts in the crash journal", session.path)
 
     def close(self, opened: OpenRecording, end: int, *, reason: str, error_reason: str,
               stop_time: float | None, stopped: Event, update: Event | None,

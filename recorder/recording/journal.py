@@ -10,6 +10,8 @@ The file is JSON lines, appended with one ``write`` each:
 
 - ``{"op": "open", "key": 7, ...}`` a recording started (see ``JournalEntry``);
 - ``{"op": "end", "key": 7}`` its row is complete;
+- ``{"op": "blackouts", "key": 7, "ranges": [[8000, 20000], [40000, null]]}`` its blackouts
+  as they are now, in file frames (null: still running), for recovery to keep with the row;
 - ``{"op": "announce", "type": ..., "fields": {...}}`` a recording ``recorderctl recover``
   completed offline, whose RECORDINGSTOPPED the next start of the service still has to send;
 - ``{"op": "audit-head", "entry_id": 12, "entry_hash": "..."}`` the audit trail's newest entry
@@ -31,7 +33,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,8 @@ class JournalEntry:
     row: NewRecording
     record_id: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Its blackouts as file frames (start, end; end None: still running), as last noted.
+    blackouts: tuple[tuple[int, int | None], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         # By hand, not dataclasses.asdict (which deep-copies every value): this runs in every
@@ -70,7 +74,8 @@ class JournalEntry:
                 "sample_rate": self.sample_rate, "channels": self.channels,
                 "row": {**{name: getattr(row, name) for name in _ROW_FIELDS},
                         "meta": dict(row.meta)},
-                "record_id": self.record_id, "options": dict(self.options)}
+                "record_id": self.record_id, "options": dict(self.options),
+                **({"blackouts": [list(r) for r in self.blackouts]} if self.blackouts else {})}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> JournalEntry:
@@ -80,7 +85,12 @@ class JournalEntry:
                    sample_rate=int(doc["sample_rate"]), channels=int(doc["channels"]),
                    row=NewRecording(**row),
                    record_id=None if doc.get("record_id") is None else int(doc["record_id"]),
-                   options=dict(doc.get("options") or {}))
+                   options=dict(doc.get("options") or {}),
+                   blackouts=_ranges(doc.get("blackouts") or ()))
+
+
+def _ranges(doc: Any) -> tuple[tuple[int, int | None], ...]:
+    return tuple((int(a), None if b is None else int(b)) for a, b in doc)
 
 
 @dataclass
@@ -104,6 +114,11 @@ def read_journal(path: Path) -> JournalContents:
                 contents.open[entry.key] = entry
             elif op == "end":
                 contents.open.pop(int(doc["key"]), None)
+            elif op == "blackouts":
+                key = int(doc["key"])
+                if key in contents.open:
+                    contents.open[key] = replace(contents.open[key],
+                                                 blackouts=_ranges(doc["ranges"]))
             elif op == "audit-head":
                 contents.audit_head = (int(doc["entry_id"]), str(doc["entry_hash"]))
             elif op == "announce":
@@ -176,6 +191,18 @@ class Journal:
             compact = self._file.size > COMPACT_BYTES
         if compact:
             self.rewrite()
+
+    def note_blackouts(self, key: int, ranges: list[tuple[int, int | None]]) -> None:
+        """An open recording's blackouts changed (file frames, ``in_file``'s): kept for
+        recovery, which stores them with the row it completes. Waits until it is on disk."""
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is None:
+                return
+            self._open[key] = replace(entry, blackouts=tuple(ranges))
+            self._append({"op": "blackouts", "key": key, "ranges": [list(r) for r in ranges]})
+            ticket = self._written
+        self._sync_to(ticket)
 
     def forget(self, key: int) -> None:
         """Drop an entry without a line in the file (recovery completed it; ``rewrite`` next)."""

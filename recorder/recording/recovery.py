@@ -35,7 +35,7 @@ from recorder.codecs.wav import read_wav_info, wav_header
 from recorder.errors import CodecError, StoreError
 from recorder.events.rows import recovered_event
 from recorder.events.types import Event
-from recorder.recording.blackouts import apply_pending
+from recorder.recording.blackouts import apply_pending, file_seconds
 from recorder.recording.journal import Journal, JournalContents, JournalEntry, read_journal
 from recorder.recording.paths import sha256_file
 from recorder.store.recordings import RecordingStore
@@ -153,7 +153,10 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
             # that RECORDID (a spooled insert of the same recording is not stored twice).
             record_id = store.insert_recording(row, record_id)
         assert record_id is not None
-        store.finish_recording(record_id, _finished(row.start_time, state))
+        store.finish_recording(record_id, _finished(
+            row.start_time, state,
+            file_seconds(entry.blackouts, round(state.duration * entry.sample_rate),
+                         entry.sample_rate)))
     except StoreError:
         logger.exception("RECORDID %s (%s): cannot complete its row; the journal keeps it for "
                          "the next start", record_id, entry.path)
@@ -185,10 +188,11 @@ def _completed(record_id: int, row: NewRecording, path: str, state: _FileState) 
                      state.duration, STOP_RECOVERED, recovered_event(row, record_id))
 
 
-def _finished(start_time: float, state: _FileState) -> FinishedRecording:
+def _finished(start_time: float, state: _FileState,
+              blackouts: tuple[tuple[float, float], ...] = ()) -> FinishedRecording:
     return FinishedRecording(stop_time=start_time + state.duration, duration=state.duration,
                              audio_size=state.size, audio_hash=state.digest,
-                             stop_reason=STOP_RECOVERED, lost_samples=0)
+                             stop_reason=STOP_RECOVERED, lost_samples=0, blackouts=blackouts)
 
 
 def format_of_row(path: Path, media_format: str) -> str:

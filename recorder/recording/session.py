@@ -369,12 +369,22 @@ class RecordingSession:
             self._written.add(data - self._counted)
             self._counted = data
 
+    def read_span(self, start: int, end: int) -> tuple[npt.NDArray[np.int16], int]:
+        """Audio [start, end) of the ring as this recording's file takes it (one channel,
+        stereo or mixed to mono), blackouts not yet applied, and how many of its first frames
+        the ring had lost. For a live listener (the portal): reads the ring only, takes no
+        lock and changes nothing of the session, so it never holds up the writer."""
+        return self._read_from(start, end)
+
     def _read(self, end: int) -> tuple[npt.NDArray[np.int16], int]:
         """Audio [pos, end) as the writer takes it (one channel, stereo or mixed to mono), and
         how many of its first frames the ring had lost (zero in it)."""
+        return self._read_from(self._pos, end)
+
+    def _read_from(self, start: int, end: int) -> tuple[npt.NDArray[np.int16], int]:
         if self._adjacent is not None:
             board, first, swapped = self._adjacent
-            got = board.read_adjacent(first, 2, self._pos, end)
+            got = board.read_adjacent(first, 2, start, end)
             block = got.samples[:, ::-1] if swapped else got.samples
             if self._writer.channels == 2:
                 return block, got.lost
@@ -384,7 +394,7 @@ class RecordingSession:
             np.minimum(mixed, 32767, out=mixed)
             np.maximum(mixed, -32768, out=mixed)
             return mixed.astype(np.int16), got.lost
-        reads = [channel.read(self._pos, end) for channel in self.channels]
+        reads = [channel.read(start, end) for channel in self.channels]
         return self._combine([got.samples for got in reads]), max(got.lost for got in reads)
 
     def _combine(self, parts: list[npt.NDArray[np.int16]]) -> npt.NDArray[np.int16]:

@@ -22,9 +22,11 @@ AUDIT_USER = "user"  # a user added, deleted or given roles (the portal's admini
 AUDIT_ROLE = "role"  # a role added or its permissions changed
 AUDIT_GROUP = "group"  # a group added, its members or the roles it narrows changed
 AUDIT_EXPORT = "export"  # the WebAPI's media functions, recorderctl export --offline
-AUDIT_EMAIL = "email"  # EMAIL and COMBINEDEMAIL, over either API
+AUDIT_EMAIL = "email"  # EMAIL and COMBINEDEMAIL, over either API, and the portal's e-mail
 AUDIT_API_CHANGE = "api-change"  # the APIs' administration (IMPORTUSER, MODIFY*, ...)
 AUDIT_TOKEN = "token"  # an API token made or revoked (recorderctl token)
+AUDIT_LISTEN = "listen"  # a call in progress listened to live in the portal
+AUDIT_BLACKOUT = "blackout"  # a blackout started or stopped in the portal
 
 
 @dataclass(frozen=True)

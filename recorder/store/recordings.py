@@ -104,6 +104,11 @@ class RecordingStore(ABC):
         """Set the recording's LISTENEDTO; False if there is no recording ``ident``."""
 
     @abstractmethod
+    def recording_blackouts(self, ident: int) -> tuple[tuple[float, float], ...]:
+        """A complete recording's blackouts, (start, end) seconds from its file's start, in
+        order; empty for none (or no such recording)."""
+
+    @abstractmethod
     def delete_recording(self, ident: int) -> bool:
         """Delete the row of a complete, unlocked recording (its file is the caller's); False,
         changing nothing, if there is no such row."""

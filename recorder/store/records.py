@@ -75,6 +75,8 @@ class FinishedRecording:
     audio_hash: str  # sha256 of the file, hex
     stop_reason: str
     lost_samples: int = 0
+    # The blackouts in the file: (start, end) seconds from its first frame, in order.
+    blackouts: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)

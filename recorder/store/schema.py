@@ -9,7 +9,8 @@ version 5 for the rest of them (USER1-USER15, GROUP, GATE, DNIS). Version 6 adds
 trail (the portal's sign-ins, searches, plays, downloads and deletes), append-only, and the
 portal's bookmarks. Version 7 adds the evidence that nothing was changed (``evidence_schema``):
 each complete recording's row sealed, the audit trail made a hash chain with a purge anchor.
-Version 8 adds the WebAPI's bearer tokens (hashed).
+Version 8 adds the WebAPI's bearer tokens (hashed). Version 9 keeps a complete recording's
+blackouts (the portal marks them on its player): only the silenced audio showed them before.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from recorder.store.evidence_schema import CREATE_EVIDENCE, migrate_evidence
 from recorder.store.records import FILTER_FIELDS, METADATA_FIELDS
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # API field name -> column, for the call metadata a recording keeps: the lower-case name, but
 # where the manual's table spells the column otherwise.
@@ -328,7 +329,18 @@ CREATE TABLE api_tokens (
 CREATE INDEX api_tokens_by_user ON api_tokens (user_id);
 """
 
+# A complete recording's blackouts, seconds from its file's first frame (written with the
+# completed row; recorder.recording.completion).
+CREATE_V9 = """
+CREATE TABLE recording_blackouts (
+    ident INTEGER NOT NULL REFERENCES recordings (ident),
+    start_seconds REAL NOT NULL,
+    end_seconds REAL NOT NULL
+);
+CREATE INDEX recording_blackouts_by_recording ON recording_blackouts (ident, start_seconds);
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str | Step, ...] = (CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, CREATE_V5,
                                       CREATE_V6, Step(CREATE_EVIDENCE, migrate_evidence),
-                                      CREATE_V8)
+                                      CREATE_V8, CREATE_V9)

@@ -262,8 +262,10 @@ class SpoolingStore(RecordingStore):
             self._replay_insert(int(args["ident"]), _new_recording(args["rec"]))
         elif entry.op == OP_FINISH:
             ident = int(args["ident"])
+            done = dict(args["done"])  # JSON has lists where the row has tuples
+            done["blackouts"] = tuple((float(a), float(b)) for a, b in done.get("blackouts", ()))
             self._inner.finish_recording(self._remap.get(ident, ident),
-                                         FinishedRecording(**args["done"]))
+                                         FinishedRecording(**done))
         elif entry.op == OP_UPDATE:
             ident = int(args["ident"])
             update = args["update"]
@@ -423,6 +425,9 @@ class SpoolingStore(RecordingStore):
 
     def delete_recording(self, ident: int) -> bool:
         return self._current(lambda: self._inner.delete_recording(ident))
+
+    def recording_blackouts(self, ident: int) -> tuple[tuple[float, float], ...]:
+        return self._current(lambda: self._inner.recording_blackouts(ident))
 
     def untranscoded_recordings(self, audio_formats: Sequence[str]) -> list[RecordingRow]:
         return self._current(lambda: self._inner.untranscoded_recordings(audio_formats))

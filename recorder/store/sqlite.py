@@ -141,6 +141,19 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
                  done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
             )
             seal_rows(conn, (ident,))
+            if done.blackouts:
+                # Replaced, not added to: a spooled completion replayed, or recovery
+                # completing a row again, leaves each range once.
+                conn.execute("DELETE FROM recording_blackouts WHERE ident = ?", (ident,))
+                conn.executemany("INSERT INTO recording_blackouts (ident, start_seconds,"
+                                 " end_seconds) VALUES (?, ?, ?)",
+                                 [(ident, a, b) for a, b in done.blackouts])
+
+    def recording_blackouts(self, ident: int) -> tuple[tuple[float, float], ...]:
+        with self._db(f"read the blackouts of recording {ident}") as conn:
+            rows = conn.execute("SELECT start_seconds, end_seconds FROM recording_blackouts"
+                                " WHERE ident = ? ORDER BY start_seconds", (ident,)).fetchall()
+        return tuple((float(a), float(b)) for a, b in rows)
 
     def update_recording(self, ident: int, update: RecordingUpdate) -> bool:
         values: dict[str, Any] = {META_COLUMNS[k]: v for k, v in update.meta.items()}
@@ -234,6 +247,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
                 return False
             conn.execute("DELETE FROM chat_sessions WHERE ident = ?", (ident,))
             conn.execute("DELETE FROM bookmarks WHERE ident = ?", (ident,))
+            conn.execute("DELETE FROM recording_blackouts WHERE ident = ?", (ident,))
             return True
 
     def interrupted_recordings(self) -> list[RecordingRow]:

@@ -113,6 +113,20 @@ class PortalClient:
         finally:
             conn.close()
 
+    def first_bytes(self, path: str, count: int) -> tuple[int, bytes]:
+        """A stream's status and its first ``count`` bytes (or the whole body of a refusal),
+        without waiting for the stream to end."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        cookies = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        try:
+            conn.request("GET", path, headers={"Cookie": cookies} if cookies else {})
+            response = conn.getresponse()
+            if response.status != 200:
+                return response.status, response.read()
+            return response.status, response.read(count)
+        finally:
+            conn.close()
+
     def get(self, path: str, **headers: str) -> Answer:
         return self.request("GET", path, headers=headers)
 
@@ -162,21 +176,24 @@ def add_user(recorder: Recorder, username: str, permissions: Collection[str], *,
 def add_recording(recorder: Recorder, *, agent_id: int | None, seconds: float = 1.0,
                   meta: Mapping[str, str] | None = None, device: str = "1001",
                   keep_days: int | None = None, start: float | None = None,
-                  media_format: str = "wav") -> tuple[int, Path]:
+                  media_format: str = "wav", samples: Any = None) -> tuple[int, Path]:
     """A complete recording with a real 8 kHz file (PCM WAV, or converted from one to
-    ``media_format``); its RECORDID and file."""
+    ``media_format``); its RECORDID and file. ``samples``: its audio, an int16 array of
+    (frames, channels), instead of a pattern."""
     assert recorder.store is not None
     recordings_dir = recorder.config.storage.recordings_dir
     start = time.time() - 60 if start is None else start
-    frames = round(seconds * 8000)
+    frames = round(seconds * 8000) if samples is None else len(samples)
+    seconds = frames / 8000
     path = recordings_dir / "portal" / f"{device}-{time.monotonic_ns()}.wav"
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
+        out.setnchannels(1 if samples is None else samples.shape[1])
         out.setsampwidth(2)
         out.setframerate(8000)
         pattern = bytes((i * 7) % 256 for i in range(256))
-        out.writeframes((pattern * (frames * 2 // 256 + 1))[:frames * 2])
+        out.writeframes((pattern * (frames * 2 // 256 + 1))[:frames * 2] if samples is None
+                        else samples.astype("<i2").tobytes())
     if media_format != "wav":
         from recorder.codecs.convert import convert  # noqa: PLC0415
         from recorder.codecs.formats import file_extension  # noqa: PLC0415
@@ -208,3 +225,15 @@ def portal_recorder(tmp: Path, **portal: object) -> Recorder:
     recorder = Recorder(config)
     recorder.start()
     return recorder
+
+
+def call_in_progress(recorder: Recorder, device: str, timeout: float = 5.0) -> int:
+    """The RECORDID of the recording in progress on ``device`` (once its row is written)."""
+    assert recorder.scheduler is not None
+    ends = time.monotonic() + timeout
+    while time.monotonic() < ends:
+        for found in recorder.scheduler.status.in_progress() or []:
+            if found.device_id == device and found.record_id is not None:
+                return found.record_id
+        time.sleep(0.02)
+    raise AssertionError(f"no recording in progress on {device}")
