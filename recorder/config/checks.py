@@ -26,6 +26,7 @@ from recorder.config.values import (
     parse_day,
     parse_direction,
 )
+from recorder.crypt.keys import key_file_problem
 
 
 class CrossChecks:
@@ -120,7 +121,18 @@ class CrossChecks:
             self.problems.append(
                 f"{where}.encode: {storage.format} is as crash-safe as PCM and cheap to write; "
                 "record it live (encode = \"live\")")
-        return storage
+        if not storage.key_file:
+            if storage.encrypt:
+                self.problems.append(f"{where}.key_file: required with {where}.encrypt (make "
+                                     "a key with `recorderctl key init`)")
+            return storage
+        path = Path(storage.key_file).expanduser()
+        path = path if path.is_absolute() else self.base_dir / path
+        if storage.encrypt:
+            problem = key_file_problem(path)
+            if problem is not None:
+                self.problems.append(f"{where}.key_file: {problem}")
+        return replace(storage, key_file=str(path))
 
     def check_capture(self, capture: CaptureConfig, where: str) -> CaptureConfig:
         needed = capture.preroll_seconds + capture.commit_delay_seconds + 1.0
