@@ -222,6 +222,11 @@ def fsync_file(file: BinaryIO) -> None:
     fd = descriptor(file)
     if fd >= 0:
         os.fsync(fd)
+        return
+    # A file written through its own methods (an encrypted recording) syncs its disk file.
+    own = getattr(file, "fsync", None)
+    if callable(own):
+        own()
 
 
 def abandon_buffer(file: BinaryIO) -> None:

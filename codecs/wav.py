@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from recorder.codecs import g711
 from recorder.codecs.buffered import StreamingWriter, rewrite_at_start
+from recorder.codecs.stored import open_stored
 from recorder.errors import CodecError
 
 logger = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ def read_wav_info(path: Path) -> WavInfo:
     frames only).
     """
     try:
-        with path.open("rb") as f:
+        with open_stored(path) as f:
             file_size = f.seek(0, 2)
             f.seek(0)
             riff = f.read(12)
@@ -259,7 +260,7 @@ def iter_wav_blocks(info: WavInfo, block_frames: int = 1 << 16,
     remaining = info.data_bytes
     step = block_frames * info.block_align
     try:
-        with info.path.open("rb") as f:
+        with open_stored(info.path) as f:
             f.seek(info.data_offset)
             while remaining > 0:
                 raw = f.read(min(step, remaining))

@@ -16,8 +16,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from recorder.api.portal.context import PortalRequest
+from recorder.api.portal.plainmedia import PlainMediaResponse
 from recorder.api.portal.renditions import DOWNLOAD_FORMATS
 from recorder.archive.export import MEDIA_TYPES, export_name
+from recorder.codecs.stored import is_encrypted
 from recorder.errors import CodecError
 from recorder.rules.access import deletion_refused, permits
 from recorder.store.audit import AUDIT_DELETE, AUDIT_DOWNLOAD, AUDIT_PLAY
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 # The stored file as downloaded; other formats are made on request (renditions.download).
 DOWNLOAD_TYPES = {**MEDIA_TYPES, "vox": "application/octet-stream"}
 BLACKOUT_SUFFIX = ".blackout.json"
+KEY_SUFFIX = ".key"  # an encrypted recording's wrapped file key (recorder/crypt/keys.py)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -108,8 +111,10 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
             ctx.audit(req.entry(AUDIT_PLAY, str(row.ident)))
 
         await ctx.run(listened)
-    return MediaResponse(path, headers={"Content-Type": content_type,
-                                           "Cache-Control": "private, no-store"})
+    headers = {"Content-Type": content_type, "Cache-Control": "private, no-store"}
+    if path == stored and is_encrypted(stored):
+        return PlainMediaResponse(stored, headers, ctx.run)
+    return MediaResponse(path, headers=headers)
 
 
 async def download(req: PortalRequest) -> web.StreamResponse:
@@ -133,10 +138,13 @@ async def download(req: PortalRequest) -> web.StreamResponse:
         content_type = DOWNLOAD_TYPES.get(row.media_format, "application/octet-stream")
     await ctx.run(lambda: ctx.audit(req.entry(AUDIT_DOWNLOAD, str(row.ident),
                                               f"{fmt or 'stored'} {name}")))
-    return MediaResponse(made, temporary=made != path, headers={
-        "Content-Type": content_type,
-        "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}"',
-        "Cache-Control": "private, no-store"})
+    headers = {"Content-Type": content_type,
+               "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}"',
+               "Cache-Control": "private, no-store"}
+    if made == path and is_encrypted(path):
+        # The stored recording as the engineer would decrypt it, never its ciphertext.
+        return PlainMediaResponse(path, headers, ctx.run)
+    return MediaResponse(made, temporary=made != path, headers=headers)
 
 
 async def confirm_delete(req: PortalRequest) -> web.StreamResponse:
@@ -160,6 +168,7 @@ async def delete(req: PortalRequest) -> web.StreamResponse:
                 try:
                     path.unlink(missing_ok=True)
                     Path(row.filename + BLACKOUT_SUFFIX).unlink(missing_ok=True)
+                    Path(row.filename + KEY_SUFFIX).unlink(missing_ok=True)
                 except OSError as exc:
                     logger.error("portal: cannot delete %s: %s", path, exc)
                     return f"the file cannot be deleted: {exc.strerror or exc}"

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from recorder.codecs.stored import install_opener, is_encrypted
 from recorder.crypt.keys import (
     CryptKeyError,
     MasterKey,
@@ -18,16 +19,15 @@ from recorder.crypt.keys import (
     unwrap,
     write_wrapped,
 )
-from recorder.crypt.sealed import DEFAULT_CHUNK, MAGIC, SealedReader, SealedWriter
-
-
-def is_encrypted(path: Path) -> bool:
-    """Whether ``path`` is an encrypted recording (by its first bytes)."""
-    try:
-        with path.open("rb") as f:
-            return f.read(len(MAGIC)) == MAGIC
-    except OSError:
-        return False
+from recorder.crypt.sealed import (
+    DEFAULT_CHUNK,
+    MAGIC,
+    SealedReader,
+    SealedWriter,
+    repair,
+    reseal_prologue,
+)
+from recorder.errors import CodecError
 
 
 def start_sealed(path: Path, file: BinaryIO, master: MasterKey, *, prologue: int = 0,
@@ -66,9 +66,53 @@ def open_plain(path: Path, keys: Sequence[MasterKey], *, strict: bool = True) ->
     return io.BufferedReader(reader, buffer_size=DEFAULT_CHUNK)
 
 
+_installed: list[MasterKey] = []
+
+
+def installed_keys() -> list[MasterKey]:
+    """The keys ``install`` gave this process (recovery's repairs use them)."""
+    return list(_installed)
+
+
+def install(keys: Sequence[MasterKey]) -> None:
+    """Have every reader of stored recordings in this process (``recorder.codecs.stored``)
+    decrypt encrypted ones with ``keys``, and recovery repair them."""
+    held = list(keys)
+    _installed[:] = held
+
+    def opener(path: Path) -> BinaryIO:
+        try:
+            return open_plain(path, held)
+        except CryptKeyError as exc:
+            raise CodecError(str(exc)) from exc
+
+    install_opener(opener)
+
+
 def decrypt_file(path: Path, out: BinaryIO, keys: Sequence[MasterKey]) -> int:
     """Write ``path``'s plaintext to ``out``, every chunk authenticated; the bytes written."""
     with open_plain(path, keys) as plain:
         before = out.tell() if out.seekable() else 0
         shutil.copyfileobj(plain, out, DEFAULT_CHUNK)
         return (out.tell() - before) if out.seekable() else -1
+
+
+def repair_encrypted_wav(path: Path, keys: Sequence[MasterKey], header: Callable[[int], bytes],
+                         data_offset: int) -> int:
+    """Make a crashed encrypted WAV whole: its chunks up to the first that does not
+    authenticate, its header (``header(data_bytes)``, ``data_offset`` bytes) counting them.
+    Returns the data bytes kept."""
+    key = file_key(path, keys)
+    size = repair(path, key)
+    data_bytes = max(0, size - data_offset)
+    reseal_prologue(path, key, header(data_bytes))
+    return data_bytes
+
+
+def repair_sealed_chunks(path: Path, keys: Sequence[MasterKey]) -> int:
+    """Make a crash-cut encrypted file whole (``sealed.repair``); its plaintext size."""
+    return repair(path, file_key(path, keys))
+
+
+__all__ = ["decrypt_file", "file_key", "install", "installed_keys", "is_encrypted",
+           "open_plain", "repair_encrypted_wav", "repair_sealed_chunks", "start_sealed"]

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from recorder.codecs.stored import ENCRYPTED_MAGIC
 from recorder.errors import CodecError
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-MAGIC = b"RCRDSEAL"
+MAGIC = ENCRYPTED_MAGIC  # what the codecs look for to open the file through the key
 VERSION = 1
 ALG_AES256_GCM = 1
 HEADER = struct.Struct("<8sBBHII16sI")  # magic, version, alg, 0, chunk size, prologue, id, 0
@@ -468,3 +469,17 @@ def repair(path: str | os.PathLike[str], key: bytes) -> int:
         f.flush()
         os.fsync(f.fileno())
     return size
+
+
+def reseal_prologue(path: str | os.PathLike[str], key: bytes, plain: bytes) -> None:
+    """Replace the prologue (chunk 0: a WAV header) of a whole encrypted file by ``plain``, of
+    the same length, sealed under a new nonce (recovery's header repair)."""
+    with open(path, "r+b") as f:
+        reader = SealedReader(f, key, where=str(path), owns_file=False)
+        geo = reader.geometry
+        if not geo.prologue or len(plain) != len(reader.read_chunk(0)):
+            raise SealedError(f"{path}: a prologue of {len(plain)} bytes does not fit")
+        f.seek(geo.slot(0))
+        f.write(seal(AESGCM(key), reader.header, 0, plain, last=reader.chunks == 1))
+        f.flush()
+        os.fsync(f.fileno())

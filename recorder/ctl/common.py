@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lxml import etree
@@ -124,6 +125,20 @@ def offline_config(args: argparse.Namespace) -> Config:
         return load_config(source)
     except ConfigError as exc:
         raise CtlError("\n".join(exc.problems), EXIT_USAGE) from exc
+
+
+def install_configured_key(config: Config) -> None:
+    """Have this command read encrypted recordings with the configuration's storage.key_file
+    (docs/encryption.md); CtlError 2 naming the key when it cannot be used."""
+    if not config.storage.key_file:
+        return
+    from recorder.crypt.access import install  # noqa: PLC0415 - only where recordings are read
+    from recorder.crypt.keys import CryptKeyError, load_master_key  # noqa: PLC0415
+
+    try:
+        install([load_master_key(Path(config.storage.key_file))])
+    except CryptKeyError as exc:
+        raise CtlError(f"storage.key_file: {exc}", EXIT_USAGE) from exc
 
 
 def require_database(config: Config) -> None:

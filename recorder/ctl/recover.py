@@ -18,6 +18,7 @@ from recorder.ctl.common import (
     CtlError,
     SubParsers,
     command,
+    install_configured_key,
     local_time,
     offline_config,
     open_offline_store,
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     config = offline_config(args)
     data_dir = config.storage.data_dir
     require_database(config)
+    install_configured_key(config)
     lock = DataDirLock(data_dir)
     try:
         lock.acquire()

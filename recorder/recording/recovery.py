@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,13 @@ from typing import Any
 from recorder.codecs.convert import DEFAULT_VOX_RATE, probe
 from recorder.codecs.mp3repair import repair_mp3
 from recorder.codecs.wav import read_wav_info, wav_header
+from recorder.crypt.access import (
+    installed_keys,
+    is_encrypted,
+    repair_encrypted_wav,
+    repair_sealed_chunks,
+)
+from recorder.crypt.keys import MasterKey
 from recorder.errors import CodecError, StoreError
 from recorder.events.rows import recovered_event
 from recorder.events.types import Event
@@ -46,8 +53,21 @@ logger = logging.getLogger(__name__)
 STATUS_COMPLETE = "complete"
 
 
-def repair_wav(path: Path) -> None:
-    """Make a crashed WAV's header count every whole frame in the file; drop a partial frame."""
+def repair_wav(path: Path, keys: Sequence[MasterKey] | None = None) -> None:
+    """Make a crashed WAV's header count every whole frame in the file; drop a partial frame.
+
+    An encrypted one keeps its chunks up to the first that does not authenticate (the tail a
+    crash may have torn) and gets a header counting them (docs/encryption.md)."""
+    if is_encrypted(path):
+        keys = installed_keys() if keys is None else keys
+        # Its chunks first: until then the header chunk is the only one known to be whole.
+        first = repair_sealed_chunks(path, keys)
+        info = read_wav_info(path)
+        repair_encrypted_wav(path, keys, lambda n: wav_header(
+            info.sample_rate, info.channels, n - n % info.block_align, info.format_tag),
+            info.data_offset)
+        logger.info("%s: encrypted, %d bytes of audio kept", path, first - info.data_offset)
+        return
     info = read_wav_info(path)
     header = wav_header(info.sample_rate, info.channels, info.data_bytes, info.format_tag)
     if len(header) != info.data_offset:
