@@ -41,19 +41,29 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-class PlainMediaResponse(web.StreamResponse):
-    """The plain bytes of ``path`` (read through ``recorder.codecs.stored``), sent by the
-    server itself as ``MediaResponse`` is, the reads on the portal's workers (``run``)."""
+async def open_plain_media(path: Path, headers: dict[str, str], run: Run
+                           ) -> PlainMediaResponse:
+    """The response for ``path``'s plain bytes; opening it (on a worker) checks its key and
+    its last chunk, so a file that cannot be read is refused before any header is sent
+    (OSError, CodecError)."""
+    file: BinaryIO = await run(lambda: open_stored(path))
+    return PlainMediaResponse(file, headers, run)
 
-    def __init__(self, path: Path, headers: dict[str, str], run: Run) -> None:
+
+class PlainMediaResponse(web.StreamResponse):
+    """The plain bytes of an opened stored recording (``recorder.codecs.stored``), sent by the
+    server itself as ``MediaResponse`` is, the reads on the portal's workers (``run``); it
+    closes the file. A chunk that does not authenticate midway ends the answer short."""
+
+    def __init__(self, file: BinaryIO, headers: dict[str, str], run: Run) -> None:
         super().__init__(headers=headers)
-        self._path = path
+        self._file = file
         self._run = run
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
             return None
-        file: BinaryIO = await self._run(lambda: open_stored(self._path))
+        file = self._file
         try:
             size = await self._run(lambda: file.seek(0, 2))
             try:

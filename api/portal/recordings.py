@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from recorder.api.portal.context import PortalRequest
-from recorder.api.portal.plainmedia import PlainMediaResponse
+from recorder.api.portal.plainmedia import Run, open_plain_media
 from recorder.api.portal.renditions import DOWNLOAD_FORMATS
 from recorder.archive.export import MEDIA_TYPES, export_name
 from recorder.codecs.stored import is_encrypted
@@ -113,8 +113,18 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
         await ctx.run(listened)
     headers = {"Content-Type": content_type, "Cache-Control": "private, no-store"}
     if path == stored and is_encrypted(stored):
-        return PlainMediaResponse(stored, headers, ctx.run)
+        return await _decrypting(row, stored, headers, ctx.run)
     return MediaResponse(path, headers=headers)
+
+
+async def _decrypting(row: RecordingRow, path: Path, headers: dict[str, str], run: Run
+                      ) -> web.StreamResponse:
+    """An encrypted recording's plain bytes; 500 if it cannot be opened (no key, altered)."""
+    try:
+        return await open_plain_media(path, headers, run)
+    except (OSError, CodecError) as exc:
+        logger.error("portal: cannot play recording %d: %s", row.ident, exc)
+        raise web.HTTPInternalServerError(text="The recording cannot be played.") from exc
 
 
 async def download(req: PortalRequest) -> web.StreamResponse:
@@ -143,7 +153,7 @@ async def download(req: PortalRequest) -> web.StreamResponse:
                "Cache-Control": "private, no-store"}
     if made == path and is_encrypted(path):
         # The stored recording as the engineer would decrypt it, never its ciphertext.
-        return PlainMediaResponse(path, headers, ctx.run)
+        return await _decrypting(row, path, headers, ctx.run)
     return MediaResponse(made, temporary=made != path, headers=headers)
 
 
