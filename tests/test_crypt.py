@@ -23,15 +23,9 @@ from recorder.crypt.keys import (
     unwrap,
     write_wrapped,
 )
-from recorder.crypt.sealed import (
-    HEADER_BYTES,
-    OVERHEAD,
-    Geometry,
-    SealedError,
-    SealedReader,
-    SealedWriter,
-    repair,
-)
+from recorder.crypt.reader import SealedReader, repair
+from recorder.crypt.sealed import HEADER_BYTES, OVERHEAD, Geometry, SealedError
+from recorder.crypt.writer import SealedWriter
 
 KEY = bytes(range(32))
 FILE_ID = b"\x01" * 16

@@ -19,14 +19,9 @@ from recorder.crypt.keys import (
     unwrap,
     write_wrapped,
 )
-from recorder.crypt.sealed import (
-    DEFAULT_CHUNK,
-    MAGIC,
-    SealedReader,
-    SealedWriter,
-    repair,
-    reseal_prologue,
-)
+from recorder.crypt.reader import SealedReader, repair, reseal_prologue
+from recorder.crypt.sealed import DEFAULT_CHUNK, MAGIC
+from recorder.crypt.writer import SealedWriter
 from recorder.errors import CodecError
 
 

@@ -132,7 +132,7 @@ _WAV_SILENCE = {"wav": (b"\x00\x00", HEADER_BYTES), "wav-ulaw": (b"\xff", G711_H
 def silence_sealed_wav(sealed: BinaryIO, fmt: str, ranges: Sequence[Range], *, channels: int,
                        frames: int) -> None:
     """Silence ``ranges`` (file frames) of a live encrypted WAV through its writer's file
-    (``recorder.crypt.sealed.SealedWriter``): each chunk touched is resealed with the silence in
+    (``recorder.crypt.writer.SealedWriter``): each chunk touched is resealed with the silence in
     it, under a new nonce, and the file made durable. The write position is left at the end,
     where the writer goes on appending."""
     if fmt not in _WAV_SILENCE:
