@@ -39,13 +39,23 @@ class _Disk:
         self._reader = -1  # a second descriptor: the writer's may be write-only
 
     def write_at(self, data: bytes, offset: int) -> None:
+        self.write_many(offset, [data])
+
+    def write_many(self, offset: int, parts: list[bytes]) -> None:
+        """``parts`` one after the other from ``offset``."""
         if self.fd < 0:
             self.file.seek(offset)
-            self.file.write(data)
+            for part in parts:
+                self.file.write(part)
             return
-        done = 0
-        while done < len(data):
-            done += os.pwrite(self.fd, memoryview(data)[done:], offset + done)
+        total = sum(len(p) for p in parts)
+        done = os.pwritev(self.fd, parts, offset)
+        if done < total:  # a short write (a signal, a full disk): the rest one by one
+            rest = b"".join(parts)[done:]
+            while rest:
+                n = os.pwrite(self.fd, rest, offset + done)
+                done += n
+                rest = rest[n:]
 
     def read_at(self, size: int, offset: int) -> bytes:
         if self.fd < 0:
@@ -91,6 +101,7 @@ class SealedWriter(io.RawIOBase):
         # then at each fsync() and at close(): see flush().
         self._prologue_sealed = False
         self._dirty: set[int] = set()
+        self._queued: list[tuple[int, bytes]] = []  # (offset, record) sealed, not yet written
         self.sealings = 0  # records written: for the tests and the benchmark
         self._disk.write_at(self._header, 0)
 
@@ -166,6 +177,14 @@ class SealedWriter(io.RawIOBase):
             self._size = max(self._size, self._pos)
             view = view[n:]
 
+    def rewrite_start(self, head: bytes) -> None:
+        """Replace the first bytes, within the prologue, without moving the write position:
+        what ``recorder.codecs.buffered.rewrite_at_start`` asks of a WAV's header."""
+        if len(head) > len(self._prologue):
+            raise ValueError("a rewrite of the start must stay within the prologue written")
+        self._prologue[:len(head)] = head
+        self._dirty.add(0)
+
     def flush(self) -> None:
         """Seal the tail (flagged last) if it changed: after this a crash keeps every byte
         appended so far.
@@ -196,9 +215,10 @@ class SealedWriter(io.RawIOBase):
         # with a chunk flagged last.
         if self._size >= geo.prologue and (
                 self._tail_index in self._dirty or self._ends_unsealed()):
-            self._put(self._tail_index, self._tail, last=True)
+            self._queue(self._tail_index, self._tail, last=True)
             self._dirty.discard(self._tail_index)
             self._last_sealed = self._tail_index
+        self._write_queued()
 
     def close(self) -> None:
         if self.closed:
@@ -219,12 +239,29 @@ class SealedWriter(io.RawIOBase):
         return self._last_sealed != self._tail_index
 
     def _put(self, index: int, plain: bytes | bytearray, last: bool) -> None:
-        self._disk.write_at(seal(self._aead, self._header, index, plain, last),
-                            self.geometry.slot(index))
+        """Seal chunk ``index`` and write it, after the full chunks waiting to be written."""
+        self._queue(index, plain, last)
+        self._write_queued()
+
+    def _queue(self, index: int, plain: bytes | bytearray, last: bool) -> None:
+        self._queued.append((self.geometry.slot(index),
+                             seal(self._aead, self._header, index, plain, last)))
         self.sealings += 1
 
+    def _write_queued(self) -> None:
+        """Write the records sealed so far: the full chunks and the tail after them are
+        contiguous, so a sync usually takes one system call."""
+        queued, self._queued = self._queued, []
+        start = 0
+        for n in range(1, len(queued) + 1):
+            if n == len(queued) or queued[n][0] != queued[n - 1][0] + len(queued[n - 1][1]):
+                self._disk.write_many(queued[start][0], [r for _, r in queued[start:n]])
+                start = n
+
     def _seal_full_tail(self) -> None:
-        self._put(self._tail_index, self._tail, last=False)
+        # Written with the next flush (the tail's sealing follows it on disk), or before
+        # anything reads the file back.
+        self._queue(self._tail_index, self._tail, last=False)
         self._dirty.discard(self._tail_index)
         self._tail_index += 1
         self._tail_start += self.geometry.chunk
@@ -232,6 +269,7 @@ class SealedWriter(io.RawIOBase):
 
     def _patch_sealed(self, index: int, offset: int, piece: bytes) -> None:
         """Change bytes of a whole chunk already sealed: read it, patch it, reseal it."""
+        self._write_queued()
         where = self.name or "encrypted recording"
         record = self._disk.read_at(OVERHEAD + self.geometry.capacity(index),
                                     self.geometry.slot(index))
