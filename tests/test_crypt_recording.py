@@ -119,6 +119,29 @@ def test_an_encrypted_recording_plays_exports_and_keeps_its_blackout(
     assert proc.stop() == 0, proc.log
     assert "Traceback" not in proc.log, proc.log
 
+    # The row keeps the wrapped key too; rotation re-wraps both, never touching the file.
+    assert _row_key(tmp_path, ident) == Path(filename + ".key").read_text()
+    old_id = recorderctl("key", "id", "--config", config).stdout.strip()
+    rotated = recorderctl("key", "rotate", "--config", config)
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    assert "re-wrapped 1 file key(s) beside the recordings and 1 in their rows" in rotated.stdout
+    new_id = recorderctl("key", "id", "--config", config).stdout.strip()
+    assert new_id != old_id
+    assert f'"key_id": "{new_id}"' in _row_key(tmp_path, ident)
+    assert _row_key(tmp_path, ident) == Path(filename + ".key").read_text()
+    assert path.read_bytes() == raw
+    again = _decrypted(path, config, tmp_path / "after-rotation.wav")
+    assert np.array_equal(again, samples)
+
+
+def _row_key(tmp_path: Path, ident: int) -> str:
+    db = sqlite3.connect(tmp_path / "data" / "recorder.sqlite3")
+    try:
+        return str(db.execute("SELECT file_key FROM recordings WHERE ident = ?",
+                              (ident,)).fetchone()[0])
+    finally:
+        db.close()
+
 
 @pytest.mark.slow
 def test_kill_9_during_an_encrypted_recording_recovers_every_whole_chunk(

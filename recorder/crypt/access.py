@@ -30,11 +30,15 @@ def start_sealed(path: Path, file: BinaryIO, master: MasterKey, *, prologue: int
     """The encrypted file a codec writer writes into, over the new, empty ``file`` at ``path``.
 
     The wrapped file key is written beside it (durably) before anything else, so no audio is
-    ever on disk without the key that opens it.
+    ever on disk without the key that opens it; the writer's ``wrapped_key`` is it as text,
+    for the row.
     """
     secret, wrapped = new_file_key(master)
     write_wrapped(path, wrapped)
-    return SealedWriter(file, secret, wrapped.file_id, chunk_size=chunk_size, prologue=prologue)
+    writer = SealedWriter(file, secret, wrapped.file_id, chunk_size=chunk_size,
+                          prologue=prologue)
+    writer.wrapped_key = wrapped.to_text()
+    return writer
 
 
 def file_key(path: Path, keys: Sequence[MasterKey]) -> bytes:

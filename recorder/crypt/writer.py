@@ -103,6 +103,7 @@ class SealedWriter(io.RawIOBase):
         self._dirty: set[int] = set()
         self._queued: list[tuple[int, bytes]] = []  # (offset, record) sealed, not yet written
         self.sealings = 0  # records written: for the tests and the benchmark
+        self.wrapped_key = ""  # the file key as the row keeps it (recorder.crypt.access)
         self._disk.write_at(self._header, 0)
 
     # --- the BinaryIO a codec writer uses -----------------------------------------------------

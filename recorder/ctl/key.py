@@ -9,7 +9,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from recorder.config.model import resolve_config_path
+from recorder.config.model import Config, resolve_config_path
 from recorder.crypt.keys import (
     CryptKeyError,
     MasterKey,
@@ -28,8 +28,11 @@ from recorder.ctl.common import (
     CtlError,
     SubParsers,
     command,
+    offline_config,
+    open_offline_store,
 )
 from recorder.durable import fsync_directory
+from recorder.errors import StoreError
 from recorder.service.datalock import DataDirBusy, DataDirLock
 
 EPILOG = """init: 32 random bytes, mode 0600, in --key-file (default: the configuration's
@@ -85,12 +88,6 @@ def key_file_of(args: argparse.Namespace) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def recordings_dir_of(args: argparse.Namespace) -> Path:
-    from recorder.ctl.common import offline_config  # noqa: PLC0415 - loads the configuration
-
-    return offline_config(args).storage.recordings_dir
-
-
 def _load(path: Path) -> MasterKey:
     try:
         return load_master_key(path)
@@ -111,11 +108,13 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "id":
         print(_load(path).id)
         return EXIT_OK
-    return rotate(path, recordings_dir_of(args))
+    return rotate(path, offline_config(args))
 
 
-def rotate(path: Path, recordings: Path) -> int:
-    """Re-wrap every file key under ``recordings`` with a new key, then make it ``path``."""
+def rotate(path: Path, config: Config) -> int:
+    """Re-wrap every file key under the recordings directory and in the rows with a new key,
+    then make it ``path``."""
+    recordings = config.storage.recordings_dir
     new_path = path.with_name(path.name + ".new")
     if not path.exists() and new_path.exists():
         # Cut short after the old key was retired: what is left is to put the new one in place.
@@ -135,6 +134,8 @@ def rotate(path: Path, recordings: Path) -> int:
     try:
         new = _load(new_path) if new_path.exists() else create_master_key(new_path)
         done, failed = _rewrap_all(recordings, old, new)
+        in_rows, failed_rows = _rewrap_rows(config, old, new)
+        failed += failed_rows
         if failed:
             print(f"{failed} file key(s) could not be re-wrapped (above); {path} is still key "
                   f"{old.id}; run again once they are dealt with")
@@ -145,9 +146,36 @@ def rotate(path: Path, recordings: Path) -> int:
         fsync_directory(path.parent)
     finally:
         lock.release()
-    print(f"re-wrapped {done} file key(s); {path} is now key {new.id}; the old key is "
+    print(f"re-wrapped {done} file key(s) beside the recordings and {in_rows} in their rows; "
+          f"{path} is now key {new.id}; the old key is "
           f"{retired} (destroy it once backups of the key files made before now are gone)")
     return EXIT_OK
+
+
+def _rewrap_rows(config: Config, old: MasterKey, new: MasterKey) -> tuple[int, int]:
+    """Re-wrap the keys the rows keep (none without a database yet)."""
+    if not config.storage.database_path.is_file():
+        return 0, 0
+    store = open_offline_store(config)
+    done = failed = 0
+    try:
+        if store.file_keys is None:
+            return 0, 0
+        for ident, filename, text in store.file_keys.file_keys():
+            try:
+                wrapped = WrappedKey.from_text(text, f"the row of RECORDID {ident}")
+                if wrapped.key_id == new.id:
+                    continue
+                store.file_keys.set_file_key(ident, rewrap(wrapped, old, new).to_text())
+                done += 1
+            except CryptKeyError as exc:
+                failed += 1
+                print(f"RECORDID {ident} ({filename}): {exc}")
+    except StoreError as exc:
+        raise CtlError(str(exc), EXIT_FAILED) from exc
+    finally:
+        store.close()
+    return done, failed
 
 
 def _rewrap_all(recordings: Path, old: MasterKey, new: MasterKey) -> tuple[int, int]:

@@ -175,7 +175,8 @@ class RecordingFiles:
         if max_time:
             session.stop_at = position + max_time * channel.sample_rate
         row = replace(row, channel=channel.id, filename=str(path),
-                      media_format=self.stored.format, sample_rate=channel.sample_rate)
+                      media_format=self.stored.format, sample_rate=channel.sample_rate,
+                      file_key=str(getattr(file, "wrapped_key", "")))
         record_id = None
         try:
             record_id = self._store.insert_recording(row)

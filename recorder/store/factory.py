@@ -7,6 +7,7 @@ from recorder.config.sections import StorageConfig
 from recorder.store.audit import AuditStore
 from recorder.store.bookmarks import BookmarkStore
 from recorder.store.directory import DirectoryStore
+from recorder.store.filekeys import FileKeyStore
 from recorder.store.recordings import RecordingStore
 from recorder.store.spool import SpoolingStore
 from recorder.store.sqlite import SqliteStore
@@ -24,13 +25,14 @@ class Store:
     the database)."""
 
     def __init__(self, recordings: RecordingStore, directory: DirectoryStore,
-                 audit: AuditStore | None = None, bookmarks: BookmarkStore | None = None
-                 ) -> None:
+                 audit: AuditStore | None = None, bookmarks: BookmarkStore | None = None,
+                 file_keys: FileKeyStore | None = None) -> None:
         self.recordings = recordings
         self.directory = directory
         # Tests build a Store from parts; one without these audits nowhere, bookmarks nothing.
         self.audit = audit
         self.bookmarks = bookmarks
+        self.file_keys = file_keys  # encrypted recordings' wrapped keys (key rotation)
 
     @property
     def backend(self) -> str:
@@ -56,4 +58,4 @@ def open_store(config: StorageConfig) -> Store:
     database = SqliteStore(config.database_path, BUSY_TIMEOUT_SECONDS)
     recordings = SpoolingStore(database, config.spool_path, config.spool_retry_seconds)
     recordings.open()
-    return Store(recordings, database, database, database)
+    return Store(recordings, database, database, database, database)

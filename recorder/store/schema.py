@@ -7,14 +7,15 @@ permissions, chat sessions and agent windows. Version 3 adds retention: when a r
 were purged (the row itself stays). Version 4 adds indexes for CALLLIST's selective filters,
 version 5 for the rest of them (USER1-USER15, GROUP, GATE, DNIS). Version 6 adds the audit
 trail (the portal's sign-ins, searches, plays, downloads and deletes), append-only, and the
-portal's bookmarks.
+portal's bookmarks. Version 7 adds an encrypted recording's wrapped file key to its row
+(docs/encryption.md; empty for a recording in clear).
 """
 
 from __future__ import annotations
 
 from recorder.store.records import FILTER_FIELDS, METADATA_FIELDS
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # API field name -> column, for the call metadata a recording keeps: the lower-case name, but
 # where the manual's table spells the column otherwise.
@@ -295,6 +296,10 @@ CREATE TABLE bookmarks (
 CREATE INDEX bookmarks_by_recording ON bookmarks (ident, offset_seconds);
 """
 
+CREATE_V7 = """
+ALTER TABLE recordings ADD COLUMN file_key TEXT NOT NULL DEFAULT '';
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str, ...] = (CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, CREATE_V5,
-                               CREATE_V6)
+                               CREATE_V6, CREATE_V7)

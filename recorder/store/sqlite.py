@@ -33,6 +33,7 @@ from recorder.store.sqlite_audit import SqliteAudit
 from recorder.store.sqlite_bookmarks import SqliteBookmarks
 from recorder.store.sqlite_chat import SqliteChat
 from recorder.store.sqlite_directory import SqliteDirectory
+from recorder.store.sqlite_filekeys import SqliteFileKeys
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ if sorted(_LEAD_ORDER) != sorted(FILTER_FIELDS):
     raise TypeError("recorder.store.sqlite._LEAD_ORDER must rank every CALLLIST filter")
 
 
-class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, RecordingStore):
+class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, SqliteFileKeys,
+                  RecordingStore):
     """Recording rows, the directory, the audit trail and bookmarks in a SQLite database
     file."""
 
@@ -103,6 +105,8 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Rec
             "agent_initiated": rec.agent_initiated,
             "globalid": rec.global_id,
         }
+        if rec.file_key:
+            values["file_key"] = rec.file_key
         values.update({META_COLUMNS[k]: v for k, v in rec.meta.items()})
         if ident is not None:
             values["ident"] = ident  # AUTOINCREMENT's sequence follows an explicit ident
