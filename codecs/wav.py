@@ -22,6 +22,7 @@ written after the last sync (present in the file, not yet counted by the header)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -199,15 +200,16 @@ class WavInfo:
 _SUPPORTED_TAGS = {WAVE_FORMAT_PCM: "PCM", WAVE_FORMAT_MULAW: "ulaw", WAVE_FORMAT_ALAW: "alaw"}
 
 
-def read_wav_info(path: Path) -> WavInfo:
-    """Parse ``path``'s chunks: PCM16, μ-law or A-law, any rate and channel count.
+def read_wav_info(path: Path, opened: BinaryIO | None = None) -> WavInfo:
+    """Parse ``path``'s chunks (read from ``opened`` when given, else from ``path`` opened
+    through ``recorder.codecs.stored``): PCM16, μ-law or A-law, any rate and channel count.
 
     A file longer than both its RIFF size and its data chunk say is what a crash between two
     syncs leaves: the bytes after the counted data are samples, so they are counted too (whole
     frames only).
     """
     try:
-        with open_stored(path) as f:
+        with contextlib.nullcontext(opened) if opened is not None else open_stored(path) as f:
             file_size = f.seek(0, 2)
             f.seek(0)
             riff = f.read(12)

@@ -35,10 +35,11 @@ from recorder.codecs.wav import read_wav_info, wav_header
 from recorder.crypt.access import (
     installed_keys,
     is_encrypted,
+    open_plain,
     repair_encrypted_wav,
     repair_sealed_chunks,
 )
-from recorder.crypt.keys import MasterKey
+from recorder.crypt.keys import CryptKeyError, MasterKey
 from recorder.errors import CodecError, StoreError
 from recorder.events.rows import recovered_event
 from recorder.events.types import Event
@@ -60,12 +61,16 @@ def repair_wav(path: Path, keys: Sequence[MasterKey] | None = None) -> None:
     crash may have torn) and gets a header counting them (docs/encryption.md)."""
     if is_encrypted(path):
         keys = installed_keys() if keys is None else keys
-        # Its chunks first: until then the header chunk is the only one known to be whole.
-        first = repair_sealed_chunks(path, keys)
-        info = read_wav_info(path)
-        repair_encrypted_wav(path, keys, lambda n: wav_header(
-            info.sample_rate, info.channels, n - n % info.block_align, info.format_tag),
-            info.data_offset)
+        try:
+            # Its chunks first: until then the header chunk is the only one known whole.
+            first = repair_sealed_chunks(path, keys)
+            with open_plain(path, keys) as plain:
+                info = read_wav_info(path, plain)
+            repair_encrypted_wav(path, keys, lambda n: wav_header(
+                info.sample_rate, info.channels, n - n % info.block_align, info.format_tag),
+                info.data_offset)
+        except CryptKeyError as exc:
+            raise CodecError(str(exc)) from exc
         logger.info("%s: encrypted, %d bytes of audio kept", path, first - info.data_offset)
         return
     info = read_wav_info(path)
