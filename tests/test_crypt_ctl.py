@@ -187,6 +187,16 @@ def test_recorderd_refuses_a_key_file_it_cannot_use_naming_the_key(tmp_path: Pat
         assert done.returncode == 78, (problem, done.stderr)
         assert "storage.key_file:" in done.stderr
         assert problem in done.stderr
+        checked = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config",
+                                  str(config(tmp_path, key))], capture_output=True, text=True,
+                                 timeout=60, check=False)
+        assert checked.returncode == 78
+        assert problem in checked.stderr
+    # Not loading the configuration, which recorderctl's offline commands do with the
+    # service stopped (a systemd credential is gone then): `key id` names the key it is given.
+    key.unlink()
+    create = recorderctl("key", "init", "--config", config(tmp_path, key))
+    assert create.returncode == 0, create.stderr
     no_key = write_toml(tmp_path / "nokey.toml", "[storage]\nencrypt = true\n")
     done = subprocess.run([str(BIN / "recorderd"), "--check-config", "--config", str(no_key)],
                           capture_output=True, text=True, timeout=60, check=False)

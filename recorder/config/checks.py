@@ -26,7 +26,6 @@ from recorder.config.values import (
     parse_day,
     parse_direction,
 )
-from recorder.crypt.keys import key_file_problem
 
 # What storage.encrypt can write today (recorder/recording/files.py ENCRYPTED_PROLOGUES).
 ENCRYPTED_FORMATS = ("wav", "wav-ulaw", "wav-alaw")
@@ -135,12 +134,11 @@ class CrossChecks:
                 self.problems.append(f"{where}.key_file: required with {where}.encrypt (make "
                                      "a key with `recorderctl key init`)")
             return storage
+        # Whether the file can be the key is recorderd's to check when it starts (and
+        # --check-config's): under systemd it exists only while the service runs
+        # (LoadCredential=), and recorderctl's offline commands load this file too.
         path = Path(storage.key_file).expanduser()
         path = path if path.is_absolute() else self.base_dir / path
-        if storage.encrypt:
-            problem = key_file_problem(path)
-            if problem is not None:
-                self.problems.append(f"{where}.key_file: {problem}")
         return replace(storage, key_file=str(path))
 
     def check_capture(self, capture: CaptureConfig, where: str) -> CaptureConfig:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap,
 )
 
-from recorder.durable import fsync_directory
+from recorder.durable import fsync_directory, give_to_directory_owner
 from recorder.errors import RecorderError
 
 KEY_BYTES = 32
@@ -172,6 +172,8 @@ def write_wrapped(recording: Path, wrapped: WrappedKey) -> None:
     part = final.with_name(final.name + ".part")
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        # `recorderctl key rotate` run as root must leave a key recorderd's user can read.
+        give_to_directory_owner(fd, final.parent)
         os.write(fd, wrapped.to_text().encode("utf-8"))
         os.fsync(fd)
     finally:

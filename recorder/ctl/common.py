@@ -127,18 +127,21 @@ def offline_config(args: argparse.Namespace) -> Config:
         raise CtlError("\n".join(exc.problems), EXIT_USAGE) from exc
 
 
-def install_configured_key(config: Config) -> None:
-    """Have this command read encrypted recordings with the configuration's storage.key_file
-    (docs/encryption.md); CtlError 2 naming the key when it cannot be used."""
-    if not config.storage.key_file:
+def install_configured_key(config: Config, key_file: Path | None = None) -> None:
+    """Have this command read encrypted recordings with ``key_file``, else the configuration's
+    storage.key_file (docs/encryption.md); CtlError 2 naming the key when it cannot be used."""
+    path = key_file or (Path(config.storage.key_file) if config.storage.key_file else None)
+    if path is None:
         return
     from recorder.crypt.access import install  # noqa: PLC0415 - only where recordings are read
     from recorder.crypt.keys import CryptKeyError, load_master_key  # noqa: PLC0415
 
     try:
-        install([load_master_key(Path(config.storage.key_file))])
+        install([load_master_key(path)])
     except CryptKeyError as exc:
-        raise CtlError(f"storage.key_file: {exc}", EXIT_USAGE) from exc
+        raise CtlError(f"{'--key-file' if key_file else 'storage.key_file'}: {exc} (under "
+                       "systemd the credential exists only while recorderd runs: give "
+                       "--key-file)", EXIT_USAGE) from exc
 
 
 def require_database(config: Config) -> None:

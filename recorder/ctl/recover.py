@@ -52,6 +52,9 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="only list what would be completed; change nothing")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--key-file", type=Path, metavar="PATH",
+                        help="the master key of encrypted recordings (default: the "
+                        "configuration's storage.key_file)")
 
 
 def _file_size(filename: str) -> int | None:
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     config = offline_config(args)
     data_dir = config.storage.data_dir
     require_database(config)
-    install_configured_key(config)
+    install_configured_key(config, args.key_file)
     lock = DataDirLock(data_dir)
     try:
         lock.acquire()
