@@ -135,6 +135,12 @@ class WavWriter(StreamingWriter):
         else:
             self.sync()
 
+    def _describe_kept(self, kept: int) -> bytes:
+        """The header counting the whole frames of a file cut to ``kept`` bytes."""
+        on_disk = max(0, kept - self._header_bytes)
+        self.data_bytes = on_disk - on_disk % self._block_align
+        return self._header()
+
     def _keep_on_disk(self, fd: int) -> str:
         """Whole frames, counted by the header, of what is really on disk."""
         on_disk = max(0, os.fstat(fd).st_size - self._header_bytes)

@@ -4,6 +4,7 @@ the repaired file decrypts to a WAV whose header counts every whole chunk's audi
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import wave
@@ -92,3 +93,53 @@ def test_without_the_key_repair_says_so(tmp_path: Path) -> None:
     path, _ = crashed(tmp_path, WavWriter, PCM_HEADER, master, 1.0)
     with pytest.raises(CodecError, match="no key"):
         repair_wav(path, [])
+
+
+def test_a_full_disk_closes_an_encrypted_wav_whole(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk refuses a write midway (ENOSPC): close() raises it, as for a plain WAV, and
+    leaves a file that decrypts strictly, its header counting the whole chunks it kept."""
+    master = MasterKey(os.urandom(32))
+    path = tmp_path / "full.wav"
+    room = [60_000]  # bytes the disk still takes
+    real_pwritev = os.pwritev
+
+    def pwritev(fd: int, parts: list[bytes], offset: int) -> int:
+        end = offset + sum(len(p) for p in parts)
+        if end > room[0]:
+            data = b"".join(parts)[:max(0, room[0] - offset)]
+            written = os.pwrite(fd, data, offset) if data else 0
+            room[0] = -1  # full from now on
+            if not written:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return written
+        return real_pwritev(fd, parts, offset)
+
+    monkeypatch.setattr(os, "pwritev", pwritev)
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: (
+        real_pwrite(fd, data, offset) if room[0] >= 0 else
+        (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device"))))
+    writer = WavWriter(start_sealed(path, path.open("xb"), master,  # type: ignore[arg-type]
+                                    prologue=PCM_HEADER), 8000)
+    failure = None
+    for n, at in enumerate(range(0, len(AUDIO), 400)):
+        try:
+            writer.write(AUDIO[at:at + 400])
+            if n % 10 == 9:
+                writer.sync()
+        except OSError as exc:
+            failure = exc
+            break
+    assert failure is not None
+    assert failure.errno == errno.ENOSPC
+    with pytest.raises(OSError, match="No space"):
+        writer.close()
+    with open_plain(path, [master]) as plain:
+        kept = plain.read()  # strict: every chunk authenticates, the last is flagged last
+    with wave.open(io.BytesIO(kept)) as w:
+        frames = w.getnframes()
+        assert frames == writer.frames
+        assert np.array_equal(np.frombuffer(w.readframes(frames), dtype="<i2"),
+                              AUDIO[:frames])
+    assert 0 < frames * 2 <= 60_000

@@ -165,9 +165,10 @@ def repair(path: str | os.PathLike[str], key: bytes) -> int:
         else:
             index, plain = good, b""
         record = seal(AESGCM(key), reader.header, index, plain, last=True)
+        # Cut first: on a full disk that frees the room the last record is written into.
+        f.truncate(geo.slot(index))
         f.seek(geo.slot(index))
         f.write(record)
-        f.truncate(geo.slot(index) + len(record))
         f.flush()
         os.fsync(f.fileno())
     return size

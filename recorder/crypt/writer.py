@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from recorder.crypt.reader import repair, reseal_prologue
 from recorder.crypt.sealed import (
     DEFAULT_CHUNK,
     OVERHEAD,
@@ -104,6 +106,8 @@ class SealedWriter(io.RawIOBase):
         self._queued: list[tuple[int, bytes]] = []  # (offset, record) sealed, not yet written
         self.sealings = 0  # records written: for the tests and the benchmark
         self.wrapped_key = ""  # the file key as the row keeps it (recorder.crypt.access)
+        self._key = key
+        self._cut = False  # cut_to_whole() was called: nothing more is written
         self._disk.write_at(self._header, 0)
 
     # --- the BinaryIO a codec writer uses -----------------------------------------------------
@@ -178,6 +182,20 @@ class SealedWriter(io.RawIOBase):
             self._size = max(self._size, self._pos)
             view = view[n:]
 
+    def cut_to_whole(self, describe: Callable[[int], bytes | None]) -> int:
+        """After a write the disk refused: forget what was not written, keep the chunks on
+        disk that authenticate and end the file after them (``reader.repair``), then reseal
+        the prologue as ``describe(plaintext bytes kept)`` says (None: as it is). Returns the
+        plaintext bytes kept; nothing more is written to the file."""
+        self._queued.clear()
+        self._dirty.clear()
+        self._cut = True
+        kept = repair(self.name, self._key)
+        head = describe(kept)
+        if head is not None and self.geometry.prologue:
+            reseal_prologue(self.name, self._key, head)
+        return kept
+
     def rewrite_start(self, head: bytes) -> None:
         """Replace the first bytes, within the prologue, without moving the write position:
         what ``recorder.codecs.buffered.rewrite_at_start`` asks of a WAV's header."""
@@ -205,7 +223,7 @@ class SealedWriter(io.RawIOBase):
         self._disk.fsync()
 
     def _seal(self, prologue: bool) -> None:
-        if self.closed:
+        if self.closed or self._cut:
             return
         geo = self.geometry
         if geo.prologue and prologue and 0 in self._dirty:
