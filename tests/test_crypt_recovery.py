@@ -143,3 +143,41 @@ def test_a_full_disk_closes_an_encrypted_wav_whole(tmp_path: Path,
         assert np.array_equal(np.frombuffer(w.readframes(frames), dtype="<i2"),
                               AUDIO[:frames])
     assert 0 < frames * 2 <= 60_000
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "cav"])
+def test_export_refuses_a_flipped_byte_and_a_cut_file_and_needs_the_key(
+        tmp_path: Path, fmt: str) -> None:
+    """Export (the WebAPI's, the e-mail's, the portal's downloads) of an encrypted recording:
+    the audio with the key; a clear error, and no file, for a damaged one or without the key."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from recorder.archive.export import export_recording  # noqa: PLC0415
+    from recorder.codecs.stored import install_opener  # noqa: PLC0415
+    from recorder.crypt.access import install  # noqa: PLC0415
+    from tests.test_export import stored_row  # noqa: PLC0415
+
+    master = MasterKey(os.urandom(32))
+    path, plain = crashed(tmp_path, WavWriter, PCM_HEADER, master, 2.0)
+    repair_wav(path, [master])
+    row = replace(stored_row(tmp_path), filename=str(path))
+    out = tmp_path / f"out.{fmt}"
+    try:
+        with pytest.raises(CodecError, match="no key"):
+            export_recording(row, fmt, out)
+        assert not out.exists()
+        install([master])
+        export_recording(row, fmt, out)
+        if fmt == "wav":
+            assert out.read_bytes() == plain
+        out.unlink()
+        raw = path.read_bytes()
+        for damaged, message in ((raw[:9000] + bytes([raw[9000] ^ 1]) + raw[9001:],
+                                  "does not authenticate"),
+                                 (raw[:20000], "cut")):
+            path.write_bytes(damaged)
+            with pytest.raises(CodecError, match=message):
+                export_recording(row, fmt, out)
+            assert not out.exists()
+    finally:
+        install_opener(None)
