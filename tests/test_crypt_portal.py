@@ -123,3 +123,47 @@ def test_a_damaged_encrypted_recording_is_not_played(portal: Recorder) -> None:
     answer = client.get(f"/recordings/{ident}/audio")
     assert answer.status == 500
     assert b"RIFF" not in answer.body
+
+
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+def test_an_encrypted_g711_recording_plays_as_pcm_without_a_file_on_disk(
+        portal: Recorder, law: str) -> None:
+    from recorder.codecs import g711  # noqa: PLC0415
+    from recorder.codecs.wav import AlawWavWriter, UlawWavWriter, wav_header  # noqa: PLC0415
+
+    assert portal.store is not None
+    assert portal._master_key is not None
+    add_user(portal, "gus", ("ALLOWVIEWALLRECORDS",))
+    recordings = portal.config.storage.recordings_dir
+    path = recordings / "portal" / f"1002-{law}.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    audio = (np.sin(np.arange(8000 * 3) / 4.0) * 12000).astype(np.int16)
+    writer_class = UlawWavWriter if law == "ulaw" else AlawWavWriter
+    writer = writer_class(start_sealed(path, path.open("xb"), portal._master_key,  # type: ignore[arg-type]
+                                       prologue=58), 8000)
+    writer.write(audio)
+    writer.close()
+    pcm = g711.decode(g711.encode(audio, law), law).astype("<i2").tobytes()  # type: ignore[arg-type]
+    expected = wav_header(8000, 1, len(pcm)) + pcm
+    start = time.time() - 60
+    store = portal.store.recordings
+    ident = store.insert_recording(NewRecording(
+        device_id="1002", call_instance="", channel=0, filename=str(path),
+        media_format=f"wav-{law}", sample_rate=8000, start_time=start, core_ident=1, meta={},
+        keep_days=None, agent_id=-1))
+    store.finish_recording(ident, FinishedRecording(
+        stop_time=start + 3, duration=3.0, audio_size=path.stat().st_size, audio_hash="",
+        stop_reason="callstop"))
+    client = PortalClient(portal_port(portal))
+    client.sign_in("gus")
+    whole = client.get(f"/recordings/{ident}/audio")
+    assert (whole.status, whole.headers["Content-Type"]) == (200, "audio/wav")
+    assert whole.body == expected
+    for first, last in ((1000, 1999), (45, 50), (16400, 33000), (0, 43), (43, 44)):
+        seek = client.get(f"/recordings/{ident}/audio", Range=f"bytes={first}-{last}")
+        assert seek.status == 206
+        assert seek.body == expected[first:last + 1], (first, last)
+    tail = client.get(f"/recordings/{ident}/audio", Range="bytes=-101")
+    assert tail.body == expected[-101:]
+    # No rendition was made: nothing of the call in clear on disk.
+    assert not list((portal.config.storage.data_dir / "tmp" / "portal").glob("play-*"))

@@ -99,8 +99,12 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
     row = await visible(req)
     stored = _stored_file(req, row)
     ctx = req.ctx
+    encrypted = await ctx.run(lambda: is_encrypted(stored))
     try:
-        path, content_type = await ctx.run(lambda: ctx.renditions.playable(row, stored))
+        # An encrypted one is decrypted (and a G.711 one converted) as it is sent, never
+        # left on disk as a rendition.
+        path, content_type = (stored, "audio/wav") if encrypted else await ctx.run(
+            lambda: ctx.renditions.playable(row, stored))
     except (OSError, CodecError) as exc:
         logger.error("portal: cannot make recording %d playable: %s", row.ident, exc)
         raise web.HTTPInternalServerError(text="The recording cannot be played.") from exc
@@ -112,16 +116,17 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
 
         await ctx.run(listened)
     headers = {"Content-Type": content_type, "Cache-Control": "private, no-store"}
-    if path == stored and is_encrypted(stored):
-        return await _decrypting(row, stored, headers, ctx.run)
+    if encrypted:
+        return await _decrypting(row, stored, headers, ctx.run, played=True)
     return MediaResponse(path, headers=headers)
 
 
-async def _decrypting(row: RecordingRow, path: Path, headers: dict[str, str], run: Run
-                      ) -> web.StreamResponse:
-    """An encrypted recording's plain bytes; 500 if it cannot be opened (no key, altered)."""
+async def _decrypting(row: RecordingRow, path: Path, headers: dict[str, str], run: Run, *,
+                      played: bool = False) -> web.StreamResponse:
+    """An encrypted recording's plain bytes (``played``: as a browser plays them); 500 if it
+    cannot be opened (no key, altered)."""
     try:
-        return await open_plain_media(path, headers, run)
+        return await open_plain_media(path, headers, run, played=played)
     except (OSError, CodecError) as exc:
         logger.error("portal: cannot play recording %d: %s", row.ident, exc)
         raise web.HTTPInternalServerError(text="The recording cannot be played.") from exc
