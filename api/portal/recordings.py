@@ -156,7 +156,7 @@ async def download(req: PortalRequest) -> web.StreamResponse:
     headers = {"Content-Type": content_type,
                "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}"',
                "Cache-Control": "private, no-store"}
-    if made == path and is_encrypted(path):
+    if made == path and await ctx.run(lambda: is_encrypted(path)):
         # The stored recording as the engineer would decrypt it, never its ciphertext.
         return await _decrypting(row, path, headers, ctx.run)
     return MediaResponse(made, temporary=made != path, headers=headers)
