@@ -181,3 +181,46 @@ def test_export_refuses_a_flipped_byte_and_a_cut_file_and_needs_the_key(
             assert not out.exists()
     finally:
         install_opener(None)
+
+
+def test_without_the_key_a_crashed_recording_waits_for_a_start_that_has_it(
+        tmp_path: Path) -> None:
+    from recorder.codecs.stored import install_opener  # noqa: PLC0415
+    from recorder.crypt.access import install  # noqa: PLC0415
+    from recorder.recording.journal import Journal, read_journal  # noqa: PLC0415
+    from recorder.recording.recovery import recover  # noqa: PLC0415
+    from recorder.store.records import NewRecording  # noqa: PLC0415
+    from recorder.store.sqlite import SqliteStore  # noqa: PLC0415
+
+    master = MasterKey(os.urandom(32))
+    path, expected = crashed(tmp_path, WavWriter, PCM_HEADER, master, 2.5)
+    held = path.read_bytes()
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    store.open()
+    journal = Journal(tmp_path)
+    journal.open()
+    row = NewRecording(device_id="1001", call_instance="1", channel=0, filename=str(path),
+                       media_format="wav", sample_rate=8000, start_time=1_700_000_000.0,
+                       core_ident=1)
+    key = journal.begin(path=path, fmt="wav", sample_rate=8000, channels=1, row=row,
+                        record_id=None)
+    journal.close()
+    try:
+        journal = Journal(tmp_path)
+        (failed,) = recover(store, journal, journal.open())  # no key installed
+        journal.close()
+        assert failed.result == "failed"
+        assert list(read_journal(journal.path).open) == [key]
+        assert path.read_bytes() == held  # untouched
+        install([master])
+        journal = Journal(tmp_path)
+        (done,) = recover(store, journal, journal.open())
+        journal.close()
+        assert done.result == "completed"
+        assert done.duration == pytest.approx(2.5)
+        assert not read_journal(journal.path).open
+        with open_plain(path, [master]) as plain:
+            assert plain.read() == expected
+    finally:
+        install_opener(None)
+        store.close()
