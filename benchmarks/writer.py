@@ -1,6 +1,7 @@
 """The writer loop alone: its CPU per recording, and a digest of the files it wrote.
 
     .venv/bin/python benchmarks/writer.py [--sessions 250] [--seconds 20] [--mono] [--profile]
+                                          [--encrypt]
 
 What ``benchmarks/siprec.py`` found to be most of a silent SIPREC session's cost, measured
 without the network: one board of 2N channels (a SIPREC board's layout: a call's two parties
@@ -17,7 +18,8 @@ The audio is a fixed pseudo-random pattern (``--silent``: zeros, as a session wi
 writes), every 10th call has a blackout, and every 7th channel reports a loss, so the
 blackout and loss paths run too. The digest (SHA-256 of every file, and every session's lost
 count) must not change with an optimisation, nor with ``--period``: the same bytes in the
-same files.
+same files. ``--encrypt`` writes every file as storage.encrypt does (AES-256-GCM chunks,
+docs/encryption.md) and digests what the files decrypt to: the same digest as without it.
 """
 
 from __future__ import annotations
@@ -32,11 +34,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import numpy as np
 
 from recorder.capture.core import CaptureBoard, CaptureCore
 from recorder.codecs.formats import open_writer
+from recorder.codecs.wav import HEADER_BYTES
+from recorder.crypt.access import open_plain, start_sealed
+from recorder.crypt.keys import MasterKey
 from recorder.drivers.registry import create_driver
 from recorder.drivers.synthetic import SyntheticBoardConfig, SyntheticDriver
 from recorder.recording.blackouts import Blackouts
@@ -78,13 +84,16 @@ def block_pool(channels: int, silent: bool) -> list[np.ndarray]:
 
 
 def open_sessions(core: CaptureCore, loop: WriterLoop, directory: Path,
-                  stereo: bool) -> list[RecordingSession]:
+                  stereo: bool, master: MasterKey | None = None) -> list[RecordingSession]:
     channels = core.channels
     sessions = []
     for n in range(len(channels) // 2):
         pair = (channels[2 * n], channels[2 * n + 1])
         path = directory / f"{pair[0].device_id}.wav"
-        writer = open_writer("wav", path.open("xb"), RATE, 2 if stereo else 1)
+        file: BinaryIO = path.open("xb")
+        if master is not None:  # as RecordingFiles opens it with storage.encrypt
+            file = cast(BinaryIO, start_sealed(path, file, master, prologue=HEADER_BYTES))
+        writer = open_writer("wav", file, RATE, 2 if stereo else 1)
         blackouts = Blackouts()
         if n % 10 == 0:
             # Blacked out from 3 s to 4.5 s into the run: zeroed on its way to the file.
@@ -118,7 +127,8 @@ def run(args: argparse.Namespace, directory: Path) -> tuple[float, float, str]:
     loop = WriterLoop(Completion(None), fsync_interval=args.fsync,  # type: ignore[arg-type]
                       period=args.period, clock=clock)
     fed = feed(core, pool, RATE // 2, 0)
-    sessions = open_sessions(core, loop, directory, not args.mono)
+    master = MasterKey(os.urandom(32)) if args.encrypt else None
+    sessions = open_sessions(core, loop, directory, not args.mono, master)
     step = round(loop.interval * RATE)
     turns = round(args.seconds * RATE / step)
     warmup = round(WARMUP_SECONDS * RATE / step)
@@ -140,7 +150,11 @@ def run(args: argparse.Namespace, directory: Path) -> tuple[float, float, str]:
     for session in sessions:
         result = session.finish(end)
         digest.update(f"{result.frames} {result.lost_samples}\n".encode())
-        digest.update(session.path.read_bytes())
+        if master is None:
+            digest.update(session.path.read_bytes())
+        else:
+            with open_plain(session.path, [master]) as plain:
+                digest.update(plain.read())
     if profile is not None:
         pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
     return cpu, turns * step / RATE, digest.hexdigest()[:16]
@@ -155,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between pumps of a recording (0.05: every turn)")
     parser.add_argument("--mono", action="store_true", help="mix each call into mono")
     parser.add_argument("--silent", action="store_true", help="zeros, as sessions without RTP")
+    parser.add_argument("--encrypt", action="store_true",
+                        help="write the files encrypted (storage.encrypt)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="cProfile the timed turns")
     args = parser.parse_args(argv)
@@ -165,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 hard))
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}; {args.sessions} "
           f"{'mono' if args.mono else 'stereo'} WAV recordings of 2 channels, "
-          f"{'silence' if args.silent else 'noise'}, fsync every {args.fsync:g} s, each "
+          f"{'silence' if args.silent else 'noise'}"
+          f"{', encrypted' if args.encrypt else ''}, fsync every {args.fsync:g} s, each "
           f"pumped every {args.period:g} s, "
           f"{args.seconds:g} s of audio timed")
     for _ in range(args.runs):

@@ -180,6 +180,14 @@ class StreamingWriter:
     def _cut_to_disk(self, fsync: bool) -> None:
         """Make the file what its format calls whole, from what is really on disk."""
         self._drop_pending()
+        cut = getattr(self._file, "cut_to_whole", None)
+        if cut is not None:
+            # A file written through its own methods (an encrypted recording) cuts itself to
+            # what it holds whole; the format then describes that much.
+            plain = cut(self._describe_kept)
+            logging.getLogger(type(self).__module__).info(
+                "%s: cut at %d bytes by the full disk", getattr(self._file, "name", "?"), plain)
+            return
         fd = descriptor(self._file)
         if fd < 0:
             return  # an in-memory file: nothing was lost on its way to a disk
@@ -196,6 +204,11 @@ class StreamingWriter:
         """Forget what was buffered: it has no room on the disk."""
         self._pending.clear()
         self._pending_frames = 0
+
+    def _describe_kept(self, kept: int) -> bytes | None:
+        """The format's first bytes (a header) for a file cut to ``kept`` bytes by a file that
+        cuts itself (``cut_to_whole``); None: its first bytes stay as they are."""
+        return None
 
     def _keep_on_disk(self, fd: int) -> str | None:
         """Cut the file on ``fd`` to its whole part and describe it; what was kept, for the
@@ -222,6 +235,11 @@ def fsync_file(file: BinaryIO) -> None:
     fd = descriptor(file)
     if fd >= 0:
         os.fsync(fd)
+        return
+    # A file written through its own methods (an encrypted recording) syncs its disk file.
+    own = getattr(file, "fsync", None)
+    if callable(own):
+        own()
 
 
 def abandon_buffer(file: BinaryIO) -> None:
@@ -251,6 +269,12 @@ def rewrite_at_start(file: BinaryIO, header: bytes) -> None:
     twice; it matters at thousands of files synced every second. Files without a descriptor
     (in-memory ones) get the seeks.
     """
+    own = getattr(file, "rewrite_start", None)
+    if own is not None:
+        # A file written through its own methods (an encrypted recording): it keeps its start
+        # apart and seals it when it says (recorder/crypt/writer.py).
+        own(header)
+        return
     fd = descriptor(file)
     if fd >= 0:
         os.pwrite(fd, header, 0)

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from recorder.codecs import vox
 from recorder.codecs.formats import AudioWriter, open_writer
+from recorder.codecs.stored import open_stored
 from recorder.codecs.wav import (
     WAVE_FORMAT_ALAW,
     WAVE_FORMAT_MULAW,
@@ -49,7 +50,7 @@ _WAV_FORMATS = {WAVE_FORMAT_PCM: "wav", WAVE_FORMAT_MULAW: "wav-ulaw", WAVE_FORM
 def guess_format(path: Path) -> str:
     """The format of an existing file: from its first bytes, else from its extension."""
     try:
-        with path.open("rb") as f:
+        with open_stored(path) as f:
             head = f.read(12)
     except OSError as exc:
         raise CodecError(f"cannot read {path}: {exc}") from exc
@@ -97,7 +98,7 @@ def iter_audio(path: Path, fmt: str | None = None, vox_rate: int = DEFAULT_VOX_R
 def _iter_vox(path: Path, block_frames: int) -> Iterator[npt.NDArray[np.int16]]:
     state = vox.INITIAL_STATE
     try:
-        with path.open("rb") as f:
+        with open_stored(path) as f:
             while data := f.read(block_frames // 2 or 1):
                 samples, state = vox.decode_codes(vox.unpack_codes(data), state)
                 yield samples.reshape(-1, 1)

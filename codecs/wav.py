@@ -22,6 +22,7 @@ written after the last sync (present in the file, not yet counted by the header)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -35,6 +36,7 @@ import numpy.typing as npt
 
 from recorder.codecs import g711
 from recorder.codecs.buffered import StreamingWriter, rewrite_at_start
+from recorder.codecs.stored import open_stored
 from recorder.errors import CodecError
 
 logger = logging.getLogger(__name__)
@@ -133,6 +135,12 @@ class WavWriter(StreamingWriter):
         else:
             self.sync()
 
+    def _describe_kept(self, kept: int) -> bytes:
+        """The header counting the whole frames of a file cut to ``kept`` bytes."""
+        on_disk = max(0, kept - self._header_bytes)
+        self.data_bytes = on_disk - on_disk % self._block_align
+        return self._header()
+
     def _keep_on_disk(self, fd: int) -> str:
         """Whole frames, counted by the header, of what is really on disk."""
         on_disk = max(0, os.fstat(fd).st_size - self._header_bytes)
@@ -198,15 +206,16 @@ class WavInfo:
 _SUPPORTED_TAGS = {WAVE_FORMAT_PCM: "PCM", WAVE_FORMAT_MULAW: "ulaw", WAVE_FORMAT_ALAW: "alaw"}
 
 
-def read_wav_info(path: Path) -> WavInfo:
-    """Parse ``path``'s chunks: PCM16, μ-law or A-law, any rate and channel count.
+def read_wav_info(path: Path, opened: BinaryIO | None = None) -> WavInfo:
+    """Parse ``path``'s chunks (read from ``opened`` when given, else from ``path`` opened
+    through ``recorder.codecs.stored``): PCM16, μ-law or A-law, any rate and channel count.
 
     A file longer than both its RIFF size and its data chunk say is what a crash between two
     syncs leaves: the bytes after the counted data are samples, so they are counted too (whole
     frames only).
     """
     try:
-        with path.open("rb") as f:
+        with contextlib.nullcontext(opened) if opened is not None else open_stored(path) as f:
             file_size = f.seek(0, 2)
             f.seek(0)
             riff = f.read(12)
@@ -259,7 +268,7 @@ def iter_wav_blocks(info: WavInfo, block_frames: int = 1 << 16,
     remaining = info.data_bytes
     step = block_frames * info.block_align
     try:
-        with info.path.open("rb") as f:
+        with open_stored(info.path) as f:
             f.seek(info.data_offset)
             while remaining > 0:
                 raw = f.read(min(step, remaining))

@@ -32,6 +32,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from recorder.api.context import ApiContext
@@ -51,6 +52,8 @@ from recorder.calls.watch import LimitsWatch
 from recorder.capture.core import CaptureBoard, CaptureCore
 from recorder.config.boards import BoardCommon
 from recorder.config.model import Config
+from recorder.crypt.access import install as install_keys
+from recorder.crypt.keys import CryptKeyError, MasterKey, load_master_key
 from recorder.drivers.base import Driver
 from recorder.drivers.registry import create_driver
 from recorder.errors import DriverError, StartupError
@@ -116,6 +119,7 @@ class Recorder:
         self.files: RecordingFiles | None = None
         self._drivers: list[Driver] = []
         self._recovered: list[Event] = []
+        self._master_key: MasterKey | None = None
         # Reads the components above for /metrics, /status and health; filled as they start.
         self.telemetry = Telemetry(Components(config), hung_after=hung_after_seconds)
 
@@ -207,6 +211,7 @@ class Recorder:
             raise StartupError(f"storage.data_dir: cannot create {data_dir}: "
                                f"{exc.strerror or exc}") from exc
         logger.info("data directory %s", data_dir)
+        self._master_key = self._load_key()
         store = self.store = self.telemetry.parts.store = open_store(config.storage)
         stage.stop = store.close
         # Before anything records: the recordings a crash left open first (recording/recovery).
@@ -228,6 +233,26 @@ class Recorder:
         self._recovered = [r.event for r in recover(store.recordings, journal, contents)
                            if r.event is not None]
         self._recovered += [make_event(kind, fields) for kind, fields in contents.announce]
+
+    def _load_key(self) -> MasterKey | None:
+        """The master key of encrypted recordings, installed for every reader of them; None
+        without storage.key_file. With storage.encrypt off a key file still opens the
+        recordings written while it was on; one that cannot be read then only warns."""
+        storage = self.config.storage
+        if not storage.key_file:
+            return None
+        try:
+            master = load_master_key(Path(storage.key_file))
+        except CryptKeyError as exc:
+            if storage.encrypt:
+                raise StartupError(f"storage.key_file: {exc}") from exc
+            logger.warning("storage.key_file: %s; encrypted recordings cannot be played", exc)
+            return None
+        install_keys([master])
+        logger.info("recordings %s with master key %s (storage.key_file %s)",
+                    "encrypted" if storage.encrypt else "not encrypted; reading old ones",
+                    master.id, storage.key_file)
+        return master if storage.encrypt else None
 
     def _start_events(self, stage: Stage) -> None:
         events = self.events = self.telemetry.parts.events = EventBus(
@@ -268,7 +293,7 @@ class Recorder:
             recordings_dir=storage.recordings_dir, store=self.store.recordings, writer=writer,
             completion=completion, stored=stored, stereo=storage.stereo,
             commit_delay_seconds=config.capture.commit_delay_seconds, journal=self.journal,
-            stats=stats, disk_full=disk.disk_full)
+            stats=stats, disk_full=disk.disk_full, master_key=self._master_key)
 
         def drain() -> None:
             # The files still inside their commit delay get their last audio (the capture

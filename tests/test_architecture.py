@@ -72,6 +72,11 @@ def test_codecs_import_nothing_of_the_recorder_but_its_errors() -> None:
     assert _breaking("recorder.codecs", allowed=("recorder.errors",)) == []
 
 
+def test_crypt_imports_only_the_stored_file_opener_durable_files_and_errors() -> None:
+    assert _breaking("recorder.crypt", allowed=(
+        "recorder.codecs.stored", "recorder.durable", "recorder.errors")) == []
+
+
 def test_drivers_import_only_settings_codecs_and_the_worker() -> None:
     assert _breaking("recorder.drivers", allowed=(
         "recorder.config.boards", "recorder.config.setting", "recorder.codecs",

@@ -89,6 +89,17 @@ def test_writer_benchmark_writes_the_same_files_whatever_the_pump_period(
 
 
 @pytest.mark.bench
+def test_the_writer_benchmark_encrypted_writes_the_same_audio() -> None:
+    """With --encrypt the files decrypt to exactly what the plain run writes."""
+    digests = []
+    for extra in ([], ["--encrypt"]):
+        stdout = bench("writer.py", "--sessions", "4", "--seconds", "4", *extra)
+        assert ("encrypted" in stdout) == bool(extra), stdout
+        digests.append(stdout.rsplit("digest ", 1)[1].strip())
+    assert digests[0] == digests[1]
+
+
+@pytest.mark.bench
 @pytest.mark.slow
 def test_calllist_benchmark_measures_every_filter_and_reuses_its_data(tmp_path: Path) -> None:
     cache = tmp_path / "cache"

@@ -62,7 +62,8 @@ def test_every_commands_help_lists_its_exit_codes() -> None:
     top = recorderctl("--help")
     assert top.returncode == 0
     commands = ["status", "channels", "levels", "calls", "events", "export", "send",
-                "selftest", "devices", "check-config", "recover", "purge", "cav"]
+                "selftest", "devices", "check-config", "recover", "purge", "cav", "key",
+                "decrypt"]
     for name in commands:
         assert name in top.stdout
         done = recorderctl(name, "--help")

@@ -826,3 +826,22 @@ def test_recorderctl_purge_shows_a_progress_bar_on_a_terminal(
     assert f"\r[{'#' * 30}] 3/3" in text
     assert "RECORDID" not in text  # the bar instead of a line per recording
     assert text.splitlines()[-1] == "purged 3 of 3 recording(s) examined, 30 bytes freed"
+
+
+def test_purging_an_encrypted_recording_removes_its_wrapped_key_after_it(
+        store: SqliteStore, tmp_path: Path) -> None:
+    """The key beside the file goes with it (docs/encryption.md): without it no copy of the
+    file, in a backup or elsewhere, opens again. A file kept keeps its key."""
+    root = tmp_path / "data" / "recordings"
+    old = write(recording_path(root, "1001-09-00-00.wav"), 1000)
+    old_key = write(old.with_name(old.name + ".key"), 150)
+    young = write(recording_path(root, "1001-10-00-00.wav"), 2000)
+    young_key = write(young.with_name(young.name + ".key"), 150)
+    add(store, old, NOW - 100 * DAY)
+    add(store, young, NOW - 10 * DAY)
+    report = job_for(store, root).run_now()
+    assert not old.exists()
+    assert not old_key.exists()
+    assert young.exists()
+    assert young_key.exists()
+    assert report.bytes_freed == 1000 + 150

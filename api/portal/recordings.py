@@ -19,9 +19,11 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from recorder.api.portal.context import PortalRequest
+from recorder.api.portal.plainmedia import Run, open_plain_media
 from recorder.api.portal.renditions import DOWNLOAD_FORMATS, SIDES
 from recorder.archive.export import MEDIA_TYPES, export_name
 from recorder.codecs.convert import probe
+from recorder.codecs.stored import is_encrypted
 from recorder.errors import CodecError
 from recorder.rules.access import deletion_refused, permits
 from recorder.store.audit import AUDIT_DELETE, AUDIT_DOWNLOAD, AUDIT_PLAY
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 # The stored file as downloaded; other formats are made on request (renditions.download).
 DOWNLOAD_TYPES = {**MEDIA_TYPES, "vox": "application/octet-stream"}
 BLACKOUT_SUFFIX = ".blackout.json"
+KEY_SUFFIX = ".key"  # an encrypted recording's wrapped file key (recorder/crypt/keys.py)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -131,6 +134,11 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
     side = req.request.query.get("side", "")
     if side and side not in SIDES:
         raise web.HTTPBadRequest(text=f"side: one of {', '.join(SIDES)}")
+    encrypted = await ctx.run(lambda: is_encrypted(stored))
+    if side and encrypted:
+        # A side is a rendition kept on disk, and an encrypted recording's audio never is.
+        raise web.HTTPBadRequest(text="This recording is encrypted at rest: its two sides play "
+                                 "together; one side alone is not offered for it.")
 
     def play() -> tuple[Path, str]:
         if side:
@@ -138,7 +146,9 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
         return ctx.renditions.playable(row, stored)
 
     try:
-        path, content_type = await ctx.run(play)
+        # An encrypted one is decrypted (and a G.711 one converted) as it is sent, never
+        # left on disk as a rendition.
+        path, content_type = (stored, "audio/wav") if encrypted else await ctx.run(play)
     except ValueError as exc:
         raise web.HTTPBadRequest(text="This recording is not stereo.") from exc
     except (OSError, CodecError) as exc:
@@ -151,8 +161,21 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
             ctx.audit(req.entry(AUDIT_PLAY, str(row.ident)))
 
         await ctx.run(listened)
-    return MediaResponse(path, headers={"Content-Type": content_type,
-                                           "Cache-Control": "private, no-store"})
+    headers = {"Content-Type": content_type, "Cache-Control": "private, no-store"}
+    if encrypted:
+        return await _decrypting(row, stored, headers, ctx.run, played=True)
+    return MediaResponse(path, headers=headers)
+
+
+async def _decrypting(row: RecordingRow, path: Path, headers: dict[str, str], run: Run, *,
+                      played: bool = False) -> web.StreamResponse:
+    """An encrypted recording's plain bytes (``played``: as a browser plays them); 500 if it
+    cannot be opened (no key, altered)."""
+    try:
+        return await open_plain_media(path, headers, run, played=played)
+    except (OSError, CodecError) as exc:
+        logger.error("portal: cannot play recording %d: %s", row.ident, exc)
+        raise web.HTTPInternalServerError(text="The recording cannot be played.") from exc
 
 
 async def download(req: PortalRequest) -> web.StreamResponse:
@@ -176,10 +199,13 @@ async def download(req: PortalRequest) -> web.StreamResponse:
         content_type = DOWNLOAD_TYPES.get(row.media_format, "application/octet-stream")
     await ctx.run(lambda: ctx.audit(req.entry(AUDIT_DOWNLOAD, str(row.ident),
                                               f"{fmt or 'stored'} {name}")))
-    return MediaResponse(made, temporary=made != path, headers={
-        "Content-Type": content_type,
-        "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}"',
-        "Cache-Control": "private, no-store"})
+    headers = {"Content-Type": content_type,
+               "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}"',
+               "Cache-Control": "private, no-store"}
+    if made == path and await ctx.run(lambda: is_encrypted(path)):
+        # The stored recording as the engineer would decrypt it, never its ciphertext.
+        return await _decrypting(row, path, headers, ctx.run)
+    return MediaResponse(made, temporary=made != path, headers=headers)
 
 
 async def confirm_delete(req: PortalRequest) -> web.StreamResponse:
@@ -203,6 +229,7 @@ async def delete(req: PortalRequest) -> web.StreamResponse:
                 try:
                     path.unlink(missing_ok=True)
                     Path(row.filename + BLACKOUT_SUFFIX).unlink(missing_ok=True)
+                    Path(row.filename + KEY_SUFFIX).unlink(missing_ok=True)
                 except OSError as exc:
                     logger.error("portal: cannot delete %s: %s", path, exc)
                     return f"the file cannot be deleted: {exc.strerror or exc}"

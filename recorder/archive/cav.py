@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from lxml import etree
 
+from recorder.codecs.stored import open_stored
 from recorder.errors import CodecError
 
 logger = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ def write_cav(out: BinaryIO, audio_path: Path, metadata: Mapping[str, object], *
     digest = hashlib.sha256()
     size = 0
     try:
-        with audio_path.open("rb") as f:
+        with open_stored(audio_path) as f:  # an encrypted recording's plain audio
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
@@ -212,7 +213,7 @@ def write_cav(out: BinaryIO, audio_path: Path, metadata: Mapping[str, object], *
             kdf = f"scrypt N=2^{scrypt_log_n} r={SCRYPT_R} p={SCRYPT_P}"
         sink = _Sink(out, header, key, prefix, segment_bytes)
         sink.write(struct.pack(">I", len(xml)) + xml + struct.pack(">Q", size))
-        with audio_path.open("rb") as f:
+        with open_stored(audio_path) as f:  # an encrypted recording's plain audio
             copied = hashlib.sha256()
             while chunk := f.read(1 << 20):
                 copied.update(chunk)

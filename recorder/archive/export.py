@@ -34,6 +34,7 @@ from recorder.archive.cav import SEGMENT_BYTES, TAG_BYTES, write_cav
 from recorder.codecs.convert import AudioInfo, convert, iter_audio, probe
 from recorder.codecs.formats import FORMATS, encoded_size, get_format, open_writer
 from recorder.codecs.resample import Resampler
+from recorder.codecs.stored import is_encrypted, open_stored
 from recorder.errors import CodecError
 from recorder.store.records import RecordingRow
 
@@ -115,8 +116,12 @@ def export_recording(row: RecordingRow, fmt: str, out: Path, *, password: str | 
                 os.fsync(f.fileno())
         elif stored == fmt and not options:
             # Already in that format: the stored bytes, not a decode and re-encode (which would
-            # cost a lossy format a generation and every Range request a transcode).
-            _link_or_copy(source, part)
+            # cost a lossy format a generation and every Range request a transcode); those of
+            # an encrypted recording decrypted (storage.encrypt).
+            if is_encrypted(source):
+                _copy_plain(source, part)
+            else:
+                _link_or_copy(source, part)
         else:
             spec = get_format(fmt)
             chosen = {k: v for k, v in (options or {}).items() if k in spec.options}
@@ -136,6 +141,15 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
+
+
+def _copy_plain(source: Path, target: Path) -> None:
+    """``target`` with the plain bytes of the encrypted recording ``source``, every chunk
+    authenticated on the way (CodecError, and no ``target``, if one does not)."""
+    with open_stored(source) as plain, target.open("wb") as out:
+        shutil.copyfileobj(plain, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def export_sealed(row: RecordingRow, fmt: str, out: Path, password: str, work_dir: Path, *,

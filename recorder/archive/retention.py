@@ -51,12 +51,18 @@ def awaiting_transcode(row: RecordingRow) -> bool:
     return row.filename.lower().endswith(SOURCE_SUFFIX) and row.media_format not in _WAV_FORMATS
 
 
+KEY_SUFFIX = ".key"  # recorder/crypt/keys.py
+
+
 def leftovers(filename: Path) -> list[Path]:
-    """Files after-call encoding may have left beside a recording's file: the WAV it was made
-    from (a crash between the two steps) and a half-written copy."""
+    """Files beside a recording's file that go with it: what after-call encoding may have left
+    (the WAV it was made from, after a crash between the two steps, and a half-written copy),
+    and an encrypted recording's wrapped key (deleted after the file: without it no copy of the
+    file, in a backup or elsewhere, can be opened again)."""
     twins = [filename.with_name(filename.name + PART_SUFFIX)]
     if filename.suffix.lower() != SOURCE_SUFFIX:
         twins.append(filename.with_suffix(SOURCE_SUFFIX))
+    twins.append(filename.with_name(filename.name + KEY_SUFFIX))
     return twins
 
 

@@ -27,6 +27,9 @@ from recorder.config.values import (
 )
 from recorder.rules.addresses import network_problem
 
+# What storage.encrypt can write today (recorder/recording/files.py ENCRYPTED_PROLOGUES).
+ENCRYPTED_FORMATS = ("wav", "wav-ulaw", "wav-alaw")
+
 
 class CrossChecks:
     """The checks of each table, run as soon as it has loaded (``checks()`` says which table
@@ -120,7 +123,23 @@ class CrossChecks:
             self.problems.append(
                 f"{where}.encode: {storage.format} is as crash-safe as PCM and cheap to write; "
                 "record it live (encode = \"live\")")
-        return storage
+        if storage.encrypt and (storage.format not in ENCRYPTED_FORMATS
+                                or storage.encode != "live"):
+            self.problems.append(
+                f"{where}.encrypt: recordings are written encrypted as "
+                f"{', '.join(ENCRYPTED_FORMATS)} recorded live; {storage.format} "
+                f"({storage.encode}) cannot be yet")
+        if not storage.key_file:
+            if storage.encrypt:
+                self.problems.append(f"{where}.key_file: required with {where}.encrypt (make "
+                                     "a key with `recorderctl key init`)")
+            return storage
+        # Whether the file can be the key is recorderd's to check when it starts (and
+        # --check-config's): under systemd it exists only while the service runs
+        # (LoadCredential=), and recorderctl's offline commands load this file too.
+        path = Path(storage.key_file).expanduser()
+        path = path if path.is_absolute() else self.base_dir / path
+        return replace(storage, key_file=str(path))
 
     def check_capture(self, capture: CaptureConfig, where: str) -> CaptureConfig:
         needed = capture.preroll_seconds + capture.commit_delay_seconds + 1.0

@@ -78,6 +78,13 @@ class StorageConfig:
     spool_retry_seconds: float = setting(
         2.0, "while the database cannot be written, recording rows wait in a spool file in "
         "data_dir; how often the spool tries to write them in", min=0.1, max=600.0)
+    encrypt: bool = setting(
+        False, "write every recording encrypted as it is recorded (AES-256-GCM chunks, a key "
+        "per file wrapped by key_file's master key; docs/encryption.md); losing key_file is "
+        "losing the recordings")
+    key_file: str = setting(
+        "", "the master key for encrypt: 32 bytes, mode 0600 (make it with `recorderctl key "
+        "init`); relative to the configuration file's directory")
 
     @property
     def recordings_dir(self) -> Path:

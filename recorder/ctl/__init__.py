@@ -2,8 +2,8 @@
 
 One module per command (or group); ``common`` holds what they share. Commands that talk to the
 service find it from --host/--port/--web-port, else from the configuration recorderd reads;
-offline commands (purge, recover, check-config, cav, devices, user, token, audit, verify)
-work on this machine directly.
+offline commands (purge, recover, check-config, cav, devices, user, token, audit, verify,
+key, decrypt) work on this machine directly.
 docs/recorderctl.md describes every command.
 """
 
@@ -20,9 +20,11 @@ from recorder.ctl import (
     cav,
     channels,
     checkconfig,
+    decrypt,
     devices,
     events,
     export,
+    key,
     levels,
     purge,
     recover,
@@ -49,7 +51,7 @@ exit status (every command; details in its --help):
 
 # In --help's order: looking, then doing, then offline work.
 COMMANDS = (status, channels, levels, calls, events, export, send, selftest, devices,
-            checkconfig, recover, purge, cav, user, token, audit, verify)
+            checkconfig, recover, purge, cav, user, token, audit, verify, key, decrypt)
 
 
 def _parser() -> argparse.ArgumentParser:

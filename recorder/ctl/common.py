@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lxml import etree
@@ -129,6 +130,23 @@ def offline_config(args: argparse.Namespace) -> Config:
         return load_config(source)
     except ConfigError as exc:
         raise CtlError("\n".join(exc.problems), EXIT_USAGE) from exc
+
+
+def install_configured_key(config: Config, key_file: Path | None = None) -> None:
+    """Have this command read encrypted recordings with ``key_file``, else the configuration's
+    storage.key_file (docs/encryption.md); CtlError 2 naming the key when it cannot be used."""
+    path = key_file or (Path(config.storage.key_file) if config.storage.key_file else None)
+    if path is None:
+        return
+    from recorder.crypt.access import install  # noqa: PLC0415 - only where recordings are read
+    from recorder.crypt.keys import CryptKeyError, load_master_key  # noqa: PLC0415
+
+    try:
+        install([load_master_key(path)])
+    except CryptKeyError as exc:
+        raise CtlError(f"{'--key-file' if key_file else 'storage.key_file'}: {exc} (under "
+                       "systemd the credential exists only while recorderd runs: give "
+                       "--key-file)", EXIT_USAGE) from exc
 
 
 def require_database(config: Config) -> None:

@@ -18,6 +18,7 @@ from recorder.ctl.common import (
     CtlError,
     SubParsers,
     command,
+    install_configured_key,
     local_time,
     offline_config,
     open_offline_store,
@@ -51,6 +52,9 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="only list what would be completed; change nothing")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--key-file", type=Path, metavar="PATH",
+                        help="the master key of encrypted recordings (default: the "
+                        "configuration's storage.key_file)")
 
 
 def _file_size(filename: str) -> int | None:
@@ -67,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     config = offline_config(args)
     data_dir = config.storage.data_dir
     require_database(config)
+    install_configured_key(config, args.key_file)
     lock = DataDirLock(data_dir)
     try:
         lock.acquire()

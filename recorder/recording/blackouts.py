@@ -16,11 +16,18 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from recorder.codecs.convert import read_audio
 from recorder.codecs.formats import open_writer
-from recorder.codecs.wav import WAVE_FORMAT_ALAW, WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM, read_wav_info
+from recorder.codecs.wav import (
+    G711_HEADER_BYTES,
+    HEADER_BYTES,
+    WAVE_FORMAT_ALAW,
+    WAVE_FORMAT_MULAW,
+    WAVE_FORMAT_PCM,
+    read_wav_info,
+)
 from recorder.errors import CodecError
 from recorder.rules.blackout import OPEN, Range, running, started, stopped, zero_ranges
 
@@ -134,6 +141,33 @@ def _patch_wav(path: Path, ranges: Sequence[Range]) -> None:
             f.write(fill * (info.channels * (end - a)))
         f.flush()
         os.fsync(f.fileno())
+
+
+# A live WAV's silence and where its samples start, by stored format.
+_WAV_SILENCE = {"wav": (b"\x00\x00", HEADER_BYTES), "wav-ulaw": (b"\xff", G711_HEADER_BYTES),
+                "wav-alaw": (b"\xd5", G711_HEADER_BYTES)}
+
+
+def silence_sealed_wav(sealed: BinaryIO, fmt: str, ranges: Sequence[Range], *, channels: int,
+                       frames: int) -> None:
+    """Silence ``ranges`` (file frames) of a live encrypted WAV through its writer's file
+    (``recorder.crypt.writer.SealedWriter``): each chunk touched is resealed with the silence in
+    it, under a new nonce, and the file made durable. The write position is left at the end,
+    where the writer goes on appending."""
+    if fmt not in _WAV_SILENCE:
+        raise CodecError(f"cannot silence an encrypted {fmt} file")
+    fill, data_offset = _WAV_SILENCE[fmt]
+    frame_bytes = len(fill) * channels
+    for a, b in ranges:
+        end = min(b, frames)
+        if end <= max(0, a):
+            continue
+        sealed.seek(data_offset + max(0, a) * frame_bytes)
+        sealed.write(fill * (channels * (end - max(0, a))))
+    sealed.seek(0, 2)
+    fsync = getattr(sealed, "fsync", None)
+    if callable(fsync):
+        fsync()
 
 
 def pending_path(path: Path) -> Path:

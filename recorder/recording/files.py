@@ -18,12 +18,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from recorder.capture.channels import Phase
 from recorder.capture.core import Channel
 from recorder.codecs.formats import file_extension, open_writer
-from recorder.errors import StoreError
+from recorder.codecs.wav import G711_HEADER_BYTES, HEADER_BYTES
+from recorder.crypt.access import start_sealed
+from recorder.crypt.keys import MasterKey, key_path
+from recorder.errors import CodecError, StoreError
 from recorder.events.types import Event
 from recorder.recording.blackouts import Blackouts, in_file
 from recorder.recording.completion import Closing, Completion
@@ -37,6 +40,11 @@ from recorder.store.recordings import RecordingStore
 from recorder.store.records import NewRecording
 
 logger = logging.getLogger(__name__)
+
+# The formats written encrypted, each with its prologue: the header it rewrites at every sync,
+# sealed as a chunk of its own (docs/encryption.md). The others are refused by the checks.
+ENCRYPTED_PROLOGUES = {"wav": HEADER_BYTES, "wav-ulaw": G711_HEADER_BYTES,
+                       "wav-alaw": G711_HEADER_BYTES}
 
 # How long a caller that closes a recording itself (a CALLSTOP) waits for its completion (row,
 # journal, events) before it answers anyway; the completion goes on regardless.
@@ -90,7 +98,8 @@ class RecordingFiles:
                  completion: Completion, stored: StoredFormat | None = None,
                  stereo: bool = True, commit_delay_seconds: float = 0.0,
                  journal: Journal | None = None, stats: RecordingStats | None = None,
-                 disk_full: Callable[[Path, float], None] | None = None) -> None:
+                 disk_full: Callable[[Path, float], None] | None = None,
+                 master_key: MasterKey | None = None) -> None:
         self._recordings_dir = recordings_dir
         self._store = store
         self._writer = writer
@@ -102,6 +111,9 @@ class RecordingFiles:
         self.stats = stats or RecordingStats()
         # A file could not be made for lack of space: (its path, 0) to the disk guard.
         self._disk_full = disk_full or (lambda path, rate: None)
+        # storage.encrypt: every file is written encrypted under a key of its own, wrapped by
+        # this one (docs/encryption.md).
+        self._master_key = master_key
 
     def open(self, taps: tuple[Channel, ...], position: int, *, started: float,
              row: NewRecording, blackouts: Blackouts, max_time: int = 0,
@@ -137,10 +149,13 @@ class RecordingFiles:
         try:
             path, file = create_unique(wanted)
             try:
+                if self._master_key is not None:
+                    file = self._encrypted(path, file, fmt)
                 writer = open_writer(fmt, file, channel.sample_rate, sides, **options)
             except Exception:
                 file.close()
                 path.unlink(missing_ok=True)  # nothing of the call is in it yet
+                key_path(path).unlink(missing_ok=True)
                 raise
         except Exception as exc:
             # The writer's header write wraps its OSError in a CodecError.
@@ -155,11 +170,13 @@ class RecordingFiles:
         delay = round(self._commit_delay_seconds * channel.sample_rate)
         session = RecordingSession(taps, writer, path, position, delay, blackouts=blackouts,
                                    fmt=fmt, options=options, written=self._writer.bytes_written,
-                                   lost_before=max(0, lost_before))
+                                   lost_before=max(0, lost_before),
+                                   sealed=file if self._master_key is not None else None)
         if max_time:
             session.stop_at = position + max_time * channel.sample_rate
         row = replace(row, channel=channel.id, filename=str(path),
-                      media_format=self.stored.format, sample_rate=channel.sample_rate)
+                      media_format=self.stored.format, sample_rate=channel.sample_rate,
+                      file_key=str(getattr(file, "wrapped_key", "")))
         record_id = None
         try:
             record_id = self._store.insert_recording(row)
@@ -178,6 +195,16 @@ class RecordingFiles:
         logger.info("recording %s on channel %d to %s (RECORDID %s)", label or row.device_id,
                     channel.id, path, record_id)
         return opened
+
+    def _encrypted(self, path: Path, file: BinaryIO, fmt: str) -> BinaryIO:
+        """``file`` as the encrypted file the writer writes into; its key beside it first."""
+        assert self._master_key is not None
+        prologue = ENCRYPTED_PROLOGUES.get(fmt)
+        if prologue is None:
+            # The configuration's checks refuse it; this is the last line, not the message.
+            raise CodecError(f"storage.encrypt: {fmt} cannot be written encrypted yet")
+        sealed = start_sealed(path, file, self._master_key, prologue=prologue)
+        return cast(BinaryIO, sealed)
 
     def _journal_begin(self, opened: OpenRecording, fmt: str, sides: int,
                        options: dict[str, Any]) -> int | None:

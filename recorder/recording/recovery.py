@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,14 @@ from typing import Any
 from recorder.codecs.convert import DEFAULT_VOX_RATE, probe
 from recorder.codecs.mp3repair import repair_mp3
 from recorder.codecs.wav import read_wav_info, wav_header
+from recorder.crypt.access import (
+    installed_keys,
+    is_encrypted,
+    open_plain,
+    repair_encrypted_wav,
+    repair_sealed_chunks,
+)
+from recorder.crypt.keys import CryptKeyError, MasterKey
 from recorder.errors import CodecError, StoreError
 from recorder.events.rows import recovered_event
 from recorder.events.types import Event
@@ -46,8 +54,30 @@ logger = logging.getLogger(__name__)
 STATUS_COMPLETE = "complete"
 
 
-def repair_wav(path: Path) -> None:
-    """Make a crashed WAV's header count every whole frame in the file; drop a partial frame."""
+class KeyNeeded(CodecError):
+    """An encrypted recording cannot be repaired without its key (or with another one): its
+    entry stays in the journal, its file untouched, until a start that has the key."""
+
+
+def repair_wav(path: Path, keys: Sequence[MasterKey] | None = None) -> None:
+    """Make a crashed WAV's header count every whole frame in the file; drop a partial frame.
+
+    An encrypted one keeps its chunks up to the first that does not authenticate (the tail a
+    crash may have torn) and gets a header counting them (docs/encryption.md)."""
+    if is_encrypted(path):
+        keys = installed_keys() if keys is None else keys
+        try:
+            # Its chunks first: until then the header chunk is the only one known whole.
+            first = repair_sealed_chunks(path, keys)
+            with open_plain(path, keys) as plain:
+                info = read_wav_info(path, plain)
+            repair_encrypted_wav(path, keys, lambda n: wav_header(
+                info.sample_rate, info.channels, n - n % info.block_align, info.format_tag),
+                info.data_offset)
+        except CryptKeyError as exc:
+            raise KeyNeeded(str(exc)) from exc
+        logger.info("%s: encrypted, %d bytes of audio kept", path, first - info.data_offset)
+        return
     info = read_wav_info(path)
     header = wav_header(info.sample_rate, info.channels, info.data_bytes, info.format_tag)
     if len(header) != info.data_offset:
@@ -144,8 +174,13 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
             # Its row was completed and only the journal's end line was lost.
             return Recovered(record_id, row.device_id, row.start_time, entry.path, "done",
                              stored.duration, stored.stop_reason)
-    state = _repair(Path(entry.path), entry.fmt, entry.sample_rate, entry.channels,
-                    options=entry.options, record_id=record_id)
+    try:
+        state = _repair(Path(entry.path), entry.fmt, entry.sample_rate, entry.channels,
+                        options=entry.options, record_id=record_id)
+    except KeyNeeded as exc:
+        logger.error("RECORDID %s (%s): %s; it stays to be recovered by a start with the key",
+                     record_id, entry.path, exc)
+        return Recovered(record_id, row.device_id, row.start_time, entry.path, "failed")
     try:
         if stored is None:
             # Never stored, or its RECORDID was handed out while the database and the spool
@@ -166,8 +201,13 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
 
 def _recover_row(store: RecordingStore, row: RecordingRow) -> Recovered:
     path = Path(row.filename)
-    state = _repair(path, format_of_row(path, row.media_format), row.sample_rate, 1,
-                    options={}, record_id=row.ident)
+    try:
+        state = _repair(path, format_of_row(path, row.media_format), row.sample_rate, 1,
+                        options={}, record_id=row.ident)
+    except KeyNeeded as exc:
+        logger.error("RECORDID %d (%s): %s; it stays in progress until a start with the key",
+                     row.ident, path, exc)
+        return Recovered(row.ident, row.device_id, row.start_time, row.filename, "failed")
     try:
         store.finish_recording(row.ident, _finished(row.start_time, state))
     except StoreError:
@@ -223,6 +263,8 @@ def _repair(path: Path, fmt: str, sample_rate: int, channels: int, *,
         # The format as it was written, never guessed from the file's content (see above).
         info = probe(path, "wav" if fmt.startswith("wav") else fmt, vox_rate=vox_rate)
         return _FileState(info.duration, path.stat().st_size, sha256_file(path))
+    except KeyNeeded:
+        raise
     except (OSError, CodecError):
         logger.exception("RECORDID %s: %s (%s) cannot be read back; its row is completed empty",
                          record_id, path, fmt)
@@ -238,4 +280,5 @@ def complete_interrupted(store: RecordingStore, journal: Journal,
     return recover(store, journal, journal.open(), dry_run=False)
 
 
-__all__ = ["Recovered", "complete_interrupted", "format_of_row", "recover", "repair_wav"]
+__all__ = ["KeyNeeded", "Recovered", "complete_interrupted", "format_of_row", "recover",
+           "repair_wav"]

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +32,13 @@ import numpy.typing as npt
 from recorder.capture.core import CaptureBoard, Channel
 from recorder.codecs.buffered import out_of_space
 from recorder.codecs.formats import AudioWriter
-from recorder.recording.blackouts import Blackouts, pending_path, silence_file, write_pending
+from recorder.recording.blackouts import (
+    Blackouts,
+    pending_path,
+    silence_file,
+    silence_sealed_wav,
+    write_pending,
+)
 from recorder.recording.paths import sha256_file
 from recorder.rules.blackout import overlapping, zero_ranges
 
@@ -81,7 +87,8 @@ class RecordingSession:
     def __init__(self, channel: Channel | Sequence[Channel], writer: AudioWriter, path: Path,
                  start: int, delay_frames: int = 0, *, blackouts: Blackouts | None = None,
                  fmt: str = "wav", options: Mapping[str, Any] | None = None,
-                 written: ByteCounter | None = None, lost_before: int = 0) -> None:
+                 written: ByteCounter | None = None, lost_before: int = 0,
+                 sealed: BinaryIO | None = None) -> None:
         # Two channels are one device's two directions (on one board, so their positions
         # line up): one side each of a stereo file, or mixed into mono, as the writer has
         # one or two channels.
@@ -128,6 +135,9 @@ class RecordingSession:
         self.format = fmt
         self._options = dict(options or {})
         self._silence_at_close = False
+        # The encrypted file under the writer (storage.encrypt): a blackout is silenced through
+        # it, never by writing plain bytes into the ciphertext.
+        self._sealed = sealed
         # No audio past this position ever reaches the file (MAXRECORDTIME): the limit holds
         # to the sample even when the check that ends the recording runs late.
         self.stop_at: int | None = None
@@ -227,7 +237,11 @@ class RecordingSession:
                 for a, b in overlapping(self.blackouts.ranges(), self.start, self._pos)]
 
     def _silence_written(self) -> None:
-        silence_file(self.path, self.format, self._written_ranges(), options=self._options)
+        if self._sealed is not None:
+            silence_sealed_wav(self._sealed, self.format, self._written_ranges(),
+                               channels=self._writer.channels, frames=self._writer.frames)
+        else:
+            silence_file(self.path, self.format, self._written_ranges(), options=self._options)
         pending_path(self.path).unlink(missing_ok=True)
 
     def ready_to_finish(self, end: int) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from recorder.config.loader import load_config
 from recorder.config.model import Config
+from recorder.crypt.keys import key_file_problem
 from recorder.drivers.registry import create_driver
 from recorder.errors import ConfigError, DriverError
 from recorder.service.portcheck import busy_port_warnings
@@ -35,6 +36,9 @@ def check_config(source: Path | None) -> tuple[list[str], str]:
     except ConfigError as exc:
         return list(exc.problems), ""
     problems = []
+    key = key_problem(config)
+    if key is not None:
+        problems.append(key)
     for i, board in enumerate(config.boards):
         try:
             create_driver(f"boards[{i}]", board)
@@ -48,6 +52,14 @@ def check_config(source: Path | None) -> tuple[list[str], str]:
     if data_dir:
         warnings.append(data_dir)
     return [], "\n".join([summary(config, source)] + [f"  warning: {w}" for w in warnings])
+
+
+def key_problem(config: Config) -> str | None:
+    """Why recorderd, with storage.encrypt, could not use storage.key_file (None: it can)."""
+    if not config.storage.encrypt or not config.storage.key_file:
+        return None
+    problem = key_file_problem(Path(config.storage.key_file))
+    return None if problem is None else f"storage.key_file: {problem}"
 
 
 def _data_dir_problem(data_dir: Path) -> str | None:

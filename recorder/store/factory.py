@@ -8,6 +8,7 @@ from recorder.store.audit import AuditStore
 from recorder.store.bookmarks import BookmarkStore
 from recorder.store.directory import DirectoryStore
 from recorder.store.evidence import EvidenceStore
+from recorder.store.filekeys import FileKeyStore
 from recorder.store.recordings import RecordingStore
 from recorder.store.spool import SpoolingStore
 from recorder.store.sqlite import SqliteStore
@@ -28,7 +29,8 @@ class Store:
     def __init__(self, recordings: RecordingStore, directory: DirectoryStore,
                  audit: AuditStore | None = None, bookmarks: BookmarkStore | None = None, *,
                  evidence: EvidenceStore | None = None,
-                 tokens: TokenStore | None = None) -> None:
+                 tokens: TokenStore | None = None,
+                 file_keys: FileKeyStore | None = None) -> None:
         self.recordings = recordings
         self.directory = directory
         # Tests build a Store from parts; one without these audits nowhere, bookmarks nothing.
@@ -37,6 +39,7 @@ class Store:
         # The rows' seals and the audit chain as the checks read them (docs/storage.md).
         self.evidence = evidence
         self.tokens = tokens  # None: no token is accepted
+        self.file_keys = file_keys  # encrypted recordings' wrapped keys (key rotation)
 
     @property
     def backend(self) -> str:
@@ -63,4 +66,4 @@ def open_store(config: StorageConfig) -> Store:
     recordings = SpoolingStore(database, config.spool_path, config.spool_retry_seconds)
     recordings.open()
     return Store(recordings, database, audit=database, bookmarks=database, evidence=database,
-                 tokens=database)
+                 tokens=database, file_keys=database)

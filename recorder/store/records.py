@@ -63,6 +63,9 @@ class NewRecording:
     # when the recording starts, so a phone given to someone else later keeps its history.
     agent_id: int | None = None
     global_id: str = ""  # the call's GLOBALCALLID, shared by its partial recordings
+    # An encrypted recording's wrapped file key (recorder/crypt/keys.py WrappedKey.to_text),
+    # also kept beside the file; "" for a recording in clear.
+    file_key: str = ""
 
 
 @dataclass(frozen=True)

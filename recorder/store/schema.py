@@ -11,6 +11,8 @@ portal's bookmarks. Version 7 adds the evidence that nothing was changed (``evid
 each complete recording's row sealed, the audit trail made a hash chain with a purge anchor.
 Version 8 adds the WebAPI's bearer tokens (hashed). Version 9 keeps a complete recording's
 blackouts (the portal marks them on its player): only the silenced audio showed them before.
+Version 10 adds an encrypted recording's wrapped file key to its row (docs/encryption.md;
+empty for a recording in clear).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from recorder.store.evidence_schema import CREATE_EVIDENCE, migrate_evidence
 from recorder.store.records import FILTER_FIELDS, METADATA_FIELDS
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # API field name -> column, for the call metadata a recording keeps: the lower-case name, but
 # where the manual's table spells the column otherwise.
@@ -340,7 +342,13 @@ CREATE TABLE recording_blackouts (
 CREATE INDEX recording_blackouts_by_recording ON recording_blackouts (ident, start_seconds);
 """
 
+# An encrypted recording's file key, wrapped by the master key (docs/encryption.md); not part
+# of the row's seal, so a key rotation re-wraps it without touching the evidence.
+CREATE_V10 = """
+ALTER TABLE recordings ADD COLUMN file_key TEXT NOT NULL DEFAULT '';
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str | Step, ...] = (CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, CREATE_V5,
                                       CREATE_V6, Step(CREATE_EVIDENCE, migrate_evidence),
-                                      CREATE_V8, CREATE_V9)
+                                      CREATE_V8, CREATE_V9, CREATE_V10)

@@ -34,6 +34,7 @@ from recorder.store.sqlite_bookmarks import SqliteBookmarks
 from recorder.store.sqlite_chat import SqliteChat
 from recorder.store.sqlite_directory import SqliteDirectory
 from recorder.store.sqlite_evidence import seal_rows
+from recorder.store.sqlite_filekeys import SqliteFileKeys
 from recorder.store.sqlite_tokens import SqliteTokens
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,9 @@ if sorted(_LEAD_ORDER) != sorted(FILTER_FIELDS):
 
 
 class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, SqliteTokens,
-                  RecordingStore):
-    """Recording rows, the directory, the audit trail, bookmarks and API tokens in a SQLite
-    database file."""
+                  SqliteFileKeys, RecordingStore):
+    """Recording rows, the directory, the audit trail, bookmarks, API tokens and encrypted
+    recordings' wrapped keys in a SQLite database file."""
 
     def insert_recording(self, rec: NewRecording, ident: int | None = None) -> int:
         values: dict[str, Any] = {
@@ -106,6 +107,8 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
             "agent_initiated": rec.agent_initiated,
             "globalid": rec.global_id,
         }
+        if rec.file_key:
+            values["file_key"] = rec.file_key
         values.update({META_COLUMNS[k]: v for k, v in rec.meta.items()})
         if ident is not None:
             values["ident"] = ident  # AUTOINCREMENT's sequence follows an explicit ident

@@ -1,0 +1,195 @@
+"""The master key (``storage.key_file``) and the per-file keys it wraps (docs/encryption.md).
+
+A file key is 32 random bytes used for one recording only; it is stored wrapped by the master
+key with AES key wrap (RFC 3394), beside the recording (``NAME.key``) and in its row, never in
+the recording: rotation then re-wraps it without touching the recording's bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.keywrap import (
+    InvalidUnwrap,
+    aes_key_unwrap,
+    aes_key_wrap,
+)
+
+from recorder.durable import fsync_directory, give_to_directory_owner
+from recorder.errors import RecorderError
+
+KEY_BYTES = 32
+FILE_ID_BYTES = 16
+KEY_SUFFIX = ".key"
+_KEY_DOCUMENT = "recorder-file-key"
+
+
+class CryptKeyError(RecorderError):
+    """A key is missing, unusable, or not the one a file needs; the message says which."""
+
+
+def key_id(master: bytes) -> str:
+    """A name for ``master`` that does not reveal it: what the files and the log call it."""
+    return hashlib.sha256(b"recorder master key id\0" + master).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    """The 32 bytes of ``storage.key_file`` and their key id."""
+
+    secret: bytes
+
+    @property
+    def id(self) -> str:
+        return key_id(self.secret)
+
+    def __repr__(self) -> str:  # never print the secret in a traceback or a log
+        return f"MasterKey(id={self.id})"
+
+
+def key_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be the master key (None: it can). Said for the config key's error."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return f"{path} does not exist (make one with `recorderctl key init`)"
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    if st.st_mode & 0o077:
+        return (f"{path} is readable or writable by others (mode {stat.S_IMODE(st.st_mode):04o});"
+                f" it must be 0600 or 0400, owned by the service's user")
+    if st.st_size != KEY_BYTES:
+        return f"{path} holds {st.st_size} bytes, not the {KEY_BYTES} of a key"
+    if not os.access(path, os.R_OK):
+        return f"cannot read {path}: permission denied"
+    return None
+
+
+def load_master_key(path: Path) -> MasterKey:
+    """The master key in ``path``; CryptKeyError naming the problem (see ``key_file_problem``)."""
+    problem = key_file_problem(path)
+    if problem is not None:
+        raise CryptKeyError(problem)
+    try:
+        secret = path.read_bytes()
+    except OSError as exc:
+        raise CryptKeyError(f"cannot read {path}: {exc.strerror}") from exc
+    if len(secret) != KEY_BYTES:  # changed since the check
+        raise CryptKeyError(f"{path} holds {len(secret)} bytes, not the {KEY_BYTES} of a key")
+    return MasterKey(secret)
+
+
+def create_master_key(path: Path) -> MasterKey:
+    """Write 32 random bytes to ``path`` (mode 0600, durable); refuses to replace a file."""
+    secret = os.urandom(KEY_BYTES)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise CryptKeyError(f"{path} exists; a key is never overwritten (the recordings it "
+                            f"opens would be lost)") from exc
+    except OSError as exc:
+        raise CryptKeyError(f"cannot create {path}: {exc.strerror}") from exc
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.write(fd, secret)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_directory(path.parent)
+    return MasterKey(secret)
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    """A file key as stored: wrapped by the master key ``key_id``, for the file ``file_id``."""
+
+    key_id: str
+    wrapped: bytes
+    file_id: bytes
+
+    def to_text(self) -> str:
+        """The JSON kept beside the file and in the row."""
+        return json.dumps({"format": _KEY_DOCUMENT, "version": 1, "key_id": self.key_id,
+                           "wrapped": base64.b64encode(self.wrapped).decode("ascii"),
+                           "file_id": self.file_id.hex()}, sort_keys=True)
+
+    @classmethod
+    def from_text(cls, text: str, where: str = "the file key") -> WrappedKey:
+        try:
+            doc = json.loads(text)
+            if doc.get("format") != _KEY_DOCUMENT or doc.get("version") != 1:
+                raise ValueError("not a recorder file key")
+            return cls(str(doc["key_id"]), base64.b64decode(doc["wrapped"], validate=True),
+                       bytes.fromhex(doc["file_id"]))
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+            raise CryptKeyError(f"{where} is damaged: {exc}") from exc
+
+
+def new_file_key(master: MasterKey) -> tuple[bytes, WrappedKey]:
+    """A fresh file key and file id, and the key wrapped by ``master``."""
+    secret, file_id = os.urandom(KEY_BYTES), os.urandom(FILE_ID_BYTES)
+    return secret, WrappedKey(master.id, aes_key_wrap(master.secret, secret), file_id)
+
+
+def unwrap(wrapped: WrappedKey, keys: list[MasterKey] | MasterKey) -> bytes:
+    """The file key, unwrapped by whichever of ``keys`` wrapped it; CryptKeyError if none."""
+    candidates = [keys] if isinstance(keys, MasterKey) else list(keys)
+    for master in candidates:
+        if master.id != wrapped.key_id:
+            continue
+        try:
+            return aes_key_unwrap(master.secret, wrapped.wrapped)
+        except InvalidUnwrap as exc:
+            raise CryptKeyError(f"the file key does not unwrap with key {master.id}: it was "
+                                f"altered") from exc
+    have = ", ".join(m.id for m in candidates) or "none"
+    raise CryptKeyError(f"this recording needs master key {wrapped.key_id}; the key given is "
+                        f"{have} (wrong key file?)")
+
+
+def rewrap(wrapped: WrappedKey, old: MasterKey, new: MasterKey) -> WrappedKey:
+    """The same file key wrapped by ``new`` instead of ``old`` (rotation)."""
+    return WrappedKey(new.id, aes_key_wrap(new.secret, unwrap(wrapped, old)), wrapped.file_id)
+
+
+def key_path(recording: Path) -> Path:
+    """Where a recording's wrapped key is kept beside it."""
+    return recording.with_name(recording.name + KEY_SUFFIX)
+
+
+def write_wrapped(recording: Path, wrapped: WrappedKey) -> None:
+    """Keep ``wrapped`` beside ``recording``, replacing what was there atomically and durably."""
+    final = key_path(recording)
+    part = final.with_name(final.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        # `recorderctl key rotate` run as root must leave a key recorderd's user can read.
+        give_to_directory_owner(fd, final.parent)
+        os.write(fd, wrapped.to_text().encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    part.replace(final)
+    fsync_directory(final.parent)
+
+
+def read_wrapped(recording: Path) -> WrappedKey:
+    """The wrapped key beside ``recording``; CryptKeyError if it is missing or damaged."""
+    path = key_path(recording)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise CryptKeyError(f"{path} is missing: the recording cannot be opened without its "
+                            f"file key") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CryptKeyError(f"cannot read {path}: {exc}") from exc
+    return WrappedKey.from_text(text, str(path))

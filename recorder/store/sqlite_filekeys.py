@@ -1,0 +1,20 @@
+"""Wrapped file keys in SQLite: the ``file_key`` column of ``recordings`` (schema 7)."""
+
+from __future__ import annotations
+
+from recorder.store.filekeys import FileKeyStore
+from recorder.store.sqlite_conn import SqliteConnection
+
+
+class SqliteFileKeys(SqliteConnection, FileKeyStore):
+    def file_keys(self) -> list[tuple[int, str, str]]:
+        with self._db("wrapped file keys") as conn:
+            rows = conn.execute("SELECT ident, filename, file_key FROM recordings"
+                                " WHERE file_key != '' ORDER BY ident").fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def set_file_key(self, ident: int, wrapped: str) -> bool:
+        with self._db(f"wrapped file key of recording {ident}") as conn:
+            changed = conn.execute("UPDATE recordings SET file_key = ? WHERE ident = ?",
+                                   (wrapped, ident)).rowcount
+        return bool(changed)
