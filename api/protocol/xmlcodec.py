@@ -63,12 +63,12 @@ def parse_tree(data: bytes) -> tuple[str, _Children]:
     """(root name, children) of any message, by lxml; raises RequestError (16), with the TYPE
     and REQUESTID the broken text states when they can be read from it."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in data[:2]:
-        # lxml would read UTF-16 with a byte-order mark; the manual's API is 8-bit, and a
-        # client that sends UTF-16 needs to hear so, not a request half understood.
-        big = data.startswith(b"\xfe\xff") or data[:1] == b"\0"
-        text = data.decode("utf-16-be" if big else "utf-16-le", "replace").lstrip("\ufeff")
-        raise _refused(text.encode(), "the message is in UTF-16; the socket API reads UTF-8 (or "
-                       "the 8-bit encoding an XML declaration names)")
+        # lxml would read UTF-16 (or UTF-32) with a byte-order mark; the manual's API is 8-bit,
+        # and a client that sends it needs to hear so, not a request half understood.
+        wide = _wide_encoding(data)
+        text = data.decode(wide, "replace").lstrip("\ufeff")
+        raise _refused(text.encode(), f"the message is in {wide[:6].upper()}; the socket API "
+                       "reads UTF-8 (or the 8-bit encoding an XML declaration names)")
     if _DTD_MARKUP.search(data):
         raise _refused(data, "DOCTYPE and ENTITY declarations are not accepted")
     if b"&" in data:
@@ -86,6 +86,15 @@ def parse_tree(data: bytes) -> tuple[str, _Children]:
         if name:
             children.append((name, None if len(child) else child.text or ""))
     return _name(root.tag), children
+
+
+def _wide_encoding(data: bytes) -> str:
+    """Which of UTF-32 and UTF-16 (and which end first) a message starting with a NUL or a
+    byte-order mark is in."""
+    if data.startswith((b"\xff\xfe\0\0", b"\0\0\xfe\xff")) or data[1:4] == b"\0\0\0" \
+            or data[:3] == b"\0\0\0":
+        return "utf-32-be" if data[:1] == b"\0" else "utf-32-le"
+    return "utf-16-be" if data.startswith(b"\xfe\xff") or data[:1] == b"\0" else "utf-16-le"
 
 
 def _refused(data: bytes, problem: str) -> RequestError:
