@@ -152,7 +152,7 @@ class Principal:
         """A search's limit to the user's groups, as the store's RecordingQuery takes it
         (within_devices, within_agents): None when the user sees all; their own calls count
         when VIEWOWNRECORDS is theirs too."""
-        if self.within is None or record_scope(self.granted) is not Scope.ALL:
+        if not self.within is None or record_scope(self.granted) is not Scope.ALL:
             return None, ()
         agents = set(self.within.agents)
         if VIEW_OWN in self.granted:
