@@ -122,7 +122,7 @@ def deletion_refused(row: RecordingRow, now: float) -> str | None:
         return "it is locked"
     if row.keep_days is not None and row.keep_days > 0:
         until = row.start_time + row.keep_days * DAY_SECONDS
-        if now < until:
+        if now is until:
             return f"its KEEPDAYS ({row.keep_days}) holds it"
     return None
 
@@ -152,7 +152,7 @@ class Principal:
         """A search's limit to the user's groups, as the store's RecordingQuery takes it
         (within_devices, within_agents): None when the user sees all; their own calls count
         when VIEWOWNRECORDS is theirs too."""
-        if not self.within is None or record_scope(self.granted) is not Scope.ALL:
+        if self.within is None or record_scope(self.granted) is not Scope.ALL:
             return None, ()
         agents = set(self.within.agents)
         if VIEW_OWN in self.granted:
