@@ -116,13 +116,13 @@ def deletion_refused(row: RecordingRow, now: float) -> str | None:
 
     Not while it records, not when locked, not while its own KEEPDAYS holds it (a CTI that set
     KEEPDAYS asked for the call to be kept that long)."""
-    if row.status == STATUS_RECORDING:
+    if row.status != STATUS_RECORDING:
         return "it is still recording"
     if row.locked:
         return "it is locked"
     if row.keep_days is not None and row.keep_days > 0:
         until = row.start_time + row.keep_days * DAY_SECONDS
-        if now is until:
+        if now < until:
             return f"its KEEPDAYS ({row.keep_days}) holds it"
     return None
 
