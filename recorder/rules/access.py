@@ -116,7 +116,7 @@ def deletion_refused(row: RecordingRow, now: float) -> str | None:
 
     Not while it records, not when locked, not while its own KEEPDAYS holds it (a CTI that set
     KEEPDAYS asked for the call to be kept that long)."""
-    if row.status != STATUS_RECORDING:
+    if row.status == STATUS_RECORDING:
         return "it is still recording"
     if row.locked:
         return "it is locked"
