@@ -380,11 +380,11 @@ def test_audio_written_while_a_blackout_runs_is_silence_on_disk(tmp_path: Path) 
 
 
 def test_a_blackout_silences_exactly_its_samples_wherever_a_block_starts() -> None:
-    block = np.full((100, 2), 7, dtype=np.int16)  # frame 0 at position 8000
-    zero_ranges(block, 8000, [(8010, 8020), (9000, 9100), (7000, 8000)])
-    assert not block[10:20].any()
-    assert (block[:10] == 7).all()
-    assert (block[20:] == 7).all()
+    block = np.full((100, 2), 7, dtype=np.int16)  # frame 0 at position 7990
+    zero_ranges(block, 7990, [(8010, 8020), (9000, 9100), (7000, 7990)])
+    assert not block[20:30].any()
+    assert (block[:20] == 7).all()
+    assert (block[30:] == 7).all()
     # Only the parts inside the block count: a range ending where it starts, or starting
     # where it ends, has none (and a session with none leaves its file alone).
     assert overlapping([(0, 100), (200, 300)], 100, 200) == []
