@@ -475,6 +475,18 @@ def test_devicestatus_finds_a_device_by_its_calls_callid(running: Running) -> No
     assert found.findtext("DEVICES/DEVICE/DEVICEID") == "1002"
 
 
+def test_a_phone_named_by_its_alias_takes_a_call_with_a_new_callid(running: Running) -> None:
+    conn = running.connect()
+    assert result_code(conn.request("CALLSTART", 1, deviceid="1001", devicealias="Desk 1",
+                                    callid="C-1")) == 20
+    assert result_code(conn.request("CALLSTOP", 2, deviceid="1001")) == 20
+    # The next call names the phone by its alias only; its CALLID is its own, not the last's.
+    result = conn.request("CALLSTART", 3, devicealias="Desk 1", callid="C-2")
+    assert result_code(result) == 20, result.findtext("RESULTMSG")
+    found = conn.request("DEVICESTATUS", 4, callid="C-2")
+    assert found.findtext("DEVICES/DEVICE/DEVICEID") == "1001"
+
+
 def test_every_broken_request_gets_one_answer_and_the_next_is_served(running: Running) -> None:
     conn = running.connect()
     conn.send(b"<REQUEST>\r\n  <TYPE>TEST</TYPE></TYP>\r\n  <REQUESTID>1</REQUESTID>\r\n"
