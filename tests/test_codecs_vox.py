@@ -268,8 +268,9 @@ def test_writers_pumped_with_odd_counts_equal_sox(tmp_path: Path,
         f.close = lambda f=f: kept.append(f.getvalue())  # type: ignore[method-assign]
     assert encode_pending(writers) == 0  # nothing buffered yet
     start = 0
-    # Odd pumps of 1 to 5 samples, and an even one while every writer holds an odd code.
-    for size in (3, 2, 1, 5, 3, 986, 1000, 2000):
+    # Odd pumps of 1 to 5 samples with and without an odd code held over, and an even one
+    # while every writer holds one.
+    for size in (2, 1, 2, 1, 3, 3, 5, 983, 1000, 2000):
         for w, s in zip(writers, streams, strict=True):
             w.write(s[start:start + size])
         assert encode_pending(writers) == size * len(writers)
@@ -334,3 +335,24 @@ def test_close_with_fsync_puts_the_file_on_the_disk(
     writer.write(np.zeros(800, dtype=np.int16))
     writer.close(fsync=fsync)
     assert len(synced) == (1 if fsync else 0)
+
+
+def test_the_file_is_at_the_rate_asked_for(tmp_path: Path,
+                                           speech: npt.NDArray[np.int16]) -> None:
+    # The recording's own rate named in the options (a number read from the configuration,
+    # equal but not the same object): nothing to resample, sox's bytes exactly.
+    same = tmp_path / "same.vox"
+    writer = open_writer("vox", same.open("xb"), 8000, rate=int("8000"))
+    writer.write(speech)
+    writer.close()
+    assert same.read_bytes() == sox_encode(tmp_path, speech)
+    # A rate above the recording's is resampled too: 6 kHz audio in an 8 kHz file.
+    up = tmp_path / "up.vox"
+    six = speech[:18000]
+    writer = open_writer("vox", up.open("xb"), 6000, rate=8000)
+    writer.write(six)
+    writer.close()
+    samples = -(-len(six) * 4 // 3)
+    assert len(up.read_bytes()) == -(-samples // 2)
+    assert up.read_bytes() == sox_encode(tmp_path, resample(six, 6000, 8000))
+
