@@ -433,6 +433,60 @@ def test_numbers_too_long_for_any_field_are_refused_not_crashed_on(running: Runn
     assert (status, result_code(etree.fromstring(body))) == (200, 14)
 
 
+def test_numbers_at_the_ends_of_their_range_are_taken(running: Running) -> None:
+    conn = running.connect()
+    result = conn.request("CALLSTART", 1, deviceid="1001", priority="100",
+                          maxrecordtime="2147483647", keep_days="-1")
+    assert result_code(result) == 20, result.findtext("RESULTMSG")
+    assert result_code(conn.request("CALLSTOP", 2, deviceid="1001")) == 20
+    # Dates (and RECORDIDs) run to the top of a 64-bit integer: 19 digits.
+    result = conn.request("CALLLIST", 3, calldatestart="0", calldateend=str(2**63 - 1))
+    assert result_code(result) == 20, result.findtext("RESULTMSG")
+    assert len(result.findall("SEARCHRESULT")) == 1
+
+
+def test_a_blank_number_counts_as_not_sent(running: Running) -> None:
+    result = running.request("CALLSTART", 1, deviceid="1001", priority="", maxrecordtime="",
+                             keep_days="")
+    assert result_code(result) == 20, result.findtext("RESULTMSG")
+
+
+def test_refused_numbers_are_quoted_as_sent(running: Running) -> None:
+    conn = running.connect()
+    typed = "twelve" * 10
+    result = conn.request("CALLSTART", 1, deviceid="1001", priority=typed)
+    assert (result_code(result), result.findtext("RESULTMSG")) == (
+        16, f"PRIORITY must be a whole number, not {typed[:40]!r}")
+    # A negative number too long for any field is refused as below the range, not above it
+    # (nor taken as 0).
+    result = conn.request("CALLSTART", 2, deviceid="1001", priority="-" + "9" * 30)
+    assert result_code(result) == 16
+    assert (result.findtext("RESULTMSG") or "").startswith(
+        "PRIORITY must be between 0 and 100, not -")
+
+
+def test_devicestatus_finds_a_device_by_its_calls_callid(running: Running) -> None:
+    conn = running.connect()
+    assert result_code(conn.request("CALLSTART", 1, deviceid="1001", callid="C-77")) == 20
+    assert result_code(conn.request("CALLSTART", 2, deviceid="1002", callid="C-78")) == 20
+    found = conn.request("DEVICESTATUS", 3, callid="C-78")
+    assert result_code(found) == 20, found.findtext("RESULTMSG")
+    assert found.findtext("DEVICES/COUNT") == "1"
+    assert found.findtext("DEVICES/DEVICE/DEVICEID") == "1002"
+
+
+def test_a_phone_named_by_its_alias_takes_a_call_with_a_new_callid(running: Running) -> None:
+    conn = running.connect()
+    assert result_code(conn.request("CALLSTART", 1, deviceid="1001", devicealias="Desk 1",
+                                    callid="C-1")) == 20
+    assert result_code(conn.request("CALLSTOP", 2, deviceid="1001")) == 20
+    # The next call names the phone by its alias only; its CALLID is its own, not the last's.
+    result = conn.request("CALLSTART", 3, devicealias="Desk 1", callid="C-2")
+    assert result_code(result) == 20, result.findtext("RESULTMSG")
+    found = conn.request("DEVICESTATUS", 4, callid="C-2")
+    assert found.findtext("DEVICES/DEVICE/DEVICEID") == "1001"
+
+
 def test_every_broken_request_gets_one_answer_and_the_next_is_served(running: Running) -> None:
     conn = running.connect()
     conn.send(b"<REQUEST>\r\n  <TYPE>TEST</TYPE></TYP>\r\n  <REQUESTID>1</REQUESTID>\r\n"

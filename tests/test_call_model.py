@@ -16,6 +16,7 @@ from recorder.config.loader import config_from_dict
 from recorder.events.types import CollectedEvents
 from recorder.recording.files import StoredFormat
 from recorder.resultcodes import ResultCode
+from recorder.rules.blackout import BlackoutStateError, overlapping, started, stopped, zero_ranges
 from recorder.rules.decision import Policy
 from recorder.store.directory import UserFields
 from tests.helpers.calls import BLOCK, Bench
@@ -321,6 +322,84 @@ def test_blackout_state_errors(tmp_path: Path) -> None:
     with pytest.raises(CallError) as twice:
         bench.scheduler.blackouts.start(DEV, None, 0)
     assert twice.value.code is ResultCode.API_BLACKOUT_INVALID_STATE
+
+
+def test_a_second_blackout_in_a_call_silences_only_its_own_range(tmp_path: Path) -> None:
+    bench, events = make_bench(tmp_path)
+    start(bench)
+    for _ in range(2):  # 1 s of audio, then 1 s blacked out, twice
+        feed_seconds(bench, 1.0)
+        bench.scheduler.blackouts.start(DEV, None, 0)
+        feed_seconds(bench, 1.0)
+        bench.scheduler.blackouts.stop(DEV, None, 0)
+    feed_seconds(bench, 1.0)
+    bench.stop()
+    recorded = frames(bench.rows()[0].filename)
+    captured = bench.audio(0, 0, 5 * RATE)
+    assert len(recorded) == 5 * RATE
+    for second, blacked_out in enumerate([False, True, False, True, False]):
+        part = slice(second * RATE, (second + 1) * RATE)
+        if blacked_out:
+            assert not recorded[part].any(), second
+        else:
+            assert np.array_equal(recorded[part], captured[part]), second
+    assert events.types("1001").count("RECORDINGRESUMED") == 2
+
+
+def test_a_blackout_from_the_first_sample_silences_it(tmp_path: Path) -> None:
+    bench, _ = make_bench(tmp_path)
+    start(bench)
+    bench.scheduler.blackouts.start(DEV, None, 0)  # before any audio: at sample 0
+    feed_seconds(bench, 1.0)
+    bench.scheduler.blackouts.stop(DEV, None, 0)
+    feed_seconds(bench, 1.0)
+    bench.stop()
+    recorded = frames(bench.rows()[0].filename)
+    assert bench.audio(0, 0, 1).all()  # the first sample captured is not silence itself
+    assert not recorded[:RATE].any()
+    assert np.array_equal(recorded[RATE:], bench.audio(0, RATE, 2 * RATE))
+
+
+def test_audio_written_while_a_blackout_runs_is_silence_on_disk(tmp_path: Path) -> None:
+    """A crash during the blackout must not leave its audio in the file: the writer silences
+    it before it writes, not only when BLACKOUTSTOP comes."""
+    bench, _ = make_bench(tmp_path)
+    start(bench)
+    session = next(iter(bench.writer._sessions))
+    feed_seconds(bench, 1.0)
+    bench.scheduler.blackouts.start(DEV, None, 0)
+    feed_seconds(bench, 2.0)
+    session.pump()
+    session.writer.sync()
+    on_disk, _ = read_audio(session.path)
+    assert len(on_disk) == 3 * RATE
+    assert np.array_equal(on_disk[:RATE, 0], bench.audio(0, 0, RATE))
+    assert not on_disk[RATE:, 0].any()
+    bench.scheduler.blackouts.stop(DEV, None, 0)
+    bench.stop()
+
+
+def test_a_blackout_silences_exactly_its_samples_wherever_a_block_starts() -> None:
+    block = np.full((100, 2), 7, dtype=np.int16)  # frame 0 at position 7990
+    zero_ranges(block, 7990, [(8010, 8020), (9000, 9100), (7000, 7990)])
+    assert not block[20:30].any()
+    assert (block[:20] == 7).all()
+    assert (block[30:] == 7).all()
+    # Only the parts inside the block count: a range ending where it starts, or starting
+    # where it ends, has none (and a session with none leaves its file alone).
+    assert overlapping([(0, 100), (200, 300)], 100, 200) == []
+    assert overlapping([(0, 50), (250, 300)], 100, 200) == []
+    assert overlapping([(50, 150), (190, 250)], 100, 200) == [(100, 150), (190, 200)]
+
+
+def test_blackoutstop_reports_the_range_it_closed() -> None:
+    ranges: list[list[int]] = []
+    started(ranges, 800)
+    assert stopped(ranges, 2400) == (800, 2400)
+    started(ranges, 3000)
+    assert stopped(ranges, 100) == (3000, 3000)  # never before its start
+    with pytest.raises(BlackoutStateError):
+        stopped(ranges, 4000)
 
 
 def test_an_agent_blackout_covers_calls_that_start_during_it(tmp_path: Path) -> None:

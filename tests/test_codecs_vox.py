@@ -232,3 +232,127 @@ def test_stereo_input_is_mixed_to_mono(tmp_path: Path, speech: npt.NDArray[np.in
     writer.close()
     mixed = np.clip(near.astype(np.int32) + far, -32768, 32767).astype(np.int16)
     assert path.read_bytes() == sox_encode(tmp_path, mixed)
+
+
+def test_a_mono_recordings_column_blocks_are_its_samples(tmp_path: Path,
+                                                        speech: npt.NDArray[np.int16]) -> None:
+    """The recorder hands a mono writer (frames, 1) blocks, as it does every writer."""
+    path = tmp_path / "column.vox"
+    writer = open_writer("vox", path.open("xb"), 8000, channels=1)
+    for block in np.array_split(speech, 17):
+        writer.write(block[:, None])
+    writer.close()
+    assert writer.frames == len(speech)
+    assert path.read_bytes() == sox_encode(tmp_path, speech)
+
+
+def test_the_bytes_counted_are_the_files(tmp_path: Path,
+                                         speech: npt.NDArray[np.int16]) -> None:
+    """data_bytes is what the disk budget and the bytes-a-second estimate count."""
+    path = tmp_path / "odd.vox"
+    writer = open_writer("vox", path.open("xb"), 8000)
+    writer.write(speech[:1001])  # an odd count: the last byte holds one sample
+    writer.sync()
+    assert writer.data_bytes == path.stat().st_size == 500
+    writer.close()
+    assert writer.data_bytes == path.stat().st_size == 501
+
+
+def test_writers_pumped_with_odd_counts_equal_sox(tmp_path: Path,
+                                                  speech: npt.NDArray[np.int16]) -> None:
+    streams = [np.roll(speech, 311 * i)[:4000] for i in range(3)]
+    files = [io.BytesIO() for _ in streams]
+    writers = [VoxWriter(f, 8000) for f in files]
+    kept: list[bytes] = []
+    for f in files:
+        f.close = lambda f=f: kept.append(f.getvalue())  # type: ignore[method-assign]
+    assert encode_pending(writers) == 0  # nothing buffered yet
+    start = 0
+    # Odd pumps of 1 to 5 samples with and without an odd code held over, and an even one
+    # while every writer holds one.
+    for size in (2, 1, 2, 1, 3, 3, 5, 983, 1000, 2000):
+        for w, s in zip(writers, streams, strict=True):
+            w.write(s[start:start + size])
+        assert encode_pending(writers) == size * len(writers)
+        start += size
+    assert encode_pending(writers) == 0
+    for w in writers:
+        w.close()
+    for data, s in zip(kept, streams, strict=True):
+        assert data == sox_encode(tmp_path, s)
+
+
+class _FillingFile(io.FileIO):
+    """A real file on a disk that fills after ``room`` bytes: later writes fail (ENOSPC)."""
+
+    def __init__(self, path: Path, room: int) -> None:
+        super().__init__(path, "xb")
+        self.room = room
+
+    def write(self, data: Any) -> int:
+        size = len(memoryview(data).cast("B"))
+        if self.tell() + size > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def _write_until_full(writer: Any, blocks: list[npt.NDArray[np.int16]]) -> OSError:
+    for block in blocks:
+        try:
+            writer.write(block)
+            writer.sync()
+        except OSError as exc:
+            return exc
+    raise AssertionError("the disk never filled")
+
+
+@pytest.mark.parametrize("rate", [8000, 6000])
+def test_a_full_disk_keeps_the_whole_bytes_and_counts_their_samples(
+        tmp_path: Path, speech: npt.NDArray[np.int16], rate: int) -> None:
+    path = tmp_path / "full.vox"
+    writer = open_writer("vox", _FillingFile(path, room=3000), 8000, rate=rate)
+    assert _write_until_full(writer, np.array_split(speech, 100)).errno == errno.ENOSPC
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
+    size = path.stat().st_size
+    assert 0 < size <= 3000
+    assert writer.data_bytes == size
+    # Two samples a byte at the file's rate; frames counts the recording's (8 kHz) frames.
+    assert type(writer.frames) is int
+    assert writer.frames == 2 * size * 8000 // rate
+    samples = speech if rate == 8000 else resample(speech, 8000, rate)
+    assert path.read_bytes() == sox_encode(tmp_path, samples, rate)[:size]
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_close_with_fsync_puts_the_file_on_the_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool) -> None:
+    from recorder.codecs import voxwriter  # noqa: PLC0415
+
+    synced: list[object] = []
+    monkeypatch.setattr(voxwriter, "fsync_file", synced.append)
+    writer = open_writer("vox", (tmp_path / "sync.vox").open("xb"), 8000)
+    writer.write(np.zeros(800, dtype=np.int16))
+    writer.close(fsync=fsync)
+    assert len(synced) == (1 if fsync else 0)
+
+
+def test_the_file_is_at_the_rate_asked_for(tmp_path: Path,
+                                           speech: npt.NDArray[np.int16]) -> None:
+    # The recording's own rate named in the options (a number read from the configuration,
+    # equal but not the same object): nothing to resample, sox's bytes exactly.
+    same = tmp_path / "same.vox"
+    writer = open_writer("vox", same.open("xb"), 8000, rate=int("8000"))
+    writer.write(speech)
+    writer.close()
+    assert same.read_bytes() == sox_encode(tmp_path, speech)
+    # A rate above the recording's is resampled too: 6 kHz audio in an 8 kHz file.
+    up = tmp_path / "up.vox"
+    six = speech[:18000]
+    writer = open_writer("vox", up.open("xb"), 6000, rate=8000)
+    writer.write(six)
+    writer.close()
+    samples = -(-len(six) * 4 // 3)
+    assert len(up.read_bytes()) == -(-samples // 2)
+    assert up.read_bytes() == sox_encode(tmp_path, resample(six, 6000, 8000))
+

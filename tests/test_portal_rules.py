@@ -102,10 +102,27 @@ def test_a_search_is_narrowed_to_what_the_user_sees(granted, wanted, expected):
     ({"locked": True}, 2000.0, "it is locked"),
     ({"keep_days": 1}, 1000.0 + 86399, "its KEEPDAYS (1) holds it"),
     ({"keep_days": 1}, 1000.0 + 86400, None),
+    ({"keep_days": 1}, 1000.0 + 30 * 86400, None),  # long after its KEEPDAYS
+    # KEEPDAYS 0 and -1 hold nothing, even with the clock set back before the call's start.
     ({"keep_days": 0}, 2000.0, None),
+    ({"keep_days": 0}, 500.0, None),
+    ({"keep_days": -1}, 1000.0 - 2 * 86400, None),
 ])
 def test_what_may_not_be_deleted(fields, now, refused):
     assert deletion_refused(_row(**fields), now) == refused
+
+
+def test_a_recording_read_back_from_the_database_is_not_deleted_while_it_records():
+    status = STATUS_RECORDING.encode().decode()  # an equal string, as SQLite returns it
+    assert deletion_refused(_row(status=status), 2000.0) == "it is still recording"
+
+
+def test_a_user_sees_their_own_calls_whatever_their_id():
+    # The ids as the session and the database give them: equal numbers, not the same object.
+    for user_id in (7, 300, 70_000, 2**31 - 1):
+        row = _row(agent_id=int(str(user_id)))
+        assert may_see({"VIEWOWNRECORDS"}, user_id, row)
+        assert Principal(user_id, "ann", frozenset({"VIEWOWNRECORDS"})).may_see(row)
 
 
 def test_a_name_is_locked_out_after_failures_in_a_row_and_a_success_resets_it():

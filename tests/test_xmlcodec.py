@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from recorder.api.protocol.xmlcodec import parse_request, render_result
+from recorder.api.protocol.xmlcodec import parse_flat_request, parse_request, render_result
 from recorder.api.request import ApiResult, RequestError
 from recorder.resultcodes import ResultCode
 
@@ -143,3 +143,42 @@ def test_result_has_the_manual_fields_escaped_on_one_line() -> None:
 def test_code_17_carries_the_manuals_label() -> None:
     out = render_result("X", "1", ApiResult(ResultCode.API_INVALID_MESSAGE_FORMAT_17, "m"))
     assert etree.fromstring(out).findtext("RESULTTYPE") == "API_INVALID_MESSAGE_FORMAT"
+
+
+def test_a_flat_request_of_up_to_64_kib_takes_the_flat_path() -> None:
+    """The flat parser runs in the event loop, so it is bounded: 64 KiB, a byte more goes to
+    lxml (which reads it the same)."""
+    head, tail = b"<REQUEST><TYPE>CALLSTART</TYPE><USER4>", b"</USER4></REQUEST>"
+    fits = head + b"x" * (64 * 1024 - len(head) - len(tail)) + tail
+    request = parse_flat_request(fits)
+    assert request is not None
+    assert (request.type, len(request.params["USER4"])) == ("CALLSTART", 64 * 1024 - 56)
+    over = head + b"x" * (64 * 1024 + 1 - len(head) - len(tail)) + tail
+    assert parse_flat_request(over) is None
+    assert len(parse_request(over).params["USER4"]) == 64 * 1024 + 1 - 56
+
+
+def test_both_type_tags_are_taken_out_of_the_parameters() -> None:
+    req = parse_request(b"<REQUEST><TYPE>TEST</TYPE><REQUESTTYPE>TEST</REQUESTTYPE>"
+                        b"<REQUESTID>1</REQUESTID></REQUEST>")
+    assert (req.type, req.request_id, dict(req.params)) == ("TEST", "1", {})
+
+
+def test_a_body_tag_xml_does_not_allow_is_refused_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(ValueError, match="tag name"):
+            render_result("X", "1", ApiResult(ResultCode.API_OK, "m", [("NOT A TAG", "x")]))
+
+
+def test_the_root_names_the_type_only_when_no_type_tag_does() -> None:
+    assert parse_request(b"<CALLSTART><REQUESTID>1</REQUESTID></CALLSTART>").type == "CALLSTART"
+    assert parse_request(b"<MESSAGE><TYPE>TEST</TYPE><REQUESTID>1</REQUESTID></MESSAGE>"
+                         ).type == "TEST"
+    assert parse_request(b"<REQUEST><REQUESTID>1</REQUESTID></REQUEST>").type == ""
+
+
+def test_the_result_echoes_the_requestid() -> None:
+    out = render_result("TEST", "42", ApiResult(ResultCode.API_OK, "m"))
+    assert etree.fromstring(out).findtext("REQUESTID") == "42"
+    out = render_result("TEST", None, ApiResult(ResultCode.API_OK, "m"))
+    assert etree.fromstring(out).findtext("REQUESTID") == ""

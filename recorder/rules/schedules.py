@@ -106,12 +106,6 @@ class CallMatch:
                          ani=config.ani, dnis=config.dnis, agents=config.agents,
                          directions=config.directions)
 
-    @property
-    def is_empty(self) -> bool:
-        """True when the rule names no field: it is about every call."""
-        return not (self.devices or self.groups or self.gates or self.ani or self.dnis
-                    or self.agents or self.directions)
-
     def matches(self, device_id: str, meta: Mapping[str, str], agent: str) -> bool:
         """Whether a call on ``device_id`` with API fields ``meta`` and ``agent`` matches."""
         return (
