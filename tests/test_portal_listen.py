@@ -28,6 +28,7 @@ from tests.helpers.portal import (
     call_in_progress,
     portal_port,
     portal_recorder,
+    signed_in,
 )
 
 RATE = 8000
@@ -49,12 +50,6 @@ def api(portal: Recorder) -> Iterator[ApiConnection]:
     yield conn
     conn.close()
 
-
-def signed_in(portal: Recorder, name: str, permissions: tuple[str, ...]) -> PortalClient:
-    add_user(portal, name, permissions)
-    client = PortalClient(portal_port(portal))
-    assert client.sign_in(name).status == 303
-    return client
 
 
 def open_stream(client: PortalClient, ident: int) -> tuple[http.client.HTTPConnection,

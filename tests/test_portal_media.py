@@ -17,12 +17,10 @@ import pytest
 from recorder.app import Recorder
 from tests.helpers.api import ApiConnection
 from tests.helpers.portal import (
-    PortalClient,
     add_recording,
-    add_user,
     call_in_progress,
-    portal_port,
     portal_recorder,
+    signed_in,
 )
 
 RATE = 8000
@@ -43,12 +41,6 @@ def api(portal: Recorder) -> Iterator[ApiConnection]:
     yield conn
     conn.close()
 
-
-def signed_in(portal: Recorder, name: str, permissions: tuple[str, ...]) -> PortalClient:
-    add_user(portal, name, permissions)
-    client = PortalClient(portal_port(portal))
-    assert client.sign_in(name).status == 303
-    return client
 
 
 def samples(path: Path) -> np.ndarray:

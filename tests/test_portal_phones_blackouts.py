@@ -19,6 +19,7 @@ from tests.helpers.portal import (
     call_in_progress,
     portal_port,
     portal_recorder,
+    signed_in,
 )
 
 
@@ -37,12 +38,6 @@ def api(portal: Recorder) -> Iterator[ApiConnection]:
     yield conn
     conn.close()
 
-
-def signed_in(portal: Recorder, name: str, permissions: tuple[str, ...]) -> PortalClient:
-    add_user(portal, name, permissions)
-    client = PortalClient(portal_port(portal))
-    assert client.sign_in(name).status == 303
-    return client
 
 
 def actions(portal: Recorder, action: str) -> list[tuple[str, str, str]]:

@@ -214,6 +214,14 @@ def add_recording(recorder: Recorder, *, agent_id: int | None, seconds: float = 
     return ident, path
 
 
+def signed_in(recorder: Recorder, name: str, permissions: Collection[str]) -> PortalClient:
+    """A new user ``name`` holding ``permissions``, signed in to the portal."""
+    add_user(recorder, name, permissions)
+    client = PortalClient(portal_port(recorder))
+    assert client.sign_in(name).status == 303
+    return client
+
+
 def portal_recorder(tmp: Path, **portal: object) -> Recorder:
     """An in-process recorder in ``tmp`` with the portal on a free port, started; ``portal``
     is more of the [portal] table."""
