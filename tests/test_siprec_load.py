@@ -59,8 +59,11 @@ ANSWERED_PORT = re.compile(r"^m=audio (\d+) ", re.MULTILINE)
 def srs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Srs]:
     # Four ports a session (two streams, each with the odd port kept for its RTCP), and room
     # over the hundred, so that no session is refused for want of a port or a slot.
+    # A playout delay of a second, as a site would set on a machine that shares its cores:
+    # CI runs this beside three other test workers on two cores, which keep the media thread
+    # from running for a few hundred milliseconds at a time (packets then came "late").
     started = start_srs(tmp_path_factory.mktemp("srs"), ports=4 * SESSIONS + 80,
-                        max_sessions=SESSIONS + 10)
+                        max_sessions=SESSIONS + 10, playout_delay=1.0)
     yield started
     stop(started)
 

@@ -57,6 +57,11 @@ class SiprecBoardConfig(BoardCommon):
     media_timeout_seconds: float = setting(
         30.0, "no RTP on any unpaused stream this long ends the recording", min=1.0,
         max=86400.0)
+    playout_delay_seconds: float = setting(
+        0.1, "how long a stream's audio waits for late and reordered packets before it is "
+        "written (the jitter buffer's depth): more on a jittery network, or a machine whose "
+        "media thread may be kept from running that long; a packet later than this is "
+        "reported lost", min=0.02, max=5.0)
     sample_rate: int = setting(8000, "stored sample rate; G.722 (16 kHz) and Opus (48 kHz) "
                                "are resampled to it", min=8000, max=48000)
     tls_port: int = setting(0, "SIP over TLS port (with tls_cert and tls_key); 0: no TLS",

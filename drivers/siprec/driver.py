@@ -20,7 +20,7 @@ from typing import Any
 from recorder.drivers.base import Driver, DriverSink, DriverState
 from recorder.drivers.siprec.config import SiprecBoardConfig
 from recorder.drivers.siprec.events import EndReason, RecordingSession, SessionChange
-from recorder.drivers.siprec.media import DEFAULT_DELAY_SECONDS, MediaEngine
+from recorder.drivers.siprec.media import MediaEngine
 from recorder.drivers.siprec.transport import SipServer
 
 logger = logging.getLogger(__name__)
@@ -32,12 +32,15 @@ class SiprecDriver(Driver):
     """A siprec board; ``sip_options`` go to the SIP server (tests shorten its timers)."""
 
     def __init__(self, key: str, config: SiprecBoardConfig, *,
-                 delay_seconds: float = DEFAULT_DELAY_SECONDS,
+                 delay_seconds: float | None = None,
                  sip_options: dict[str, Any] | None = None) -> None:
         super().__init__(key, config.channels, config.sample_rate)
         self.config = config
-        self.media = MediaEngine(key, config, delay_seconds=delay_seconds,
-                                 end_call=self._end_call)
+        # ``delay_seconds``: tests override the board's playout_delay_seconds.
+        self.media = MediaEngine(
+            key, config, end_call=self._end_call,
+            delay_seconds=config.playout_delay_seconds if delay_seconds is None
+            else delay_seconds)
         self.sip = SipServer(key, config, self, **(sip_options or {}))
 
     def start(self, sink: DriverSink) -> None:

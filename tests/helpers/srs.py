@@ -58,7 +58,7 @@ class Srs:
 
 
 def start_srs(directory: Path, *, ports: int = 400, max_sessions: int = 25,
-              media_timeout: float = 10.0) -> Srs:
+              media_timeout: float = 10.0, playout_delay: float = 0.1) -> Srs:
     """A recorderd whose siprec board takes ``max_sessions`` sessions on ``ports`` RTP ports
     of this worker's range; devices 99* are refused by its schedules."""
     low, high = rtp_test_range(ports)
@@ -84,6 +84,7 @@ rtp_port_min = {low}
 rtp_port_max = {high}
 max_sessions = {max_sessions}
 media_timeout_seconds = {media_timeout}
+playout_delay_seconds = {playout_delay}
 ''')
     proc = RecorderProcess(["--config", str(config)])
     running = proc.wait_ready()
