@@ -96,3 +96,14 @@ def test_an_xml_body_starts_a_recorded_call_the_query_then_stops(start_recorder:
     status, answer = running.web("type=CALLSTOP&requestid=5&deviceid=1001")
     assert status == 200
     expect(etree.fromstring(answer), 20)
+
+
+def test_a_long_xml_body_is_read_off_the_event_loop_and_answered(start_recorder: Any) -> None:
+    running = start_recorder(api=API)
+    padding = b"<!--" + b"x" * 200_000 + b"-->"  # past what is parsed on the loop
+    status, answer = running.web("", method="POST", content_type="text/xml",
+                                 body=b"<REQUEST>" + padding + b"<TYPE>TEST</TYPE>"
+                                      b"<REQUESTID>12</REQUESTID></REQUEST>")
+    assert status == 200
+    result = expect(etree.fromstring(answer), 20)
+    assert result.findtext("REQUESTID") == "12"

@@ -35,7 +35,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 
 from recorder.api.context import ApiContext
-from recorder.api.dispatcher import Dispatcher, Handler
+from recorder.api.dispatcher import LOOP_PARSE_MAX, Dispatcher, Handler
 from recorder.api.handlers.events import (
     SSE_PATH,
     EventFilter,
@@ -209,7 +209,10 @@ class WebApi:
         try:
             if request.method == "POST" and request.content_type in XML_TYPES:
                 try:
-                    pairs += xml_pairs(await read_body(request))
+                    body = await read_body(request)
+                    # As the socket API does: only a short message is parsed on the loop.
+                    pairs += (xml_pairs(body) if len(body) <= LOOP_PARSE_MAX
+                              else await asyncio.to_thread(xml_pairs, body))
                 except TimeoutError:
                     return self._too_slow(request, pairs)
                 except ConnectionError:
