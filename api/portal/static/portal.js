@@ -110,6 +110,9 @@ function clock(seconds) {
 // first). Pieces are scheduled back to back a little ahead of the clock; one arriving late
 // starts afresh at the clock, so the delay never grows.
 var LISTEN_AHEAD = 0.15;  // seconds a piece is scheduled ahead of the audio clock
+// Audio queued beyond this is dropped rather than played late: an audio clock that starts
+// late (a busy machine, a slow audio device) must not leave the listener behind the line.
+var LISTEN_MAX_QUEUED = 1.0;
 
 function listen() {
   var calls = document.getElementById("live-calls");
@@ -132,10 +135,12 @@ function listen() {
     if (!ident) { return; }
     halt("");
     var mine = {controller: new AbortController(), context: new AudioContext(), at: 0,
-                heard: 0};
+                heard: 0, skipped: 0};
     current = mine;
     status.audioContext = mine.context;  // for the tests: its clock, and whether it runs
     status.setAttribute("data-heard", "0");
+    status.setAttribute("data-queued", "0");
+    status.setAttribute("data-skipped", "0");
     status.textContent = "Listening to recording " + Number(ident) + "\u2026";
     stop.hidden = false;
     fetch("/recordings/" + Number(ident) + "/live", {signal: mine.controller.signal})
@@ -191,10 +196,16 @@ function listen() {
     source.buffer = buffer;
     source.connect(mine.context.destination);
     var now = mine.context.currentTime;
+    mine.heard += buffer.duration;
     if (mine.at < now) { mine.at = now + LISTEN_AHEAD; }
+    if (mine.at + buffer.duration - now > LISTEN_MAX_QUEUED) {
+      mine.skipped += buffer.duration;
+      status.setAttribute("data-skipped", mine.skipped.toFixed(2));
+      return;
+    }
     source.start(mine.at);
     mine.at += buffer.duration;
-    mine.heard += buffer.duration;
+    status.setAttribute("data-queued", (mine.at - now).toFixed(2));
   }
 }
 
