@@ -90,14 +90,18 @@ class Scheduler:
             calls = self.table.open_calls()
             for dev in self.table.devices.all():
                 dev.active.clear()
-        now = self._clock()
+            # Every call ends at this moment, in its stop time and in its audio: the boards
+            # go on capturing while the calls are ended one by one (seconds, for thousands of
+            # them under load), and none of that belongs in a recording stamped with this time.
+            now = self._clock()
+            ends = [(call, self._position(call)) for call in calls]
         closings: list[Closing] = []
-        for call in calls:
+        for call, end in ends:
             call.stop_time = now
             # The recorder stops following the call: subscribers hear so, as for a CALLSTOP.
             self.events.publish("CALLSTOP", call)
             with call.lock:
-                closings += self._end_call_recordings(call, STOP_SHUTDOWN, self._position(call))
+                closings += self._end_call_recordings(call, STOP_SHUTDOWN, end)
         wait_completed(closings)
         if calls:
             logger.info("scheduler: %d call(s) ended by shutdown", len(calls))
