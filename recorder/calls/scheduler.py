@@ -4,9 +4,8 @@ For each CALLSTART it finds the device and the channel tapping it, asks ``decide
 record (schedules, blocked filters, priority and capacity, the free-space floor), and if so
 opens the recording (``recorder.recording.files``). CALLSTOP ends the recording at the sample
 the stop arrived at; the completion worker then completes its row and publishes how it ended.
-RECORDSTART/RECORDSTOP add partial recordings to a call. The pieces around it: ``lookup``
-(which device a request means), ``blackouts``, ``status`` (the status requests' snapshots) and
-the limits watch (``recorder.calls.watch``), which ends recordings at their limits.
+RECORDSTART/RECORDSTOP add partial recordings to a call. Around it: ``lookup`` (which device a
+request means), ``blackouts``, ``status`` (status snapshots) and ``watch`` (the limits).
 
 Locks, in the order they may be taken (docs/architecture.md): the table's lock (short: lookups
 and updates of the table only), then a call's lock (held while its recordings start or end, so
@@ -90,11 +89,9 @@ class Scheduler:
             calls = self.table.open_calls()
             for dev in self.table.devices.all():
                 dev.active.clear()
-            # Every call ends at this moment, in its stop time and in its audio: the boards
-            # go on capturing while the calls are ended one by one (seconds, for thousands of
-            # them under load), and none of that belongs in a recording stamped with this time.
-            now = self._clock()
-            ends = [(call, self._position(call)) for call in calls]
+            # One moment ends every call, its stop time and its audio alike: capture goes on
+            # while thousands of calls are ended one by one, and none of that is theirs.
+            now, ends = self._clock(), [(call, self._position(call)) for call in calls]
         closings: list[Closing] = []
         for call, end in ends:
             call.stop_time = now
