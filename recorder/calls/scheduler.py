@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from recorder.calllog import call_log
 from recorder.calls.adoption import adopt, early_cti_call
 from recorder.calls.blackouts import BlackoutControl
 from recorder.calls.events import CallEvents
@@ -44,7 +45,6 @@ from recorder.store.records import (
     STOP_RECORDSTOP,
     STOP_REPLACED,
     STOP_SHUTDOWN,
-    NewRecording,
 )
 
 logger = logging.getLogger(__name__)
@@ -188,8 +188,8 @@ class Scheduler:
                                         max_silence=decision.max_record_silence,
                                         started=self._clock() if early else None)
             else:
-                logger.info("call on %s (instance %r) not recorded: %s (%s)", device_id,
-                            call.instance, decision.reason.label, decision.detail)
+                call_log.info("call on %s (instance %r) not recorded: %s (%s)", device_id,
+                              call.instance, decision.reason.label, decision.detail)
                 self.events.publish("RECORDINGSTARTED", call, reason=decision.reason.label)
             if call.main is None and not early:
                 self.stats.count("refused")
@@ -408,7 +408,7 @@ class Scheduler:
         label = call.device_id + (" (RECORDSTART)" if partial else "")
         try:
             opened = self._files.open(taps, position, started=started,
-                                      row=new_row(call, meta, started, self._core_ident),
+                                      row=call.new_row(meta, started, self._core_ident),
                                       blackouts=call.blackouts, max_time=max(0, max_time),
                                       label=label, lost_before=lost)
         except OpenFailed as exc:
@@ -485,16 +485,4 @@ class Scheduler:
         return call.taps[0].position if call.taps else 0
 
 
-def new_row(call: LiveCall, meta: dict[str, str], started: float,
-            core_ident: int) -> NewRecording:
-    """The call's part of a new recording's row (the files fill in the file's part)."""
-    return NewRecording(
-        device_id=call.device_id, call_instance=call.instance, channel=call.channel,
-        filename="", media_format="", sample_rate=0, start_time=started,
-        core_ident=core_ident, meta=meta, priority=call.priority,
-        keep_days=call.keep_days, archive_action=call.archive_action,
-        cti_initiated=call.cti_initiated, agent_initiated=call.agent_initiated,
-        global_id=call.global_id)
-
-
-__all__ = ["Scheduler", "new_row"]
+__all__ = ["Scheduler"]

@@ -247,3 +247,6 @@ class LogConfig:
     level: str = setting(
         "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )
+    calls: bool = setting(
+        True, "the call log: one INFO line per call, where it was recorded or why not; false: "
+        "none of those lines (a busy site), everything else as log.level says")
