@@ -131,6 +131,13 @@ class ApiAccess:
     def admits(self, address: str) -> bool:
         return address in self.allowed
 
+    def admits_socket(self, address: str) -> bool:
+        """``admits`` for the socket API, a refusal noted in its rate-limited log line."""
+        if address in self.allowed:
+            return True
+        self.socket_refusals.note(address)
+        return False
+
     # --- who a request acts as (on a worker) ---------------------------------------------------
 
     def _principal(self, user_id: int, username: str) -> Principal:
