@@ -85,6 +85,10 @@ class StorageConfig:
     key_file: str = setting(
         "", "the master key for encrypt: 32 bytes, mode 0600 (make it with `recorderctl key "
         "init`); relative to the configuration file's directory")
+    seal_key_file: str = setting(
+        "", "the seal key: 32 bytes, mode 0600 (make it with `recorderctl seal-key init`); "
+        "when set, rows' seals and the audit chain are HMACs under it, so forging evidence "
+        "needs it (docs/storage.md); relative to the configuration file's directory")
 
     @property
     def recordings_dir(self) -> Path:
