@@ -169,6 +169,22 @@ def test_portal_benchmark_measures_the_search_page_against_calllist(tmp_path: Pa
     assert "first byte of playback" in stdout
 
 
+@pytest.mark.bench
+@pytest.mark.slow
+@pytest.mark.process
+@pytest.mark.timeout(400)
+def test_webauth_benchmark_measures_basic_checked_and_remembered(tmp_path: Path) -> None:
+    out = tmp_path / "webauth.json"
+    stdout = bench("webauth.py", "--seconds", "0.5", "--rounds", "1", "--clients", "1",
+                   "--json", str(out))
+    cases = {case["name"]: case for case in json.loads(out.read_text())}
+    assert set(cases) == {"basic, full check", "basic, remembered", "bearer token"}
+    for case in cases.values():
+        assert case["answers"] > 0, case
+        assert case["errors"] == 0, case
+    assert "server CPU ms/req" in stdout
+
+
 def test_a_version_3_database_gains_the_calllist_indexes(tmp_path: Path) -> None:
     path = tmp_path / "v3.sqlite3"
     conn = sqlite3.connect(path)

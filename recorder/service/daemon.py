@@ -27,7 +27,12 @@ from recorder.config.reference import json_schema
 from recorder.config.reload import needs_restart
 from recorder.errors import ConfigError, DriverError, RecorderError, StartupError
 from recorder.service.allocator import return_large_blocks
-from recorder.service.checkconfig import check_config, key_problem, print_problems
+from recorder.service.checkconfig import (
+    check_config,
+    key_problem,
+    print_problems,
+    seal_problem,
+)
 from recorder.service.datalock import DataDirBusy, DataDirLock
 from recorder.service.lifecycle import ServiceLoop, log_thread_stacks
 from recorder.service.logsetup import configure_logging
@@ -118,7 +123,7 @@ def _serve(config: Config, source: Path | None) -> int:
         log_thread_stacks()
 
     signal.signal(signal.SIGTERM, on_stop)
-    key = key_problem(config)
+    key = key_problem(config) or seal_problem(config)
     if key is not None:
         # A key that cannot be read would leave every call unrecorded: the configuration's.
         logger.error("cannot start: %s", key)

@@ -143,7 +143,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
                 (done.stop_time, done.duration, done.audio_size, done.audio_hash,
                  done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
             )
-            seal_rows(conn, (ident,))
+            seal_rows(conn, (ident,), self.sealing)
             if done.blackouts:
                 # Replaced, not added to: a spooled completion replayed, or recovery
                 # completing a row again, leaves each range once.
@@ -171,7 +171,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
             assignments = ", ".join(f"{column} = ?" for column in values)
             cursor = conn.execute(f"UPDATE recordings SET {assignments} WHERE ident = ?",
                                   (*values.values(), ident))
-            seal_rows(conn, (ident,))
+            seal_rows(conn, (ident,), self.sealing)
             return cursor.rowcount > 0
 
     def get_recording(self, ident: int) -> RecordingRow | None:
@@ -281,7 +281,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
                 (new, media_format, audio_size, audio_hash, old, new))
             # The stored bytes are now the encoded file's: its row is sealed with its hash.
             seal_rows(conn, [r[0] for r in conn.execute(
-                "SELECT ident FROM recordings WHERE filename = ?", (new,))])
+                "SELECT ident FROM recordings WHERE filename = ?", (new,))], self.sealing)
             return cursor.rowcount > 0
 
     def expired_recordings(self, now: float, rule: ExpiryRule, limit: int,
@@ -301,7 +301,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
             cursor = conn.execute(
                 f"UPDATE recordings SET purged_time = ? WHERE ident = ? AND {_purgeable('')}",
                 (when, ident))
-            seal_rows(conn, (ident,))
+            seal_rows(conn, (ident,), self.sealing)
             return cursor.rowcount > 0
 
     def oldest_unpurged(self, limit: int, after: ScanCursor | None = None) -> list[RecordingRow]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from recorder.errors import StoreError
 from recorder.store.schema import MIGRATIONS, SCHEMA_VERSION, Step
+from recorder.store.sealing import Sealing
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class SqliteConnection:
         # A schema step with a Python part ran at open (the evidence's: its audit head is
         # written once the store is open).
         self.stepped = False
+        # Plain or keyed seals (storage.seal_key_file): open_store sets it before opening.
+        self.sealing = Sealing()
 
     @property
     def location(self) -> str:
