@@ -64,6 +64,7 @@ FRAMES = 160
 LOOKBACK_SECONDS = 2.0  # the ring is not what is measured; it is filled before RSS is read
 READY = re.compile(r"recorderd ready")
 SIP_PORT = re.compile(r"SIP listening on [^:]+:(\d+)")
+LANE_LINE = re.compile(r"express lane: (\d+) packets")
 STREAM_LINE = re.compile(r"stream \S+ on port \d+ from \S+: (\d+) packets, (\d+) lost, "
                          r"(\d+) late, \d+ samples of audio lost, (\d+) duplicates")
 TARGET_STREAMS = 1000  # per core, no packet lost
@@ -93,6 +94,7 @@ class Run:
     sender_cpu: float
     refused: int  # sessions not set up
     waited: float  # the receiver's threads' run-queue wait per wall-clock second
+    express: int = 0  # recorderd: packets its media thread's express lane took
 
     @property
     def us_per_packet(self) -> float:
@@ -290,7 +292,8 @@ def run_recorderd(args: argparse.Namespace, streams: int, work: Path) -> Run:
                silence, short, files, drops, window.rss_end / 1024,
                (window.rss_end - rss0) / sessions, int(window.done["late_packets"]),
                float(window.done["worst_late_ms"]), float(window.done["sender_cpu"]),
-               int(window.setup["refused"]), window.waited / window.wall)
+               int(window.setup["refused"]), window.waited / window.wall,
+               sum(int(m) for m in LANE_LINE.findall(text)))
 
 
 def run_bare(args: argparse.Namespace, streams: int, work: Path) -> Run:
@@ -334,7 +337,8 @@ def run_bare(args: argparse.Namespace, streams: int, work: Path) -> Run:
 HEADER = (f"{'receiver':<9} {'streams':>7} {'CPU':>6} {'µs/pkt':>7} {'str/core':>8} "
           f"{'of bare':>7} {'sent':>9} {'received':>9} {'lost':>5} {'silence':>7} "
           f"{'short':>5} {'files':>5} {'kdrops':>6} {'RSS MiB':>7} {'KiB/sess':>8} "
-          f"{'setup s':>7} {'snd late':>8} {'snd worst':>9} {'snd CPU':>7} {'waited':>6}")
+          f"{'setup s':>7} {'snd late':>8} {'snd worst':>9} {'snd CPU':>7} {'waited':>6} "
+          f"{'lane':>5}")
 
 
 def bare_cpu(run: Run, runs: list[Run]) -> float | None:
@@ -350,7 +354,8 @@ def report(run: Run, runs: list[Run]) -> None:
           f"{run.lost:>5} {run.silence:>7} {run.short:>5} {run.files:>5} {run.kernel_drops:>6} "
           f"{run.rss_mib:>7.0f} {run.rss_per_session_kib:>8.0f} {run.setup_seconds:>7.1f} "
           f"{run.sender_late:>8} {run.sender_worst_ms:>7.1f}ms {run.sender_cpu:>7.0%} "
-          f"{run.waited:>6.0%}",
+          f"{run.waited:>6.0%} "
+          f"{run.express / run.received if run.received and run.express else 0:>5.0%}",
           flush=True)
 
 
