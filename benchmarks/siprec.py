@@ -146,7 +146,8 @@ def sender(args: argparse.Namespace, streams: int, target: list[str]) -> subproc
     sender_core, _ = cores()
     return subprocess.Popen(
         [sys.executable, str(LOAD), "src", "--streams", str(streams), "--seconds",
-         str(args.seconds), "--warmup", str(args.warmup), "--core", str(sender_core), *target],
+         str(args.seconds), "--warmup", str(args.warmup), "--settle", str(args.settle),
+         "--core", str(sender_core), *target],
         stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -387,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0,
                         help="seconds of sending before the CPU window opens")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each pair")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds from the last session set up to the first packet: the "
+                        "recorder starts every recording first, so the load is the streams "
+                        "alone (0: the packets begin at once, a burst of call starts and all the "
+                        "streams together)")
     parser.add_argument("--receiver", choices=("recorderd", "bare", "both"), default="both")
     parser.add_argument("--nice", type=int, default=0,
                         help="the receivers' niceness: -10 runs them ahead of other work on a "
