@@ -82,6 +82,10 @@ class Driver(ABC):
         self.sample_rate = sample_rate
         # False for benchmarks and soak tests: deliver as fast as the sink takes it.
         self.realtime = True
+        # True when the input waits for a driver that runs late (datagrams in its sockets)
+        # and the driver reports what it skips itself: blocks that come late are then no
+        # sign of lost input, and the board clock must not write their lateness as silence.
+        self.buffered_input = False
 
     @abstractmethod
     def start(self, sink: DriverSink) -> None:

@@ -114,7 +114,7 @@ class CaptureBoard:
         if lost_frames > 0:
             self._gap(lost_frames, "reported by the driver")
         self.ring.write(block)
-        if self.driver.realtime:
+        if self.driver.realtime and not self.driver.buffered_input:
             missing = self.clock.observe(self.ring.write_pos, self._monotonic())
             if missing:
                 self._gap(missing, "found by the board clock")
