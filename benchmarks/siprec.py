@@ -62,6 +62,7 @@ RTP_BASE = 61000  # above net.ipv4.ip_local_port_range (32768-60999) and the tes
 RATE = 8000
 FRAMES = 160
 LOOKBACK_SECONDS = 2.0  # the ring is not what is measured; it is filled before RSS is read
+# (--lookback sets it: a writer loop held up longer than it loses audio, "ring lapped")
 READY = re.compile(r"recorderd ready")
 SIP_PORT = re.compile(r"SIP listening on [^:]+:(\d+)")
 LANE_LINE = re.compile(r"express lane: (\d+) packets")
@@ -187,11 +188,12 @@ class Window:
             print("  (the sender could not raise its priority: it may fall behind)")
 
 
-def recorder_doc(work: Path, streams: int) -> dict[str, Any]:
+def recorder_doc(work: Path, streams: int, lookback: float = LOOKBACK_SECONDS
+                 ) -> dict[str, Any]:
     sessions = streams // 2
     return {
         "storage": {"data_dir": str(work / "data"), "format": "wav", "stereo": True},
-        "capture": {"lookback_seconds": LOOKBACK_SECONDS},
+        "capture": {"lookback_seconds": lookback},
         "api": {"host": HOST, "socket_port": 0, "web_port": 0},
         "log": {"level": "INFO"},
         "boards": [{"driver": "siprec", "sip_host": HOST, "sip_port": 0,
@@ -214,10 +216,11 @@ def group_niceness(pid: int, nice: int) -> None:
             Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
 
-def start_recorderd(work: Path, streams: int, log: IO[bytes], nice: int
-                    ) -> tuple[subprocess.Popen[bytes], int]:
+def start_recorderd(work: Path, streams: int, log: IO[bytes], nice: int,
+                    lookback: float = LOOKBACK_SECONDS) -> tuple[subprocess.Popen[bytes], int]:
     config = work / "recorder.toml"
-    config.write_text(to_toml(config_from_dict(recorder_doc(work, streams))), encoding="utf-8")
+    config.write_text(to_toml(config_from_dict(recorder_doc(work, streams, lookback))),
+                      encoding="utf-8")
     _, core = cores()
     # taskset execs recorderd: the pid is recorderd's, and every thread it starts is pinned.
     proc = subprocess.Popen([*niced(nice), "taskset", "-c", str(core),
@@ -259,9 +262,9 @@ def read_files(directory: Path, per_stream: int) -> tuple[int, int, int]:
 def run_recorderd(args: argparse.Namespace, streams: int, work: Path) -> Run:
     work.mkdir(parents=True)
     with (work / "recorderd.log").open("wb") as log:
-        proc, sip_port = start_recorderd(work, streams, log, args.nice)
+        proc, sip_port = start_recorderd(work, streams, log, args.nice, args.lookback)
         try:
-            time.sleep(LOOKBACK_SECONDS + 0.5)  # the ring filled: its pages are all resident
+            time.sleep(args.lookback + 0.5)  # the ring filled: its pages are all resident
             rss0 = proc_rss_kib(proc.pid)
             drops0 = udp_drops()
             window = Window(sender(args, streams, ["--sip", f"{HOST}:{sip_port}"]), proc.pid)
@@ -388,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0,
                         help="seconds of sending before the CPU window opens")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each pair")
+    parser.add_argument("--lookback", type=float, default=LOOKBACK_SECONDS,
+                        help="recorderd's capture.lookback_seconds: how long its writer loop "
+                        "may be held up before audio is lost (the product's default is 10)")
     parser.add_argument("--settle", type=float, default=0.0,
                         help="seconds from the last session set up to the first packet: the "
                         "recorder starts every recording first, so the load is the streams "
@@ -425,9 +431,9 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(run)
                     report(run, runs)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
-    ring = 2 * LOOKBACK_SECONDS * RATE * 2 / 1024
-    print(f"recorderd's ring per session (2 channels): {ring:.0f} KiB at the {LOOKBACK_SECONDS:g}"
-          f" s look-back used here, {ring * 10 / LOOKBACK_SECONDS:.0f} KiB at the default 10 s")
+    ring = 2 * args.lookback * RATE * 2 / 1024
+    print(f"recorderd's ring per session (2 channels): {ring:.0f} KiB at the {args.lookback:g}"
+          f" s look-back used here, {ring * 10 / args.lookback:.0f} KiB at the default 10 s")
     print("targets:")
     for line in verdicts(runs):
         print(f"  {line}")
