@@ -83,8 +83,10 @@ class Driver(ABC):
         # False for benchmarks and soak tests: deliver as fast as the sink takes it.
         self.realtime = True
         # True for a driver that paces itself against the system clock and reports every
-        # stretch it skips as lost frames: its lateness is its own to settle, and the board
-        # clock must not fill it with silence a second time (recordings would outlast the call).
+        # stretch it skips as lost frames (the demo and file boards; SIPREC, whose RTP waits in
+        # its sockets while the media thread catches up): its lateness is its own to settle,
+        # and the board clock must not fill it with silence a second time (recordings would
+        # outlast the call, or hold silence where the audio came late but whole).
         self.reports_lost_time = False
 
     @abstractmethod
