@@ -45,6 +45,9 @@ def test_a_late_siprec_board_is_caught_up_not_written_as_lost_input() -> None:
         siprec.media._shutdown()
     assert board.levels(0).gap_frames == 0
     assert board.ring.write_pos == (100 + 75 + 105) * BLOCK
-    synthetic = create_driver("boards[1]", SyntheticBoardConfig(
+    # The same late blocks from a board standing for a sound card, whose driver cannot know
+    # every loss: the board clock writes their lateness as silence.
+    card = create_driver("boards[1]", SyntheticBoardConfig(
         devices=("1", "2"), channels=2, realtime=True))
-    assert late_blocks(synthetic).levels(0).gap_frames > 0.25 * RATE
+    card.reports_lost_time = False
+    assert late_blocks(card).levels(0).gap_frames > 0.25 * RATE
