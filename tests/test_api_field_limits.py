@@ -86,6 +86,8 @@ CALL_HANDLING: dict[str, Text | Choice | Number] = {
     "SYS_USER": Text(30),
     "CRM_USER": Text(30),
     "KEEP_DAYS": Number(-1, INT32_MAX),  # TBD; CHOICE: -1 (the examples') to a 32-bit count
+    # CALLUPDATE - Post-Recording's; in no table. CHOICE: a recording's IDENT, from 1, 64-bit.
+    "RECORDID": Number(1, INT64_MAX),
 }
 
 # "Status Data Types", Functions: DEVICELIST, DEVICESTATUS, DEVICERECORDINGSTATUS. ISTRUNK,
