@@ -629,6 +629,42 @@ def test_a_floor_of_zero_is_off_and_an_unreadable_disk_does_not_stop_recording(
         guard.free_bytes()
 
 
+def test_an_unreadable_disk_is_logged_once_each_time_it_becomes_unreadable(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Not once per call start: a site taking calls all day would drown its log."""
+    readable = [False]
+
+    def flaky(path: Path) -> int:
+        if not readable[0]:
+            raise OSError(5, "Input/output error")
+        return 900 * MIB
+
+    guard = DiskGuard(tmp_path, min_free_mb=500, usage=flaky, cache_seconds=0.0)
+
+    def logged() -> int:
+        return sum("cannot read the free space" in r.getMessage() for r in caplog.records)
+
+    with caplog.at_level(logging.ERROR, logger="recorder.recording.diskspace"):
+        assert all(guard.ok() for _ in range(3))
+        assert logged() == 1
+        readable[0] = True
+        assert guard.ok()
+        readable[0] = False
+        assert all(guard.ok() for _ in range(3))
+        assert logged() == 2  # unreadable again after a good reading: said again
+
+
+def test_each_recording_a_full_disk_cuts_is_counted_once(tmp_path: Path) -> None:
+    """The count /metrics and the status report give as truncated: one per file cut, however
+    many of its writes failed."""
+    guard = DiskGuard(tmp_path, min_free_mb=0, usage=lambda path: 0,
+                      size=lambda path: 8 * MIB)
+    guard.disk_full(tmp_path / "a.wav", 16000.0)
+    guard.disk_full(tmp_path / "a.wav", 16000.0)
+    guard.disk_full(tmp_path / "b.wav", 16000.0)
+    assert guard.truncated == 2
+
+
 def test_the_real_floor_reads_the_file_system(tmp_path: Path) -> None:
     root = tmp_path / "not" / "yet" / "recordings"  # before the first recording makes it
     real = shutil.disk_usage(tmp_path).free
