@@ -91,11 +91,14 @@ def test_after_a_full_disk_a_claim_leaves_the_resume_threshold(tmp_path: Path) -
     assert disk.claim(3 * MIB, "an export") is None
 
 
-def test_a_refusal_on_a_small_disk_gives_its_sizes_in_kb(tmp_path: Path) -> None:
+def test_a_refusal_gives_its_sizes_in_kb_or_mb(tmp_path: Path) -> None:
     disk = guard(tmp_path, free=512 * 1024)
     why = disk.claim(600 * 1024, "an export")
     assert why is not None
     assert why.startswith("an export needs about 600 kB; the recordings' disk has 512 kB free")
+    why = guard(tmp_path, free=5 * MIB + MIB // 2).claim(6 * MIB, "an export")
+    assert why is not None
+    assert why.startswith("an export needs about 6.0 MB; the recordings' disk has 5.5 MB free")
 
 
 def test_a_claim_is_refused_when_the_free_space_cannot_be_read(tmp_path: Path) -> None:

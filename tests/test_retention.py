@@ -654,6 +654,21 @@ def test_an_unreadable_disk_is_logged_once_each_time_it_becomes_unreadable(
         assert logged() == 2  # unreadable again after a good reading: said again
 
 
+def test_the_log_says_how_many_mb_are_free_when_the_floor_is_crossed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / "recordings"
+    disk = FakeDisk(root, capacity=10 * MIB)
+    guard = DiskGuard(root, min_free_mb=4, usage=disk, cache_seconds=0.0)
+    with caplog.at_level(logging.WARNING, logger="recorder.recording.diskspace"):
+        write(root / "big.wav", 7 * MIB)
+        assert not guard.ok()
+        (root / "big.wav").unlink()
+        assert guard.ok()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"only 3 MB free on {root}, below retention.min_free_mb 4: new recordings are refused",
+        f"10 MB free on {root} again: new recordings are accepted"]
+
+
 def test_each_recording_a_full_disk_cuts_is_counted_once(tmp_path: Path) -> None:
     """The count /metrics and the status report give as truncated: one per file cut, however
     many of its writes failed."""
