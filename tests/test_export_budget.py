@@ -101,6 +101,27 @@ def test_a_refusal_gives_its_sizes_in_kb_or_mb(tmp_path: Path) -> None:
     assert why.startswith("an export needs about 6.0 MB; the recordings' disk has 5.5 MB free")
 
 
+def test_a_claim_reads_the_free_space_afresh(tmp_path: Path) -> None:
+    """Not the reading a call start took less than a second ago: the disk may have filled
+    since, and an export must not take the recordings' room on the strength of it."""
+    space = Disk(10 * MIB)
+    disk = DiskGuard(tmp_path / "recordings", 1, usage=space, clock=lambda: 100.0)
+    assert disk.ok()  # a call start reads 10 MiB free
+    space.free = 3 * MIB
+    assert disk.claim(2 * MIB + MIB // 2, "an export") is not None
+
+
+def test_giving_back_more_than_was_claimed_makes_no_room(tmp_path: Path) -> None:
+    """A release repeated on an error path must not leave less claimed than nothing, which
+    the next claim would take as room on the disk."""
+    disk = guard(tmp_path, free=5 * MIB)
+    assert disk.claim(MIB, "an export") is None
+    disk.release(MIB)
+    disk.release(MIB)
+    assert disk.claimed_bytes == 0
+    assert disk.claim(5 * MIB + 1, "an export") is not None
+
+
 def test_a_claim_is_refused_when_the_free_space_cannot_be_read(tmp_path: Path) -> None:
     def unreadable(path: Path) -> int:
         raise OSError(5, "Input/output error")
