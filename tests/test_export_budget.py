@@ -111,6 +111,17 @@ def test_a_claim_reads_the_free_space_afresh(tmp_path: Path) -> None:
     assert disk.claim(2 * MIB + MIB // 2, "an export") is not None
 
 
+def test_claims_add_up(tmp_path: Path) -> None:
+    """What others claimed is theirs: two exports of 4 MiB fit on 10 MiB free, a third not."""
+    disk = guard(tmp_path, free=10 * MIB)
+    assert disk.claim(4 * MIB, "an export") is None
+    assert disk.claim(4 * MIB, "an export") is None
+    why = disk.claim(4 * MIB, "an export")
+    assert why is not None
+    assert "has 2.0 MB free" in why
+    assert disk.claimed_bytes == 8 * MIB
+
+
 def test_giving_back_more_than_was_claimed_makes_no_room(tmp_path: Path) -> None:
     """A release repeated on an error path must not leave less claimed than nothing, which
     the next claim would take as room on the disk."""
@@ -129,7 +140,7 @@ def test_a_claim_is_refused_when_the_free_space_cannot_be_read(tmp_path: Path) -
     disk = DiskGuard(tmp_path, 0, usage=unreadable)
     why = disk.claim(1, "an export")
     assert why is not None
-    assert "cannot be read" in why
+    assert why.startswith(f"the free space on {tmp_path} cannot be read (Input/output error)")
 
 
 # --- the work area's budget and concurrency ----------------------------------------------------

@@ -611,8 +611,8 @@ def test_the_floor_refuses_below_min_free_and_caches_the_reading(tmp_path: Path)
     assert not guard.ok()
     assert guard.free_bytes() == 3 * MIB
     assert guard.short_of_space.is_set()
-    assert "3 MB" in guard.explain()
-    assert "4 MB" in guard.explain()
+    assert guard.explain() == (f"free space on {root} (3 MB) is below retention.min_free_mb "
+                               "(4 MB)")
     (root / "big.wav").unlink()
     assert guard.ok(fresh=True)  # fresh: not from the cache
 
@@ -652,6 +652,9 @@ def test_an_unreadable_disk_is_logged_once_each_time_it_becomes_unreadable(
         readable[0] = False
         assert all(guard.ok() for _ in range(3))
         assert logged() == 2  # unreadable again after a good reading: said again
+        # With no floor the disk is not even read: nothing to log, however broken it is.
+        assert DiskGuard(tmp_path, min_free_mb=0, usage=flaky).ok()
+        assert logged() == 2
 
 
 def test_the_log_says_how_many_mb_are_free_when_the_floor_is_crossed(
@@ -667,6 +670,20 @@ def test_the_log_says_how_many_mb_are_free_when_the_floor_is_crossed(
     assert [r.getMessage() for r in caplog.records] == [
         f"only 3 MB free on {root}, below retention.min_free_mb 4: new recordings are refused",
         f"10 MB free on {root} again: new recordings are accepted"]
+
+
+def test_the_guard_takes_its_floor_and_resume_time_from_the_configuration(
+        tmp_path: Path) -> None:
+    config = config_from_dict({"storage": {"data_dir": str(tmp_path / "data"),
+                                           "disk_full_resume_seconds": 30},
+                               "retention": {"min_free_mb": 7}})
+    guard = DiskGuard.from_config(config)
+    assert guard.recordings_dir == tmp_path / "data" / "recordings"
+    assert guard.floor_bytes == 7 * MIB
+    guard.disk_full(tmp_path / "cut.wav", 1000.0)  # 30 s of 1000 B/s, under the floor
+    assert guard.resume_bytes == 7 * MIB
+    guard.disk_full(tmp_path / "cut2.wav", 1_000_000.0)
+    assert guard.resume_bytes == 30 * 1_001_000  # 30 s, not the default 120
 
 
 def test_each_recording_a_full_disk_cuts_is_counted_once(tmp_path: Path) -> None:
