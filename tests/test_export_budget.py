@@ -120,6 +120,8 @@ def test_claims_add_up(tmp_path: Path) -> None:
     assert why is not None
     assert "has 2.0 MB free" in why
     assert disk.claimed_bytes == 8 * MIB
+    disk.release(4 * MIB)
+    assert disk.claimed_bytes == 4 * MIB
 
 
 def test_giving_back_more_than_was_claimed_makes_no_room(tmp_path: Path) -> None:

@@ -46,6 +46,9 @@ def test_entities_and_unicode_come_through_exactly() -> None:
     (b'<!DOCTYPE R [<!ENTITY a "aaaa">]><REQUEST><USER1>&a;</USER1></REQUEST>',
      "DOCTYPE and ENTITY declarations are not accepted"),
     (b"<!doctype REQUEST><REQUEST/>", "DOCTYPE and ENTITY declarations are not accepted"),
+    # A NUL past the first two bytes is no sign of UTF-16 or UTF-32 (whose "<" has its NUL
+    # beside it): just a character XML cannot hold.
+    (b"<R\0/>", "malformed XML at line 1, column 3: Invalid character"),
 ])
 def test_bad_messages_get_code_16(message: bytes, reason: str) -> None:
     with pytest.raises(RequestError) as err:
