@@ -111,6 +111,14 @@ def test_a_claim_reads_the_free_space_afresh(tmp_path: Path) -> None:
     assert disk.claim(2 * MIB + MIB // 2, "an export") is not None
 
 
+def test_a_refusal_says_what_the_kept_room_is_made_of(tmp_path: Path) -> None:
+    disk = guard(tmp_path, free=10 * MIB, floor_mb=2, rate=32000.0)
+    why = disk.claim(8 * MIB, "an export")
+    assert why is not None
+    assert why.endswith("are kept for the recordings (retention.min_free_mb 2, 120 s of the "
+                        "recordings in progress)")
+
+
 def test_claims_add_up(tmp_path: Path) -> None:
     """What others claimed is theirs: two exports of 4 MiB fit on 10 MiB free, a third not."""
     disk = guard(tmp_path, free=10 * MIB)

@@ -686,6 +686,21 @@ def test_the_guard_takes_its_floor_and_resume_time_from_the_configuration(
     assert guard.resume_bytes == 30 * 1_001_000  # 30 s, not the default 120
 
 
+def test_the_first_cut_caps_the_threshold_by_the_volume_and_is_logged_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One call cut on a 2 MiB volume: two minutes of it (1.92 MB) is capped at half the
+    volume from the first cut on; the journal says so once, not at every cut."""
+    guard = DiskGuard(tmp_path, min_free_mb=0, usage=lambda path: 0,
+                      size=lambda path: 2 * MIB)
+    with caplog.at_level(logging.WARNING, logger="recorder.recording.diskspace"):
+        guard.disk_full(tmp_path / "a.wav", 16000.0)
+        assert guard.resume_bytes == MIB
+        guard.disk_full(tmp_path / "b.wav", 16000.0)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the disk holding {tmp_path} is full: recordings in progress are cut short "
+        "(truncated) and new ones refused until 1.0 MB are free"]
+
+
 def test_each_recording_a_full_disk_cuts_is_counted_once(tmp_path: Path) -> None:
     """The count /metrics and the status report give as truncated: one per file cut, however
     many of its writes failed."""
