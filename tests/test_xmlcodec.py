@@ -49,6 +49,8 @@ def test_entities_and_unicode_come_through_exactly() -> None:
     # A NUL past the first two bytes is no sign of UTF-16 or UTF-32 (whose "<" has its NUL
     # beside it): just a character XML cannot hold.
     (b"<R\0/>", "malformed XML at line 1, column 3: Invalid character"),
+    # Cut short after its first character: "<" in UTF-16, too short for UTF-32's four bytes.
+    (b"<\0", "the message is in UTF-16"),
 ])
 def test_bad_messages_get_code_16(message: bytes, reason: str) -> None:
     with pytest.raises(RequestError) as err:
