@@ -96,6 +96,9 @@ def test_a_refusal_gives_its_sizes_in_kb_or_mb(tmp_path: Path) -> None:
     why = disk.claim(600 * 1024, "an export")
     assert why is not None
     assert why.startswith("an export needs about 600 kB; the recordings' disk has 512 kB free")
+    why = guard(tmp_path, free=900).claim(1000, "an export")  # rounded, not cut, to kB
+    assert why is not None
+    assert why.startswith("an export needs about 1 kB; the recordings' disk has 1 kB free")
     why = guard(tmp_path, free=5 * MIB + MIB // 2).claim(6 * MIB, "an export")
     assert why is not None
     assert why.startswith("an export needs about 6.0 MB; the recordings' disk has 5.5 MB free")
@@ -117,6 +120,31 @@ def test_a_refusal_says_what_the_kept_room_is_made_of(tmp_path: Path) -> None:
     assert why is not None
     assert why.endswith("are kept for the recordings (retention.min_free_mb 2, 120 s of the "
                         "recordings in progress)")
+
+
+def test_with_others_claiming_more_than_is_free_a_refusal_says_0_free(tmp_path: Path) -> None:
+    space = Disk(10 * MIB)
+    disk = DiskGuard(tmp_path / "recordings", 0, usage=space)
+    assert disk.claim(4 * MIB, "an export") is None
+    space.free = 3 * MIB  # something else filled the disk meanwhile
+    why = disk.claim(MIB, "an export")
+    assert why is not None
+    assert "the recordings' disk has 0 kB free" in why
+
+
+def test_with_no_recording_in_progress_only_the_floor_is_kept(tmp_path: Path) -> None:
+    assert guard(tmp_path, free=10 * MIB, floor_mb=2, rate=0.0).kept_free_bytes() == 2 * MIB
+    assert DiskGuard(tmp_path, 2, usage=Disk(10 * MIB)).kept_free_bytes() == 2 * MIB
+
+
+def test_a_volume_whose_size_cannot_be_read_keeps_the_room_uncapped(tmp_path: Path) -> None:
+    def unreadable(path: Path) -> int:
+        raise OSError(5, "Input/output error")
+
+    disk = DiskGuard(tmp_path, 0, usage=Disk(10 * MIB), size=unreadable)
+    disk.count_live(lambda: 32000.0)
+    assert disk.live_room_bytes() == 3_840_000
+    assert disk.claim(MIB, "an export") is None
 
 
 def test_claims_add_up(tmp_path: Path) -> None:

@@ -686,6 +686,23 @@ def test_the_guard_takes_its_floor_and_resume_time_from_the_configuration(
     assert guard.resume_bytes == 30 * 1_001_000  # 30 s, not the default 120
 
 
+def test_a_reading_is_kept_for_a_second_whenever_it_was_taken(tmp_path: Path) -> None:
+    root = tmp_path / "recordings"
+    disk = FakeDisk(root, capacity=10 * MIB)
+    clock = [100.0]
+    guard = DiskGuard(root, min_free_mb=4, usage=disk, clock=lambda: clock[0])
+    assert guard.ok()
+    write(root / "big.wav", 7 * MIB)
+    clock[0] = 200.5  # 100.5 s later: read again
+    assert not guard.ok()
+
+
+def test_a_file_a_full_disk_kept_from_being_made_needs_any_room_at_all(tmp_path: Path) -> None:
+    guard = DiskGuard(tmp_path, min_free_mb=0, usage=lambda path: 0, size=lambda path: 8 * MIB)
+    guard.disk_full(tmp_path / "never.wav", 0.0)  # nothing written: 0 B/s
+    assert guard.resume_bytes == 1
+
+
 def test_the_first_cut_caps_the_threshold_by_the_volume_and_is_logged_once(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """One call cut on a 2 MiB volume: two minutes of it (1.92 MB) is capped at half the
