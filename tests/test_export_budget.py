@@ -145,6 +145,10 @@ def test_a_volume_whose_size_cannot_be_read_keeps_the_room_uncapped(tmp_path: Pa
     disk.count_live(lambda: 32000.0)
     assert disk.live_room_bytes() == 3_840_000
     assert disk.claim(MIB, "an export") is None
+    # Nor does it stop a full disk from being taken in: its threshold is as configured.
+    full = DiskGuard(tmp_path, 0, usage=Disk(0), size=unreadable)
+    full.disk_full(tmp_path / "cut.wav", 16000.0)
+    assert full.resume_bytes == 1_920_000
 
 
 def test_claims_add_up(tmp_path: Path) -> None:
