@@ -712,10 +712,22 @@ def test_the_first_cut_caps_the_threshold_by_the_volume_and_is_logged_once(
     with caplog.at_level(logging.WARNING, logger="recorder.recording.diskspace"):
         guard.disk_full(tmp_path / "a.wav", 16000.0)
         assert guard.resume_bytes == MIB
+        assert [r.getMessage() for r in caplog.records] == [
+            f"the disk holding {tmp_path} is full: recordings in progress are cut short "
+            "(truncated) and new ones refused until 1.0 MB are free"]
         guard.disk_full(tmp_path / "b.wav", 16000.0)
-    assert [r.getMessage() for r in caplog.records] == [
-        f"the disk holding {tmp_path} is full: recordings in progress are cut short "
-        "(truncated) and new ones refused until 1.0 MB are free"]
+        assert len(caplog.records) == 1
+
+
+def test_recording_resumes_with_exactly_the_threshold_free(tmp_path: Path) -> None:
+    space = [0]
+    guard = DiskGuard(tmp_path, min_free_mb=0, usage=lambda path: space[0],
+                      size=lambda path: 64 * MIB, cache_seconds=0.0)
+    guard.disk_full(tmp_path / "cut.wav", 16000.0)
+    space[0] = guard.resume_bytes - 1
+    assert not guard.ok()
+    space[0] = guard.resume_bytes
+    assert guard.ok()
 
 
 def test_each_recording_a_full_disk_cuts_is_counted_once(tmp_path: Path) -> None:
