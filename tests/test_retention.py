@@ -611,8 +611,8 @@ def test_the_floor_refuses_below_min_free_and_caches_the_reading(tmp_path: Path)
     assert not guard.ok()
     assert guard.free_bytes() == 3 * MIB
     assert guard.short_of_space.is_set()
-    assert "3 MB" in guard.explain()
-    assert "4 MB" in guard.explain()
+    assert guard.explain() == (f"free space on {root} (3 MB) is below retention.min_free_mb "
+                               "(4 MB)")
     (root / "big.wav").unlink()
     assert guard.ok(fresh=True)  # fresh: not from the cache
 
@@ -627,6 +627,118 @@ def test_a_floor_of_zero_is_off_and_an_unreadable_disk_does_not_stop_recording(
     assert guard.ok()
     with pytest.raises(PermissionError, match="Permission denied"):
         guard.free_bytes()
+
+
+def test_an_unreadable_disk_is_logged_once_each_time_it_becomes_unreadable(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Not once per call start: a site taking calls all day would drown its log."""
+    readable = [False]
+
+    def flaky(path: Path) -> int:
+        if not readable[0]:
+            raise OSError(5, "Input/output error")
+        return 900 * MIB
+
+    guard = DiskGuard(tmp_path, min_free_mb=500, usage=flaky, cache_seconds=0.0)
+
+    def logged() -> int:
+        return sum("cannot read the free space" in r.getMessage() for r in caplog.records)
+
+    with caplog.at_level(logging.ERROR, logger="recorder.recording.diskspace"):
+        assert all(guard.ok() for _ in range(3))
+        assert logged() == 1
+        readable[0] = True
+        assert guard.ok()
+        readable[0] = False
+        assert all(guard.ok() for _ in range(3))
+        assert logged() == 2  # unreadable again after a good reading: said again
+        # With no floor the disk is not even read: nothing to log, however broken it is.
+        assert DiskGuard(tmp_path, min_free_mb=0, usage=flaky).ok()
+        assert logged() == 2
+
+
+def test_the_log_says_how_many_mb_are_free_when_the_floor_is_crossed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / "recordings"
+    disk = FakeDisk(root, capacity=10 * MIB)
+    guard = DiskGuard(root, min_free_mb=4, usage=disk, cache_seconds=0.0)
+    with caplog.at_level(logging.WARNING, logger="recorder.recording.diskspace"):
+        write(root / "big.wav", 7 * MIB)
+        assert not guard.ok()
+        (root / "big.wav").unlink()
+        assert guard.ok()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"only 3 MB free on {root}, below retention.min_free_mb 4: new recordings are refused",
+        f"10 MB free on {root} again: new recordings are accepted"]
+
+
+def test_the_guard_takes_its_floor_and_resume_time_from_the_configuration(
+        tmp_path: Path) -> None:
+    config = config_from_dict({"storage": {"data_dir": str(tmp_path / "data"),
+                                           "disk_full_resume_seconds": 30},
+                               "retention": {"min_free_mb": 7}})
+    guard = DiskGuard.from_config(config)
+    assert guard.recordings_dir == tmp_path / "data" / "recordings"
+    assert guard.floor_bytes == 7 * MIB
+    guard.disk_full(tmp_path / "cut.wav", 1000.0)  # 30 s of 1000 B/s, under the floor
+    assert guard.resume_bytes == 7 * MIB
+    guard.disk_full(tmp_path / "cut2.wav", 1_000_000.0)
+    assert guard.resume_bytes == 30 * 1_001_000  # 30 s, not the default 120
+
+
+def test_a_reading_is_kept_for_a_second_whenever_it_was_taken(tmp_path: Path) -> None:
+    root = tmp_path / "recordings"
+    disk = FakeDisk(root, capacity=10 * MIB)
+    clock = [100.0]
+    guard = DiskGuard(root, min_free_mb=4, usage=disk, clock=lambda: clock[0])
+    assert guard.ok()
+    write(root / "big.wav", 7 * MIB)
+    clock[0] = 200.5  # 100.5 s later: read again
+    assert not guard.ok()
+
+
+def test_a_file_a_full_disk_kept_from_being_made_needs_any_room_at_all(tmp_path: Path) -> None:
+    guard = DiskGuard(tmp_path, min_free_mb=0, usage=lambda path: 0, size=lambda path: 8 * MIB)
+    guard.disk_full(tmp_path / "never.wav", 0.0)  # nothing written: 0 B/s
+    assert guard.resume_bytes == 1
+
+
+def test_the_first_cut_caps_the_threshold_by_the_volume_and_is_logged_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One call cut on a 2 MiB volume: two minutes of it (1.92 MB) is capped at half the
+    volume from the first cut on; the journal says so once, not at every cut."""
+    guard = DiskGuard(tmp_path, min_free_mb=0, usage=lambda path: 0,
+                      size=lambda path: 2 * MIB)
+    with caplog.at_level(logging.WARNING, logger="recorder.recording.diskspace"):
+        guard.disk_full(tmp_path / "a.wav", 16000.0)
+        assert guard.resume_bytes == MIB
+        assert [r.getMessage() for r in caplog.records] == [
+            f"the disk holding {tmp_path} is full: recordings in progress are cut short "
+            "(truncated) and new ones refused until 1.0 MB are free"]
+        guard.disk_full(tmp_path / "b.wav", 16000.0)
+        assert len(caplog.records) == 1
+
+
+def test_recording_resumes_with_exactly_the_threshold_free(tmp_path: Path) -> None:
+    space = [0]
+    guard = DiskGuard(tmp_path, min_free_mb=0, usage=lambda path: space[0],
+                      size=lambda path: 64 * MIB, cache_seconds=0.0)
+    guard.disk_full(tmp_path / "cut.wav", 16000.0)
+    space[0] = guard.resume_bytes - 1
+    assert not guard.ok()
+    space[0] = guard.resume_bytes
+    assert guard.ok()
+
+
+def test_each_recording_a_full_disk_cuts_is_counted_once(tmp_path: Path) -> None:
+    """The count /metrics and the status report give as truncated: one per file cut, however
+    many of its writes failed."""
+    guard = DiskGuard(tmp_path, min_free_mb=0, usage=lambda path: 0,
+                      size=lambda path: 8 * MIB)
+    guard.disk_full(tmp_path / "a.wav", 16000.0)
+    guard.disk_full(tmp_path / "a.wav", 16000.0)
+    guard.disk_full(tmp_path / "b.wav", 16000.0)
+    assert guard.truncated == 2
 
 
 def test_the_real_floor_reads_the_file_system(tmp_path: Path) -> None:
