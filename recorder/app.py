@@ -56,21 +56,23 @@ from recorder.crypt.access import install as install_keys
 from recorder.crypt.keys import CryptKeyError, MasterKey, load_master_key
 from recorder.drivers.base import Driver
 from recorder.drivers.registry import create_driver
-from recorder.errors import DriverError, StartupError
+from recorder.errors import DriverError, StartupError, StoreError
 from recorder.events.bus import EventBus
 from recorder.events.types import Event, make_event
 from recorder.recording.aftercall import AfterCallEncoder
 from recorder.recording.completion import Completion
 from recorder.recording.diskspace import DiskGuard
 from recorder.recording.files import RecordingFiles, StoredFormat
-from recorder.recording.journal import Journal
+from recorder.recording.journal import Journal, JournalContents
 from recorder.recording.recovery import recover
 from recorder.recording.stats import RecordingStats
 from recorder.recording.writer import WriterLoop
 from recorder.rules.decision import Policy
 from recorder.rules.triggers import VoxParams
+from recorder.store.auditqueue import AuditQueue, replay_pending
 from recorder.store.factory import Store, open_store
 from recorder.store.passwords import PasswordHasher
+from recorder.store.sqlite_audit import SqliteAudit
 from recorder.telemetry.components import Components
 from recorder.telemetry.reporter import HUNG_AFTER_SECONDS, Telemetry
 
@@ -222,17 +224,40 @@ class Recorder:
             raise StartupError(f"storage.data_dir: cannot open the crash journal "
                                f"{journal.path}: {exc.strerror or exc}") from exc
 
+        audit = self._start_audit(store, journal, contents)
+
         def close() -> None:
+            if audit is not None:
+                # Last of all: every entry the stages before queued is written (or, if the
+                # database refuses it, left in the journal for the next start).
+                _halt("audit writer", audit.stop, audit.join)
             journal.close()
             store.close()
 
         stage.stop = close
-        if store.audit is not None:
-            # The audit chain's head, kept outside the database here too (docs/storage.md).
-            store.audit.add_head_sink(journal.note_audit_head)
         self._recovered = [r.event for r in recover(store.recordings, journal, contents)
                            if r.event is not None]
         self._recovered += [make_event(kind, fields) for kind, fields in contents.announce]
+
+    def _start_audit(self, store: Store, journal: Journal, contents: JournalContents
+                     ) -> AuditQueue | None:
+        """The audit trail's writer (``recorder.store.auditqueue``): first the entries a crash
+        left queued in the journal, then every request's through it, in batches."""
+        trail = store.audit
+        if not isinstance(trail, SqliteAudit):
+            return None
+        # The chain's head is kept in the journal too (docs/storage.md), by the writer, with
+        # the last queued entry each batch committed.
+        audit = AuditQueue(trail, trail, journal)
+        try:
+            replay_pending(trail, journal, contents.audit_pending, contents.audit_head)
+        except (StoreError, OSError) as exc:
+            # The database refuses them now: the writer tries again, before anything new.
+            logger.error("audit: cannot write the entries a crash left queued yet: %s", exc)
+            audit.requeue(contents.audit_pending)
+        store.audit = audit
+        audit.start()
+        return audit
 
     def _load_key(self) -> MasterKey | None:
         """The master key of encrypted recordings, installed for every reader of them; None

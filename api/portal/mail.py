@@ -69,8 +69,19 @@ async def send(req: PortalRequest) -> web.StreamResponse:
     if mailer is None or not mailer.configured:
         return refused("No mail server is configured (the [smtp] section's host).", 503)
 
+    sent_to = f"{fmt} to {', '.join(addresses)}"
+
     def mail() -> str | None:
+        problem = deliver()
+        if problem is not None:
+            ctx.audit(req.entry(AUDIT_EMAIL, str(row.ident), f"not sent: {sent_to}"))
+        return problem
+
+    def deliver() -> str | None:
         path = ctx.renditions.download(row, fmt)
+        # In the trail before the message leaves (docs/security.md); one the server then
+        # refuses gets a second entry saying it was not sent.
+        ctx.audit(req.entry(AUDIT_EMAIL, str(row.ident), sent_to))
         try:
             message = build_message(
                 mailer.sender, [Address(addr_spec=a) for a in addresses],
@@ -84,7 +95,6 @@ async def send(req: PortalRequest) -> web.StreamResponse:
             return f"The mail server could not be reached: {exc}"
         finally:
             path.unlink(missing_ok=True)
-        ctx.audit(req.entry(AUDIT_EMAIL, str(row.ident), f"{fmt} to {', '.join(addresses)}"))
         return None
 
     try:

@@ -221,6 +221,15 @@ async def delete(req: PortalRequest) -> web.StreamResponse:
         return req.page("delete.html", status=409, row=row, refused=refused)
 
     def remove() -> str | None:
+        # In the trail before anything is gone (docs/security.md); a deletion that then
+        # fails is a second entry saying why.
+        ctx.audit(req.entry(AUDIT_DELETE, str(row.ident), row.filename))
+        problem = _remove(row)
+        if problem is not None:
+            ctx.audit(req.entry(AUDIT_DELETE, str(row.ident), f"not deleted: {problem}"))
+        return problem
+
+    def _remove(row: RecordingRow) -> str | None:
         # The file first: once the page says "deleted", the audio is gone, even if the row
         # cannot be removed after it (the row then lists a recording without a file).
         if row.filename:
@@ -235,7 +244,6 @@ async def delete(req: PortalRequest) -> web.StreamResponse:
                     return f"the file cannot be deleted: {exc.strerror or exc}"
         if not ctx.store.recordings.delete_recording(row.ident):
             return "it was locked or changed meanwhile"
-        ctx.audit(req.entry(AUDIT_DELETE, str(row.ident), row.filename))
         return None
 
     problem = await ctx.run(remove)

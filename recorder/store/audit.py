@@ -57,7 +57,12 @@ class AuditQuery:
 class AuditStore(ABC):
     @abstractmethod
     def append_audit(self, entry: AuditEntry) -> int:
-        """Write the entry; returns its id."""
+        """Write the entry; returns its id once it is committed."""
+
+    def enqueue_audit(self, entry: AuditEntry) -> None:
+        """Write the entry soon, without waiting for it (``auditqueue``: a batch writer that
+        keeps it in the crash journal meanwhile); here, at once."""
+        self.append_audit(entry)
 
     @abstractmethod
     def list_audit(self, query: AuditQuery) -> list[AuditEntry]: ...
