@@ -175,6 +175,33 @@ def test_a_revoked_permission_takes_effect_at_the_next_request(portal: Recorder)
     assert client.get(f"/recordings/{ident}/download").status == 403
 
 
+def test_a_permission_revoked_by_another_process_takes_effect_at_the_next_request(
+        portal: Recorder) -> None:
+    # What recorderctl, an integration's script or a sqlite3 shell changes: not through this
+    # store, so only SQLite's own count of other connections' commits tells the portal.
+    assert portal.portal is not None
+    add_user(portal, "ext", EVERYTHING)
+    client = client_of(portal)
+    client.sign_in("ext")
+    ident, _ = add_recording(portal, agent_id=None)
+    assert client.get(f"/recordings/{ident}/download").status == 200
+    # Pages read the user's access once while nothing changes.
+    reads = portal.portal.ctx.access.reads
+    for _ in range(5):
+        assert client.get(f"/recordings/{ident}").status == 200
+    assert portal.portal.ctx.access.reads == reads
+    database = portal.config.storage.database_path
+    with sqlite3.connect(database) as other:
+        other.execute("DELETE FROM role_permissions WHERE permission = 'ALLOWEXPORTDOWNLOAD'"
+                      " AND role_id = (SELECT role_id FROM roles WHERE role_name = ?)",
+                      ("role of ext",))
+    assert client.get(f"/recordings/{ident}/download").status == 403
+    with sqlite3.connect(database) as other:
+        other.execute("UPDATE users SET password_hash = 'scrypt$1024$8$1$AAAA$AAAA'"
+                      " WHERE username = 'ext'")
+    assert client.get(f"/recordings/{ident}").status == 303
+
+
 HOSTILE = {"ANI": "<script>alert('ani')</script>",
            "USER1": '"><img src=x onerror=alert(1)>',
            "USER15": "{{ 7*7 }}</td><script>alert(15)</script>",

@@ -37,7 +37,6 @@ from recorder.api.portal.sessions import (
     Sessions,
     Signer,
     load_key,
-    password_mark,
 )
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.api.transport.access import AddressRefusals
@@ -45,7 +44,7 @@ from recorder.archive.mailer import Mailer
 from recorder.config.portal import PortalConfig
 from recorder.errors import StartupError, StoreError
 from recorder.recording.session import RecordingSession
-from recorder.rules.access import Principal, Within, missing, view_groups
+from recorder.rules.access import missing
 from recorder.rules.addresses import Networks
 from recorder.store.factory import Store
 from recorder.tls import server_context
@@ -250,26 +249,13 @@ class PortalServer(Worker):
         session = ctx.sessions.find(cookie, ctx.clock())
         if session is None:
             return
-        directory = ctx.store.directory
-
-        def load() -> Principal | None:
-            user = directory.get_user(session.user_id)
-            stored = directory.password_hash(session.user_id)
-            if user is None or user.deleted or stored is None or \
-                    password_mark(stored) != session.password_mark:
-                return None
-            roles = directory.user_roles(session.user_id)
-            granted = frozenset(p for role in roles for p in role.permissions)
-            groups = view_groups((role.permissions, role.group_ids) for role in roles)
-            within = None
-            if groups is not None:
-                found = [g for gid in sorted(groups)
-                         if (g := directory.find_group(group_id=gid)) is not None]
-                within = Within(frozenset(d for g in found for d in g.device_ids),
-                                frozenset(u for g in found for u in g.user_ids))
-            return Principal(session.user_id, session.username, granted, within)
-
-        principal = await ctx.run(load)
+        directory, cache = ctx.store.directory, ctx.access
+        # The directory's version without waiting for the connection (on this loop): the
+        # user's access as kept if it has not changed, else read on a worker.
+        access = cache.get(session.user_id, directory.directory_version(wait=False))
+        if access is None:
+            access = await ctx.run(lambda: cache.load(directory, session.user_id))
+        principal = access.principal(session)
         if principal is None:
             logger.info("portal: ended the session of %s (user deleted or password changed)",
                         session.username)

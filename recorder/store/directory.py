@@ -155,6 +155,12 @@ class AgentWindow:
 class DirectoryStore(ABC):
     """Users, phones, stations, groups, roles and agent windows."""
 
+    def directory_version(self, *, wait: bool = True) -> tuple[int, int] | None:
+        """A value that changes whenever users, their roles, roles' permissions or groups
+        change, by anyone (what a cache of who may do what is checked against); None: not
+        kept (or, without ``wait``, not to be had at once)."""
+        return None
+
     # --- users and phones ----------------------------------------------------------------------
 
     @abstractmethod
