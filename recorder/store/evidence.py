@@ -30,7 +30,8 @@ ROW_SEAL_COLUMNS: tuple[str, ...] = (
     "station", "cti_initiated", "agent_initiated", "media_format", "sample_rate", "start_time",
     "stop_time", "status", "stop_reason", "lost_samples", "core_ident", "purged_time",
 )
-ROW_SEAL_TAG = "recorder-row/1"
+ROW_SEAL_TAG = "recorder-row/2"  # since schema 11: the row's blackout marks too
+ROW_SEAL_TAG_V1 = "recorder-row/1"  # schema 7 to 10: the columns only
 AUDIT_TAG = "recorder-audit/1"
 # The previous hash of the first entry ever written.
 GENESIS = "0" * 64
@@ -43,13 +44,29 @@ def _canonical(doc: object) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-def row_seal(values: Sequence[object]) -> str:
-    """The seal of a row whose ``ROW_SEAL_COLUMNS`` hold ``values`` (as SQLite returns them:
-    int, float, str or None): SHA-256, hex, of ``["recorder-row/1", [[column, value], ...]]``."""
+Mark = tuple[float, float]  # a blackout mark: seconds from the file's start, start and end
+
+
+def _pairs(values: Sequence[object]) -> list[list[object]]:
     if len(values) != len(ROW_SEAL_COLUMNS):
         raise ValueError(f"{len(values)} values for {len(ROW_SEAL_COLUMNS)} sealed columns")
-    pairs = [[column, value] for column, value in zip(ROW_SEAL_COLUMNS, values, strict=True)]
-    return hashlib.sha256(_canonical([ROW_SEAL_TAG, pairs])).hexdigest()
+    return [[column, value] for column, value in zip(ROW_SEAL_COLUMNS, values, strict=True)]
+
+
+def row_seal(values: Sequence[object], marks: Sequence[Mark] = ()) -> str:
+    """The seal of a row whose ``ROW_SEAL_COLUMNS`` hold ``values`` (as SQLite returns them:
+    int, float, str or None) and whose blackouts are ``marks``: SHA-256, hex, of
+    ``["recorder-row/2", [[column, value], ...], [[start, end], ...]]``, the marks in order
+    of start, then end (reals, as the table holds them)."""
+    ordered = sorted((float(a), float(b)) for a, b in marks)
+    return hashlib.sha256(_canonical(
+        [ROW_SEAL_TAG, _pairs(values), [[a, b] for a, b in ordered]])).hexdigest()
+
+
+def row_seal_v1(values: Sequence[object]) -> str:
+    """The seal schemas 7 to 10 wrote (``["recorder-row/1", [[column, value], ...]]``): the
+    upgrade to 11 checks each row against it before sealing the row again with its marks."""
+    return hashlib.sha256(_canonical([ROW_SEAL_TAG_V1, _pairs(values)])).hexdigest()
 
 
 @dataclass(frozen=True)

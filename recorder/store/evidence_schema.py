@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import sqlite3
 
-from recorder.store.evidence import GENESIS, audit_hash
+from recorder.store.evidence import (
+    GENESIS,
+    ROW_SEAL_COLUMNS,
+    audit_hash,
+    row_seal,
+    row_seal_v1,
+)
 
 # The schema step. Rows that exist already keep a NULL row_hash: they were recorded before
 # verification existed, and sealing them now would vouch for whatever they hold today. The
@@ -59,4 +65,28 @@ def migrate_evidence(conn: sqlite3.Connection) -> None:
     conn.execute(_NO_UPDATE)
 
 
-__all__ = ["CREATE_EVIDENCE", "migrate_evidence"]
+# Schema 11: the seal covers a row's blackout marks (``recorder-row/2``); nothing to create.
+CREATE_MARKS_SEALED = ""
+
+
+def reseal_with_marks(conn: sqlite3.Connection) -> None:
+    """After ``CREATE_MARKS_SEALED``, in its transaction: every row sealed under
+    ``recorder-row/1`` whose seal still matches is sealed again with its marks. One whose
+    seal no longer matches keeps it, so ``recorderctl verify`` still reports it: the upgrade
+    vouches for nothing the old seal did not."""
+    marks: dict[int, list[tuple[float, float]]] = {}
+    for ident, a, b in conn.execute("SELECT ident, start_seconds, end_seconds"
+                                    " FROM recording_blackouts"):
+        marks.setdefault(int(ident), []).append((float(a), float(b)))
+    after = 0
+    while rows := conn.execute(
+            f"SELECT {', '.join(ROW_SEAL_COLUMNS)}, row_hash FROM recordings WHERE ident > ?"
+            " AND status = 'complete' AND row_hash IS NOT NULL ORDER BY ident LIMIT 5000",
+            (after,)).fetchall():
+        conn.executemany("UPDATE recordings SET row_hash = ? WHERE ident = ?", [
+            (row_seal(r[:-1], marks.get(int(r[0]), ())), int(r[0]))
+            for r in rows if row_seal_v1(r[:-1]) == r[-1]])
+        after = int(rows[-1][0])
+
+
+__all__ = ["CREATE_EVIDENCE", "CREATE_MARKS_SEALED", "migrate_evidence", "reseal_with_marks"]

@@ -14,6 +14,7 @@ from recorder.store.evidence import (
     AuditTrailState,
     ChainedEntry,
     EvidenceStore,
+    Mark,
     SealedRow,
     row_seal,
 )
@@ -27,13 +28,30 @@ _SEAL_SELECT = f"SELECT {', '.join(ROW_SEAL_COLUMNS)} FROM recordings"
 
 def seal_rows(conn: sqlite3.Connection, idents: Iterable[int]) -> None:
     """Seal the rows ``idents`` that are complete (a row being recorded has none yet), from
-    what the database holds now: call it in the transaction of every change to a row."""
+    what the database holds now, their blackout marks included: call it in the transaction of
+    every change to a row or its marks, after the change."""
     for ident in idents:
         values = conn.execute(f"{_SEAL_SELECT} WHERE ident = ? AND status = 'complete'",
                               (ident,)).fetchone()
         if values is not None:
             conn.execute("UPDATE recordings SET row_hash = ? WHERE ident = ?",
-                         (row_seal(values), ident))
+                         (row_seal(values, marks_of(conn, ident)), ident))
+
+
+def marks_of(conn: sqlite3.Connection, ident: int) -> list[Mark]:
+    """A recording's blackout marks as its seal covers them."""
+    return [(float(a), float(b)) for a, b in conn.execute(
+        "SELECT start_seconds, end_seconds FROM recording_blackouts WHERE ident = ?",
+        (ident,))]
+
+
+def _marks_between(conn: sqlite3.Connection, first: int, last: int) -> dict[int, list[Mark]]:
+    found: dict[int, list[Mark]] = {}
+    for ident, a, b in conn.execute(
+            "SELECT ident, start_seconds, end_seconds FROM recording_blackouts"
+            " WHERE ident BETWEEN ? AND ?", (first, last)):
+        found.setdefault(int(ident), []).append((float(a), float(b)))
+    return found
 
 
 def chain_entry(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -68,6 +86,9 @@ class SqliteEvidence(SqliteConnection, EvidenceStore):
                     f"SELECT {', '.join(ROW_SEAL_COLUMNS)}, row_hash FROM recordings"
                     " WHERE ident > ? AND start_time >= ? ORDER BY ident LIMIT 500",
                     (after, since if since is not None else float("-inf"))).fetchall()
+                marks = {}
+                if rows:
+                    marks = _marks_between(conn, int(rows[0][0]), int(rows[-1][0]))
             if not rows:
                 return
             for r in rows:
@@ -77,7 +98,7 @@ class SqliteEvidence(SqliteConnection, EvidenceStore):
                     status=str(values["status"]), start_time=float(values["start_time"]),
                     purged_time=values["purged_time"], audio_size=values["audio_size"],
                     audio_hash=values["audio_hash"], row_hash=r[-1],
-                    seal=row_seal(r[:-1]))
+                    seal=row_seal(r[:-1], marks.get(int(values["ident"]), ())))
             after = int(rows[-1][0])
 
     def recording_filenames(self) -> set[str]:
@@ -117,4 +138,4 @@ class SqliteEvidence(SqliteConnection, EvidenceStore):
             return conn.execute("DELETE FROM audit WHERE entry_id <= ?", (last[0],)).rowcount
 
 
-__all__ = ["SqliteEvidence", "chain_entry", "seal_rows"]
+__all__ = ["SqliteEvidence", "chain_entry", "marks_of", "seal_rows"]
