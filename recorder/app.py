@@ -44,7 +44,6 @@ from recorder.archive.export import clean_work_dir
 from recorder.archive.mailer import Mailer
 from recorder.archive.retention import RetentionJob
 from recorder.archive.workspace import ExportWorkspace
-from recorder.calls.requests import DeviceQuery
 from recorder.calls.scheduler import Scheduler
 from recorder.calls.sessions import SessionCalls
 from recorder.calls.triggers import TriggerLoop
@@ -454,7 +453,8 @@ class Recorder:
                                             live_session=self.scheduler.status.live_session
                                             if self.scheduler is not None else None,
                                             mailer=Mailer(config.smtp),
-                                            blackout=self._blackout)
+                                            blackouts=self.scheduler.blackouts
+                                            if self.scheduler is not None else None)
         portal.start()
         self.telemetry.parts.portal = portal
         # Stopped in the second pass, after the recordings have drained (pages still answer
@@ -465,12 +465,6 @@ class Recorder:
                            "create the first administrator with: recorderctl user add --admin "
                            "USERNAME")
 
-
-    def _blackout(self, device_id: str, start: bool) -> None:
-        """The portal's blackouts, as the API's BLACKOUTSTART and BLACKOUTSTOP (now)."""
-        assert self.scheduler is not None
-        control = self.scheduler.blackouts
-        (control.start if start else control.stop)(DeviceQuery(device_id=device_id), None)
 
     def _directory_changed(self) -> None:
         if self.scheduler is not None:

@@ -21,6 +21,7 @@ from recorder.api.portal.renditions import Renditions
 from recorder.api.portal.sessions import Session, Sessions
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.archive.mailer import Mailer
+from recorder.calls.blackouts import BlackoutControl
 from recorder.config.portal import PortalConfig
 from recorder.recording.session import RecordingSession
 from recorder.rules.access import Principal
@@ -59,9 +60,9 @@ class PortalContext:
     peaks: PeakCache = field(default_factory=PeakCache)  # the recordings' waveforms
     access: AccessCache = field(default_factory=AccessCache)  # users' permissions, as read
     mailer: Mailer | None = None  # [smtp], for e-mailing a recording (as the API's EMAIL)
-    # Starts (True) or stops a blackout on a device's call, as BLACKOUTSTART/STOP; raises
-    # ResultError with the API's message. None: no blackouts from the portal.
-    blackout: Callable[[str, bool], None] | None = None
+    # The scheduler's blackouts, as BLACKOUTSTART/STOP and AGENTBLACKOUTSTART/STOP use them
+    # (raising ResultError with the API's message). None: no blackouts from the portal.
+    blackouts: BlackoutControl | None = None
     password_checks: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(PASSWORD_CHECKS))
 

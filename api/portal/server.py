@@ -41,6 +41,7 @@ from recorder.api.portal.sessions import (
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.api.transport.access import AddressRefusals
 from recorder.archive.mailer import Mailer
+from recorder.calls.blackouts import BlackoutControl
 from recorder.config.portal import PortalConfig
 from recorder.errors import StartupError, StoreError
 from recorder.recording.session import RecordingSession
@@ -82,7 +83,7 @@ class PortalServer(Worker):
                  directory_changed: Callable[[], None] | None = None,
                  live_session: Callable[[int], RecordingSession | None] | None = None,
                  mailer: Mailer | None = None,
-                 blackout: Callable[[str, bool], None] | None = None) -> None:
+                 blackouts: BlackoutControl | None = None) -> None:
         super().__init__("portal-loop")
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="portal")
@@ -96,7 +97,7 @@ class PortalServer(Worker):
             templates=Templates(), executor=self._executor, recordings_dir=recordings_dir,
             renditions=Renditions(data_dir / "tmp" / "portal"), secure=self._tls is not None,
             clock=clock, status=status, live_session=live_session, mailer=mailer,
-            blackout=blackout)
+            blackouts=blackouts)
         if directory_changed is not None:
             self.ctx.directory_changed = directory_changed
         self._ready = threading.Event()
