@@ -118,6 +118,7 @@ class Recorder:
         self.after_call: AfterCallEncoder | None = None
         self.retention: RetentionJob | None = None
         self.files: RecordingFiles | None = None
+        self.exports: ExportWorkspace | None = None
         self._drivers: list[Driver] = []
         self._recovered: list[Event] = []
         self._master_key: MasterKey | None = None
@@ -411,15 +412,16 @@ class Recorder:
         if removed:
             logger.info("removed %d unfinished export(s) from %s", removed, work_dir)
         passwords = PasswordHasher()
+        # One work area for the API's exports and the portal's renditions and downloads.
+        exports = self.exports = ExportWorkspace(work_dir, config.api.export_max_bytes,
+                                                 config.api.export_concurrency, guard=self.disk)
         context = ApiContext(scheduler=self.scheduler, store=self.store,
                              core_ident=config.core.ident,
                              calllist_max_rows=config.api.calllist_max_rows,
                              recordings_dir=config.storage.recordings_dir,
                              terminology=config.terminology, events=self.events,
                              mailer=Mailer(config.smtp), work_dir=work_dir,
-                             exports=ExportWorkspace(work_dir, config.api.export_max_bytes,
-                                                     config.api.export_concurrency,
-                                                     guard=self.disk),
+                             exports=exports,
                              passwords=passwords)
         dispatcher = self.dispatcher = self.telemetry.parts.dispatcher = Dispatcher(context)
         api = self.api = ApiServer(config.api, dispatcher, self.events,
@@ -452,7 +454,7 @@ class Recorder:
                                             directory_changed=self._directory_changed,
                                             live_session=self.scheduler.status.live_session
                                             if self.scheduler is not None else None,
-                                            mailer=Mailer(config.smtp),
+                                            mailer=Mailer(config.smtp), exports=self.exports,
                                             blackouts=self.scheduler.blackouts
                                             if self.scheduler is not None else None)
         portal.start()

@@ -70,6 +70,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", RECORDING + "/peaks", waveform.peaks, needs(VIEW)),
     Route("GET", RECORDING + "/download", recordings.download,
           needs(VIEW, "ALLOWEXPORTDOWNLOAD"), media=True),
+    # An encrypted CAV: its password is posted, never in a URL. (Not ``media``: it answers
+    # no audio a player could use without the password, and a form without one is a 400.)
+    Route("POST", RECORDING + "/download", recordings.download_sealed,
+          needs(VIEW, "ALLOWEXPORTDOWNLOAD")),
     Route("POST", RECORDING + "/bookmarks", bookmarks.add, needs(VIEW, "ALLOWCOMMENT")),
     Route("POST", RECORDING + "/email", mail.send, needs(VIEW, "ALLOWEXPORTEMAIL")),
     Route("GET", RECORDING + "/delete", recordings.confirm_delete,

@@ -41,6 +41,7 @@ from recorder.api.portal.sessions import (
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.api.transport.access import AddressRefusals
 from recorder.archive.mailer import Mailer
+from recorder.archive.workspace import ExportWorkspace
 from recorder.calls.blackouts import BlackoutControl
 from recorder.config.portal import PortalConfig
 from recorder.errors import StartupError, StoreError
@@ -83,7 +84,8 @@ class PortalServer(Worker):
                  directory_changed: Callable[[], None] | None = None,
                  live_session: Callable[[int], RecordingSession | None] | None = None,
                  mailer: Mailer | None = None,
-                 blackouts: BlackoutControl | None = None) -> None:
+                 blackouts: BlackoutControl | None = None,
+                 exports: ExportWorkspace | None = None) -> None:
         super().__init__("portal-loop")
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="portal")
@@ -95,7 +97,8 @@ class PortalServer(Worker):
             throttle=SignInThrottle(config.signin_attempts_per_minute,
                                     config.max_failed_signins, config.lockout_seconds),
             templates=Templates(), executor=self._executor, recordings_dir=recordings_dir,
-            renditions=Renditions(data_dir / "tmp" / "portal"), secure=self._tls is not None,
+            renditions=Renditions(data_dir / "tmp" / "portal", workspace=exports),
+            secure=self._tls is not None,
             clock=clock, status=status, live_session=live_session, mailer=mailer,
             blackouts=blackouts)
         if directory_changed is not None:
