@@ -262,3 +262,48 @@ def test_an_agent_blackout_silences_the_calls_that_start_while_it_runs(
                                             "user_id": "x"}).status == 400
     assert [d for u, _, d in actions(portal, "blackout") if u == "boss"] == [
         "agent blackout stopped on 1004", "agent blackout started on 1004"]
+
+
+def test_a_station_mapped_in_the_portal_names_its_device_for_the_api(
+        portal: Recorder, api: ApiConnection) -> None:
+    client = signed_in(portal, "sysop", ("ALLOWSYSTEMCONFIG",))
+    token = client.csrf("/admin/stations")
+    assert client.post("/admin/stations", {"csrf": token, "action": "map",
+                                           "station": "Desk <7>", "device": "1003",
+                                           "location": "2"}).status == 303
+    page = client.get("/admin/stations").text
+    assert "<td>Desk &lt;7&gt;</td><td>1003</td><td>2</td>" in page
+    assert "Desk <7>" not in page
+    listed = api.request("STATIONS", 1)
+    assert [(s.findtext("STATIONNAME"), s.findtext("DEVICEID"))
+            for s in listed.iter("STATION")] == [("Desk <7>", "1003")]
+    # A call named by its station (any case) is recorded on the station's device.
+    api.request("CALLSTART", 2, STATIONNAME="desk <7>", ANI="by-station")
+    try:
+        ident = call_in_progress(portal, "1003")
+    finally:
+        api.request("CALLSTOP", 3, STATIONNAME="DESK <7>")
+    assert portal.store is not None
+    row = portal.store.recordings.get_recording(ident)
+    assert row is not None
+    assert row.meta["ANI"] == "by-station"
+    # The same device mapped to another station takes it from the first, as IMPORTWORKSTATION.
+    assert client.post("/admin/stations", {"csrf": token, "action": "map", "station": "desk-8",
+                                           "device": "1003", "location": ""}).status == 303
+    assert [s.station_name for s in portal.store.directory.list_stations()] == ["desk-8"]
+    for form, status in (({"action": "map", "station": "x" * 51, "device": "1"}, 400),
+                         ({"action": "map", "station": "desk-9", "device": "1",
+                           "location": "one"}, 400),
+                         ({"action": "remove", "station": "nowhere"}, 409),
+                         ({"station": "desk-8"}, 400)):
+        assert client.post("/admin/stations", {"csrf": token, **form}).status == status
+    assert client.post("/admin/stations", {"csrf": token, "action": "remove",
+                                           "station": "DESK-8"}).status == 303
+    assert portal.store.directory.list_stations() == []
+    assert actions(portal, "station") == [
+        ("sysop", "desk-8", "removed (was device 1003)"),
+        ("sysop", "desk-8", "device 1003, location 0"),
+        ("sysop", "Desk <7>", "device 1003, location 2")]
+    # The page asks what the API asks IMPORTWORKSTATION for.
+    assert signed_in(portal, "agentadmin", ("ALLOWAGENTADMIN",)).get(
+        "/admin/stations").status == 403

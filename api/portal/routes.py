@@ -28,11 +28,12 @@ from recorder.api.portal import (
     recordings,
     search,
     signin,
+    stations,
     system,
     waveform,
 )
 from recorder.api.portal.context import PortalRequest
-from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
+from recorder.rules.access import REQUEST_PERMISSIONS, SIGNED_IN, VIEW, Requirement, needs
 
 PortalHandler = Callable[[PortalRequest], Awaitable[web.StreamResponse]]
 
@@ -99,6 +100,10 @@ ROUTES: tuple[Route, ...] = (
           needs("ALLOWAGENTADMIN")),
     Route("GET", "/admin/phones", phones.page, needs("ALLOWAGENTADMIN")),
     Route("POST", "/admin/phones", phones.change, needs("ALLOWAGENTADMIN")),
+    # IMPORTWORKSTATION's data, under the permission the API asks for it.
+    Route("GET", "/admin/stations", stations.page, REQUEST_PERMISSIONS["IMPORTWORKSTATION"]),
+    Route("POST", "/admin/stations", stations.change,
+          REQUEST_PERMISSIONS["IMPORTWORKSTATION"]),
     Route("GET", "/admin/blackouts", blackouts.page, needs("ALLOWBLACKOUT")),
     Route("POST", "/admin/blackouts", blackouts.change, needs("ALLOWBLACKOUT")),
     Route("GET", "/admin/groups", groups.groups, needs("ALLOWGROUPADMIN")),

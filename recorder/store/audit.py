@@ -27,6 +27,7 @@ AUDIT_API_CHANGE = "api-change"  # the APIs' administration (IMPORTUSER, MODIFY*
 AUDIT_TOKEN = "token"  # an API token made or revoked (recorderctl token)
 AUDIT_LISTEN = "listen"  # a call in progress listened to live in the portal
 AUDIT_BLACKOUT = "blackout"  # a blackout started or stopped in the portal
+AUDIT_STATION = "station"  # a workstation's device mapped or unmapped in the portal
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,11 @@ class DirectoryStore(ABC):
     def list_stations(self) -> list[StationRow]:
         """Every workstation mapping, by station name."""
 
+    @abstractmethod
+    def delete_station(self, station_name: str) -> StationRow | None:
+        """Remove the mapping of ``station_name`` (compared without case); the mapping it
+        was, or None if there was none."""
+
     # --- groups --------------------------------------------------------------------------------
 
     @abstractmethod

@@ -239,7 +239,7 @@ class SqliteDirectory(SqliteRoles, DirectoryStore):
     # --- workstations --------------------------------------------------------------------------
 
     def replace_station(self, station: StationRow) -> StationRow:
-        with self._changing(f"import workstation {station.station_name}") as conn:
+        with self._tx(f"import workstation {station.station_name}") as conn:
             conn.execute("DELETE FROM stations WHERE device_id = ? OR casefold(station_name) = ?",
                          (station.device_id, fold(station.station_name)))
             cursor = conn.execute(
@@ -247,6 +247,17 @@ class SqliteDirectory(SqliteRoles, DirectoryStore):
                 (station.station_name, station.device_id, station.location_id))
             row = conn.execute("SELECT station_name, device_id, location_id FROM stations"
                                " WHERE rowid = ?", (cursor.lastrowid,)).fetchone()
+        return StationRow(row[0], row[1], row[2])
+
+    def delete_station(self, station_name: str) -> StationRow | None:
+        with self._tx(f"delete workstation {station_name}") as conn:
+            row = conn.execute("SELECT station_name, device_id, location_id FROM stations"
+                               " WHERE casefold(station_name) = ?",
+                               (fold(station_name),)).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM stations WHERE casefold(station_name) = ?",
+                         (fold(station_name),))
         return StationRow(row[0], row[1], row[2])
 
     def list_stations(self) -> list[StationRow]:
