@@ -76,6 +76,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", RECORDING + "/download", recordings.download_sealed,
           needs(VIEW, "ALLOWEXPORTDOWNLOAD")),
     Route("POST", RECORDING + "/bookmarks", bookmarks.add, needs(VIEW, "ALLOWCOMMENT")),
+    Route("POST", RECORDING + "/bookmarks/change", bookmarks.change,
+          needs(VIEW, "ALLOWCOMMENT")),
     Route("POST", RECORDING + "/email", mail.send, needs(VIEW, "ALLOWEXPORTEMAIL")),
     Route("GET", RECORDING + "/delete", recordings.confirm_delete,
           needs(VIEW, "ALLOWFILEDELETE")),
