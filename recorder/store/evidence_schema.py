@@ -78,6 +78,8 @@ def reseal_with_marks(conn: sqlite3.Connection) -> None:
     for ident, a, b in conn.execute("SELECT ident, start_seconds, end_seconds"
                                     " FROM recording_blackouts"):
         marks.setdefault(int(ident), []).append((float(a), float(b)))
+    # Every row: one recorded before the seals existed is sealed too once the recorder changes
+    # it (CALLUPDATE, a purge), whatever its RECORDID.
     after = 0
     while rows := conn.execute(
             f"SELECT {', '.join(ROW_SEAL_COLUMNS)}, row_hash FROM recordings WHERE ident > ?"
