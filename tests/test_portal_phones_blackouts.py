@@ -1,12 +1,14 @@
-"""The portal's phones page (ALLOWAGENTADMIN: IMPORTAGENTPHONE's data) and blackouts page
-(ALLOWBLACKOUT: BLACKOUTSTART/STOP on a call in progress), over HTTP against a real in-process
-recorder: what an administrator changes there takes effect in the recordings made after."""
+"""The portal's phones page (ALLOWAGENTADMIN: IMPORTAGENTPHONE's data), blackouts page
+(ALLOWBLACKOUT: BLACKOUTSTART/STOP on a call in progress, AGENTBLACKOUTSTART/STOP for an agent,
+with TIMEOFFSET) and stations page (IMPORTWORKSTATION's data), over HTTP against a real
+in-process recorder: what an administrator changes there takes effect in the recordings made
+after."""
 
 from __future__ import annotations
 
 import re
-import wave
 import time
+import wave
 from collections.abc import Iterator
 
 import pytest
