@@ -230,7 +230,9 @@ def test_audit_lines_alone_get_the_journal_compacted(tmp_path: Path,
     queue = AuditQueue(store, store, journal, linger=0)
     queue.start()
     for n in range(200):  # no call ends to compact it, only searches
-        queue.append_audit(_entry(n))
+        queue.enqueue_audit(_entry(n))
+        if n % 25 == 24:
+            assert queue.flush()  # a batch, and its head line, every 25
     queue.stop()
     assert queue.join(10)
     journal.close()

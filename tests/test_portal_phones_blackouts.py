@@ -173,6 +173,7 @@ def _silent(path: str, start: float, end: float) -> bool:
     return not any(frames)
 
 
+@pytest.mark.slow
 def test_a_blackout_reaching_back_silences_what_was_already_recorded(
         portal: Recorder, api: ApiConnection) -> None:
     client = signed_in(portal, "reach", ("ALLOWBLACKOUT",))
@@ -215,6 +216,7 @@ def test_a_blackout_reaching_back_silences_what_was_already_recorded(
         "stopped", "started (TIMEOFFSET -2 s)"]
 
 
+@pytest.mark.slow
 def test_an_agent_blackout_silences_the_calls_that_start_while_it_runs(
         portal: Recorder, api: ApiConnection) -> None:
     assert portal.store is not None
