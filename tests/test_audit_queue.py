@@ -242,3 +242,35 @@ def test_audit_lines_alone_get_the_journal_compacted(tmp_path: Path,
     assert contents.audit_seq == 200
     assert _chain_ok(store, tmp_path) == list(range(1, 201))
     store.close()
+
+
+def test_a_recorder_stopping_writes_the_search_it_just_answered(tmp_path: Path) -> None:
+    from recorder.store.directory import UserFields  # noqa: PLC0415
+    from tests.helpers.portal import portal_port, portal_recorder  # noqa: PLC0415
+
+    recorder = portal_recorder(tmp_path)
+    try:
+        assert recorder.store is not None
+        user = recorder.store.directory.add_user(UserFields(
+            username="sam", first_name="Sam", last_name="Agent",
+            password_hash=cheap_hash("pw for sam")), now=time.time())
+        role = recorder.store.directory.add_role("viewers", "")
+        assert role is not None
+        recorder.store.directory.set_role_permission(role.role_id, "ALLOWVIEWALLRECORDS", True)
+        recorder.store.directory.set_user_role(user, role.role_id, True)
+        client = PortalClient(portal_port(recorder))
+        assert client.sign_in("sam", "pw for sam").status == 303
+        # Answered with its entry queued; the stop comes at once, and the store closes only
+        # after the writer (test_a_clean_stop_writes_what_is_still_queued holds it back).
+        assert client.get("/recordings?dnis=8005550100").status == 200
+    finally:
+        recorder.stop()
+    store = SqliteStore(recorder.config.storage.database_path)
+    store.open()
+    try:
+        searches = store.list_audit(AuditQuery(action="search"))
+        assert [e.detail for e in searches] == ["dnis=8005550100"]
+        assert _chain_ok(store, recorder.config.storage.data_dir) != []
+    finally:
+        store.close()
+    assert read_journal(recorder.config.storage.data_dir / JOURNAL_NAME).audit_pending == {}
