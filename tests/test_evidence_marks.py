@@ -10,6 +10,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from recorder.store.evidence import ROW_SEAL_COLUMNS, row_seal_v1
 from recorder.store.records import FinishedRecording, NewRecording
 from recorder.store.schema import MIGRATIONS, Step
@@ -93,7 +95,7 @@ def _schema_10_store(data: Path) -> sqlite3.Connection:
     for version, step in enumerate(MIGRATIONS[:10], 1):
         if isinstance(step, Step):
             conn.executescript(f"BEGIN;\n{step.script}")
-            step.then(conn)
+            step.then(conn, None)
             conn.execute(f"PRAGMA user_version = {version}")
             conn.execute("COMMIT")
         else:
@@ -145,3 +147,41 @@ def test_rows_sealed_before_the_upgrade_are_resealed_with_their_marks_if_still_i
     report = _verify(config)
     assert _changed(report) == [intact, doctored]
     assert plain not in _changed(report)
+
+
+def test_rows_sealed_with_the_seal_key_are_resealed_with_it_and_never_without_it(
+        tmp_path: Path) -> None:
+    from recorder.errors import StoreError  # noqa: PLC0415
+    from recorder.store.evidence import is_keyed  # noqa: PLC0415
+    from recorder.store.sealing import Sealing  # noqa: PLC0415
+    from recorder.store.sealkey import SealKey  # noqa: PLC0415
+
+    key = SealKey(bytes(range(32)))
+    data = tmp_path / "data"
+    conn = _schema_10_store(data)
+    ident = _old_row(conn, data, "keyed.wav", ((1.0, 3.0),))
+    values = conn.execute(f"SELECT {', '.join(ROW_SEAL_COLUMNS)} FROM recordings"
+                          " WHERE ident = ?", (ident,)).fetchone()
+    conn.execute("UPDATE recordings SET row_hash = ? WHERE ident = ?",
+                 (row_seal_v1(values, key.secret), ident))
+    conn.close()
+
+    # Without the key the upgrade cannot seal the row again: it refuses, and changes nothing.
+    store = SqliteStore(data / "recorder.sqlite3")
+    with pytest.raises(StoreError, match="seal key"):
+        store.open()
+    with sqlite3.connect(data / "recorder.sqlite3") as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 10
+
+    store = SqliteStore(data / "recorder.sqlite3")
+    store.sealing = Sealing(key)
+    store.open()
+    try:
+        (row,) = list(store.sealed_rows(key=key.secret))
+        assert is_keyed(row.row_hash)
+        assert row.row_hash == row.seal  # keyed, with its marks
+        _sql(data, f"UPDATE recording_blackouts SET end_seconds = 2.0 WHERE ident = {ident}")
+        (row,) = list(store.sealed_rows(key=key.secret))
+        assert row.row_hash != row.seal
+    finally:
+        store.close()

@@ -35,6 +35,7 @@ class SiprecDriver(Driver):
                  delay_seconds: float | None = None,
                  sip_options: dict[str, Any] | None = None) -> None:
         super().__init__(key, config.channels, config.sample_rate)
+        self.reports_lost_time = True  # the media thread paces itself and reports what it skips
         self.config = config
         # ``delay_seconds``: tests override the board's playout_delay_seconds.
         self.media = MediaEngine(

@@ -14,7 +14,7 @@ from pathlib import Path
 from recorder.recording.blackouts import PENDING_SUFFIX
 from recorder.recording.paths import sha256_file
 from recorder.recording.transcode import PART_SUFFIX, SOURCE_SUFFIX
-from recorder.store.evidence import EvidenceStore, SealedRow
+from recorder.store.evidence import EvidenceStore, SealedRow, is_keyed
 from recorder.store.records import STATUS_COMPLETE
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,9 @@ SEAL_MISSING = "seal missing"  # a row sealed when complete has no seal now
 NO_ROW = "no row"  # a file in the recordings directory that no row names
 NOT_HASHED = "not hashed"  # recorded before verification existed (not a failure)
 NO_FILE_HASH = "no file hash"  # its file could not be read back at close (not a failure)
+# Once the evidence is sealed with the seal key, a plain seal is one made without the key.
+UNKEYED = "sealed without the key"
+NOT_KEYED_YET = "nothing keyed"  # a seal key given, but nothing was sealed with it
 
 # Files a recording may have beside it for a while: a half-written copy (after-call encoding,
 # a blackout re-encode) and a blackout waiting to be silenced at its close.
@@ -58,14 +61,22 @@ class VerifyReport:
 
 
 def verify_recordings(evidence: EvidenceStore, recordings_dir: Path,
-                      since: float | None = None) -> VerifyReport:
+                      since: float | None = None, key: bytes | None = None) -> VerifyReport:
     """Check every recording started at or after ``since`` (all: None), and every file in
-    ``recordings_dir`` (changed at or after ``since``) for a row."""
+    ``recordings_dir`` (changed at or after ``since``) for a row. ``key``: the seal key,
+    which the seals made with it need, and with which every seal must be made once the
+    evidence is keyed."""
     report = VerifyReport()
     sealed_from = evidence.sealed_from()
-    for row in evidence.sealed_rows(since):
+    keyed = evidence.seal_state().keyed
+    if key is not None and not keyed:
+        report.findings.append(Finding(NOT_KEYED_YET, (
+            "the seal key is set but nothing in this data directory was sealed with it: "
+            "recorderd has not started with storage.seal_key_file yet, or everything sealed "
+            "with it was removed or re-sealed without it")))
+    for row in evidence.sealed_rows(since, key):
         report.checked += 1
-        _check_row(row, sealed_from, report)
+        _check_row(row, sealed_from, report, keyed)
     known = {os.path.realpath(name) for name in evidence.recording_filenames()}
     for path in _files(recordings_dir):
         try:
@@ -81,7 +92,7 @@ def verify_recordings(evidence: EvidenceStore, recordings_dir: Path,
     return report
 
 
-def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport) -> None:
+def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport, keyed: bool) -> None:
     rid = f"RECORDID {row.ident}"
     if row.status != STATUS_COMPLETE:
         report.in_progress += 1
@@ -97,7 +108,17 @@ def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport) -> None:
                 row.ident, row.filename))
         return
     good = True
-    if row.row_hash != row.seal:
+    if keyed and not is_keyed(row.row_hash):
+        good = False
+        report.findings.append(Finding(
+            UNKEYED, f"{rid}: sealed without the seal key, which sealed this data directory's "
+            "rows by then (re-sealed by someone without the key)", row.ident, row.filename))
+    if row.seal is None:
+        good = False
+        report.findings.append(Finding(
+            ROW_CHANGED, f"{rid}: sealed with the seal key, not checked without it",
+            row.ident, row.filename, failed=False))
+    elif row.row_hash != row.seal:
         good = False
         report.findings.append(Finding(
             ROW_CHANGED, f"{rid}: its row was changed after it was sealed (duration, times, "
@@ -149,5 +170,6 @@ def _companion_of(path: str, known: set[str]) -> bool:
     return path in known or str(Path(path).with_suffix(SOURCE_SUFFIX)) in known
 
 
-__all__ = ["DIFFERS", "MISSING", "NOT_HASHED", "NO_FILE_HASH", "NO_ROW", "ROW_CHANGED",
-           "SEAL_MISSING", "Finding", "VerifyReport", "verify_recordings"]
+__all__ = ["DIFFERS", "MISSING", "NOT_HASHED", "NOT_KEYED_YET", "NO_FILE_HASH", "NO_ROW",
+           "ROW_CHANGED", "SEAL_MISSING", "UNKEYED", "Finding", "VerifyReport",
+           "verify_recordings"]

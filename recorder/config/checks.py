@@ -129,6 +129,11 @@ class CrossChecks:
                 f"{where}.encrypt: recordings are written encrypted as "
                 f"{', '.join(ENCRYPTED_FORMATS)} recorded live; {storage.format} "
                 f"({storage.encode}) cannot be yet")
+        if storage.seal_key_file:
+            # As key_file: loaded by recorderd (and recorderctl) when used, never here.
+            seal = Path(storage.seal_key_file).expanduser()
+            storage = replace(storage, seal_key_file=str(
+                seal if seal.is_absolute() else self.base_dir / seal))
         if not storage.key_file:
             if storage.encrypt:
                 self.problems.append(f"{where}.key_file: required with {where}.encrypt (make "

@@ -14,12 +14,14 @@ from recorder.ctl.common import (
     EXIT_USAGE,
     CtlError,
     SubParsers,
+    checking_seal_key,
     command,
     local_time,
     offline_config,
     open_offline_store,
     print_json,
     print_table,
+    seal_key_option,
 )
 from recorder.errors import StoreError
 from recorder.recording.journal import JOURNAL_NAME, JournalContents, read_journal
@@ -58,12 +60,14 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
                         help="verify: check the chain instead of listing entries")
     parser.add_argument("--user", help="only this user name's entries")
     parser.add_argument("--action", help="only this action (signin, signin-failed, signout, "
-                        "search, play, download, delete, export, email, api-change, token)")
+                        "search, play, download, delete, export, email, api-change, token, "
+                        "seal-key)")
     parser.add_argument("--since", metavar="TIME", help="at or after TIME")
     parser.add_argument("--until", metavar="TIME", help="at or before TIME")
     parser.add_argument("--limit", type=int, default=100, metavar="N",
                         help="at most N entries (default 100)")
     parser.add_argument("--json", action="store_true", help="print a JSON list")
+    seal_key_option(parser)
     parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="the recorderd configuration (default: the one recorderd reads)")
 
@@ -125,10 +129,12 @@ def _queued(contents: JournalContents, trail: AuditTrailState) -> list[AuditFind
 def verify(args: argparse.Namespace) -> int:
     config = offline_config(args)
     findings: list[AuditFinding] = []
-    store = open_offline_store(config)
+    store = open_offline_store(config, seal_key_file=args.seal_key_file)
     try:
         if store.evidence is None:
             raise CtlError("this store keeps no audit chain", EXIT_FAILED)
+        state = store.evidence.seal_state()
+        key = checking_seal_key(config, args.seal_key_file, state)
         # The heads before the table: an entry appended meanwhile is then one after the head,
         # never a head beyond the table's end.
         heads: list[AuditHead] = []
@@ -149,7 +155,8 @@ def verify(args: argparse.Namespace) -> int:
         store.close()
     # The file is written with every entry: once anything was written, it must be there.
     ever_written = bool(trail.entries) or trail.anchor is not None or bool(heads)
-    findings += check_chain(trail, heads, head_file_required=ever_written and not findings)
+    findings += check_chain(trail, heads, head_file_required=ever_written and not findings,
+                            key=key.secret if key is not None else None)
     findings += _queued(contents, trail)
     for finding in findings:
         print(("FAILED  " if finding.failed else "note    ") + finding.message)
@@ -159,6 +166,9 @@ def verify(args: argparse.Namespace) -> int:
     anchored = (f", purged through entry {trail.anchor.entry_id} (anchored)"
                 if trail.anchor is not None else "")
     bad = next((f for f in findings if f.failed), None)
+    if key is not None and state.keyed:
+        print(f"sealed with seal key {key.id} since "
+              f"{f'entry {state.since_entry}' if state.since_entry else 'before the anchor'}")
     if bad is None:
         print(f"audit trail: {len(trail.entries)} entries ({span}{anchored}): the chain and "
               f"its heads ({', '.join(h.source for h in heads) or 'none yet'}) agree")

@@ -152,7 +152,7 @@ def download(where: Target, recordid: int, fmt: str, output: Path | None, *,
 def export_offline(args: argparse.Namespace) -> tuple[Path, int]:
     """Export from the data directory's database and files, as EXPORT would."""
 
-    store = open_offline_store(offline_config(args))
+    store = open_offline_store(offline_config(args), seals=True)  # audited
     try:
         return _export_from(store, args)
     finally:

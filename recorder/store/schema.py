@@ -316,10 +316,11 @@ CREATE INDEX bookmarks_by_recording ON bookmarks (ident, offset_seconds);
 @dataclass(frozen=True)
 class Step:
     """A migration that needs Python after its SQL (hashes SQLite cannot compute): ``then``
-    runs on the connection in the same transaction as ``script``."""
+    runs on the connection in the same transaction as ``script``, given the seal key the
+    store was opened with (bytes, or None)."""
 
     script: str
-    then: Callable[[Any], None]
+    then: Callable[[Any, Any], None]
 
 
 # The WebAPI's bearer tokens (recorder.store.tokens): only their SHA-256 is kept; revoked ones

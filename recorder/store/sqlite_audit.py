@@ -13,7 +13,6 @@ from typing import Any
 
 from recorder.store.audit import AuditEntry, AuditQuery, AuditStore
 from recorder.store.audithead import head_path, read_head, write_head, writer_lock
-from recorder.store.evidence import audit_hash
 from recorder.store.sqlite_conn import fold
 from recorder.store.sqlite_evidence import SqliteEvidence, chain_entry
 
@@ -62,7 +61,7 @@ class SqliteAudit(SqliteEvidence, AuditStore):
             with self._tx(f"audit {entries[0].action} (+{len(entries) - 1})") as conn:
                 entry_id, prev = chain_entry(conn)
                 for entry in entries:
-                    entry_hash = audit_hash(
+                    entry_hash = self.sealing.audit_hash(
                         entry_id, entry.time, entry.user_id, username=entry.username,
                         action=entry.action, target=entry.target, detail=entry.detail,
                         address=entry.address, prev_hash=prev)

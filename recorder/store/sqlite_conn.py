@@ -12,6 +12,7 @@ from typing import Any
 
 from recorder.errors import StoreError
 from recorder.store.schema import MIGRATIONS, SCHEMA_VERSION, Step
+from recorder.store.sealing import Sealing
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class SqliteConnection:
         # A schema step with a Python part ran at open (the evidence's: its audit head is
         # written once the store is open).
         self.stepped = False
+        # Plain or keyed seals (storage.seal_key_file): open_store sets it before opening.
+        self.sealing = Sealing()
 
     @property
     def location(self) -> str:
@@ -99,14 +102,16 @@ class SqliteConnection:
                 if isinstance(migration, Step):
                     # The script leaves its transaction open for the Python part to finish.
                     conn.executescript(f"BEGIN;\n{migration.script}")
-                    migration.then(conn)
+                    key = self.sealing.key
+                    migration.then(conn, key.secret if key is not None else None)
                     self.stepped = True
                     conn.execute(f"PRAGMA user_version = {step + 1}")
                     conn.execute("COMMIT")
                 else:
                     conn.executescript(
                         f"BEGIN;\n{migration}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
-            except sqlite3.Error:
+            except BaseException:
+                # (A step's Python part may refuse too: StoreError.)
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
