@@ -257,10 +257,11 @@ def test_offline_commands_without_the_key_refuse_to_add_unkeyed_evidence(
 
 def test_a_keyed_seal_is_an_hmac_of_the_documented_json_under_the_key() -> None:
     values = [None] * len(ROW_SEAL_COLUMNS)
-    doc = json.dumps(["recorder-row/1", [[c, None] for c in ROW_SEAL_COLUMNS]],
-                     separators=(",", ":")).encode()
-    assert row_seal(values) == hashlib.sha256(doc).hexdigest()
-    assert keyed_row_seal(values, KEY.secret) == (
+    # Schema 11's document: the columns, then the blackout marks (docs/storage.md).
+    doc = json.dumps(["recorder-row/2", [[c, None] for c in ROW_SEAL_COLUMNS],
+                      [[1.5, 2.0]]], separators=(",", ":")).encode()
+    assert row_seal(values, [(1.5, 2.0)]) == hashlib.sha256(doc).hexdigest()
+    assert keyed_row_seal(values, KEY.secret, [(1.5, 2.0)]) == (
         "hmac-sha256:" + hmac.new(KEY.secret, doc, hashlib.sha256).hexdigest())
     assert keyed_row_seal(values, b"x" * 32) != keyed_row_seal(values, KEY.secret)
     entry = keyed_audit_hash(1, 5.0, None, key=KEY.secret, username="", action="a",

@@ -175,6 +175,33 @@ def test_a_revoked_permission_takes_effect_at_the_next_request(portal: Recorder)
     assert client.get(f"/recordings/{ident}/download").status == 403
 
 
+def test_a_permission_revoked_by_another_process_takes_effect_at_the_next_request(
+        portal: Recorder) -> None:
+    # What recorderctl, an integration's script or a sqlite3 shell changes: not through this
+    # store, so only SQLite's own count of other connections' commits tells the portal.
+    assert portal.portal is not None
+    add_user(portal, "ext", EVERYTHING)
+    client = client_of(portal)
+    client.sign_in("ext")
+    ident, _ = add_recording(portal, agent_id=None)
+    assert client.get(f"/recordings/{ident}/download").status == 200
+    # Pages read the user's access once while nothing changes.
+    reads = portal.portal.ctx.access.reads
+    for _ in range(5):
+        assert client.get(f"/recordings/{ident}").status == 200
+    assert portal.portal.ctx.access.reads == reads
+    database = portal.config.storage.database_path
+    with sqlite3.connect(database) as other:
+        other.execute("DELETE FROM role_permissions WHERE permission = 'ALLOWEXPORTDOWNLOAD'"
+                      " AND role_id = (SELECT role_id FROM roles WHERE role_name = ?)",
+                      ("role of ext",))
+    assert client.get(f"/recordings/{ident}/download").status == 403
+    with sqlite3.connect(database) as other:
+        other.execute("UPDATE users SET password_hash = 'scrypt$1024$8$1$AAAA$AAAA'"
+                      " WHERE username = 'ext'")
+    assert client.get(f"/recordings/{ident}").status == 303
+
+
 HOSTILE = {"ANI": "<script>alert('ani')</script>",
            "USER1": '"><img src=x onerror=alert(1)>',
            "USER15": "{{ 7*7 }}</td><script>alert(15)</script>",
@@ -432,10 +459,12 @@ def test_a_download_in_another_format_is_made_for_it_and_removed(portal: Recorde
     assert mp3.headers["Content-Type"] == "audio/mpeg"
     assert mp3.body[:3] == b"ID3" or mp3.body[0] == 0xFF
     assert mp3.headers["Content-Disposition"].endswith('.mp3"')
+    cav = client.get(f"/recordings/{ident}/download?format=cav")
+    assert cav.status == 200
+    assert cav.body[:8] == b"\x89CAV\r\n\x1a\n"
     vox = client.get(f"/recordings/{ident}/download?format=vox")
     assert vox.status == 200
     assert len(vox.body) == 4000  # 4 bits a sample
-    assert client.get(f"/recordings/{ident}/download?format=cav").status == 400
     assert client.get(f"/recordings/{ident}/download?format=../../etc").status == 400
     left = list((portal.config.storage.data_dir / "tmp" / "portal").glob("download-*"))
     assert left == []
@@ -473,6 +502,54 @@ def test_bookmarks_are_listed_in_time_order_escaped_and_go_with_their_recording(
     assert audit(portal, username="bo", action="bookmark", limit=1)[0].target == str(ident)
     assert client.post(f"/recordings/{ident}/delete", {"csrf": token}).status == 303
     assert portal.store.bookmarks.list_bookmarks(ident) == []
+
+
+def test_a_bookmarks_author_edits_or_deletes_its_comment_and_nobody_else_can(
+        portal: Recorder) -> None:
+    assert portal.store is not None
+    assert portal.store.bookmarks is not None
+    add_user(portal, "ed", ("ALLOWVIEWALLRECORDS", "ALLOWCOMMENT"))
+    add_user(portal, "other", ("ALLOWVIEWALLRECORDS", "ALLOWCOMMENT"))
+    ident, _ = add_recording(portal, agent_id=None, seconds=30)
+    elsewhere, _ = add_recording(portal, agent_id=None, seconds=30)
+    ed = client_of(portal)
+    ed.sign_in("ed")
+    token = ed.csrf(f"/recordings/{ident}")
+    assert ed.post(f"/recordings/{ident}/bookmarks", {"csrf": token, "offset": "0:12",
+                                                      "comment": "first take"}).status == 303
+    (mark,) = portal.store.bookmarks.list_bookmarks(ident)
+    change = f"/recordings/{ident}/bookmarks/change"
+    hostile = "<img src=x onerror=alert(1)> \"quoted\""
+    edited = ed.post(change, {"csrf": token, "action": "edit", "bookmark": mark.bookmark_id,
+                              "comment": hostile})
+    assert edited.status == 303
+    page = ed.get(f"/recordings/{ident}").text
+    assert "<img src=x" not in page
+    assert 'value="&lt;img src=x onerror=alert(1)&gt; &#34;quoted&#34;"' in page
+    assert portal.store.bookmarks.list_bookmarks(ident)[0].comment == hostile
+    # Someone else, a form without its token, the wrong recording, nonsense: nothing changes.
+    other = client_of(portal)
+    other.sign_in("other")
+    theirs = other.get(f"/recordings/{ident}").text
+    assert f'name="bookmark" value="{mark.bookmark_id}"' not in theirs  # no forms for it
+    other_token = other.csrf(f"/recordings/{ident}")
+    for client, form, status in (
+            (other, {"csrf": other_token, "action": "delete"}, 403),
+            (ed, {"action": "delete"}, 403),
+            (ed, {"csrf": token, "action": "edit", "comment": ""}, 400),
+            (ed, {"csrf": token, "action": "rename", "comment": "x"}, 400)):
+        answer = client.post(change, {"bookmark": mark.bookmark_id, **form})
+        assert answer.status == status, (form, answer.text[:200])
+    assert ed.post(f"/recordings/{elsewhere}/bookmarks/change", {
+        "csrf": token, "action": "delete", "bookmark": mark.bookmark_id}).status == 404
+    assert portal.store.bookmarks.list_bookmarks(ident)[0].comment == hostile
+    deleted = ed.post(change, {"csrf": token, "action": "delete",
+                               "bookmark": mark.bookmark_id})
+    assert deleted.status == 303
+    assert portal.store.bookmarks.list_bookmarks(ident) == []
+    assert [e.detail for e in audit(portal, username="ed", action="bookmark")] == [
+        f"deleted 0:00:12 {hostile}", f"edited 0:00:12 {hostile}", "0:00:12 first take"]
+    assert [e.username for e in audit(portal, action="bookmark", limit=3)] == ["ed"] * 3
 
 
 def test_the_live_view_shows_channels_levels_and_calls_in_progress(portal: Recorder) -> None:

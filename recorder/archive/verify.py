@@ -122,7 +122,7 @@ def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport, keyed: bo
         good = False
         report.findings.append(Finding(
             ROW_CHANGED, f"{rid}: its row was changed after it was sealed (duration, times, "
-            "file, caller or another sealed field)", row.ident, row.filename))
+            "file, caller, blackout marks or another sealed field)", row.ident, row.filename))
     if row.purged_time is not None:
         report.purged += 1
         return

@@ -24,10 +24,17 @@ from recorder.ctl.common import (
     seal_key_option,
 )
 from recorder.errors import StoreError
-from recorder.recording.journal import JOURNAL_NAME, read_journal
-from recorder.store.audit import AuditQuery
+from recorder.recording.journal import JOURNAL_NAME, JournalContents, read_journal
+from recorder.store.audit import AuditEntry, AuditQuery
 from recorder.store.audithead import read_head
-from recorder.store.evidence import JOURNAL_SOURCE, AuditFinding, AuditHead, check_chain
+from recorder.store.auditqueue import entry_from, unwritten
+from recorder.store.evidence import (
+    JOURNAL_SOURCE,
+    AuditFinding,
+    AuditHead,
+    AuditTrailState,
+    check_chain,
+)
 
 EPILOG = """`recorderctl audit verify` checks the whole trail instead: every entry's hash, the
 chain from each entry to the one before (or to the anchor a purge left), and the newest entry
@@ -102,6 +109,23 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _queued(contents: JournalContents, trail: AuditTrailState) -> list[AuditFinding]:
+    """A note for the entries recorderd queued that a crash kept from the table: the crash
+    journal holds them, and the next start writes them (recorder.store.auditqueue)."""
+    after = contents.audit_head[0] if contents.audit_head else 0
+    written = [AuditEntry(time=e.time, user_id=e.user_id, username=e.username,
+                          action=e.action, target=e.target, detail=e.detail,
+                          address=e.address) for e in trail.entries if e.entry_id > after]
+    missing = unwritten([entry_from(doc) for _, doc in sorted(contents.audit_pending.items())],
+                        written)
+    if not missing:
+        return []
+    return [AuditFinding(0, f"{len(missing)} entr{'y' if len(missing) == 1 else 'ies'} "
+                            "recorderd queued before it stopped (a crash) are in the crash "
+                            "journal, not yet in the table: its next start writes them",
+                         failed=False)]
+
+
 def verify(args: argparse.Namespace) -> int:
     config = offline_config(args)
     findings: list[AuditFinding] = []
@@ -121,9 +145,9 @@ def verify(args: argparse.Namespace) -> int:
             findings.append(AuditFinding(0, f"the audit-head file is unreadable: {exc}"))
         if head is not None:
             heads.append(head)
-        journal = read_journal(config.storage.data_dir / JOURNAL_NAME).audit_head
-        if journal is not None:
-            heads.append(AuditHead(JOURNAL_SOURCE, *journal))
+        contents = read_journal(config.storage.data_dir / JOURNAL_NAME)
+        if contents.audit_head is not None:
+            heads.append(AuditHead(JOURNAL_SOURCE, *contents.audit_head))
         trail = store.evidence.audit_trail()
     except StoreError as exc:
         raise CtlError(str(exc), EXIT_FAILED) from exc
@@ -133,6 +157,7 @@ def verify(args: argparse.Namespace) -> int:
     ever_written = bool(trail.entries) or trail.anchor is not None or bool(heads)
     findings += check_chain(trail, heads, head_file_required=ever_written and not findings,
                             key=key.secret if key is not None else None)
+    findings += _queued(contents, trail)
     for finding in findings:
         print(("FAILED  " if finding.failed else "note    ") + finding.message)
     first = trail.entries[0].entry_id if trail.entries else None

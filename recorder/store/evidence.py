@@ -31,7 +31,8 @@ ROW_SEAL_COLUMNS: tuple[str, ...] = (
     "station", "cti_initiated", "agent_initiated", "media_format", "sample_rate", "start_time",
     "stop_time", "status", "stop_reason", "lost_samples", "core_ident", "purged_time",
 )
-ROW_SEAL_TAG = "recorder-row/1"
+ROW_SEAL_TAG = "recorder-row/2"  # since schema 11: the row's blackout marks too
+ROW_SEAL_TAG_V1 = "recorder-row/1"  # schema 7 to 10: the columns only
 AUDIT_TAG = "recorder-audit/1"
 # The previous hash of the first entry ever written.
 GENESIS = "0" * 64
@@ -44,17 +45,30 @@ def _canonical(doc: object) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-def _row_document(values: Sequence[object]) -> bytes:
+Mark = tuple[float, float]  # a blackout mark: seconds from the file's start, start and end
+
+
+def _pairs(values: Sequence[object]) -> list[list[object]]:
     if len(values) != len(ROW_SEAL_COLUMNS):
         raise ValueError(f"{len(values)} values for {len(ROW_SEAL_COLUMNS)} sealed columns")
-    pairs = [[column, value] for column, value in zip(ROW_SEAL_COLUMNS, values, strict=True)]
-    return _canonical([ROW_SEAL_TAG, pairs])
+    return [[column, value] for column, value in zip(ROW_SEAL_COLUMNS, values, strict=True)]
 
 
-def row_seal(values: Sequence[object]) -> str:
+def _row_document(values: Sequence[object], marks: Sequence[Mark]) -> bytes:
+    ordered = sorted((float(a), float(b)) for a, b in marks)
+    return _canonical([ROW_SEAL_TAG, _pairs(values), [[a, b] for a, b in ordered]])
+
+
+def _row_document_v1(values: Sequence[object]) -> bytes:
+    return _canonical([ROW_SEAL_TAG_V1, _pairs(values)])
+
+
+def row_seal(values: Sequence[object], marks: Sequence[Mark] = ()) -> str:
     """The seal of a row whose ``ROW_SEAL_COLUMNS`` hold ``values`` (as SQLite returns them:
-    int, float, str or None): SHA-256, hex, of ``["recorder-row/1", [[column, value], ...]]``."""
-    return hashlib.sha256(_row_document(values)).hexdigest()
+    int, float, str or None) and whose blackouts are ``marks``: SHA-256, hex, of
+    ``["recorder-row/2", [[column, value], ...], [[start, end], ...]]``, the marks in order
+    of start, then end (reals, as the table holds them)."""
+    return hashlib.sha256(_row_document(values, marks)).hexdigest()
 
 
 # --- keyed: with the seal key (storage.seal_key_file, recorder/store/sealkey.py) -------------
@@ -69,9 +83,20 @@ def is_keyed(seal: str | None) -> bool:
     return bool(seal) and str(seal).startswith(KEYED_PREFIX)
 
 
-def keyed_row_seal(values: Sequence[object], key: bytes) -> str:
+def keyed_row_seal(values: Sequence[object], key: bytes, marks: Sequence[Mark] = ()) -> str:
     """``row_seal``'s document, HMAC-SHA256 under ``key``: ``"hmac-sha256:" + hex``."""
-    return KEYED_PREFIX + hmac.new(key, _row_document(values), hashlib.sha256).hexdigest()
+    return KEYED_PREFIX + hmac.new(key, _row_document(values, marks),
+                                   hashlib.sha256).hexdigest()
+
+
+def row_seal_v1(values: Sequence[object], key: bytes | None = None) -> str:
+    """The seal schemas 7 to 10 wrote (``["recorder-row/1", [[column, value], ...]]``, keyed
+    with ``key`` if given): the upgrade to 11 checks each row against it before sealing the
+    row again with its marks."""
+    document = _row_document_v1(values)
+    if key is None:
+        return hashlib.sha256(document).hexdigest()
+    return KEYED_PREFIX + hmac.new(key, document, hashlib.sha256).hexdigest()
 
 
 def keyed_audit_hash(entry_id: int, time: float, user_id: int | None, *, key: bytes,
@@ -83,13 +108,13 @@ def keyed_audit_hash(entry_id: int, time: float, user_id: int | None, *, key: by
     return KEYED_PREFIX + hmac.new(key, doc, hashlib.sha256).hexdigest()
 
 
-def seal_of_kind(stored: str | None, values: Sequence[object], key: bytes | None
-                 ) -> str | None:
-    """The seal ``values`` have now, of the kind ``stored`` is; None for a keyed one without
-    ``key`` (it cannot be computed)."""
+def seal_of_kind(stored: str | None, values: Sequence[object], key: bytes | None,
+                 marks: Sequence[Mark] = ()) -> str | None:
+    """The seal ``values`` (and ``marks``) have now, of the kind ``stored`` is; None for a
+    keyed one without ``key`` (it cannot be computed)."""
     if is_keyed(stored):
-        return None if key is None else keyed_row_seal(values, key)
-    return row_seal(values)
+        return None if key is None else keyed_row_seal(values, key, marks)
+    return row_seal(values, marks)
 
 
 @dataclass(frozen=True)

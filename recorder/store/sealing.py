@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from recorder.errors import StoreError
 from recorder.store.evidence import (
+    Mark,
     audit_hash,
     is_keyed,
     keyed_audit_hash,
@@ -50,10 +51,11 @@ class Sealing:
                 "(RECORDER_SEAL_KEY_FILE=PATH, or storage.seal_key_file)")
         return None
 
-    def row_seal(self, values: Sequence[object], keyed: bool) -> str:
-        """The seal of a row's ``ROW_SEAL_COLUMNS`` ``values``."""
+    def row_seal(self, values: Sequence[object], keyed: bool, marks: Sequence[Mark] = ()
+                 ) -> str:
+        """The seal of a row's ``ROW_SEAL_COLUMNS`` ``values`` and its blackout ``marks``."""
         key = self.key_for(keyed)
-        return row_seal(values) if key is None else keyed_row_seal(values, key)
+        return row_seal(values, marks) if key is None else keyed_row_seal(values, key, marks)
 
     def audit_hash(self, entry_id: int, time: float, user_id: int | None, *, username: str,
                    action: str, target: str, detail: str, address: str, prev_hash: str) -> str:

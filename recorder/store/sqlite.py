@@ -143,7 +143,6 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
                 (done.stop_time, done.duration, done.audio_size, done.audio_hash,
                  done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
             )
-            seal_rows(conn, (ident,), self.sealing)
             if done.blackouts:
                 # Replaced, not added to: a spooled completion replayed, or recovery
                 # completing a row again, leaves each range once.
@@ -151,6 +150,8 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
                 conn.executemany("INSERT INTO recording_blackouts (ident, start_seconds,"
                                  " end_seconds) VALUES (?, ?, ?)",
                                  [(ident, a, b) for a, b in done.blackouts])
+            # After the marks: the seal covers them (docs/storage.md).
+            seal_rows(conn, (ident,), self.sealing)
 
     def recording_blackouts(self, ident: int) -> tuple[tuple[float, float], ...]:
         with self._db(f"read the blackouts of recording {ident}") as conn:

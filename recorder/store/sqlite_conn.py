@@ -102,14 +102,16 @@ class SqliteConnection:
                 if isinstance(migration, Step):
                     # The script leaves its transaction open for the Python part to finish.
                     conn.executescript(f"BEGIN;\n{migration.script}")
-                    migration.then(conn)
+                    key = self.sealing.key
+                    migration.then(conn, key.secret if key is not None else None)
                     self.stepped = True
                     conn.execute(f"PRAGMA user_version = {step + 1}")
                     conn.execute("COMMIT")
                 else:
                     conn.executescript(
                         f"BEGIN;\n{migration}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
-            except sqlite3.Error:
+            except BaseException:
+                # (A step's Python part may refuse too: StoreError.)
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
@@ -126,15 +128,36 @@ class SqliteConnection:
         # code inside the block did (every query of the store goes through this).
         try:
             with self._lock:
-                if self._conn is None:
-                    raise StoreError(f"{what}: the store is not open")
-                try:
-                    yield self._conn
-                except sqlite3.Error as exc:
-                    raise StoreError(f"{what}: {exc}") from exc
+                yield self._locked(what)
+        except sqlite3.Error as exc:
+            self._failed()
+            raise StoreError(f"{what}: {exc}") from exc
         except StoreError:
             self._failed()
             raise
+
+    @contextmanager
+    def _db_now(self, what: str) -> Iterator[sqlite3.Connection | None]:
+        """``_db``, or None at once if another thread holds the connection (for a caller on
+        an event loop, which has a slower way)."""
+        if not self._lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            yield self._locked(what)
+        except sqlite3.Error as exc:
+            self._failed()
+            raise StoreError(f"{what}: {exc}") from exc
+        except StoreError:
+            self._failed()
+            raise
+        finally:
+            self._lock.release()
+
+    def _locked(self, what: str) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{what}: the store is not open")
+        return self._conn
 
     @contextmanager
     def _tx(self, what: str) -> Iterator[sqlite3.Connection]:

@@ -15,6 +15,7 @@ from recorder.store.evidence import (
     AuditTrailState,
     ChainedEntry,
     EvidenceStore,
+    Mark,
     SealedRow,
     SealState,
     is_keyed,
@@ -33,7 +34,8 @@ _SEAL_SELECT = f"SELECT {', '.join(ROW_SEAL_COLUMNS)} FROM recordings"
 
 def seal_rows(conn: sqlite3.Connection, idents: Iterable[int], sealing: Sealing) -> None:
     """Seal the rows ``idents`` that are complete (a row being recorded has none yet), from
-    what the database holds now: call it in the transaction of every change to a row."""
+    what the database holds now, their blackout marks included: call it in the transaction of
+    every change to a row or its marks, after the change."""
     keyed: bool | None = None
     for ident in idents:
         values = conn.execute(f"{_SEAL_SELECT} WHERE ident = ? AND status = 'complete'",
@@ -42,7 +44,23 @@ def seal_rows(conn: sqlite3.Connection, idents: Iterable[int], sealing: Sealing)
             if keyed is None:
                 keyed = evidence_keyed(conn)
             conn.execute("UPDATE recordings SET row_hash = ? WHERE ident = ?",
-                         (sealing.row_seal(values, keyed), ident))
+                         (sealing.row_seal(values, keyed, marks_of(conn, ident)), ident))
+
+
+def marks_of(conn: sqlite3.Connection, ident: int) -> list[Mark]:
+    """A recording's blackout marks as its seal covers them."""
+    return [(float(a), float(b)) for a, b in conn.execute(
+        "SELECT start_seconds, end_seconds FROM recording_blackouts WHERE ident = ?",
+        (ident,))]
+
+
+def _marks_between(conn: sqlite3.Connection, first: int, last: int) -> dict[int, list[Mark]]:
+    found: dict[int, list[Mark]] = {}
+    for ident, a, b in conn.execute(
+            "SELECT ident, start_seconds, end_seconds FROM recording_blackouts"
+            " WHERE ident BETWEEN ? AND ?", (first, last)):
+        found.setdefault(int(ident), []).append((float(a), float(b)))
+    return found
 
 
 def chain_entry(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -93,10 +111,12 @@ class SqliteEvidence(SqliteConnection, EvidenceStore):
                     " ORDER BY ident LIMIT 500", (after,)).fetchall()
                 if not rows:
                     return done
+                marks = _marks_between(conn, int(rows[0][0]), int(rows[-1][0]))
                 for r in rows:
-                    if not is_keyed(r[-1]) and row_seal(r[:-1]) == r[-1]:
+                    kept = marks.get(int(r[0]), ())
+                    if not is_keyed(r[-1]) and row_seal(r[:-1], kept) == r[-1]:
                         conn.execute("UPDATE recordings SET row_hash = ? WHERE ident = ?",
-                                     (keyed_row_seal(r[:-1], key), r[0]))
+                                     (keyed_row_seal(r[:-1], key, kept), r[0]))
                         done += 1
                 after = int(rows[-1][0])
 
@@ -109,6 +129,9 @@ class SqliteEvidence(SqliteConnection, EvidenceStore):
                     f"SELECT {', '.join(ROW_SEAL_COLUMNS)}, row_hash FROM recordings"
                     " WHERE ident > ? AND start_time >= ? ORDER BY ident LIMIT 500",
                     (after, since if since is not None else float("-inf"))).fetchall()
+                marks: dict[int, list[Mark]] = {}
+                if rows:
+                    marks = _marks_between(conn, int(rows[0][0]), int(rows[-1][0]))
             if not rows:
                 return
             for r in rows:
@@ -118,7 +141,8 @@ class SqliteEvidence(SqliteConnection, EvidenceStore):
                     status=str(values["status"]), start_time=float(values["start_time"]),
                     purged_time=values["purged_time"], audio_size=values["audio_size"],
                     audio_hash=values["audio_hash"], row_hash=r[-1],
-                    seal=seal_of_kind(r[-1], r[:-1], key))
+                    seal=seal_of_kind(r[-1], r[:-1], key,
+                                      marks.get(int(values["ident"]), ())))
             after = int(rows[-1][0])
 
     def recording_filenames(self) -> set[str]:
@@ -158,4 +182,4 @@ class SqliteEvidence(SqliteConnection, EvidenceStore):
             return conn.execute("DELETE FROM audit WHERE entry_id <= ?", (last[0],)).rowcount
 
 
-__all__ = ["SqliteEvidence", "chain_entry", "seal_rows"]
+__all__ = ["SqliteEvidence", "chain_entry", "marks_of", "seal_rows"]
