@@ -145,6 +145,7 @@ def test_an_address_list_that_is_not_addresses_is_refused_naming_its_key(
         caught.value)
 
 
+@pytest.mark.process  # recorderd's exit status
 def test_recorderd_exits_78_on_a_bad_allow_list_or_socket_tls_without_a_certificate(
         tmp_path: Path) -> None:
     import subprocess  # noqa: PLC0415
