@@ -11,7 +11,6 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,19 +25,14 @@ from tests.helpers.portal import (
     add_recording,
     add_user,
     cheap_hash,
+    portal_fixture,
     portal_port,
-    portal_recorder,
 )
 
 EVERYTHING = ("ALLOWVIEWALLRECORDS", "ALLOWEXPORTDOWNLOAD", "ALLOWFILEDELETE")
 
 
-@pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
-    recorder = portal_recorder(tmp_path_factory.mktemp("portal"), max_failed_signins=3,
-                               signin_attempts_per_minute=10000)
-    yield recorder
-    recorder.stop()
+portal = portal_fixture(max_failed_signins=3)
 
 
 def client_of(portal: Recorder) -> PortalClient:
