@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from recorder.app import Recorder
+from recorder.store.audit import AuditEntry, AuditQuery
 from recorder.store.directory import UserFields
 from recorder.store.records import FinishedRecording, NewRecording
 from tests.helpers.api import ApiConnection
@@ -158,6 +159,18 @@ class PortalClient:
 def portal_port(recorder: Recorder) -> int:
     assert recorder.portal is not None
     return recorder.portal.address[1]
+
+
+def client_of(recorder: Recorder) -> PortalClient:
+    """A new browser, not signed in, for ``recorder``'s portal."""
+    return PortalClient(portal_port(recorder))
+
+
+def audited(recorder: Recorder, **query: object) -> list[AuditEntry]:
+    """The audit trail's entries that ``query`` (an AuditQuery's fields) finds, newest first."""
+    assert recorder.store is not None
+    assert recorder.store.audit is not None
+    return recorder.store.audit.list_audit(AuditQuery(**query))  # type: ignore[arg-type]
 
 
 def add_user(recorder: Recorder, username: str, permissions: Collection[str], *,
