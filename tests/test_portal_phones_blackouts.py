@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import time
 import wave
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,27 +18,15 @@ from tests.helpers.api import ApiConnection
 from tests.helpers.portal import (
     PortalClient,
     add_user,
+    api_fixture,
     call_in_progress,
+    portal_fixture,
     portal_port,
-    portal_recorder,
     signed_in,
 )
 
-
-@pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
-    recorder = portal_recorder(tmp_path_factory.mktemp("admin2"),
-                               signin_attempts_per_minute=10000)
-    yield recorder
-    recorder.stop()
-
-
-@pytest.fixture(scope="module")
-def api(portal: Recorder) -> Iterator[ApiConnection]:
-    assert portal.api is not None
-    conn = ApiConnection(portal.api.socket_address[1])
-    yield conn
-    conn.close()
+portal = portal_fixture()
+api = api_fixture()
 
 
 
@@ -124,6 +111,7 @@ def test_a_phone_given_in_the_portal_makes_the_next_call_on_it_the_agents(
                                         "phone": "1003"}).status == 400
 
 
+@pytest.mark.slow  # a live call with a blackout of real seconds
 def test_a_blackout_started_and_stopped_in_the_portal_is_silence_kept_with_the_recording(
         portal: Recorder, api: ApiConnection) -> None:
     client = signed_in(portal, "bo", ("ALLOWBLACKOUT",))
