@@ -106,6 +106,11 @@ def test_devices_lists_serial_ports_and_the_configured_pty_without_sound_hardwar
 
     gone = json.loads(recorderctl("devices", "--config", str(config), "--json").stdout)
     (port,) = gone["configured_serial_ports"]
+    if os.path.exists(pty_name):
+        # Another test's pty took the freed number at once (tests run side by side): the
+        # listing must then say present, which is the truth of the moment.
+        assert port["present"], port
+        return
     assert not port["present"]
     assert port["detail"].startswith("missing")
 

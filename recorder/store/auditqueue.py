@@ -210,7 +210,9 @@ class AuditQueue(Worker, AuditStore):
                 if self._committed >= ticket:
                     return self._ids.pop(ticket, 0)
                 left = ends - time.monotonic()
-                if left <= 0 or (self._error is not None and not self.alive):
+                # A database that refuses the writer now (closed, locked, full) is not waited
+                # out: the action goes on at once, its entry kept queued (and journaled).
+                if left <= 0 or self._error is not None:
                     self._waited.discard(ticket)
                     self._ids.pop(ticket, None)
                     error = self._error
