@@ -6,16 +6,21 @@ noise. It exercises the whole chain (levels, silence, encoders) like a phone lin
 any hardware.
 
 It is made once, not per block: a few "voices" are synthesized into tapes of half a minute
-when the board is created (wavetable synthesis, a fraction of a second), and each channel plays
-one of them from its own starting point, looped. A block is then one gather from the tapes, so
-the demo costs microseconds per channel-second and can show thousands of channels; computing
-the speech for every channel as it played cost about 3 ms per channel-second, which capped the
-demo near 256 channels and hid the rest of the recorder in every end-to-end measurement.
+when the board is created (wavetable synthesis, a fraction of a second; a board made again in
+the same process with the same seed, channels and rate takes the same tapes), and each channel
+plays one of them from its own starting point, looped. A block is then one gather from the
+tapes, so the demo costs microseconds per channel-second and can show thousands of channels;
+computing the speech for every channel as it played cost about 3 ms per channel-second, which
+capped the demo near 256 channels and hid the rest of the recorder in every end-to-end
+measurement.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -105,6 +110,18 @@ def _speech_tape(rng: np.random.Generator, rate: int, seconds: float) -> np.ndar
     return samples
 
 
+@functools.lru_cache(maxsize=16)
+def _voices(seed: int, channels: int, rate: int) -> tuple[np.ndarray, Mapping[str, Any]]:
+    """A board's tapes, and its generator's state once they are made. They depend on nothing
+    else, so a process that makes the same board again (a test's recorder, each of hundreds
+    in the test suite) takes them from here instead of a fifth of a second of synthesis."""
+    rng = np.random.default_rng([seed, channels])
+    voices = max(1, min(VOICES, channels))
+    tapes = np.stack([_speech_tape(rng, rate, TAPE_SECONDS) for _ in range(voices)])
+    tapes.flags.writeable = False  # shared by every board made with these
+    return tapes, rng.bit_generator.state
+
+
 class SyntheticDriver(PacedDriver):
     """Plays speech-like audio on every channel, paced in real time."""
 
@@ -112,10 +129,10 @@ class SyntheticDriver(PacedDriver):
         super().__init__(key, config.channels, config.sample_rate, config.block_ms,
                          config.realtime)
         c = self.channels
+        self._tapes, state = _voices(config.seed, c, config.sample_rate)
+        voices = self._tapes.shape[0]
         rng = np.random.default_rng([config.seed, c])
-        voices = max(1, min(VOICES, c))
-        self._tapes = np.stack([_speech_tape(rng, config.sample_rate, TAPE_SECONDS)
-                                for _ in range(voices)])
+        rng.bit_generator.state = state  # as if it had just made the tapes
         self._length = self._tapes.shape[1]
         self._voice = np.arange(c) % voices
         # Channels sharing a voice start far apart on its tape, so no two sound alike at once.
