@@ -71,7 +71,8 @@ class FileDriver(PacedDriver):
         lengths = [loaded[p][0].shape[0] for p in paths]
         starts = np.cumsum([0, *lengths[:-1]])
         self._tape = np.concatenate([loaded[p][0] for p in paths] + [np.zeros(1, np.int16)])
-        which = [paths.index(p.resolve()) for p in config.files]
+        index = {path: i for i, path in enumerate(paths)}
+        which = [index[p.resolve()] for p in config.files]
         self._start = np.array([starts[w] for w in which], dtype=np.int64)
         self._length = np.array([lengths[w] for w in which], dtype=np.int64)
         self._silence = len(self._tape) - 1  # the zero after the last track

@@ -18,9 +18,7 @@ measurement.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -111,15 +109,15 @@ def _speech_tape(rng: np.random.Generator, rate: int, seconds: float) -> np.ndar
 
 
 @functools.lru_cache(maxsize=16)
-def _voices(seed: int, channels: int, rate: int) -> tuple[np.ndarray, Mapping[str, Any]]:
-    """A board's tapes, and its generator's state once they are made. They depend on nothing
-    else, so a process that makes the same board again (a test's recorder, each of hundreds
-    in the test suite) takes them from here instead of a fifth of a second of synthesis."""
-    rng = np.random.default_rng([seed, channels])
-    voices = max(1, min(VOICES, channels))
-    tapes = np.stack([_speech_tape(rng, rate, TAPE_SECONDS) for _ in range(voices)])
+def _voices(seed: int, channels: int, rate: int) -> np.ndarray:
+    """A board's tapes. They depend on nothing else, so a process that makes the same board
+    again (a test's recorder, each of hundreds in the test suite) takes them from here instead
+    of a fifth of a second of synthesis."""
+    rng = np.random.default_rng([seed, channels, 0])
+    tapes = np.stack([_speech_tape(rng, rate, TAPE_SECONDS)
+                      for _ in range(max(1, min(VOICES, channels)))])
     tapes.flags.writeable = False  # shared by every board made with these
-    return tapes, rng.bit_generator.state
+    return tapes
 
 
 class SyntheticDriver(PacedDriver):
@@ -129,10 +127,9 @@ class SyntheticDriver(PacedDriver):
         super().__init__(key, config.channels, config.sample_rate, config.block_ms,
                          config.realtime)
         c = self.channels
-        self._tapes, state = _voices(config.seed, c, config.sample_rate)
+        self._tapes = _voices(config.seed, c, config.sample_rate)
         voices = self._tapes.shape[0]
-        rng = np.random.default_rng([config.seed, c])
-        rng.bit_generator.state = state  # as if it had just made the tapes
+        rng = np.random.default_rng([config.seed, c, 1])  # the channels' starting points
         self._length = self._tapes.shape[1]
         self._voice = np.arange(c) % voices
         # Channels sharing a voice start far apart on its tape, so no two sound alike at once.
