@@ -4,7 +4,8 @@ A browser plays PCM WAV and MP3; a recording stored otherwise (VOX, G.711 WAV) i
 rendition: the recording converted to PCM WAV by the export code (``recorder.archive.export``),
 kept in ``data_dir/tmp/portal`` for its Range requests (seeks), the least recently used removed
 beyond ``KEEP``, all of them at the portal's start. A download in another format is made there
-too and removed once sent.
+too and removed once sent. Those of an encrypted recording, and its sides, are encrypted work
+files (docs/encryption.md), decrypted as they are sent.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recorder.archive.export import EXPORT_FORMATS, export_recording, extension
+from recorder.archive.export import EXPORT_FORMATS, export_recording, extension, work_file
 from recorder.codecs.convert import iter_audio
 from recorder.codecs.formats import open_writer
 from recorder.store.records import RecordingRow
@@ -76,7 +77,8 @@ class Renditions:
             column = SIDES.index(side)
             part = path.with_name(path.name + ".part")
             try:
-                writer = open_writer("wav", part.open("wb"), info.sample_rate, 1)
+                # An encrypted recording's side is an encrypted work file (docs/encryption.md).
+                writer = open_writer("wav", work_file(part, [stored]), info.sample_rate, 1)
                 for block in blocks:
                     writer.write(np.ascontiguousarray(block[:, column]))
                 writer.close()
