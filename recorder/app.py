@@ -51,7 +51,8 @@ from recorder.calls.watch import LimitsWatch
 from recorder.capture.core import CaptureBoard, CaptureCore
 from recorder.config.boards import BoardCommon
 from recorder.config.model import Config
-from recorder.crypt.keyring import KeyRing, open_ring, reload_ring
+from recorder.crypt.keyring import KeyRing
+from recorder.crypt.servicekeys import open_ring, reload_ring
 from recorder.drivers.base import Driver
 from recorder.drivers.registry import create_driver
 from recorder.errors import DriverError, StartupError
