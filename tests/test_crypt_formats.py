@@ -21,7 +21,7 @@ from recorder.codecs.stored import install_opener, open_stored
 from recorder.crypt.access import install, open_plain
 from recorder.crypt.keys import MasterKey, key_path, read_wrapped
 from recorder.crypt.sealed import HEADER_BYTES, parse_header
-from recorder.recording.files import RecordingFiles
+from recorder.recording.files import encrypted_file
 from recorder.recording.recovery import repair_file
 from tests.helpers.audio import ffmpeg_decode, ffprobe, run
 from tests.helpers.exports import dominant_hz
@@ -49,7 +49,7 @@ def record(path: Path, master: MasterKey, fmt: str, options: dict[str, Any], *,
     """``audio`` recorded into ``path`` as recorderd records it with storage.encrypt: written
     in 0.1 s pieces, synced every 0.5 s; the file's bytes after each sync go to ``snapshots``
     (what a kill -9 then leaves). Returns the closed writer."""
-    file = RecordingFiles._encrypted(path, path.open("xb"), master, fmt=fmt, rate=RATE,
+    file = encrypted_file(path, path.open("xb"), master, fmt=fmt, rate=RATE,
                                      sides=channels, options=options)
     writer = open_writer(fmt, file, RATE, channels, **options)
     block = audio if channels == 1 else np.stack([audio, audio // 2], axis=1)

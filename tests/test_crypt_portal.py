@@ -180,7 +180,7 @@ def _stored(portal: Recorder, fmt: str, audio: npt.NDArray[np.int16], name: str,
     """A complete recording of ``audio`` stored as recorderd stores it with storage.encrypt;
     (RECORDID, file)."""
     from recorder.codecs.formats import open_writer  # noqa: PLC0415
-    from recorder.recording.files import RecordingFiles  # noqa: PLC0415
+    from recorder.recording.files import encrypted_file  # noqa: PLC0415
 
     assert portal.store is not None
     assert portal.keys is not None
@@ -188,7 +188,7 @@ def _stored(portal: Recorder, fmt: str, audio: npt.NDArray[np.int16], name: str,
     channels = 1 if audio.ndim == 1 else audio.shape[1]
     path = portal.config.storage.recordings_dir / "portal" / f"{name}.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    file = RecordingFiles._encrypted(path, path.open("xb"), portal.keys.current, fmt=fmt,
+    file = encrypted_file(path, path.open("xb"), portal.keys.current, fmt=fmt,
                                      rate=8000, sides=channels, options=options or {})
     writer = open_writer(fmt, file, 8000, channels, **(options or {}))
     writer.write(audio)

@@ -105,6 +105,7 @@ class SealedWriter(io.RawIOBase):
         self._prologue = bytearray()
         self._tail_index = 1 if prologue else 0
         self._tail_start = geo.start(self._tail_index)
+        self._tail_slot = geo.slot(self._tail_index)  # where the tail's record is
         self._tail = bytearray()
         self._tail_dirty = False
         # The prologue (a WAV header rewritten at every sync) is sealed at once the first time,
@@ -171,7 +172,7 @@ class SealedWriter(io.RawIOBase):
             while count - done >= chunk:  # whole chunks sealed from the caller's buffer
                 self._seal_full_tail(view[done:done + chunk], chunk)
                 done += chunk
-            self._tail = bytearray(view[done:])
+            self._tail = bytearray(view[done:]) if done < count else bytearray()
             self._tail_dirty = done < count
         self._pos += count
         self._size = self._pos
@@ -269,7 +270,7 @@ class SealedWriter(io.RawIOBase):
         # with a record flagged last (an empty one, then).
         if self._size >= geo.prologue and (
                 self._tail_dirty or self._last_sealed != self._tail_index):
-            self._emit(self._tail_index, self._tail, len(self._tail), last=True)
+            self._emit(self._tail_index, self._tail, len(self._tail), True, self._tail_slot)
             self._tail_dirty = False
             self._last_sealed = self._tail_index
         self._write_pending()
@@ -286,19 +287,26 @@ class SealedWriter(io.RawIOBase):
 
     # --- sealing -------------------------------------------------------------------------------
 
-    def _emit(self, index: int, plain: Buffer, length: int, last: bool) -> None:
-        """Seal chunk ``index``; written with the records sealed before it when it follows
-        them on disk (the full chunks and the tail after them), else after them."""
-        slot = self.geometry.slot(index)
+    def _emit(self, index: int, plain: Buffer, length: int, last: bool,
+              slot: int = -1) -> None:
+        """Seal chunk ``index`` (its record at ``slot``, when the caller knows it); written
+        with the records sealed before it when it follows them on disk (the full chunks and
+        the tail after them), else after them."""
+        if slot < 0:
+            slot = self.geometry.slot(index)
         head, body = self._sealer.seal(index, plain, length, last)
         self.sealings += 1
-        if self._pending and slot != self._pending_end:
+        pending = self._pending
+        if not pending:
+            self._pending_at = slot
+        elif slot != self._pending_end:
             self._write_pending()
-        if not self._pending:
-            self._pending_at = self._pending_end = slot
-        self._pending += (head, body)
-        self._pending_end += OVERHEAD + length
-        if self._pending_end - self._pending_at >= self._PENDING_BYTES:
+            self._pending_at = slot
+            pending = self._pending
+        pending.append(head)
+        pending.append(body)
+        self._pending_end = end = slot + OVERHEAD + length
+        if end - self._pending_at >= self._PENDING_BYTES:
             self._write_pending()
 
     def _write_pending(self) -> None:
@@ -310,9 +318,10 @@ class SealedWriter(io.RawIOBase):
     def _seal_full_tail(self, plain: Buffer, length: int) -> None:
         # Written with the next flush (the tail's sealing follows it on disk), or before
         # anything reads the file back.
-        self._emit(self._tail_index, plain, length, last=False)
+        self._emit(self._tail_index, plain, length, False, self._tail_slot)
         self._tail_index += 1
-        self._tail_start += self.geometry.chunk
+        self._tail_start += length
+        self._tail_slot += OVERHEAD + length
 
     def _patch_sealed(self, index: int, offset: int, piece: bytes) -> None:
         """Change bytes of a whole chunk already sealed: read it, patch it, reseal it."""

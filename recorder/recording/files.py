@@ -86,6 +86,21 @@ class OpenRecording:
         return str(self.session.path)
 
 
+def encrypted_file(path: Path, file: BinaryIO, master: MasterKey, *, fmt: str, rate: int,
+                   sides: int, options: Mapping[str, Any]) -> BinaryIO:
+    """``file`` (new, empty, at ``path``) as the encrypted file a ``fmt`` writer records into;
+    its wrapped key beside it first.
+
+    Its prologue is what the format rewrites at every sync (a WAV's header, an MP3's tag
+    frame), sealed apart; its chunks are as long as a sync's bytes (or a whole number of
+    syncs'), so a sync seals whole chunks and no partly filled tail (docs/encryption.md)."""
+    per_second = steady_bytes_per_second(fmt, rate, sides, **options)
+    per_sync = round(per_second * SYNC_SECONDS) if per_second else None
+    sealed = start_sealed(path, file, master, prologue=rewritten_start(fmt, rate, sides),
+                          chunk_size=chunk_size_for(per_sync))
+    return cast(BinaryIO, sealed)
+
+
 class OpenFailed(Exception):
     """No file could be made for the recording; ``code`` is the result the API answers."""
 
@@ -156,8 +171,8 @@ class RecordingFiles:
                 path, file = create_unique(wanted)
                 try:
                     if master is not None:
-                        file = self._encrypted(path, file, master, fmt=fmt, sides=sides,
-                                               rate=channel.sample_rate, options=options)
+                        file = encrypted_file(path, file, master, fmt=fmt, sides=sides,
+                                              rate=channel.sample_rate, options=options)
                     writer = open_writer(fmt, file, channel.sample_rate, sides, **options)
                 except Exception:
                     file.close()
@@ -216,20 +231,6 @@ class RecordingFiles:
         logger.info("recording %s on channel %d to %s (RECORDID %s)", label or row.device_id,
                     channel.id, path, record_id)
         return opened
-
-    @staticmethod
-    def _encrypted(path: Path, file: BinaryIO, master: MasterKey, *, fmt: str, rate: int,
-                   sides: int, options: Mapping[str, Any]) -> BinaryIO:
-        """``file`` as the encrypted file the writer writes into; its key beside it first.
-
-        Its prologue is what the format rewrites at every sync (a WAV's header, an MP3's tag
-        frame), sealed apart; its chunks are as long as a sync's bytes (or a whole number of
-        syncs'), so a sync seals whole chunks and no partly filled tail (docs/encryption.md)."""
-        per_second = steady_bytes_per_second(fmt, rate, sides, **options)
-        per_sync = round(per_second * SYNC_SECONDS) if per_second else None
-        sealed = start_sealed(path, file, master, prologue=rewritten_start(fmt, rate, sides),
-                              chunk_size=chunk_size_for(per_sync))
-        return cast(BinaryIO, sealed)
 
     def _journal_begin(self, opened: OpenRecording, fmt: str, sides: int,
                        options: dict[str, Any]) -> int | None:
