@@ -280,3 +280,57 @@ def test_a_work_file_opens_for_nobody_but_the_process_that_made_it(
          f"open_plain(Path({str(path)!r}), [])"], capture_output=True, text=True, check=False)
     assert other.returncode != 0
     assert "is missing" in other.stderr
+
+
+def test_a_reload_waits_for_the_files_still_wrapped_by_the_key_before(tmp_path: Path) -> None:
+    """A rotation's reload: new files get the new key at once; the ring says it is drained
+    only once the file begun under the old key has its key beside it and in its row."""
+    import threading  # noqa: PLC0415
+
+    from recorder.crypt.keyring import KeyRing, new_key_path  # noqa: PLC0415
+    from recorder.crypt.keys import create_master_key  # noqa: PLC0415
+
+    key_file = tmp_path / "master.key"
+    old = create_master_key(key_file)
+    ring = KeyRing(key_file)
+    ring.load()
+    began, finish = threading.Event(), threading.Event()
+    used: list[str] = []
+
+    def making_a_file() -> None:
+        with ring.sealing() as master:
+            used.append(master.id)
+            began.set()
+            finish.wait(10)
+
+    maker = threading.Thread(target=making_a_file)
+    maker.start()
+    began.wait(10)
+    new = create_master_key(new_key_path(key_file))
+    assert "wrapped by master key " + new.id in ring.reload()
+    assert [k.id for k in ring.opening] == [new.id, old.id]
+    with ring.sealing() as master:
+        assert master.id == new.id  # a file begun after the reload
+    assert not ring.wait_drained(0.2)  # the one begun before is still being made
+    finish.set()
+    maker.join(10)
+    assert ring.wait_drained(5)
+    assert used == [old.id]
+
+
+def test_a_rows_key_that_is_not_the_files_is_not_restored(
+        tmp_path: Path, master: MasterKey) -> None:
+    from recorder.crypt.access import restore_key  # noqa: PLC0415
+    from recorder.crypt.keys import CryptKeyError  # noqa: PLC0415
+
+    mine, other = tmp_path / "a.vox", tmp_path / "b.vox"
+    record(mine, master, "vox", {"rate": 8000})
+    record(other, master, "vox", {"rate": 8000})
+    own, others = key_path(mine).read_text(), key_path(other).read_text()
+    key_path(mine).unlink()
+    with pytest.raises(CryptKeyError, match="not restored"):
+        restore_key(mine, others, [master])
+    assert not key_path(mine).exists()
+    assert "restored from the row" in restore_key(mine, own, [master])
+    assert key_path(mine).read_text() == own
+    assert "left as it is" in restore_key(mine, own, [master])

@@ -96,6 +96,7 @@ class SealedWriter(io.RawIOBase):
                  chunk_size: int = DEFAULT_CHUNK, prologue: int = 0) -> None:
         super().__init__()
         self.geometry = geo = Geometry(chunk_size, prologue)
+        self._chunk = chunk_size
         self._disk = _Disk(file)
         self.name = getattr(file, "name", "")
         self._header = make_header(geo, file_id)
@@ -149,15 +150,14 @@ class SealedWriter(io.RawIOBase):
         if self.closed:
             raise ValueError("write to a closed encrypted recording")
         view = memoryview(data).cast("B")
-        if self._pos == self._size and self._pos >= self._tail_start:
-            self._append(view)  # what a recording does all the time: keep it short
-        else:
-            self._write_within(view)
-        return len(view)
-
-    def _append(self, view: memoryview) -> None:
-        chunk = self.geometry.chunk
         count = len(view)
+        pos = self._pos
+        if pos != self._size or pos < self._tail_start:
+            self._write_within(view)
+            return count
+        # An append: what a recording does all the time, so kept short. A sync's bytes are
+        # usually one whole chunk (docs/encryption.md, "Chunk size"), sealed from the buffer.
+        chunk = self._chunk
         tail = self._tail
         room = chunk - len(tail)
         if count < room:
@@ -172,10 +172,10 @@ class SealedWriter(io.RawIOBase):
             while count - done >= chunk:  # whole chunks sealed from the caller's buffer
                 self._seal_full_tail(view[done:done + chunk], chunk)
                 done += chunk
-            self._tail = bytearray(view[done:]) if done < count else bytearray()
+            self._tail = bytearray(view[done:])
             self._tail_dirty = done < count
-        self._pos += count
-        self._size = self._pos
+        self._pos = self._size = pos + count
+        return count
 
     def _write_within(self, view: memoryview) -> None:
         """A write that is not a plain append: the prologue, or back into sealed chunks."""
@@ -250,6 +250,10 @@ class SealedWriter(io.RawIOBase):
         between two syncs of a plain one) and whose recovery rewrites it. That saves a sealing
         and a write per sync.
         """
+        if self._prologue_sealed and not self._tail_dirty \
+                and self._last_sealed == self._tail_index:
+            self._write_pending()  # nothing new to seal: the full chunks, if any
+            return
         self._seal(prologue=not self._prologue_sealed)
 
     def fsync(self) -> None:
@@ -296,22 +300,20 @@ class SealedWriter(io.RawIOBase):
             slot = self.geometry.slot(index)
         head, body = self._sealer.seal(index, plain, length, last)
         self.sealings += 1
-        pending = self._pending
-        if not pending:
+        if not self._pending:
             self._pending_at = slot
         elif slot != self._pending_end:
             self._write_pending()
             self._pending_at = slot
-            pending = self._pending
-        pending.append(head)
-        pending.append(body)
+        self._pending += (head, body)
         self._pending_end = end = slot + OVERHEAD + length
         if end - self._pending_at >= self._PENDING_BYTES:
             self._write_pending()
 
     def _write_pending(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, []
+        pending = self._pending
+        if pending:
+            self._pending = []
             self._disk.write_many(self._pending_at, pending,
                                   self._pending_end - self._pending_at)
 
