@@ -95,15 +95,27 @@ def test_mp3_recorded_live_encrypted_exports_verifies_and_survives_kill_9(
         tmp_path: Path, processes: list[RecorderProcess]) -> None:
     proc, running, config = _start(tmp_path, processes, format="mp3")
     time.sleep(0.8)
-    _call(running, "2001", 3.0)
+    expect(running.request("CALLSTART", 1, DEVICEID="2001"), 20)
+    running.wait_recorded("2001", 3.0)
+    # A blackout reaching back 1 s over audio already in the file: the MP3 is re-encoded at
+    # its close with the silence in it, encrypted under its own key.
+    expect(running.request("BLACKOUTSTART", 2, DEVICEID="2001", TIMEOFFSET=-1), 20)
+    expect(running.request("BLACKOUTSTOP", 3, DEVICEID="2001"), 20)
+    running.wait_recorded("2001", running.seconds_recorded("2001") + 1.5)
+    expect(running.request("CALLSTOP", 4, DEVICEID="2001"), 20)
     ((ident, filename, file_key, _),) = _rows(tmp_path, 1)
     path = Path(filename)
     assert path.suffix == ".mp3"
     assert path.read_bytes()[:8] == b"RCRDSEAL"
     assert file_key == Path(filename + ".key").read_text()
+    assert not Path(filename + ".blackout.json").exists()  # silenced, not left pending
     samples = _heard(path, config, tmp_path, "mp3")
-    assert len(samples) / RATE >= 3.0
-    assert dominant_hz(samples, RATE) == pytest.approx(440, abs=5)
+    assert len(samples) / RATE >= 4.0
+    assert dominant_hz(samples[:RATE], RATE) == pytest.approx(440, abs=5)
+    quiet = max((run for run in np.split(np.arange(len(samples)),
+                                         np.flatnonzero(np.abs(samples) > 300) + 1)),
+                key=len)
+    assert 0.8 * RATE <= len(quiet) <= 1.4 * RATE  # the blacked-out second
     # The WebAPI's export as stored: what the engineer decrypts, never the ciphertext.
     base = f"http://127.0.0.1:{running.web_port}/webAPI.aspx?type=export&requestid=9" \
            f"&uniquefield=ident&uniqueid={ident}"
