@@ -251,6 +251,12 @@ def test_a_lost_key_file_is_reported_by_verify_and_restored_from_the_row(
     assert "2 key file(s) restored from their rows" in restored.stdout
     assert recorderctl("verify", "--config", config).returncode == 0
     assert dominant_hz(_heard(first, config, tmp_path, "wav"), RATE) == pytest.approx(440, abs=5)
+    # The engineer's own copy, recorderd down: in clear, as decrypt writes it.
+    copy = tmp_path / "copy.mp3"
+    exported = recorderctl("export", str(rows[1][0]), "--offline", "--format", "mp3", "-o",
+                           copy, "--config", config)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert dominant_hz(ffmpeg_decode(copy), RATE) == pytest.approx(1000, abs=5)
     # A flipped byte and a cut file: verify names the chunk, beside the hash that differs.
     raw[len(raw) // 2] ^= 1
     first.write_bytes(bytes(raw))

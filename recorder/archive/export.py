@@ -106,15 +106,18 @@ def recording_metadata(row: RecordingRow) -> dict[str, object]:
 
 
 def export_recording(row: RecordingRow, fmt: str, out: Path, *, password: str | None = None,
-                     options: Mapping[str, Any] | None = None) -> Path:
-    """Write recording ``row`` to ``out`` as ``fmt``; returns ``out``."""
+                     options: Mapping[str, Any] | None = None, in_clear: bool = False) -> Path:
+    """Write recording ``row`` to ``out`` as ``fmt``; returns ``out``. An encrypted recording's
+    export is an encrypted work file (``work_file``) unless ``in_clear``: a copy the caller
+    takes away as it is (``recorderctl export --offline``)."""
     if fmt not in EXPORT_FORMATS:
         raise CodecError(f"cannot export as {fmt!r} (formats: {', '.join(EXPORT_FORMATS)})")
     source, stored, vox_rate = _source(row)
     part = out.with_name(out.name + ".part")
     try:
+        made_from = [] if in_clear else [source]
         if fmt == "cav":
-            with work_file(part, [source]) as f:
+            with work_file(part, made_from) as f:
                 write_cav(f, source, recording_metadata(row), password=password)
                 fsync_file(f)
         elif stored == fmt and not options:
@@ -122,13 +125,13 @@ def export_recording(row: RecordingRow, fmt: str, out: Path, *, password: str | 
             # cost a lossy format a generation and every Range request a transcode); those of
             # an encrypted recording decrypted (storage.encrypt) into an encrypted work file.
             if is_encrypted(source):
-                _copy_plain(source, part)
+                _copy_plain(source, part, made_from)
             else:
                 _link_or_copy(source, part)
         else:
             spec = get_format(fmt)
             chosen = {k: v for k, v in (options or {}).items() if k in spec.options}
-            convert(source, work_file(part, [source]), fmt, source_format=stored,
+            convert(source, work_file(part, made_from), fmt, source_format=stored,
                     vox_rate=vox_rate, **chosen)
         part.replace(out)
     except BaseException:
@@ -154,11 +157,11 @@ def work_file(path: Path, sources: Sequence[Path]) -> BinaryIO:
     return sealed_if_encrypted(path.open("wb"), sources)
 
 
-def _copy_plain(source: Path, target: Path) -> None:
-    """``target``, an encrypted work file, with the plain bytes of the encrypted recording
-    ``source``, every chunk authenticated on the way (CodecError, and no ``target``, if one
-    does not)."""
-    with open_stored(source) as plain, work_file(target, [source]) as out:
+def _copy_plain(source: Path, target: Path, made_from: Sequence[Path]) -> None:
+    """``target`` (a work file made from ``made_from``: encrypted if it is) with the plain
+    bytes of the encrypted recording ``source``, every chunk authenticated on the way
+    (CodecError, and no ``target``, if one does not)."""
+    with open_stored(source) as plain, work_file(target, made_from) as out:
         shutil.copyfileobj(plain, out, 1 << 20)
         fsync_file(out)
 
