@@ -245,6 +245,12 @@ def test_exports_and_attachments_of_an_encrypted_recording_are_encrypted_on_disk
     assert dominant_hz(samples, RATE) == pytest.approx(440, abs=5)
     combined = ffmpeg_decode(_plain_copy(made[2], tmp_path / "two.wav"))
     assert len(combined) / RATE == pytest.approx(2 * SECONDS, abs=0.2)
+    import zipfile  # noqa: PLC0415
+
+    with zipfile.ZipFile(_plain_copy(made[3], tmp_path / "all.zip")) as archive:
+        (entry,) = archive.namelist()
+        (tmp_path / "in-zip.wav").write_bytes(archive.read(entry))
+    assert dominant_hz(ffmpeg_decode(tmp_path / "in-zip.wav"), RATE) == pytest.approx(440, abs=5)
     message = build_message(Address(addr_spec="r@example.org"),
                             [Address(addr_spec="a@example.org")], "calls", "attached",
                             [Attachment(made[0], "call.mp3", "audio/mpeg")])
@@ -334,3 +340,18 @@ def test_a_rows_key_that_is_not_the_files_is_not_restored(
     assert "restored from the row" in restore_key(mine, own, [master])
     assert key_path(mine).read_text() == own
     assert "left as it is" in restore_key(mine, own, [master])
+
+
+def test_an_encrypted_after_call_encoding_cut_short_leaves_neither_part_nor_key(
+        tmp_path: Path, master: MasterKey) -> None:
+    """What a crash in the middle of an encrypted after-call encoding leaves (the half-written
+    MP3 and its key) is removed at the next start; the WAV is encoded again."""
+    from recorder.recording.transcode import find_unfinished  # noqa: PLC0415
+
+    wav = tmp_path / "call.wav"
+    record(wav, master, "wav", {})
+    part = tmp_path / "call.mp3.part"
+    record(part, master, "mp3", {})
+    assert key_path(part).is_file()
+    assert find_unfinished(tmp_path, "mp3") == [wav]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["call.wav", "call.wav.key"]
