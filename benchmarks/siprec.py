@@ -62,8 +62,10 @@ RTP_BASE = 61000  # above net.ipv4.ip_local_port_range (32768-60999) and the tes
 RATE = 8000
 FRAMES = 160
 LOOKBACK_SECONDS = 2.0  # the ring is not what is measured; it is filled before RSS is read
+# (--lookback sets it: a writer loop held up longer than it loses audio, "ring lapped")
 READY = re.compile(r"recorderd ready")
 SIP_PORT = re.compile(r"SIP listening on [^:]+:(\d+)")
+LANE_LINE = re.compile(r"express lane: (\d+) packets")
 STREAM_LINE = re.compile(r"stream \S+ on port \d+ from \S+: (\d+) packets, (\d+) lost, "
                          r"(\d+) late, \d+ samples of audio lost, (\d+) duplicates")
 TARGET_STREAMS = 1000  # per core, no packet lost
@@ -93,6 +95,7 @@ class Run:
     sender_cpu: float
     refused: int  # sessions not set up
     waited: float  # the receiver's threads' run-queue wait per wall-clock second
+    express: int = 0  # recorderd: packets its media thread's express lane took
 
     @property
     def us_per_packet(self) -> float:
@@ -144,7 +147,8 @@ def sender(args: argparse.Namespace, streams: int, target: list[str]) -> subproc
     sender_core, _ = cores()
     return subprocess.Popen(
         [sys.executable, str(LOAD), "src", "--streams", str(streams), "--seconds",
-         str(args.seconds), "--warmup", str(args.warmup), "--core", str(sender_core), *target],
+         str(args.seconds), "--warmup", str(args.warmup), "--settle", str(args.settle),
+         "--core", str(sender_core), *target],
         stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -184,11 +188,12 @@ class Window:
             print("  (the sender could not raise its priority: it may fall behind)")
 
 
-def recorder_doc(work: Path, streams: int) -> dict[str, Any]:
+def recorder_doc(work: Path, streams: int, lookback: float = LOOKBACK_SECONDS
+                 ) -> dict[str, Any]:
     sessions = streams // 2
     return {
         "storage": {"data_dir": str(work / "data"), "format": "wav", "stereo": True},
-        "capture": {"lookback_seconds": LOOKBACK_SECONDS},
+        "capture": {"lookback_seconds": lookback},
         "api": {"host": HOST, "socket_port": 0, "web_port": 0},
         "log": {"level": "INFO"},
         "boards": [{"driver": "siprec", "sip_host": HOST, "sip_port": 0,
@@ -211,10 +216,11 @@ def group_niceness(pid: int, nice: int) -> None:
             Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
 
-def start_recorderd(work: Path, streams: int, log: IO[bytes], nice: int
-                    ) -> tuple[subprocess.Popen[bytes], int]:
+def start_recorderd(work: Path, streams: int, log: IO[bytes], nice: int,
+                    lookback: float = LOOKBACK_SECONDS) -> tuple[subprocess.Popen[bytes], int]:
     config = work / "recorder.toml"
-    config.write_text(to_toml(config_from_dict(recorder_doc(work, streams))), encoding="utf-8")
+    config.write_text(to_toml(config_from_dict(recorder_doc(work, streams, lookback))),
+                      encoding="utf-8")
     _, core = cores()
     # taskset execs recorderd: the pid is recorderd's, and every thread it starts is pinned.
     proc = subprocess.Popen([*niced(nice), "taskset", "-c", str(core),
@@ -256,9 +262,9 @@ def read_files(directory: Path, per_stream: int) -> tuple[int, int, int]:
 def run_recorderd(args: argparse.Namespace, streams: int, work: Path) -> Run:
     work.mkdir(parents=True)
     with (work / "recorderd.log").open("wb") as log:
-        proc, sip_port = start_recorderd(work, streams, log, args.nice)
+        proc, sip_port = start_recorderd(work, streams, log, args.nice, args.lookback)
         try:
-            time.sleep(LOOKBACK_SECONDS + 0.5)  # the ring filled: its pages are all resident
+            time.sleep(args.lookback + 0.5)  # the ring filled: its pages are all resident
             rss0 = proc_rss_kib(proc.pid)
             drops0 = udp_drops()
             window = Window(sender(args, streams, ["--sip", f"{HOST}:{sip_port}"]), proc.pid)
@@ -290,7 +296,8 @@ def run_recorderd(args: argparse.Namespace, streams: int, work: Path) -> Run:
                silence, short, files, drops, window.rss_end / 1024,
                (window.rss_end - rss0) / sessions, int(window.done["late_packets"]),
                float(window.done["worst_late_ms"]), float(window.done["sender_cpu"]),
-               int(window.setup["refused"]), window.waited / window.wall)
+               int(window.setup["refused"]), window.waited / window.wall,
+               sum(int(m) for m in LANE_LINE.findall(text)))
 
 
 def run_bare(args: argparse.Namespace, streams: int, work: Path) -> Run:
@@ -334,7 +341,8 @@ def run_bare(args: argparse.Namespace, streams: int, work: Path) -> Run:
 HEADER = (f"{'receiver':<9} {'streams':>7} {'CPU':>6} {'µs/pkt':>7} {'str/core':>8} "
           f"{'of bare':>7} {'sent':>9} {'received':>9} {'lost':>5} {'silence':>7} "
           f"{'short':>5} {'files':>5} {'kdrops':>6} {'RSS MiB':>7} {'KiB/sess':>8} "
-          f"{'setup s':>7} {'snd late':>8} {'snd worst':>9} {'snd CPU':>7} {'waited':>6}")
+          f"{'setup s':>7} {'snd late':>8} {'snd worst':>9} {'snd CPU':>7} {'waited':>6} "
+          f"{'lane':>5}")
 
 
 def bare_cpu(run: Run, runs: list[Run]) -> float | None:
@@ -350,7 +358,8 @@ def report(run: Run, runs: list[Run]) -> None:
           f"{run.lost:>5} {run.silence:>7} {run.short:>5} {run.files:>5} {run.kernel_drops:>6} "
           f"{run.rss_mib:>7.0f} {run.rss_per_session_kib:>8.0f} {run.setup_seconds:>7.1f} "
           f"{run.sender_late:>8} {run.sender_worst_ms:>7.1f}ms {run.sender_cpu:>7.0%} "
-          f"{run.waited:>6.0%}",
+          f"{run.waited:>6.0%} "
+          f"{run.express / run.received if run.received and run.express else 0:>5.0%}",
           flush=True)
 
 
@@ -382,6 +391,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0,
                         help="seconds of sending before the CPU window opens")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each pair")
+    parser.add_argument("--lookback", type=float, default=LOOKBACK_SECONDS,
+                        help="recorderd's capture.lookback_seconds: how long its writer loop "
+                        "may be held up before audio is lost (the product's default is 10)")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds from the last session set up to the first packet: the "
+                        "recorder starts every recording first, so the load is the streams "
+                        "alone (0: the packets begin at once, a burst of call starts and all the "
+                        "streams together)")
     parser.add_argument("--receiver", choices=("recorderd", "bare", "both"), default="both")
     parser.add_argument("--nice", type=int, default=0,
                         help="the receivers' niceness: -10 runs them ahead of other work on a "
@@ -414,9 +431,9 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(run)
                     report(run, runs)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
-    ring = 2 * LOOKBACK_SECONDS * RATE * 2 / 1024
-    print(f"recorderd's ring per session (2 channels): {ring:.0f} KiB at the {LOOKBACK_SECONDS:g}"
-          f" s look-back used here, {ring * 10 / LOOKBACK_SECONDS:.0f} KiB at the default 10 s")
+    ring = 2 * args.lookback * RATE * 2 / 1024
+    print(f"recorderd's ring per session (2 channels): {ring:.0f} KiB at the {args.lookback:g}"
+          f" s look-back used here, {ring * 10 / args.lookback:.0f} KiB at the default 10 s")
     print("targets:")
     for line in verdicts(runs):
         print(f"  {line}")

@@ -264,6 +264,9 @@ def src_main(args: argparse.Namespace) -> int:
     refused = sum(1 for s in sessions if not s.ports)
     say(event="setup", seconds=time.monotonic() - began, streams=len(ports), refused=refused,
         statuses=sorted({s.status for s in sessions}), prioritised=prioritised)
+    # --settle: the recorder finishes starting its recordings (the scheduler and the files of
+    # every session) before the streams begin, so the load is the streams alone.
+    time.sleep(args.settle)
     figures = send_streams(ports, args.seconds, args.warmup)
     if signalling is not None:
         signalling.bye_all(sessions, time.monotonic() + 60)
@@ -335,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds between the last session set up and the first packet")
     parser.add_argument("--sip", help="HOST:PORT of the recorder's SIP (src)")
     parser.add_argument("--ports", help="a JSON file of the ports to send to (src)")
     parser.add_argument("--directory", help="where the bare receiver writes (bare)")

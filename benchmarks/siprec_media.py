@@ -12,7 +12,9 @@ the SIP server, the writer, the sender or the scheduler, so a change to the medi
 measured in seconds and its figure moves less with the machine's load.
 
 The digest (SHA-256 of every block delivered, the channel losses reported) must not change
-with an optimisation: the same packets, the same audio at the same places.
+with an optimisation: the same packets, the same audio at the same places. ``--ordinary``
+runs without the express lane (drivers/siprec/lanes.py): the same digest, the cost of the
+ordinary path.
 """
 
 from __future__ import annotations
@@ -73,13 +75,13 @@ def session(number: int, pcmu: PayloadFormat) -> RecordingSession:
                             Headers(), None, (), None, streams, datetime.now(UTC))
 
 
-def run(streams: int, blocks: int) -> tuple[float, str, int, int]:
+def run(streams: int, blocks: int, *, express: bool = True) -> tuple[float, str, int, int]:
     """(CPU µs per packet, digest, losses reported, frames they cover)."""
     sessions = streams // 2
     config = SiprecBoardConfig(sip_port=0, rtp_port_min=RTP_BASE,
                                rtp_port_max=RTP_BASE + 4 * sessions + 63, max_sessions=sessions)
     now = [1000.0]
-    engine = MediaEngine("bench", config, clock=lambda: now[0])
+    engine = MediaEngine("bench", config, clock=lambda: now[0], express=express)
     sink = DigestSink()
     engine.attach(sink)
     pcmu = PayloadFormat(0, "PCMU", 8000)
@@ -116,10 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--blocks", type=int, default=150)
+    parser.add_argument("--ordinary", action="store_true",
+                        help="without the express lane (drivers/siprec/lanes.py): every packet "
+                        "the ordinary way; the digest must be the same")
     args = parser.parse_args(argv)
-    per_packet, digest, losses, frames = run(args.streams, args.blocks)
-    print(f"{args.streams} streams, {args.blocks} blocks: {per_packet:.1f} µs CPU per packet; "
-          f"digest {digest}, {losses} losses over {frames} frames")
+    per_packet, digest, losses, frames = run(args.streams, args.blocks,
+                                             express=not args.ordinary)
+    print(f"{args.streams} streams, {args.blocks} blocks{', ordinary' if args.ordinary else ''}"
+          f": {per_packet:.1f} µs CPU per packet; digest {digest}, {losses} losses over "
+          f"{frames} frames")
     return 0
 
 

@@ -134,16 +134,43 @@ class VoxWriter(StreamingWriter):
         self._frames = min(self._frames, 2 * self.data_bytes * self.sample_rate // self.rate)
 
 
-def encode_pending(writers: Sequence[VoxWriter]) -> int:
-    """Encode the buffered samples of many writers in one vectorised pass; returns samples done.
+# A round of the shared pass is worth its per-sample overhead (a few numpy calls a sample,
+# whatever the number of writers) from this many writers on; fewer are left to encode_stream at
+# their sync, whose per-writer paths (a plain loop, or speculation for long runs) cost less.
+ROUND_MIN_WRITERS = 8
 
-    Every writer gets as many samples encoded as the one with the fewest has buffered (writers
-    fed in step, as the capture core feeds channels, are emptied); the rest waits for next time.
+
+def encode_pending(writers: Sequence[VoxWriter]) -> int:
+    """Encode the buffered samples of many writers in vectorised passes; returns samples done.
+
+    Each round encodes, for every writer still holding samples, as many as the one with the
+    fewest holds; rounds go on while at least ROUND_MIN_WRITERS writers hold any. Writers fed
+    in step (as the capture core feeds channels) are emptied in one round; a writer loop that
+    fell behind pumps uneven amounts, and the rounds empty those too, rather than leaving the
+    remainders to a per-sample loop at each file's sync (which grew with the backlog until the
+    loop could not catch up).
     """
-    live = [w for w in writers if not w.closed and w.failure is None and w.pending_samples]
-    if not live:
-        return 0
-    count = min(w.pending_samples for w in live)
+    done = 0
+    failure: Exception | None = None
+    failed: set[int] = set()
+    live = _holding(writers, failed)
+    while live and (done == 0 or len(live) >= ROUND_MIN_WRITERS):
+        count = min(w.pending_samples for w in live)
+        done += count * len(live)
+        failure = _encode_round(live, count, failed) or failure
+        live = _holding(live, failed)
+    if failure is not None:
+        raise failure
+    return done
+
+
+def _holding(writers: Sequence[VoxWriter], failed: set[int]) -> list[VoxWriter]:
+    return [w for w in writers if not w.closed and w.failure is None and w.pending_samples
+            and id(w) not in failed]
+
+
+def _encode_round(live: list[VoxWriter], count: int, failed: set[int]) -> Exception | None:
+    """``count`` samples of each writer in one pass; the first failure to write, if any."""
     rows = np.empty((len(live), count), dtype=np.int16)
     for i, w in enumerate(live):
         rows[i] = w.take_pending(count)
@@ -162,10 +189,9 @@ def encode_pending(writers: Sequence[VoxWriter]) -> int:
             else:
                 w.put_codes(codes[:, i])
         except (OSError, ValueError) as exc:
+            failed.add(id(w))
             failure = failure or exc
-    if failure is not None:
-        raise failure
-    return count * len(live)
+    return failure
 
 
 __all__ = ["VoxWriter", "encode_pending"]

@@ -82,6 +82,12 @@ class Driver(ABC):
         self.sample_rate = sample_rate
         # False for benchmarks and soak tests: deliver as fast as the sink takes it.
         self.realtime = True
+        # True for a driver that paces itself against the system clock and reports every
+        # stretch it skips as lost frames (the demo and file boards; SIPREC, whose RTP waits in
+        # its sockets while the media thread catches up): its lateness is its own to settle,
+        # and the board clock must not fill it with silence a second time (recordings would
+        # outlast the call, or hold silence where the audio came late but whole).
+        self.reports_lost_time = False
 
     @abstractmethod
     def start(self, sink: DriverSink) -> None:
@@ -149,6 +155,7 @@ class PacedDriver(ThreadedDriver):
                  realtime: bool = True) -> None:
         super().__init__(key, channels, sample_rate)
         self.realtime = realtime
+        self.reports_lost_time = True  # _run skips what it cannot catch up and says how much
         self.block_frames = max(1, sample_rate * block_ms // 1000)
 
     @abstractmethod

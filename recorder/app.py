@@ -43,7 +43,6 @@ from recorder.archive.export import clean_work_dir
 from recorder.archive.mailer import Mailer
 from recorder.archive.retention import RetentionJob
 from recorder.archive.workspace import ExportWorkspace
-from recorder.calls.requests import DeviceQuery
 from recorder.calls.scheduler import Scheduler
 from recorder.calls.sessions import SessionCalls
 from recorder.calls.triggers import TriggerLoop
@@ -55,21 +54,23 @@ from recorder.crypt.keyring import KeyRing
 from recorder.crypt.servicekeys import open_ring, reload_ring
 from recorder.drivers.base import Driver
 from recorder.drivers.registry import create_driver
-from recorder.errors import DriverError, StartupError
+from recorder.errors import DriverError, StartupError, StoreError
 from recorder.events.bus import EventBus
 from recorder.events.types import Event, make_event
 from recorder.recording.aftercall import AfterCallEncoder
 from recorder.recording.completion import Completion
 from recorder.recording.diskspace import DiskGuard
 from recorder.recording.files import RecordingFiles, StoredFormat
-from recorder.recording.journal import Journal
+from recorder.recording.journal import Journal, JournalContents
 from recorder.recording.recovery import recover
 from recorder.recording.stats import RecordingStats
 from recorder.recording.writer import WriterLoop
 from recorder.rules.decision import Policy
 from recorder.rules.triggers import VoxParams
+from recorder.store.auditqueue import AuditQueue, replay_pending
 from recorder.store.factory import Store, open_store
 from recorder.store.passwords import PasswordHasher
+from recorder.store.sqlite_audit import SqliteAudit
 from recorder.telemetry.components import Components
 from recorder.telemetry.reporter import HUNG_AFTER_SECONDS, Telemetry
 
@@ -116,6 +117,7 @@ class Recorder:
         self.after_call: AfterCallEncoder | None = None
         self.retention: RetentionJob | None = None
         self.files: RecordingFiles | None = None
+        self.exports: ExportWorkspace | None = None
         self._drivers: list[Driver] = []
         self._recovered: list[Event] = []
         self.keys: KeyRing | None = None  # storage.key_file's master keys, when it is set
@@ -222,17 +224,40 @@ class Recorder:
             raise StartupError(f"storage.data_dir: cannot open the crash journal "
                                f"{journal.path}: {exc.strerror or exc}") from exc
 
+        audit = self._start_audit(store, journal, contents)
+
         def close() -> None:
+            if audit is not None:
+                # Last of all: every entry the stages before queued is written (or, if the
+                # database refuses it, left in the journal for the next start).
+                _halt("audit writer", audit.stop, audit.join)
             journal.close()
             store.close()
 
         stage.stop = close
-        if store.audit is not None:
-            # The audit chain's head, kept outside the database here too (docs/storage.md).
-            store.audit.add_head_sink(journal.note_audit_head)
         self._recovered = [r.event for r in recover(store.recordings, journal, contents)
                            if r.event is not None]
         self._recovered += [make_event(kind, fields) for kind, fields in contents.announce]
+
+    def _start_audit(self, store: Store, journal: Journal, contents: JournalContents
+                     ) -> AuditQueue | None:
+        """The audit trail's writer (``recorder.store.auditqueue``): first the entries a crash
+        left queued in the journal, then every request's through it, in batches."""
+        trail = store.audit
+        if not isinstance(trail, SqliteAudit):
+            return None
+        # The chain's head is kept in the journal too (docs/storage.md), by the writer, with
+        # the last queued entry each batch committed.
+        audit = AuditQueue(trail, trail, journal)
+        try:
+            replay_pending(trail, journal, contents.audit_pending, contents.audit_head)
+        except (StoreError, OSError) as exc:
+            # The database refuses them now: the writer tries again, before anything new.
+            logger.error("audit: cannot write the entries a crash left queued yet: %s", exc)
+            audit.requeue(contents.audit_pending)
+        store.audit = audit
+        audit.start()
+        return audit
 
     def reload_keys(self) -> str | None:
         """SIGHUP: the key file again (``recorderctl key rotate`` under a running service);
@@ -374,15 +399,16 @@ class Recorder:
         if removed:
             logger.info("removed %d unfinished export(s) from %s", removed, work_dir)
         passwords = PasswordHasher()
+        # One work area for the API's exports and the portal's renditions and downloads.
+        exports = self.exports = ExportWorkspace(work_dir, config.api.export_max_bytes,
+                                                 config.api.export_concurrency, guard=self.disk)
         context = ApiContext(scheduler=self.scheduler, store=self.store,
                              core_ident=config.core.ident,
                              calllist_max_rows=config.api.calllist_max_rows,
                              recordings_dir=config.storage.recordings_dir,
                              terminology=config.terminology, events=self.events,
                              mailer=Mailer(config.smtp), work_dir=work_dir,
-                             exports=ExportWorkspace(work_dir, config.api.export_max_bytes,
-                                                     config.api.export_concurrency,
-                                                     guard=self.disk),
+                             exports=exports,
                              passwords=passwords)
         dispatcher = self.dispatcher = self.telemetry.parts.dispatcher = Dispatcher(context)
         api = self.api = ApiServer(config.api, dispatcher, self.events,
@@ -415,8 +441,9 @@ class Recorder:
                                             directory_changed=self._directory_changed,
                                             live_session=self.scheduler.status.live_session
                                             if self.scheduler is not None else None,
-                                            mailer=Mailer(config.smtp),
-                                            blackout=self._blackout)
+                                            mailer=Mailer(config.smtp), exports=self.exports,
+                                            blackouts=self.scheduler.blackouts
+                                            if self.scheduler is not None else None)
         portal.start()
         self.telemetry.parts.portal = portal
         # Stopped in the second pass, after the recordings have drained (pages still answer
@@ -427,12 +454,6 @@ class Recorder:
                            "create the first administrator with: recorderctl user add --admin "
                            "USERNAME")
 
-
-    def _blackout(self, device_id: str, start: bool) -> None:
-        """The portal's blackouts, as the API's BLACKOUTSTART and BLACKOUTSTOP (now)."""
-        assert self.scheduler is not None
-        control = self.scheduler.blackouts
-        (control.start if start else control.stop)(DeviceQuery(device_id=device_id), None)
 
     def _directory_changed(self) -> None:
         if self.scheduler is not None:

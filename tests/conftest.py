@@ -14,7 +14,14 @@ from recorder.config.loader import config_from_dict
 from recorder.config.model import Config
 from recorder.config.printing import to_toml
 from tests.helpers.pulseaudio import PulseServer, shared_pulse, stop_shared_pulse
-from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
+from tests.helpers.recorders import (
+    RecorderProcess,
+    Running,
+    base_config,
+    shared_recorder,
+    start_in_process,
+    write_toml,
+)
 from tests.helpers.skips import SkipWatch, forbidden
 from tests.helpers.smalldisk import SmallDisk
 
@@ -81,14 +88,12 @@ def start_recorder(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[A
     procs: list[RecorderProcess] = []
 
     def start(**sections: Any) -> Running:
-        config: Config = config_from_dict(base_config(tmp_path, **sections), base_dir=tmp_path)
         if request.param == "in-process":
-            recorder = Recorder(config)
-            recorder.start()
-            recorders.append(recorder)
-            assert recorder.api is not None
-            return Running(recorder.api.socket_address[1], recorder.api.web_address[1],
-                           config.storage.data_dir, recorder)
+            running = start_in_process(tmp_path, **sections)
+            assert running.recorder is not None
+            recorders.append(running.recorder)
+            return running
+        config: Config = config_from_dict(base_config(tmp_path, **sections), base_dir=tmp_path)
         path = write_toml(tmp_path / f"recorder{len(procs)}.toml", to_toml(config))
         proc = RecorderProcess(["--config", str(path)])
         procs.append(proc)
@@ -108,6 +113,14 @@ def start_recorder(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[A
 @pytest.fixture
 def running(start_recorder: Any) -> Running:
     return start_recorder()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def shared_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One in-process recorder (``base_config``) for the tests of a module that leave it as
+    they found it (tests/helpers/recorders.py, ``shared_recorder``)."""
+    with shared_recorder(tmp_path_factory.mktemp("shared")) as running:
+        yield running
 
 
 @pytest.fixture

@@ -360,6 +360,7 @@ def test_a_client_without_a_certificate_is_refused_at_the_handshake(secured: Sec
                        "TEST"), 20)
 
 
+@pytest.mark.process  # starts a real recorderd
 def test_basic_credentials_in_clear_from_another_machine_are_refused(tmp_path: Path) -> None:
     address = other_address()
     if address is None:

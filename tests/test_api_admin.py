@@ -3,12 +3,15 @@ MODIFYROLEGROUPPERMISSION, MODIFYUSERROLE, MODIFYROLEPERMISSION."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import closing
+
 import pytest
 
 from recorder.api.protocol.permissions import CORRECTED, PERMISSIONS
 from recorder.store.directory import DirectoryStore
 from tests.helpers.api import ApiConnection, add_user, expect, fields
-from tests.helpers.recorders import Running
+from tests.helpers.recorders import Running, shared_recorder, stored_rows
 
 # Every PERMISSION NAME in the manual's table, in its order and spelling.
 MANUAL_PERMISSIONS = [
@@ -101,12 +104,21 @@ def test_modifygrouppermission_adds_and_removes_agents_and_devices(running: Runn
     ({"action": "ADD", "groupname": "G", "agentid": "1", "firstname": "x" * 21,
       "lastname": "y"}, 16, "FIRSTNAME is 21"),
 ])
-def test_modifygrouppermission_refusals(running: Running, params: dict[str, str], code: int,
+def test_modifygrouppermission_refusals(group_g: Running, params: dict[str, str], code: int,
                                         starts: str) -> None:
-    conn = running.connect()
-    add_user(conn, "John", "Doe")
-    expect(conn.request("ADDGROUP", 1, groupname="G"), 20)
-    expect(conn.request("MODIFYGROUPPERMISSION", 2, **params), code, starts=starts)
+    before = stored_rows(group_g)
+    expect(group_g.request("MODIFYGROUPPERMISSION", 2, **params), code, starts=starts)
+    assert stored_rows(group_g) == before
+
+
+@pytest.fixture(scope="module")
+def group_g(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A recorder with John Doe (USERID 1) and group G, shared by the refusals above."""
+    with shared_recorder(tmp_path_factory.mktemp("group")) as running, \
+            closing(running.connect()) as conn:
+        assert add_user(conn, "John", "Doe") == 1
+        expect(conn.request("ADDGROUP", 1, groupname="G"), 20)
+        yield running
 
 
 def role_request(conn: ApiConnection, request_type: str, **params: str) -> dict[str, str]:
@@ -254,10 +266,25 @@ def test_every_permission_name_in_the_manual_is_accepted(running: Running) -> No
     ("MODIFYROLEPERMISSION", {"action": "ADD", "roleid": "x", "permissionname": "SECUREID"},
      16, "ROLEID must be a whole number"),
 ])
-def test_role_refusals(running: Running, request_type: str, params: dict[str, str], code: int,
+def test_role_refusals(roles: Running, request_type: str, params: dict[str, str], code: int,
                        starts: str) -> None:
-    conn = running.connect()
-    add_user(conn, "John", "Doe")
-    add_user(conn, "Jane", "Doe")
-    expect(conn.request("MODIFYROLE", 1, action="ADD", rolename="Existing"), 20)
-    expect(conn.request(request_type, 2, **params), code, starts=starts)
+    before = stored_rows(roles)
+    expect(roles.request(request_type, 2, **params), code, starts=starts)
+    after = stored_rows(roles)
+    if starts.startswith("User 2 is assigned"):  # the one that does something: undone
+        assert after["user_roles"] != before["user_roles"]
+        expect(roles.request("MODIFYUSERROLE", 3, action="DELETE", rolename="Existing",
+                             userid="2"), 20)
+        after = stored_rows(roles)
+    assert after == before
+
+
+@pytest.fixture(scope="module")
+def roles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A recorder with John and Jane Doe (USERIDs 1 and 2) and role Existing, shared by the
+    refusals above."""
+    with shared_recorder(tmp_path_factory.mktemp("roles")) as running, \
+            closing(running.connect()) as conn:
+        assert [add_user(conn, "John", "Doe"), add_user(conn, "Jane", "Doe")] == [1, 2]
+        expect(conn.request("MODIFYROLE", 1, action="ADD", rolename="Existing"), 20)
+        yield running

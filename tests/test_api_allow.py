@@ -96,6 +96,7 @@ def test_a_network_in_api_allow_lets_its_clients_in(start_recorder: Any) -> None
     assert refused_silently(running.socket_port, "127.0.0.4")  # just outside the /30
 
 
+@pytest.mark.slow  # idles 2.5 s past the idle timeout
 def test_cti_addresses_are_allowed_and_only_they_may_stay_idle(start_recorder: Any) -> None:
     running: Running = start_recorder(api={
         "socket_port": 0, "web_port": 0, "allow": ["127.0.0.1/32", f"{OUTSIDER}/32"],
@@ -145,6 +146,7 @@ def test_an_address_list_that_is_not_addresses_is_refused_naming_its_key(
         caught.value)
 
 
+@pytest.mark.process  # recorderd's exit status
 def test_recorderd_exits_78_on_a_bad_allow_list_or_socket_tls_without_a_certificate(
         tmp_path: Path) -> None:
     import subprocess  # noqa: PLC0415

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import pytest
 
 from tests.helpers.api import ApiConnection, add_user, expect, fields
-from tests.helpers.recorders import Running
+from tests.helpers.recorders import Running, shared_recorder, stored_rows
 
 TRICKY = 'a & b <c> "d" Zoë 東京'
 
@@ -64,15 +66,29 @@ def test_a_chat_session_is_a_recording_without_audio(running: Running) -> None:
     ("EMPLOYEE_ID", "E-7"), ("CRM_USER", "crmj"), ("DEVICEALIAS", "4321"), ("phoneid", "4321"),
     ("AGENTID", None), ("USERID", None),
 ])
-def test_every_way_to_name_the_agent(running: Running, key: str, value: str | None) -> None:
-    conn = running.connect()
-    add_user(conn, "Someone", "Else", username="other", phones="1111")
-    jdoe = add_user(conn, "John", "Doe", username="JDOE", sys_user="corp.jdoe", crm_user="CRMJ",
-                    employeeid="E-7", phones="4321")
+def test_every_way_to_name_the_agent(agents: tuple[Running, int], key: str,
+                                     value: str | None) -> None:
+    running, jdoe = agents
+    before = chat_rows(running)
     params = ({key.lower(): str(jdoe)} if value is None
               else {"keyname": key, "keyvalue": value})
-    expect(conn.request("CHATSTART", 1, sessionid="s1", **params), 20)
-    assert [r[1] for r in chat_rows(running)] == [jdoe]
+    session = f"named by {key}"
+    expect(running.request("CHATSTART", 1, sessionid=session, **params), 20)
+    rows = chat_rows(running)
+    assert rows[:len(before)] == before
+    assert [(r[1], r[6]) for r in rows[len(before):]] == [(jdoe, session)]
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, int]]:
+    """A recorder with John Doe, named every way the manual allows, and another agent; each
+    case of the test above opens a session of its own. (The recorder, John's USERID.)"""
+    with shared_recorder(tmp_path_factory.mktemp("agents")) as running, \
+            closing(running.connect()) as conn:
+        add_user(conn, "Someone", "Else", username="other", phones="1111")
+        jdoe = add_user(conn, "John", "Doe", username="JDOE", sys_user="corp.jdoe",
+                        crm_user="CRMJ", employeeid="E-7", phones="4321")
+        yield running, jdoe
 
 
 def test_sessions_are_kept_apart_and_a_repeated_start_replaces(running: Running) -> None:
@@ -132,15 +148,24 @@ def test_a_session_outlives_a_restart_of_the_recorder(start_recorder: Any) -> No
     ("CHATUPDATE", {"sessionid": "open", "callid": "c" * 17}, 16, "CALLID is 17"),
     ("CHATUPDATE", {"sessionid": "open", "user9": "u" * 51}, 16, "USER9 is 51"),
 ])
-def test_chat_refusals(running: Running, request_type: str, params: dict[str, str], code: int,
+def test_chat_refusals(refusing: Running, request_type: str, params: dict[str, str], code: int,
                        starts: str) -> None:
-    conn = running.connect()
-    add_user(conn, "Twin", "One", employeeid="twin")
-    add_user(conn, "Twin", "Two", employeeid="twin")
-    add_user(conn, "Idle", "User", username="idle", status="I")
-    gone = add_user(conn, "Gone", "User", username="gone")
-    expect(conn.request("IMPORTUSER", 1, action="DELETE", userid=gone), 20)
-    expect(conn.request("CHATSTART", 1, sessionid="open", agentid="1"), 20)
-    expect(conn.request(request_type, 2, **params), code, starts=starts)
-    if code != 20:
-        assert len(chat_rows(running)) == 1  # only the "open" session
+    before = stored_rows(refusing)
+    expect(refusing.request(request_type, 2, **params), code, starts=starts)
+    assert stored_rows(refusing) == before
+    assert len(chat_rows(refusing)) == 1  # only the "open" session
+
+
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A recorder with agents that CHATSTART cannot take and an open session, shared by the
+    refusals (which change nothing: each checks)."""
+    with shared_recorder(tmp_path_factory.mktemp("chat")) as running, \
+            closing(running.connect()) as conn:
+        add_user(conn, "Twin", "One", employeeid="twin")
+        add_user(conn, "Twin", "Two", employeeid="twin")
+        add_user(conn, "Idle", "User", username="idle", status="I")
+        gone = add_user(conn, "Gone", "User", username="gone")
+        expect(conn.request("IMPORTUSER", 1, action="DELETE", userid=gone), 20)
+        expect(conn.request("CHATSTART", 1, sessionid="open", agentid="1"), 20)
+        yield running

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 from lxml import etree
 
 from recorder.store.passwords import verify_password
 from tests.helpers.api import ApiConnection, add_user, expect, fields, result_code
-from tests.helpers.recorders import Running
+from tests.helpers.recorders import Running, shared_recorder, stored_rows
 
 # "10/30/2006 4:05:38 PM -05:00"
 MANUAL_TIME = re.compile(r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2} [AP]M [+-]\d{2}:\d{2}")
@@ -176,9 +178,11 @@ def test_both_spellings_of_the_manuals_user_fields(running: Running) -> None:
     ({"action": "MODIFY", "userid": "999"}, 28, "no user with USERID 999"),
     ({"action": "DELETE", "userid": "999"}, 28, "no user with USERID 999"),
 ])
-def test_importuser_refusals_name_what_is_wrong(running: Running, params: dict[str, str],
+def test_importuser_refusals_name_what_is_wrong(shared_running: Running, params: dict[str, str],
                                                 code: int, starts: str) -> None:
-    expect(running.request("IMPORTUSER", 9, **params), code, starts=starts)
+    before = stored_rows(shared_running)
+    expect(shared_running.request("IMPORTUSER", 9, **params), code, starts=starts)
+    assert stored_rows(shared_running) == before
 
 
 def test_modify_changes_what_is_sent_and_refuses_clashes(running: Running) -> None:
@@ -243,13 +247,22 @@ def test_importagentphone_by_id_or_name(running: Running) -> None:
      "no agent named No Body"),
     ({"action": "ADD", "phoneid": "1", "firstname": "Twin", "lastname": "Doe"}, 22, "2 users"),
 ])
-def test_importagentphone_refusals(running: Running, params: dict[str, str], code: int,
+def test_importagentphone_refusals(agents: Running, params: dict[str, str], code: int,
                                    starts: str) -> None:
-    conn = running.connect()
-    add_user(conn, "John", "Doe")
-    add_user(conn, "Twin", "Doe")
-    add_user(conn, "Twin", "Doe", allowduplicate="Y")
-    expect(conn.request("IMPORTAGENTPHONE", 8, **params), code, starts=starts)
+    before = stored_rows(agents)
+    expect(agents.request("IMPORTAGENTPHONE", 8, **params), code, starts=starts)
+    assert stored_rows(agents) == before
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A recorder with John Doe (USERID 1) and two Twin Does, shared by the refusals above."""
+    with shared_recorder(tmp_path_factory.mktemp("agents")) as running, \
+            closing(running.connect()) as conn:
+        assert add_user(conn, "John", "Doe") == 1
+        add_user(conn, "Twin", "Doe")
+        add_user(conn, "Twin", "Doe", allowduplicate="Y")
+        yield running
 
 
 def test_importworkstation_replaces_by_device_or_station(running: Running) -> None:
@@ -285,10 +298,12 @@ def test_importworkstation_replaces_by_device_or_station(running: Running) -> No
     ({"deviceid": "1", "stationname": "P" * 51, "locationid": "1"}, "STATIONNAME is 51"),
     ({"deviceid": "", "stationname": "PC", "locationid": "1"}, "DEVICEID is required"),
 ])
-def test_importworkstation_refusals(running: Running, params: dict[str, str],
+def test_importworkstation_refusals(shared_running: Running, params: dict[str, str],
                                     starts: str) -> None:
-    expect(running.request("IMPORTWORKSTATION", 1, **params), 16, starts=starts)
-    assert running.request("STATIONS", 2).findtext("COUNT") == "0"
+    before = stored_rows(shared_running)
+    expect(shared_running.request("IMPORTWORKSTATION", 1, **params), 16, starts=starts)
+    assert shared_running.request("STATIONS", 2).findtext("COUNT") == "0"
+    assert stored_rows(shared_running) == before
 
 
 def test_a_database_that_fails_answers_23_and_the_service_goes_on(running: Running) -> None:

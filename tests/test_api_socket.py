@@ -17,7 +17,7 @@ from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from tests.helpers.api import ApiConnection, request_xml, result_code
 from tests.helpers.audio import sox_info
-from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running, base_config
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running, base_config, stored_rows
 from tests.helpers.waiting import wait_for
 
 PRETTY_TEST = b"""<REQUEST>
@@ -40,18 +40,18 @@ def test_test_answers_like_the_manual(running: Running) -> None:
     (None, 14), ("", 14), ("abc", 14), ("-1", 14), ("1.5", 14), ("2147483648", 14),
     ("99999999999999999999", 14), ("0", 20), ("2147483647", 20), (" 42 ", 20),
 ])
-def test_requestid_must_be_an_integer_from_0_to_2147483647(running: Running,
+def test_requestid_must_be_an_integer_from_0_to_2147483647(shared_running: Running,
                                                            request_id: str | None,
                                                            code: int) -> None:
-    result = running.request("TEST", request_id)
+    result = shared_running.request("TEST", request_id)
     assert result_code(result) == code
     if code == 14:
         assert result.findtext("RESULTTYPE") == "API_REQUESTID_INVALID"
         assert result.findtext("REQUESTTYPE") == "TEST"
 
 
-def test_unknown_missing_and_deprecated_types(running: Running) -> None:
-    conn = running.connect()
+def test_unknown_missing_and_deprecated_types(shared_running: Running) -> None:
+    conn = shared_running.connect()
     result = conn.request("NOSUCHTHING")
     assert (result_code(result), result.findtext("RESULTTYPE")) == (10, "API_UNKNOWN_MESSAGE_TYPE")
     conn.send(b"<REQUEST><REQUESTID>1</REQUESTID></REQUEST>\r\n")
@@ -93,8 +93,8 @@ def test_many_requests_in_one_write_are_answered_in_order(running: Running) -> N
     assert ids == [str(n) for n in range(1, 51)]
 
 
-def test_every_spelling_of_the_request_type(running: Running) -> None:
-    conn = running.connect()
+def test_every_spelling_of_the_request_type(shared_running: Running) -> None:
+    conn = shared_running.connect()
     for message in (b"<REQUEST><REQUESTTYPE>TEST</REQUESTTYPE><REQUESTID>2</REQUESTID></REQUEST>",
                     b"<TEST><REQUESTID>3</REQUESTID></TEST>",
                     b"<request><type>test</type><requestid>4</requestid></request>",
@@ -154,17 +154,19 @@ def test_call_start_stop_list_over_the_socket(running: Running) -> None:
     assert Path(fields["FILENAME"]).is_relative_to(running.data_dir / "recordings")
 
 
-def test_device_lookups_that_find_nothing_are_device_invalid(running: Running) -> None:
+def test_device_lookups_that_find_nothing_are_device_invalid(shared_running: Running) -> None:
+    before = stored_rows(shared_running)
     for params in ({"devicealias": "NOPE"}, {"sys_user": "nobody"}, {"crm_user": "x"},
                    {"stationname": "PC9"}, {}, {"deviceid": ""}):
-        result = running.request("CALLSTART", 1, **params)
+        result = shared_running.request("CALLSTART", 1, **params)
         assert (result_code(result), result.findtext("RESULTTYPE")) == (8, "API_DEVICE_INVALID")
-    result = running.request("CALLSTART", 1, devicealias="NOPE")
+    result = shared_running.request("CALLSTART", 1, devicealias="NOPE")
     assert result.findtext("RESULTMSG") == "Could not find a device matching given parameters"
+    assert stored_rows(shared_running) == before
 
 
-def test_callstop_without_a_call_is_device_not_in_call(running: Running) -> None:
-    result = running.request("CALLSTOP", 2, deviceid="1002")
+def test_callstop_without_a_call_is_device_not_in_call(shared_running: Running) -> None:
+    result = shared_running.request("CALLSTOP", 2, deviceid="1002")
     assert (result_code(result), result.findtext("RESULTTYPE")) == (7, "API_DEVICE_NOT_IN_CALL")
 
 
@@ -177,14 +179,16 @@ def test_callstop_without_a_call_is_device_not_in_call(running: Running) -> None
     ({"maxrecordtime": "-5"}, "MAXRECORDTIME"), ({"ctiinitiated": "maybe"}, "CTIINITIATED"),
     ({"callid": "x" * 17}, "CALLID"), ({"sys_user": "x" * 31}, "SYS_USER"),
 ])
-def test_fields_beyond_the_manuals_limits_are_refused_by_name(running: Running,
+def test_fields_beyond_the_manuals_limits_are_refused_by_name(shared_running: Running,
                                                              params: dict[str, str],
                                                              field: str) -> None:
-    result = running.request("CALLSTART", 1, deviceid="1001", **params)
+    before = stored_rows(shared_running)
+    result = shared_running.request("CALLSTART", 1, deviceid="1001", **params)
     assert result_code(result) == 16
     assert (result.findtext("RESULTMSG") or "").startswith(field)
-    assert running.request("DEVICESTATUS", 2, deviceid="1001").findtext(
+    assert shared_running.request("DEVICESTATUS", 2, deviceid="1001").findtext(
         "DEVICES/DEVICE/RECORDING/ISRECORDING") == "N"  # nothing was started
+    assert stored_rows(shared_running) == before
 
 
 def test_values_at_the_limits_are_kept_whole(running: Running) -> None:
@@ -328,6 +332,7 @@ def test_a_client_that_never_reads_does_not_hold_up_shutdown(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, port: str, flood: bytes) -> None:
     config = config_from_dict(base_config(tmp_path), base_dir=tmp_path)
     recorder = Recorder(config)
+    others = set(threading.enumerate())  # a recorder the module shares may be running too
     recorder.start()
     assert recorder.api is not None
     address = recorder.api.socket_address if port == "socket" else recorder.api.web_address
@@ -348,26 +353,27 @@ def test_a_client_that_never_reads_does_not_hold_up_shutdown(
         recorder.stop()
     sock.close()
     assert "did not stop" not in caplog.text
-    assert not [t.name for t in threading.enumerate() if t.name in ("api-loop", "writer")]
+    assert not [t.name for t in set(threading.enumerate()) - others
+                if t.name in ("api-loop", "writer")]
 
 
 @pytest.mark.parametrize("request_id", ["1_000", "+5", "\uff11\uff12", "\u0663", "-0", "0x10",
                                         "1e3"])  # full-width 12, Arabic-Indic 3
-def test_requestid_is_plain_ascii_digits(running: Running, request_id: str) -> None:
-    result = running.request("TEST", request_id)
+def test_requestid_is_plain_ascii_digits(shared_running: Running, request_id: str) -> None:
+    result = shared_running.request("TEST", request_id)
     assert result_code(result) == 14
 
 
-def test_a_valid_requestid_is_echoed_exactly(running: Running) -> None:
+def test_a_valid_requestid_is_echoed_exactly(shared_running: Running) -> None:
     padded = "0" * 70 + "7"
-    assert running.request("TEST", padded).findtext("REQUESTID") == padded
+    assert shared_running.request("TEST", padded).findtext("REQUESTID") == padded
     junk = "x" * 500
-    result = running.request("TEST", junk)
+    result = shared_running.request("TEST", junk)
     assert (result_code(result), result.findtext("REQUESTID")) == (14, "x" * 64)
 
 
-def test_a_broken_message_does_not_swallow_the_next_one(running: Running) -> None:
-    conn = running.connect()
+def test_a_broken_message_does_not_swallow_the_next_one(shared_running: Running) -> None:
+    conn = shared_running.connect()
     conn.send(b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>1</REQUESTID><BR></REQUEST>\r\n"
               + request_xml("TEST", 2) + b"\r\n"
               + b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>3</REQUESTID>\r\n"  # never closed
@@ -378,14 +384,16 @@ def test_a_broken_message_does_not_swallow_the_next_one(running: Running) -> Non
     assert answers[3].findtext("REQUESTID") == "4"
 
 
-def test_refused_messages_still_carry_their_type_and_requestid(running: Running) -> None:
-    conn = running.connect()
+def test_refused_messages_still_carry_their_type_and_requestid(shared_running: Running) -> None:
+    before = stored_rows(shared_running)
+    conn = shared_running.connect()
     conn.send(b"<REQUEST><TYPE>CALLSTART</TYPE><REQUESTID>78</REQUESTID><ANI>1</ANI><ANI>2</ANI>"
               b"</REQUEST>\r\n")
     result = conn.read_result()
     assert (result_code(result), result.findtext("REQUESTTYPE"), result.findtext("REQUESTID")) == (
         16, "CALLSTART", "78")
     assert "ANI is given more than once" in (result.findtext("RESULTMSG") or "")
+    assert stored_rows(shared_running) == before
 
 
 def test_values_with_line_breaks_keep_every_result_on_one_line(running: Running) -> None:
@@ -421,16 +429,19 @@ def test_a_blank_callinstance_means_the_last_call(running: Running) -> None:
     assert (found.findtext("CALLINSTANCE"), found.findtext("USER1")) == ("2001", "x")
 
 
-def test_numbers_too_long_for_any_field_are_refused_not_crashed_on(running: Running) -> None:
-    conn = running.connect()
+def test_numbers_too_long_for_any_field_are_refused_not_crashed_on(
+        shared_running: Running) -> None:
+    before = stored_rows(shared_running)
+    conn = shared_running.connect()
     result = conn.request("TEST", "1" * 4301)
     assert (result_code(result), result.findtext("REQUESTID")) == (14, "1" * 64)
     result = conn.request("CALLSTART", 2, deviceid="1001", priority="9" * 5000)
     assert result_code(result) == 16
     assert (result.findtext("RESULTMSG") or "").startswith("PRIORITY must be between 0 and 100")
     assert result_code(conn.request("TEST", 3)) == 20
-    status, body = running.web("type=test&requestid=" + "1" * 4301)
+    status, body = shared_running.web("type=test&requestid=" + "1" * 4301)
     assert (status, result_code(etree.fromstring(body))) == (200, 14)
+    assert stored_rows(shared_running) == before
 
 
 def test_numbers_at_the_ends_of_their_range_are_taken(running: Running) -> None:
@@ -451,8 +462,9 @@ def test_a_blank_number_counts_as_not_sent(running: Running) -> None:
     assert result_code(result) == 20, result.findtext("RESULTMSG")
 
 
-def test_refused_numbers_are_quoted_as_sent(running: Running) -> None:
-    conn = running.connect()
+def test_refused_numbers_are_quoted_as_sent(shared_running: Running) -> None:
+    before = stored_rows(shared_running)
+    conn = shared_running.connect()
     typed = "twelve" * 10
     result = conn.request("CALLSTART", 1, deviceid="1001", priority=typed)
     assert (result_code(result), result.findtext("RESULTMSG")) == (
@@ -463,6 +475,7 @@ def test_refused_numbers_are_quoted_as_sent(running: Running) -> None:
     assert result_code(result) == 16
     assert (result.findtext("RESULTMSG") or "").startswith(
         "PRIORITY must be between 0 and 100, not -")
+    assert stored_rows(shared_running) == before
 
 
 def test_devicestatus_finds_a_device_by_its_calls_callid(running: Running) -> None:
@@ -487,8 +500,9 @@ def test_a_phone_named_by_its_alias_takes_a_call_with_a_new_callid(running: Runn
     assert found.findtext("DEVICES/DEVICE/DEVICEID") == "1001"
 
 
-def test_every_broken_request_gets_one_answer_and_the_next_is_served(running: Running) -> None:
-    conn = running.connect()
+def test_every_broken_request_gets_one_answer_and_the_next_is_served(
+        shared_running: Running) -> None:
+    conn = shared_running.connect()
     conn.send(b"<REQUEST>\r\n  <TYPE>TEST</TYPE></TYP>\r\n  <REQUESTID>1</REQUESTID>\r\n"
               b"</REQUEST>\r\n"
               b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>2</REQUESTID></REQUEST>\r\n"

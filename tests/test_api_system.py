@@ -16,7 +16,7 @@ from recorder.config.printing import to_toml
 from recorder.errors import ConfigError
 from recorder.telemetry import hostinfo
 from tests.helpers.api import expect, fields
-from tests.helpers.recorders import Running, base_config
+from tests.helpers.recorders import Running, base_config, stored_rows
 
 MANUAL_TERMINOLOGY = [
     ("agent", "Agent"), ("ani", "CallerID ANI"), ("callcopygroup", "CallCopy group"),
@@ -102,8 +102,8 @@ def test_the_manuals_time_forms() -> None:
         f"{local.tm_hour % 12 or 12:>2}:{local.tm_min:02}{'AM' if local.tm_hour < 12 else 'PM'}"
 
 
-def test_fetchterminology_answers_the_manuals_defaults(running: Running) -> None:
-    result = expect(running.request("FETCHTERMINOLOGY", 34), 20)
+def test_fetchterminology_answers_the_manuals_defaults(shared_running: Running) -> None:
+    result = expect(shared_running.request("FETCHTERMINOLOGY", 34), 20)
     assert result.findtext("COUNT") == "10"
     pairs = [(t.findtext("NAME"), t.findtext("VALUE"))
              for t in result.findall("SETTINGS/TERMINOLOGY")]
@@ -174,6 +174,9 @@ def test_agentwindow_reports_and_answers_the_latest(running: Running) -> None:
      "APPLICATIONTITLE is 256"),
     ({"username": "nobody"}, 24, "no window reported for USERNAME nobody"),
 ])
-def test_agentwindow_refusals(running: Running, params: dict[str, str], code: int,
+def test_agentwindow_refusals(shared_running: Running, params: dict[str, str], code: int,
                               starts: str) -> None:
-    expect(running.request("AGENTWINDOW", 1, **params), code, starts=starts)
+    before = stored_rows(shared_running)
+    expect(shared_running.request("AGENTWINDOW", 1, **params), code, starts=starts)
+    assert stored_rows(shared_running) == before
+    expect(shared_running.request("AGENTWINDOW", 2, computername="PC"), 24)  # none reported

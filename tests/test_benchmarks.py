@@ -32,6 +32,25 @@ def bench(script: str, *args: str) -> str:
 @pytest.mark.bench
 @pytest.mark.slow
 @pytest.mark.process
+@pytest.mark.timeout(400)
+def test_pipeline_benchmark_records_every_format_beside_the_bare_library(tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.json"
+    stdout = bench("pipeline.py", "--quick", "--json", str(out))
+    runs = json.loads(out.read_text())
+    assert sorted((r["side"], r["fmt"]) for r in runs) == sorted(
+        (side, fmt) for side in ("bare", "recorderd") for fmt in ("wav", "mp3", "vox"))
+    for run in runs:
+        assert run["rate"] > 0, run
+        if run["side"] == "recorderd":
+            # Every call made a file as long as it lasted (the pre-roll aside), nothing lost.
+            assert (run["files"], run["lost_samples"]) == (16, 0), run
+            assert abs(run["worst_duration_error"]) < 1.0, run
+    assert "goal: VOX whole pipeline >= 0.5x the bare library" in stdout
+
+
+@pytest.mark.bench
+@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.timeout(400)  # bench() allows the script 300 s: a loaded machine runs it slowly
 def test_api_benchmark_measures_every_case(tmp_path: Path) -> None:
     out = tmp_path / "api.json"
@@ -152,6 +171,22 @@ def test_portal_benchmark_measures_the_search_page_against_calllist(tmp_path: Pa
     assert figures["recording_page_ms"] > 0
     assert figures["first_byte_ms"] > 0
     assert "first byte of playback" in stdout
+
+
+@pytest.mark.bench
+@pytest.mark.slow
+@pytest.mark.process
+@pytest.mark.timeout(400)
+def test_webauth_benchmark_measures_basic_checked_and_remembered(tmp_path: Path) -> None:
+    out = tmp_path / "webauth.json"
+    stdout = bench("webauth.py", "--seconds", "0.5", "--rounds", "1", "--clients", "1",
+                   "--json", str(out))
+    cases = {case["name"]: case for case in json.loads(out.read_text())}
+    assert set(cases) == {"basic, full check", "basic, remembered", "bearer token"}
+    for case in cases.values():
+        assert case["answers"] > 0, case
+        assert case["errors"] == 0, case
+    assert "server CPU ms/req" in stdout
 
 
 def test_a_version_3_database_gains_the_calllist_indexes(tmp_path: Path) -> None:

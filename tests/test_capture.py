@@ -59,6 +59,9 @@ def test_frames_the_driver_lost_become_silence_and_are_counted() -> None:
 def test_the_board_clock_finds_a_stall_the_driver_did_not_report() -> None:
     t = FakeTime()
     b = board(realtime=True, clock=t)
+    # Standing in for a device's driver (a sound card, a modem), which cannot know every loss;
+    # the demo board itself reports what it skips, and the clock then leaves it alone.
+    b.driver.reports_lost_time = False
     for _ in range(100):  # 2 s on time
         t.now += BLOCK / RATE
         b.audio(ones())
@@ -71,6 +74,19 @@ def test_the_board_clock_finds_a_stall_the_driver_did_not_report() -> None:
     assert levels.gap_frames == pytest.approx(1.5 * RATE, abs=BLOCK)
     # The timeline is whole again: the newest sample's position says when it was captured.
     assert b.clock.time_of(b.ring.write_pos) == pytest.approx(t.now, abs=0.05)
+
+
+def test_a_board_that_reports_its_own_losses_gets_no_second_gap_from_the_clock() -> None:
+    t = FakeTime()
+    b = board(realtime=True, clock=t)
+    for _ in range(100):
+        t.now += BLOCK / RATE
+        b.audio(ones())
+    t.now += 0.6  # the demo board runs 0.6 s late: it catches up, or reports what it skips
+    for _ in range(150):
+        t.now += BLOCK / RATE
+        b.audio(ones())
+    assert (b.levels(0).gaps, b.ring.write_pos) == (0, 250 * BLOCK)
 
 
 def test_a_reader_lapped_by_the_ring_counts_an_overrun_on_its_channel() -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import pytest
 
 from recorder.capture.clock import MAX_SLEW, BoardClock
+from recorder.capture.core import CaptureBoard
+from recorder.drivers.base import Block, PacedDriver
 
 RATE = 8000
 BLOCK = 160  # 20 ms
@@ -57,3 +62,34 @@ def test_a_slow_device_clock_is_followed_not_reported() -> None:
     arrivals = [100.0 + (i + 1) * BLOCK / RATE * 1.0005 for i in range(n)]
     assert sum(run(BoardClock(RATE), arrivals)) == 0
     assert MAX_SLEW > 0.0005
+
+
+class _SlowBoard(PacedDriver):
+    """A computed board that can only make 0.75 s of audio a second: an overloaded source."""
+
+    def __init__(self) -> None:
+        super().__init__("boards[1]", 1, 8000, 20)
+
+    def next_block(self, frames: int) -> Block:
+        time.sleep(frames / self.sample_rate / 0.75)
+        return np.zeros((frames, 1), dtype=np.int16)
+
+
+@pytest.mark.slow
+def test_a_source_running_late_has_its_gap_filled_once_not_twice() -> None:
+    # The driver skips what it cannot make and says so (lost frames); the board clock must not
+    # fill the same lateness with silence again, or the recording outlasts the wall clock.
+    driver = _SlowBoard()
+    board = CaptureBoard(driver, ["1001"], lookback_seconds=10.0)
+    began = time.monotonic()
+    driver.start(board)
+    try:
+        time.sleep(6.0)
+    finally:
+        driver.stop()
+        driver.join(5.0)
+    elapsed = time.monotonic() - began
+    recorded = board.ring.write_pos / driver.sample_rate
+    assert board.gaps[0] >= 1  # the loss was seen and counted ...
+    # ... once: the timeline is the wall clock's, give or take the block being made at the stop.
+    assert recorded <= elapsed + 0.1, (recorded, elapsed, int(board.gap_frames[0]))

@@ -17,7 +17,7 @@ from recorder.codecs import vox
 from recorder.codecs.convert import read_audio
 from recorder.codecs.formats import open_writer
 from recorder.codecs.resample import resample
-from recorder.codecs.voxwriter import VoxWriter, encode_pending
+from recorder.codecs.voxwriter import ROUND_MIN_WRITERS, VoxWriter, encode_pending
 from tests.helpers.audio import ffmpeg_decode, make_speech, run, snr_db, write_wav
 
 OKI_FFMPEG = ("-c:a", "adpcm_ima_oki", "-f", "s8", "-ac", "1")
@@ -356,3 +356,49 @@ def test_the_file_is_at_the_rate_asked_for(tmp_path: Path,
     assert len(up.read_bytes()) == -(-samples // 2)
     assert up.read_bytes() == sox_encode(tmp_path, resample(six, 6000, 8000))
 
+
+
+def test_writers_holding_uneven_amounts_are_all_emptied_by_the_shared_pass(
+        tmp_path: Path, speech: npt.NDArray[np.int16]) -> None:
+    """A writer loop that fell behind pumps uneven amounts: the pass goes on (in rounds of the
+    shortest) while enough writers hold samples, leaving fewer than ROUND_MIN_WRITERS to
+    their own sync; bit-exact with sox."""
+    streams = [np.roll(speech, 613 * i)[:12000] for i in range(ROUND_MIN_WRITERS + 4)]
+    files = [io.BytesIO() for _ in streams]
+    writers = [VoxWriter(f, 8000) for f in files]
+    kept: list[bytes] = []
+    for f in files:
+        f.close = lambda f=f: kept.append(f.getvalue())  # type: ignore[method-assign]
+    at = [0] * len(writers)
+    for turn in range(6):
+        for i, (w, s) in enumerate(zip(writers, streams, strict=True)):
+            size = 160 * (1 + (i + turn) % 5)  # one to five 20 ms blocks, unevenly
+            w.write(s[at[i]:at[i] + size])
+            at[i] += size
+        held = sum(w.pending_samples for w in writers)
+        done = encode_pending(writers)
+        left = [w for w in writers if w.pending_samples]
+        assert done == held - sum(w.pending_samples for w in left)
+        assert 0 < len(left) < ROUND_MIN_WRITERS  # the sizes differ: some hold more
+        for w in left:
+            w.sync()  # as the writer loop syncs each file after the pass
+    for w, s, n in zip(writers, streams, at, strict=True):
+        w.write(s[n:])
+    encode_pending(writers)
+    for w in writers:
+        w.close()
+    for data, s in zip(kept, streams, strict=True):
+        assert data == sox_encode(tmp_path, s)
+
+
+def test_a_few_writers_left_holding_samples_are_left_to_their_sync(
+        tmp_path: Path, speech: npt.NDArray[np.int16]) -> None:
+    streams = [np.roll(speech, 211 * i)[:4000] for i in range(ROUND_MIN_WRITERS)]
+    files = [io.BytesIO() for _ in streams]
+    writers = [VoxWriter(f, 8000) for f in files]
+    for i, (w, s) in enumerate(zip(writers, streams, strict=True)):
+        w.write(s[:400 if i else 2000])  # the first holds 1,600 samples more than the rest
+    assert encode_pending(writers) == 400 * len(writers)
+    assert writers[0].pending_samples == 1600  # one writer: its own sync encodes it
+    writers[0].sync()
+    assert files[0].getvalue() == sox_encode(tmp_path, streams[0][:2000])

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from recorder.codecs.wav import WavWriter
 from recorder.crypt.access import start_sealed
@@ -170,6 +171,7 @@ def test_a_rotation_cut_short_is_finished_by_running_it_again(tmp_path: Path) ->
                            ).returncode == 0
 
 
+@pytest.mark.process  # recorderd's exit status, seven times
 def test_recorderd_refuses_a_key_file_it_cannot_use_naming_the_key(tmp_path: Path) -> None:
     key = tmp_path / "master.key"
     cases = {

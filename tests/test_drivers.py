@@ -211,6 +211,19 @@ def test_file_replays_each_file_looped(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got[:, 1], np.resize(b, 800))
 
 
+def test_file_played_once_goes_quiet_and_one_file_serves_many_lines(tmp_path: Path) -> None:
+    a = np.arange(1, 251, dtype=np.int16)
+    b = np.arange(-400, -100, dtype=np.int16)
+    wa, wb = write_wav(tmp_path / "a.wav", a), write_wav(tmp_path / "b.wav", b)
+    driver = create_driver("boards[2]", FileBoardConfig(
+        files=(wa, wb, wa), devices=("1", "2", "3"), loop=False))
+    got = np.concatenate([driver.next_block(160) for _ in range(3)])
+    for column, track in ((0, a), (1, b), (2, a)):
+        expected = np.zeros(480, np.int16)
+        expected[:len(track)] = track
+        np.testing.assert_array_equal(got[:, column], expected)
+
+
 def test_file_mixes_stereo_down_to_one_line(tmp_path: Path) -> None:
     stereo = np.stack([np.full(100, 1000, np.int16), np.full(100, 3000, np.int16)], axis=1)
     driver = create_driver("b", FileBoardConfig(files=(write_wav(tmp_path / "s.wav", stereo),),

@@ -91,6 +91,90 @@ def test_after_a_full_disk_a_claim_leaves_the_resume_threshold(tmp_path: Path) -
     assert disk.claim(3 * MIB, "an export") is None
 
 
+def test_a_refusal_gives_its_sizes_in_kb_or_mb(tmp_path: Path) -> None:
+    disk = guard(tmp_path, free=512 * 1024)
+    why = disk.claim(600 * 1024, "an export")
+    assert why is not None
+    assert why.startswith("an export needs about 600 kB; the recordings' disk has 512 kB free")
+    why = guard(tmp_path, free=900).claim(1000, "an export")  # rounded, not cut, to kB
+    assert why is not None
+    assert why.startswith("an export needs about 1 kB; the recordings' disk has 1 kB free")
+    why = guard(tmp_path, free=5 * MIB + MIB // 2).claim(6 * MIB, "an export")
+    assert why is not None
+    assert why.startswith("an export needs about 6.0 MB; the recordings' disk has 5.5 MB free")
+
+
+def test_a_claim_reads_the_free_space_afresh(tmp_path: Path) -> None:
+    """Not the reading a call start took less than a second ago: the disk may have filled
+    since, and an export must not take the recordings' room on the strength of it."""
+    space = Disk(10 * MIB)
+    disk = DiskGuard(tmp_path / "recordings", 1, usage=space, clock=lambda: 100.0)
+    assert disk.ok()  # a call start reads 10 MiB free
+    space.free = 3 * MIB
+    assert disk.claim(2 * MIB + MIB // 2, "an export") is not None
+
+
+def test_a_refusal_says_what_the_kept_room_is_made_of(tmp_path: Path) -> None:
+    disk = guard(tmp_path, free=10 * MIB, floor_mb=2, rate=32000.0)
+    why = disk.claim(8 * MIB, "an export")
+    assert why is not None
+    assert why.endswith("are kept for the recordings (retention.min_free_mb 2, 120 s of the "
+                        "recordings in progress)")
+
+
+def test_with_others_claiming_more_than_is_free_a_refusal_says_0_free(tmp_path: Path) -> None:
+    space = Disk(10 * MIB)
+    disk = DiskGuard(tmp_path / "recordings", 0, usage=space)
+    assert disk.claim(4 * MIB, "an export") is None
+    space.free = 3 * MIB  # something else filled the disk meanwhile
+    why = disk.claim(MIB, "an export")
+    assert why is not None
+    assert "the recordings' disk has 0 kB free" in why
+
+
+def test_with_no_recording_in_progress_only_the_floor_is_kept(tmp_path: Path) -> None:
+    assert guard(tmp_path, free=10 * MIB, floor_mb=2, rate=0.0).kept_free_bytes() == 2 * MIB
+    assert DiskGuard(tmp_path, 2, usage=Disk(10 * MIB)).kept_free_bytes() == 2 * MIB
+
+
+def test_a_volume_whose_size_cannot_be_read_keeps_the_room_uncapped(tmp_path: Path) -> None:
+    def unreadable(path: Path) -> int:
+        raise OSError(5, "Input/output error")
+
+    disk = DiskGuard(tmp_path, 0, usage=Disk(10 * MIB), size=unreadable)
+    disk.count_live(lambda: 32000.0)
+    assert disk.live_room_bytes() == 3_840_000
+    assert disk.claim(MIB, "an export") is None
+    # Nor does it stop a full disk from being taken in: its threshold is as configured.
+    full = DiskGuard(tmp_path, 0, usage=Disk(0), size=unreadable)
+    full.disk_full(tmp_path / "cut.wav", 16000.0)
+    assert full.resume_bytes == 1_920_000
+
+
+def test_claims_add_up(tmp_path: Path) -> None:
+    """What others claimed is theirs: two exports of 4 MiB fit on 10 MiB free, a third not."""
+    disk = guard(tmp_path, free=10 * MIB)
+    assert disk.claim(4 * MIB, "an export") is None
+    assert disk.claim(4 * MIB, "an export") is None
+    why = disk.claim(4 * MIB, "an export")
+    assert why is not None
+    assert "has 2.0 MB free" in why
+    assert disk.claimed_bytes == 8 * MIB
+    disk.release(4 * MIB)
+    assert disk.claimed_bytes == 4 * MIB
+
+
+def test_giving_back_more_than_was_claimed_makes_no_room(tmp_path: Path) -> None:
+    """A release repeated on an error path must not leave less claimed than nothing, which
+    the next claim would take as room on the disk."""
+    disk = guard(tmp_path, free=5 * MIB)
+    assert disk.claim(MIB, "an export") is None
+    disk.release(MIB)
+    disk.release(MIB)
+    assert disk.claimed_bytes == 0
+    assert disk.claim(5 * MIB + 1, "an export") is not None
+
+
 def test_a_claim_is_refused_when_the_free_space_cannot_be_read(tmp_path: Path) -> None:
     def unreadable(path: Path) -> int:
         raise OSError(5, "Input/output error")
@@ -98,7 +182,7 @@ def test_a_claim_is_refused_when_the_free_space_cannot_be_read(tmp_path: Path) -
     disk = DiskGuard(tmp_path, 0, usage=unreadable)
     why = disk.claim(1, "an export")
     assert why is not None
-    assert "cannot be read" in why
+    assert why.startswith(f"the free space on {tmp_path} cannot be read (Input/output error)")
 
 
 # --- the work area's budget and concurrency ----------------------------------------------------

@@ -21,24 +21,16 @@ from tests.helpers.portal import (
     add_recording,
     add_user,
     call_in_progress,
+    portal_fixture,
     portal_port,
-    portal_recorder,
 )
 
 GUARDED = [r for r in ROUTES if not r.public]
 
 
-@pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
-    recorder = portal_recorder(tmp_path_factory.mktemp("portal"),
-                               signin_attempts_per_minute=10000)
-    yield recorder
-    recorder.stop()
-    _clients.clear()
-
-
 # One user, and one signed-in client, per set of permissions: a sign-in costs a password hash.
 _clients: dict[frozenset[str], tuple[PortalClient, int]] = {}
+portal = portal_fixture(after=_clients.clear)
 
 
 def signed_in(recorder: Recorder, permissions: frozenset[str]) -> tuple[PortalClient, int]:

@@ -23,7 +23,6 @@ from tests.helpers.api import ApiConnection
 from tests.helpers.portal import PASSWORD, add_recording, add_user, portal_port, portal_recorder
 
 CHROMIUM = Path("/usr/bin/chromium")
-sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
@@ -32,6 +31,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Imported here, not with the module: these tests are all slow, and importing Playwright
+    # cost every fast-lane worker most of a second of its collection.
+    sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True,

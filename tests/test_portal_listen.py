@@ -11,7 +11,6 @@ import socket
 import struct
 import time
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,10 @@ from tests.helpers.portal import (
     PortalClient,
     add_recording,
     add_user,
+    api_fixture,
     call_in_progress,
+    portal_fixture,
     portal_port,
-    portal_recorder,
     signed_in,
 )
 
@@ -35,20 +35,8 @@ RATE = 8000
 LISTENER = ("ALLOWLIVEMONITOR", "ALLOWVIEWALLRECORDS")
 
 
-@pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
-    recorder = portal_recorder(tmp_path_factory.mktemp("listen"),
-                               signin_attempts_per_minute=10000)
-    yield recorder
-    recorder.stop()
-
-
-@pytest.fixture(scope="module")
-def api(portal: Recorder) -> Iterator[ApiConnection]:
-    assert portal.api is not None
-    conn = ApiConnection(portal.api.socket_address[1])
-    yield conn
-    conn.close()
+portal = portal_fixture()
+api = api_fixture()
 
 
 
@@ -82,6 +70,7 @@ def longest_zero_run(samples: npt.NDArray[np.int16]) -> int:
     return int(np.max(np.diff(edges)[::2])) if len(edges) else 0
 
 
+@pytest.mark.slow  # listens to 4.5 s of a live call
 def test_listening_live_hears_the_files_audio_and_its_blackout_within_two_seconds(
         portal: Recorder, api: ApiConnection) -> None:
     assert portal.scheduler is not None
@@ -181,6 +170,7 @@ def test_who_may_not_listen_is_refused_and_a_finished_recording_is_not_live(
     assert {e.username for e in heard} <= {"lee"}  # refusals are not listenings
 
 
+@pytest.mark.slow  # waits in real time for the listener to fall a second behind
 def test_a_listener_that_stops_reading_is_dropped_and_the_recording_goes_on(
         portal: Recorder, api: ApiConnection, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:

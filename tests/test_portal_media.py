@@ -8,7 +8,6 @@ import json
 import re
 import time
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,28 +17,17 @@ from recorder.app import Recorder
 from tests.helpers.api import ApiConnection
 from tests.helpers.portal import (
     add_recording,
+    api_fixture,
     call_in_progress,
-    portal_recorder,
+    portal_fixture,
     signed_in,
 )
 
 RATE = 8000
 
 
-@pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
-    recorder = portal_recorder(tmp_path_factory.mktemp("media"),
-                               signin_attempts_per_minute=10000)
-    yield recorder
-    recorder.stop()
-
-
-@pytest.fixture(scope="module")
-def api(portal: Recorder) -> Iterator[ApiConnection]:
-    assert portal.api is not None
-    conn = ApiConnection(portal.api.socket_address[1])
-    yield conn
-    conn.close()
+portal = portal_fixture()
+api = api_fixture()
 
 
 
@@ -49,6 +37,7 @@ def samples(path: Path) -> np.ndarray:
             -1, f.getnchannels())
 
 
+@pytest.mark.slow  # a 3.3 s live call, its blackouts timed
 def test_a_calls_blackouts_are_kept_with_its_row_and_marked_where_the_file_is_silence(
         portal: Recorder, api: ApiConnection) -> None:
     assert portal.store is not None

@@ -24,6 +24,7 @@ from recorder.rules.access import (
     Scope,
     Within,
     agent_filter,
+    bookmark_refused,
     deletion_refused,
     may_see,
     needs,
@@ -110,6 +111,15 @@ def test_a_search_is_narrowed_to_what_the_user_sees(granted, wanted, expected):
 ])
 def test_what_may_not_be_deleted(fields, now, refused):
     assert deletion_refused(_row(**fields), now) == refused
+
+
+@pytest.mark.parametrize(("user", "granted", "author", "refused"), [
+    (7, {"ALLOWCOMMENT"}, 7, None),
+    (7, {"ALLOWCOMMENT", "ALLOWAGENTADMIN"}, 8, "only its author changes a bookmark"),
+    (7, {"ALLOWVIEWALLRECORDS"}, 7, "bookmarks need ALLOWCOMMENT"),  # since revoked
+])
+def test_who_changes_a_bookmark(user, granted, author, refused):
+    assert bookmark_refused(user, granted, author) == refused
 
 
 def test_a_recording_read_back_from_the_database_is_not_deleted_while_it_records():

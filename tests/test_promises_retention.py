@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 
 from recorder.store.sqlite import SqliteStore
-from tests.test_retention import DAY, NOW, add, job_for, store, write
+from tests.helpers.retention import DAY, NOW, add, job_for, store, write
 
 __all__ = ["store"]  # the fixture, used by name
 
-PURGE_AT_ONCE = 8  # tests/test_retention.py POLICY: archive action 8 is purge = true
+PURGE_AT_ONCE = 8  # tests/helpers/retention.py POLICY: archive action 8 is purge = true
 
 
 def test_a_purge_removes_the_directories_it_emptied_behind_recordings_over_two_days_old(

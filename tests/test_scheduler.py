@@ -19,6 +19,7 @@ from recorder.calls.requests import CallError, CallStart, CallUpdate, DeviceQuer
 from recorder.capture.core import CaptureCore
 from recorder.drivers.registry import create_driver
 from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.events.types import Event
 from recorder.recording.files import StoredFormat
 from recorder.resultcodes import ResultCode
 from recorder.store.records import RecordingQuery
@@ -180,6 +181,39 @@ def test_shutdown_finishes_every_recording_and_refuses_new_calls(bench: Bench) -
     with pytest.raises(CallError) as err:
         bench.start("1001")
     assert err.value.code is ResultCode.API_ERROR_SCHEDULER_NOT_RUNNING
+
+
+class _CaptureGoesOn:
+    """An event sink whose every CALLSTOP lets 100 ms more audio arrive: a shutdown that takes
+    its time over many calls while the boards keep capturing."""
+
+    def __init__(self) -> None:
+        self.bench: Bench | None = None
+
+    def publish(self, event: Event) -> None:
+        if event.event_type == "CALLSTOP" and self.bench is not None:
+            self.bench.feed(5)
+
+
+def test_a_slow_shutdown_ends_every_recording_at_the_moment_it_began(tmp_path: Path) -> None:
+    events = _CaptureGoesOn()
+    bench = Bench(tmp_path, devices=("1001", "1002", "1003"), events=events)
+    events.bench = bench
+    try:
+        for device in ("1001", "1002", "1003"):
+            bench.start(device)
+        bench.feed(25)
+        stopped_at = bench.now
+        bench.scheduler.stop()
+        rows = bench.rows()
+        # Each row's stop time is the shutdown's, and each file holds the audio up to that
+        # moment and none captured while the shutdown went on (10 blocks for the last call).
+        assert [r.stop_reason for r in rows] == ["shutdown"] * 3
+        for row in rows:
+            assert row.stop_time == pytest.approx(stopped_at)
+            assert soundfile.info(row.filename).frames == 25 * BLOCK, row.device_id
+    finally:
+        bench.close()
 
 
 def test_recording_goes_on_while_the_store_is_away(bench: Bench) -> None:

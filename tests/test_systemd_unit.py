@@ -169,6 +169,41 @@ def test_security_exposure_is_at_most_the_documented_figure(tmp_path: Path) -> N
         assert key in passed, key
 
 
+def exposure(unit: Path) -> tuple[float, set[str]]:
+    """``systemd-analyze security``'s overall figure for ``unit`` (its drop-ins beside it in
+    ``recorder.service.d/`` included) and the checks that do not pass."""
+    done = subprocess.run([analyze(), "security", "--offline=true", "--json=short", str(unit)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    checks = json.loads(done.stdout)
+    text = subprocess.run([analyze(), "security", "--offline=true", str(unit)],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    measured = OVERALL.search(text)
+    assert measured, text
+    return float(measured[1]), {c["json_field"] for c in checks
+                                if c["exposure"] is not None and float(c["exposure"]) > 0}
+
+
+def test_the_documented_key_credentials_add_no_exposure(tmp_path: Path) -> None:
+    """docs/systemd.md hands the master key and the seal key over with LoadCredential=
+    drop-ins: the unit with them scores as without."""
+    unit = dev_copy(tmp_path)
+    plain = exposure(unit)
+    drop_ins = unit.parent / "recorder.service.d"
+    drop_ins.mkdir()
+    # Drop-ins beside the unit are read (one that narrows the network shows in the score)...
+    narrowed = drop_ins / "network.conf"
+    narrowed.write_text("[Service]\nPrivateNetwork=yes\n")
+    assert exposure(unit)[0] < plain[0]
+    narrowed.unlink()
+    # ...and the documented ones change nothing.
+    (drop_ins / "key.conf").write_text(
+        "[Service]\nLoadCredential=recordings.key:/etc/recorder/recordings.key\n")
+    (drop_ins / "seal.conf").write_text(
+        "[Service]\nLoadCredential=seal.key:/etc/recorder/seal.key\n")
+    assert "LoadCredential=seal.key:/etc/recorder/seal.key" in DOC.read_text()
+    assert exposure(unit) == plain
+
+
 def test_the_documented_table_is_what_systemd_analyze_prints(tmp_path: Path) -> None:
     """docs/systemd.md quotes the failing rows; they must still be the real ones."""
     done = subprocess.run([analyze(), "security", "--offline=true", str(dev_copy(tmp_path))],

@@ -8,13 +8,13 @@ import pytest
 from lxml import etree
 
 from tests.helpers.api import request_xml, result_code
-from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running
+from tests.helpers.recorders import IN_PROCESS_AND_RECORDERD, Running, stored_rows
 
 
 @pytest.mark.parametrize("path", ["/webAPI.aspx", "/webAPI.php", "/Webapi.aspx", "/WEBAPI.PHP",
                                   "/webapi.aspx"])
-def test_both_pages_in_any_case(running: Running, path: str) -> None:
-    status, body = running.web("type=test&requestid=1", path=path)
+def test_both_pages_in_any_case(shared_running: Running, path: str) -> None:
+    status, body = shared_running.web("type=test&requestid=1", path=path)
     assert status == 200
     assert result_code(etree.fromstring(body)) == 20
 
@@ -65,23 +65,27 @@ def test_repeated_parameter_is_one_comma_joined_value(running: Running) -> None:
     assert device.findtext("DEVICES/DEVICE/DEVICEID") == "1234,5555"
 
 
-def test_same_parameter_in_two_cases_is_refused(running: Running) -> None:
-    status, body = running.web("type=callstart&requestid=8&deviceid=1234&DEVICEID=5555")
+def test_same_parameter_in_two_cases_is_refused(shared_running: Running) -> None:
+    before = stored_rows(shared_running)
+    status, body = shared_running.web("type=callstart&requestid=8&deviceid=1234&DEVICEID=5555")
     result = etree.fromstring(body)
     assert (status, result_code(result)) == (200, 16)
     assert result.findtext("RESULTMSG") == "parameters must be unique but duplicates were found"
     assert (result.findtext("REQUESTTYPE"), result.findtext("REQUESTID")) == ("CALLSTART", "8")
+    assert stored_rows(shared_running) == before
 
 
-def test_bad_requests_get_the_same_codes_as_on_the_socket(running: Running) -> None:
+def test_bad_requests_get_the_same_codes_as_on_the_socket(shared_running: Running) -> None:
+    before = stored_rows(shared_running)
     for query, code in (("type=test", 14), ("type=test&requestid=x", 14),
                         ("type=bogus&requestid=1", 10), ("requestid=1", 16),
                         ("type=importstation&requestid=1", 49),
                         ("type=callstart&requestid=1&user1=%01", 16),
                         ("type=te%01st&requestid=1%0B", 16),
                         ("type=callstart&requestid=1&devicealias=nobody", 8)):
-        status, body = running.web(query)
+        status, body = shared_running.web(query)
         assert (status, result_code(etree.fromstring(body))) == (200, code), query
+    assert stored_rows(shared_running) == before
 
 
 @IN_PROCESS_AND_RECORDERD

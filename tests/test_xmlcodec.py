@@ -46,6 +46,11 @@ def test_entities_and_unicode_come_through_exactly() -> None:
     (b'<!DOCTYPE R [<!ENTITY a "aaaa">]><REQUEST><USER1>&a;</USER1></REQUEST>',
      "DOCTYPE and ENTITY declarations are not accepted"),
     (b"<!doctype REQUEST><REQUEST/>", "DOCTYPE and ENTITY declarations are not accepted"),
+    # A NUL past the first two bytes is no sign of UTF-16 or UTF-32 (whose "<" has its NUL
+    # beside it): just a character XML cannot hold.
+    (b"<R\0/>", "malformed XML at line 1, column 3: Invalid character"),
+    # Cut short after its first character: "<" in UTF-16, too short for UTF-32's four bytes.
+    (b"<\0", "the message is in UTF-16"),
 ])
 def test_bad_messages_get_code_16(message: bytes, reason: str) -> None:
     with pytest.raises(RequestError) as err:
@@ -63,6 +68,10 @@ def test_bad_messages_get_code_16(message: bytes, reason: str) -> None:
      ("CALLSTART", "42")),
     (b"<CALLSTOP><REQUESTID>9</REQUESTID><DEVICEID>1</DEVICE></CALLSTOP>",
      "<DEVICEID> is closed by </DEVICE>", ("CALLSTOP", "9")),
+    # The root names the type whatever its name sorts after; <REQUEST> names none.
+    (b"<TEST><REQUESTID>4</REQUESTID><X></TEST>", "<X> is closed by </TEST>", ("TEST", "4")),
+    (b"<REQUEST><REQUESTID>3</REQUESTID><X></REQUEST>", "<X> is closed by </REQUEST>",
+     ("", "3")),
     (b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>8</REQUESTID><USER1>&bogus;</USER1></REQUEST>",
      "&bogus; is not an XML entity (write &amp; for a literal &)", ("TEST", "8")),
     (b"<REQUEST><TYPE>TEST</TYPE><REQUESTID>5</REQUESTID><USER1>a < b</USER1></REQUEST>",
@@ -87,6 +96,18 @@ def test_utf16_is_refused_with_its_type_and_id(encoding: str) -> None:
     with pytest.raises(RequestError) as err:
         parse_request("<REQUEST><TYPE>CALLSTART</TYPE><REQUESTID>12</REQUESTID></REQUEST>"
                       .encode(encoding))
+    assert (err.value.request_type, err.value.request_id) == ("CALLSTART", "12")
+
+
+@pytest.mark.parametrize("encoding", ["utf-32", "utf-32-le", "utf-32-be"])
+def test_utf32_is_refused_as_utf32_with_its_type_and_id(encoding: str) -> None:
+    """With a byte-order mark or without, either end first: named as UTF-32 (not UTF-16, whose
+    NULs it also has), and read in the right byte order, or TYPE and REQUESTID would be lost."""
+    with pytest.raises(RequestError) as err:
+        parse_request("<REQUEST><TYPE>CALLSTART</TYPE><REQUESTID>12</REQUESTID></REQUEST>"
+                      .encode(encoding))
+    assert err.value.code is ResultCode.API_INVALID_MESSAGE_FORMAT
+    assert err.value.message.startswith("the message is in UTF-32; the socket API reads UTF-8")
     assert (err.value.request_type, err.value.request_id) == ("CALLSTART", "12")
 
 

@@ -15,11 +15,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from recorder.api.portal.peaks import PeakCache
+from recorder.api.portal.principals import AccessCache
 from recorder.api.portal.render import Templates
 from recorder.api.portal.renditions import Renditions
 from recorder.api.portal.sessions import Session, Sessions
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.archive.mailer import Mailer
+from recorder.calls.blackouts import BlackoutControl
 from recorder.config.portal import PortalConfig
 from recorder.recording.session import RecordingSession
 from recorder.rules.access import Principal
@@ -56,10 +58,11 @@ class PortalContext:
     # Tells the scheduler users or their phones changed (a user deleted frees their phones).
     directory_changed: Callable[[], None] = field(default=lambda: None)
     peaks: PeakCache = field(default_factory=PeakCache)  # the recordings' waveforms
+    access: AccessCache = field(default_factory=AccessCache)  # users' permissions, as read
     mailer: Mailer | None = None  # [smtp], for e-mailing a recording (as the API's EMAIL)
-    # Starts (True) or stops a blackout on a device's call, as BLACKOUTSTART/STOP; raises
-    # ResultError with the API's message. None: no blackouts from the portal.
-    blackout: Callable[[str, bool], None] | None = None
+    # The scheduler's blackouts, as BLACKOUTSTART/STOP and AGENTBLACKOUTSTART/STOP use them
+    # (raising ResultError with the API's message). None: no blackouts from the portal.
+    blackouts: BlackoutControl | None = None
     password_checks: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(PASSWORD_CHECKS))
 
@@ -68,13 +71,19 @@ class PortalContext:
         event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
-    def audit(self, entry: AuditEntry) -> None:
-        """Append to the audit trail (on the worker calling it). A trail that cannot be written
-        is logged, not raised: the action has already happened."""
+    def audit(self, entry: AuditEntry, *, wait: bool = True) -> None:
+        """Append to the audit trail, on the worker calling it. ``wait``: return once the
+        entry is committed (before audio leaves, a mail is sent, a file is deleted or a change
+        is answered); else once it is queued, in the crash journal (a search: the trail's
+        writer commits it within milliseconds, docs/security.md). A trail that cannot be
+        written is logged, not raised: the entry stays queued and is written later."""
         if self.store.audit is None:
             return
         try:
-            self.store.audit.append_audit(entry)
+            if wait:
+                self.store.audit.append_audit(entry)
+            else:
+                self.store.audit.enqueue_audit(entry)
         except Exception:
             logger.exception("portal: cannot write the audit entry %s %s", entry.action,
                              entry.target)

@@ -20,11 +20,12 @@ from aiohttp.abc import AbstractStreamWriter
 
 from recorder.api.portal.context import PortalRequest
 from recorder.api.portal.plainmedia import Run, open_plain_media
-from recorder.api.portal.renditions import DOWNLOAD_FORMATS, SIDES
+from recorder.api.portal.renditions import DOWNLOAD_FORMATS, MAIL_FORMATS, SIDES
 from recorder.archive.export import MEDIA_TYPES, export_name
 from recorder.codecs.convert import probe
 from recorder.codecs.stored import is_encrypted
-from recorder.errors import CodecError
+from recorder.errors import CodecError, ResultError
+from recorder.resultcodes import ResultCode
 from recorder.rules.access import deletion_refused, permits
 from recorder.store.audit import AUDIT_DELETE, AUDIT_DOWNLOAD, AUDIT_PLAY
 from recorder.store.bookmarks import Bookmark
@@ -37,6 +38,8 @@ DOWNLOAD_TYPES = {**MEDIA_TYPES, "vox": "application/octet-stream"}
 BLACKOUT_SUFFIX = ".blackout.json"
 KEY_SUFFIX = ".key"  # an encrypted recording's wrapped file key (recorder/crypt/keys.py)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+MIN_CAV_PASSWORD = 8  # an encrypted CAV's password (its scrypt makes each guess slow, not few)
+MAX_CAV_PASSWORD = 1024
 
 
 class MediaResponse(web.FileResponse):
@@ -102,7 +105,8 @@ async def show(req: PortalRequest) -> web.StreamResponse:
         "recording.html", row=row, meta=row.meta, user_fields=USER_FIELDS, bookmarks=marks,
         blackouts=blackouts, timeline=timeline(row.duration, blackouts), stereo=channels == 2,
         may_comment=permits(granted, ((frozenset({"ALLOWCOMMENT"}),))),
-        playable=playable, formats=DOWNLOAD_FORMATS,
+        playable=playable, formats=DOWNLOAD_FORMATS, mail_formats=MAIL_FORMATS,
+        min_password=MIN_CAV_PASSWORD,
         may_download=permits(granted, ((frozenset({"ALLOWEXPORTDOWNLOAD"}),))),
         may_email=permits(granted, ((frozenset({"ALLOWEXPORTEMAIL"}),))),
         may_delete=permits(granted, ((frozenset({"ALLOWFILEDELETE"}),))))
@@ -149,6 +153,8 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
         path, content_type = (stored, "audio/wav") if streamed else await ctx.run(play)
     except ValueError as exc:
         raise web.HTTPBadRequest(text="This recording is not stereo.") from exc
+    except ResultError as exc:
+        return no_room(req, exc, "played")
     except (OSError, CodecError) as exc:
         logger.error("portal: cannot make recording %d playable: %s", row.ident, exc)
         raise web.HTTPInternalServerError(text="The recording cannot be played.") from exc
@@ -180,17 +186,49 @@ async def _decrypting(row: RecordingRow, path: Path, headers: dict[str, str], ru
         raise web.HTTPInternalServerError(text="The recording cannot be played.") from exc
 
 
+def no_room(req: PortalRequest, refused: ResultError, what: str) -> web.Response:
+    """The page for a file the work area would not take (recorder.archive.workspace): 507 if
+    there is no room for it, 503 while others are being made; nothing was written."""
+    full = refused.code == ResultCode.API_ERROR_OUT_OF_DISK_SPACE
+    return req.page("message.html", status=507 if full else 503,
+                    title="Not enough room" if full else "Busy",
+                    message=f"The recording cannot be {what} now: {refused.message}.",
+                    back=f"/recordings/{req.request.match_info['ident']}")
+
+
 async def download(req: PortalRequest) -> web.StreamResponse:
-    """The stored file, or with ``?format=`` the recording converted (an export format)."""
-    row = await visible(req)
-    path = stored_file(req, row)
-    ctx = req.ctx
+    """The stored file, or with ``?format=`` the recording converted (an export format; CAV
+    as a plain one, its audio checked by a SHA-256)."""
     fmt = req.request.query.get("format", "").strip().lower()
     if fmt and fmt not in DOWNLOAD_FORMATS:
         raise web.HTTPBadRequest(text=f"format: one of {', '.join(DOWNLOAD_FORMATS)}")
+    return await _download(req, fmt)
+
+
+async def download_sealed(req: PortalRequest) -> web.StreamResponse:
+    """The recording as a CAV encrypted with a password typed twice (the API's EXPORT with
+    MEDIA_FORMAT CAV, ENCRYPT=Y and PASSWORD; docs/cav.md). A form, not a link: the password
+    must not be in a URL, a log or the browser's history."""
+    data = await req.request.post()
+    password = str(data.get("password", ""))
+    if len(password) < MIN_CAV_PASSWORD or len(password) > MAX_CAV_PASSWORD:
+        raise web.HTTPBadRequest(text=f"password: {MIN_CAV_PASSWORD} to {MAX_CAV_PASSWORD} "
+                                      "characters")
+    if password != str(data.get("repeat", "")):
+        raise web.HTTPBadRequest(text="password: the two passwords differ")
+    return await _download(req, "cav", password)
+
+
+async def _download(req: PortalRequest, fmt: str, password: str | None = None
+                    ) -> web.StreamResponse:
+    row = await visible(req)
+    path = stored_file(req, row)
+    ctx = req.ctx
     if fmt:
         try:
-            made = await ctx.run(lambda: ctx.renditions.download(row, fmt))
+            made = await ctx.run(lambda: ctx.renditions.download(row, fmt, password=password))
+        except ResultError as exc:
+            return no_room(req, exc, f"converted to {fmt}")
         except (OSError, CodecError) as exc:
             logger.error("portal: cannot export recording %d as %s: %s", row.ident, fmt, exc)
             raise web.HTTPInternalServerError(text="The recording cannot be converted.") from exc
@@ -199,8 +237,9 @@ async def download(req: PortalRequest) -> web.StreamResponse:
         made = path
         name = f"recording-{row.ident}-{path.name}"
         content_type = DOWNLOAD_TYPES.get(row.media_format, "application/octet-stream")
+    sealed = " (encrypted)" if password else ""
     await ctx.run(lambda: ctx.audit(req.entry(AUDIT_DOWNLOAD, str(row.ident),
-                                              f"{fmt or 'stored'} {name}")))
+                                              f"{fmt or 'stored'}{sealed} {name}")))
     headers = {"Content-Type": content_type,
                "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}"',
                "Cache-Control": "private, no-store"}
@@ -225,6 +264,15 @@ async def delete(req: PortalRequest) -> web.StreamResponse:
         return req.page("delete.html", status=409, row=row, refused=refused)
 
     def remove() -> str | None:
+        # In the trail before anything is gone (docs/security.md); a deletion that then
+        # fails is a second entry saying why.
+        ctx.audit(req.entry(AUDIT_DELETE, str(row.ident), row.filename))
+        problem = _remove(row)
+        if problem is not None:
+            ctx.audit(req.entry(AUDIT_DELETE, str(row.ident), f"not deleted: {problem}"))
+        return problem
+
+    def _remove(row: RecordingRow) -> str | None:
         # The file first: once the page says "deleted", the audio is gone, even if the row
         # cannot be removed after it (the row then lists a recording without a file).
         if row.filename:
@@ -239,7 +287,6 @@ async def delete(req: PortalRequest) -> web.StreamResponse:
                     return f"the file cannot be deleted: {exc.strerror or exc}"
         if not ctx.store.recordings.delete_recording(row.ident):
             return "it was locked or changed meanwhile"
-        ctx.audit(req.entry(AUDIT_DELETE, str(row.ident), row.filename))
         return None
 
     problem = await ctx.run(remove)

@@ -28,11 +28,12 @@ from recorder.api.portal import (
     recordings,
     search,
     signin,
+    stations,
     system,
     waveform,
 )
 from recorder.api.portal.context import PortalRequest
-from recorder.rules.access import SIGNED_IN, VIEW, Requirement, needs
+from recorder.rules.access import REQUEST_PERMISSIONS, SIGNED_IN, VIEW, Requirement, needs
 
 PortalHandler = Callable[[PortalRequest], Awaitable[web.StreamResponse]]
 
@@ -70,7 +71,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", RECORDING + "/peaks", waveform.peaks, needs(VIEW)),
     Route("GET", RECORDING + "/download", recordings.download,
           needs(VIEW, "ALLOWEXPORTDOWNLOAD"), media=True),
+    # An encrypted CAV: its password is posted, never in a URL. (Not ``media``: it answers
+    # no audio a player could use without the password, and a form without one is a 400.)
+    Route("POST", RECORDING + "/download", recordings.download_sealed,
+          needs(VIEW, "ALLOWEXPORTDOWNLOAD")),
     Route("POST", RECORDING + "/bookmarks", bookmarks.add, needs(VIEW, "ALLOWCOMMENT")),
+    Route("POST", RECORDING + "/bookmarks/change", bookmarks.change,
+          needs(VIEW, "ALLOWCOMMENT")),
     Route("POST", RECORDING + "/email", mail.send, needs(VIEW, "ALLOWEXPORTEMAIL")),
     Route("GET", RECORDING + "/delete", recordings.confirm_delete,
           needs(VIEW, "ALLOWFILEDELETE")),
@@ -95,6 +102,10 @@ ROUTES: tuple[Route, ...] = (
           needs("ALLOWAGENTADMIN")),
     Route("GET", "/admin/phones", phones.page, needs("ALLOWAGENTADMIN")),
     Route("POST", "/admin/phones", phones.change, needs("ALLOWAGENTADMIN")),
+    # IMPORTWORKSTATION's data, under the permission the API asks for it.
+    Route("GET", "/admin/stations", stations.page, REQUEST_PERMISSIONS["IMPORTWORKSTATION"]),
+    Route("POST", "/admin/stations", stations.change,
+          REQUEST_PERMISSIONS["IMPORTWORKSTATION"]),
     Route("GET", "/admin/blackouts", blackouts.page, needs("ALLOWBLACKOUT")),
     Route("POST", "/admin/blackouts", blackouts.change, needs("ALLOWBLACKOUT")),
     Route("GET", "/admin/groups", groups.groups, needs("ALLOWGROUPADMIN")),

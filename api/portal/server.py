@@ -37,15 +37,16 @@ from recorder.api.portal.sessions import (
     Sessions,
     Signer,
     load_key,
-    password_mark,
 )
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.api.transport.access import AddressRefusals
 from recorder.archive.mailer import Mailer
+from recorder.archive.workspace import ExportWorkspace
+from recorder.calls.blackouts import BlackoutControl
 from recorder.config.portal import PortalConfig
 from recorder.errors import StartupError, StoreError
 from recorder.recording.session import RecordingSession
-from recorder.rules.access import Principal, Within, missing, view_groups
+from recorder.rules.access import missing
 from recorder.rules.addresses import Networks
 from recorder.store.factory import Store
 from recorder.tls import server_context
@@ -83,7 +84,8 @@ class PortalServer(Worker):
                  directory_changed: Callable[[], None] | None = None,
                  live_session: Callable[[int], RecordingSession | None] | None = None,
                  mailer: Mailer | None = None,
-                 blackout: Callable[[str, bool], None] | None = None) -> None:
+                 blackouts: BlackoutControl | None = None,
+                 exports: ExportWorkspace | None = None) -> None:
         super().__init__("portal-loop")
         self._config = config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="portal")
@@ -95,9 +97,10 @@ class PortalServer(Worker):
             throttle=SignInThrottle(config.signin_attempts_per_minute,
                                     config.max_failed_signins, config.lockout_seconds),
             templates=Templates(), executor=self._executor, recordings_dir=recordings_dir,
-            renditions=Renditions(data_dir / "tmp" / "portal"), secure=self._tls is not None,
+            renditions=Renditions(data_dir / "tmp" / "portal", workspace=exports),
+            secure=self._tls is not None,
             clock=clock, status=status, live_session=live_session, mailer=mailer,
-            blackout=blackout)
+            blackouts=blackouts)
         if directory_changed is not None:
             self.ctx.directory_changed = directory_changed
         self._ready = threading.Event()
@@ -250,26 +253,13 @@ class PortalServer(Worker):
         session = ctx.sessions.find(cookie, ctx.clock())
         if session is None:
             return
-        directory = ctx.store.directory
-
-        def load() -> Principal | None:
-            user = directory.get_user(session.user_id)
-            stored = directory.password_hash(session.user_id)
-            if user is None or user.deleted or stored is None or \
-                    password_mark(stored) != session.password_mark:
-                return None
-            roles = directory.user_roles(session.user_id)
-            granted = frozenset(p for role in roles for p in role.permissions)
-            groups = view_groups((role.permissions, role.group_ids) for role in roles)
-            within = None
-            if groups is not None:
-                found = [g for gid in sorted(groups)
-                         if (g := directory.find_group(group_id=gid)) is not None]
-                within = Within(frozenset(d for g in found for d in g.device_ids),
-                                frozenset(u for g in found for u in g.user_ids))
-            return Principal(session.user_id, session.username, granted, within)
-
-        principal = await ctx.run(load)
+        directory, cache = ctx.store.directory, ctx.access
+        # The directory's version without waiting for the connection (on this loop): the
+        # user's access as kept if it has not changed, else read on a worker.
+        access = cache.get(session.user_id, directory.directory_version(wait=False))
+        if access is None:
+            access = await ctx.run(lambda: cache.load(directory, session.user_id))
+        principal = access.principal(session)
         if principal is None:
             logger.info("portal: ended the session of %s (user deleted or password changed)",
                         session.username)

@@ -10,8 +10,8 @@ import logging
 from aiohttp import web
 
 from recorder.api.portal.context import PortalRequest
-from recorder.api.portal.recordings import stored_file, visible
-from recorder.errors import CodecError
+from recorder.api.portal.recordings import no_room, stored_file, visible
+from recorder.errors import CodecError, ResultError
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ async def peaks(req: PortalRequest) -> web.StreamResponse:
 
     try:
         found = await ctx.run(compute)
+    except ResultError as exc:
+        return no_room(req, exc, "measured")
     except (OSError, CodecError) as exc:
         logger.error("portal: cannot measure recording %d: %s", row.ident, exc)
         raise web.HTTPInternalServerError(text="The recording cannot be read.") from exc

@@ -24,6 +24,7 @@ from functools import cache
 
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.api.request import ApiResult
+from recorder.api.transport.basiccache import CheckedPasswords
 from recorder.config.sections import ApiConfig
 from recorder.resultcodes import ResultCode
 from recorder.rules.access import (
@@ -125,11 +126,20 @@ class ApiAccess:
         # Password guessing: a user name is refused for a while after failures in a row, the
         # portal's rule (its own counts: the portal keeps its sign-ins apart).
         self._throttle = SignInThrottle(1, config.max_failed_auth, config.auth_lockout_seconds)
+        # Basic passwords that checked, for api.basic_auth_cache_seconds (basiccache).
+        self.checked = CheckedPasswords(config.basic_auth_cache_seconds)
         self.socket_refusals = AddressRefusals("socket API", "api.allow")
         self.web_refusals = AddressRefusals("WebAPI", "api.allow")
 
     def admits(self, address: str) -> bool:
         return address in self.allowed
+
+    def admits_socket(self, address: str) -> bool:
+        """``admits`` for the socket API, a refusal noted in its rate-limited log line."""
+        if address in self.allowed:
+            return True
+        self.socket_refusals.note(address)
+        return False
 
     # --- who a request acts as (on a worker) ---------------------------------------------------
 
@@ -172,7 +182,13 @@ class ApiAccess:
                                    f"about {max(1, round(locked / 60))} minute(s)")
             found = self._user(username)
             stored = self._store.directory.password_hash(found[0]) if found else None
-            ok = verify_password(password, stored or _decoy_hash())
+            if found is not None and stored is not None and self.checked.holds(
+                    username, password, found[0], stored):
+                ok = True  # checked a moment ago against this very hash: no scrypt again
+            else:
+                ok = verify_password(password, stored or _decoy_hash())
+                if ok and found is not None and stored is not None:
+                    self.checked.remember(username, password, found[0], stored)
             if found is None or stored is None or not ok:
                 if self._throttle.failed(username, now):
                     logger.warning("WebAPI: %r locked out for %.0f s after %d wrong passwords",

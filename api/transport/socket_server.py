@@ -51,6 +51,7 @@ from recorder.api.transport.loadlimits import (
     QueueFull,
     refused_for_load,
 )
+from recorder.api.transport.tlsgate import TlsGate
 from recorder.events.bus import EventBus, Subscription
 from recorder.resultcodes import ResultCode
 
@@ -168,11 +169,14 @@ class SocketApi:
     async def start(self, host: str, port: int,
                     ssl_context: ssl.SSLContext | None = None) -> tuple[str, int]:
         """Listen on ``host``:``port`` (over TLS with ``ssl_context``); may be called per port."""
-        # With TLS, asyncio shakes hands before _serve sees the connection, so a stranger's
-        # handshake is made before it is closed: starting TLS in _serve instead would race
-        # the client's hello, which the plain reader may already have taken.
-        server = await asyncio.start_server(self._serve, host, port, reuse_address=True,
-                                            ssl=ssl_context)
+        if ssl_context is None:
+            server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+        else:
+            # A stranger is closed at accept, before any handshake (tlsgate).
+            context = ssl_context
+            server = await asyncio.get_running_loop().create_server(
+                lambda: TlsGate(self._admits, context, self._serve, self._clients,
+                                self._timeouts.deadline), host, port, reuse_address=True)
         self._servers.append(server)
         address = server.sockets[0].getsockname()
         return str(address[0]), int(address[1])
@@ -193,9 +197,8 @@ class SocketApi:
         assert task is not None
         peer = writer.get_extra_info("peername")
         conn = _Connection(writer, _peer_name(peer), client_address(peer))
-        if self._access is not None and not self._access.admits(conn.address):
+        if not self._admits(peer):
             # Closed before a byte is read or answered: nothing of the API for a stranger.
-            self._access.socket_refusals.note(conn.address)
             writer.transport.abort()
             return
         conn.identity = certificate_name(writer.get_extra_info("peercert"))
@@ -223,6 +226,10 @@ class SocketApi:
             await self._unsubscribe(conn)
             await _close(conn.writer, aborting or (conn.subscription is not None
                                                    and conn.subscription.dropped))
+
+    def _admits(self, peer: object) -> bool:
+        """Whether api.allow admits the client at ``peer`` (a refusal is noted, and logged)."""
+        return self._access is None or self._access.admits_socket(client_address(peer))
 
     async def _converse(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
         """Read and answer messages until the client leaves or breaks a limit."""

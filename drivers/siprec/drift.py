@@ -35,32 +35,32 @@ class DriftTracker:
         self.step = STEP_MS * rate // 1000
         self.max_drift = MAX_DRIFT_MS * rate // 1000
         self.reference: int | None = None
-        self._window_end: int | None = None
-        self._best: int | None = None
-        self._count = 0
+        self.window_end: int | None = None
+        self.best: int | None = None
+        self.count = 0
 
     def reset(self) -> None:
         """Forget the reference (a new segment: its timestamps relate to nothing before)."""
-        self.reference = self._window_end = self._best = None
-        self._count = 0
+        self.reference = self.window_end = self.best = None
+        self.count = 0
 
     def observe(self, lead: int, position: int) -> int:
         """A packet that arrived at board ``position`` placed ``lead`` frames ahead of it; the
         frames to move the anchor by now (> 0: later, silence inserted; < 0: earlier, audio
         left out), usually 0."""
-        if self._window_end is None:
-            self._window_end = position + self.window
-        if position >= self._window_end:
+        if self.window_end is None:
+            self.window_end = position + self.window
+        if position >= self.window_end:
             shift = self._close()
-            self._window_end = position + self.window
-            self._best, self._count = lead + shift, 1
+            self.window_end = position + self.window
+            self.best, self.count = lead + shift, 1
             return shift
-        self._best = lead if self._best is None else max(self._best, lead)
-        self._count += 1
+        self.best = lead if self.best is None else max(self.best, lead)
+        self.count += 1
         return 0
 
     def _close(self) -> int:
-        best, count = self._best, self._count
+        best, count = self.best, self.count
         if best is None or count < MIN_PACKETS:
             return 0
         if self.reference is None:

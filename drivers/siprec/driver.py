@@ -36,6 +36,9 @@ class SiprecDriver(Driver):
                  sip_options: dict[str, Any] | None = None) -> None:
         super().__init__(key, config.channels, config.sample_rate)
         self.config = config
+        # RTP waits in the sockets while the media thread catches up (up to a second behind:
+        # nothing is lost), and beyond that it reports the time it skips (media.py).
+        self.reports_lost_time = True
         # ``delay_seconds``: tests override the board's playout_delay_seconds.
         self.media = MediaEngine(
             key, config, end_call=self._end_call,

@@ -124,7 +124,7 @@ class JitterBuffer:
         # The table a payload's codes decode through, when that is all its decoding is.
         self.codes = decoder.table if isinstance(decoder, G711Decoder) else None
         # An audio payload type that is not also the events' or CN's (push's fast path).
-        self._plain_audio = self._audio_pt != events_pt and self._audio_pt not in self.cn_pts
+        self.plain_audio = self._audio_pt != events_pt and self._audio_pt not in self.cn_pts
         # Bound once: called for every packet.
         self._ticks = decoder.ticks
         self._decode = decoder.decode
@@ -145,7 +145,7 @@ class JitterBuffer:
         marked_pt, sequence, timestamp, ssrc = header
         pt = marked_pt & 0x7F
         segment = self._segment
-        if (pt == self._audio_pt and self._plain_audio and segment is not None
+        if (pt == self._audio_pt and self.plain_audio and segment is not None
                 and ssrc == segment.ssrc and self._candidate is None):
             # _fits, computed in place (same arithmetic as _unwrap).
             d_seq = (sequence - segment.max_seq) & 0xFFFF

@@ -30,7 +30,6 @@ import contextlib
 import itertools
 import logging
 import queue
-import selectors
 import socket
 import time
 from collections import deque
@@ -43,20 +42,20 @@ from recorder.drivers.base import MAX_CATCH_UP_SECONDS, ChannelLoss, DriverSink,
 from recorder.drivers.lineevents import LineEvent, LineEventKind
 from recorder.drivers.siprec.config import SiprecBoardConfig
 from recorder.drivers.siprec.events import (
-    AnsweredStream,
     CapacityExceeded,
     DialogId,
     RecordingSession,
     SessionChange,
 )
-from recorder.drivers.siprec.mediastream import RtcpPort, StreamMedia, bind_pair
+from recorder.drivers.siprec.lanes import BATCH, Lanes
+from recorder.drivers.siprec.mediasockets import StreamSockets
+from recorder.drivers.siprec.mediastream import RtcpPort, StreamMedia
 from recorder.drivers.siprec.mixing import Taken, place
 from recorder.drivers.siprec.parties import CallParties, call_parties, channel_plan
+from recorder.drivers.siprec.poller import Poller
 from recorder.drivers.siprec.slots import (
     SessionMedia,
     event_data,
-    family,
-    ip_address,
     log_counts,
     same_media,
 )
@@ -70,17 +69,19 @@ DEFAULT_DELAY_SECONDS = 0.1  # the jitter (and reordering) a stream may have
 COMMAND_TIMEOUT = 5.0
 GATHER_SECONDS = 0.002  # see _gather
 MAX_PASSES = 64  # passes over the ready sockets before a block: a datagram each, at most
+DRAIN_SECONDS = 0.01  # and no pass begun after this long (see _drain)
 RECV_BYTES = 4096
 RETRY_AFTER_SECONDS = 5  # no slot free: the sessions ending now free theirs within a second
+WAKE = object()  # the poller's tag of the wake-up pipe
 
 
-class MediaEngine(Worker):
+class MediaEngine(StreamSockets, Worker):
     """The media side of one siprec board; see the module docstring."""
 
     def __init__(self, key: str, config: SiprecBoardConfig, *,
                  delay_seconds: float = DEFAULT_DELAY_SECONDS,
                  end_call: Callable[[str], None] = lambda call_id: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, express: bool = True) -> None:
         super().__init__(f"siprec-media-{key}")
         self.key = key
         self.config = config
@@ -98,8 +99,11 @@ class MediaEngine(Worker):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._poller = Poller()
+        self._poller.register(self._wake_r, WAKE)
+        # A lane per stream of a full board's two-party calls; more streams take the
+        # ordinary way (all of them with ``express`` False: tests compare the two).
+        self._lanes = Lanes(2 * config.max_sessions if express else 0, self.delay, self.block)
         self._sessions: dict[DialogId, SessionMedia] = {}
         self._ending: list[SessionMedia] = []  # over, their last audio still to be written
         self._free: deque[int] = deque(range(config.max_sessions))
@@ -217,83 +221,10 @@ class MediaEngine(Worker):
         media.end = max(ends)
         self._ending.append(media)
 
-    def _attach_streams(self, media: SessionMedia, streams: Sequence[AnsweredStream],
-                        first: tuple[int, ...], second: tuple[int, ...],
-                        kept: tuple[int, ...], *, strict: bool = True) -> None:
-        """Make ``media``'s streams ``streams``: those in ``kept`` stay (their direction and
-        side brought up to date), the others are opened; any left over are retired. A port
-        that cannot be bound raises OSError when ``strict`` (a new session: refused), else
-        its stream is left out and counted (an update cannot be refused any more)."""
-        old = media.streams
-        media.streams = {}
-        now = self._clock()
-        for answered in streams:
-            channel = None
-            if media.slot is not None:
-                channel = (2 * media.slot if answered.index in first else
-                           2 * media.slot + 1 if answered.index in second else None)
-            stream = old.pop(answered.index, None) if answered.index in kept else None
-            if stream is not None:
-                if stream.paused and not answered.paused:
-                    stream.last_packet = now  # the media timeout starts over at a resume
-                stream.stream, stream.channel = answered, channel
-            else:
-                previous = old.pop(answered.index, None)
-                sock = rtcp = None
-                if previous is not None and previous.port == answered.port:
-                    # Same port, new codec or key: the sockets stay, the buffer is new.
-                    sock, rtcp = previous.sock, previous.rtcp
-                    previous.sock = previous.rtcp = None
-                    self._retire(media, previous, unregister=(sock, rtcp))
-                if sock is None:
-                    try:
-                        sock, rtcp = bind_pair(family(self.config.rtp_address),
-                                               self.config.rtp_address, answered.port)
-                    except OSError as exc:
-                        if strict:
-                            raise
-                        self.stats["bind_failures"] += 1
-                        logger.error("%s: session %s: RTP port %d cannot be bound (%s); its "
-                                     "stream is not recorded", self.key, media.call_id,
-                                     answered.port, exc)
-                        continue
-                stream = StreamMedia(answered, sock, channel, self.rate,
-                                     allowed=self._allowed, now=now, rtcp=rtcp)
-                self._selector.register(sock, selectors.EVENT_READ, stream)
-                if rtcp is not None:
-                    self._selector.register(rtcp, selectors.EVENT_READ, RtcpPort(stream))
-            media.streams[answered.index] = stream
-        for stream in old.values():
-            self._retire(media, stream)
-
-    def _retire(self, media: SessionMedia, stream: StreamMedia,
-                unregister: Sequence[socket.socket | None] = ()) -> None:
-        for sock in unregister:
-            if sock is not None:
-                self._selector.unregister(sock)
-        self._close(stream)
-        stream.finish()
-        if media.slot is not None and not stream.drained:
-            media.retired.append(stream)
-
-    def _close(self, stream: StreamMedia) -> None:
-        for sock in (stream.sock, stream.rtcp):
-            if sock is not None:
-                with contextlib.suppress(KeyError, ValueError):
-                    self._selector.unregister(sock)
-        stream.close()
-
     def _schedule(self, media: SessionMedia, kind: LineEventKind) -> None:
         assert media.slot is not None
         due = self._position_now() + self.delay
         media.events.append((due, LineEvent(2 * media.slot, kind, dict(media.data))))
-
-    def _allowed(self, host: str) -> bool:
-        try:
-            address = ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self._networks)
 
     def _position_now(self) -> int:
         """The board position the present moment will be written at."""
@@ -327,9 +258,15 @@ class MediaEngine(Worker):
                                    "from now", self.key, now - due)
                     lost += round((now - due) * self.rate)
                     origin, sent = now - period, 0
+                    self._discard_waiting()
                 self._drain()
                 self._commands_now()  # at least once a block, whatever the selector said
                 self.tick(sink, lost)
+                if self.realtime:
+                    # The time the board position now stands for, not the time of this tick:
+                    # behind real time (catching up), an arrival's position must still be
+                    # where real time puts it, or the streams anchored meanwhile stay late.
+                    self._last_tick = origin + (sent + 1) * period
                 self.heartbeat = self._clock()
                 lost = 0
                 sent += 1
@@ -343,6 +280,16 @@ class MediaEngine(Worker):
             self._shutdown()
         sink.state(DriverState.STOPPED)
 
+    def _discard_waiting(self) -> None:
+        """After a fall behind real time: what waits in the streams' sockets came for time
+        now written as silence (most of it); read one by one it would keep the thread behind
+        for good, each packet late and each block silence put in, so it is dropped unread and
+        counted (``StreamCounts.unread``), and the streams go on from the packets that come
+        next."""
+        for tag in list(self._poller.tags.values()):
+            if isinstance(tag, StreamMedia):
+                tag.discard_waiting()
+
     def _gather(self, due: float) -> None:
         """After a wake-up that read something, let the next datagrams gather for up to
         ``GATHER_SECONDS`` (never past the next block) before looking again: one wake-up then
@@ -354,10 +301,14 @@ class MediaEngine(Worker):
             time.sleep(wait)
 
     def _drain(self) -> None:
-        """Read everything that has come (before a block is made), a bounded number of
-        passes."""
+        """Read everything that has come (before a block is made): passes until nothing is
+        left, a bounded number, and none begun after ``DRAIN_SECONDS``. Behind real time the
+        sockets hold more than a block's packets, and more come while a pass reads: a block
+        made now, with the rest read at the next, keeps the thread from falling further
+        behind while it reads (the packets wait in the sockets' buffers)."""
+        stop = self._clock() + DRAIN_SECONDS
         for _ in range(MAX_PASSES):
-            if not self._poll(0):
+            if not self._poll(0) or self._clock() >= stop:
                 return
 
     def _poll(self, timeout: float) -> bool:
@@ -367,21 +318,45 @@ class MediaEngine(Worker):
         One datagram per socket per pass, not until it would block: the selector is level-
         triggered, so a socket with more is ready again at the next pass, and the read that
         would only find nothing (an exception in Python) is not paid for every packet."""
-        ready = self._selector.select(timeout)
+        ready = self._poller.poll(timeout)
         if not ready:
             return False
         # One arrival time for everything this wake-up found: it all came before it.
         arrival = self._clock()
         position = self.position + max(0, round((arrival - self._last_tick) * self.rate))
         commands = False
-        for key, _ in ready:
-            tag = key.data
-            if tag is None:
+        tags, delay, lanes = self._poller.tags, self.delay, self._lanes
+        # A lane's datagram is read into the lanes' buffer and handled with the others at the
+        # flush (lanes module); this loop is all the Python most packets cost.
+        rows, batch, lengths = lanes.rows, lanes.batch_lanes, lanes.batch_lengths
+        for fd, _ in ready:
+            tag = tags.get(fd)
+            if tag.__class__ is StreamMedia:
+                assert isinstance(tag, StreamMedia)
+                sock = tag.sock
+                if sock is None:
+                    continue
+                lane = tag.lane
+                if lane < 0:
+                    self._read(tag, arrival, position)
+                    continue
+                row = rows[len(batch)]
+                try:
+                    size, source = sock.recvfrom_into(row)
+                except OSError:
+                    continue  # as in _read
+                if source != tag.source:
+                    tag.receive(row[:size].tobytes(), source, arrival, position, delay)
+                    continue
+                batch.append(lane)
+                lengths.append(size)
+                if len(batch) == BATCH:
+                    lanes.flush(arrival, position, delay)
+            elif tag is WAKE:
                 commands = True
             elif isinstance(tag, RtcpPort):
                 tag.stream.drain_rtcp()
-            else:
-                self._read(tag, arrival, position)
+        lanes.flush(arrival, position, delay)
         if commands:
             self._commands_now()
         return True
@@ -415,21 +390,32 @@ class MediaEngine(Worker):
         """One block: the line events due, the streams' audio, the sessions that are over."""
         start = self.position + lost
         end = start + self.block
-        for media in (*self._sessions.values(), *self._ending):
-            while media.events and media.events[0][0] < end:
-                sink.line(media.events.pop(0)[1])
         block = np.zeros((self.block, self.channels), dtype=np.int16)
+        lanes = self._lanes
+        for stream in lanes.take(block, start):
+            lanes.leave(stream)  # a block its lane cannot fill: the ordinary way tells why
         losses: list[ChannelLoss] = []
         taken: list[Taken] = []
-        for media in (*self._sessions.values(), *self._ending):
+        # One pass over the sessions (this runs 50 times a second for each of them): the line
+        # events due (given before the block), the streams not in a lane.
+        for media in (*self._sessions.values(), *self._ending) if self._ending else \
+                self._sessions.values():
+            events = media.events
+            while events and events[0][0] < end:
+                sink.line(events.pop(0)[1])
             if media.slot is None:
                 continue
             for stream in media.streams.values():
-                self._take(stream, start, taken, losses)
+                if stream.lane < 0:
+                    self._take(stream, start, taken, losses)
+                    if stream.solo:
+                        lanes.enter(stream)
             if media.retired:
                 for stream in media.retired:
                     self._take(stream, start, taken, losses)
                 media.retired = [s for s in media.retired if not s.drained]
+                if not media.retired:
+                    self._mark_solo(media)
         if losses and self._report_losses is not None:
             self._report_losses(losses)
         place(block, taken)
@@ -469,6 +455,7 @@ class MediaEngine(Worker):
             return  # twice a second is plenty for a timeout counted in seconds
         now = self._clock()
         limit = self.config.media_timeout_seconds
+        self._lanes.sync_arrivals()
         for media in self._sessions.values():
             live = [s.last_packet for s in media.streams.values() if not s.paused]
             if media.timing_out or not live or now - max(live) < limit:
@@ -479,12 +466,17 @@ class MediaEngine(Worker):
             self.end_call(media.call_id)
 
     def _shutdown(self) -> None:
+        lanes = self._lanes.stats
+        logger.info("%s: media thread stops: %d blocks, %d frames skipped; express lane: %d "
+                    "packets, %d stream-blocks, %d entries, %d exits", self.key,
+                    self.stats["blocks"], self.stats["lost_frames"], lanes["packets"],
+                    lanes["blocks"], lanes["entered"], lanes["left"])
         for media in (*self._sessions.values(), *self._ending):
             for stream in media.all_streams():
                 self._close(stream)
         self._sessions.clear()
         self._ending.clear()
-        self._selector.close()
+        self._poller.close()
         self._wake_r.close()
         self._wake_w.close()
 

@@ -58,6 +58,7 @@ MAX_RTCP_READS = 64  # datagrams read from an RTCP socket in one pass
 RTCP_RECV_BYTES = 4096
 _PLAIN_HEADER = struct.Struct("!xBHII")  # marker and payload type, sequence, timestamp, SSRC
 _RTCP_FIRST, _RTCP_LAST = RTCP_TYPES[0], RTCP_TYPES[-1]
+_SCRATCH = bytearray(RTCP_RECV_BYTES)  # what discard_waiting reads into (media thread only)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class StreamCounts:
     drift_moves: int = 0  # anchor moves for clock drift
     drift_inserted: int = 0  # frames of silence those moves put in (a slow sender)
     drift_dropped: int = 0  # frames of audio they left out (a fast sender)
+    unread: int = 0  # datagrams dropped unread: the media thread fell too far behind
 
 
 def bind_pair(family: socket.AddressFamily, address: str, port: int
@@ -132,6 +134,12 @@ class StreamMedia:
         self.finished = False  # flushed: what is left is in the queue
         self._queue: Piece = b""  # played, not yet taken: output positions from _taken
         self._taken = 0
+        # The express lane (``lanes``): its index while the lane holds this stream's in-order
+        # packets (-1: not in it); ``solo``: the only stream of its channel (the engine says).
+        self.lane = -1
+        self.solo = False
+        self.express = (self.srtp is None and self.jitter.codes is not None
+                        and self.jitter.plain_audio)
 
     @property
     def paused(self) -> bool:
@@ -171,6 +179,25 @@ class StreamMedia:
                     continue  # an ICMP error for a datagram of ours: nothing to read
                 return
             self.receive_rtcp(source)
+
+    def discard_waiting(self) -> None:
+        """Drop, unread, every datagram waiting on the RTP socket (counted in ``unread``): the
+        media thread fell so far behind that their time was written as silence, and reading
+        them one by one would only keep it behind (``MediaEngine.run``). The jitter buffer
+        counts the packets among them as lost when the next one comes."""
+        sock = self.sock
+        if sock is None:
+            return
+        while True:
+            try:
+                sock.recv_into(_SCRATCH)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    continue  # an ICMP error for a datagram of ours: nothing to read
+                return
+            self.counts.unread += 1
 
     def receive_rtcp(self, source: tuple[str, int]) -> None:
         """A datagram on the RTCP port: counted (from the stream's sender's address) and
@@ -235,9 +262,14 @@ class StreamMedia:
             self._segments = self.jitter.stats.segments
             self.drift.reset()  # a new segment is placed afresh by the jitter buffer
         placed = self.jitter.placed(ssrc, timestamp)
-        if placed is None:
-            return
-        shift = self.drift.observe(self.anchor + placed - position, position)
+        if placed is not None:
+            self.observe_lead(self.anchor + placed - position, position)
+
+    def observe_lead(self, lead: int, position: int) -> None:
+        """A packet placed ``lead`` frames ahead of the board ``position`` it arrived at: the
+        drift tracker's, and the anchor's move if it says so."""
+        assert self.anchor is not None
+        shift = self.drift.observe(lead, position)
         if shift:
             # ``take`` does the rest: a later anchor leaves the next block's first ``shift``
             # frames silent; an earlier one drops that much of what was played.

@@ -59,12 +59,13 @@ def log_counts(key: str, media: SessionMedia, stream: StreamMedia) -> None:
     logger.info("%s: session %s, stream %s on port %d from %s: %d packets, %d lost, %d late, "
                 "%d samples of audio lost, %d duplicates, %d from elsewhere dropped, "
                 "%d SRTP refused, %d malformed, %d of another payload type, "
-                "%d telephone-events, %d RTCP, %d clock drift moves (+%d/-%d frames)",
+                "%d telephone-events, %d RTCP, %d clock drift moves (+%d/-%d frames), "
+                "%d dropped unread (the media thread behind)",
                 key, media.call_id, stream.stream.label or stream.stream.index, stream.port,
                 source, counts.packets, jitter.lost_packets, jitter.late, jitter.lost_samples,
                 jitter.duplicates, counts.wrong_source, counts.srtp_dropped, counts.malformed,
                 jitter.unknown_pt, jitter.events, counts.rtcp, counts.drift_moves,
-                counts.drift_inserted, counts.drift_dropped)
+                counts.drift_inserted, counts.drift_dropped, counts.unread)
 
 
 def same_media(old: AnsweredStream, new: AnsweredStream) -> bool:

@@ -18,7 +18,7 @@ from recorder.crypt.sealed import SealedError
 from recorder.recording.blackouts import PENDING_SUFFIX
 from recorder.recording.paths import sha256_file
 from recorder.recording.transcode import PART_SUFFIX, SOURCE_SUFFIX
-from recorder.store.evidence import EvidenceStore, SealedRow
+from recorder.store.evidence import EvidenceStore, SealedRow, is_keyed
 from recorder.store.records import STATUS_COMPLETE
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ NO_FILE_HASH = "no file hash"  # its file could not be read back at close (not a
 NOT_AUTHENTIC = "does not authenticate"  # an encrypted file's chunk altered, or the file cut
 KEY_MISSING = "key missing"  # an encrypted file's wrapped key beside it is missing or wrong
 NOT_AUTHENTICATED = "not authenticated"  # encrypted, and no master key given (not a failure)
+# Once the evidence is sealed with the seal key, a plain seal is one made without the key.
+UNKEYED = "sealed without the key"
+NOT_KEYED_YET = "nothing keyed"  # a seal key given, but nothing was sealed with it
 
 # Files a recording may have beside it for a while: a half-written copy (after-call encoding,
 # a blackout re-encode) and a blackout waiting to be silenced at its close; and for good, an
@@ -66,16 +69,24 @@ class VerifyReport:
 
 
 def verify_recordings(evidence: EvidenceStore, recordings_dir: Path,
-                      since: float | None = None, keys: Sequence[MasterKey] = ()
-                      ) -> VerifyReport:
+                      since: float | None = None, key: bytes | None = None, *,
+                      keys: Sequence[MasterKey] = ()) -> VerifyReport:
     """Check every recording started at or after ``since`` (all: None), and every file in
-    ``recordings_dir`` (changed at or after ``since``) for a row. An encrypted recording's
-    every chunk is authenticated too, with ``keys`` (none: noted as not authenticated)."""
+    ``recordings_dir`` (changed at or after ``since``) for a row. ``key``: the seal key,
+    which the seals made with it need, and with which every seal must be made once the
+    evidence is keyed. An encrypted recording's every chunk is authenticated too, with
+    ``keys``, the master keys (none: noted as not authenticated)."""
     report = VerifyReport()
     sealed_from = evidence.sealed_from()
-    for row in evidence.sealed_rows(since):
+    keyed = evidence.seal_state().keyed
+    if key is not None and not keyed:
+        report.findings.append(Finding(NOT_KEYED_YET, (
+            "the seal key is set but nothing in this data directory was sealed with it: "
+            "recorderd has not started with storage.seal_key_file yet, or everything sealed "
+            "with it was removed or re-sealed without it")))
+    for row in evidence.sealed_rows(since, key):
         report.checked += 1
-        _check_row(row, sealed_from, report, keys)
+        _check_row(row, sealed_from, report, keyed, keys)
     known = {os.path.realpath(name) for name in evidence.recording_filenames()}
     for path in _files(recordings_dir):
         try:
@@ -91,7 +102,7 @@ def verify_recordings(evidence: EvidenceStore, recordings_dir: Path,
     return report
 
 
-def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport,
+def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport, keyed: bool,
                keys: Sequence[MasterKey]) -> None:
     rid = f"RECORDID {row.ident}"
     if row.status != STATUS_COMPLETE:
@@ -108,11 +119,21 @@ def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport,
                 row.ident, row.filename))
         return
     good = True
-    if row.row_hash != row.seal:
+    if keyed and not is_keyed(row.row_hash):
+        good = False
+        report.findings.append(Finding(
+            UNKEYED, f"{rid}: sealed without the seal key, which sealed this data directory's "
+            "rows by then (re-sealed by someone without the key)", row.ident, row.filename))
+    if row.seal is None:
+        good = False
+        report.findings.append(Finding(
+            ROW_CHANGED, f"{rid}: sealed with the seal key, not checked without it",
+            row.ident, row.filename, failed=False))
+    elif row.row_hash != row.seal:
         good = False
         report.findings.append(Finding(
             ROW_CHANGED, f"{rid}: its row was changed after it was sealed (duration, times, "
-            "file, caller or another sealed field)", row.ident, row.filename))
+            "file, caller, blackout marks or another sealed field)", row.ident, row.filename))
     if row.purged_time is not None:
         report.purged += 1
         return
@@ -188,5 +209,5 @@ def _companion_of(path: str, known: set[str]) -> bool:
 
 
 __all__ = ["DIFFERS", "KEY_MISSING", "MISSING", "NOT_AUTHENTIC", "NOT_AUTHENTICATED",
-           "NOT_HASHED", "NO_FILE_HASH", "NO_ROW", "ROW_CHANGED", "SEAL_MISSING", "Finding",
-           "VerifyReport", "verify_recordings"]
+           "NOT_HASHED", "NOT_KEYED_YET", "NO_FILE_HASH", "NO_ROW", "ROW_CHANGED",
+           "SEAL_MISSING", "UNKEYED", "Finding", "VerifyReport", "verify_recordings"]

@@ -77,6 +77,11 @@ class BlackoutControl:
                 if call.blackouts.active:
                     self._stop(call, position)
 
+    def running_agents(self) -> frozenset[str]:
+        """The devices an agent blackout (AGENTBLACKOUTSTART) is running on."""
+        with self._table.lock:
+            return frozenset(self._table.agent_blackouts)
+
     def _change(self, device: DeviceQuery, instance: str | None, offset_seconds: int,
                 change: Callable[[LiveCall, int], None]) -> LiveCall:
         device_id = self._lookup.resolve(device)

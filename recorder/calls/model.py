@@ -15,7 +15,7 @@ from recorder.recording.files import OpenRecording
 from recorder.recording.session import RecordingSession
 from recorder.resultcodes import ResultCode
 from recorder.rules.decision import CallFacts, Decision
-from recorder.store.records import STOP_TRUNCATED
+from recorder.store.records import STOP_TRUNCATED, NewRecording
 
 
 @dataclass(eq=False)
@@ -130,6 +130,16 @@ class LiveCall:
 
     def recordings(self) -> list[Recording]:
         return ([self.main] if self.main is not None else []) + list(self.partials)
+
+    def new_row(self, meta: dict[str, str], started: float, core_ident: int) -> NewRecording:
+        """The call's part of a new recording's row (the files fill in the file's part)."""
+        return NewRecording(
+            device_id=self.device_id, call_instance=self.instance, channel=self.channel,
+            filename="", media_format="", sample_rate=0, start_time=started,
+            core_ident=core_ident, meta=meta, priority=self.priority,
+            keep_days=self.keep_days, archive_action=self.archive_action,
+            cti_initiated=self.cti_initiated, agent_initiated=self.agent_initiated,
+            global_id=self.global_id)
 
 
 def refused_for_disk(call: LiveCall) -> bool:

@@ -4,9 +4,8 @@ For each CALLSTART it finds the device and the channel tapping it, asks ``decide
 record (schedules, blocked filters, priority and capacity, the free-space floor), and if so
 opens the recording (``recorder.recording.files``). CALLSTOP ends the recording at the sample
 the stop arrived at; the completion worker then completes its row and publishes how it ended.
-RECORDSTART/RECORDSTOP add partial recordings to a call. The pieces around it: ``lookup``
-(which device a request means), ``blackouts``, ``status`` (the status requests' snapshots) and
-the limits watch (``recorder.calls.watch``), which ends recordings at their limits.
+RECORDSTART/RECORDSTOP add partial recordings to a call. Around it: ``lookup`` (which device a
+request means), ``blackouts``, ``status`` (status snapshots) and ``watch`` (the limits).
 
 Locks, in the order they may be taken (docs/architecture.md): the table's lock (short: lookups
 and updates of the table only), then a call's lock (held while its recordings start or end, so
@@ -22,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from recorder.calllog import call_log
 from recorder.calls.adoption import adopt, early_cti_call
 from recorder.calls.blackouts import BlackoutControl
 from recorder.calls.events import CallEvents
@@ -45,7 +45,6 @@ from recorder.store.records import (
     STOP_RECORDSTOP,
     STOP_REPLACED,
     STOP_SHUTDOWN,
-    NewRecording,
 )
 
 logger = logging.getLogger(__name__)
@@ -90,14 +89,16 @@ class Scheduler:
             calls = self.table.open_calls()
             for dev in self.table.devices.all():
                 dev.active.clear()
-        now = self._clock()
+            # One moment ends every call, its stop time and its audio alike: capture goes on
+            # while thousands of calls are ended one by one, and none of that is theirs.
+            now, ends = self._clock(), [(call, self._position(call)) for call in calls]
         closings: list[Closing] = []
-        for call in calls:
+        for call, end in ends:
             call.stop_time = now
             # The recorder stops following the call: subscribers hear so, as for a CALLSTOP.
             self.events.publish("CALLSTOP", call)
             with call.lock:
-                closings += self._end_call_recordings(call, STOP_SHUTDOWN, self._position(call))
+                closings += self._end_call_recordings(call, STOP_SHUTDOWN, end)
         wait_completed(closings)
         if calls:
             logger.info("scheduler: %d call(s) ended by shutdown", len(calls))
@@ -187,8 +188,8 @@ class Scheduler:
                                         max_silence=decision.max_record_silence,
                                         started=self._clock() if early else None)
             else:
-                logger.info("call on %s (instance %r) not recorded: %s (%s)", device_id,
-                            call.instance, decision.reason.label, decision.detail)
+                call_log.info("call on %s (instance %r) not recorded: %s (%s)", device_id,
+                              call.instance, decision.reason.label, decision.detail)
                 self.events.publish("RECORDINGSTARTED", call, reason=decision.reason.label)
             if call.main is None and not early:
                 self.stats.count("refused")
@@ -407,7 +408,7 @@ class Scheduler:
         label = call.device_id + (" (RECORDSTART)" if partial else "")
         try:
             opened = self._files.open(taps, position, started=started,
-                                      row=new_row(call, meta, started, self._core_ident),
+                                      row=call.new_row(meta, started, self._core_ident),
                                       blackouts=call.blackouts, max_time=max(0, max_time),
                                       label=label, lost_before=lost)
         except OpenFailed as exc:
@@ -484,16 +485,4 @@ class Scheduler:
         return call.taps[0].position if call.taps else 0
 
 
-def new_row(call: LiveCall, meta: dict[str, str], started: float,
-            core_ident: int) -> NewRecording:
-    """The call's part of a new recording's row (the files fill in the file's part)."""
-    return NewRecording(
-        device_id=call.device_id, call_instance=call.instance, channel=call.channel,
-        filename="", media_format="", sample_rate=0, start_time=started,
-        core_ident=core_ident, meta=meta, priority=call.priority,
-        keep_days=call.keep_days, archive_action=call.archive_action,
-        cti_initiated=call.cti_initiated, agent_initiated=call.agent_initiated,
-        global_id=call.global_id)
-
-
-__all__ = ["Scheduler", "new_row"]
+__all__ = ["Scheduler"]

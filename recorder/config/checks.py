@@ -120,6 +120,11 @@ class CrossChecks:
             self.problems.append(
                 f"{where}.encode: {storage.format} is as crash-safe as PCM and cheap to write; "
                 "record it live (encode = \"live\")")
+        if storage.seal_key_file:
+            # As key_file: loaded by recorderd (and recorderctl) when used, never here.
+            seal = Path(storage.seal_key_file).expanduser()
+            storage = replace(storage, seal_key_file=str(
+                seal if seal.is_absolute() else self.base_dir / seal))
         if not storage.key_file:
             if storage.encrypt:
                 self.problems.append(f"{where}.key_file: required with {where}.encrypt (make "

@@ -13,11 +13,11 @@ from typing import Any
 
 from recorder.config.model import Config
 
-# Dotted keys SIGHUP applies (recorder.app.Recorder.reload).
+# Dotted keys SIGHUP applies (recorder.app.Recorder.reload; log.calls the daemon's _reload).
 RELOADED: frozenset[str] = frozenset({
     "recording.schedules", "recording.blocked", "recording.default_priority",
     "recording.max_record_time_seconds", "recording.max_record_silence_seconds",
-    "recording.max_concurrent", "terminology",
+    "recording.max_concurrent", "terminology", "log.calls",
 })
 
 

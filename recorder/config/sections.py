@@ -85,6 +85,10 @@ class StorageConfig:
     key_file: str = setting(
         "", "the master key for encrypt: 32 bytes, mode 0600 (make it with `recorderctl key "
         "init`); relative to the configuration file's directory")
+    seal_key_file: str = setting(
+        "", "the seal key: 32 bytes, mode 0600 (make it with `recorderctl seal-key init`); "
+        "when set, rows' seals and the audit chain are HMACs under it, so forging evidence "
+        "needs it (docs/storage.md); relative to the configuration file's directory")
 
     @property
     def recordings_dir(self) -> Path:
@@ -143,7 +147,8 @@ class ApiConfig:
     )
     message_deadline_seconds: float = setting(
         30.0, "a socket message still arriving this long after its first byte (a slow "
-        "sender) is answered with code 16 and the connection closed", min=0.1, max=3600.0)
+        "sender) is answered with code 16 and the connection closed; also the longest a TLS "
+        "handshake on socket_tls_port may take", min=0.1, max=3600.0)
     idle_timeout_seconds: float = setting(
         300.0, "a socket connection that sends no message for this long is closed; event "
         "subscribers and cti_addresses never are; 0: never", min=0.0, max=604800.0)
@@ -173,6 +178,11 @@ class ApiConfig:
     auth_lockout_seconds: float = setting(
         900.0, "how long a user name locked out by max_failed_auth is refused", min=1.0,
         max=604800.0)
+    basic_auth_cache_seconds: float = setting(
+        60.0, "an HTTP Basic user name and password that checked (a scrypt hash, ~60 ms) are "
+        "taken as checked for this long by the WebAPI, as long as the user and their stored "
+        "password stay the same; wrong passwords are never remembered; 0: every request "
+        "checks", min=0.0, max=3600.0)
     socket_tls: bool = setting(
         False, "serve the socket API over TLS too, on socket_tls_port, with tls_cert and tls_key")
     socket_tls_port: int = setting(
@@ -247,3 +257,6 @@ class LogConfig:
     level: str = setting(
         "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )
+    calls: bool = setting(
+        True, "the call log: one INFO line per call, where it was recorded or why not; false: "
+        "none of those lines (a busy site), everything else as log.level says")

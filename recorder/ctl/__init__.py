@@ -3,7 +3,7 @@
 One module per command (or group); ``common`` holds what they share. Commands that talk to the
 service find it from --host/--port/--web-port, else from the configuration recorderd reads;
 offline commands (purge, recover, check-config, cav, devices, user, token, audit, verify,
-key, decrypt) work on this machine directly.
+key, decrypt, seal-key) work on this machine directly.
 docs/recorderctl.md describes every command.
 """
 
@@ -28,6 +28,7 @@ from recorder.ctl import (
     levels,
     purge,
     recover,
+    sealkey,
     selftest,
     send,
     status,
@@ -51,7 +52,8 @@ exit status (every command; details in its --help):
 
 # In --help's order: looking, then doing, then offline work.
 COMMANDS = (status, channels, levels, calls, events, export, send, selftest, devices,
-            checkconfig, recover, purge, cav, user, token, audit, verify, key, decrypt)
+            checkconfig, recover, purge, cav, user, token, audit, verify, key, decrypt,
+            sealkey)
 
 
 def _parser() -> argparse.ArgumentParser:

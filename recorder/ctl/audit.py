@@ -14,18 +14,27 @@ from recorder.ctl.common import (
     EXIT_USAGE,
     CtlError,
     SubParsers,
+    checking_seal_key,
     command,
     local_time,
     offline_config,
     open_offline_store,
     print_json,
     print_table,
+    seal_key_option,
 )
 from recorder.errors import StoreError
-from recorder.recording.journal import JOURNAL_NAME, read_journal
-from recorder.store.audit import AuditQuery
+from recorder.recording.journal import JOURNAL_NAME, JournalContents, read_journal
+from recorder.store.audit import AuditEntry, AuditQuery
 from recorder.store.audithead import read_head
-from recorder.store.evidence import JOURNAL_SOURCE, AuditFinding, AuditHead, check_chain
+from recorder.store.auditqueue import entry_from, unwritten
+from recorder.store.evidence import (
+    JOURNAL_SOURCE,
+    AuditFinding,
+    AuditHead,
+    AuditTrailState,
+    check_chain,
+)
 
 EPILOG = """`recorderctl audit verify` checks the whole trail instead: every entry's hash, the
 chain from each entry to the one before (or to the anchor a purge left), and the newest entry
@@ -51,12 +60,14 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
                         help="verify: check the chain instead of listing entries")
     parser.add_argument("--user", help="only this user name's entries")
     parser.add_argument("--action", help="only this action (signin, signin-failed, signout, "
-                        "search, play, download, delete, export, email, api-change, token)")
+                        "search, play, download, delete, export, email, api-change, token, "
+                        "seal-key)")
     parser.add_argument("--since", metavar="TIME", help="at or after TIME")
     parser.add_argument("--until", metavar="TIME", help="at or before TIME")
     parser.add_argument("--limit", type=int, default=100, metavar="N",
                         help="at most N entries (default 100)")
     parser.add_argument("--json", action="store_true", help="print a JSON list")
+    seal_key_option(parser)
     parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="the recorderd configuration (default: the one recorderd reads)")
 
@@ -98,13 +109,32 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _queued(contents: JournalContents, trail: AuditTrailState) -> list[AuditFinding]:
+    """A note for the entries recorderd queued that a crash kept from the table: the crash
+    journal holds them, and the next start writes them (recorder.store.auditqueue)."""
+    after = contents.audit_head[0] if contents.audit_head else 0
+    written = [AuditEntry(time=e.time, user_id=e.user_id, username=e.username,
+                          action=e.action, target=e.target, detail=e.detail,
+                          address=e.address) for e in trail.entries if e.entry_id > after]
+    missing = unwritten([entry_from(doc) for _, doc in sorted(contents.audit_pending.items())],
+                        written)
+    if not missing:
+        return []
+    return [AuditFinding(0, f"{len(missing)} entr{'y' if len(missing) == 1 else 'ies'} "
+                            "recorderd queued before it stopped (a crash) are in the crash "
+                            "journal, not yet in the table: its next start writes them",
+                         failed=False)]
+
+
 def verify(args: argparse.Namespace) -> int:
     config = offline_config(args)
     findings: list[AuditFinding] = []
-    store = open_offline_store(config)
+    store = open_offline_store(config, seal_key_file=args.seal_key_file)
     try:
         if store.evidence is None:
             raise CtlError("this store keeps no audit chain", EXIT_FAILED)
+        state = store.evidence.seal_state()
+        key = checking_seal_key(config, args.seal_key_file, state)
         # The heads before the table: an entry appended meanwhile is then one after the head,
         # never a head beyond the table's end.
         heads: list[AuditHead] = []
@@ -115,9 +145,9 @@ def verify(args: argparse.Namespace) -> int:
             findings.append(AuditFinding(0, f"the audit-head file is unreadable: {exc}"))
         if head is not None:
             heads.append(head)
-        journal = read_journal(config.storage.data_dir / JOURNAL_NAME).audit_head
-        if journal is not None:
-            heads.append(AuditHead(JOURNAL_SOURCE, *journal))
+        contents = read_journal(config.storage.data_dir / JOURNAL_NAME)
+        if contents.audit_head is not None:
+            heads.append(AuditHead(JOURNAL_SOURCE, *contents.audit_head))
         trail = store.evidence.audit_trail()
     except StoreError as exc:
         raise CtlError(str(exc), EXIT_FAILED) from exc
@@ -125,7 +155,9 @@ def verify(args: argparse.Namespace) -> int:
         store.close()
     # The file is written with every entry: once anything was written, it must be there.
     ever_written = bool(trail.entries) or trail.anchor is not None or bool(heads)
-    findings += check_chain(trail, heads, head_file_required=ever_written and not findings)
+    findings += check_chain(trail, heads, head_file_required=ever_written and not findings,
+                            key=key.secret if key is not None else None)
+    findings += _queued(contents, trail)
     for finding in findings:
         print(("FAILED  " if finding.failed else "note    ") + finding.message)
     first = trail.entries[0].entry_id if trail.entries else None
@@ -134,6 +166,9 @@ def verify(args: argparse.Namespace) -> int:
     anchored = (f", purged through entry {trail.anchor.entry_id} (anchored)"
                 if trail.anchor is not None else "")
     bad = next((f for f in findings if f.failed), None)
+    if key is not None and state.keyed:
+        print(f"sealed with seal key {key.id} since "
+              f"{f'entry {state.since_entry}' if state.since_entry else 'before the anchor'}")
     if bad is None:
         print(f"audit trail: {len(trail.entries)} entries ({span}{anchored}): the chain and "
               f"its heads ({', '.join(h.source for h in heads) or 'none yet'}) agree")

@@ -23,6 +23,8 @@ from recorder.config.loader import load_config
 from recorder.config.model import Config, resolve_config_path
 from recorder.ctl.client import ClientError, send_request
 from recorder.errors import ConfigError, StoreError
+from recorder.store.evidence import SealState
+from recorder.store.sealkey import SealKey, SealKeyError, load_seal_key
 
 if TYPE_CHECKING:
     from recorder.store.factory import Store
@@ -158,18 +160,77 @@ def require_database(config: Config) -> None:
         raise CtlError(f"no database at {database} (is storage.data_dir right?)", EXIT_USAGE)
 
 
-def open_offline_store(config: Config) -> Store:
+# The seal key for the offline commands, where the configuration's cannot be read (under
+# systemd, storage.seal_key_file names a credential only the running service sees).
+SEAL_KEY_ENV = "RECORDER_SEAL_KEY_FILE"
+
+
+def seal_key_path(config: Config, given: Path | None = None) -> tuple[Path | None, str]:
+    """The seal key file to use (``given``: --seal-key-file, else $RECORDER_SEAL_KEY_FILE,
+    else storage.seal_key_file; None: none), and where it was named."""
+    if given is not None:
+        return given, "--seal-key-file"
+    if os.environ.get(SEAL_KEY_ENV):
+        return Path(os.environ[SEAL_KEY_ENV]), f"${SEAL_KEY_ENV}"
+    if config.storage.seal_key_file:
+        return Path(config.storage.seal_key_file), "storage.seal_key_file"
+    return None, ""
+
+
+def seal_key_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seal-key-file", type=Path, metavar="PATH", help="the seal key "
+                        f"(default: ${SEAL_KEY_ENV}, else the configuration's "
+                        "storage.seal_key_file)")
+
+
+def checking_seal_key(config: Config, given: Path | None, state: SealState) -> SealKey | None:
+    """The seal key a check of evidence in ``state`` uses: the one ``seal_key_path`` names
+    (None: none); CtlError 2 when it cannot be read, when the evidence is keyed and no key
+    is named, or when the key is not the one the evidence names."""
+    path, named = seal_key_path(config, given)
+    key: SealKey | None = None
+    if path is not None:
+        try:
+            key = load_seal_key(path)
+        except SealKeyError as exc:
+            raise CtlError(f"{named}: {exc} (under systemd the credential exists only for the "
+                           "running service: give --seal-key-file)", EXIT_USAGE) from exc
+    if state.keyed and key is None:
+        which = f" ({state.key_id})" if state.key_id else ""
+        raise CtlError(f"this data directory's evidence is sealed with a seal key{which}, "
+                       "which its checks need: give --seal-key-file (or "
+                       f"${SEAL_KEY_ENV}, or storage.seal_key_file)", EXIT_USAGE)
+    if key is not None and state.key_id is not None and state.key_id != key.id:
+        raise CtlError(f"{named}: seal key {key.id} is not the one this data directory is "
+                       f"sealed with ({state.key_id}, since audit entry {state.since_entry})",
+                       EXIT_USAGE)
+    return key
+
+
+def open_offline_store(config: Config, *, seal_key_file: Path | None = None,
+                       seals: bool = False) -> Store:
     """The store of the configuration's data directory, opened here rather than through the
-    service; CtlError 2 when there is no database, 1 when it cannot be opened."""
+    service; CtlError 2 when there is no database, 1 when it cannot be opened. It seals with
+    the seal key of ``seal_key_path``; ``seals``: the command adds seals or audit entries, so
+    a store sealed with a key it cannot read is refused now (2) rather than half-way."""
     from recorder.store.factory import (  # noqa: PLC0415 - only the offline commands need it
         open_store,
     )
 
     require_database(config)
+    path, _ = seal_key_path(config, seal_key_file)
     try:
-        return open_store(config.storage)
+        store = open_store(config.storage, offline=True,
+                           seal_key_file=str(path) if path is not None else "")
     except StoreError as exc:
         raise CtlError(str(exc), EXIT_FAILED) from exc
+    if seals and store.evidence is not None and store.sealing is not None:
+        try:
+            store.sealing.key_for(store.evidence.seal_state().keyed)
+        except StoreError as exc:
+            store.close()
+            raise CtlError(str(exc), EXIT_USAGE) from exc
+    return store
 
 
 # --- the socket API --------------------------------------------------------------------------

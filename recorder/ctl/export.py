@@ -159,7 +159,7 @@ def export_offline(args: argparse.Namespace) -> tuple[Path, int]:
 
     config = offline_config(args)
     install_configured_key(config, args.key_file)  # an encrypted recording's plain audio
-    store = open_offline_store(config)
+    store = open_offline_store(config, seals=True)  # audited
     try:
         return _export_from(store, args)
     finally:

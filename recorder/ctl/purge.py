@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             bar.clear()
             print(_outcome_line(outcome), file=sys.stderr)
 
-    store = open_offline_store(config)
+    store = open_offline_store(config, seals=not args.dry_run)
     try:
         job = RetentionJob.from_config(store.recordings, config, audit=store.evidence)
         report = job.run_now(bar.update if bar is not None else None, dry_run=args.dry_run,

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     logging.disable(logging.WARNING)
     journal = Journal(data_dir)
     try:
-        store = open_offline_store(config)
+        store = open_offline_store(config, seals=not args.dry_run)
         try:
             rows = complete_interrupted(store.recordings, journal, dry_run=args.dry_run)
             if not args.dry_run:

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise CtlError(f"token {args.action} needs a USERNAME", EXIT_USAGE)
     if len(args.label) > MAX_LABEL:
         raise CtlError(f"--label: at most {MAX_LABEL} characters", EXIT_USAGE)
-    store = open_offline_store(offline_config(args))
+    store = open_offline_store(offline_config(args), seals=args.action != "list")
     try:
         tokens = store.tokens
         if tokens is None:

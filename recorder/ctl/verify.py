@@ -17,10 +17,12 @@ from recorder.ctl.common import (
     EXIT_USAGE,
     CtlError,
     SubParsers,
+    checking_seal_key,
     command,
     offline_config,
     open_offline_store,
     print_json,
+    seal_key_option,
 )
 from recorder.errors import StoreError
 
@@ -52,6 +54,7 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("--key-file", type=Path, metavar="PATH",
                         help="the master key that authenticates encrypted recordings' chunks "
                         "(default: the configuration's storage.key_file)")
+    seal_key_option(parser)
     parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="the recorderd configuration (default: the one recorderd reads)")
 
@@ -66,12 +69,13 @@ def run(args: argparse.Namespace) -> int:
     config = offline_config(args)
     keys = _keys(args.key_file or (Path(config.storage.key_file) if config.storage.key_file
                                    else None))
-    store = open_offline_store(config)
+    store = open_offline_store(config, seal_key_file=args.seal_key_file)
     try:
         if store.evidence is None:
             raise CtlError("this store keeps no evidence", EXIT_FAILED)
+        key = checking_seal_key(config, args.seal_key_file, store.evidence.seal_state())
         report = verify_recordings(store.evidence, config.storage.recordings_dir, since,
-                                   keys)
+                                   key.secret if key is not None else None, keys=keys)
     except StoreError as exc:
         raise CtlError(str(exc), EXIT_FAILED) from exc
     finally:
@@ -86,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             print(("FAILED  " if finding.failed else "note    ") + finding.message)
         failures = sum(f.failed for f in report.findings)
         notes = len(report.findings) - failures
+        if key is not None:
+            print(f"seals checked with seal key {key.id}")
         print(f"{report.checked} recording(s) checked: {report.good} as stored, "
               f"{failures} problem(s), {notes} note(s); {report.in_progress} in progress, "
               f"{report.purged} purged, {report.no_file} without a file; "

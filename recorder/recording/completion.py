@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from recorder.calllog import call_log
 from recorder.codecs.buffered import out_of_space
 from recorder.crypt.access import current_wrapped
 from recorder.errors import StoreError
@@ -193,9 +194,9 @@ class Completion(Worker):
                 self._publish(closing.update.with_values(RECORDID=record_id))
             if self._after_call is not None and closing.after_call and not session.failed:
                 self._after_call.submit(result.path)
-        logger.info("recorded %s on channel %d to %s: %.2f s, %d bytes, %s (RECORDID %s)",
-                    closing.label, session.channel.id, result.path, result.duration,
-                    result.size, reason, opened.record_id)
+        call_log.info("recorded %s on channel %d to %s: %.2f s, %d bytes, %s (RECORDID %s)",
+                      closing.label, session.channel.id, result.path, result.duration,
+                      result.size, reason, opened.record_id)
 
     def _journal_end(self, opened: OpenRecording) -> None:
         key = opened.journal_key

@@ -226,9 +226,9 @@ class RecordingFiles:
         opened.journal_key = self._journal_begin(opened, fmt, sides, options)
         self._writer.add(session)
         self.stats.count("started")
-        # At INFO although the line at its end says more: a field engineer following a long
-        # call in the log must see that it is being recorded, and where.
-        logger.info("recording %s on channel %d to %s (RECORDID %s)", label or row.device_id,
+        # At DEBUG: the call log has one line per call, at its end (recorder/calllog.py);
+        # calls being recorded are in `recorderctl calls` and /status.
+        logger.debug("recording %s on channel %d to %s (RECORDID %s)", label or row.device_id,
                     channel.id, path, record_id)
         return opened
 

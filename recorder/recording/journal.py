@@ -14,9 +14,14 @@ The file is JSON lines, appended with one ``write`` each:
   as they are now, in file frames (null: still running), for recovery to keep with the row;
 - ``{"op": "announce", "type": ..., "fields": {...}}`` a recording ``recorderctl recover``
   completed offline, whose RECORDINGSTOPPED the next start of the service still has to send;
-- ``{"op": "audit-head", "entry_id": 12, "entry_hash": "..."}`` the audit trail's newest entry
-  (one of the two copies of it kept outside the database, docs/storage.md); a compacted file
-  keeps the last one.
+- ``{"op": "audit-head", "entry_id": 12, "entry_hash": "...", "through": 40}`` the audit
+  trail's newest entry (one of the two copies of it kept outside the database,
+  docs/storage.md) and the last queued entry (``through``) committed with it; a compacted file
+  keeps the last one;
+- ``{"op": "audit", "seq": 41, "entry": {...}}`` an audit entry queued for the trail's writer
+  (``recorder.store.auditqueue``), written (not fsynced) before the action it audits is
+  answered, so a killed process loses none: the next start writes those after ``through``
+  that the table does not hold yet. A compacted file keeps the ones not yet committed.
 
 A line cut short by the crash is ignored: its fsync never returned, so nothing was acknowledged
 on it. The file's mechanics (appending, reading back, compacting atomically) are
@@ -100,6 +105,15 @@ class JournalContents:
     open: dict[int, JournalEntry] = field(default_factory=dict)
     announce: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (type, fields)
     audit_head: tuple[int, str] | None = None  # (entry_id, entry_hash): the newest recorded
+    # Audit entries queued and not known to be committed (seq -> the entry's fields), and the
+    # last queued entry known to be (``through`` of the newest head).
+    audit_pending: dict[int, dict[str, Any]] = field(default_factory=dict)
+    audit_through: int = 0
+
+    @property
+    def audit_seq(self) -> int:
+        """The highest number a queued audit entry was given."""
+        return max([self.audit_through, *self.audit_pending])
 
 
 def read_journal(path: Path) -> JournalContents:
@@ -120,7 +134,11 @@ def read_journal(path: Path) -> JournalContents:
                     contents.open[key] = replace(contents.open[key],
                                                  blackouts=_ranges(doc["ranges"]))
             elif op == "audit-head":
-                contents.audit_head = (int(doc["entry_id"]), str(doc["entry_hash"]))
+                if int(doc["entry_id"]) > 0:
+                    contents.audit_head = (int(doc["entry_id"]), str(doc["entry_hash"]))
+                contents.audit_through = max(contents.audit_through, int(doc.get("through", 0)))
+            elif op == "audit":
+                contents.audit_pending[int(doc["seq"])] = dict(doc["entry"])
             elif op == "announce":
                 contents.announce.append((str(doc["type"]), {
                     str(k): str(v) for k, v in doc["fields"].items()}))
@@ -129,6 +147,8 @@ def read_journal(path: Path) -> JournalContents:
             # worth a warning, but the lines around it still count.
             if not line.last or line.text.endswith(b"}"):
                 logger.warning("%s line %d unreadable (%s); skipped", path, line.number, exc)
+    contents.audit_pending = {seq: entry for seq, entry in contents.audit_pending.items()
+                              if seq > contents.audit_through}
     return contents
 
 
@@ -147,6 +167,9 @@ class Journal:
         self._synced = 0  # lines known to be on disk
         self.syncs = 0  # fsyncs done (group commit makes this less than the lines)
         self._audit_head: tuple[int, str] | None = None
+        self._audit_seq = 0  # the last number given to a queued audit entry
+        self._audit_through = 0  # the last queued audit entry committed
+        self._audit_pending: dict[int, dict[str, Any]] = {}  # queued, not committed
 
     def open(self) -> JournalContents:
         """Open the file for appending; returns what a previous run left in it (to recover:
@@ -157,6 +180,9 @@ class Journal:
         with self._lock:
             self._open = dict(contents.open)
             self._audit_head = contents.audit_head
+            self._audit_through = contents.audit_through
+            self._audit_pending = dict(contents.audit_pending)
+            self._audit_seq = contents.audit_seq
             self._next_key = max(self._open, default=0) + 1
         return contents
 
@@ -216,15 +242,48 @@ class Journal:
             ticket = self._written
         self._sync_to(ticket)
 
-    def note_audit_head(self, entry_id: int, entry_hash: str) -> None:
-        """The audit trail's newest entry is now ``entry_id``; on disk before it returns."""
+    def note_audit_pending(self, entry: Mapping[str, Any]) -> int:
+        """An audit entry queued for the trail's writer: handed to the OS (a killed process
+        keeps it; the next fsync of this file, at the latest the writer's head line, makes it
+        durable); its number."""
         with self._lock:
-            if self._audit_head is not None and self._audit_head[0] >= entry_id:
+            self._audit_seq += 1
+            seq = self._audit_seq
+            self._append({"op": "audit", "seq": seq, "entry": dict(entry)})
+            self._audit_pending[seq] = dict(entry)
+            return seq
+
+    def note_audit_head(self, entry_id: int, entry_hash: str, through: int | None = None
+                        ) -> None:
+        """The audit trail's newest entry is now ``entry_id``, and the queued entries up to
+        ``through`` are committed; on disk before it returns."""
+        with self._lock:
+            newer_head = self._audit_head is None or self._audit_head[0] < entry_id
+            newer_through = through is not None and through > self._audit_through
+            if not newer_head and not newer_through:
                 return
-            self._audit_head = (entry_id, entry_hash)
-            self._append({"op": "audit-head", "entry_id": entry_id, "entry_hash": entry_hash})
+            if newer_head:
+                self._audit_head = (entry_id, entry_hash)
+            if newer_through:
+                assert through is not None
+                self._audit_through = through
+                for seq in [seq for seq in self._audit_pending if seq <= through]:
+                    del self._audit_pending[seq]
+            self._append(self._head_line())
             ticket = self._written
+            # A portal's searches add a line each: compacted here too, not only as calls end.
+            compact = self._file.size > COMPACT_BYTES
         self._sync_to(ticket)
+        if compact:
+            self.rewrite()
+
+    def _head_line(self) -> dict[str, Any]:
+        """Under ``_lock``: the audit-head line as things are now."""
+        head_id, head_hash = self._audit_head or (0, "")
+        doc: dict[str, Any] = {"op": "audit-head", "entry_id": head_id, "entry_hash": head_hash}
+        if self._audit_through:
+            doc["through"] = self._audit_through
+        return doc
 
     def rewrite(self) -> None:
         """Replace the file with the open entries only, atomically (a crash leaves the old
@@ -233,9 +292,10 @@ class Journal:
         with self._sync_lock, self._lock:
             docs: list[dict[str, Any]] = [{"op": "open", **e.to_json()}
                                           for e in self._open.values()]
-            if self._audit_head is not None:
-                docs.append({"op": "audit-head", "entry_id": self._audit_head[0],
-                             "entry_hash": self._audit_head[1]})
+            if self._audit_head is not None or self._audit_through:
+                docs.append(self._head_line())
+            docs += [{"op": "audit", "seq": seq, "entry": entry}
+                     for seq, entry in sorted(self._audit_pending.items())]
             self._file.replace(docs)
             self._synced = self._written
 

@@ -127,6 +127,17 @@ def deletion_refused(row: RecordingRow, now: float) -> str | None:
     return None
 
 
+def bookmark_refused(user_id: int, granted: Collection[str], author_id: int) -> str | None:
+    """Why a user may not edit or remove a bookmark's comment, or None: only its author,
+    while they hold ALLOWCOMMENT, changes what they wrote (someone else's words are theirs to
+    answer with a bookmark of their own)."""
+    if "ALLOWCOMMENT" not in granted:
+        return "bookmarks need ALLOWCOMMENT"
+    if user_id != author_id:
+        return "only its author changes a bookmark"
+    return None
+
+
 def ungrantable(granted: Collection[str], wanted: Collection[str]) -> frozenset[str]:
     """Of the permissions ``wanted`` (in a role being changed, or the roles of a user being
     assigned), those the administrator does not hold: nobody hands out more than they have."""

@@ -15,6 +15,7 @@ from recorder.crypt.keys import key_file_problem
 from recorder.drivers.registry import create_driver
 from recorder.errors import ConfigError, DriverError
 from recorder.service.portcheck import busy_port_warnings
+from recorder.store.sealkey import seal_key_problem
 
 
 def print_problems(program: str, source: Path | None, problems: list[str]) -> None:
@@ -39,6 +40,9 @@ def check_config(source: Path | None) -> tuple[list[str], str]:
     key = key_problem(config)
     if key is not None:
         problems.append(key)
+    seal = seal_problem(config)
+    if seal is not None:
+        problems.append(seal)
     for i, board in enumerate(config.boards):
         try:
             create_driver(f"boards[{i}]", board)
@@ -60,6 +64,14 @@ def key_problem(config: Config) -> str | None:
         return None
     problem = key_file_problem(Path(config.storage.key_file))
     return None if problem is None else f"storage.key_file: {problem}"
+
+
+def seal_problem(config: Config) -> str | None:
+    """Why recorderd could not use storage.seal_key_file (None: it can, or none is set)."""
+    if not config.storage.seal_key_file:
+        return None
+    problem = seal_key_problem(Path(config.storage.seal_key_file))
+    return None if problem is None else f"storage.seal_key_file: {problem}"
 
 
 def _data_dir_problem(data_dir: Path) -> str | None:

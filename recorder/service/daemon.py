@@ -20,6 +20,7 @@ from types import FrameType
 
 from recorder import __version__
 from recorder.app import Recorder
+from recorder.calllog import set_call_log
 from recorder.config.loader import load_config
 from recorder.config.model import Config, resolve_config_path
 from recorder.config.printing import to_toml
@@ -27,7 +28,12 @@ from recorder.config.reference import json_schema
 from recorder.config.reload import needs_restart
 from recorder.errors import ConfigError, DriverError, RecorderError, StartupError
 from recorder.service.allocator import return_large_blocks
-from recorder.service.checkconfig import check_config, key_problem, print_problems
+from recorder.service.checkconfig import (
+    check_config,
+    key_problem,
+    print_problems,
+    seal_problem,
+)
 from recorder.service.datalock import DataDirBusy, DataDirLock
 from recorder.service.lifecycle import ServiceLoop, log_thread_stacks
 from recorder.service.logsetup import configure_logging
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Under systemd: the journal, each line at its priority; else stderr with timestamps.
     destination = configure_logging(args.log_level or config.log.level)
+    set_call_log(config.log.calls)
     logger.info("recorderd %s starting with %s (logging to %s)", __version__,
                 source or "embedded defaults", destination)
     # Before any thread starts: what a flood of password hashes allocates is given back.
@@ -117,7 +124,7 @@ def _serve(config: Config, source: Path | None) -> int:
         log_thread_stacks()
 
     signal.signal(signal.SIGTERM, on_stop)
-    key = key_problem(config)
+    key = key_problem(config) or seal_problem(config)
     if key is not None:
         # A key that cannot be read would leave every call unrecorded: the configuration's.
         logger.error("cannot start: %s", key)
@@ -247,6 +254,7 @@ def _reload(recorder: Recorder, source: Path | None) -> str | None:
         logger.error("SIGHUP: %s not reloaded, it is invalid: %s", source, problems)
         return "; ".join(p for p in (keys_problem, problems) if p)
     recorder.reload(config)
+    set_call_log(config.log.calls)
     logger.info("SIGHUP: reloaded schedules, filters, limits and terminology from %s",
                 source or "embedded defaults")
     # recorder.config is what it started with: the running value of every key not reloaded.

@@ -27,6 +27,7 @@ AUDIT_API_CHANGE = "api-change"  # the APIs' administration (IMPORTUSER, MODIFY*
 AUDIT_TOKEN = "token"  # an API token made or revoked (recorderctl token)
 AUDIT_LISTEN = "listen"  # a call in progress listened to live in the portal
 AUDIT_BLACKOUT = "blackout"  # a blackout started or stopped in the portal
+AUDIT_STATION = "station"  # a workstation's device mapped or unmapped in the portal
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,12 @@ class AuditQuery:
 class AuditStore(ABC):
     @abstractmethod
     def append_audit(self, entry: AuditEntry) -> int:
-        """Write the entry; returns its id."""
+        """Write the entry; returns its id once it is committed."""
+
+    def enqueue_audit(self, entry: AuditEntry) -> None:
+        """Write the entry soon, without waiting for it (``auditqueue``: a batch writer that
+        keeps it in the crash journal meanwhile); here, at once."""
+        self.append_audit(entry)
 
     @abstractmethod
     def list_audit(self, query: AuditQuery) -> list[AuditEntry]: ...

@@ -1,5 +1,5 @@
 """Bookmarks: a comment at a time offset in a recording, by a user (the portal's ALLOWCOMMENT).
-Removed with their recording."""
+Their comment edited or the bookmark removed by its author; removed with their recording."""
 
 from __future__ import annotations
 
@@ -26,3 +26,12 @@ class BookmarkStore(ABC):
     @abstractmethod
     def list_bookmarks(self, ident: int) -> list[Bookmark]:
         """The recording's bookmarks, by offset."""
+
+    @abstractmethod
+    def get_bookmark(self, ident: int, bookmark_id: int) -> Bookmark | None:
+        """Bookmark ``bookmark_id`` of recording ``ident``; None if it has none such."""
+
+    @abstractmethod
+    def change_bookmark(self, ident: int, bookmark_id: int, comment: str | None) -> bool:
+        """Give bookmark ``bookmark_id`` of recording ``ident`` a new comment, or remove it
+        (``comment`` None); False if there was none such."""

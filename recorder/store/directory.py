@@ -155,6 +155,12 @@ class AgentWindow:
 class DirectoryStore(ABC):
     """Users, phones, stations, groups, roles and agent windows."""
 
+    def directory_version(self, *, wait: bool = True) -> tuple[int, int] | None:
+        """A value that changes whenever users, their roles, roles' permissions or groups
+        change, by anyone (what a cache of who may do what is checked against); None: not
+        kept (or, without ``wait``, not to be had at once)."""
+        return None
+
     # --- users and phones ----------------------------------------------------------------------
 
     @abstractmethod
@@ -213,6 +219,11 @@ class DirectoryStore(ABC):
     @abstractmethod
     def list_stations(self) -> list[StationRow]:
         """Every workstation mapping, by station name."""
+
+    @abstractmethod
+    def delete_station(self, station_name: str) -> StationRow | None:
+        """Remove the mapping of ``station_name`` (compared without case); the mapping it
+        was, or None if there was none."""
 
     # --- groups --------------------------------------------------------------------------------
 

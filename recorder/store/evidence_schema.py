@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import sqlite3
 
-from recorder.store.evidence import GENESIS, audit_hash
+from recorder.errors import StoreError
+from recorder.store.evidence import (
+    GENESIS,
+    ROW_SEAL_COLUMNS,
+    audit_hash,
+    is_keyed,
+    keyed_row_seal,
+    row_seal,
+    row_seal_v1,
+)
 
 # The schema step. Rows that exist already keep a NULL row_hash: they were recorded before
 # verification existed, and sealing them now would vouch for whatever they hold today. The
@@ -44,9 +53,11 @@ _NO_UPDATE = """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"""
 
 
-def migrate_evidence(conn: sqlite3.Connection) -> None:
+def migrate_evidence(conn: sqlite3.Connection, key: bytes | None) -> None:
     """After ``CREATE_EVIDENCE``, in its transaction: chain the entries already in the audit
-    table, oldest first from ``GENESIS``, then refuse every UPDATE of it again."""
+    table, oldest first from ``GENESIS``, then refuse every UPDATE of it again. (No seal key
+    has sealed anything before this step: ``key`` is not used.)"""
+    del key
     prev = GENESIS
     rows = conn.execute("SELECT entry_id, time, user_id, username, action, target, detail,"
                         " address FROM audit ORDER BY entry_id").fetchall()
@@ -59,4 +70,44 @@ def migrate_evidence(conn: sqlite3.Connection) -> None:
     conn.execute(_NO_UPDATE)
 
 
-__all__ = ["CREATE_EVIDENCE", "migrate_evidence"]
+# Schema 11: the seal covers a row's blackout marks (``recorder-row/2``); nothing to create.
+CREATE_MARKS_SEALED = ""
+
+
+def reseal_with_marks(conn: sqlite3.Connection, key: bytes | None) -> None:
+    """After ``CREATE_MARKS_SEALED``, in its transaction: every row sealed under
+    ``recorder-row/1`` whose seal still matches is sealed again with its marks, of the same
+    kind (plain, or keyed with the seal key ``key``). One whose seal no longer matches keeps
+    it, so ``recorderctl verify`` still reports it: the upgrade vouches for nothing the old
+    seal did not. StoreError (nothing changed) if a row is keyed and ``key`` is None."""
+    marks: dict[int, list[tuple[float, float]]] = {}
+    for ident, a, b in conn.execute("SELECT ident, start_seconds, end_seconds"
+                                    " FROM recording_blackouts"):
+        marks.setdefault(int(ident), []).append((float(a), float(b)))
+    # Every row: one recorded before the seals existed is sealed too once the recorder changes
+    # it (CALLUPDATE, a purge), whatever its RECORDID.
+    after = 0
+    while rows := conn.execute(
+            f"SELECT {', '.join(ROW_SEAL_COLUMNS)}, row_hash FROM recordings WHERE ident > ?"
+            " AND status = 'complete' AND row_hash IS NOT NULL ORDER BY ident LIMIT 5000",
+            (after,)).fetchall():
+        resealed = []
+        for r in rows:
+            values, stored, kept = r[:-1], str(r[-1]), marks.get(int(r[0]), ())
+            if not is_keyed(stored):
+                if row_seal_v1(values) == stored:
+                    resealed.append((row_seal(values, kept), int(r[0])))
+                continue
+            if key is None:
+                raise StoreError(
+                    "the upgrade to schema 11 seals each recording again with its blackout "
+                    "marks, and this data directory's seals are made with a seal key: open it "
+                    "with the key (recorderd with storage.seal_key_file, or "
+                    "RECORDER_SEAL_KEY_FILE=PATH for recorderctl)")
+            if row_seal_v1(values, key) == stored:
+                resealed.append((keyed_row_seal(values, key, kept), int(r[0])))
+        conn.executemany("UPDATE recordings SET row_hash = ? WHERE ident = ?", resealed)
+        after = int(rows[-1][0])
+
+
+__all__ = ["CREATE_EVIDENCE", "CREATE_MARKS_SEALED", "migrate_evidence", "reseal_with_marks"]

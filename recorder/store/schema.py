@@ -12,7 +12,8 @@ each complete recording's row sealed, the audit trail made a hash chain with a p
 Version 8 adds the WebAPI's bearer tokens (hashed). Version 9 keeps a complete recording's
 blackouts (the portal marks them on its player): only the silenced audio showed them before.
 Version 10 adds an encrypted recording's wrapped file key to its row (docs/encryption.md;
-empty for a recording in clear).
+empty for a recording in clear). Version 11 makes a row's seal cover its blackout marks
+(``recorder-row/2``): rows whose ``recorder-row/1`` seal still matches are sealed again.
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from recorder.store.evidence_schema import CREATE_EVIDENCE, migrate_evidence
+from recorder.store.evidence_schema import (
+    CREATE_EVIDENCE,
+    CREATE_MARKS_SEALED,
+    migrate_evidence,
+    reseal_with_marks,
+)
 from recorder.store.records import FILTER_FIELDS, METADATA_FIELDS
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # API field name -> column, for the call metadata a recording keeps: the lower-case name, but
 # where the manual's table spells the column otherwise.
@@ -310,10 +316,11 @@ CREATE INDEX bookmarks_by_recording ON bookmarks (ident, offset_seconds);
 @dataclass(frozen=True)
 class Step:
     """A migration that needs Python after its SQL (hashes SQLite cannot compute): ``then``
-    runs on the connection in the same transaction as ``script``."""
+    runs on the connection in the same transaction as ``script``, given the seal key the
+    store was opened with (bytes, or None)."""
 
     script: str
-    then: Callable[[Any], None]
+    then: Callable[[Any, Any], None]
 
 
 # The WebAPI's bearer tokens (recorder.store.tokens): only their SHA-256 is kept; revoked ones
@@ -351,4 +358,5 @@ ALTER TABLE recordings ADD COLUMN file_key TEXT NOT NULL DEFAULT '';
 # MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str | Step, ...] = (CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, CREATE_V5,
                                       CREATE_V6, Step(CREATE_EVIDENCE, migrate_evidence),
-                                      CREATE_V8, CREATE_V9, CREATE_V10)
+                                      CREATE_V8, CREATE_V9, CREATE_V10,
+                                      Step(CREATE_MARKS_SEALED, reseal_with_marks))

@@ -143,7 +143,6 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
                 (done.stop_time, done.duration, done.audio_size, done.audio_hash,
                  done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
             )
-            seal_rows(conn, (ident,))
             if done.blackouts:
                 # Replaced, not added to: a spooled completion replayed, or recovery
                 # completing a row again, leaves each range once.
@@ -151,6 +150,8 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
                 conn.executemany("INSERT INTO recording_blackouts (ident, start_seconds,"
                                  " end_seconds) VALUES (?, ?, ?)",
                                  [(ident, a, b) for a, b in done.blackouts])
+            # After the marks: the seal covers them (docs/storage.md).
+            seal_rows(conn, (ident,), self.sealing)
 
     def recording_blackouts(self, ident: int) -> tuple[tuple[float, float], ...]:
         with self._db(f"read the blackouts of recording {ident}") as conn:
@@ -171,7 +172,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
             assignments = ", ".join(f"{column} = ?" for column in values)
             cursor = conn.execute(f"UPDATE recordings SET {assignments} WHERE ident = ?",
                                   (*values.values(), ident))
-            seal_rows(conn, (ident,))
+            seal_rows(conn, (ident,), self.sealing)
             return cursor.rowcount > 0
 
     def get_recording(self, ident: int) -> RecordingRow | None:
@@ -281,7 +282,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
                 (new, media_format, audio_size, audio_hash, file_key, old, new))
             # The stored bytes are now the encoded file's: its row is sealed with its hash.
             seal_rows(conn, [r[0] for r in conn.execute(
-                "SELECT ident FROM recordings WHERE filename = ?", (new,))])
+                "SELECT ident FROM recordings WHERE filename = ?", (new,))], self.sealing)
             return cursor.rowcount > 0
 
     def expired_recordings(self, now: float, rule: ExpiryRule, limit: int,
@@ -301,7 +302,7 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
             cursor = conn.execute(
                 f"UPDATE recordings SET purged_time = ? WHERE ident = ? AND {_purgeable('')}",
                 (when, ident))
-            seal_rows(conn, (ident,))
+            seal_rows(conn, (ident,), self.sealing)
             return cursor.rowcount > 0
 
     def oldest_unpurged(self, limit: int, after: ScanCursor | None = None) -> list[RecordingRow]:

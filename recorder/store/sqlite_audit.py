@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from recorder.store.audit import AuditEntry, AuditQuery, AuditStore
 from recorder.store.audithead import head_path, read_head, write_head, writer_lock
-from recorder.store.evidence import audit_hash
 from recorder.store.sqlite_conn import fold
 from recorder.store.sqlite_evidence import SqliteEvidence, chain_entry
 
@@ -49,31 +48,55 @@ class SqliteAudit(SqliteEvidence, AuditStore):
                 write_head(self.head_path, last.entry_id, last.entry_hash or "")
 
     def append_audit(self, entry: AuditEntry) -> int:
+        return self.append_batch([entry])[0][0]
+
+    def append_batch(self, entries: Sequence[AuditEntry]) -> list[tuple[int, str]]:
+        """Append ``entries`` in order, chained, in one transaction, and write the head once
+        after them (``auditqueue``'s writer: one commit and one head for a batch); their ids
+        and hashes."""
+        if not entries:
+            return []
         with self._audit_lock, writer_lock(self.path):
-            with self._tx(f"audit {entry.action}") as conn:
+            ids: list[tuple[int, str]] = []
+            with self._tx(f"audit {entries[0].action} (+{len(entries) - 1})") as conn:
                 entry_id, prev = chain_entry(conn)
-                entry_hash = audit_hash(
-                    entry_id, entry.time, entry.user_id, username=entry.username,
-                    action=entry.action, target=entry.target, detail=entry.detail,
-                    address=entry.address, prev_hash=prev)
-                conn.execute(
-                    "INSERT INTO audit (entry_id, time, user_id, username, action, target,"
-                    " detail, address, prev_hash, entry_hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (entry_id, float(entry.time), entry.user_id, entry.username, entry.action,
-                     entry.target, entry.detail, entry.address, prev, entry_hash))
-            # The entry is in: a head that cannot be written is reported by verify (the
-            # entries after the head), not a reason to refuse the action that was audited.
+                for entry in entries:
+                    entry_hash = self.sealing.audit_hash(
+                        entry_id, entry.time, entry.user_id, username=entry.username,
+                        action=entry.action, target=entry.target, detail=entry.detail,
+                        address=entry.address, prev_hash=prev)
+                    conn.execute(
+                        "INSERT INTO audit (entry_id, time, user_id, username, action, target,"
+                        " detail, address, prev_hash, entry_hash)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (entry_id, float(entry.time), entry.user_id, entry.username,
+                         entry.action, entry.target, entry.detail, entry.address, prev,
+                         entry_hash))
+                    ids.append((entry_id, entry_hash))
+                    entry_id, prev = entry_id + 1, entry_hash
+            last_id, last_hash = ids[-1]
+            # The entries are in: a head that cannot be written is reported by verify (the
+            # entries after the head), not a reason to refuse the actions that were audited.
             try:
-                write_head(self.head_path, entry_id, entry_hash)
+                write_head(self.head_path, last_id, last_hash)
             except OSError:
                 logger.exception("cannot write the audit head %s", self.head_path)
             for sink in self._head_sinks:
                 try:
-                    sink(entry_id, entry_hash)
+                    sink(last_id, last_hash)
                 except Exception:
-                    logger.exception("cannot record the audit head (entry %d)", entry_id)
-            return entry_id
+                    logger.exception("cannot record the audit head (entry %d)", last_id)
+            return ids
+
+    def audit_after(self, entry_id: int) -> list[AuditEntry]:
+        """The entries after ``entry_id``, oldest first (what a crash may have committed
+        after the last head the crash journal holds)."""
+        with self._db("read the newest audit entries") as conn:
+            rows = conn.execute(
+                "SELECT entry_id, time, user_id, username, action, target, detail, address"
+                " FROM audit WHERE entry_id > ? ORDER BY entry_id", (entry_id,)).fetchall()
+        return [AuditEntry(time=r[1], user_id=r[2], username=r[3], action=r[4], target=r[5],
+                           detail=r[6], address=r[7], entry_id=r[0]) for r in rows]
 
     def list_audit(self, query: AuditQuery) -> list[AuditEntry]:
         where: list[str] = []

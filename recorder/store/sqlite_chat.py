@@ -67,7 +67,7 @@ class SqliteChat(SqliteConnection):
                 assignments = ", ".join(f"{column} = ?" for column in values)
                 conn.execute(f"UPDATE recordings SET {assignments} WHERE ident = ?",
                              (*values.values(), ident))
-                seal_rows(conn, (ident,))
+                seal_rows(conn, (ident,), self.sealing)
         return ident
 
     @staticmethod
@@ -76,14 +76,14 @@ class SqliteChat(SqliteConnection):
                            " ORDER BY ident DESC LIMIT 1", (session_id,)).fetchone()
         return int(row[0]) if row else None
 
-    @staticmethod
-    def _end_chat(conn: sqlite3.Connection, ident: int, stop_time: float, reason: str) -> None:
+    def _end_chat(self, conn: sqlite3.Connection, ident: int, stop_time: float,
+                  reason: str) -> None:
         conn.execute(
             "UPDATE recordings SET stop_time = ?, duration = MAX(0, ? - start_time), status = ?,"
             " stop_reason = ? WHERE ident = ?",
             (stop_time, stop_time, STATUS_COMPLETE, reason, ident))
         conn.execute("UPDATE chat_sessions SET open = 0 WHERE ident = ?", (ident,))
-        seal_rows(conn, (ident,))
+        seal_rows(conn, (ident,), self.sealing)
 
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from recorder.errors import StoreError
 from recorder.store.schema import MIGRATIONS, SCHEMA_VERSION, Step
+from recorder.store.sealing import Sealing
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class SqliteConnection:
         # A schema step with a Python part ran at open (the evidence's: its audit head is
         # written once the store is open).
         self.stepped = False
+        # Plain or keyed seals (storage.seal_key_file): open_store sets it before opening.
+        self.sealing = Sealing()
 
     @property
     def location(self) -> str:
@@ -99,14 +102,16 @@ class SqliteConnection:
                 if isinstance(migration, Step):
                     # The script leaves its transaction open for the Python part to finish.
                     conn.executescript(f"BEGIN;\n{migration.script}")
-                    migration.then(conn)
+                    key = self.sealing.key
+                    migration.then(conn, key.secret if key is not None else None)
                     self.stepped = True
                     conn.execute(f"PRAGMA user_version = {step + 1}")
                     conn.execute("COMMIT")
                 else:
                     conn.executescript(
                         f"BEGIN;\n{migration}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
-            except sqlite3.Error:
+            except BaseException:
+                # (A step's Python part may refuse too: StoreError.)
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
@@ -123,15 +128,36 @@ class SqliteConnection:
         # code inside the block did (every query of the store goes through this).
         try:
             with self._lock:
-                if self._conn is None:
-                    raise StoreError(f"{what}: the store is not open")
-                try:
-                    yield self._conn
-                except sqlite3.Error as exc:
-                    raise StoreError(f"{what}: {exc}") from exc
+                yield self._locked(what)
+        except sqlite3.Error as exc:
+            self._failed()
+            raise StoreError(f"{what}: {exc}") from exc
         except StoreError:
             self._failed()
             raise
+
+    @contextmanager
+    def _db_now(self, what: str) -> Iterator[sqlite3.Connection | None]:
+        """``_db``, or None at once if another thread holds the connection (for a caller on
+        an event loop, which has a slower way)."""
+        if not self._lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            yield self._locked(what)
+        except sqlite3.Error as exc:
+            self._failed()
+            raise StoreError(f"{what}: {exc}") from exc
+        except StoreError:
+            self._failed()
+            raise
+        finally:
+            self._lock.release()
+
+    def _locked(self, what: str) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{what}: the store is not open")
+        return self._conn
 
     @contextmanager
     def _tx(self, what: str) -> Iterator[sqlite3.Connection]:

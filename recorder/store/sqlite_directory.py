@@ -53,7 +53,7 @@ class SqliteDirectory(SqliteRoles, DirectoryStore):
     def add_user(self, fields: UserFields, *, now: float, allow_duplicate_name: bool = False
                  ) -> int:
         first, last = fields.first_name or "", fields.last_name or ""
-        with self._tx("add user") as conn:
+        with self._changing("add user") as conn:
             if not allow_duplicate_name:
                 self._check_name_free(conn, first, last, None)
             if fields.username:
@@ -73,7 +73,7 @@ class SqliteDirectory(SqliteRoles, DirectoryStore):
         return user_id
 
     def modify_user(self, user_id: int, fields: UserFields, *, now: float) -> bool:
-        with self._tx(f"modify user {user_id}") as conn:
+        with self._changing(f"modify user {user_id}") as conn:
             current = self._user(conn, user_id)
             if current is None or current.deleted:
                 return False
@@ -99,7 +99,7 @@ class SqliteDirectory(SqliteRoles, DirectoryStore):
         return True
 
     def delete_user(self, user_id: int, *, now: float) -> bool:
-        with self._tx(f"delete user {user_id}") as conn:
+        with self._changing(f"delete user {user_id}") as conn:
             cursor = conn.execute(
                 "UPDATE users SET deleted = 1, delete_time = ?, mod_time = ?"
                 " WHERE user_id = ? AND deleted = 0", (now, now, user_id))
@@ -148,7 +148,7 @@ class SqliteDirectory(SqliteRoles, DirectoryStore):
             return self._users(conn, f"{_USER_SELECT} WHERE deleted = 0 ORDER BY user_id", ())
 
     def assign_phone(self, user_id: int, phone_id: str, *, now: float) -> bool:
-        with self._tx(f"assign phone {phone_id}") as conn:
+        with self._changing(f"assign phone {phone_id}") as conn:
             owner = self._phone_owner(conn, phone_id)
             if owner == user_id:
                 return False
@@ -159,7 +159,7 @@ class SqliteDirectory(SqliteRoles, DirectoryStore):
         return True
 
     def unassign_phone(self, user_id: int, phone_id: str) -> bool:
-        with self._tx(f"unassign phone {phone_id}") as conn:
+        with self._changing(f"unassign phone {phone_id}") as conn:
             owner = self._phone_owner(conn, phone_id)
             if owner is None:
                 return False
@@ -247,6 +247,17 @@ class SqliteDirectory(SqliteRoles, DirectoryStore):
                 (station.station_name, station.device_id, station.location_id))
             row = conn.execute("SELECT station_name, device_id, location_id FROM stations"
                                " WHERE rowid = ?", (cursor.lastrowid,)).fetchone()
+        return StationRow(row[0], row[1], row[2])
+
+    def delete_station(self, station_name: str) -> StationRow | None:
+        with self._tx(f"delete workstation {station_name}") as conn:
+            row = conn.execute("SELECT station_name, device_id, location_id FROM stations"
+                               " WHERE casefold(station_name) = ?",
+                               (fold(station_name),)).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM stations WHERE casefold(station_name) = ?",
+                         (fold(station_name),))
         return StationRow(row[0], row[1], row[2])
 
     def list_stations(self) -> list[StationRow]:

@@ -17,9 +17,10 @@ from recorder.calls.requests import CallStart, DeviceQuery
 from recorder.calls.scheduler import Scheduler
 from recorder.calls.watch import LimitsWatch
 from recorder.capture.core import CaptureBoard, CaptureCore
+from recorder.config.loader import config_from_dict
 from recorder.drivers.registry import create_driver
 from recorder.drivers.synthetic import SyntheticBoardConfig
-from recorder.events.types import EventSink
+from recorder.events.types import CollectedEvents, EventSink
 from recorder.recording.completion import AfterCall, Completion
 from recorder.recording.files import RecordingFiles, StoredFormat
 from recorder.recording.journal import Journal
@@ -148,3 +149,47 @@ class Bench:
         self.writer.stop()
         self.writer.join(5)
         self.store.close()
+
+
+# --- driving a Bench: what the call model's tests share -----------------------------------------
+
+RATE = 8000
+DEV = DeviceQuery(device_id="1001")
+
+
+def policy(**recording: object) -> Policy:
+    config = config_from_dict({"recording": recording})
+    return Policy.from_config(config.recording, channels=2)
+
+
+def make_bench(tmp_path: Path, **kwargs: object) -> tuple[Bench, CollectedEvents]:
+    events = CollectedEvents()
+    return Bench(tmp_path, events=events, **kwargs), events
+
+
+def feed_seconds(bench: Bench, seconds: float) -> None:
+    bench.feed(round(seconds * RATE / BLOCK))
+    bench.capture.measure()
+
+
+def feed_level(bench: Bench, seconds: float, amplitude: int) -> None:
+    """Blocks of a 400 Hz tone at ``amplitude`` (0: digital silence) on every channel."""
+    for _ in range(round(seconds * RATE / BLOCK)):
+        start = sum(len(b) for b in bench.captured)
+        t = np.arange(start, start + BLOCK) / RATE
+        tone = (amplitude * np.sin(2 * np.pi * 400 * t)).astype(np.int16)
+        block = np.repeat(tone[:, None], len(bench.capture.boards[0].devices), axis=1)
+        bench.capture.boards[0].on_block(block)
+        bench.captured.append(block)
+        bench.now += BLOCK / RATE
+    bench.capture.measure()
+
+
+def start(bench: Bench, device: str = "1001", instance: str = "", **kw: object) -> None:
+    bench.scheduler.call_start(CallStart(device=DeviceQuery(device_id=device),
+                                         instance=instance, **kw))  # type: ignore[arg-type]
+
+
+def frames(path: str | Path) -> np.ndarray:
+    data, _ = soundfile.read(str(path), dtype="int16", always_2d=True)
+    return data[:, 0]

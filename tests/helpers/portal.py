@@ -13,15 +13,19 @@ import ssl
 import time
 import urllib.parse
 import wave
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from recorder.app import Recorder
+from recorder.store.audit import AuditEntry, AuditQuery
 from recorder.store.directory import UserFields
 from recorder.store.records import FinishedRecording, NewRecording
+from tests.helpers.api import ApiConnection
 
 PASSWORD = "correct horse battery"
 # Test users' hashes use scrypt at N=2^10 instead of 2^14: the portal checks a password with
@@ -157,6 +161,18 @@ def portal_port(recorder: Recorder) -> int:
     return recorder.portal.address[1]
 
 
+def client_of(recorder: Recorder) -> PortalClient:
+    """A new browser, not signed in, for ``recorder``'s portal."""
+    return PortalClient(portal_port(recorder))
+
+
+def audited(recorder: Recorder, **query: object) -> list[AuditEntry]:
+    """The audit trail's entries that ``query`` (an AuditQuery's fields) finds, newest first."""
+    assert recorder.store is not None
+    assert recorder.store.audit is not None
+    return recorder.store.audit.list_audit(AuditQuery(**query))  # type: ignore[arg-type]
+
+
 def add_user(recorder: Recorder, username: str, permissions: Collection[str], *,
              password: str = PASSWORD, first: str = "", last: str = "Agent") -> int:
     """A user with a role of their own holding ``permissions``; their USERID."""
@@ -233,6 +249,34 @@ def portal_recorder(tmp: Path, **portal: object) -> Recorder:
     recorder = Recorder(config)
     recorder.start()
     return recorder
+
+
+def portal_fixture(*, after: Callable[[], None] | None = None, **portal: object) -> Any:
+    """A module's ``portal`` fixture: ``portal_recorder`` for the module's tests, sign-ins not
+    throttled unless ``portal`` (more of the [portal] table) says so; ``after`` runs once it
+    has stopped. A module takes it as ``portal = portal_fixture(...)``: a fixture of its own,
+    which runs with --noconftest too (scripts/mutation)."""
+    options = {"signin_attempts_per_minute": 10000, **portal}
+
+    @pytest.fixture(scope="module", name="portal")
+    def portal_(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
+        recorder = portal_recorder(tmp_path_factory.mktemp("portal"), **options)
+        yield recorder
+        recorder.stop()
+        if after is not None:
+            after()
+    return portal_
+
+
+def api_fixture() -> Any:
+    """A module's ``api`` fixture: one socket API connection to its ``portal``."""
+    @pytest.fixture(scope="module", name="api")
+    def api_(portal: Recorder) -> Iterator[ApiConnection]:
+        assert portal.api is not None
+        conn = ApiConnection(portal.api.socket_address[1])
+        yield conn
+        conn.close()
+    return api_
 
 
 def call_in_progress(recorder: Recorder, device: str, timeout: float = 5.0) -> int:

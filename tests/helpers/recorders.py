@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ import pytest
 from lxml import etree
 
 from recorder.app import Recorder
+from recorder.config.loader import config_from_dict
 from recorder.config.model import Config
 from recorder.config.printing import to_toml
 from tests.helpers.api import ApiConnection
@@ -129,6 +131,47 @@ def base_config(tmp_path: Path, **sections: Any) -> dict[str, Any]:
     }
     doc.update(sections)
     return doc
+
+
+def start_in_process(tmp_path: Path, **sections: Any) -> Running:
+    """A recorder started in this process on ``base_config(tmp_path, **sections)``; whoever
+    asked stops ``running.recorder``."""
+    config = config_from_dict(base_config(tmp_path, **sections), base_dir=tmp_path)
+    recorder = Recorder(config)
+    recorder.start()
+    assert recorder.api is not None
+    return Running(recorder.api.socket_address[1], recorder.api.web_address[1],
+                   config.storage.data_dir, recorder)
+
+
+@contextlib.contextmanager
+def shared_recorder(tmp_path: Path, **sections: Any) -> Iterator[Running]:
+    """An in-process recorder for a module-scoped fixture: one recorder for the tests of a
+    module that leave it as they found it (what they read, requests it refuses), where one
+    each was most of their time. Such a test checks it left nothing behind
+    (``stored_rows``), so one that did fails there rather than a later test."""
+    running = start_in_process(tmp_path, **sections)
+    try:
+        yield running
+    finally:
+        assert running.recorder is not None
+        running.recorder.stop()
+
+
+# What a request may change without changing what the recorder holds: the audit trail (which
+# notes refusals too), and so SQLite's own table of the last ids given out.
+AUDIT_TABLES = frozenset({"audit", "audit_anchor", "sqlite_sequence"})
+
+
+def stored_rows(running: Running) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the recorder's database but the audit trail, read by a
+    connection of its own: equal before and after a request that must change nothing."""
+    with contextlib.closing(sqlite3.connect(running.data_dir / "recorder.sqlite3")) as db:
+        tables = [name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            if name not in AUDIT_TABLES]
+        return {table: db.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall()
+                for table in tables}
 
 
 def write_toml(path: Path, text: str) -> Path:
