@@ -1,7 +1,7 @@
 """The writer loop alone: its CPU per recording, and a digest of the files it wrote.
 
     .venv/bin/python benchmarks/writer.py [--sessions 250] [--seconds 20] [--mono] [--profile]
-                                          [--encrypt]
+                                          [--encrypt | --compare]
 
 What ``benchmarks/siprec.py`` found to be most of a silent SIPREC session's cost, measured
 without the network: one board of 2N channels (a SIPREC board's layout: a call's two parties
@@ -20,6 +20,8 @@ blackout and loss paths run too. The digest (SHA-256 of every file, and every se
 count) must not change with an optimisation, nor with ``--period``: the same bytes in the
 same files. ``--encrypt`` writes every file as storage.encrypt does (AES-256-GCM chunks,
 docs/encryption.md) and digests what the files decrypt to: the same digest as without it.
+``--compare`` runs both in one process, turn for turn, and prints the ratio of their CPU
+(one digest: the two agree).
 """
 
 from __future__ import annotations
@@ -34,19 +36,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 import numpy as np
 
 from recorder.capture.core import CaptureBoard, CaptureCore
 from recorder.codecs.formats import open_writer
-from recorder.codecs.wav import HEADER_BYTES
-from recorder.crypt.access import open_plain, start_sealed
+from recorder.crypt.access import open_plain
 from recorder.crypt.keys import MasterKey
 from recorder.drivers.registry import create_driver
 from recorder.drivers.synthetic import SyntheticBoardConfig, SyntheticDriver
 from recorder.recording.blackouts import Blackouts
 from recorder.recording.completion import Completion
+from recorder.recording.files import encrypted_file
 from recorder.recording.session import RecordingSession
 from recorder.recording.writer import PUMP_PERIOD, WriterLoop
 
@@ -92,7 +94,8 @@ def open_sessions(core: CaptureCore, loop: WriterLoop, directory: Path,
         path = directory / f"{pair[0].device_id}.wav"
         file: BinaryIO = path.open("xb")
         if master is not None:  # as RecordingFiles opens it with storage.encrypt
-            file = cast(BinaryIO, start_sealed(path, file, master, prologue=HEADER_BYTES))
+            file = encrypted_file(path, file, master, fmt="wav", rate=RATE,
+                                  sides=2 if stereo else 1, options={})
         writer = open_writer("wav", file, RATE, 2 if stereo else 1)
         blackouts = Blackouts()
         if n % 10 == 0:
@@ -119,45 +122,80 @@ def feed(core: CaptureCore, pool: list[np.ndarray], frames: int, fed: int) -> in
     return fed
 
 
+class Bench:
+    """One benchmark's board, writer loop and recordings, turned by hand on its own clock."""
+
+    def __init__(self, args: argparse.Namespace, directory: Path, encrypt: bool) -> None:
+        self.core = make_core(2 * args.sessions)
+        self.pool = block_pool(2 * args.sessions, args.silent)
+        self.clock = SimClock()
+        self.loop = WriterLoop(Completion(None), fsync_interval=args.fsync,  # type: ignore[arg-type]
+                               period=args.period, clock=self.clock)
+        self.fed = feed(self.core, self.pool, RATE // 2, 0)
+        self.master = MasterKey(os.urandom(32)) if encrypt else None
+        self.sessions = open_sessions(self.core, self.loop, directory, not args.mono,
+                                      self.master)
+        self.step = round(self.loop.interval * RATE)
+        self.cpu = 0.0
+
+    def turn(self, timed: bool, profile: cProfile.Profile | None = None) -> None:
+        """Feed a turn's audio, then one timed turn of the writer loop."""
+        self.fed = feed(self.core, self.pool, self.step, self.fed)
+        self.clock.now += self.step / RATE
+        began = time.process_time()
+        if profile is not None and timed:
+            profile.runcall(self.loop.turn)
+        else:
+            self.loop.turn()
+        if timed:
+            self.cpu += time.process_time() - began
+
+    def digest(self) -> str:
+        """Close every recording; the digest of what the files hold (decrypted)."""
+        end = self.core.channels[0].position
+        digest = hashlib.sha256()
+        for session in self.sessions:
+            result = session.finish(end)
+            digest.update(f"{result.frames} {result.lost_samples}\n".encode())
+            if self.master is None:
+                digest.update(session.path.read_bytes())
+            else:
+                with open_plain(session.path, [self.master]) as plain:
+                    digest.update(plain.read())
+        return digest.hexdigest()[:16]
+
+
 def run(args: argparse.Namespace, directory: Path) -> tuple[float, float, str]:
     """(CPU seconds of the turns, seconds of audio they wrote, digest)."""
-    core = make_core(2 * args.sessions)
-    pool = block_pool(2 * args.sessions, args.silent)
-    clock = SimClock()
-    loop = WriterLoop(Completion(None), fsync_interval=args.fsync,  # type: ignore[arg-type]
-                      period=args.period, clock=clock)
-    fed = feed(core, pool, RATE // 2, 0)
-    master = MasterKey(os.urandom(32)) if args.encrypt else None
-    sessions = open_sessions(core, loop, directory, not args.mono, master)
-    step = round(loop.interval * RATE)
-    turns = round(args.seconds * RATE / step)
-    warmup = round(WARMUP_SECONDS * RATE / step)
+    bench = Bench(args, directory, args.encrypt)
+    turns = round(args.seconds * RATE / bench.step)
+    warmup = round(WARMUP_SECONDS * RATE / bench.step)
     # CPU time, as the figure: a wall-clock profile would be mostly the fsyncs' I/O wait.
     profile = cProfile.Profile(time.process_time) if args.profile else None
-    cpu = 0.0
     for turn in range(warmup + turns):
-        fed = feed(core, pool, step, fed)
-        clock.now += step / RATE
-        began = time.process_time()
-        if profile is not None and turn >= warmup:
-            profile.runcall(loop.turn)
-        else:
-            loop.turn()
-        if turn >= warmup:
-            cpu += time.process_time() - began
-    end = core.channels[0].position
-    digest = hashlib.sha256()
-    for session in sessions:
-        result = session.finish(end)
-        digest.update(f"{result.frames} {result.lost_samples}\n".encode())
-        if master is None:
-            digest.update(session.path.read_bytes())
-        else:
-            with open_plain(session.path, [master]) as plain:
-                digest.update(plain.read())
+        bench.turn(turn >= warmup, profile)
+    digest = bench.digest()
     if profile is not None:
         pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
-    return cpu, turns * step / RATE, digest.hexdigest()[:16]
+    return bench.cpu, turns * bench.step / RATE, digest
+
+
+def compare(args: argparse.Namespace, directory: Path) -> tuple[float, float, float, str]:
+    """``--compare``: the same recordings written plain and encrypted by two writer loops in
+    this process, their turns interleaved (which one goes first alternates), so both meet the
+    same machine from one 50 ms to the next. (plain CPU s, encrypted CPU s, audio s, digest
+    of both, which must agree)."""
+    (directory / "plain").mkdir()
+    (directory / "encrypted").mkdir()
+    plain = Bench(args, directory / "plain", encrypt=False)
+    sealed = Bench(args, directory / "encrypted", encrypt=True)
+    turns = round(args.seconds * RATE / plain.step)
+    warmup = round(WARMUP_SECONDS * RATE / plain.step)
+    for turn in range(warmup + turns):
+        for bench in (plain, sealed) if turn % 2 else (sealed, plain):
+            bench.turn(turn >= warmup)
+    digests = {plain.digest(), sealed.digest()}
+    return plain.cpu, sealed.cpu, turns * plain.step / RATE, "/".join(sorted(digests))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--silent", action="store_true", help="zeros, as sessions without RTP")
     parser.add_argument("--encrypt", action="store_true",
                         help="write the files encrypted (storage.encrypt)")
+    parser.add_argument("--compare", action="store_true",
+                        help="plain and encrypted in one process, turns interleaved")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="cProfile the timed turns")
     args = parser.parse_args(argv)
@@ -186,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
           f"pumped every {args.period:g} s, "
           f"{args.seconds:g} s of audio timed")
     for _ in range(args.runs):
+        if args.compare:
+            with tempfile.TemporaryDirectory(prefix="writer-bench-") as tmp:
+                plain, sealed, seconds, digest = compare(args, Path(tmp))
+            print(f"plain {1e6 * plain / seconds / args.sessions:.1f} µs, encrypted "
+                  f"{1e6 * sealed / seconds / args.sessions:.1f} µs CPU per recording per "
+                  f"second: {sealed / plain:.3f}x; digest {digest}")
+            continue
         with tempfile.TemporaryDirectory(prefix="writer-bench-") as tmp:
             cpu, seconds, digest = run(args, Path(tmp))
         share = cpu / seconds

@@ -205,10 +205,11 @@ class StreamingWriter:
         self._pending.clear()
         self._pending_frames = 0
 
-    def _describe_kept(self, kept: int) -> bytes | None:
-        """The format's first bytes (a header) for a file cut to ``kept`` bytes by a file that
-        cuts itself (``cut_to_whole``); None: its first bytes stay as they are."""
-        return None
+    def _describe_kept(self, kept: int, plain: BinaryIO) -> tuple[int, bytes | None]:
+        """For a file that cuts itself (``cut_to_whole``) to ``kept`` bytes (readable in
+        ``plain``): how many of them the format keeps (its whole frames) and its first bytes
+        for that many (None: they stay as they are)."""
+        return kept, None
 
     def _keep_on_disk(self, fd: int) -> str | None:
         """Cut the file on ``fd`` to its whole part and describe it; what was kept, for the

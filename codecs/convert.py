@@ -71,15 +71,21 @@ def probe(path: Path, fmt: str | None = None, vox_rate: int = DEFAULT_VOX_RATE) 
         return AudioInfo(path, _WAV_FORMATS[info.format_tag], info.sample_rate, info.channels,
                          info.frames)
     if fmt == "vox":
-        return AudioInfo(path, "vox", vox_rate, 1, 2 * path.stat().st_size)
+        try:
+            with open_stored(path) as f:  # an encrypted one's plain size
+                return AudioInfo(path, "vox", vox_rate, 1, 2 * f.seek(0, 2))
+        except OSError as exc:
+            raise CodecError(f"cannot read {path}: {exc}") from exc
     if fmt == "mp3":
         import soundfile  # noqa: PLC0415 - loading libsndfile is only worth it for MP3
 
         try:
-            sf_info = soundfile.info(str(path))
-        except (RuntimeError, soundfile.LibsndfileError) as exc:
+            # libsndfile reads through the opened file: an encrypted MP3 decrypted as it goes.
+            with open_stored(path) as f, soundfile.SoundFile(f) as sf_info:
+                return AudioInfo(path, "mp3", sf_info.samplerate, sf_info.channels,
+                                 sf_info.frames)
+        except (RuntimeError, soundfile.LibsndfileError, OSError) as exc:
             raise CodecError(f"{path}: unreadable MP3: {exc}") from exc
-        return AudioInfo(path, "mp3", sf_info.samplerate, sf_info.channels, sf_info.frames)
     raise CodecError(f"{path}: cannot read {fmt} as audio")
 
 
@@ -110,13 +116,13 @@ def _iter_soundfile(path: Path, block_frames: int) -> Iterator[npt.NDArray[np.in
     import soundfile  # noqa: PLC0415 - loading libsndfile is only worth it for MP3
 
     try:
-        with soundfile.SoundFile(str(path)) as f:
+        with open_stored(path) as opened, soundfile.SoundFile(opened) as f:
             while True:
                 block = f.read(block_frames, dtype="int16", always_2d=True)
                 if not len(block):
                     break
                 yield block
-    except (RuntimeError, soundfile.LibsndfileError) as exc:
+    except (RuntimeError, soundfile.LibsndfileError, OSError) as exc:
         raise CodecError(f"{path}: unreadable: {exc}") from exc
 
 

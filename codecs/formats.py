@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from recorder.codecs.mp3 import DEFAULT_KBPS_PER_CHANNEL, Mp3Writer
+from recorder.codecs.mp3 import DEFAULT_KBPS_PER_CHANNEL, Mp3Writer, tag_frame_bytes
 from recorder.codecs.voxwriter import VoxWriter
 from recorder.codecs.wav import (
     G711_HEADER_BYTES,
@@ -152,3 +152,32 @@ def encoded_size(fmt: str, frames: int, sample_rate: int, channels: int = 1,
     rate = options.get("rate") or sample_rate
     return math.ceil(frames * rate / max(1, sample_rate) / 2) + 64
 
+
+
+def rewritten_start(fmt: str, sample_rate: int, channels: int = 1) -> int:
+    """How many bytes at the start of a ``fmt`` file its writer rewrites as the file grows (a
+    WAV's header, an MP3's Info tag frame); 0: none (VOX). An encrypted recording seals them as
+    a chunk of their own (docs/encryption.md, "The prologue")."""
+    spec = get_format(fmt)
+    if spec.name == "wav":
+        return HEADER_BYTES
+    if spec.name in ("wav-ulaw", "wav-alaw"):
+        return G711_HEADER_BYTES
+    if spec.name == "mp3":
+        return tag_frame_bytes(sample_rate, channels)
+    return 0
+
+
+def steady_bytes_per_second(fmt: str, sample_rate: int, channels: int = 1,
+                            **options: Any) -> int | None:
+    """The bytes a second of audio adds to a ``fmt`` file, when that is the same for every
+    second (PCM, G.711, VOX); None when it is not (MP3's frames do not fall on seconds)."""
+    spec = get_format(fmt)
+    channels = max(1, channels)
+    if spec.name == "wav":
+        return 2 * channels * sample_rate
+    if spec.name in ("wav-ulaw", "wav-alaw"):
+        return channels * sample_rate
+    if spec.name == "vox":
+        return int(options.get("rate") or sample_rate) // 2
+    return None

@@ -139,6 +139,24 @@ class _FrameCounter:
             self.frames += 1
 
 
+def tag_frame_bytes(sample_rate: int, channels: int) -> int:
+    """The bytes of the Info tag frame ``Mp3Writer`` starts its file with and rewrites at every
+    sync (an encrypted MP3 seals them as a chunk of their own); CodecError for settings the
+    writer refuses."""
+    if sample_rate not in _RATES:
+        raise CodecError(f"MP3 cannot carry {sample_rate} Hz")
+    version, rate_index = _RATES[sample_rate]
+    return _tag_length(_Layout(version, rate_index, channels == 1), sample_rate)[1]
+
+
+def _tag_length(layout: _Layout, sample_rate: int) -> tuple[int, int]:
+    """(bit rate index, bytes) of the tag frame: the smallest frame LAME's tag fits in."""
+    need = 4 + layout.side_info + 120 + 36
+    index = next(i for i, kbps in enumerate(layout.bitrates)
+                 if i and layout.frame_bytes(kbps, sample_rate, 0) >= max(need, _MIN_TAG_FRAME))
+    return index, layout.frame_bytes(layout.bitrates[index], sample_rate, 0)
+
+
 class Mp3Writer(StreamingWriter):
     """Encodes int16 samples into an MP3 file it owns: CBR ``bitrate`` kbit/s, LAME ``quality``.
 
@@ -218,11 +236,7 @@ class Mp3Writer(StreamingWriter):
     def _tag(self, frames: int, size: int, padding: int) -> bytes:
         """The Info frame: Xing fields (frames, bytes, TOC, quality) and the LAME extension."""
         layout = self._layout
-        need = 4 + layout.side_info + 120 + 36
-        kbps_index = next(i for i, kbps in enumerate(layout.bitrates)
-                          if i and layout.frame_bytes(kbps, self.sample_rate, 0)
-                          >= max(need, _MIN_TAG_FRAME))
-        length = layout.frame_bytes(layout.bitrates[kbps_index], self.sample_rate, 0)
+        kbps_index, length = _tag_length(layout, self.sample_rate)
         header = (0x7FF << 21 | layout.version << 19 | 1 << 17 | 1 << 16  # Layer III, no CRC
                   | kbps_index << 12 | layout.rate_index << 10
                   | (3 if layout.mono else 1) << 6)  # mono, or joint stereo as LAME encodes
@@ -282,16 +296,22 @@ class Mp3Writer(StreamingWriter):
         name = getattr(self._file, "name", None)
         source = name if isinstance(name, str) else f"/proc/self/fd/{fd}"
         with open(source, "rb") as reading:
-            frames, end = self._whole_frames(reading, size)
+            end, tag = self._describe_kept(size, reading)
         os.ftruncate(fd, end)  # a frame cut off part-way goes
+        os.pwrite(fd, tag, 0)  # allocated bytes: no room needed
+        return f"{self._counter.frames} MPEG frames"
+
+    def _describe_kept(self, kept: int, plain: BinaryIO) -> tuple[int, bytes]:
+        """The whole frames of a file cut to ``kept`` bytes (read from ``plain``) and the
+        tag counting them; the writer's counts then describe them."""
+        frames, end = self._whole_frames(plain, kept)
         self._counter.frames = frames
         self.data_bytes = end
         # What a decoder plays of them: the encoder's delay is trimmed at the start, and at
         # the end what the missing next frame would have completed.
         self._frames = min(self._frames, max(
             0, frames * self._layout.samples_per_frame - ENCODER_DELAY - DECODER_DELAY))
-        os.pwrite(fd, self._tag(frames, end, DECODER_DELAY), 0)  # allocated bytes: no room needed
-        return f"{frames} MPEG frames"
+        return end, self._tag(frames, end, DECODER_DELAY)
 
     def _whole_frames(self, reading: BinaryIO, size: int) -> tuple[int, int]:
         """(frames, end): the MPEG frames after the tag frame that lie wholly in ``size``."""

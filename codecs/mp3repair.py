@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from recorder.codecs.mp3 import Mp3Writer
 from recorder.errors import CodecError
@@ -30,34 +31,49 @@ def _frame_bytes(writer: Mp3Writer, header: int) -> int | None:
     return layout.frame_bytes(layout.bitrates[index], writer.sample_rate, (header >> 9) & 1)
 
 
-def repair_mp3(path: Path, sample_rate: int, channels: int, bitrate: int | None = None,
-               quality: int | None = None) -> int:
-    """Make ``path`` (written by Mp3Writer with these settings) end on a whole frame with a
-    tag counting every frame; returns the number of audio frames kept."""
+def plan_mp3_repair(data: BinaryIO, size: int, sample_rate: int, channels: int, *,
+                    bitrate: int | None = None, quality: int | None = None
+                    ) -> tuple[int, bytes, int]:
+    """For an MP3 of ``size`` bytes read from ``data`` (written by Mp3Writer with these
+    settings): (the bytes its whole frames end at, the tag counting them, those frames)."""
     kwargs = {"quality": quality} if quality is not None else {}
     # A writer with the recording's settings, never written to: its layout reads the frame
     # headers, and its tag is the one the recording's writer would have written.
     writer = Mp3Writer(io.BytesIO(), sample_rate, channels, bitrate, **kwargs)
     tag_bytes = writer._tag_bytes
-    data = path.read_bytes()
-    if len(data) < tag_bytes or data[:2] != writer._tag(0, 0, 0)[:2]:
-        raise CodecError(f"{path}: does not start with this recorder's MP3 tag frame")
+    data.seek(0)
+    if size < tag_bytes or data.read(2) != writer._tag(0, 0, 0)[:2]:
+        raise CodecError("does not start with this recorder's MP3 tag frame")
     pos, frames = tag_bytes, 0
-    while pos + 4 <= len(data):
-        length = _frame_bytes(writer, int.from_bytes(data[pos:pos + 4], "big"))
-        if length is None or pos + length > len(data):
+    while pos + 4 <= size:
+        data.seek(pos)
+        length = _frame_bytes(writer, int.from_bytes(data.read(4), "big"))
+        if length is None or pos + length > size:
             break
         pos += length
         frames += 1
     # Padding 0: how many samples the last frames were padded with is lost with the process,
     # so the file plays every whole frame (a few ms more than was captured, never less).
-    tag = writer._tag(frames, pos, 0)
+    return pos, writer._tag(frames, pos, 0), frames
+
+
+def repair_mp3(path: Path, sample_rate: int, channels: int, bitrate: int | None = None,
+               quality: int | None = None) -> int:
+    """Make ``path`` (written by Mp3Writer with these settings) end on a whole frame with a
+    tag counting every frame; returns the number of audio frames kept."""
     with path.open("r+b") as f:
+        size = f.seek(0, 2)
+        try:
+            end, tag, frames = plan_mp3_repair(f, size, sample_rate, channels,
+                                               bitrate=bitrate, quality=quality)
+        except CodecError as exc:
+            raise CodecError(f"{path}: {exc}") from exc
+        f.seek(0)
         f.write(tag)
-        f.truncate(pos)
+        f.truncate(end)
         f.flush()
         os.fsync(f.fileno())
     return frames
 
 
-__all__ = ["repair_mp3"]
+__all__ = ["plan_mp3_repair", "repair_mp3"]

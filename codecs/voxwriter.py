@@ -121,10 +121,17 @@ class VoxWriter(StreamingWriter):
 
     def _keep_on_disk(self, fd: int) -> str:
         """Every byte on disk is two whole samples: keep them all, and count them."""
-        self.data_bytes = os.fstat(fd).st_size
+        self._count_kept(os.fstat(fd).st_size)
+        return f"{self.data_bytes} bytes"
+
+    def _describe_kept(self, kept: int, plain: BinaryIO) -> tuple[int, bytes | None]:
+        self._count_kept(kept)  # an encrypted file cut to its whole chunks: as above
+        return kept, None
+
+    def _count_kept(self, kept: int) -> None:
+        self.data_bytes = kept
         # Two samples a byte at the file's rate; frames counts input frames.
         self._frames = min(self._frames, 2 * self.data_bytes * self.sample_rate // self.rate)
-        return f"{self.data_bytes} bytes"
 
 
 # A round of the shared pass is worth its per-sample overhead (a few numpy calls a sample,

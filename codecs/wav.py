@@ -135,11 +135,11 @@ class WavWriter(StreamingWriter):
         else:
             self.sync()
 
-    def _describe_kept(self, kept: int) -> bytes:
-        """The header counting the whole frames of a file cut to ``kept`` bytes."""
+    def _describe_kept(self, kept: int, plain: BinaryIO) -> tuple[int, bytes | None]:
+        """The whole frames of a file cut to ``kept`` bytes, and the header counting them."""
         on_disk = max(0, kept - self._header_bytes)
         self.data_bytes = on_disk - on_disk % self._block_align
-        return self._header()
+        return self._header_bytes + self.data_bytes, self._header()
 
     def _keep_on_disk(self, fd: int) -> str:
         """Whole frames, counted by the header, of what is really on disk."""

@@ -32,7 +32,6 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from recorder.api.context import ApiContext
@@ -51,8 +50,8 @@ from recorder.calls.watch import LimitsWatch
 from recorder.capture.core import CaptureBoard, CaptureCore
 from recorder.config.boards import BoardCommon
 from recorder.config.model import Config
-from recorder.crypt.access import install as install_keys
-from recorder.crypt.keys import CryptKeyError, MasterKey, load_master_key
+from recorder.crypt.keyring import KeyRing
+from recorder.crypt.servicekeys import open_ring, reload_ring
 from recorder.drivers.base import Driver
 from recorder.drivers.registry import create_driver
 from recorder.errors import DriverError, StartupError, StoreError
@@ -121,7 +120,7 @@ class Recorder:
         self.exports: ExportWorkspace | None = None
         self._drivers: list[Driver] = []
         self._recovered: list[Event] = []
-        self._master_key: MasterKey | None = None
+        self.keys: KeyRing | None = None  # storage.key_file's master keys, when it is set
         # Reads the components above for /metrics, /status and health; filled as they start.
         self.telemetry = Telemetry(Components(config), hung_after=hung_after_seconds)
 
@@ -213,7 +212,8 @@ class Recorder:
             raise StartupError(f"storage.data_dir: cannot create {data_dir}: "
                                f"{exc.strerror or exc}") from exc
         logger.info("data directory %s", data_dir)
-        self._master_key = self._load_key()
+        # The master keys of encrypted recordings, installed for every reader of them.
+        self.keys = open_ring(config.storage)
         store = self.store = self.telemetry.parts.store = open_store(config.storage)
         stage.stop = store.close
         # Before anything records: the recordings a crash left open first (recording/recovery).
@@ -259,25 +259,12 @@ class Recorder:
         audit.start()
         return audit
 
-    def _load_key(self) -> MasterKey | None:
-        """The master key of encrypted recordings, installed for every reader of them; None
-        without storage.key_file. With storage.encrypt off a key file still opens the
-        recordings written while it was on; one that cannot be read then only warns."""
-        storage = self.config.storage
-        if not storage.key_file:
+    def reload_keys(self) -> str | None:
+        """SIGHUP: the key file again (``recorderctl key rotate`` under a running service);
+        None when done, else why not (the keys stay as they were)."""
+        if self.keys is None:
             return None
-        try:
-            master = load_master_key(Path(storage.key_file))
-        except CryptKeyError as exc:
-            if storage.encrypt:
-                raise StartupError(f"storage.key_file: {exc}") from exc
-            logger.warning("storage.key_file: %s; encrypted recordings cannot be played", exc)
-            return None
-        install_keys([master])
-        logger.info("recordings %s with master key %s (storage.key_file %s)",
-                    "encrypted" if storage.encrypt else "not encrypted; reading old ones",
-                    master.id, storage.key_file)
-        return master if storage.encrypt else None
+        return reload_ring(self.keys, self.config.storage.data_dir)
 
     def _start_events(self, stage: Stage) -> None:
         events = self.events = self.telemetry.parts.events = EventBus(
@@ -305,7 +292,7 @@ class Recorder:
             # Encodes only what fits beside the recordings' room; the rest waits as WAV.
             after_call = self.after_call = AfterCallEncoder(
                 self.store.recordings, storage.format, storage.recordings_dir,
-                storage.transcode_workers, options, room=disk)
+                storage.transcode_workers, options, room=disk, keys=self.keys)
         stats = RecordingStats()
         completion = self.completion = self.telemetry.parts.completion = Completion(
             self.store.recordings, journal=self.journal, events=self.events,
@@ -318,7 +305,7 @@ class Recorder:
             recordings_dir=storage.recordings_dir, store=self.store.recordings, writer=writer,
             completion=completion, stored=stored, stereo=storage.stereo,
             commit_delay_seconds=config.capture.commit_delay_seconds, journal=self.journal,
-            stats=stats, disk_full=disk.disk_full, master_key=self._master_key)
+            stats=stats, disk_full=disk.disk_full, keys=self.keys)
 
         def drain() -> None:
             # The files still inside their commit delay get their last audio (the capture

@@ -116,6 +116,10 @@ def test_the_writer_benchmark_encrypted_writes_the_same_audio() -> None:
         assert ("encrypted" in stdout) == bool(extra), stdout
         digests.append(stdout.rsplit("digest ", 1)[1].strip())
     assert digests[0] == digests[1]
+    # --compare writes both in one process, turn for turn: one digest, and a ratio.
+    compared = bench("writer.py", "--sessions", "4", "--seconds", "4", "--compare")
+    assert compared.rsplit("digest ", 1)[1].strip() == digests[0], compared
+    assert "x; digest" in compared
 
 
 @pytest.mark.bench

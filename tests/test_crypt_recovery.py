@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from recorder.codecs import g711
 from recorder.codecs.wav import G711_HEADER_BYTES, AlawWavWriter, UlawWavWriter, WavWriter
@@ -149,11 +150,12 @@ def test_a_full_disk_closes_an_encrypted_wav_whole(tmp_path: Path,
 def test_export_refuses_a_flipped_byte_and_a_cut_file_and_needs_the_key(
         tmp_path: Path, fmt: str) -> None:
     """Export (the WebAPI's, the e-mail's, the portal's downloads) of an encrypted recording:
-    the audio with the key; a clear error, and no file, for a damaged one or without the key."""
+    the audio with the key, in a work file encrypted on disk; a clear error, and no file, for a
+    damaged one or without the key."""
     from dataclasses import replace  # noqa: PLC0415
 
     from recorder.archive.export import export_recording  # noqa: PLC0415
-    from recorder.codecs.stored import install_opener  # noqa: PLC0415
+    from recorder.codecs.stored import install_opener, open_stored  # noqa: PLC0415
     from recorder.crypt.access import install  # noqa: PLC0415
     from tests.test_export import stored_row  # noqa: PLC0415
 
@@ -168,8 +170,16 @@ def test_export_refuses_a_flipped_byte_and_a_cut_file_and_needs_the_key(
         assert not out.exists()
         install([master])
         export_recording(row, fmt, out)
+        on_disk = out.read_bytes()
+        assert on_disk.startswith(b"RCRDSEAL")  # a work file, encrypted on disk
+        assert plain[PCM_HEADER + 1000:PCM_HEADER + 1064] not in on_disk
+        with open_stored(out) as made:  # this process holds its key, in memory only
+            exported = made.read()
         if fmt == "wav":
-            assert out.read_bytes() == plain
+            assert exported == plain
+        elif fmt == "mp3":
+            decoded, _ = soundfile.read(io.BytesIO(exported), dtype="int16")
+            assert len(decoded) == pytest.approx(len(plain[PCM_HEADER:]) // 2, abs=1200)
         out.unlink()
         raw = path.read_bytes()
         for damaged, message in ((raw[:9000] + bytes([raw[9000] ^ 1]) + raw[9001:],

@@ -139,20 +139,18 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
     if side and side not in SIDES:
         raise web.HTTPBadRequest(text=f"side: one of {', '.join(SIDES)}")
     encrypted = await ctx.run(lambda: is_encrypted(stored))
-    if side and encrypted:
-        # A side is a rendition kept on disk, and an encrypted recording's audio never is.
-        raise web.HTTPBadRequest(text="This recording is encrypted at rest: its two sides play "
-                                 "together; one side alone is not offered for it.")
 
     def play() -> tuple[Path, str]:
         if side:
             return ctx.renditions.side(row, stored, side), "audio/wav"
         return ctx.renditions.playable(row, stored)
 
+    # An encrypted WAV is decrypted (and a G.711 one converted) as it is sent, with no
+    # rendition at all; other encrypted audio plays from its stored file (MP3) or from a
+    # rendition (VOX, a side) that is an encrypted work file, decrypted as it is sent too.
+    streamed = encrypted and not side and stored.suffix.lower() == ".wav"
     try:
-        # An encrypted one is decrypted (and a G.711 one converted) as it is sent, never
-        # left on disk as a rendition.
-        path, content_type = (stored, "audio/wav") if encrypted else await ctx.run(play)
+        path, content_type = (stored, "audio/wav") if streamed else await ctx.run(play)
     except ValueError as exc:
         raise web.HTTPBadRequest(text="This recording is not stereo.") from exc
     except ResultError as exc:
@@ -169,17 +167,21 @@ async def audio(req: PortalRequest) -> web.StreamResponse:
         await ctx.run(listened)
     headers = {"Content-Type": content_type, "Cache-Control": "private, no-store"}
     if encrypted:
-        return await _decrypting(row, stored, headers, ctx.run, played=True)
+        return await _decrypting(row, path, headers, ctx.run, played=streamed)
     return MediaResponse(path, headers=headers)
 
 
 async def _decrypting(row: RecordingRow, path: Path, headers: dict[str, str], run: Run, *,
-                      played: bool = False) -> web.StreamResponse:
-    """An encrypted recording's plain bytes (``played``: as a browser plays them); 500 if it
-    cannot be opened (no key, altered)."""
+                      played: bool = False, temporary: Path | None = None
+                      ) -> web.StreamResponse:
+    """An encrypted recording's (or work file's) plain bytes (``played``: a WAV as a browser
+    plays it); 500 if it cannot be opened (no key, altered). ``temporary`` is deleted once
+    sent."""
     try:
-        return await open_plain_media(path, headers, run, played=played)
+        return await open_plain_media(path, headers, run, played=played, temporary=temporary)
     except (OSError, CodecError) as exc:
+        if temporary is not None:
+            await run(lambda: temporary.unlink(missing_ok=True))
         logger.error("portal: cannot play recording %d: %s", row.ident, exc)
         raise web.HTTPInternalServerError(text="The recording cannot be played.") from exc
 
@@ -241,9 +243,11 @@ async def _download(req: PortalRequest, fmt: str, password: str | None = None
     headers = {"Content-Type": content_type,
                "Content-Disposition": f'attachment; filename="{_SAFE_NAME.sub("_", name)}"',
                "Cache-Control": "private, no-store"}
-    if made == path and await ctx.run(lambda: is_encrypted(path)):
-        # The stored recording as the engineer would decrypt it, never its ciphertext.
-        return await _decrypting(row, path, headers, ctx.run)
+    if await ctx.run(lambda: is_encrypted(made)):
+        # The stored recording as the engineer would decrypt it, never its ciphertext; a
+        # conversion of it is an encrypted work file, decrypted as it is sent, then deleted.
+        return await _decrypting(row, made, headers, ctx.run,
+                                 temporary=made if made != path else None)
     return MediaResponse(made, temporary=made != path, headers=headers)
 
 

@@ -5,7 +5,8 @@ rendition: the recording converted to PCM WAV by the export code (``recorder.arc
 kept in ``data_dir/tmp/portal`` for its Range requests (seeks), the least recently used removed
 beyond ``KEEP``, all of them at the portal's start. One side of a stereo recording is a
 rendition too. A download in another format (CAV included) and an e-mail's attachment are made
-there and removed once sent.
+there and removed once sent. Those made from an encrypted recording are encrypted work files
+(docs/encryption.md, "Work files"), decrypted as they are sent.
 
 Every one of them is admitted by the export work area first (``recorder.archive.workspace``,
 as the API's exports are): its bytes are reserved in ``api.export_max_bytes`` while the file
@@ -31,6 +32,8 @@ from recorder.archive.export import (
     export_bytes,
     export_recording,
     extension,
+    sealed_bytes,
+    work_file,
 )
 from recorder.archive.workspace import Export, ExportWorkspace
 from recorder.codecs.convert import iter_audio, probe
@@ -100,10 +103,11 @@ class Renditions:
             column = SIDES.index(side)
             part = path.with_name(path.name + ".part")
             with self._admitted(f"one side of recording {row.ident}",
-                                info.frames * 2 + _WAV_HEADER) as made:
+                                sealed_bytes(info.frames * 2 + _WAV_HEADER)) as made:
                 try:
                     _, blocks = iter_audio(played, fmt)
-                    writer = open_writer("wav", part.open("wb"), info.sample_rate, 1)
+                    # An encrypted recording's side is an encrypted work file.
+                    writer = open_writer("wav", work_file(part, [stored]), info.sample_rate, 1)
                     for block in blocks:
                         writer.write(np.ascontiguousarray(block[:, column]))
                     writer.close()

@@ -62,13 +62,10 @@ from recorder.api.transport.httpguard import (
     request_address,
 )
 from recorder.api.transport.loadlimits import REFUSED_PAUSE, Lanes, QueueFull, refused_for_load
+from recorder.api.transport.plainmedia import in_executor, temporary_media
 from recorder.api.transport.socket_server import cut, limit_send_buffer
 from recorder.api.transport.webaccess import WebAccess
-from recorder.api.transport.webresponses import (
-    TemporaryFileResponse,
-    metrics_response,
-    status_response,
-)
+from recorder.api.transport.webresponses import metrics_response, status_response
 from recorder.events.bus import EventBus, Subscription
 from recorder.events.types import Event
 from recorder.resultcodes import ResultCode
@@ -305,12 +302,12 @@ class WebApi:
         await asyncio.get_running_loop().run_in_executor(
             None, partial(audit_export, self._dispatcher.context, request_address(request),
                           params, media, principal))
-        return TemporaryFileResponse(media.path, headers={
+        return await temporary_media(media.path, {
             "Content-Type": media.content_type,
             "Content-Disposition": f'attachment; filename="{media.filename}"',
             # Recordings are personal data: no cache on the way keeps a copy.
             "Cache-Control": "private, no-store",
-        })
+        }, in_executor)
 
     async def _event_stream(self, request: web.BaseRequest) -> web.StreamResponse:
         """``GET /events?class=ALL&value=1001``: the event interface as Server-Sent Events."""

@@ -25,16 +25,19 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from recorder.archive.cav import SEGMENT_BYTES, TAG_BYTES, write_cav
+from recorder.codecs.buffered import fsync_file
 from recorder.codecs.convert import AudioInfo, convert, iter_audio, probe
 from recorder.codecs.formats import FORMATS, encoded_size, get_format, open_writer
 from recorder.codecs.resample import Resampler
 from recorder.codecs.stored import is_encrypted, open_stored
+from recorder.crypt.access import sealed_if_encrypted
+from recorder.crypt.sealed import DEFAULT_CHUNK, HEADER_BYTES, OVERHEAD
 from recorder.errors import CodecError
 from recorder.store.records import RecordingRow
 
@@ -81,7 +84,8 @@ def _vox_rate(row: RecordingRow, source: Path) -> int:
     whichever its size over the recording's duration is nearer (two samples a byte)."""
     if source.suffix.lower() != ".vox" or not row.duration:
         return row.sample_rate if row.sample_rate in _VOX_RATES else 8000
-    measured = 2 * source.stat().st_size / row.duration
+    with open_stored(source) as plain:  # an encrypted one's plain size
+        measured = 2 * plain.seek(0, 2) / row.duration
     return min(_VOX_RATES, key=lambda rate: abs(rate - measured))
 
 
@@ -102,31 +106,33 @@ def recording_metadata(row: RecordingRow) -> dict[str, object]:
 
 
 def export_recording(row: RecordingRow, fmt: str, out: Path, *, password: str | None = None,
-                     options: Mapping[str, Any] | None = None) -> Path:
-    """Write recording ``row`` to ``out`` as ``fmt``; returns ``out``."""
+                     options: Mapping[str, Any] | None = None, in_clear: bool = False) -> Path:
+    """Write recording ``row`` to ``out`` as ``fmt``; returns ``out``. An encrypted recording's
+    export is an encrypted work file (``work_file``) unless ``in_clear``: a copy the caller
+    takes away as it is (``recorderctl export --offline``)."""
     if fmt not in EXPORT_FORMATS:
         raise CodecError(f"cannot export as {fmt!r} (formats: {', '.join(EXPORT_FORMATS)})")
     source, stored, vox_rate = _source(row)
     part = out.with_name(out.name + ".part")
     try:
+        made_from = [] if in_clear else [source]
         if fmt == "cav":
-            with part.open("wb") as f:
+            with work_file(part, made_from) as f:
                 write_cav(f, source, recording_metadata(row), password=password)
-                f.flush()
-                os.fsync(f.fileno())
+                fsync_file(f)
         elif stored == fmt and not options:
             # Already in that format: the stored bytes, not a decode and re-encode (which would
             # cost a lossy format a generation and every Range request a transcode); those of
-            # an encrypted recording decrypted (storage.encrypt).
+            # an encrypted recording decrypted (storage.encrypt) into an encrypted work file.
             if is_encrypted(source):
-                _copy_plain(source, part)
+                _copy_plain(source, part, made_from)
             else:
                 _link_or_copy(source, part)
         else:
             spec = get_format(fmt)
             chosen = {k: v for k, v in (options or {}).items() if k in spec.options}
-            convert(source, part.open("wb"), fmt, source_format=stored, vox_rate=vox_rate,
-                    **chosen)
+            convert(source, work_file(part, made_from), fmt, source_format=stored,
+                    vox_rate=vox_rate, **chosen)
         part.replace(out)
     except BaseException:
         part.unlink(missing_ok=True)
@@ -143,13 +149,21 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _copy_plain(source: Path, target: Path) -> None:
-    """``target`` with the plain bytes of the encrypted recording ``source``, every chunk
-    authenticated on the way (CodecError, and no ``target``, if one does not)."""
-    with open_stored(source) as plain, target.open("wb") as out:
+def work_file(path: Path, sources: Sequence[Path]) -> BinaryIO:
+    """``path`` opened for an export of ``sources``: encrypted as it is written when one of
+    them is an encrypted recording (docs/encryption.md, "Work files"), so no export, e-mail
+    attachment or rendition puts their audio on disk in clear; readers open it through
+    ``recorder.codecs.stored``, as they open the recordings."""
+    return sealed_if_encrypted(path.open("wb"), sources)
+
+
+def _copy_plain(source: Path, target: Path, made_from: Sequence[Path]) -> None:
+    """``target`` (a work file made from ``made_from``: encrypted if it is) with the plain
+    bytes of the encrypted recording ``source``, every chunk authenticated on the way
+    (CodecError, and no ``target``, if one does not)."""
+    with open_stored(source) as plain, work_file(target, made_from) as out:
         shutil.copyfileobj(plain, out, 1 << 20)
-        out.flush()
-        os.fsync(out.fileno())
+        fsync_file(out)
 
 
 def export_sealed(row: RecordingRow, fmt: str, out: Path, password: str, work_dir: Path, *,
@@ -163,7 +177,8 @@ def export_sealed(row: RecordingRow, fmt: str, out: Path, password: str, work_di
         converted = export_recording(row, fmt, audio, options=options)
         part = out.with_name(out.name + ".part")
         try:
-            with part.open("wb") as f:
+            # Encrypted by its password already; sealed on disk too when the recording is.
+            with work_file(part, [Path(row.filename)]) as f:
                 write_cav(f, converted, recording_metadata(row), audio_format=fmt,
                           password=password)
             part.replace(out)
@@ -194,7 +209,8 @@ def export_combined(rows: Sequence[RecordingRow], fmt: str, out: Path, *,
     chosen = {k: v for k, v in (options or {}).items() if k in spec.options}
     part = out.with_name(out.name + ".part")
     try:
-        writer = open_writer(fmt, part.open("wb"), rate, channels, **chosen)
+        writer = open_writer(fmt, work_file(part, [path for path, _, _ in sources]), rate,
+                             channels, **chosen)
         try:
             for path, stored, vox_rate in sources:
                 info, blocks = iter_audio(path, stored, vox_rate)
@@ -242,14 +258,18 @@ def export_zip(rows: Sequence[RecordingRow], fmt: str, out: Path, work_dir: Path
     seen: set[int] = set()
     compression = zipfile.ZIP_DEFLATED if fmt in _DEFLATE else zipfile.ZIP_STORED
     try:
-        with zipfile.ZipFile(part, "w", compression=compression) as archive:
+        with work_file(part, [Path(row.filename) for row in rows]) as into, \
+                zipfile.ZipFile(into, "w", compression=compression) as archive:
             for row in rows:
                 if row.ident in seen:
                     continue
                 seen.add(row.ident)
                 with _scratch(work_dir, extension(fmt)) as single:
                     export_recording(row, fmt, single, options=options)
-                    archive.write(single, export_name(row, fmt))
+                    # Through the opener: a single export of an encrypted recording is sealed.
+                    with open_stored(single) as made, \
+                            archive.open(export_name(row, fmt), "w") as entry:
+                        shutil.copyfileobj(made, entry, 1 << 20)
         part.replace(out)
     except BaseException:
         part.unlink(missing_ok=True)
@@ -293,12 +313,19 @@ def _single_bytes(row: RecordingRow, fmt: str, cache: dict[Path, AudioInfo], *,
     source, stored, info = _probed(row, cache)
     if fmt == "cav":
         size = source.stat().st_size
-        return size + (size // SEGMENT_BYTES + 1) * TAG_BYTES + _CAV_OVERHEAD
+        return sealed_bytes(size + (size // SEGMENT_BYTES + 1) * TAG_BYTES + _CAV_OVERHEAD)
     if stored == fmt and not options:
         # A hard link takes nothing, but may fall back to a copy: count the copy.
-        return source.stat().st_size
+        return sealed_bytes(source.stat().st_size)
     chosen = {k: v for k, v in (options or {}).items() if k in get_format(fmt).options}
-    return encoded_size(fmt, info.frames, info.sample_rate, info.channels, **chosen)
+    return sealed_bytes(encoded_size(fmt, info.frames, info.sample_rate, info.channels,
+                                     **chosen))
+
+
+def sealed_bytes(size: int) -> int:
+    """At most the bytes a work file of ``size`` bytes of audio takes encrypted (``work_file``;
+    its header and each chunk's 40 bytes): counted whether or not it is, to never fall short."""
+    return size + HEADER_BYTES + (size // DEFAULT_CHUNK + 2) * OVERHEAD
 
 
 def export_bytes(row: RecordingRow, fmt: str, *, sealed: bool = False,
@@ -326,7 +353,7 @@ def combined_bytes(rows: Sequence[RecordingRow], fmt: str, *,
                  else -(-info.frames * rate // info.sample_rate) + _RESAMPLER_SLACK_FRAMES
                  for info in infos)
     chosen = {k: v for k, v in (options or {}).items() if k in get_format(fmt).options}
-    return encoded_size(fmt, frames, rate, channels, **chosen)
+    return sealed_bytes(encoded_size(fmt, frames, rate, channels, **chosen))
 
 
 def zip_bytes(rows: Sequence[RecordingRow], fmt: str, *,
@@ -337,7 +364,7 @@ def zip_bytes(rows: Sequence[RecordingRow], fmt: str, *,
     cache: dict[Path, AudioInfo] = {}
     singles = {row.ident: _single_bytes(row, fmt, cache, options=options) for row in rows}
     stored = sum(size + size // 1000 + _ZIP_ENTRY_OVERHEAD for size in singles.values())
-    return stored + max(singles.values(), default=0) + _ZIP_ENTRY_OVERHEAD
+    return sealed_bytes(stored) + max(singles.values(), default=0) + _ZIP_ENTRY_OVERHEAD
 
 
 def clean_work_dir(directory: Path) -> int:

@@ -24,6 +24,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from recorder.codecs.stored import open_stored
 from recorder.config.values import address_problem
 from recorder.errors import RecorderError
 
@@ -71,7 +72,11 @@ def build_message(sender: Address, recipients: Sequence[Address], subject: str, 
     message.set_content(body)
     for attachment in attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
-        message.add_attachment(attachment.path.read_bytes(), maintype=maintype,
+        # Through the opener: an attachment made from an encrypted recording is an encrypted
+        # work file on disk (docs/encryption.md, "Work files"), plain only in the message.
+        with open_stored(attachment.path) as made:
+            data = made.read()
+        message.add_attachment(data, maintype=maintype,
                                subtype=subtype or "octet-stream", filename=attachment.filename)
     return message
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recorder.codecs.stored import is_encrypted
+from recorder.crypt.access import verify_sealed
+from recorder.crypt.keys import KEY_SUFFIX, CryptKeyError, MasterKey
+from recorder.crypt.sealed import SealedError
 from recorder.recording.blackouts import PENDING_SUFFIX
 from recorder.recording.paths import sha256_file
 from recorder.recording.transcode import PART_SUFFIX, SOURCE_SUFFIX
@@ -27,13 +31,17 @@ SEAL_MISSING = "seal missing"  # a row sealed when complete has no seal now
 NO_ROW = "no row"  # a file in the recordings directory that no row names
 NOT_HASHED = "not hashed"  # recorded before verification existed (not a failure)
 NO_FILE_HASH = "no file hash"  # its file could not be read back at close (not a failure)
+NOT_AUTHENTIC = "does not authenticate"  # an encrypted file's chunk altered, or the file cut
+KEY_MISSING = "key missing"  # an encrypted file's wrapped key beside it is missing or wrong
+NOT_AUTHENTICATED = "not authenticated"  # encrypted, and no master key given (not a failure)
 # Once the evidence is sealed with the seal key, a plain seal is one made without the key.
 UNKEYED = "sealed without the key"
 NOT_KEYED_YET = "nothing keyed"  # a seal key given, but nothing was sealed with it
 
 # Files a recording may have beside it for a while: a half-written copy (after-call encoding,
-# a blackout re-encode) and a blackout waiting to be silenced at its close.
-_COMPANION_SUFFIXES = (PART_SUFFIX, ".blackout", PENDING_SUFFIX)
+# a blackout re-encode) and a blackout waiting to be silenced at its close; and for good, an
+# encrypted one's wrapped key.
+_COMPANION_SUFFIXES = (PART_SUFFIX, ".blackout", PENDING_SUFFIX, KEY_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -61,11 +69,13 @@ class VerifyReport:
 
 
 def verify_recordings(evidence: EvidenceStore, recordings_dir: Path,
-                      since: float | None = None, key: bytes | None = None) -> VerifyReport:
+                      since: float | None = None, key: bytes | None = None, *,
+                      keys: Sequence[MasterKey] = ()) -> VerifyReport:
     """Check every recording started at or after ``since`` (all: None), and every file in
     ``recordings_dir`` (changed at or after ``since``) for a row. ``key``: the seal key,
     which the seals made with it need, and with which every seal must be made once the
-    evidence is keyed."""
+    evidence is keyed. An encrypted recording's every chunk is authenticated too, with
+    ``keys``, the master keys (none: noted as not authenticated)."""
     report = VerifyReport()
     sealed_from = evidence.sealed_from()
     keyed = evidence.seal_state().keyed
@@ -76,7 +86,7 @@ def verify_recordings(evidence: EvidenceStore, recordings_dir: Path,
             "with it was removed or re-sealed without it")))
     for row in evidence.sealed_rows(since, key):
         report.checked += 1
-        _check_row(row, sealed_from, report, keyed)
+        _check_row(row, sealed_from, report, keyed, keys)
     known = {os.path.realpath(name) for name in evidence.recording_filenames()}
     for path in _files(recordings_dir):
         try:
@@ -92,7 +102,8 @@ def verify_recordings(evidence: EvidenceStore, recordings_dir: Path,
     return report
 
 
-def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport, keyed: bool) -> None:
+def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport, keyed: bool,
+               keys: Sequence[MasterKey]) -> None:
     rid = f"RECORDID {row.ident}"
     if row.status != STATUS_COMPLETE:
         report.in_progress += 1
@@ -130,6 +141,8 @@ def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport, keyed: bo
         report.no_file += 1
         return
     path = Path(row.filename)
+    if is_encrypted(path) and not _authentic(path, rid, row.ident, keys, report):
+        good = False
     if not row.audio_hash:
         report.findings.append(Finding(
             NO_FILE_HASH, f"{rid}: no file hash: {path} could not be read back when it "
@@ -154,6 +167,31 @@ def _check_row(row: SealedRow, sealed_from: int, report: VerifyReport, keyed: bo
         report.good += 1
 
 
+def _authentic(path: Path, rid: str, ident: int, keys: Sequence[MasterKey],
+               report: VerifyReport) -> bool:
+    """Whether every chunk of the encrypted recording ``path`` authenticates under the key
+    beside it (and it ends with its last chunk); a finding says what does not."""
+    if not keys:
+        report.findings.append(Finding(
+            NOT_AUTHENTICATED, f"{rid}: {path} is encrypted and no master key was given "
+            "(storage.key_file, or --key-file): its chunks were not authenticated", ident,
+            str(path), failed=False))
+        return True
+    try:
+        verify_sealed(path, keys)
+    except SealedError as exc:
+        report.findings.append(Finding(NOT_AUTHENTIC, f"{rid}: {exc}", ident, str(path)))
+        return False
+    except CryptKeyError as exc:
+        report.findings.append(Finding(
+            KEY_MISSING, f"{rid}: {exc} (`recorderctl key restore` puts back the copy its row "
+            "keeps)", ident, str(path)))
+        return False
+    except OSError:
+        return True  # unreadable: the hash check says so
+    return True
+
+
 def _files(root: Path) -> Iterator[Path]:
     for directory, _, names in os.walk(root):
         for name in sorted(names):
@@ -170,6 +208,6 @@ def _companion_of(path: str, known: set[str]) -> bool:
     return path in known or str(Path(path).with_suffix(SOURCE_SUFFIX)) in known
 
 
-__all__ = ["DIFFERS", "MISSING", "NOT_HASHED", "NOT_KEYED_YET", "NO_FILE_HASH", "NO_ROW",
-           "ROW_CHANGED", "SEAL_MISSING", "UNKEYED", "Finding", "VerifyReport",
-           "verify_recordings"]
+__all__ = ["DIFFERS", "KEY_MISSING", "MISSING", "NOT_AUTHENTIC", "NOT_AUTHENTICATED",
+           "NOT_HASHED", "NOT_KEYED_YET", "NO_FILE_HASH", "NO_ROW", "ROW_CHANGED",
+           "SEAL_MISSING", "UNKEYED", "Finding", "VerifyReport", "verify_recordings"]

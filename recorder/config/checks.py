@@ -27,9 +27,6 @@ from recorder.config.values import (
 )
 from recorder.rules.addresses import network_problem
 
-# What storage.encrypt can write today (recorder/recording/files.py ENCRYPTED_PROLOGUES).
-ENCRYPTED_FORMATS = ("wav", "wav-ulaw", "wav-alaw")
-
 
 class CrossChecks:
     """The checks of each table, run as soon as it has loaded (``checks()`` says which table
@@ -123,12 +120,6 @@ class CrossChecks:
             self.problems.append(
                 f"{where}.encode: {storage.format} is as crash-safe as PCM and cheap to write; "
                 "record it live (encode = \"live\")")
-        if storage.encrypt and (storage.format not in ENCRYPTED_FORMATS
-                                or storage.encode != "live"):
-            self.problems.append(
-                f"{where}.encrypt: recordings are written encrypted as "
-                f"{', '.join(ENCRYPTED_FORMATS)} recorded live; {storage.format} "
-                f"({storage.encode}) cannot be yet")
         if storage.seal_key_file:
             # As key_file: loaded by recorderd (and recorderctl) when used, never here.
             seal = Path(storage.seal_key_file).expanduser()

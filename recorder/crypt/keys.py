@@ -88,8 +88,10 @@ def load_master_key(path: Path) -> MasterKey:
     return MasterKey(secret)
 
 
-def create_master_key(path: Path) -> MasterKey:
-    """Write 32 random bytes to ``path`` (mode 0600, durable); refuses to replace a file."""
+def create_master_key(path: Path, owner_of: Path | None = None) -> MasterKey:
+    """Write 32 random bytes to ``path`` (mode 0600, durable); refuses to replace a file.
+    ``owner_of``: run as root, the new file belongs to that file's owner (a rotation's new key
+    must be readable by the service that read the old one)."""
     secret = os.urandom(KEY_BYTES)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -100,6 +102,9 @@ def create_master_key(path: Path) -> MasterKey:
         raise CryptKeyError(f"cannot create {path}: {exc.strerror}") from exc
     try:
         os.fchmod(fd, 0o600)  # whatever the umask
+        if owner_of is not None and os.geteuid() == 0:
+            owner = owner_of.stat()
+            os.fchown(fd, owner.st_uid, owner.st_gid)
         os.write(fd, secret)
         os.fsync(fd)
     finally:

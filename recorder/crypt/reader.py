@@ -186,3 +186,28 @@ def reseal_prologue(path: str | os.PathLike[str], key: bytes, plain: bytes) -> N
         f.write(seal(AESGCM(key), reader.header, 0, plain, last=reader.chunks == 1))
         f.flush()
         os.fsync(f.fileno())
+
+
+def cut_plain(path: str | os.PathLike[str], key: bytes, size: int) -> int:
+    """End the plaintext of a whole encrypted file at ``size`` bytes (no more than it holds):
+    the chunk holding its last byte is resealed that short, flagged last, under a new nonce,
+    and the records after it are cut off (a full disk's cut to whole frames, a crashed MP3's
+    last frame). Returns the plaintext size."""
+    with open(path, "r+b") as f:
+        reader = SealedReader(f, key, where=str(path), owns_file=False)
+        geo = reader.geometry
+        size = max(0, min(size, reader.size))
+        if size == reader.size:
+            return size
+        index = geo.index_of(size - 1) if size else 0
+        plain = reader.read_chunk(index)[:size - geo.start(index)] if size else b""
+        record = seal(AESGCM(key), reader.header, index, plain, last=True)
+        # Written in place first (the slot's bytes are allocated: no room needed), then the
+        # rest cut: a crash in between leaves a record flagged last with bytes after it,
+        # which recovery's repair cuts.
+        f.seek(geo.slot(index))
+        f.write(record)
+        f.truncate(geo.slot(index) + len(record))
+        f.flush()
+        os.fsync(f.fileno())
+    return size

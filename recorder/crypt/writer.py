@@ -13,16 +13,15 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from recorder.crypt.reader import repair, reseal_prologue
+from recorder.crypt.reader import SealedReader, cut_plain, repair, reseal_prologue
 from recorder.crypt.sealed import (
     DEFAULT_CHUNK,
     OVERHEAD,
+    Buffer,
     Geometry,
+    Sealer,
     make_header,
     open_record,
-    seal,
 )
 
 if TYPE_CHECKING:
@@ -41,16 +40,15 @@ class _Disk:
         self._reader = -1  # a second descriptor: the writer's may be write-only
 
     def write_at(self, data: bytes, offset: int) -> None:
-        self.write_many(offset, [data])
+        self.write_many(offset, [data], len(data))
 
-    def write_many(self, offset: int, parts: list[bytes]) -> None:
-        """``parts`` one after the other from ``offset``."""
+    def write_many(self, offset: int, parts: list[Buffer], total: int) -> None:
+        """``parts``, ``total`` bytes, one after the other from ``offset``."""
         if self.fd < 0:
             self.file.seek(offset)
             for part in parts:
                 self.file.write(part)
             return
-        total = sum(len(p) for p in parts)
         done = os.pwritev(self.fd, parts, offset)
         if done < total:  # a short write (a signal, a full disk): the rest one by one
             rest = b"".join(parts)[done:]
@@ -83,28 +81,44 @@ class SealedWriter(io.RawIOBase):
 
     ``fileno()`` is refused on purpose: the codecs then rewrite their header through
     ``seek``/``write`` (which reseals it) instead of ``pwrite`` on the ciphertext.
+
+    Written for the writer loop's sake (docs/encryption.md, "Cost"): a write that fills chunks
+    seals them straight from the caller's buffer (no copy into the tail), the records sealed
+    since the last flush go to the disk in one ``pwritev`` with the tail after them, and each
+    record's head and ciphertext are never joined.
     """
+
+    # Records sealed but not yet written are written once they hold this much (a file written
+    # without flushes, e.g. a conversion, must not be held in memory whole).
+    _PENDING_BYTES = 1 << 20
 
     def __init__(self, file: BinaryIO, key: bytes, file_id: bytes, *,
                  chunk_size: int = DEFAULT_CHUNK, prologue: int = 0) -> None:
         super().__init__()
-        self.geometry = Geometry(chunk_size, prologue)
+        self.geometry = geo = Geometry(chunk_size, prologue)
+        self._chunk = chunk_size
         self._disk = _Disk(file)
         self.name = getattr(file, "name", "")
-        self._aead = AESGCM(key)
-        self._header = make_header(self.geometry, file_id)
+        self._header = make_header(geo, file_id)
+        self._sealer = Sealer(key, self._header)
         self._pos = 0  # the plaintext write position
         self._size = 0  # plaintext bytes in the file (sealed or waiting in the buffers)
         self._prologue = bytearray()
         self._tail_index = 1 if prologue else 0
-        self._tail_start = self.geometry.start(self._tail_index)
+        self._tail_start = geo.start(self._tail_index)
+        self._tail_slot = geo.slot(self._tail_index)  # where the tail's record is
         self._tail = bytearray()
+        self._tail_dirty = False
         # The prologue (a WAV header rewritten at every sync) is sealed at once the first time,
         # then at each fsync() and at close(): see flush().
+        self._prologue_dirty = False
         self._prologue_sealed = False
-        self._dirty: set[int] = set()
-        self._queued: list[tuple[int, bytes]] = []  # (offset, record) sealed, not yet written
-        self.sealings = 0  # records written: for the tests and the benchmark
+        self._last_sealed = -1  # the index last written flagged last
+        # Records sealed, not yet written: contiguous from _pending_at, as buffers.
+        self._pending: list[Buffer] = []
+        self._pending_at = 0
+        self._pending_end = 0
+        self.sealings = 0  # records sealed: for the tests and the benchmark
         self.wrapped_key = ""  # the file key as the row keeps it (recorder.crypt.access)
         self._key = key
         self._cut = False  # cut_to_whole() was called: nothing more is written
@@ -133,29 +147,35 @@ class SealedWriter(io.RawIOBase):
 
     def write(self, data: ReadableBuffer) -> int:
         """Write at the position: appended to the tail, or resealing what it reaches back to."""
-        self._check_open()
+        if self.closed:
+            raise ValueError("write to a closed encrypted recording")
         view = memoryview(data).cast("B")
-        written = len(view)
-        if self._pos == self._size and self._pos >= self._tail_start:
-            self._append(view)  # what a recording does all the time: keep it short
-        else:
+        count = len(view)
+        pos = self._pos
+        if pos != self._size or pos < self._tail_start:
             self._write_within(view)
-        return written
-
-    def _append(self, view: memoryview) -> None:
-        chunk = self.geometry.chunk
-        while len(view):
-            room = chunk - len(self._tail)
-            if len(view) < room:
-                self._tail += view
-                self._dirty.add(self._tail_index)
-                self._pos += len(view)
-                break
-            self._tail += view[:room]
-            self._pos += room
-            view = view[room:]
-            self._seal_full_tail()
-        self._size = self._pos
+            return count
+        # An append: what a recording does all the time, so kept short. A sync's bytes are
+        # usually one whole chunk (docs/encryption.md, "Chunk size"), sealed from the buffer.
+        chunk = self._chunk
+        tail = self._tail
+        room = chunk - len(tail)
+        if count < room:
+            tail += view
+            self._tail_dirty = True
+        else:
+            done = 0
+            if tail:
+                tail += view[:room]
+                self._seal_full_tail(tail, chunk)
+                done = room
+            while count - done >= chunk:  # whole chunks sealed from the caller's buffer
+                self._seal_full_tail(view[done:done + chunk], chunk)
+                done += chunk
+            self._tail = bytearray(view[done:])
+            self._tail_dirty = done < count
+        self._pos = self._size = pos + count
+        return count
 
     def _write_within(self, view: memoryview) -> None:
         """A write that is not a plain append: the prologue, or back into sealed chunks."""
@@ -169,40 +189,56 @@ class SealedWriter(io.RawIOBase):
             piece = view[:n]
             if geo.prologue and index == 0:
                 self._prologue[offset:offset + n] = piece
-                self._dirty.add(0)
+                self._prologue_dirty = True
             elif index == self._tail_index:
                 self._tail[offset:offset + n] = piece
                 if len(self._tail) == geo.capacity(index):
-                    self._seal_full_tail()
+                    self._seal_full_tail(self._tail, len(self._tail))
+                    self._tail = bytearray()
                 else:
-                    self._dirty.add(index)
+                    self._tail_dirty = True
             else:
                 self._patch_sealed(index, offset, bytes(piece))
             self._pos += n
             self._size = max(self._size, self._pos)
             view = view[n:]
 
-    def cut_to_whole(self, describe: Callable[[int], bytes | None]) -> int:
+    def cut_to_whole(self, describe: Callable[[int, BinaryIO], tuple[int, bytes | None]]
+                     ) -> int:
         """After a write the disk refused: forget what was not written, keep the chunks on
-        disk that authenticate and end the file after them (``reader.repair``), then reseal
-        the prologue as ``describe(plaintext bytes kept)`` says (None: as it is). Returns the
-        plaintext bytes kept; nothing more is written to the file."""
-        self._queued.clear()
-        self._dirty.clear()
+        disk that authenticate and end the file after them (``reader.repair``), then let
+        ``describe(plaintext bytes kept, the plaintext)`` say how many of them to keep (the
+        format's whole frames) and what its first bytes become (None: as they are). Returns
+        the plaintext bytes kept; nothing more is written to the file."""
+        self._pending.clear()
+        self._tail_dirty = self._prologue_dirty = False
         self._cut = True
         kept = repair(self.name, self._key)
-        head = describe(kept)
+        with open(self.name, "rb") as raw, SealedReader(raw, self._key, owns_file=False) as plain:
+            keep, head = describe(kept, plain)  # type: ignore[arg-type]
+        if keep < kept:
+            kept = cut_plain(self.name, self._key, keep)
         if head is not None and self.geometry.prologue:
             reseal_prologue(self.name, self._key, head)
         return kept
 
     def rewrite_start(self, head: bytes) -> None:
-        """Replace the first bytes, within the prologue, without moving the write position:
-        what ``recorder.codecs.buffered.rewrite_at_start`` asks of a WAV's header."""
+        """Replace the first bytes without moving the write position: what
+        ``recorder.codecs.buffered.rewrite_at_start`` asks of a WAV's header. Within the
+        prologue it is sealed with it; a file without one (a work file, rewritten once at its
+        close) reseals the chunks it reaches."""
+        if not self.geometry.prologue:
+            at = self._pos
+            self._pos = 0
+            try:
+                self._write_within(memoryview(head))
+            finally:
+                self._pos = at
+            return
         if len(head) > len(self._prologue):
             raise ValueError("a rewrite of the start must stay within the prologue written")
         self._prologue[:len(head)] = head
-        self._dirty.add(0)
+        self._prologue_dirty = True
 
     def flush(self) -> None:
         """Seal the tail (flagged last) if it changed: after this a crash keeps every byte
@@ -214,6 +250,10 @@ class SealedWriter(io.RawIOBase):
         between two syncs of a plain one) and whose recovery rewrites it. That saves a sealing
         and a write per sync.
         """
+        if self._prologue_sealed and not self._tail_dirty \
+                and self._last_sealed == self._tail_index:
+            self._write_pending()  # nothing new to seal: the full chunks, if any
+            return
         self._seal(prologue=not self._prologue_sealed)
 
     def fsync(self) -> None:
@@ -226,24 +266,24 @@ class SealedWriter(io.RawIOBase):
         if self.closed or self._cut:
             return
         geo = self.geometry
-        if geo.prologue and prologue and 0 in self._dirty:
-            self._put(0, self._prologue, last=self._size < geo.prologue)
-            self._dirty.discard(0)
+        if geo.prologue and prologue and self._prologue_dirty:
+            self._emit(0, self._prologue, len(self._prologue), last=self._size < geo.prologue)
+            self._prologue_dirty = False
             self._prologue_sealed = self._size >= geo.prologue
         # The tail only when it changed, or when a chunk just filled and the file must end
-        # with a chunk flagged last.
+        # with a record flagged last (an empty one, then).
         if self._size >= geo.prologue and (
-                self._tail_index in self._dirty or self._ends_unsealed()):
-            self._queue(self._tail_index, self._tail, last=True)
-            self._dirty.discard(self._tail_index)
+                self._tail_dirty or self._last_sealed != self._tail_index):
+            self._emit(self._tail_index, self._tail, len(self._tail), True, self._tail_slot)
+            self._tail_dirty = False
             self._last_sealed = self._tail_index
-        self._write_queued()
+        self._write_pending()
 
     def close(self) -> None:
         if self.closed:
             return
         try:
-            self._dirty.add(self._tail_index)
+            self._tail_dirty = True
             self._seal(prologue=True)
         finally:
             self._disk.close()
@@ -251,53 +291,49 @@ class SealedWriter(io.RawIOBase):
 
     # --- sealing -------------------------------------------------------------------------------
 
-    _last_sealed = -1  # the index last written flagged last
-
-    def _ends_unsealed(self) -> bool:
-        """Whether the file does not end with a record flagged last (a chunk just filled)."""
-        return self._last_sealed != self._tail_index
-
-    def _put(self, index: int, plain: bytes | bytearray, last: bool) -> None:
-        """Seal chunk ``index`` and write it, after the full chunks waiting to be written."""
-        self._queue(index, plain, last)
-        self._write_queued()
-
-    def _queue(self, index: int, plain: bytes | bytearray, last: bool) -> None:
-        self._queued.append((self.geometry.slot(index),
-                             seal(self._aead, self._header, index, plain, last)))
+    def _emit(self, index: int, plain: Buffer, length: int, last: bool,
+              slot: int = -1) -> None:
+        """Seal chunk ``index`` (its record at ``slot``, when the caller knows it); written
+        with the records sealed before it when it follows them on disk (the full chunks and
+        the tail after them), else after them."""
+        if slot < 0:
+            slot = self.geometry.slot(index)
+        head, body = self._sealer.seal(index, plain, length, last)
         self.sealings += 1
+        if not self._pending:
+            self._pending_at = slot
+        elif slot != self._pending_end:
+            self._write_pending()
+            self._pending_at = slot
+        self._pending += (head, body)
+        self._pending_end = end = slot + OVERHEAD + length
+        if end - self._pending_at >= self._PENDING_BYTES:
+            self._write_pending()
 
-    def _write_queued(self) -> None:
-        """Write the records sealed so far: the full chunks and the tail after them are
-        contiguous, so a sync usually takes one system call."""
-        queued, self._queued = self._queued, []
-        start = 0
-        for n in range(1, len(queued) + 1):
-            if n == len(queued) or queued[n][0] != queued[n - 1][0] + len(queued[n - 1][1]):
-                self._disk.write_many(queued[start][0], [r for _, r in queued[start:n]])
-                start = n
+    def _write_pending(self) -> None:
+        pending = self._pending
+        if pending:
+            self._pending = []
+            self._disk.write_many(self._pending_at, pending,
+                                  self._pending_end - self._pending_at)
 
-    def _seal_full_tail(self) -> None:
+    def _seal_full_tail(self, plain: Buffer, length: int) -> None:
         # Written with the next flush (the tail's sealing follows it on disk), or before
         # anything reads the file back.
-        self._queue(self._tail_index, self._tail, last=False)
-        self._dirty.discard(self._tail_index)
+        self._emit(self._tail_index, plain, length, False, self._tail_slot)
         self._tail_index += 1
-        self._tail_start += self.geometry.chunk
-        self._tail = bytearray()
+        self._tail_start += length
+        self._tail_slot += OVERHEAD + length
 
     def _patch_sealed(self, index: int, offset: int, piece: bytes) -> None:
         """Change bytes of a whole chunk already sealed: read it, patch it, reseal it."""
-        self._write_queued()
+        self._write_pending()
         where = self.name or "encrypted recording"
         record = self._disk.read_at(OVERHEAD + self.geometry.capacity(index),
                                     self.geometry.slot(index))
-        plain, _ = open_record(self._aead, self._header, record, index,
+        plain, _ = open_record(self._sealer.aead, self._header, record, index,
                                capacity=self.geometry.capacity(index), where=where)
         patched = bytearray(plain)
         patched[offset:offset + len(piece)] = piece
-        self._put(index, patched, last=False)
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ValueError("write to a closed encrypted recording")
+        self._emit(index, patched, len(patched), last=False)
+        self._write_pending()

@@ -141,10 +141,12 @@ def install_configured_key(config: Config, key_file: Path | None = None) -> None
     if path is None:
         return
     from recorder.crypt.access import install  # noqa: PLC0415 - only where recordings are read
-    from recorder.crypt.keys import CryptKeyError, load_master_key  # noqa: PLC0415
+    from recorder.crypt.keyring import load_keys  # noqa: PLC0415
+    from recorder.crypt.keys import CryptKeyError  # noqa: PLC0415
 
     try:
-        install([load_master_key(path)])
+        # With a rotation's new key beside it (KEY_FILE.new), both: files may be under either.
+        install(load_keys(path)[1])
     except CryptKeyError as exc:
         raise CtlError(f"{'--key-file' if key_file else 'storage.key_file'}: {exc} (under "
                        "systemd the credential exists only while recorderd runs: give "

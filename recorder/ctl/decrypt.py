@@ -37,7 +37,7 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recorder.crypt.keys import load_master_key  # noqa: PLC0415
+    from recorder.crypt.keyring import load_keys  # noqa: PLC0415
 
     source: Path = args.file
     if not source.is_file():
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if not is_encrypted(source):
         raise CtlError(f"{source} is not an encrypted recording", EXIT_USAGE)
     try:
-        master = load_master_key(key_file_of(args))
+        # With a rotation's new key beside it (KEY_FILE.new), both: the file may be under either.
+        keys = load_keys(key_file_of(args))[1]
     except CryptKeyError as exc:
         raise CtlError(f"cannot open {source} without its key: {exc}", EXIT_FAILED) from exc
     except CtlError as exc:
@@ -54,11 +55,11 @@ def run(args: argparse.Namespace) -> int:
     out_path: Path | None = args.output
     try:
         if out_path is None:
-            decrypt_file(source, sys.stdout.buffer, [master])
+            decrypt_file(source, sys.stdout.buffer, keys)
             sys.stdout.buffer.flush()
         else:
             with out_path.open("wb") as out:
-                decrypt_file(source, out, [master])
+                decrypt_file(source, out, keys)
                 out.flush()
                 os.fsync(out.fileno())
     except (CryptKeyError, SealedError) as exc:

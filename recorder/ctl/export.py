@@ -26,6 +26,7 @@ from recorder.ctl.common import (
     Target,
     command,
     connection_options,
+    install_configured_key,
     offline_config,
     open_offline_store,
     require_ok,
@@ -45,7 +46,8 @@ Without -o the file is named as the recorder offers it (42-1001-09-50-08.mp3), i
 directory. A progress bar is drawn on a terminal.
 
 --offline exports from the configuration's data directory (--config) instead, for when
-recorderd is down: the same file, written the same way. It only reads the database.
+recorderd is down: the same file, written the same way (an encrypted recording decrypted with
+--key-file, else storage.key_file). It only reads the database.
 
 exit status:
   0  the recording was written to FILE
@@ -69,6 +71,9 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
     parser.add_argument("--offline", action="store_true",
                         help="export from the data directory directly (recorderd down)")
+    parser.add_argument("--key-file", type=Path, metavar="PATH",
+                        help="--offline: the master key of encrypted recordings (default: the "
+                        "configuration's storage.key_file)")
     connection_options(parser, defaults=False)
 
 
@@ -152,7 +157,9 @@ def download(where: Target, recordid: int, fmt: str, output: Path | None, *,
 def export_offline(args: argparse.Namespace) -> tuple[Path, int]:
     """Export from the data directory's database and files, as EXPORT would."""
 
-    store = open_offline_store(offline_config(args), seals=True)  # audited
+    config = offline_config(args)
+    install_configured_key(config, args.key_file)  # an encrypted recording's plain audio
+    store = open_offline_store(config, seals=True)  # audited
     try:
         return _export_from(store, args)
     finally:
@@ -181,7 +188,8 @@ def _export_from(store: Store, args: argparse.Namespace) -> tuple[Path, int]:
     if path.exists() and not args.force:
         raise CtlError(f"{path} exists (--force to replace it)", EXIT_USAGE)
     try:
-        export_recording(row, args.format, path)
+        # The copy the engineer takes away: in clear, as `recorderctl decrypt` writes it.
+        export_recording(row, args.format, path, in_clear=True)
     except (OSError, CodecError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise CtlError(f"cannot export recording {args.recordid}: {detail}",

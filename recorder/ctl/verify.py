@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
+from recorder.crypt.keyring import load_keys
+from recorder.crypt.keys import CryptKeyError, MasterKey
 from recorder.ctl.calls import parse_time
 from recorder.ctl.common import (
     EXIT_FAILED,
@@ -28,13 +31,17 @@ whether recorderd runs or not, and hashes every recording's file (a long run on 
 store: --since limits it to the recordings started, and the files changed, since DATE). Times
 as for `recorderctl calls`: UNIX seconds, an ISO 8601 date or date and time in local time, or a
 time ago (90s, 15m, 2h, 7d). Rows recorded before verification existed have no hash: they are
-listed as "not hashed", which is not a failure. Recordings still being recorded, and files
-retention purged, are counted, not checked.
+listed as "not hashed", which is not a failure. Every chunk of an encrypted recording is also
+authenticated with the master key (--key-file, else storage.key_file): a flipped byte, a cut
+file or a wrong or missing key file beside it is reported (`recorderctl key restore` puts a lost
+one back from its row); without a key they are noted as not authenticated. Recordings still
+being recorded, and files retention purged, are counted, not checked.
 
 exit status:
   0  every file and row checked is as stored (rows not hashed do not count)
-  1  something is reported: a file differs, is missing or has no row, a row was changed or
-     lost its seal; or the database failed
+  1  something is reported: a file differs, is missing or has no row, an encrypted file's
+     chunk does not authenticate or its key is missing, a row was changed or lost its seal;
+     or the database failed
   2  usage or configuration error, or no database"""
 
 
@@ -44,6 +51,9 @@ def register(commands: SubParsers[argparse.ArgumentParser]) -> None:
     parser.add_argument("--since", metavar="DATE", help="only recordings started (and files "
                         "changed) at or after DATE")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--key-file", type=Path, metavar="PATH",
+                        help="the master key that authenticates encrypted recordings' chunks "
+                        "(default: the configuration's storage.key_file)")
     seal_key_option(parser)
     parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="the recorderd configuration (default: the one recorderd reads)")
@@ -57,13 +67,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CtlError(str(exc), EXIT_USAGE) from exc
     config = offline_config(args)
+    keys = _keys(args.key_file or (Path(config.storage.key_file) if config.storage.key_file
+                                   else None))
     store = open_offline_store(config, seal_key_file=args.seal_key_file)
     try:
         if store.evidence is None:
             raise CtlError("this store keeps no evidence", EXIT_FAILED)
         key = checking_seal_key(config, args.seal_key_file, store.evidence.seal_state())
         report = verify_recordings(store.evidence, config.storage.recordings_dir, since,
-                                   key.secret if key is not None else None)
+                                   key.secret if key is not None else None, keys=keys)
     except StoreError as exc:
         raise CtlError(str(exc), EXIT_FAILED) from exc
     finally:
@@ -85,3 +97,14 @@ def run(args: argparse.Namespace) -> int:
               f"{report.purged} purged, {report.no_file} without a file; "
               f"{report.files_scanned} file(s) in the recordings directory")
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _keys(path: Path | None) -> list[MasterKey]:
+    """The master keys that open the encrypted recordings (a rotation's new one too); none
+    without a key file (their chunks are then noted as not authenticated)."""
+    if path is None:
+        return []
+    try:
+        return load_keys(path)[1]
+    except CryptKeyError as exc:
+        raise CtlError(f"{path}: {exc}", EXIT_USAGE) from exc

@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from recorder.codecs.stored import is_encrypted
+from recorder.crypt.keyring import KeyRing
+from recorder.crypt.keys import key_path, read_wrapped
 from recorder.errors import StoreError
 from recorder.recording.transcode import Room, Transcoder, find_unfinished
 from recorder.store.recordings import RecordingStore
@@ -25,13 +28,15 @@ logger = logging.getLogger(__name__)
 
 class AfterCallEncoder:
     def __init__(self, store: RecordingStore, fmt: str, recordings_dir: Path, workers: int,
-                 options: Mapping[str, Any] | None = None, *, room: Room | None = None) -> None:
+                 options: Mapping[str, Any] | None = None, *, room: Room | None = None,
+                 keys: KeyRing | None = None) -> None:
         self._store = store
         self.format = fmt
         self._recordings_dir = recordings_dir
         # ``room`` (the disk guard): a file is encoded only when its result fits beside the
         # live recordings' room; until then it stays a WAV (recording/transcode.py).
-        self._transcoder = Transcoder(fmt, self._done, workers, options, room=room)
+        # ``keys``: the results are encrypted with storage.encrypt, or when their WAV is.
+        self._transcoder = Transcoder(fmt, self._done, workers, options, room=room, keys=keys)
 
     @property
     def pending(self) -> int:
@@ -67,6 +72,7 @@ class AfterCallEncoder:
                     logger.info("after-call: removing %s, already converted to %s", wav,
                                 final.name)
                     wav.unlink(missing_ok=True)
+                    key_path(wav).unlink(missing_ok=True)
         queued = sum(self._transcoder.submit(Path(row.filename)) for row in rows)
         if queued:
             logger.info("after-call: %d recording(s) from before the start queued for %s",
@@ -87,6 +93,8 @@ class AfterCallEncoder:
     def _done(self, wav: Path, result: Path, size: int, sha256: str) -> None:
         # Raising keeps the WAV (transcode_file deletes it only after this succeeds), so a
         # store that is away loses nothing: the next start converts it again.
+        # An encrypted result's wrapped key, beside it, goes to its row too.
+        file_key = read_wrapped(result).to_text() if is_encrypted(result) else ""
         if not self._store.replace_recording_file(str(wav), str(result), self.format, size,
-                                                  sha256):
+                                                  sha256, file_key=file_key):
             logger.warning("after-call: no recording row has %s; converted anyway", wav)

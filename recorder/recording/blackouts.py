@@ -3,7 +3,8 @@
 ``Blackouts`` holds one call's ranges (``recorder.rules.blackout`` says what they mean): the API
 opens and closes them, the sessions read them as they write. Audio that had already reached a
 file when a blackout reaching back in time arrived is silenced in the file itself
-(``silence_file``): in place for PCM and G.711 WAV, by decoding and re-encoding for MP3 and VOX.
+(``silence_file``): in place for PCM and G.711 WAV, by decoding and re-encoding for MP3 and VOX
+(and for an encrypted file of any format, re-encoded sealed under its own key).
 A live MP3 or VOX keeps what it must silence in a pending file beside it until its close, so a
 crash cannot leave that audio in the file (``write_pending``, ``apply_pending``).
 """
@@ -16,10 +17,11 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from recorder.codecs.convert import read_audio
-from recorder.codecs.formats import open_writer
+from recorder.codecs.formats import open_writer, rewritten_start
+from recorder.codecs.stored import is_encrypted
 from recorder.codecs.wav import (
     G711_HEADER_BYTES,
     HEADER_BYTES,
@@ -28,6 +30,7 @@ from recorder.codecs.wav import (
     WAVE_FORMAT_PCM,
     read_wav_info,
 )
+from recorder.crypt.access import installed_keys, reseal_as
 from recorder.errors import CodecError
 from recorder.rules.blackout import OPEN, Range, running, started, stopped, zero_ranges
 
@@ -101,7 +104,8 @@ def silence_file(path: Path, fmt: str, ranges: Sequence[Range], *, options: dict
     ranges = [(max(0, a), b) for a, b in ranges if b > max(0, a)]
     if not ranges:
         return
-    if path.suffix.lower() == ".wav":
+    encrypted = is_encrypted(path)
+    if path.suffix.lower() == ".wav" and not encrypted:
         _patch_wav(path, ranges)
         return
     opts = dict(options or {})
@@ -112,7 +116,14 @@ def silence_file(path: Path, fmt: str, ranges: Sequence[Range], *, options: dict
     zero_ranges(samples, 0, ranges)
     part = path.with_name(path.name + ".blackout")
     try:
-        writer = open_writer(fmt, part.open("wb"), rate, samples.shape[1], **opts)
+        file: BinaryIO = part.open("wb")
+        if encrypted:
+            # Sealed as it is written, under the recording's own key and file id: the rename
+            # below replaces it whole, and the key beside it and in its row stay true.
+            file = cast(BinaryIO, reseal_as(path, file, installed_keys(),
+                                            prologue=rewritten_start(fmt, rate,
+                                                                     samples.shape[1])))
+        writer = open_writer(fmt, file, rate, samples.shape[1], **opts)
         writer.write(samples if samples.shape[1] > 1 else samples[:, 0])
         writer.close()  # it owns the file and closes it
         with part.open("rb") as f:

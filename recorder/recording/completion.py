@@ -25,12 +25,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from recorder.calllog import call_log
 from recorder.codecs.buffered import out_of_space
+from recorder.crypt.access import current_wrapped
 from recorder.errors import StoreError
 from recorder.events.types import Event, EventSink, NoEvents
 from recorder.recording.blackouts import file_seconds, in_file
@@ -172,6 +173,10 @@ class Completion(Worker):
         saved = False
         try:
             if opened.record_id is None:
+                # Its wrapped key as beside the file now: a key rotation may have re-wrapped
+                # it since the recording started (recorder/crypt/keyring.py).
+                opened.row = replace(opened.row, file_key=current_wrapped(
+                    session.path, opened.row.file_key))
                 opened.record_id = self._store.insert_recording(opened.row)
             self._store.finish_recording(opened.record_id, done)
             saved = True

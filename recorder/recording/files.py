@@ -15,6 +15,7 @@ import errno
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -22,17 +23,24 @@ from typing import Any, BinaryIO, cast
 
 from recorder.capture.channels import Phase
 from recorder.capture.core import Channel
-from recorder.codecs.formats import file_extension, open_writer
-from recorder.codecs.wav import G711_HEADER_BYTES, HEADER_BYTES
+from recorder.codecs.formats import (
+    AudioWriter,
+    file_extension,
+    open_writer,
+    rewritten_start,
+    steady_bytes_per_second,
+)
 from recorder.crypt.access import start_sealed
+from recorder.crypt.keyring import KeyRing
 from recorder.crypt.keys import MasterKey, key_path
-from recorder.errors import CodecError, StoreError
+from recorder.crypt.sealed import chunk_size_for
+from recorder.errors import StoreError
 from recorder.events.types import Event
 from recorder.recording.blackouts import Blackouts, in_file
 from recorder.recording.completion import Closing, Completion
 from recorder.recording.journal import Journal
 from recorder.recording.paths import create_unique, recording_path
-from recorder.recording.session import RecordingSession
+from recorder.recording.session import SYNC_SECONDS, RecordingSession
 from recorder.recording.stats import RecordingStats
 from recorder.recording.writer import WriterLoop
 from recorder.resultcodes import ResultCode
@@ -40,11 +48,6 @@ from recorder.store.recordings import RecordingStore
 from recorder.store.records import NewRecording
 
 logger = logging.getLogger(__name__)
-
-# The formats written encrypted, each with its prologue: the header it rewrites at every sync,
-# sealed as a chunk of its own (docs/encryption.md). The others are refused by the checks.
-ENCRYPTED_PROLOGUES = {"wav": HEADER_BYTES, "wav-ulaw": G711_HEADER_BYTES,
-                       "wav-alaw": G711_HEADER_BYTES}
 
 # How long a caller that closes a recording itself (a CALLSTOP) waits for its completion (row,
 # journal, events) before it answers anyway; the completion goes on regardless.
@@ -83,6 +86,21 @@ class OpenRecording:
         return str(self.session.path)
 
 
+def encrypted_file(path: Path, file: BinaryIO, master: MasterKey, *, fmt: str, rate: int,
+                   sides: int, options: Mapping[str, Any]) -> BinaryIO:
+    """``file`` (new, empty, at ``path``) as the encrypted file a ``fmt`` writer records into;
+    its wrapped key beside it first.
+
+    Its prologue is what the format rewrites at every sync (a WAV's header, an MP3's tag
+    frame), sealed apart; its chunks are as long as a sync's bytes (or a whole number of
+    syncs'), so a sync seals whole chunks and no partly filled tail (docs/encryption.md)."""
+    per_second = steady_bytes_per_second(fmt, rate, sides, **options)
+    per_sync = round(per_second * SYNC_SECONDS) if per_second else None
+    sealed = start_sealed(path, file, master, prologue=rewritten_start(fmt, rate, sides),
+                          chunk_size=chunk_size_for(per_sync))
+    return cast(BinaryIO, sealed)
+
+
 class OpenFailed(Exception):
     """No file could be made for the recording; ``code`` is the result the API answers."""
 
@@ -99,7 +117,7 @@ class RecordingFiles:
                  stereo: bool = True, commit_delay_seconds: float = 0.0,
                  journal: Journal | None = None, stats: RecordingStats | None = None,
                  disk_full: Callable[[Path, float], None] | None = None,
-                 master_key: MasterKey | None = None) -> None:
+                 keys: KeyRing | None = None) -> None:
         self._recordings_dir = recordings_dir
         self._store = store
         self._writer = writer
@@ -112,8 +130,8 @@ class RecordingFiles:
         # A file could not be made for lack of space: (its path, 0) to the disk guard.
         self._disk_full = disk_full or (lambda path, rate: None)
         # storage.encrypt: every file is written encrypted under a key of its own, wrapped by
-        # this one (docs/encryption.md).
-        self._master_key = master_key
+        # the ring's current master key (docs/encryption.md).
+        self._keys = keys if keys is not None and keys.seals else None
 
     def open(self, taps: tuple[Channel, ...], position: int, *, started: float,
              row: NewRecording, blackouts: Blackouts, max_time: int = 0,
@@ -146,32 +164,50 @@ class RecordingFiles:
         options = {} if self.stored.after_call else dict(self.stored.options)
         wanted = recording_path(self._recordings_dir, row.device_id,
                                 datetime.fromtimestamp(started), file_extension(fmt))
-        try:
-            path, file = create_unique(wanted)
+        # The key the file's key is wrapped by is held until the row keeps it too: a key
+        # rotation's reload waits for that (recorder/crypt/keyring.py).
+        with self._keys.sealing() if self._keys is not None else nullcontext() as master:
             try:
-                if self._master_key is not None:
-                    file = self._encrypted(path, file, fmt)
-                writer = open_writer(fmt, file, channel.sample_rate, sides, **options)
-            except Exception:
-                file.close()
-                path.unlink(missing_ok=True)  # nothing of the call is in it yet
-                key_path(path).unlink(missing_ok=True)
-                raise
-        except Exception as exc:
-            # The writer's header write wraps its OSError in a CodecError.
-            cause = exc if isinstance(exc, OSError) else exc.__cause__
-            no_space = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
-            if no_space:
-                self._disk_full(wanted, 0.0)  # refuse the next ones until there is room
-            logger.exception("%s not recorded: cannot create %s", label or row.device_id, wanted)
-            raise OpenFailed(ResultCode.API_ERROR_OUT_OF_DISK_SPACE if no_space
-                             else ResultCode.API_ERROR_NO_DEFAULT_RECORDING_PATH,
-                             f"cannot create {wanted}: {exc}") from exc
+                path, file = create_unique(wanted)
+                try:
+                    if master is not None:
+                        file = encrypted_file(path, file, master, fmt=fmt, sides=sides,
+                                              rate=channel.sample_rate, options=options)
+                    writer = open_writer(fmt, file, channel.sample_rate, sides, **options)
+                except Exception:
+                    file.close()
+                    path.unlink(missing_ok=True)  # nothing of the call is in it yet
+                    key_path(path).unlink(missing_ok=True)
+                    raise
+            except Exception as exc:
+                raise self._not_opened(exc, wanted, label or row.device_id) from exc
+            return self._opened(taps, position, path, file, writer, row=row,
+                                blackouts=blackouts, max_time=max_time, label=label,
+                                lost_before=lost_before, fmt=fmt, sides=sides,
+                                options=options)
+
+    def _not_opened(self, exc: Exception, wanted: Path, label: str) -> OpenFailed:
+        # The writer's header write wraps its OSError in a CodecError.
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        no_space = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        if no_space:
+            self._disk_full(wanted, 0.0)  # refuse the next ones until there is room
+        logger.error("%s not recorded: cannot create %s", label, wanted, exc_info=exc)
+        return OpenFailed(ResultCode.API_ERROR_OUT_OF_DISK_SPACE if no_space
+                          else ResultCode.API_ERROR_NO_DEFAULT_RECORDING_PATH,
+                          f"cannot create {wanted}: {exc}")
+
+    def _opened(self, taps: tuple[Channel, ...], position: int, path: Path, file: BinaryIO,
+                writer: AudioWriter, *, row: NewRecording, blackouts: Blackouts,
+                max_time: int, label: str, lost_before: int, fmt: str, sides: int,
+                options: dict[str, Any]) -> OpenRecording:
+        """The session, the row and the journal entry of the file just made."""
+        channel = taps[0]
         delay = round(self._commit_delay_seconds * channel.sample_rate)
         session = RecordingSession(taps, writer, path, position, delay, blackouts=blackouts,
                                    fmt=fmt, options=options, written=self._writer.bytes_written,
                                    lost_before=max(0, lost_before),
-                                   sealed=file if self._master_key is not None else None)
+                                   sealed=file if self._keys is not None else None)
         if max_time:
             session.stop_at = position + max_time * channel.sample_rate
         row = replace(row, channel=channel.id, filename=str(path),
@@ -195,16 +231,6 @@ class RecordingFiles:
         logger.debug("recording %s on channel %d to %s (RECORDID %s)", label or row.device_id,
                     channel.id, path, record_id)
         return opened
-
-    def _encrypted(self, path: Path, file: BinaryIO, fmt: str) -> BinaryIO:
-        """``file`` as the encrypted file the writer writes into; its key beside it first."""
-        assert self._master_key is not None
-        prologue = ENCRYPTED_PROLOGUES.get(fmt)
-        if prologue is None:
-            # The configuration's checks refuse it; this is the last line, not the message.
-            raise CodecError(f"storage.encrypt: {fmt} cannot be written encrypted yet")
-        sealed = start_sealed(path, file, self._master_key, prologue=prologue)
-        return cast(BinaryIO, sealed)
 
     def _journal_begin(self, opened: OpenRecording, fmt: str, sides: int,
                        options: dict[str, Any]) -> int | None:

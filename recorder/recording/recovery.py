@@ -24,22 +24,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from recorder.codecs.convert import DEFAULT_VOX_RATE, probe
-from recorder.codecs.mp3repair import repair_mp3
+from recorder.codecs.mp3repair import plan_mp3_repair, repair_mp3
 from recorder.codecs.wav import read_wav_info, wav_header
 from recorder.crypt.access import (
+    current_wrapped,
     installed_keys,
     is_encrypted,
-    open_plain,
-    repair_encrypted_wav,
-    repair_sealed_chunks,
+    repair_sealed,
+    restore_key,
 )
-from recorder.crypt.keys import CryptKeyError, MasterKey
+from recorder.crypt.keys import CryptKeyError, MasterKey, key_path
 from recorder.errors import CodecError, StoreError
 from recorder.events.rows import recovered_event
 from recorder.events.types import Event
@@ -65,18 +65,15 @@ def repair_wav(path: Path, keys: Sequence[MasterKey] | None = None) -> None:
     An encrypted one keeps its chunks up to the first that does not authenticate (the tail a
     crash may have torn) and gets a header counting them (docs/encryption.md)."""
     if is_encrypted(path):
-        keys = installed_keys() if keys is None else keys
-        try:
-            # Its chunks first: until then the header chunk is the only one known whole.
-            first = repair_sealed_chunks(path, keys)
-            with open_plain(path, keys) as plain:
-                info = read_wav_info(path, plain)
-            repair_encrypted_wav(path, keys, lambda n: wav_header(
-                info.sample_rate, info.channels, n - n % info.block_align, info.format_tag),
-                info.data_offset)
-        except CryptKeyError as exc:
-            raise KeyNeeded(str(exc)) from exc
-        logger.info("%s: encrypted, %d bytes of audio kept", path, first - info.data_offset)
+        def plan(size: int, plain: BinaryIO) -> tuple[int, bytes | None]:
+            info = read_wav_info(path, plain)
+            data = max(0, size - info.data_offset)
+            data -= data % info.block_align
+            return info.data_offset + data, wav_header(info.sample_rate, info.channels, data,
+                                                       info.format_tag)
+
+        kept = _repair_sealed(path, keys, plan)
+        logger.info("%s: encrypted, %d bytes kept", path, kept)
         return
     info = read_wav_info(path)
     header = wav_header(info.sample_rate, info.channels, info.data_bytes, info.format_tag)
@@ -87,6 +84,53 @@ def repair_wav(path: Path, keys: Sequence[MasterKey] | None = None) -> None:
         f.truncate(info.data_offset + info.data_bytes)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _repair_sealed(path: Path, keys: Sequence[MasterKey] | None,
+                   plan: Callable[[int, BinaryIO], tuple[int, bytes | None]] | None) -> int:
+    try:
+        return repair_sealed(path, installed_keys() if keys is None else keys, plan)
+    except CryptKeyError as exc:
+        raise KeyNeeded(str(exc)) from exc
+
+
+def repair_file(path: Path, fmt: str, sample_rate: int, channels: int,
+                options: Mapping[str, Any]) -> None:
+    """Make a crashed recording of ``fmt`` play (see the module docstring); encrypted or not."""
+    if fmt.startswith("wav"):
+        repair_wav(path)
+    elif fmt == "mp3":
+        if not is_encrypted(path):
+            repair_mp3(path, sample_rate, channels, options.get("bitrate"),
+                       options.get("quality"))
+            return
+
+        def plan(size: int, plain: BinaryIO) -> tuple[int, bytes | None]:
+            end, tag, _ = plan_mp3_repair(plain, size, sample_rate, channels,
+                                          bitrate=options.get("bitrate"),
+                                          quality=options.get("quality"))
+            return end, tag
+
+        _repair_sealed(path, None, plan)
+    elif is_encrypted(path):
+        _repair_sealed(path, None, None)  # VOX: every whole chunk is whole samples
+
+
+def restore_missing_key(path: Path, row_key: str) -> None:
+    """An encrypted recording whose wrapped key beside it was lost gets it back from its row
+    (docs/encryption.md, "A lost key file"); one that cannot be is left to KeyNeeded."""
+    if not row_key or not is_encrypted(path):
+        return
+    try:
+        read = key_path(path).read_text(encoding="utf-8")
+    except OSError:
+        read = ""
+    if read == row_key:
+        return
+    try:
+        logger.warning("%s", restore_key(path, row_key, installed_keys()))
+    except CryptKeyError as exc:
+        logger.error("%s: its key cannot be restored from its row: %s", path, exc)
 
 
 @dataclass
@@ -176,7 +220,7 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
                              stored.duration, stored.stop_reason)
     try:
         state = _repair(Path(entry.path), entry.fmt, entry.sample_rate, entry.channels,
-                        options=entry.options, record_id=record_id)
+                        options=entry.options, record_id=record_id, row_key=row.file_key)
     except KeyNeeded as exc:
         logger.error("RECORDID %s (%s): %s; it stays to be recovered by a start with the key",
                      record_id, entry.path, exc)
@@ -186,6 +230,8 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
             # Never stored, or its RECORDID was handed out while the database and the spool
             # had no room and the insert held in memory died with the process: stored under
             # that RECORDID (a spooled insert of the same recording is not stored twice).
+            # The key beside the file now: a rotation may have re-wrapped it meanwhile.
+            row = replace(row, file_key=current_wrapped(Path(entry.path), row.file_key))
             record_id = store.insert_recording(row, record_id)
         assert record_id is not None
         store.finish_recording(record_id, _finished(
@@ -245,16 +291,13 @@ def format_of_row(path: Path, media_format: str) -> str:
 
 
 def _repair(path: Path, fmt: str, sample_rate: int, channels: int, *,
-            options: Mapping[str, Any], record_id: int | None) -> _FileState:
+            options: Mapping[str, Any], record_id: int | None, row_key: str = "") -> _FileState:
     """Make the file (written as ``fmt``) play and measure it; an unreadable file is logged
     and counts as empty (its row is still completed: the call happened, and the row says what
     is left of it)."""
     try:
-        if fmt.startswith("wav"):
-            repair_wav(path)
-        elif fmt == "mp3":
-            repair_mp3(path, sample_rate, channels, options.get("bitrate"),
-                       options.get("quality"))
+        restore_missing_key(path, row_key)
+        repair_file(path, fmt, sample_rate, channels, options)
         if apply_pending(path):
             logger.info("RECORDID %s: a blackout the crash interrupted is now silence in %s",
                         record_id, path)
@@ -281,4 +324,4 @@ def complete_interrupted(store: RecordingStore, journal: Journal,
 
 
 __all__ = ["KeyNeeded", "Recovered", "complete_interrupted", "format_of_row", "recover",
-           "repair_wav"]
+           "repair_file", "repair_wav", "restore_missing_key"]

@@ -237,10 +237,13 @@ class RecordingSession:
                 for a, b in overlapping(self.blackouts.ranges(), self.start, self._pos)]
 
     def _silence_written(self) -> None:
-        if self._sealed is not None:
+        if self._sealed is not None and self.path.suffix.lower() == ".wav":
+            # A live encrypted WAV: the chunks touched are resealed through its writer.
             silence_sealed_wav(self._sealed, self.format, self._written_ranges(),
                                channels=self._writer.channels, frames=self._writer.frames)
         else:
+            # A closed MP3 or VOX (encrypted or not) is re-encoded; an encrypted one sealed
+            # under its own key (recording/blackouts.py).
             silence_file(self.path, self.format, self._written_ranges(), options=self._options)
         pending_path(self.path).unlink(missing_ok=True)
 

@@ -36,12 +36,17 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 from recorder.codecs.convert import convert
-from recorder.codecs.formats import encoded_size, get_format
+from recorder.codecs.formats import encoded_size, get_format, rewritten_start
+from recorder.codecs.stored import is_encrypted
 from recorder.codecs.wav import read_wav_info
+from recorder.crypt.access import start_sealed
+from recorder.crypt.keyring import KeyRing
+from recorder.crypt.keys import MasterKey, key_path
 from recorder.durable import fsync_directory
 from recorder.errors import CodecError
 from recorder.recording.paths import sha256_file
@@ -87,28 +92,55 @@ def part_path(final: Path) -> Path:
 
 
 def transcode_file(wav: Path, fmt: str, done: Done | None = None,
-                   options: Mapping[str, Any] | None = None) -> Path:
+                   options: Mapping[str, Any] | None = None, *,
+                   keys: KeyRing | None = None) -> Path:
     """Convert ``wav`` to ``fmt`` in place by the four steps above; returns the new file.
 
+    With ``keys`` that seal (storage.encrypt), or a ``wav`` that is encrypted, the new file is
+    encrypted as it is written, under a file key of its own beside it (``.part.key`` until the
+    rename), never in clear on disk; ``done`` then finds that key beside the new file.
     Raises CodecError (or OSError) with the WAV untouched; a ``done`` that raises leaves the
     WAV in place too (with the finished file beside it, to be done again by ``recover``).
     """
     final = target_path(wav, fmt)
     if final == wav:
         raise CodecError(f"{fmt} files end in .wav too: record them as {fmt} directly")
+    sealed = keys is not None and (keys.seals or is_encrypted(wav))
+    # The key the new file's key is wrapped by is held until its row keeps it (a rotation's
+    # reload waits for that: recorder/crypt/keyring.py).
+    with keys.sealing() if sealed and keys is not None else nullcontext() as master:
+        return _transcode(wav, final, fmt, done, options=options, master=master)
+
+
+def _transcode(wav: Path, final: Path, fmt: str, done: Done | None, *,
+               options: Mapping[str, Any] | None, master: MasterKey | None) -> Path:
     part = part_path(final)
     try:
         raw = open(part, "wb", buffering=0)  # noqa: SIM115 - handed to the writer, which closes it
-        convert(wav, _SyncedFile(raw), fmt, source_format="wav", **dict(options or {}))
+        if master is None:
+            out: BinaryIO = _SyncedFile(raw)
+        else:
+            info = read_wav_info(wav)
+            out = cast(BinaryIO, start_sealed(
+                part, raw, master, prologue=rewritten_start(fmt, info.sample_rate,
+                                                             info.channels)))
+        convert(wav, out, fmt, source_format="wav", **dict(options or {}))
+        if master is not None:
+            with part.open("rb") as written:  # the sealed file closed itself: now durable
+                os.fsync(written.fileno())
+            # Its key first: a crash between the two leaves the WAV, done again from scratch.
+            key_path(part).replace(key_path(final))
         part.replace(final)
         fsync_directory(final.parent)
     except BaseException:
         part.unlink(missing_ok=True)
+        key_path(part).unlink(missing_ok=True)
         raise
     size, digest = final.stat().st_size, sha256_file(final)
     if done is not None:
         done(wav, final, size, digest)
     wav.unlink(missing_ok=True)
+    key_path(wav).unlink(missing_ok=True)  # an encrypted WAV's key, once the WAV is gone
     fsync_directory(final.parent)
     logger.info("%s → %s (%d bytes)", wav.name, final.name, size)
     return final
@@ -120,6 +152,7 @@ def find_unfinished(directory: Path, fmt: str) -> list[Path]:
     for part in sorted(directory.rglob("*" + extension + PART_SUFFIX)):
         logger.warning("removing %s, left by a transcoding that did not finish", part)
         part.unlink(missing_ok=True)
+        key_path(part).unlink(missing_ok=True)  # an encrypted one's key
     wavs = [p for p in directory.rglob("*" + SOURCE_SUFFIX) if p.is_file()]
     for wav in wavs:
         if wav.with_suffix(extension).exists():
@@ -132,7 +165,8 @@ class Transcoder:
 
     def __init__(self, fmt: str, done: Done, workers: int = DEFAULT_WORKERS,
                  options: Mapping[str, Any] | None = None, *, room: Room | None = None,
-                 retry_seconds: float = DEFER_RETRY_SECONDS) -> None:
+                 retry_seconds: float = DEFER_RETRY_SECONDS, keys: KeyRing | None = None
+                 ) -> None:
         spec = get_format(fmt)
         if spec.extension == SOURCE_SUFFIX[1:]:
             raise CodecError(f"cannot transcode WAV recordings to {fmt} after the call")
@@ -147,6 +181,7 @@ class Transcoder:
         self._idle = threading.Condition(self._lock)
         self._wanted: set[Path] = set()  # queued or being converted
         self._room = room
+        self._keys = keys  # storage.key_file's: the results are encrypted (transcode_file)
         self._retry_seconds = retry_seconds
         self._deferred: dict[Path, str] = {}  # waiting for room, and why
         self._told: set[Path] = set()  # deferred files the log has named (once each)
@@ -258,7 +293,7 @@ class Transcoder:
             if waited:
                 logger.info("after-call: there is room again to encode %s", wav.name)
         try:
-            transcode_file(wav, self.format, self._done, self._options)
+            transcode_file(wav, self.format, self._done, self._options, keys=self._keys)
             self.converted += 1
         except Exception:
             self.failed += 1

@@ -1,7 +1,8 @@
 """``recorderd``: the recording service, in the foreground.
 
-SIGTERM or Ctrl-C stops it after finishing every recording; SIGHUP reloads the schedules,
-filters, limits and terminology; SIGUSR1 logs every thread's stack. Under systemd it notifies
+SIGTERM or Ctrl-C stops it after finishing every recording; SIGHUP reloads the master keys
+(storage.key_file: a key rotation), the schedules, filters, limits and terminology; SIGUSR1 logs
+every thread's stack. Under systemd it notifies
 readiness, status and watchdog pings (recorder/service/lifecycle.py).
 """
 
@@ -242,14 +243,16 @@ def _wait_for_boards(recorder: Recorder, notifier: Notifier, loop: ServiceLoop,
 
 
 def _reload(recorder: Recorder, source: Path | None) -> str | None:
-    """SIGHUP: schedules, filters, limits and terminology from the config file again; a bad
-    file changes nothing and says why (the returned problem, also logged)."""
+    """SIGHUP: the master keys from storage.key_file (a key rotation), and schedules,
+    filters, limits and terminology from the config file again; a bad file changes nothing
+    and says why (the returned problem, also logged)."""
+    keys_problem = recorder.reload_keys()
     try:
         config = load_config(source)
     except ConfigError as exc:
         problems = "; ".join(exc.problems)
         logger.error("SIGHUP: %s not reloaded, it is invalid: %s", source, problems)
-        return problems
+        return "; ".join(p for p in (keys_problem, problems) if p)
     recorder.reload(config)
     set_call_log(config.log.calls)
     logger.info("SIGHUP: reloaded schedules, filters, limits and terminology from %s",
@@ -259,7 +262,7 @@ def _reload(recorder: Recorder, source: Path | None) -> str | None:
     if kept:
         logger.warning("SIGHUP: changed, but only a restart applies them (the running values "
                        "stay): %s", ", ".join(kept))
-    return None
+    return keys_problem
 
 
 if __name__ == "__main__":

@@ -12,5 +12,7 @@ class FileKeyStore(ABC):
         """(RECORDID, filename, wrapped key) of every row with a wrapped key."""
 
     @abstractmethod
-    def set_file_key(self, ident: int, wrapped: str) -> bool:
-        """Replace recording ``ident``'s wrapped key; False if it has no row."""
+    def set_file_key(self, ident: int, wrapped: str, *, was: str | None = None) -> bool:
+        """Replace recording ``ident``'s wrapped key (only if it still is ``was``, when
+        given: a running recorderd may have changed it since it was read); False if it has
+        no row, or another key."""

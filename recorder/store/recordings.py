@@ -124,8 +124,9 @@ class RecordingStore(ABC):
 
     @abstractmethod
     def replace_recording_file(self, old: str, new: str, media_format: str, audio_size: int,
-                               audio_hash: str) -> bool:
-        """Point the recording whose file is ``old`` (or already ``new``) at ``new``.
+                               audio_hash: str, *, file_key: str = "") -> bool:
+        """Point the recording whose file is ``old`` (or already ``new``) at ``new``, whose
+        wrapped file key is ``file_key`` ("": it is not encrypted).
 
         Idempotent, so after-call transcoding redone after a crash can call it again.
         False if no recording has either file.

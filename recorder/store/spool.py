@@ -276,7 +276,7 @@ class SpoolingStore(RecordingStore):
         elif entry.op == OP_REPLACE_FILE:
             found = self._inner.replace_recording_file(
                 args["old"], args["new"], args["media_format"], int(args["audio_size"]),
-                args["audio_hash"])
+                args["audio_hash"], file_key=str(args.get("file_key", "")))
             if not found:
                 logger.warning("store: spooled file change %s -> %s: no recording has either",
                                args["old"], args["new"])
@@ -384,12 +384,14 @@ class SpoolingStore(RecordingStore):
                            0 < ident <= self._highest)
 
     def replace_recording_file(self, old: str, new: str, media_format: str, audio_size: int,
-                               audio_hash: str) -> bool:
+                               audio_hash: str, *, file_key: str = "") -> bool:
         return self._write(f"replace the file {old}", OP_REPLACE_FILE,
                            {"old": old, "new": new, "media_format": media_format,
-                            "audio_size": audio_size, "audio_hash": audio_hash},
+                            "audio_size": audio_size, "audio_hash": audio_hash,
+                            "file_key": file_key},
                            lambda: self._inner.replace_recording_file(
-                               old, new, media_format, audio_size, audio_hash), True)
+                               old, new, media_format, audio_size, audio_hash,
+                               file_key=file_key), True)
 
     # --- reads of recordings, and writes that must wait for the spool --------------------------
 

@@ -274,12 +274,12 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
         return [_row(r) for r in rows]
 
     def replace_recording_file(self, old: str, new: str, media_format: str, audio_size: int,
-                               audio_hash: str) -> bool:
+                               audio_hash: str, *, file_key: str = "") -> bool:
         with self._tx(f"replace the file {old}") as conn:
             cursor = conn.execute(
                 "UPDATE recordings SET filename = ?, media_format = ?, audio_size = ?,"
-                " audio_hash = ? WHERE filename IN (?, ?)",
-                (new, media_format, audio_size, audio_hash, old, new))
+                " audio_hash = ?, file_key = ? WHERE filename IN (?, ?)",
+                (new, media_format, audio_size, audio_hash, file_key, old, new))
             # The stored bytes are now the encoded file's: its row is sealed with its hash.
             seal_rows(conn, [r[0] for r in conn.execute(
                 "SELECT ident FROM recordings WHERE filename = ?", (new,))], self.sealing)

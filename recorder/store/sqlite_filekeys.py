@@ -13,8 +13,12 @@ class SqliteFileKeys(SqliteConnection, FileKeyStore):
                                 " WHERE file_key != '' ORDER BY ident").fetchall()
         return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
-    def set_file_key(self, ident: int, wrapped: str) -> bool:
+    def set_file_key(self, ident: int, wrapped: str, *, was: str | None = None) -> bool:
         with self._db(f"wrapped file key of recording {ident}") as conn:
-            changed = conn.execute("UPDATE recordings SET file_key = ? WHERE ident = ?",
-                                   (wrapped, ident)).rowcount
+            if was is None:
+                changed = conn.execute("UPDATE recordings SET file_key = ? WHERE ident = ?",
+                                       (wrapped, ident)).rowcount
+            else:
+                changed = conn.execute("UPDATE recordings SET file_key = ? WHERE ident = ?"
+                                       " AND file_key = ?", (wrapped, ident, was)).rowcount
         return bool(changed)
