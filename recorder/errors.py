@@ -38,6 +38,12 @@ class StoreError(RecorderError):
     """The recording store could not be read or written."""
 
 
+class StoreConfigError(StoreError):
+    """The store cannot be used with this configuration: its evidence is sealed with a seal key
+    the configuration does not name (or names another). Restarting cannot change that, so
+    recorderd exits 78 (EX_CONFIG) and systemd does not start it again every 2 s."""
+
+
 class StartupError(RecorderError):
     """A component could not start (a port in use, a data directory that cannot be created).
 

@@ -158,12 +158,21 @@ def test_a_seal_key_taken_into_use_makes_forgery_without_it_show(
     code, out, err = _ctl("audit", "verify", "--config", config, "--seal-key-file", other)
     assert code == 2
     assert f"is not the one this data directory is sealed with ({key.id}" in err
-    # recorderd without the key refuses to add unkeyed evidence to it.
+    # recorderd without the key refuses to add unkeyed evidence to it, with the exit that
+    # tells systemd a restart cannot help (78, RestartPreventExitStatus).
     refused = RecorderProcess(["--config", str(unkeyed_config)])
     processes.append(refused)
-    assert refused.proc.wait(90) == 1
-    assert refused.stop() == 1
+    assert refused.proc.wait(90) == 78
+    assert refused.stop() == 78
     assert "sealed with a seal key" in refused.log
+    # Nor does it take another key: the configuration names the wrong one (78 as well).
+    other_config = tmp_path / "otherkey.toml"
+    other_config.write_text(config.read_text().replace(
+        seal_line, f'seal_key_file = "{other}"\n'))
+    wrong = RecorderProcess(["--config", str(other_config)])
+    processes.append(wrong)
+    assert wrong.proc.wait(90) == 78
+    assert f"is not the one this data directory is sealed with ({key.id}" in wrong.log
 
     # Forgeries. A row changed and sealed with plain SHA-256, another with a key of the
     # forger's own: both found, each named.

@@ -26,7 +26,13 @@ from recorder.config.model import Config, resolve_config_path
 from recorder.config.printing import to_toml
 from recorder.config.reference import json_schema
 from recorder.config.reload import needs_restart
-from recorder.errors import ConfigError, DriverError, RecorderError, StartupError
+from recorder.errors import (
+    ConfigError,
+    DriverError,
+    RecorderError,
+    StartupError,
+    StoreConfigError,
+)
 from recorder.service.allocator import return_large_blocks
 from recorder.service.checkconfig import (
     check_config,
@@ -216,6 +222,11 @@ def _start(config: Config, notifier: Notifier, stop_requested: threading.Event,
                 logger.warning("cannot start yet: %s; retrying for up to %g s "
                                "(core.bind_retry_seconds)", exc, retry_seconds)
                 notifier.status(f"starting: waiting for a busy port: {exc}")
+        except StoreConfigError as exc:
+            # The data directory wants a seal key the configuration does not give: only a
+            # change of the configuration helps, so not a restart loop.
+            logger.error("cannot start: %s", exc)
+            return EXIT_CONFIG
         except RecorderError as exc:
             logger.error("cannot start: %s", exc)
             return EXIT_FAILED

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from recorder.config.sections import StorageConfig
-from recorder.errors import StoreError
+from recorder.errors import StoreConfigError, StoreError
 from recorder.store.audit import AuditEntry, AuditStore
 from recorder.store.bookmarks import BookmarkStore
 from recorder.store.directory import DirectoryStore
@@ -115,15 +115,15 @@ def _take_seal_key(database: SqliteStore) -> None:
     if key is None:
         if state.keyed:
             which = f" ({state.key_id})" if state.key_id else ""
-            raise StoreError(f"this data directory's evidence is sealed with a seal key{which}"
-                             "; set storage.seal_key_file: recorderd adds no unkeyed seal to "
-                             "it")
+            raise StoreConfigError(
+                f"this data directory's evidence is sealed with a seal key{which}; set "
+                "storage.seal_key_file: recorderd adds no unkeyed seal to it")
         return
     if state.keyed:
         if state.key_id is not None and state.key_id != key.id:
-            raise StoreError(f"storage.seal_key_file: seal key {key.id} is not the one this "
-                             f"data directory is sealed with ({state.key_id}, since audit "
-                             f"entry {state.since_entry})")
+            raise StoreConfigError(f"storage.seal_key_file: seal key {key.id} is not the one this "
+                                   f"data directory is sealed with ({state.key_id}, since audit "
+                                   f"entry {state.since_entry})")
         logger.info("evidence sealed with seal key %s", key.id)
         return
     resealed = database.reseal_with_key(key.secret)
