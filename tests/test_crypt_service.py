@@ -344,7 +344,8 @@ def test_a_crash_across_a_rotation_with_every_key_file_lost_is_recovered_and_res
     for _, filename, _, _ in rows:
         samples = _heard(Path(filename), config, tmp_path, "wav")
         crashed = "2002" in filename
-        assert len(samples) / RATE >= (2.5 if crashed else 1.5)
+        # 2.5 s recorded before the kill, which may cost the last half second.
+        assert len(samples) / RATE >= (2.0 if crashed else 1.5)
         assert dominant_hz(samples, RATE) == pytest.approx(1000 if crashed else 440, abs=5)
     retired = tmp_path / f"master.key.retired-{old_id}"
     refused = recorderctl("decrypt", rows[1][1], "-o", tmp_path / "x.wav", "--key-file",
