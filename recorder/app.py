@@ -235,8 +235,8 @@ class Recorder:
             store.close()
 
         stage.stop = close
-        self._recovered = [r.event for r in recover(store.recordings, journal, contents)
-                           if r.event is not None]
+        recovered = recover(store.recordings, journal, contents, file_keys=store.file_keys)
+        self._recovered = [r.event for r in recovered if r.event is not None]
         self._recovered += [make_event(kind, fields) for kind, fields in contents.announce]
 
     def _start_audit(self, store: Store, journal: Journal, contents: JournalContents

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,15 @@ import soundfile
 
 from recorder.config.loader import config_from_dict
 from recorder.config.printing import to_toml
-from recorder.crypt.keys import create_master_key
+from recorder.crypt.access import open_plain
+from recorder.crypt.keys import create_master_key, load_master_key
 from recorder.crypt.sealed import DEFAULT_CHUNK, HEADER_BYTES, OVERHEAD
 from recorder.recording.journal import JOURNAL_NAME, read_journal
+from recorder.recording.session import SYNC_SECONDS
 from tests.helpers.api import expect
 from tests.helpers.ctl import recorderctl
 from tests.helpers.exports import dominant_hz, tone_boards
-from tests.helpers.recorders import RecorderProcess, base_config, write_toml
+from tests.helpers.recorders import RecorderProcess, Running, base_config, write_toml
 from tests.helpers.waiting import wait_for
 
 RATE = 8000
@@ -183,3 +186,43 @@ def test_kill_9_during_an_encrypted_recording_recovers_every_whole_chunk(
     assert hashlib.sha256(path.read_bytes()).hexdigest() == audio_hash
     assert again.stop() == 0, again.log
     assert "Traceback" not in again.log, again.log
+
+
+@pytest.mark.slow
+def test_an_encrypted_recordings_audio_is_sealed_on_disk_at_least_every_half_second(
+        tmp_path: Path, start_recorder: Callable[..., Running],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/encryption.md: the tail is sealed at least every 0.5 s, so a kill -9 costs an
+    encrypted recording no more than a plain one (tests/test_disk_full.py's bound): after
+    every pump, what the file on disk decrypts to (as recovery reads it: every chunk that
+    authenticates) lags the audio the writer took by less than half a second."""
+    key = tmp_path / "master.key"
+    create_master_key(key)
+    keys = [load_master_key(key)]
+    running = start_recorder(storage={"data_dir": str(tmp_path / "data"), "encrypt": True,
+                                      "key_file": str(key)})
+    writer = running.recorder.writer if running.recorder is not None else None
+    assert writer is not None
+    expect(running.request("CALLSTART", 1, DEVICEID="1001"), 20)
+    session = wait_for(lambda: next(iter(writer._sessions), None), what="the call's session")
+    assert session is not None
+    lags: list[int] = []
+    pump = session.pump
+
+    def pump_and_look(sync: bool = True, now: float | None = None) -> None:
+        pump(sync, now)
+        with session.open_and_held() as still_open:
+            if not still_open:
+                return
+            assert session.path.read_bytes()[:8] == b"RCRDSEAL"
+            with open_plain(session.path, keys, strict=False) as plain:
+                on_disk = (len(plain.read()) - WAV_HEADER) // 2
+            lags.append(session.writer.frames - on_disk)
+
+    monkeypatch.setattr(session, "pump", pump_and_look)
+    wait_for(lambda: session.writer.frames >= 3 * RATE, 30,
+             what=lambda: f"3 s of the call written ({session.writer.frames} frames)")
+    expect(running.request("CALLSTOP", 2, DEVICEID="1001"), 20)
+    assert len(lags) >= 2, lags
+    assert max(lags) < SYNC_SECONDS * RATE, max(lags)
+    assert min(lags) >= 0

@@ -288,3 +288,67 @@ def test_a_crash_with_the_key_file_lost_is_recovered_with_the_rows_key(
     samples = _heard(Path(filename), config, tmp_path, "wav")
     assert len(samples) / RATE >= 2.0
     assert again.stop() == 0, again.log
+
+
+def test_a_crash_across_a_rotation_with_every_key_file_lost_is_recovered_and_restored(
+        tmp_path: Path, processes: list[RecorderProcess]) -> None:
+    """A call recording across ``key rotate``, then kill -9, then every ``NAME.key`` lost:
+    the crash journal's copy of the row holds the key wrapped by the retired master key, the
+    database's row the re-wrapped one. The next start restores the interrupted recording's
+    key from the database's row and completes it; ``recorderctl key restore`` puts back the
+    finished recording's; every file then verifies and plays with the new key alone."""
+    proc, running, config = _start(tmp_path, processes)
+    old_id = recorderctl("key", "id", "--config", config).stdout.strip()
+    time.sleep(0.8)
+    _call(running, "2001", 1.5)
+    expect(running.request("CALLSTART", 3, DEVICEID="2002"), 20)
+    running.wait_recorded("2002", 1.0)
+    rotated = recorderctl("key", "rotate", "--config", config)
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    new_id = recorderctl("key", "id", "--config", config).stdout.strip()
+    assert new_id != old_id
+    running.wait_recorded("2002", running.seconds_recorded("2002") + 1.5)
+    proc.proc.send_signal(signal.SIGKILL)
+    proc.proc.wait(10)
+    recordings = tmp_path / "data" / "recordings"
+    sidecars = sorted(recordings.rglob("*.key"))
+    assert len(sidecars) == 2
+    for sidecar in sidecars:
+        sidecar.unlink()
+
+    again = RecorderProcess(["--config", str(config)])
+    processes.append(again)
+    again.wait_ready()
+    assert "interrupted by a crash" in again.log
+    assert f"restored from the row (key id {new_id})" in again.log, again.log
+    assert "stays to be recovered" not in again.log, again.log
+    assert again.stop() == 0, again.log
+    assert "Traceback" not in again.log, again.log
+    db = sqlite3.connect(tmp_path / "data" / "recorder.sqlite3")
+    try:
+        stopped = dict(db.execute("SELECT device_id, stop_reason FROM recordings").fetchall())
+    finally:
+        db.close()
+    assert stopped == {"2001": "callstop", "2002": "recovered"}
+
+    missing = recorderctl("verify", "--config", config)
+    assert missing.returncode == 1
+    assert missing.stdout.count(".key is missing") == 1, missing.stdout
+    restored = recorderctl("key", "restore", "--config", config)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "1 key file(s) restored from their rows; 0 could not be" in restored.stdout
+    verified = recorderctl("verify", "--config", config)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert _key_ids(tmp_path) == {new_id}
+    rows = _rows(tmp_path, 2)
+    for _, filename, _, _ in rows:
+        samples = _heard(Path(filename), config, tmp_path, "wav")
+        crashed = "2002" in filename
+        # 2.5 s recorded before the kill, which may cost the last half second.
+        assert len(samples) / RATE >= (2.0 if crashed else 1.5)
+        assert dominant_hz(samples, RATE) == pytest.approx(1000 if crashed else 440, abs=5)
+    retired = tmp_path / f"master.key.retired-{old_id}"
+    refused = recorderctl("decrypt", rows[1][1], "-o", tmp_path / "x.wav", "--key-file",
+                          retired)
+    assert refused.returncode == 1
+    assert f"needs master key {new_id}" in refused.stderr

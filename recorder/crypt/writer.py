@@ -172,8 +172,13 @@ class SealedWriter(io.RawIOBase):
             while count - done >= chunk:  # whole chunks sealed from the caller's buffer
                 self._seal_full_tail(view[done:done + chunk], chunk)
                 done += chunk
-            self._tail = bytearray(view[done:])
-            self._tail_dirty = done < count
+            # The tail's buffer is kept: what it held is sealed (AESGCM copied it).
+            del tail[:]
+            if done < count:
+                tail += view[done:]
+                self._tail_dirty = True
+            else:
+                self._tail_dirty = False
         self._pos = self._size = pos + count
         return count
 
@@ -250,9 +255,25 @@ class SealedWriter(io.RawIOBase):
         between two syncs of a plain one) and whose recovery rewrites it. That saves a sealing
         and a write per sync.
         """
-        if self._prologue_sealed and not self._tail_dirty \
-                and self._last_sealed == self._tail_index:
-            self._write_pending()  # nothing new to seal: the full chunks, if any
+        if self._prologue_sealed and not self._tail_dirty:
+            # A recording's usual sync (docs/encryption.md, "Chunk size"): a whole chunk was
+            # just sealed, the file must end with an empty record flagged last, and both go
+            # to the disk in one write. Kept to one call: thousands of files do this every
+            # half second.
+            index = self._tail_index
+            if self._last_sealed != index and not self._cut and not self.closed:
+                slot = self._tail_slot
+                head, body = self._sealer.seal(index, b"", 0, True)
+                self.sealings += 1
+                self._last_sealed = index
+                if not self._pending:
+                    self._pending_at = slot
+                elif slot != self._pending_end:
+                    self._write_pending()
+                    self._pending_at = slot
+                self._pending += (head, body)
+                self._pending_end = slot + OVERHEAD
+            self._write_pending()
             return
         self._seal(prologue=not self._prologue_sealed)
 
@@ -319,8 +340,19 @@ class SealedWriter(io.RawIOBase):
 
     def _seal_full_tail(self, plain: Buffer, length: int) -> None:
         # Written with the next flush (the tail's sealing follows it on disk), or before
-        # anything reads the file back.
-        self._emit(self._tail_index, plain, length, False, self._tail_slot)
+        # anything reads the file back. ``_emit`` by hand: a recording does this at every sync.
+        slot = self._tail_slot
+        head, body = self._sealer.seal(self._tail_index, plain, length, False)
+        self.sealings += 1
+        if not self._pending:
+            self._pending_at = slot
+        elif slot != self._pending_end:
+            self._write_pending()
+            self._pending_at = slot
+        self._pending += (head, body)
+        self._pending_end = end = slot + OVERHEAD + length
+        if end - self._pending_at >= self._PENDING_BYTES:
+            self._write_pending()
         self._tail_index += 1
         self._tail_start += length
         self._tail_slot += OVERHEAD + length

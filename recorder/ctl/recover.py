@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = open_offline_store(config, seals=not args.dry_run)
         try:
-            rows = complete_interrupted(store.recordings, journal, dry_run=args.dry_run)
+            rows = complete_interrupted(store.recordings, journal, dry_run=args.dry_run,
+                                        file_keys=store.file_keys)
             if not args.dry_run:
                 # The service sends their RECORDINGSTOPPED when it next starts.
                 for done in rows:

@@ -46,6 +46,7 @@ from recorder.events.types import Event
 from recorder.recording.blackouts import apply_pending, file_seconds
 from recorder.recording.journal import Journal, JournalContents, JournalEntry, read_journal
 from recorder.recording.paths import sha256_file
+from recorder.store.filekeys import FileKeyStore
 from recorder.store.recordings import RecordingStore
 from recorder.store.records import STOP_RECOVERED, FinishedRecording, NewRecording, RecordingRow
 
@@ -116,21 +117,41 @@ def repair_file(path: Path, fmt: str, sample_rate: int, channels: int,
         _repair_sealed(path, None, None)  # VOX: every whole chunk is whole samples
 
 
-def restore_missing_key(path: Path, row_key: str) -> None:
+def restore_missing_key(path: Path, row_keys: Sequence[str]) -> None:
     """An encrypted recording whose wrapped key beside it was lost gets it back from its row
-    (docs/encryption.md, "A lost key file"); one that cannot be is left to KeyNeeded."""
-    if not row_key or not is_encrypted(path):
+    (docs/encryption.md, "A lost key file"); one that cannot be is left to KeyNeeded.
+
+    ``row_keys``: the keys the row may hold, first the database's (a rotation since the
+    crash re-wrapped it), then the journal's copy (the row as it was when the recording
+    began, wrapped by the master key of then)."""
+    candidates = [k for k in dict.fromkeys(row_keys) if k]
+    if not candidates or not is_encrypted(path):
         return
     try:
         read = key_path(path).read_text(encoding="utf-8")
     except OSError:
         read = ""
-    if read == row_key:
+    if read in candidates:
         return
+    failures: list[str] = []
+    for row_key in candidates:
+        try:
+            logger.warning("%s", restore_key(path, row_key, installed_keys()))
+            return
+        except CryptKeyError as exc:
+            failures.append(str(exc))
+    logger.error("%s: its key cannot be restored from its row: %s", path, "; ".join(failures))
+
+
+def _stored_key(file_keys: FileKeyStore | None, record_id: int | None) -> str:
+    """The wrapped key recording ``record_id``'s row holds now ("": none, or unreadable)."""
+    if file_keys is None or record_id is None:
+        return ""
     try:
-        logger.warning("%s", restore_key(path, row_key, installed_keys()))
-    except CryptKeyError as exc:
-        logger.error("%s: its key cannot be restored from its row: %s", path, exc)
+        return file_keys.file_key(record_id)
+    except StoreError as exc:
+        logger.warning("RECORDID %d: cannot read its wrapped key (%s)", record_id, exc)
+        return ""
 
 
 @dataclass
@@ -155,9 +176,12 @@ class _FileState:
 
 
 def recover(store: RecordingStore, journal: Journal, contents: JournalContents, *,
-            dry_run: bool = False) -> list[Recovered]:
+            dry_run: bool = False, file_keys: FileKeyStore | None = None) -> list[Recovered]:
     """Repair and complete every recording ``contents`` (what ``journal.open()`` returned)
     left open, then every row still in progress the journal does not know of.
+
+    ``file_keys``: where the rows' wrapped keys are read, to restore a lost key beside an
+    encrypted file (else only the journal's copy, which a rotation does not re-wrap).
 
     Completed entries leave the journal (rewritten at the end); ``dry_run`` changes nothing."""
     done: list[Recovered] = []
@@ -169,7 +193,7 @@ def recover(store: RecordingStore, journal: Journal, contents: JournalContents, 
             done.append(Recovered(entry.record_id, entry.row.device_id, entry.row.start_time,
                                   entry.path, "would complete"))
             continue
-        outcome = _recover_entry(store, entry)
+        outcome = _recover_entry(store, entry, file_keys)
         # A failed one stays in the journal for the next start; so does one whose row the
         # store holds in memory only (a full disk), until a start finds it on disk.
         if outcome.result != "failed" and not store.held:
@@ -188,7 +212,7 @@ def recover(store: RecordingStore, journal: Journal, contents: JournalContents, 
             done.append(Recovered(row.ident, row.device_id, row.start_time, row.filename,
                                   "would complete"))
         else:
-            done.append(_recover_row(store, row))
+            done.append(_recover_row(store, row, file_keys))
     if not dry_run:
         try:
             journal.rewrite()
@@ -203,7 +227,8 @@ def recover(store: RecordingStore, journal: Journal, contents: JournalContents, 
     return done
 
 
-def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
+def _recover_entry(store: RecordingStore, entry: JournalEntry,
+                   file_keys: FileKeyStore | None = None) -> Recovered:
     """Complete one journal entry: "completed", "done" (its row already was), or "failed"
     (the store refused; the entry stays in the journal)."""
     row = entry.row
@@ -220,7 +245,8 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
                              stored.duration, stored.stop_reason)
     try:
         state = _repair(Path(entry.path), entry.fmt, entry.sample_rate, entry.channels,
-                        options=entry.options, record_id=record_id, row_key=row.file_key)
+                        options=entry.options, record_id=record_id,
+                        row_keys=(_stored_key(file_keys, record_id), row.file_key))
     except KeyNeeded as exc:
         logger.error("RECORDID %s (%s): %s; it stays to be recovered by a start with the key",
                      record_id, entry.path, exc)
@@ -245,11 +271,13 @@ def _recover_entry(store: RecordingStore, entry: JournalEntry) -> Recovered:
     return _completed(record_id, row, entry.path, state)
 
 
-def _recover_row(store: RecordingStore, row: RecordingRow) -> Recovered:
+def _recover_row(store: RecordingStore, row: RecordingRow,
+                 file_keys: FileKeyStore | None = None) -> Recovered:
     path = Path(row.filename)
     try:
         state = _repair(path, format_of_row(path, row.media_format), row.sample_rate, 1,
-                        options={}, record_id=row.ident)
+                        options={}, record_id=row.ident,
+                        row_keys=(_stored_key(file_keys, row.ident),))
     except KeyNeeded as exc:
         logger.error("RECORDID %d (%s): %s; it stays in progress until a start with the key",
                      row.ident, path, exc)
@@ -291,12 +319,13 @@ def format_of_row(path: Path, media_format: str) -> str:
 
 
 def _repair(path: Path, fmt: str, sample_rate: int, channels: int, *,
-            options: Mapping[str, Any], record_id: int | None, row_key: str = "") -> _FileState:
+            options: Mapping[str, Any], record_id: int | None,
+            row_keys: Sequence[str] = ()) -> _FileState:
     """Make the file (written as ``fmt``) play and measure it; an unreadable file is logged
     and counts as empty (its row is still completed: the call happened, and the row says what
     is left of it)."""
     try:
-        restore_missing_key(path, row_key)
+        restore_missing_key(path, row_keys)
         repair_file(path, fmt, sample_rate, channels, options)
         if apply_pending(path):
             logger.info("RECORDID %s: a blackout the crash interrupted is now silence in %s",
@@ -314,13 +343,13 @@ def _repair(path: Path, fmt: str, sample_rate: int, channels: int, *,
         return _FileState(0.0, 0, "")
 
 
-def complete_interrupted(store: RecordingStore, journal: Journal,
-                         dry_run: bool = False) -> list[Recovered]:
+def complete_interrupted(store: RecordingStore, journal: Journal, dry_run: bool = False,
+                         file_keys: FileKeyStore | None = None) -> list[Recovered]:
     """Open ``journal``, recover what it and the store hold, and return what was done
     (``dry_run``: only read the journal, and list)."""
     if dry_run:
         return recover(store, journal, read_journal(journal.path), dry_run=True)
-    return recover(store, journal, journal.open(), dry_run=False)
+    return recover(store, journal, journal.open(), dry_run=False, file_keys=file_keys)
 
 
 __all__ = ["KeyNeeded", "Recovered", "complete_interrupted", "format_of_row", "recover",

@@ -13,6 +13,12 @@ class SqliteFileKeys(SqliteConnection, FileKeyStore):
                                 " WHERE file_key != '' ORDER BY ident").fetchall()
         return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
+    def file_key(self, ident: int) -> str:
+        with self._db(f"wrapped file key of recording {ident}") as conn:
+            row = conn.execute("SELECT file_key FROM recordings WHERE ident = ?",
+                               (ident,)).fetchone()
+        return str(row[0]) if row is not None else ""
+
     def set_file_key(self, ident: int, wrapped: str, *, was: str | None = None) -> bool:
         with self._db(f"wrapped file key of recording {ident}") as conn:
             if was is None:

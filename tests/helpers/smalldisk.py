@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -160,9 +160,12 @@ def rows(data: Path, device: str | None = None) -> list[sqlite3.Row]:
         return db.execute(query + " ORDER BY ident").fetchall()
 
 
-def check_file(row: sqlite3.Row, source: npt.NDArray[np.int16], hz: float) -> None:
+def check_file(row: sqlite3.Row | Mapping[str, Any], source: npt.NDArray[np.int16],
+               hz: float) -> None:
     """The file plays to its header's length, that length is the row's, and it is the line's
-    tone sample for sample (the looped source from wherever the recording began)."""
+    tone sample for sample (the looped source from wherever the recording began). ``row``:
+    its ``filename`` and ``duration`` (an encrypted recording's decrypted copy and its row's
+    duration)."""
     info = soundfile.info(row["filename"])
     assert info.samplerate == RATE
     assert row["duration"] == pytest.approx(info.frames / RATE, abs=1e-6)
