@@ -7,6 +7,7 @@ connection they share.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -88,7 +89,20 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
     """Recording rows, the directory, the audit trail, bookmarks, API tokens and encrypted
     recordings' wrapped keys in a SQLite database file."""
 
+    @property
+    def batches_atomically(self) -> bool:
+        return True
+
     def insert_recording(self, rec: NewRecording, ident: int | None = None) -> int:
+        with self._db("insert recording") as conn:
+            return self._insert(conn, rec, ident)
+
+    def insert_recordings(self, recs: Sequence[NewRecording]) -> list[int]:
+        # One transaction: one WAL sync for the batch (synchronous = FULL), all or none.
+        with self._tx(f"insert {len(recs)} recordings") as conn:
+            return [self._insert(conn, rec, None) for rec in recs]
+
+    def _insert(self, conn: sqlite3.Connection, rec: NewRecording, ident: int | None) -> int:
         values: dict[str, Any] = {
             "device_id": rec.device_id,
             "call_instance": rec.call_instance,
@@ -112,16 +126,15 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
         values.update({META_COLUMNS[k]: v for k, v in rec.meta.items()})
         if ident is not None:
             values["ident"] = ident  # AUTOINCREMENT's sequence follows an explicit ident
-        with self._db("insert recording") as conn:
-            agent_id = rec.agent_id
-            if agent_id is None:
-                agent_id = self._phone_owner(conn, rec.device_id)
-            values["agent_id"] = agent_id
-            sql = (f"INSERT INTO recordings ({', '.join(values)}) "
-                   f"VALUES ({', '.join('?' * len(values))})")
-            assigned = conn.execute(sql, tuple(values.values())).lastrowid
-            if assigned is None:  # raised inside, so the store's error count has it
-                raise StoreError("insert recording: no RECORDID assigned")
+        agent_id = rec.agent_id
+        if agent_id is None:
+            agent_id = self._phone_owner(conn, rec.device_id)
+        values["agent_id"] = agent_id
+        sql = (f"INSERT INTO recordings ({', '.join(values)}) "
+               f"VALUES ({', '.join('?' * len(values))})")
+        assigned = conn.execute(sql, tuple(values.values())).lastrowid
+        if assigned is None:  # raised inside, so the store's error count has it
+            raise StoreError("insert recording: no RECORDID assigned")
         return assigned
 
     def max_recording_id(self) -> int:
@@ -136,22 +149,31 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
 
     def finish_recording(self, ident: int, done: FinishedRecording) -> None:
         with self._tx(f"finish recording {ident}") as conn:
-            conn.execute(
-                "UPDATE recordings SET stop_time = ?, duration = ?, audio_size = ?,"
-                " audio_hash = ?, stop_reason = ?, lost_samples = ?, status = ?"
-                " WHERE ident = ?",
-                (done.stop_time, done.duration, done.audio_size, done.audio_hash,
-                 done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
-            )
-            if done.blackouts:
-                # Replaced, not added to: a spooled completion replayed, or recovery
-                # completing a row again, leaves each range once.
-                conn.execute("DELETE FROM recording_blackouts WHERE ident = ?", (ident,))
-                conn.executemany("INSERT INTO recording_blackouts (ident, start_seconds,"
-                                 " end_seconds) VALUES (?, ?, ?)",
-                                 [(ident, a, b) for a, b in done.blackouts])
-            # After the marks: the seal covers them (docs/storage.md).
-            seal_rows(conn, (ident,), self.sealing)
+            self._finish(conn, ident, done)
+
+    def finish_recordings(self, done: Sequence[tuple[int, FinishedRecording]]) -> None:
+        # One transaction: one WAL sync for the batch, all or none.
+        with self._tx(f"finish {len(done)} recordings") as conn:
+            for ident, finished in done:
+                self._finish(conn, ident, finished)
+
+    def _finish(self, conn: sqlite3.Connection, ident: int, done: FinishedRecording) -> None:
+        conn.execute(
+            "UPDATE recordings SET stop_time = ?, duration = ?, audio_size = ?,"
+            " audio_hash = ?, stop_reason = ?, lost_samples = ?, status = ?"
+            " WHERE ident = ?",
+            (done.stop_time, done.duration, done.audio_size, done.audio_hash,
+             done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
+        )
+        if done.blackouts:
+            # Replaced, not added to: a spooled completion replayed, or recovery
+            # completing a row again, leaves each range once.
+            conn.execute("DELETE FROM recording_blackouts WHERE ident = ?", (ident,))
+            conn.executemany("INSERT INTO recording_blackouts (ident, start_seconds,"
+                             " end_seconds) VALUES (?, ?, ?)",
+                             [(ident, a, b) for a, b in done.blackouts])
+        # After the marks: the seal covers them (docs/storage.md).
+        seal_rows(conn, (ident,), self.sealing)
 
     def recording_blackouts(self, ident: int) -> tuple[tuple[float, float], ...]:
         with self._db(f"read the blackouts of recording {ident}") as conn:
