@@ -83,7 +83,7 @@ POLICIES = ("recorded", "not recorded")
 class Case:
     """One measured case: a server, a policy and a number of clients."""
 
-    server: str  # "baseline", "in-process" or "recorderd"
+    server: str  # "baseline", "in-process", "recorderd" or "before" (--before)
     policy: str  # "recorded" or "not recorded" (for the baseline: the case it was paired with)
     clients: int
     requests: int
@@ -376,21 +376,42 @@ class InProcessRecorder:
         return time.process_time()
 
 
-class RecorderdProcess:
-    """The installed ``recorderd`` as a child process, its log in a file."""
+def stage_tree(source: Path, stage: Path) -> Path:
+    """A tree of symlinks laid out as the package installs (drivers/, codecs/ and api/ under
+    recorder/, as scripts/typecheck does), for running another checkout's code: ``source``
+    (a git worktree, say of main) put first on PYTHONPATH."""
+    (stage / "recorder").mkdir(parents=True)
+    for entry in (source / "recorder").iterdir():
+        if entry.name != "__pycache__":
+            (stage / "recorder" / entry.name).symlink_to(entry)
+    for sub in ("drivers", "codecs", "api"):
+        (stage / "recorder" / sub).symlink_to(source / sub)
+    return stage
 
-    def __init__(self, doc: dict[str, Any], directory: Path) -> None:
+
+class RecorderdProcess:
+    """``recorderd`` as a child process, its log in a file: the installed one, or (``code``)
+    the code of the staged tree ``code``."""
+
+    def __init__(self, doc: dict[str, Any], directory: Path, code: Path | None = None) -> None:
         self._config = directory / "recorder.toml"
         self._config.write_text(to_toml(config_from_dict(doc)), encoding="utf-8")
         self._log_path = directory / "recorderd.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._code = code
         self.port = 0
 
     def start(self) -> None:
-        recorderd = Path(sys.executable).parent / "recorderd"
+        env = None
+        if self._code is None:
+            command = [str(Path(sys.executable).parent / "recorderd")]
+        else:
+            command = [sys.executable, "-c",
+                       "import sys; from recorder.service.daemon import main; sys.exit(main())"]
+            env = {**os.environ, "PYTHONPATH": str(self._code)}
         with self._log_path.open("wb") as log:
-            self._proc = subprocess.Popen([str(recorderd), "--config", str(self._config)],
-                                          stdout=log, stderr=subprocess.STDOUT)
+            self._proc = subprocess.Popen([*command, "--config", str(self._config)],
+                                          stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             text = self._log_path.read_text(errors="replace")
@@ -449,29 +470,37 @@ def run(args: argparse.Namespace, work: Path) -> list[Case]:
     baseline.start()
     try:
         servers = ["in-process", "recorderd"] if args.server == "both" else [args.server]
-        for name in servers:
-            for policy in args.policies:
-                directory = work / f"{name}-{policy.replace(' ', '-')}"
-                directory.mkdir()
-                doc = recorder_doc(directory / "data", wav, max(counts), policy)
-                server: Server = (InProcessRecorder(doc, directory / "recorder.log")
-                                  if name == "in-process" else RecorderdProcess(doc, directory))
-                server.start()
-                try:
-                    for clients in counts:
-                        for _ in range(args.rounds):
-                            base = measure(baseline, "baseline", policy, clients, args)
-                            cases.append(base)
-                            report(base, None)
+        before = None if args.before is None else stage_tree(args.before.resolve(),
+                                                             work / "before-code")
+        for policy in args.policies:
+            running: list[tuple[str, Server, Path]] = []
+            try:
+                for name in servers + (["before"] if before is not None else []):
+                    directory = work / f"{name}-{policy.replace(' ', '-')}"
+                    directory.mkdir()
+                    doc = recorder_doc(directory / "data", wav, max(counts), policy)
+                    server: Server = (
+                        InProcessRecorder(doc, directory / "recorder.log")
+                        if name == "in-process" else
+                        RecorderdProcess(doc, directory, before if name == "before" else None))
+                    server.start()
+                    running.append((name, server, directory))
+                for clients in counts:
+                    for _ in range(args.rounds):
+                        base = measure(baseline, "baseline", policy, clients, args)
+                        cases.append(base)
+                        report(base, None)
+                        for name, server, _ in running:
                             case = measure(server, name, policy, clients, args)
                             case.baseline_rate = base.rate
                             cases.append(case)
                             report(case, base)
-                finally:
+            finally:
+                for name, server, directory in running:
                     server.stop()
-                if policy == "recorded":
-                    files = sum(1 for _ in (directory / "data" / "recordings").rglob("*.wav"))
-                    print(f"  ({files:,} recordings written by {name}, recorded policy)")
+                    if policy == "recorded":
+                        files = sum(1 for _ in (directory / "data" / "recordings").rglob("*.wav"))
+                        print(f"  ({files:,} recordings written by {name}, recorded policy)")
     finally:
         baseline.stop()
     return cases
@@ -497,7 +526,7 @@ def verdicts(cases: list[Case]) -> list[str]:
     """The issue's targets at 10 clients, for every recorder case."""
     lines = []
     for case in cases:
-        if case.server == "baseline" or case.clients != 10:
+        if case.server in ("baseline", "before") or case.clients != 10:
             continue
         if case.policy == "not recorded":
             checks = [(f">= {TARGET_RATE:,} req/s", case.rate >= TARGET_RATE),
@@ -520,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", choices=("recorded", "not-recorded", "both"), default="both")
     parser.add_argument("--max-pairs", type=int, default=200_000,
                         help="stop a case after this many pairs in all")
+    parser.add_argument("--before", type=Path,
+                        help="also run this checkout's recorderd (a git worktree, say of main) "
+                             "as server 'before', in turn with the others")
     parser.add_argument("--rounds", type=int, default=2,
                         help="baseline and recorder measured in turn this many times a case")
     parser.add_argument("--json", type=Path, help="also write every case to this file")

@@ -120,6 +120,14 @@ class RecordingStore(ABC):
     @abstractmethod
     def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]: ...
 
+    def calllist_fields(self, query: RecordingQuery,
+                        now: float) -> list[tuple[str, ...]] | None:
+        """The rows ``list_recordings`` finds, each as the text of its CALLLIST fields
+        (``records.CALLLIST_FIELDS``, as the API writes them: DURATION rounded, a recording in
+        progress's counted to ``now``), straight from the query with no row objects; None if
+        this store does not offer it (the API then maps ``list_recordings``' rows)."""
+        return None
+
     @abstractmethod
     def mark_listened(self, ident: int) -> bool:
         """Set the recording's LISTENEDTO; False if there is no recording ``ident``."""

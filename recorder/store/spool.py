@@ -457,6 +457,10 @@ class SpoolingStore(RecordingStore):
     def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]:
         return self._current(lambda: self._inner.list_recordings(query))
 
+    def calllist_fields(self, query: RecordingQuery,
+                        now: float) -> list[tuple[str, ...]] | None:
+        return self._current(lambda: self._inner.calllist_fields(query, now))
+
     def interrupted_recordings(self) -> list[RecordingRow]:
         return self._current(self._inner.interrupted_recordings)
 
