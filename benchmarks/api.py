@@ -73,6 +73,7 @@ TARGET_RATE = 10_000  # requests/s at 10 clients
 TARGET_RATIO = 0.5  # of the baseline at 10 clients, not recorded
 TARGET_RECORDED_RATE = 2_000  # requests/s at 10 clients, recorded
 TARGET_P99_MS = 10.0  # recorded, 10 clients
+IDLE_SECONDS = 1.0  # the server's CPU measured at rest before each case
 READY = re.compile(r"recorderd ready")
 RESULT_CODE = re.compile(rb"<RESULTCODE>(\d+)</RESULTCODE>")
 SOCKET_PORT = re.compile(r"socket API listening on [^:]+:(\d+)")
@@ -98,6 +99,12 @@ class Case:
     server_cpu: float  # CPU seconds of the server per wall-clock second (1.0 = one core)
     client_cpu: float  # the same for the client process
     baseline_rate: float = 0.0  # the baseline's req/s measured just before (recorder cases)
+    idle_cpu: float = 0.0  # the server's CPU per wall-clock second just before, with no client
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        """The server's CPU per request above its idle use, in microseconds."""
+        return (self.server_cpu - self.idle_cpu) / self.rate * 1e6 if self.rate else 0.0
 
     @property
     def rate(self) -> float:
@@ -448,6 +455,11 @@ def measure(server: Server, name: str, policy: str, clients: int,
                "--port", str(server.port), "--clients", str(clients),
                "--seconds", str(args.seconds), "--max-pairs", str(args.max_pairs),
                "--first-device", str(FIRST_DEVICE)]
+    # What the server spends with no request at all (the file board's capture, the writer
+    # loop, the level meters): taken off its CPU per request, which is the API's own cost.
+    idle0, idle_wall0 = server.cpu_seconds(), time.perf_counter()
+    time.sleep(IDLE_SECONDS)
+    idle = (server.cpu_seconds() - idle0) / (time.perf_counter() - idle_wall0)
     cpu0, wall0 = server.cpu_seconds(), time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 120,
                           check=False)
@@ -457,7 +469,8 @@ def measure(server: Server, name: str, policy: str, clients: int,
     result = json.loads(done.stdout.strip().splitlines()[-1])
     # The server's CPU over the client process's whole life (connecting and the warm-up pair
     # included, a small part of a case), per wall-clock second.
-    return Case(server=name, policy=policy, clients=clients, server_cpu=cpu / wall, **result)
+    return Case(server=name, policy=policy, clients=clients, server_cpu=cpu / wall,
+                idle_cpu=idle, **result)
 
 
 def run(args: argparse.Namespace, work: Path) -> list[Case]:
@@ -508,17 +521,19 @@ def run(args: argparse.Namespace, work: Path) -> list[Case]:
 
 HEADER = (f"{'server':<10} {'policy':<12} {'clients':>7} {'requests':>9} {'req/s':>8} "
           f"{'pairs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'start':>6} {'stop':>6} "
-          f"{'of base':>7} {'server CPU':>10} {'CPU/req':>8} {'client CPU':>10}  not API_OK")
+          f"{'of base':>7} {'server CPU':>10} {'idle':>5} {'CPU/req':>8} {'client CPU':>10}  "
+          "not API_OK")
 
 
 def report(case: Case, base: Case | None) -> None:
     ratio = f"{case.rate / base.rate:.2f}" if base is not None and base.rate else ""
     refusals = ", ".join(f"{n:,} x {code}" for code, n in sorted(case.codes.items())) or "-"
-    per_request = case.server_cpu / case.rate * 1e6 if case.rate else 0.0
+    per_request = case.cpu_per_request_us
     print(f"{case.server:<10} {case.policy or '-':<12} {case.clients:>7} {case.requests:>9,} "
           f"{case.rate:>8,.0f} {case.pairs / case.seconds:>8,.0f} {case.p50_ms:>7.2f} "
           f"{case.p99_ms:>7.2f} {case.start_p50_ms:>6.2f} {case.stop_p50_ms:>6.2f} {ratio:>7} "
-          f"{case.server_cpu:>10.0%} {per_request:>6.0f}us {case.client_cpu:>10.0%}  "
+          f"{case.server_cpu:>10.0%} {case.idle_cpu:>5.0%} {per_request:>6.0f}us "
+          f"{case.client_cpu:>10.0%}  "
           f"{refusals}", flush=True)
 
 
