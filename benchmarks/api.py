@@ -416,9 +416,12 @@ class RecorderdProcess:
             command = [sys.executable, "-c",
                        "import sys; from recorder.service.daemon import main; sys.exit(main())"]
             env = {**os.environ, "PYTHONPATH": str(self._code)}
+        # In the staged tree: "python -c" puts the working directory first on sys.path, and a
+        # checkout's own recorder/ there would shadow the staged one.
         with self._log_path.open("wb") as log:
             self._proc = subprocess.Popen([*command, "--config", str(self._config)],
-                                          stdout=log, stderr=subprocess.STDOUT, env=env)
+                                          stdout=log, stderr=subprocess.STDOUT, env=env,
+                                          cwd=self._code)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             text = self._log_path.read_text(errors="replace")
