@@ -31,6 +31,7 @@ from recorder.api.handlers import (
 from recorder.api.protocol.params import Params, parse_int
 from recorder.api.protocol.xmlcodec import parse_flat_request, parse_request, render_result
 from recorder.api.request import ApiRequest, ApiResult, RequestError, invalid
+from recorder.calls.requests import WouldBlock
 from recorder.errors import ResultError, StoreError
 from recorder.resultcodes import ResultCode
 from recorder.telemetry.prometheus import Counter, Gauge, Histogram
@@ -94,13 +95,24 @@ DEPRECATED: dict[str, tuple[str | None, str]] = {
 # saying so, rather than 10 "unknown", which would tell an integrator their spelling is wrong.
 PLANNED: frozenset[str] = frozenset()
 
-# Request types answered on the socket API's event loop, without the hand-over to a worker
-# thread and back, when a worker is idle (so they wait their turn when every worker is busy, and
-# the command queue counts them as ever) and the message is a flat one-line request. Their
-# handlers read memory only: nothing that may touch the disk, the database, a mail server or a
-# lock held across any of those belongs here (CALLSTART and CALLSTOP may create files and write
-# rows, so they do not). The requests refused before a handler runs go to a worker like the rest.
-INLINE_TYPES: frozenset[str] = frozenset({"TEST", "FETCHTERMINOLOGY"})
+# Request types tried on the socket API's event loop, without the hand-over to a worker thread
+# and back, when a worker of their lane is idle (so they wait their turn when every worker is
+# busy, and the command queue counts them as ever). Their handlers here (INLINE_HANDLERS) touch
+# memory only: TEST and FETCHTERMINOLOGY always; CALLSTART and CALLSTOP as long as the call
+# waits for nothing (not recorded, no recording to end, no directory read), else they raise
+# WouldBlock having changed nothing and the request goes to a worker like any other
+# (``Dispatcher.handle_inline`` answers None). Nothing that may touch the disk, the database, a
+# mail server or a lock held across any of those runs here.
+INLINE_HANDLERS: dict[str, Handler] = {
+    "TEST": system.test,
+    "FETCHTERMINOLOGY": system.fetch_terminology,
+    "CALLSTART": calls.call_start_inline,
+    "CALLSTOP": calls.call_stop_inline,
+}
+INLINE_TYPES: frozenset[str] = frozenset(INLINE_HANDLERS)
+# Of those, the types whose handler always answers at once, even one a dispatcher was given in
+# place of HANDLERS' (a test's): any other given handler runs on a worker.
+_ALWAYS_INLINE = frozenset({"TEST", "FETCHTERMINOLOGY"})
 
 # Call control, which the CTI link sends as calls come and go, and TEST, which it sends to see
 # that the link is alive: they run in a lane of their own (workers and queue,
@@ -200,6 +212,11 @@ class Dispatcher:
     def __init__(self, ctx: ApiContext, handlers: Mapping[str, Handler] = HANDLERS) -> None:
         self._ctx = ctx
         self._handlers = dict(handlers)
+        self._inline = {name: handler if self._handlers.get(name) is HANDLERS.get(name)
+                        else self._handlers[name]
+                        for name, handler in INLINE_HANDLERS.items()
+                        if name in self._handlers and (name in _ALWAYS_INLINE
+                                                       or self._handlers[name] is HANDLERS[name])}
         self.stats = RequestStats()
         self._ignored = IgnoredParameters(self.stats)
 
@@ -285,6 +302,21 @@ class Dispatcher:
         self._observe(request.type, None, result, time.perf_counter())
         return answer
 
+    def handle_inline(self, request: ApiRequest, client: str = "") -> bytes | None:
+        """Answer ``request`` (of INLINE_TYPES) on the caller's thread, the event loop, if it
+        waits for nothing; None, having done nothing, if it would: ``handle`` it on a
+        worker."""
+        if request.type not in self._inline:
+            return None
+        began = time.perf_counter()
+        try:
+            result = self._dispatch(request, self._inline, client, inline=True)
+        except WouldBlock:
+            return None
+        answer = self._render(request, result)
+        self._observe(request.type, None, result, began)
+        return answer
+
     def handle(self, request: ApiRequest, handlers: Mapping[str, Handler] | None = None,
                client: str = "") -> bytes:
         """Answer ``request``; ``client`` names who sent it (for the log of parameters it
@@ -347,7 +379,7 @@ class Dispatcher:
                                      "change", request.type)
 
     def _dispatch(self, request: ApiRequest, handlers: Mapping[str, Handler] | None,
-                  client: str = "") -> ApiResult:
+                  client: str = "", *, inline: bool = False) -> ApiResult:
         try:
             problem = _request_id_problem(request.request_id)
             if problem is not None:
@@ -360,6 +392,12 @@ class Dispatcher:
             return result
         except ResultError as exc:
             return ApiResult(exc.code, exc.message)
+        except WouldBlock:
+            if inline:
+                raise
+            logger.exception("%s (REQUESTID %s) failed", request.type, request.request_id)
+            return ApiResult(ResultCode.API_ERROR_PROCESSING_MESSAGE,
+                             f"{request.type} failed inside the recorder; see its log")
         except StoreError:
             # The manual's answer to "a range of possible query problems. Check the API logs".
             logger.exception("%s (REQUESTID %s): database error", request.type,

@@ -9,8 +9,10 @@ from typing import Union
 from recorder.errors import ResultError
 from recorder.resultcodes import ResultCode
 
-# A result body: (TAG, text) leaves and (TAG, [children]) sections, rendered in order.
+# A result body: (TAG, text) leaves and (TAG, [children]) sections, rendered in order; and
+# (RAW, xml): elements already written as XML text (checked and escaped), put in as they are.
 Node = tuple[str, Union[str, "Sequence[Node]"]]
+RAW = ""
 
 
 @dataclass(frozen=True)

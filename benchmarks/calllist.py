@@ -13,10 +13,12 @@ store's migrations on it (their time is printed).
 Then a real ``Recorder`` (no boards) serves that data directory in this process, and each
 filter is sent as CALLLIST over the socket API (one connection, each request waiting for its
 answer), ``--repeats`` times with a different value each time (a device, day, caller... drawn
-from the data). Right after each request, the very statement the store ran for it (taken from
-the store's connection with SQLite's trace, values inlined) is run again directly on the
-database from a connection of this process, and its rows fetched: the ratio of the medians is
-the API's cost over the database's for the same question. The process is not pinned: the API
+from the data). In turn with each request (one or the other first), the statement the store
+runs for it, with its values bound (the store's own SQL for the handler's query), is run by
+another process on a read-only connection it keeps open, and its rows fetched, timed by that
+process: the ratio of the medians is the API's cost over the database's for the same question.
+(SQLite's trace of the store's connection, values inlined, checks that the store runs one
+statement and gives the plan.) The process is not pinned: the API
 runs on its own threads, as in the service.
 
 Prints, per filter: rows returned, median and 95th percentile through the API and directly,
@@ -37,6 +39,7 @@ import platform
 import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -53,9 +56,9 @@ from recorder.api.protocol.xmlcodec import render_result
 from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.store.factory import Store
-from recorder.store.records import FILTER_FIELDS
+from recorder.store.records import FILTER_FIELDS, RecordingQuery
 from recorder.store.schema import SCHEMA_VERSION
-from recorder.store.sqlite import SqliteStore
+from recorder.store.sqlite import _CALLLIST_SELECT, SqliteStore, _query_tail
 
 HOST = "127.0.0.1"
 DEVICES = 400
@@ -311,6 +314,7 @@ class Bench:
     direct: sqlite3.Connection
     budget: float
     max_rows: int
+    sql: SqlProcess
 
     def statement(self, name: str, message: bytes) -> str:
         """The SELECT the store runs for ``message`` (sent untimed through the API)."""
@@ -322,6 +326,56 @@ class Bench:
         if len(statements) != 1:
             raise RuntimeError(f"{name}: expected one SELECT from the store, saw {self.traced}")
         return statements[0]
+
+
+class SqlProcess:
+    """The database side, in a process of its own (``--sql-process``): it runs each statement
+    it is sent with its values bound, on one read-only connection kept open (so sqlite3's
+    statement cache keeps it prepared, as the store's does), fetches the rows and says how
+    long that took by its own clock."""
+
+    def __init__(self, database: Path) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--sql-process", str(database)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def run(self, sql: str, args: list[Any]) -> tuple[float, int]:
+        """(milliseconds, rows) of ``sql`` with ``args``, run in the other process."""
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        self._proc.stdin.write(json.dumps([sql, args]) + "\n")
+        self._proc.stdin.flush()
+        ms, rows = json.loads(self._proc.stdout.readline())
+        return float(ms), int(rows)
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        self._proc.wait(30)
+
+
+def sql_process_main(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+        for line in sys.stdin:
+            sql, args = json.loads(line)
+            began = time.perf_counter()
+            found = conn.execute(sql, args).fetchall()
+            ms = (time.perf_counter() - began) * 1000
+            print(json.dumps([ms, len(found)]), flush=True)
+    return 0
+
+
+def parameterised(params: dict[str, str], max_rows: int, now: float) -> tuple[str, list[Any]]:
+    """The statement the store runs for CALLLIST with ``params``, and its values: as the
+    handler (stored_calls) builds the query, through the store's own SQL."""
+    equals = {name: value for name in FILTER_FIELDS if (value := params.get(name, "").strip())}
+    start, end = params.get("CALLDATESTART"), params.get("CALLDATEEND")
+    count = int(params["CALLCOUNT"]) if "CALLCOUNT" in params else None
+    query = RecordingQuery(equals=equals, start=int(start) if start else None,
+                           end=int(end) if end else None,
+                           limit=min(count or max_rows, max_rows))
+    tail, args = _query_tail(query)
+    return _CALLLIST_SELECT + tail, [now, *args]
 
 
 def measure(bench: Bench, name: str, make: Filter, picks: list[Sample]) -> Figures:
@@ -340,22 +394,23 @@ def measure(bench: Bench, name: str, make: Filter, picks: list[Sample]) -> Figur
         # as warm for the API's timed run as for the direct one.
         sql = bench.statement(name, message)
         timed: dict[str, float] = {}
-        found: list[Any] = []
+        found_rows = 0
         answer = b""
         # In turn, the API first or the database first, so neither gains from going second.
         for side in (("api", "db") if n % 2 else ("db", "api")):
-            began = time.perf_counter()
             if side == "api":
+                began = time.perf_counter()
                 answer = client.ask(message)
+                timed[side] = (time.perf_counter() - began) * 1000
             else:
-                found = direct.execute(sql).fetchall()
-            timed[side] = (time.perf_counter() - began) * 1000
+                bound, values = parameterised(params, bench.max_rows, time.time())
+                timed[side], found_rows = bench.sql.run(bound, values)
         api.append(timed["api"])
         db.append(timed["db"])
         returned = answer.count(b"<SEARCHRESULT>")
-        if b"<RESULTCODE>20</RESULTCODE>" not in answer or returned != len(found):
+        if b"<RESULTCODE>20</RESULTCODE>" not in answer or returned != found_rows:
             raise RuntimeError(f"{name}: the API answered {answer[:200]!r}... with {returned} "
-                               f"rows, the database {len(found)}")
+                               f"rows, the database {found_rows}")
         rows.append(returned)
         # Where the API's time goes: the CALLLIST handler (its store call included) and the
         # rendering of its RESULT, called as the API calls them.
@@ -432,7 +487,8 @@ def run(args: argparse.Namespace) -> tuple[list[Figures], float]:
             picks = samples(direct, args.repeats, seed=7)
             names = [n for n in FILTERS if not args.only or n in args.only]
             bench = Bench(client, recorder.store, traced, direct, args.budget,
-                          recorder.config.api.calllist_max_rows)
+                          recorder.config.api.calllist_max_rows,
+                          SqlProcess(args.cache / "recorder.sqlite3"))
             results = []
             if args.explain:
                 explain(bench, picks[0])
@@ -441,6 +497,7 @@ def run(args: argparse.Namespace) -> tuple[list[Figures], float]:
                 figures = measure(bench, name, FILTERS[name], picks)
                 report(figures)
                 results.append(figures)
+            bench.sql.close()
         client.close()
     finally:
         recorder.stop()
@@ -474,7 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explain", action="store_true",
                         help="only print the plan of every filter the manual's CALLLIST accepts")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--sql-process", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.sql_process is not None:
+        return sql_process_main(args.sql_process)
     if args.cache is None:
         args.cache = Path.home() / ".cache" / "recorder-bench" / f"calllist-{args.rows}"
     # "no boards configured" is this benchmark's point, not a warning worth printing.

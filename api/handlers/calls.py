@@ -24,13 +24,13 @@ def _call_start(params: Params) -> CallStart:
     )
 
 
-def call_start(ctx: ApiContext, params: Params) -> ApiResult:
+def call_start(ctx: ApiContext, params: Params, *, inline: bool = False) -> ApiResult:
     start = _call_start(params)
     # The manual's API_OK means "the cores have the call"; whether it is recorded is the
     # scheduler's decision, also in DEVICESTATUS and the log. A call that is not recorded says
     # why after the manual's text; one this core meant to record but could not (no file could
     # be made: a full disk, no descriptors left) is the error, as RECORDSTART answers it.
-    call = ctx.scheduler.call_start(start)
+    call = ctx.scheduler.call_start(start, inline=inline)
     decision = call.decision
     if call.open_failed and decision is not None:
         raise RequestError(decision.reason, f"CALLSTART: the call on {call.device_id} is "
@@ -41,9 +41,20 @@ def call_start(ctx: ApiContext, params: Params) -> ApiResult:
     return ApiResult(ResultCode.API_OK, message)
 
 
-def call_stop(ctx: ApiContext, params: Params) -> ApiResult:
-    ctx.scheduler.call_stop(params.device(), params.text("CALLINSTANCE"))
+def call_stop(ctx: ApiContext, params: Params, *, inline: bool = False) -> ApiResult:
+    ctx.scheduler.call_stop(params.device(), params.text("CALLINSTANCE"), inline=inline)
     return ApiResult(ResultCode.API_OK, ctx.sent_to_cores("CALLSTOP"))
+
+
+def call_start_inline(ctx: ApiContext, params: Params) -> ApiResult:
+    """CALLSTART on the event loop: WouldBlock unless the call waits for nothing (it is not
+    recorded, and replaces or preempts nothing)."""
+    return call_start(ctx, params, inline=True)
+
+
+def call_stop_inline(ctx: ApiContext, params: Params) -> ApiResult:
+    """CALLSTOP on the event loop: WouldBlock unless the call has no recording to end."""
+    return call_stop(ctx, params, inline=True)
 
 
 def call_update(ctx: ApiContext, params: Params) -> ApiResult:

@@ -21,7 +21,7 @@ from lxml import etree
 
 from recorder import safexml
 from recorder.api.protocol.xmlerrors import BARE_AMPERSAND, in_words, recover_ids
-from recorder.api.request import ApiRequest, ApiResult, Node, RequestError, invalid
+from recorder.api.request import RAW, ApiRequest, ApiResult, Node, RequestError, invalid
 from recorder.resultcodes import ResultCode
 
 _DTD_MARKUP = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -153,6 +153,11 @@ def _text(value: str) -> str:
     return value.translate(_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
 
 
+def text_escaped(value: str) -> str:
+    """``value`` escaped as the text of an element (&, <, >, CR and LF), as results write it."""
+    return _text(value)
+
+
 def _header_text(value: str) -> str:
     # These echo what a client sent, even when it was refused for holding characters XML
     # cannot carry; the answer must still be XML.
@@ -181,6 +186,9 @@ def render_result(request_type: str, request_id: str | None, result: ApiResult) 
 
 def _append(parts: list[str], nodes: Sequence[Node]) -> None:
     for tag, value in nodes:
+        if tag == RAW and isinstance(value, str):
+            parts.append(value)  # written by the handler (api.request.RAW)
+            continue
         if tag not in _valid_tags:
             etree.Element(tag)  # raises ValueError for a name XML does not allow
             _valid_tags.add(tag)

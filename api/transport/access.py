@@ -243,6 +243,16 @@ class ApiAccess:
             return None, found if needed else None
         return found, self.permits(found, request_type, params) if needed else None
 
+    def checked_in_memory(self, identity: str | None, request_type: str,
+                          params: Mapping[str, str]) -> bool:
+        """Whether ``socket_check`` of this request reads no user from the database and
+        ``audit_request`` writes nothing: what a request answered on the event loop needs."""
+        if self.audited(request_type, params):
+            return False
+        needed = self.require_auth and socket_needs_identity(
+            request_type, archive_change(request_type, params))
+        return identity is None or not needed
+
     @staticmethod
     def audited(request_type: str, params: Mapping[str, str]) -> bool:
         """Whether the request goes in the audit trail (media, e-mail, a change)."""

@@ -4,8 +4,9 @@ A client may send many requests on one connection, pretty-printed or on one line
 one. Requests on a connection are answered in order, one at a time: a connection never holds
 more than one request in progress, however many it pipelines. Handlers run on the API worker
 threads so the event loop never waits for a disk or the database, call control in its own lane
-(loadlimits.Lanes), except those of the few request types that only read memory
-(dispatcher.INLINE_TYPES), answered on the loop while a worker of their lane is idle.
+(loadlimits.Lanes), except requests of dispatcher.INLINE_TYPES that wait for nothing (TEST, a
+CALLSTART that is not recorded, a CALLSTOP with no recording to end), answered on the loop while
+a worker of their lane is idle; one that would wait goes to a worker untouched.
 
 EVENTS turns a connection into an event subscriber (the manual's Event Interface): after its
 RESULT, every matching event is written to it as one ``<CALLCOPYEVENT>`` line, and the
@@ -335,27 +336,30 @@ class SocketApi:
             conn.handlers = {"EVENTS": partial(self._subscribe, conn,
                                                asyncio.get_running_loop())}
         dispatcher = self._dispatcher
-        # Read here when that is cheap: its TYPE says its lane, a request that only reads
-        # memory is then answered at once, and any other reaches its worker parsed.
+        # Read here when that is cheap: its TYPE says its lane, a request that waits for
+        # nothing is then answered at once, and any other reaches its worker parsed.
         request = dispatcher.read_bounded(message)
         lane = self._lanes.general if request is None else self._lanes.of(request.type)
         try:
             client = f"socket API {conn.name}"
-            if self._access is not None and (request is None
-                                             or request.type not in INLINE_TYPES):
+            result = None
+            logged = False
+            if (request is not None and request.type in INLINE_TYPES
+                    and (self._access is None or self._access.checked_in_memory(
+                        conn.identity, request.type, request.params))
+                    and lane.take_idle()):
+                try:
+                    result, logged = self._inline(conn, message, request, client)
+                finally:
+                    lane.give_back()
+            if result is not None:
+                pass
+            elif self._access is not None:
                 result = await lane.run(partial(self._checked, conn, message, request,
-                                                conn.handlers))
+                                                conn.handlers, logged=logged))
             elif request is None:
                 result = await lane.run(partial(dispatcher.handle_xml, message, conn.handlers,
                                                 client))
-            elif request.type in INLINE_TYPES and lane.take_idle():
-                try:
-                    if self._access is not None:
-                        log_request("socket", conn.name, None, request.type,
-                                    request.request_id)
-                    result = dispatcher.handle(request, conn.handlers, client)
-                finally:
-                    lane.give_back()
             else:
                 result = await lane.run(partial(dispatcher.handle, request, conn.handlers,
                                                 client))
@@ -371,10 +375,25 @@ class SocketApi:
         if not conn.cti and refused_for_load(result):
             await asyncio.sleep(REFUSED_PAUSE)
 
+    def _inline(self, conn: _Connection, message: bytes, request: ApiRequest,
+                client: str) -> tuple[bytes | None, bool]:
+        """On the event loop, a request of INLINE_TYPES whose access check needs no database
+        (``checked_in_memory``): its RESULT, or None if it would wait for something (then
+        nothing of it was done), and whether its request line was logged."""
+        access = self._access
+        if access is None:
+            return self._dispatcher.handle_inline(request, client), False
+        log_request("socket", conn.name, None, request.type, request.request_id)
+        _, denied = access.socket_check(conn.identity, request.type, request.params)
+        if denied is not None:
+            return None, True  # refused on a worker, as every refusal is
+        return self._dispatcher.handle_inline(request, client), True
+
     def _checked(self, conn: _Connection, message: bytes, request: ApiRequest | None,
-                 handlers: dict[str, Handler] | None) -> bytes:
-        """On a worker: a request logged with its client, held to api.require_auth (a
-        certificate's user for administration), answered, and audited if it is a change."""
+                 handlers: dict[str, Handler] | None, *, logged: bool = False) -> bytes:
+        """On a worker: a request logged with its client (unless ``logged`` already), held to
+        api.require_auth (a certificate's user for administration), answered, and audited if
+        it is a change."""
         access = self._access
         assert access is not None
         if request is None:
@@ -383,7 +402,8 @@ class SocketApi:
             except RequestError:
                 # answers the error
                 return self._dispatcher.handle_xml(message, handlers, f"socket API {conn.name}")
-        log_request("socket", conn.name, None, request.type, request.request_id)
+        if not logged:
+            log_request("socket", conn.name, None, request.type, request.request_id)
         principal, denied = access.socket_check(conn.identity, request.type, request.params)
         if denied is not None:
             logger.warning("socket API: %s refused %s: %s", conn.name, request.type,

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from recorder.calls.requests import CallError, DeviceQuery
+from recorder.calls.requests import CallError, DeviceQuery, WouldBlock
 from recorder.calls.table import CallTable
 from recorder.errors import StoreError
 from recorder.resultcodes import ResultCode
@@ -36,6 +36,11 @@ class AgentCache:
         self._lock = threading.Lock()
         self._agents: dict[str, tuple[str, str]] = {}
         self._generation = 0  # how many times it was cleared
+
+    def peek(self, device_id: str) -> tuple[str, str] | None:
+        """The kept answer for ``device_id``, None if there is none (nothing read)."""
+        with self._lock:
+            return self._agents.get(device_id)
 
     def get(self, device_id: str,
             read: Callable[[str], tuple[str, str] | None]) -> tuple[str, str]:
@@ -69,14 +74,18 @@ class DeviceLookup:
         self._directory = directory
         self._agents = AgentCache(table.devices.max_tracked)
 
-    def resolve(self, query: DeviceQuery) -> str:
+    def resolve(self, query: DeviceQuery, *, inline: bool = False) -> str:
         """The DEVICEID ``query`` names; CallError (API_DEVICE_INVALID) if none. Takes the
-        table's lock for the calls' part, and reads the directory without it."""
+        table's lock for the calls' part, and reads the directory without it (``inline``:
+        WouldBlock instead of reading it)."""
         if not query:
             raise CallError(ResultCode.API_DEVICE_INVALID, "one of DEVICEID, DEVICEALIAS, "
                             "SYS_USER, CRM_USER or STATIONNAME is required")
         with self._table.lock:
             device_id = self._table.devices.resolve(query)
+        if device_id is None and inline and (query.station or query.sys_user
+                                             or query.crm_user):
+            raise WouldBlock
         if device_id is None and query.station:
             device_id = self._station_device(query.station)
         if device_id is None and (query.sys_user or query.crm_user):
@@ -86,8 +95,14 @@ class DeviceLookup:
                             "Could not find a device matching given parameters")
         return device_id
 
-    def agent_of(self, device_id: str) -> tuple[str, str]:
-        """(AGENTID, user name) of the agent whose phone the device is; ("", "") if none."""
+    def agent_of(self, device_id: str, *, inline: bool = False) -> tuple[str, str]:
+        """(AGENTID, user name) of the agent whose phone the device is; ("", "") if none.
+        ``inline``: WouldBlock if that is not in memory (the directory would be read)."""
+        if inline:
+            found = self._agents.peek(device_id)
+            if found is None:
+                raise WouldBlock
+            return found
         return self._agents.get(device_id, self._read_agent_of)
 
     def directory_changed(self) -> None:

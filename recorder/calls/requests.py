@@ -16,6 +16,12 @@ class CallError(ResultError):
     """A call request the core cannot carry out (unknown device, no call, ...)."""
 
 
+class WouldBlock(Exception):
+    """Raised by a request asked to run without blocking (``inline``, on the API's event loop)
+    that would have to wait for a disk, the database or another thread's lock: nothing of it
+    has been done, so the caller runs it again where waiting is allowed (an API worker)."""
+
+
 @dataclass(frozen=True)
 class DeviceQuery:
     """How a request names its device: by DEVICEID, or looked up by one of the others."""

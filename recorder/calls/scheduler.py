@@ -27,7 +27,7 @@ from recorder.calls.blackouts import BlackoutControl
 from recorder.calls.events import CallEvents
 from recorder.calls.lookup import DeviceLookup
 from recorder.calls.model import LiveCall, Recording, refused_for_disk
-from recorder.calls.requests import CallError, CallStart, CallUpdate, DeviceQuery
+from recorder.calls.requests import CallError, CallStart, CallUpdate, DeviceQuery, WouldBlock
 from recorder.calls.status import NORMAL_STOPS, StatusViews
 from recorder.calls.table import CallTable
 from recorder.calls.updates import CallUpdates
@@ -111,17 +111,26 @@ class Scheduler:
 
     # --- call events -------------------------------------------------------------------------
 
-    def call_start(self, start: CallStart) -> LiveCall:
+    def call_start(self, start: CallStart, *, inline: bool = False) -> LiveCall:
         """A call began: track it and record it if ``decide`` says so. A SIPREC session's call
-        adopts the device's CTI call that began first, if any (``adoption``)."""
-        disk_ok = self._disk_ok()  # outside the lock: it may look at the disk
+        adopts the device's CTI call that began first, if any (``adoption``).
+
+        ``inline`` (the API's event loop): only a call that waits for nothing is started, one
+        that is not recorded and replaces, preempts and attaches to no other; anything else
+        raises WouldBlock having changed nothing, to be started again on a worker.
+        """
+        if inline and start.siprec:
+            raise WouldBlock
+        # Outside the lock: it may look at the disk (a statvfs, at most once per its cache's
+        # interval, which inline accepts: it is what the disk guard's floor costs).
+        disk_ok = self._disk_ok()
         self._check_running()
-        device_id = self.lookup.resolve(start.device)
+        device_id = self.lookup.resolve(start.device, inline=inline)
         if not start.siprec:
-            attached = self._attach(device_id, start)
+            attached = self._attach(device_id, start, inline=inline)
             if attached is not None:
                 return attached
-        agent_id, agent_name = self.lookup.agent_of(device_id)
+        agent_id, agent_name = self.lookup.agent_of(device_id, inline=inline)
         taps = self._taps(start, device_id)
         channel = taps[0] if taps else None
         with self.table.lock:
@@ -131,6 +140,8 @@ class Scheduler:
             position = self._start_position(start, channel)
             tapped = channel.id if channel is not None and not start.channels else None
             device = self.table.devices.add(device_id, tapped)
+            if inline and start.instance in device.active:
+                raise WouldBlock  # it replaces a call, whose recordings end
             if start.channels and channel is not None:
                 device.channel = channel.id  # while its session lasts (end_call)
             early = early_cti_call(device) if start.siprec and channel is not None else None
@@ -143,7 +154,7 @@ class Scheduler:
                 archive_action=start.archive_action, cti_initiated=start.cti_initiated,
                 agent_initiated=start.agent_initiated,
                 channel=channel.id if channel else None, taps=taps, siprec=start.siprec,
-                global_id=start.global_id or self.table.next_global_id(), agent_id=agent_id,
+                global_id=start.global_id or self.table.peek_global_id(), agent_id=agent_id,
             )
             facts = (adopt(call, start, taps, position) if early else
                      CallFacts.of(start, device_id, call.channel, agent=agent_name,
@@ -151,6 +162,10 @@ class Scheduler:
                                   call_key=call.global_id))
             decision = decide(facts, self._policy, self.table.active_recordings(),
                               disk_ok=disk_ok)
+            if inline and ((decision.record and channel is not None) or decision.preempt):
+                raise WouldBlock  # its file, row and journal entry are made on a worker
+            if not early and not start.global_id:
+                self.table.next_global_id()  # the one peeked at above, taken now
             if not early:  # the statistics count calls, at their start
                 self.stats.decided(decision.record, decision.reason.label)
             call.facts = facts
@@ -198,24 +213,51 @@ class Scheduler:
         return call
 
     def call_stop(self, device: DeviceQuery, instance: str | None,
-                  position: int | None = None, reason: str = STOP_CALLSTOP) -> LiveCall:
-        """A call ended: stop its recordings at ``position``, else where the stop arrived."""
+                  position: int | None = None, reason: str = STOP_CALLSTOP, *,
+                  inline: bool = False) -> LiveCall:
+        """A call ended: stop its recordings at ``position``, else where the stop arrived.
+
+        ``inline`` (the API's event loop): only a call with no recording running is stopped
+        (nothing to close, complete or wait for), and only if its lock is free; else
+        WouldBlock, having changed nothing.
+        """
         self._check_running()
-        device_id = self.lookup.resolve(device)
+        device_id = self.lookup.resolve(device, inline=inline)
         with self.table.lock:
             self._check_running()
             call = self.table.find_call(device_id, instance)
-            if call.siprec:
+            if inline:
+                if call.siprec or not call.lock.acquire(blocking=False):
+                    raise WouldBlock
+                if any(not (r.session.closed or r.ending) for r in call.recordings()):
+                    call.lock.release()
+                    raise WouldBlock
+                # Its lock is held from here, so nothing starts a recording of it before it
+                # is ended (a RECORDSTART that found it waits for the lock, then sees it
+                # stopped, as after any CALLSTOP).
+                try:
+                    self._close_entry(call)
+                except BaseException:
+                    call.lock.release()
+                    raise
+            elif call.siprec:
                 # A SIPREC session's call: the CTI's CALLSTOP is heard, its BYE ends it.
                 if instance:
                     call.aliases.discard(instance)
                 logger.info("CALLSTOP for %s: its SIPREC session %s goes on until its BYE",
                             device_id, call.siprec)
                 return call
-            self._close_entry(call)
+            else:
+                self._close_entry(call)
             end = self._position(call)
             if position is not None:
                 end = min(end, position)
+        if inline:
+            try:
+                self.events.publish("CALLSTOP", call)
+            finally:
+                call.lock.release()
+            return call
         self._stop_call(call, reason, end)
         return call
 
@@ -247,14 +289,18 @@ class Scheduler:
             closings = self._end_call_recordings(call, reason, end)
         wait_completed(closings)
 
-    def _attach(self, device_id: str, start: CallStart) -> LiveCall | None:
+    def _attach(self, device_id: str, start: CallStart, *,
+                inline: bool = False) -> LiveCall | None:
         """A CTI CALLSTART for a device with a SIPREC call up: its fields go to that call and
-        its rows (RECORDINGUPDATE), its CALLINSTANCE names that call too; None if none is up."""
+        its rows (RECORDINGUPDATE), its CALLINSTANCE names that call too; None if none is up.
+        ``inline``: WouldBlock if there is one (its rows are written)."""
         with self.table.lock:
             state = self.table.devices.get(device_id)
             sessions = [c for c in state.active.values() if c.siprec] if state else []
             if not sessions:
                 return None
+            if inline:
+                raise WouldBlock
             call = next((c for c in sessions if c.instance == start.instance), sessions[-1])
             if start.instance:
                 call.aliases.add(start.instance)

@@ -28,6 +28,26 @@ def global_ids(core_ident: int) -> Iterator[str]:
         yield f"{core_ident % 10000:04d}{n % 10**11:011d}"
 
 
+class _GlobalIds:
+    """``global_ids`` with a look at the next one that does not use it up (a CALLSTART tried
+    on the event loop decides with it, and may hand the call to a worker, which then takes
+    that same number: no number is skipped, and the decision's sampling hash is the same)."""
+
+    def __init__(self, core_ident: int) -> None:
+        self._ids = global_ids(core_ident)
+        self._next: str | None = None
+
+    def peek(self) -> str:
+        if self._next is None:
+            self._next = next(self._ids)
+        return self._next
+
+    def take(self) -> str:
+        found = self.peek()
+        self._next = None
+        return found
+
+
 class CallTable:
     """Devices, their open calls, and the agents whose blackout is running.
 
@@ -41,10 +61,14 @@ class CallTable:
         # AGENTBLACKOUTSTART: the devices whose agent's blackout is running (new calls on
         # them start blacked out until AGENTBLACKOUTSTOP).
         self.agent_blackouts: set[str] = set()
-        self._global_ids = global_ids(core_ident)
+        self._global_ids = _GlobalIds(core_ident)
 
     def next_global_id(self) -> str:
-        return next(self._global_ids)
+        return self._global_ids.take()
+
+    def peek_global_id(self) -> str:
+        """The GLOBALCALLID ``next_global_id`` gives next (under ``lock``)."""
+        return self._global_ids.peek()
 
     def find_call(self, device_id: str, instance: str | None) -> LiveCall:
         """The open call ``instance`` of the device (its newest open call without one)."""

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 1.0
+# The most closings completed together (their rows in one transaction).
+MAX_BATCH = 256
 ERROR_TRUNCATED = "TRUNCATED"
 
 
@@ -133,7 +135,21 @@ class Completion(Worker):
                 if self.stopping:
                     break
                 continue
-            self._complete(closing)
+            # Everything else already queued goes with it: their rows in one transaction (one
+            # sync), so closings arriving together (CALLSTOPs on many lines) share it.
+            batch, stop = [closing], False
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._complete_all(batch)
+            if stop and self.stopping:
+                break
         with self._lock:
             self._closed = True
         # Closings queued behind the stop are still completed; none can be queued now.
@@ -147,44 +163,91 @@ class Completion(Worker):
         self._end_saved()
 
     def _complete(self, closing: Closing) -> None:
-        try:
-            self._finish(closing)
-        except Exception:
-            logger.exception("completing %s failed", closing.opened.filename)
-        finally:
-            closing.done.set()
+        self._complete_all([closing])
 
-    def _finish(self, closing: Closing) -> None:
+    def _complete_all(self, closings: list[Closing]) -> None:
+        """Complete ``closings``, in order, their rows written together where the store can."""
+        finished: list[tuple[Closing, FinishedRecording]] = []
+        for closing in closings:
+            try:
+                finished.append((closing, self._finished(closing)))
+            except Exception:
+                logger.exception("completing %s failed", closing.opened.filename)
+                closing.done.set()
+        for (closing, _), saved in zip(finished, self._save(finished), strict=True):
+            try:
+                self._conclude(closing, saved)
+            except Exception:
+                logger.exception("completing %s failed", closing.opened.filename)
+            finally:
+                closing.done.set()
+
+    def _finished(self, closing: Closing) -> FinishedRecording:
+        """The row's completion: what the closed file holds, and how it ended."""
         opened, result = closing.opened, closing.result
         assert result is not None, "a closing is handed over once its file is closed"
         session = opened.session
         reason = closing.final_reason
-        error_reason = closing.error_reason
         if reason == STOP_TRUNCATED:
-            error_reason = ERROR_TRUNCATED
             # Refuse new recordings until there is room for this many seconds of them.
             self._disk_full(session.path, session.bytes_per_second)
-        done = FinishedRecording(
+        return FinishedRecording(
             stop_time=closing.stop_time, duration=result.duration, audio_size=result.size,
             audio_hash=result.sha256, stop_reason=reason, lost_samples=result.lost_samples,
             blackouts=() if session.blackouts.never else file_seconds(
                 in_file(session.blackouts.ranges(), session.start), result.frames,
                 result.sample_rate))
-        saved = False
+
+    def _save(self, finished: list[tuple[Closing, FinishedRecording]]) -> list[bool]:
+        """Complete the rows, and end the journal entries of those saved: in one transaction
+        when there are several and the store writes a batch all or none (group commit), else
+        (or when that fails) one by one. Whether each was saved."""
+        if len(finished) > 1 and self._store.batches_atomically:
+            try:
+                for closing, _ in finished:
+                    self._insert_if_missing(closing.opened)
+                self._store.finish_recordings(
+                    [(closing.opened.record_id, done) for closing, done in finished
+                     if closing.opened.record_id is not None])
+            except StoreError as exc:
+                logger.debug("completing %d rows together failed (%s); one by one",
+                             len(finished), exc)
+            else:
+                for closing, _ in finished:
+                    self._journal_end(closing.opened)
+                return [True] * len(finished)
+        return [self._save_one(closing, done) for closing, done in finished]
+
+    def _save_one(self, closing: Closing, done: FinishedRecording) -> bool:
+        opened = closing.opened
         try:
-            if opened.record_id is None:
-                # Its wrapped key as beside the file now: a key rotation may have re-wrapped
-                # it since the recording started (recorder/crypt/keyring.py).
-                opened.row = replace(opened.row, file_key=current_wrapped(
-                    session.path, opened.row.file_key))
-                opened.record_id = self._store.insert_recording(opened.row)
+            self._insert_if_missing(opened)
+            assert opened.record_id is not None
             self._store.finish_recording(opened.record_id, done)
-            saved = True
-            self._journal_end(opened)
         except StoreError:
             # Start-up completes the row from the file and transcodes it then.
             logger.exception("recording %s is complete but its row could not be written",
-                             result.path)
+                             opened.filename)
+            return False
+        self._journal_end(opened)
+        return True
+
+    def _insert_if_missing(self, opened: OpenRecording) -> None:
+        """The row, if the store could not take it when the recording started."""
+        if opened.record_id is None:
+            # Its wrapped key as beside the file now: a key rotation may have re-wrapped it
+            # since the recording started (recorder/crypt/keyring.py).
+            opened.row = replace(opened.row, file_key=current_wrapped(
+                opened.session.path, opened.row.file_key))
+            opened.record_id = self._store.insert_recording(opened.row)
+
+    def _conclude(self, closing: Closing, saved: bool) -> None:
+        """After its row: the events, after-call encoding and the call log's line."""
+        opened, result = closing.opened, closing.result
+        assert result is not None
+        session = opened.session
+        reason = closing.final_reason
+        error_reason = ERROR_TRUNCATED if reason == STOP_TRUNCATED else closing.error_reason
         self.stats.count("completed")
         record_id = str(opened.record_id) if opened.record_id else ""
         self._publish(closing.stopped.with_values(RECORDID=record_id,

@@ -38,6 +38,7 @@ from recorder.errors import StoreError
 from recorder.events.types import Event
 from recorder.recording.blackouts import Blackouts, in_file
 from recorder.recording.completion import Closing, Completion
+from recorder.recording.groupcommit import GroupCommit
 from recorder.recording.journal import Journal
 from recorder.recording.paths import create_unique, recording_path
 from recorder.recording.session import SYNC_SECONDS, RecordingSession
@@ -132,6 +133,10 @@ class RecordingFiles:
         # storage.encrypt: every file is written encrypted under a key of its own, wrapped by
         # the ring's current master key (docs/encryption.md).
         self._keys = keys if keys is not None and keys.seals else None
+        # Concurrent starts share one transaction for their rows (one sync), where the store
+        # writes a batch all or none; each start still waits for its row to be on disk.
+        self._inserts: GroupCommit[NewRecording, int] | None = (
+            GroupCommit(store.insert_recordings) if store.batches_atomically else None)
 
     def open(self, taps: tuple[Channel, ...], position: int, *, started: float,
              row: NewRecording, blackouts: Blackouts, max_time: int = 0,
@@ -215,7 +220,8 @@ class RecordingFiles:
                       file_key=str(getattr(file, "wrapped_key", "")))
         record_id = None
         try:
-            record_id = self._store.insert_recording(row)
+            record_id = (self._store.insert_recording(row) if self._inserts is None
+                         else self._inserts.submit(row))
         except StoreError:
             # The audio matters more than the row: keep recording; the row is written when the
             # recording completes (or, after a crash, from the journal).

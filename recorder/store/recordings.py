@@ -71,6 +71,27 @@ class RecordingStore(ABC):
         away (``recorder.store.spool``); None lets the store pick the next one.
         """
 
+    @property
+    def batches_atomically(self) -> bool:
+        """Whether ``insert_recordings`` and ``finish_recordings`` write a batch all or none
+        (one transaction), so a failed batch can be written again item by item: only then
+        are concurrent writes grouped (``recorder.recording.groupcommit``)."""
+        return False
+
+    def insert_recordings(self, recs: Sequence[NewRecording]) -> list[int]:
+        """Store several starting recordings at once, all or none; their RECORDIDs in order.
+
+        A store that can should make it one transaction, one sync to disk for them all (group
+        commit: ``recorder.recording.groupcommit``); this one stores them one by one, which
+        may leave some stored when it raises."""
+        return [self.insert_recording(rec) for rec in recs]
+
+    def finish_recordings(self, done: Sequence[tuple[int, FinishedRecording]]) -> None:
+        """``finish_recording`` for several recordings at once, all or none where the store
+        can (one transaction, one sync); this one finishes them one by one."""
+        for ident, finished in done:
+            self.finish_recording(ident, finished)
+
     @abstractmethod
     def max_recording_id(self) -> int:
         """The highest RECORDID the store has ever handed out (0: none), deleted rows
@@ -98,6 +119,14 @@ class RecordingStore(ABC):
 
     @abstractmethod
     def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]: ...
+
+    def calllist_fields(self, query: RecordingQuery,
+                        now: float) -> list[tuple[str, ...]] | None:
+        """The rows ``list_recordings`` finds, each as the text of its CALLLIST fields
+        (``records.CALLLIST_FIELDS``, as the API writes them: DURATION rounded, a recording in
+        progress's counted to ``now``), straight from the query with no row objects; None if
+        this store does not offer it (the API then maps ``list_recordings``' rows)."""
+        return None
 
     @abstractmethod
     def mark_listened(self, ident: int) -> bool:

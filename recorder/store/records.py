@@ -19,6 +19,12 @@ FILTER_FIELDS: tuple[str, ...] = (
     "DEVICEID", "CRM_USER", "SYS_USER", "DEVICEALIAS", "GROUP", "GATE", "ANI", "DNIS",
     *USER_FIELDS,
 )
+# CALLLIST's SEARCHRESULT fields after CALLNUMBER, in the order the API writes them: what
+# ``RecordingStore.calllist_fields`` gives as text for each row.
+CALLLIST_FIELDS: tuple[str, ...] = (
+    "DEVICEID", "DEVICEALIAS", "ANI", "DNIS", "CALLDIRECTION", "GROUP", "GATE", *USER_FIELDS,
+    "RECORDID", "RECORDINGTIME", "DURATION", "AGENTFIRSTNAME", "AGENTLASTNAME", "CRM_USER",
+    "SYS_USER", "FILENAME", "CALLINSTANCE")
 
 STATUS_RECORDING = "recording"
 STATUS_COMPLETE = "complete"

@@ -361,20 +361,58 @@ class SpoolingStore(RecordingStore):
                     return stored
                 except StoreError as exc:
                     self._start_spooling(f"insert recording {rec.filename}", exc)
-            if ident is not None and any(e.op == OP_INSERT and int(e.args["ident"]) == ident
-                                         for e in self._pending):
-                return ident  # recovery storing a row the spool already holds: once is enough
-            given = ident if ident is not None else self._highest + 1
-            # May be held: the crash journal has the row (recovery inserts it under ``given``).
-            self._append(OP_INSERT, {"ident": given, "rec": _plain(rec)}, may_hold=True)
-            self._highest = max(self._highest, given)
-            return given
+            return self._spool_insert(rec, ident)
+
+    @property
+    def batches_atomically(self) -> bool:
+        return self._inner.batches_atomically
+
+    def insert_recordings(self, recs: Sequence[NewRecording]) -> list[int]:
+        if not self._spool.owned:
+            self._check_current()
+            return self._inner.insert_recordings(recs)
+        with self._lock:
+            if not self._pending:
+                try:
+                    stored = self._inner.insert_recordings(recs)  # all or none
+                    self._highest = max(self._highest, *stored)
+                    return stored
+                except StoreError as exc:
+                    self._start_spooling(f"insert {len(recs)} recordings", exc)
+            return [self._spool_insert(rec, None) for rec in recs]
+
+    def _spool_insert(self, rec: NewRecording, ident: int | None) -> int:
+        """Under ``_lock``: the row in the spool, under ``ident`` or the next RECORDID."""
+        if ident is not None and any(e.op == OP_INSERT and int(e.args["ident"]) == ident
+                                     for e in self._pending):
+            return ident  # recovery storing a row the spool already holds: once is enough
+        given = ident if ident is not None else self._highest + 1
+        # May be held: the crash journal has the row (recovery inserts it under ``given``).
+        self._append(OP_INSERT, {"ident": given, "rec": _plain(rec)}, may_hold=True)
+        self._highest = max(self._highest, given)
+        return given
 
     def finish_recording(self, ident: int, done: FinishedRecording) -> None:
         # May be held: the completion worker keeps the journal entry until it is on disk.
         self._write(f"finish recording {ident}", OP_FINISH,
                     {"ident": ident, "done": _plain(done)},
                     lambda: self._inner.finish_recording(ident, done), None, may_hold=True)
+
+    def finish_recordings(self, done: Sequence[tuple[int, FinishedRecording]]) -> None:
+        if not self._spool.owned:
+            self._check_current()
+            self._inner.finish_recordings(done)
+            return
+        with self._lock:
+            if not self._pending:
+                try:
+                    self._inner.finish_recordings(done)  # all or none
+                    return
+                except StoreError as exc:
+                    self._start_spooling(f"finish {len(done)} recordings", exc)
+            for ident, finished in done:
+                self._append(OP_FINISH, {"ident": ident, "done": _plain(finished)},
+                             may_hold=True)
 
     def update_recording(self, ident: int, update: RecordingUpdate) -> bool:
         # Spooled, the row cannot be looked at: any RECORDID handed out counts as existing.
@@ -418,6 +456,10 @@ class SpoolingStore(RecordingStore):
 
     def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]:
         return self._current(lambda: self._inner.list_recordings(query))
+
+    def calllist_fields(self, query: RecordingQuery,
+                        now: float) -> list[tuple[str, ...]] | None:
+        return self._current(lambda: self._inner.calllist_fields(query, now))
 
     def interrupted_recordings(self) -> list[RecordingRow]:
         return self._current(self._inner.interrupted_recordings)

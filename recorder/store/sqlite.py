@@ -7,6 +7,7 @@ connection they share.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from recorder.errors import StoreError
 from recorder.store.recordings import RecordingStore
 from recorder.store.records import (
+    CALLLIST_FIELDS,
     DAY_SECONDS,
     FILTER_FIELDS,
     STATUS_COMPLETE,
@@ -71,6 +73,23 @@ if ({f.name for f in fields(RecordingRow)} != _FILLED
         or hasattr(RecordingRow, "__post_init__") or "__slots__" in vars(RecordingRow)):
     raise TypeError("recorder.store.sqlite._row no longer matches RecordingRow")
 
+# CALLLIST's fields as text (records.CALLLIST_FIELDS), for the API to write with no row
+# objects: NULLs as "" and numbers as the API writes them. DURATION is Python's round() of
+# the stored duration, or of the time since the start (the first parameter: now) for a
+# recording in progress: halves to even, as round() does and SQLite's round() does not.
+_D = "coalesce(r.duration, max(0.0, ?1 - r.start_time))"  # ?1: the first parameter, now
+_CALLLIST_SELECT = (
+    "SELECT r.device_id, "
+    + ", ".join(f"r.{META_COLUMNS[name]}" for name in CALLLIST_FIELDS[1:22])
+    + ", CAST(r.ident AS TEXT), CAST(r.recording_time AS TEXT), "
+    f"CAST(CASE WHEN {_D} - CAST({_D} AS INTEGER) = 0.5 AND CAST({_D} AS INTEGER) % 2 = 0"
+    f" THEN CAST({_D} AS INTEGER) ELSE CAST(round({_D}) AS INTEGER) END AS TEXT), "
+    "coalesce(u.first_name, ''), coalesce(u.last_name, ''), r.crm_user, r.sys_user, "
+    "r.filename, r.call_instance"
+    " FROM recordings r LEFT JOIN users u ON u.user_id = r.agent_id")
+if CALLLIST_FIELDS[1:22] != ("DEVICEALIAS", "ANI", "DNIS", "CALLDIRECTION", "GROUP", "GATE",
+                             *USER_FIELDS):
+    raise TypeError("recorder.store.sqlite._CALLLIST_SELECT no longer matches CALLLIST_FIELDS")
 # Which CALLLIST filter's index leads the search, the first of these that is given: the most
 # selective kinds first (a caller, a phone or its agent, then the USERn fields, which may hold
 # an account number or a campaign), the broad ones last (few called numbers, groups, gates,
@@ -88,7 +107,20 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
     """Recording rows, the directory, the audit trail, bookmarks, API tokens and encrypted
     recordings' wrapped keys in a SQLite database file."""
 
+    @property
+    def batches_atomically(self) -> bool:
+        return True
+
     def insert_recording(self, rec: NewRecording, ident: int | None = None) -> int:
+        with self._db("insert recording") as conn:
+            return self._insert(conn, rec, ident)
+
+    def insert_recordings(self, recs: Sequence[NewRecording]) -> list[int]:
+        # One transaction: one WAL sync for the batch (synchronous = FULL), all or none.
+        with self._tx(f"insert {len(recs)} recordings") as conn:
+            return [self._insert(conn, rec, None) for rec in recs]
+
+    def _insert(self, conn: sqlite3.Connection, rec: NewRecording, ident: int | None) -> int:
         values: dict[str, Any] = {
             "device_id": rec.device_id,
             "call_instance": rec.call_instance,
@@ -112,16 +144,15 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
         values.update({META_COLUMNS[k]: v for k, v in rec.meta.items()})
         if ident is not None:
             values["ident"] = ident  # AUTOINCREMENT's sequence follows an explicit ident
-        with self._db("insert recording") as conn:
-            agent_id = rec.agent_id
-            if agent_id is None:
-                agent_id = self._phone_owner(conn, rec.device_id)
-            values["agent_id"] = agent_id
-            sql = (f"INSERT INTO recordings ({', '.join(values)}) "
-                   f"VALUES ({', '.join('?' * len(values))})")
-            assigned = conn.execute(sql, tuple(values.values())).lastrowid
-            if assigned is None:  # raised inside, so the store's error count has it
-                raise StoreError("insert recording: no RECORDID assigned")
+        agent_id = rec.agent_id
+        if agent_id is None:
+            agent_id = self._phone_owner(conn, rec.device_id)
+        values["agent_id"] = agent_id
+        sql = (f"INSERT INTO recordings ({', '.join(values)}) "
+               f"VALUES ({', '.join('?' * len(values))})")
+        assigned = conn.execute(sql, tuple(values.values())).lastrowid
+        if assigned is None:  # raised inside, so the store's error count has it
+            raise StoreError("insert recording: no RECORDID assigned")
         return assigned
 
     def max_recording_id(self) -> int:
@@ -136,22 +167,31 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
 
     def finish_recording(self, ident: int, done: FinishedRecording) -> None:
         with self._tx(f"finish recording {ident}") as conn:
-            conn.execute(
-                "UPDATE recordings SET stop_time = ?, duration = ?, audio_size = ?,"
-                " audio_hash = ?, stop_reason = ?, lost_samples = ?, status = ?"
-                " WHERE ident = ?",
-                (done.stop_time, done.duration, done.audio_size, done.audio_hash,
-                 done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
-            )
-            if done.blackouts:
-                # Replaced, not added to: a spooled completion replayed, or recovery
-                # completing a row again, leaves each range once.
-                conn.execute("DELETE FROM recording_blackouts WHERE ident = ?", (ident,))
-                conn.executemany("INSERT INTO recording_blackouts (ident, start_seconds,"
-                                 " end_seconds) VALUES (?, ?, ?)",
-                                 [(ident, a, b) for a, b in done.blackouts])
-            # After the marks: the seal covers them (docs/storage.md).
-            seal_rows(conn, (ident,), self.sealing)
+            self._finish(conn, ident, done)
+
+    def finish_recordings(self, done: Sequence[tuple[int, FinishedRecording]]) -> None:
+        # One transaction: one WAL sync for the batch, all or none.
+        with self._tx(f"finish {len(done)} recordings") as conn:
+            for ident, finished in done:
+                self._finish(conn, ident, finished)
+
+    def _finish(self, conn: sqlite3.Connection, ident: int, done: FinishedRecording) -> None:
+        conn.execute(
+            "UPDATE recordings SET stop_time = ?, duration = ?, audio_size = ?,"
+            " audio_hash = ?, stop_reason = ?, lost_samples = ?, status = ?"
+            " WHERE ident = ?",
+            (done.stop_time, done.duration, done.audio_size, done.audio_hash,
+             done.stop_reason, done.lost_samples, STATUS_COMPLETE, ident),
+        )
+        if done.blackouts:
+            # Replaced, not added to: a spooled completion replayed, or recovery
+            # completing a row again, leaves each range once.
+            conn.execute("DELETE FROM recording_blackouts WHERE ident = ?", (ident,))
+            conn.executemany("INSERT INTO recording_blackouts (ident, start_seconds,"
+                             " end_seconds) VALUES (?, ?, ?)",
+                             [(ident, a, b) for a, b in done.blackouts])
+        # After the marks: the seal covers them (docs/storage.md).
+        seal_rows(conn, (ident,), self.sealing)
 
     def recording_blackouts(self, ident: int) -> tuple[tuple[float, float], ...]:
         with self._db(f"read the blackouts of recording {ident}") as conn:
@@ -204,36 +244,18 @@ class SqliteStore(SqliteDirectory, SqliteChat, SqliteAudit, SqliteBookmarks, Sql
         return int(row[0]) if row else None
 
     def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]:
-        where, args = _filter_terms(query.equals)
-        if query.start is not None:
-            where.append("r.recording_time >= ?")
-            args.append(query.start)
-        if query.end is not None:
-            where.append("r.recording_time <= ?")
-            args.append(query.end)
-        if query.agent_id is not None:
-            # "+" unless it is the only filter: recordings_by_agent is not in time order.
-            where.append(f"{'+' if query.equals else ''}r.agent_id = ?")
-            args.append(query.agent_id)
-        if query.within_devices is not None:
-            devices, agents = query.within_devices, query.within_agents
-            terms = [f"+r.device_id IN ({', '.join('?' * len(devices))})"] if devices else []
-            terms += [f"+r.agent_id IN ({', '.join('?' * len(agents))})"] if agents else []
-            where.append(f"({' OR '.join(terms)})" if terms else "0")
-            args += [*devices, *agents]
-        for op, bound in ((">=", query.min_duration), ("<=", query.max_duration)):
-            if bound is not None:
-                where.append(f"r.duration {op} ?")
-                args.append(bound)
-        sql = _SELECT
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        order = "ASC" if query.oldest_first else "DESC"
-        sql += f" ORDER BY r.recording_time {order}, r.ident {order} LIMIT ? OFFSET ?"
-        args += [query.limit, query.offset]
+        tail, args = _query_tail(query)
         with self._db("list recordings") as conn:
-            rows = conn.execute(sql, args).fetchall()
+            rows = conn.execute(_SELECT + tail, args).fetchall()
         return [_row(r) for r in rows]
+
+    def calllist_fields(self, query: RecordingQuery,
+                        now: float) -> list[tuple[str, ...]] | None:
+        # The same WHERE, ORDER and LIMIT as list_recordings, so the same plan; the SQL text
+        # repeats for a filter combination, so sqlite3's statement cache reuses it prepared.
+        tail, args = _query_tail(query)
+        with self._db("list recordings") as conn:
+            return conn.execute(_CALLLIST_SELECT + tail, [now, *args]).fetchall()
 
     def mark_listened(self, ident: int) -> bool:
         with self._db(f"mark recording {ident} listened to") as conn:
@@ -326,6 +348,38 @@ def _partial_term(column: str, value: object) -> str:
     the index's own WHERE, stated in the query; nothing for other columns, or for a blank
     value (which that index does not hold)."""
     return f" AND r.{column} != ''" if column in PARTIAL_INDEXED and value != "" else ""
+
+
+def _query_tail(query: RecordingQuery) -> tuple[str, list[Any]]:
+    """WHERE, ORDER BY and LIMIT of ``query`` over alias r, and their values."""
+    where, args = _filter_terms(query.equals)
+    if query.start is not None:
+        where.append("r.recording_time >= ?")
+        args.append(query.start)
+    if query.end is not None:
+        where.append("r.recording_time <= ?")
+        args.append(query.end)
+    if query.agent_id is not None:
+        # "+" unless it is the only filter: recordings_by_agent is not in time order.
+        where.append(f"{'+' if query.equals else ''}r.agent_id = ?")
+        args.append(query.agent_id)
+    if query.within_devices is not None:
+        devices, agents = query.within_devices, query.within_agents
+        terms = [f"+r.device_id IN ({', '.join('?' * len(devices))})"] if devices else []
+        terms += [f"+r.agent_id IN ({', '.join('?' * len(agents))})"] if agents else []
+        where.append(f"({' OR '.join(terms)})" if terms else "0")
+        args += [*devices, *agents]
+    for op, bound in ((">=", query.min_duration), ("<=", query.max_duration)):
+        if bound is not None:
+            where.append(f"r.duration {op} ?")
+            args.append(bound)
+    sql = ""
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    order = "ASC" if query.oldest_first else "DESC"
+    sql += f" ORDER BY r.recording_time {order}, r.ident {order} LIMIT ? OFFSET ?"
+    args += [query.limit, query.offset]
+    return sql, args
 
 
 def _filter_terms(equals: Mapping[str, str]) -> tuple[list[str], list[Any]]:
