@@ -29,9 +29,7 @@ import asyncio
 import contextlib
 import logging
 import math
-import socket
 import ssl
-import struct
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -45,6 +43,7 @@ from recorder.api.protocol.xmlcodec import parse_request, render_result
 from recorder.api.request import ApiRequest, ApiResult, RequestError
 from recorder.api.transport.access import ApiAccess, certificate_name, log_request
 from recorder.api.transport.clients import ClientLimit, client_address
+from recorder.api.transport.connguard import Watchdog, cut, limit_send_buffer
 from recorder.api.transport.framing import MessageFramer, MessageTooLarge
 from recorder.api.transport.loadlimits import (
     REFUSED_PAUSE,
@@ -62,10 +61,6 @@ READ_SIZE = 64 * 1024
 CRLF = b"\r\n"
 # A client that stops reading must not hold a connection, or shutdown, open for long.
 CLOSE_TIMEOUT = 2.0
-# The kernel's send buffer of an event subscriber's connection (Linux doubles it). Left alone it
-# grows to megabytes for a client that has stopped reading, which would then take thousands of
-# events to be found out; this holds hundreds, plenty for a burst to a client that reads.
-EVENT_SEND_BUFFER = 128 * 1024
 
 
 @dataclass
@@ -80,59 +75,6 @@ class _Connection:
     subscription: Subscription | None = None
     stream: asyncio.Task[None] | None = None
     handlers: dict[str, Handler] | None = None  # the connection's own (EVENTS), made once
-
-
-class _Watchdog:
-    """Ends a connection's wait for data at its deadline, without a timer per read.
-
-    One timer, armed for the earliest deadline and re-armed when it fires early (the deadline
-    moved later since, as it does with every message of a busy connection): setting a later
-    deadline costs nothing. At the deadline it cancels the connection's task, which is only
-    ever waiting for data then (the deadline is cleared while a message is answered); the
-    task tells that cancellation from a shutdown's with ``expired``.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
-        self._loop = loop
-        self._task = task
-        self.deadline: float | None = None  # loop.time() when the read gives up; None: never
-        self._timer: asyncio.TimerHandle | None = None
-        self._armed = math.inf  # when the timer fires
-        self._fired = False
-
-    def deadline_at(self, when: float) -> None:
-        self.deadline = when
-        if when < self._armed:
-            self._arm(when)
-
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._loop.call_at(when, self._fire)
-        self._armed = when
-
-    def _fire(self) -> None:
-        self._timer, self._armed = None, math.inf
-        if self.deadline is None:
-            return  # answering, or read what it waited for: nothing to end
-        if self._loop.time() < self.deadline:
-            self._arm(self.deadline)
-            return
-        self.deadline = None
-        self._fired = True
-        self._task.cancel()
-
-    def expired(self, task: asyncio.Task[None]) -> bool:
-        """After a CancelledError: True if it was this watchdog's alone (then taken back)."""
-        if not self._fired:
-            return False
-        self._fired = False
-        return task.uncancel() == 0
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 class Timeouts(NamedTuple):
@@ -239,7 +181,7 @@ class SocketApi:
         assert task is not None
         framer = MessageFramer(self._max_message_bytes)
         timeouts = self._timeouts
-        watchdog = _Watchdog(loop, task)
+        watchdog = Watchdog(loop, task)
         opened = last_message = loop.time()  # last_message: when the last whole one was answered
         began = 0.0  # when the message being received (framer.pending) began
         whole = False  # a whole message has come (not just a partial one answered when quiet)
@@ -475,27 +417,6 @@ class SocketApi:
     async def _send(self, writer: asyncio.StreamWriter, result: bytes) -> None:
         writer.write(result + CRLF)
         await writer.drain()
-
-
-def cut(transport: asyncio.WriteTransport) -> None:
-    """Close a connection at once, with a reset: what its client has not read is discarded.
-
-    A plain close would queue the end of the stream behind the unsent data of a client that
-    stopped reading, so it would never see the end and the kernel would keep the data for it.
-    """
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-def limit_send_buffer(transport: asyncio.BaseTransport, size: int = EVENT_SEND_BUFFER) -> None:
-    """Cap the kernel's send buffer of an event subscriber (see EVENT_SEND_BUFFER)."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 def _peer_name(peer: object) -> str:

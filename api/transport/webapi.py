@@ -52,6 +52,7 @@ from recorder.api.protocol.xmlcodec import render_result
 from recorder.api.request import ApiResult, RequestError, invalid
 from recorder.api.transport.access import ApiAccess, log_request
 from recorder.api.transport.clients import ClientLimit
+from recorder.api.transport.connguard import cut, limit_send_buffer
 from recorder.api.transport.httpguard import (
     HTTP_LOG,
     GuardedServer,
@@ -63,7 +64,6 @@ from recorder.api.transport.httpguard import (
 )
 from recorder.api.transport.loadlimits import REFUSED_PAUSE, Lanes, QueueFull, refused_for_load
 from recorder.api.transport.plainmedia import in_executor, temporary_media
-from recorder.api.transport.socket_server import cut, limit_send_buffer
 from recorder.api.transport.webaccess import WebAccess
 from recorder.api.transport.webresponses import metrics_response, status_response
 from recorder.events.bus import EventBus, Subscription
