@@ -13,6 +13,7 @@ from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.config.model import Config
 from recorder.config.printing import to_toml
+from tests.helpers.postgres import Database, PostgresServer
 from tests.helpers.pulseaudio import PulseServer, shared_pulse, stop_shared_pulse
 from tests.helpers.recorders import (
     RecorderProcess,
@@ -31,10 +32,16 @@ from tests.helpers.smalldisk import SmallDisk
 PROCESS_FIXTURES = frozenset({"processes", "pulse"})
 
 
+# Before pytest-xdist's own hook, which reads the xdist_group marks to place the tests.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         variant = callspec.params.get("start_recorder") if callspec is not None else None
+        engine = callspec.params.get("engine") if callspec is not None else None
+        if engine == "postgresql" or "postgres_server" in getattr(item, "fixturenames", ()):
+            # One worker runs them all (--dist loadgroup), so one PostgreSQL server starts.
+            item.add_marker(pytest.mark.xdist_group("postgresql"))
         starting = PROCESS_FIXTURES | set(getattr(getattr(item, "module", None),
                                                   "PROCESS_FIXTURES", ()))
         if variant == "recorderd" or starting & set(getattr(item, "fixturenames", ())):
@@ -142,6 +149,28 @@ def disk_path(record_property: Callable[[str, object], None]) -> Callable[[Small
         record_property("disk", disk.mode)
         print(f"disk full produced by: {disk.mode}")
     return note
+
+
+# --- PostgreSQL (tests/helpers/postgres.py) -----------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server per test session (per xdist worker); never skipped."""
+    server = PostgresServer()
+    try:
+        server.start()
+    except BaseException:
+        server.remove()
+        raise
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres_db(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Database]:
+    """A fresh, empty database on the session's server, dropped after the test."""
+    database = postgres_server.new_database(tmp_path)
+    yield database
+    postgres_server.drop_database(database)
 
 
 @pytest.fixture(scope="session", autouse=True)
