@@ -13,6 +13,7 @@ from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.config.model import Config
 from recorder.config.printing import to_toml
+from tests.helpers.engines import ENGINES, EngineDatabase
 from tests.helpers.postgres import Database, PostgresServer
 from tests.helpers.pulseaudio import PulseServer, shared_pulse, stop_shared_pulse
 from tests.helpers.recorders import (
@@ -38,8 +39,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         variant = callspec.params.get("start_recorder") if callspec is not None else None
-        engine = callspec.params.get("engine") if callspec is not None else None
-        if engine == "postgresql" or "postgres_server" in getattr(item, "fixturenames", ()):
+        params = callspec.params.values() if callspec is not None else ()
+        if "postgresql" in params or "postgres_server" in getattr(item, "fixturenames", ()):
             # One worker runs them all (--dist loadgroup), so one PostgreSQL server starts.
             item.add_marker(pytest.mark.xdist_group("postgresql"))
         starting = PROCESS_FIXTURES | set(getattr(getattr(item, "module", None),
@@ -171,6 +172,18 @@ def postgres_db(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Dat
     database = postgres_server.new_database(tmp_path)
     yield database
     postgres_server.drop_database(database)
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The store's engine a contract test runs on: each test once on each."""
+    return str(request.param)
+
+
+@pytest.fixture
+def engine_db(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> EngineDatabase:
+    """This test's database on ``engine`` (tests/helpers/engines.py)."""
+    return EngineDatabase(engine, tmp_path, request)
 
 
 @pytest.fixture(scope="session", autouse=True)

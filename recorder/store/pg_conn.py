@@ -46,6 +46,8 @@ _PLACEHOLDER = re.compile(r"\?")
 # for text, and its planner has statistics, so the term is written plainly.
 _UNARY_PLUS = re.compile(r"(^|[\s(,])\+(r\.\w+)")
 _SEQUENCE = re.compile(r"SELECT seq FROM sqlite_sequence WHERE name = '(\w+)'")
+# SQLite's max() of several values is PostgreSQL's greatest() (max of one is the aggregate).
+_SCALAR_MAX = re.compile(r"\bmax\(([^(),]+),", re.IGNORECASE)
 _INSERT = re.compile(r"^\s*INSERT INTO (\w+)", re.IGNORECASE)
 _ONLY = re.compile(r"\bonly\b")
 # Statements of a migration's Python part whose PostgreSQL text is another (evidence_schema).
@@ -65,6 +67,7 @@ def dialect(sql: str) -> tuple[str, str | None]:
     text = _SEQUENCE.sub(lambda m: f"SELECT last_value FROM {m[1]}_{ID_COLUMNS[m[1]]}_seq"
                          " WHERE is_called", sql)
     text = _UNARY_PLUS.sub(r"\1\2", text)
+    text = _SCALAR_MAX.sub(r"greatest(\1,", text)
     text = text.replace(" IS NOT ?", " IS DISTINCT FROM ?")
     if "audit_anchor" in text:
         text = _ONLY.sub('"only"', text)  # a reserved word in PostgreSQL
@@ -222,6 +225,7 @@ class PgConnection:
                         " LANGUAGE sql IMMUTABLE PARALLEL SAFE"
                         " RETURN lower(name COLLATE \"und-x-icu\")")
         session.execute("COMMIT")
+        found: int | None = None
         for step in range(SCHEMA_VERSION):
             session.execute("BEGIN")
             try:
@@ -234,9 +238,11 @@ class PgConnection:
                 if version > step:  # done already, by us or by another server
                     session.execute("COMMIT")
                     continue
-                if version == 0:
-                    logger.info("store: creating %s at schema %d", self.location,
-                                SCHEMA_VERSION)
+                found = version if found is None else found
+                if found == 0:
+                    if version == 0:
+                        logger.info("store: creating %s at schema %d", self.location,
+                                    SCHEMA_VERSION)
                 else:
                     logger.info("store: upgrading %s from schema %d to %d", self.location,
                                 step, step + 1)
