@@ -74,8 +74,10 @@ class PgStore(PgConnection, SqliteStore):  # type: ignore[misc]  # one connectio
                                ).fetchone()
         return self._directory_changes, int(row[0]) if row is not None else 0
 
+    # PgSession takes the store's SQL as the sqlite3.Connection the shared methods are typed
+    # with does: the same calls, duck-typed.
     @contextmanager
-    def _tx(self, what: str) -> Iterator[PgSession]:
+    def _tx(self, what: str) -> Iterator[PgSession]:  # type: ignore[override]
         with PgConnection._tx(self, what) as conn:
             if what.startswith("audit "):
                 # append_batch's transaction (its name): chained after the newest entry of

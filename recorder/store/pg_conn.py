@@ -116,7 +116,7 @@ class PgSession:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         text, returning = dialect(sql)
         cursor = self.conn.cursor()
-        cursor.execute(text, tuple(params))  # type: ignore[arg-type]  # rewritten, not literal
+        cursor.execute(text, tuple(params))
         return PgCursor(cursor, returning)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -126,7 +126,7 @@ class PgSession:
         batch = [tuple(r) for r in rows]
         if batch:
             with self.conn.cursor() as cursor:
-                cursor.executemany(text, batch)  # type: ignore[arg-type]
+                cursor.executemany(text, batch)
 
 
 def redacted(conninfo: str) -> str:
@@ -136,8 +136,8 @@ def redacted(conninfo: str) -> str:
     except psycopg.Error:
         return "(a PostgreSQL database)"
     params.pop("password", None)
-    host, port, dbname = params.get("host", ""), params.get("port", ""), params.get("dbname", "")
-    user = params.get("user", "")
+    host, port, dbname, user = (str(params.get(name, "")) for name in
+                                ("host", "port", "dbname", "user"))
     return f"postgresql://{user + '@' if user else ''}{host}{':' + str(port) if port else ''}" \
            f"/{dbname}"
 
