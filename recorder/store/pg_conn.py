@@ -223,7 +223,7 @@ class PgConnection:
                         " (version INTEGER NOT NULL)")
         session.execute("CREATE OR REPLACE FUNCTION casefold(name TEXT) RETURNS TEXT"
                         " LANGUAGE sql IMMUTABLE PARALLEL SAFE"
-                        " RETURN lower(name COLLATE \"und-x-icu\")")
+                        " AS $$ SELECT lower(name COLLATE \"und-x-icu\") $$")
         session.execute("COMMIT")
         found: int | None = None
         for step in range(SCHEMA_VERSION):
