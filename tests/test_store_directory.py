@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from recorder.store import pg_conn
 from recorder.store.directory import (
     AgentWindow,
     PhoneInUse,
@@ -74,6 +75,42 @@ def test_a_new_postgresql_database_says_it_was_created_not_upgraded(
         f"store: creating {where} at schema {SCHEMA_VERSION}",
         f"store: PostgreSQL database {where} (schema {SCHEMA_VERSION})"]
     assert not [m for m in said if PASSWORD in m]
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_a_postgresql_database_of_each_earlier_version_is_upgraded_and_keeps_its_recordings(
+        postgres_server: PostgresServer, tmp_path: Path, version: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    database = postgres_server.new_database(tmp_path, empty=True)
+    try:
+        # The database as a recorder of that schema left it: the same steps, stopped there.
+        monkeypatch.setattr(pg_conn, "SCHEMA_VERSION", version)
+        old = PgStore(database.url, tmp_path, password_file=str(database.password_file))
+        old.open()
+        old.close()
+        monkeypatch.undo()
+        with database.connect() as conn:
+            assert conn.execute("SELECT version FROM recorder_schema").fetchall() == [
+                (version,)]
+            conn.execute("INSERT INTO recordings (device_id, filename, recording_time,"
+                         " media_format, sample_rate, start_time, status, core_ident, user1)"
+                         " VALUES ('1001', '/r/a.wav', 5, 'wav', 8000, 5.0, 'complete', 1,"
+                         " 'kept')")
+        store = PgStore(database.url, tmp_path, password_file=str(database.password_file))
+        store.open()
+        try:
+            (row,) = store.list_recordings(RecordingQuery())
+            assert (row.meta["USER1"], row.agent_id, row.recording_type) == (
+                "kept", None, "audio")
+            assert store.add_user(UserFields(first_name="A", last_name="B"), now=NOW) == 1
+            assert store.insert_recording(call("1002")) == row.ident + 1
+        finally:
+            store.close()
+        with database.connect() as conn:
+            assert conn.execute("SELECT version FROM recorder_schema").fetchall() == [
+                (SCHEMA_VERSION,)]
+    finally:
+        postgres_server.drop_database(database)
 
 
 def test_a_version_1_database_is_upgraded_and_keeps_its_recordings(
