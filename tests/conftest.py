@@ -13,7 +13,7 @@ from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.config.model import Config
 from recorder.config.printing import to_toml
-from tests.helpers.engines import ENGINES, EngineDatabase
+from tests.helpers.engines import ENGINE_PARAMS, EngineDatabase
 from tests.helpers.postgres import Database, PostgresServer
 from tests.helpers.pulseaudio import PulseServer, shared_pulse, stop_shared_pulse
 from tests.helpers.recorders import (
@@ -33,16 +33,10 @@ from tests.helpers.smalldisk import SmallDisk
 PROCESS_FIXTURES = frozenset({"processes", "pulse"})
 
 
-# Before pytest-xdist's own hook, which reads the xdist_group marks to place the tests.
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         variant = callspec.params.get("start_recorder") if callspec is not None else None
-        params = callspec.params.values() if callspec is not None else ()
-        if "postgresql" in params or "postgres_server" in getattr(item, "fixturenames", ()):
-            # One worker runs them all (--dist loadgroup), so one PostgreSQL server starts.
-            item.add_marker(pytest.mark.xdist_group("postgresql"))
         starting = PROCESS_FIXTURES | set(getattr(getattr(item, "module", None),
                                                   "PROCESS_FIXTURES", ()))
         if variant == "recorderd" or starting & set(getattr(item, "fixturenames", ())):
@@ -174,7 +168,7 @@ def postgres_db(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Dat
     postgres_server.drop_database(database)
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=ENGINE_PARAMS)
 def engine(request: pytest.FixtureRequest) -> str:
     """The store's engine a contract test runs on: each test once on each."""
     return str(request.param)

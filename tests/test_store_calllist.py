@@ -23,7 +23,7 @@ from recorder.store.pg_conn import PgSession, dialect
 from recorder.store.records import FILTER_FIELDS, NewRecording, RecordingQuery, RecordingRow
 from recorder.store.schema import CREATE_V1, CREATE_V2, CREATE_V3, CREATE_V4, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
-from tests.helpers.engines import ENGINES, EngineDatabase
+from tests.helpers.engines import ENGINE_PARAMS, ON_POSTGRESQL, EngineDatabase
 
 T0 = 1_700_000_000
 # Each field's values; "" is a field the call did not carry. Few values for the broad fields
@@ -84,7 +84,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SqliteSto
     store.close()
 
 
-@pytest.fixture(scope="module", params=ENGINES)
+@pytest.fixture(scope="module", params=ENGINE_PARAMS)
 def answering(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[tuple[SqliteStore, list[Stored]]]:
     """The store on each engine, filled the same way."""
@@ -326,6 +326,7 @@ def pg_plan(store: PgStore, database: EngineDatabase, query: RecordingQuery,
     return "\n".join(str(r[0]) for r in rows)
 
 
+@ON_POSTGRESQL
 @pytest.mark.parametrize("name", FILTER_FIELDS)
 def test_each_filter_uses_its_index_on_postgresql(
         pg_filled: tuple[PgStore, EngineDatabase], name: str,

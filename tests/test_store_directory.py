@@ -23,7 +23,7 @@ from recorder.store.pg import PgStore
 from recorder.store.records import ChatStart, NewRecording, RecordingQuery
 from recorder.store.schema import CREATE_V1, MIGRATIONS, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
-from tests.helpers.engines import EngineDatabase
+from tests.helpers.engines import ON_POSTGRESQL, EngineDatabase
 from tests.helpers.postgres import PASSWORD, PostgresServer
 
 NOW = 1_700_000_000.0
@@ -58,6 +58,7 @@ def test_a_new_database_says_it_was_created_not_upgraded(
         f"store: SQLite database {tmp_path / 'new.sqlite3'} (schema {SCHEMA_VERSION})"]
 
 
+@ON_POSTGRESQL
 def test_a_new_postgresql_database_says_it_was_created_not_upgraded(
         postgres_server: PostgresServer, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -77,6 +78,7 @@ def test_a_new_postgresql_database_says_it_was_created_not_upgraded(
     assert not [m for m in said if PASSWORD in m]
 
 
+@ON_POSTGRESQL
 @pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
 def test_a_postgresql_database_of_each_earlier_version_is_upgraded_and_keeps_its_recordings(
         postgres_server: PostgresServer, tmp_path: Path, version: int,

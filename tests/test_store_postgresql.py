@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from tests.helpers.engines import ON_POSTGRESQL
 from tests.helpers.postgres import PASSWORD, Database, PostgresServer
 from tests.helpers.recorders import RecorderProcess, start_recorderd
 
-pytestmark = pytest.mark.process
+pytestmark = [pytest.mark.process, ON_POSTGRESQL]
 
 
 def ok(answer: etree._Element) -> etree._Element:

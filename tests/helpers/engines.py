@@ -16,6 +16,10 @@ from recorder.store.sqlite import SqliteStore
 from tests.helpers.postgres import PASSWORD, Database, PostgresServer
 
 ENGINES = ("sqlite", "postgresql")
+# The PostgreSQL tests run on one xdist worker (--dist loadgroup), so one server starts.
+ON_POSTGRESQL = pytest.mark.xdist_group("postgresql")
+# A fixture's params: each engine, PostgreSQL's grouped.
+ENGINE_PARAMS = ("sqlite", pytest.param("postgresql", marks=ON_POSTGRESQL))
 
 
 class EngineDatabase:
@@ -77,4 +81,4 @@ class EngineDatabase:
         self.query("INSERT INTO recorder_schema (version) VALUES (?)", (version,))
 
 
-__all__ = ["ENGINES", "EngineDatabase"]
+__all__ = ["ENGINES", "ENGINE_PARAMS", "ON_POSTGRESQL", "EngineDatabase"]
