@@ -3,6 +3,7 @@ its row in the shared database; the password kept out of the logs."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -110,3 +111,31 @@ def test_calls_during_a_postgresql_outage_are_spooled_and_written_after(
     assert "store: the database cannot be written" in log
     assert "replayed from the spool" in log
     assert PASSWORD not in log
+
+
+def test_a_call_cut_by_kill_9_is_completed_in_postgresql_at_the_next_start(
+        tmp_path: Path, postgres_db: Database, processes: list[RecorderProcess]) -> None:
+    storage = (f'database = "{postgres_db.url}"\n'
+               f'database_password_file = "{postgres_db.password_file}"\n')
+    config, _, running = start_recorderd(tmp_path, processes, devices=("1001",),
+                                         storage=storage)
+    ok(running.request("CALLSTART", 1, deviceid="1001", ani="6145551212"))
+    running.wait_recorded("1001", 1.0)
+    processes[0].proc.send_signal(signal.SIGKILL)
+    processes[0].proc.wait(30)
+    with postgres_db.connect() as db:
+        assert db.execute("SELECT status FROM recordings").fetchall() == [("recording",)]
+
+    again = RecorderProcess(["--config", str(config)])
+    processes.append(again)
+    running = again.wait_ready()
+    (found,) = ok(running.request("CALLLIST", 2, deviceid="1001")).findall("SEARCHRESULT")
+    assert found.findtext("ANI") == "6145551212"
+    with postgres_db.connect() as db:
+        ((status, duration),) = db.execute("SELECT status, duration FROM recordings"
+                                           ).fetchall()
+    # Completed from its file and the crash journal: what reached the file before the kill.
+    assert status == "complete"
+    assert 0 < duration < 30
+    assert "interrupted by a crash" in again.log
+    assert again.stop() == 0, again.log
