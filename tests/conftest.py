@@ -13,6 +13,8 @@ from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.config.model import Config
 from recorder.config.printing import to_toml
+from tests.helpers.engines import ENGINE_PARAMS, EngineDatabase
+from tests.helpers.postgres import Database, PostgresServer
 from tests.helpers.pulseaudio import PulseServer, shared_pulse, stop_shared_pulse
 from tests.helpers.recorders import (
     RecorderProcess,
@@ -142,6 +144,40 @@ def disk_path(record_property: Callable[[str, object], None]) -> Callable[[Small
         record_property("disk", disk.mode)
         print(f"disk full produced by: {disk.mode}")
     return note
+
+
+# --- PostgreSQL (tests/helpers/postgres.py) -----------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server per test session (per xdist worker); never skipped."""
+    server = PostgresServer()
+    try:
+        server.start()
+    except BaseException:
+        server.remove()
+        raise
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres_db(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Database]:
+    """A fresh, empty database on the session's server, dropped after the test."""
+    database = postgres_server.new_database(tmp_path)
+    yield database
+    postgres_server.drop_database(database)
+
+
+@pytest.fixture(params=ENGINE_PARAMS)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The store's engine a contract test runs on: each test once on each."""
+    return str(request.param)
+
+
+@pytest.fixture
+def engine_db(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> EngineDatabase:
+    """This test's database on ``engine`` (tests/helpers/engines.py)."""
+    return EngineDatabase(engine, tmp_path, request)
 
 
 @pytest.fixture(scope="session", autouse=True)

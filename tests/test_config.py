@@ -174,6 +174,17 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("synthetic key on file board", {"boards": [{"driver": "file", "files": [],
                                                  "devices": [], "seed": 3}]},
      "boards[0].seed: unknown key"),
+    ("database-password-in-url", {"storage": {"database": "postgresql://rec:pw@db/rec"}},
+     "storage.database: holds a password: put it in storage.database_password_file instead"),
+    ("database-password-in-keywords",
+     {"storage": {"database": "host=db dbname=rec password=pw"}},
+     "storage.database: holds a password: put it in storage.database_password_file instead"),
+    ("database-not-postgresql", {"storage": {"database": "mysql://rec@db/rec"}},
+     "storage.database: mysql:// is not a PostgreSQL URL (postgresql://...)"),
+    ("database-no-name", {"storage": {"database": "postgresql://rec@db:5432"}},
+     "storage.database: names no database (postgresql://USER@HOST:PORT/DBNAME, or dbname=...)"),
+    ("database-password-alone", {"storage": {"database_password_file": "/etc/pw"}},
+     "storage.database_password_file: set without storage.database (a PostgreSQL database)"),
 ]
 
 
@@ -183,6 +194,19 @@ def test_a_mistake_is_reported_naming_its_key(doc: dict[str, Any], message: str)
     with pytest.raises(ConfigError) as err:
         config_from_dict(doc)
     assert message in err.value.problems
+
+
+def test_a_postgresql_database_is_taken_as_a_url_or_key_value_string(tmp_path: Path) -> None:
+    for database in ("postgresql://recorder@db.example:5432/recorder",
+                     "host=db.example port=5432 dbname=recorder user=recorder"):
+        storage = config_from_dict({"storage": {"database": database,
+                                                "database_password_file": "pgpass"}},
+                                   base_dir=tmp_path).storage
+        assert storage.postgresql
+        assert storage.database == database
+        # Relative to the configuration file's directory, as the key files.
+        assert storage.database_password_file == str(tmp_path / "pgpass")
+    assert not config_from_dict({}).storage.postgresql
 
 
 def test_every_problem_is_reported_at_once() -> None:

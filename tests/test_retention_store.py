@@ -1,12 +1,16 @@
-"""Retention on real SQLite files and files on disk: the store's queries for what is due, and
-the purge job that deletes the files and marks their rows."""
+"""Retention on real databases (each test on SQLite and on PostgreSQL but SQLite's own plan
+and upgrade) and files on disk: the store's queries for what is due, and the purge job that
+deletes the files and marks their rows."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from recorder.archive.retention import (
     DEFERRED,
@@ -21,6 +25,7 @@ from recorder.rules.retention import due_for_purge
 from recorder.store.records import RecordingQuery, RecordingUpdate
 from recorder.store.schema import CREATE_V1, CREATE_V2, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
+from tests.helpers.engines import EngineDatabase
 from tests.helpers.retention import (
     BERLIN,
     DAY,
@@ -32,11 +37,21 @@ from tests.helpers.retention import (
     job_for,
     mix,
     recording_path,
-    store,
     write,
 )
+from tests.helpers.retention import store as sqlite_store
 
-__all__ = ["store"]  # the fixture, used by name
+
+@pytest.fixture
+def store(engine_db: EngineDatabase) -> Iterator[SqliteStore]:
+    """The store on each engine (its data directory, as the helpers' store's, is data/)."""
+    s = engine_db.store()
+    s.open()
+    yield s
+    s.close()
+
+
+__all__ = ["sqlite_store"]  # the fixture, used by name
 
 
 # --- the store -------------------------------------------------------------------------------
@@ -65,13 +80,13 @@ def test_the_store_hands_them_out_in_batches(store: SqliteStore, tmp_path: Path)
     assert len(seen) == len(set(seen))
 
 
-def test_the_expiry_query_reads_the_unpurged_index(store: SqliteStore) -> None:
+def test_the_expiry_query_reads_the_unpurged_index(sqlite_store: SqliteStore) -> None:
     # The store may hold millions of rows: the query must walk the small partial index of
     # rows still to purge, never the whole table.
     from recorder.store.sqlite import _expired_where  # noqa: PLC0415 - the SQL under test
 
     where, args = _expired_where(NOW, POLICY.rule)
-    conn = sqlite3.connect(store.path)
+    conn = sqlite3.connect(sqlite_store.path)
     plan = " ".join(str(step[3]) for step in conn.execute(
         f"EXPLAIN QUERY PLAN SELECT r.ident FROM recordings r WHERE {where}"
         " AND (r.start_time, r.ident) > (?, ?) ORDER BY r.start_time, r.ident LIMIT 10",

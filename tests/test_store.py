@@ -1,9 +1,7 @@
-"""The SQLite store, on real database files."""
+"""The store's contract, on real databases: each test on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +16,12 @@ from recorder.store.records import (
 )
 from recorder.store.schema import MANUAL_COLUMNS
 from recorder.store.sqlite import SqliteStore
+from tests.helpers.engines import EngineDatabase
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = SqliteStore(tmp_path / "db" / "recorder.sqlite3")
+def store(engine_db: EngineDatabase) -> Any:
+    s = engine_db.store()
     s.open()
     yield s
     s.close()
@@ -34,10 +33,9 @@ def new(device: str = "1001", start: float = 1_700_000_000.25, **meta: str) -> N
                         sample_rate=8000, start_time=start, core_ident=1, meta=meta)
 
 
-def test_table_has_every_column_the_manual_lists_under_uniquefield(store: SqliteStore) -> None:
-    conn = sqlite3.connect(store.path)
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(recordings)")}
-    conn.close()
+def test_table_has_every_column_the_manual_lists_under_uniquefield(
+        store: SqliteStore, engine_db: EngineDatabase) -> None:
+    columns = engine_db.columns("recordings")
     assert set(MANUAL_COLUMNS) <= columns
     assert len(MANUAL_COLUMNS) == 49
 
@@ -119,29 +117,25 @@ def test_update_and_last_recording(store: SqliteStore) -> None:
     assert not store.update_recording(999, RecordingUpdate())
 
 
-def test_rows_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "r.sqlite3"
-    first = SqliteStore(path)
+def test_rows_survive_reopening(engine_db: EngineDatabase) -> None:
+    first = engine_db.store()
     first.open()
     ident = first.insert_recording(new())
     first.close()
-    again = SqliteStore(path)
+    again = engine_db.store()
     again.open()
     assert again.get_recording(ident) is not None
     assert again.insert_recording(new()) == ident + 1
     again.close()
 
 
-def test_a_database_from_a_newer_recorder_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "new.sqlite3"
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 99")
-    conn.close()
+def test_a_database_from_a_newer_recorder_is_refused(engine_db: EngineDatabase) -> None:
+    engine_db.set_schema_version(99)
     with pytest.raises(StoreError, match="schema 99, newer than"):
-        SqliteStore(path).open()
+        engine_db.store().open()
 
 
-def test_a_closed_store_raises_store_error(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "c.sqlite3")
+def test_a_closed_store_raises_store_error(engine_db: EngineDatabase) -> None:
+    store = engine_db.store()
     with pytest.raises(StoreError, match="not open"):
         store.insert_recording(new())

@@ -1,4 +1,5 @@
-"""The directory in the SQLite store, on real database files: migration, users, phones, chats."""
+"""The directory in the store, on real databases (each test on SQLite and PostgreSQL but the
+SQLite file's upgrade): migration, users, phones, chats."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from recorder.store import pg_conn
 from recorder.store.directory import (
     AgentWindow,
     PhoneInUse,
@@ -17,16 +19,19 @@ from recorder.store.directory import (
     UserFields,
     UserQuery,
 )
+from recorder.store.pg import PgStore
 from recorder.store.records import ChatStart, NewRecording, RecordingQuery
 from recorder.store.schema import CREATE_V1, MIGRATIONS, SCHEMA_VERSION
 from recorder.store.sqlite import SqliteStore
+from tests.helpers.engines import ON_POSTGRESQL, EngineDatabase
+from tests.helpers.postgres import PASSWORD, PostgresServer
 
 NOW = 1_700_000_000.0
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = SqliteStore(tmp_path / "recorder.sqlite3")
+def store(engine_db: EngineDatabase) -> Any:
+    s = engine_db.store()
     s.open()
     yield s
     s.close()
@@ -51,6 +56,63 @@ def test_a_new_database_says_it_was_created_not_upgraded(
     assert [m for m in said if "schema" in m] == [
         f"store: creating {tmp_path / 'new.sqlite3'} at schema {SCHEMA_VERSION}",
         f"store: SQLite database {tmp_path / 'new.sqlite3'} (schema {SCHEMA_VERSION})"]
+
+
+@ON_POSTGRESQL
+def test_a_new_postgresql_database_says_it_was_created_not_upgraded(
+        postgres_server: PostgresServer, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="recorder.store")
+    database = postgres_server.new_database(tmp_path, empty=True)
+    try:
+        store = PgStore(database.url, tmp_path, password_file=str(database.password_file))
+        store.open()
+        store.close()
+    finally:
+        postgres_server.drop_database(database)
+    said = [r.getMessage() for r in caplog.records]
+    where = f"postgresql://recorder@127.0.0.1:{postgres_server.port}/{database.name}"
+    assert [m for m in said if "schema" in m] == [
+        f"store: creating {where} at schema {SCHEMA_VERSION}",
+        f"store: PostgreSQL database {where} (schema {SCHEMA_VERSION})"]
+    assert not [m for m in said if PASSWORD in m]
+
+
+@ON_POSTGRESQL
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_a_postgresql_database_of_each_earlier_version_is_upgraded_and_keeps_its_recordings(
+        postgres_server: PostgresServer, tmp_path: Path, version: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    database = postgres_server.new_database(tmp_path, empty=True)
+    try:
+        # The database as a recorder of that schema left it: the same steps, stopped there.
+        monkeypatch.setattr(pg_conn, "SCHEMA_VERSION", version)
+        old = PgStore(database.url, tmp_path, password_file=str(database.password_file))
+        old.open()
+        old.close()
+        monkeypatch.undo()
+        with database.connect() as conn:
+            assert conn.execute("SELECT version FROM recorder_schema").fetchall() == [
+                (version,)]
+            conn.execute("INSERT INTO recordings (device_id, filename, recording_time,"
+                         " media_format, sample_rate, start_time, status, core_ident, user1)"
+                         " VALUES ('1001', '/r/a.wav', 5, 'wav', 8000, 5.0, 'complete', 1,"
+                         " 'kept')")
+        store = PgStore(database.url, tmp_path, password_file=str(database.password_file))
+        store.open()
+        try:
+            (row,) = store.list_recordings(RecordingQuery())
+            assert (row.meta["USER1"], row.agent_id, row.recording_type) == (
+                "kept", None, "audio")
+            assert store.add_user(UserFields(first_name="A", last_name="B"), now=NOW) == 1
+            assert store.insert_recording(call("1002")) == row.ident + 1
+        finally:
+            store.close()
+        with database.connect() as conn:
+            assert conn.execute("SELECT version FROM recorder_schema").fetchall() == [
+                (SCHEMA_VERSION,)]
+    finally:
+        postgres_server.drop_database(database)
 
 
 def test_a_version_1_database_is_upgraded_and_keeps_its_recordings(

@@ -120,6 +120,7 @@ class CrossChecks:
             self.problems.append(
                 f"{where}.encode: {storage.format} is as crash-safe as PCM and cheap to write; "
                 "record it live (encode = \"live\")")
+        storage = self._check_database(storage, where)
         if storage.seal_key_file:
             # As key_file: loaded by recorderd (and recorderctl) when used, never here.
             seal = Path(storage.seal_key_file).expanduser()
@@ -136,6 +137,21 @@ class CrossChecks:
         path = Path(storage.key_file).expanduser()
         path = path if path.is_absolute() else self.base_dir / path
         return replace(storage, key_file=str(path))
+
+    def _check_database(self, storage: StorageConfig, where: str) -> StorageConfig:
+        if storage.database_password_file:
+            secret = Path(storage.database_password_file).expanduser()
+            storage = replace(storage, database_password_file=str(
+                secret if secret.is_absolute() else self.base_dir / secret))
+        if not storage.database:
+            if storage.database_password_file:
+                self.problems.append(f"{where}.database_password_file: set without "
+                                     f"{where}.database (a PostgreSQL database)")
+            return storage
+        problem = database_problem(storage.database)
+        if problem:
+            self.problems.append(f"{where}.database: {problem}")
+        return storage
 
     def check_capture(self, capture: CaptureConfig, where: str) -> CaptureConfig:
         needed = capture.preroll_seconds + capture.commit_delay_seconds + 1.0
@@ -326,3 +342,24 @@ class CrossChecks:
         return retention
 
 
+
+
+def database_problem(database: str) -> str:
+    """What is wrong with ``storage.database`` (a PostgreSQL URL or key/value string), or ""."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 - an optional extra
+    except ImportError:
+        return "PostgreSQL needs psycopg: pip install 'recorder[postgresql]'"
+    if "://" in database and not database.startswith(("postgresql://", "postgres://")):
+        scheme = database.split("://", maxsplit=1)[0]
+        return f"{scheme}:// is not a PostgreSQL URL (postgresql://...)"
+    try:
+        params = conninfo_to_dict(database)
+    except Exception as exc:  # psycopg.ProgrammingError: libpq's own words
+        return f"not a libpq URL or key/value string: {str(exc).strip()}"
+    if "password" in params:
+        # The URL is logged and shown (/status, --print-config): the secret goes elsewhere.
+        return "holds a password: put it in storage.database_password_file instead"
+    if not params.get("dbname"):
+        return "names no database (postgresql://USER@HOST:PORT/DBNAME, or dbname=...)"
+    return ""

@@ -90,6 +90,24 @@ class StorageConfig:
         "when set, rows' seals and the audit chain are HMACs under it, so forging evidence "
         "needs it (docs/storage.md); relative to the configuration file's directory")
 
+    database: str = setting(
+        "", "the database of recording rows and the directory: empty for the SQLite file in "
+        "data_dir; else PostgreSQL, as a libpq URL (\"postgresql://recorder@db.example:5432/"
+        "recorder\") or key/value string (\"host=db.example dbname=recorder user=recorder\"), "
+        "without its password (docs/storage.md)")
+    database_password_file: str = setting(
+        "", "the PostgreSQL password for database: a file holding it (one line; a systemd "
+        "credential such as /run/credentials/recorder.service/pgpass works); empty: none, or "
+        "libpq's own (~/.pgpass, PGPASSWORD); relative to the configuration file's directory")
+    database_pool_size: int = setting(
+        8, "PostgreSQL: connections the recorder keeps open to the database at most",
+        min=2, max=256)
+
+    @property
+    def postgresql(self) -> bool:
+        """Whether ``database`` names a PostgreSQL database (else SQLite in data_dir)."""
+        return bool(self.database)
+
     @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"

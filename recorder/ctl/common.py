@@ -154,7 +154,10 @@ def install_configured_key(config: Config, key_file: Path | None = None) -> None
 
 
 def require_database(config: Config) -> None:
-    """CtlError (2) unless the configuration's data directory has a database."""
+    """CtlError (2) unless the configuration's data directory has a database (a PostgreSQL
+    one, storage.database, is the server's to have: opening it says if it cannot)."""
+    if config.storage.postgresql:
+        return
     database = config.storage.database_path
     if not database.is_file():
         raise CtlError(f"no database at {database} (is storage.data_dir right?)", EXIT_USAGE)

@@ -248,7 +248,7 @@ def restore(path: Path, config: Config) -> int:
     from recorder.crypt.access import is_encrypted, restore_key  # noqa: PLC0415
 
     _, keys = load_keys_or_fail(path)
-    if not config.storage.database_path.is_file():
+    if not config.storage.postgresql and not config.storage.database_path.is_file():
         print("no database: nothing to restore from")
         return EXIT_OK
     store = open_offline_store(config)
@@ -286,7 +286,7 @@ def load_keys_or_fail(path: Path) -> tuple[MasterKey, list[MasterKey]]:
 
 def _rewrap_rows(config: Config, old: MasterKey, new: MasterKey) -> tuple[int, int]:
     """Re-wrap the keys the rows keep (none without a database yet)."""
-    if not config.storage.database_path.is_file():
+    if not config.storage.postgresql and not config.storage.database_path.is_file():
         return 0, 0
     store = open_offline_store(config)
     done = failed = 0

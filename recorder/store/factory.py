@@ -70,7 +70,8 @@ class Store:
 
 def open_store(config: StorageConfig, *, offline: bool = False,
                seal_key_file: str | None = None) -> Store:
-    """The store the config asks for (today: SQLite in the data directory), opened, its
+    """The store the config asks for (SQLite in the data directory, or the PostgreSQL
+    database of ``storage.database``), opened, its
     recordings behind the outage spool (``recorder.store.spool``, in
     ``<data_dir>/store-spool.jsonl``), sealing with ``storage.seal_key_file`` (or
     ``seal_key_file``) when set.
@@ -78,7 +79,7 @@ def open_store(config: StorageConfig, *, offline: bool = False,
     recorderd takes the seal key into use (``_take_seal_key``) and refuses to open a store
     sealed with a key it lacks. ``offline`` (recorderctl's commands) does neither: without the
     key such a store refuses only the seals a command would add."""
-    database = SqliteStore(config.database_path, BUSY_TIMEOUT_SECONDS)
+    database = _database(config)
     # Before the open: the spool replays its waiting changes then, sealing them.
     database.sealing = _sealing(config.seal_key_file if seal_key_file is None
                                 else seal_key_file, offline)
@@ -92,6 +93,20 @@ def open_store(config: StorageConfig, *, offline: bool = False,
             raise
     return Store(recordings, database, audit=database, bookmarks=database, evidence=database,
                  tokens=database, file_keys=database, sealing=database.sealing)
+
+
+def _database(config: StorageConfig) -> SqliteStore:
+    """The database storage.database names: PostgreSQL, or else SQLite in data_dir."""
+    if not config.database:
+        return SqliteStore(config.database_path, BUSY_TIMEOUT_SECONDS)
+    try:
+        from recorder.store.pg import PgStore  # noqa: PLC0415 - psycopg is an optional extra
+    except ImportError as exc:
+        raise StoreError("storage.database names a PostgreSQL database, and psycopg is not "
+                         f"installed (pip install 'recorder[postgresql]'): {exc}") from exc
+    return PgStore(config.database, config.data_dir,
+                   password_file=config.database_password_file,
+                   pool_size=config.database_pool_size)
 
 
 def _sealing(path: str, offline: bool) -> Sealing:

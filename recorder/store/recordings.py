@@ -97,6 +97,13 @@ class RecordingStore(ABC):
         """The highest RECORDID the store has ever handed out (0: none), deleted rows
         included, so that one handed out next can never have been used."""
 
+    def reserve_recording_ids(self, count: int) -> list[int]:
+        """Up to ``count`` RECORDIDs taken for the outage spool to hand out later, that the
+        store will give no one else (``spoolids``); [] where the spool's own count is safe
+        (one writer: SQLite)."""
+        del count
+        return []
+
     @abstractmethod
     def finish_recording(self, ident: int, done: FinishedRecording) -> None: ...
 

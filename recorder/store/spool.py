@@ -31,10 +31,9 @@ known (read at open, raised by every insert) and hands out the next ones itself;
 stores each row under the RECORDID it was given. That is safe because one process at a time
 owns the spool (an exclusive ``flock`` on the spool file; recorderd also holds the data
 directory's lock), and while changes wait in the spool nothing else that takes a RECORDID
-(CHATSTART) is let through. A backend several recorder servers share (PostgreSQL) will need
-RECORDIDs that cannot collide across servers: a range reserved per server (a sequence with a
-per-server block), or ids derived from ``core.ident``; the spool's "next after the highest" is
-only right for one writer.
+(CHATSTART) is let through. A database several recorder servers share (PostgreSQL) gives the
+spool a block of RECORDIDs from its sequence while it is up, and the spool hands those out
+first (``spoolids``): no two servers give the same.
 
 Replay is idempotent, so a crash in the middle of one loses and duplicates nothing when the
 next start replays the whole spool again: an insert whose RECORDID already holds the same
@@ -89,6 +88,7 @@ from recorder.store.spoolfile import (
     SpoolEntry,
     SpoolFile,
 )
+from recorder.store.spoolids import IdReserve
 from recorder.worker import PeriodicWorker
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class SpoolingStore(RecordingStore):
         self._spooling_since: float | None = None
         self._errors = 0
         self._replayer: _Replayer | None = None
+        self._reserve = IdReserve()  # RECORDIDs for the spool to give (spoolids)
         self.backend = inner.backend
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -136,6 +137,7 @@ class SpoolingStore(RecordingStore):
             self._inner.open()
             if self._spool.owned:
                 self._highest = self._inner.max_recording_id()
+                self._reserve.top_up(self._inner)
         except BaseException:
             self._inner.close()
             self._spool.close()
@@ -192,6 +194,10 @@ class SpoolingStore(RecordingStore):
         if self._spool.owned:
             return self._spool.held
         return 0
+
+    def top_up_reserve(self) -> None:
+        """Reserve RECORDIDs for the next outage while the database is up (the replayer's)."""
+        self._reserve.try_top_up(self._inner)
 
     @property
     def spool_path(self) -> Path:
@@ -386,7 +392,7 @@ class SpoolingStore(RecordingStore):
         if ident is not None and any(e.op == OP_INSERT and int(e.args["ident"]) == ident
                                      for e in self._pending):
             return ident  # recovery storing a row the spool already holds: once is enough
-        given = ident if ident is not None else self._highest + 1
+        given = ident if ident is not None else self._reserve.take(self._highest)
         # May be held: the crash journal has the row (recovery inserts it under ``given``).
         self._append(OP_INSERT, {"ident": given, "rec": _plain(rec)}, may_hold=True)
         self._highest = max(self._highest, given)
@@ -524,6 +530,8 @@ class _Replayer(PeriodicWorker):
     def turn(self) -> None:
         if self._store.spooled:
             self._store.replay()
+        else:
+            self._store.top_up_reserve()
 
 
 def _new_recording(doc: Mapping[str, Any]) -> NewRecording:

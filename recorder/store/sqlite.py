@@ -367,7 +367,7 @@ def _query_tail(query: RecordingQuery) -> tuple[str, list[Any]]:
         devices, agents = query.within_devices, query.within_agents
         terms = [f"+r.device_id IN ({', '.join('?' * len(devices))})"] if devices else []
         terms += [f"+r.agent_id IN ({', '.join('?' * len(agents))})"] if agents else []
-        where.append(f"({' OR '.join(terms)})" if terms else "0")
+        where.append(f"({' OR '.join(terms)})" if terms else "1 = 0")
         args += [*devices, *agents]
     for op, bound in ((">=", query.min_duration), ("<=", query.max_duration)):
         if bound is not None:

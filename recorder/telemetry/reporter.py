@@ -269,7 +269,9 @@ class Telemetry:
         store = self.parts.store
         storage = self.parts.config.storage
         if store is None:
-            return {"backend": "", "path": str(storage.database_path), "ok": False,
+            # (storage.database holds no password: the config refuses one.)
+            return {"backend": "", "path": storage.database or str(storage.database_path),
+                    "ok": False,
                     "recordings": None, "errors": 0, "spooled": 0,
                     "detail": "the store is not open"}
         recordings: int | None = None
