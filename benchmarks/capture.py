@@ -32,7 +32,8 @@ import numpy as np
 from recorder.capture.core import CaptureBoard, CaptureCore, Channel
 from recorder.codecs.formats import open_writer
 from recorder.drivers.registry import create_driver
-from recorder.drivers.synthetic import SyntheticBoardConfig, SyntheticDriver
+from recorder.drivers.settings import SyntheticBoardConfig
+from recorder.drivers.synthetic import SyntheticDriver
 from recorder.recording.session import RecordingSession
 
 RATE = 8000

@@ -56,7 +56,8 @@ sys.path.insert(0, str(HERE.parent))  # tests.helpers.api, when run from a check
 
 from recorder.config.loader import config_from_dict  # noqa: E402
 from recorder.config.printing import to_toml  # noqa: E402
-from recorder.drivers.synthetic import SyntheticBoardConfig, SyntheticDriver  # noqa: E402
+from recorder.drivers.settings import SyntheticBoardConfig  # noqa: E402
+from recorder.drivers.synthetic import SyntheticDriver  # noqa: E402
 from tests.helpers.api import ApiConnection, result_code  # noqa: E402
 
 RATE = 8000

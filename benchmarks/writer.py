@@ -45,7 +45,8 @@ from recorder.codecs.formats import open_writer
 from recorder.crypt.access import open_plain
 from recorder.crypt.keys import MasterKey
 from recorder.drivers.registry import create_driver
-from recorder.drivers.synthetic import SyntheticBoardConfig, SyntheticDriver
+from recorder.drivers.settings import SyntheticBoardConfig
+from recorder.drivers.synthetic import SyntheticDriver
 from recorder.recording.blackouts import Blackouts
 from recorder.recording.completion import Completion
 from recorder.recording.files import encrypted_file

@@ -3,37 +3,14 @@ field)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-from recorder.config.boards import BoardCommon
-from recorder.config.setting import setting
 from recorder.drivers.base import Block, PacedDriver
+from recorder.drivers.settings import FileBoardConfig
 from recorder.errors import DriverError
-
-
-@dataclass(frozen=True, kw_only=True)
-class FileBoardConfig(BoardCommon):
-    """Replays one audio file per channel, looped, paced in real time."""
-
-    driver: str = setting("file", "board driver")
-    files: tuple[Path, ...] = setting(doc="one audio file per channel (WAV, FLAC, ...)",
-                                      example=("/srv/test-lines/a.wav",))
-    block_ms: int = setting(20, "length of one capture block", min=5, max=200)
-    loop: bool = setting(True, "start the files again at their end; false: silence after")
-    realtime: bool = setting(True, "false: replay as fast as the capture core takes it")
-
-    def checked(self, where: str, problems: list[str]) -> FileBoardConfig:
-        if len(self.files) != len(self.devices):
-            problems.append(f"{where}.devices: {len(self.devices)} device(s) for "
-                            f"{len(self.files)} file(s); list one DEVICEID per file")
-        for i, path in enumerate(self.files):
-            if not path.is_file():
-                problems.append(f"{where}.files[{i}]: no such file: {path}")
-        return self
 
 
 def _load(key: str, path: str) -> tuple[np.ndarray, int]:

@@ -25,16 +25,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from recorder.config.boards import BoardCommon, one_channel_per_device
-from recorder.config.setting import setting
 from recorder.drivers.base import DriverSink, DriverState, ThreadedDriver
+from recorder.drivers.settings import SoundDeviceBoardConfig
 from recorder.errors import DriverError
 
 logger = logging.getLogger(__name__)
@@ -62,25 +60,6 @@ OVERFLOW_LOG_SECONDS = 60.0  # at most one overflow warning per minute
 # goes through this lock, and the list is only refreshed while no stream of ours is open.
 _PA_LOCK = threading.RLock()
 _open_streams = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class SoundDeviceBoardConfig(BoardCommon):
-    """A sound card (any PortAudio input device): input channel N taps devices[N-1]."""
-
-    driver: str = setting("sounddevice", "board driver")
-    device: str = setting("", "PortAudio input device: its index, or part of its name; "
-                          "empty for the default input")
-    channels: int = setting(0, "input channels to open; defaults to the number of devices",
-                            min=0, max=256)
-    sample_rate: int = setting(8000, "samples per second", min=8000, max=192000)
-    block_ms: int = setting(20, "length of one capture block", min=5, max=200)
-    reopen_max_seconds: float = setting(
-        30.0, "a lost device is reopened with back-off up to this interval", min=0.1,
-        max=3600.0)
-
-    def checked(self, where: str, problems: list[str]) -> SoundDeviceBoardConfig:
-        return one_channel_per_device(self, where, problems)
 
 
 def _portaudio(key: str) -> ModuleType:

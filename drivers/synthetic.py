@@ -18,13 +18,11 @@ measurement.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 
-from recorder.config.boards import BoardCommon, one_channel_per_device
-from recorder.config.setting import setting
 from recorder.drivers.base import Block, PacedDriver
+from recorder.drivers.settings import SyntheticBoardConfig
 
 TALK_SECONDS = (0.8, 3.0)
 PAUSE_SECONDS = (0.4, 2.0)
@@ -32,23 +30,6 @@ TALK_PEAK = 0.35 * 32767
 NOISE_RMS = 0.001 * 32767  # about -60 dBFS: a quiet line is not digital zero
 SYLLABLE_HZ = 4.0
 BANDWIDTH_HZ = 3400.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class SyntheticBoardConfig(BoardCommon):
-    """The built-in demo board: speech-like talk spurts and pauses on every channel."""
-
-    driver: str = setting("synthetic", "board driver")
-    channels: int = setting(0, "number of channels; defaults to the number of devices",
-                            min=0, max=65536)
-    sample_rate: int = setting(8000, "samples per second", min=8000, max=48000)
-    block_ms: int = setting(20, "length of one capture block", min=5, max=200)
-    seed: int = setting(0, "random seed of the generated speech", min=0, max=2**31 - 1)
-    realtime: bool = setting(True, "false: generate as fast as the capture core takes it "
-                             "(benchmarks)")
-
-    def checked(self, where: str, problems: list[str]) -> SyntheticBoardConfig:
-        return one_channel_per_device(self, where, problems)
 
 
 VOICES = 4  # tapes a board synthesizes; channels share them from different starting points

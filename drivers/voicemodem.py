@@ -32,14 +32,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
 import serial
 
-from recorder.config.boards import BoardCommon
-from recorder.config.setting import setting
 from recorder.drivers.base import Block, DriverSink, DriverState, ThreadedDriver
 from recorder.drivers.lineevents import LineEvent
+from recorder.drivers.settings import VoiceModemBoardConfig
 from recorder.drivers.v253 import (
     RECEIVE_ABORT,
     TICK_SECONDS,
@@ -64,44 +62,6 @@ SETTLE_SECONDS = 0.1  # for a modem to end a voice receive left running before s
 
 
 # --- the driver ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class VoiceModemBoardConfig(BoardCommon):
-    """An ITU-T V.253 voice modem on a serial port, tapping one line."""
-
-    driver: str = setting("voicemodem", "board driver")
-    port: str = setting(doc="serial port of the modem, e.g. /dev/ttyACM0", example="/dev/ttyACM0")
-    baudrate: int = setting(115200, "serial speed", min=1200, max=4000000)
-    encoding: str = setting("ulaw", "audio format asked with AT+VSM, at 8 kHz: ulaw (G.711 "
-                            "mu-law) or linear (PCM); the method number is found with AT+VSM=?",
-                            choices=("ulaw", "linear"))
-    line_select: int = setting(
-        1, "analogue source selected with AT+VLS: the telephone line, 1 on most modems "
-        "(AT+VLS=? lists a modem's choices; prefer one that listens without seizing the line)",
-        min=0, max=255)
-    init: tuple[str, ...] = setting((), "extra AT commands sent after the standard set-up",
-                                    factory=None)
-    caller_id: bool = setting(True, "ask for caller ID (AT+VCID=1) and report it as ANI")
-    block_ms: int = setting(20, "length of one capture block", min=5, max=200)
-    command_timeout_seconds: float = setting(
-        3.0, "how long the modem may take to answer one AT command", min=0.1, max=60.0)
-    ring_timeout_seconds: float = setting(
-        8.0, "a call that rang is given up this long after its last ring if the line has not "
-        "gone off-hook (longer than the pause between two rings)", min=1.0, max=120.0)
-    reopen_max_seconds: float = setting(
-        30.0, "a vanished port is reopened with back-off up to this interval", min=0.1,
-        max=3600.0)
-
-    @property
-    def channels(self) -> int:
-        return 1
-
-    def checked(self, where: str, problems: list[str]) -> VoiceModemBoardConfig:
-        if len(self.devices) > 1:
-            problems.append(f"{where}.devices: a voice modem taps one line; list one "
-                            f"DEVICEID, not {len(self.devices)}")
-        return self
 
 
 class VoiceModemDriver(ThreadedDriver):

@@ -14,7 +14,7 @@ from recorder.codecs.formats import open_writer
 from recorder.drivers.base import DriverState
 from recorder.drivers.lineevents import LineEvent, LineEventKind
 from recorder.drivers.registry import create_driver
-from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.drivers.settings import SyntheticBoardConfig
 from recorder.recording.session import RecordingSession
 
 RATE = 8000

@@ -13,7 +13,7 @@ import pytest
 from recorder.calls.requests import CallStart, DeviceQuery
 from recorder.capture.core import CaptureCore
 from recorder.drivers.registry import create_driver
-from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.drivers.settings import SyntheticBoardConfig
 from recorder.events.types import Event
 from recorder.recording.journal import Journal
 from recorder.store.records import FinishedRecording, RecordingQuery, RecordingRow

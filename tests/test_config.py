@@ -12,8 +12,7 @@ from recorder.config.loader import config_from_dict, load_config
 from recorder.config.model import embedded_config, resolve_config_path
 from recorder.config.printing import to_toml
 from recorder.config.sections import default_data_dir
-from recorder.drivers.file import FileBoardConfig
-from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.drivers.settings import FileBoardConfig, SyntheticBoardConfig
 from recorder.errors import ConfigError
 
 

@@ -46,6 +46,7 @@ key_file = "{key_file}"
 """)
 
 
+@pytest.mark.slow  # recorderctl as a process, three to nine times: a second or more of CPU
 def test_key_init_id_and_decrypt(tmp_path: Path) -> None:
     key = tmp_path / "master.key"
     made = recorderctl("key", "init", "--key-file", key)
@@ -75,6 +76,7 @@ def test_key_init_id_and_decrypt(tmp_path: Path) -> None:
     assert piped.stdout == expected
 
 
+@pytest.mark.slow  # recorderctl as a process, three to nine times: a second or more of CPU
 def test_decrypt_without_the_key_or_with_another_says_so(tmp_path: Path) -> None:
     key, other = tmp_path / "k1", tmp_path / "k2"
     recorderctl("key", "init", "--key-file", key)
@@ -96,6 +98,7 @@ def test_decrypt_without_the_key_or_with_another_says_so(tmp_path: Path) -> None
     assert "not an encrypted recording" in plain.stderr
 
 
+@pytest.mark.slow  # recorderctl as a process, three to nine times: a second or more of CPU
 def test_decrypt_refuses_a_flipped_byte_and_a_cut_file(tmp_path: Path) -> None:
     key = tmp_path / "k"
     recorderctl("key", "init", "--key-file", key)
@@ -115,6 +118,7 @@ def test_decrypt_refuses_a_flipped_byte_and_a_cut_file(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow  # recorderctl as a process, three to nine times: a second or more of CPU
 def test_rotation_rewraps_file_keys_and_leaves_recordings_alone(tmp_path: Path) -> None:
     key = tmp_path / "master.key"
     recorderctl("key", "init", "--key-file", key)
@@ -148,6 +152,7 @@ def test_rotation_rewraps_file_keys_and_leaves_recordings_alone(tmp_path: Path) 
                        ).returncode == 0
 
 
+@pytest.mark.slow  # recorderctl as a process, three to nine times: a second or more of CPU
 def test_a_rotation_cut_short_is_finished_by_running_it_again(tmp_path: Path) -> None:
     key = tmp_path / "master.key"
     recorderctl("key", "init", "--key-file", key)

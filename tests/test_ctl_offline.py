@@ -40,7 +40,11 @@ def test_every_service_command_exits_3_against_a_closed_port(command: list[str],
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("command", [["status"], ["calls"], ["send", "<REQUEST/>"]])
+# Three recorderctl processes each, about a second: one command in the fast lane, the others
+# (the same path through common.target) in the full run.
+@pytest.mark.parametrize("command", [
+    ["status"], pytest.param(["calls"], marks=pytest.mark.slow),
+    pytest.param(["send", "<REQUEST/>"], marks=pytest.mark.slow)])
 def test_a_config_file_that_is_missing_or_invalid_is_exit_2_naming_it(
         command: list[str], tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.toml"

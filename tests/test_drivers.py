@@ -13,9 +13,8 @@ import pytest
 import soundfile
 
 from recorder.drivers.base import DriverState
-from recorder.drivers.file import FileBoardConfig
 from recorder.drivers.registry import create_driver
-from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.drivers.settings import FileBoardConfig, SyntheticBoardConfig
 from recorder.errors import DriverError
 from tests.helpers.contract import Harness, RecordingSink
 from tests.helpers.modem_emulator import voicemodem

@@ -304,6 +304,7 @@ def test_nothing_younger_than_audit_keep_days_is_purged(tmp_path: Path) -> None:
 
 # --- a store from before verification existed ------------------------------------------------
 
+@pytest.mark.slow  # recorderctl as a process, repeatedly: a second or more of CPU
 def test_an_older_store_is_chained_and_its_rows_reported_as_not_hashed(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "recordings").mkdir(parents=True)
@@ -373,6 +374,7 @@ def _recorded(store: SqliteStore, data: Path, name: str, start: float) -> int:
     return ident
 
 
+@pytest.mark.slow  # recorderctl as a process, repeatedly: a second or more of CPU
 def test_changes_the_recorder_makes_itself_are_sealed_and_pass(tmp_path: Path) -> None:
     from recorder.store.records import RecordingUpdate  # noqa: PLC0415
 
@@ -448,6 +450,7 @@ store.close()
 """
 
 
+@pytest.mark.slow  # three Python processes and recorderctl: a second or more of CPU
 def test_writers_in_separate_processes_never_fork_the_chain(tmp_path: Path) -> None:
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415

@@ -62,6 +62,7 @@ def _sql(data: Path, statement: str) -> None:
         conn.execute(statement)
 
 
+@pytest.mark.slow  # recorderctl verify as a process, repeatedly: a second or more of CPU
 def test_a_blackout_mark_changed_removed_or_added_is_reported(tmp_path: Path) -> None:
     data = tmp_path / "data"
     store = SqliteStore(data / "recorder.sqlite3")
@@ -122,6 +123,7 @@ def _old_row(conn: sqlite3.Connection, data: Path, name: str,
     return ident
 
 
+@pytest.mark.slow  # recorderctl verify as a process, repeatedly: a second or more of CPU
 def test_rows_sealed_before_the_upgrade_are_resealed_with_their_marks_if_still_intact(
         tmp_path: Path) -> None:
     data = tmp_path / "data"

@@ -18,7 +18,7 @@ import soundfile
 from recorder.calls.requests import CallError, CallStart, CallUpdate, DeviceQuery
 from recorder.capture.core import CaptureCore
 from recorder.drivers.registry import create_driver
-from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.drivers.settings import SyntheticBoardConfig
 from recorder.events.types import Event
 from recorder.recording.files import StoredFormat
 from recorder.resultcodes import ResultCode

@@ -18,7 +18,7 @@ from recorder.capture.core import CaptureBoard, CaptureCore
 from recorder.config.recording import RecordingConfig, ScheduleConfig
 from recorder.drivers.lineevents import LineEvent, LineEventKind, StampedEvent
 from recorder.drivers.registry import create_driver
-from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.drivers.settings import SyntheticBoardConfig
 from recorder.events.types import CollectedEvents
 from recorder.rules.decision import Policy
 from recorder.store.records import RecordingQuery, RecordingRow

@@ -10,9 +10,9 @@ import numpy as np
 from recorder.capture.core import CaptureBoard
 from recorder.drivers.base import Driver
 from recorder.drivers.registry import create_driver
+from recorder.drivers.settings import SyntheticBoardConfig
 from recorder.drivers.siprec.config import SiprecBoardConfig
 from recorder.drivers.siprec.driver import SiprecDriver
-from recorder.drivers.synthetic import SyntheticBoardConfig
 
 RATE = 8000
 BLOCK = 160

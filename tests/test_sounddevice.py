@@ -21,7 +21,8 @@ from recorder.app import Recorder
 from recorder.config.loader import config_from_dict
 from recorder.drivers.base import Block, DriverState
 from recorder.drivers.registry import create_driver
-from recorder.drivers.sounddevice import SETTLE_SECONDS, SoundDeviceBoardConfig, _Capture
+from recorder.drivers.settings import SoundDeviceBoardConfig
+from recorder.drivers.sounddevice import SETTLE_SECONDS, _Capture
 from recorder.errors import DriverError
 from tests.helpers.api import ApiConnection, result_code
 from tests.helpers.audio import sox_info

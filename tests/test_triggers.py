@@ -14,9 +14,9 @@ import soundfile
 from recorder.calls.requests import DeviceQuery
 from recorder.calls.triggers import TriggerLoop
 from recorder.capture.core import CaptureBoard, CaptureCore
-from recorder.drivers.file import FileBoardConfig
 from recorder.drivers.lineevents import LineEvent, LineEventKind, StampedEvent
 from recorder.drivers.registry import create_driver
+from recorder.drivers.settings import FileBoardConfig
 from recorder.rules.triggers import (
     Action,
     Activity,

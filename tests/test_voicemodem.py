@@ -18,6 +18,7 @@ from recorder.config.loader import config_from_dict
 from recorder.drivers.base import Driver, DriverState
 from recorder.drivers.lineevents import LineEvent, LineEventKind
 from recorder.drivers.registry import create_driver
+from recorder.drivers.settings import VoiceModemBoardConfig
 from recorder.drivers.v253 import V253Protocol
 from recorder.drivers.v253stream import (
     ULAW_TO_INT16,
@@ -26,7 +27,6 @@ from recorder.drivers.v253stream import (
     choose_format,
     parse_vsm_list,
 )
-from recorder.drivers.voicemodem import VoiceModemBoardConfig
 from recorder.errors import ConfigError, DriverError
 from recorder.store.records import RecordingQuery
 from tests.helpers import g711ref

@@ -32,9 +32,9 @@ import pytest
 from recorder.drivers.base import DriverState
 from recorder.drivers.lineevents import LineEvent, LineEventKind
 from recorder.drivers.registry import create_driver
+from recorder.drivers.settings import VoiceModemBoardConfig
 from recorder.drivers.v253 import V253Protocol
 from recorder.drivers.v253stream import Timeline, choose_format, parse_vsm_list
-from recorder.drivers.voicemodem import VoiceModemBoardConfig
 from tests.helpers import g711ref
 from tests.helpers.v253dce import V253Dce
 

@@ -11,7 +11,7 @@ import numpy as np
 from recorder.capture.core import CaptureBoard, CaptureCore
 from recorder.codecs.formats import open_writer
 from recorder.drivers.registry import create_driver
-from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.drivers.settings import SyntheticBoardConfig
 from recorder.recording.completion import Completion
 from recorder.recording.session import SYNC_SECONDS, RecordingSession
 from recorder.recording.writer import WriterLoop

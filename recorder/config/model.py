@@ -20,7 +20,7 @@ from recorder.config.sections import (
     StorageConfig,
 )
 from recorder.config.setting import setting
-from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.drivers.settings import SyntheticBoardConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/recorder/recorder.toml")
 CONFIG_ENV = "RECORDER_CONFIG"

@@ -14,7 +14,7 @@ from typing import Any
 from recorder.config.loader import load_config
 from recorder.config.model import resolve_config_path
 from recorder.ctl.common import EXIT_OK, SubParsers, command, print_json, print_table
-from recorder.drivers.voicemodem import VoiceModemBoardConfig
+from recorder.drivers.settings import VoiceModemBoardConfig
 from recorder.errors import ConfigError
 
 EPILOG = """Lists PortAudio's input devices (what a `driver = "sounddevice"` board's `device`

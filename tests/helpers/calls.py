@@ -19,7 +19,7 @@ from recorder.calls.watch import LimitsWatch
 from recorder.capture.core import CaptureBoard, CaptureCore
 from recorder.config.loader import config_from_dict
 from recorder.drivers.registry import create_driver
-from recorder.drivers.synthetic import SyntheticBoardConfig
+from recorder.drivers.settings import SyntheticBoardConfig
 from recorder.events.types import CollectedEvents, EventSink
 from recorder.recording.completion import AfterCall, Completion
 from recorder.recording.files import RecordingFiles, StoredFormat

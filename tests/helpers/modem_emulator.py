@@ -36,7 +36,7 @@ import numpy as np
 import soundfile
 
 from recorder.drivers.registry import create_driver
-from recorder.drivers.voicemodem import VoiceModemBoardConfig
+from recorder.drivers.settings import VoiceModemBoardConfig
 from tests.helpers.contract import Harness
 
 logger = logging.getLogger(__name__)

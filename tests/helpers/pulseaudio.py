@@ -34,7 +34,7 @@ import pytest
 import soundfile
 
 from recorder.drivers.registry import create_driver
-from recorder.drivers.sounddevice import SoundDeviceBoardConfig
+from recorder.drivers.settings import SoundDeviceBoardConfig
 from tests.helpers.contract import Harness
 
 SINK = "nullsink"
