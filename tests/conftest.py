@@ -30,16 +30,22 @@ from tests.helpers.smalldisk import SmallDisk
 # Fixtures that start a real process (recorderd, PulseAudio): a test that uses one is marked
 # ``process``, as is the ``recorderd`` variant of ``start_recorder``. A test module names its
 # own such fixtures in a PROCESS_FIXTURES of its own.
-PROCESS_FIXTURES = frozenset({"processes", "pulse"})
+PROCESS_FIXTURES = frozenset({"processes", "pulse", "postgres_server", "postgres_db"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         variant = callspec.params.get("start_recorder") if callspec is not None else None
+        # A store test on PostgreSQL starts a server for its worker (about 5 s): not the
+        # fast lane's, which runs the same test on SQLite.
+        group = item.get_closest_marker("xdist_group")
+        on_postgresql = ((group is not None and group.args[:1] == ("postgresql",)) or (
+            callspec is not None and "postgresql" in callspec.params.values()))
         starting = PROCESS_FIXTURES | set(getattr(getattr(item, "module", None),
                                                   "PROCESS_FIXTURES", ()))
-        if variant == "recorderd" or starting & set(getattr(item, "fixturenames", ())):
+        if (variant == "recorderd" or on_postgresql
+                or starting & set(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.process)
 
 
