@@ -72,13 +72,10 @@ from recorder.errors import StoreError
 from recorder.store.recordings import RecordingStore
 from recorder.store.records import (
     ChatStart,
-    ExpiryRule,
     FinishedRecording,
     NewRecording,
-    RecordingQuery,
     RecordingRow,
     RecordingUpdate,
-    ScanCursor,
 )
 from recorder.store.spoolfile import (
     OP_FINISH,
@@ -89,6 +86,7 @@ from recorder.store.spoolfile import (
     SpoolFile,
 )
 from recorder.store.spoolids import IdReserve
+from recorder.store.spoolreads import CurrentReads
 from recorder.worker import PeriodicWorker
 
 logger = logging.getLogger(__name__)
@@ -110,7 +108,7 @@ def _same_recording(row: RecordingRow, rec: NewRecording) -> bool:
         rec.device_id, rec.call_instance, rec.start_time)
 
 
-class SpoolingStore(RecordingStore):
+class SpoolingStore(CurrentReads):
     """A ``RecordingStore`` whose writes wait in a local spool while the database is away."""
 
     def __init__(self, inner: RecordingStore, spool_path: Path, retry_seconds: float = 2.0) -> None:
@@ -437,63 +435,13 @@ class SpoolingStore(RecordingStore):
                                old, new, media_format, audio_size, audio_hash,
                                file_key=file_key), True)
 
-    # --- reads of recordings, and writes that must wait for the spool --------------------------
-
-    def _current(self, call: Callable[[], _T]) -> _T:
-        self._check_current()
-        return call()
+    # --- reads of recordings, and writes that must wait for the spool (spoolreads) ----------
 
     def max_recording_id(self) -> int:
         if self._spool.owned and self._pending:
             return self._highest  # it counts the RECORDIDs the spool has handed out
         return max(self._highest, self._current(self._inner.max_recording_id))
 
-    def count_recordings(self) -> int:
-        return self._current(self._inner.count_recordings)
-
-    def get_recording(self, ident: int) -> RecordingRow | None:
-        return self._current(lambda: self._inner.get_recording(ident))
-
-    def find_recording(self, unique_field: str, value: str) -> RecordingRow | None:
-        return self._current(lambda: self._inner.find_recording(unique_field, value))
-
-    def last_recording_id(self, device_id: str) -> int | None:
-        return self._current(lambda: self._inner.last_recording_id(device_id))
-
-    def list_recordings(self, query: RecordingQuery) -> list[RecordingRow]:
-        return self._current(lambda: self._inner.list_recordings(query))
-
-    def calllist_fields(self, query: RecordingQuery,
-                        now: float) -> list[tuple[str, ...]] | None:
-        return self._current(lambda: self._inner.calllist_fields(query, now))
-
-    def interrupted_recordings(self) -> list[RecordingRow]:
-        return self._current(self._inner.interrupted_recordings)
-
-    def mark_listened(self, ident: int) -> bool:
-        return self._current(lambda: self._inner.mark_listened(ident))
-
-    def delete_recording(self, ident: int) -> bool:
-        return self._current(lambda: self._inner.delete_recording(ident))
-
-    def recording_blackouts(self, ident: int) -> tuple[tuple[float, float], ...]:
-        return self._current(lambda: self._inner.recording_blackouts(ident))
-
-    def untranscoded_recordings(self, audio_formats: Sequence[str]) -> list[RecordingRow]:
-        return self._current(lambda: self._inner.untranscoded_recordings(audio_formats))
-
-    def expired_recordings(self, now: float, rule: ExpiryRule, limit: int,
-                           after: ScanCursor | None = None) -> list[RecordingRow]:
-        return self._current(lambda: self._inner.expired_recordings(now, rule, limit, after))
-
-    def count_expired(self, now: float, rule: ExpiryRule) -> int:
-        return self._current(lambda: self._inner.count_expired(now, rule))
-
-    def mark_purged(self, ident: int, when: float) -> bool:
-        return self._current(lambda: self._inner.mark_purged(ident, when))
-
-    def oldest_unpurged(self, limit: int, after: ScanCursor | None = None) -> list[RecordingRow]:
-        return self._current(lambda: self._inner.oldest_unpurged(limit, after))
 
     def start_chat(self, chat: ChatStart) -> tuple[int, int | None]:
         # It takes a RECORDID: not while the spool may have handed out the next ones.
@@ -502,11 +450,6 @@ class SpoolingStore(RecordingStore):
             self._highest = max(self._highest, found[0])
         return found
 
-    def stop_chat(self, session_id: str, stop_time: float) -> int | None:
-        return self._current(lambda: self._inner.stop_chat(session_id, stop_time))
-
-    def update_chat(self, session_id: str, meta: Mapping[str, str]) -> int | None:
-        return self._current(lambda: self._inner.update_chat(session_id, meta))
 
     # --- diagnostics ---------------------------------------------------------------------------
 
