@@ -27,19 +27,19 @@ from recorder.calls.blackouts import BlackoutControl
 from recorder.calls.events import CallEvents
 from recorder.calls.lookup import DeviceLookup
 from recorder.calls.model import LiveCall, Recording, refused_for_disk
+from recorder.calls.opening import RecordingOpening
 from recorder.calls.requests import CallError, CallStart, CallUpdate, DeviceQuery, WouldBlock
-from recorder.calls.status import NORMAL_STOPS, StatusViews
+from recorder.calls.status import StatusViews
 from recorder.calls.table import CallTable
 from recorder.calls.updates import CallUpdates
 from recorder.capture.core import CaptureCore, Channel
 from recorder.events.types import EventSink, NoEvents
 from recorder.recording.completion import Closing
-from recorder.recording.files import OpenFailed, RecordingFiles, wait_completed
+from recorder.recording.files import RecordingFiles, wait_completed
 from recorder.resultcodes import ResultCode
 from recorder.rules.decision import CallFacts, Decision, Policy, decide
 from recorder.store.factory import Store
 from recorder.store.records import (
-    STOP_CALL_ENDED,
     STOP_CALLSTOP,
     STOP_PREEMPTED,
     STOP_RECORDSTOP,
@@ -72,6 +72,7 @@ class Scheduler:
             if channel.device_id:  # not a channel bound to calls as they come (SIPREC)
                 self.table.devices.add(channel.device_id, channel.id)
         self.events = CallEvents(events or NoEvents(), core_ident)
+        self._opening = RecordingOpening(files, self.events, clock, core_ident)
         self.lookup = DeviceLookup(self.table, store.directory)
         self.blackouts = BlackoutControl(self.table, self.lookup, capture, self.events,
                                          noted=files.note_blackouts)
@@ -98,7 +99,7 @@ class Scheduler:
             # The recorder stops following the call: subscribers hear so, as for a CALLSTOP.
             self.events.publish("CALLSTOP", call)
             with call.lock:
-                closings += self._end_call_recordings(call, STOP_SHUTDOWN, end)
+                closings += self._opening.end_call(call, STOP_SHUTDOWN, end)
         wait_completed(closings)
         if calls:
             logger.info("scheduler: %d call(s) ended by shutdown", len(calls))
@@ -188,20 +189,20 @@ class Scheduler:
             if replaced is not None:
                 replaced.stop_time = call.start_time
                 with replaced.lock:
-                    wait_completed(self._end_call_recordings(replaced, STOP_REPLACED, position))
+                    wait_completed(self._opening.end_call(replaced, STOP_REPLACED, position))
                 self.events.publish("CALLSTOP", replaced)
             if preempted is not None and preempted.main is not None:
                 logger.info("recording of %s (priority %s) preempted by %s (priority %d)",
                             preempted.device_id, preempted.priority, device_id,
                             decision.priority)
                 with preempted.lock:
-                    wait_completed(self._end(preempted, preempted.main, STOP_PREEMPTED,
-                                             self._position(preempted)))
+                    wait_completed(self._opening.end(preempted, preempted.main, STOP_PREEMPTED,
+                                                     self._position(preempted)))
             if decision.record and channel is not None:
-                call.main = self._begin(call, position, partial=False,
-                                        max_time=decision.max_record_time,
-                                        max_silence=decision.max_record_silence,
-                                        started=self._clock() if early else None)
+                call.main = self._opening.begin(call, position, partial=False,
+                                                max_time=decision.max_record_time,
+                                                max_silence=decision.max_record_silence,
+                                                started=self._clock() if early else None)
             else:
                 call_log.info("call on %s (instance %r) not recorded: %s (%s)", device_id,
                               call.instance, decision.reason.label, decision.detail)
@@ -286,7 +287,7 @@ class Scheduler:
     def _stop_call(self, call: LiveCall, reason: str, end: int) -> None:
         self.events.publish("CALLSTOP", call)
         with call.lock:
-            closings = self._end_call_recordings(call, reason, end)
+            closings = self._opening.end_call(call, reason, end)
         wait_completed(closings)
 
     def _attach(self, device_id: str, start: CallStart, *,
@@ -322,7 +323,7 @@ class Scheduler:
                             "free space is below storage's floor; nothing new is recorded")
         policy = self._policy
         with call.lock:
-            recording = self._begin(
+            recording = self._opening.begin(
                 call, channel.position, partial=True, meta={**call.meta, **start.meta},
                 max_time=start.max_record_time or policy.max_record_time,
                 max_silence=start.max_record_silence or policy.max_record_silence)
@@ -345,7 +346,7 @@ class Scheduler:
             recording = running[-1]
             if meta:
                 recording.meta.update(meta)
-            closings = self._end(call, recording, STOP_RECORDSTOP, end)
+            closings = self._opening.end(call, recording, STOP_RECORDSTOP, end)
         wait_completed(closings)
         return recording
 
@@ -355,7 +356,7 @@ class Scheduler:
                       end: int) -> None:
         """End one recording of ``call`` at sample ``end`` (a limit, a full disk)."""
         with call.lock:
-            self._end(call, recording, reason, end)
+            self._opening.end(call, recording, reason, end)
 
     def continue_recording(self, call: LiveCall) -> None:
         """A new partial recording of ``call`` from now, with its metadata and its limits
@@ -377,9 +378,9 @@ class Scheduler:
             # The audio between the end of the cut file and now is lost audio of the call.
             session = cut.session
             lost = channel.position - (session.start + session.writer.frames)
-            recording = self._begin(call, channel.position, partial=True, meta=dict(call.meta),
-                                    max_time=max_time, max_silence=cut.max_record_silence,
-                                    lost=lost)
+            recording = self._opening.begin(call, channel.position, partial=True,
+                                            meta=dict(call.meta), max_time=max_time,
+                                            max_silence=cut.max_record_silence, lost=lost)
             if recording is not None:
                 call.partials.append(recording)
                 logger.info("%s: recording continues after the full disk in %s (RECORDID %s)",
@@ -408,8 +409,8 @@ class Scheduler:
                         "call waited for disk space", preempted.device_id, preempted.priority,
                         call.device_id, decision.priority)
             with preempted.lock:
-                wait_completed(self._end(preempted, preempted.main, STOP_PREEMPTED,
-                                         self._position(preempted)))
+                wait_completed(self._opening.end(preempted, preempted.main, STOP_PREEMPTED,
+                                                 self._position(preempted)))
         with call.lock:
             # A CALLSTOP sets the stop time before it takes the call's lock: seen unset here,
             # that CALLSTOP ends the recording begun now.
@@ -423,10 +424,11 @@ class Scheduler:
                 self.events.publish("RECORDINGSTARTED", call, reason=decision.reason.label)
                 return
             position = channel.position
-            call.main = self._begin(call, position, partial=False,
-                                    max_time=decision.max_record_time,
-                                    max_silence=decision.max_record_silence,
-                                    started=self._clock(), lost=position - call.start_position)
+            call.main = self._opening.begin(call, position, partial=False,
+                                            max_time=decision.max_record_time,
+                                            max_silence=decision.max_record_silence,
+                                            started=self._clock(),
+                                            lost=position - call.start_position)
             if call.main is not None:
                 logger.info("%s: recorded from now on, its call having started while the disk "
                             "was full (%.1f s of it lost)", call.device_id,
@@ -440,61 +442,6 @@ class Scheduler:
         call.priority = decision.priority
         call.keep_days = decision.keep_days
         call.archive_action = decision.archive_action
-
-    def _begin(self, call: LiveCall, position: int, *, partial: bool, max_time: int,
-               max_silence: int, meta: dict[str, str] | None = None,
-               started: float | None = None, lost: int = 0) -> Recording | None:
-        """Open a recording of ``call`` from ``position`` (under the call's lock); ``started``:
-        its start time (a partial one's: now; a main one's: its call's); ``lost``: samples of
-        the call lost before ``position``."""
-        taps = call.taps
-        meta = dict(meta if meta is not None else call.meta)
-        if started is None:
-            started = self._clock() if partial else call.start_time
-        label = call.device_id + (" (RECORDSTART)" if partial else "")
-        try:
-            opened = self._files.open(taps, position, started=started,
-                                      row=call.new_row(meta, started, self._core_ident),
-                                      blackouts=call.blackouts, max_time=max(0, max_time),
-                                      label=label, lost_before=lost)
-        except OpenFailed as exc:
-            if not partial:
-                call.decision = Decision(False, exc.code, str(exc))
-                call.open_failed = True
-            self.events.publish("RECORDINGSTARTED", call, reason=exc.code.label)
-            return None
-        recording = Recording(file=opened, partial=partial, meta=meta,
-                              max_record_time=max(0, max_time),
-                              max_record_silence=max(0, max_silence))
-        self.events.publish("RECORDINGSTARTED", call, recording)
-        if call.blackouts.active:
-            self.events.publish("RECORDINGPAUSED", call, recording)
-        return recording
-
-    def _end_call_recordings(self, call: LiveCall, reason: str, end: int) -> list[Closing]:
-        """The call ended: its main recording stops with ``reason``, its partials with it."""
-        closings: list[Closing] = []
-        for recording in call.partials:
-            closings += self._end(call, recording,
-                                  STOP_CALL_ENDED if reason == STOP_CALLSTOP else reason, end)
-        if call.main is not None:
-            closings += self._end(call, call.main, reason, end)
-        return closings
-
-    def _end(self, call: LiveCall, recording: Recording, reason: str,
-             end: int) -> list[Closing]:
-        """End ``recording`` at ``end`` (under the call's lock); its closing, if it ran."""
-        if recording.session.closed or recording.ending:
-            return []
-        recording.ending = True
-        recording.reason = reason
-        label = call.device_id + (" (RECORDSTART)" if recording.partial else "")
-        return [self._files.close(
-            recording.file, end, reason=reason,
-            error_reason="NONE" if reason in NORMAL_STOPS else reason.upper(),
-            stop_time=call.stop_time, label=label,
-            stopped=self.events.event("RECORDINGSTOPPED", call, recording),
-            update=self.events.event("RECORDINGUPDATE", call, recording))]
 
     # --- internals ---------------------------------------------------------------------------
 
