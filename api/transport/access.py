@@ -25,6 +25,7 @@ from functools import cache
 from recorder.api.portal.throttle import SignInThrottle
 from recorder.api.request import ApiResult
 from recorder.api.transport.basiccache import CheckedPasswords
+from recorder.calllog import REQUEST_LOG_NAME
 from recorder.config.sections import ApiConfig
 from recorder.resultcodes import ResultCode
 from recorder.rules.access import (
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 # One line per request (who, from where, what): its own logger, so a site can turn it down
 # ([log] level) or route it apart without losing the recorder's other messages.
-REQUEST_LOG = logging.getLogger("recorder.api.requests")
+REQUEST_LOG = logging.getLogger(REQUEST_LOG_NAME)
 
 # A refused address is logged at most this often, with how many were refused meanwhile: a port
 # scan or a misconfigured client must not flood the log.

@@ -278,3 +278,6 @@ class LogConfig:
     calls: bool = setting(
         True, "the call log: one INFO line per call, where it was recorded or why not; false: "
         "none of those lines (a busy site), everything else as log.level says")
+    requests: bool = setting(
+        True, "the request log: one INFO line per API request (client, user, TYPE, "
+        "REQUESTID); false: none of those lines, everything else as log.level says")

@@ -20,7 +20,7 @@ from types import FrameType
 
 from recorder import __version__
 from recorder.app import Recorder
-from recorder.calllog import set_call_log
+from recorder.calllog import set_call_log, set_request_log
 from recorder.config.loader import load_config
 from recorder.config.model import Config, resolve_config_path
 from recorder.config.printing import to_toml
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     # Under systemd: the journal, each line at its priority; else stderr with timestamps.
     destination = configure_logging(args.log_level or config.log.level)
     set_call_log(config.log.calls)
+    set_request_log(config.log.requests)
     logger.info("recorderd %s starting with %s (logging to %s)", __version__,
                 source or "embedded defaults", destination)
     # Before any thread starts: what a flood of password hashes allocates is given back.
@@ -266,6 +267,7 @@ def _reload(recorder: Recorder, source: Path | None) -> str | None:
         return "; ".join(p for p in (keys_problem, problems) if p)
     recorder.reload(config)
     set_call_log(config.log.calls)
+    set_request_log(config.log.requests)
     logger.info("SIGHUP: reloaded schedules, filters, limits and terminology from %s",
                 source or "embedded defaults")
     # recorder.config is what it started with: the running value of every key not reloaded.
