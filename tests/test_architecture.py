@@ -72,9 +72,10 @@ def test_codecs_import_nothing_of_the_recorder_but_its_errors() -> None:
     assert _breaking("recorder.codecs", allowed=("recorder.errors",)) == []
 
 
-def test_crypt_imports_only_the_stored_file_opener_durable_files_and_errors() -> None:
+def test_crypt_imports_only_the_stored_file_opener_durable_files_key_files_and_errors() -> None:
     assert _breaking("recorder.crypt", allowed=(
-        "recorder.codecs.stored", "recorder.durable", "recorder.errors")) == []
+        "recorder.codecs.stored", "recorder.durable", "recorder.keyfile",
+        "recorder.errors")) == []
 
 
 def test_drivers_import_only_settings_codecs_and_the_worker() -> None:
@@ -90,7 +91,8 @@ def test_capture_knows_drivers_not_calls_or_files() -> None:
 
 def test_the_store_imports_no_api_and_nothing_above_it() -> None:
     assert _breaking("recorder.store", allowed=(
-        "recorder.config", "recorder.durable", "recorder.errors", "recorder.worker")) == []
+        "recorder.config", "recorder.durable", "recorder.errors", "recorder.keyfile",
+        "recorder.worker")) == []
 
 
 def test_recording_works_from_plain_values_not_the_call_table() -> None:

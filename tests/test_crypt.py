@@ -144,8 +144,6 @@ def swap_chunks(raw: bytes, a: int, b: int) -> bytes:
     return bytes(out)
 
 
-
-
 @pytest.mark.parametrize(("case", "damaged", "message"), [
     ("a flipped header byte", flip(RAW, 20), "does not authenticate"),
     ("a flipped magic", flip(RAW, 0), "not an encrypted recording"),
@@ -163,7 +161,8 @@ def swap_chunks(raw: bytes, a: int, b: int) -> bytes:
     ("a byte appended", RAW + b"\0", "bytes follow the last chunk"),
     ("a record's worth appended", RAW + b"\0" * 64, "chunk 16 holds chunk 0"),
     ("a last chunk after the last", RAW + RAW[GEO.slot(15):], "reordered"),
-])
+], ids=lambda value: value if isinstance(value, str) else "")  # the same ids in every worker:
+# the bytes are sealed under a random nonce each collection
 def test_a_damaged_file_is_refused_naming_what(case: str, damaged: bytes, message: str) -> None:
     with pytest.raises(SealedError, match=message):
         SealedReader(io.BytesIO(damaged), KEY).verify()

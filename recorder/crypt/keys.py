@@ -12,7 +12,6 @@ import binascii
 import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +21,11 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap,
 )
 
+from recorder import keyfile
 from recorder.durable import fsync_directory, give_to_directory_owner
 from recorder.errors import RecorderError
 
-KEY_BYTES = 32
+KEY_BYTES = keyfile.KEY_FILE_BYTES
 FILE_ID_BYTES = 16
 KEY_SUFFIX = ".key"
 _KEY_DOCUMENT = "recorder-file-key"
@@ -54,63 +54,33 @@ class MasterKey:
         return f"MasterKey(id={self.id})"
 
 
+_WHAT = "a key"
+_INIT = "recorderctl key init"
+
+
 def key_file_problem(path: Path) -> str | None:
     """Why ``path`` cannot be the master key (None: it can). Said for the config key's error."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return f"{path} does not exist (make one with `recorderctl key init`)"
-    except OSError as exc:
-        return f"cannot read {path}: {exc.strerror}"
-    if not stat.S_ISREG(st.st_mode):
-        return f"{path} is not a regular file"
-    if st.st_mode & 0o077:
-        return (f"{path} is readable or writable by others (mode {stat.S_IMODE(st.st_mode):04o});"
-                f" it must be 0600 or 0400, owned by the service's user")
-    if st.st_size != KEY_BYTES:
-        return f"{path} holds {st.st_size} bytes, not the {KEY_BYTES} of a key"
-    if not os.access(path, os.R_OK):
-        return f"cannot read {path}: permission denied"
-    return None
+    return keyfile.key_file_problem(path, what=_WHAT, init=_INIT)
 
 
 def load_master_key(path: Path) -> MasterKey:
     """The master key in ``path``; CryptKeyError naming the problem (see ``key_file_problem``)."""
-    problem = key_file_problem(path)
-    if problem is not None:
-        raise CryptKeyError(problem)
     try:
-        secret = path.read_bytes()
-    except OSError as exc:
-        raise CryptKeyError(f"cannot read {path}: {exc.strerror}") from exc
-    if len(secret) != KEY_BYTES:  # changed since the check
-        raise CryptKeyError(f"{path} holds {len(secret)} bytes, not the {KEY_BYTES} of a key")
-    return MasterKey(secret)
+        return MasterKey(keyfile.read_key_file(path, what=_WHAT, init=_INIT))
+    except keyfile.KeyFileProblem as exc:
+        raise CryptKeyError(str(exc)) from exc
 
 
 def create_master_key(path: Path, owner_of: Path | None = None) -> MasterKey:
     """Write 32 random bytes to ``path`` (mode 0600, durable); refuses to replace a file.
     ``owner_of``: run as root, the new file belongs to that file's owner (a rotation's new key
     must be readable by the service that read the old one)."""
-    secret = os.urandom(KEY_BYTES)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise CryptKeyError(f"{path} exists; a key is never overwritten (the recordings it "
-                            f"opens would be lost)") from exc
-    except OSError as exc:
-        raise CryptKeyError(f"cannot create {path}: {exc.strerror}") from exc
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        if owner_of is not None and os.geteuid() == 0:
-            owner = owner_of.stat()
-            os.fchown(fd, owner.st_uid, owner.st_gid)
-        os.write(fd, secret)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_directory(path.parent)
-    return MasterKey(secret)
+        return MasterKey(keyfile.create_key_file(
+            path, owner_of=owner_of,
+            never_replaced="a key is never overwritten (the recordings it opens would be lost)"))
+    except keyfile.KeyFileProblem as exc:
+        raise CryptKeyError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
