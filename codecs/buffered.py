@@ -128,6 +128,10 @@ class StreamingWriter:
         loop does this much under the session's lock and leaves the fsync, which waits for the
         disk, to the syncer thread (recorder/recording/syncer.py)."""
         self.sync()
+        return self._durable_descriptor()
+
+    def _durable_descriptor(self) -> int:
+        """The file handed to the OS as it is; the descriptor to fsync (-1: none)."""
         fd = -1
 
         def prepare() -> None:
