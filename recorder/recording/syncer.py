@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from recorder.recording.session import RecordingSession
 from recorder.worker import PeriodicWorker
@@ -30,6 +32,10 @@ logger = logging.getLogger(__name__)
 # a tenth of the interval late, and the look costs one lock per open session.
 LOOKS_PER_INTERVAL = 10
 LONGEST_TURN = 1.0
+# Files fsynced at once: a disk takes concurrent fsyncs in fewer waits (64 files on this VM's
+# virtio disk: 5.8-9.5 ms each one after the other, 1.3-4.3 ms each four at a time), and one
+# at a time 1,024 files every 5 s took longer than the 5 s.
+FSYNC_THREADS = 4
 
 
 def turn_interval(fsync_interval: float) -> float:
@@ -47,21 +53,45 @@ class Syncer(PeriodicWorker):
         self._sessions = sessions
         self._clock = clock  # what the cadence is measured on (a benchmark moves it by hand)
         self.fsyncs = 0  # files fsynced here (not counting the fsync at each close)
+        self._count_lock = threading.Lock()
+        # The fsyncs of a turn run FSYNC_THREADS at a time once the thread is started (turned
+        # by hand, one after the other).
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        self._pool = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="syncer")
+        super().start()
+
+    def finish(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def turn(self) -> None:
         now = self._clock()
+        due: list[tuple[RecordingSession, int]] = []
         for session in self._sessions():
             try:
                 fd = session.fsync_due(now)
             except Exception:
                 logger.exception("syncer: preparing %s failed", session.path)
                 continue
-            if fd is None:
-                continue
-            try:
-                os.fsync(fd)
+            if fd is not None:
+                due.append((session, fd))
+        if self._pool is None or len(due) < 2:
+            for item in due:
+                self._fsync(item)
+        else:
+            for _ in self._pool.map(self._fsync, due):
+                pass
+
+    def _fsync(self, item: tuple[RecordingSession, int]) -> None:
+        session, fd = item
+        try:
+            os.fsync(fd)
+            with self._count_lock:
                 self.fsyncs += 1
-            except OSError as exc:
-                session.fsync_failed(exc)
-            finally:
-                os.close(fd)
+        except OSError as exc:
+            session.fsync_failed(exc)
+        finally:
+            os.close(fd)
