@@ -2,7 +2,8 @@
 
 The open recordings are sharded over ``threads`` writer threads (storage.writer_threads;
 ``recording/writershard.py``) by channel: a channel's recordings always go to the same shard,
-the first time to the one with the fewest channels. Each shard pumps its sessions and closes
+the first time to the one with the fewest channels. VOX recordings all go to the first shard,
+whose one batch pass encodes them together. Each shard pumps its sessions and closes
 its endings on its own thread, so the per-recording work runs on several cores where it
 releases the GIL (lameenc, large numpy calls, the writes).
 
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from recorder.codecs.voxwriter import VoxWriter
 from recorder.recording.completion import Closing, Completion
 from recorder.recording.session import ByteCounter, RecordingSession
 from recorder.recording.syncer import Syncer
@@ -93,7 +95,13 @@ class WriterLoop:
         with self._lock:
             if session in self._sessions:
                 return
-            shard = self._owner[session] = self._shard_of(session)
+            # Every VOX recording on the first shard: its batch encoding costs numpy calls per
+            # sample whatever the number of files (recording/writershard.py), so each shard
+            # with VOX files would pay that again (measured: twice the CPU at 16 channels on
+            # two shards).
+            shard = self._owner[session] = (self.shards[0]
+                                            if isinstance(session.writer, VoxWriter)
+                                            else self._shard_of(session))
             self._sessions.add(session)
             shard.add(session)
 
