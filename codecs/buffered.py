@@ -122,6 +122,25 @@ class StreamingWriter:
         self.sync()
         self._failing(lambda: fsync_file(self._file))
 
+    def prepare_fsync(self) -> int:
+        """``sync()`` and everything of ``fsync()`` but the wait for the disk: the descriptor
+        whose ``os.fsync`` makes the file durable (-1: none, an in-memory file). The writer
+        loop does this much under the session's lock and leaves the fsync, which waits for the
+        disk, to the syncer thread (recorder/recording/syncer.py)."""
+        self.sync()
+        return self._durable_descriptor()
+
+    def _durable_descriptor(self) -> int:
+        """The file handed to the OS as it is; the descriptor to fsync (-1: none)."""
+        fd = -1
+
+        def prepare() -> None:
+            nonlocal fd
+            fd = durable_descriptor(self._file)
+
+        self._failing(prepare)
+        return fd
+
     def close(self, fsync: bool = False) -> None:
         """Write what is left and close the file (with ``fsync``, durable first).
 
@@ -243,6 +262,21 @@ def fsync_file(file: BinaryIO) -> None:
         own()
 
 
+def durable_descriptor(file: BinaryIO) -> int:
+    """Hand ``file``'s buffer to the OS and return the descriptor to fsync for it (-1: none).
+    A file written through its own methods (an encrypted recording) seals what it must first
+    (``prepare_fsync``) and names its disk file's descriptor."""
+    file.flush()
+    fd = descriptor(file)
+    if fd >= 0:
+        return fd
+    own = getattr(file, "prepare_fsync", None)
+    if callable(own):
+        got = own()
+        return got if isinstance(got, int) else -1
+    return -1
+
+
 def abandon_buffer(file: BinaryIO) -> None:
     """Close the descriptor under a buffered ``file`` so closing it writes nothing more.
 
@@ -288,4 +322,4 @@ def rewrite_at_start(file: BinaryIO, header: bytes) -> None:
 
 
 __all__ = ["NO_SPACE_ERRNOS", "StreamingWriter", "abandon", "abandon_buffer", "descriptor",
-           "fsync_file", "out_of_space", "rewrite_at_start"]
+           "durable_descriptor", "fsync_file", "out_of_space", "rewrite_at_start"]

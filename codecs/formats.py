@@ -67,6 +67,9 @@ class AudioWriter(Protocol):
     def fsync(self) -> None:
         """``sync()``, then have the OS put the file on the disk."""
 
+    def prepare_fsync(self) -> int:
+        """``fsync()`` but the wait for the disk: the descriptor to ``os.fsync`` (-1: none)."""
+
     def close(self, fsync: bool = False) -> None:
         """Close the file (``fsync``: durable first). After a full disk (ENOSPC, EDQUOT) the
         file is cut to what reached it whole, described exactly, and the OSError raised."""

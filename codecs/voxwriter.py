@@ -94,6 +94,13 @@ class VoxWriter(StreamingWriter):
             codes, self.state = encode_stream(self._take_pending(), self.state)
             self.put_codes(codes)
 
+    def prepare_fsync(self) -> int:
+        """What is encoded, handed to the OS; the samples still buffered are left to the writer
+        loop's VOX pass (every file at once, at its next turn), not encoded here one file at a
+        time: the next fsync takes them."""
+        self._check()
+        return self._durable_descriptor()
+
     def _sync(self) -> None:
         """Encode and hand everything buffered to the OS (but a dangling odd sample)."""
         self._encode_pending()

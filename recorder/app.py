@@ -64,7 +64,7 @@ from recorder.recording.files import RecordingFiles, StoredFormat
 from recorder.recording.journal import Journal, JournalContents
 from recorder.recording.recovery import recover
 from recorder.recording.stats import RecordingStats
-from recorder.recording.writer import WriterLoop
+from recorder.recording.writer import WriterLoop, default_threads
 from recorder.rules.decision import Policy
 from recorder.rules.triggers import VoxParams
 from recorder.store.auditqueue import AuditQueue, replay_pending
@@ -298,7 +298,8 @@ class Recorder:
             self.store.recordings, journal=self.journal, events=self.events,
             after_call=after_call, stats=stats, disk_full=disk.disk_full)
         writer = self.writer = self.telemetry.parts.writer = WriterLoop(
-            completion, fsync_interval=storage.fsync_interval_seconds)
+            completion, fsync_interval=storage.fsync_interval_seconds,
+            threads=storage.writer_threads or default_threads())
         # The room kept for the recordings in progress grows with what they write.
         disk.count_live(writer.bytes_per_second)
         self.files = RecordingFiles(

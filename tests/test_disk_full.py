@@ -295,8 +295,8 @@ def test_audio_reaches_the_os_at_least_every_half_second(
     lags: list[int] = []
     pump = session.pump
 
-    def pump_and_look(sync: bool = True, now: float | None = None) -> None:
-        pump(sync, now)
+    def pump_and_look(sync: bool = True) -> None:
+        pump(sync)
         # What another process (or the disk after a kill -9) sees of the file, against the
         # audio the writer has taken for it, with no pump in between.
         with session.open_and_held():

@@ -64,10 +64,15 @@ class StorageConfig:
     transcode_workers: int = setting(
         2, "threads transcoding recordings after their call (encode = after-call)", min=1,
         max=64)
+    writer_threads: int = setting(
+        0, "threads writing the recordings in progress, each a stable share of the channels "
+        "(encoding and file writes run on several cores at once); 0: one a core, at most 4",
+        min=0, max=64)
     fsync_interval_seconds: float = setting(
         5.0, "each open recording is fsynced (put on the disk, so a power loss cannot take "
-        "it) at most this often, and when it closes; 0: never, the OS writes files back in "
-        "its own time (about 30 s on Linux) at no cost to the writer loop", min=0.0,
+        "it) at most this often, by a thread of its own (the writing never waits for the "
+        "disk), and when it closes; 0: never, the OS writes files back in its own time "
+        "(about 30 s on Linux)", min=0.0,
         max=3600.0)
     disk_full_resume_seconds: float = setting(
         120.0, "after a write failed for lack of space (recordings cut short, truncated), new "

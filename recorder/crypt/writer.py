@@ -283,6 +283,12 @@ class SealedWriter(io.RawIOBase):
         self._seal(prologue=True)
         self._disk.fsync()
 
+    def prepare_fsync(self) -> int:
+        """``fsync()`` but the wait for the disk: everything sealed, the disk file's descriptor
+        returned for the syncer thread to fsync (-1: none)."""
+        self._seal(prologue=True)
+        return self._disk.fd
+
     def _seal(self, prologue: bool) -> None:
         if self.closed or self._cut:
             return

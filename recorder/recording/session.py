@@ -18,6 +18,7 @@ as ``truncated``. Any other write error only stops the writing (``failed``).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -171,19 +172,15 @@ class RecordingSession:
         with self._lock:
             yield self._result is None and self.failed is None
 
-    def pump(self, sync: bool = True, now: float | None = None) -> None:
+    def pump(self, sync: bool = True) -> None:
         """Write whatever the channel has captured since the last pump.
 
         ``sync=False`` leaves the half-second sync to a ``sync_if_due`` call, so the writer
-        loop can first encode every VOX session's buffered audio in one vectorized pass. With
-        ``now`` (monotonic), the file is also fsynced if due (``fsync_if_due``), under the
-        same lock.
+        loop can first encode every VOX session's buffered audio in one vectorized pass.
         """
         with self._lock:
             if self._result is None and self.failed is None:
                 self._write_until(self.channel.position - self.delay_frames, sync)
-                if now is not None:
-                    self._fsync_if_due(now)
 
     def sync_if_due(self) -> None:
         """Sync the file if half a second or more has been written since the last sync."""
@@ -191,20 +188,30 @@ class RecordingSession:
             if self._result is None and self.failed is None:
                 self._sync_if_due()
 
-    def fsync_if_due(self, now: float) -> None:
-        """fsync the file if ``fsync_interval`` seconds (monotonic ``now``) have passed."""
+    def fsync_due(self, now: float) -> int | None:
+        """If ``fsync_interval`` seconds (monotonic ``now``) have passed since the last fsync:
+        the file handed to the OS (its header or seal up to date) and a descriptor of it of
+        the caller's own (a ``dup``: the file may close meanwhile), which the caller fsyncs
+        and closes; else None. The fsync, which waits for the disk, is left out of the
+        session's lock so the writer loop never waits for it (recording/syncer.py)."""
         with self._lock:
-            if self._result is None and self.failed is None:
-                self._fsync_if_due(now)
+            if (self._result is not None or self.failed is not None
+                    or self.fsync_interval <= 0 or now - self._fsynced_at < self.fsync_interval):
+                return None
+            self._fsynced_at = now
+            try:
+                fd = self._writer.prepare_fsync()
+                return os.dup(fd) if fd >= 0 else None
+            except OSError as exc:
+                self._write_failed(exc)
+                return None
 
-    def _fsync_if_due(self, now: float) -> None:
-        if self.fsync_interval <= 0 or now - self._fsynced_at < self.fsync_interval:
-            return
-        self._fsynced_at = now
-        try:
-            self._writer.fsync()
-        except OSError as exc:
-            self._write_failed(exc)
+    def fsync_failed(self, exc: OSError) -> None:
+        """The fsync of a descriptor from ``fsync_due`` failed: the file takes no more audio,
+        as after a failed write (the disk may have dropped what it had)."""
+        with self._lock:
+            if self._result is None:
+                self._write_failed(exc)
 
     def blackout_reached_back(self) -> None:
         """A blackout now covers audio already written: silence it in the file.
