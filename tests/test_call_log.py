@@ -64,13 +64,19 @@ def test_log_requests_false_leaves_no_request_lines(start_recorder: Any,
         assert result_code(conn.request("CALLSTOP", 12, DEVICEID="7777")) == 20  # API_OK
     finally:
         conn.close()
-    lines = running.log().splitlines()[before:]
-    logged = [line for line in lines if "recorder.api.requests" in line]
+    def logged() -> list[str]:
+        lines = running.log().splitlines()[before:]
+        return [line for line in lines if "recorder.api.requests" in line]
+
     if requests:
-        assert any(line.endswith(": CALLSTART 11") for line in logged), lines
-        assert any(line.endswith(": CALLSTOP 12") for line in logged), lines
+        # The log is read from the process as it comes: wait for both lines to arrive.
+        wait_for(lambda: any(line.endswith(": CALLSTOP 12") for line in logged()), 15,
+                 what=lambda: f"the CALLSTOP's request line in {logged()}")
+        assert any(line.endswith(": CALLSTART 11") for line in logged()), logged()
     else:
-        assert logged == [], logged
+        # The call's own line comes after both answers: once it is there, so would they be.
+        wait_for(lambda: "not recorded" in running.log(), 15, what="the call's log line")
+        assert logged() == [], logged()
 
 
 def test_sighup_turns_the_request_and_call_logs_off_and_on(tmp_path: Path) -> None:

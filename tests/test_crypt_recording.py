@@ -209,8 +209,8 @@ def test_an_encrypted_recordings_audio_is_sealed_on_disk_at_least_every_half_sec
     lags: list[int] = []
     pump = session.pump
 
-    def pump_and_look(sync: bool = True, now: float | None = None) -> None:
-        pump(sync, now)
+    def pump_and_look(sync: bool = True) -> None:
+        pump(sync)
         with session.open_and_held() as still_open:
             if not still_open:
                 return
