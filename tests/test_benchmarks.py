@@ -55,7 +55,7 @@ def test_pipeline_benchmark_records_every_format_beside_the_bare_library(tmp_pat
 def test_api_benchmark_measures_every_case(tmp_path: Path) -> None:
     out = tmp_path / "api.json"
     stdout = bench("api.py", "--seconds", "0.5", "--clients", "1,2", "--server", "both",
-                   "--json", str(out))
+                   "--rounds", "1", "--json", str(out))
     cases = json.loads(out.read_text())
     seen = {(c["server"], c["policy"], c["clients"]) for c in cases}
     # Each recorder case beside the lxml baseline measured just before it (ABAB).
