@@ -17,6 +17,7 @@ from recorder.resultcodes import ResultCode
 from recorder.rules.blackout import BlackoutStateError, overlapping, started, stopped, zero_ranges
 from recorder.store.directory import UserFields
 from tests.helpers.calls import (
+    BLOCK,
     DEV,
     RATE,
     feed_level,
@@ -25,6 +26,7 @@ from tests.helpers.calls import (
     make_bench,
     start,
 )
+from tests.helpers.waiting import wait_for
 
 
 @pytest.mark.parametrize("delay", [0.0, 3.0], ids=["standard", "real-time"])
@@ -40,6 +42,12 @@ def test_a_blackout_reaching_back_silences_exactly_its_range(tmp_path: Path,
         feed_seconds(bench, 1.0)
         bench.scheduler.blackouts.stop(DEV, None, 0)  # to 6.0 s
         feed_seconds(bench, 1.0)
+        # The bench feeds faster than real time and its ring holds 10 s: before the last
+        # seconds go in, let the writer thread (which a loaded machine may not have run yet)
+        # take what it may, or the ring laps audio it never read.
+        session = next(iter(bench.writer._sessions))
+        wait_for(lambda: session.writer.frames >= (7 - delay) * RATE - BLOCK, 30,
+                 what=lambda: f"the writer to reach {7 - delay} s ({session.writer.frames})")
         path = Path(bench.rows()[0].filename)
         if delay == 0:
             # Standard mode: what was already on disk was silenced in the file at once.
